@@ -1,0 +1,97 @@
+"""alls: an open toolchain for `.alls` quantization scripts.
+
+The front end is pure Python and light: ``import alls`` loads neither numba
+nor onnx. The model side (`load_model`, `resolve`) and the integer runtime
+(`alls.runtime`) are imported on first use.
+
+>>> import alls
+>>> script = alls.parse("quantization_param({conv*}, precision_mode=a16_w16)\\n")
+>>> script.statements[0].command
+'quantization_param'
+>>> [d.code for d in alls.check("quantization_param({conv*}, precision_mode=a16_w12)\\n")]
+['ALS301']
+"""
+
+from __future__ import annotations
+
+from alls.checker import check_script
+from alls.codes import CODES, explain
+from alls.diagnostics import AllsError, Diagnostic, Label, Severity
+from alls.formatter import format_script
+from alls.nodes import (
+    Argument,
+    Boolean,
+    Call,
+    Comment,
+    Glob,
+    ListValue,
+    Name,
+    Null,
+    Number,
+    Script,
+    Span,
+    Statement,
+    String,
+    Value,
+    Word,
+)
+from alls.parser import parse, parse_file, parse_partial, read_script
+from alls.render import render
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    # reading and checking scripts
+    "parse",
+    "parse_file",
+    "read_script",
+    "check",
+    "format_script",
+    "format_text",
+    "render",
+    "explain",
+    "CODES",
+    # diagnostics
+    "Diagnostic",
+    "Severity",
+    "Label",
+    "Span",
+    "AllsError",
+    # the syntax tree
+    "Script",
+    "Statement",
+    "Call",
+    "Argument",
+    "Name",
+    "Comment",
+    "Value",
+    "Word",
+    "Number",
+    "Boolean",
+    "Null",
+    "String",
+    "Glob",
+    "ListValue",
+]
+
+
+def check(script: Script | str, filename: str = "<string>") -> list[Diagnostic]:
+    """Every diagnostic of a script, in source order.
+
+    ``script`` is a parsed `Script`, or text; text is parsed leniently, so its
+    syntax errors come back as diagnostics together with everything the
+    catalogue finds in the statements that did parse.
+    """
+    if isinstance(script, str):
+        script, diagnostics = parse_partial(script, filename)
+    else:
+        diagnostics = []
+    found = diagnostics + check_script(script)
+    found.sort(key=Diagnostic.sort_key)
+    return found
+
+
+def format_text(text: str, filename: str = "<string>") -> str:
+    """Format script text; raise `AllsError` if it does not parse."""
+    return format_script(parse(text, filename))

@@ -1,0 +1,199 @@
+"""Every diagnostic code, documented: what, why, an example, the fix.
+
+`alls explain CODE` prints these. Codes are stable: 0xx the tool itself,
+1xx syntax, 2xx names and selectors, 3xx values and plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alls.diagnostics import Severity
+
+__all__ = ["CodeDoc", "CODES", "explain"]
+
+
+@dataclass(frozen=True)
+class CodeDoc:
+    code: str
+    severity: Severity
+    title: str
+    what: str
+    why: str
+    example: str
+    fix: str
+
+
+E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+_DOCS = [
+    CodeDoc("ALS001", E, "a file cannot be read",
+            "The path given does not exist, is a directory, or cannot be opened.",
+            "There is nothing to check.",
+            "alls check missing.alls",
+            "Check the path and the file's permissions."),
+    CodeDoc("ALS100", E, "syntax error",
+            "The parser met a token it did not expect at this point of a statement.",
+            "A statement is `[targets =] command(arguments)`; anything else cannot be read.",
+            "quantization_param(=conv1)",
+            "Write the statement in the form `command(arg, key=value)`; the label says what was expected."),
+    CodeDoc("ALS101", E, "unexpected character",
+            "A character that is not part of the language, such as `;`, `@` or `$`.",
+            "Names are letters, digits, `_`, `-`, `.` and `/`; values are names, numbers, strings, globs and lists.",
+            "quantization_param(conv1; precision_mode=a8_w8)",
+            "Remove the character, or replace it (`,` between arguments)."),
+    CodeDoc("ALS102", E, "unclosed bracket",
+            "A `(` or `[` is never closed, so the statement runs into the next one.",
+            "Statements may span lines only inside brackets; an open bracket swallows what follows.",
+            "quantization_param({conv*}, precision_mode=a16_w16",
+            "Add the closing `)` or `]`."),
+    CodeDoc("ALS103", E, "unmatched closing bracket",
+            "A `)`, `]` or `}` closes nothing.",
+            "It usually means a bracket too many, or one opened with the wrong kind.",
+            "pre_quantization_optimization(equalization, policy=enabled))",
+            "Remove the extra bracket."),
+    CodeDoc("ALS104", E, "missing comma",
+            "Two arguments or list items follow each other without a `,`.",
+            "Arguments and list items are separated by commas.",
+            "normalization([0.0 0.0 0.0], [255.0, 255.0, 255.0])",
+            "Insert the comma: `[0.0, 0.0, 0.0]`."),
+    CodeDoc("ALS105", E, "bad string",
+            "A string is never closed on its line, or is written with single quotes.",
+            "Strings are double-quoted and stay on one line.",
+            "nms_postprocess('config.json', meta_arch=yolov8)",
+            'Write `"config.json"`.'),
+    CodeDoc("ALS106", E, "curly quote",
+            "A typographic quote (“ ” ‘ ’), usually pasted from a document or chat.",
+            "Only the straight double quote `\"` delimits strings.",
+            "nms_postprocess(“config.json”)",
+            'Replace it with `"`.'),
+    CodeDoc("ALS107", E, "positional argument after a keyword argument",
+            "A value without a name follows a `key=value` argument.",
+            "Positional arguments are matched by position, which is lost after a keyword.",
+            "quantization_param(precision_mode=a8_w8, conv1)",
+            "Put positional arguments first: `quantization_param(conv1, precision_mode=a8_w8)`."),
+    CodeDoc("ALS108", E, "invalid UTF-8",
+            "The file contains bytes that are not UTF-8 text.",
+            "Scripts are UTF-8 text; other encodings cannot be read reliably.",
+            "a Latin-1 `é` in a comment",
+            "Save the file as UTF-8."),
+    CodeDoc("ALS109", E, "NUL byte",
+            "The file contains NUL bytes.",
+            "A NUL never appears in text: the file is binary, corrupt or UTF-16.",
+            "a UTF-16 file",
+            "Save the file as UTF-8 text."),
+    CodeDoc("ALS110", E, "statement without a call",
+            "A line holds a name or an assignment, but no `command(...)`.",
+            "Every statement calls a command.",
+            "quantization_param",
+            "Add the arguments: `quantization_param({conv*}, precision_mode=a8_w8)`."),
+    CodeDoc("ALS111", E, "unclosed brace glob",
+            "A `{` has no `}` on the same line.",
+            "Globs are written `{pattern}` on one line.",
+            "quantization_param({conv*, precision_mode=a16_w16)",
+            "Close it: `{conv*}`."),
+    CodeDoc("ALS202", E, "unknown command",
+            "The command name is not in the catalogue, and it is close to one that is.",
+            "A misspelt command would otherwise be ignored, and its setting silently lost.",
+            "quantizaton_param({conv*}, precision_mode=a16_w16)",
+            "Use the suggested name; `alls check` lists it under help."),
+    CodeDoc("ALS203", E, "unknown keyword",
+            "A keyword argument that this command (or sub-command) does not take.",
+            "An unknown keyword would otherwise be dropped, and the setting it meant lost. On sub-commands "
+            "that the emulator does not interpret, whose keywords vary between compiler versions, it is a warning.",
+            "quantization_param({conv*}, precison_mode=a16_w16)",
+            "Use the suggested keyword, or one of those listed in the help."),
+    CodeDoc("ALS204", E, "unknown sub-command",
+            "The first argument of an optimization command names no known sub-command.",
+            "The optimization commands dispatch on their first argument.",
+            "pre_quantization_optimization(equalisation, policy=enabled)",
+            "Use the suggested sub-command (here `equalization`)."),
+    CodeDoc("ALS205", E, "repeated keyword",
+            "The same keyword is given twice in one call.",
+            "Only one of the values could win; which one is ambiguous.",
+            "quantization_param(conv1, precision_mode=a8_w8, precision_mode=a16_w16)",
+            "Keep one of them."),
+    CodeDoc("ALS206", E, "missing argument",
+            "A required argument is not given.",
+            "The command cannot be applied without it.",
+            "quantization_param(precision_mode=a16_w16)",
+            "Give the argument: `quantization_param({conv*}, precision_mode=a16_w16)`."),
+    CodeDoc("ALS207", E, "too many positional arguments",
+            "The call has more positional arguments than the command takes.",
+            "The extra values have no meaning and would be lost.",
+            "quantization_param(conv1, conv2, precision_mode=a8_w8)",
+            "Put several layers in a list: `quantization_param([conv1, conv2], ...)`."),
+    CodeDoc("ALS208", I, "not applied by the emulator",
+            "A compiler or allocator command (or an optimization the emulator does not implement).",
+            "These shape how the network is compiled for the device, not its numerics; the check knows them "
+            "by name, but `alls quantize` does not apply them.",
+            "compilation_param(conv1, resources_allocation_strategy=manual_scs_selection)",
+            "Nothing to fix: it is reported once per command and file so that you know."),
+    CodeDoc("ALS209", W, "deprecated spelling",
+            "An older form of a setting that has a current one.",
+            "Old forms still work, but newer tools may drop them.",
+            "quantization_param({conv*}, use_16bit_bias=True)",
+            "Write the current form shown in the help: `bias_mode=double_scale_initialization`."),
+    CodeDoc("ALS210", E, "unexpected assignment target",
+            "A command that produces no layer is assigned to a name.",
+            "Only commands that add or rename layers (normalization, resize, ...) have targets.",
+            "q = quantization_param({conv*}, precision_mode=a8_w8)",
+            "Remove `q =`."),
+    CodeDoc("ALS212", W, "unknown command",
+            "The command is not in the catalogue and not close to any command that is.",
+            "It may be a command of a newer compiler; the emulator ignores it.",
+            "my_custom_command(conv1)",
+            "Check the spelling; if it is a compiler command, nothing to fix."),
+    CodeDoc("ALS301", E, "value not allowed",
+            "An enumerated setting has a value outside its allowed set.",
+            "The setting would have no defined meaning.",
+            "quantization_param({conv*}, precision_mode=a16_w12)",
+            "Use one of the values listed in the help."),
+    CodeDoc("ALS302", E, "wrong type",
+            "A value of the wrong kind: a name where a number belongs, a float where an integer belongs, a list "
+            "where a single value belongs.",
+            "The setting cannot be read from it.",
+            "model_optimization_config(calibration, batch_size=eight)",
+            "Write a value of the expected type (here `batch_size=8`)."),
+    CodeDoc("ALS303", E, "value out of range",
+            "A number outside its allowed range.",
+            "Hailo's compiler rejects it; the emulator could not honour it.",
+            "quantization_param({conv*}, quantization_groups=8)",
+            "Use a value within the range shown in the help (quantization_groups: 1..4)."),
+    CodeDoc("ALS304", E, "bad clipping range",
+            "A `[lo, hi]` range with lo >= hi, or percentiles outside 0..100.",
+            "An empty range clips everything; a percentile above 100 does not exist.",
+            "pre_quantization_optimization(activation_clipping, layers={conv*}, mode=percentile, "
+            "clipping_values=[0.01, 100.5])",
+            "Write `[lo, hi]` with lo < hi; for percentile modes keep both in 0..100."),
+    CodeDoc("ALS305", W, "template placeholder",
+            "A brace word such as `{calibset_size}` stands where a number or name belongs.",
+            "The script is a template whose placeholders have not been filled in.",
+            "model_optimization_config(calibration, calibset_size={calibset_size})",
+            "Fill in the placeholder before using the script."),
+    CodeDoc("ALS306", E, "inconsistent arguments",
+            "Arguments that must agree do not: list lengths differ, or a value needs another argument.",
+            "The command cannot pair them up.",
+            "post_quantization_optimization(finetune, policy=enabled, loss_layer_names=[conv1, conv2], "
+            "loss_types=[l2])",
+            "Give every list the same length; give clipping_values when mode is manual or percentile."),
+    CodeDoc("ALS307", E, "wrong list length",
+            "A list has fewer or more items than the argument takes.",
+            "The items could not be matched to what they mean.",
+            "pre_quantization_optimization(activation_clipping, layers={*}, mode=manual, clipping_values=[0, 5, 9])",
+            "Give the number of items shown in the message."),
+]
+
+CODES: dict[str, CodeDoc] = {d.code: d for d in _DOCS}
+
+
+def explain(code: str) -> str:
+    """The documentation of ``code`` as text (what / why / example / fix)."""
+    doc = CODES[code.upper()]
+    return (
+        f"{doc.code} ({doc.severity}): {doc.title}\n\n"
+        f"What:    {doc.what}\n"
+        f"Why:     {doc.why}\n"
+        f"Example: {doc.example}\n"
+        f"Fix:     {doc.fix}\n"
+    )

@@ -1,0 +1,115 @@
+"""Render diagnostics for people (`full`, `concise`) and for tools (`json`).
+
+The full form shows the source line with a caret under the span::
+
+    error[ALS203]: `quantization_param` has no keyword `precison_mode`
+     --> net.alls:3:28
+      |
+    3 | quantization_param({conv*}, precison_mode=a16_w16)
+      |                             ^^^^^^^^^^^^^ unknown keyword
+      = help: did you mean `precision_mode`?
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from alls.diagnostics import Diagnostic
+from alls.nodes import Span
+
+__all__ = ["render", "FORMATS"]
+
+FORMATS = ("full", "concise", "json")
+_WINDOW = 100  # characters of a long source line shown around the span
+
+
+def render(diagnostics: Sequence[Diagnostic], sources: Mapping[str, str] | None = None, fmt: str = "full") -> str:
+    """Render ``diagnostics``; ``sources`` maps a file name to its text."""
+    sources = sources or {}
+    if fmt == "json":
+        return json.dumps([_as_dict(d) for d in diagnostics], indent=2) + "\n"
+    if fmt == "concise":
+        return "".join(_concise(d) + "\n" for d in diagnostics)
+    if fmt != "full":
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    lines: dict[str, list[str]] = {}
+    out = []
+    for d in diagnostics:
+        if d.span is not None and d.span.file not in lines and d.span.file in sources:
+            lines[d.span.file] = sources[d.span.file].split("\n")
+        out.append(_full(d, lines.get(d.span.file) if d.span else None))
+    return "\n".join(out)
+
+
+def _concise(d: Diagnostic) -> str:
+    where = f"{d.span}: " if d.span else ""
+    extra = f" ({d.help})" if d.help else ""
+    return f"{where}{d.severity}[{d.code}] {d.message}{extra}"
+
+
+def _as_dict(d: Diagnostic) -> dict:
+    out = {"code": d.code, "severity": str(d.severity), "message": d.message}
+    if d.span is not None:
+        out.update(_span_dict(d.span))
+    out["label"] = d.label
+    out["help"] = d.help
+    out["labels"] = [{"message": lab.message, **_span_dict(lab.span)} for lab in d.labels]
+    return out
+
+
+def _span_dict(span: Span) -> dict:
+    return {
+        "file": span.file,
+        "line": span.line,
+        "column": span.column,
+        "end_line": span.end_line,
+        "end_column": span.end_column,
+    }
+
+
+def _full(d: Diagnostic, lines: list[str] | None) -> str:
+    head = f"{d.severity}[{d.code}]: {d.message}"
+    if d.span is None:
+        return head + (f"\n  = help: {d.help}" if d.help else "") + "\n"
+    gutter = len(str(max([d.span.line] + [lab.span.line for lab in d.labels])))
+    pad = " " * gutter
+    out = [head, f"{pad}--> {d.span}"]
+    if lines is not None and 0 < d.span.line <= len(lines):
+        out.append(f"{pad} |")
+        out.extend(_snippet(lines, d.span, d.label, "^", gutter))
+        for lab in d.labels:
+            if 0 < lab.span.line <= len(lines) and lab.span.file == d.span.file:
+                out.extend(_snippet(lines, lab.span, lab.message, "-", gutter))
+    if d.help:
+        out.append(f"{pad} = help: {d.help}")
+    return "\n".join(out) + "\n"
+
+
+def _snippet(lines: list[str], span: Span, label: str, mark: str, gutter: int) -> list[str]:
+    text = lines[span.line - 1].rstrip("\r").replace("\t", " ")
+    start = span.column - 1
+    end = span.end_column - 1 if span.end_line == span.line else len(text)
+    end = max(end, start + 1)
+    shift = 0
+    if len(text) > _WINDOW:
+        shift = max(0, min(start - 20, len(text) - _WINDOW))
+        shown = text[shift : shift + _WINDOW]
+        text = ("…" if shift else "") + shown + ("…" if shift + _WINDOW < len(lines[span.line - 1]) else "")
+        shift -= 1 if shift else 0
+    caret_start = start - shift
+    caret_len = max(1, min(end, start + _WINDOW) - start)
+    marks = " " * caret_start + mark * caret_len + (f" {label}" if label else "")
+    return [f"{str(span.line).rjust(gutter)} | {text}", f"{' ' * gutter} | {marks}"]
+
+
+def summary(diagnostics: Sequence[Diagnostic], files: int) -> str:
+    """``found 2 errors, 1 warning in 3 files`` (or ``no problems``)."""
+    counts: dict[str, int] = {}
+    for d in diagnostics:
+        counts[str(d.severity)] = counts.get(str(d.severity), 0) + 1
+    parts = [f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in counts.items() if kind != "info"]
+    noun = f"{files} file{'s' if files != 1 else ''}"
+    if not parts:
+        return f"no problems in {noun}"
+    return f"found {', '.join(parts)} in {noun}"

@@ -1,0 +1,1 @@
+"""The `.alls` grammar (`alls.lark`), shipped as package data of `alls`."""
