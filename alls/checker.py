@@ -32,7 +32,7 @@ def check_script(script: Script) -> list[Diagnostic]:
         more = f" ({len(statements)} statements)" if len(statements) > 1 else ""
         out.append(Diagnostic(
             "ALS208", I, f"`{key}` is not applied by the emulator{more}", first.call.name.span,
-            "compiler setting", "it is kept for the compiler; `alls quantize` does not model it",
+            "not emulated", "it is kept for the compiler; `alls quantize` does not model it",
         ))
     out.sort(key=Diagnostic.sort_key)
     return out

@@ -478,6 +478,18 @@ def _syntax_diagnostic(exc: UnexpectedInput, filename: str, text: str, unclosed)
             f"expected {_describe(expected)}",
         )
     span = _token_span(filename, token, line, column)
+    if kind in ("RPAR", "RSQB") and "WORD" in expected:
+        what = "a value after `=`" if _previous_is_equals(text, token) else "a value"
+        return Diagnostic("ALS100", Severity.ERROR, f"expected {what} before `{token}`", span, "missing value",
+                          "give the value, or remove the dangling `=` or `,`")
+    closer = {"RPAR": "RSQB", "RSQB": "RPAR"}.get(kind)
+    if closer in expected:
+        want = "]" if closer == "RSQB" else ")"
+        opened = "[" if want == "]" else "("
+        return Diagnostic(
+            "ALS103", Severity.ERROR, f"`{token}` does not close the open `{opened}`", span, f"expected `{want}`",
+            f"close the `{opened}` with `{want}`",
+        )
     if kind in ("RPAR", "RSQB"):
         return Diagnostic(
             "ALS103", Severity.ERROR, f"unmatched `{token}`", span, "nothing to close here",
@@ -498,10 +510,20 @@ def _syntax_diagnostic(exc: UnexpectedInput, filename: str, text: str, unclosed)
     )
 
 
+def _previous_is_equals(text: str, token) -> bool:
+    lines = text.split("\n")
+    before = lines[token.line - 1][: token.column - 1].rstrip() if token.line <= len(lines) else ""
+    return before.endswith("=")
+
+
 def _token_span(filename: str, token, line: int, column: int) -> Span:
-    if token is not None and getattr(token, "line", None) is not None and token.type not in ("$END",):
-        return Span(filename, token.line, token.column, token.end_line, token.end_column)
-    return Span(filename, line, column, line, column + 1)
+    """The span of the offending token; the end of input points just past
+    the last token (lark lends ``$END`` the last token's position)."""
+    if token is None or getattr(token, "line", None) is None:
+        return Span(filename, line, column, line, column + 1)
+    if token.type == "$END":
+        return Span(filename, token.end_line, token.end_column, token.end_line, token.end_column + 1)
+    return Span(filename, token.line, token.column, token.end_line, token.end_column)
 
 
 def _bad_character(text: str, filename: str, line: int, column: int, char: str) -> Diagnostic:

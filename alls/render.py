@@ -21,7 +21,7 @@ from alls.nodes import Span
 __all__ = ["render", "FORMATS"]
 
 FORMATS = ("full", "concise", "json")
-_WINDOW = 100  # characters of a long source line shown around the span
+_WINDOW = 120  # characters of a long source line shown around the span
 
 
 def render(diagnostics: Sequence[Diagnostic], sources: Mapping[str, str] | None = None, fmt: str = "full") -> str:

@@ -127,7 +127,7 @@ def _bounds(lo, hi) -> str:
 
 def _range_problems(value: Number, lo, hi) -> list[Problem]:
     if (lo is not None and value.value < lo) or (hi is not None and value.value > hi):
-        return [("ALS303", value.span, f"`{value.text}` is out of range", f"allowed: {_bounds(lo, hi).strip()}")]
+        return [("ALS303", value.span, f"`{value.text}` is out of range", "allowed: " + _bounds(lo, hi).strip().removeprefix("in "))]
     return []
 
 
