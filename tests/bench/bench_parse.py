@@ -112,7 +112,8 @@ def main() -> int:
     t_alls = median_seconds(lambda: alls.parse(text, "<bench>"), args.repeat)
     t_lark = median_seconds(lambda: plain.parse(text), args.repeat)
 
-    rows = [("synthetic", "alls.parse", 1, n_lines, t_alls), ("synthetic", "lark (Tree)", 1, n_lines, t_lark)]
+    rows = [("synthetic", "alls.parse", 1, n_lines, len(text), t_alls),
+            ("synthetic", "lark (Tree)", 1, n_lines, len(text), t_lark)]
     print(f"lark {lark.__version__}, median of {args.repeat} runs; synthetic script: "
           f"{n_lines} lines, {statements} statements, {len(text)} chars")
 
@@ -120,6 +121,7 @@ def main() -> int:
     if files:
         sources = [(str(f), f.read_bytes().decode("utf-8", errors="replace")) for f in files]
         corpus_lines = sum(len(s.splitlines()) for _, s in sources)
+        chars = sum(len(s) for _, s in sources)
 
         def run_alls():
             for name, source in sources:
@@ -129,16 +131,18 @@ def main() -> int:
             for _, source in sources:
                 plain.parse(source)
 
-        rows.append(("corpus", "alls.parse", len(files), corpus_lines, median_seconds(run_alls, args.repeat)))
-        rows.append(("corpus", "lark (Tree)", len(files), corpus_lines, median_seconds(run_lark, args.repeat)))
+        rows.append(("corpus", "alls.parse", len(files), corpus_lines, chars, median_seconds(run_alls, args.repeat)))
+        rows.append(("corpus", "lark (Tree)", len(files), corpus_lines, chars, median_seconds(run_lark, args.repeat)))
     else:
         print(f"note: no corpus at {CORPUS}; corpus rows skipped")
 
-    print(f"\n{'input':<10} {'parser':<12} {'files':>6} {'lines':>8} {'seconds':>9} {'lines/s':>10}")
-    for source, parser, nfiles, lines, secs in rows:
-        print(f"{source:<10} {parser:<12} {nfiles:>6} {lines:>8} {secs:>9.4f} {lines / secs:>10,.0f}")
+    # Corpus lines are long (some hold lists of thousands of items), so MB/s is shown too.
+    print(f"\n{'input':<10} {'parser':<12} {'files':>6} {'lines':>8} {'seconds':>9} {'lines/s':>10} {'MB/s':>6}")
+    for source, parser, nfiles, lines, chars, secs in rows:
+        print(f"{source:<10} {parser:<12} {nfiles:>6} {lines:>8} {secs:>9.4f} {lines / secs:>10,.0f} "
+              f"{chars / secs / 1e6:>6.2f}")
     for i in range(0, len(rows), 2):
-        print(f"{rows[i][0]}: alls/lark throughput ratio {rows[i + 1][4] / rows[i][4]:.2f}")
+        print(f"{rows[i][0]}: alls/lark throughput ratio {rows[i + 1][-1] / rows[i][-1]:.2f}")
     return 0
 
 

@@ -1,0 +1,184 @@
+"""The command line: exit codes, output formats, fmt's safety, explain."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import alls
+from alls.cli import main
+
+GOOD = "quantization_param({conv*}, precision_mode=a16_w16)\n"
+UGLY = "# keep me\nquantization_param( {conv*} ,precision_mode = a16_w16 )   # and me\n\n\n\nnext_cmd(true)"
+UGLY_FORMATTED = "# keep me\nquantization_param({conv*}, precision_mode=a16_w16)  # and me\n\nnext_cmd(True)\n"
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def script(tmp_path):
+    def write(text, name="s.alls"):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8", newline="")
+        return path
+
+    return write
+
+
+# ---------------------------------------------------------------------- check
+
+
+def test_check_clean_file_exits_0(capsys, script):
+    code, out, _ = run(capsys, "check", str(script(GOOD)))
+    assert code == 0 and "no problems in 1 file" in out
+
+
+def test_check_warnings_alone_exit_0(capsys, script):
+    code, out, _ = run(capsys, "check", str(script("quantization_param({conv*}, use_16bit_bias=True)\n")))
+    assert code == 0 and "warning[ALS209]" in out and "found 1 warning in 1 file" in out
+
+
+def test_check_errors_exit_1_with_caret_and_help(capsys, script):
+    path = script("quantization_param({conv*}, precison_mode=a16_w16)\n")
+    code, out, _ = run(capsys, "check", str(path))
+    assert code == 1
+    assert f"--> {path}:1:29" in out
+    assert "  |                             ^^^^^^^^^^^^^ unknown keyword" in out
+    assert "= help: did you mean `precision_mode`?" in out
+
+
+def test_check_missing_file_exits_2(capsys, tmp_path):
+    code, out, _ = run(capsys, "check", str(tmp_path / "nope.alls"))
+    assert code == 2 and "error[ALS001]" in out
+
+
+def test_check_several_files_and_concise_format(capsys, script):
+    a = script("a_bad(1)\nquantization_param(conv1, precision_mode=best)\n", "a.alls")
+    b = script(GOOD, "b.alls")
+    code, out, _ = run(capsys, "check", "--output-format", "concise", str(a), str(b))
+    assert code == 1
+    assert out.splitlines() == [
+        f"{a}:1:1: warning[ALS212] unknown command `a_bad`; the emulator ignores it (check the spelling; "
+        "`alls explain ALS212` says more)",
+        f"{a}:2:42: error[ALS301] `best` is not an allowed value (allowed: a8_w8, a8_w4, a16_w16, a16_w8, "
+        "a16_w8_a16, a16_w4_a16, a8_w8_a16)",
+    ]
+
+
+def test_check_json_format_is_machine_readable(capsys, script):
+    path = script("quantization_param({conv*}, quantization_groups=9)\n")
+    code, out, _ = run(capsys, "check", "--output-format", "json", str(path))
+    (item,) = json.loads(out)
+    assert code == 1
+    assert item["code"] == "ALS303" and item["severity"] == "error"
+    assert (item["file"], item["line"], item["column"], item["end_column"]) == (str(path), 1, 49, 50)
+
+
+def test_check_reads_standard_input(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", type("In", (), {"buffer": __import__("io").BytesIO(b"a(1 2)\n")})())
+    code, out, _ = run(capsys, "check", "-")
+    assert code == 1 and "<stdin>:1:5" in out and "ALS104" in out
+
+
+def test_check_binary_garbage_is_a_diagnostic_not_a_traceback(capsys, tmp_path):
+    path = tmp_path / "garbage.alls"
+    path.write_bytes(b"\xff\xfe\x00a\x00(\x00")
+    code, out, err = run(capsys, "check", str(path))
+    assert code == 1 and "ALS108" in out and "ALS109" in out and err == ""
+
+
+# ------------------------------------------------------------------------ fmt
+
+
+def test_fmt_rewrites_in_place_and_is_idempotent(capsys, script):
+    path = script(UGLY)
+    code, out, _ = run(capsys, "fmt", str(path))
+    assert code == 0 and out == f"reformatted {path}\n"
+    assert path.read_text() == UGLY_FORMATTED
+    code, out, _ = run(capsys, "fmt", str(path))
+    assert code == 0 and out == ""
+
+
+def test_fmt_check_and_diff_write_nothing(capsys, script):
+    path = script(UGLY)
+    code, out, _ = run(capsys, "fmt", "--check", str(path))
+    assert code == 1 and out == f"would reformat {path}\n"
+    code, out, _ = run(capsys, "fmt", "--diff", str(path))
+    assert code == 1 and "-quantization_param( {conv*}" in out and "+quantization_param({conv*}" in out
+    assert path.read_text() == UGLY
+    assert run(capsys, "fmt", "--check", str(script(UGLY_FORMATTED, "ok.alls")))[0] == 0
+
+
+def test_fmt_refuses_a_file_with_syntax_errors_and_leaves_it_untouched(capsys, script):
+    text = "quantization_param( {conv*} ,precision_mode = a16_w16\nb(1 2)\n"
+    path = script(text)
+    code, out, err = run(capsys, "fmt", str(path))
+    assert code == 1 and "ALS102" in err and "not formatted" in err
+    assert path.read_text() == text
+    assert [p.name for p in path.parent.iterdir()] == ["s.alls"]
+
+
+def test_fmt_keeps_the_file_mode_and_leaves_no_temporary_file(capsys, script):
+    path = script(UGLY)
+    path.chmod(0o640)
+    run(capsys, "fmt", str(path))
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in path.parent.iterdir()] == ["s.alls"]
+
+
+def test_fmt_standard_input_to_standard_output(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", type("In", (), {"buffer": __import__("io").BytesIO(UGLY.encode())})())
+    code, out, _ = run(capsys, "fmt", "-")
+    assert code == 0 and out == UGLY_FORMATTED
+
+
+# -------------------------------------------------------------------- explain
+
+
+@pytest.mark.parametrize("code", sorted(alls.CODES))
+def test_explain_every_code(capsys, code):
+    status, out, _ = run(capsys, "explain", code.lower())
+    assert status == 0
+    for part in ("What:", "Why:", "Example:", "Fix:"):
+        assert part in out
+
+
+def test_explain_lists_codes_and_rejects_unknown_ones(capsys):
+    status, out, _ = run(capsys, "explain")
+    assert status == 0 and len(out.splitlines()) == len(alls.CODES)
+    status, _, err = run(capsys, "explain", "ALS2O3")
+    assert status == 2 and "did you mean `ALS203`" in err
+
+
+# ---------------------------------------------------------------- the process
+
+
+def test_console_script_version_and_usage():
+    out = subprocess.run([sys.executable, "-m", "alls", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"alls {alls.__version__}"
+    out = subprocess.run([sys.executable, "-m", "alls"], capture_output=True, text=True)
+    assert out.returncode == 2
+    out = subprocess.run([sys.executable, "-m", "alls", "check"], capture_output=True, text=True)
+    assert out.returncode == 2 and "usage:" in out.stderr
+
+
+def test_import_and_check_load_neither_numba_nor_onnx(tmp_path):
+    path = tmp_path / "s.alls"
+    path.write_text(GOOD)
+    probe = (
+        "import sys, alls\n"
+        "from alls.cli import main\n"
+        f"code = main(['check', {str(path)!r}])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'onnx', 'numpy', 'onnxruntime'))\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
