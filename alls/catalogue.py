@@ -146,6 +146,7 @@ QUANTIZATION_PARAM = Command(
     ),
     interpreted=True,
     targets=(0, 0),
+    validators=("old_spellings",),
 )
 
 # -------------------------------------------- pre_quantization_optimization

@@ -124,9 +124,14 @@ def _check_keywords(st: Statement, spec: Command, key: str) -> Iterator[Diagnost
             if spec.keywords or not spec.open:
                 yield _unknown_keyword(arg, spec, key)
             continue
-        if known.deprecated is not None:
+        if known.deprecated is not None and not _reported_with_its_pair(word, seen):
             yield _deprecated(st, arg, known)
         yield from _value_problems(arg, known)
+
+
+def _reported_with_its_pair(word: str, seen: dict[str, Argument]) -> bool:
+    """An old ``*_clipping_values`` is reported with its ``*_clipping_mode``."""
+    return word.endswith("_clipping_values") and word.replace("_values", "_mode") in seen
 
 
 def _unknown_keyword(arg: Argument, spec: Command, key: str) -> Diagnostic:
@@ -250,7 +255,28 @@ def _check_normalization(st: Statement, spec: Command) -> Iterator[Diagnostic]:
             )
 
 
+def _check_old_spellings(st: Statement, spec: Command) -> Iterator[Diagnostic]:
+    """Old and new spellings of one setting must not contradict each other."""
+    kw = _keyword_values(st)
+    old, new = kw.get("use_16bit_bias"), kw.get("bias_mode")
+    if old is not None and new is not None:
+        yield Diagnostic(
+            "ALS306", E, "`use_16bit_bias` and `bias_mode` set the same thing", old.keyword.span, "old spelling",
+            "keep `bias_mode` alone", (Label(new.keyword.span, "current spelling"),),
+        )
+    for kind in ("activation", "weights"):
+        mode = kw.get(f"{kind}_clipping_mode")
+        if mode is not None and isinstance(mode.value, Word) and mode.value.text != "disabled" \
+                and mode.value.text != "mmse" and mode.value.text != "mmse_if4b" \
+                and f"{kind}_clipping_values" not in kw:
+            yield Diagnostic(
+                "ALS306", E, f"`{kind}_clipping_mode={mode.value.text}` needs `{kind}_clipping_values=[lo, hi]`",
+                mode.span, "no clipping values", f"write `{_clipping_replacement(st, kind)}`",
+            )
+
+
 _VALIDATORS = {
+    "old_spellings": _check_old_spellings,
     "clipping": _check_clipping,
     "loss_lists": _check_loss_lists,
     "normalization": _check_normalization,

@@ -105,10 +105,7 @@ def _fmt(args) -> int:
         if formatted == script.source:
             continue
         if args.diff:
-            sys.stdout.writelines(difflib.unified_diff(
-                script.source.splitlines(keepends=True), formatted.splitlines(keepends=True),
-                fromfile=f"{path} (original)", tofile=f"{path} (formatted)",
-            ))
+            sys.stdout.write(_diff(script.source, formatted, path))
             status = max(status, EXIT_ERRORS)
         elif args.check:
             print(f"would reformat {path}")
@@ -122,6 +119,15 @@ def _fmt(args) -> int:
                 continue
             print(f"reformatted {path}")
     return status
+
+
+def _diff(before: str, after: str, path: str) -> str:
+    """A unified diff that marks a missing final newline as `diff` does."""
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True),
+        fromfile=f"{path} (original)", tofile=f"{path} (formatted)",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
 def _write_atomically(path: str, text: str) -> None:

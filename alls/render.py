@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from alls.diagnostics import Diagnostic
 from alls.nodes import Span
 
-__all__ = ["render", "FORMATS"]
+__all__ = ["render", "summary", "FORMATS"]
 
 FORMATS = ("full", "concise", "json")
 _WINDOW = 120  # characters of a long source line shown around the span
@@ -80,36 +80,43 @@ def _full(d: Diagnostic, lines: list[str] | None) -> str:
         out.extend(_snippet(lines, d.span, d.label, "^", gutter))
         for lab in d.labels:
             if 0 < lab.span.line <= len(lines) and lab.span.file == d.span.file:
-                out.extend(_snippet(lines, lab.span, lab.message, "-", gutter))
+                same = lab.span.line == d.span.line
+                snippet = _snippet(lines, lab.span, lab.message, "-", gutter, d.span.column if same else None)
+                out.extend(snippet[1:] if lab.span.line == d.span.line else snippet)
     if d.help:
         out.append(f"{pad} = help: {d.help}")
     return "\n".join(out) + "\n"
 
 
-def _snippet(lines: list[str], span: Span, label: str, mark: str, gutter: int) -> list[str]:
+def _snippet(lines: list[str], span: Span, label: str, mark: str, gutter: int, anchor: int | None = None) -> list[str]:
+    """The source line of ``span`` and the marks under it; a line too long
+    to show whole is cut to a window around ``anchor`` (default: the span)."""
     text = lines[span.line - 1].rstrip("\r").replace("\t", " ")
     start = span.column - 1
+    centre = (anchor or span.column) - 1
     end = span.end_column - 1 if span.end_line == span.line else len(text)
     end = max(end, start + 1)
     shift = 0
     if len(text) > _WINDOW:
-        shift = max(0, min(start - 20, len(text) - _WINDOW))
+        shift = max(0, min(centre - 20, len(text) - _WINDOW))
         shown = text[shift : shift + _WINDOW]
         text = ("…" if shift else "") + shown + ("…" if shift + _WINDOW < len(lines[span.line - 1]) else "")
         shift -= 1 if shift else 0
-    caret_start = start - shift
-    caret_len = max(1, min(end, start + _WINDOW) - start)
+    caret_start = max(0, start - shift)
+    caret_len = max(1, min(end, shift + _WINDOW + 1) - max(start, shift))
     marks = " " * caret_start + mark * caret_len + (f" {label}" if label else "")
     return [f"{str(span.line).rjust(gutter)} | {text}", f"{' ' * gutter} | {marks}"]
 
 
 def summary(diagnostics: Sequence[Diagnostic], files: int) -> str:
-    """``found 2 errors, 1 warning in 3 files`` (or ``no problems``)."""
+    """``found 2 errors, 1 warning in 3 files (4 notes)``; notes are infos."""
     counts: dict[str, int] = {}
     for d in diagnostics:
         counts[str(d.severity)] = counts.get(str(d.severity), 0) + 1
-    parts = [f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in counts.items() if kind != "info"]
+    parts = [f"{counts[k]} {k}{'s' if counts[k] != 1 else ''}" for k in ("error", "warning") if k in counts]
     noun = f"{files} file{'s' if files != 1 else ''}"
+    notes = counts.get("info", 0)
+    tail = f" ({notes} note{'s' if notes != 1 else ''})" if notes else ""
     if not parts:
-        return f"no problems in {noun}"
-    return f"found {', '.join(parts)} in {noun}"
+        return f"no problems in {noun}{tail}"
+    return f"found {', '.join(parts)} in {noun}{tail}"

@@ -23,6 +23,7 @@ It prints figures only and always exits 0: there are no timing assertions.
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import statistics
 import time
@@ -90,6 +91,7 @@ def synthetic(lines: int, seed: int = 20240501) -> str:
 def median_seconds(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
+        gc.collect()  # start each run from the same heap; the collector stays on while timing
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
