@@ -1,0 +1,754 @@
+"""Import an ONNX model as a layer `Graph` (opsets 9 to 21).
+
+The import runs in four passes over plain data:
+
+1. *constants*: initializers, Constant nodes, and every node whose inputs
+   are all constant (shape subgraphs: Shape of a static tensor, Gather,
+   Slice, Cast, Concat, Unsqueeze, ...) evaluated once with `onnx.reference`;
+2. *patterns*: HardSwish written as ``x * HardSigmoid(x)`` or
+   ``x * Clip(x + 3, 0, 6) / 6`` and SiLU written as ``x * Sigmoid(x)`` become
+   one activation node each;
+3. *layers*: each remaining node becomes a layer, is folded into the layer
+   before it (BatchNormalization into a conv or dense layer, an activation
+   into the layer it follows, a constant bias Add into a dense layer), or
+   vanishes (Identity, Dropout);
+4. *names*: Hailo-style names counted per kind in topological order.
+
+An op it cannot handle becomes a layer marked unsupported, with an ALS401
+diagnostic naming the node, the op and the layer; the rest still loads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.graph import Graph, Layer
+
+__all__ = ["load_model"]
+
+E, W = Severity.ERROR, Severity.WARNING
+_MIN_OPSET, _MAX_OPSET = 9, 21
+_ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Swish", "Elu"}
+_VIEWS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"}
+_FUSE_INTO = {"conv", "dw", "deconv", "fc", "batch_norm", "ew_add", "ew_sub", "ew_mult"}
+
+
+def load_model(model, input_shapes: dict[str, tuple[int, ...]] | tuple[int, ...] | None = None,
+               name: str | None = None) -> Graph:
+    """Import ``model`` (a path or an `onnx.ModelProto`) as a `Graph`.
+
+    ``input_shapes`` overrides fixed input shapes: a shape for the one input,
+    or ``{input name: shape}``. ``name`` is the network scope (default: the
+    file's stem, else the graph's name). Raises `AllsError` (ALS402) when
+    the model cannot be read; everything else is a diagnostic on the graph.
+    """
+    import onnx
+
+    proto, default_name = _read(model)
+    net = _scope_name(name or default_name or proto.graph.name or "net")
+    return _Importer(proto, net, input_shapes).run()
+
+
+def _read(model):
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        return model, None
+    path = os.fspath(model)
+    try:
+        proto = onnx.load(path)
+    except FileNotFoundError:
+        raise AllsError([Diagnostic("ALS402", E, f"cannot read model `{path}`: no such file")]) from None
+    except Exception as exc:  # onnx raises DecodeError, ValueError, OSError, ...
+        raise AllsError([Diagnostic("ALS402", E, f"`{path}` is not a readable ONNX model: {exc}",
+                                    help="check that the file is complete and is an .onnx model")]) from None
+    if not proto.graph.node:
+        raise AllsError([Diagnostic("ALS402", E, f"`{path}` holds no ONNX graph",
+                                    help="check that the file is complete and is an .onnx model")])
+    return proto, os.path.splitext(os.path.basename(path))[0]
+
+
+def _scope_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_\-]", "_", text) or "net"
+
+
+@dataclass
+class _Node:
+    op: str
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Draft:
+    """A layer under construction (names are given at the end)."""
+
+    kind: str
+    ops: list[str]
+    inputs: list[str]  # tensor names
+    output: str  # tensor name
+    aliases: list[str]
+    params: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+    activation: str | None = None
+    activation_params: tuple = ()
+    supported: bool = True
+    node_name: str = ""
+
+
+class _Importer:
+    def __init__(self, proto, net: str, input_shapes):
+        self.proto = proto
+        self.net = net
+        self.input_shapes = input_shapes
+        self.diagnostics: list[Diagnostic] = []
+        self.consts: dict[str, np.ndarray] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.drafts: list[_Draft] = []
+        self.producer: dict[str, _Draft] = {}  # tensor -> draft that produces it
+        self.alias_of: dict[str, str] = {}  # tensor -> tensor it equals (Identity, Dropout, folded nodes)
+        self.consumers: Counter = Counter()
+
+    # ----------------------------------------------------------- the passes
+    def run(self) -> Graph:
+        import onnx
+
+        self.opset = next((o.version for o in self.proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+        if not _MIN_OPSET <= self.opset <= _MAX_OPSET:
+            self._warn("ALS403", f"opset {self.opset} is outside the supported {_MIN_OPSET}..{_MAX_OPSET}; "
+                                 "import continues, some ops may be read wrongly")
+        graph = self.proto.graph
+        self.consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        inputs = [i for i in graph.input if i.name not in self.consts]
+        self._input_shapes(inputs)
+        self._infer_shapes()
+        nodes = [self._node(n) for n in graph.node]
+        nodes = self._fold_constants(nodes)
+        nodes = _rewrite_patterns(nodes, self.consts)
+        for n in nodes:
+            for t in n.inputs:
+                self.consumers[t] += 1
+        for i, inp in enumerate(inputs):
+            draft = _Draft("input_layer", ["Input"], [], inp.name, [inp.name])
+            self._add(draft)
+        for n in nodes:
+            self._layer(n)
+        for out in graph.output:
+            source = self._resolve(out.name)
+            if source in self.consts:
+                self._warn("ALS404", f"output `{out.name}` is a constant; it is left out of the graph")
+                continue
+            self._add(_Draft("output_layer", ["Output"], [source], out.name + ":out", [out.name]))
+        return self._named()
+
+    def _warn(self, code: str, message: str, severity=W, help_text: str = ""):
+        self.diagnostics.append(Diagnostic(code, severity, message, help=help_text))
+
+    def _node(self, proto_node) -> _Node:
+        import onnx
+
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in proto_node.attribute}
+        for key, value in list(attrs.items()):
+            if isinstance(value, bytes):
+                attrs[key] = value.decode()
+            elif isinstance(value, onnx.TensorProto):
+                attrs[key] = onnx.numpy_helper.to_array(value)
+        return _Node(proto_node.op_type, proto_node.name, list(proto_node.input), list(proto_node.output), attrs)
+
+    # -------------------------------------------------------------- shapes
+    def _input_shapes(self, inputs) -> None:
+        wanted = self.input_shapes
+        if wanted is None:
+            wanted = {}
+        elif not isinstance(wanted, dict):
+            if len(inputs) != 1:
+                raise AllsError([Diagnostic("ALS405", E, f"the model has {len(inputs)} inputs; give a shape for each "
+                                            "as NAME=N,C,H,W", help="inputs: " + ", ".join(i.name for i in inputs))])
+            wanted = {inputs[0].name: tuple(wanted)}
+        names = {i.name for i in inputs}
+        for key in wanted:
+            if key not in names:
+                raise AllsError([Diagnostic("ALS405", E, f"the model has no input `{key}`",
+                                            help="inputs: " + ", ".join(sorted(names)))])
+        for inp in inputs:
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+            if inp.name in wanted:
+                shape = tuple(int(x) for x in wanted[inp.name])
+                if len(shape) != len(dims):
+                    raise AllsError([Diagnostic("ALS405", E, f"input `{inp.name}` has rank {len(dims)}; "
+                                                f"the shape given has rank {len(shape)}")])
+                dims = list(shape)
+            if dims and dims[0] is None:
+                dims[0] = 1
+            if any(d is None or d <= 0 for d in dims):
+                raise AllsError([Diagnostic("ALS405", E, f"input `{inp.name}` has an unknown size {dims}",
+                                            help="give its shape with --input-shape / input_shapes=")])
+            self.shapes[inp.name] = tuple(dims)
+
+    def _infer_shapes(self) -> None:
+        """ONNX shape inference with the input shapes fixed."""
+        import onnx
+
+        model = onnx.ModelProto()
+        model.CopyFrom(self.proto)
+        graph = model.graph
+        kept = [i for i in graph.input if i.name not in self.consts]
+        del graph.input[:]
+        for inp in kept:
+            shape = self.shapes[inp.name]
+            graph.input.append(onnx.helper.make_tensor_value_info(inp.name, inp.type.tensor_type.elem_type, shape))
+        del graph.value_info[:]
+        outputs = [(o.name, o.type.tensor_type.elem_type) for o in graph.output]
+        del graph.output[:]
+        for out_name, elem_type in outputs:  # declared output shapes may be stale: infer them anew
+            graph.output.append(onnx.helper.make_tensor_value_info(out_name, elem_type, None))
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        except Exception as exc:  # inference is best effort; layers compute their own shapes
+            self._warn("ALS404", f"ONNX shape inference failed ({exc}); shapes come from the layers alone")
+            return
+        for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+            dims = vi.type.tensor_type.shape.dim
+            if dims and all(d.HasField("dim_value") for d in dims):
+                self.shapes[vi.name] = tuple(d.dim_value for d in dims)
+
+    # ----------------------------------------------------------- constants
+    def _fold_constants(self, nodes: list[_Node]) -> list[_Node]:
+        kept = []
+        for n in nodes:
+            if n.op == "Constant":
+                value = next(iter(n.attrs.values()))
+                self.consts[n.outputs[0]] = np.asarray(value)
+            elif n.op == "Shape" and n.inputs[0] in self.shapes:
+                shape = np.array(self.shapes[n.inputs[0]], dtype=np.int64)
+                start, end = n.attrs.get("start", 0), n.attrs.get("end", None)
+                self.consts[n.outputs[0]] = shape[start:end]
+            elif n.inputs and all(i == "" or i in self.consts for i in n.inputs) and n.op not in ("Dropout",):
+                self._evaluate(n)
+            else:
+                kept.append(n)
+        return kept
+
+    def _evaluate(self, n: _Node) -> None:
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
+        node = onnx.helper.make_node(n.op, n.inputs, n.outputs, **n.attrs)
+        inputs = [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(self.consts[i].dtype),
+                                                     self.consts[i].shape) for i in n.inputs if i]
+        outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in n.outputs]
+        graph = onnx.helper.make_graph([node], "fold", inputs, outputs)
+        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", max(self.opset, 9))])
+        results = ReferenceEvaluator(model).run(None, {i: self.consts[i] for i in n.inputs if i})
+        for name, value in zip(n.outputs, results):
+            self.consts[name] = np.asarray(value)
+
+    # -------------------------------------------------------------- layers
+    def _resolve(self, tensor: str) -> str:
+        while tensor in self.alias_of:
+            tensor = self.alias_of[tensor]
+        return tensor
+
+    def _shape(self, tensor: str) -> tuple[int, ...]:
+        tensor = self._resolve(tensor)
+        if tensor in self.shapes:
+            return self.shapes[tensor]
+        if tensor in self.consts:
+            return tuple(self.consts[tensor].shape)
+        return ()
+
+    def _add(self, draft: _Draft) -> _Draft:
+        self.drafts.append(draft)
+        self.producer[draft.output] = draft
+        return draft
+
+    def _layer(self, n: _Node) -> None:
+        handler = getattr(self, f"_op_{n.op}", None)
+        data_in = [self._resolve(i) for i in n.inputs if i and self._resolve(i) not in self.consts]
+        if handler is None:
+            self._unsupported(n, data_in, f"no layer for the ONNX op `{n.op}`")
+            return
+        problem = handler(n, data_in)
+        if problem:
+            self._unsupported(n, data_in, problem)
+
+    def _unsupported(self, n: _Node, data_in: list[str], why: str) -> None:
+        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", n.op).lower()
+        draft = self._add(_Draft(kind, [n.op], data_in, n.outputs[0], _aliases(n), supported=False, node_name=n.name))
+        draft.attrs["reason"] = why
+        for extra in n.outputs[1:]:
+            self.alias_of[extra] = n.outputs[0]
+
+    def _single_consumer_producer(self, tensor: str, kinds) -> _Draft | None:
+        draft = self.producer.get(tensor)
+        if draft is None or draft.kind not in kinds or self.consumers[tensor] != 1:
+            return None
+        return draft
+
+    def _fold_into(self, draft: _Draft, n: _Node) -> None:
+        """``n`` disappears into ``draft``: its output now names the draft's."""
+        draft.ops.append(n.op)
+        draft.aliases.extend(_aliases(n))
+        self.alias_of[n.outputs[0]] = draft.output
+
+    # Identity and Dropout vanish.
+    def _op_Identity(self, n, data_in):
+        self.alias_of[n.outputs[0]] = self._resolve(n.inputs[0])
+
+    _op_Dropout = _op_Identity
+
+    def _op_Conv(self, n, data_in):
+        weight = self.consts.get(self._resolve(n.inputs[1])) if len(n.inputs) > 1 else None
+        if weight is None or len(data_in) != 1:
+            return "the weights are not constant"
+        bias = self.consts.get(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
+        in_shape = self._shape(data_in[0])
+        group = int(n.attrs.get("group", 1))
+        c_in, c_out = (in_shape[1] if len(in_shape) > 1 else weight.shape[1] * group), weight.shape[0]
+        kind = "dw" if group > 1 and group == c_in and c_out % group == 0 else "conv"
+        attrs = _conv_attrs(n, weight.shape[2:], in_shape)
+        attrs["group"] = group
+        draft = _Draft(kind, ["Conv"], data_in, n.outputs[0], _aliases(n), node_name=n.name, attrs=attrs)
+        draft.params["weight"] = weight.astype(np.float32)
+        draft.params["bias"] = (bias if bias is not None else np.zeros(c_out)).astype(np.float32)
+        self._add(draft)
+
+    def _op_ConvTranspose(self, n, data_in):
+        weight = self.consts.get(self._resolve(n.inputs[1])) if len(n.inputs) > 1 else None
+        if weight is None or len(data_in) != 1:
+            return "the weights are not constant"
+        group = int(n.attrs.get("group", 1))
+        bias = self.consts.get(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
+        attrs = _conv_attrs(n, weight.shape[2:], self._shape(data_in[0]))
+        attrs["group"] = group
+        for key in ("output_padding", "output_shape"):
+            if key in n.attrs:
+                attrs[key] = tuple(n.attrs[key])
+        draft = _Draft("deconv", ["ConvTranspose"], data_in, n.outputs[0], _aliases(n), node_name=n.name, attrs=attrs)
+        draft.params["weight"] = weight.astype(np.float32)
+        draft.params["bias"] = (bias if bias is not None else np.zeros(weight.shape[1] * group)).astype(np.float32)
+        self._add(draft)
+
+    def _op_Gemm(self, n, data_in):
+        weight = self.consts.get(self._resolve(n.inputs[1]))
+        if weight is None or len(data_in) != 1 or n.attrs.get("transA", 0):
+            return "only x·W with a constant W is a dense layer"
+        w = weight.T if n.attrs.get("transB", 0) else weight  # (in, out)
+        w = w * float(n.attrs.get("alpha", 1.0))
+        c = self.consts.get(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
+        bias = np.broadcast_to(c * float(n.attrs.get("beta", 1.0)), (w.shape[1],)) if c is not None else np.zeros(w.shape[1])
+        self._dense(n, data_in, w, bias)
+
+    def _op_MatMul(self, n, data_in):
+        weight = self.consts.get(self._resolve(n.inputs[1]))
+        if weight is None or weight.ndim != 2 or len(data_in) != 1:
+            return "only x·W with a constant 2-D W is a dense layer"
+        self._dense(n, data_in, weight, np.zeros(weight.shape[1]))
+
+    def _dense(self, n, data_in, w_in_out, bias):
+        source = self._unflatten(data_in[0])
+        draft = _Draft("fc", [n.op], [source], n.outputs[0], _aliases(n), node_name=n.name)
+        draft.params["weight"] = np.ascontiguousarray(w_in_out.T).astype(np.float32)  # (out, in)
+        draft.params["bias"] = np.asarray(bias, dtype=np.float32).copy()
+        self._add(draft)
+
+    def _unflatten(self, tensor: str) -> str:
+        """A Flatten/Reshape [N,C,1,1] -> [N,C] in front of a dense layer is absorbed."""
+        draft = self._single_consumer_producer(tensor, ("format_conversion",))
+        if draft is not None and draft.attrs.get("squeeze_only"):
+            self.drafts.remove(draft)
+            del self.producer[draft.output]
+            return draft.inputs[0]
+        return tensor
+
+    def _op_BatchNormalization(self, n, data_in):
+        scale, bias, mean, var = (self.consts.get(self._resolve(i)) for i in n.inputs[1:5])
+        if any(a is None for a in (scale, bias, mean, var)):
+            return "the statistics are not constant"
+        a = scale / np.sqrt(var + float(n.attrs.get("epsilon", 1e-5)))
+        b = bias - mean * a
+        draft = self._single_consumer_producer(data_in[0], ("conv", "dw", "deconv", "fc"))
+        if draft is not None and draft.activation is None:
+            weight = draft.params["weight"]
+            if draft.kind == "deconv":
+                g = draft.attrs["group"]
+                w = weight.reshape(g, weight.shape[0] // g, -1, *weight.shape[2:])
+                w = w * a.reshape(g, 1, -1, *([1] * (weight.ndim - 2)))
+                draft.params["weight"] = w.reshape(weight.shape).astype(np.float32)
+            else:
+                draft.params["weight"] = (weight * a.reshape(-1, *([1] * (weight.ndim - 1)))).astype(np.float32)
+            draft.params["bias"] = (draft.params["bias"] * a + b).astype(np.float32)
+            self._fold_into(draft, n)
+            return None
+        draft = _Draft("batch_norm", ["BatchNormalization"], data_in, n.outputs[0], _aliases(n), node_name=n.name)
+        draft.params["scale"], draft.params["shift"] = a.astype(np.float32), b.astype(np.float32)
+        self._add(draft)
+
+    def _activation(self, n, data_in, name: str, params: tuple = ()):
+        draft = self._single_consumer_producer(data_in[0], _FUSE_INTO)
+        if draft is not None and draft.activation is None:
+            draft.activation, draft.activation_params = name, params
+            self._fold_into(draft, n)
+            return None
+        new = _Draft("activation", [n.op], data_in, n.outputs[0], _aliases(n), node_name=n.name)
+        new.activation, new.activation_params = name, params
+        self._add(new)
+
+    def _op_Relu(self, n, data_in):
+        return self._activation(n, data_in, "relu")
+
+    def _op_Clip(self, n, data_in):
+        lo = n.attrs.get("min", self._const_scalar(n.inputs[1] if len(n.inputs) > 1 else "", -np.inf))
+        hi = n.attrs.get("max", self._const_scalar(n.inputs[2] if len(n.inputs) > 2 else "", np.inf))
+        if lo == 0 and hi == 6:
+            return self._activation(n, data_in, "relu6")
+        if lo == 0 and hi == np.inf:
+            return self._activation(n, data_in, "relu")
+        return self._activation(n, data_in, "clip", (("min", float(lo)), ("max", float(hi))))
+
+    def _const_scalar(self, tensor: str, default: float) -> float:
+        if not tensor:
+            return default
+        value = self.consts.get(self._resolve(tensor))
+        return float(value) if value is not None else default
+
+    def _op_LeakyRelu(self, n, data_in):
+        return self._activation(n, data_in, "leaky_relu", (("alpha", float(n.attrs.get("alpha", 0.01))),))
+
+    def _op_PRelu(self, n, data_in):
+        slope = self.consts.get(self._resolve(n.inputs[1]))
+        if slope is None:
+            return "the slope is not constant"
+        result = self._activation(n, data_in, "prelu")
+        owner = self.producer[self._resolve(n.outputs[0])]
+        owner.params["prelu_slope"] = np.asarray(slope, dtype=np.float32).reshape(-1)
+        return result
+
+    def _op_Sigmoid(self, n, data_in):
+        return self._activation(n, data_in, "sigmoid")
+
+    def _op_Tanh(self, n, data_in):
+        return self._activation(n, data_in, "tanh")
+
+    def _op_Elu(self, n, data_in):
+        return self._activation(n, data_in, "elu", (("alpha", float(n.attrs.get("alpha", 1.0))),))
+
+    def _op_HardSigmoid(self, n, data_in):
+        params = (("alpha", float(n.attrs.get("alpha", 0.2))), ("beta", float(n.attrs.get("beta", 0.5))))
+        return self._activation(n, data_in, "hard_sigmoid", params)
+
+    def _op_HardSwish(self, n, data_in):
+        return self._activation(n, data_in, "hardswish")
+
+    def _op_Swish(self, n, data_in):  # made by _rewrite_patterns from x * Sigmoid(x)
+        return self._activation(n, data_in, "silu")
+
+    def _elementwise(self, n, data_in, kind: str):
+        const_in = [self._resolve(i) for i in n.inputs if self._resolve(i) in self.consts]
+        if len(data_in) == 2:
+            shapes = [self._shape(t) for t in data_in]
+            self._add(_Draft(kind, [n.op], data_in, n.outputs[0], _aliases(n), node_name=n.name,
+                             attrs={"broadcast": shapes[0] != shapes[1]}))
+            return None
+        if len(data_in) != 1 or len(const_in) != 1:
+            return "elementwise ops take two tensors, or one tensor and a constant"
+        const = self.consts[const_in[0]].astype(np.float32)
+        if kind == "ew_sub" and self._resolve(n.inputs[0]) in self.consts:
+            kind, const = "ew_rsub", const
+        if kind in ("ew_add", "ew_sub"):
+            producer = self._single_consumer_producer(data_in[0], ("conv", "dw", "deconv", "fc"))
+            channels = producer.params["bias"].shape[0] if producer is not None else 0
+            if producer is not None and producer.activation is None and _per_channel(const, channels, self._shape(data_in[0])):
+                sign = 1.0 if kind == "ew_add" else -1.0
+                producer.params["bias"] = (producer.params["bias"] + sign * const.reshape(-1)[:channels]
+                                           if const.size == channels else producer.params["bias"] + sign * float(const.reshape(-1)[0]))
+                producer.params["bias"] = producer.params["bias"].astype(np.float32)
+                self._fold_into(producer, n)
+                return None
+        if kind == "ew_div":
+            kind, const = "ew_mult", (1.0 / const).astype(np.float32)
+        if kind == "ew_rsub":
+            kind = "ew_sub"
+        draft = _Draft(kind, [n.op], data_in, n.outputs[0], _aliases(n), node_name=n.name,
+                       attrs={"const_first": self._resolve(n.inputs[0]) in self.consts})
+        draft.params["const"] = const
+        self._add(draft)
+
+    def _op_Add(self, n, data_in):
+        return self._elementwise(n, data_in, "ew_add")
+
+    def _op_Sub(self, n, data_in):
+        return self._elementwise(n, data_in, "ew_sub")
+
+    def _op_Mul(self, n, data_in):
+        return self._elementwise(n, data_in, "ew_mult")
+
+    def _op_Div(self, n, data_in):
+        if len(data_in) == 2 or self._resolve(n.inputs[0]) in self.consts:
+            return "division by a tensor has no layer"
+        return self._elementwise(n, data_in, "ew_div")
+
+    def _op_Concat(self, n, data_in):
+        if len(data_in) != len([i for i in n.inputs if i]):
+            return "a concat of constants and tensors has no layer"
+        self._add(_Draft("concat", ["Concat"], data_in, n.outputs[0], _aliases(n), node_name=n.name,
+                         attrs={"axis": int(n.attrs.get("axis", 1))}))
+
+    def _pool(self, n, data_in, kind, is_global=False):
+        in_shape = self._shape(data_in[0])
+        if is_global:
+            attrs = {"global": True, "kernel_shape": tuple(in_shape[2:]), "strides": (1, 1), "pads": (0, 0, 0, 0)}
+        else:
+            attrs = _conv_attrs(n, tuple(n.attrs["kernel_shape"]), in_shape)
+            attrs["ceil_mode"] = int(n.attrs.get("ceil_mode", 0))
+            attrs["count_include_pad"] = int(n.attrs.get("count_include_pad", 0))
+        self._add(_Draft(kind, [n.op], data_in, n.outputs[0], _aliases(n), node_name=n.name, attrs=attrs))
+
+    def _op_MaxPool(self, n, data_in):
+        if len(n.outputs) > 1 and n.outputs[1]:
+            return "MaxPool with an indices output has no layer"
+        return self._pool(n, data_in, "maxpool")
+
+    def _op_AveragePool(self, n, data_in):
+        return self._pool(n, data_in, "avgpool")
+
+    def _op_GlobalAveragePool(self, n, data_in):
+        return self._pool(n, data_in, "avgpool", is_global=True)
+
+    def _op_GlobalMaxPool(self, n, data_in):
+        return self._pool(n, data_in, "maxpool", is_global=True)
+
+    def _op_Resize(self, n, data_in):
+        mode = n.attrs.get("mode", "nearest")
+        if mode not in ("nearest", "linear", "bilinear"):
+            return f"resize mode `{mode}` has no layer"
+        in_shape, out_shape = self._shape(data_in[0]), self._shape(n.outputs[0])
+        if not out_shape:
+            sizes = scales = None
+            for i in n.inputs[1:]:
+                value = self.consts.get(self._resolve(i)) if i else None
+                if value is not None and value.size == len(in_shape):
+                    sizes, scales = (value, scales) if value.dtype.kind in "iu" else (sizes, value)
+            if sizes is not None:
+                out_shape = tuple(int(v) for v in sizes)
+            elif scales is not None:
+                out_shape = tuple(int(np.floor(d * s)) for d, s in zip(in_shape, scales))
+            else:
+                return "the output size is not constant"
+            self.shapes[n.outputs[0]] = out_shape
+        default_ctm = "half_pixel" if n.op == "Resize" and self.opset >= 11 else "asymmetric"
+        attrs = {"mode": "nearest" if mode == "nearest" else "bilinear",
+                 "coordinate_transformation_mode": n.attrs.get("coordinate_transformation_mode", default_ctm),
+                 "nearest_mode": n.attrs.get("nearest_mode", "round_prefer_floor")}
+        self._add(_Draft("resize", [n.op], data_in, n.outputs[0], _aliases(n), node_name=n.name, attrs=attrs))
+
+    _op_Upsample = _op_Resize
+
+    def _op_Softmax(self, n, data_in):
+        axis = int(n.attrs.get("axis", 1 if self.opset < 13 else -1))
+        self._add(_Draft("softmax", ["Softmax"], data_in, n.outputs[0], _aliases(n), node_name=n.name,
+                         attrs={"axis": axis}))
+
+    def _view(self, n, data_in):
+        in_shape, out_shape = self._shape(data_in[0]), self._shape(n.outputs[0])
+        squeeze_only = (len(in_shape) == 4 and in_shape[2:] == (1, 1) and out_shape == in_shape[:2])
+        attrs = {"op": n.op, "squeeze_only": squeeze_only, "shape": out_shape}
+        if n.op == "Transpose":
+            attrs["perm"] = tuple(n.attrs.get("perm", ()))
+        self._add(_Draft("format_conversion", [n.op], data_in, n.outputs[0], _aliases(n), node_name=n.name,
+                         attrs=attrs))
+
+    _op_Reshape = _op_Flatten = _op_Squeeze = _op_Unsqueeze = _op_Transpose = _view
+
+    # --------------------------------------------------------------- names
+    def _named(self) -> Graph:
+        counts: Counter = Counter()
+        names: dict[str, str] = {}
+        for draft in self.drafts:
+            counts[draft.kind] += 1
+            names[draft.output] = f"{self.net}/{draft.kind}{counts[draft.kind]}"
+        layers = []
+        for draft in self.drafts:
+            name = names[draft.output]
+            inputs = tuple(names.get(t, t) for t in draft.inputs)
+            input_shapes = tuple(self._shape(t) for t in draft.inputs)
+            if draft.kind == "output_layer":
+                out_shape = input_shapes[0] if input_shapes else ()
+            else:
+                out_shape = self._shape(draft.output) or _computed_shape(draft, input_shapes)
+                self.shapes.setdefault(draft.output, out_shape)
+            for value in draft.params.values():
+                value.setflags(write=False)
+            layer = Layer(
+                name=name, kind=draft.kind, op="+".join(draft.ops), inputs=inputs, input_shapes=input_shapes,
+                output_shape=tuple(out_shape), aliases=tuple(dict.fromkeys(a for a in draft.aliases if a)),
+                tensors=(draft.output,), activation=draft.activation, activation_params=draft.activation_params,
+                params=draft.params, attrs=draft.attrs, macs=_macs(draft, input_shapes, tuple(out_shape)),
+                supported=draft.supported,
+            )
+            layers.append(layer)
+            if not draft.supported:
+                node = f"node `{draft.node_name}`" if draft.node_name else f"the node producing `{draft.output}`"
+                self.diagnostics.append(Diagnostic(
+                    "ALS401", E, f"{node} (op `{draft.ops[0]}`, layer `{name}`): {draft.attrs['reason']}",
+                    help="the layer is listed but cannot be quantized or emulated; `alls explain ALS401`",
+                ))
+        return Graph(self.net, tuple(layers), tuple(self.diagnostics), self.opset)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _aliases(n: _Node) -> list[str]:
+    return [n.name] + [o for o in n.outputs if o]
+
+
+def _per_channel(const: np.ndarray, channels: int, shape: tuple[int, ...]) -> bool:
+    """Is ``const`` a scalar, or one value per channel of an NC[HW] tensor?"""
+    if const.size == 1:
+        return True
+    if const.size != channels or len(shape) < 2:
+        return False
+    squeezed = [d for d in const.shape if d != 1]
+    if len(shape) == 2:
+        return const.shape[-1] == channels
+    return squeezed == [channels] and const.ndim >= len(shape) - 1 and const.shape[-(len(shape) - 1)] == channels
+
+
+def _conv_attrs(n: _Node, kernel: tuple[int, ...], in_shape: tuple[int, ...]) -> dict:
+    """Strides, dilations and explicit pads (auto_pad resolved) of a conv or pool."""
+    dims = len(kernel)
+    strides = tuple(n.attrs.get("strides", (1,) * dims))
+    dilations = tuple(n.attrs.get("dilations", (1,) * dims))
+    pads = tuple(n.attrs.get("pads", (0,) * (2 * dims)))
+    auto_pad = n.attrs.get("auto_pad", "NOTSET")
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER") and len(in_shape) == dims + 2:
+        begin, end = [], []
+        for size, k, s, d in zip(in_shape[2:], kernel, strides, dilations):
+            out = -(-size // s)
+            total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
+            small, large = total // 2, total - total // 2
+            begin.append(small if auto_pad == "SAME_UPPER" else large)
+            end.append(large if auto_pad == "SAME_UPPER" else small)
+        pads = tuple(begin + end)
+    elif auto_pad == "VALID":
+        pads = (0,) * (2 * dims)
+    return {"kernel_shape": tuple(int(k) for k in kernel), "strides": strides, "dilations": dilations, "pads": pads}
+
+
+def _computed_shape(draft: _Draft, input_shapes) -> tuple[int, ...]:
+    """The output shape when ONNX inference gave none (a fallback)."""
+    if not input_shapes or not input_shapes[0]:
+        return ()
+    shape = input_shapes[0]
+    if draft.kind in ("conv", "dw") and len(shape) == 4:
+        k, s, d, p = (draft.attrs[key] for key in ("kernel_shape", "strides", "dilations", "pads"))
+        spatial = [(size + p[i] + p[i + 2] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i, size in enumerate(shape[2:])]
+        return (shape[0], draft.params["weight"].shape[0], *spatial)
+    if draft.kind == "fc":
+        return (shape[0], draft.params["weight"].shape[0])
+    return shape
+
+
+def _macs(draft: _Draft, input_shapes, out_shape) -> int:
+    weight = draft.params.get("weight")
+    if weight is None or not out_shape:
+        return 0
+    if draft.kind in ("conv", "dw"):
+        return int(np.prod(out_shape[1:]) * np.prod(weight.shape[1:]))
+    if draft.kind == "deconv":
+        return int(np.prod(input_shapes[0][1:]) * np.prod(weight.shape[1:]))
+    return int(weight.size)
+
+
+def _rewrite_patterns(nodes: list[_Node], consts: dict[str, np.ndarray]) -> list[_Node]:
+    """HardSwish and SiLU written out in primitives become one node each."""
+    producer = {o: n for n in nodes for o in n.outputs}
+    uses: Counter = Counter(i for n in nodes for i in n.inputs)
+    removed: set[int] = set()
+
+    def const_value(tensor):
+        value = consts.get(tensor)
+        return float(value) if value is not None and value.size == 1 else None
+
+    def only_use(tensor):
+        return uses[tensor] == 1
+
+    out = []
+    for n in nodes:
+        if n.op in ("Mul", "Div") and len(n.inputs) == 2:
+            match = _match_swish(n, producer, const_value, only_use)
+            if match is not None:
+                op, x, dead = match
+                removed.update(id(d) for d in dead)
+                out.append(_Node(op, n.name, [x], n.outputs))
+                continue
+        out.append(n)
+    return [n for n in out if id(n) not in removed]
+
+
+def _match_swish(n: _Node, producer, const_value, only_use):
+    """``x*Sigmoid(x)``, ``x*HardSigmoid(x)`` (alpha 1/6, beta 1/2), and
+    ``x*Clip(x+3,0,6)/6`` in its Mul/Div orders, as (op, x, dead nodes)."""
+    a, b = n.inputs
+    if n.op == "Mul":
+        for x, y in ((a, b), (b, a)):
+            p = producer.get(y)
+            if p is not None and only_use(y) and p.inputs[:1] == [x]:
+                if p.op == "Sigmoid":
+                    return "Swish", x, [p]
+                if p.op == "HardSigmoid" and abs(p.attrs.get("alpha", 0.2) - 1 / 6) < 1e-6 \
+                        and abs(p.attrs.get("beta", 0.5) - 0.5) < 1e-6:
+                    return "HardSwish", x, [p]
+            scaled = _match_relu6_plus3_over6(y, producer, const_value, only_use)
+            if scaled is not None and scaled[0] == x:
+                return "HardSwish", x, scaled[1]
+    # (x * Clip(x+3, 0, 6)) / 6  or  (x * Clip(x+3, 0, 6)) * (1/6)
+    divisor = const_value(b)
+    if divisor is not None and ((n.op == "Div" and abs(divisor - 6) < 1e-6) or (n.op == "Mul" and abs(divisor - 1 / 6) < 1e-6)):
+        m = producer.get(a)
+        if m is not None and m.op == "Mul" and only_use(a):
+            for x, y in ((m.inputs[0], m.inputs[1]), (m.inputs[1], m.inputs[0])):
+                clip = _match_relu6_plus3(y, producer, const_value, only_use)
+                if clip is not None and clip[0] == x:
+                    return "HardSwish", x, [m, *clip[1]]
+    return None
+
+
+def _match_relu6_plus3(tensor, producer, const_value, only_use):
+    clip = producer.get(tensor)
+    if clip is None or clip.op not in ("Clip", "Relu6") or not only_use(tensor):
+        return None
+    lo = clip.attrs.get("min", const_value(clip.inputs[1]) if len(clip.inputs) > 1 else None)
+    hi = clip.attrs.get("max", const_value(clip.inputs[2]) if len(clip.inputs) > 2 else None)
+    if lo != 0 or hi != 6:
+        return None
+    add = producer.get(clip.inputs[0])
+    if add is None or add.op != "Add" or not only_use(clip.inputs[0]):
+        return None
+    for x, c in ((add.inputs[0], add.inputs[1]), (add.inputs[1], add.inputs[0])):
+        if const_value(c) == 3:
+            return x, [clip, add]
+    return None
+
+
+def _match_relu6_plus3_over6(tensor, producer, const_value, only_use):
+    """``Clip(x+3,0,6)/6`` or ``Clip(x+3,0,6)*(1/6)``: (x, dead nodes)."""
+    scale = producer.get(tensor)
+    if scale is None or not only_use(tensor) or scale.op not in ("Div", "Mul"):
+        return None
+    value = const_value(scale.inputs[1])
+    if value is None or not ((scale.op == "Div" and abs(value - 6) < 1e-6) or (scale.op == "Mul" and abs(value - 1 / 6) < 1e-6)):
+        return None
+    clip = _match_relu6_plus3(scale.inputs[0], producer, const_value, only_use)
+    if clip is None:
+        return None
+    return clip[0], [scale, *clip[1]]
