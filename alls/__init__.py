@@ -18,6 +18,7 @@ from alls.checker import check_script
 from alls.codes import CODES, explain
 from alls.diagnostics import AllsError, Diagnostic, Label, Severity
 from alls.formatter import format_script
+from alls.graph import Graph, Layer
 from alls.nodes import (
     Argument,
     Boolean,
@@ -52,6 +53,10 @@ __all__ = [
     "render",
     "explain",
     "CODES",
+    # models
+    "load_model",
+    "Graph",
+    "Layer",
     # diagnostics
     "Diagnostic",
     "Severity",
@@ -90,6 +95,19 @@ def check(script: Script | str, filename: str = "<string>") -> list[Diagnostic]:
     found = diagnostics + check_script(script)
     found.sort(key=Diagnostic.sort_key)
     return found
+
+
+def load_model(model, input_shapes=None, name: str | None = None) -> Graph:
+    """Import an ONNX model (a path or an `onnx.ModelProto`) as a layer `Graph`.
+
+    ``input_shapes`` overrides fixed input shapes: one shape, or a dict
+    ``{input name: shape}``. ``name`` is the network scope of the layer names
+    (default: the file's stem). Raises `AllsError` if the model cannot be
+    read; unsupported ops are diagnostics on ``graph.diagnostics``.
+    """
+    from alls.importer import load_model as _load
+
+    return _load(model, input_shapes, name)
 
 
 def format_text(text: str, filename: str = "<string>") -> str:

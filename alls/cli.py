@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--diff", action="store_true", help="write nothing; print the changes as a diff")
     fmt.set_defaults(run=_fmt)
 
+    layers = commands.add_parser("layers", help="list the layers of an ONNX model, with their Hailo-style names")
+    layers.add_argument("model", metavar="MODEL", help="an .onnx file")
+    layers.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]N,C,H,W",
+                        help="override a fixed input shape (repeat for several inputs)")
+    layers.add_argument("--name", help="the network scope of the layer names (default: the file's stem)")
+    layers.add_argument("--json", action="store_true", help="print the layers as JSON")
+    layers.set_defaults(run=_layers)
+
     explain = commands.add_parser("explain", help="explain a diagnostic code")
     explain.add_argument("code", nargs="?", help="a code such as ALS203 (omit to list every code)")
     explain.set_defaults(run=_explain)
@@ -144,6 +152,80 @@ def _write_atomically(path: str, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _input_shapes(specs: Sequence[str]):
+    """``["1,3,320,320"]`` or ``["input.1=1,3,320,320", ...]`` as load_model takes them."""
+    if not specs:
+        return None
+    shapes = {}
+    for spec in specs:
+        name, _, dims = spec.rpartition("=")
+        try:
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(","))
+        except ValueError:
+            raise alls.AllsError([alls.Diagnostic("ALS405", alls.Severity.ERROR, f"bad input shape `{spec}`",
+                                                  help="write N,C,H,W, for example 1,3,320,320")]) from None
+        shapes[name] = shape
+    if list(shapes) == [""]:
+        return shapes[""]
+    if "" in shapes:
+        raise alls.AllsError([alls.Diagnostic("ALS405", alls.Severity.ERROR,
+                                              "with several --input-shape, name each input: NAME=N,C,H,W")])
+    return shapes
+
+
+def _load_graph(args):
+    return alls.load_model(args.model, _input_shapes(args.input_shape), args.name)
+
+
+def _layers(args) -> int:
+    try:
+        graph = _load_graph(args)
+    except alls.AllsError as error:
+        sys.stderr.write(alls.render(error.diagnostics))
+        return EXIT_FAILURE
+    if args.json:
+        import json
+
+        rows = [_layer_row(layer) for layer in graph]
+        doc = {"network": graph.name, "opset": graph.opset, "layers": rows,
+               "diagnostics": json.loads(alls.render(list(graph.diagnostics), fmt="json"))}
+        print(json.dumps(doc, indent=2))
+    else:
+        print(_layer_table(graph))
+        if graph.diagnostics:
+            sys.stdout.write("\n" + alls.render(list(graph.diagnostics)))
+    return EXIT_ERRORS if any(d.is_error for d in graph.diagnostics) else EXIT_OK
+
+
+def _layer_row(layer) -> dict:
+    return {
+        "name": layer.name, "kind": layer.kind, "op": layer.op, "aliases": list(layer.aliases),
+        "inputs": list(layer.inputs), "input_shapes": [list(s) for s in layer.input_shapes],
+        "output_shape": list(layer.output_shape), "weight_shape": list(layer.weight_shape or []) or None,
+        "activation": layer.activation, "macs": layer.macs, "supported": layer.supported,
+    }
+
+
+def _shape(shape) -> str:
+    return "x".join(str(d) for d in shape) if shape else "-"
+
+
+def _layer_table(graph) -> str:
+    header = ("layer", "alias", "op", "input", "output", "weights", "MACs")
+    rows = []
+    for layer in graph:
+        op = layer.op + (f" [{layer.activation}]" if layer.activation and layer.kind != "activation" else "")
+        alias = next((a for a in layer.aliases if a != layer.tensors[0]), layer.aliases[0] if layer.aliases else "")
+        rows.append((layer.name, alias, op + ("" if layer.supported else "  (unsupported)"),
+                     ", ".join(_shape(s) for s in layer.input_shapes) or "-", _shape(layer.output_shape),
+                     _shape(layer.weight_shape), f"{layer.macs:,}" if layer.macs else "-"))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    total = sum(layer.macs for layer in graph)
+    lines.append(f"\n{len(graph)} layers, {total:,} MACs per image (network `{graph.name}`, opset {graph.opset})")
+    return "\n".join(lines)
 
 
 def _explain(args) -> int:

@@ -1,7 +1,7 @@
 """Every diagnostic code, documented: what, why, an example, the fix.
 
 `alls explain CODE` prints these. Codes are stable: 0xx the tool itself,
-1xx syntax, 2xx names and selectors, 3xx values and plan.
+1xx syntax, 2xx names and selectors, 3xx values and plan, 4xx model and data.
 """
 
 from __future__ import annotations
@@ -92,6 +92,11 @@ _DOCS = [
             "Globs are written `{pattern}` on one line.",
             "quantization_param({conv*, precision_mode=a16_w16)",
             "Close it: `{conv*}`."),
+    CodeDoc("ALS201", E, "selector matches no layer",
+            "A layer name or glob in the script names no layer of the model.",
+            "The setting would silently apply to nothing.",
+            "quantization_param({cnv*}, precision_mode=a16_w16)",
+            "Use the suggested name or glob; `alls layers MODEL` lists every layer name."),
     CodeDoc("ALS202", E, "unknown command",
             "The command name is not in the catalogue, and it is close to one that is.",
             "A misspelt command would otherwise be ignored, and its setting silently lost.",
@@ -139,6 +144,11 @@ _DOCS = [
             "Only commands that add or rename layers (normalization, resize, ...) have targets.",
             "q = quantization_param({conv*}, precision_mode=a8_w8)",
             "Remove `q =`."),
+    CodeDoc("ALS211", W, "selector scoped to another network",
+            "A scoped name or glob (`yolov5m/conv3`) names another network than the model's.",
+            "Scripts are often copied between networks; the layer is matched by its short name.",
+            "quantization_param(yolov5m/conv3, precision_mode=a16_w16) on a model called `digits`",
+            "Drop the scope (`conv3`) or use the model's own (`digits/conv3`)."),
     CodeDoc("ALS212", W, "unknown command",
             "The command is not in the catalogue and not close to any command that is.",
             "It may be a command of a newer compiler; the emulator ignores it.",
@@ -182,6 +192,31 @@ _DOCS = [
             "The items could not be matched to what they mean.",
             "pre_quantization_optimization(activation_clipping, layers={*}, mode=manual, clipping_values=[0, 5, 9])",
             "Give the number of items shown in the message."),
+    CodeDoc("ALS401", E, "unsupported op",
+            "An ONNX node whose op (or whose form of the op) has no layer in the emulator.",
+            "The layer is listed by `alls layers` and can be selected, but it cannot be quantized or emulated.",
+            "an Einsum node, or a Conv whose weights are computed at run time",
+            "Export the model with supported ops (see the README's list), or keep the layer out of the network."),
+    CodeDoc("ALS402", E, "model cannot be read",
+            "The model file is missing, truncated, or not an ONNX model.",
+            "There is no graph to bind the script to.",
+            "alls layers model.onnx.part",
+            "Check the path; export the model again."),
+    CodeDoc("ALS403", W, "opset outside 9..21",
+            "The model's ONNX opset is older or newer than the importer knows.",
+            "Op semantics change between opsets; some may be read wrongly.",
+            "a model exported with opset 7",
+            "Convert it with `onnx.version_converter` to an opset between 9 and 21."),
+    CodeDoc("ALS404", W, "shape or output not imported",
+            "ONNX shape inference failed, or an output is a constant.",
+            "Layer shapes then come from the layers alone, which may miss some.",
+            "a model with custom-domain ops",
+            "Give fixed input shapes (--input-shape) or simplify the model."),
+    CodeDoc("ALS405", E, "bad input shape",
+            "An --input-shape names no input, has the wrong rank, or an input's size is unknown.",
+            "Layer shapes cannot be computed.",
+            "alls layers model.onnx --input-shape 1,3,320",
+            "Give one full shape per input: `--input-shape 1,3,320,320` or `--input-shape input.1=1,3,320,320`."),
 ]
 
 CODES: dict[str, CodeDoc] = {d.code: d for d in _DOCS}

@@ -182,3 +182,37 @@ def test_import_and_check_load_neither_numba_nor_onnx(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --------------------------------------------------------------------- layers
+
+DIGITS = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "samples" / "digits" / "digits_cnn.onnx")
+
+
+def test_layers_lists_hailo_names_aliases_shapes_and_macs(capsys):
+    code, out, _ = run(capsys, "layers", DIGITS)
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0].split() == ["layer", "alias", "op", "input", "output", "weights", "MACs"]
+    assert lines[2].split() == ["digits_cnn/conv1", "conv1", "Conv+BatchNormalization+Relu", "[relu]", "1x1x8x8",
+                                "1x16x8x8", "16x1x3x3", "9,216"]
+    assert "9 layers, 198,976 MACs per image" in out
+
+
+def test_layers_json_and_input_shape_override(capsys):
+    code, out, _ = run(capsys, "layers", DIGITS, "--json", "--input-shape", "4,1,16,16", "--name", "d")
+    doc = json.loads(out)
+    assert code == 0 and doc["network"] == "d"
+    assert [l["name"] for l in doc["layers"]][:2] == ["d/input_layer1", "d/conv1"]
+    assert doc["layers"][1]["output_shape"] == [4, 16, 16, 16]
+
+
+def test_layers_bad_model_and_bad_shape_exit_2(capsys, tmp_path):
+    garbage = tmp_path / "bad.onnx"
+    garbage.write_bytes(b"not a model at all")
+    code, _, err = run(capsys, "layers", str(garbage))
+    assert code == 2 and "ALS402" in err
+    code, _, err = run(capsys, "layers", DIGITS, "--input-shape", "1,1,8")
+    assert code == 2 and "ALS405" in err
+    code, _, err = run(capsys, "layers", DIGITS, "--input-shape", "1,x")
+    assert code == 2 and "ALS405" in err
