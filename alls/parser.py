@@ -545,36 +545,24 @@ def _token_span(filename: str, token, line: int, column: int) -> Span:
     return Span(filename, token.line, token.column, token.end_line, token.end_column)
 
 
+# A character no token can start with: (code, message, label, help) by character.
+_CHARACTER_ERRORS = {
+    "'": ("ALS105", "single-quoted string", "single quote", 'strings take double quotes: `"..."`'),
+    '"': ("ALS105", "unterminated string", "this string is never closed", 'close it with `"` on the same line'),
+    "{": ("ALS111", "unclosed brace glob", "no `}` on this line", "close the glob: `{conv*}`"),
+    "}": ("ALS103", "unmatched `}`", "nothing to close here", "a brace glob opens with `{`: `{conv*}`"),
+    "\ufffd": ("ALS108", "this line is not valid UTF-8", "invalid byte", "save the file as UTF-8"),
+    **{q: ("ALS106", f"curly quote `{q}`", "not a straight quote", 'write strings with straight double quotes: `"..."`')
+       for q in _CURLY},
+}
+
+
 def _bad_character(text: str, filename: str, line: int, column: int, char: str) -> Diagnostic:
     span = Span(filename, line, column, line, column + 1)
-    if char in _CURLY:
-        return Diagnostic(
-            "ALS106", Severity.ERROR, f"curly quote `{char}`", span, "not a straight quote",
-            'write strings with straight double quotes: `"..."`',
-        )
-    if char == "'":
-        return Diagnostic(
-            "ALS105", Severity.ERROR, "single-quoted string", span, "single quote",
-            'strings take double quotes: `"..."`',
-        )
-    if char == '"':
-        return Diagnostic(
-            "ALS105", Severity.ERROR, "unterminated string", span, "this string is never closed",
-            'close it with `"` on the same line',
-        )
-    if char == "{":
-        return Diagnostic(
-            "ALS111", Severity.ERROR, "unclosed brace glob", span, "no `}` on this line",
-            "close the glob: `{conv*}`",
-        )
-    if char == "}":
-        return Diagnostic(
-            "ALS103", Severity.ERROR, "unmatched `}`", span, "nothing to close here",
-            "a brace glob opens with `{`: `{conv*}`",
-        )
-    if char == "\ufffd":
-        return Diagnostic("ALS108", Severity.ERROR, "this line is not valid UTF-8", span, "invalid byte",
-                          "save the file as UTF-8")
+    known = _CHARACTER_ERRORS.get(char)
+    if known is not None:
+        code, message, label, help_text = known
+        return Diagnostic(code, Severity.ERROR, message, span, label, help_text)
     shown = char if char.isprintable() else repr(char)
     return Diagnostic(
         "ALS101", Severity.ERROR, f"unexpected character `{shown}`", span, "not part of the language",
