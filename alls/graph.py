@@ -23,7 +23,7 @@ __all__ = ["Layer", "Graph", "KINDS", "WEIGHTED_KINDS"]
 # Every kind of layer, in the order `alls layers` documents them.
 KINDS = (
     "input_layer", "output_layer", "conv", "dw", "deconv", "fc", "batch_norm",
-    "ew_add", "ew_sub", "ew_mult", "ew_div", "concat", "maxpool", "avgpool", "resize",
+    "ew_add", "ew_sub", "ew_mult", "concat", "maxpool", "avgpool", "resize",
     "activation", "softmax", "format_conversion",
 )
 WEIGHTED_KINDS = ("conv", "dw", "deconv", "fc")
@@ -94,6 +94,7 @@ class Graph:
             index[layer.name] = layer
         for layer in self.layers:
             index.setdefault(layer.short_name, layer)
+        for layer in self.layers:  # an ONNX name never hides a layer's own short name
             for alias in layer.aliases:
                 index.setdefault(alias, layer)
 

@@ -34,8 +34,6 @@ __all__ = ["load_model"]
 
 E, W = Severity.ERROR, Severity.WARNING
 _MIN_OPSET, _MAX_OPSET = 9, 21
-_ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Swish", "Elu"}
-_VIEWS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"}
 _FUSE_INTO = {"conv", "dw", "deconv", "fc", "batch_norm", "ew_add", "ew_sub", "ew_mult"}
 
 
@@ -48,8 +46,6 @@ def load_model(model, input_shapes: dict[str, tuple[int, ...]] | tuple[int, ...]
     file's stem, else the graph's name). Raises `AllsError` (ALS402) when
     the model cannot be read; everything else is a diagnostic on the graph.
     """
-    import onnx
-
     proto, default_name = _read(model)
     net = _scope_name(name or default_name or proto.graph.name or "net")
     return _Importer(proto, net, input_shapes).run()
@@ -85,6 +81,7 @@ class _Node:
     inputs: list[str]
     outputs: list[str]
     attrs: dict = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)  # of the nodes a pattern rewrite merged into it
 
 
 @dataclass
@@ -132,10 +129,12 @@ class _Importer:
         self._infer_shapes()
         nodes = [self._node(n) for n in graph.node]
         nodes = self._fold_constants(nodes)
-        nodes = _rewrite_patterns(nodes, self.consts)
+        nodes = _rewrite_patterns(nodes, self.consts, [o.name for o in graph.output])
         for n in nodes:
             for t in n.inputs:
                 self.consumers[t] += 1
+        for out in graph.output:  # a graph output is read too: nothing may fold into the layer making it
+            self.consumers[out.name] += 1
         for i, inp in enumerate(inputs):
             draft = _Draft("input_layer", ["Input"], [], inp.name, [inp.name])
             self._add(draft)
@@ -180,15 +179,16 @@ class _Importer:
                                             help="inputs: " + ", ".join(sorted(names)))])
         for inp in inputs:
             dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+            ranked = inp.type.tensor_type.HasField("shape")  # no shape at all: any rank, no size known
             if inp.name in wanted:
                 shape = tuple(int(x) for x in wanted[inp.name])
-                if len(shape) != len(dims):
+                if ranked and len(shape) != len(dims):
                     raise AllsError([Diagnostic("ALS405", E, f"input `{inp.name}` has rank {len(dims)}; "
                                                 f"the shape given has rank {len(shape)}")])
-                dims = list(shape)
+                dims, ranked = list(shape), True
             if dims and dims[0] is None:
                 dims[0] = 1
-            if any(d is None or d <= 0 for d in dims):
+            if not ranked or any(d is None or d <= 0 for d in dims):
                 raise AllsError([Diagnostic("ALS405", E, f"input `{inp.name}` has an unknown size {dims}",
                                             help="give its shape with --input-shape / input_shapes=")])
             self.shapes[inp.name] = tuple(dims)
@@ -225,31 +225,39 @@ class _Importer:
         kept = []
         for n in nodes:
             if n.op == "Constant":
-                value = next(iter(n.attrs.values()))
-                self.consts[n.outputs[0]] = np.asarray(value)
+                key, value = next(iter(n.attrs.items()))
+                dtype = {"value_float": np.float32, "value_floats": np.float32,
+                         "value_int": np.int64, "value_ints": np.int64}.get(key)
+                self.consts[n.outputs[0]] = np.asarray(value, dtype=dtype)
             elif n.op == "Shape" and n.inputs[0] in self.shapes:
                 shape = np.array(self.shapes[n.inputs[0]], dtype=np.int64)
                 start, end = n.attrs.get("start", 0), n.attrs.get("end", None)
                 self.consts[n.outputs[0]] = shape[start:end]
-            elif n.inputs and all(i == "" or i in self.consts for i in n.inputs) and n.op not in ("Dropout",):
-                self._evaluate(n)
+            elif n.inputs and all(i == "" or i in self.consts for i in n.inputs) and n.op not in ("Dropout",) \
+                    and self._evaluate(n):
+                continue  # folded into self.consts
             else:
                 kept.append(n)
         return kept
 
-    def _evaluate(self, n: _Node) -> None:
+    def _evaluate(self, n: _Node) -> bool:
+        """Compute a node of constants; False when onnx.reference cannot (a custom op): it stays a node."""
         import onnx
         from onnx.reference import ReferenceEvaluator
 
-        node = onnx.helper.make_node(n.op, n.inputs, n.outputs, **n.attrs)
-        inputs = [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(self.consts[i].dtype),
-                                                     self.consts[i].shape) for i in n.inputs if i]
-        outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in n.outputs]
-        graph = onnx.helper.make_graph([node], "fold", inputs, outputs)
-        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", max(self.opset, 9))])
-        results = ReferenceEvaluator(model).run(None, {i: self.consts[i] for i in n.inputs if i})
+        try:  # onnx.reference raises whatever its kernels raise
+            node = onnx.helper.make_node(n.op, n.inputs, n.outputs, **n.attrs)
+            inputs = [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(self.consts[i].dtype),
+                                                         self.consts[i].shape) for i in n.inputs if i]
+            outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in n.outputs]
+            graph = onnx.helper.make_graph([node], "fold", inputs, outputs)
+            model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", max(self.opset, 9))])
+            results = ReferenceEvaluator(model).run(None, {i: self.consts[i] for i in n.inputs if i})
+        except Exception:
+            return False
         for name, value in zip(n.outputs, results):
             self.consts[name] = np.asarray(value)
+        return True
 
     # -------------------------------------------------------------- layers
     def _resolve(self, tensor: str) -> str:
@@ -273,12 +281,40 @@ class _Importer:
     def _layer(self, n: _Node) -> None:
         handler = getattr(self, f"_op_{n.op}", None)
         data_in = [self._resolve(i) for i in n.inputs if i and self._resolve(i) not in self.consts]
+        if n.outputs and n.outputs[0] not in self.shapes and all(self._shape(t) for t in data_in):
+            self._infer_node_shapes(n)
         if handler is None:
             self._unsupported(n, data_in, f"no layer for the ONNX op `{n.op}`")
             return
         problem = handler(n, data_in)
         if problem:
             self._unsupported(n, data_in, problem)
+
+    def _infer_node_shapes(self, n: _Node) -> None:
+        """ONNX shape inference of one node whose whole-model inference gave no shape, with the
+        constants folded since (a Reshape to a shape that a folded shape subgraph computed)."""
+        import onnx
+
+        try:  # best effort, like _infer_shapes
+            inputs, inits = [], []
+            for tensor in dict.fromkeys(t for t in n.inputs if t):
+                source = self._resolve(tensor)
+                if source in self.consts:
+                    inits.append(onnx.numpy_helper.from_array(np.asarray(self.consts[source]), tensor))
+                else:
+                    shape = self._shape(source)
+                    inputs.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, shape))
+            node = onnx.helper.make_node(n.op, n.inputs, n.outputs, **n.attrs)
+            outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in n.outputs if o]
+            graph = onnx.helper.make_graph([node], "infer", inputs, outputs, initializer=inits)
+            model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", max(self.opset, 9))])
+            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        except Exception:
+            return
+        for vi in inferred.graph.output:
+            dims = vi.type.tensor_type.shape.dim
+            if dims and all(d.HasField("dim_value") for d in dims):
+                self.shapes.setdefault(vi.name, tuple(d.dim_value for d in dims))
 
     def _unsupported(self, n: _Node, data_in: list[str], why: str) -> None:
         kind = re.sub(r"(?<!^)(?=[A-Z])", "_", n.op).lower()
@@ -298,10 +334,13 @@ class _Importer:
         draft.ops.append(n.op)
         draft.aliases.extend(_aliases(n))
         self.alias_of[n.outputs[0]] = draft.output
+        self.consumers[draft.output] = self.consumers[n.outputs[0]]  # n was its one reader
 
     # Identity and Dropout vanish.
     def _op_Identity(self, n, data_in):
-        self.alias_of[n.outputs[0]] = self._resolve(n.inputs[0])
+        source = self._resolve(n.inputs[0])
+        self.alias_of[n.outputs[0]] = source
+        self.consumers[source] += self.consumers[n.outputs[0]] - 1
 
     _op_Dropout = _op_Identity
 
@@ -344,7 +383,7 @@ class _Importer:
         w = weight.T if n.attrs.get("transB", 0) else weight  # (in, out)
         w = w * float(n.attrs.get("alpha", 1.0))
         c = self.consts.get(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
-        bias = np.broadcast_to(c * float(n.attrs.get("beta", 1.0)), (w.shape[1],)) if c is not None else np.zeros(w.shape[1])
+        bias = np.broadcast_to(c * float(n.attrs.get("beta", 1.0)), (1, w.shape[1]))[0] if c is not None else np.zeros(w.shape[1])
         self._dense(n, data_in, w, bias)
 
     def _op_MatMul(self, n, data_in):
@@ -354,20 +393,20 @@ class _Importer:
         self._dense(n, data_in, weight, np.zeros(weight.shape[1]))
 
     def _dense(self, n, data_in, w_in_out, bias):
-        source = self._unflatten(data_in[0])
-        draft = _Draft("fc", [n.op], [source], n.outputs[0], _aliases(n), node_name=n.name)
+        source, absorbed = self._unflatten(data_in[0])
+        draft = _Draft("fc", [n.op], [source], n.outputs[0], _aliases(n) + absorbed, node_name=n.name)
         draft.params["weight"] = np.ascontiguousarray(w_in_out.T).astype(np.float32)  # (out, in)
         draft.params["bias"] = np.asarray(bias, dtype=np.float32).copy()
         self._add(draft)
 
-    def _unflatten(self, tensor: str) -> str:
-        """A Flatten/Reshape [N,C,1,1] -> [N,C] in front of a dense layer is absorbed."""
+    def _unflatten(self, tensor: str) -> tuple[str, list[str]]:
+        """A Flatten/Reshape [N,C,1,1] -> [N,C] in front of a dense layer is absorbed: (source, its aliases)."""
         draft = self._single_consumer_producer(tensor, ("format_conversion",))
         if draft is not None and draft.attrs.get("squeeze_only"):
             self.drafts.remove(draft)
             del self.producer[draft.output]
-            return draft.inputs[0]
-        return tensor
+            return draft.inputs[0], draft.aliases
+        return tensor, []
 
     def _op_BatchNormalization(self, n, data_in):
         scale, bias, mean, var = (self.consts.get(self._resolve(i)) for i in n.inputs[1:5])
@@ -376,6 +415,8 @@ class _Importer:
         a = scale / np.sqrt(var + float(n.attrs.get("epsilon", 1e-5)))
         b = bias - mean * a
         draft = self._single_consumer_producer(data_in[0], ("conv", "dw", "deconv", "fc"))
+        if draft is not None and draft.kind == "fc" and len(self._shape(data_in[0])) != 2:
+            draft = None  # BN normalizes axis 1; an fc's features are its last axis
         if draft is not None and draft.activation is None:
             weight = draft.params["weight"]
             if draft.kind == "deconv":
@@ -406,6 +447,8 @@ class _Importer:
         return self._activation(n, data_in, "relu")
 
     def _op_Clip(self, n, data_in):
+        if len(data_in) != 1:
+            return "the bounds are not constant"
         lo = n.attrs.get("min", self._const_scalar(n.inputs[1] if len(n.inputs) > 1 else "", -np.inf))
         hi = n.attrs.get("max", self._const_scalar(n.inputs[2] if len(n.inputs) > 2 else "", np.inf))
         if lo == 0 and hi == 6:
@@ -608,7 +651,7 @@ class _Importer:
 
 
 def _aliases(n: _Node) -> list[str]:
-    return [n.name] + [o for o in n.outputs if o]
+    return [n.name] + [o for o in n.outputs if o] + n.aliases
 
 
 def _per_channel(const: np.ndarray, channels: int, shape: tuple[int, ...]) -> bool:
@@ -666,13 +709,14 @@ def _macs(draft: _Draft, input_shapes, out_shape) -> int:
         return int(np.prod(out_shape[1:]) * np.prod(weight.shape[1:]))
     if draft.kind == "deconv":
         return int(np.prod(input_shapes[0][1:]) * np.prod(weight.shape[1:]))
-    return int(weight.size)
+    return int(np.prod(out_shape[1:-1])) * int(weight.size)  # fc: once per position of an (N, ..., out) output
 
 
-def _rewrite_patterns(nodes: list[_Node], consts: dict[str, np.ndarray]) -> list[_Node]:
+def _rewrite_patterns(nodes: list[_Node], consts: dict[str, np.ndarray], graph_outputs=()) -> list[_Node]:
     """HardSwish and SiLU written out in primitives become one node each."""
     producer = {o: n for n in nodes for o in n.outputs}
     uses: Counter = Counter(i for n in nodes for i in n.inputs)
+    uses.update(graph_outputs)  # a graph output must stay
     removed: set[int] = set()
 
     def const_value(tensor):
@@ -689,7 +733,7 @@ def _rewrite_patterns(nodes: list[_Node], consts: dict[str, np.ndarray]) -> list
             if match is not None:
                 op, x, dead = match
                 removed.update(id(d) for d in dead)
-                out.append(_Node(op, n.name, [x], n.outputs))
+                out.append(_Node(op, n.name, [x], n.outputs, aliases=[a for d in dead for a in _aliases(d)]))
                 continue
         out.append(n)
     return [n for n in out if id(n) not in removed]
@@ -711,7 +755,9 @@ def _match_swish(n: _Node, producer, const_value, only_use):
             scaled = _match_relu6_plus3_over6(y, producer, const_value, only_use)
             if scaled is not None and scaled[0] == x:
                 return "HardSwish", x, scaled[1]
-    # (x * Clip(x+3, 0, 6)) / 6  or  (x * Clip(x+3, 0, 6)) * (1/6)
+    # (x * Clip(x+3, 0, 6)) / 6  or  (x * Clip(x+3, 0, 6)) * (1/6), the 1/6 first or second
+    if n.op == "Mul" and const_value(a) is not None:
+        a, b = b, a
     divisor = const_value(b)
     if divisor is not None and ((n.op == "Div" and abs(divisor - 6) < 1e-6) or (n.op == "Mul" and abs(divisor - 1 / 6) < 1e-6)):
         m = producer.get(a)
@@ -743,12 +789,15 @@ def _match_relu6_plus3(tensor, producer, const_value, only_use):
 def _match_relu6_plus3_over6(tensor, producer, const_value, only_use):
     """``Clip(x+3,0,6)/6`` or ``Clip(x+3,0,6)*(1/6)``: (x, dead nodes)."""
     scale = producer.get(tensor)
-    if scale is None or not only_use(tensor) or scale.op not in ("Div", "Mul"):
+    if scale is None or not only_use(tensor) or scale.op not in ("Div", "Mul") or len(scale.inputs) != 2:
         return None
-    value = const_value(scale.inputs[1])
+    y, c = scale.inputs
+    if scale.op == "Mul" and const_value(y) is not None:
+        y, c = c, y
+    value = const_value(c)
     if value is None or not ((scale.op == "Div" and abs(value - 6) < 1e-6) or (scale.op == "Mul" and abs(value - 1 / 6) < 1e-6)):
         return None
-    clip = _match_relu6_plus3(scale.inputs[0], producer, const_value, only_use)
+    clip = _match_relu6_plus3(y, producer, const_value, only_use)
     if clip is None:
         return None
     return clip[0], [scale, *clip[1]]
