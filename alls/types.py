@@ -7,7 +7,6 @@ means the value is acceptable. `describe` names the type for messages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from alls.diagnostics import suggestion
@@ -23,10 +22,8 @@ __all__ = [
     "Policy",
     "Identifier",
     "Layers",
-    "Text",
     "ListOf",
     "Range",
-    "Anything",
     "show",
 ]
 
@@ -207,17 +204,6 @@ class Layers(ValueType):
 
 
 @dataclass(frozen=True)
-class Text(ValueType):
-    def check(self, value):
-        if isinstance(value, (String, Word)):
-            return []
-        return _wrong(value, "a string")
-
-    def describe(self):
-        return "a string"
-
-
-@dataclass(frozen=True)
 class ListOf(ValueType):
     """A list whose items all have one type, with an optional length range."""
 
@@ -249,9 +235,7 @@ class ListOf(ValueType):
 
 @dataclass(frozen=True)
 class Range(ValueType):
-    """``[lo, hi]`` with lo < hi; ``percent`` keeps both within 0..100."""
-
-    percent: bool = False
+    """``[lo, hi]`` with lo < hi (percentile modes add 0..100 in the checker)."""
 
     def check(self, value):
         if not isinstance(value, ListValue):
@@ -266,37 +250,7 @@ class Range(ValueType):
         lo, hi = (item.value for item in value.items)
         if lo >= hi:
             return [("ALS304", value.span, f"empty range `{show(value)}`: the low end must be below the high end", "write `[lo, hi]` with lo < hi")]
-        if self.percent and (lo < 0 or hi > 100):
-            return [("ALS304", value.span, f"percentiles `{show(value)}` must lie within 0..100", "for example `[0.01, 99.99]`")]
         return []
 
     def describe(self):
-        return "percentiles `[lo, hi]` in 0..100" if self.percent else "a range `[lo, hi]` with lo < hi"
-
-
-@dataclass(frozen=True)
-class OneOf(ValueType):
-    """The first of several types that accepts the value."""
-
-    options: Sequence[ValueType]
-
-    def check(self, value):
-        first: list[Problem] | None = None
-        for option in self.options:
-            problems = option.check(value)
-            if not problems:
-                return []
-            first = first if first is not None else problems
-        return first or []
-
-    def describe(self):
-        return " or ".join(o.describe() for o in self.options)
-
-
-@dataclass(frozen=True)
-class Anything(ValueType):
-    def check(self, value):
-        return []
-
-    def describe(self):
-        return "any value"
+        return "a range `[lo, hi]` with lo < hi"
