@@ -37,6 +37,7 @@ from alls.nodes import (
     Word,
 )
 from alls.parser import parse, parse_file, parse_partial, read_script
+from alls.plan import Clipping, LayerPlan, Plan, Settings, Source
 from alls.render import render
 
 __version__ = "0.1.0"
@@ -57,6 +58,13 @@ __all__ = [
     "load_model",
     "Graph",
     "Layer",
+    # plans
+    "resolve",
+    "Plan",
+    "LayerPlan",
+    "Settings",
+    "Source",
+    "Clipping",
     # diagnostics
     "Diagnostic",
     "Severity",
@@ -108,6 +116,26 @@ def load_model(model, input_shapes=None, name: str | None = None) -> Graph:
     from alls.importer import load_model as _load
 
     return _load(model, input_shapes, name)
+
+
+def resolve(script: Script | str, model, input_shapes=None, *, advice: bool = True) -> Plan:
+    """Bind a script to a model: the per-layer quantization `Plan`.
+
+    ``script`` is a parsed `Script` or script text; ``model`` a `Graph`, an
+    ``.onnx`` path or an `onnx.ModelProto` (loaded with ``input_shapes``).
+    The plan's ``diagnostics`` hold the script's syntax and catalogue
+    checks, the selector errors, options that cannot apply, the model's
+    import findings and, with ``advice``, the advice of Hailo's guide.
+    """
+    from alls.resolver import resolve as _resolve
+
+    syntax: list[Diagnostic] = []
+    if isinstance(script, str):
+        script, syntax = parse_partial(script)
+    graph = model if isinstance(model, Graph) else load_model(model, input_shapes)
+    plan = _resolve(script, graph, advice=advice)
+    found = sorted([*syntax, *graph.diagnostics, *plan.diagnostics], key=Diagnostic.sort_key)
+    return Plan(plan.network, plan.script, plan.layers, plan.settings, tuple(found))
 
 
 def format_text(text: str, filename: str = "<string>") -> str:

@@ -36,6 +36,9 @@ __all__ = [
     "Command",
     "COMMANDS",
     "PRECISION_MODES",
+    "LEVELS",
+    "COMPRESSION",
+    "Level",
     "BIAS_MODES",
     "command",
 ]
@@ -324,13 +327,41 @@ MODEL_OPTIMIZATION_FLAVOR = Command(
     "How hard to optimize and how much to compress; mapped onto the algorithms.",
     keywords=_kw(
         Arg("optimization_level", Int(0, 4),
-            "0: calibration only; 1: + bias correction; 2: + equalization and finetune; 3-4: longer finetune", 2),
-        Arg("compression_level", Int(0, 5), "share of 4-bit weights: 0%, 20%, 40%, 60%, 80%, 100%", 0),
+            "0: equalization; 1: + bias correction; 2: equalization + finetune; 3, 4: equalization + adaround "
+            "(see LEVELS)", 1),
+        Arg("compression_level", Int(0, 5), "share of the weights at 4 bits: 0, 0.2, 0.4, 0.6, 0.8, 1.0", 0),
         Arg("batch_size", Int(1), "batch size of the optimization algorithms", 8),
     ),
     interpreted=True,
     targets=(0, 0),
 )
+
+@dataclass(frozen=True)
+class Level:
+    """What one ``optimization_level`` turns on, and with which parameters."""
+
+    equalization: bool
+    bias_correction: bool
+    finetune: dict | None = None  # finetune keywords, or None for no finetune
+    adaround: dict | None = None  # adaround keywords, or None for no adaround
+
+
+# optimization_level -> algorithms, after Hailo's published table. Explicit
+# pre/post_quantization_optimization statements override these wherever they
+# stand in the script; the level only replaces the built-in defaults.
+LEVELS = {
+    0: Level(equalization=True, bias_correction=False),
+    1: Level(equalization=True, bias_correction=True),
+    2: Level(equalization=True, bias_correction=False, finetune={"epochs": 4, "dataset_size": 1024}),
+    3: Level(equalization=True, bias_correction=False,
+             adaround={"epochs": 320, "dataset_size": 256, "mode": "train_all"}),
+    4: Level(equalization=True, bias_correction=False,
+             adaround={"epochs": 320, "dataset_size": 1024, "mode": "train_all"}),
+}
+
+# compression_level -> share of the weights quantized to 4 bits.
+COMPRESSION = {level: level / 5 for level in range(6)}
+
 
 NORMALIZATION = Command(
     "normalization",

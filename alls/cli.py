@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import alls
 from alls.render import FORMATS, summary
+from alls.tables import explain_layer, layer_row, layer_table, plan_table
 
 EXIT_OK, EXIT_ERRORS, EXIT_FAILURE = 0, 1, 2
 
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="report the problems of scripts")
     check.add_argument("files", nargs="+", metavar="FILE", help="scripts to check (`-` reads standard input)")
     check.add_argument("--output-format", choices=FORMATS, default="full", help="how to print diagnostics")
+    _model_options(check, required=False)
     check.set_defaults(run=_check)
 
     fmt = commands.add_parser("fmt", help="rewrite scripts in the canonical form")
@@ -55,16 +57,31 @@ def _parser() -> argparse.ArgumentParser:
 
     layers = commands.add_parser("layers", help="list the layers of an ONNX model, with their Hailo-style names")
     layers.add_argument("model", metavar="MODEL", help="an .onnx file")
-    layers.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]N,C,H,W",
-                        help="override a fixed input shape (repeat for several inputs)")
-    layers.add_argument("--name", help="the network scope of the layer names (default: the file's stem)")
+    _model_options(layers, positional=True)
     layers.add_argument("--json", action="store_true", help="print the layers as JSON")
     layers.set_defaults(run=_layers)
+
+    plan = commands.add_parser("plan", help="bind a script to a model and print the per-layer plan")
+    plan.add_argument("script", metavar="SCRIPT", help="the .alls script (`-` reads standard input)")
+    _model_options(plan, required=True)
+    plan.add_argument("--explain", metavar="LAYER", help="print the statements that shaped LAYER, in order")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("-o", "--output", metavar="FILE", help="write the JSON plan to FILE")
+    plan.set_defaults(run=_plan)
 
     explain = commands.add_parser("explain", help="explain a diagnostic code")
     explain.add_argument("code", nargs="?", help="a code such as ALS203 (omit to list every code)")
     explain.set_defaults(run=_explain)
     return parser
+
+
+def _model_options(parser: argparse.ArgumentParser, required: bool = False, positional: bool = False) -> None:
+    if not positional:
+        parser.add_argument("--model", metavar="MODEL", required=required,
+                            help="an .onnx model to bind the script to" + ("" if required else " (checks selectors too)"))
+    parser.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]N,C,H,W",
+                        help="override a fixed input shape (repeat for several inputs)")
+    parser.add_argument("--name", help="the network scope of the layer names (default: the model file's stem)")
 
 
 def _read(path: str) -> tuple[alls.Script, list[alls.Diagnostic]]:
@@ -81,11 +98,23 @@ def _check(args) -> int:
     found: list[alls.Diagnostic] = []
     sources: dict[str, str] = {}
     failed = False
+    graph = None
+    if args.model is not None:
+        try:
+            graph = _load_graph(args)
+        except alls.AllsError as error:
+            sys.stderr.write(alls.render(error.diagnostics))
+            return EXIT_FAILURE
+        found.extend(graph.diagnostics)
     for path in args.files:
         script, diagnostics = _read(path)
         failed |= _unreadable(diagnostics)
-        diagnostics = sorted(diagnostics + alls.check(script), key=alls.Diagnostic.sort_key)
-        found.extend(diagnostics)
+        if graph is not None:
+            checked = list(alls.resolve(script, graph).diagnostics)
+            checked = [d for d in checked if d not in graph.diagnostics]
+        else:
+            checked = alls.check(script)
+        found.extend(sorted(diagnostics + checked, key=alls.Diagnostic.sort_key))
         sources[script.filename] = script.source
     out = alls.render(found, sources, args.output_format)
     if args.output_format == "full":
@@ -138,10 +167,18 @@ def _diff(before: str, after: str, path: str) -> str:
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
-def _write_atomically(path: str, text: str) -> None:
-    """Write next to ``path`` and rename over it: never a half-written file."""
+def _write_atomically(path: str, text: str, new: bool = False) -> None:
+    """Write next to ``path`` and rename over it: never a half-written file.
+
+    ``new``: the file may not exist yet (it then gets the default mode).
+    """
     folder = os.path.dirname(os.path.abspath(path))
-    mode = os.stat(path).st_mode & 0o7777
+    if new and not os.path.exists(path):
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    else:
+        mode = os.stat(path).st_mode & 0o7777
     fd, tmp = tempfile.mkstemp(prefix=".alls-fmt-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
@@ -188,44 +225,59 @@ def _layers(args) -> int:
     if args.json:
         import json
 
-        rows = [_layer_row(layer) for layer in graph]
+        rows = [layer_row(layer) for layer in graph]
         doc = {"network": graph.name, "opset": graph.opset, "layers": rows,
                "diagnostics": json.loads(alls.render(list(graph.diagnostics), fmt="json"))}
         print(json.dumps(doc, indent=2))
     else:
-        print(_layer_table(graph))
+        print(layer_table(graph))
         if graph.diagnostics:
             sys.stdout.write("\n" + alls.render(list(graph.diagnostics)))
     return EXIT_ERRORS if any(d.is_error for d in graph.diagnostics) else EXIT_OK
 
 
-def _layer_row(layer) -> dict:
-    return {
-        "name": layer.name, "kind": layer.kind, "op": layer.op, "aliases": list(layer.aliases),
-        "inputs": list(layer.inputs), "input_shapes": [list(s) for s in layer.input_shapes],
-        "output_shape": list(layer.output_shape), "weight_shape": list(layer.weight_shape or []) or None,
-        "activation": layer.activation, "macs": layer.macs, "supported": layer.supported,
-    }
+def _plan(args) -> int:
+    try:
+        graph = _load_graph(args)
+    except alls.AllsError as error:
+        sys.stderr.write(alls.render(error.diagnostics))
+        return EXIT_FAILURE
+    script, diagnostics = _read(args.script)
+    if _unreadable(diagnostics):
+        sys.stderr.write(alls.render(diagnostics))
+        return EXIT_FAILURE
+    plan = alls.resolve(script, graph)
+    found = sorted(diagnostics + list(plan.diagnostics), key=alls.Diagnostic.sort_key)
+    sources = {script.filename: script.source}
+    if args.explain is not None:
+        layer = graph.get(args.explain)
+        if layer is None:
+            hint = alls.diagnostics.suggestion(args.explain, [l.short_name for l in graph])
+            sys.stderr.write(f"error[ALS201]: no layer `{args.explain}` in `{graph.name}`"
+                             + (f"; {hint}" if hint else "") + "\n")
+            return EXIT_FAILURE
+        print(explain_layer(plan, layer.name))
+    elif args.json or args.output:
+        import json
 
-
-def _shape(shape) -> str:
-    return "x".join(str(d) for d in shape) if shape else "-"
-
-
-def _layer_table(graph) -> str:
-    header = ("layer", "alias", "op", "input", "output", "weights", "MACs")
-    rows = []
-    for layer in graph:
-        op = layer.op + (f" [{layer.activation}]" if layer.activation and layer.kind != "activation" else "")
-        alias = next((a for a in layer.aliases if a != layer.tensors[0]), layer.aliases[0] if layer.aliases else "")
-        rows.append((layer.name, alias, op + ("" if layer.supported else "  (unsupported)"),
-                     ", ".join(_shape(s) for s in layer.input_shapes) or "-", _shape(layer.output_shape),
-                     _shape(layer.weight_shape), f"{layer.macs:,}" if layer.macs else "-"))
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-    total = sum(layer.macs for layer in graph)
-    lines.append(f"\n{len(graph)} layers, {total:,} MACs per image (network `{graph.name}`, opset {graph.opset})")
-    return "\n".join(lines)
+        doc = plan.as_dict()
+        doc["diagnostics"] = json.loads(alls.render(found, fmt="json"))
+        text = json.dumps(doc, indent=2) + "\n"
+        if args.output:
+            try:
+                _write_atomically(args.output, text, new=True)
+            except OSError as exc:
+                sys.stderr.write(f"error[ALS001]: cannot write `{args.output}`: {exc.strerror or exc}\n")
+                return EXIT_FAILURE
+        if args.json:
+            sys.stdout.write(text)
+    else:
+        print(plan_table(plan))
+    if found and args.explain is not None:
+        sys.stdout.write(f"\n{summary(found, 1)} (run without --explain to see them)\n")
+    elif found and not args.json:
+        sys.stdout.write("\n" + alls.render(found, sources) + "\n" + summary(found, 1) + "\n")
+    return EXIT_ERRORS if any(d.is_error for d in found) else EXIT_OK
 
 
 def _explain(args) -> int:

@@ -154,6 +154,14 @@ _DOCS = [
             "It may be a command of a newer compiler; the emulator ignores it.",
             "my_custom_command(conv1)",
             "Check the spelling; if it is a compiler command, nothing to fix."),
+    CodeDoc("ALS213", E, "option cannot apply to the layers selected",
+            "A selector reaches layers where the option has no meaning: a bias mode, quantization groups or weights "
+            "clipping on a layer without weights (a pool, an elementwise add), a forced input range on an input "
+            "layer, a normalization of a layer that is not an input.",
+            "The option would be silently dropped for those layers, and the script would not say what it does.",
+            "quantization_param({*}, bias_mode=double_scale_initialization) on a network with pools",
+            "Narrow the selector to the layers the option applies to (`{conv*}`, `[conv1, fc1]`); the message names "
+            "each layer and its kind."),
     CodeDoc("ALS301", E, "value not allowed",
             "An enumerated setting has a value outside its allowed set.",
             "The setting would have no defined meaning.",
@@ -192,6 +200,51 @@ _DOCS = [
             "The items could not be matched to what they mean.",
             "pre_quantization_optimization(activation_clipping, layers={*}, mode=manual, clipping_values=[0, 5, 9])",
             "Give the number of items shown in the message."),
+    CodeDoc("ALS308", E, "value does not fit the layer",
+            "A value that is valid on its own does not fit a layer it reaches: a quantization group count that does "
+            "not divide the layer's output channels, a force_range_index past its inputs.",
+            "Quantization groups are equal blocks of output channels; an input index must name an input.",
+            "quantization_param(conv1, quantization_groups=3) where conv1 has 16 output channels",
+            "Choose a divisor of the output channels (`alls layers MODEL` shows them), or an existing input index."),
+    CodeDoc("ALS311", W, "4-bit weights without finetune and weights clipping",
+            "Some layers get 4-bit weights (from precision_mode=a8_w4, or from compression_level / "
+            "auto_4bit_weights_ratio) but finetune (or adaround) or weights clipping is off for them.",
+            "Hailo's guide: any network with one or more 4-bit layers must use QFT and weights clipping; rounding "
+            "to 15 levels loses too much otherwise.",
+            "quantization_param({conv*}, precision_mode=a8_w4) alone",
+            "Add `post_quantization_optimization(finetune, policy=enabled)` and "
+            "`pre_quantization_optimization(weights_clipping, layers={conv*}, mode=percentile, "
+            "clipping_values=[0.01, 99.99])`."),
+    CodeDoc("ALS312", W, "16-bit on part of the network",
+            "Some tensors are written at one width and read at another: a 16-bit layer feeds an 8-bit concat, "
+            "shortcut or elementwise layer, or the reverse.",
+            "Hailo's guide: 16-bit must be applied to the whole network. Each boundary requantizes to 8 bits, and "
+            "the 16-bit precision is lost there.",
+            "quantization_param({conv*}, precision_mode=a16_w16) on a network with residual adds",
+            "Apply the mode to every layer (`{*}`), or include the concat, shortcut and elementwise layers, or "
+            "accept the boundaries listed."),
+    CodeDoc("ALS313", W, "small calibration set",
+            "calibset_size is below 32 images.",
+            "Ranges calibrated on a few images miss the values of others; outputs then clip.",
+            "model_optimization_config(calibration, calibset_size=8)",
+            "Calibrate on at least 32 (the default is 64) real, pre-processed images."),
+    CodeDoc("ALS314", W, "batch larger than the data",
+            "A batch size is above the number of images it is drawn from (calibration, finetune or adaround).",
+            "Hailo's FAQ: asking for more images than given stops the run (OutOfRange).",
+            "model_optimization_config(calibration, batch_size=128, calibset_size=64)",
+            "Make the batch size at most the number of images."),
+    CodeDoc("ALS315", W, "MobileNet-like network without equalization and bias correction",
+            "The network has depthwise layers, but equalization or bias correction (IBC) is off everywhere.",
+            "Hailo's guide: MobileNet-based networks benefit greatly from IBC and equalization; depthwise "
+            "channels have very different ranges, and per-tensor weight scales crush the small ones.",
+            "model_optimization_flavor(optimization_level=0) on a MobileNetV2 backbone",
+            "Use optimization_level=1, or enable `equalization` and `bias_correction` explicitly."),
+    CodeDoc("ALS316", W, "detection outputs at 8 bits",
+            "Output layers that are spatial maps of a convolution (detection or dense-prediction heads) stay 8-bit.",
+            "Hailo's guide: such output branches mix values of different dynamic ranges; 16-bit outputs greatly "
+            "reduce their under-representation.",
+            "a face detector with heatmap, scale and offset outputs and an empty script",
+            "Add `quantization_param({output_layer*}, precision_mode=a16_w16)`."),
     CodeDoc("ALS401", E, "unsupported op",
             "An ONNX node whose op (or whose form of the op) has no layer in the emulator.",
             "The layer is listed by `alls layers` and can be selected, but it cannot be quantized or emulated.",

@@ -1,0 +1,157 @@
+"""Plain-text tables of graphs and plans (`alls layers`, `alls plan`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alls.graph import Graph, Layer
+from alls.plan import LayerPlan, Plan
+
+__all__ = ["layer_table", "layer_row", "plan_table", "explain_layer"]
+
+
+def _table(header: Sequence[str], rows: list[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+
+
+def _shape(shape) -> str:
+    return "x".join(str(d) for d in shape) if shape else "-"
+
+
+# ------------------------------------------------------------------ layers
+
+
+def layer_row(layer: Layer) -> dict:
+    """One layer as JSON-ready data."""
+    return {
+        "name": layer.name, "kind": layer.kind, "op": layer.op, "aliases": list(layer.aliases),
+        "inputs": list(layer.inputs), "input_shapes": [list(s) for s in layer.input_shapes],
+        "output_shape": list(layer.output_shape), "weight_shape": list(layer.weight_shape or []) or None,
+        "activation": layer.activation, "macs": layer.macs, "supported": layer.supported,
+    }
+
+
+def layer_table(graph: Graph) -> str:
+    """Name, alias, op, shapes, weights and MACs of every layer."""
+    header = ("layer", "alias", "op", "input", "output", "weights", "MACs")
+    rows = []
+    for layer in graph:
+        op = layer.op + (f" [{layer.activation}]" if layer.activation and layer.kind != "activation" else "")
+        alias = next((a for a in layer.aliases if a != layer.tensors[0]), layer.aliases[0] if layer.aliases else "")
+        rows.append((layer.name, alias, op + ("" if layer.supported else "  (unsupported)"),
+                     ", ".join(_shape(s) for s in layer.input_shapes) or "-", _shape(layer.output_shape),
+                     _shape(layer.weight_shape), f"{layer.macs:,}" if layer.macs else "-"))
+    lines = _table(header, rows)
+    total = sum(layer.macs for layer in graph)
+    lines.append(f"\n{len(graph)} layers, {total:,} MACs per image (network `{graph.name}`, opset {graph.opset})")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ plans
+
+_BIAS = {"single_scale_decomposition": "single", "double_scale_initialization": "double", None: "-"}
+
+
+def _bits(layer: LayerPlan) -> str:
+    ins = "/".join(str(b) for b in dict.fromkeys(layer.input_bits)) or "-"
+    weights = str(layer.weight_bits) if layer.weight_bits is not None else "-"
+    return f"{ins} {weights} {layer.output_bits}"
+
+
+def _algorithms(layer: LayerPlan) -> str:
+    flags = [("eq", layer.equalization), ("ibc", layer.bias_correction), ("ft", layer.finetune),
+             ("ar", layer.adaround)]
+    return " ".join(name for name, on in flags if on) or "-"
+
+
+def _clip(layer: LayerPlan) -> str:
+    parts = []
+    if layer.activation_clipping is not None:
+        parts.append(f"a:{layer.activation_clipping}")
+    if layer.weights_clipping is not None:
+        parts.append(f"w:{layer.weights_clipping}")
+    return " ".join(parts) or "-"
+
+
+def _ranges(layer: LayerPlan) -> str:
+    parts = []
+    if layer.force_range_in is not None:
+        parts.append(f"in[{layer.force_range_index}]={list(layer.force_range_in)}")
+    if layer.force_range_out is not None:
+        parts.append(f"out={list(layer.force_range_out)}")
+    return " ".join(parts) or "-"
+
+
+def _set_by(layer: LayerPlan) -> str:
+    lines = sorted({s.span.line for s in layer.sources.values() if s.span is not None})
+    return ",".join(str(n) for n in lines) or "-"
+
+
+def plan_table(plan: Plan) -> str:
+    """One row per layer (bits in/weights/out, bias, groups, clipping, ranges, algorithms, lines), then settings."""
+    header = ("layer", "kind", "bits i w o", "bias", "groups", "clipping", "forced ranges", "algorithms", "set by")
+    rows = [(layer.short_name, layer.kind, _bits(layer), _BIAS.get(layer.bias_mode, layer.bias_mode),
+             str(layer.quantization_groups) if layer.weight_bits else "-", _clip(layer), _ranges(layer),
+             _algorithms(layer), _set_by(layer)) for layer in plan]
+    lines = _table(header, rows)
+    lines.append("")
+    lines.extend(_settings_lines(plan))
+    return "\n".join(lines)
+
+
+def _settings_lines(plan: Plan) -> list[str]:
+    s = plan.settings
+    level = s.source("optimization_level")
+    out = [
+        f"network `{plan.network}`, script {plan.script}",
+        f"optimization_level {s.optimization_level} ({'default' if level.is_default else f'line {level.span.line}'}), compression_level {s.compression_level}, "
+        f"4-bit weights ratio {s.auto_4bit_weights_ratio:g}",
+        f"calibration: {s.calibration.calibset_size} images in batches of {s.calibration.batch_size}",
+        f"equalization: {'on' if s.equalization else 'off'} (target {s.equalization_target}); "
+        f"bias correction: {'on' if s.bias_correction else 'off'}",
+    ]
+    ft, ar = s.finetune, s.adaround
+    if ft.policy:
+        out.append(f"finetune: {ft.epochs} epochs on {ft.dataset_size} images, batch {ft.batch_size}, "
+                   f"lr {ft.learning_rate:g}, warmup {ft.warmup_epochs}, loss {ft.def_loss_type}")
+    else:
+        out.append("finetune: off")
+    if ar.policy:
+        out.append(f"adaround: {ar.epochs} epochs on {ar.dataset_size} images, batch {ar.batch_size}, mode {ar.mode}")
+    else:
+        out.append("adaround: off")
+    for norm in s.normalization:
+        out.append(f"normalization `{norm.name}` of {norm.input.rsplit('/', 1)[-1]}: mean {list(norm.mean)}, "
+                   f"std {list(norm.std)}")
+    return out
+
+
+def _value(value) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return str(value)
+
+
+def explain_layer(plan: Plan, name: str) -> str:
+    """The statements that shaped layer ``name``, in order, then its final plan with each field's source."""
+    layer = plan[name]
+    out = [f"{layer.name} ({layer.kind})", ""]
+    if layer.history:
+        out.append("statements, in order:")
+        for source, fields in layer.history:
+            where = source.where()
+            out.append(f"  {where}: {_short(source.text)}")
+            out.append("      sets " + ", ".join(f"{k}={_value(v)}" for k, v in fields))
+    else:
+        out.append("no statement touches this layer; every field has its default")
+    out.append("")
+    out.append("final plan:")
+    rows = [(f"  {field}", _value(getattr(layer, field)), layer.source(field).where())
+            for field in LayerPlan.FIELDS]
+    out.extend(_table(("  field", "value", "set by"), rows))
+    return "\n".join(out)
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
