@@ -273,21 +273,30 @@ LAYER_OPS: dict[str, Callable] = {
 }
 
 
-def run_layer(layer: Layer, xs: list[Array], params: Mapping[str, Array] | None = None) -> Array:
-    """One layer in float32, its fused activation included."""
+def run_layer(layer: Layer, xs: list[Array], params: Mapping[str, Array] | None = None,
+              observe: Callable[[Layer, Array, Array], None] | None = None) -> Array:
+    """One layer in float32, its fused activation included.
+
+    ``observe(layer, before, after)`` sees the tensor before and after the
+    fused activation (calibration needs both for table activations).
+    """
     p = params if params is not None else layer.params
-    y = LAYER_OPS[layer.kind](layer, xs, p)
-    if layer.kind != "output_layer":
-        y = activation(layer, y, p)
-    return np.asarray(y, dtype=np.float32)
+    before = np.asarray(LAYER_OPS[layer.kind](layer, xs, p), dtype=np.float32)
+    after = before if layer.kind == "output_layer" else np.asarray(activation(layer, before, p), dtype=np.float32)
+    if observe is not None:
+        observe(layer, before, after)
+    return after
 
 
 def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str, Mapping[str, Array]] | None = None,
-              taps: Iterable[str] | str | None = None) -> tuple[dict[str, Array], dict[str, Array]]:
+              taps: Iterable[str] | str | None = None,
+              observe: Callable[[Layer, Array, Array], None] | None = None) -> tuple[dict[str, Array], dict[str, Array]]:
     """Run ``graph`` in float32 on NCHW ``inputs`` (one array, or {input layer or ONNX name: array}).
 
     Returns ``(outputs, tapped)``: the output layers' tensors by output layer
     name, and the tensors of the ``taps`` layers ("all" for every layer).
+    ``observe`` is called for every layer (inputs included) with the tensor
+    before and after its activation.
     """
     feeds = _feeds(graph, inputs)
     params = params or {}
@@ -302,8 +311,10 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
     for layer in graph:
         if layer.kind == "input_layer":
             y = feeds[layer.name]
+            if observe is not None:
+                observe(layer, y, y)
         else:
-            y = run_layer(layer, [values[name] for name in layer.inputs], params.get(layer.name))
+            y = run_layer(layer, [values[name] for name in layer.inputs], params.get(layer.name), observe)
             for name in layer.inputs:  # free what no later layer reads
                 readers[name] -= 1
                 if readers[name] == 0 and name not in wanted:

@@ -1,0 +1,262 @@
+"""Calibration: streaming statistics of every tensor over the calibration set.
+
+`calibrate(graph, plan, data, ...)` runs the float network batch by batch
+(after the script's normalization) and keeps, for every layer, statistics
+of its output and, where its activation is a table, of the tensor before
+the activation: min, max, per-channel min and max, and a histogram for
+percentiles. Memory is bounded: a histogram has a fixed number of bins
+whose width doubles (merging pairs of bins) when a value falls beyond it.
+
+The data are checked first (`check_data`): shape, layout, dtype, NaN/Inf,
+constant images, and enough images for ``batch_size x calib_num_batch``
+(Hailo's OutOfRange error). Each problem is an `AllsError` with its code.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.graph import Graph, Layer
+from alls.plan import Plan
+from alls.runtime.native import run_float
+
+__all__ = ["TensorStats", "LayerStats", "calibrate", "check_data", "to_nchw", "normalize", "Progress",
+           "TABLE_ACTIVATIONS"]
+
+E = Severity.ERROR
+BINS = 2048
+
+# Activations that are lookup tables over the integer input (the others fold into the clamp).
+TABLE_ACTIVATIONS = ("sigmoid", "tanh", "leaky_relu", "prelu", "elu", "hard_sigmoid", "hardswish", "silu")
+
+
+class TensorStats:
+    """Min, max, count and a histogram of one tensor, updated batch by batch.
+
+    The histogram has two halves of `BINS` bins each, for the magnitudes of
+    the negative and the positive values; a half's bin width doubles (pairs
+    of bins merge) whenever a value falls beyond its last bin.
+    """
+
+    def __init__(self, channels: int | None = None):
+        self.min, self.max, self.count, self.zeros = math.inf, -math.inf, 0, 0
+        self.halves = {1: [np.zeros(BINS, np.int64), 0.0], -1: [np.zeros(BINS, np.int64), 0.0]}
+        self.channel_min = np.full(channels, np.inf, np.float32) if channels else None
+        self.channel_max = np.full(channels, -np.inf, np.float32) if channels else None
+
+    def update(self, x: np.ndarray) -> None:
+        if self.channel_min is not None and x.ndim >= 2 and x.shape[1] == self.channel_min.size:
+            axes = tuple(i for i in range(x.ndim) if i != 1)
+            np.minimum(self.channel_min, x.min(axis=axes), out=self.channel_min)
+            np.maximum(self.channel_max, x.max(axis=axes), out=self.channel_max)
+        flat = x.ravel()
+        self.min, self.max = min(self.min, float(flat.min())), max(self.max, float(flat.max()))
+        self.count += flat.size
+        self.zeros += int(np.count_nonzero(flat == 0))
+        self._add(1, flat[flat > 0])
+        self._add(-1, -flat[flat < 0])
+
+    def _add(self, sign: int, magnitudes: np.ndarray) -> None:
+        if magnitudes.size == 0:
+            return
+        half = self.halves[sign]
+        top = float(magnitudes.max())
+        if half[1] == 0.0:
+            half[1] = top / BINS * (1 + 1e-6)
+        while top >= half[1] * BINS:
+            half[0] = half[0].reshape(-1, 2).sum(axis=1)
+            half[0] = np.concatenate([half[0], np.zeros(BINS // 2, np.int64)])
+            half[1] *= 2
+        index = np.minimum((magnitudes / half[1]).astype(np.int64), BINS - 1)
+        half[0] += np.bincount(index, minlength=BINS)
+
+    def percentile(self, q: float) -> float:
+        """The ``q``-th percentile (0..100), interpolated within a bin, clamped to [min, max]."""
+        if self.count == 0:
+            return 0.0
+        target = q / 100.0 * self.count
+        neg, neg_width = self.halves[-1]
+        pos, pos_width = self.halves[1]
+        # the bins in value order: negative magnitudes from the largest, then zeros, then positives
+        edges = [(-(i + 1) * neg_width, -i * neg_width, neg[i]) for i in range(BINS - 1, -1, -1) if neg[i]]
+        if self.zeros:
+            edges.append((0.0, 0.0, self.zeros))
+        edges += [(i * pos_width, (i + 1) * pos_width, pos[i]) for i in range(BINS) if pos[i]]
+        seen = 0
+        for lo, hi, n in edges:
+            if seen + n >= target:
+                value = lo + (hi - lo) * ((target - seen) / n)
+                return float(min(max(value, self.min), self.max))
+            seen += n
+        return float(self.max)
+
+
+@dataclass
+class LayerStats:
+    """The statistics of one layer: its output, and (for table activations) its input to the activation."""
+
+    output: TensorStats
+    before: TensorStats | None = None
+
+
+@dataclass
+class Statistics:
+    """What calibration saw: per-layer statistics, and how many images."""
+
+    layers: dict[str, LayerStats] = field(default_factory=dict)
+    images: int = 0
+
+    def __getitem__(self, name: str) -> LayerStats:
+        return self.layers[name]
+
+
+# ------------------------------------------------------------------- data
+
+
+def _error(code: str, message: str, help_text: str = "") -> AllsError:
+    return AllsError([Diagnostic(code, E, message, help=help_text)])
+
+
+def to_nchw(data: np.ndarray, layer: Layer, layout: str) -> np.ndarray:
+    """Calibration or inference images as NCHW float32; errors name what is wrong."""
+    if layout not in ("nhwc", "nchw"):
+        raise _error("ALS505", f"unknown layout `{layout}`", "use layout=\"nhwc\" (Hailo's, the default) or \"nchw\"")
+    data = np.asarray(data)
+    if data.dtype.kind not in "fiub" or data.dtype.kind == "b":
+        raise _error("ALS505", f"the data have dtype {data.dtype}; expected numbers (uint8 or float)",
+                     "load the images as a numeric array")
+    want = tuple(layer.output_shape[1:])  # (C, H, W)
+    if data.ndim == len(want):
+        data = data[None]
+    if data.ndim != len(want) + 1:
+        raise _error("ALS505", f"the data have shape {data.shape}; `{layer.short_name}` takes {_describe(want, layout)}",
+                     "pass a batch of images: (N, H, W, C) for layout=\"nhwc\", (N, C, H, W) for \"nchw\"")
+    if len(want) == 3:
+        nchw = data if layout == "nchw" else data.transpose(0, 3, 1, 2)
+        if tuple(nchw.shape[1:]) != want:
+            other = data.transpose(0, 3, 1, 2) if layout == "nchw" else data
+            hint = (f"these look like {'NHWC' if layout == 'nchw' else 'NCHW'} images: pass "
+                    f"layout=\"{'nhwc' if layout == 'nchw' else 'nchw'}\"" if tuple(other.shape[1:]) == want
+                    else f"resize the images, or load the model with --input-shape N,{','.join(map(str, want))}")
+            raise _error("ALS505", f"the data have shape {data.shape} ({layout}); `{layer.short_name}` takes "
+                         f"{_describe(want, layout)}", hint)
+        data = nchw
+    elif tuple(data.shape[1:]) != want:
+        raise _error("ALS505", f"the data have shape {data.shape}; `{layer.short_name}` takes (N, {', '.join(map(str, want))})")
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _describe(chw: tuple[int, ...], layout: str) -> str:
+    if len(chw) != 3:
+        return f"(N, {', '.join(map(str, chw))})"
+    c, h, w = chw
+    return f"(N, {h}, {w}, {c}) in nhwc" if layout == "nhwc" else f"(N, {c}, {h}, {w}) in nchw"
+
+
+def check_data(data: np.ndarray, needed: int, what: str = "calibration") -> None:
+    """FAQ errors: too few images, NaN/Inf, constant data."""
+    n = data.shape[0]
+    if needed > n:
+        raise _error("ALS501", f"{what} asks for {needed} images but was given {n}",
+                     "give more images, or lower batch_size x calib_num_batch (or calibset_size) to at most "
+                     f"{n}")
+    sample = data[:needed]
+    if not np.isfinite(sample).all():
+        bad = int((~np.isfinite(sample)).reshape(needed, -1).any(axis=1).sum())
+        raise _error("ALS503", f"{bad} of the {needed} {what} images contain NaN or Inf",
+                     "check the pre-processing that made the array")
+    if needed > 0 and float(sample.max()) == float(sample.min()):
+        raise _error("ALS504", f"the {what} data are constant (every value is {float(sample.min()):g})",
+                     "calibrate on real, pre-processed images: constant or random data give meaningless ranges")
+
+
+def normalize(data: np.ndarray, plan: Plan | None, input_name: str) -> np.ndarray:
+    """The script's `normalization` of this input, (x - mean) / std per channel."""
+    if plan is None:
+        return data
+    for norm in plan.settings.normalization:
+        if norm.input == input_name:
+            shape = (1, -1) + (1,) * (data.ndim - 2)
+            mean = np.asarray(norm.mean, np.float32).reshape(shape)
+            std = np.asarray(norm.std, np.float32).reshape(shape)
+            return ((data - mean) / std).astype(np.float32)
+    return data
+
+
+# --------------------------------------------------------------- progress
+
+
+class Progress:
+    """A one-line progress bar on standard error (only when it is a terminal, unless forced)."""
+
+    def __init__(self, label: str, total: int, enabled: bool | None = None, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.label, self.total, self.done, self.start = label, total, 0, time.perf_counter()
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        if self.enabled:
+            width = 24
+            filled = int(width * self.done / max(self.total, 1))
+            elapsed = time.perf_counter() - self.start
+            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                              f"{elapsed:.1f}s")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ------------------------------------------------------------ calibration
+
+
+def batches(data: np.ndarray, batch_size: int, count: int) -> Iterator[np.ndarray]:
+    for b in range(count):
+        chunk = data[b * batch_size:(b + 1) * batch_size]
+        if len(chunk):
+            yield chunk
+
+
+def calibrate(graph: Graph, data: Mapping[str, np.ndarray], batch_size: int, calib_num_batch: int,
+              plan: Plan | None = None, params=None, progress: bool | None = None) -> Statistics:
+    """Statistics of every layer over ``batch_size x calib_num_batch`` images.
+
+    ``data`` maps each input layer's name to NCHW float32 images (checked and
+    converted by `to_nchw` / `check_data`); ``plan`` supplies the
+    normalization and says which activations are tables.
+    """
+    needed = batch_size * calib_num_batch
+    stats = Statistics()
+    for layer in graph:
+        channels = layer.output_channels if len(layer.output_shape) >= 2 else None
+        table = layer.activation in TABLE_ACTIVATIONS
+        stats.layers[layer.name] = LayerStats(TensorStats(channels), TensorStats(channels) if table else None)
+
+    def observe(layer: Layer, before: np.ndarray, after: np.ndarray) -> None:
+        entry = stats.layers[layer.name]
+        entry.output.update(after)
+        if entry.before is not None:
+            entry.before.update(before)
+
+    bar = Progress("calibration", calib_num_batch, progress)
+    names = list(data)
+    for b in range(calib_num_batch):
+        feeds = {name: normalize(data[name][b * batch_size:(b + 1) * batch_size], plan, name) for name in names}
+        if not len(next(iter(feeds.values()))):
+            break
+        run_float(graph, feeds, params, observe=observe)
+        stats.images += len(next(iter(feeds.values())))
+        bar.step()
+    bar.close()
+    assert stats.images <= needed
+    return stats
