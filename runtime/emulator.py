@@ -1,0 +1,237 @@
+"""The integer emulator: a quantized graph run layer by layer on the integer kernels.
+
+Tensors are unsigned integers in NHWC (4-D) or in ONNX's layout (other
+ranks); every layer calls one kernel of `alls.runtime.kernels` with the
+constants `alls.runtime.quantize` derived. Float appears only at the edges:
+float inputs are quantized on entry and outputs dequantized on exit (raw
+integer inputs are taken as they are, as a device stream takes them).
+
+``keep_native`` layers run in float between a dequantization of their
+inputs and a quantization of their output: the mixed target that confirms
+which layers carry the error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from alls.graph import Graph, Layer
+from alls.runtime import kernels as K
+from alls.runtime.native import run_layer
+from alls.runtime.quantize import QLayer
+
+__all__ = ["run_numeric", "to_nhwc", "to_onnx"]
+
+_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
+
+
+def to_nhwc(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+
+
+def to_onnx(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
+
+
+def _weights(q: QLayer, layer: Layer) -> K.ConvWeights:
+    cached = q.info.get("_kernel_weights")
+    if cached is None:
+        if layer.kind == "deconv":
+            cached = K.ConvWeights.from_conv_transpose(q.weights, q.weight_bits, layer.attrs.get("group", 1))
+        elif layer.kind == "batch_norm":
+            cached = K.ConvWeights(q.weights, q.weight_bits, q.weights.shape[0])
+        else:
+            cached = K.ConvWeights(q.weights, q.weight_bits, layer.attrs.get("group", 1))
+        q.info["_kernel_weights"] = cached
+    return cached
+
+
+def _finish(q: QLayer, y: np.ndarray) -> np.ndarray:
+    """The table activation after a requantization to the pre-activation, if the layer has one."""
+    return K.lut(y, q.table) if q.pre is not None and q.table is not None else y
+
+
+def _weighted(layer: Layer, q: QLayer, xs, enc):
+    x, zx = xs[0], enc[layer.inputs[0]].zero_point
+    w = _weights(q, layer)
+    a = layer.attrs
+    if layer.kind == "fc":
+        shape = x.shape
+        if x.ndim == 4:
+            x = to_onnx(x).reshape(x.shape[0], -1)
+        elif x.ndim > 2 and layer.output_shape and len(layer.output_shape) > 2:
+            x = x.reshape(-1, shape[-1])
+        elif x.ndim > 2:
+            x = x.reshape(shape[0], -1)
+        y = K.fc(np.ascontiguousarray(x), w, q.bias, q.rq, zero_point=zx)
+        if len(shape) > 2 and len(layer.output_shape) > 2:
+            y = y.reshape(*shape[:-1], y.shape[-1])
+        return _finish(q, y)
+    if layer.kind == "batch_norm":
+        return _finish(q, K.dw(x, w, q.bias, q.rq, zero_point=zx))
+    geometry = {"strides": tuple(a["strides"]), "pads": tuple(a["pads"]), "dilations": tuple(a["dilations"])}
+    if layer.kind == "deconv":
+        out_hw = layer.output_shape[2:]
+        kh, kw = q.weights.shape[2:]
+        full = [(x.shape[1 + i] - 1) * geometry["strides"][i] + (k - 1) * geometry["dilations"][i] + 1
+                - geometry["pads"][i] - geometry["pads"][i + 2] for i, k in enumerate((kh, kw))]
+        output_padding = tuple(int(o - f) for o, f in zip(out_hw, full))
+        return _finish(q, K.deconv(x, w, q.bias, q.rq, zero_point=zx, output_padding=output_padding, **geometry))
+    kernel = K.dw if layer.kind == "dw" else K.conv
+    return _finish(q, kernel(x, w, q.bias, q.rq, zero_point=zx, **geometry))
+
+
+def _operands(layer: Layer, q: QLayer, xs, enc):
+    """The two operands (tensors, or a tensor and the quantized constant) and their zero points."""
+    a, za = xs[0], enc[layer.inputs[0]].zero_point
+    if len(xs) == 2:
+        b, zb = xs[1], enc[layer.inputs[1]].zero_point
+        if a.shape != b.shape:
+            full = np.broadcast_shapes(a.shape, b.shape)
+            a, b = np.ascontiguousarray(np.broadcast_to(a, full)), np.ascontiguousarray(np.broadcast_to(b, full))
+        return (a, za), (b, zb)
+    const = q.const
+    channels = a.shape[-1]
+    if const.size == 1:
+        b = np.full(channels, const.reshape(-1)[0], dtype=const.dtype)
+    elif const.size == channels and (const.ndim == 1 or const.shape[-1] == const.size or
+                                     (const.ndim >= 3 and const.reshape(-1).size == const.shape[-3])):
+        b = const.reshape(-1)
+    else:  # a full constant tensor in ONNX layout
+        b = to_nhwc(np.ascontiguousarray(np.broadcast_to(const, to_onnx(a).shape)))
+    pair = ((a, za), (b, q.const_encoding.zero_point))
+    return pair[::-1] if layer.attrs.get("const_first") else pair
+
+
+def _elementwise(layer: Layer, q: QLayer, xs, enc):
+    (a, za), (b, zb) = _operands(layer, q, xs, enc)
+    kernel = {"ew_add": K.ew_add, "ew_sub": K.ew_sub, "ew_mult": K.ew_mult}[layer.kind]
+    if b.ndim == 1 and a.ndim == 1:
+        a, b = a, b
+    return _finish(q, kernel(a, b, q.rq, zero_points=(za, zb)))
+
+
+def _concat(layer: Layer, q: QLayer, xs, enc):
+    axis = layer.attrs["axis"]
+    rank = xs[0].ndim
+    axis = _NHWC_AXIS[axis % 4] if rank == 4 else axis % rank
+    zero_points = [enc[name].zero_point for name in layer.inputs]
+    return K.concat(list(xs), q.rq, zero_points=zero_points, axis=axis)
+
+
+def _requantize(x: np.ndarray, q: QLayer, zero_point: int) -> np.ndarray:
+    return x if q.rq is None else K.requantize(x, q.rq, zero_point=zero_point)
+
+
+def _pool(layer: Layer, q: QLayer, xs, enc):
+    x, zx = xs[0], enc[layer.inputs[0]].zero_point
+    a = layer.attrs
+    if layer.kind == "maxpool":
+        y = K.global_maxpool(x) if a.get("global") else K.maxpool(
+            x, kernel_shape=a["kernel_shape"], strides=a["strides"], pads=a["pads"], dilations=a["dilations"],
+            ceil_mode=bool(a.get("ceil_mode")))
+        return _requantize(y, q, zx)
+    if a.get("global"):
+        return K.global_avgpool(x, q.rq, zero_point=zx)
+    return K.avgpool(x, q.rq, zero_point=zx, kernel_shape=a["kernel_shape"], strides=a["strides"], pads=a["pads"],
+                     dilations=a["dilations"], ceil_mode=bool(a.get("ceil_mode")),
+                     count_include_pad=bool(a.get("count_include_pad")))
+
+
+def _resize(layer: Layer, q: QLayer, xs, enc):
+    x, zx = xs[0], enc[layer.inputs[0]].zero_point
+    a = layer.attrs
+    size = tuple(layer.output_shape[2:])
+    if a.get("mode") == "nearest":
+        y = K.resize_nearest(x, size=size, mode=a["coordinate_transformation_mode"], nearest_mode=a["nearest_mode"])
+        return _requantize(y, q, zx)
+    return K.resize_bilinear(x, q.rq, zero_point=zx, size=size, mode=a["coordinate_transformation_mode"])
+
+
+def _activation(layer: Layer, q: QLayer, xs, enc):
+    if q.table is not None:
+        return K.lut(xs[0], q.table)
+    return K.requantize(xs[0], q.rq, zero_point=enc[layer.inputs[0]].zero_point)
+
+
+def _view(layer: Layer, q: QLayer, xs, enc):
+    x = to_onnx(xs[0])
+    if layer.attrs.get("op") == "Transpose" and layer.attrs.get("perm"):
+        y = x.transpose(layer.attrs["perm"])
+    else:
+        y = x.reshape((x.shape[0], *layer.output_shape[1:]))
+    return _requantize(to_nhwc(np.ascontiguousarray(y)), q, enc[layer.inputs[0]].zero_point)
+
+
+def _softmax(layer: Layer, q: QLayer, xs, enc):
+    """exp(-S·(max − q)) from a Q15 table, normalized by an exact integer division, rounded half up."""
+    x = to_onnx(xs[0]).astype(np.int64)
+    axis = layer.attrs["axis"]
+    e = q.table[x.max(axis=axis, keepdims=True) - x]
+    total = e.sum(axis=axis, keepdims=True)
+    top = (1 << q.out.bits) - 1
+    y = (2 * e * top + total) // (2 * total)
+    return to_nhwc(np.ascontiguousarray(y.astype(q.out.dtype)))
+
+
+def _output(layer: Layer, q: QLayer, xs, enc):
+    return _requantize(xs[0], q, enc[layer.inputs[0]].zero_point)
+
+
+_RUN = {
+    "conv": _weighted, "dw": _weighted, "deconv": _weighted, "fc": _weighted, "batch_norm": _weighted,
+    "ew_add": _elementwise, "ew_sub": _elementwise, "ew_mult": _elementwise, "concat": _concat,
+    "maxpool": _pool, "avgpool": _pool, "resize": _resize, "activation": _activation,
+    "format_conversion": _view, "softmax": _softmax, "output_layer": _output,
+}
+
+
+def _native(layer: Layer, q: QLayer, xs, enc, params) -> np.ndarray:
+    """A layer kept in float: dequantize its inputs, run it, quantize its output."""
+    floats = [enc[name].dequantize(to_onnx(x)) for name, x in zip(layer.inputs, xs)]
+    y = run_layer(layer, floats, params)
+    return to_nhwc(q.out.quantize(y))
+
+
+def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str, np.ndarray],
+                raw: bool = False, keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,
+                params: Mapping[str, Mapping] | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Run the integer graph on NCHW ``inputs`` ({input layer name: array}).
+
+    Float inputs are quantized with each input's encoding; with ``raw`` they
+    are taken as integer codes. Returns the outputs and the tapped layers,
+    dequantized, in ONNX layout.
+    """
+    enc = {name: q.out for name, q in qlayers.items()}
+    native = {graph[n].name for n in keep_native}
+    wanted = {layer.name for layer in graph} if taps == "all" else {graph[t].name for t in (taps or ())}
+    params = params or {}
+    values: dict[str, np.ndarray] = {}
+    readers: dict[str, int] = {}
+    for layer in graph:
+        for name in layer.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    outputs, tapped = {}, {}
+    for layer in graph:
+        q = qlayers[layer.name]
+        if layer.kind == "input_layer":
+            x = inputs[layer.name]
+            y = to_nhwc(np.asarray(x, q.out.dtype) if raw else q.out.quantize(x))
+        else:
+            xs = [values[name] for name in layer.inputs]
+            if layer.name in native:
+                y = _native(layer, q, xs, enc, params.get(layer.name, layer.params))
+            else:
+                y = _RUN[layer.kind](layer, q, xs, enc)
+            for name in layer.inputs:
+                readers[name] -= 1
+                if readers[name] == 0 and name not in wanted:
+                    values.pop(name, None)
+        values[layer.name] = y
+        if layer.name in wanted:
+            tapped[layer.name] = q.out.dequantize(to_onnx(y))
+        if layer.kind == "output_layer":
+            outputs[layer.name] = q.out.dequantize(to_onnx(y))
+    return outputs, tapped

@@ -1,0 +1,291 @@
+"""The quantized model: run it on any target, save it, load it.
+
+A `QuantizedModel` holds the layer graph, the plan, the float parameters of
+the `fp_optimized` target and the integer layers. `run` takes images and
+returns a `Result` (outputs, and the tapped layers by name). `save` writes
+one versioned ``.npz`` that holds the ONNX model, the script, the float
+parameters and every integer constant; `load` checks its format and
+version and refuses a truncated or foreign file with a named error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.graph import Graph
+from alls.plan import Plan
+from alls.runtime import numerics as nx
+from alls.runtime.calibration import to_nchw
+from alls.runtime.quantize import Encoding, QLayer
+
+__all__ = ["QuantizedModel", "Result", "TARGETS", "FORMAT", "VERSION", "load"]
+
+TARGETS = ("native", "fp_optimized", "numeric")
+FORMAT = "alls-quantized-model"
+VERSION = 1
+
+
+def _error(code: str, message: str, help_text: str = "") -> AllsError:
+    return AllsError([Diagnostic(code, Severity.ERROR, message, help=help_text)])
+
+
+@dataclass
+class Result:
+    """What `QuantizedModel.run` returns: outputs and tapped layers, by layer name."""
+
+    outputs: dict[str, np.ndarray]
+    taps: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def output(self) -> np.ndarray:
+        """The only output (an error for a model with several)."""
+        if len(self.outputs) != 1:
+            raise ValueError(f"the model has {len(self.outputs)} outputs: {', '.join(self.outputs)}")
+        return next(iter(self.outputs.values()))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Outputs and taps in one ``.npz``, keyed by layer name."""
+        arrays = {f"output:{k}": v for k, v in self.outputs.items()}
+        arrays.update({f"tap:{k}": v for k, v in self.taps.items()})
+        np.savez(path, **arrays)
+
+
+class QuantizedModel:
+    """A model quantized by a plan: the three emulation targets over one graph."""
+
+    def __init__(self, graph: Graph, plan: Plan, layers: Mapping[str, QLayer], params: Mapping | None = None,
+                 model_bytes: bytes = b"", input_shapes=None, script: str = "", script_name: str = "<string>",
+                 report: Mapping | None = None):
+        self.graph, self.plan, self.layers = graph, plan, dict(layers)
+        self.params = dict(params or {})
+        self.model_bytes, self.input_shapes = model_bytes, input_shapes
+        self.script, self.script_name = script, script_name
+        self.report = dict(report or {})
+
+    # --------------------------------------------------------------- encodings
+
+    @property
+    def input_encodings(self) -> dict[str, Encoding]:
+        """Scale, zero point and bits of every input (how a device stream takes it)."""
+        return {layer.name: self.layers[layer.name].out for layer in self.graph.inputs}
+
+    @property
+    def output_encodings(self) -> dict[str, Encoding]:
+        return {layer.name: self.layers[layer.name].out for layer in self.graph.outputs}
+
+    # --------------------------------------------------------------------- run
+
+    def feeds(self, x, layout: str = "nhwc", raw: bool = False) -> dict[str, np.ndarray]:
+        """Images as NCHW per input layer, normalized by the script (unless raw integers)."""
+        from alls.runtime.calibration import normalize
+
+        inputs = self.graph.inputs
+        if not isinstance(x, Mapping):
+            if len(inputs) != 1:
+                raise _error("ALS505", f"the model has {len(inputs)} inputs; pass {{input name: array}}")
+            x = {inputs[0].name: x}
+        feeds = {}
+        for key, value in x.items():
+            layer = self.graph.get(key)
+            if layer is None or layer.kind != "input_layer":
+                raise _error("ALS505", f"`{key}` is not an input of `{self.graph.name}`",
+                             "inputs: " + ", ".join(l.name for l in inputs))
+            if raw:
+                data = np.asarray(value)
+                if data.dtype != self.layers[layer.name].out.dtype:
+                    raise _error("ALS505", f"raw input `{layer.short_name}` must be {self.layers[layer.name].out.dtype}, "
+                                 f"not {data.dtype}")
+                feeds[layer.name] = to_nchw(data, layer, layout).astype(data.dtype)
+            else:
+                feeds[layer.name] = normalize(to_nchw(value, layer, layout), self.plan, layer.name)
+        return feeds
+
+    def run(self, x, target: str = "numeric", keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,
+            layout: str = "nhwc", raw: bool = False, batch_size: int = 64) -> Result:
+        """Run the model on images ``x`` ((N,H,W,C) for layout "nhwc", or a dict per input).
+
+        ``target`` is "native" (the float graph as imported), "fp_optimized"
+        (the float graph after float-domain changes) or "numeric" (the
+        integer graph). ``keep_native`` runs those layers in float inside the
+        numeric target; ``taps`` returns those layers' tensors ("all" for
+        every layer). ``raw`` takes integer codes as a device stream would.
+        Outputs and taps come back in ``layout`` (4-D tensors) and float.
+        """
+        from alls.runtime.emulator import run_numeric
+        from alls.runtime.native import run_float
+
+        if target not in TARGETS:
+            raise _error("ALS505", f"unknown target `{target}`", f"one of: {', '.join(TARGETS)}")
+        keep = list(keep_native)
+        for name in keep + ([] if taps in (None, "all") else list(taps)):
+            if self.graph.get(name) is None:
+                from alls.diagnostics import suggestion
+
+                raise _error("ALS201", f"no layer `{name}` in `{self.graph.name}`",
+                             suggestion(name, [l.short_name for l in self.graph]))
+        feeds = self.feeds(x, layout, raw)
+        n = len(next(iter(feeds.values())))
+        parts: list[tuple[dict, dict]] = []
+        for start in range(0, n, batch_size):
+            chunk = {k: v[start:start + batch_size] for k, v in feeds.items()}
+            if target == "numeric":
+                parts.append(run_numeric(self.graph, self.layers, chunk, raw, keep, taps, self.params))
+            else:
+                if raw:
+                    chunk = {k: self.layers[k].out.dequantize(v) for k, v in chunk.items()}
+                params = self.params if target == "fp_optimized" else None
+                parts.append(run_float(self.graph, chunk, params, taps))
+        outputs = {k: _layout(np.concatenate([p[0][k] for p in parts]), layout) for k in parts[0][0]}
+        tapped = {k: _layout(np.concatenate([p[1][k] for p in parts]), layout) for k in parts[0][1]}
+        return Result(outputs, tapped)
+
+    # -------------------------------------------------------------------- save
+
+    def save(self, path: str | os.PathLike) -> None:
+        """One ``.npz``: format, version, ONNX model, script, float parameters and integer layers."""
+        arrays: dict[str, np.ndarray] = {}
+        meta = {"format": FORMAT, "version": VERSION, "network": self.graph.name, "script": self.script,
+                "script_name": self.script_name, "input_shapes": _shapes_json(self.input_shapes),
+                "model_sha256": hashlib.sha256(self.model_bytes).hexdigest(),
+                "layers": {}, "params": sorted(self.params), "report": self.report,
+                "plan": self.plan.as_dict()}
+        arrays["model.onnx"] = np.frombuffer(self.model_bytes, dtype=np.uint8)
+        for name, values in self.params.items():
+            for key, value in values.items():
+                arrays[f"param|{name}|{key}"] = np.asarray(value)
+        for i, (name, q) in enumerate(self.layers.items()):
+            meta["layers"][name] = _layer_meta(q, f"L{i}", arrays)
+        arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".alls-", suffix=".npz", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def _layout(x: np.ndarray, layout: str) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "nhwc" and x.ndim == 4 else x
+
+
+def _shapes_json(shapes):
+    if shapes is None:
+        return None
+    if isinstance(shapes, Mapping):
+        return {k: list(v) for k, v in shapes.items()}
+    return list(shapes)
+
+
+# ------------------------------------------------------------ serialization
+
+
+def _rq_meta(rq, key: str, arrays: dict) -> dict | list | None:
+    if rq is None:
+        return None
+    if isinstance(rq, list):
+        return [_rq_meta(r, f"{key}.{i}", arrays) for i, r in enumerate(rq)]
+    if isinstance(rq, nx.AddRequant):
+        return {"type": "add", "multiplier_a": rq.multiplier_a, "multiplier_b": rq.multiplier_b, "shift": rq.shift,
+                "zero_point": rq.zero_point, "lo": rq.lo, "hi": rq.hi, "bits": rq.bits, "bound": rq.bound}
+    arrays[f"{key}|multiplier"], arrays[f"{key}|shift"] = rq.multiplier, rq.shift
+    return {"type": "requant", "key": key, "zero_point": rq.zero_point, "lo": rq.lo, "hi": rq.hi, "bits": rq.bits,
+            "bound": rq.bound}
+
+
+def _rq_load(meta, arrays):
+    if meta is None:
+        return None
+    if isinstance(meta, list):
+        return [_rq_load(m, arrays) for m in meta]
+    if meta["type"] == "add":
+        return nx.AddRequant(**{k: v for k, v in meta.items() if k != "type"})
+    key = meta["key"]
+    return nx.Requant(arrays[f"{key}|multiplier"], arrays[f"{key}|shift"], meta["zero_point"], meta["lo"],
+                      meta["hi"], meta["bits"], meta["bound"])
+
+
+def _enc(e: Encoding | None):
+    return None if e is None else e.as_dict()
+
+
+def _layer_meta(q: QLayer, key: str, arrays: dict) -> dict:
+    meta = {"kind": q.kind, "out": _enc(q.out), "pre": _enc(q.pre), "weight_bits": q.weight_bits,
+            "const_encoding": _enc(q.const_encoding), "rq": _rq_meta(q.rq, f"{key}|rq", arrays),
+            "info": {k: v for k, v in q.info.items() if not k.startswith("_")}, "key": key}
+    for name in ("weights", "weight_scale", "table", "const"):
+        value = getattr(q, name)
+        if value is not None:
+            arrays[f"{key}|{name}"] = np.asarray(value)
+    if q.bias is not None:
+        arrays[f"{key}|bias"] = q.bias.mantissa
+        meta["bias"] = {"exponent": q.bias.exponent, "mantissa_bits": q.bias.mantissa_bits}
+    return meta
+
+
+def _layer_load(name: str, meta: dict, arrays) -> QLayer:
+    key = meta["key"]
+
+    def get(field_name):
+        return arrays[f"{key}|{field_name}"] if f"{key}|{field_name}" in arrays else None
+
+    bias = None
+    if "bias" in meta:
+        bias = nx.Bias(arrays[f"{key}|bias"], meta["bias"]["exponent"], meta["bias"]["mantissa_bits"])
+    enc = lambda e: None if e is None else Encoding(**e)
+    return QLayer(name, meta["kind"], enc(meta["out"]), enc(meta["pre"]), get("weights"), meta["weight_bits"],
+                  get("weight_scale"), bias, _rq_load(meta["rq"], arrays), get("table"), get("const"),
+                  enc(meta["const_encoding"]), dict(meta["info"]))
+
+
+def load(path: str | os.PathLike) -> QuantizedModel:
+    """Read a quantized model saved by `QuantizedModel.save`; named errors for anything else."""
+    import alls
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise _error("ALS001", f"cannot read `{path}`: no such file") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise _error("ALS509", f"`{path}` is not a quantized model, or it is truncated ({exc.__class__.__name__})",
+                     "quantize the model again with `alls quantize`") from None
+    if "meta.json" not in arrays or "model.onnx" not in arrays:
+        raise _error("ALS509", f"`{path}` is an .npz file but not a quantized model",
+                     "quantize the model with `alls quantize`")
+    meta = json.loads(arrays["meta.json"].tobytes().decode())
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise _error("ALS509", f"`{path}` is format {meta.get('format')} version {meta.get('version')}; this alls "
+                     f"reads {FORMAT} version {VERSION}", "quantize the model again with this version of alls")
+    model_bytes = arrays["model.onnx"].tobytes()
+    if hashlib.sha256(model_bytes).hexdigest() != meta["model_sha256"]:
+        raise _error("ALS509", f"`{path}` is damaged: its model does not match its checksum")
+    shapes = meta["input_shapes"]
+    shapes = {k: tuple(v) for k, v in shapes.items()} if isinstance(shapes, dict) else (tuple(shapes) if shapes else None)
+    import onnx
+
+    graph = alls.load_model(onnx.load_from_string(model_bytes), shapes, meta["network"])
+    plan = alls.resolve(alls.parse_partial(meta["script"], meta["script_name"])[0], graph)
+    if set(meta["layers"]) != {layer.name for layer in graph}:
+        raise _error("ALS506", f"`{path}`: the quantized layers do not match the model's layers")
+    layers = {name: _layer_load(name, m, arrays) for name, m in meta["layers"].items()}
+    params: dict[str, dict] = {}
+    for key, value in arrays.items():
+        if key.startswith("param|"):
+            _, name, field_name = key.split("|", 2)
+            params.setdefault(name, {})[field_name] = value
+    return QuantizedModel(graph, plan, layers, params, model_bytes, shapes, meta["script"], meta["script_name"],
+                          meta.get("report", {}))

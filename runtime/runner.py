@@ -1,0 +1,151 @@
+"""`Runner`: the API in the terms of Hailo's guide.
+
+    runner = Runner("model.onnx")
+    runner.load_script("model.alls")            # or script text
+    qmodel = runner.quantize(calib)             # calib: (N, H, W, C), as run_quantization_from_np takes it
+    result = runner.infer(images, target="numeric")
+    runner.save("model_q.npz")
+
+Calibration reads ``batch_size x calib_num_batch`` images; by default both
+come from the script (`model_optimization_config(calibration, batch_size,
+calibset_size)`: batches = ceil(calibset_size / batch_size)).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+
+import numpy as np
+
+import alls
+from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.runtime.calibration import calibrate, check_data, to_nchw
+from alls.runtime.model import QuantizedModel, Result
+from alls.runtime.quantize import quantize
+
+__all__ = ["Runner", "estimate_memory", "available_memory"]
+
+
+def _error(code: str, message: str, help_text: str = "") -> AllsError:
+    return AllsError([Diagnostic(code, Severity.ERROR, message, help=help_text)])
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable), or the physical memory where that is unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def estimate_memory(graph: alls.Graph, batch: int) -> int:
+    """Bytes a float run of ``batch`` images needs at its peak (live tensors and conv buffers), roughly."""
+    def size(shape) -> int:
+        return int(np.prod(shape[1:])) if len(shape) > 1 else 1
+
+    largest = max((size(layer.output_shape) for layer in graph), default=1)
+    columns = 0
+    for layer in graph:
+        if layer.kind == "conv" and layer.params.get("weight") is not None:
+            w = layer.params["weight"]
+            columns = max(columns, size(layer.output_shape) // w.shape[0] * int(np.prod(w.shape[1:])))
+    return 4 * batch * (4 * largest + columns) + sum(l.params.get("weight", np.zeros(0)).nbytes for l in graph)
+
+
+class Runner:
+    """A model, a script, and what quantizing it made."""
+
+    def __init__(self, model, input_shapes=None, name: str | None = None):
+        import onnx
+
+        if isinstance(model, (str, os.PathLike)):
+            path = pathlib.Path(model)
+            if not path.is_file():
+                raise _error("ALS402", f"cannot read model `{model}`: no such file")
+            self.model_bytes = path.read_bytes()
+            name = name or path.stem
+        else:
+            self.model_bytes = model.SerializeToString()
+        self.input_shapes = input_shapes
+        self.graph = alls.load_model(onnx.load_from_string(self.model_bytes) if not isinstance(model, (str, os.PathLike))
+                                     else model, input_shapes, name)
+        self.script, self.script_name = "", "<script>"
+        self.plan = alls.resolve(alls.parse(""), self.graph)
+        self.quantized: QuantizedModel | None = None
+
+    def load_script(self, script: str | os.PathLike) -> alls.Plan:
+        """Read a script (a path or the text itself), bind it to the model; errors raise `AllsError`."""
+        if isinstance(script, os.PathLike) or (isinstance(script, str) and "\n" not in script and
+                                              script.endswith(".alls")):
+            parsed, problems = alls.read_script(script)
+        else:
+            parsed, problems = alls.parse_partial(script, "<script>")
+        plan = alls.resolve(parsed, self.graph)
+        errors = [d for d in [*problems, *plan.diagnostics] if d.is_error]
+        if errors:
+            raise AllsError(errors)
+        self.script, self.script_name, self.plan = parsed.source, parsed.filename, plan
+        return plan
+
+    def quantize(self, calib, batch_size: int | None = None, calib_num_batch: int | None = None,
+                 layout: str = "nhwc", progress: bool | None = None) -> QuantizedModel:
+        """Calibrate on ``calib`` and quantize by the script's plan.
+
+        ``calib`` is (N, H, W, C) images as Hailo's run_quantization_from_np
+        takes them (``layout="nchw"`` for (N, C, H, W)), or a dict per input.
+        """
+        settings = self.plan.settings.calibration
+        batch_size = batch_size or settings.batch_size
+        calib_num_batch = calib_num_batch or math.ceil(settings.calibset_size / batch_size)
+        needed = batch_size * calib_num_batch
+        inputs = self.graph.inputs
+        data = calib if isinstance(calib, dict) else {inputs[0].name: calib}
+        feeds = {}
+        for layer in inputs:
+            value = data.get(layer.name, data.get(layer.short_name))
+            if value is None:
+                raise _error("ALS505", f"no calibration data for input `{layer.short_name}`")
+            feeds[layer.name] = to_nchw(value, layer, layout)
+            check_data(feeds[layer.name], needed)
+        estimate, free = estimate_memory(self.graph, batch_size), available_memory()
+        if estimate > free:
+            raise _error("ALS507", f"this job needs about {estimate / 2**30:.1f} GiB and {free / 2**30:.1f} GiB "
+                         "are available", "lower batch_size, or run on a machine with more memory")
+        stats = calibrate(self.graph, feeds, batch_size, calib_num_batch, self.plan, progress=progress)
+        layers, warnings = quantize(self.graph, self.plan, stats)
+        report = {"calibration_images": stats.images, "batch_size": batch_size, "calib_num_batch": calib_num_batch,
+                  "warnings": [{"code": d.code, "message": d.message, "help": d.help} for d in warnings]}
+        self.quantized = QuantizedModel(self.graph, self.plan, layers, {}, self.model_bytes, self.input_shapes,
+                                        self.script, self.script_name, report)
+        self.warnings = warnings
+        return self.quantized
+
+    def infer(self, x, target: str = "numeric", layout: str = "nhwc", **options) -> Result:
+        """Run the quantized model (or, before `quantize`, only the native target)."""
+        if self.quantized is None:
+            if target != "native":
+                raise _error("ALS506", f"target `{target}` needs a quantized model", "call runner.quantize(calib) first")
+            from alls.runtime.native import run_float
+
+            model = QuantizedModel(self.graph, self.plan, {}, {})
+            feeds = model.feeds(x, layout)
+            outputs, taps = run_float(self.graph, feeds, None, options.get("taps"))
+            from alls.runtime.model import _layout
+
+            return Result({k: _layout(v, layout) for k, v in outputs.items()},
+                          {k: _layout(v, layout) for k, v in taps.items()})
+        return self.quantized.run(x, target=target, layout=layout, **options)
+
+    def save(self, path: str | os.PathLike) -> None:
+        if self.quantized is None:
+            raise _error("ALS506", "nothing to save: the model is not quantized", "call runner.quantize(calib) first")
+        self.quantized.save(path)
