@@ -246,7 +246,7 @@ class _Importer:
         from onnx.reference import ReferenceEvaluator
 
         try:  # onnx.reference raises whatever its kernels raise
-            node = onnx.helper.make_node(n.op, n.inputs, n.outputs, **n.attrs)
+            node = _proto_node(n)
             inputs = [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(self.consts[i].dtype),
                                                          self.consts[i].shape) for i in n.inputs if i]
             outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in n.outputs]
@@ -304,7 +304,7 @@ class _Importer:
                 else:
                     shape = self._shape(source)
                     inputs.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, shape))
-            node = onnx.helper.make_node(n.op, n.inputs, n.outputs, **n.attrs)
+            node = _proto_node(n)
             outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in n.outputs if o]
             graph = onnx.helper.make_graph([node], "infer", inputs, outputs, initializer=inits)
             model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", max(self.opset, 9))])
@@ -318,14 +318,15 @@ class _Importer:
 
     def _unsupported(self, n: _Node, data_in: list[str], why: str) -> None:
         kind = re.sub(r"(?<!^)(?=[A-Z])", "_", n.op).lower()
-        draft = self._add(_Draft(kind, [n.op], data_in, n.outputs[0], _aliases(n), supported=False, node_name=n.name))
+        outputs = [o for o in n.outputs if o] or [f"{n.name or n.op}:{len(self.drafts)}"]  # an LSTM may omit its first
+        draft = self._add(_Draft(kind, [n.op], data_in, outputs[0], _aliases(n), supported=False, node_name=n.name))
         draft.attrs["reason"] = why
-        for extra in n.outputs[1:]:
-            self.alias_of[extra] = n.outputs[0]
+        for extra in outputs[1:]:
+            self.alias_of[extra] = outputs[0]
 
     def _single_consumer_producer(self, tensor: str, kinds) -> _Draft | None:
         draft = self.producer.get(tensor)
-        if draft is None or draft.kind not in kinds or self.consumers[tensor] != 1:
+        if draft is None or not draft.supported or draft.kind not in kinds or self.consumers[tensor] != 1:
             return None
         return draft
 
@@ -342,7 +343,13 @@ class _Importer:
         self.alias_of[n.outputs[0]] = source
         self.consumers[source] += self.consumers[n.outputs[0]] - 1
 
-    _op_Dropout = _op_Identity
+    def _op_Dropout(self, n, data_in):
+        training = self._resolve(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else ""
+        if training and (training not in self.consts or bool(self.consts[training])):
+            return "Dropout in training mode (or with a computed `training_mode`) drops at random; it has no layer"
+        if len(n.outputs) > 1 and n.outputs[1] and self.consumers[n.outputs[1]]:
+            return "the mask output of Dropout has no layer"
+        return self._op_Identity(n, data_in)
 
     def _op_Conv(self, n, data_in):
         weight = self.consts.get(self._resolve(n.inputs[1])) if len(n.inputs) > 1 else None
@@ -383,6 +390,8 @@ class _Importer:
         w = weight.T if n.attrs.get("transB", 0) else weight  # (in, out)
         w = w * float(n.attrs.get("alpha", 1.0))
         c = self.consts.get(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
+        if c is not None and (c.ndim > 2 or c.size not in (1, w.shape[1]) or (c.ndim == 2 and c.shape[0] != 1)):
+            return f"a bias C of shape {tuple(c.shape)} differs from row to row; a dense layer's bias is one per output"
         bias = np.broadcast_to(c * float(n.attrs.get("beta", 1.0)), (1, w.shape[1]))[0] if c is not None else np.zeros(w.shape[1])
         self._dense(n, data_in, w, bias)
 
@@ -409,6 +418,8 @@ class _Importer:
         return tensor, []
 
     def _op_BatchNormalization(self, n, data_in):
+        if n.attrs.get("training_mode", 0) or any(self.consumers[o] for o in n.outputs[1:] if o):
+            return "BatchNormalization in training mode (batch statistics) has no layer"
         scale, bias, mean, var = (self.consts.get(self._resolve(i)) for i in n.inputs[1:5])
         if any(a is None for a in (scale, bias, mean, var)):
             return "the statistics are not constant"
@@ -601,6 +612,8 @@ class _Importer:
                          attrs={"axis": axis}))
 
     def _view(self, n, data_in):
+        if len(data_in) != 1:
+            return "the target shape or axes are not constant"
         in_shape, out_shape = self._shape(data_in[0]), self._shape(n.outputs[0])
         squeeze_only = (len(in_shape) == 4 and in_shape[2:] == (1, 1) and out_shape == in_shape[:2])
         attrs = {"op": n.op, "squeeze_only": squeeze_only, "shape": out_shape}
@@ -623,8 +636,10 @@ class _Importer:
             name = names[draft.output]
             inputs = tuple(names.get(t, t) for t in draft.inputs)
             input_shapes = tuple(self._shape(t) for t in draft.inputs)
-            if draft.kind == "output_layer":
-                out_shape = input_shapes[0] if input_shapes else ()
+            if draft.kind == "output_layer":  # its own tensor's: an unsupported node's second output is not its first
+                source = self.producer.get(draft.inputs[0]) if draft.inputs else None
+                guess = input_shapes[0] if input_shapes and (source is None or source.supported) else ()
+                out_shape = self.shapes.get(draft.aliases[0]) or guess
             else:
                 out_shape = self._shape(draft.output) or _computed_shape(draft, input_shapes)
                 self.shapes.setdefault(draft.output, out_shape)
@@ -648,6 +663,15 @@ class _Importer:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _proto_node(n: _Node):
+    """``n`` as an ONNX node again; a tensor attribute (ConstantOfShape's ``value``) read as an array
+    goes back as a tensor, not as a list of floats."""
+    import onnx
+
+    attrs = {k: onnx.numpy_helper.from_array(v) if isinstance(v, np.ndarray) else v for k, v in n.attrs.items()}
+    return onnx.helper.make_node(n.op, n.inputs, n.outputs, **attrs)
 
 
 def _aliases(n: _Node) -> list[str]:
@@ -688,8 +712,9 @@ def _conv_attrs(n: _Node, kernel: tuple[int, ...], in_shape: tuple[int, ...]) ->
 
 
 def _computed_shape(draft: _Draft, input_shapes) -> tuple[int, ...]:
-    """The output shape when ONNX inference gave none (a fallback)."""
-    if not input_shapes or not input_shapes[0]:
+    """The output shape when ONNX inference gave none (a fallback); unknown, ``()``, for an
+    unsupported layer, whose output need not be shaped like its input."""
+    if not input_shapes or not input_shapes[0] or not draft.supported:
         return ()
     shape = input_shapes[0]
     if draft.kind in ("conv", "dw") and len(shape) == 4:

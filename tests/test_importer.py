@@ -808,6 +808,105 @@ def test_an_unsupported_op_with_a_constant_input_only_does_not_raise():
     assert "ew_add1" in names(g)
 
 
+# ----------------------------------- found by the fixture models (test_fixture_models.py)
+
+
+def only_error(g):
+    [diagnostic] = [d for d in g.diagnostics if d.code == "ALS401"]
+    return diagnostic.message
+
+
+def test_nothing_folds_into_an_unsupported_conv():
+    """light_resnet50: a conv the importer could not read must not take the batch norm or relu after it."""
+    g = load([node("Conv", ["x", "w"], "c", name="c"),
+              node("BatchNormalization", ["c", "s", "t", "m", "v"], "bn", name="bn"), node("Relu", ["bn"], "y", name="r")],
+             bn_inits(4), inputs={"x": X, "w": (4, 3, 1, 1)})
+    assert names(g) == ["input_layer1", "input_layer2", "conv1", "batch_norm1", "output_layer1"]
+    assert not g["conv1"].supported and g["conv1"].op == "Conv" and g["conv1"].activation is None
+    assert "weights are not constant" in only_error(g)
+    assert g["batch_norm1"].supported and g["batch_norm1"].op == "BatchNormalization+Relu"
+
+
+def test_a_constant_of_shape_with_a_tensor_value_folds_into_a_weight():
+    """light_*: weights written as ConstantOfShape(shape, value=tensor) are constants."""
+    fill = helper.make_node("ConstantOfShape", ["shape"], ["w"], name="fill",
+                            value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5]))
+    g = load([fill, node("Conv", ["x", "w"], "y", name="c")], {"shape": np.array([4, 3, 1, 1], np.int64)})
+    assert names(g) == ["input_layer1", "conv1", "output_layer1"] and g.diagnostics == ()
+    assert np.array_equal(g["conv1"].params["weight"], np.full((4, 3, 1, 1), 0.5, np.float32))
+
+
+def test_a_gemm_bias_that_differs_per_row_is_unsupported():
+    """test_gemm_default_matrix_bias: C of shape (M, N) is one bias per row, not per output."""
+    g = load([node("Gemm", ["x", "w", "c"], "y", name="fc")], {"w": rand(4, 5), "c": rand(3, 5)}, inputs={"x": (3, 4)})
+    assert names(g) == ["input_layer1", "gemm1", "output_layer1"] and not g["gemm1"].supported
+    assert "C of shape (3, 5) differs from row to row" in only_error(g)
+
+
+@pytest.mark.parametrize("opset, attrs, outputs, stats_shape", [(15, dict(training_mode=1), ["y", "rm", "rv"], (4,)),
+                                                                (9, {}, ["y", "mean", "var"], ())])
+def test_a_batch_norm_in_training_mode_is_unsupported(opset, attrs, outputs, stats_shape):
+    """test_batchnorm_*_training_mode: batch statistics, and outputs a layer does not have."""
+    model = build([node("Conv", ["x", "w"], "c", name="c"),
+                   node("BatchNormalization", ["c", "s", "t", "m", "v"], outputs, name="bn", **attrs)],
+                  {"w": rand(4, 3, 1, 1), **bn_inits(4)}, outputs=outputs, opset=opset)
+    g = load_model(model, name="net")
+    assert names(g) == ["input_layer1", "conv1", "batch_normalization1", *[f"output_layer{i}" for i in (1, 2, 3)]]
+    assert "training mode" in only_error(g) and g["conv1"].op == "Conv"
+    assert [l.output_shape for l in g.outputs] == [(1, 4, 8, 8), stats_shape, stats_shape]  # () is unknown
+
+
+@pytest.mark.parametrize("training_mode, outputs, reason", [
+    (None, ["y", "mask"], "mask output"),  # inference, but the mask is read
+    (np.array(True), ["y"], "training mode"),
+    ("computed", ["y"], "training mode"),  # a graph input: known only at run time
+])
+def test_dropout_in_training_mode_or_with_its_mask_read_is_unsupported(training_mode, outputs, reason):
+    """test_training_dropout*, test_dropout_default_mask*."""
+    inits = {"r": np.array(0.5, np.float32)}
+    if isinstance(training_mode, np.ndarray):
+        inits["t"] = training_mode
+    inputs = ["x"] if training_mode is None else ["x", "r", "t"]
+    model = build([node("Dropout", inputs, outputs, name="drop")], inits, outputs=outputs)
+    if isinstance(training_mode, str):
+        model.graph.input.append(helper.make_tensor_value_info("t", TensorProto.BOOL, ()))
+    g = load_model(model, name="net")
+    assert "dropout1" in names(g) and not g["dropout1"].supported and reason in only_error(g)
+
+
+def test_dropout_with_training_mode_false_vanishes():
+    g = load([node("Dropout", ["x", "r", "t"], "y", name="drop")],
+             {"r": np.array(0.5, np.float32), "t": np.array(False)})
+    assert names(g) == ["input_layer1", "output_layer1"] and g.diagnostics == ()
+
+
+@pytest.mark.parametrize("op, second, in_shape", [("Reshape", (2,), (1, 12)), ("Unsqueeze", (1,), (3, 4)),
+                                                  ("Squeeze", (1,), (1, 3, 4))])
+def test_a_view_with_a_computed_shape_or_axes_is_unsupported(op, second, in_shape):
+    """test_reshape_*, test_unsqueeze_*: the view was kept, with its input's shape as its own."""
+    model = build([node(op, ["x", "s"], "y", name="v")], inputs={"x": in_shape, "s": second})
+    model.graph.input[1].type.tensor_type.elem_type = TensorProto.INT64
+    g = load_model(model, name="net")
+    layer = g.get("v")
+    assert not layer.supported and "not constant" in only_error(g)
+    assert layer.output_shape == () and g.outputs[0].output_shape == ()  # unknown, not the input's
+
+
+def test_an_unsupported_node_without_its_first_output_is_named_by_the_next():
+    """test_lstm_defaults: an LSTM that leaves out its optional first output, Y."""
+    lstm = helper.make_node("LSTM", ["x", "w", "r"], ["", "h"], hidden_size=3)
+    g = load([lstm], {"w": rand(1, 12, 2), "r": rand(1, 12, 3)}, inputs={"x": (1, 1, 2)}, outputs=("h",))
+    assert names(g) == ["input_layer1", "l_s_t_m1", "output_layer1"]
+    assert g.get("h") is g["l_s_t_m1"] and g["output_layer1"].inputs == ("net/l_s_t_m1",)
+    assert "the node producing `h` (op `LSTM`" in only_error(g) and g.outputs[0].output_shape == (1, 1, 3)
+
+
+def test_the_outputs_of_an_unsupported_node_keep_their_own_shapes():
+    """test_operator_chunk: the second output of a Split is not shaped like its first."""
+    g = load([node("Split", ["x"], ["a", "b"], name="split", axis=1, split=[1, 2])], outputs=("a", "b"), opset=11)
+    assert [l.output_shape for l in g.outputs] == [(1, 1, 8, 8), (1, 2, 8, 8)]
+
+
 # ---------------------------------------------------------------- opsets
 
 
