@@ -408,3 +408,34 @@ def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     assert models.cache_dir() == tmp_path
     monkeypatch.delenv(models.CACHE_ENV)
     assert models.cache_dir().name == "alls-test-models"
+
+
+# -------------------------------------------------------------- plans of them
+
+GLOB_SCRIPT = ("quantization_param({*}, precision_mode=a16_w16)\n"
+               "quantization_param({output_layer*}, precision_mode=a16_w16)\n"
+               "pre_quantization_optimization(activation_clipping, mode=percentile, clipping_values=[0.01, 99.99])\n")
+
+
+@pytest.mark.parametrize("source", models.PACKAGED_SOURCES)
+def test_a_glob_script_plans_every_backend_model(backend_cases, source):
+    for case in [c for c in backend_cases if c.source == source]:
+        model = onnx.load(str(case.path))
+        if source == "light" and light_size(model) > LIGHT_TOO_BIG:
+            continue
+        try:
+            graph = alls.load_model(model, name="net")
+        except alls.AllsError:
+            continue  # refused up front (pinned above)
+        plan = alls.resolve(GLOB_SCRIPT, graph)
+        assert len(plan) == len(graph), case.name
+        assert not [d for d in plan.diagnostics if d.is_error and d.code.startswith("ALS2")], case.name
+        assert all(layer.output_bits == 16 for layer in plan), case.name
+
+
+def test_centerface_plan_with_globs(centerface):
+    plan = alls.resolve("quantization_param({conv*}, precision_mode=a16_w16)\n"
+                        "quantization_param({output_layer*}, precision_mode=a16_w16)\n", centerface)
+    assert sum(layer.weight_bits == 16 for layer in plan) == 43
+    assert [plan[o.inputs[0]].output_bits for o in centerface.outputs] == [16, 16, 16, 16]
+    assert "ALS312" in [d.code for d in plan.diagnostics]  # the dw and ew_add layers stay 8-bit
