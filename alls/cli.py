@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import pathlib
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -69,6 +70,23 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("-o", "--output", metavar="FILE", help="write the JSON plan to FILE")
     plan.set_defaults(run=_plan)
 
+    quantize = commands.add_parser("quantize", help="calibrate and quantize a model by a script")
+    quantize.add_argument("model", metavar="MODEL", help="an .onnx file")
+    _model_options(quantize, positional=True)
+    quantize.add_argument("--script", metavar="SCRIPT", help="the .alls script (default: an empty script, all 8-bit)")
+    quantize.add_argument("--calib", metavar="NPY", required=True, help="calibration images, (N, H, W, C) in a .npy")
+    quantize.add_argument("-o", "--output", metavar="FILE", required=True, help="the quantized model (.npz)")
+    quantize.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    quantize.add_argument("--batch-size", type=int, help="calibration batch size (default: the script's)")
+    quantize.add_argument("--calib-num-batch", type=int, help="calibration batches (default: calibset_size / batch)")
+    _data_options(quantize, required=False)
+    quantize.set_defaults(run=_quantize)
+
+    evaluate = commands.add_parser("eval", help="compare a quantized model's numeric target with its native one")
+    evaluate.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
+    _data_options(evaluate, required=True)
+    evaluate.set_defaults(run=_eval)
+
     explain = commands.add_parser("explain", help="explain a diagnostic code")
     explain.add_argument("code", nargs="?", help="a code such as ALS203 (omit to list every code)")
     explain.set_defaults(run=_explain)
@@ -82,6 +100,15 @@ def _model_options(parser: argparse.ArgumentParser, required: bool = False, posi
     parser.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]N,C,H,W",
                         help="override a fixed input shape (repeat for several inputs)")
     parser.add_argument("--name", help="the network scope of the layer names (default: the model file's stem)")
+
+
+def _data_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--data", metavar="NPY", required=required,
+                        help="images to evaluate on, (N, H, W, C) in a .npy" + ("" if required else " (evaluates after quantizing)"))
+    parser.add_argument("--labels", metavar="NPY", help="their class labels, for top-1 accuracy")
+    parser.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc", help="the layout of the .npy images")
+    parser.add_argument("--limit", type=int, help="evaluate on the first N images only")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
 def _read(path: str) -> tuple[alls.Script, list[alls.Diagnostic]]:
@@ -278,6 +305,108 @@ def _plan(args) -> int:
     elif found and not args.json:
         sys.stdout.write("\n" + alls.render(found, sources) + "\n" + summary(found, 1) + "\n")
     return EXIT_ERRORS if any(d.is_error for d in found) else EXIT_OK
+
+
+def _load_npy(path: str, what: str):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise alls.AllsError([alls.Diagnostic("ALS001", alls.Severity.ERROR, f"cannot read {what} `{path}`: no such file")]) from None
+    except (ValueError, OSError) as exc:
+        raise alls.AllsError([alls.Diagnostic("ALS505", alls.Severity.ERROR, f"`{path}` is not a .npy array ({exc})",
+                                              help=f"save the {what} with numpy.save")]) from None
+
+
+def _quantize(args) -> int:
+    from alls.runtime.runner import Runner
+
+    if os.path.exists(args.output) and not args.force:
+        sys.stderr.write(f"error[ALS001]: `{args.output}` exists; pass --force to overwrite it\n")
+        return EXIT_FAILURE
+    try:
+        runner = Runner(args.model, _input_shapes(args.input_shape), args.name)
+        if args.script:
+            runner.load_script(pathlib.Path(args.script))
+        calib = _load_npy(args.calib, "calibration data")
+        qmodel = runner.quantize(calib, args.batch_size, args.calib_num_batch, args.layout)
+        runner.save(args.output)
+    except alls.AllsError as error:
+        sys.stderr.write(alls.render(error.diagnostics, _sources(error.diagnostics)))
+        return EXIT_FAILURE
+    report = qmodel.report
+    print(f"calibrated `{runner.graph.name}` on {report['calibration_images']} images "
+          f"({report['calib_num_batch']} batches of {report['batch_size']})")
+    print(_precision_summary(qmodel))
+    for d in runner.warnings:
+        sys.stdout.write(alls.render([d]))
+    print(f"wrote {args.output}")
+    if args.data:
+        return _evaluate(qmodel, args)
+    return EXIT_OK
+
+
+def _sources(diagnostics) -> dict[str, str]:
+    out = {}
+    for d in diagnostics:
+        if d.span is not None and d.span.file not in out and os.path.isfile(d.span.file):
+            out[d.span.file] = pathlib.Path(d.span.file).read_text(encoding="utf-8", errors="replace")
+    return out
+
+
+def _precision_summary(qmodel) -> str:
+    counts: dict[str, int] = {}
+    for layer in qmodel.plan:
+        if layer.weight_bits is not None:
+            key = f"a{layer.input_bits[0] if layer.input_bits else 8}_w{layer.weight_bits}_a{layer.output_bits}"
+            counts[key] = counts.get(key, 0) + 1
+    modes = ", ".join(f"{n} at {k}" for k, n in sorted(counts.items()))
+    return f"quantized {len(qmodel.plan)} layers ({modes or 'no weighted layers'})"
+
+
+def _eval(args) -> int:
+    from alls.runtime.model import load
+
+    try:
+        qmodel = load(args.quantized)
+    except alls.AllsError as error:
+        sys.stderr.write(alls.render(error.diagnostics))
+        return EXIT_FAILURE
+    return _evaluate(qmodel, args)
+
+
+def _evaluate(qmodel, args) -> int:
+    import json
+
+    from alls.runtime.metrics import compare
+
+    try:
+        data = _load_npy(args.data, "data")
+        labels = _load_npy(args.labels, "labels") if args.labels else None
+        if args.limit:
+            data = data[: args.limit]
+            labels = labels[: args.limit] if labels is not None else None
+        native = qmodel.run(data, target="native", layout=args.layout).outputs
+        numeric = qmodel.run(data, target="numeric", layout=args.layout).outputs
+    except alls.AllsError as error:
+        sys.stderr.write(alls.render(error.diagnostics))
+        return EXIT_FAILURE
+    figures = {name: compare(native[name], numeric[name], labels) for name in native}
+    if args.json:
+        print(json.dumps({"images": len(data), "outputs": figures}, indent=2))
+        return EXIT_OK
+    print(f"numeric against native on {len(data)} images:")
+    header = ("output", "cosine", "SNR dB", "max abs err", "range", "top-1 agree", "acc native", "acc numeric")
+    rows = []
+    for name, f in figures.items():
+        pct = lambda key: f"{100 * f[key]:.2f}%" if key in f else "-"
+        rows.append((name.rsplit("/", 1)[-1], f"{f['cosine']:.5f}", f"{f['snr_db']:.2f}", f"{f['max_abs_error']:.4g}",
+                     f"{f['range']:.4g}", pct("top1_agreement"), pct("native_accuracy"), pct("numeric_accuracy")))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    return EXIT_OK
 
 
 def _explain(args) -> int:

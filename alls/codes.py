@@ -1,7 +1,8 @@
 """Every diagnostic code, documented: what, why, an example, the fix.
 
 `alls explain CODE` prints these. Codes are stable: 0xx the tool itself,
-1xx syntax, 2xx names and selectors, 3xx values and plan, 4xx model and data.
+1xx syntax, 2xx names and selectors, 3xx values and plan, 4xx the model,
+5xx the runtime (data, calibration, quantized files).
 """
 
 from __future__ import annotations
@@ -270,6 +271,60 @@ _DOCS = [
             "Layer shapes cannot be computed.",
             "alls layers model.onnx --input-shape 1,3,320",
             "Give one full shape per input: `--input-shape 1,3,320,320` or `--input-shape input.1=1,3,320,320`."),
+    CodeDoc("ALS501", E, "more images asked for than given",
+            "Calibration reads batch_size x calib_num_batch images (by default from the script's calibset_size), "
+            "and the data hold fewer.",
+            "Hailo's FAQ: run_quantization's OutOfRange error. Calibrating on fewer images than planned would "
+            "silently change the ranges.",
+            "alls quantize model.onnx --calib 16_images.npy (calibset_size defaults to 64)",
+            "Give more images, or lower `calibset_size` / `--batch-size` x `--calib-num-batch`."),
+    CodeDoc("ALS502", W, "output branch not activated",
+            "An output's calibrated range is near zero: the calibration images never activate it.",
+            "Hailo's FAQ (limvals out small range): its scale is meaningless and real inputs will saturate it.",
+            "a detector calibrated on images without the objects one of its heads detects",
+            "Use a calibration set that represents the real inputs and activates every output branch."),
+    CodeDoc("ALS503", E, "NaN or Inf in the data",
+            "Some images contain NaN or infinite values.",
+            "Ranges and statistics computed from them are meaningless.",
+            "images divided by a zero standard deviation",
+            "Fix the pre-processing that made the array."),
+    CodeDoc("ALS504", E, "constant data",
+            "Every value of the calibration data is the same.",
+            "Hailo's guide: the calibration set must be real images, not random or blank ones.",
+            "np.zeros((64, 224, 224, 3))",
+            "Calibrate on real, pre-processed images."),
+    CodeDoc("ALS505", E, "wrong shape, layout or dtype",
+            "The data do not fit the model's input: another shape, channels in the wrong place, or not numbers.",
+            "The model cannot be run on them.",
+            "(N, 3, 320, 320) images passed with layout nhwc",
+            "Pass (N, H, W, C) arrays (or layout=\"nchw\" for (N, C, H, W)); the help says which the data look like."),
+    CodeDoc("ALS506", E, "model and plan do not belong together",
+            "A quantized file whose layers are not the model's, or a run that needs a quantized model before one "
+            "exists.",
+            "Constants of one network applied to another give nonsense.",
+            "runner.infer(x, target=\"numeric\") before runner.quantize(calib)",
+            "Quantize the model first, and keep the model and its quantized file together."),
+    CodeDoc("ALS507", E, "not enough memory",
+            "The job's memory estimate exceeds the memory available, so it is refused before it starts.",
+            "Hailo's FAQ: heavy jobs on a machine without enough memory are killed midway.",
+            "calibrating a large network at batch_size=256",
+            "Lower the batch size, or run on a machine with more memory."),
+    CodeDoc("ALS509", E, "not a quantized model file",
+            "The file is not one `alls quantize` wrote, is truncated, or was written by another version of alls.",
+            "Its constants cannot be trusted.",
+            "alls eval model.onnx --data x.npy",
+            "Quantize the model again with this version (`alls quantize`)."),
+    CodeDoc("ALS510", E, "no integer kernel for a layer",
+            "A layer of the model has no integer kernel (an unsupported op).",
+            "The model cannot be quantized as a whole.",
+            "a model with an Einsum node",
+            "`alls layers MODEL` marks the unsupported layers; export the model without them."),
+    CodeDoc("ALS511", I, "algorithm not applied",
+            "The plan asks for an algorithm (equalization, bias correction, finetune, adaround) that this run "
+            "did not apply.",
+            "The quantized model then differs from what the script describes.",
+            "model_optimization_flavor(optimization_level=2)",
+            "See the message for the algorithms concerned."),
 ]
 
 CODES: dict[str, CodeDoc] = {d.code: d for d in _DOCS}

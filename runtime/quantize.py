@@ -35,7 +35,7 @@ from alls.runtime import numerics as nx
 from alls.runtime.calibration import TABLE_ACTIVATIONS, Statistics
 from alls.runtime.native import activation as float_activation
 
-__all__ = ["Encoding", "QLayer", "quantize", "quantize_weights", "MIN_RANGE"]
+__all__ = ["Encoding", "QLayer", "quantize", "quantize_weights", "check_supported", "MIN_RANGE"]
 
 MIN_RANGE = 1e-6
 CONST_BITS = 16
@@ -360,15 +360,20 @@ _QUANTIZERS = {
 }
 
 
-def quantize(graph: Graph, plan: Plan, stats: Statistics, params: dict | None = None) -> tuple[dict[str, QLayer], list[Diagnostic]]:
-    """Every layer's `QLayer`, and the warnings found (ALS502: an output never activated)."""
-    params = params or {}
+def check_supported(graph: Graph) -> None:
+    """ALS510 naming every layer without a kernel, before anything runs."""
     unsupported = [layer for layer in graph if not layer.supported or
                    (layer.kind not in _QUANTIZERS and layer.kind != "input_layer")]
     if unsupported:
-        layer = unsupported[0]
-        raise _error("ALS510", f"no integer kernel for op `{layer.op}` (layer `{layer.name}`)",
-                     "`alls layers MODEL` marks the unsupported layers; export the model without them")
+        raise AllsError([Diagnostic("ALS510", Severity.ERROR, f"no integer kernel for op `{layer.op}` (layer "
+                                    f"`{layer.name}`)", help="`alls layers MODEL` marks the unsupported layers; "
+                                    "export the model without them") for layer in unsupported])
+
+
+def quantize(graph: Graph, plan: Plan, stats: Statistics, params: dict | None = None) -> tuple[dict[str, QLayer], list[Diagnostic]]:
+    """Every layer's `QLayer`, and the warnings found (ALS502: an output never activated)."""
+    params = params or {}
+    check_supported(graph)
     enc = encodings(graph, plan, stats)
     layers: dict[str, QLayer] = {}
     warnings: list[Diagnostic] = []

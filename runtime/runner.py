@@ -23,7 +23,7 @@ import alls
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.runtime.calibration import calibrate, check_data, to_nchw
 from alls.runtime.model import QuantizedModel, Result
-from alls.runtime.quantize import quantize
+from alls.runtime.quantize import check_supported, quantize
 
 __all__ = ["Runner", "estimate_memory", "available_memory"]
 
@@ -59,6 +59,20 @@ def estimate_memory(graph: alls.Graph, batch: int) -> int:
             w = layer.params["weight"]
             columns = max(columns, size(layer.output_shape) // w.shape[0] * int(np.prod(w.shape[1:])))
     return 4 * batch * (4 * largest + columns) + sum(l.params.get("weight", np.zeros(0)).nbytes for l in graph)
+
+
+def _not_applied(plan: alls.Plan) -> list[Diagnostic]:
+    """ALS511 for the algorithms the plan asks for that quantization does not run."""
+    asked = [name for name, flag in (("equalization", "equalization"), ("bias correction", "bias_correction"),
+                                     ("finetune", "finetune"), ("adaround", "adaround"))
+             if any(getattr(layer, flag) for layer in plan)]
+    if not asked:
+        return []
+    return [Diagnostic("ALS511", Severity.INFO, f"the plan asks for {', '.join(asked)}; this version quantizes "
+                       "without them (round to nearest from the calibrated ranges)", None, "",
+                       "to quantize exactly as planned, turn them off in the script "
+                       "(for example `model_optimization_flavor(optimization_level=0)` and "
+                       "`pre_quantization_optimization(equalization, policy=disabled)`)")]
 
 
 class Runner:
@@ -103,6 +117,7 @@ class Runner:
         ``calib`` is (N, H, W, C) images as Hailo's run_quantization_from_np
         takes them (``layout="nchw"`` for (N, C, H, W)), or a dict per input.
         """
+        check_supported(self.graph)
         settings = self.plan.settings.calibration
         batch_size = batch_size or settings.batch_size
         calib_num_batch = calib_num_batch or math.ceil(settings.calibset_size / batch_size)
@@ -122,6 +137,7 @@ class Runner:
                          "are available", "lower batch_size, or run on a machine with more memory")
         stats = calibrate(self.graph, feeds, batch_size, calib_num_batch, self.plan, progress=progress)
         layers, warnings = quantize(self.graph, self.plan, stats)
+        warnings += _not_applied(self.plan)
         report = {"calibration_images": stats.images, "batch_size": batch_size, "calib_num_batch": calib_num_batch,
                   "warnings": [{"code": d.code, "message": d.message, "help": d.help} for d in warnings]}
         self.quantized = QuantizedModel(self.graph, self.plan, layers, {}, self.model_bytes, self.input_shapes,
