@@ -347,3 +347,26 @@ def test_cli_errors_exit_2_with_codes(capsys, tmp_path):
                        tmp_path / "q.npz")
     assert code == 2 and "ALS201" in err and "cnv*" in err
     assert not (tmp_path / "q.npz").exists()
+
+
+# ------------------------------------------------------------ the face detector
+
+
+def test_centerface_heatmap_survives_8_bit_quantization(capsys, tmp_path):
+    """CenterFace at 320x320, all 8-bit by default, calibrated on 64 scenes of real photographs and faces."""
+    import datasets
+    import models
+
+    try:
+        model = models.centerface()
+        calib, test = datasets.face_scenes(64, seed=0), datasets.face_scenes(8, seed=1)
+    except (models.Unavailable, datasets.Unavailable) as exc:
+        pytest.skip(str(exc))
+    np.save(tmp_path / "calib.npy", calib)
+    np.save(tmp_path / "test.npy", test)
+    code, out, err = run(capsys, "quantize", model, "--input-shape", "1,3,320,320", "--calib", tmp_path / "calib.npy",
+                         "-o", tmp_path / "q.npz", "--data", tmp_path / "test.npy")
+    assert code == 0, err
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("output_layer")}
+    assert float(rows["output_layer1"][1]) >= 0.88  # the heatmap's cosine against native
+    assert len(rows) == 4
