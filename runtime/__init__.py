@@ -3,5 +3,44 @@
 It executes a resolved quantization plan: calibration, quantization, the
 algorithms, and the bit-exact integer emulator beside the float one. It is
 imported only when needed, so that ``import alls`` and ``alls check`` stay
-free of numba and onnx.
+free of numba and onnx; importing ``alls.runtime`` itself loads nothing
+heavy, and Numba is loaded on the first integer run.
+
+    from alls.runtime import Runner, load
+
+    runner = Runner("model.onnx")
+    runner.load_script("model.alls")
+    qmodel = runner.quantize(calib)            # (N, H, W, C) images
+    result = qmodel.run(images, target="numeric", taps="all")
+    qmodel.save("model_q.npz"); qmodel = load("model_q.npz")
+
+The numerics are specified in ``NUMERICS.md`` beside this file.
 """
+
+from __future__ import annotations
+
+import os
+
+# BLAS threads spin between calls and stall Numba's; the float target runs single-threaded BLAS
+# unless the caller chose otherwise (this only takes effect before numpy is first imported).
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+__all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS"]
+
+_LAZY = {
+    "Runner": "alls.runtime.runner",
+    "QuantizedModel": "alls.runtime.model",
+    "Result": "alls.runtime.model",
+    "load": "alls.runtime.model",
+    "TARGETS": "alls.runtime.model",
+    "Encoding": "alls.runtime.quantize",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'alls.runtime' has no attribute {name!r}")
