@@ -1,0 +1,180 @@
+"""Shared Numba kernels: requantization (N13), centring and padding (N7), and the size rules.
+
+Every kernel is ``@njit(cache=True)``. The ``_``-prefixed functions are helpers that Numba
+inlines into the kernels that call them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from alls.runtime.numerics import Requant, accumulator_dtype, multiplier_bits
+
+
+@njit(cache=True, inline="always")
+def _rhu(x, n):
+    """RHU(x, n) = (x + ⌊2^n/2⌋) >> n (N4), int64, arithmetic shift: ties toward +∞."""
+    return (x + ((np.int64(1) << n) >> 1)) >> n
+
+
+@njit(cache=True, inline="always")
+def _requant1(v, m, n, zo, lo, hi):
+    """(N13) for one int64 value: clamp(Z + RHU(v·M, n), lo, hi); |v·M| < 2^62 (N15)."""
+    y = zo + _rhu(np.int64(v) * m, n)
+    return min(max(y, lo), hi)
+
+
+_BIAS = 1 << 62  # for the unsigned form of RHU (N4a)
+INT32_IDENTITY = (-(2**31), 2**31 - 1)  # clamp bounds that keep an int32 accumulator as it is
+
+
+@njit(cache=True, inline="always")
+def _requant_row(v, mult, off, sub, sh, lo, hi, out):
+    """(N13) over one row, in the unsigned form of RHU (N4a).
+
+    out[c] = clamp(((v[c]·M[c] + off[c]) >>> n[c]) − sub[c], lo, hi), where the tables from
+    ``requant_tables`` hold off = 2^62 + ⌊2^n/2⌋ − z_in·M and sub = 2^(62−n) − Z_y. So this is
+    clamp(Z_y + RHU((v − z_in)·M, n), lo, hi). The uint64 sum is the true value, because
+    |(v − z_in)·M| < 2^62 (N15). A variable logical shift of uint64 vectorizes on AVX2 and an
+    arithmetic shift does not. With M int32, an int32 v makes v·M one 32×32→64 multiply.
+    """
+    for c in range(v.shape[0]):
+        u = np.uint64(np.int64(v[c]) * np.int64(mult[c])) + off[c]
+        out[c] = min(max(np.int64(u >> sh[c]) - sub[c], lo), hi)
+
+
+@njit(cache=True)
+def requantize_rows(v, mult, off, sub, sh, lo, hi, out, col0):
+    """out[r, col0 + c] = clamp(Z_y + RHU((v[r, c] − z_in)·M[c], n[c]), lo, hi)   (N13), (N25).
+
+    v: (R, C) int32/int64 accumulators, or uint8/uint16 activations to rescale; tables from
+    ``requant_tables`` (C,); out: (R, C_out) uint8/uint16 (or int32 for the identity),
+    columns col0..col0+C written.
+    """
+    cols = v.shape[1]
+    for r in range(v.shape[0]):
+        _requant_row(v[r], mult, off, sub, sh, lo, hi, out[r, col0:col0 + cols])
+
+
+def requant_tables(rq: Requant | None, channels: int, z_in: int = 0):
+    """(M int32, off uint64, sub int64, n uint64) per channel for ``_requant_row`` (N4a).
+
+    ``None`` gives the identity (M = 1, n = 0, Z = 0), which leaves an accumulator unchanged.
+    """
+    if rq is None:
+        m, n, zo = np.ones(channels, dtype=np.int64), np.zeros(channels, dtype=np.int64), 0
+    else:
+        cache = rq.__dict__.setdefault("_tables", {})
+        if (channels, z_in) in cache:
+            return cache[channels, z_in]
+        (m, n), zo = rq.per_channel(channels), rq.zero_point
+    off = (np.int64(_BIAS) + ((np.int64(1) << n) >> 1) - np.int64(z_in) * m).view(np.uint64)
+    tables = (m.astype(np.int32), off, (np.int64(_BIAS) >> n) - np.int64(zo), n.view(np.uint64))
+    if rq is not None:
+        cache[channels, z_in] = tables
+    return tables
+
+
+@njit(cache=True, parallel=True)
+def centre_pad(x, z, top, left, stride_h, stride_w, groups, group_stride, out):
+    """out[n, top + i·s_h, left + j·s_w, g·gs + ci] = x[n, i, j, g·gi + ci] − z; the rest stays 0.
+
+    (N7): a padded (or, for deconv, inserted) position holds q − Z = 0. x: (N, H, W, C)
+    uint8/uint16; out: (N, H', W', groups·gs) int16/int32, zero-filled by the caller.
+    Positions that fall outside out (negative pads) are cropped.
+    """
+    n_b, h_in, w_in, ch = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    group_in = ch // groups
+    for row in prange(n_b * h_in):
+        n, i = row // h_in, row % h_in
+        oi = top + i * stride_h
+        if oi < 0 or oi >= out_h:
+            continue
+        for j in range(w_in):
+            oj = left + j * stride_w
+            if oj < 0 or oj >= out_w:
+                continue
+            src = x[n, i, j]
+            dst = out[n, oi, oj]
+            for g in range(groups):
+                s = src[g * group_in:(g + 1) * group_in]
+                d = dst[g * group_stride:g * group_stride + group_in]
+                for ci in range(group_in):
+                    d[ci] = s[ci] - z
+
+
+def centred(x: np.ndarray, zero_point: int, pads, dtype, *, stride=(1, 1), groups: int = 1,
+            group_stride: int | None = None) -> np.ndarray:
+    """The centred, padded copy of an NHWC activation (N7): zeros at padded positions.
+
+    ``pads`` = (top, left, bottom, right); ``stride`` inserts stride−1 zero rows/columns
+    between pixels (deconv); ``group_stride`` ≥ C/groups spaces the channel groups apart
+    (the fast path pads each group to an even count).
+    """
+    n_b, h, w, c = x.shape
+    gs = c // groups if group_stride is None else group_stride
+    top, left, bottom, right = (int(p) for p in pads)
+    out_h = top + (h - 1) * stride[0] + 1 + bottom
+    out_w = left + (w - 1) * stride[1] + 1 + right
+    out = np.zeros((n_b, max(out_h, 0), max(out_w, 0), groups * gs), dtype=dtype)
+    centre_pad(x, np.int64(zero_point), np.int64(top), np.int64(left), np.int64(stride[0]), np.int64(stride[1]),
+               np.int64(groups), np.int64(gs), out)
+    return out
+
+
+def as_activation(x: np.ndarray, name: str = "input") -> np.ndarray:
+    """A C-contiguous uint8/uint16 array (the only activation dtypes, N1)."""
+    x = np.ascontiguousarray(x)
+    if x.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"{name} must be uint8 or uint16, not {x.dtype}")
+    return x
+
+
+def act_bits(x: np.ndarray) -> int:
+    return 8 if x.dtype == np.uint8 else 16
+
+
+def conv_out_size(size: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int,
+                  ceil_mode: bool = False) -> int:
+    """⌊(L + p_b + p_e − d(K−1) − 1)/s⌋ + 1 (ceil with ceil_mode; a last window that would start
+    in the end padding is dropped, as ONNX and PyTorch do)."""
+    span = size + pad_begin + pad_end - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad_begin:
+        out -= 1
+    return out
+
+
+def check_requant(rq: Requant, bound: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel (M, n) of ``rq``, after checking it was derived for a bound ≥ V (N14)."""
+    if multiplier_bits(rq.bound) > multiplier_bits(bound):
+        raise ValueError(f"requantization derived for |v| ≤ {rq.bound}, but this layer's bound is {bound}")
+    return rq.per_channel(channels)
+
+
+def requantize(v: np.ndarray, rq: Requant, *, zero_point: int = 0, bound: int | None = None,
+               out: np.ndarray | None = None, col0: int = 0) -> np.ndarray:
+    """(N13) on the last axis: y = clamp(Z + RHU((v − z)·M[c], n[c]), lo, hi).
+
+    v: int32/int64 accumulators (``zero_point`` 0), or uint8/uint16 activations centred by
+    ``zero_point``. ``bound`` is V; by default the dtype's own range is assumed (int32:
+    2^31 − 1, uint: 2^a − 1, int64: the Requant's own bound).
+    """
+    v = np.ascontiguousarray(v)
+    if v.dtype.kind not in "iu" or v.dtype.itemsize > 8:
+        raise TypeError(f"cannot requantize {v.dtype}")
+    if bound is None:
+        bound = {np.dtype(np.int32): 2**31 - 1, np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}.get(
+            v.dtype, rq.bound)
+    accumulator_dtype(bound)
+    channels = v.shape[-1] if v.ndim else 1
+    check_requant(rq, bound, channels)
+    v2 = v.reshape(-1, channels)
+    if out is None:
+        out = np.empty(v.shape, dtype=rq.out_dtype())
+    out2 = out.reshape(-1, out.shape[-1])
+    requantize_rows(v2, *requant_tables(rq, channels, zero_point), np.int64(rq.lo), np.int64(rq.hi), out2,
+                    np.int64(col0))
+    return out
