@@ -34,6 +34,7 @@ E = Severity.ERROR
 BINS = 2048
 
 # Activations that are lookup tables over the integer input (the others fold into the clamp).
+WEIGHTED = ("conv", "dw", "deconv", "fc", "batch_norm")
 TABLE_ACTIVATIONS = ("sigmoid", "tanh", "leaky_relu", "prelu", "elu", "hard_sigmoid", "hardswish", "silu")
 
 
@@ -100,10 +101,20 @@ class TensorStats:
 
 @dataclass
 class LayerStats:
-    """The statistics of one layer: its output, and (for table activations) its input to the activation."""
+    """The statistics of one layer: its output, and (for table activations) its input to the activation.
+
+    For a layer with weights, ``channel_mean`` is the mean of every channel of
+    its linear output (before the activation), which bias correction aims at.
+    """
 
     output: TensorStats
     before: TensorStats | None = None
+    channel_sum: np.ndarray | None = None
+    channel_count: int = 0
+
+    @property
+    def channel_mean(self) -> np.ndarray | None:
+        return None if self.channel_sum is None else self.channel_sum / max(self.channel_count, 1)
 
 
 @dataclass
@@ -247,6 +258,11 @@ def calibrate(graph: Graph, data: Mapping[str, np.ndarray], batch_size: int, cal
         entry.output.update(after)
         if entry.before is not None:
             entry.before.update(before)
+        if layer.kind in WEIGHTED and before.ndim >= 2:
+            axes = tuple(i for i in range(before.ndim) if i != (1 if before.ndim == 4 else before.ndim - 1))
+            sums = before.sum(axis=axes, dtype=np.float64)
+            entry.channel_sum = sums if entry.channel_sum is None else entry.channel_sum + sums
+            entry.channel_count += before.size // sums.size
 
     bar = Progress("calibration", calib_num_batch, progress)
     names = list(data)

@@ -13,7 +13,7 @@ which layers carry the error.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from alls.runtime import kernels as K
 from alls.runtime.native import run_layer
 from alls.runtime.quantize import QLayer
 
-__all__ = ["run_numeric", "to_nhwc", "to_onnx"]
+__all__ = ["run_numeric", "accumulators", "to_nhwc", "to_onnx"]
 
 _NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
 
@@ -53,34 +53,45 @@ def _finish(q: QLayer, y: np.ndarray) -> np.ndarray:
     return K.lut(y, q.table) if q.pre is not None and q.table is not None else y
 
 
-def _weighted(layer: Layer, q: QLayer, xs, enc):
-    x, zx = xs[0], enc[layer.inputs[0]].zero_point
+def _dense_input(layer: Layer, x: np.ndarray) -> np.ndarray:
+    """A dense layer's input as (rows, C_in): a 4-D tensor flattens in ONNX (C, H, W) order."""
+    if x.ndim == 4:
+        return np.ascontiguousarray(to_onnx(x).reshape(x.shape[0], -1))
+    if x.ndim > 2 and len(layer.output_shape) > 2:  # a sequence: the last axis is the features
+        return np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+    return np.ascontiguousarray(x.reshape(x.shape[0], -1))
+
+
+def _call(layer: Layer, q: QLayer, x: np.ndarray, zx: int, acc_only: bool, bias=None):
+    """The layer's kernel: requantized output, or (``acc_only``) its accumulators with ``bias``."""
     w = _weights(q, layer)
     a = layer.attrs
     if layer.kind == "fc":
-        shape = x.shape
-        if x.ndim == 4:
-            x = to_onnx(x).reshape(x.shape[0], -1)
-        elif x.ndim > 2 and layer.output_shape and len(layer.output_shape) > 2:
-            x = x.reshape(-1, shape[-1])
-        elif x.ndim > 2:
-            x = x.reshape(shape[0], -1)
-        y = K.fc(np.ascontiguousarray(x), w, q.bias, q.rq, zero_point=zx)
-        if len(shape) > 2 and len(layer.output_shape) > 2:
-            y = y.reshape(*shape[:-1], y.shape[-1])
-        return _finish(q, y)
+        rows = _dense_input(layer, x)
+        y = K.fc_acc(rows, w, bias, zero_point=zx) if acc_only else K.fc(rows, w, q.bias, q.rq, zero_point=zx)
+        return y.reshape(*x.shape[:-1], y.shape[-1]) if x.ndim > 2 and len(layer.output_shape) > 2 else y
     if layer.kind == "batch_norm":
-        return _finish(q, K.dw(x, w, q.bias, q.rq, zero_point=zx))
+        return K.dw_acc(x, w, bias, zero_point=zx) if acc_only else K.dw(x, w, q.bias, q.rq, zero_point=zx)
     geometry = {"strides": tuple(a["strides"]), "pads": tuple(a["pads"]), "dilations": tuple(a["dilations"])}
     if layer.kind == "deconv":
-        out_hw = layer.output_shape[2:]
         kh, kw = q.weights.shape[2:]
         full = [(x.shape[1 + i] - 1) * geometry["strides"][i] + (k - 1) * geometry["dilations"][i] + 1
                 - geometry["pads"][i] - geometry["pads"][i + 2] for i, k in enumerate((kh, kw))]
-        output_padding = tuple(int(o - f) for o, f in zip(out_hw, full))
-        return _finish(q, K.deconv(x, w, q.bias, q.rq, zero_point=zx, output_padding=output_padding, **geometry))
-    kernel = K.dw if layer.kind == "dw" else K.conv
-    return _finish(q, kernel(x, w, q.bias, q.rq, zero_point=zx, **geometry))
+        geometry["output_padding"] = tuple(int(o - f) for o, f in zip(layer.output_shape[2:], full))
+        return (K.deconv_acc(x, w, bias, zero_point=zx, **geometry) if acc_only
+                else K.deconv(x, w, q.bias, q.rq, zero_point=zx, **geometry))
+    if layer.kind == "dw":
+        return K.dw_acc(x, w, bias, zero_point=zx, **geometry) if acc_only else K.dw(x, w, q.bias, q.rq, zero_point=zx, **geometry)
+    return K.conv_acc(x, w, bias, zero_point=zx, **geometry) if acc_only else K.conv(x, w, q.bias, q.rq, zero_point=zx, **geometry)
+
+
+def accumulators(layer: Layer, q: QLayer, x: np.ndarray, zero_point: int) -> np.ndarray:
+    """A weighted layer's accumulators without its bias (N6): for measuring, as bias correction does."""
+    return _call(layer, q, x, zero_point, acc_only=True)
+
+
+def _weighted(layer: Layer, q: QLayer, xs, enc):
+    return _finish(q, _call(layer, q, xs[0], enc[layer.inputs[0]].zero_point, acc_only=False))
 
 
 def _operands(layer: Layer, q: QLayer, xs, enc):
@@ -197,12 +208,15 @@ def _native(layer: Layer, q: QLayer, xs, enc, params) -> np.ndarray:
 
 def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str, np.ndarray],
                 raw: bool = False, keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,
-                params: Mapping[str, Mapping] | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                params: Mapping[str, Mapping] | None = None,
+                before: Callable[[Layer, QLayer, list[np.ndarray]], None] | None = None,
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run the integer graph on NCHW ``inputs`` ({input layer name: array}).
 
     Float inputs are quantized with each input's encoding; with ``raw`` they
     are taken as integer codes. Returns the outputs and the tapped layers,
-    dequantized, in ONNX layout.
+    dequantized, in ONNX layout. ``before(layer, qlayer, inputs)`` is called
+    before each layer runs and may change its constants (bias correction).
     """
     enc = {name: q.out for name, q in qlayers.items()}
     native = {graph[n].name for n in keep_native}
@@ -221,6 +235,8 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
             y = to_nhwc(np.asarray(x, q.out.dtype) if raw else q.out.quantize(x))
         else:
             xs = [values[name] for name in layer.inputs]
+            if before is not None:
+                before(layer, q, xs)
             if layer.name in native:
                 y = _native(layer, q, xs, enc, params.get(layer.name, layer.params))
             else:

@@ -63,16 +63,14 @@ def estimate_memory(graph: alls.Graph, batch: int) -> int:
 
 def _not_applied(plan: alls.Plan) -> list[Diagnostic]:
     """ALS511 for the algorithms the plan asks for that quantization does not run."""
-    asked = [name for name, flag in (("equalization", "equalization"), ("bias correction", "bias_correction"),
-                                     ("finetune", "finetune"), ("adaround", "adaround"))
+    asked = [name for name, flag in (("finetune", "finetune"), ("adaround", "adaround"))
              if any(getattr(layer, flag) for layer in plan)]
     if not asked:
         return []
     return [Diagnostic("ALS511", Severity.INFO, f"the plan asks for {', '.join(asked)}; this version quantizes "
                        "without them (round to nearest from the calibrated ranges)", None, "",
                        "to quantize exactly as planned, turn them off in the script "
-                       "(for example `model_optimization_flavor(optimization_level=0)` and "
-                       "`pre_quantization_optimization(equalization, policy=disabled)`)")]
+                       "(for example `model_optimization_flavor(optimization_level=0)`)")]
 
 
 class Runner:
@@ -135,15 +133,38 @@ class Runner:
         if estimate > free:
             raise _error("ALS507", f"this job needs about {estimate / 2**30:.1f} GiB and {free / 2**30:.1f} GiB "
                          "are available", "lower batch_size, or run on a machine with more memory")
-        stats = calibrate(self.graph, feeds, batch_size, calib_num_batch, self.plan, progress=progress)
-        layers, warnings = quantize(self.graph, self.plan, stats)
+        params, equalization = self._equalize(feeds, batch_size, calib_num_batch, progress)
+        stats = calibrate(self.graph, feeds, batch_size, calib_num_batch, self.plan, params, progress=progress)
+        layers, warnings = quantize(self.graph, self.plan, stats, params)
+        ibc = []
+        if any(layer.bias_correction for layer in self.plan):
+            from alls.runtime.calibration import normalize
+            from alls.runtime.ibc import bias_correction
+
+            images = {name: normalize(x[:stats.images], self.plan, name) for name, x in feeds.items()}
+            ibc = bias_correction(self.graph, self.plan, layers, stats, images, params)
         warnings += _not_applied(self.plan)
         report = {"calibration_images": stats.images, "batch_size": batch_size, "calib_num_batch": calib_num_batch,
+                  "equalization": equalization, "bias_correction": ibc,
                   "warnings": [{"code": d.code, "message": d.message, "help": d.help} for d in warnings]}
-        self.quantized = QuantizedModel(self.graph, self.plan, layers, {}, self.model_bytes, self.input_shapes,
+        self.quantized = QuantizedModel(self.graph, self.plan, layers, params, self.model_bytes, self.input_shapes,
                                         self.script, self.script_name, report)
         self.warnings = warnings
         return self.quantized
+
+    def _equalize(self, feeds, batch_size, calib_num_batch, progress):
+        """Cross-layer equalization of the layers the plan equalizes (activation-aware: one extra calibration)."""
+        from alls.runtime.equalize import equalize
+
+        if not any(layer.equalization for layer in self.plan):
+            return {}, []
+        target = self.plan.settings.equalization_target
+        ranges = None
+        if target == "activation":
+            first = calibrate(self.graph, feeds, batch_size, calib_num_batch, self.plan, progress=progress)
+            ranges = {name: np.maximum(np.abs(s.output.channel_min), np.abs(s.output.channel_max))
+                      for name, s in first.layers.items() if s.output.channel_min is not None}
+        return equalize(self.graph, self.plan, target, ranges)
 
     def infer(self, x, target: str = "numeric", layout: str = "nhwc", **options) -> Result:
         """Run the quantized model (or, before `quantize`, only the native target)."""

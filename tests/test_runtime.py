@@ -121,15 +121,24 @@ def test_an_encoding_represents_zero_exactly():
 # ---------------------------------------------------------- the targets
 
 
-def test_taps_keep_native_and_raw_inputs(test_x):
+def test_taps_keep_native_and_raw_inputs(test_x, calib):
+    from alls.runtime.native import run_layer
+
     runner = quantized()
     model = runner.quantized
     full = model.run(test_x[:32], taps="all")
     assert set(full.taps) == {layer.name for layer in runner.graph}
     assert full.taps["digits_cnn/conv1"].shape == (32, 8, 8, 16)  # NHWC, like the input
-    native = model.run(test_x[:32], target="native").output
-    mixed = model.run(test_x[:32], keep_native=["conv3", "fc1", "conv2"]).output
-    assert snr_db(native, mixed.astype(np.float64)) > snr_db(native, full.output)
+    # a layer kept native computes in float on its dequantized inputs, then quantizes its output
+    mixed = model.run(test_x[:32].transpose(0, 3, 1, 2), keep_native=["conv3"], taps=["maxpool1", "conv3"], layout="nchw")
+    conv3 = runner.graph["conv3"]
+    expected = run_layer(conv3, [mixed.taps["digits_cnn/maxpool1"]], model.params.get(conv3.name))
+    encoding = model.layers[conv3.name].out
+    np.testing.assert_array_equal(mixed.taps[conv3.name], encoding.dequantize(encoding.quantize(expected)))
+    # keeping every weighted layer native recovers most of the error (on images inside the calibrated ranges)
+    native = model.run(calib, target="native").output
+    kept = model.run(calib, keep_native=["conv1", "dw1", "conv2", "conv3", "fc1"]).output
+    assert snr_db(native, kept) > snr_db(native, model.run(calib).output)
     encoding = model.input_encodings["digits_cnn/input_layer1"]
     codes = encoding.quantize(test_x[:32])
     raw = model.run(codes, raw=True).output
@@ -370,3 +379,44 @@ def test_centerface_heatmap_survives_8_bit_quantization(capsys, tmp_path):
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("output_layer")}
     assert float(rows["output_layer1"][1]) >= 0.88  # the heatmap's cosine against native
     assert len(rows) == 4
+
+
+# ------------------------------------------------------------ the algorithms
+
+
+def test_equalization_is_an_exact_float_transform(every_kind, calib):
+    from alls.runtime.equalize import equalize, pairs
+
+    model, images = every_kind
+    runner = Runner(model)
+    assert pairs(runner.graph)  # conv1 -> dw1 and dw1's readers, at least
+    params, report = equalize(runner.graph, runner.plan)
+    assert report and all(r["balance_after"] >= r["balance_before"] - 1e-9 for r in report)
+    runner.quantize(images, progress=False)
+    native = runner.infer(images, target="native")
+    optimized = runner.infer(images, target="fp_optimized")
+    assert runner.quantized.params  # the default level equalizes
+    for name in native.outputs:
+        np.testing.assert_allclose(optimized.outputs[name], native.outputs[name], atol=1e-4, rtol=1e-4)
+
+
+def test_bias_correction_moves_the_means_and_reports_what_the_bias_format_lost():
+    single = quantized("model_optimization_flavor(optimization_level=1)\n")
+    double = quantized("model_optimization_flavor(optimization_level=1)\n"
+                       "quantization_param([{conv*}, {dw*}, fc1], bias_mode=double_scale_initialization)\n")
+    for runner in (single, double):
+        report = runner.quantized.report["bias_correction"]
+        assert [r["layer"].rsplit("/", 1)[-1] for r in report] == ["conv1", "dw1", "conv2", "conv3", "fc1"]
+        assert all(r["mean_error_after"] <= r["mean_error_before"] + r["bias_step"] for r in report)
+    lost = lambda runner: sum(r["channels_lost"] for r in runner.quantized.report["bias_correction"])
+    assert lost(double) < lost(single)
+    removed = [r["removed"] for r in double.quantized.report["bias_correction"] if r["mean_error_before"] > 0]
+    assert np.median(removed) >= 0.9
+
+
+def test_bias_correction_and_equalization_help_the_digits_model(calib):
+    plain = quantized("model_optimization_flavor(optimization_level=0)\n"
+                      "pre_quantization_optimization(equalization, policy=disabled)\n")
+    tuned = quantized("quantization_param([{conv*}, {dw*}, fc1], bias_mode=double_scale_initialization)\n")
+    native = plain.infer(calib, target="native").output
+    assert snr_db(native, tuned.infer(calib).output) > snr_db(native, plain.infer(calib).output)
