@@ -137,3 +137,22 @@ def test_bad_feeds_are_named():
     graph = alls.load_model(DIGITS)
     with pytest.raises(KeyError, match="not an input"):
         run_float(graph, {"nope": np.zeros((1, 1, 8, 8), np.float32)})
+
+
+def test_centerface_native_equals_onnxruntime():
+    """The pretrained face detector at its own fixed 10x3x32x32 input: every output within 1e-4 of its range."""
+    import models
+
+    try:
+        path = models.centerface()
+    except models.Unavailable as exc:
+        pytest.skip(str(exc))
+    import onnx
+
+    model = onnx.load(str(path))
+    x = np.random.default_rng(5).uniform(0, 255, (10, 3, 32, 32)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"input.1": x})
+    outputs, _ = run_float(alls.load_model(model, name="centerface"), x)
+    for e, g in zip(expected, outputs.values()):
+        assert np.abs(e - g).max() < 1e-4 * max(np.ptp(e), 1e-6)
