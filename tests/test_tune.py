@@ -1,0 +1,36 @@
+"""The incremental flow: each step adds one measure, the best script is kept."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import alls
+from alls.runtime.runner import Runner
+from alls.runtime.tune import best, steps, tune
+from test_importer import DIGITS
+
+SAMPLES = DIGITS.parent
+
+
+def test_the_steps_follow_the_guide_and_name_the_kinds_present():
+    graph = alls.load_model(DIGITS)
+    flow = steps(graph, images=64)
+    assert [s.name for s in flow] == ["round to nearest", "+ 16-bit bias", "+ equalization", "+ bias correction",
+                                      "+ finetune", "+ 16-bit outputs"]
+    assert "[{conv*}, {dw*}, {fc*}]" in flow[1].statements
+    assert "dataset_size=64" in flow[4].statements
+    for step in flow:  # every step's statements check cleanly against the model
+        assert not [d for d in alls.resolve(step.statements, graph).diagnostics if d.is_error]
+
+
+def test_tune_runs_every_step_and_keeps_the_best_script():
+    calib = np.load(SAMPLES / "calib.npy")
+    x, y = np.load(SAMPLES / "test_x.npy")[:120], np.load(SAMPLES / "test_y.npy")[:120]
+    done = tune(lambda: Runner(DIGITS), calib, x, y, base="quantization_param(conv1, quantization_groups=2)")
+    assert len(done) == 6 and all(step.error == "" for step in done)
+    assert all(0.9 <= step.metric <= 1.0 and step.cosine > 0.99 for step in done)
+    assert done[-1].script.startswith("quantization_param(conv1, quantization_groups=2)\n")
+    assert all(done[i].script in done[i + 1].script for i in range(5))  # each step adds to the one before
+    chosen = best(done)
+    assert chosen.metric == max(step.metric for step in done)
+    assert alls.format_text(chosen.script)  # a script that parses
