@@ -22,6 +22,15 @@ def update_golden(request) -> bool:
     return request.config.getoption("--update-golden")
 
 
+def assert_golden(rendered: str, golden: pathlib.Path, update: bool) -> None:
+    """``rendered`` equals the pinned ``golden`` file (written anew with --update-golden)."""
+    if update or not golden.exists():
+        golden.write_text(rendered, encoding="utf-8")
+        if not update:
+            pytest.fail(f"{golden.name} did not exist and was written; review it and run again")
+    assert rendered == golden.read_text(encoding="utf-8")
+
+
 def corpus_files() -> list[pathlib.Path]:
     """Every .alls file of ../shared/corpus (empty when the folder is absent)."""
     if not CORPUS.is_dir():

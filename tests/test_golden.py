@@ -14,6 +14,7 @@ import re
 import pytest
 
 import alls
+from conftest import assert_golden
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 FILES = sorted(GOLDEN.glob("*.alls"))
@@ -45,12 +46,7 @@ def test_diagnostics_match_the_expectations_beside_the_lines(path):
 def test_rendered_output_matches_the_golden_file(path, update_golden):
     script, diagnostics = found(path)
     rendered = alls.render(diagnostics, {script.filename: script.source})
-    golden = path.with_suffix(".txt")
-    if update_golden or not golden.exists():
-        golden.write_text(rendered, encoding="utf-8")
-        if not update_golden:
-            pytest.fail(f"{golden.name} did not exist and was written; review it and run again")
-    assert rendered == golden.read_text(encoding="utf-8")
+    assert_golden(rendered, path.with_suffix(".txt"), update_golden)
 
 
 def test_every_golden_file_expects_something():

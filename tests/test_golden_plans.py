@@ -17,6 +17,7 @@ import re
 import pytest
 
 from alls.cli import main
+from conftest import assert_golden
 from test_golden import expectations
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -70,12 +71,7 @@ def test_plan_output_matches_the_golden_file(path, at_root, capsys, update_golde
     rendered = capsys.readouterr().out
     if header(path)["model"] == "centerface":  # the cache folder differs between machines
         rendered = rendered.replace(arguments(path)[3], "centerface.onnx")
-    golden = path.with_suffix(".txt")
-    if update_golden or not golden.exists():
-        golden.write_text(rendered, encoding="utf-8")
-        if not update_golden:
-            pytest.fail(f"{golden.name} did not exist and was written; review it and run again")
-    assert rendered == golden.read_text(encoding="utf-8")
+    assert_golden(rendered, path.with_suffix(".txt"), update_golden)
 
 
 def plan_codes() -> set[str]:
