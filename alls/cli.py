@@ -87,6 +87,21 @@ def _parser() -> argparse.ArgumentParser:
     _data_options(evaluate, required=True)
     evaluate.set_defaults(run=_eval)
 
+    analyze = commands.add_parser("analyze", help="find the layers that carry a quantized model's error: "
+                                  "a report with plots and advice")
+    analyze.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
+    analyze.add_argument("--data", metavar="NPY", required=True, help="images to analyze on, (N, H, W, C) in a .npy")
+    analyze.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc", help="the layout of the .npy images")
+    analyze.add_argument("--limit", type=int, metavar="N", help="analyze on the first N images only")
+    analyze.add_argument("--worst", type=int, default=3, metavar="K",
+                         help="plot and keep in float the K most harmful layers (default 3)")
+    analyze.add_argument("--isolation-images", type=int, default=8, metavar="N",
+                         help="images for quantizing the layers one at a time, the costly view (default 8)")
+    analyze.add_argument("-o", "--output", metavar="DIR", required=True, help="the report folder")
+    analyze.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
+    analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    analyze.set_defaults(run=_analyze)
+
     explain = commands.add_parser("explain", help="explain a diagnostic code")
     explain.add_argument("code", nargs="?", help="a code such as ALS203 (omit to list every code)")
     explain.set_defaults(run=_explain)
@@ -406,6 +421,36 @@ def _evaluate(qmodel, args) -> int:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    return EXIT_OK
+
+
+def _analyze(args) -> int:
+    import json
+
+    from alls.runtime.analysis import analyze
+    from alls.runtime.model import load
+    from alls.runtime.report import prepare_folder, summary, write_report
+
+    try:
+        folder = prepare_folder(args.output, args.force)
+        if args.limit is not None and args.limit < 1:
+            raise alls.AllsError([alls.Diagnostic("ALS512", alls.Severity.ERROR,
+                                                  f"--limit must be at least 1, not {args.limit}")])
+        qmodel = load(args.quantized)
+        data = _load_npy(args.data, "data")
+        if args.limit is not None and data.ndim:
+            data = data[: args.limit]
+        result = analyze(qmodel, data, args.layout, args.worst, args.isolation_images)
+        write_report(result, folder, force=args.force)
+    except alls.AllsError as error:
+        sys.stderr.write(alls.render(error.diagnostics))
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return EXIT_OK
+    print(summary(result, folder))
+    if result.diagnostics:
+        sys.stdout.write(alls.render(list(result.diagnostics)))
     return EXIT_OK
 
 

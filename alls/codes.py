@@ -309,6 +309,14 @@ _DOCS = [
             "Hailo's FAQ: heavy jobs on a machine without enough memory are killed midway.",
             "calibrating a large network at batch_size=256",
             "Lower the batch size, or run on a machine with more memory."),
+    CodeDoc("ALS508", E, "finetune out of data",
+            "Finetune (or adaround) trains on `dataset_size` images, drawn from the images given to quantize, "
+            "and fewer were given (finetune's default is 2048).",
+            "Hailo's FAQ: run_quantization's \"FT out of data\" error. Training on fewer images than planned "
+            "would silently change what the script asks for.",
+            "post_quantization_optimization(finetune, policy=enabled) with 64 calibration images",
+            "Supply more images, or lower `dataset_size` to at most the number given "
+            "(`post_quantization_optimization(finetune, dataset_size=64)`)."),
     CodeDoc("ALS509", E, "not a quantized model file",
             "The file is not one `alls quantize` wrote, is truncated, or was written by another version of alls.",
             "Its constants cannot be trusted.",
@@ -325,6 +333,26 @@ _DOCS = [
             "The quantized model then differs from what the script describes.",
             "model_optimization_flavor(optimization_level=2)",
             "See the message for the algorithms concerned."),
+    CodeDoc("ALS512", E, "nothing to analyze",
+            "An analysis setting is out of range (no images, `--limit`, `--worst` or `--isolation-images` below 1), "
+            "or the inputs hold different numbers of images.",
+            "The layer analysis needs at least one image and one layer to blame.",
+            "alls analyze model_q.npz --data x.npy --worst 0 -o report",
+            "Pass at least one image, and counts of 1 or more."),
+    CodeDoc("ALS513", I, "layers analyzed alone on a subset of the images",
+            "The view that quantizes one layer at a time ran on the first images only.",
+            "Each layer reruns the part of the network below it, once per image: this view costs about as many "
+            "network runs as there are layers, so it uses a subset (8 images by default).",
+            "alls analyze model_q.npz --data 360_images.npy -o report",
+            "Nothing to fix; pass `--isolation-images N` for a steadier ranking at a higher cost."),
+    CodeDoc("ALS514", W, "the blamed layers do not carry the error",
+            "With the worst layers of the analysis in float and everything else quantized, less than half of an "
+            "output's error goes away.",
+            "Hailo's guide assumes a few layers carry most of the error and asks to confirm it this way; when the "
+            "check fails, the error is spread over many layers, or comes from how their errors interact.",
+            "a network whose every depthwise layer loses a little, none of them much",
+            "Look further down the layer table, keep more layers in float (`--worst K`), and prefer whole-network "
+            "remedies (bias correction, equalization, 16-bit activations)."),
 ]
 
 CODES: dict[str, CodeDoc] = {d.code: d for d in _DOCS}
