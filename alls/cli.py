@@ -102,6 +102,16 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
     analyze.set_defaults(run=_analyze)
 
+    tune = commands.add_parser("tune", help="run the guide's incremental flow and keep the best script")
+    tune.add_argument("model", metavar="MODEL", help="an .onnx file")
+    _model_options(tune, positional=True)
+    tune.add_argument("--script", metavar="SCRIPT", help="the script to start from (default: an empty one)")
+    tune.add_argument("--calib", metavar="NPY", required=True, help="calibration images, (N, H, W, C) in a .npy")
+    tune.add_argument("-o", "--output", metavar="FILE", help="where to write the best script (default: MODEL_tuned.alls)")
+    tune.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    _data_options(tune, required=True)
+    tune.set_defaults(run=_tune)
+
     explain = commands.add_parser("explain", help="explain a diagnostic code")
     explain.add_argument("code", nargs="?", help="a code such as ALS203 (omit to list every code)")
     explain.set_defaults(run=_explain)
@@ -451,6 +461,48 @@ def _analyze(args) -> int:
     print(summary(result, folder))
     if result.diagnostics:
         sys.stdout.write(alls.render(list(result.diagnostics)))
+    return EXIT_OK
+
+
+def _tune(args) -> int:
+    from alls.runtime.runner import Runner
+    from alls.runtime.tune import best, tune
+
+    output = args.output or f"{pathlib.Path(args.model).stem}_tuned.alls"
+    if os.path.exists(output) and not args.force:
+        sys.stderr.write(f"error[ALS001]: `{output}` exists; pass --force to overwrite it\n")
+        return EXIT_FAILURE
+    shapes = _input_shapes(args.input_shape)
+    try:
+        base = pathlib.Path(args.script).read_text(encoding="utf-8") if args.script else ""
+        calib = _load_npy(args.calib, "calibration data")
+        data = _load_npy(args.data, "data")
+        labels = _load_npy(args.labels, "labels") if args.labels else None
+        if args.limit:
+            data, labels = data[: args.limit], (labels[: args.limit] if labels is not None else None)
+        metric = "top-1 accuracy" if labels is not None else "mean output cosine"
+        print(f"{'step':<20} {metric:>18}  {'cosine':>8}  {'seconds':>7}")
+
+        def show(step) -> None:
+            if step.error:
+                print(f"{step.name:<20} {'failed':>18}  {step.error}")
+            else:
+                value = f"{100 * step.metric:.2f}%" if labels is not None else f"{step.metric:.5f}"
+                print(f"{step.name:<20} {value:>18}  {step.cosine:8.5f}  {step.seconds:7.1f}", flush=True)
+
+        done = tune(lambda: Runner(args.model, shapes, args.name), calib, data, labels, base, args.layout, show)
+    except OSError as exc:
+        sys.stderr.write(f"error[ALS001]: cannot read `{args.script}`: {exc.strerror or exc}\n")
+        return EXIT_FAILURE
+    except alls.AllsError as error:
+        sys.stderr.write(alls.render(error.diagnostics, _sources(error.diagnostics)))
+        return EXIT_FAILURE
+    if not any(step.metric is not None for step in done):
+        sys.stderr.write("error: no step of the flow could run; see the messages above\n")
+        return EXIT_FAILURE
+    chosen = best(done)
+    _write_atomically(output, alls.format_text(chosen.script), new=True)
+    print(f"best: {chosen.name}; wrote {output}")
     return EXIT_OK
 
 

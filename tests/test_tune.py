@@ -34,3 +34,17 @@ def test_tune_runs_every_step_and_keeps_the_best_script():
     chosen = best(done)
     assert chosen.metric == max(step.metric for step in done)
     assert alls.format_text(chosen.script)  # a script that parses
+
+
+def test_tune_from_the_command_line_writes_the_best_script(capsys, tmp_path):
+    from alls.cli import main
+
+    target = tmp_path / "tuned.alls"
+    argv = ["tune", str(DIGITS), "--calib", str(SAMPLES / "calib.npy"), "--data", str(SAMPLES / "test_x.npy"),
+            "--labels", str(SAMPLES / "test_y.npy"), "--limit", "60", "-o", str(target)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "+ bias correction" in out and "best:" in out
+    assert alls.check(target.read_text()) == [] or all(not d.is_error for d in alls.check(target.read_text()))
+    assert alls.format_text(target.read_text()) == target.read_text()  # written formatted
+    assert main(argv) == 2 and "--force" in capsys.readouterr().err
