@@ -364,12 +364,37 @@ def _quantize(args) -> int:
     print(f"calibrated `{runner.graph.name}` on {report['calibration_images']} images "
           f"({report['calib_num_batch']} batches of {report['batch_size']})")
     print(_precision_summary(qmodel))
+    for line in _algorithm_summary(report):
+        print(line)
     for d in runner.warnings:
         sys.stdout.write(alls.render([d]))
     print(f"wrote {args.output}")
     if args.data:
         return _evaluate(qmodel, args)
     return EXIT_OK
+
+
+def _algorithm_summary(report: dict) -> list[str]:
+    """One line per algorithm that ran, with what it achieved."""
+    lines = []
+    if report.get("equalization"):
+        tensors = report["equalization"]
+        lines.append(f"equalized {len(tensors)} tensor{'s' if len(tensors) != 1 else ''} between layers")
+    corrected = report.get("bias_correction") or []
+    if corrected:
+        import statistics
+
+        removed = statistics.median(r["removed"] for r in corrected)
+        lost = sum(r["channels_lost"] for r in corrected)
+        channels = sum(r["channels"] for r in corrected)
+        line = (f"bias correction on {len(corrected)} layers: median {100 * removed:.0f}% of the mean channel error "
+                f"removed")
+        if lost:
+            line += f"; {lost} of {channels} channel corrections were below half a bias step and lost"
+            if any(r["channels_lost"] and r["bias_mode"] != "double_scale_initialization" for r in corrected):
+                line += " (bias_mode=double_scale_initialization keeps most of them)"
+        lines.append(line)
+    return lines
 
 
 def _sources(diagnostics) -> dict[str, str]:
