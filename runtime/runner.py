@@ -8,7 +8,14 @@
 
 Calibration reads ``batch_size x calib_num_batch`` images; by default both
 come from the script (`model_optimization_config(calibration, batch_size,
-calibset_size)`: batches = ceil(calibset_size / batch_size)).
+calibset_size)`: batches = ceil(calibset_size / batch_size)). Finetune and
+adaround read the first ``dataset_size`` images of the same array.
+
+The guide's flags ``equalize``, ``ibc`` and ``finetune`` (None: as the
+script says) append the matching statement to the script for this
+quantization, so the plan records where the setting came from:
+
+    qmodel = runner.quantize(calib, finetune=True)   # + post_quantization_optimization(finetune, policy=enabled)
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import numpy as np
 
 import alls
 from alls.diagnostics import AllsError, Diagnostic, Severity
-from alls.runtime.calibration import calibrate, check_data, to_nchw
+from alls.runtime.calibration import calibrate, check_data, normalize, to_nchw
 from alls.runtime.model import QuantizedModel, Result
 from alls.runtime.quantize import check_supported, quantize
 
@@ -61,16 +68,52 @@ def estimate_memory(graph: alls.Graph, batch: int) -> int:
     return 4 * batch * (4 * largest + columns) + sum(l.params.get("weight", np.zeros(0)).nbytes for l in graph)
 
 
-def _not_applied(plan: alls.Plan) -> list[Diagnostic]:
-    """ALS511 for the algorithms the plan asks for that quantization does not run."""
-    asked = [name for name, flag in (("finetune", "finetune"), ("adaround", "adaround"))
-             if any(getattr(layer, flag) for layer in plan)]
-    if not asked:
-        return []
-    return [Diagnostic("ALS511", Severity.INFO, f"the plan asks for {', '.join(asked)}; this version quantizes "
-                       "without them (round to nearest from the calibrated ranges)", None, "",
-                       "to quantize exactly as planned, turn them off in the script "
-                       "(for example `model_optimization_flavor(optimization_level=0)`)")]
+_FLAGS = (("equalize", "pre_quantization_optimization(equalization, policy={})"),
+          ("ibc", "post_quantization_optimization(bias_correction, policy={})"),
+          ("finetune", "post_quantization_optimization(finetune, policy={})"))
+
+
+def _with_flags(script: str, flags: dict[str, bool | None]) -> str:
+    """The script with a statement appended for each flag that is not None."""
+    lines = [statement.format("enabled" if flags[name] else "disabled") for name, statement in _FLAGS
+             if flags[name] is not None]
+    if not lines:
+        return script
+    given = ", ".join(f"{name}={flags[name]}" for name, _ in _FLAGS if flags[name] is not None)
+    head = script if not script or script.endswith("\n") else script + "\n"
+    return head + f"# Runner.quantize({given})\n" + "\n".join(lines) + "\n"
+
+
+def _check_images(plan: alls.Plan, feeds: dict[str, np.ndarray]) -> None:
+    """ALS508 when finetune or adaround asks for more images than given; then the FAQ's data checks."""
+    from alls.runtime.finetune import images_needed
+
+    for algo, needed in images_needed(plan).items():
+        for name, data in feeds.items():
+            given = data.shape[0]
+            if needed > given:
+                raise _error("ALS508", f"{algo} asks for {needed} images (dataset_size) but was given {given}",
+                             f"supply at least {needed} images, or lower dataset_size to at most {given}: "
+                             f"`post_quantization_optimization({algo}, dataset_size={given})`")
+            check_data(data, needed, algo)
+
+
+def _notes(graph: alls.Graph, plan: alls.Plan) -> list[Diagnostic]:
+    """ALS511 for what the layer-wise reconstruction does not apply: meta_arch, dense layers over sequences."""
+    from alls.runtime.finetune import untrained
+
+    notes = []
+    ft = plan.settings.finetune
+    if any(layer.finetune for layer in plan) and ft.meta_arch:
+        notes.append(Diagnostic("ALS511", Severity.INFO, f"finetune's `meta_arch={ft.meta_arch}` has no effect: the "
+                                "layer-wise reconstruction has no detection loss", None, "",
+                                "weight the layers that matter with `loss_layer_names` and `loss_factors`"))
+    skipped = untrained(graph, plan)
+    if skipped:
+        notes.append(Diagnostic("ALS511", Severity.INFO, "finetune and adaround do not train dense layers over "
+                                f"sequences: {', '.join(f'`{name}`' for name in skipped)}", None, "",
+                                "they keep round to nearest"))
+    return notes
 
 
 class Runner:
@@ -109,62 +152,94 @@ class Runner:
         return plan
 
     def quantize(self, calib, batch_size: int | None = None, calib_num_batch: int | None = None,
-                 layout: str = "nhwc", progress: bool | None = None) -> QuantizedModel:
+                 layout: str = "nhwc", progress: bool | None = None, *, equalize: bool | None = None,
+                 ibc: bool | None = None, finetune: bool | None = None) -> QuantizedModel:
         """Calibrate on ``calib`` and quantize by the script's plan.
 
         ``calib`` is (N, H, W, C) images as Hailo's run_quantization_from_np
         takes them (``layout="nchw"`` for (N, C, H, W)), or a dict per input.
+        ``equalize``, ``ibc`` and ``finetune`` override the script (None: as
+        it says) for this quantization; the quantized model's script and plan
+        carry the statements they add.
         """
         check_supported(self.graph)
-        settings = self.plan.settings.calibration
+        script = _with_flags(self.script, {"equalize": equalize, "ibc": ibc, "finetune": finetune})
+        plan = self.plan if script == self.script else self._resolve(script)
+        settings = plan.settings.calibration
         batch_size = batch_size or settings.batch_size
         calib_num_batch = calib_num_batch or math.ceil(settings.calibset_size / batch_size)
-        needed = batch_size * calib_num_batch
-        inputs = self.graph.inputs
-        data = calib if isinstance(calib, dict) else {inputs[0].name: calib}
+        feeds = self._feeds(calib, layout, batch_size * calib_num_batch)
+        _check_images(plan, feeds)
+        self._check_memory(plan, batch_size)
+        params, equalization = self._equalize(plan, feeds, batch_size, calib_num_batch, progress)
+        stats = calibrate(self.graph, feeds, batch_size, calib_num_batch, plan, params, progress=progress)
+        layers, warnings = quantize(self.graph, plan, stats, params)
+        ibc_report, trained = [], []
+        if any(layer.bias_correction for layer in plan):
+            from alls.runtime.ibc import bias_correction
+
+            images = {name: normalize(x[:stats.images], plan, name) for name, x in feeds.items()}
+            ibc_report = bias_correction(self.graph, plan, layers, stats, images, params)
+        if any(layer.finetune or layer.adaround for layer in plan):
+            from alls.runtime.finetune import images_needed, optimize
+
+            count = max(images_needed(plan).values())
+            images = {name: normalize(x[:count], plan, name) for name, x in feeds.items()}
+            trained = optimize(self.graph, plan, layers, images, params, progress)
+        warnings += _notes(self.graph, plan)
+        report = {"calibration_images": stats.images, "batch_size": batch_size, "calib_num_batch": calib_num_batch,
+                  "equalization": equalization, "bias_correction": ibc_report,
+                  **{algo: [r for r in trained if r["algorithm"] == algo] for algo in ("finetune", "adaround")},
+                  "warnings": [{"code": d.code, "message": d.message, "help": d.help} for d in warnings]}
+        self.quantized = QuantizedModel(self.graph, plan, layers, params, self.model_bytes, self.input_shapes,
+                                        script, self.script_name, report)
+        self.warnings = warnings
+        return self.quantized
+
+    def _resolve(self, script: str) -> alls.Plan:
+        parsed, problems = alls.parse_partial(script, self.script_name)
+        plan = alls.resolve(parsed, self.graph)
+        errors = [d for d in [*problems, *plan.diagnostics] if d.is_error]
+        if errors:
+            raise AllsError(errors)
+        return plan
+
+    def _feeds(self, calib, layout: str, needed: int) -> dict[str, np.ndarray]:
+        """Every input's images as NCHW float32, checked for the calibration's ``needed`` images."""
+        data = calib if isinstance(calib, dict) else {self.graph.inputs[0].name: calib}
         feeds = {}
-        for layer in inputs:
+        for layer in self.graph.inputs:
             value = data.get(layer.name, data.get(layer.short_name))
             if value is None:
                 raise _error("ALS505", f"no calibration data for input `{layer.short_name}`")
             feeds[layer.name] = to_nchw(value, layer, layout)
             check_data(feeds[layer.name], needed)
-        estimate, free = estimate_memory(self.graph, batch_size), available_memory()
-        if estimate > free:
-            raise _error("ALS507", f"this job needs about {estimate / 2**30:.1f} GiB and {free / 2**30:.1f} GiB "
-                         "are available", "lower batch_size, or run on a machine with more memory")
-        params, equalization = self._equalize(feeds, batch_size, calib_num_batch, progress)
-        stats = calibrate(self.graph, feeds, batch_size, calib_num_batch, self.plan, params, progress=progress)
-        layers, warnings = quantize(self.graph, self.plan, stats, params)
-        ibc = []
-        if any(layer.bias_correction for layer in self.plan):
-            from alls.runtime.calibration import normalize
-            from alls.runtime.ibc import bias_correction
+        return feeds
 
-            images = {name: normalize(x[:stats.images], self.plan, name) for name, x in feeds.items()}
-            ibc = bias_correction(self.graph, self.plan, layers, stats, images, params)
-        warnings += _not_applied(self.plan)
-        report = {"calibration_images": stats.images, "batch_size": batch_size, "calib_num_batch": calib_num_batch,
-                  "equalization": equalization, "bias_correction": ibc,
-                  "warnings": [{"code": d.code, "message": d.message, "help": d.help} for d in warnings]}
-        self.quantized = QuantizedModel(self.graph, self.plan, layers, params, self.model_bytes, self.input_shapes,
-                                        self.script, self.script_name, report)
-        self.warnings = warnings
-        return self.quantized
+    def _check_memory(self, plan: alls.Plan, batch_size: int) -> None:
+        """ALS507 before anything runs: calibration's batch, and the reconstruction's images."""
+        from alls.runtime.finetune import estimate_memory as finetune_memory
 
-    def _equalize(self, feeds, batch_size, calib_num_batch, progress):
+        free = available_memory()
+        for estimate, fix in ((estimate_memory(self.graph, batch_size), "lower batch_size"),
+                              (finetune_memory(self.graph, plan), "lower the finetune or adaround dataset_size")):
+            if estimate > free:
+                raise _error("ALS507", f"this job needs about {estimate / 2**30:.1f} GiB and {free / 2**30:.1f} "
+                             "GiB are available", f"{fix}, or run on a machine with more memory")
+
+    def _equalize(self, plan, feeds, batch_size, calib_num_batch, progress):
         """Cross-layer equalization of the layers the plan equalizes (activation-aware: one extra calibration)."""
         from alls.runtime.equalize import equalize
 
-        if not any(layer.equalization for layer in self.plan):
+        if not any(layer.equalization for layer in plan):
             return {}, []
-        target = self.plan.settings.equalization_target
+        target = plan.settings.equalization_target
         ranges = None
         if target == "activation":
-            first = calibrate(self.graph, feeds, batch_size, calib_num_batch, self.plan, progress=progress)
+            first = calibrate(self.graph, feeds, batch_size, calib_num_batch, plan, progress=progress)
             ranges = {name: np.maximum(np.abs(s.output.channel_min), np.abs(s.output.channel_max))
                       for name, s in first.layers.items() if s.output.channel_min is not None}
-        return equalize(self.graph, self.plan, target, ranges)
+        return equalize(self.graph, plan, target, ranges)
 
     def infer(self, x, target: str = "numeric", layout: str = "nhwc", **options) -> Result:
         """Run the quantized model (or, before `quantize`, only the native target)."""

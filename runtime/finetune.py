@@ -1,0 +1,304 @@
+"""post_quantization_optimization(finetune | adaround): layer-wise reconstruction of the integer layers.
+
+Both algorithms walk the integer network in topological order over their images and, before each
+layer the plan flags, train it against the float network, then write what they learned into its
+integer constants; the layer then runs on the existing kernels, bit-exactly, and the next layer is
+trained on the outputs of the layers already trained ("asymmetric reconstruction": the quantized
+upstream as input, the float layer's output as target). The model of one layer, its objective
+and its schedule are in `alls.runtime.reconstruct`; the rows it trains on in `alls.runtime.patches`.
+
+**adaround** learns the rounding only (AdaRound, Nagel et al. 2020): every weight rounds up or
+down, ``w̃ = s·clip(⌊w/s⌋ + h(V), −W, W)``, with the rectified sigmoid h, the regulariser
+``weight·Σ(1 − |2h − 1|^β)`` switched on after the ``warmup`` share of the steps, β annealed
+linearly over ``b_range`` (from its high end to its low end; [2, 20] when not given), Adam at
+``learning_rate`` on V. The loss is the reconstruction error summed over the output channels and
+averaged over positions, relative to the target's mean square (the paper's MSE on a layer whose
+outputs have unit mean square, the scale its λ = 0.01 was chosen for). ``mode`` is already in the
+plan (train_4bit: only the 4-bit layers are flagged).
+
+**finetune** is a layer-wise QFT: it learns the rounding as adaround does, and jointly the bias
+and, with ``train_scales``, one weight-scale factor per quantization group (so every trained
+point is a scale the integer layer can hold: the multiplier is re-derived from it). Its rounding
+regulariser has adaround's default weight, warm-up and β range (the finetune command has no
+keywords for them). Beyond adaround:
+- the loss of a layer is ``def_loss_type`` (l2rel by default), or, for a layer named in
+  ``loss_layer_names`` (or the weighted layer that feeds a named output, pool or other layer
+  without weights; every weighted producer of a layer with several inputs), the type and factor
+  given for it; the factor weights its reconstruction against the regulariser. Types: l2
+  (squared error in real units), l2rel (relative to the target's mean square), l1 (relative to
+  its root mean square), cosine and ce (softmax cross-entropy over the channels, as KL against
+  the float layer's softmax), the last two scaled by the channel count.
+- ``warmup_epochs`` is a linear learning-rate warm-up; ``optimizer`` is adam or sgd (momentum 0.9).
+- ``learning_rate`` is Hailo's rate for end-to-end float training (1e-4 by default); here each
+  parameter is in its quantization unit (V in logits, the bias in output steps, the scale factor
+  in half weight steps), and Adam runs at ``100 × learning_rate`` (1e-2 by default, the rate at
+  which the logits settle in finetune's default 1024 steps).
+- after rounding, the bias absorbs the mean change the rounding made to the layer's linear output
+  (over the training rows).
+- ``meta_arch`` steers the detection loss of end-to-end training and has no effect here (the
+  run reports it); ``layers_to_freeze`` is in the plan (those layers are not flagged).
+- a dense layer over a sequence (a 3-D output) is not trained (the run reports it).
+
+Common to both: a layer starts as quantization (and bias correction, when the plan asks for it)
+left it; a layer flagged for both runs finetune. An epoch is one pass over the images
+(``dataset_size`` of them, the first of the images given), ``batch_size`` images per step, so a
+layer trains ``epochs × ⌈dataset_size / batch_size⌉`` steps. To keep a step cheap, each image
+contributes 64 output positions, drawn once per layer (every position of a smaller map), and only
+those positions' input patches are gathered (im2col on the sampled positions only); the float
+targets are gathered at the same positions in one streamed float pass (on the fp_optimized
+network: the layers as equalization left them); depthwise layers train on Numba kernels
+(`alls.runtime.training_kernels`), the rest on NumPy matrix products. The runner refuses a job
+whose memory estimate (`estimate_memory`) exceeds the machine's (ALS507) and a dataset_size
+above the images given (ALS508) before calibration. A layer whose learned rounding
+reconstructs its training rows worse than round to nearest keeps round to nearest. After
+training, the integer weights ``⌊w/s⌋ + [h ≥ ½]`` (within ±(2^(b−1) − 1)), the bias
+re-encoded in the layer's bias mode (NUMERICS.md (N11)) and the requantization rebuilt for the
+new scales and bias bound (N8), (N16) are written into the layer, all derived by
+`alls.runtime.numerics`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from alls.catalogue import POST_SUBCOMMANDS
+from alls.graph import WEIGHTED_KINDS, Graph, Layer
+from alls.plan import Plan
+from alls.runtime import numerics as nx
+from alls.runtime.calibration import Progress
+from alls.runtime.native import activation as float_activation
+from alls.runtime.native import run_float
+from alls.runtime.patches import Positions, from_groups, gather_rows, sample_positions, to_groups
+from alls.runtime.quantize import Encoding, QLayer
+from alls.runtime.reconstruct import Config, Outcome, Problem, train
+
+__all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "FINETUNE_LR_FACTOR"]
+
+FINETUNE_LR_FACTOR = 100.0
+_ADAROUND = POST_SUBCOMMANDS["adaround"].keywords
+_CHUNK = 16  # images per batch of the float pass
+
+
+# ------------------------------------------------------------------ settings
+
+
+def _beta(b_range) -> tuple[float, float]:
+    lo, hi = b_range if b_range else (2.0, 20.0)
+    return float(max(lo, hi)), float(min(lo, hi))
+
+
+def _producers(graph: Graph, name: str) -> list[str]:
+    """The weighted layers whose outputs make layer ``name``'s output (itself, if it has weights)."""
+    layer = graph[name]
+    if layer.kind in WEIGHTED_KINDS:
+        return [layer.name]
+    return [p for source in layer.inputs for p in _producers(graph, source)]
+
+
+def _losses(graph: Graph, plan: Plan) -> dict[str, tuple[str, float]]:
+    """Loss type and factor of every weighted layer reached by ``loss_layer_names`` (the first wins)."""
+    ft = plan.settings.finetune
+    names = ft.loss_layer_names or ()
+    types = ft.loss_types or (ft.def_loss_type,) * len(names)
+    factors = ft.loss_factors or (1.0,) * len(names)
+    chosen: dict[str, tuple[str, float]] = {}
+    for name, kind, factor in zip(names, types, factors):
+        for producer in _producers(graph, name):
+            chosen.setdefault(producer, (kind, float(factor)))
+    return chosen
+
+
+def configs(graph: Graph, plan: Plan) -> dict[str, tuple[str, Config]]:
+    """The algorithm and training configuration of every layer the plan flags, in graph order."""
+    ft, ad = plan.settings.finetune, plan.settings.adaround
+    losses = _losses(graph, plan)
+    out: dict[str, tuple[str, Config]] = {}
+    for index, layer in enumerate(graph):
+        lp = plan[layer.name]
+        if not _trainable(layer) or not (lp.finetune or lp.adaround):
+            continue
+        if lp.finetune:
+            loss, factor = losses.get(layer.name, (ft.def_loss_type, 1.0))
+            out[layer.name] = ("finetune", Config(
+                images=ft.dataset_size, epochs=ft.epochs, batch_size=ft.batch_size,
+                learning_rate=ft.learning_rate * FINETUNE_LR_FACTOR,
+                lr_warmup_steps=ft.warmup_epochs * -(-ft.dataset_size // ft.batch_size),
+                reg_weight=_ADAROUND["weight"].default, reg_warmup=_ADAROUND["warmup"].default, beta=_beta(None),
+                optimizer=ft.optimizer, learn_bias=True, learn_scales=ft.train_scales, loss=loss, factor=factor,
+                seed=index))
+        else:
+            out[layer.name] = ("adaround", Config(
+                images=ad.dataset_size, epochs=ad.epochs, batch_size=ad.batch_size, learning_rate=ad.learning_rate,
+                reg_weight=ad.weight, reg_warmup=ad.warmup, beta=_beta(ad.b_range), seed=index))
+    return out
+
+
+def _trainable(layer: Layer) -> bool:
+    """A conv, depthwise, transposed conv or dense layer (not a dense layer over a sequence)."""
+    return layer.kind in WEIGHTED_KINDS and (layer.kind != "fc" or len(layer.output_shape) == 2)
+
+
+def untrained(graph: Graph, plan: Plan) -> list[str]:
+    """Layers the plan flags that the reconstruction cannot train (dense layers over sequences)."""
+    return [layer.name for layer in graph if (plan[layer.name].finetune or plan[layer.name].adaround)
+            and not _trainable(layer)]
+
+
+def images_needed(plan: Plan) -> dict[str, int]:
+    """Images each algorithm the plan runs reads: {"finetune": dataset_size, ...}."""
+    needed = {}
+    for algo in ("finetune", "adaround"):
+        if any(getattr(layer, algo) and layer.kind in WEIGHTED_KINDS for layer in plan):
+            needed[algo] = getattr(plan.settings, algo).dataset_size
+    return needed
+
+
+def estimate_memory(graph: Graph, plan: Plan) -> int:
+    """Bytes the reconstruction holds at its peak, roughly: the integer network over every image
+    (three live tensors of the largest size), the float targets and one layer's rows."""
+    chosen = configs(graph, plan)
+    if not chosen:
+        return 0
+    images = max(config.images for _, config in chosen.values())
+    largest = max(int(np.prod(layer.output_shape[1:])) for layer in graph)
+    inputs = sum(int(np.prod(layer.output_shape[1:])) for layer in graph.inputs)
+    targets = rows = 0
+    for name, (_, config) in chosen.items():
+        layer = graph[name]
+        h, w = (layer.output_shape[2:] if len(layer.output_shape) == 4 else (1, 1))
+        per_image = min(64, h * w)
+        targets += 4 * config.images * per_image * layer.output_shape[1]
+        weight = layer.params.get("weight")
+        taps = int(weight.size // layer.output_shape[1]) if weight is not None else 1
+        rows = max(rows, 4 * config.images * per_image * taps * layer.attrs.get("group", 1))
+    return images * (6 * largest + 12 * inputs) + targets + 3 * rows
+
+
+# ------------------------------------------------------------------ targets
+
+
+def _targets(graph: Graph, positions: Mapping[str, Positions], images: Mapping[str, np.ndarray],
+             params: Mapping) -> dict[str, np.ndarray]:
+    """The float network's output of every chosen layer at its sampled positions, streamed in batches."""
+    out = {name: np.empty((len(pos), graph[name].output_shape[1]), np.float32) for name, pos in positions.items()}
+    count = max(pos.images for pos in positions.values())
+    start = 0
+
+    def observe(layer: Layer, before: np.ndarray, after: np.ndarray) -> None:
+        pos = positions.get(layer.name)
+        if pos is None or start >= pos.images:
+            return
+        rows = slice(start * pos.per_image, min(start + _CHUNK, pos.images) * pos.per_image)
+        n = pos.n[rows] - start
+        out[layer.name][rows] = after[n, :, pos.i[rows], pos.j[rows]] if after.ndim == 4 else after[n]
+
+    for start in range(0, count, _CHUNK):
+        run_float(graph, {k: v[start:start + _CHUNK] for k, v in images.items()}, params, observe=observe)
+    return out
+
+
+# ----------------------------------------------------------------- problems
+
+
+def _ranges(q: QLayer) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(R4)'s ranges in real units: the clamp (or the table's input range), and the output range."""
+    def real(enc: Encoding, lo: int, hi: int) -> tuple[float, float]:
+        return enc.scale * (lo - enc.zero_point), enc.scale * (hi - enc.zero_point)
+
+    if q.pre is not None:
+        return real(q.pre, 0, nx.activation_max(q.pre.bits)), real(q.out, 0, nx.activation_max(q.out.bits))
+    return real(q.out, q.rq.lo, q.rq.hi), (-np.inf, np.inf)
+
+
+def _problem(layer: Layer, q: QLayer, x: np.ndarray, x_enc: Encoding, positions: Positions,
+             target: np.ndarray, params: Mapping, groups: int) -> Problem:
+    weight = np.asarray(params["weight"], np.float64)
+    kernel = tuple(q.weights.shape[2:]) if layer.kind != "fc" else (1, 1)
+    rows = gather_rows(layer, x, x_enc.zero_point, x_enc.bits, positions, kernel)
+    channels = q.weight_scale.size
+    acc_scale = x_enc.scale * q.weight_scale
+    pre_range, out_range = _ranges(q)
+    table = q.pre is not None
+    return Problem(
+        rows=rows, per_image=positions.per_image, target=target, weight=to_groups(weight, layer),
+        scale=np.asarray(q.weight_scale, np.float64),
+        group_of=nx.channel_groups(channels, groups if channels % groups == 0 else 1),
+        wmax=nx.weight_max(q.weight_bits), x_scale=x_enc.scale, bias=q.bias.accumulator() * acc_scale,
+        unit=(q.pre or q.out).scale, pre_range=pre_range, out_range=out_range,
+        activation=(lambda a: float_activation(layer, a, params)) if table else None)
+
+
+def _fan_in(layer: Layer, q: QLayer) -> int:
+    """K of (N8)."""
+    if layer.kind == "deconv":
+        return (q.weights.shape[0] // layer.attrs.get("group", 1)) * q.weights.shape[2] * q.weights.shape[3]
+    return int(np.prod(q.weights.shape[1:]))
+
+
+def _write(layer: Layer, q: QLayer, x_enc: Encoding, outcome: Outcome, config: Config) -> None:
+    """The learned weights, bias and scales into the integer layer; bias and requantization re-derived."""
+    q.weights = from_groups(outcome.weights, layer, q.weights.shape).astype(q.weights.dtype)
+    q.info.pop("_kernel_weights", None)
+    if not (config.learn_bias or config.learn_scales):
+        return
+    q.weight_scale = np.asarray(outcome.scale, np.float64)
+    acc_scale = x_enc.scale * q.weight_scale
+    bias = nx.quantize_bias(outcome.bias, acc_scale, q.bias.mantissa_bits)
+    bound = nx.value_bound(_fan_in(layer, q), x_enc.bits, q.weight_bits, bias.max_abs())
+    old, target = q.rq, q.pre or q.out
+    q.bias = bias
+    q.rq = nx.requant(acc_scale / target.scale, bound, old.zero_point, old.bits, old.lo, old.hi)
+    q.info["bias_error_max"] = float(np.abs(bias.error(outcome.bias, acc_scale)).max(initial=0.0))
+    q.info["bias_exponent"] = bias.exponent
+
+
+# --------------------------------------------------------------------- entry
+
+
+def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Mapping[str, np.ndarray],
+             params: Mapping[str, Mapping] | None = None, progress: bool | None = None) -> list[dict]:
+    """Finetune and adaround the layers the plan flags, in place; the report, one entry per layer.
+
+    ``images`` are NCHW, normalized, per input layer, at least as many as the largest
+    ``dataset_size`` asked for (the runner checks, ALS508).
+    """
+    from alls.runtime.emulator import run_numeric
+
+    params = params or {}
+    chosen = configs(graph, plan)
+    if not chosen:
+        return []
+    pool = max(config.images for _, config in chosen.values())
+    images = {name: x[:pool] for name, x in images.items()}
+    positions = {name: sample_positions(graph[name], config.images, np.random.default_rng(config.seed))
+                 for name, (_, config) in chosen.items()}
+    targets = _targets(graph, positions, images, params)
+    label = "finetune" if any(algorithm == "finetune" for algorithm, _ in chosen.values()) else "adaround"
+    bar = Progress(label, sum(config.epochs for _, config in chosen.values()), progress)
+    report: list[dict] = []
+
+    def before(layer: Layer, q: QLayer, xs: list[np.ndarray]) -> None:
+        if layer.name not in chosen:
+            return
+        algorithm, config = chosen[layer.name]
+        started = time.perf_counter()
+        x_enc = layers[layer.inputs[0]].out
+        layer_params = params.get(layer.name, layer.params)
+        problem = _problem(layer, q, xs[0], x_enc, positions[layer.name], targets.pop(layer.name), layer_params,
+                           plan[layer.name].quantization_groups)
+        outcome = train(problem, config, on_epoch=bar.step)
+        if outcome.kept:
+            _write(layer, q, x_enc, outcome, config)
+        report.append({
+            "layer": layer.name, "algorithm": algorithm, "images": config.images, "rows": len(problem.rows),
+            "steps": outcome.steps, "loss": config.loss, "loss_before": outcome.loss_before,
+            "loss_after": outcome.loss_after, "kept": outcome.kept, "flipped": outcome.flipped,
+            "seconds": time.perf_counter() - started,
+        })
+
+    run_numeric(graph, layers, images, params=params, before=before)
+    bar.close()
+    return report

@@ -1,0 +1,139 @@
+"""Layer inputs as rows, at sampled output positions: what layer-wise reconstruction trains on.
+
+A weighted layer computes, at every output position and for every output channel c of group g,
+``acc[c] = Σ_k x[k]·w[c, k]`` over the K taps of its group (NUMERICS.md (N6)). This module gathers,
+for a set of output positions, the centred integer inputs ``x = q_x − Z_x`` of those taps as rows
+``(R, G, K)``, and lays the weights out as ``(G, O, K)`` (O output channels per group, output
+channel ``c = g·O + o``), so that ``acc[r, g·O + o] = Σ_k rows[r, g, k]·w[g, o, k]`` for conv,
+depthwise, transposed conv and dense layers alike. Only the sampled positions are gathered, never
+the whole im2col matrix.
+
+A tap outside the input (padding, or between the strided inputs of a transposed conv) reads
+``Z_x``, which centres to 0 (N7).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from alls.graph import Layer
+
+__all__ = ["Positions", "sample_positions", "gather_rows", "to_groups", "from_groups", "output_size"]
+
+POSITIONS_PER_IMAGE = 64
+
+
+class Positions:
+    """Sampled output positions of one layer: image ``n``, row ``i`` and column ``j`` of each row.
+
+    Rows are grouped by image, ``per_image`` rows each (all positions when the map is smaller),
+    so the rows of image ``n`` are ``n·per_image .. (n+1)·per_image − 1``.
+    """
+
+    def __init__(self, n: np.ndarray, i: np.ndarray, j: np.ndarray, per_image: int):
+        self.n, self.i, self.j, self.per_image = n, i, j, per_image
+
+    def __len__(self) -> int:
+        return len(self.n)
+
+    @property
+    def images(self) -> int:
+        return len(self.n) // self.per_image
+
+
+def output_size(layer: Layer) -> tuple[int, int]:
+    """(H, W) of a layer's output map; (1, 1) for a dense layer."""
+    shape = layer.output_shape
+    return (int(shape[2]), int(shape[3])) if len(shape) == 4 else (1, 1)
+
+
+def sample_positions(layer: Layer, images: int, rng: np.random.Generator,
+                     per_image: int = POSITIONS_PER_IMAGE) -> Positions:
+    """``per_image`` distinct output positions of every image (all of them on a small map)."""
+    h, w = output_size(layer)
+    per_image = min(per_image, h * w)
+    flat = np.argsort(rng.random((images, h * w)), axis=1)[:, :per_image]
+    n = np.repeat(np.arange(images), per_image)
+    flat = flat.reshape(-1)
+    return Positions(n, flat // w, flat % w, per_image)
+
+
+def _row_dtype(bits: int) -> np.dtype:
+    """Centred inputs fit int16 for 8-bit activations (|q − Z| ≤ 255), int32 for 16-bit ones."""
+    return np.dtype(np.int16 if bits == 8 else np.int32)
+
+
+def _tap_indices(out_index: np.ndarray, taps: int, stride: int, pad: int, dilation: int, size: int,
+                 transposed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Input index of every (row, tap) and whether it lies inside the input.
+
+    Conv: ``in = out·s − pad + t·d``. Transposed conv, (N22) read backwards: input ``in``
+    reaches output ``in·s − pad + t·d``, so ``in = (out + pad − t·d) / s`` when that divides.
+    """
+    t = np.arange(taps) * dilation
+    if transposed:
+        num = out_index[:, None] + pad - t[None, :]
+        index = np.floor_divide(num, stride)
+        valid = (num % stride == 0) & (index >= 0) & (index < size)
+    else:
+        index = out_index[:, None] * stride - pad + t[None, :]
+        valid = (index >= 0) & (index < size)
+    return np.clip(index, 0, size - 1), valid
+
+
+def gather_rows(layer: Layer, x: np.ndarray, zero_point: int, bits: int, positions: Positions,
+                kernel: tuple[int, int], chunk: int = 4096) -> np.ndarray:
+    """Centred integer inputs at the sampled positions: ``(R, G, K)``, K in the weights' tap order.
+
+    ``x`` is the layer's NHWC integer input (or (N, C) for a dense layer); ``kernel`` the (KH, KW)
+    of its weights. Rows are gathered ``chunk`` at a time, so no temporary outgrows the result.
+    """
+    dtype = _row_dtype(bits)
+    if layer.kind == "fc":
+        flat = x if x.ndim == 2 else np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
+        return (flat[positions.n].astype(dtype) - dtype.type(zero_point))[:, None, :]
+    group = layer.attrs.get("group", 1)
+    c = x.shape[3]
+    out = np.empty((len(positions), group, (c // group) * kernel[0] * kernel[1]), dtype)
+    for start in range(0, len(positions), chunk):
+        part = slice(start, start + chunk)
+        out[part] = _patches(layer, x, zero_point, dtype, positions.n[part], positions.i[part],
+                             positions.j[part], kernel).reshape(-1, *out.shape[1:])
+    return out
+
+
+def _patches(layer: Layer, x: np.ndarray, zero_point: int, dtype: np.dtype, n: np.ndarray, i: np.ndarray,
+             j: np.ndarray, kernel: tuple[int, int]) -> np.ndarray:
+    """(R, C, KH, KW) centred taps of the rows (n, i, j): the weights' (C_in, KH, KW) order."""
+    a = layer.attrs
+    transposed = layer.kind == "deconv"
+    (kh, kw), (sh, sw), (dh, dw) = kernel, a["strides"], a["dilations"]
+    top, left = a["pads"][0], a["pads"][1]
+    ii, vi = _tap_indices(i, kh, sh, top, dh, x.shape[1], transposed)
+    jj, vj = _tap_indices(j, kw, sw, left, dw, x.shape[2], transposed)
+    patch = x[n[:, None, None], ii[:, :, None], jj[:, None, :]].astype(dtype)  # (R, KH, KW, C)
+    patch -= dtype.type(zero_point)
+    patch[~(vi[:, :, None] & vj[:, None, :])] = 0
+    return np.ascontiguousarray(patch.transpose(0, 3, 1, 2))
+
+
+def to_groups(weight: np.ndarray, layer: Layer) -> np.ndarray:
+    """A weight tensor in ONNX layout as ``(G, O, K)``."""
+    if layer.kind == "fc":
+        return weight.reshape(1, weight.shape[0], -1)
+    group = layer.attrs.get("group", 1)
+    if layer.kind == "deconv":  # (C_in, C_out/G, KH, KW)
+        ci, og = weight.shape[:2]
+        w = weight.reshape(group, ci // group, og, -1).transpose(0, 2, 1, 3)
+        return np.ascontiguousarray(w).reshape(group, og, -1)
+    return weight.reshape(group, weight.shape[0] // group, -1)
+
+
+def from_groups(grouped: np.ndarray, layer: Layer, shape: tuple[int, ...]) -> np.ndarray:
+    """The inverse of `to_groups`: ``(G, O, K)`` back to the ONNX ``shape``."""
+    if layer.kind != "deconv":
+        return np.ascontiguousarray(grouped.reshape(shape))
+    group = grouped.shape[0]
+    ci, og, kh, kw = shape
+    w = grouped.reshape(group, og, ci // group, kh * kw).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(w).reshape(shape)

@@ -1,0 +1,343 @@
+"""One layer's reconstruction: learn its weight rounding (and bias, and scales) against the float layer.
+
+The layer is modelled in float on the rows of `alls.runtime.patches` (centred integer inputs
+``x``, exact), with every scale the integer layer uses:
+
+    w̃[c, k] = clip(B[c, k] + h(V[c, k]), −W, W),      B = ⌊w / s_c⌋,  W = 2^(b−1) − 1     (R1)
+    h(V) = clip(σ(V)·(ζ − γ) + γ, 0, 1),               ζ = 1.1, γ = −0.1                     (R2)
+    z[r, c] = S_x · s_c · Σ_k x[r, k]·w̃[c, k] + b_c                                        (R3)
+    ŷ = clip(f(clip(z, p_lo, p_hi)), o_lo, o_hi)                                            (R4)
+
+(R4) is the integer layer's clamp (ReLU, ReLU6 and clips fold into [p_lo, p_hi], f the
+identity), or, for a table activation, the pre-activation range, the float activation f and the
+output range. The target is the float network's output of the layer, clipped to the same range.
+V starts where h(V) equals the fractional part of w/s (so the start is round to nearest); the
+objective is
+
+    factor · loss(ŷ, y) + λ · Σ (1 − |2h(V) − 1|^β)                                         (R5)
+
+with the regulariser off for the first ``reg_warmup`` share of the steps and β falling linearly
+from ``beta[0]`` to ``beta[1]`` over the rest (Nagel et al. 2020). Optionally the bias
+(``b = b₀ + S_t·δ``, δ in output steps) and one weight-scale factor per quantization group
+(``s = s₀·exp(φ / 2W)``) are learned with it. At the end h is rounded (h ≥ ½, i.e. V ≥ 0);
+when the bias is learned it is moved by the mean change of z that the rounding made, and the
+result is kept only if its loss on the training rows is below round to nearest's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from alls.runtime.training_kernels import depthwise_backward, depthwise_forward
+
+__all__ = ["Problem", "Config", "Outcome", "train", "LOSSES"]
+
+ZETA, GAMMA = 1.1, -0.1
+_EPS = 1e-12
+
+
+@dataclass
+class Problem:
+    """One layer's data: rows (``per_image`` per image), targets and the integer layer's scales."""
+
+    rows: np.ndarray            # (R, G, K) centred integer inputs
+    per_image: int
+    target: np.ndarray          # (R, C) float32: the float layer's output
+    weight: np.ndarray          # (G, O, K) float weights
+    scale: np.ndarray           # (C,) weight scale of every output channel
+    group_of: np.ndarray        # (C,) quantization group of every output channel
+    wmax: int
+    x_scale: float
+    bias: np.ndarray            # (C,) the bias as encoded, in real units
+    unit: float                 # scale of the tensor the accumulator is requantized to (one output step)
+    pre_range: tuple[float, float]
+    out_range: tuple[float, float]
+    activation: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """How to train one layer (from the plan's finetune or adaround settings)."""
+
+    images: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    lr_warmup_steps: int = 0
+    reg_weight: float = 0.01
+    reg_warmup: float = 0.2
+    beta: tuple[float, float] = (20.0, 2.0)
+    optimizer: str = "adam"
+    learn_bias: bool = False
+    learn_scales: bool = False
+    loss: str = "l2rel"
+    factor: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class Outcome:
+    """The learned integer weights (G, O, K), bias, scales, and the losses before and after."""
+
+    weights: np.ndarray
+    bias: np.ndarray
+    scale: np.ndarray
+    loss_before: float
+    loss_after: float
+    kept: bool  # False: the learned layer lost to round to nearest, which was kept
+    flipped: float  # share of weights rounded the other way than to nearest
+    steps: int
+
+
+# ------------------------------------------------------------------- losses
+# Each returns (loss, d loss / d ŷ) for rows ŷ, y (R, C); ``nu`` is the target's mean square.
+
+
+def _l2(yh, y, nu):
+    e = yh - y
+    return float(np.mean(np.sum(e * e, axis=1))), 2.0 * e / len(e)
+
+
+def _l2rel(yh, y, nu):
+    loss, grad = _l2(yh, y, nu)
+    return loss / nu, grad / nu
+
+
+def _l1(yh, y, nu):
+    e = yh - y
+    root = math.sqrt(nu)
+    return float(np.mean(np.sum(np.abs(e), axis=1))) / root, np.sign(e) / (len(e) * root)
+
+
+def _cosine(yh, y, nu):
+    """C · mean(1 − cos(ŷ_r, y_r)): near l2rel's size for small errors."""
+    c = yh.shape[1]
+    na = np.sqrt(np.sum(yh * yh, axis=1, keepdims=True)) + _EPS
+    nb = np.sqrt(np.sum(y * y, axis=1, keepdims=True)) + _EPS
+    cos = np.sum(yh * y, axis=1, keepdims=True) / (na * nb)
+    grad = -(y / (na * nb) - cos * yh / (na * na)) * c / len(yh)
+    return float(c * np.mean(1.0 - cos)), grad
+
+
+def _softmax(a):
+    e = np.exp(a - a.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _ce(yh, y, nu):
+    """C · mean KL(softmax(y) ‖ softmax(ŷ)) over the channels: cross-entropy against the float layer."""
+    c = yh.shape[1]
+    p, q = _softmax(y.astype(np.float64)), _softmax(yh.astype(np.float64))
+    kl = np.sum(p * (np.log(p + _EPS) - np.log(q + _EPS)), axis=1)
+    return float(c * np.mean(kl)), ((q - p) * c / len(yh)).astype(np.float32)
+
+
+LOSSES = {"l2": _l2, "l2rel": _l2rel, "l1": _l1, "cosine": _cosine, "ce": _ce}
+
+
+# ------------------------------------------------------------------ optimizer
+
+
+class _Optimizer:
+    """Adam (β₁ = 0.9, β₂ = 0.999, ε = 1e−8) or SGD with momentum 0.9, on a list of arrays in place."""
+
+    def __init__(self, kind: str, params: list[np.ndarray]):
+        self.kind, self.t = kind, 0
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params] if kind == "adam" else None
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray], lr: float) -> None:
+        self.t += 1
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if self.kind == "sgd":
+                self.m[i] = 0.9 * self.m[i] + g
+                p -= lr * self.m[i]
+                continue
+            self.m[i] = 0.9 * self.m[i] + 0.1 * g
+            self.v[i] = 0.999 * self.v[i] + 0.001 * g * g
+            m_hat = self.m[i] / (1 - 0.9 ** self.t)
+            v_hat = self.v[i] / (1 - 0.999 ** self.t)
+            p -= lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+
+
+# --------------------------------------------------------------------- model
+
+
+def _rectified(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """h(V) of (R2) and dh/dV (0 where h is clipped)."""
+    s = 1.0 / (1.0 + np.exp(-v))
+    raw = s * (ZETA - GAMMA) + GAMMA
+    return np.clip(raw, 0.0, 1.0), np.where((raw > 0) & (raw < 1), (ZETA - GAMMA) * s * (1 - s), 0.0)
+
+
+def _initial_logits(fraction: np.ndarray) -> np.ndarray:
+    """V with h(V) = fraction, for fractions in [0, 1)."""
+    p = (fraction - GAMMA) / (ZETA - GAMMA)
+    return np.log(p / (1 - p))
+
+
+def _accumulate(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Σ_k rows[r, g, k]·w[g, o, k] → (R, G·O), float32, for integer rows."""
+    if w.shape[0] == 1:
+        return rows[:, 0, :].astype(np.float32) @ w[0].T
+    if w.shape[1] == 1:
+        return depthwise_forward(rows, w[:, 0, :])
+    x = rows.astype(np.float32)
+    return np.matmul(x.transpose(1, 0, 2), w.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(len(rows), -1)
+
+
+def _weight_grad(rows: np.ndarray, gacc: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """d/dw of Σ gacc·acc: (G, O, K), for integer rows."""
+    g, o, _ = shape
+    if g == 1:
+        return (gacc.T @ rows[:, 0, :].astype(np.float32))[None]
+    if o == 1:
+        return depthwise_backward(rows, gacc)[:, None, :]
+    x = rows.astype(np.float32)
+    return np.matmul(gacc.reshape(len(rows), g, o).transpose(1, 2, 0), x.transpose(1, 0, 2))
+
+
+class _Layer:
+    """The float model (R1)-(R4) of one layer, with its parameters V, δ (bias) and φ (scales)."""
+
+    def __init__(self, p: Problem):
+        self.p = p
+        ratio = p.weight / p.scale.reshape(p.weight.shape[0], p.weight.shape[1], 1)
+        self.base = np.floor(ratio)
+        self.v = _initial_logits(ratio - self.base).astype(np.float32)
+        self.delta = np.zeros(p.scale.shape, np.float32)
+        self.phi = np.zeros(int(p.group_of.max()) + 1, np.float32)
+
+    def scales(self) -> np.ndarray:
+        return self.p.scale * np.exp(self.phi[self.p.group_of] / (2.0 * self.p.wmax))
+
+    def biases(self) -> np.ndarray:
+        return self.p.bias + self.p.unit * self.delta
+
+    def weights(self, hard: bool = False) -> np.ndarray:
+        """w̃ (R1): soft, or rounded (h ≥ ½, i.e. V ≥ 0)."""
+        return self.clipped((self.v >= 0).astype(np.float32) if hard else _rectified(self.v)[0])[0]
+
+    def clipped(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """w̃ for rounding offsets h, and where the clip lets the gradient through."""
+        raw = self.base + h
+        return np.clip(raw, -self.p.wmax, self.p.wmax).astype(np.float32), (raw > -self.p.wmax) & (raw < self.p.wmax)
+
+    def output(self, rows: np.ndarray, w: np.ndarray):
+        """z (R3), ŷ (R4), and dŷ/dz, for integer rows."""
+        p = self.p
+        acc = _accumulate(rows, w)
+        z = (p.x_scale * self.scales()).astype(np.float32) * acc + self.biases().astype(np.float32)
+        a = np.clip(z, *p.pre_range)
+        inside = (z >= p.pre_range[0]) & (z <= p.pre_range[1])
+        if p.activation is None:
+            y, slope = a, inside.astype(np.float32)
+        else:
+            y = p.activation(a)
+            eps = np.float32(1e-3) * max(abs(p.pre_range[1] - p.pre_range[0]), 1e-6)
+            slope = (p.activation(a + eps) - p.activation(a - eps)) / (2 * eps) * inside
+        yh = np.clip(y, *p.out_range)
+        return z, acc, yh, slope * ((y >= p.out_range[0]) & (y <= p.out_range[1]))
+
+
+# ------------------------------------------------------------------ training
+
+
+def _target_power(p: Problem) -> float:
+    y = np.clip(p.target, *p.out_range).astype(np.float64)
+    return max(float(np.mean(y * y)), _EPS)
+
+
+def _evaluate(layer: _Layer, config: Config, nu: float, hard: bool = True, chunk: int = 4096) -> float:
+    """The reconstruction loss of the rounded layer on every training row."""
+    total, count = 0.0, 0
+    w = layer.weights(hard)
+    for start in range(0, len(layer.p.rows), chunk):
+        rows = layer.p.rows[start:start + chunk]
+        yh = layer.output(rows, w)[2]
+        y = np.clip(layer.p.target[start:start + chunk], *layer.p.out_range)
+        total += LOSSES[config.loss](yh, y, nu)[0] * len(rows)
+        count += len(rows)
+    return config.factor * total / max(count, 1)
+
+
+def _step(layer: _Layer, rows: np.ndarray, target: np.ndarray, config: Config, nu: float, beta: float | None):
+    """Gradients of (R5) for one batch of rows: [dV, dδ, dφ]."""
+    p = layer.p
+    h, dh = _rectified(layer.v)
+    w, through = layer.clipped(h)
+    z, acc, yh, slope = layer.output(rows, w)
+    _, gy = LOSSES[config.loss](yh, np.clip(target, *p.out_range), nu)
+    gz = (config.factor * gy * slope).astype(np.float32)
+    s = layer.scales()
+    gw = _weight_grad(rows, gz * (p.x_scale * s).astype(np.float32), w.shape)
+    gv = gw * through * dh
+    if beta is not None:
+        t = 2 * h - 1
+        greg = -config.reg_weight * beta * np.abs(t) ** (beta - 1) * np.sign(t) * 2
+        gv = gv + greg * dh
+    gdelta = gz.sum(axis=0) * p.unit if config.learn_bias else np.zeros_like(layer.delta)
+    gphi = np.zeros_like(layer.phi)
+    if config.learn_scales:
+        per_channel = (gz * (z - layer.biases().astype(np.float32))).sum(axis=0) / (2.0 * p.wmax)
+        gphi = np.bincount(p.group_of, per_channel, minlength=len(layer.phi)).astype(np.float32)
+    return [gv.astype(np.float32), gdelta.astype(np.float32), gphi]
+
+
+def _schedule(step: int, total: int, config: Config) -> tuple[float, float | None]:
+    """The learning rate (linear warm-up) and β (None while the regulariser is off) at ``step``."""
+    lr = config.learning_rate * min(1.0, (step + 1) / config.lr_warmup_steps) if config.lr_warmup_steps else \
+        config.learning_rate
+    start = int(config.reg_warmup * total)
+    if step < start:
+        return lr, None
+    progress = (step - start) / max(total - start, 1)
+    return lr, config.beta[0] + (config.beta[1] - config.beta[0]) * progress
+
+
+def _settle_bias(layer: _Layer, chunk: int = 4096) -> None:
+    """After rounding, move the bias by the mean change of z the rounding made (z soft − z hard)."""
+    soft, hard = layer.weights(), layer.weights(hard=True)
+    total = np.zeros(layer.delta.shape, np.float64)
+    for start in range(0, len(layer.p.rows), chunk):
+        rows = layer.p.rows[start:start + chunk]
+        total += (layer.output(rows, soft)[0] - layer.output(rows, hard)[0]).sum(axis=0)
+    layer.delta += (total / len(layer.p.rows) / layer.p.unit).astype(np.float32)
+
+
+def train(p: Problem, config: Config, on_epoch: Callable[[], None] | None = None) -> Outcome:
+    """Train one layer (R5); the rounded result, or round to nearest where that reconstructs better."""
+    layer = _Layer(p)
+    nu = _target_power(p)
+    before = _evaluate(layer, config, nu)
+    images = len(p.rows) // p.per_image
+    per_epoch = math.ceil(images / config.batch_size)
+    total = config.epochs * per_epoch
+    rng = np.random.default_rng(config.seed)
+    optimizer = _Optimizer(config.optimizer, [layer.v, layer.delta, layer.phi])
+    offsets = np.arange(p.per_image)
+    step = 0
+    for _ in range(config.epochs):
+        order = rng.permutation(images)
+        for b in range(per_epoch):
+            chosen = order[b * config.batch_size:(b + 1) * config.batch_size]
+            index = (chosen[:, None] * p.per_image + offsets).reshape(-1)
+            lr, beta = _schedule(step, total, config)
+            grads = _step(layer, p.rows[index], p.target[index], config, nu, beta)
+            optimizer.step([layer.v, layer.delta, layer.phi], grads, lr)
+            step += 1
+        if on_epoch is not None:
+            on_epoch()
+    if config.learn_bias:
+        _settle_bias(layer)
+    after = _evaluate(layer, config, nu)
+    nearest = np.clip(np.floor(p.weight / p.scale.reshape(p.weight.shape[0], -1, 1) + 0.5), -p.wmax, p.wmax)
+    learned = layer.weights(hard=True)
+    flipped = float(np.mean(learned != nearest)) if learned.size else 0.0
+    if after >= before:
+        return Outcome(nearest, p.bias, p.scale, before, before, False, 0.0, step)
+    return Outcome(learned, layer.biases().astype(np.float64), layer.scales(), before, after, True, flipped, step)

@@ -1,0 +1,52 @@
+"""Numba kernels of the reconstruction's float model for depthwise layers (one tap list per channel).
+
+A depthwise layer's rows are ``(R, C, K)`` centred integers (int16 or int32, `alls.runtime.patches`)
+with one weight vector of K taps per channel. NumPy would convert the rows to float and contract
+them with `einsum` on every step; these kernels read the integers as they are, in float32, in
+parallel over rows (forward) or channels (backward). They are training arithmetic, not the integer
+path: rounding differs from an exact sum only in float32's last bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["depthwise_forward", "depthwise_backward"]
+
+
+@njit(parallel=True, cache=True)
+def _forward(rows, w, out):
+    n_rows, channels, taps = rows.shape
+    for r in prange(n_rows):
+        for c in range(channels):
+            acc = np.float32(0.0)
+            for k in range(taps):
+                acc += np.float32(rows[r, c, k]) * w[c, k]
+            out[r, c] = acc
+
+
+@njit(parallel=True, cache=True)
+def _backward(rows, grad, out):
+    n_rows, channels, taps = rows.shape
+    for c in prange(channels):
+        for k in range(taps):
+            out[c, k] = 0.0
+        for r in range(n_rows):
+            g = grad[r, c]
+            for k in range(taps):
+                out[c, k] += g * np.float32(rows[r, c, k])
+
+
+def depthwise_forward(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """acc[r, c] = Σ_k rows[r, c, k]·w[c, k], float32 (R, C)."""
+    out = np.empty(rows.shape[:2], np.float32)
+    _forward(np.ascontiguousarray(rows), np.ascontiguousarray(w, np.float32), out)
+    return out
+
+
+def depthwise_backward(rows: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """d/dw of Σ grad·acc: out[c, k] = Σ_r grad[r, c]·rows[r, c, k], float32 (C, K)."""
+    out = np.empty((rows.shape[1], rows.shape[2]), np.float32)
+    _backward(np.ascontiguousarray(rows), np.ascontiguousarray(grad, np.float32), out)
+    return out

@@ -1,0 +1,296 @@
+"""Finetune and adaround: layer-wise reconstruction of the integer layers against the float network.
+
+The digits model at 4-bit weights: trained on the 64 calibration images and shifted, rescaled and
+noisy copies of them (never on a test image), evaluated on the 360 test images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import alls
+from alls.diagnostics import AllsError
+from alls.runtime import numerics as nx
+from alls.runtime.emulator import accumulators, run_numeric
+from alls.runtime.metrics import snr_db, top1
+from alls.runtime.patches import gather_rows, sample_positions, to_groups
+from alls.runtime.reconstruct import LOSSES
+from alls.runtime.runner import Runner
+from test_importer import DIGITS
+from test_kernels import ref_conv, ref_requant
+
+SAMPLES = DIGITS.parent
+W4 = ("model_optimization_flavor(optimization_level=0)\n"
+      "quantization_param({conv*}, precision_mode=a8_w4)\n"
+      "pre_quantization_optimization(weights_clipping, layers={conv*}, mode=mmse)\n")
+
+
+def augmented(images: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """The images, then copies shifted by up to a pixel, rescaled by ±15 % and with noise, clipped to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    out = [images]
+    while sum(len(o) for o in out) < count:
+        dy, dx = (int(v) for v in rng.integers(-1, 2, 2))
+        padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        shifted = padded[:, 1 - dy:1 - dy + images.shape[1], 1 - dx:1 - dx + images.shape[2]]
+        scaled = shifted * rng.uniform(0.85, 1.15, (len(images), 1, 1, 1))
+        out.append(np.clip(scaled + rng.normal(0, 0.03, images.shape), 0, 1).astype(np.float32))
+    return np.concatenate(out)[:count]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    test_x, test_y = np.load(SAMPLES / "test_x.npy"), np.load(SAMPLES / "test_y.npy")
+    runner = Runner(DIGITS)
+    native = runner.infer(test_x, target="native").output
+    return {"pool": augmented(np.load(SAMPLES / "calib.npy"), 1024), "x": test_x, "y": test_y, "native": native}
+
+
+def run_digits(digits, script: str, **flags) -> tuple[Runner, np.ndarray]:
+    runner = Runner(DIGITS)
+    runner.load_script(script)
+    runner.quantize(digits["pool"], progress=False, **flags)
+    return runner, runner.infer(digits["x"]).output
+
+
+def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    return float((top1(scores) == labels).mean())
+
+
+@pytest.fixture(scope="module")
+def nearest(digits):
+    return run_digits(digits, W4)
+
+
+@pytest.fixture(scope="module")
+def finetuned(digits):
+    return run_digits(digits, W4 + "post_quantization_optimization(finetune, policy=enabled, dataset_size=1024)\n")
+
+
+# ------------------------------------------------------------------ quality
+
+
+def test_finetune_at_4_bits_beats_round_to_nearest_and_keeps_float_accuracy(digits, nearest, finetuned):
+    native, labels = digits["native"], digits["y"]
+    assert snr_db(native, finetuned[1]) > snr_db(native, nearest[1]) + 6
+    assert accuracy(finetuned[1], labels) > accuracy(nearest[1], labels)
+    assert accuracy(finetuned[1], labels) >= accuracy(native, labels) - 0.005
+    report = finetuned[0].quantized.report["finetune"]
+    assert [r["layer"].rsplit("/", 1)[1] for r in report] == ["conv1", "dw1", "conv2", "conv3", "fc1"]
+    assert all(r["algorithm"] == "finetune" and r["steps"] == 4 * 128 for r in report)
+    assert all(r["loss_after"] <= r["loss_before"] for r in report)
+
+
+def test_adaround_at_4_bits_beats_round_to_nearest(digits, nearest):
+    runner, out = run_digits(digits, W4 + "post_quantization_optimization(adaround, policy=enabled, dataset_size=512, "
+                             "epochs=8, learning_rate=0.01)\n")
+    assert snr_db(digits["native"], out) > snr_db(digits["native"], nearest[1]) + 6
+    report = runner.quantized.report["adaround"]
+    assert [r["layer"].rsplit("/", 1)[1] for r in report] == ["conv1", "conv2", "conv3"]  # train_4bit
+    conv2 = runner.quantized.layers["digits_cnn/conv2"]
+    before = nearest[0].quantized.layers["digits_cnn/conv2"]
+    assert np.array_equal(conv2.bias.mantissa, before.bias.mantissa)  # rounding only
+    assert np.array_equal(conv2.rq.multiplier, before.rq.multiplier) and np.array_equal(conv2.weight_scale,
+                                                                                         before.weight_scale)
+    assert np.any(conv2.weights != before.weights)
+
+
+# ------------------------------------------------------------- bit-exactness
+
+
+def _inputs(runner: Runner, images: np.ndarray, name: str) -> np.ndarray:
+    """The integer input of layer ``name`` on ``images`` (NHWC), as the emulator feeds it."""
+    seen = {}
+
+    def before(layer, q, xs):
+        if layer.name == name:
+            seen["x"] = xs[0].copy()
+
+    qmodel = runner.quantized
+    run_numeric(qmodel.graph, qmodel.layers, qmodel.feeds(images), params=qmodel.params, before=before)
+    return seen["x"]
+
+
+def test_learned_weights_stay_in_range_and_run_bit_exactly(digits, finetuned):
+    runner = finetuned[0]
+    for name in ("conv1", "dw1", "conv2", "conv3", "fc1"):
+        q = runner.quantized.layers[f"digits_cnn/{name}"]
+        assert np.abs(q.weights).max() <= nx.weight_max(q.weight_bits)
+        assert q.weights.dtype == np.int8
+    layer, q = runner.graph["conv3"], runner.quantized.layers["digits_cnn/conv3"]
+    images = digits["x"][:6]
+    x = _inputs(runner, images, layer.name)
+    zx = runner.quantized.layers[layer.inputs[0]].out.zero_point
+    a = layer.attrs
+    acc = ref_conv(x, q.weights, q.bias.accumulator(), zx, a["strides"], a["pads"], a["dilations"])
+    want = ref_requant(acc, *q.rq.per_channel(q.weights.shape[0]), q.rq.zero_point, q.rq.lo, q.rq.hi)
+    got = runner.quantized.run(images, taps=[layer.name], layout="nhwc").taps[layer.name]
+    codes = np.rint(got / q.out.scale + q.out.zero_point).astype(np.int64)
+    np.testing.assert_array_equal(codes, want)
+
+
+def test_save_and_load_keep_the_learned_model(digits, finetuned, tmp_path):
+    from alls.runtime.model import load
+
+    runner = finetuned[0]
+    runner.save(tmp_path / "q.npz")
+    again = load(tmp_path / "q.npz")
+    np.testing.assert_array_equal(again.run(digits["x"][:32]).output, runner.infer(digits["x"][:32]).output)
+
+
+def test_every_parameter_reaches_the_training_configuration():
+    from alls.runtime.finetune import FINETUNE_LR_FACTOR, configs
+
+    runner = Runner(DIGITS)
+    plan = runner.load_script(
+        "post_quantization_optimization(finetune, policy=enabled, dataset_size=64, epochs=3, batch_size=4, "
+        "learning_rate=0.0002, warmup_epochs=1, def_loss_type=l2, loss_layer_names=[output_layer1], "
+        "loss_types=[ce], loss_factors=[2.0], train_scales=True, optimizer=sgd, layers_to_freeze=[dw1])\n"
+        "post_quantization_optimization(adaround, policy=enabled, layers=[dw1], dataset_size=32, epochs=5, "
+        "batch_size=2, learning_rate=0.003, warmup=0.3, weight=0.1, b_range=[3, 15], mode=train_all)\n")
+    chosen = configs(runner.graph, plan)
+    assert {name.rsplit("/", 1)[1]: algo for name, (algo, _) in chosen.items()} == {
+        "conv1": "finetune", "dw1": "adaround", "conv2": "finetune", "conv3": "finetune", "fc1": "finetune"}
+    conv1, dw1, fc1 = (chosen[f"digits_cnn/{n}"][1] for n in ("conv1", "dw1", "fc1"))
+    assert (conv1.images, conv1.epochs, conv1.batch_size, conv1.lr_warmup_steps) == (64, 3, 4, 16)
+    assert conv1.learning_rate == pytest.approx(2e-4 * FINETUNE_LR_FACTOR)
+    assert (conv1.optimizer, conv1.learn_bias, conv1.learn_scales, conv1.loss, conv1.factor) == \
+        ("sgd", True, True, "l2", 1.0)
+    assert (fc1.loss, fc1.factor) == ("ce", 2.0)  # the output layer's producer
+    assert (dw1.images, dw1.epochs, dw1.batch_size, dw1.learning_rate) == (32, 5, 2, 0.003)
+    assert (dw1.reg_warmup, dw1.reg_weight, dw1.beta, dw1.learn_bias) == (0.3, 0.1, (15.0, 3.0), False)
+
+
+# ------------------------------------------------------ the rows and losses
+
+
+def _strided_model() -> onnx.ModelProto:
+    """Grouped, strided and dilated convs, a depthwise conv, a transposed conv with output padding, a dense layer."""
+    rng = np.random.default_rng(3)
+    inits = []
+
+    def w(name, *shape):
+        inits.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name))
+        return name
+
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", w("w1", 8, 2, 3, 3), w("b1", 8)], ["c1"], pads=[1, 2, 1, 0], strides=[2, 1], group=2),
+        n("Relu", ["c1"], ["r1"]),
+        n("Conv", ["r1", w("w2", 8, 1, 3, 3), w("b2", 8)], ["c2"], pads=[2, 2, 2, 2], dilations=[2, 2], group=8),
+        n("ConvTranspose", ["c2", w("w3", 8, 3, 3, 3), w("b3", 6)], ["t1"], strides=[2, 2], pads=[1, 1, 1, 1],
+          output_padding=[1, 1], group=2),
+        n("GlobalAveragePool", ["t1"], ["g1"]),
+        n("Flatten", ["g1"], ["f1"]),
+        n("Gemm", ["f1", w("w4", 5, 6), w("b4", 5)], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(nodes, "strided", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ("N", 4, 9, 10))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def test_rows_at_sampled_positions_reproduce_the_kernels_accumulators():
+    runner = Runner(_strided_model())
+    images = np.random.default_rng(0).uniform(0, 1, (8, 9, 10, 4)).astype(np.float32)
+    qmodel = runner.quantize(images, batch_size=8, calib_num_batch=1, progress=False)
+    checked = []
+
+    def before(layer, q, xs):
+        if q.weights is None:
+            return
+        zx = qmodel.layers[layer.inputs[0]].out
+        positions = sample_positions(layer, len(xs[0]), np.random.default_rng(1), per_image=7)
+        kernel = q.weights.shape[2:] if layer.kind != "fc" else (1, 1)
+        rows = gather_rows(layer, xs[0], zx.zero_point, zx.bits, positions, kernel).astype(np.int64)
+        w = to_groups(q.weights.astype(np.int64), layer)
+        got = np.einsum("rgk,gok->rgo", rows, w).reshape(len(rows), -1)
+        acc = accumulators(layer, q, xs[0], zx.zero_point)
+        want = acc[positions.n, positions.i, positions.j] if acc.ndim == 4 else acc[positions.n]
+        np.testing.assert_array_equal(got, want)
+        checked.append(layer.kind)
+
+    run_numeric(qmodel.graph, qmodel.layers, qmodel.feeds(images), params=qmodel.params, before=before)
+    assert checked == ["conv", "dw", "deconv", "fc"]
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_has_its_gradient(name):
+    rng = np.random.default_rng(0)
+    yh, y = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    _, grad = LOSSES[name](yh, y, 0.7)
+    numeric = np.zeros_like(yh)
+    for idx in np.ndindex(yh.shape):
+        up, down = yh.copy(), yh.copy()
+        up[idx] += 1e-6
+        down[idx] -= 1e-6
+        numeric[idx] = (LOSSES[name](up, y, 0.7)[0] - LOSSES[name](down, y, 0.7)[0]) / 2e-6
+    np.testing.assert_allclose(grad, numeric, atol=1e-6)
+
+
+def test_a_training_step_has_the_gradient_of_its_loss():
+    """(R1)-(R4) with a table activation, bias and scales learned: d loss / d (V, δ, φ) by central differences."""
+    from alls.runtime import reconstruct as R
+
+    rng = np.random.default_rng(0)
+    problem = R.Problem(
+        rows=rng.integers(-20, 20, (32, 1, 4)).astype(np.int16), per_image=4,
+        target=rng.normal(size=(32, 3)).astype(np.float32), weight=rng.normal(size=(1, 3, 4)) * 0.3,
+        scale=np.full(3, 0.1), group_of=np.zeros(3, np.int64), wmax=7, x_scale=0.05, bias=rng.normal(size=3) * 0.1,
+        unit=0.02, pre_range=(-2.0, 2.0), out_range=(-np.inf, np.inf), activation=np.tanh)
+    config = R.Config(images=8, epochs=1, batch_size=8, learning_rate=1e-2, learn_bias=True, learn_scales=True,
+                      loss="l2")
+    layer = R._Layer(problem)
+    layer.phi += 0.1
+
+    def loss() -> float:
+        return R.LOSSES["l2"](layer.output(problem.rows, layer.weights())[2], problem.target, 1.0)[0]
+
+    grads = R._step(layer, problem.rows, problem.target, config, 1.0, None)
+    for param, grad in zip((layer.v, layer.delta, layer.phi), grads):
+        numeric = np.zeros_like(grad)
+        for idx in np.ndindex(param.shape):
+            old = param[idx]
+            param[idx] = old + 3e-3
+            up = loss()
+            param[idx] = old - 3e-3
+            numeric[idx] = (up - loss()) / 6e-3
+            param[idx] = old
+        np.testing.assert_allclose(grad, numeric, atol=0.02 * np.abs(grad).max())
+
+
+# --------------------------------------------------- data, flags and the plan
+
+
+def test_finetune_asking_for_more_images_than_given_is_refused_before_calibration(monkeypatch):
+    import alls.runtime.runner as runner_module
+
+    def calibrate(*args, **kwargs):
+        raise AssertionError("calibration ran")
+
+    monkeypatch.setattr(runner_module, "calibrate", calibrate)
+    runner = Runner(DIGITS)
+    runner.load_script("post_quantization_optimization(finetune, policy=enabled)\n")
+    with pytest.raises(AllsError) as excinfo:
+        runner.quantize(np.load(SAMPLES / "calib.npy"), progress=False)
+    d = excinfo.value.diagnostics[0]
+    assert d.code == "ALS508" and "2048" in d.message and "64" in d.message and "dataset_size" in d.help
+    assert "ALS508" in alls.CODES
+
+
+def test_the_guides_flags_append_statements_that_the_plan_records(digits):
+    runner = Runner(DIGITS)
+    runner.load_script("post_quantization_optimization(finetune, dataset_size=64, epochs=1)\n")
+    qmodel = runner.quantize(digits["pool"][:64], progress=False, equalize=False, ibc=True, finetune=True)
+    source = qmodel.plan.settings.source("finetune.policy")
+    assert source.text == "post_quantization_optimization(finetune, policy=enabled)" and source.span.line == 5
+    assert qmodel.plan.settings.finetune.dataset_size == 64  # the script's other settings stay
+    assert "# Runner.quantize(equalize=False, ibc=True, finetune=True)" in qmodel.script
+    assert not qmodel.params and qmodel.report["bias_correction"] and len(qmodel.report["finetune"]) == 5
+    assert not any(d.code == "ALS511" for d in runner.warnings)
+    assert runner.plan.settings.finetune.policy is False  # the runner's own script is unchanged
+    assert not runner.quantize(digits["pool"][:64], progress=False).report["finetune"]
