@@ -394,6 +394,10 @@ def _algorithm_summary(report: dict) -> list[str]:
             if any(r["channels_lost"] and r["bias_mode"] != "double_scale_initialization" for r in corrected):
                 line += " (bias_mode=double_scale_initialization keeps most of them)"
         lines.append(line)
+    for algo in ("finetune", "adaround"):
+        trained = report.get(algo) or []
+        if trained:
+            lines.append(f"{algo} trained {len(trained)} layer{'s' if len(trained) != 1 else ''} against the float network")
     return lines
 
 
