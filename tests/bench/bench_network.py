@@ -65,7 +65,8 @@ def median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def ort_models(model_path: Path, input_name: str, calib_nchw: np.ndarray, folder: Path) -> Path:
+def ort_models(model_path: Path, input_name: str, calib_nchw: np.ndarray, folder: Path,
+               per_channel: bool = False) -> Path:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -75,9 +76,9 @@ def ort_models(model_path: Path, input_name: str, calib_nchw: np.ndarray, folder
         def get_next(self):
             return next(self.items, None)
 
-    qdq = folder / f"{model_path.stem}_qdq.onnx"
+    qdq = folder / f"{model_path.stem}_qdq{'_pc' if per_channel else ''}.onnx"
     quantize_static(str(model_path), str(qdq), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=False)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel)
     return qdq
 
 
