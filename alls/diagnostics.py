@@ -73,6 +73,11 @@ class AllsError(Exception):
         self.diagnostics = tuple(diagnostics)
         super().__init__("\n".join(_one_line(d) for d in self.diagnostics))
 
+    @classmethod
+    def of(cls, code: str, message: str, help: str = "") -> AllsError:
+        """One error without a place in a script (a file, a model, data)."""
+        return cls([Diagnostic(code, Severity.ERROR, message, help=help)])
+
 
 def _one_line(d: Diagnostic) -> str:
     where = f"{d.span}: " if d.span else ""

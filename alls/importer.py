@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 

@@ -21,7 +21,7 @@ from importlib import resources
 
 from lark import Lark, Transformer
 from lark.lexer import Lexer
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.nodes import (

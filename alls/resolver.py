@@ -21,7 +21,7 @@ does not divide the output channels) is an error naming each layer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,7 @@ from alls.checker import check_script
 from alls.diagnostics import Diagnostic, Label, Severity
 from alls.formatter import format_statement
 from alls.graph import WEIGHTED_KINDS, Graph, Layer
-from alls.nodes import Boolean, Glob, ListValue, Null, Number, Script, Span, Statement, String, Value, Word
+from alls.nodes import Boolean, ListValue, Null, Number, Script, Span, Statement, String, Value, Word
 from alls.plan import (
     DEFAULT,
     Adaround,

@@ -57,7 +57,7 @@ def select(selector: Value, graph: Graph) -> tuple[list[Match], list[Diagnostic]
                 diagnostics.append(_no_glob_match(item, graph))
             elif note:
                 diagnostics.append(Diagnostic("ALS211", W, note, item.span, "other network",
-                                              f"write the glob without the scope"))
+                                              "write the glob without the scope"))
         elif isinstance(item, Word):
             layer, note = _name(item.text, graph)
             matches.append(Match(item.text, item.span, (layer,) if layer else (), False))

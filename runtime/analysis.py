@@ -62,9 +62,6 @@ CLIP_TRIALS = 10  # activation clipping is tried on this many of the most harmfu
 Data = dict[str, np.ndarray]
 
 
-def _error(code: str, message: str, help_text: str = "") -> AllsError:
-    return AllsError([Diagnostic(code, Severity.ERROR, message, help=help_text)])
-
 
 # -------------------------------------------------------------------- data
 
@@ -159,21 +156,21 @@ def _images(qmodel, x, layout: str) -> Data:
     inputs = qmodel.graph.inputs
     if not isinstance(x, Mapping):
         if len(inputs) != 1:
-            raise _error("ALS505", f"the model has {len(inputs)} inputs; pass {{input name: array}}")
+            raise AllsError.of("ALS505", f"the model has {len(inputs)} inputs; pass {{input name: array}}")
         x = {inputs[0].name: x}
     data = {}
     for key, value in x.items():
         layer = qmodel.graph.get(key)
         if layer is None or layer.kind != "input_layer":
-            raise _error("ALS505", f"`{key}` is not an input of `{qmodel.graph.name}`",
+            raise AllsError.of("ALS505", f"`{key}` is not an input of `{qmodel.graph.name}`",
                          "inputs: " + ", ".join(l.short_name for l in inputs))
         data[layer.name] = to_nchw(value, layer, layout)
     missing = [l.short_name for l in inputs if l.name not in data]
     if missing:
-        raise _error("ALS505", f"no data for the input{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        raise AllsError.of("ALS505", f"no data for the input{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     counts = {len(v) for v in data.values()}
     if len(counts) != 1 or 0 in counts:
-        raise _error("ALS512", "nothing to analyze: " + ("the inputs hold different numbers of images"
+        raise AllsError.of("ALS512", "nothing to analyze: " + ("the inputs hold different numbers of images"
                                                          if len(counts) != 1 else "the data hold no image"))
     for value in data.values():
         check_data(value, len(value), "analysis")
@@ -407,7 +404,7 @@ def _row(qmodel, layer: Layer, alone: Errors, stats: _LayerStats, advice: list[A
 def _check(worst: int, isolation_images: int) -> None:
     for name, value in (("worst", worst), ("isolation_images", isolation_images)):
         if not isinstance(value, int) or value < 1:
-            raise _error("ALS512", f"`{name}` must be an integer >= 1, not {value!r}",
+            raise AllsError.of("ALS512", f"`{name}` must be an integer >= 1, not {value!r}",
                          f"for example {name}={DEFAULT_WORST if name == 'worst' else DEFAULT_ISOLATION_IMAGES}")
 
 

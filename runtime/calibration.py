@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.diagnostics import AllsError, Severity
 from alls.graph import Graph, Layer
 from alls.plan import Plan
 from alls.runtime.native import run_float
@@ -131,23 +131,20 @@ class Statistics:
 # ------------------------------------------------------------------- data
 
 
-def _error(code: str, message: str, help_text: str = "") -> AllsError:
-    return AllsError([Diagnostic(code, E, message, help=help_text)])
-
 
 def to_nchw(data: np.ndarray, layer: Layer, layout: str) -> np.ndarray:
     """Calibration or inference images as NCHW float32; errors name what is wrong."""
     if layout not in ("nhwc", "nchw"):
-        raise _error("ALS505", f"unknown layout `{layout}`", "use layout=\"nhwc\" (Hailo's, the default) or \"nchw\"")
+        raise AllsError.of("ALS505", f"unknown layout `{layout}`", "use layout=\"nhwc\" (Hailo's, the default) or \"nchw\"")
     data = np.asarray(data)
     if data.dtype.kind not in "fiub" or data.dtype.kind == "b":
-        raise _error("ALS505", f"the data have dtype {data.dtype}; expected numbers (uint8 or float)",
+        raise AllsError.of("ALS505", f"the data have dtype {data.dtype}; expected numbers (uint8 or float)",
                      "load the images as a numeric array")
     want = tuple(layer.output_shape[1:])  # (C, H, W)
     if data.ndim == len(want):
         data = data[None]
     if data.ndim != len(want) + 1:
-        raise _error("ALS505", f"the data have shape {data.shape}; `{layer.short_name}` takes {_describe(want, layout)}",
+        raise AllsError.of("ALS505", f"the data have shape {data.shape}; `{layer.short_name}` takes {_describe(want, layout)}",
                      "pass a batch of images: (N, H, W, C) for layout=\"nhwc\", (N, C, H, W) for \"nchw\"")
     if len(want) == 3:
         nchw = data if layout == "nchw" else data.transpose(0, 3, 1, 2)
@@ -156,11 +153,11 @@ def to_nchw(data: np.ndarray, layer: Layer, layout: str) -> np.ndarray:
             hint = (f"these look like {'NHWC' if layout == 'nchw' else 'NCHW'} images: pass "
                     f"layout=\"{'nhwc' if layout == 'nchw' else 'nchw'}\"" if tuple(other.shape[1:]) == want
                     else f"resize the images, or load the model with --input-shape N,{','.join(map(str, want))}")
-            raise _error("ALS505", f"the data have shape {data.shape} ({layout}); `{layer.short_name}` takes "
+            raise AllsError.of("ALS505", f"the data have shape {data.shape} ({layout}); `{layer.short_name}` takes "
                          f"{_describe(want, layout)}", hint)
         data = nchw
     elif tuple(data.shape[1:]) != want:
-        raise _error("ALS505", f"the data have shape {data.shape}; `{layer.short_name}` takes (N, {', '.join(map(str, want))})")
+        raise AllsError.of("ALS505", f"the data have shape {data.shape}; `{layer.short_name}` takes (N, {', '.join(map(str, want))})")
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
@@ -175,16 +172,16 @@ def check_data(data: np.ndarray, needed: int, what: str = "calibration") -> None
     """FAQ errors: too few images, NaN/Inf, constant data."""
     n = data.shape[0]
     if needed > n:
-        raise _error("ALS501", f"{what} asks for {needed} images but was given {n}",
+        raise AllsError.of("ALS501", f"{what} asks for {needed} images but was given {n}",
                      "give more images, or lower batch_size x calib_num_batch (or calibset_size) to at most "
                      f"{n}")
     sample = data[:needed]
     if not np.isfinite(sample).all():
         bad = int((~np.isfinite(sample)).reshape(needed, -1).any(axis=1).sum())
-        raise _error("ALS503", f"{bad} of the {needed} {what} images contain NaN or Inf",
+        raise AllsError.of("ALS503", f"{bad} of the {needed} {what} images contain NaN or Inf",
                      "check the pre-processing that made the array")
     if needed > 0 and float(sample.max()) == float(sample.min()):
-        raise _error("ALS504", f"the {what} data are constant (every value is {float(sample.min()):g})",
+        raise AllsError.of("ALS504", f"the {what} data are constant (every value is {float(sample.min()):g})",
                      "calibrate on real, pre-processed images: constant or random data give meaningless ranges")
 
 

@@ -11,7 +11,6 @@ version and refuses a truncated or foreign file with a named error.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import tempfile
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.diagnostics import AllsError
 from alls.graph import Graph
 from alls.plan import Plan
 from alls.runtime import numerics as nx
@@ -34,9 +33,6 @@ TARGETS = ("native", "fp_optimized", "numeric")
 FORMAT = "alls-quantized-model"
 VERSION = 1
 
-
-def _error(code: str, message: str, help_text: str = "") -> AllsError:
-    return AllsError([Diagnostic(code, Severity.ERROR, message, help=help_text)])
 
 
 @dataclass
@@ -92,18 +88,18 @@ class QuantizedModel:
         inputs = self.graph.inputs
         if not isinstance(x, Mapping):
             if len(inputs) != 1:
-                raise _error("ALS505", f"the model has {len(inputs)} inputs; pass {{input name: array}}")
+                raise AllsError.of("ALS505", f"the model has {len(inputs)} inputs; pass {{input name: array}}")
             x = {inputs[0].name: x}
         feeds = {}
         for key, value in x.items():
             layer = self.graph.get(key)
             if layer is None or layer.kind != "input_layer":
-                raise _error("ALS505", f"`{key}` is not an input of `{self.graph.name}`",
+                raise AllsError.of("ALS505", f"`{key}` is not an input of `{self.graph.name}`",
                              "inputs: " + ", ".join(l.name for l in inputs))
             if raw:
                 data = np.asarray(value)
                 if data.dtype != self.layers[layer.name].out.dtype:
-                    raise _error("ALS505", f"raw input `{layer.short_name}` must be {self.layers[layer.name].out.dtype}, "
+                    raise AllsError.of("ALS505", f"raw input `{layer.short_name}` must be {self.layers[layer.name].out.dtype}, "
                                  f"not {data.dtype}")
                 feeds[layer.name] = to_nchw(data, layer, layout).astype(data.dtype)
             else:
@@ -125,13 +121,13 @@ class QuantizedModel:
         from alls.runtime.native import run_float
 
         if target not in TARGETS:
-            raise _error("ALS505", f"unknown target `{target}`", f"one of: {', '.join(TARGETS)}")
+            raise AllsError.of("ALS505", f"unknown target `{target}`", f"one of: {', '.join(TARGETS)}")
         keep = list(keep_native)
         for name in keep + ([] if taps in (None, "all") else list(taps)):
             if self.graph.get(name) is None:
                 from alls.diagnostics import suggestion
 
-                raise _error("ALS201", f"no layer `{name}` in `{self.graph.name}`",
+                raise AllsError.of("ALS201", f"no layer `{name}` in `{self.graph.name}`",
                              suggestion(name, [l.short_name for l in self.graph]))
         feeds = self.feeds(x, layout, raw)
         n = len(next(iter(feeds.values())))
@@ -259,20 +255,20 @@ def load(path: str | os.PathLike) -> QuantizedModel:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
-        raise _error("ALS001", f"cannot read `{path}`: no such file") from None
+        raise AllsError.of("ALS001", f"cannot read `{path}`: no such file") from None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise _error("ALS509", f"`{path}` is not a quantized model, or it is truncated ({exc.__class__.__name__})",
+        raise AllsError.of("ALS509", f"`{path}` is not a quantized model, or it is truncated ({exc.__class__.__name__})",
                      "quantize the model again with `alls quantize`") from None
     if "meta.json" not in arrays or "model.onnx" not in arrays:
-        raise _error("ALS509", f"`{path}` is an .npz file but not a quantized model",
+        raise AllsError.of("ALS509", f"`{path}` is an .npz file but not a quantized model",
                      "quantize the model with `alls quantize`")
     meta = json.loads(arrays["meta.json"].tobytes().decode())
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise _error("ALS509", f"`{path}` is format {meta.get('format')} version {meta.get('version')}; this alls "
+        raise AllsError.of("ALS509", f"`{path}` is format {meta.get('format')} version {meta.get('version')}; this alls "
                      f"reads {FORMAT} version {VERSION}", "quantize the model again with this version of alls")
     model_bytes = arrays["model.onnx"].tobytes()
     if hashlib.sha256(model_bytes).hexdigest() != meta["model_sha256"]:
-        raise _error("ALS509", f"`{path}` is damaged: its model does not match its checksum")
+        raise AllsError.of("ALS509", f"`{path}` is damaged: its model does not match its checksum")
     shapes = meta["input_shapes"]
     shapes = {k: tuple(v) for k, v in shapes.items()} if isinstance(shapes, dict) else (tuple(shapes) if shapes else None)
     import onnx
@@ -280,7 +276,7 @@ def load(path: str | os.PathLike) -> QuantizedModel:
     graph = alls.load_model(onnx.load_from_string(model_bytes), shapes, meta["network"])
     plan = alls.resolve(alls.parse_partial(meta["script"], meta["script_name"])[0], graph)
     if set(meta["layers"]) != {layer.name for layer in graph}:
-        raise _error("ALS506", f"`{path}`: the quantized layers do not match the model's layers")
+        raise AllsError.of("ALS506", f"`{path}`: the quantized layers do not match the model's layers")
     layers = {name: _layer_load(name, m, arrays) for name, m in meta["layers"].items()}
     params: dict[str, dict] = {}
     for key, value in arrays.items():

@@ -283,10 +283,10 @@ def run_layer(layer: Layer, xs: list[Array], params: Mapping[str, Array] | None 
     p = params if params is not None else layer.params
     op = LAYER_OPS.get(layer.kind)
     if op is None or not layer.supported:
-        from alls.diagnostics import AllsError, Diagnostic, Severity
+        from alls.diagnostics import AllsError
 
-        raise AllsError([Diagnostic("ALS510", Severity.ERROR, f"no kernel for op `{layer.op}` (layer `{layer.name}`)",
-                                    help="`alls layers MODEL` marks the unsupported layers")])
+        raise AllsError.of("ALS510", f"no kernel for op `{layer.op}` (layer `{layer.name}`)",
+                           "`alls layers MODEL` marks the unsupported layers")
     before = np.asarray(op(layer, xs, p), dtype=np.float32)
     after = before if layer.kind == "output_layer" else np.asarray(activation(layer, before, p), dtype=np.float32)
     if observe is not None:

@@ -212,9 +212,6 @@ def quantize_weights(weight: np.ndarray, kind: str, group: int, bits: int, group
 # ------------------------------------------------------------------ layers
 
 
-def _error(code: str, message: str, help_text: str = "") -> AllsError:
-    return AllsError([Diagnostic(code, Severity.ERROR, message, help=help_text)])
-
 
 def _target(layer: Layer, lp: LayerPlan, stats: Statistics, out: Encoding) -> Encoding | None:
     """The pre-activation encoding of a table activation, or None when the activation is a clamp."""

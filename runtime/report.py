@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.diagnostics import AllsError
 from alls.runtime.analysis import Analysis, LayerSample, OutputSample
 from alls.runtime.layer_advice import ADVICE
 from alls.runtime.plot import OTHER, PALETTE, hex_colour, histogram_figure, padded, recovery_figure, scatter_figure
@@ -31,9 +31,6 @@ __all__ = ["Figure", "figures", "prepare_folder", "write_report", "render_html",
 TOP_LAYERS = 5  # layers the text summary lists
 ADVICE_LAYERS = 10  # the summary prints the advice of this many layers of the table's top
 
-
-def _error(message: str) -> AllsError:
-    return AllsError([Diagnostic("ALS001", Severity.ERROR, message)])
 
 
 def _short(name: str) -> str:
@@ -133,9 +130,9 @@ def prepare_folder(path: str | os.PathLike, force: bool = False) -> pathlib.Path
     """The report folder, checked: refused (ALS001) when it is a file, or not empty without ``force``."""
     folder = pathlib.Path(path)
     if folder.exists() and not folder.is_dir():
-        raise _error(f"`{folder}` exists and is not a directory")
+        raise AllsError.of("ALS001", f"`{folder}` exists and is not a directory")
     if folder.is_dir() and any(folder.iterdir()) and not force:
-        raise _error(f"`{folder}` exists and is not empty; pass --force to write the report into it")
+        raise AllsError.of("ALS001", f"`{folder}` exists and is not empty; pass --force to write the report into it")
     return folder
 
 
@@ -154,7 +151,7 @@ def write_report(analysis: Analysis, path: str | os.PathLike, force: bool = Fals
         (folder / "report.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         (folder / "index.html").write_text(render_html(analysis, made), encoding="utf-8")
     except OSError as exc:
-        raise _error(f"cannot write the report into `{folder}`: {exc.strerror or exc}") from None
+        raise AllsError.of("ALS001", f"cannot write the report into `{folder}`: {exc.strerror or exc}") from None
     return [folder / "index.html", folder / "report.json", *written]
 
 

@@ -35,9 +35,6 @@ from alls.runtime.quantize import check_supported, quantize
 __all__ = ["Runner", "estimate_memory", "available_memory"]
 
 
-def _error(code: str, message: str, help_text: str = "") -> AllsError:
-    return AllsError([Diagnostic(code, Severity.ERROR, message, help=help_text)])
-
 
 def available_memory() -> int:
     """Bytes of memory available now (MemAvailable), or the physical memory where that is unknown."""
@@ -92,7 +89,7 @@ def _check_images(plan: alls.Plan, feeds: dict[str, np.ndarray]) -> None:
         for name, data in feeds.items():
             given = data.shape[0]
             if needed > given:
-                raise _error("ALS508", f"{algo} asks for {needed} images (dataset_size) but was given {given}",
+                raise AllsError.of("ALS508", f"{algo} asks for {needed} images (dataset_size) but was given {given}",
                              f"supply at least {needed} images, or lower dataset_size to at most {given}: "
                              f"`post_quantization_optimization({algo}, dataset_size={given})`")
             check_data(data, needed, algo)
@@ -125,7 +122,7 @@ class Runner:
         if isinstance(model, (str, os.PathLike)):
             path = pathlib.Path(model)
             if not path.is_file():
-                raise _error("ALS402", f"cannot read model `{model}`: no such file")
+                raise AllsError.of("ALS402", f"cannot read model `{model}`: no such file")
             self.model_bytes = path.read_bytes()
             name = name or path.stem
         else:
@@ -211,7 +208,7 @@ class Runner:
         for layer in self.graph.inputs:
             value = data.get(layer.name, data.get(layer.short_name))
             if value is None:
-                raise _error("ALS505", f"no calibration data for input `{layer.short_name}`")
+                raise AllsError.of("ALS505", f"no calibration data for input `{layer.short_name}`")
             feeds[layer.name] = to_nchw(value, layer, layout)
             check_data(feeds[layer.name], needed)
         return feeds
@@ -224,7 +221,7 @@ class Runner:
         for estimate, fix in ((estimate_memory(self.graph, batch_size), "lower batch_size"),
                               (finetune_memory(self.graph, plan), "lower the finetune or adaround dataset_size")):
             if estimate > free:
-                raise _error("ALS507", f"this job needs about {estimate / 2**30:.1f} GiB and {free / 2**30:.1f} "
+                raise AllsError.of("ALS507", f"this job needs about {estimate / 2**30:.1f} GiB and {free / 2**30:.1f} "
                              "GiB are available", f"{fix}, or run on a machine with more memory")
 
     def _equalize(self, plan, feeds, batch_size, calib_num_batch, progress):
@@ -245,7 +242,7 @@ class Runner:
         """Run the quantized model (or, before `quantize`, only the native target)."""
         if self.quantized is None:
             if target != "native":
-                raise _error("ALS506", f"target `{target}` needs a quantized model", "call runner.quantize(calib) first")
+                raise AllsError.of("ALS506", f"target `{target}` needs a quantized model", "call runner.quantize(calib) first")
             from alls.runtime.native import run_float
 
             model = QuantizedModel(self.graph, self.plan, {}, {})
@@ -259,5 +256,5 @@ class Runner:
 
     def save(self, path: str | os.PathLike) -> None:
         if self.quantized is None:
-            raise _error("ALS506", "nothing to save: the model is not quantized", "call runner.quantize(calib) first")
+            raise AllsError.of("ALS506", "nothing to save: the model is not quantized", "call runner.quantize(calib) first")
         self.quantized.save(path)
