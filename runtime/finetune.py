@@ -72,7 +72,7 @@ from alls.runtime.calibration import Progress
 from alls.runtime.native import activation as float_activation
 from alls.runtime.native import run_float
 from alls.runtime.patches import Positions, from_groups, gather_rows, sample_positions, to_groups
-from alls.runtime.quantize import Encoding, QLayer
+from alls.runtime.quantize import Encoding, QLayer, rebias
 from alls.runtime.reconstruct import Config, Outcome, Problem, train
 
 __all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "FINETUNE_LR_FACTOR"]
@@ -231,13 +231,6 @@ def _problem(layer: Layer, q: QLayer, x: np.ndarray, x_enc: Encoding, positions:
         activation=(lambda a: float_activation(layer, a, params)) if table else None)
 
 
-def _fan_in(layer: Layer, q: QLayer) -> int:
-    """K of (N8)."""
-    if layer.kind == "deconv":
-        return (q.weights.shape[0] // layer.attrs.get("group", 1)) * q.weights.shape[2] * q.weights.shape[3]
-    return int(np.prod(q.weights.shape[1:]))
-
-
 def _write(layer: Layer, q: QLayer, x_enc: Encoding, outcome: Outcome, config: Config) -> None:
     """The learned weights, bias and scales into the integer layer; bias and requantization re-derived."""
     q.weights = from_groups(outcome.weights, layer, q.weights.shape).astype(q.weights.dtype)
@@ -247,10 +240,7 @@ def _write(layer: Layer, q: QLayer, x_enc: Encoding, outcome: Outcome, config: C
     q.weight_scale = np.asarray(outcome.scale, np.float64)
     acc_scale = x_enc.scale * q.weight_scale
     bias = nx.quantize_bias(outcome.bias, acc_scale, q.bias.mantissa_bits)
-    bound = nx.value_bound(_fan_in(layer, q), x_enc.bits, q.weight_bits, bias.max_abs())
-    old, target = q.rq, q.pre or q.out
-    q.bias = bias
-    q.rq = nx.requant(acc_scale / target.scale, bound, old.zero_point, old.bits, old.lo, old.hi)
+    rebias(q, layer, x_enc, bias)
     q.info["bias_error_max"] = float(np.abs(bias.error(outcome.bias, acc_scale)).max(initial=0.0))
     q.info["bias_exponent"] = bias.exponent
 

@@ -26,7 +26,7 @@ from alls.graph import Graph, Layer
 from alls.plan import Plan
 from alls.runtime import numerics as nx
 from alls.runtime.calibration import Statistics
-from alls.runtime.quantize import QLayer
+from alls.runtime.quantize import QLayer, rebias
 
 __all__ = ["bias_correction"]
 
@@ -35,15 +35,6 @@ def _channel_means(acc: np.ndarray) -> np.ndarray:
     """The mean of every channel (the last axis) of accumulators, exactly, as float64."""
     flat = acc.reshape(-1, acc.shape[-1]).astype(np.int64)
     return flat.sum(axis=0).astype(np.float64) / flat.shape[0]
-
-
-def _rebuild(q: QLayer, bias: nx.Bias, acc_scale: np.ndarray, fan_in: int, in_bits: int) -> None:
-    """The layer's bias and requantization after the bias moved (its bound may have grown)."""
-    old = q.rq
-    target = q.pre or q.out
-    bound = nx.value_bound(fan_in, in_bits, q.weight_bits, bias.max_abs())
-    q.bias = bias
-    q.rq = nx.requant(acc_scale / target.scale, bound, old.zero_point, old.bits, old.lo, old.hi)
 
 
 def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stats: Statistics,
@@ -76,9 +67,7 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
         residual = delta + moved  # the mean error left: measured + moved - target
         step = (2.0 ** new.exponent) * acc_scale
         lost = (np.abs(delta) >= 1e-12) & (np.abs(delta) < step / 2)
-        fan_in = int(np.prod(q.weights.shape[1:])) if layer.kind != "deconv" else \
-            (q.weights.shape[0] // layer.attrs.get("group", 1)) * q.weights.shape[2] * q.weights.shape[3]
-        _rebuild(q, new, acc_scale, fan_in, x_enc.bits)
+        rebias(q, layer, x_enc, new)
         before_error = float(np.mean(np.abs(delta)))
         after_error = float(np.mean(np.abs(residual)))
         report.append({

@@ -35,7 +35,7 @@ from alls.runtime import numerics as nx
 from alls.runtime.calibration import TABLE_ACTIVATIONS, Statistics
 from alls.runtime.native import activation as float_activation
 
-__all__ = ["Encoding", "QLayer", "quantize", "quantize_weights", "check_supported", "MIN_RANGE"]
+__all__ = ["Encoding", "QLayer", "quantize", "quantize_weights", "check_supported", "fan_in", "rebias", "MIN_RANGE"]
 
 MIN_RANGE = 1e-6
 CONST_BITS = 16
@@ -244,6 +244,23 @@ def _table(layer: Layer, pre: Encoding, out: Encoding, params) -> np.ndarray:
     return nx.build_lut(fn, pre.bits, pre.scale, pre.zero_point, out.bits, out.scale, out.zero_point)
 
 
+def fan_in(layer: Layer, weights: np.ndarray) -> int:
+    """K of (N8): C_in/group·KH·KW for a conv (and a deconv's conv equivalent), C_in for a dense layer."""
+    if layer.kind == "deconv":
+        return (weights.shape[0] // layer.attrs.get("group", 1)) * weights.shape[2] * weights.shape[3]
+    return int(np.prod(weights.shape[1:]))
+
+
+def rebias(q: QLayer, layer: Layer, x: Encoding, bias: nx.Bias) -> None:
+    """Give a weighted layer a new bias (and its current weight scales) and re-derive its
+    requantization, whose bound (N8) grows with the bias; the clamp stays as it was."""
+    acc_scale = x.scale * np.asarray(q.weight_scale, np.float64)
+    old, target = q.rq, q.pre or q.out
+    bound = nx.value_bound(fan_in(layer, q.weights), x.bits, q.weight_bits, bias.max_abs())
+    q.bias = bias
+    q.rq = nx.requant(acc_scale / target.scale, bound, old.zero_point, old.bits, old.lo, old.hi)
+
+
 def _weighted(layer: Layer, lp: LayerPlan, stats, enc, params) -> QLayer:
     x = enc[layer.inputs[0]]
     out = enc[layer.name]
@@ -256,9 +273,7 @@ def _weighted(layer: Layer, lp: LayerPlan, stats, enc, params) -> QLayer:
     acc_scale = x.scale * w_scale
     mantissa = nx.BIAS_MANTISSA_BITS[lp.bias_mode or "double_scale_initialization"]
     b = nx.quantize_bias(bias, acc_scale, mantissa)
-    # K of (N8): C_in/group·KH·KW for a conv (and a deconv's conv equivalent), C_in for a dense layer
-    fan_in = (q.shape[0] // group) * q.shape[2] * q.shape[3] if layer.kind == "deconv" else int(np.prod(q.shape[1:]))
-    bound = nx.value_bound(fan_in, x.bits, bits, b.max_abs())
+    bound = nx.value_bound(fan_in(layer, q), x.bits, bits, b.max_abs())
     pre = _target(layer, lp, stats, out)
     target = pre or out
     lo, hi = (0, nx.activation_max(target.bits)) if pre else _clamp(layer, out)
