@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ import numpy as np
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.graph import Layer
 from alls.runtime.agreement import Agreement, AgreementSums, plain, snr_from_powers
-from alls.runtime.calibration import Progress, TensorStats, check_data, to_nchw
+from alls.runtime.calibration import Progress, TensorStats, check_data, input_arrays
 from alls.runtime.layer_advice import CLIP_RATIO, LOGIT_FLOOR, PERCENTILES, Advice, LayerFacts, advise
 from alls.runtime.native import run_float
 from alls.runtime.partial import compute_layers, float_taps, isolated_outputs, outputs_with, run_partial
@@ -153,25 +153,9 @@ class Analysis:
 
 def _images(qmodel, x, layout: str) -> Data:
     """The images as NCHW float32 per input layer (not yet normalized), checked."""
-    inputs = qmodel.graph.inputs
-    if not isinstance(x, Mapping):
-        if len(inputs) != 1:
-            raise AllsError.of("ALS505", f"the model has {len(inputs)} inputs; pass {{input name: array}}")
-        x = {inputs[0].name: x}
-    data = {}
-    for key, value in x.items():
-        layer = qmodel.graph.get(key)
-        if layer is None or layer.kind != "input_layer":
-            raise AllsError.of("ALS505", f"`{key}` is not an input of `{qmodel.graph.name}`",
-                         "inputs: " + ", ".join(l.short_name for l in inputs))
-        data[layer.name] = to_nchw(value, layer, layout)
-    missing = [l.short_name for l in inputs if l.name not in data]
-    if missing:
-        raise AllsError.of("ALS505", f"no data for the input{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    counts = {len(v) for v in data.values()}
-    if len(counts) != 1 or 0 in counts:
-        raise AllsError.of("ALS512", "nothing to analyze: " + ("the inputs hold different numbers of images"
-                                                         if len(counts) != 1 else "the data hold no image"))
+    data = input_arrays(qmodel.graph, x, layout)
+    if not len(next(iter(data.values()))):
+        raise AllsError.of("ALS512", "nothing to analyze: the data hold no image")
     for value in data.values():
         check_data(value, len(value), "analysis")
     return data

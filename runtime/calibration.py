@@ -27,7 +27,7 @@ from alls.graph import Graph, Layer
 from alls.plan import Plan
 from alls.runtime.native import run_float
 
-__all__ = ["TensorStats", "LayerStats", "calibrate", "check_data", "to_nchw", "normalize", "Progress",
+__all__ = ["TensorStats", "LayerStats", "calibrate", "check_data", "to_nchw", "input_arrays", "normalize", "Progress",
            "TABLE_ACTIVATIONS"]
 
 E = Severity.ERROR
@@ -132,8 +132,8 @@ class Statistics:
 
 
 
-def to_nchw(data: np.ndarray, layer: Layer, layout: str) -> np.ndarray:
-    """Calibration or inference images as NCHW float32; errors name what is wrong."""
+def to_nchw(data: np.ndarray, layer: Layer, layout: str, dtype=np.float32) -> np.ndarray:
+    """Calibration or inference images as NCHW ``dtype`` (None keeps theirs); errors name what is wrong."""
     if layout not in ("nhwc", "nchw"):
         raise AllsError.of("ALS505", f"unknown layout `{layout}`", "use layout=\"nhwc\" (Hailo's, the default) or \"nchw\"")
     data = np.asarray(data)
@@ -158,7 +158,32 @@ def to_nchw(data: np.ndarray, layer: Layer, layout: str) -> np.ndarray:
         data = nchw
     elif tuple(data.shape[1:]) != want:
         raise AllsError.of("ALS505", f"the data have shape {data.shape}; `{layer.short_name}` takes (N, {', '.join(map(str, want))})")
-    return np.ascontiguousarray(data, dtype=np.float32)
+    return np.ascontiguousarray(data, dtype=dtype)
+
+
+def input_arrays(graph: Graph, x, layout: str = "nhwc", dtype=np.float32) -> dict[str, np.ndarray]:
+    """Images per input layer as NCHW arrays: ``x`` is one array (a one-input model) or a dict
+    keyed by input layer names (full, short or ONNX). ALS505 for a wrong key, a missing input or
+    inputs with different image counts."""
+    inputs = graph.inputs
+    if not isinstance(x, Mapping):
+        if len(inputs) != 1:
+            raise AllsError.of("ALS505", f"the model has {len(inputs)} inputs; pass {{input name: array}}",
+                               "inputs: " + ", ".join(l.short_name for l in inputs))
+        x = {inputs[0].name: x}
+    out = {}
+    for key, value in x.items():
+        layer = graph.get(key)
+        if layer is None or layer.kind != "input_layer":
+            raise AllsError.of("ALS505", f"`{key}` is not an input of `{graph.name}`",
+                               "inputs: " + ", ".join(l.short_name for l in inputs))
+        out[layer.name] = to_nchw(value, layer, layout, dtype)
+    missing = [l.short_name for l in inputs if l.name not in out]
+    if missing:
+        raise AllsError.of("ALS505", f"no data for the input{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    if len({len(v) for v in out.values()}) != 1:
+        raise AllsError.of("ALS505", "the inputs have different numbers of images")
+    return out
 
 
 def _describe(chw: tuple[int, ...], layout: str) -> str:

@@ -24,7 +24,6 @@ from alls.diagnostics import AllsError
 from alls.graph import Graph
 from alls.plan import Plan
 from alls.runtime import numerics as nx
-from alls.runtime.calibration import to_nchw
 from alls.runtime.quantize import Encoding, QLayer
 
 __all__ = ["QuantizedModel", "Result", "TARGETS", "FORMAT", "VERSION", "load"]
@@ -83,27 +82,15 @@ class QuantizedModel:
 
     def feeds(self, x, layout: str = "nhwc", raw: bool = False) -> dict[str, np.ndarray]:
         """Images as NCHW per input layer, normalized by the script (unless raw integers)."""
-        from alls.runtime.calibration import normalize
+        from alls.runtime.calibration import input_arrays, normalize
 
-        inputs = self.graph.inputs
-        if not isinstance(x, Mapping):
-            if len(inputs) != 1:
-                raise AllsError.of("ALS505", f"the model has {len(inputs)} inputs; pass {{input name: array}}")
-            x = {inputs[0].name: x}
-        feeds = {}
-        for key, value in x.items():
-            layer = self.graph.get(key)
-            if layer is None or layer.kind != "input_layer":
-                raise AllsError.of("ALS505", f"`{key}` is not an input of `{self.graph.name}`",
-                             "inputs: " + ", ".join(l.name for l in inputs))
-            if raw:
-                data = np.asarray(value)
-                if data.dtype != self.layers[layer.name].out.dtype:
-                    raise AllsError.of("ALS505", f"raw input `{layer.short_name}` must be {self.layers[layer.name].out.dtype}, "
-                                 f"not {data.dtype}")
-                feeds[layer.name] = to_nchw(data, layer, layout).astype(data.dtype)
-            else:
-                feeds[layer.name] = normalize(to_nchw(value, layer, layout), self.plan, layer.name)
+        if not raw:
+            return {name: normalize(v, self.plan, name) for name, v in input_arrays(self.graph, x, layout).items()}
+        feeds = input_arrays(self.graph, x, layout, dtype=None)
+        for name, codes in feeds.items():
+            want = self.layers[name].out.dtype
+            if codes.dtype != want:
+                raise AllsError.of("ALS505", f"raw input `{name.rsplit('/', 1)[-1]}` must be {want}, not {codes.dtype}")
         return feeds
 
     def run(self, x, target: str = "numeric", keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,

@@ -28,7 +28,7 @@ import numpy as np
 
 import alls
 from alls.diagnostics import AllsError, Diagnostic, Severity
-from alls.runtime.calibration import calibrate, check_data, normalize, to_nchw
+from alls.runtime.calibration import calibrate, check_data, input_arrays, normalize
 from alls.runtime.model import QuantizedModel, Result
 from alls.runtime.quantize import check_supported, quantize
 
@@ -203,14 +203,9 @@ class Runner:
 
     def _feeds(self, calib, layout: str, needed: int) -> dict[str, np.ndarray]:
         """Every input's images as NCHW float32, checked for the calibration's ``needed`` images."""
-        data = calib if isinstance(calib, dict) else {self.graph.inputs[0].name: calib}
-        feeds = {}
-        for layer in self.graph.inputs:
-            value = data.get(layer.name, data.get(layer.short_name))
-            if value is None:
-                raise AllsError.of("ALS505", f"no calibration data for input `{layer.short_name}`")
-            feeds[layer.name] = to_nchw(value, layer, layout)
-            check_data(feeds[layer.name], needed)
+        feeds = input_arrays(self.graph, calib, layout)
+        for images in feeds.values():
+            check_data(images, needed)
         return feeds
 
     def _check_memory(self, plan: alls.Plan, batch_size: int) -> None:
