@@ -18,7 +18,7 @@ from typing import Any
 
 from alls.diagnostics import Diagnostic
 
-__all__ = ["Layer", "Graph", "KINDS", "WEIGHTED_KINDS"]
+__all__ = ["Layer", "Graph", "KINDS", "WEIGHTED_KINDS", "per_channel"]
 
 # Every kind of layer, in the order `alls layers` documents them.
 KINDS = (
@@ -125,3 +125,15 @@ class Graph:
     def consumers(self, name: str) -> tuple[Layer, ...]:
         """The layers that read layer ``name``."""
         return tuple(layer for layer in self.layers if name in layer.inputs)
+
+
+def per_channel(const: Any, channels: int, shape: tuple[int, ...]) -> bool:
+    """Is ``const`` a scalar, or one value per channel of an NC[HW] tensor?"""
+    if const.size == 1:
+        return True
+    if const.size != channels or len(shape) < 2:
+        return False
+    squeezed = [d for d in const.shape if d != 1]
+    if len(shape) == 2:
+        return const.shape[-1] == channels
+    return squeezed == [channels] and const.ndim >= len(shape) - 1 and const.shape[-(len(shape) - 1)] == channels

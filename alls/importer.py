@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
-from alls.graph import Graph, Layer
+from alls.graph import Graph, Layer, per_channel
 
 __all__ = ["load_model"]
 
@@ -520,7 +520,7 @@ class _Importer:
         if kind in ("ew_add", "ew_sub"):
             producer = self._single_consumer_producer(data_in[0], ("conv", "dw", "deconv", "fc"))
             channels = producer.params["bias"].shape[0] if producer is not None else 0
-            if producer is not None and producer.activation is None and _per_channel(const, channels, self._shape(data_in[0])):
+            if producer is not None and producer.activation is None and per_channel(const, channels, self._shape(data_in[0])):
                 sign = 1.0 if kind == "ew_add" else -1.0
                 producer.params["bias"] = (producer.params["bias"] + sign * const.reshape(-1)[:channels]
                                            if const.size == channels else producer.params["bias"] + sign * float(const.reshape(-1)[0]))
@@ -676,18 +676,6 @@ def _proto_node(n: _Node):
 
 def _aliases(n: _Node) -> list[str]:
     return [n.name] + [o for o in n.outputs if o] + n.aliases
-
-
-def _per_channel(const: np.ndarray, channels: int, shape: tuple[int, ...]) -> bool:
-    """Is ``const`` a scalar, or one value per channel of an NC[HW] tensor?"""
-    if const.size == 1:
-        return True
-    if const.size != channels or len(shape) < 2:
-        return False
-    squeezed = [d for d in const.shape if d != 1]
-    if len(shape) == 2:
-        return const.shape[-1] == channels
-    return squeezed == [channels] and const.ndim >= len(shape) - 1 and const.shape[-(len(shape) - 1)] == channels
 
 
 def _conv_attrs(n: _Node, kernel: tuple[int, ...], in_shape: tuple[int, ...]) -> dict:

@@ -28,7 +28,6 @@ from typing import Any
 from alls.catalogue import (
     COMMANDS,
     COMPRESSION,
-    CONFIG_SUBCOMMANDS,
     LEVELS,
     POST_SUBCOMMANDS,
     QUANTIZATION_PARAM,
@@ -592,8 +591,7 @@ _SUB_HANDLERS = {
     ("model_optimization_config", "calibration"): _calibration,
     ("model_optimization_config", "compression_params"): _compression,
 }
-assert all(sub in CONFIG_SUBCOMMANDS or sub in POST_SUBCOMMANDS or sub in COMMANDS[c].subcommands
-           for c, sub in _SUB_HANDLERS)
+
 
 
 # ---------------------------------------------------------------- entry

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
-from alls.graph import Graph, Layer
+from alls.graph import Graph, Layer, per_channel
 from alls.runtime import kernels as K
 from alls.runtime.native import run_layer
 from alls.runtime.quantize import QLayer
@@ -104,14 +104,11 @@ def _operands(layer: Layer, q: QLayer, xs, enc):
             a, b = np.ascontiguousarray(np.broadcast_to(a, full)), np.ascontiguousarray(np.broadcast_to(b, full))
         return (a, za), (b, zb)
     const = q.const
-    channels = a.shape[-1]
-    if const.size == 1:
-        b = np.full(channels, const.reshape(-1)[0], dtype=const.dtype)
-    elif const.size == channels and (const.ndim == 1 or const.shape[-1] == const.size or
-                                     (const.ndim >= 3 and const.reshape(-1).size == const.shape[-3])):
-        b = const.reshape(-1)
+    onnx_shape = to_onnx(a).shape
+    if per_channel(const, onnx_shape[1] if len(onnx_shape) > 1 else 1, onnx_shape):
+        b = np.ascontiguousarray(np.broadcast_to(const.reshape(-1), (a.shape[-1],)))  # one value per channel
     else:  # a full constant tensor in ONNX layout
-        b = to_nhwc(np.ascontiguousarray(np.broadcast_to(const, to_onnx(a).shape)))
+        b = to_nhwc(np.ascontiguousarray(np.broadcast_to(const, onnx_shape)))
     pair = ((a, za), (b, q.const_encoding.zero_point))
     return pair[::-1] if layer.attrs.get("const_first") else pair
 
@@ -119,8 +116,6 @@ def _operands(layer: Layer, q: QLayer, xs, enc):
 def _elementwise(layer: Layer, q: QLayer, xs, enc):
     (a, za), (b, zb) = _operands(layer, q, xs, enc)
     kernel = {"ew_add": K.ew_add, "ew_sub": K.ew_sub, "ew_mult": K.ew_mult}[layer.kind]
-    if b.ndim == 1 and a.ndim == 1:
-        a, b = a, b
     return _finish(q, kernel(a, b, q.rq, zero_points=(za, zb)))
 
 

@@ -107,10 +107,7 @@ def _scale_writer(layer: Layer, p, s: np.ndarray) -> None:
         p["weight"] = (w.reshape(g, ci // g, og, *w.shape[2:]) / per).reshape(w.shape).astype(np.float32)
     else:
         p["weight"] = (w / s.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
-    p["bias"] = (p["bias"] / s).astype(np.float32)
-    if layer.activation == "prelu" and p.get("prelu_slope") is not None and p["prelu_slope"].size > 1:
-        pass  # a per-channel slope commutes with a per-channel positive scale: unchanged
-
+    p["bias"] = (p["bias"] / s).astype(np.float32)  # a PReLU slope commutes with a positive scale
 
 def equalize(graph: Graph, plan: Plan | None = None, target: str = "weights", activation_ranges=None,
              rounds: int = 20, tolerance: float = 1e-3) -> tuple[dict[str, dict], list[dict]]:
