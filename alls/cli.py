@@ -527,7 +527,8 @@ def _tune(args) -> int:
         sys.stderr.write(alls.render(error.diagnostics, _sources(error.diagnostics)))
         return EXIT_FAILURE
     if not any(step.metric is not None for step in done):
-        sys.stderr.write("error: no step of the flow could run; see the messages above\n")
+        sys.stderr.write(f"error[{done[0].error.split(':', 1)[0]}]: no step of the flow could run; "
+                         "each step's error is above\n")
         return EXIT_FAILURE
     chosen = best(done)
     _write_atomically(output, alls.format_text(chosen.script), new=True)

@@ -135,9 +135,9 @@ class Runner:
         self.quantized: QuantizedModel | None = None
 
     def load_script(self, script: str | os.PathLike) -> alls.Plan:
-        """Read a script (a path or the text itself), bind it to the model; errors raise `AllsError`."""
-        if isinstance(script, os.PathLike) or (isinstance(script, str) and "\n" not in script and
-                                              script.endswith(".alls")):
+        """Read a script (a path, or the text itself: text has a call's parenthesis or a newline, a
+        path neither), bind it to the model; errors (ALS001 for a missing file) raise `AllsError`."""
+        if isinstance(script, os.PathLike) or not any(c in script for c in "(\n"):
             parsed, problems = alls.read_script(script)
         else:
             parsed, problems = alls.parse_partial(script, "<script>")

@@ -208,6 +208,10 @@ def test_the_faq_errors(calib):
     with pytest.raises(alls.AllsError) as excinfo:
         runner.load_script("quantization_param({cnv*}, precision_mode=a16_w16)\n")
     assert _code(excinfo) == "ALS201"
+    with pytest.raises(alls.AllsError) as excinfo:
+        runner.load_script("no_such_script.txt")  # a path, not script text
+    assert _code(excinfo) == "ALS001"
+    runner.load_script("quantization_param(conv1, bias_mode=double_scale_initialization)")  # text, one line
 
 
 def test_a_dead_output_branch_is_reported(calib):

@@ -48,3 +48,18 @@ def test_tune_from_the_command_line_writes_the_best_script(capsys, tmp_path):
     assert alls.check(target.read_text()) == [] or all(not d.is_error for d in alls.check(target.read_text()))
     assert alls.format_text(target.read_text()) == target.read_text()  # written formatted
     assert main(argv) == 2 and "--force" in capsys.readouterr().err
+
+
+def test_tune_refuses_bad_input_with_codes(capsys, tmp_path):
+    from alls.cli import main
+
+    common = ["--calib", str(SAMPLES / "calib.npy"), "--data", str(SAMPLES / "test_x.npy"), "--limit", "20",
+              "-o", str(tmp_path / "t.alls")]
+    assert main(["tune", str(DIGITS), "--script", str(tmp_path / "missing.alls"), *common]) == 2
+    assert "ALS001" in capsys.readouterr().err
+    broken = tmp_path / "broken.alls"
+    broken.write_text("quantization_param({cnv*}, precision_mode=a16_w16)\n")
+    assert main(["tune", str(DIGITS), "--script", str(broken), *common]) == 2
+    captured = capsys.readouterr()
+    assert "ALS201" in captured.out and "error[ALS201]: no step of the flow could run" in captured.err
+    assert not (tmp_path / "t.alls").exists()
