@@ -389,6 +389,9 @@ def _algorithm_summary(report: dict) -> list[str]:
         channels = sum(r["channels"] for r in corrected)
         line = (f"bias correction on {len(corrected)} layers: median {100 * removed:.0f}% of the mean channel error "
                 f"removed")
+        flipped = sum(r.get("channels_flipped", 0) for r in corrected)
+        if flipped:
+            line += f"; {flipped} channels finished by rounding one weight the other way"
         if lost:
             line += f"; {lost} of {channels} channel corrections were below half a bias step and lost"
             if any(r["channels_lost"] and r["bias_mode"] != "double_scale_initialization" for r in corrected):

@@ -18,7 +18,7 @@ import numpy as np
 
 from alls.graph import Layer
 
-__all__ = ["Positions", "sample_positions", "gather_rows", "to_groups", "from_groups", "output_size"]
+__all__ = ["Positions", "sample_positions", "gather_rows", "tap_means", "to_groups", "from_groups", "output_size"]
 
 POSITIONS_PER_IMAGE = 64
 
@@ -100,6 +100,29 @@ def gather_rows(layer: Layer, x: np.ndarray, zero_point: int, bits: int, positio
         out[part] = _patches(layer, x, zero_point, dtype, positions.n[part], positions.i[part],
                              positions.j[part], kernel).reshape(-1, *out.shape[1:])
     return out
+
+
+def tap_means(layer: Layer, x: np.ndarray, zero_point: int, kernel: tuple[int, int], chunk: int = 4096) -> np.ndarray:
+    """``M[g, k]``: the mean of the centred input ``q_x − Z_x`` that tap k of group g reads, over every
+    image and output position, so that a channel's mean accumulator (without bias) is
+    ``Σ_k w[g, o, k]·M[g, k]``.
+
+    ``x`` is the layer's NHWC (or (N, C)) integer input. The images are summed first (every image
+    reads the same taps), so the cost is that of one image's patches.
+    """
+    if layer.kind == "fc":
+        flat = x if x.ndim == 2 else np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
+        return ((flat.astype(np.int64) - zero_point).sum(axis=0) / len(flat))[None, :]
+    total = (x.astype(np.int64) - zero_point).sum(axis=0, keepdims=True)
+    h, w = output_size(layer)
+    group = layer.attrs.get("group", 1)
+    sums = np.zeros((group, (x.shape[3] // group) * kernel[0] * kernel[1]), np.int64)
+    flat = np.arange(h * w)
+    for start in range(0, h * w, chunk):
+        part = flat[start:start + chunk]
+        taps = _patches(layer, total, 0, np.dtype(np.int64), np.zeros_like(part), part // w, part % w, kernel)
+        sums += taps.sum(axis=0).reshape(group, -1)
+    return sums / float(x.shape[0] * h * w)
 
 
 def _patches(layer: Layer, x: np.ndarray, zero_point: int, dtype: np.dtype, n: np.ndarray, i: np.ndarray,

@@ -16,7 +16,7 @@ from alls.diagnostics import AllsError
 from alls.runtime import numerics as nx
 from alls.runtime.emulator import accumulators, run_numeric
 from alls.runtime.metrics import snr_db, top1
-from alls.runtime.patches import gather_rows, sample_positions, to_groups
+from alls.runtime.patches import gather_rows, sample_positions, tap_means, to_groups
 from alls.runtime.reconstruct import LOSSES
 from alls.runtime.runner import Runner
 from test_importer import DIGITS
@@ -194,7 +194,7 @@ def _strided_model() -> onnx.ModelProto:
     return model
 
 
-def test_rows_at_sampled_positions_reproduce_the_kernels_accumulators():
+def test_rows_at_sampled_positions_and_tap_means_reproduce_the_kernels_accumulators():
     runner = Runner(_strided_model())
     images = np.random.default_rng(0).uniform(0, 1, (8, 9, 10, 4)).astype(np.float32)
     qmodel = runner.quantize(images, batch_size=8, calib_num_batch=1, progress=False)
@@ -212,6 +212,9 @@ def test_rows_at_sampled_positions_reproduce_the_kernels_accumulators():
         acc = accumulators(layer, q, xs[0], zx.zero_point)
         want = acc[positions.n, positions.i, positions.j] if acc.ndim == 4 else acc[positions.n]
         np.testing.assert_array_equal(got, want)
+        # the mean of every tap over all positions gives every channel's mean accumulator
+        means = np.einsum("gok,gk->go", w, tap_means(layer, xs[0], zx.zero_point, kernel)).reshape(-1)
+        np.testing.assert_allclose(means, acc.reshape(-1, acc.shape[-1]).mean(axis=0), rtol=1e-12, atol=1e-12)
         checked.append(layer.kind)
 
     run_numeric(qmodel.graph, qmodel.layers, qmodel.feeds(images), params=qmodel.params, before=before)

@@ -418,6 +418,50 @@ def test_bias_correction_moves_the_means_and_reports_what_the_bias_format_lost()
     assert np.median(removed) >= 0.9
 
 
+def test_bias_correction_reports_the_error_it_leaves_and_flips_only_near_ties():
+    from alls.runtime.emulator import accumulators, run_numeric
+    from alls.runtime.native import run_float
+    from alls.runtime.patches import to_groups
+    from alls.runtime.quantize import quantize_weights
+
+    single = quantized("quantization_param([{conv*}, {dw*}, fc1], bias_mode=single_scale_decomposition)\n")
+    assert not any(r["channels_flipped"] for r in single.quantized.report["bias_correction"])
+    # 16-bit activations and weights make accumulator units so fine that the 16-bit bias needs an exponent
+    runner = quantized("quantization_param([{conv*}, {dw*}, fc1], bias_mode=double_scale_initialization)\n"
+                       "quantization_param({*}, precision_mode=a16_w16)\n")
+    q = runner.quantized
+    report = {r["layer"]: r for r in q.report["bias_correction"]}
+    assert sum(r["channels_flipped"] for r in report.values()) > 0
+    feeds = q.feeds(np.load(SAMPLES / "calib.npy")[:q.report["calibration_images"]])
+    floats, measured = {}, {}
+    run_float(q.graph, feeds, q.params, observe=lambda layer, pre, _: floats.__setitem__(layer.name, pre))
+
+    def measure(layer, ql, xs):
+        if layer.name in report:
+            x = q.layers[layer.inputs[0]].out
+            acc = accumulators(layer, ql, xs[0], x.zero_point)
+            mean = acc.reshape(-1, acc.shape[-1]).mean(axis=0) + ql.bias.accumulator()
+            measured[layer.name] = mean * x.scale * ql.weight_scale
+
+    run_numeric(q.graph, q.layers, feeds, params=q.params, before=measure)
+    for name, r in report.items():
+        pre = floats[name].astype(np.float64)
+        target = pre.mean(axis=(0, 2, 3)) if pre.ndim == 4 else pre.mean(axis=0)
+        # float32 pre-activations from other batch sizes than calibration's: equal to about 1e-8
+        assert np.mean(np.abs(measured[name] - target)) == pytest.approx(r["mean_error_after"], rel=0.02, abs=1e-8)
+        # a flipped weight is one step from round to nearest, towards its float value, from near a tie
+        layer, ql = q.graph[name], q.layers[name]
+        weight = q.params.get(name, layer.params)["weight"]
+        rtn, scale = quantize_weights(weight, layer.kind, layer.attrs.get("group", 1), ql.weight_bits, 1, None)
+        np.testing.assert_array_equal(scale, ql.weight_scale)
+        taps = to_groups(rtn, layer).shape[-1]
+        diff = (to_groups(ql.weights, layer).astype(int) - to_groups(rtn, layer)).reshape(-1, taps)
+        frac = (to_groups(weight, layer).reshape(-1, taps) / scale[:, None]) - to_groups(rtn, layer).reshape(-1, taps)
+        assert set(np.unique(diff)) <= {-1, 0, 1} and np.count_nonzero(diff, axis=1).max() <= 1
+        assert (diff != 0).sum() == r["channels_flipped"]
+        assert np.all(np.abs(frac[diff != 0]) >= 3 / 8) and np.all(np.sign(frac[diff != 0]) == diff[diff != 0])
+
+
 def test_bias_correction_and_equalization_help_the_digits_model(calib):
     plain = quantized("model_optimization_flavor(optimization_level=0)\n"
                       "pre_quantization_optimization(equalization, policy=disabled)\n")

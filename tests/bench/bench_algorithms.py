@@ -2,9 +2,10 @@
 
 Calibration: 64 scenes of `tests/datasets.py` (seed 0); scoring: other scenes (seed 1). For each
 configuration it prints the cosine and SNR of every output against the float model, and for bias
-correction the share of the mean channel error it removed per layer. onnxruntime's `quantize_static`
-runs on the same calibration images, per tensor and per channel (QDQ, uint8 activations, int8
-weights); the better of the two is its best 8-bit configuration here.
+correction the share of the mean channel error it removed per layer and how many channels a weight's
+rounding finished. onnxruntime's `quantize_static` runs on the same calibration images, per tensor
+and per channel (QDQ, uint8 activations, int8 weights); the better of the two is its best 8-bit
+configuration here.
 
     python tests/bench/bench_algorithms.py [--images 16]
 
@@ -81,8 +82,10 @@ def main() -> None:
         if ibc:
             removed = sorted(r["removed"] for r in ibc)
             below = [r["layer"].rsplit("/", 1)[-1] for r in ibc if r["removed"] < 0.9]
+            flipped = sum(r["channels_flipped"] for r in ibc)
             print(f"{name}: IBC on {len(ibc)} layers, removed min {removed[0]:.2f} median "
-                  f"{removed[len(removed) // 2]:.2f}; below 90%: {len(below)} ({', '.join(below[:6])})")
+                  f"{removed[len(removed) // 2]:.2f}; below 90%: {len(below)} ({', '.join(below[:6])}); "
+                  f"{flipped} of {sum(r['channels'] for r in ibc)} channels finished by a weight's rounding")
     import onnx
     from onnx import version_converter
 
