@@ -385,6 +385,23 @@ def test_centerface_heatmap_survives_8_bit_quantization(capsys, tmp_path):
     assert len(rows) == 4
 
 
+def test_centerface_bias_correction_removes_90_percent_of_every_layers_mean_error_with_the_16_bit_bias():
+    import datasets
+    import models
+
+    try:
+        model, calib = models.centerface(), datasets.face_scenes(64, seed=0)
+    except (models.Unavailable, datasets.Unavailable) as exc:
+        pytest.skip(str(exc))
+    runner = Runner(model, (1, 3, 320, 320))
+    runner.load_script("quantization_param([{conv*}, {dw*}, {deconv*}], bias_mode=double_scale_initialization)\n")
+    report = runner.quantize(calib, progress=False).report["bias_correction"]
+    assert len(report) == 63
+    worst = min(report, key=lambda r: r["removed"])
+    assert worst["removed"] >= 0.9, worst
+    assert sum(r["channels_flipped"] for r in report) > 0
+
+
 # ------------------------------------------------------------ the algorithms
 
 
