@@ -81,6 +81,11 @@ def _tap_indices(out_index: np.ndarray, taps: int, stride: int, pad: int, dilati
     return np.clip(index, 0, size - 1), valid
 
 
+def _dense_input(x: np.ndarray) -> np.ndarray:
+    """A dense layer's input as (N, C): an NHWC map flattens in ONNX (C, H, W) order."""
+    return x if x.ndim == 2 else np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
+
+
 def gather_rows(layer: Layer, x: np.ndarray, zero_point: int, bits: int, positions: Positions,
                 kernel: tuple[int, int], chunk: int = 4096) -> np.ndarray:
     """Centred integer inputs at the sampled positions: ``(R, G, K)``, K in the weights' tap order.
@@ -90,7 +95,7 @@ def gather_rows(layer: Layer, x: np.ndarray, zero_point: int, bits: int, positio
     """
     dtype = _row_dtype(bits)
     if layer.kind == "fc":
-        flat = x if x.ndim == 2 else np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
+        flat = _dense_input(x)
         return (flat[positions.n].astype(dtype) - dtype.type(zero_point))[:, None, :]
     group = layer.attrs.get("group", 1)
     c = x.shape[3]
@@ -111,7 +116,7 @@ def tap_means(layer: Layer, x: np.ndarray, zero_point: int, kernel: tuple[int, i
     reads the same taps), so the cost is that of one image's patches.
     """
     if layer.kind == "fc":
-        flat = x if x.ndim == 2 else np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
+        flat = _dense_input(x)
         return ((flat.astype(np.int64) - zero_point).sum(axis=0) / len(flat))[None, :]
     total = (x.astype(np.int64) - zero_point).sum(axis=0, keepdims=True)
     h, w = output_size(layer)

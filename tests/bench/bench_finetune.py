@@ -12,6 +12,8 @@
   correction or clipping (round to nearest collapses);
   "guide": every weighted layer (conv, dw, deconv) at a8_w4 with mmse weights clipping at the
   default level (equalization and bias correction), as Hailo's guide asks of 4-bit weights.
+  Beside them, onnxruntime's `quantize_static` with int4 weights on every conv (QDQ, uint8
+  activations, per tensor and per channel) from the same 64 calibration scenes.
   Skipped when the model or scikit-image is unavailable.
 
     python tests/bench/bench_finetune.py [--models digits,centerface] [--images 128] [--epochs 16] [--test 32]
@@ -31,6 +33,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "bench"))
 
 from alls.runtime.metrics import cosine, snr_db, top1  # noqa: E402
 from alls.runtime.runner import Runner  # noqa: E402
@@ -85,6 +88,30 @@ def bench_digits() -> None:
     table(["variant", "SNR dB", "accuracy %", "time s"], rows)
 
 
+def onnxruntime_int4(model: Path, calib: np.ndarray, scenes: np.ndarray, native: dict) -> list[list[str]]:
+    """onnxruntime's `quantize_static` with int4 weights on every conv (uint8 activations), per
+    tensor and per channel, calibrated on the same scenes: the rows of the table."""
+    import tempfile
+
+    import onnx
+    from bench_network import fixed_batch_model, ort_models, session
+    from onnx import version_converter
+
+    x = np.ascontiguousarray(scenes.transpose(0, 3, 1, 2))
+    path = fixed_batch_model(model, len(x), (1, 3, 320, 320))
+    onnx.save(version_converter.convert_version(onnx.load(str(path)), 21), str(path))  # int4 QDQ needs 21
+    folder, rows = Path(tempfile.mkdtemp()), []
+    for per_channel in (False, True):
+        started = time.perf_counter()
+        qdq = ort_models(path, "input.1", np.ascontiguousarray(calib.transpose(0, 3, 1, 2)), folder,
+                         per_channel=per_channel, weight_bits=4)
+        outputs = session(qdq, 1, True).run(None, {"input.1": x})
+        rows.append([f"onnxruntime a8_w4, per {'channel' if per_channel else 'tensor'}, every conv",
+                     *(f"{cosine(native[k], o):.4f}" for k, o in zip(native, outputs)),
+                     f"{time.perf_counter() - started:.1f}"])
+    return rows
+
+
 def bench_centerface(images: int, epochs: int, test: int) -> None:
     import datasets
     import models
@@ -106,6 +133,7 @@ def bench_centerface(images: int, epochs: int, test: int) -> None:
             outputs = runner.infer(scenes).outputs
             rows.append([f"{flow}: a8_w4 {label}", *(f"{cosine(native[k], outputs[k]):.4f}" for k in native),
                          f"{seconds:.1f}"])
+    rows += onnxruntime_int4(model, pool[:64], scenes, native)
     print(f"centerface 320x320: calibrated on 64 and trained on {images} scenes (seed 0), evaluated on {test} "
           "scenes (seed 1); cosine against native per output")
     table(["variant", *(f"{k.rsplit('/', 1)[1]}{' (heatmap)' if i == 0 else ''}" for i, k in enumerate(native)),

@@ -66,7 +66,8 @@ def median_time(fn, repeat: int) -> float:
 
 
 def ort_models(model_path: Path, input_name: str, calib_nchw: np.ndarray, folder: Path,
-               per_channel: bool = False) -> Path:
+               per_channel: bool = False, weight_bits: int = 8) -> Path:
+    """onnxruntime's QDQ model (uint8 activations, int8 or int4 weights; int4 needs opset 21)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -76,9 +77,10 @@ def ort_models(model_path: Path, input_name: str, calib_nchw: np.ndarray, folder
         def get_next(self):
             return next(self.items, None)
 
-    qdq = folder / f"{model_path.stem}_qdq{'_pc' if per_channel else ''}.onnx"
+    qdq = folder / f"{model_path.stem}_qdq_w{weight_bits}{'_pc' if per_channel else ''}.onnx"
+    weight_type = {8: QuantType.QInt8, 4: QuantType.QInt4}[weight_bits]
     quantize_static(str(model_path), str(qdq), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel)
+                    activation_type=QuantType.QUInt8, weight_type=weight_type, per_channel=per_channel)
     return qdq
 
 
