@@ -201,6 +201,28 @@ def _native(layer: Layer, q: QLayer, xs, enc, params) -> np.ndarray:
     return to_nhwc(q.out.quantize(y))
 
 
+CHUNK_BYTES = 1 << 28  # a layer whose inputs are larger runs over its images in parts of about this size
+
+
+def _in_parts(run: Callable[[list[np.ndarray]], np.ndarray], xs: list[np.ndarray], layer: Layer) -> np.ndarray:
+    """``run(xs)``, over the images in parts when its inputs and output are large, so that a
+    kernel's temporaries stay within about CHUNK_BYTES; every layer treats its images independently."""
+    n = xs[0].shape[0]
+    per_image = int(np.prod([d if isinstance(d, int) else 1 for d in layer.output_shape[1:]]))
+    size = sum(x.nbytes for x in xs) + 4 * n * per_image
+    if size <= CHUNK_BYTES or n < 2 or any(x.shape[0] != n for x in xs):
+        return run(xs)
+    step = max(1, n * CHUNK_BYTES // size)
+    first = run([x[:step] for x in xs])
+    if first.shape[0] != step:  # the layer moves the image axis (a transpose): run it whole
+        return run(xs)
+    out = np.empty((n, *first.shape[1:]), first.dtype)
+    out[:step] = first
+    for start in range(step, n, step):
+        out[start:start + step] = run([x[start:start + step] for x in xs])
+    return out
+
+
 def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str, np.ndarray],
                 raw: bool = False, keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,
                 params: Mapping[str, Mapping] | None = None,
@@ -212,6 +234,8 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
     are taken as integer codes. Returns the outputs and the tapped layers,
     dequantized, in ONNX layout. ``before(layer, qlayer, inputs)`` is called
     before each layer runs and may change its constants (bias correction).
+    Large batches run layer by layer in parts of images (`_in_parts`); only
+    the layers' outputs are held whole.
     """
     enc = {name: q.out for name, q in qlayers.items()}
     native = {graph[n].name for n in keep_native}
@@ -227,15 +251,18 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
         q = qlayers[layer.name]
         if layer.kind == "input_layer":
             x = inputs[layer.name]
-            y = to_nhwc(np.asarray(x, q.out.dtype) if raw else q.out.quantize(x))
+            def enter(xs, q=q):
+                return to_nhwc(np.asarray(xs[0], q.out.dtype) if raw else q.out.quantize(xs[0]))
+
+            y = _in_parts(enter, [x], layer)
         else:
             xs = [values[name] for name in layer.inputs]
             if before is not None:
                 before(layer, q, xs)
             if layer.name in native:
-                y = _native(layer, q, xs, enc, params.get(layer.name, layer.params))
+                y = _in_parts(lambda xs: _native(layer, q, xs, enc, params.get(layer.name, layer.params)), xs, layer)
             else:
-                y = _RUN[layer.kind](layer, q, xs, enc)
+                y = _in_parts(lambda xs: _RUN[layer.kind](layer, q, xs, enc), xs, layer)
             for name in layer.inputs:
                 readers[name] -= 1
                 if readers[name] == 0 and name not in wanted:

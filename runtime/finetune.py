@@ -43,11 +43,14 @@ Common to both: a layer starts as quantization (and bias correction, when the pl
 left it; a layer flagged for both runs finetune. An epoch is one pass over the images
 (``dataset_size`` of them, the first of the images given), ``batch_size`` images per step, so a
 layer trains ``epochs × ⌈dataset_size / batch_size⌉`` steps. To keep a step cheap, each image
-contributes 64 output positions, drawn once per layer (every position of a smaller map), and only
-those positions' input patches are gathered (im2col on the sampled positions only); the float
-targets are gathered at the same positions in one streamed float pass (on the fp_optimized
-network: the layers as equalization left them); depthwise layers train on Numba kernels
-(`alls.runtime.training_kernels`), the rest on NumPy matrix products. The runner refuses a job
+contributes 64 output positions (fewer beyond 1024 images: a layer trains on at most 65,536
+rows), drawn once per layer (every position of a smaller map), and only those positions' input
+patches are gathered (im2col on the sampled positions only); the float targets are gathered at
+the same positions in one streamed float pass (on the fp_optimized network: the layers as
+equalization left them); depthwise layers train on Numba kernels
+(`alls.runtime.training_kernels`), the rest on NumPy matrix products. The integer pass holds the
+images as their integer codes and each layer's output whole, and runs every layer over its
+images in parts (`alls.runtime.emulator`). The runner refuses a job
 whose memory estimate (`estimate_memory`) exceeds the machine's (ALS507) and a dataset_size
 above the images given (ALS508) before calibration. A layer whose learned rounding
 reconstructs its training rows worse than round to nearest keeps round to nearest. After
@@ -68,10 +71,11 @@ from alls.catalogue import POST_SUBCOMMANDS
 from alls.graph import WEIGHTED_KINDS, Graph, Layer
 from alls.plan import Plan
 from alls.runtime import numerics as nx
-from alls.runtime.calibration import Progress
+from alls.runtime.calibration import Progress, normalize
 from alls.runtime.native import activation as float_activation
 from alls.runtime.native import run_float
-from alls.runtime.patches import Positions, from_groups, gather_rows, sample_positions, to_groups
+from alls.runtime.patches import (POSITIONS_PER_IMAGE, Positions, from_groups, gather_rows, sample_positions,
+                                  to_groups)
 from alls.runtime.quantize import Encoding, QLayer, rebias
 from alls.runtime.reconstruct import Config, Outcome, Problem, train
 
@@ -80,6 +84,7 @@ __all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory
 FINETUNE_LR_FACTOR = 100.0
 _ADAROUND = POST_SUBCOMMANDS["adaround"].keywords
 _CHUNK = 16  # images per batch of the float pass
+ROWS_PER_LAYER = 1 << 16  # the rows a layer trains on: 64 positions an image up to 1024 images
 
 
 # ------------------------------------------------------------------ settings
@@ -156,33 +161,68 @@ def images_needed(plan: Plan) -> dict[str, int]:
     return needed
 
 
+def positions_per_image(images: int) -> int:
+    """Output positions drawn from every image: 64, fewer beyond 1024 images (ROWS_PER_LAYER rows a layer)."""
+    return max(1, min(POSITIONS_PER_IMAGE, ROWS_PER_LAYER // max(images, 1)))
+
+
+def _live_bytes(graph: Graph, plan: Plan) -> int:
+    """Bytes per image the integer pass holds at its peak: the live tensors (integer codes, a layer's
+    inputs until their last reader has run) and the dequantized outputs it returns."""
+    def size(layer: Layer) -> int:
+        return int(np.prod([d if isinstance(d, int) else 1 for d in layer.output_shape[1:]]))
+
+    readers: dict[str, int] = {}
+    for layer in graph:
+        for name in layer.inputs:
+            readers[name] = readers.get(name, 0) + 1
+    live: dict[str, int] = {}
+    outputs = peak = 0
+    for layer in graph:
+        out = size(layer) * (1 if plan[layer.name].output_bits <= 8 else 2)
+        peak = max(peak, sum(live.values()) + out + outputs)
+        for name in layer.inputs:
+            readers[name] -= 1
+            if readers[name] == 0:
+                live.pop(name, None)
+        live[layer.name] = out
+        if layer.kind == "output_layer":
+            outputs += 4 * size(layer)
+    return peak
+
+
 def estimate_memory(graph: Graph, plan: Plan) -> int:
-    """Bytes the reconstruction holds at its peak, roughly: the integer network over every image
-    (three live tensors of the largest size), the float targets and one layer's rows."""
+    """Bytes the reconstruction holds at its peak, roughly: the images (the runner's float copy and
+    their integer codes), the integer pass over every image (`_live_bytes`, each layer run in parts
+    of about `CHUNK_BYTES`), the float targets, and the rows of the largest layer (three copies
+    while it trains)."""
+    from alls.runtime.emulator import CHUNK_BYTES
+
     chosen = configs(graph, plan)
     if not chosen:
         return 0
     images = max(config.images for _, config in chosen.values())
-    largest = max(int(np.prod(layer.output_shape[1:])) for layer in graph)
-    inputs = sum(int(np.prod(layer.output_shape[1:])) for layer in graph.inputs)
+    inputs = sum(int(np.prod(layer.output_shape[1:])) for layer in graph.inputs) * 6
     targets = rows = 0
     for name, (_, config) in chosen.items():
         layer = graph[name]
         h, w = (layer.output_shape[2:] if len(layer.output_shape) == 4 else (1, 1))
-        per_image = min(64, h * w)
-        targets += 4 * config.images * per_image * layer.output_shape[1]
+        count = config.images * min(positions_per_image(config.images), h * w)
+        targets += 4 * count * layer.output_shape[1]
         weight = layer.params.get("weight")
         taps = int(weight.size // layer.output_shape[1]) if weight is not None else 1
-        rows = max(rows, 4 * config.images * per_image * taps * layer.attrs.get("group", 1))
-    return images * (6 * largest + 12 * inputs) + targets + 3 * rows
+        width = 2 if max(plan[layer.name].input_bits, default=8) <= 8 else 4
+        rows = max(rows, width * count * taps * layer.attrs.get("group", 1))
+    return images * (inputs + _live_bytes(graph, plan)) + 4 * CHUNK_BYTES + targets + 3 * rows
 
 
 # ------------------------------------------------------------------ targets
 
 
-def _targets(graph: Graph, positions: Mapping[str, Positions], images: Mapping[str, np.ndarray],
+def _targets(graph: Graph, plan: Plan, positions: Mapping[str, Positions], images: Mapping[str, np.ndarray],
              params: Mapping) -> dict[str, np.ndarray]:
-    """The float network's output of every chosen layer at its sampled positions, streamed in batches."""
+    """The float network's output of every chosen layer at its sampled positions, streamed in batches
+    (each normalized as it is read)."""
     out = {name: np.empty((len(pos), graph[name].output_shape[1]), np.float32) for name, pos in positions.items()}
     count = max(pos.images for pos in positions.values())
     start = 0
@@ -196,7 +236,8 @@ def _targets(graph: Graph, positions: Mapping[str, Positions], images: Mapping[s
         out[layer.name][rows] = after[n, :, pos.i[rows], pos.j[rows]] if after.ndim == 4 else after[n]
 
     for start in range(0, count, _CHUNK):
-        run_float(graph, {k: v[start:start + _CHUNK] for k, v in images.items()}, params, observe=observe)
+        run_float(graph, {k: normalize(v[start:start + _CHUNK], plan, k) for k, v in images.items()}, params,
+                  observe=observe)
     return out
 
 
@@ -252,8 +293,9 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
              params: Mapping[str, Mapping] | None = None, progress: bool | None = None) -> list[dict]:
     """Finetune and adaround the layers the plan flags, in place; the report, one entry per layer.
 
-    ``images`` are NCHW, normalized, per input layer, at least as many as the largest
-    ``dataset_size`` asked for (the runner checks, ALS508).
+    ``images`` are NCHW per input layer, before the script's normalization, at least as many as
+    the largest ``dataset_size`` asked for (the runner checks, ALS508). They are read in batches:
+    normalized for the float targets, and quantized to the input's codes for the integer pass.
     """
     from alls.runtime.emulator import run_numeric
 
@@ -263,9 +305,10 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
         return []
     pool = max(config.images for _, config in chosen.values())
     images = {name: x[:pool] for name, x in images.items()}
-    positions = {name: sample_positions(graph[name], config.images, np.random.default_rng(config.seed))
+    positions = {name: sample_positions(graph[name], config.images, np.random.default_rng(config.seed),
+                                        positions_per_image(config.images))
                  for name, (_, config) in chosen.items()}
-    targets = _targets(graph, positions, images, params)
+    targets = _targets(graph, plan, positions, images, params)
     label = "finetune" if any(algorithm == "finetune" for algorithm, _ in chosen.values()) else "adaround"
     bar = Progress(label, sum(config.epochs for _, config in chosen.values()), progress)
     report: list[dict] = []
@@ -289,6 +332,12 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
             "seconds": time.perf_counter() - started,
         })
 
-    run_numeric(graph, layers, images, params=params, before=before)
+    codes = {}
+    for name, x in images.items():
+        encoding = layers[name].out
+        codes[name] = np.empty(x.shape, encoding.dtype)
+        for start in range(0, len(x), _CHUNK):
+            codes[name][start:start + _CHUNK] = encoding.quantize(normalize(x[start:start + _CHUNK], plan, name))
+    run_numeric(graph, layers, codes, raw=True, params=params, before=before)
     bar.close()
     return report

@@ -162,8 +162,8 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
             "layer": layer.name, "channels": int(delta.size), "mean_error_before": before_error,
             "mean_error_after": after_error,
             "removed": 1.0 - after_error / before_error if before_error > 0 else 1.0,
-            "channels_flipped": int(flipped.sum()), "channels_lost": int(lost.sum()), "bias_step": float(np.median(step)),
-            "bias_mode": plan[layer.name].bias_mode,
+            "channels_flipped": int(flipped.sum()), "channels_lost": int(lost.sum()),
+            "bias_step": float(np.median(step)), "bias_mode": plan[layer.name].bias_mode,
         })
 
     run_numeric(graph, layers, feeds, params=params, before=before)

@@ -181,8 +181,8 @@ class Runner:
             from alls.runtime.finetune import images_needed, optimize
 
             count = max(images_needed(plan).values())
-            images = {name: normalize(x[:count], plan, name) for name, x in feeds.items()}
-            trained = optimize(self.graph, plan, layers, images, params, progress)
+            trained = optimize(self.graph, plan, layers, {name: x[:count] for name, x in feeds.items()}, params,
+                               progress)
         warnings += _notes(self.graph, plan)
         report = {"calibration_images": stats.images, "batch_size": batch_size, "calib_num_batch": calib_num_batch,
                   "equalization": equalization, "bias_correction": ibc_report,

@@ -285,6 +285,33 @@ def test_finetune_asking_for_more_images_than_given_is_refused_before_calibratio
     assert "ALS508" in alls.CODES
 
 
+def test_a_finetune_larger_than_memory_is_refused_before_calibration(monkeypatch):
+    import alls.runtime.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "calibrate", lambda *a, **k: pytest.fail("calibration ran"))
+    monkeypatch.setattr(runner_module, "available_memory", lambda: 64 << 20)
+    runner = Runner(DIGITS)
+    runner.load_script("post_quantization_optimization(finetune, policy=enabled, dataset_size=64)\n")
+    with pytest.raises(AllsError) as excinfo:
+        runner.quantize(np.load(SAMPLES / "calib.npy"), progress=False)
+    d = excinfo.value.diagnostics[0]
+    assert d.code == "ALS507" and "0.1 GiB are available" in d.message and "dataset_size" in d.help
+
+
+def test_beyond_1024_images_a_layer_draws_fewer_positions_from_each(digits):
+    from alls.runtime.finetune import positions_per_image
+
+    assert [positions_per_image(n) for n in (64, 1024, 2048, 10**6)] == [64, 64, 32, 1]
+    runner = Runner(DIGITS)
+    runner.load_script("post_quantization_optimization(finetune, policy=enabled, dataset_size=2048, epochs=1)\n")
+    pool = augmented(np.load(SAMPLES / "calib.npy"), 2048, seed=1)
+    report = runner.quantize(pool, progress=False).report["finetune"]
+    for r in report:
+        shape = runner.graph[r["layer"]].output_shape
+        positions = shape[2] * shape[3] if len(shape) == 4 else 1
+        assert r["images"] == 2048 and r["rows"] == 2048 * min(32, positions)
+
+
 def test_the_guides_flags_append_statements_that_the_plan_records(digits):
     runner = Runner(DIGITS)
     runner.load_script("post_quantization_optimization(finetune, dataset_size=64, epochs=1)\n")

@@ -323,6 +323,28 @@ def test_every_layer_kind_in_one_model_numeric_is_close_to_native(every_kind, sc
         assert cosine(native.outputs[name], numeric.outputs[name]) > floor, name
 
 
+def test_every_layer_kind_runs_the_same_over_its_images_in_parts(every_kind, monkeypatch):
+    from alls.runtime import emulator
+
+    model, images = every_kind
+    runner = Runner(model)
+    runner.quantize(images, progress=False)
+    whole = runner.infer(images)
+    calls = []
+    real = emulator._in_parts
+
+    def counted(run, xs, layer):
+        calls.append(layer.kind)
+        return real(run, xs, layer)
+
+    monkeypatch.setattr(emulator, "CHUNK_BYTES", 3000)  # a few images a part for every layer
+    monkeypatch.setattr(emulator, "_in_parts", counted)
+    parts = runner.infer(images)
+    assert len(calls) == len(runner.graph)
+    for name in whole.outputs:
+        np.testing.assert_array_equal(parts.outputs[name], whole.outputs[name])
+
+
 # ------------------------------------------------------------------- the CLI
 
 
