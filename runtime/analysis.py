@@ -229,7 +229,7 @@ class _LayerStats:
         self.error_sum = np.zeros(layer.output_channels or 1, np.float64)
         self.per_channel = 0
         self.below = 0
-        self.encoding_range, self.beyond = encoding_range, 0
+        self.encoding_range, self.beyond, self.excess = encoding_range, 0, 0.0
 
     def update(self, reference: np.ndarray, quantized: np.ndarray) -> None:
         r = np.asarray(reference, np.float64)
@@ -244,6 +244,7 @@ class _LayerStats:
         self.below += int(np.count_nonzero(reference < LOGIT_FLOOR))
         lo, hi = self.encoding_range
         self.beyond += int(np.count_nonzero((reference < lo) | (reference > hi)))
+        self.excess += float(np.sum(np.square(np.maximum(r - hi, 0.0) + np.maximum(lo - r, 0.0))))
 
     @property
     def mean_error(self) -> np.ndarray:
@@ -364,7 +365,8 @@ def _facts(qmodel, layer: Layer, stats: _LayerStats, alone: Errors, equalizable:
         v.percentile(PERCENTILES[1]), low, high, stats.agreement.result().mse, stats.mean_error,
         stats.below / max(v.count, 1), output, alone[output][0] if output else 0.0, _weight_error(qmodel, layer),
         equalizable.get(layer.name, tuple(r.name for r in readers)), layer.name in equalizable,
-        _plan_flags(qmodel, layer.name), clip_trial)
+        _plan_flags(qmodel, layer.name), clip_trial, stats.beyond / max(v.count, 1),
+        stats.excess / max(v.count, 1), int(qmodel.report.get("calibration_images") or 0))
 
 
 # ----------------------------------------------------------------- analyze

@@ -4,6 +4,12 @@ Each rule reads the `LayerFacts` the analysis measured for one layer and
 returns an `Advice` (or None): a stable key, the reason with the numbers
 that triggered it, and the script lines that would apply it. The keys:
 
+- ``calibration_range``: at least ``BEYOND_SHARE`` of the tensor's values
+  lie beyond the range the calibration gave its encoding (fewer are outliers
+  that no calibration set covers), and their clamping makes at least
+  ``SATURATION_SHARE`` of its error (everything quantized, at this layer):
+  calibrate on more, or more representative, images, or force the range to
+  what these images reach.
 - ``clip_activations``: a few outliers make the range (the 0.01..99.99
   percentile range is at most ``CLIP_RATIO`` of the full range), and
   clipping them helps: with only this tensor quantized, clipping it at those
@@ -38,9 +44,11 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ADVICE", "Advice", "LayerFacts", "advise", "CLIP_RATIO", "CLIP_GAIN_DB", "SPREAD_RATIO", "BIAS_SHARE",
-           "BIAS_STEPS", "LOGIT_SHARE", "LOGIT_FLOOR", "ROUNDING_SHARE", "PERCENTILES"]
+           "BIAS_STEPS", "LOGIT_SHARE", "LOGIT_FLOOR", "ROUNDING_SHARE", "PERCENTILES", "BEYOND_SHARE",
+           "SATURATION_SHARE"]
 
 ADVICE = {
+    "calibration_range": "values beyond the calibrated range are clamped: calibrate on more images, or force the range",
     "clip_activations": "a few outliers make the range: clip the activations",
     "equalize_channels": "channel ranges spread widely: equalize them, add a batch norm, or write 16 bits",
     "bias_correction": "a systematic error per channel: bias correction (IBC), or finetune",
@@ -49,6 +57,8 @@ ADVICE = {
     "output_16bit": "an 8-bit output whose rounding dominates its error: write it at 16 bits",
 }
 
+BEYOND_SHARE = 1e-4
+SATURATION_SHARE = 0.25
 CLIP_RATIO = 0.75
 CLIP_GAIN_DB = 1.0
 SPREAD_RATIO = 0.25
@@ -104,6 +114,9 @@ class LayerFacts:
     plan: dict[str, bool] = field(default_factory=dict)  # clipped, equalized, bias_corrected, finetuned, ...
     clip_trial: dict[str, tuple[float, float]] | None = None  # output -> SNR (dB) with only this tensor
     # quantized, at its encoding and clipped at the PERCENTILES; None when not tried
+    beyond: float = 0.0  # the share of its float values outside the range its encoding holds
+    saturation: float = 0.0  # the mean square of their distance to that range: the clamp's error power
+    calibration_images: int = 0
 
     @property
     def short_name(self) -> str:
@@ -117,6 +130,32 @@ def _short(name: str) -> str:
 def _span(lo: float, hi: float) -> float:
     """The width of the range an encoding of [lo, hi] covers (it always contains 0)."""
     return max(hi, 0.0) - min(lo, 0.0)
+
+
+def _range(f: LayerFacts) -> Advice | None:
+    if f.beyond < BEYOND_SHARE or f.mse <= 0:
+        return None
+    share = f.saturation / f.mse
+    if share < SATURATION_SHARE:
+        return None
+    lo, hi = f.scale * -f.zero_point, f.scale * ((1 << f.bits) - 1 - f.zero_point)
+    wanted = (min(f.low, lo), max(f.high, hi))
+    calibrated = f" on {f.calibration_images} images" if f.calibration_images else ""
+    reason = (f"{100 * f.beyond:.2g}% of its values on these images lie outside [{lo:.4g}, {hi:.4g}], the range "
+              f"calibrated{calibrated} for its encoding; they reach [{f.low:.4g}, {f.high:.4g}] and their clamping "
+              f"is {min(share, 1):.0%} of its error: calibrate on more, or more representative, images "
+              f"(calibset_size), or force its range")
+    line = f"quantization_param({f.short_name}, force_range_out=[{_outward(wanted[0])}, {_outward(wanted[1])}])"
+    return Advice("calibration_range", f.name, reason, (line,), {"beyond": f.beyond, "saturation_share": share})
+
+
+def _outward(value: float) -> str:
+    """A range end with 3 significant digits, rounded away from zero so that the range still holds it."""
+    if value == 0:
+        return "0"
+    digits = 2 - math.floor(math.log10(abs(value)))
+    scaled = abs(value) * 10.0 ** digits
+    return f"{math.copysign(math.ceil(scaled - 1e-9) / 10.0 ** digits, value):g}"
 
 
 def _clip(f: LayerFacts) -> Advice | None:
@@ -235,7 +274,8 @@ def _output_16(f: LayerFacts) -> Advice | None:
                   {"rounding_share": share})
 
 
-RULES: tuple[Callable[[LayerFacts], Advice | None], ...] = (_clip, _spread, _bias, _sigmoid, _four_bit, _output_16)
+RULES: tuple[Callable[[LayerFacts], Advice | None], ...] = (_range, _clip, _spread, _bias, _sigmoid, _four_bit,
+                                                         _output_16)
 assert len(RULES) == len(ADVICE)
 
 

@@ -206,6 +206,26 @@ def test_a_systematic_error_per_channel_asks_for_bias_correction():
     _lines_resolve(qmodel, analysis)
 
 
+def test_values_beyond_the_calibrated_range_ask_for_a_range_and_the_range_helps(digits):
+    """The shipped digits model, calibrated on 64 images: on the test images the logits and the pooled
+    features pass the calibrated ranges, and the clamp is most of those layers' error."""
+    qmodel, images, _ = digits
+    x = np.load(SAMPLES / "test_x.npy")
+    analysis = analyze(qmodel, x, worst=1, isolation_images=1, progress=False)
+    ranged = {short(a.layer): a for a in analysis.advice if a.key == "calibration_range"}
+    assert {"fc1", "avgpool1"} <= set(ranged)
+    for advice in ranged.values():
+        assert advice.figures["beyond"] >= 1e-4 and advice.figures["saturation_share"] >= 0.25
+        (line,) = advice.lines
+        assert line.startswith(f"quantization_param({short(advice.layer)}, force_range_out=[")
+    _lines_resolve(qmodel, analysis)
+    runner = Runner(DIGITS)
+    runner.load_script((SAMPLES / "digits.alls").read_text() + "".join(a.lines[0] + "\n" for a in ranged.values()))
+    forced = runner.quantize(np.load(SAMPLES / "calib.npy"), progress=False)
+    native = qmodel.run(x, target="native").output
+    assert snr_db(native, forced.run(x).output) > snr_db(native, qmodel.run(x).output) + 3
+
+
 def _lines_resolve(qmodel, analysis) -> None:
     for advice in analysis.advice:
         for line in advice.lines:
