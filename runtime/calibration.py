@@ -53,30 +53,41 @@ class TensorStats:
         self.channel_max = np.full(channels, -np.inf, np.float32) if channels else None
 
     def update(self, x: np.ndarray) -> None:
-        if self.channel_min is not None and x.ndim >= 2 and x.shape[1] == self.channel_min.size:
-            axes = tuple(i for i in range(x.ndim) if i != 1)
-            np.minimum(self.channel_min, x.min(axis=axes), out=self.channel_min)
-            np.maximum(self.channel_max, x.max(axis=axes), out=self.channel_max)
-        flat = x.ravel()
-        self.min, self.max = min(self.min, float(flat.min())), max(self.max, float(flat.max()))
-        self.count += flat.size
-        self.zeros += int(np.count_nonzero(flat == 0))
-        self._add(1, flat[flat > 0])
-        self._add(-1, -flat[flat < 0])
+        from alls.runtime.stats_kernels import extremes, histogram
 
-    def _add(self, sign: int, magnitudes: np.ndarray) -> None:
-        if magnitudes.size == 0:
-            return
+        x = np.ascontiguousarray(x)
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float32)
+        per_channel = self.channel_min is not None and x.ndim >= 2 and x.shape[1] == self.channel_min.size
+        if per_channel:
+            view = x.reshape(x.shape[0], x.shape[1], -1)
+            channel_min = self.channel_min.astype(x.dtype)
+            channel_max = self.channel_max.astype(x.dtype)
+        else:
+            view = x.reshape(1, 1, -1)
+            channel_min = channel_max = np.empty(1, x.dtype)
+        low, high, zeros, top_pos, top_neg = extremes(view, channel_min, channel_max, per_channel)
+        if per_channel:
+            self.channel_min[:] = channel_min
+            self.channel_max[:] = channel_max
+        self.min, self.max = min(self.min, float(low)), max(self.max, float(high))
+        self.count += x.size
+        self.zeros += int(zeros)
+        widths = [self._fit(sign, float(top)) for sign, top in ((1, top_pos), (-1, top_neg))]
+        histogram(x.reshape(-1), x.dtype.type(widths[0]), x.dtype.type(widths[1]), self.halves[1][0],
+                  self.halves[-1][0])
+
+    def _fit(self, sign: int, top: float) -> float:
+        """The bin width of one half once it holds ``top`` (pairs of bins merge until it does)."""
         half = self.halves[sign]
-        top = float(magnitudes.max())
+        if top <= 0.0:
+            return half[1] or 1.0  # nothing to add to this half
         if half[1] == 0.0:
             half[1] = top / BINS * (1 + 1e-6)
         while top >= half[1] * BINS:
-            half[0] = half[0].reshape(-1, 2).sum(axis=1)
-            half[0] = np.concatenate([half[0], np.zeros(BINS // 2, np.int64)])
+            half[0] = np.concatenate([half[0].reshape(-1, 2).sum(axis=1), np.zeros(BINS // 2, np.int64)])
             half[1] *= 2
-        index = np.minimum((magnitudes / half[1]).astype(np.int64), BINS - 1)
-        half[0] += np.bincount(index, minlength=BINS)
+        return half[1]
 
     def percentile(self, q: float) -> float:
         """The ``q``-th percentile (0..100), interpolated within a bin, clamped to [min, max]."""

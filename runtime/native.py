@@ -84,15 +84,22 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping, group: int = 1)
     kernel = weight.shape[2:]
     if group == c and cg == 1 and out_c == c:
         return _depthwise(x, weight, bias, attrs)
-    win = _windows(x, kernel, attrs["strides"], attrs["dilations"])
-    ho, wo = win.shape[2:4]
     og = out_c // group
-    out = np.empty((n, out_c, ho, wo), np.float32)
+    pointwise = kernel == (1, 1) and tuple(attrs["strides"]) == (1, 1)
+    if pointwise:
+        ho, wo = x.shape[2:]
+    else:
+        win = _windows(x, kernel, attrs["strides"], attrs["dilations"])
+        ho, wo = win.shape[2:4]
+    out = np.empty((n, out_c, ho * wo), np.float32)
     for g in range(group):
-        cols = win[:, g * cg:(g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, -1)
-        w = weight[g * og:(g + 1) * og].reshape(og, -1)
-        out[:, g * og:(g + 1) * og] = (cols @ w.T).reshape(n, ho, wo, og).transpose(0, 3, 1, 2)
-    return out + bias.reshape(1, -1, 1, 1)
+        if pointwise:  # (N, C, H·W) as it lies
+            cols = x[:, g * cg:(g + 1) * cg].reshape(n, cg, ho * wo)
+        else:  # im2col as (N, C·KH·KW, Ho·Wo), so the product comes out in NCHW
+            cols = win[:, g * cg:(g + 1) * cg].transpose(0, 1, 4, 5, 2, 3).reshape(n, -1, ho * wo)
+        np.matmul(weight[g * og:(g + 1) * og].reshape(og, -1), cols, out=out[:, g * og:(g + 1) * og])
+    out += bias.reshape(1, -1, 1)
+    return out.reshape(n, out_c, ho, wo)
 
 
 def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping) -> Array:
@@ -101,12 +108,10 @@ def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping) -> Array:
     (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
     n, c, h, w = x.shape
     ho, wo = (h - (kh - 1) * dh - 1) // sh + 1, (w - (kw - 1) * dw - 1) // sw + 1
-    out = np.zeros((n, c, ho, wo), np.float32)
-    for i in range(kh):
-        for j in range(kw):
-            tap = x[:, :, i * dh: i * dh + (ho - 1) * sh + 1: sh, j * dw: j * dw + (wo - 1) * sw + 1: sw]
-            out += tap * weight[:, 0, i, j].reshape(1, c, 1, 1)
-    return out + bias.reshape(1, -1, 1, 1)
+    from alls.runtime.float_kernels import depthwise
+
+    return depthwise(np.ascontiguousarray(x, np.float32), np.ascontiguousarray(weight[:, 0], np.float32),
+                     np.ascontiguousarray(bias, np.float32), sh, sw, dh, dw, ho, wo)
 
 
 def deconv2d(x: Array, weight: Array, bias: Array, attrs: Mapping, out_hw: tuple[int, int]) -> Array:

@@ -46,6 +46,57 @@ def test_streamed_percentiles_match_numpy_within_a_bin(seed, scale, batches):
         assert lo - width * 1.001 <= stats.percentile(q) <= hi + width * 1.001
 
 
+class NumpyStats:
+    """TensorStats written with NumPy array operations: the reference for its Numba kernels."""
+
+    def __init__(self, channels=None):
+        self.min, self.max, self.count, self.zeros = np.inf, -np.inf, 0, 0
+        self.halves = {1: [np.zeros(BINS, np.int64), 0.0], -1: [np.zeros(BINS, np.int64), 0.0]}
+        self.channel_min = np.full(channels, np.inf, np.float32) if channels else None
+        self.channel_max = np.full(channels, -np.inf, np.float32) if channels else None
+
+    def update(self, x):
+        if self.channel_min is not None and x.ndim >= 2 and x.shape[1] == self.channel_min.size:
+            axes = tuple(i for i in range(x.ndim) if i != 1)
+            np.minimum(self.channel_min, x.min(axis=axes), out=self.channel_min)
+            np.maximum(self.channel_max, x.max(axis=axes), out=self.channel_max)
+        flat = x.ravel()
+        self.min, self.max = min(self.min, float(flat.min())), max(self.max, float(flat.max()))
+        self.count += flat.size
+        self.zeros += int(np.count_nonzero(flat == 0))
+        for sign, magnitudes in ((1, flat[flat > 0]), (-1, -flat[flat < 0])):
+            if magnitudes.size:
+                half = self.halves[sign]
+                top = float(magnitudes.max())
+                if half[1] == 0.0:
+                    half[1] = top / BINS * (1 + 1e-6)
+                while top >= half[1] * BINS:
+                    half[0] = np.concatenate([half[0].reshape(-1, 2).sum(axis=1), np.zeros(BINS // 2, np.int64)])
+                    half[1] *= 2
+                half[0] += np.bincount(np.minimum((magnitudes / half[1]).astype(np.int64), BINS - 1), minlength=BINS)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, channels", [((3, 5, 7, 4), 5), ((6, 9), 9), ((4, 5, 6), None), ((11,), 3)])
+def test_the_numba_statistics_equal_numpys_bin_for_bin(dtype, shape, channels):
+    rng = np.random.default_rng(0)
+    ours, ref = TensorStats(channels), NumpyStats(channels)
+    for step, scale in enumerate((0.01, 1.0, 1.0, 300.0, 1e5)):  # the range widens: bins merge
+        x = (rng.standard_normal(shape) * scale).astype(dtype)
+        x.reshape(-1)[:: 3 + step] = 0
+        if step == 2:
+            x = np.abs(x)  # a batch without negatives
+        ours.update(x)
+        ref.update(x)
+    for sign in (1, -1):
+        np.testing.assert_array_equal(ours.halves[sign][0], ref.halves[sign][0])
+        assert ours.halves[sign][1] == ref.halves[sign][1]
+    assert (ours.min, ours.max, ours.count, ours.zeros) == (ref.min, ref.max, ref.count, ref.zeros)
+    if channels and len(shape) >= 2 and shape[1] == channels:
+        np.testing.assert_array_equal(ours.channel_min, ref.channel_min)
+        np.testing.assert_array_equal(ours.channel_max, ref.channel_max)
+
+
 def test_the_histogram_keeps_its_size_however_wide_the_values_grow():
     stats = TensorStats(channels=3)
     for exponent in range(12):
