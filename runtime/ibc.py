@@ -10,14 +10,16 @@ the difference:
 
     Δ_c = mean(S_acc,c · acc_c) − mean(y_c),     B_c ← B_c − Δ_c / S_acc,c
 
+The mean accumulator needs no pass over every pixel: it is ``Σ_k w[c, k]·M_k``, where ``M_k`` is
+the mean of the centred input that weight k reads (over every image and output position, from
+the images' sum; `alls.runtime.patches.tap_means`), exact to float64's rounding.
+
 The new bias is encoded in the layer's bias format (NUMERICS.md (N10)-(N11)),
 whose step is 2^e accumulator units, so up to half a step of Δ_c is left
 over. With the 16-bit bias (`bias_mode=double_scale_initialization`) the
 weights' rounding carries that remainder where it can: channel c's mean
-accumulator moves by ``M_k`` when its weight k rounds the other way, where
-``M_k`` is the mean of the centred input that weight reads (over every image
-and output position, exactly; `alls.runtime.patches.tap_means`). IBC flips at
-most one weight per channel, and only
+accumulator moves by ``M_k`` when its weight k rounds the other way. IBC flips
+at most one weight per channel, and only
 
 - a weight whose float value lies within an eighth of a weight step of
   halfway (``|w/s − q| ≥ 3/8``: its own error grows by at most a quarter
@@ -87,14 +89,13 @@ def _flips(base: np.ndarray, bias: np.ndarray, step: int, limit: int, effect: np
     return chosen, np.where(better, mantissa[rows, best] * step, bias)
 
 
-def _carry_by_flips(layer: Layer, q: QLayer, x: np.ndarray, zero_point: int, weight: np.ndarray,
-                    base: np.ndarray, bias: nx.Bias, chunk: int = 1 << 22) -> tuple[nx.Bias, np.ndarray]:
+def _carry_by_flips(layer: Layer, q: QLayer, means: np.ndarray, weight: np.ndarray, base: np.ndarray,
+                    bias: nx.Bias, chunk: int = 1 << 22) -> tuple[nx.Bias, np.ndarray]:
     """Flip a weight of every channel where that carries the bias' remainder (module docstring);
-    the weights change in place. Returns the bias to go with them and the mean each channel's
-    accumulator moved by its flip (0 where none), in accumulator units."""
+    ``means`` are the layer's `tap_means`; the weights change in place. Returns the bias to go with
+    them and the mean each channel's accumulator moved by its flip (0 where none), in accumulator
+    units."""
     step, limit = 1 << bias.exponent, (1 << (bias.mantissa_bits - 1)) - 1
-    kernel = tuple(q.weights.shape[2:]) if layer.kind != "fc" else (1, 1)
-    means = tap_means(layer, x, zero_point, kernel)  # (G, K)
     ints = to_groups(q.weights, layer).astype(np.int64)  # (G, O, K)
     groups, per_group, taps = ints.shape
     ints = ints.reshape(-1, taps)
@@ -143,14 +144,20 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
         x_enc = enc[layer.inputs[0]]
         acc_scale = x_enc.scale * np.asarray(q.weight_scale, np.float64)
         old = q.bias
-        mean_acc = _channel_means(accumulators(layer, q, xs[0], x_enc.zero_point))
+        means = None
+        if layer.kind in FLIP_KINDS and (layer.kind != "fc" or len(layer.output_shape) == 2):
+            kernel = tuple(q.weights.shape[2:]) if layer.kind != "fc" else (1, 1)
+            means = tap_means(layer, xs[0], x_enc.zero_point, kernel)  # (G, K): no pass over every pixel
+            mean_acc = np.einsum("gok,gk->go", to_groups(q.weights, layer).astype(np.float64), means).reshape(-1)
+        else:
+            mean_acc = _channel_means(accumulators(layer, q, xs[0], x_enc.zero_point))
         delta = (mean_acc + old.accumulator()) * acc_scale - target  # Δ_c, real units
         base = old.accumulator() - delta / acc_scale  # the bias each channel wants, accumulator units
         new = nx.quantize_bias(base * acc_scale, acc_scale, old.mantissa_bits)
         flipped = np.zeros(delta.shape, bool)
         weight = params.get(layer.name, layer.params).get("weight")
-        if layer.kind in FLIP_KINDS and weight is not None and old.mantissa_bits == 16:
-            new, moved = _carry_by_flips(layer, q, xs[0], x_enc.zero_point, weight, base, new)
+        if means is not None and weight is not None and old.mantissa_bits == 16:
+            new, moved = _carry_by_flips(layer, q, means, weight, base, new)
             mean_acc, flipped = mean_acc + moved, moved != 0
         residual = (mean_acc + new.accumulator()) * acc_scale - target
         step = (2.0 ** new.exponent) * acc_scale
