@@ -429,15 +429,8 @@ class _Importer:
         if draft is not None and draft.kind == "fc" and len(self._shape(data_in[0])) != 2:
             draft = None  # BN normalizes axis 1; an fc's features are its last axis
         if draft is not None and draft.activation is None:
-            weight = draft.params["weight"]
-            if draft.kind == "deconv":
-                g = draft.attrs["group"]
-                w = weight.reshape(g, weight.shape[0] // g, -1, *weight.shape[2:])
-                w = w * a.reshape(g, 1, -1, *([1] * (weight.ndim - 2)))
-                draft.params["weight"] = w.reshape(weight.shape).astype(np.float32)
-            else:
-                draft.params["weight"] = (weight * a.reshape(-1, *([1] * (weight.ndim - 1)))).astype(np.float32)
-            draft.params["bias"] = (draft.params["bias"] * a + b).astype(np.float32)
+            _scale_outputs(draft, a)
+            draft.params["bias"] = (draft.params["bias"] + b).astype(np.float32)
             self._fold_into(draft, n)
             return None
         draft = _Draft("batch_norm", ["BatchNormalization"], data_in, n.outputs[0], _aliases(n), node_name=n.name)
@@ -471,8 +464,8 @@ class _Importer:
     def _const_scalar(self, tensor: str, default: float) -> float:
         if not tensor:
             return default
-        value = self.consts.get(self._resolve(tensor))
-        return float(value) if value is not None else default
+        value = _scalar(self.consts.get(self._resolve(tensor)))
+        return value if value is not None else default
 
     def _op_LeakyRelu(self, n, data_in):
         return self._activation(n, data_in, "leaky_relu", (("alpha", float(n.attrs.get("alpha", 0.01))),))
@@ -529,6 +522,16 @@ class _Importer:
                 return None
         if kind == "ew_div":
             kind, const = "ew_mult", (1.0 / const).astype(np.float32)
+        if kind == "ew_mult":  # a scale per output channel (or one for all) folds into the weights and bias
+            producer = self._single_consumer_producer(data_in[0], ("conv", "dw", "deconv", "fc"))
+            channels = producer.params["bias"].shape[0] if producer is not None else 0
+            if (producer is not None and producer.activation is None
+                    and (producer.kind != "fc" or len(self._shape(data_in[0])) == 2)
+                    and per_channel(const, channels, self._shape(data_in[0]))):
+                scale = const.reshape(-1)[:channels] if const.size == channels else np.full(channels, const.reshape(-1)[0])
+                _scale_outputs(producer, scale.astype(np.float32))
+                self._fold_into(producer, n)
+                return None
         if kind == "ew_rsub":
             kind = "ew_sub"
         draft = _Draft(kind, [n.op], data_in, n.outputs[0], _aliases(n), node_name=n.name,
@@ -725,6 +728,26 @@ def _macs(draft: _Draft, input_shapes, out_shape) -> int:
     return int(np.prod(out_shape[1:-1])) * int(weight.size)  # fc: once per position of an (N, ..., out) output
 
 
+def _scale_outputs(draft: _Draft, a: np.ndarray) -> None:
+    """Multiply every output channel of a weighted layer (weights and bias) by ``a`` (one per channel)."""
+    weight = draft.params["weight"]
+    if draft.kind == "deconv":  # (C_in, C_out/G, KH, KW): the output channels of group g are axis 1 of its slice
+        g = draft.attrs["group"]
+        w = weight.reshape(g, weight.shape[0] // g, -1, *weight.shape[2:])
+        w = w * a.reshape(g, 1, -1, *([1] * (weight.ndim - 2)))
+        draft.params["weight"] = w.reshape(weight.shape).astype(np.float32)
+    else:
+        draft.params["weight"] = (weight * a.reshape(-1, *([1] * (weight.ndim - 1)))).astype(np.float32)
+    draft.params["bias"] = (draft.params["bias"] * a).astype(np.float32)
+
+
+def _scalar(value) -> float | None:
+    """The one number of a constant of any rank (``[[3.]]`` included), or None."""
+    if value is None or np.size(value) != 1:
+        return None
+    return float(np.asarray(value).reshape(-1)[0])
+
+
 def _rewrite_patterns(nodes: list[_Node], consts: dict[str, np.ndarray], graph_outputs=()) -> list[_Node]:
     """HardSwish and SiLU written out in primitives become one node each."""
     producer = {o: n for n in nodes for o in n.outputs}
@@ -733,8 +756,7 @@ def _rewrite_patterns(nodes: list[_Node], consts: dict[str, np.ndarray], graph_o
     removed: set[int] = set()
 
     def const_value(tensor):
-        value = consts.get(tensor)
-        return float(value) if value is not None and value.size == 1 else None
+        return _scalar(consts.get(tensor))
 
     def only_use(tensor):
         return uses[tensor] == 1

@@ -20,6 +20,7 @@ from onnx import helper, numpy_helper
 import alls
 import models
 from alls.cli import main
+from alls.runtime.native import run_float
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -285,15 +286,15 @@ KIND = {
 
 # The `light` models (onnx's real networks with constant weights): layer kinds, `Op!` for unsupported.
 # vgg19, bvlc_alexnet and zfnet512 are left out: their weights (61M to 144M values) take 0.6 to 1.5 GB.
-# Caffe2's affine batch norms are Mul+Add pairs (densenet121, inception_v2), its residual adds Sum.
+# Caffe2's affine batch norms are Mul+Add pairs (densenet121, inception_v2): after a conv they fold into
+# it; densenet121's after a concat stay ew layers. Caffe2's residual adds are Sum.
 IO = {"input_layer": 1, "output_layer": 1}
 LIGHT = {
-    "light_densenet121": {**IO, "conv": 121, "batch_norm": 62, "ew_mult": 121, "ew_add": 121, "concat": 58,
+    "light_densenet121": {**IO, "conv": 121, "batch_norm": 62, "ew_mult": 62, "ew_add": 62, "concat": 58,
                           "maxpool": 1, "avgpool": 4},
     "light_inception_v1": {**IO, "conv": 57, "LRN!": 2, "maxpool": 13, "concat": 9, "avgpool": 1, "fc": 1,
                            "softmax": 1},
-    "light_inception_v2": {**IO, "conv": 69, "ew_mult": 69, "ew_add": 69, "maxpool": 5, "avgpool": 8, "concat": 10,
-                           "fc": 1, "softmax": 1},
+    "light_inception_v2": {**IO, "conv": 69, "maxpool": 5, "avgpool": 8, "concat": 10, "fc": 1, "softmax": 1},
     "light_resnet50": {**IO, "conv": 53, "Sum!": 16, "activation": 16, "maxpool": 1, "avgpool": 1, "fc": 1,
                        "softmax": 1},
     "light_shufflenet": {**IO, "conv": 33, "dw": 16, "format_conversion": 48, "Sum!": 13, "activation": 16,
@@ -360,6 +361,17 @@ def test_node_cases_of_a_supported_op_become_its_layer(backend_cases, op):
         elif len(got) != 1 or got[0][0] not in KIND[op] or got[0][1:] != (op, expected):
             wrong[case.name] = f"{got}, expected one {'/'.join(KIND[op])} {op} {expected}"
     assert wrong == {}
+
+
+@pytest.mark.parametrize("name", ["light_densenet121", "light_inception_v2"])
+def test_affine_blocks_folded_into_convs_compute_what_onnxruntime_computes(backend_cases, name):
+    case = next(c for c in backend_cases if c.name == name)
+    session = ort.InferenceSession(str(case.path), providers=["CPUExecutionProvider"])
+    spec = session.get_inputs()[0]
+    x = np.random.default_rng(0).standard_normal([d if isinstance(d, int) else 1 for d in spec.shape])
+    want = session.run(None, {spec.name: x.astype(np.float32)})[0]
+    outputs, _ = run_float(alls.load_model(case.path), x.astype(np.float32))
+    np.testing.assert_allclose(next(iter(outputs.values())).reshape(want.shape), want, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(LIGHT))

@@ -464,6 +464,46 @@ def test_a_per_channel_constant_add_after_a_conv_folds_into_its_bias(op, const_s
     np.testing.assert_allclose(run_ort(folded, x)[0], run_ort(model, x)[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("op, attrs, weight, const_shape", [
+    ("Conv", {}, (4, 3, 3, 3), (1, 4, 1, 1)), ("Conv", {}, (4, 3, 3, 3), (1,)), ("Conv", {}, (4, 3, 3, 3), ()),
+    ("Conv", {"group": 3}, (3, 1, 3, 3), (3, 1, 1)),
+    ("ConvTranspose", {"group": 1}, (3, 4, 2, 2), (1, 4, 1, 1)),
+    ("ConvTranspose", {"group": 3}, (3, 2, 2, 2), (1, 6, 1, 1)),
+])
+@pytest.mark.parametrize("scale_op", ["Mul", "Div"])
+def test_a_scale_and_shift_after_a_conv_fold_into_its_weights_and_bias(op, attrs, weight, const_shape, scale_op):
+    """conv -> Mul (or Div) by a constant per channel -> Add: PP-LCNet's affine blocks."""
+    w, b = rand(*weight), rand(weight[1] * attrs.get("group", 1) if op == "ConvTranspose" else weight[0])
+    k = rand(*const_shape) + 0.5 if const_shape else np.float32(1.5)
+    model = build([node(op, ["x", "w", "b"], "c", name="c", **attrs), node(scale_op, ["c", "k"], "s", name="scale"),
+                   node("Add", ["s", "t"], "y", name="shift")], {"w": w, "b": b, "k": k, "t": np.float32(0.25)})
+    g = load_model(model, name="net")
+    assert len(names(g)) == 3, names(g)
+    layer = g.get("c")
+    assert layer.op == f"{op}+{scale_op}+Add" and g.get("scale") is layer and g.get("shift") is layer
+    x = feed(model)
+    folded = conv_model(layer.params["weight"], layer.params["bias"], attrs, op=op)
+    np.testing.assert_allclose(run_ort(folded, x)[0], run_ort(model, x)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_a_scale_after_an_activation_or_on_a_shared_conv_output_does_not_fold():
+    after_relu = load([node("Conv", ["x", "w"], "c", name="c"), node("Relu", ["c"], "r", name="r"),
+                       node("Mul", ["r", "k"], "y", name="m")], {"w": rand(4, 3, 1, 1), "k": np.float32(2)})
+    assert names(after_relu) == ["input_layer1", "conv1", "ew_mult1", "output_layer1"]
+    shared = load([node("Conv", ["x", "w"], "c", name="c"), node("Mul", ["c", "k"], "m", name="m"),
+                   node("Add", ["c", "m"], "y", name="a")], {"w": rand(4, 3, 1, 1), "k": np.float32(2)})
+    assert [layer.kind for layer in shared][1:3] == ["conv", "ew_mult"]
+
+
+@pytest.mark.parametrize("shape", [(1,), (1, 1, 1, 1)])
+def test_hardswish_whose_constants_are_arrays_of_one_value_is_still_found(shape):
+    tail, inits = hardswish_tail("(c*r6)/6")
+    inits = {k: np.full(shape, v, np.float32) for k, v in inits.items()}
+    g = load_model(build([node("Conv", ["x", "w"], "c", name="c"), *tail], {"w": rand(4, 3, 3, 3), **inits}),
+                   name="net")
+    assert names(g) == ["input_layer1", "conv1", "output_layer1"] and g["conv1"].activation == "hardswish"
+
+
 def test_a_constant_that_broadcasts_along_width_does_not_fold_into_the_bias():
     g = load([node("Conv", ["x", "w"], "c", name="c"), node("Add", ["c", "k"], "y", name="add")],
              {"w": rand(8, 3, 1, 1), "k": rand(8)})
