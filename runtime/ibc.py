@@ -26,7 +26,7 @@ at most one weight per channel, and only
   step), towards its float value and within the weight range;
 - whose ``|M_k|`` is at most half a bias step (the flip carries no more than
   the bias format cannot, so it adds no mean that the bias must cancel);
-- when the flip, with the bias rounded again, leaves at most half the
+- when the flip, with the bias rounded again, leaves less than half the
   channel's remainder.
 
 With the 8-bit bias the remainder reaches hundreds of accumulator units, more
@@ -73,7 +73,7 @@ def _flips(base: np.ndarray, bias: np.ndarray, step: int, limit: int, effect: np
     ``base`` is the bias each channel wants (real, accumulator units), ``bias`` what the format
     gives it alone (multiples of ``step``), ``effect[c, k]`` the mean a flip of tap k adds and
     ``allowed[c, k]`` whether tap k may flip. The flip taken leaves the smallest remainder with
-    the bias rounded again (its mantissa within ``limit``), when that is at most half the
+    the bias rounded again (its mantissa within ``limit``), when that is less than half the
     remainder without it.
     """
     mantissa = np.floor((base[:, None] - effect) / step + 0.5)
@@ -84,17 +84,17 @@ def _flips(base: np.ndarray, bias: np.ndarray, step: int, limit: int, effect: np
         return chosen, bias
     rows = np.arange(base.size)
     best = np.argmin(remainder, axis=1)
-    better = remainder[rows, best] <= np.abs(bias - base) / 2
+    better = remainder[rows, best] < np.abs(bias - base) / 2
     chosen[better] = best[better]
     return chosen, np.where(better, mantissa[rows, best] * step, bias)
 
 
 def _carry_by_flips(layer: Layer, q: QLayer, means: np.ndarray, weight: np.ndarray, base: np.ndarray,
-                    bias: nx.Bias, chunk: int = 1 << 22) -> tuple[nx.Bias, np.ndarray]:
+                    bias: nx.Bias, chunk: int = 1 << 22) -> tuple[nx.Bias, np.ndarray, np.ndarray]:
     """Flip a weight of every channel where that carries the bias' remainder (module docstring);
     ``means`` are the layer's `tap_means`; the weights change in place. Returns the bias to go with
-    them and the mean each channel's accumulator moved by its flip (0 where none), in accumulator
-    units."""
+    them, the mean each channel's accumulator moved by its flip (accumulator units), and which
+    channels flipped."""
     step, limit = 1 << bias.exponent, (1 << (bias.mantissa_bits - 1)) - 1
     ints = to_groups(q.weights, layer).astype(np.int64)  # (G, O, K)
     groups, per_group, taps = ints.shape
@@ -103,7 +103,7 @@ def _carry_by_flips(layer: Layer, q: QLayer, means: np.ndarray, weight: np.ndarr
     scale = np.asarray(q.weight_scale, np.float64).reshape(-1, 1)
     wmax = nx.weight_max(q.weight_bits)
     values = bias.accumulator().astype(np.float64)
-    moved = np.zeros(base.shape)
+    moved, flipped = np.zeros(base.shape), np.zeros(base.shape, bool)
     rows_per = max(1, chunk // max(taps, 1))
     for start in range(0, ints.shape[0], rows_per):
         c = slice(start, start + rows_per)
@@ -116,10 +116,11 @@ def _carry_by_flips(layer: Layer, q: QLayer, means: np.ndarray, weight: np.ndarr
         hit = np.nonzero(chosen >= 0)[0]
         ints[start + hit, chosen[hit]] += direction[hit, chosen[hit]].astype(np.int64)
         moved[start + hit] = effect[hit, chosen[hit]]
-    if moved.any():
+        flipped[start + hit] = True
+    if flipped.any():
         q.weights = from_groups(ints.reshape(groups, per_group, taps), layer, q.weights.shape).astype(q.weights.dtype)
         q.info.pop("_kernel_weights", None)
-    return nx.Bias((values / step).astype(np.int64), bias.exponent, bias.mantissa_bits), moved
+    return nx.Bias((values / step).astype(np.int64), bias.exponent, bias.mantissa_bits), moved, flipped
 
 
 def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stats: Statistics,
@@ -157,8 +158,8 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
         flipped = np.zeros(delta.shape, bool)
         weight = params.get(layer.name, layer.params).get("weight")
         if means is not None and weight is not None and old.mantissa_bits == 16:
-            new, moved = _carry_by_flips(layer, q, means, weight, base, new)
-            mean_acc, flipped = mean_acc + moved, moved != 0
+            new, moved, flipped = _carry_by_flips(layer, q, means, weight, base, new)
+            mean_acc = mean_acc + moved
         residual = (mean_acc + new.accumulator()) * acc_scale - target
         step = (2.0 ** new.exponent) * acc_scale
         lost = (np.abs(delta) >= 1e-12) & (new.accumulator() == old.accumulator()) & ~flipped
