@@ -542,6 +542,13 @@ class _Importer:
     def _op_Add(self, n, data_in):
         return self._elementwise(n, data_in, "ew_add")
 
+    def _op_Sum(self, n, data_in):  # Caffe2's residual add: a Sum of two is an Add, of one an Identity
+        if len(n.inputs) == 1:
+            return self._op_Identity(n, data_in)
+        if len(n.inputs) != 2:
+            return f"a Sum of {len(n.inputs)} inputs has no layer (of two it is an add)"
+        return self._elementwise(n, data_in, "ew_add")
+
     def _op_Sub(self, n, data_in):
         return self._elementwise(n, data_in, "ew_sub")
 

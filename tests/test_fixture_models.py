@@ -287,7 +287,7 @@ KIND = {
 # The `light` models (onnx's real networks with constant weights): layer kinds, `Op!` for unsupported.
 # vgg19, bvlc_alexnet and zfnet512 are left out: their weights (61M to 144M values) take 0.6 to 1.5 GB.
 # Caffe2's affine batch norms are Mul+Add pairs (densenet121, inception_v2): after a conv they fold into
-# it; densenet121's after a concat stay ew layers. Caffe2's residual adds are Sum.
+# it; densenet121's after a concat stay ew layers. Caffe2's residual adds are Sums of two: adds.
 IO = {"input_layer": 1, "output_layer": 1}
 LIGHT = {
     "light_densenet121": {**IO, "conv": 121, "batch_norm": 62, "ew_mult": 62, "ew_add": 62, "concat": 58,
@@ -295,9 +295,9 @@ LIGHT = {
     "light_inception_v1": {**IO, "conv": 57, "LRN!": 2, "maxpool": 13, "concat": 9, "avgpool": 1, "fc": 1,
                            "softmax": 1},
     "light_inception_v2": {**IO, "conv": 69, "maxpool": 5, "avgpool": 8, "concat": 10, "fc": 1, "softmax": 1},
-    "light_resnet50": {**IO, "conv": 53, "Sum!": 16, "activation": 16, "maxpool": 1, "avgpool": 1, "fc": 1,
+    "light_resnet50": {**IO, "conv": 53, "ew_add": 16, "maxpool": 1, "avgpool": 1, "fc": 1,
                        "softmax": 1},
-    "light_shufflenet": {**IO, "conv": 33, "dw": 16, "format_conversion": 48, "Sum!": 13, "activation": 16,
+    "light_shufflenet": {**IO, "conv": 33, "dw": 16, "format_conversion": 48, "ew_add": 13, "activation": 3,
                          "concat": 3, "maxpool": 1, "avgpool": 4, "fc": 1, "softmax": 1},
     "light_squeezenet": {**IO, "conv": 26, "maxpool": 3, "concat": 8, "avgpool": 1, "softmax": 1},
 }
@@ -363,8 +363,8 @@ def test_node_cases_of_a_supported_op_become_its_layer(backend_cases, op):
     assert wrong == {}
 
 
-@pytest.mark.parametrize("name", ["light_densenet121", "light_inception_v2"])
-def test_affine_blocks_folded_into_convs_compute_what_onnxruntime_computes(backend_cases, name):
+@pytest.mark.parametrize("name", ["light_densenet121", "light_inception_v2", "light_resnet50", "light_shufflenet"])
+def test_folded_affine_blocks_and_sums_compute_what_onnxruntime_computes(backend_cases, name):
     case = next(c for c in backend_cases if c.name == name)
     session = ort.InferenceSession(str(case.path), providers=["CPUExecutionProvider"])
     spec = session.get_inputs()[0]

@@ -443,6 +443,15 @@ def test_a_constant_minus_a_tensor_keeps_the_operand_order():
     assert g.get("e").kind == "ew_sub" and g.get("e").attrs["const_first"] is True
 
 
+def test_a_sum_of_two_is_an_add_of_one_an_identity_and_of_three_unsupported():
+    two = load([node("Sum", ["x", "z"], "y", name="s")], inputs={"x": X, "z": X})
+    assert names(two) == ["input_layer1", "input_layer2", "ew_add1", "output_layer1"] and two.get("s").op == "Sum"
+    one = load([node("Conv", ["x", "w"], "c", name="c"), node("Sum", ["c"], "y", name="s")], {"w": rand(4, 3, 1, 1)})
+    assert names(one) == ["input_layer1", "conv1", "output_layer1"]  # it vanishes, as Identity does
+    three = load([node("Sum", ["x", "z", "v"], "y", name="s")], inputs={"x": X, "z": X, "v": X})
+    assert [d.code for d in three.diagnostics] == ["ALS401"] and "Sum of 3 inputs" in three.diagnostics[0].message
+
+
 def test_division_by_a_tensor_is_unsupported():
     g = load([node("Div", ["x", "z"], "y", name="d")], inputs={"x": X, "z": X})
     assert [d.code for d in g.diagnostics] == ["ALS401"] and not g.get("d").supported
