@@ -454,16 +454,25 @@ def _layers_argument(r: _Resolver, st: Statement, default: Iterable[Layer], ok, 
     return r.applicable(r.bind(arg.value), ok, what, arg.keyword.span, arg.value, needs), True
 
 
-def _equalization(r: _Resolver, st: Statement) -> None:
-    kw, source = _keywords(st), r.source(st)
-    policy = _policy(kw.get("policy", "enabled"))
-    layers, explicit = _layers_argument(r, st, r.graph, _weighted, "equalization", _WEIGHTED_NEEDS)
-    if not explicit:
-        r.set_global("equalization", policy, source)
-    if kw.get("equalization_target", _SKIP) is not _SKIP:
-        r.set_global("equalization_target", kw["equalization_target"], source)
-    for layer in layers:
-        r.layers[layer.name].set("equalization", policy, source)
+def _policy_switch(field: str, default: str, what: str, extra: tuple[str, ...] = ()):
+    """The handler of an algorithm switched by ``policy`` on weighted layers (all of them as the
+    global setting when no ``layers`` is given); ``extra`` keywords are global settings too."""
+    def handler(r: _Resolver, st: Statement) -> None:
+        kw, source = _keywords(st), r.source(st)
+        policy = _policy(kw.get("policy", default))
+        layers, explicit = _layers_argument(r, st, r.graph, _weighted, what, _WEIGHTED_NEEDS)
+        if not explicit:
+            r.set_global(field, policy, source)
+        for word in extra:
+            if kw.get(word, _SKIP) is not _SKIP:
+                r.set_global(word, kw[word], source)
+        for layer in layers:
+            r.layers[layer.name].set(field, policy, source)
+    return handler
+
+
+_equalization = _policy_switch("equalization", "enabled", "equalization", ("equalization_target",))
+_bias_correction = _policy_switch("bias_correction", "disabled", "bias correction")
 
 
 def _clipping(kind: str):
@@ -481,16 +490,6 @@ def _clipping(kind: str):
         for layer in layers:
             r.layers[layer.name].set(f"{kind}_clipping", clip, source)
     return handler
-
-
-def _bias_correction(r: _Resolver, st: Statement) -> None:
-    kw, source = _keywords(st), r.source(st)
-    policy = _policy(kw.get("policy", "disabled"))
-    layers, explicit = _layers_argument(r, st, r.graph, _weighted, "bias correction", _WEIGHTED_NEEDS)
-    if not explicit:
-        r.set_global("bias_correction", policy, source)
-    for layer in layers:
-        r.layers[layer.name].set("bias_correction", policy, source)
 
 
 def _algorithm(algo: str):
