@@ -13,6 +13,7 @@ which layers carry the error.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
@@ -208,9 +209,10 @@ def _in_parts(run: Callable[[list[np.ndarray]], np.ndarray], xs: list[np.ndarray
     """``run(xs)``, over the images in parts when its inputs and output are large, so that a
     kernel's temporaries stay within about CHUNK_BYTES; every layer treats its images independently."""
     n = xs[0].shape[0]
-    per_image = int(np.prod([d if isinstance(d, int) else 1 for d in layer.output_shape[1:]]))
-    size = sum(x.nbytes for x in xs) + 4 * n * per_image
-    if size <= CHUNK_BYTES or n < 2 or any(x.shape[0] != n for x in xs):
+    if n < 2:
+        return run(xs)
+    size = sum(x.nbytes for x in xs) + 4 * n * math.prod(d for d in layer.output_shape[1:] if isinstance(d, int))
+    if size <= CHUNK_BYTES or any(x.shape[0] != n for x in xs):
         return run(xs)
     step = max(1, n * CHUNK_BYTES // size)
     first = run([x[:step] for x in xs])
