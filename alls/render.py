@@ -1,4 +1,5 @@
-"""Render diagnostics for people (`full`, `concise`) and for tools (`json`).
+"""Render diagnostics for people (`full`, `concise`) and for tools (`json`,
+`sarif` for code-scanning services, `github` for workflow annotations).
 
 The full form shows the source line with a caret under the span::
 
@@ -13,14 +14,17 @@ The full form shows the source line with a caret under the span::
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 from collections.abc import Mapping, Sequence
+from urllib.parse import quote
 
-from alls.diagnostics import Diagnostic
+from alls.diagnostics import Diagnostic, Severity
 from alls.nodes import Span
 
 __all__ = ["render", "summary", "FORMATS"]
 
-FORMATS = ("full", "concise", "json")
+FORMATS = ("full", "concise", "json", "sarif", "github")
 _WINDOW = 120  # characters of a long source line shown around the span
 
 
@@ -31,6 +35,10 @@ def render(diagnostics: Sequence[Diagnostic], sources: Mapping[str, str] | None 
         return json.dumps([_as_dict(d) for d in diagnostics], indent=2) + "\n"
     if fmt == "concise":
         return "".join(_concise(d) + "\n" for d in diagnostics)
+    if fmt == "sarif":
+        return json.dumps(_sarif(diagnostics), indent=2) + "\n"
+    if fmt == "github":
+        return "".join(_github(d) + "\n" for d in diagnostics)
     if fmt != "full":
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     lines: dict[str, list[str]] = {}
@@ -66,6 +74,92 @@ def _span_dict(span: Span) -> dict:
         "end_line": span.end_line,
         "end_column": span.end_column,
     }
+
+
+# ------------------------------------------------------------------ SARIF
+
+_SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+_SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
+
+
+def _sarif(diagnostics: Sequence[Diagnostic]) -> dict:
+    """A SARIF 2.1.0 log: one run, a rule per code used, a result per diagnostic."""
+    from alls import __version__
+    from alls.codes import CODES
+
+    used = list(dict.fromkeys(d.code for d in diagnostics))
+    rules = []
+    for code in used:
+        rule: dict = {"id": code}
+        doc = CODES.get(code)
+        if doc is not None:
+            rule.update({
+                "shortDescription": {"text": doc.title},
+                "fullDescription": {"text": f"{doc.what} {doc.why}"},
+                "help": {"text": f"{doc.fix} Example: {doc.example}"},
+                "defaultConfiguration": {"level": _SARIF_LEVEL[doc.severity]},
+            })
+        rules.append(rule)
+    driver = {"name": "alls", "version": __version__, "rules": rules}
+    results = [_sarif_result(d, used.index(d.code)) for d in diagnostics]
+    return {"$schema": _SARIF_SCHEMA, "version": "2.1.0",
+            "runs": [{"tool": {"driver": driver}, "columnKind": "unicodeCodePoints", "results": results}]}
+
+
+def _sarif_result(d: Diagnostic, rule_index: int) -> dict:
+    text = d.message + (f"\nhelp: {d.help}" if d.help else "")
+    result: dict = {"ruleId": d.code, "ruleIndex": rule_index, "level": _SARIF_LEVEL[d.severity],
+                    "message": {"text": text}}
+    if d.span is not None:
+        result["locations"] = [_sarif_location(d.span, d.label)]
+    if d.labels:
+        result["relatedLocations"] = [{"id": i, **_sarif_location(lab.span, lab.message)}
+                                      for i, lab in enumerate(d.labels)]
+    return result
+
+
+def _sarif_location(span: Span, message: str) -> dict:
+    region = {"startLine": span.line, "startColumn": span.column,
+              "endLine": span.end_line, "endColumn": max(span.end_column, 1)}
+    out: dict = {"physicalLocation": {"artifactLocation": {"uri": _uri(span.file)}, "region": region}}
+    if message:
+        out["message"] = {"text": message}
+    return out
+
+
+def _uri(file: str) -> str:
+    """A relative path as a URI reference, an absolute one as a ``file:`` URI."""
+    if os.path.isabs(file):
+        return pathlib.Path(file).as_uri()
+    return quote(file.replace(os.sep, "/"))
+
+
+# ------------------------------------------------ GitHub workflow commands
+
+_GITHUB_COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+
+
+def _github(d: Diagnostic) -> str:
+    """``::error file=net.alls,line=3,col=28,endLine=3,endColumn=40,title=ALS203::message``.
+
+    GitHub's end column is inclusive; a span's is exclusive.
+    """
+    props = {}
+    if d.span is not None:
+        s = d.span
+        props = {"file": s.file, "line": s.line, "col": s.column, "endLine": s.end_line,
+                 "endColumn": max(s.end_column - 1, s.column if s.end_line == s.line else 1)}
+    props["title"] = d.code
+    head = ",".join(f"{k}={_github_escape(str(v), True)}" for k, v in props.items())
+    text = d.message + (f"\nhelp: {d.help}" if d.help else "")
+    return f"::{_GITHUB_COMMAND[d.severity]} {head}::{_github_escape(text)}"
+
+
+def _github_escape(text: str, property_value: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if property_value:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
 
 
 def _full(d: Diagnostic, lines: list[str] | None) -> str:
