@@ -112,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     _data_options(tune, required=True)
     tune.set_defaults(run=_tune)
 
+    _add_lsp(commands)
+
     explain = commands.add_parser("explain", help="explain a diagnostic code")
     explain.add_argument("code", nargs="?", help="a code such as ALS203 (omit to list every code)")
     explain.set_defaults(run=_explain)
@@ -536,6 +538,24 @@ def _tune(args) -> int:
     chosen = best(done)
     _write_atomically(output, alls.format_text(chosen.script), new=True)
     print(f"best: {chosen.name}; wrote {output}")
+    return EXIT_OK
+
+
+def _add_lsp(commands) -> None:
+    lsp = commands.add_parser("lsp", help="serve the language server protocol on stdio (for editors)",
+                              description="The language server for editors: diagnostics, completion, hover, "
+                              "code actions and formatting. Needs the lsp extra: pip install 'alls[lsp]'.")
+    lsp.set_defaults(run=_lsp)
+
+
+def _lsp(args) -> int:
+    from alls.lsp import serve
+
+    try:
+        serve()
+    except alls.AllsError as error:
+        sys.stderr.write(alls.render(error.diagnostics))
+        return EXIT_FAILURE
     return EXIT_OK
 
 

@@ -33,6 +33,25 @@ _DOCS = [
             "There is nothing to check.",
             "alls check missing.alls",
             "Check the path and the file's permissions."),
+    CodeDoc("ALS050", E, "the language server is not installed",
+            "`alls lsp` runs on pygls, an optional dependency that is not installed.",
+            "The checker and formatter need only lark; the language server is an extra.",
+            "alls lsp",
+            "Install the extra: `pip install 'alls[lsp]'`."),
+    CodeDoc("ALS051", E, "bad model line",
+            "The first line `# alls: ...` that names a script's model for the editor has an unknown setting, "
+            "no `model=`, or a bad `input_shape=`.",
+            "The language server binds the script to that model for layer completion, selector hovers and "
+            "selector checks; it cannot guess what a bad line meant.",
+            "# alls: model=net.onnx input_shape=1,3,320",
+            "Write `# alls: model=path/to/model.onnx input_shape=1,3,320,320 end_nodes=NODE,...` "
+            "(`model` relative to the script)."),
+    CodeDoc("ALS052", E, "the model cannot be cut at its end nodes",
+            "An `end_nodes=` of the model line names no node or tensor of the model, or the part of the model "
+            "before those nodes cannot be extracted.",
+            "The script's layers are those of the network up to its end nodes, as Hailo's parser reads it.",
+            "# alls: model=yolov5s.onnx end_nodes=Conv_999",
+            "Name the ONNX nodes where the network should end, as given to Hailo's parser."),
     CodeDoc("ALS100", E, "syntax error",
             "The parser met a token it did not expect at this point of a statement.",
             "A statement is `[targets =] command(arguments)`; anything else cannot be read.",

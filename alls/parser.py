@@ -41,7 +41,7 @@ from alls.nodes import (
     Word,
 )
 
-__all__ = ["parse", "parse_file", "parse_partial", "read_script", "decode"]
+__all__ = ["parse", "parse_file", "parse_partial", "read_script", "decode", "statement_chunks"]
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\Z")
 _INTEGER = re.compile(r"[-+]?\d+\Z")
@@ -437,6 +437,15 @@ def _split_statements(text: str) -> list[tuple[int, int, int, list[tuple[str, in
     if start_offset < len(text):
         chunks.append((start_line + 1, start_offset, len(text), stack))
     return chunks
+
+
+def statement_chunks(text: str) -> list[tuple[int, int, int]]:
+    """The statement chunks of ``text`` as (first line, start offset, end
+    offset), cut as error recovery cuts them. Parsing each chunk on its own
+    lines (``parse_partial("\\n" * (first - 1) + chunk)``) gives the
+    statements and diagnostics that parsing the whole text gives, which lets
+    an editor re-parse only the chunks that changed."""
+    return [(first, start, end) for first, start, end, _ in _split_statements(text)]
 
 
 def _parse_statements(text: str, filename: str):
