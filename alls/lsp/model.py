@@ -114,7 +114,6 @@ def load(setting: ModelSetting) -> alls.Graph:
     if not setting.end_nodes:
         return alls.load_model(setting.path, setting.shapes(), setting.name)
     import onnx
-    import onnx.utils
 
     try:
         proto = onnx.load(setting.path)
@@ -127,12 +126,14 @@ def load(setting: ModelSetting) -> alls.Graph:
 
 
 def _cut(proto, end_nodes: tuple[str, ...]):
-    """The part of ``proto`` that ends at ``end_nodes`` (node names, or tensor names)."""
-    import onnx.utils
+    """The part of ``proto`` that ends at ``end_nodes`` (node names, or tensor names):
+    the nodes those outputs depend on, with the tensors as the graph's outputs."""
+    from onnx import TensorProto, helper
 
-    by_name = {node.name: node for node in proto.graph.node}
-    tensors = {out for node in proto.graph.node for out in node.output}
-    outputs = []
+    graph = proto.graph
+    by_name = {node.name: node for node in graph.node}
+    tensors = {out for node in graph.node for out in node.output}
+    outputs: list[str] = []
     for end in end_nodes:
         if end in by_name:
             outputs.extend(by_name[end].output)
@@ -141,10 +142,16 @@ def _cut(proto, end_nodes: tuple[str, ...]):
         else:
             raise alls.AllsError.of("ALS052", f"`{end}` is no node of the model",
                                     suggestion(end, by_name) or "end_nodes names ONNX nodes, as Hailo's parser takes them")
-    weights = {init.name for init in proto.graph.initializer}
-    inputs = [i.name for i in proto.graph.input if i.name not in weights]
-    try:
-        return onnx.utils.Extractor(proto).extract_model(inputs, outputs)
-    except Exception as exc:  # the extractor raises KeyError, ValueError, onnx's own errors
-        raise alls.AllsError.of("ALS052", f"cannot cut the model at {', '.join(end_nodes)}: {exc}",
-                                "check that the end nodes are reachable from the inputs") from None
+    needed, kept = set(outputs), []
+    for node in reversed(graph.node):
+        if any(out in needed for out in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.output)}
+    cut = helper.make_graph(
+        list(reversed(kept)), graph.name, [i for i in graph.input if i.name in needed],
+        [helper.make_tensor_value_info(name, types.get(name, TensorProto.FLOAT), None) for name in outputs],
+        initializer=[init for init in graph.initializer if init.name in needed], value_info=graph.value_info)
+    model = helper.make_model(cut, opset_imports=proto.opset_import)
+    model.ir_version = proto.ir_version
+    return model
