@@ -2,10 +2,12 @@
 
 `Document.analyse` gives the statements and diagnostics that `alls check`
 gives for the same text (with a model: `alls check --model`), but parses
-only the statement chunks that changed since the last call: each chunk is
-parsed once on line 1, cached by its text, and moved to where it stands by
-shifting its spans. Typing on one line of a 1,000-line script re-parses one
-statement.
+only the statement chunks (`alls.parser.statement_chunks`) that changed
+since the last call. Each chunk's statements, comments and syntax errors
+are cached by its text and line; a chunk that moved is moved by shifting
+its spans, a new one is parsed alone. With a cold cache the whole text is
+parsed at once (faster than chunk by chunk) and, when clean, cut into the
+cache. Typing on one line of a 1,000-line script re-parses one statement.
 
 Columns of `Span` count characters; the protocol counts UTF-16 code units
 (`to_utf16`, `from_utf16`).
@@ -21,8 +23,6 @@ from alls.nodes import Span
 from alls.parser import statement_chunks
 
 __all__ = ["Analysis", "Document", "to_utf16", "from_utf16"]
-
-_CACHE_LIMIT = 4096  # chunks kept per document
 
 
 @dataclass(frozen=True)
@@ -45,32 +45,60 @@ class Document:
 
     def __init__(self, filename: str):
         self.filename = filename
-        self._chunks: dict[str, tuple[tuple, tuple, tuple]] = {}  # parsed on line 1
-        self._placed: dict[tuple[int, str], tuple[tuple, tuple, tuple]] = {}  # moved to their line
+        self._known: dict[str, dict[int, tuple[tuple, tuple, tuple]]] = {}  # chunk -> first line -> parts
 
     def parse(self, text: str) -> tuple[alls.Script, list[alls.Diagnostic]]:
         """What `alls.read_script` gives for ``text``'s UTF-8 bytes."""
         if "\0" in text or "\ufffd" in text or not _encodable(text):
             return alls.read_script(text.encode("utf-8", "surrogatepass"), self.filename)
-        statements: list = []
-        comments: list = []
-        diagnostics: list = []
-        used: dict[str, tuple] = {}
-        placed: dict[tuple[int, str], tuple] = {}
-        for first, start, end in statement_chunks(text):
-            chunk = text[start:end]
-            key = (first, chunk)
-            found = self._placed.get(key)
-            if found is None:
-                parsed = used[chunk] = used.get(chunk) or self._chunks.get(chunk) or self._parse_chunk(chunk)
-                found = parsed if first == 1 else tuple(_shifted(part, first - 1) for part in parsed)
-            placed[key] = found
-            statements.extend(found[0])
-            comments.extend(found[1])
-            diagnostics.extend(found[2])
-        self._remember(used, placed)
+        chunks = [(first, text[start:end]) for first, start, end in statement_chunks(text)]
+        if sum(chunk not in self._known for _, chunk in chunks) > len(chunks) // 2:
+            whole = self._parse_whole(text, chunks)
+            if whole is not None:
+                return whole
+        parts: tuple[list, list, list] = ([], [], [])
+        known: dict[str, dict[int, tuple]] = {}
+        for first, chunk in chunks:
+            found = self._place(chunk, first)
+            known.setdefault(chunk, {})[first] = found
+            for kept, part in zip(parts, found):
+                kept.extend(part)
+        self._known = known
+        statements, comments, diagnostics = parts
         diagnostics.sort(key=alls.Diagnostic.sort_key)
         return alls.Script(self.filename, tuple(statements), tuple(comments), text), diagnostics
+
+    def _place(self, chunk: str, first: int) -> tuple[tuple, tuple, tuple]:
+        """The parts of ``chunk`` standing at line ``first``: cached, moved, or parsed."""
+        seen = self._known.get(chunk)
+        if seen:
+            if first in seen:
+                return seen[first]
+            was, parts = next(iter(seen.items()))
+            return tuple(_shifted(part, first - was) for part in parts)
+        script, diagnostics = alls.parse_partial(chunk, self.filename)
+        parts = (script.statements, script.comments, tuple(diagnostics))
+        return parts if first == 1 else tuple(_shifted(part, first - 1) for part in parts)
+
+    def _parse_whole(self, text: str, chunks: list[tuple[int, str]]):
+        """Parse the text at once (one parse is faster than one per chunk) and,
+        when it is clean, cache its statements and comments chunk by chunk."""
+        script, diagnostics = alls.parse_partial(text, self.filename)
+        if diagnostics:
+            return None
+        statements, comments = list(script.statements), list(script.comments)
+        known: dict[str, dict[int, tuple]] = {}
+        si = ci = 0
+        for first, chunk in chunks:
+            last = first + chunk.count("\n")
+            s0, c0 = si, ci
+            while si < len(statements) and statements[si].span.line <= last:
+                si += 1
+            while ci < len(comments) and comments[ci].span.line <= last:
+                ci += 1
+            known.setdefault(chunk, {})[first] = (tuple(statements[s0:si]), tuple(comments[c0:ci]), ())
+        self._known = known
+        return script, []
 
     def analyse(self, text: str, graph: alls.Graph | None = None) -> Analysis:
         """The script, its syntax diagnostics, and every diagnostic `alls check` reports."""
@@ -83,16 +111,6 @@ class Document:
             checked = [d for d in plan.diagnostics if d not in own]
         found = sorted(syntax + checked, key=alls.Diagnostic.sort_key)
         return Analysis(script, tuple(syntax), tuple(found), plan)
-
-    def _parse_chunk(self, chunk: str) -> tuple[tuple, tuple, tuple]:
-        script, diagnostics = alls.parse_partial(chunk, self.filename)
-        return script.statements, script.comments, tuple(diagnostics)
-
-    def _remember(self, used: dict[str, tuple], placed: dict[tuple[int, str], tuple]) -> None:
-        self._chunks.update(used)
-        if len(self._chunks) > _CACHE_LIMIT:
-            self._chunks = dict(used)
-        self._placed = placed
 
 
 def _encodable(text: str) -> bool:
