@@ -550,17 +550,18 @@ def _tune(args) -> int:
     _check_output(output, args.force, "tuned script")
     shapes = _input_shapes(args.input_shape)
     _model_file(args.model)
-    base = _read_or_fail(args.script).source if args.script else ""
+    base = _read_or_fail(args.script) if args.script else ""
     calib = load_array(args.calib, "calibration images")
     data, labels = _evaluation_data(args)
     widths = [max(len(n) for n, _ in _tune_steps()), 7, 8, 7, 7]
     row = lambda cells: print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip(), flush=True)
-    if not args.json:
-        row(("step", "SNR dB", "cosine", "top-1" if labels is not None else "", "seconds"))
+    header = [("step", "SNR dB", "cosine", "top-1" if labels is not None else "", "seconds")]
 
     def show(step) -> None:
         if args.json:
             return
+        while header:
+            row(header.pop())
         if step.error:
             print(f"{step.name}: failed: {step.error}", flush=True)
             return

@@ -124,14 +124,18 @@ def _blamed(qmodel, data, layout: str, progress) -> tuple[str, ...]:
     return tuple(r.name for r in result.layers if qmodel.graph[r.name].kind in WEIGHTED_KINDS)[:3]
 
 
-def tune(runner_factory: Callable[[], "alls.runtime.Runner"], calib, data, labels=None, base: str = "",
+def tune(runner_factory: Callable[[], "alls.runtime.Runner"], calib, data, labels=None, base: str | alls.Script = "",
          layout: str = "nhwc", on_step: Callable[[Step], None] | None = None,
          progress: bool | None = None) -> list[Step]:
-    """Run the flow; every step gets its script and figures (or the error that stopped it)."""
+    """Run the flow from ``base`` (script text, or a parsed `Script` whose errors then point into its file);
+    every step gets its script and figures (or the error that stopped it)."""
     from alls.progress import note
 
     runner = runner_factory()
     graph = runner.graph
+    if isinstance(base, alls.Script) or base:
+        runner.load_script(base)  # the start script's own errors stop the flow before any step
+    base = base.source if isinstance(base, alls.Script) else base
     native = runner.infer(data, target="native", layout=layout).outputs
     states = [State(), State(bias16=True), State(bias16=True, equalization=True),
               State(bias16=True, equalization=True, bias_correction=True),
