@@ -204,14 +204,19 @@ class Runner:
         self.warnings = warnings
         return self.quantized
 
-    def _advise(self, plan: alls.Plan, script: str, progress: bool | None) -> None:
-        """The plan's advice (ALS3xx warnings), rendered on standard error before the work starts."""
+    def advise(self, progress: bool | None = None) -> list[Diagnostic]:
+        """The advice of the script's plan (ALS3xx warnings), rendered on standard error unless
+        ``progress`` (or the Runner's) turns it off; `quantize` calls it before calibrating."""
+        return self._advise(self.plan, self.script, self.progress if progress is None else progress)
+
+    def _advise(self, plan: alls.Plan, script: str, progress: bool | None) -> list[Diagnostic]:
         from alls.progress import enabled
 
         advice = [d for d in plan.diagnostics if d.code.startswith("ALS3") and not d.is_error]
         if advice and enabled(progress):
             sys.stderr.write(alls.render(advice, {self.script_name: script}))
             sys.stderr.flush()
+        return advice
 
     def _resolve(self, script: str) -> alls.Plan:
         parsed, problems = alls.parse_partial(script, self.script_name)

@@ -135,6 +135,7 @@ def tune(runner_factory: Callable[[], "alls.runtime.Runner"], calib, data, label
     graph = runner.graph
     if isinstance(base, alls.Script) or base:
         runner.load_script(base)  # the start script's own errors stop the flow before any step
+        runner.advise(progress)  # and its advice shows before the first calibration
     base = base.source if isinstance(base, alls.Script) else base
     native = runner.infer(data, target="native", layout=layout).outputs
     states = [State(), State(bias16=True), State(bias16=True, equalization=True),
