@@ -168,34 +168,38 @@ def test_hooks_are_declared():
         assert hook["language"] == "python" and hook["name"] and hook["entry"].startswith("alls ")
 
 
-def test_check_hook_passes_on_samples_and_fails_on_a_typo(tmp_path):
+# The README's deliberate examples: a script with errors, and one to be formatted.
+DEMOS = {"samples/demo.alls", "samples/ugly.alls"}
+
+
+def test_check_hook_passes_on_samples_and_fails_on_the_demo(tmp_path):
     hook = hooks()["alls-check"]
-    samples = tmp_path / "samples"
-    shutil.copytree(ROOT / "samples", samples)
+    shutil.copytree(ROOT / "samples", tmp_path / "samples")
     files = sample_files(hook, tmp_path)
-    assert "samples/digits/digits.alls" in files and len(files) >= 6
+    assert "samples/digits/digits.alls" in files and DEMOS <= set(files)
     assert not any(f.endswith(".onnx") for f in files)
-    ok = subprocess.run(hook_command(hook) + files, cwd=tmp_path, capture_output=True, text=True)
+    ok = subprocess.run(hook_command(hook) + sorted(set(files) - DEMOS), cwd=tmp_path, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    (samples / "typo.alls").write_text("quantization_param({conv*}, precison_mode=a16_w16)\n")
-    bad = subprocess.run(hook_command(hook) + sample_files(hook, tmp_path), cwd=tmp_path,
-                         capture_output=True, text=True)
+    bad = subprocess.run(hook_command(hook) + files, cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 1
-    assert "samples/typo.alls:1:29: error[ALS203]" in bad.stdout
+    errors = [line for line in bad.stdout.splitlines() if "error[" in line]
+    assert errors and all(line.startswith("samples/demo.alls:") for line in errors)
+    assert "samples/demo.alls:1:29: error[ALS203]" in bad.stdout
 
 
-def test_fmt_hook_leaves_samples_alone_and_rewrites_an_ugly_file(tmp_path):
+def test_fmt_hook_rewrites_only_the_unformatted_sample(tmp_path):
     hook = hooks()["alls-fmt"]
     samples = tmp_path / "samples"
     shutil.copytree(ROOT / "samples", samples)
     before = {p: p.read_bytes() for p in samples.rglob("*.alls")}
-    run = subprocess.run(hook_command(hook) + sample_files(hook, tmp_path), cwd=tmp_path,
+    run = subprocess.run(hook_command(hook) + sorted(set(sample_files(hook, tmp_path)) - DEMOS), cwd=tmp_path,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert {p: p.read_bytes() for p in samples.rglob("*.alls")} == before
-    ugly = samples / "ugly.alls"
-    ugly.write_text("quantization_param( {conv*} ,precision_mode = a16_w16 )\n\n\n")
     run = subprocess.run(hook_command(hook) + sample_files(hook, tmp_path), cwd=tmp_path,
                          capture_output=True, text=True)
-    assert run.returncode == 0 and "reformatted samples/ugly.alls" in run.stdout
-    assert ugly.read_text() == "quantization_param({conv*}, precision_mode=a16_w16)\n"
+    assert run.returncode == 0 and run.stdout == "reformatted samples/ugly.alls\n"
+    ugly = samples / "ugly.alls"
+    assert ugly.read_text() == alls.format_text(before[ugly].decode())
+    changed = {p for p in before if p.read_bytes() != before[p]}
+    assert changed == {ugly}

@@ -96,7 +96,7 @@ def test_model_line():
     setting, problems = read_directive("# alls: model=a.onnx input_shape=x=1,2 input_shape=y=3,4\n", "s.alls", "/w")
     assert setting.shapes() == {"x": (1, 2), "y": (3, 4)} and problems == []
     setting, problems = read_directive("# alls: modle=a.onnx input_shape=1,a\n", "s.alls", "/w")
-    assert setting is None and [d.code for d in problems] == ["ALS051", "ALS051"]
+    assert setting is None and [d.code for d in problems] == ["ALS050", "ALS050"]
     assert problems[0].help == "did you mean `model`?" and problems[0].span == alls.Span("s.alls", 1, 9, 1, 21)
     _, problems = read_directive("# alls: model=a.onnx input_shape=1,0,3\n", "s.alls", "/w")
     assert [d.message for d in problems] == ["bad input shape `1,0,3`"]
@@ -118,7 +118,7 @@ def test_end_nodes_cut_the_model(tmp_path):
     assert "fc1" in [layer.short_name for layer in whole] and "fc1" not in [layer.short_name for layer in cut]
     with pytest.raises(alls.AllsError) as error:
         model.load(ModelSetting(path, end_nodes=(end + "x",)))
-    assert error.value.diagnostics[0].code == "ALS052" and end in error.value.diagnostics[0].help
+    assert error.value.diagnostics[0].code == "ALS051" and end in error.value.diagnostics[0].help
 
 
 @pytest.mark.parametrize("text, command, keyword, prefix, in_list", [

@@ -15,14 +15,14 @@ __all__ = ["serve"]
 def serve() -> None:
     """Serve the protocol on standard input and output.
 
-    Raises `AllsError` (ALS050) when pygls is not installed.
+    Raises `AllsError` (ALS011) when pygls is not installed.
     """
     try:
         import lsprotocol  # noqa: F401
         import pygls  # noqa: F401
     except ImportError:
         raise alls.AllsError.of(
-            "ALS050", "`alls lsp` needs pygls, which is not installed",
+            "ALS011", "`alls lsp` needs pygls, which is not installed",
             "install the language server's extra: pip install 'alls[lsp]'") from None
     from alls.lsp.server import serve as _serve
 

@@ -46,7 +46,7 @@ class ModelSetting:
 
 
 def read_directive(text: str, filename: str, folder: str) -> tuple[ModelSetting | None, list[alls.Diagnostic]]:
-    """The model named on the first line of ``text``, and what is wrong with the line (ALS051)."""
+    """The model named on the first line of ``text``, and what is wrong with the line (ALS050)."""
     first = text.split("\n", 1)[0]
     head = _DIRECTIVE.match(first)
     if head is None:
@@ -59,19 +59,19 @@ def read_directive(text: str, filename: str, folder: str) -> tuple[ModelSetting 
         key, eq, value = token.group().partition("=")
         if not eq or key not in _KEYS:
             hint = suggestion(key, _KEYS) or "the settings are " + ", ".join(f"`{k}=`" for k in _KEYS)
-            problems.append(alls.Diagnostic("ALS051", E, f"`{token.group()}` is not a model setting", span,
+            problems.append(alls.Diagnostic("ALS050", E, f"`{token.group()}` is not a model setting", span,
                                             "unknown setting", hint))
             continue
         values.setdefault(key, []).append(value)
     if "model" not in values:
         span = alls.Span(filename, 1, 1, 1, len(first) + 1)
-        problems.append(alls.Diagnostic("ALS051", E, "the `# alls:` line names no model", span, "no model=",
+        problems.append(alls.Diagnostic("ALS050", E, "the `# alls:` line names no model", span, "no model=",
                                         "write `# alls: model=path/to/model.onnx`"))
         return None, problems
     shapes, bad = _shapes(values.get("input_shape", []))
     if bad:
         span = alls.Span(filename, 1, 1, 1, len(first) + 1)
-        problems.append(alls.Diagnostic("ALS051", E, f"bad input shape `{bad}`", span, "input_shape",
+        problems.append(alls.Diagnostic("ALS050", E, f"bad input shape `{bad}`", span, "input_shape",
                                         "write N,C,H,W or NAME=N,C,H,W, for example 1,3,320,320"))
     path = values["model"][-1]
     setting = ModelSetting(os.path.normpath(os.path.join(folder, os.path.expanduser(path))), shapes,
@@ -110,7 +110,7 @@ def _shapes(specs: list[str]) -> tuple[tuple[tuple[str, tuple[int, ...]], ...], 
 
 
 def load(setting: ModelSetting) -> alls.Graph:
-    """Import the model; raise `AllsError` (ALS402 unreadable, ALS052 bad end nodes)."""
+    """Import the model; raise `AllsError` (ALS402 unreadable, ALS051 bad end nodes)."""
     if not setting.end_nodes:
         return alls.load_model(setting.path, setting.shapes(), setting.name)
     import onnx
@@ -140,7 +140,7 @@ def _cut(proto, end_nodes: tuple[str, ...]):
         elif end in tensors:
             outputs.append(end)
         else:
-            raise alls.AllsError.of("ALS052", f"`{end}` is no node of the model",
+            raise alls.AllsError.of("ALS051", f"`{end}` is no node of the model",
                                     suggestion(end, by_name) or "end_nodes names ONNX nodes, as Hailo's parser takes them")
     needed, kept = set(outputs), []
     for node in reversed(graph.node):
