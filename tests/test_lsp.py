@@ -230,6 +230,21 @@ def test_workspace_setting_names_the_model(tmp_path):
     run(scenario())
 
 
+def test_configuration_change_names_the_model(tmp_path):
+    shutil.copy(MODEL, tmp_path / "digits_cnn.onnx")
+
+    async def scenario():
+        async with Session(tmp_path) as s:
+            uri = s.open("c.alls", "quantization_param({cnv*}, precision_mode=a8_w8)\n")
+            assert codes(await s.published(uri, 1)) == []
+            s.client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(
+                settings={"alls": {"model": "digits_cnn.onnx"}}))
+            found = await s.published(uri, 1, lambda ds: "ALS201" in codes(ds))
+            assert found[0].range.start == lsp.Position(0, 19)
+            assert any("loading" in m and "digits_cnn.onnx" in m for m in s.logs)
+    run(scenario())
+
+
 def test_code_actions_did_you_mean_current_form_and_advice(tmp_path):
     shutil.copy(MODEL, tmp_path / "digits_cnn.onnx")
     text = ("# alls: model=digits_cnn.onnx\n"

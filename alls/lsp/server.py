@@ -39,7 +39,7 @@ class AllsServer(LanguageServer):
         super().__init__("alls", alls.__version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
         self.documents: dict[str, Document] = {}
         self.analyses: dict[str, tuple[str, Analysis, model.ModelSetting | None]] = {}
-        self.graphs: dict[model.ModelSetting, alls.Graph | alls.AllsError | None] = {}
+        self.graphs: dict[tuple, alls.Graph | alls.AllsError | None] = {}  # (setting, file mtime) -> graph
         self.settings: dict = {}
         self.root = os.getcwd()
         self.debounce = DEBOUNCE_S
@@ -75,17 +75,20 @@ class AllsServer(LanguageServer):
         """The model's graph if it is loaded; else start loading it and return None."""
         if setting is None:
             return None, []
-        if setting not in self.graphs:
-            self.graphs[setting] = None
-            threading.Thread(target=self._load, args=(setting,), daemon=True).start()
-        found = self.graphs[setting]
+        key = (setting, _mtime(setting.path))  # a model written anew is loaded anew
+        if key not in self.graphs:
+            self.graphs[key] = None
+            self.log(f"loading `{setting.path}`")
+            threading.Thread(target=self._load, args=(key,), daemon=True).start()
+        found = self.graphs[key]
         if isinstance(found, alls.AllsError):
             return None, list(found.diagnostics)
         if found is None:
             return None, []
         return found, list(found.diagnostics)
 
-    def _load(self, setting: model.ModelSetting) -> None:
+    def _load(self, key: tuple) -> None:
+        setting = key[0]
         started = time.perf_counter()
         try:
             found: alls.Graph | alls.AllsError = model.load(setting)
@@ -96,10 +99,10 @@ class AllsServer(LanguageServer):
             found = alls.AllsError.of("ALS402", f"cannot import `{setting.path}`: {exc}")
             note = "model import failed:\n" + traceback.format_exc()
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._model_ready, setting, found, note)
+            self._loop.call_soon_threadsafe(self._model_ready, key, found, note)
 
-    def _model_ready(self, setting, found, note: str) -> None:
-        self.graphs[setting] = found
+    def _model_ready(self, key: tuple, found, note: str) -> None:
+        self.graphs[key] = found
         self.log(note, lsp.MessageType.Info if isinstance(found, alls.Graph) else lsp.MessageType.Warning)
         for uri in list(self.analyses):
             self.publish(uri)
@@ -125,6 +128,13 @@ class AllsServer(LanguageServer):
             self.publish(uri)
         else:
             self._timers[uri] = self._loop.call_later(delay, self.publish, uri)
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
 
 
 def _path(uri: str) -> str:
