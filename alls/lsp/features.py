@@ -14,7 +14,7 @@ from lsprotocol import types as lsp
 import alls
 from alls.catalogue import COMMANDS, Arg, Command
 from alls.formatter import format_statement
-from alls.lsp.complete import layer_globs, precision_doc
+from alls.lsp.complete import precision_doc
 from alls.lsp.document import Analysis, from_utf16, to_utf16
 from alls.parser import statement_chunks
 from alls.plan import LayerPlan
