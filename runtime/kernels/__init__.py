@@ -1,4 +1,5 @@
-"""The integer kernels of ``alls.runtime``: a name → kernel registry, the only way in.
+"""The integer kernels of ``alls.runtime``: a name → kernel registry, the only way in (the layer
+kinds of ``alls.runtime.ops`` call them through `get_kernel`).
 
 Importing this package imports Numba. ``alls.runtime`` itself does not import it.
 
