@@ -146,7 +146,7 @@ class _Importer:
                 self._warn("ALS404", f"output `{out.name}` is a constant; it is left out of the graph")
                 continue
             self._add(_Draft("output_layer", ["Output"], [source], out.name + ":out", [out.name]))
-        return self._named()
+        return _with_cut_hint(self._named(), {o: n.name for n in nodes for o in n.outputs if o and n.name})
 
     def _warn(self, code: str, message: str, severity=W, help_text: str = ""):
         self.diagnostics.append(Diagnostic(code, severity, message, help=help_text))
@@ -872,6 +872,33 @@ def _scale_outputs(draft: _Draft, a: np.ndarray) -> None:
     else:
         draft.params["weight"] = (weight * a.reshape(-1, *([1] * (weight.ndim - 1)))).astype(np.float32)
     draft.params["bias"] = (draft.params["bias"] * a).astype(np.float32)
+
+
+def _with_cut_hint(graph: Graph, node_of: dict[str, str]) -> Graph:
+    """ALS420 when every unsupported layer lies in the post-processing (no layer with weights reads it,
+    directly or not) after a supported network: the end nodes that cut it there (the layers read after
+    the unsupported ones begin, and the sources of the outputs they do not reach)."""
+    after: set[str] = set()
+    for layer in graph:
+        if not layer.supported or any(name in after for name in layer.inputs):
+            after.add(layer.name)
+    if not after or any(graph[name].has_weights for name in after):
+        return graph
+    ends = []
+    for layer in graph:
+        if layer.name in after or layer.kind in ("input_layer", "output_layer"):
+            continue
+        readers = graph.consumers(layer.name)
+        if any(r.name in after or r.kind == "output_layer" for r in readers):
+            tensors = [a for a in layer.aliases if a in node_of]
+            ends.append(node_of[tensors[-1]] if tensors else layer.short_name)
+    if not ends:
+        return graph
+    unsupported = sorted({layer.op for layer in graph if not layer.supported})
+    hint = Diagnostic("ALS420", Severity.INFO, f"every unsupported layer ({', '.join(unsupported)}) lies after "
+                      f"{', '.join(f'`{e}`' for e in ends)}: the network up to there is supported",
+                      help=f"import it cut there: --end-nodes {','.join(ends)}")
+    return Graph(graph.name, graph.layers, graph.diagnostics + (hint,), graph.opset)
 
 
 def _slice_bounds(start: int, end: int, step: int, dim: int) -> tuple[int, int, int]:

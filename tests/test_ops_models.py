@@ -127,3 +127,25 @@ def test_quantized_and_emulated(case):
         got = numeric.taps[layer.name]
         got = got.transpose(0, 3, 1, 2) if got.ndim == 4 else got
         np.testing.assert_array_equal(got, moved, err_msg=layer.name)
+
+
+def test_unsupported_ops_after_a_supported_network_suggest_the_end_nodes():
+    """A head of two convs, a concat and a flatten, then a TopK that has no layer: ALS401 once, and ALS420
+    naming the last supported node."""
+    first, i1, a = conv("c1", "x", X[1], 8, 3, act="silu")
+    box, i2, b = conv("box", a, 8, 4)
+    cls, i3, c = conv("cls", a, 8, 3)
+    nodes = first + box + cls + [node("Concat", [b, c], "cat", axis=1), node("Flatten", ["cat"], "f"),
+                                 node("TopK", ["f", "k"], ["y", "idx"], name="/post/TopK")]
+    graph = alls.load_model(build(nodes, {**i1, **i2, **i3, "k": np.array([5])}, inputs={"x": X}, outputs=("y",)))
+    codes = [d.code for d in graph.diagnostics]
+    assert codes.count("ALS401") == 1 and codes.count("ALS420") == 1
+    [hint] = [d for d in graph.diagnostics if d.code == "ALS420"]
+    assert "(TopK)" in hint.message and hint.help == "import it cut there: --end-nodes f_node"
+
+
+def test_no_cut_is_suggested_when_an_unsupported_op_comes_first():
+    nodes = [node("Einsum", ["x"], "e", equation="nchw->nchw")] + conv("c1", "e", X[1], 4)[0]
+    nodes[-1].output[0] = "y"
+    graph = alls.load_model(build(nodes, conv("c1", "e", X[1], 4)[1], inputs={"x": X}))
+    assert [d.code for d in graph.diagnostics] == ["ALS401"]

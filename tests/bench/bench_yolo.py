@@ -9,7 +9,7 @@ process.
 
 Images are scikit-image's photographs (`datasets.face_scenes`) scaled to 0..1, or uniform noise
 when scikit-image is missing. Medians of ``--repeat`` runs; the ratio is alls' time over
-onnxruntime's (below 1 is faster). The output cosines against the float model are printed for
+onnxruntime's (below 1 is faster). Each output's SNR against the float model is printed for
 context. It prints figures only and exits 0: there are no timing assertions.
 
     python tests/bench/bench_yolo.py [--size 320] [--repeat 5] [--threads 1]
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_network import median_time, ort_models, session  # noqa: E402
 
-from alls.runtime.metrics import cosine  # noqa: E402
+from alls.runtime.metrics import snr_db  # noqa: E402
 from alls.runtime.runner import Runner  # noqa: E402
 from yolov8_model import yolov8  # noqa: E402
 
@@ -102,8 +102,8 @@ def main() -> None:
     theirs = [int8.run(None, {"images": test_nchw[i:i + 1]}) for i in range(len(test))]
     for k, name in enumerate(native):
         ort_out = np.concatenate([t[k] for t in theirs]).transpose(0, 2, 3, 1)
-        print(f"  {name.rsplit('/', 1)[-1]:>14} cosine against float on 8 other images: alls "
-              f"{cosine(native[name], numeric[name]):.4f}, ort int8 {cosine(native[name], ort_out):.4f}")
+        print(f"  {name.rsplit('/', 1)[-1]:>14} SNR against float on 8 other images: alls "
+              f"{snr_db(native[name], numeric[name]):5.1f} dB, ort int8 {snr_db(native[name], ort_out):5.1f} dB")
     print(f"  load average after: {os.getloadavg()[0]:.2f}")
 
 
