@@ -60,7 +60,7 @@ def lsp_diagnostics(analysis: Analysis, lines: list[str], uri: str, fallback_lin
     out = []
     for d in analysis.diagnostics:
         related = [lsp.DiagnosticRelatedInformation(lsp.Location(uri, to_range(lines, lab.span)), lab.message)
-                   for lab in d.labels if lab.span.file == d.span.file]
+                   for lab in d.labels if d.span is not None and lab.span.file == d.span.file]
         message = d.message + (f"\nhelp: {d.help}" if d.help else "")
         out.append(lsp.Diagnostic(
             to_range(lines, d.span, fallback_line), message, severity=_SEVERITY[d.severity], code=d.code,
