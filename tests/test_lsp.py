@@ -4,9 +4,11 @@ it: open, change, completion, hover, code actions, formatting, bad input."""
 from __future__ import annotations
 
 import asyncio
+import os
 import pathlib
 import shutil
 import sys
+import time
 
 import pytest
 
@@ -227,6 +229,22 @@ def test_workspace_setting_names_the_model(tmp_path):
             uri = s.open("c.alls", "quantization_param({cnv*}, precision_mode=a8_w8)\n")
             found = await s.published(uri, 1, lambda ds: "ALS201" in codes(ds))
             assert "did you mean" in found[0].message
+    run(scenario())
+
+
+def test_a_model_written_anew_is_loaded_anew(tmp_path):
+    path = tmp_path / "digits_cnn.onnx"
+    shutil.copy(MODEL, path)
+
+    async def scenario():
+        async with Session(tmp_path) as s:
+            uri = s.open("m.alls", "# alls: model=digits_cnn.onnx\nquantization_param({cnv*}, precision_mode=a8_w8)\n")
+            await s.published(uri, 1, lambda ds: "ALS201" in codes(ds))
+            path.write_bytes(b"not a model")
+            os.utime(path, (time.time() + 5, time.time() + 5))
+            s.change(uri, (1, 0), (1, 0), " ")
+            found = await s.published(uri, 2, lambda ds: "ALS402" in codes(ds))
+            assert found[0].range.start.line == 0 and "ALS201" not in codes(found)
     run(scenario())
 
 

@@ -38,7 +38,7 @@ class AllsServer(LanguageServer):
     def __init__(self):
         super().__init__("alls", alls.__version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
         self.documents: dict[str, Document] = {}
-        self.analyses: dict[str, tuple[str, Analysis, model.ModelSetting | None]] = {}
+        self.analyses: dict[str, tuple[str, alls.Graph | None, Analysis]] = {}  # uri -> text, graph, analysis
         self.graphs: dict[tuple, alls.Graph | alls.AllsError | None] = {}  # (setting, file mtime) -> graph
         self.settings: dict = {}
         self.root = os.getcwd()
@@ -64,11 +64,11 @@ class AllsServer(LanguageServer):
         setting = setting or model.from_settings(self.settings, self.root)
         graph, model_problems = self.graph(setting)
         cached = self.analyses.get(uri)
-        if cached is not None and cached[0] == text and cached[2] == setting and (graph is None) == (cached[1].plan is None):
-            return text, cached[1], graph, problems + model_problems
+        if cached is not None and cached[0] == text and cached[1] is graph:
+            return text, cached[2], graph, problems + model_problems
         document = self.documents.setdefault(uri, Document(path))
         result = document.analyse(text, graph)
-        self.analyses[uri] = (text, result, setting)
+        self.analyses[uri] = (text, graph, result)
         return text, result, graph, problems + model_problems
 
     def graph(self, setting: model.ModelSetting | None) -> tuple[alls.Graph | None, list[alls.Diagnostic]]:
@@ -102,6 +102,8 @@ class AllsServer(LanguageServer):
             self._loop.call_soon_threadsafe(self._model_ready, key, found, note)
 
     def _model_ready(self, key: tuple, found, note: str) -> None:
+        for old in [k for k in self.graphs if k[0] == key[0] and k != key]:
+            del self.graphs[old]  # an earlier version of the same file
         self.graphs[key] = found
         self.log(note, lsp.MessageType.Info if isinstance(found, alls.Graph) else lsp.MessageType.Warning)
         for uri in list(self.analyses):
