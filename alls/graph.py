@@ -86,6 +86,9 @@ class Graph:
     layers: tuple[Layer, ...]
     diagnostics: tuple[Diagnostic, ...] = ()
     opset: int = 0
+    tie_numbered: frozenset = frozenset()  # layers whose number a tie between parallel branches decided
+    start_nodes: tuple[str, ...] = ()  # the cut it was imported with (alls.cut), empty: the whole graph
+    end_nodes: tuple[str, ...] = ()
     _index: dict[str, Layer] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):

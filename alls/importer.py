@@ -20,6 +20,7 @@ diagnostic naming the node, the op and the layer; the rest still loads.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections import Counter
@@ -27,8 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from alls.cut import Cut, cut_model
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.graph import Graph, Layer, per_channel
+from alls.naming import NamingNode, number_layers
 
 __all__ = ["load_model"]
 
@@ -38,17 +41,27 @@ _FUSE_INTO = {"conv", "dw", "deconv", "fc", "batch_norm", "ew_add", "ew_sub", "e
 
 
 def load_model(model, input_shapes: dict[str, tuple[int, ...]] | tuple[int, ...] | None = None,
-               name: str | None = None) -> Graph:
+               name: str | None = None, start_nodes=(), end_nodes=()) -> Graph:
     """Import ``model`` (a path or an `onnx.ModelProto`) as a `Graph`.
 
     ``input_shapes`` overrides fixed input shapes: a shape for the one input,
     or ``{input name: shape}``. ``name`` is the network scope (default: the
-    file's stem, else the graph's name). Raises `AllsError` (ALS402) when
-    the model cannot be read; everything else is a diagnostic on the graph.
+    file's stem, else the graph's name). ``start_nodes``/``end_nodes`` cut the
+    graph as Hailo's parser does (`alls.cut`): only what lies between them is
+    imported. Raises `AllsError` (ALS402) when the model cannot be read and
+    ALS406-ALS408 for a bad cut; everything else is a diagnostic on the graph.
     """
     proto, default_name = _read(model)
     net = _scope_name(name or default_name or proto.graph.name or "net")
-    return _Importer(proto, net, input_shapes).run()
+    cut = Cut(tuple(start_nodes or ()), tuple(end_nodes or ()))
+    if cut:
+        proto = cut_model(proto, cut, input_shapes)
+        if cut.start_nodes:  # the new inputs carry the shapes inferred from the original ones
+            names = {i.name for i in proto.graph.input}
+            input_shapes = {k: v for k, v in input_shapes.items() if k in names} or None \
+                if isinstance(input_shapes, dict) else None
+    graph = _Importer(proto, net, input_shapes).run()
+    return dataclasses.replace(graph, start_nodes=cut.start_nodes, end_nodes=cut.end_nodes) if cut else graph
 
 
 def _read(model):
@@ -636,13 +649,14 @@ class _Importer:
 
     # --------------------------------------------------------------- names
     def _named(self) -> Graph:
-        counts: Counter = Counter()
-        names: dict[str, str] = {}
-        for draft in self.drafts:
-            counts[draft.kind] += 1
-            names[draft.output] = f"{self.net}/{draft.kind}{counts[draft.kind]}"
+        """Name the layers as Hailo's parser does (`alls.naming`) and list them in that order."""
+        nodes = [NamingNode(d.output, tuple(t for t in d.inputs if t in self.producer), d.kind, d.node_name, i)
+                 for i, d in enumerate(self.drafts)]
+        order, short, ties = number_layers(nodes)
+        names = {key: f"{self.net}/{name}" for key, name in short.items()}
+        drafts = {d.output: d for d in self.drafts}
         layers = []
-        for draft in self.drafts:
+        for draft in (drafts[key] for key in order):
             name = names[draft.output]
             inputs = tuple(names.get(t, t) for t in draft.inputs)
             input_shapes = tuple(self._shape(t) for t in draft.inputs)
@@ -669,7 +683,8 @@ class _Importer:
                     "ALS401", E, f"{node} (op `{draft.ops[0]}`, layer `{name}`): {draft.attrs['reason']}",
                     help="the layer is listed but cannot be quantized or emulated; `alls explain ALS401`",
                 ))
-        return Graph(self.net, tuple(layers), tuple(self.diagnostics), self.opset)
+        return Graph(self.net, tuple(layers), tuple(self.diagnostics), self.opset,
+                     tie_numbered=frozenset(names[k] for k in ties))
 
 
 # ------------------------------------------------------------------ helpers
