@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="compare a quantized model's numeric target with its native one")
     evaluate.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
     _data_options(evaluate, required=True)
+    _cut_options(evaluate)
     evaluate.set_defaults(run=_eval)
 
     analyze = commands.add_parser("analyze", help="find the layers that carry a quantized model's error: "
@@ -100,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("-o", "--output", metavar="DIR", required=True, help="the report folder")
     analyze.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    _cut_options(analyze)
     analyze.set_defaults(run=_analyze)
 
     tune = commands.add_parser("tune", help="run the guide's incremental flow and keep the best script")
@@ -125,6 +127,38 @@ def _model_options(parser: argparse.ArgumentParser, required: bool = False, posi
     parser.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]N,C,H,W",
                         help="override a fixed input shape (repeat for several inputs)")
     parser.add_argument("--name", help="the network scope of the layer names (default: the model file's stem)")
+    _cut_options(parser)
+
+
+def _cut_options(parser: argparse.ArgumentParser) -> None:
+    """--start-nodes/--end-nodes/--zoo-config: where Hailo's parser cuts the graph."""
+    parser.add_argument("--start-nodes", metavar="A[,B...]", default="",
+                        help="ONNX nodes where the network starts (their inputs become its inputs)")
+    parser.add_argument("--end-nodes", metavar="X[,Y...]", default="",
+                        help="ONNX nodes where the network ends (their outputs become its outputs)")
+    parser.add_argument("--zoo-config", metavar="YAML",
+                        help="a Hailo model-zoo network config: its parser.nodes and input shape")
+
+
+def _cut(args) -> dict:
+    """The cut the options ask for, as `alls.load_model` keywords (``input_shapes`` from a zoo
+    config only where --input-shape is not given)."""
+    start = tuple(n for n in args.start_nodes.split(",") if n)
+    end = tuple(n for n in args.end_nodes.split(",") if n)
+    shapes = None
+    if args.zoo_config:
+        network = alls.read_zoo_network(args.zoo_config)
+        start, end, shapes = start or network.start_nodes, end or network.end_nodes, network.input_shape
+    cut = {"start_nodes": start, "end_nodes": end}
+    if shapes is not None and not getattr(args, "input_shape", None):
+        cut["input_shapes"] = shapes
+    return cut
+
+
+def _shapes_and_cut(args) -> tuple:
+    """(input shapes, start nodes, end nodes) from the model options."""
+    cut = _cut(args)
+    return cut.get("input_shapes", _input_shapes(args.input_shape)), cut["start_nodes"], cut["end_nodes"]
 
 
 def _data_options(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -265,7 +299,8 @@ def _input_shapes(specs: Sequence[str]):
 
 
 def _load_graph(args):
-    return alls.load_model(args.model, _input_shapes(args.input_shape), args.name)
+    shapes, start, end = _shapes_and_cut(args)
+    return alls.load_model(args.model, shapes, args.name, start, end)
 
 
 def _layers(args) -> int:
@@ -351,7 +386,8 @@ def _quantize(args) -> int:
         sys.stderr.write(f"error[ALS001]: `{args.output}` exists; pass --force to overwrite it\n")
         return EXIT_FAILURE
     try:
-        runner = Runner(args.model, _input_shapes(args.input_shape), args.name)
+        shapes, start, end = _shapes_and_cut(args)
+        runner = Runner(args.model, shapes, args.name, start_nodes=start, end_nodes=end)
         if args.script:
             runner.load_script(pathlib.Path(args.script))
         calib = _load_npy(args.calib, "calibration data")
@@ -426,7 +462,8 @@ def _eval(args) -> int:
     from alls.runtime.model import load
 
     try:
-        qmodel = load(args.quantized)
+        cut = _cut(args)
+        qmodel = load(args.quantized, cut["start_nodes"], cut["end_nodes"])
     except alls.AllsError as error:
         sys.stderr.write(alls.render(error.diagnostics))
         return EXIT_FAILURE
@@ -478,7 +515,8 @@ def _analyze(args) -> int:
         if args.limit is not None and args.limit < 1:
             raise alls.AllsError([alls.Diagnostic("ALS512", alls.Severity.ERROR,
                                                   f"--limit must be at least 1, not {args.limit}")])
-        qmodel = load(args.quantized)
+        cut = _cut(args)
+        qmodel = load(args.quantized, cut["start_nodes"], cut["end_nodes"])
         data = _load_npy(args.data, "data")
         if args.limit is not None and data.ndim:
             data = data[: args.limit]
@@ -504,8 +542,8 @@ def _tune(args) -> int:
     if os.path.exists(output) and not args.force:
         sys.stderr.write(f"error[ALS001]: `{output}` exists; pass --force to overwrite it\n")
         return EXIT_FAILURE
-    shapes = _input_shapes(args.input_shape)
     try:
+        shapes, start, end = _shapes_and_cut(args)
         base = pathlib.Path(args.script).read_text(encoding="utf-8") if args.script else ""
         calib = _load_npy(args.calib, "calibration data")
         data = _load_npy(args.data, "data")
@@ -522,7 +560,7 @@ def _tune(args) -> int:
                 value = f"{100 * step.metric:.2f}%" if labels is not None else f"{step.metric:.5f}"
                 print(f"{step.name:<20} {value:>18}  {step.cosine:8.5f}  {step.seconds:7.1f}", flush=True)
 
-        done = tune(lambda: Runner(args.model, shapes, args.name), calib, data, labels, base, args.layout, show)
+        done = tune(lambda: Runner(args.model, shapes, args.name, start_nodes=start, end_nodes=end), calib, data, labels, base, args.layout, show)
     except OSError as exc:
         sys.stderr.write(f"error[ALS001]: cannot read `{args.script}`: {exc.strerror or exc}\n")
         return EXIT_FAILURE
