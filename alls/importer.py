@@ -4,7 +4,9 @@ The import runs in four passes over plain data:
 
 1. *constants*: initializers, Constant nodes, and every node whose inputs
    are all constant (shape subgraphs: Shape of a static tensor, Gather,
-   Slice, Cast, Concat, Unsqueeze, ...) evaluated once with `onnx.reference`;
+   Slice, Cast, Concat, Unsqueeze, ...) evaluated once with `onnx.reference`
+   (`alls.folding`; asked again of each node in pass 3, once the layers
+   before it have their shapes);
 2. *patterns*: HardSwish written as ``x * HardSigmoid(x)`` or
    ``x * Clip(x + 3, 0, 6) / 6`` and SiLU written as ``x * Sigmoid(x)`` become
    one activation node each;
@@ -30,6 +32,7 @@ import numpy as np
 
 from alls.cut import Cut, cut_model
 from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.folding import fold_node
 from alls.graph import Graph, Layer, per_channel
 from alls.naming import NamingNode, number_layers
 
@@ -235,42 +238,18 @@ class _Importer:
 
     # ----------------------------------------------------------- constants
     def _fold_constants(self, nodes: list[_Node]) -> list[_Node]:
-        kept = []
-        for n in nodes:
-            if n.op == "Constant":
-                key, value = next(iter(n.attrs.items()))
-                dtype = {"value_float": np.float32, "value_floats": np.float32,
-                         "value_int": np.int64, "value_ints": np.int64}.get(key)
-                self.consts[n.outputs[0]] = np.asarray(value, dtype=dtype)
-            elif n.op == "Shape" and n.inputs[0] in self.shapes:
-                shape = np.array(self.shapes[n.inputs[0]], dtype=np.int64)
-                start, end = n.attrs.get("start", 0), n.attrs.get("end", None)
-                self.consts[n.outputs[0]] = shape[start:end]
-            elif n.inputs and all(i == "" or i in self.consts for i in n.inputs) and n.op not in ("Dropout",) \
-                    and self._evaluate(n):
-                continue  # folded into self.consts
-            else:
-                kept.append(n)
-        return kept
+        """The nodes that do not fold now (`alls.folding`); the layer pass asks again of each."""
+        return [n for n in nodes if not self._fold(n)]
 
-    def _evaluate(self, n: _Node) -> bool:
-        """Compute a node of constants; False when onnx.reference cannot (a custom op): it stays a node."""
-        import onnx
-        from onnx.reference import ReferenceEvaluator
-
-        try:  # onnx.reference raises whatever its kernels raise
-            node = _proto_node(n)
-            inputs = [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(self.consts[i].dtype),
-                                                         self.consts[i].shape) for i in n.inputs if i]
-            outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in n.outputs]
-            graph = onnx.helper.make_graph([node], "fold", inputs, outputs)
-            model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", max(self.opset, 9))])
-            results = ReferenceEvaluator(model).run(None, {i: self.consts[i] for i in n.inputs if i})
-        except Exception:
-            return False
-        for name, value in zip(n.outputs, results):
-            self.consts[name] = np.asarray(value)
-        return True
+    def _fold(self, n: _Node) -> bool:
+        folded = fold_node(n, self.consts, lambda t: self.consts.get(self._resolve(t)),
+                           lambda t: self._shape(t) or None, self.opset)
+        if folded:
+            for t in n.inputs:  # a folded reader no longer holds its source's layer apart
+                source = self._resolve(t) if t else ""
+                if self.consumers[source] > 0:
+                    self.consumers[source] -= 1
+        return folded
 
     # -------------------------------------------------------------- layers
     def _resolve(self, tensor: str) -> str:
@@ -292,6 +271,8 @@ class _Importer:
         return draft
 
     def _layer(self, n: _Node) -> None:
+        if self._fold(n):  # constant only now that the layers before it have their shapes
+            return
         handler = getattr(self, f"_op_{n.op}", None)
         data_in = [self._resolve(i) for i in n.inputs if i and self._resolve(i) not in self.consts]
         if n.outputs and n.outputs[0] not in self.shapes and all(self._shape(t) for t in data_in):
