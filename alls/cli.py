@@ -313,7 +313,8 @@ def _layers(args) -> int:
         import json
 
         rows = [layer_row(layer) for layer in graph]
-        doc = {"network": graph.name, "opset": graph.opset, "layers": rows,
+        doc = {"network": graph.name, "opset": graph.opset, "layers": rows, "tie_numbered": sorted(graph.tie_numbered),
+               "start_nodes": list(graph.start_nodes), "end_nodes": list(graph.end_nodes),
                "diagnostics": json.loads(alls.render(list(graph.diagnostics), fmt="json"))}
         print(json.dumps(doc, indent=2))
     else:

@@ -299,6 +299,13 @@ _DOCS = [
             "A quantized file holds the layers of the graph it was cut to; another cut is another network.",
             "alls eval q.npz --end-nodes /model.22/Concat_5 (quantized with the six head convs as end nodes)",
             "Leave the options out (the file remembers its cut) or quantize again with the new cut."),
+    CodeDoc("ALS411", I, "unsupported ops can be cut off",
+            "Every unsupported op lies after a cut that leaves a network of supported layers; the note names "
+            "the end nodes of that cut.",
+            "Hailo's own flow ends most networks before their post-processing (the zoo's parser.nodes); the "
+            "emulator can then quantize and run the rest.",
+            "a CRNN whose convolutional part ends in an LSTM",
+            "Pass the end nodes shown to --end-nodes (or end_nodes= in Python) and do the rest in float."),
     CodeDoc("ALS501", E, "more images asked for than given",
             "Calibration reads batch_size x calib_num_batch images (by default from the script's calibset_size), "
             "and the data hold fewer.",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
 
-__all__ = ["Cut", "cut_model"]
+__all__ = ["Cut", "cut_model", "suggest_end_nodes"]
 
 E = Severity.ERROR
 
@@ -155,3 +155,40 @@ def _value_info(proto, tensor: str, input_shapes):
         if vi.name == tensor:
             return vi
     return onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None)
+
+
+def suggest_end_nodes(graph) -> Diagnostic | None:
+    """When every unsupported layer lies after a cut that leaves a network (each input still read,
+    a layer with weights kept, at most 1% of the supported layers' MACs cut off with them: the
+    post-processing, not the network), an ALS411 note naming the end nodes of that cut: the
+    supported layers that feed an unsupported one, or an output."""
+    unsupported = [layer.name for layer in graph if not layer.supported]
+    if not unsupported:
+        return None
+    readers: dict[str, list] = {layer.name: [] for layer in graph}
+    for layer in graph:
+        for source in layer.inputs:
+            if source in readers:
+                readers[source].append(layer)
+    after, stack = set(), list(unsupported)
+    while stack:  # the unsupported layers and everything they feed
+        name = stack.pop()
+        if name not in after:
+            after.add(name)
+            stack.extend(r.name for r in readers[name])
+    kept = [layer for layer in graph if layer.name not in after and layer.kind not in ("input_layer", "output_layer")]
+    total = sum(layer.macs for layer in graph if layer.supported)
+    if 100 * sum(layer.macs for layer in graph if layer.name in after and layer.supported) > total:
+        return None  # the cut would drop real work (more than 1% of the MACs), not just post-processing
+    if not any(layer.has_weights for layer in kept) or any(
+            not any(r.name not in after and r.kind != "output_layer" for r in readers[i.name]) for i in graph.inputs):
+        return None
+    ends = [layer for layer in kept if layer.end_node and any(r.name in after or r.kind == "output_layer"
+                                                              for r in readers[layer.name])]
+    if not ends:
+        return None
+    ops = sorted({layer.op.split("+")[0] for layer in graph if not layer.supported})
+    return Diagnostic("ALS411", Severity.INFO,
+                      f"the unsupported ops ({', '.join(ops)}) all come after {len(ends)} layer(s): ending the "
+                      f"network there leaves {len(kept)} supported layers",
+                      help="--end-nodes " + ",".join(layer.end_node for layer in ends))

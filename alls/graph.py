@@ -53,6 +53,7 @@ class Layer:
     attrs: dict[str, Any] = field(default_factory=dict)
     macs: int = 0
     supported: bool = True
+    end_node: str = ""  # the ONNX node to name as an end node to end the network at this layer
 
     @property
     def short_name(self) -> str:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from alls.cut import Cut, cut_model
+from alls.cut import Cut, cut_model, suggest_end_nodes
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.folding import fold_node
 from alls.graph import Graph, Layer, per_channel
@@ -64,6 +64,9 @@ def load_model(model, input_shapes: dict[str, tuple[int, ...]] | tuple[int, ...]
             input_shapes = {k: v for k, v in input_shapes.items() if k in names} or None \
                 if isinstance(input_shapes, dict) else None
     graph = _Importer(proto, net, input_shapes).run()
+    note = suggest_end_nodes(graph)
+    if note is not None:
+        graph = dataclasses.replace(graph, diagnostics=graph.diagnostics + (note,))
     return dataclasses.replace(graph, start_nodes=cut.start_nodes, end_nodes=cut.end_nodes) if cut else graph
 
 
@@ -115,6 +118,7 @@ class _Draft:
     activation_params: tuple = ()
     supported: bool = True
     node_name: str = ""
+    last_node: str = ""  # the ONNX node whose output the layer's output is, after fusions
 
 
 class _Importer:
@@ -311,7 +315,7 @@ class _Importer:
                 self.shapes.setdefault(vi.name, tuple(d.dim_value for d in dims))
 
     def _unsupported(self, n: _Node, data_in: list[str], why: str) -> None:
-        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", n.op).lower()
+        kind = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", n.op).lower()  # LSTM -> lstm, ConstantOfShape -> constant_of_shape
         outputs = [o for o in n.outputs if o] or [f"{n.name or n.op}:{len(self.drafts)}"]  # an LSTM may omit its first
         draft = self._add(_Draft(kind, [n.op], data_in, outputs[0], _aliases(n), supported=False, node_name=n.name))
         draft.attrs["reason"] = why
@@ -327,6 +331,7 @@ class _Importer:
     def _fold_into(self, draft: _Draft, n: _Node) -> None:
         """``n`` disappears into ``draft``: its output now names the draft's."""
         draft.ops.append(n.op)
+        draft.last_node = n.name
         draft.aliases.extend(_aliases(n))
         self.alias_of[n.outputs[0]] = draft.output
         self.consumers[draft.output] = self.consumers[n.outputs[0]]  # n was its one reader
@@ -655,7 +660,7 @@ class _Importer:
                 output_shape=tuple(out_shape), aliases=tuple(dict.fromkeys(a for a in draft.aliases if a)),
                 tensors=(draft.output,), activation=draft.activation, activation_params=draft.activation_params,
                 params=draft.params, attrs=draft.attrs, macs=_macs(draft, input_shapes, tuple(out_shape)),
-                supported=draft.supported,
+                supported=draft.supported, end_node=draft.last_node or draft.node_name,
             )
             layers.append(layer)
             if not draft.supported:

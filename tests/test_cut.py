@@ -11,6 +11,7 @@ import alls
 from alls.cli import main
 from alls.zoo import parse_yaml_subset
 from test_importer import DIGITS
+from zoo_models import build_yolov8
 
 ZOO = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "zoo-config"
 
@@ -127,3 +128,38 @@ def test_every_zoo_network_config_reads():
     pose = alls.read_zoo_network(ZOO / "networks" / "yolov8s_pose.yaml")
     assert pose.input_shape == (1, 3, 640, 640) and pose.start_nodes == ()
     assert pose.end_nodes[0] == "/model.22/cv2.2/cv2.2.2/Conv" and len(pose.end_nodes) == 9
+
+
+def crnn():
+    """A CRNN's shape: conv, relu, a reshape to a sequence, an LSTM (unsupported)."""
+    w = numpy_helper.from_array(np.random.default_rng(0).random((8, 1, 3, 3), np.float32), "w")
+    lstm_w = numpy_helper.from_array(np.ones((1, 64, 64), np.float32), "W")
+    lstm_r = numpy_helper.from_array(np.ones((1, 64, 16), np.float32), "R")
+    shape = numpy_helper.from_array(np.array([8, 1, 64], np.int64), "shp")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Reshape", ["r", "shp"], ["seq"], name="to_seq"),
+             helper.make_node("LSTM", ["seq", "W", "R"], ["Y", "Yh"], name="lstm", hidden_size=16)]
+    graph = helper.make_graph(nodes, "crnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], [w, lstm_w, lstm_r, shape])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_unsupported_ops_after_a_cut_suggest_the_end_nodes():
+    graph = alls.load_model(crnn())
+    errors = [d for d in graph.diagnostics if d.code == "ALS401"]
+    assert len(errors) == 1 and "`lstm`" in errors[0].message and "`crnn/lstm1`" in errors[0].message
+    note = next(d for d in graph.diagnostics if d.code == "ALS411")
+    assert note.help == "--end-nodes to_seq" and "LSTM" in note.message
+    cut = alls.load_model(crnn(), end_nodes=note.help.split()[1].split(","))
+    assert not cut.diagnostics and [l.kind for l in cut][1:3] == ["conv", "format_conversion"]
+    assert cut.get("relu").short_name == "conv1"  # the relu fused into the conv stays inside the cut
+
+
+def test_no_suggestion_when_the_cut_would_drop_real_work():
+    model = crnn()
+    model.graph.node[0].op_type = "ConvInteger"  # the first layer itself is unsupported
+    assert not any(d.code == "ALS411" for d in alls.load_model(model).diagnostics)
+    graph = alls.load_model(build_yolov8("n", imgsz=320))  # a Split early on: most convs come after it
+    if any(not layer.supported for layer in graph):
+        assert not any(d.code == "ALS411" for d in graph.diagnostics)
