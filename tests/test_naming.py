@@ -151,3 +151,18 @@ def test_inputs_first_outputs_last_each_in_their_own_order():
     order, short, _ = number_layers(nodes)
     assert order == ["in2", "in1", "c", "o2", "o1"]
     assert [short[k] for k in order] == ["input_layer1", "input_layer2", "conv1", "output_layer1", "output_layer2"]
+
+
+@needs_zoo
+@pytest.mark.parametrize("scale", ["s", "m"])
+def test_yolov8_pose_with_the_zoo_cut(scale):
+    """Pose runs its keypoint branches first; the zoo's scripts put the sigmoid on the class convs
+    and 16 bits on output_layer3/6/9, the keypoints in the order of the end nodes."""
+    network = alls.read_zoo_network(ZOO / "networks" / f"yolov8{scale}_pose.yaml")
+    graph = alls.load_model(build_yolov8(scale, imgsz=320, task="pose"), end_nodes=network.end_nodes)
+    script = (SCRIPTS / f"yolov8{scale}_pose.alls").read_text()
+    sigmoid = re.findall(r"change_output_activation\((conv\d+), sigmoid\)", script)
+    assert names(graph, [f"/model.22/cv3.{i}/cv3.{i}.2/Conv" for i in (2, 1, 0)]) == sigmoid
+    wide = re.findall(r"quantization_param\((output_layer\d+), precision_mode=a16_w16\)", script)
+    keypoints = [graph.get(f"/model.22/cv4.{i}/cv4.{i}.2/Conv").name for i in (2, 1, 0)]
+    assert [graph[o].inputs[0] for o in wide] == keypoints

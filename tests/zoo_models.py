@@ -132,8 +132,8 @@ def build_yolov8(scale: str = "n", imgsz: int = 640, nc: int = 80, seed: int = 0
     """ultralytics YOLOv8{scale} at ``imgsz`` x ``imgsz``, as ``yolo export format=onnx`` writes it;
     ``task="seg"``: YOLOv8{scale}-seg (the Segment head: Proto on the stride-8 map and cv4 mask
     coefficients, computed before the box and class branches, as its forward runs them)."""
-    if task not in ("detect", "seg"):
-        raise ValueError(f"task is 'detect' or 'seg', not {task!r}")
+    if task not in ("detect", "seg", "pose"):
+        raise ValueError(f"task is 'detect', 'seg' or 'pose', not {task!r}")
     depth, width, max_ch = YOLOV8_SCALES[scale]
 
     def ch(c):
@@ -168,6 +168,10 @@ def build_yolov8(scale: str = "n", imgsz: int = 640, nc: int = 80, seed: int = 0
         proto, masks = _v8_segment(net, feats, _div8(min(256, max_ch) * width))
         out = net.op("Concat", [_v8_detect(net, feats, nc, imgsz), masks], "/model.22/Concat", axis=1)
         return net.model("images", [1, 3, imgsz, imgsz], [(out, "output0"), (proto, "output1")], f"yolov8{scale}_seg")
+    if task == "pose":  # Pose runs its keypoint branches (cv4, 17 x 3 values) before Detect
+        kpts = _v8_branches(net, feats, max(net.channels[feats[0]] // 4, 51), 51)
+        out = net.op("Concat", [_v8_detect(net, feats, 1, imgsz), kpts], "/model.22/Concat", axis=1)
+        return net.model("images", [1, 3, imgsz, imgsz], [(out, "output0")], f"yolov8{scale}_pose")
     out = _v8_detect(net, feats, nc, imgsz)
     return net.model("images", [1, 3, imgsz, imgsz], [(out, "output0")], f"yolov8{scale}")
 
@@ -180,13 +184,17 @@ def _v8_segment(net: _Net, feats: list[str], npr: int, nm: int = 32) -> tuple[st
     p = net.op("ConvTranspose", [p, w, net.const(np.zeros(c, np.float32))], "/model.22/proto/upsample/ConvTranspose",
                c, kernel_shape=[2, 2], strides=[2, 2])
     p = net.conv(net.conv(p, npr, 3, 1, "model.22/proto/cv2"), nm, 1, 1, "model.22/proto/cv3")
-    c4 = max(net.channels[feats[0]] // 4, nm)
-    coeffs = []
+    return p, _v8_branches(net, feats, max(net.channels[feats[0]] // 4, nm), nm)
+
+
+def _v8_branches(net: _Net, feats: list[str], width: int, out: int) -> str:
+    """The cv4 branches of Segment (mask coefficients) and Pose (keypoints), flattened and joined."""
+    flat = []
     for i, x in enumerate(feats):
-        h = net.conv(net.conv(x, c4, 3, 1, f"model.22/cv4.{i}/cv4.{i}.0"), c4, 3, 1, f"model.22/cv4.{i}/cv4.{i}.1")
-        h = net.conv(h, nm, 1, 1, f"model.22/cv4.{i}/cv4.{i}.2", act=None)
-        coeffs.append(net.op("Reshape", [h, net.const(np.array([1, nm, -1], np.int64))], "/model.22/Reshape", nm))
-    return p, net.op("Concat", coeffs, "/model.22/Concat", nm, axis=2)
+        h = net.conv(net.conv(x, width, 3, 1, f"model.22/cv4.{i}/cv4.{i}.0"), width, 3, 1, f"model.22/cv4.{i}/cv4.{i}.1")
+        h = net.conv(h, out, 1, 1, f"model.22/cv4.{i}/cv4.{i}.2", act=None)
+        flat.append(net.op("Reshape", [h, net.const(np.array([1, out, -1], np.int64))], "/model.22/Reshape", out))
+    return net.op("Concat", flat, "/model.22/Concat", out, axis=2)
 
 
 def _concat(net: _Net, xs: list[str], scope: str) -> str:
