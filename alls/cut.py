@@ -97,7 +97,8 @@ def _find(nodes, name: str, role: str) -> int:
     close = close or [k for k in known if name.rsplit("/", 1)[0] and k.startswith(name.rsplit("/", 1)[0])][:3]
     help_text = f"did you mean {', '.join(f'`{c}`' for c in close)}?" if close else \
         "`alls layers MODEL` lists each layer with the ONNX node names it came from"
-    raise AllsError([Diagnostic("ALS406", E, f"the {role} node `{name}` is not a node of the model", help=help_text)])
+    raise AllsError([Diagnostic("ALS406", E, f"the {role} node `{name}` is not a node of the model",
+                                span=getattr(name, "span", None), label="no such node", help=help_text)])
 
 
 def _ancestors(nodes, producer, outputs, boundary, consts) -> set[int]:

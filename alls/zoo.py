@@ -15,8 +15,21 @@ import re
 from dataclasses import dataclass
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.nodes import Span
 
-__all__ = ["ZooNetwork", "read_zoo_network", "parse_yaml_subset"]
+__all__ = ["NodeName", "ZooNetwork", "read_zoo_network", "parse_yaml_subset"]
+
+
+class NodeName(str):
+    """A node name read from a file, which remembers where (``span``): an error about the node
+    (no such node, ALS406) points at that line."""
+
+    span: Span | None = None
+
+    def __new__(cls, name: str, span: Span | None = None):
+        self = super().__new__(cls, name)
+        self.span = span
+        return self
 
 
 @dataclass(frozen=True)
@@ -37,13 +50,27 @@ def read_zoo_network(path) -> ZooNetwork:
     starts, ends = (list(nodes) + [None, None])[:2]
     shape = (config.get("preprocessing") or {}).get("input_shape") or (config.get("info") or {}).get("input_shape")
     name = (config.get("network") or {}).get("network_name") or path.stem
-    return ZooNetwork(str(name), _names(starts), _names(ends), _nchw(shape, path))
+    return ZooNetwork(str(name), _names(starts, path), _names(ends, path), _nchw(shape, path))
 
 
-def _names(value) -> tuple[str, ...]:
+def _names(value, path: pathlib.Path) -> tuple[str, ...]:
     if value is None:
         return ()
-    return tuple(str(v) for v in value if v is not None) if isinstance(value, list) else (str(value),)
+    names = [str(v) for v in value if v is not None] if isinstance(value, list) else [str(value)]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    return tuple(NodeName(n, _where(lines, n, str(path))) for n in names)
+
+
+def _where(lines: list[str], name: str, filename: str) -> Span | None:
+    """The first line of the config that lists ``name`` (a base file's nodes are not located)."""
+    for number, line in enumerate(lines, start=1):
+        column = line.find(name)
+        if column >= 0 and line[:column].strip(" -'\"") == "":
+            return Span(filename, number, column + 1, number, column + 1 + len(name))
+    return None
 
 
 def _nchw(shape, path) -> tuple[int, ...] | None:

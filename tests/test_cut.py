@@ -89,6 +89,10 @@ def test_cli_cut_options_and_zoo_config(tmp_path, capsys):
     assert main(["layers", str(DIGITS), "--zoo-config", str(config), "--json"]) == 0
     out = capsys.readouterr().out
     assert '"digits_cnn/conv2"' in out and 'maxpool1' not in out
+    config.write_text("parser:\n  nodes:\n  - conv1\n  - - pww\n")  # the error points into the config
+    assert main(["layers", str(DIGITS), "--zoo-config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "ALS406" in err and f"{config}:4:7" in err and "`pw`" in err
     config.write_text("parser: {nodes: [a, b]}\n")
     assert main(["layers", str(DIGITS), "--zoo-config", str(config)]) == 2
     assert "ALS409" in capsys.readouterr().err
