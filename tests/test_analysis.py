@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import struct
-import zlib
 
 import numpy as np
 import pytest
