@@ -351,7 +351,7 @@ def _input_shapes(specs: Sequence[str]):
 
 def _model_file(path: str) -> str:
     """``path``, refused (ALS007) when it is a NumPy file; the importer names other problems (ALS402)."""
-    if os.path.isfile(path):
+    if os.path.exists(path):
         files.expect_kind(path, ("onnx", "binary", "text", "empty"), "model", "pass the .onnx file")
     return path
 
