@@ -20,7 +20,8 @@ from dataclasses import replace
 import alls
 from alls import files, progress
 from alls.render import FORMATS, summary
-from alls.tables import algorithm_summary, explain_layer, figures_table, layer_row, layer_table, plan_table, precision_summary
+from alls.tables import (algorithm_summary, explain_layer, figures_table, layer_row, layer_table, plan_table,
+                         precision_summary)
 
 EXIT_OK, EXIT_ERRORS, EXIT_FAILURE = 0, 1, 2
 REPORT_HINT = "please report it with the command and `alls --version`; rerun with --debug for the traceback"
@@ -62,8 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------- parser
 
 EXAMPLES = {
-    "check": "alls check samples/four_bit_finetune.alls\n  alls check net.alls --model net.onnx --output-format concise",
-    "fmt": "alls fmt samples/ugly.alls --diff\n  alls fmt net.alls",
+    "check": ("alls check samples/four_bit_finetune.alls\n  alls check samples/digits/digits.alls "
+              "--model samples/digits/digits_cnn.onnx --output-format concise"),
+    "fmt": "alls fmt --diff samples/ugly.alls\n  alls fmt --check samples/digits/digits.alls",
     "layers": "alls layers samples/digits/digits_cnn.onnx",
     "plan": "alls plan samples/digits/digits.alls --model samples/digits/digits_cnn.onnx --explain conv1",
     "quantize": ("alls quantize samples/digits/digits_cnn.onnx --script samples/digits/digits.alls "
