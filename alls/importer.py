@@ -669,9 +669,11 @@ class _Importer:
             if step == 0:
                 return "a slice step of 0"
             bounds = _slice_bounds(start, end, step, shape[axis])
+            if axis == 0:  # the whole batch, in order, is no slice (the layer runs on any number of images)
+                if bounds[2] != 1 or len(range(*bounds)) != shape[0]:
+                    return "a slice of the batch axis has no layer"
+                continue
             out[axis] = len(range(*bounds))
-            if axis == 0 and out[0] != shape[0]:
-                return "a slice of the batch axis has no layer"
             slices.append((axis, *bounds))
         if 0 in out:
             return "an empty slice has no layer"
