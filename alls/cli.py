@@ -76,7 +76,7 @@ EXAMPLES = {
     "tune": ("alls tune samples/digits/digits_cnn.onnx --calib samples/digits/calib.npy "
              "--data samples/digits/test_x.npy --labels samples/digits/test_y.npy -o digits_tuned.alls --force"),
     "explain": "alls explain ALS311",
-    "lsp": "alls lsp    (started by an editor: see docs/editors.md)",
+    "lsp": "alls lsp < /dev/null  # an editor starts it and speaks LSP on stdin/stdout (docs/editors.md)",
 }
 
 
