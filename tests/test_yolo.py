@@ -125,8 +125,13 @@ def _agree(runner, x, floor=0.99):
     return numeric
 
 
-def test_the_head_cut_quantizes_with_the_default_script(head):
-    runner = _quantized(head, "", _images(64))
+@pytest.fixture(scope="module")
+def quantized_head(head):
+    return _quantized(head, "", _images(64))
+
+
+def test_the_head_cut_quantizes_with_the_default_script(quantized_head):
+    runner = quantized_head
     numeric = _agree(runner, _images(4, seed=1))
     convs = [runner.graph[out.inputs[0]] for out in runner.graph.outputs]
     assert sorted(set(a for layer in convs for a in layer.aliases) & set(HEAD_CONVS)) == sorted(HEAD_CONVS)
@@ -141,8 +146,8 @@ def test_the_head_cut_quantizes_with_the_zoo_script(head):
     _agree(runner, _images(4, 255.0, seed=1))
 
 
-def test_eval_reports_each_output(head, tmp_path, capsys):
-    runner = _quantized(head, "", _images(64))
+def test_eval_reports_each_output(quantized_head, tmp_path, capsys):
+    runner = quantized_head
     runner.save(tmp_path / "q.npz")
     np.save(tmp_path / "x.npy", _images(4, seed=2))
     assert main(["eval", str(tmp_path / "q.npz"), "--data", str(tmp_path / "x.npy")]) == 0
@@ -155,7 +160,7 @@ def test_analyze_advises_sigmoids_on_the_class_convs():
     model = cut_at(class_priors(build_yolov8("n", SIZE)), HEAD_CONVS)
     runner = _quantized(model, "model_optimization_config(calibration, batch_size=8, calibset_size=16)\n",
                         _images(16))
-    analysis = analyze(runner.quantized, _images(8, seed=4), worst=1, isolation_images=4, progress=False)
+    analysis = analyze(runner.quantized, _images(4, seed=4), worst=1, isolation_images=2, progress=False)
     sigmoid = {a.layer for a in analysis.advice if a.key == "sigmoid_output"}
     classes = {runner.graph[out.inputs[0]].name for out in runner.graph.outputs
                if runner.graph[out.inputs[0]].output_shape[1] == 80}
