@@ -23,6 +23,7 @@ diagnostic naming the node, the op and the layer; the rest still loads.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections import Counter
@@ -790,6 +791,9 @@ class _Importer:
             else:
                 out_shape = self._shape(draft.output) or _computed_shape(draft, input_shapes)
                 self.shapes.setdefault(draft.output, out_shape)
+                conflict = _shape_conflict(draft, input_shapes, tuple(out_shape))
+                if conflict:
+                    draft.supported, draft.attrs = False, {**draft.attrs, "reason": conflict}
             for value in draft.params.values():
                 value.setflags(write=False)
             layer = Layer(
@@ -845,6 +849,30 @@ def _conv_attrs(n: _Node, kernel: tuple[int, ...], in_shape: tuple[int, ...]) ->
     elif auto_pad == "VALID":
         pads = (0,) * (2 * dims)
     return {"kernel_shape": tuple(int(k) for k in kernel), "strides": strides, "dilations": dilations, "pads": pads}
+
+
+def _shape_conflict(draft: _Draft, input_shapes, out_shape: tuple[int, ...]) -> str:
+    """Why a layer's shapes cannot hold together, or ``""``. ONNX shape inference does not check that
+    a constant target shape (or a concat's parts) fits the inputs it is given; a model exported for
+    one input size and imported at another would otherwise run on garbled shapes."""
+    known = [s for s in input_shapes if s]
+    if not draft.supported or not out_shape or len(known) != len(input_shapes) or not known:
+        return ""
+    if draft.kind == "format_conversion":
+        values_in, values_out = math.prod(known[0]), math.prod(out_shape)
+        if values_in != values_out:
+            return (f"{draft.ops[0]} of {_dims(known[0])} ({values_in:,} values) to {_dims(out_shape)} "
+                    f"({values_out:,}): a target shape fixed for another input shape")
+    if draft.kind == "concat" and "axis" in draft.attrs:
+        axis = draft.attrs["axis"] % len(out_shape)
+        rest = {tuple(d for i, d in enumerate(s) if i != axis) for s in known if len(s) == len(out_shape)}
+        if len(rest) != 1 or sum(s[axis] for s in known if len(s) == len(out_shape)) != out_shape[axis]:
+            return f"parts {', '.join(_dims(s) for s in known)} do not join into {_dims(out_shape)} on axis {axis}"
+    return ""
+
+
+def _dims(shape) -> str:
+    return "x".join(str(d) for d in shape)
 
 
 def _computed_shape(draft: _Draft, input_shapes) -> tuple[int, ...]:
