@@ -19,6 +19,7 @@ from alls.codes import CODES, explain
 from alls.diagnostics import AllsError, Diagnostic, Label, Severity
 from alls.formatter import format_script
 from alls.graph import Graph, Layer
+from alls.limits import Limits
 from alls.nodes import (
     Argument,
     Boolean,
@@ -54,6 +55,7 @@ __all__ = [
     "render",
     "explain",
     "CODES",
+    "Limits",
     # models
     "load_model",
     "Graph",
@@ -89,17 +91,21 @@ __all__ = [
 ]
 
 
-def check(script: Script | str, filename: str = "<string>") -> list[Diagnostic]:
+def check(script: Script | str, filename: str = "<string>", *, limits: Limits | None = None) -> list[Diagnostic]:
     """Every diagnostic of a script, in source order.
 
     ``script`` is a parsed `Script`, or text; text is parsed leniently, so its
     syntax errors come back as diagnostics together with everything the
-    catalogue finds in the statements that did parse.
+    catalogue finds in the statements that did parse. ``limits`` bounds what
+    text may ask of the parser (`Limits`).
     """
     if isinstance(script, str):
-        script, diagnostics = parse_partial(script, filename)
-    else:
+        script, diagnostics = parse_partial(script, filename, limits=limits)
+    elif isinstance(script, Script):
         diagnostics = []
+    else:
+        raise TypeError(f"alls.check takes a Script or str, not {type(script).__name__} "
+                        "(for a path or bytes: alls.read_script)")
     found = diagnostics + check_script(script)
     found.sort(key=Diagnostic.sort_key)
     return found

@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     _data_options(tune, required=True)
     tune.set_defaults(run=_tune)
 
+    for command in (check, fmt, layers, plan, quantize, evaluate, analyze, tune):
+        _limit_options(command)
+
     explain = commands.add_parser("explain", help="explain a diagnostic code")
     explain.add_argument("code", nargs="?", help="a code such as ALS203 (omit to list every code)")
     explain.set_defaults(run=_explain)
@@ -136,10 +139,42 @@ def _data_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
-def _read(path: str) -> tuple[alls.Script, list[alls.Diagnostic]]:
+def _limit_options(parser: argparse.ArgumentParser) -> None:
+    """A ``--max-...`` option for each of `alls.Limits` (docs/untrusted-inputs.md)."""
+    import dataclasses
+
+    from alls.limits import describe
+
+    limits = parser.add_argument_group("limits on untrusted inputs (docs/untrusted-inputs.md)")
+    for field in dataclasses.fields(alls.Limits):
+        code, option, what = describe(field.name)
+        kind = float if isinstance(field.default, float) else int
+        limits.add_argument(option, dest=f"limit_{field.name}", type=_positive(kind), metavar="N",
+                            help=f"most {what} (default {field.default:,}; {code} beyond)")
+
+
+def _positive(kind):
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, not `{text}`") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a number above 0, not `{text}`")
+        return value
+    return convert
+
+
+def _limits(args) -> alls.Limits:
+    given = {key[len("limit_"):]: value for key, value in vars(args).items()
+             if key.startswith("limit_") and value is not None}
+    return alls.Limits(**given)
+
+
+def _read(path: str, args) -> tuple[alls.Script, list[alls.Diagnostic]]:
     if path == "-":
-        return alls.read_script(sys.stdin.buffer.read(), "<stdin>")
-    return alls.read_script(path)
+        return alls.read_script(sys.stdin.buffer, "<stdin>", limits=_limits(args))
+    return alls.read_script(path, limits=_limits(args))
 
 
 def _unreadable(diagnostics: Sequence[alls.Diagnostic]) -> bool:
@@ -159,7 +194,7 @@ def _check(args) -> int:
             return EXIT_FAILURE
         found.extend(graph.diagnostics)
     for path in args.files:
-        script, diagnostics = _read(path)
+        script, diagnostics = _read(path, args)
         failed |= _unreadable(diagnostics)
         if graph is not None:
             checked = list(alls.resolve(script, graph).diagnostics)
@@ -180,7 +215,7 @@ def _check(args) -> int:
 def _fmt(args) -> int:
     status = EXIT_OK
     for path in args.files:
-        script, diagnostics = _read(path)
+        script, diagnostics = _read(path, args)
         errors = [d for d in diagnostics if d.is_error]
         if errors:
             sys.stderr.write(alls.render(errors, {script.filename: script.source}))
@@ -294,7 +329,7 @@ def _plan(args) -> int:
     except alls.AllsError as error:
         sys.stderr.write(alls.render(error.diagnostics))
         return EXIT_FAILURE
-    script, diagnostics = _read(args.script)
+    script, diagnostics = _read(args.script, args)
     if _unreadable(diagnostics):
         sys.stderr.write(alls.render(diagnostics))
         return EXIT_FAILURE
