@@ -111,20 +111,22 @@ def check(script: Script | str, filename: str = "<string>", *, limits: Limits | 
     return found
 
 
-def load_model(model, input_shapes=None, name: str | None = None) -> Graph:
+def load_model(model, input_shapes=None, name: str | None = None, *, limits: Limits | None = None) -> Graph:
     """Import an ONNX model (a path or an `onnx.ModelProto`) as a layer `Graph`.
 
     ``input_shapes`` overrides fixed input shapes: one shape, or a dict
     ``{input name: shape}``. ``name`` is the network scope of the layer names
-    (default: the file's stem). Raises `AllsError` if the model cannot be
-    read; unsupported ops are diagnostics on ``graph.diagnostics``.
+    (default: the file's stem). ``limits`` bounds what the model may ask of
+    the import (`Limits`). Raises `AllsError` if the model cannot be read or
+    is unsound; unsupported ops are diagnostics on ``graph.diagnostics``.
     """
     from alls.importer import load_model as _load
 
-    return _load(model, input_shapes, name)
+    return _load(model, input_shapes, name, limits=limits)
 
 
-def resolve(script: Script | str, model, input_shapes=None, *, advice: bool = True) -> Plan:
+def resolve(script: Script | str, model, input_shapes=None, *, advice: bool = True,
+            limits: Limits | None = None) -> Plan:
     """Bind a script to a model: the per-layer quantization `Plan`.
 
     ``script`` is a parsed `Script` or script text; ``model`` a `Graph`, an
@@ -137,13 +139,16 @@ def resolve(script: Script | str, model, input_shapes=None, *, advice: bool = Tr
 
     syntax: list[Diagnostic] = []
     if isinstance(script, str):
-        script, syntax = parse_partial(script)
-    graph = model if isinstance(model, Graph) else load_model(model, input_shapes)
+        script, syntax = parse_partial(script, limits=limits)
+    elif not isinstance(script, Script):
+        raise TypeError(f"alls.resolve takes a Script or str, not {type(script).__name__} "
+                        "(for a path or bytes: alls.read_script)")
+    graph = model if isinstance(model, Graph) else load_model(model, input_shapes, limits=limits)
     plan = _resolve(script, graph, advice=advice)
     found = sorted([*syntax, *graph.diagnostics, *plan.diagnostics], key=Diagnostic.sort_key)
     return Plan(plan.network, plan.script, plan.layers, plan.settings, tuple(found))
 
 
-def format_text(text: str, filename: str = "<string>") -> str:
+def format_text(text: str, filename: str = "<string>", *, limits: Limits | None = None) -> str:
     """Format script text; raise `AllsError` if it does not parse."""
-    return format_script(parse(text, filename))
+    return format_script(parse(text, filename, limits=limits))

@@ -300,7 +300,7 @@ def _input_shapes(specs: Sequence[str]):
 
 
 def _load_graph(args):
-    return alls.load_model(args.model, _input_shapes(args.input_shape), args.name)
+    return alls.load_model(args.model, _input_shapes(args.input_shape), args.name, limits=_limits(args))
 
 
 def _layers(args) -> int:

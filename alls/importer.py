@@ -28,7 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.folding import evaluate as fold
 from alls.graph import Graph, Layer, per_channel
+from alls.limits import DEFAULT, Limits, check_limits
+from alls.validate import check_input_shapes, validate
 
 __all__ = ["load_model"]
 
@@ -38,27 +41,37 @@ _FUSE_INTO = {"conv", "dw", "deconv", "fc", "batch_norm", "ew_add", "ew_sub", "e
 
 
 def load_model(model, input_shapes: dict[str, tuple[int, ...]] | tuple[int, ...] | None = None,
-               name: str | None = None) -> Graph:
+               name: str | None = None, *, limits: Limits | None = None) -> Graph:
     """Import ``model`` (a path or an `onnx.ModelProto`) as a `Graph`.
 
     ``input_shapes`` overrides fixed input shapes: a shape for the one input,
     or ``{input name: shape}``. ``name`` is the network scope (default: the
-    file's stem, else the graph's name). Raises `AllsError` (ALS402) when
-    the model cannot be read; everything else is a diagnostic on the graph.
+    file's stem, else the graph's name). Raises `AllsError` when the model
+    cannot be read (ALS402), is unsound (ALS440-ALS446: `alls.validate`,
+    before anything else) or exceeds ``limits`` (`alls.Limits`); everything
+    else is a diagnostic on the graph.
     """
-    proto, default_name = _read(model)
+    limits = check_limits(limits)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be str or None, not {type(name).__name__}")
+    check_input_shapes(input_shapes, limits)
+    proto, default_name, folder = _read(model)
+    validate(proto, limits, folder)
     net = _scope_name(name or default_name or proto.graph.name or "net")
-    return _Importer(proto, net, input_shapes).run()
+    return _Importer(proto, net, input_shapes, limits).run()
 
 
 def _read(model):
+    """(proto, default name, folder of its external data); external data are left for `validate` to load."""
     import onnx
 
     if isinstance(model, onnx.ModelProto):
-        return model, None
+        return model, None, None
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"a model is a path or an onnx.ModelProto, not {type(model).__name__}")
     path = os.fspath(model)
     try:
-        proto = onnx.load(path)
+        proto = onnx.load(path, load_external_data=False)
     except FileNotFoundError:
         raise AllsError([Diagnostic("ALS402", E, f"cannot read model `{path}`: no such file")]) from None
     except Exception as exc:  # onnx raises DecodeError, ValueError, OSError, ...
@@ -67,7 +80,7 @@ def _read(model):
     if not proto.graph.node:
         raise AllsError([Diagnostic("ALS402", E, f"`{path}` holds no ONNX graph",
                                     help="check that the file is complete and is an .onnx model")])
-    return proto, os.path.splitext(os.path.basename(path))[0]
+    return proto, os.path.splitext(os.path.basename(path))[0], os.path.dirname(os.path.abspath(path))
 
 
 def _scope_name(text: str) -> str:
@@ -102,8 +115,9 @@ class _Draft:
 
 
 class _Importer:
-    def __init__(self, proto, net: str, input_shapes):
+    def __init__(self, proto, net: str, input_shapes, limits: Limits = DEFAULT):
         self.proto = proto
+        self.limits = limits
         self.net = net
         self.input_shapes = input_shapes
         self.diagnostics: list[Diagnostic] = []
@@ -241,19 +255,22 @@ class _Importer:
         return kept
 
     def _evaluate(self, n: _Node) -> bool:
-        """Compute a node of constants; False when onnx.reference cannot (a custom op): it stays a node."""
+        """Compute a node of constants within the folding limits (`alls.folding`); False when it is not
+        folded (a custom op, control flow): it stays a node."""
         import onnx
-        from onnx.reference import ReferenceEvaluator
 
-        try:  # onnx.reference raises whatever its kernels raise
+        try:  # building the one-node model can fail on an odd attribute: then it is not folded
             node = _proto_node(n)
             inputs = [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(self.consts[i].dtype),
                                                          self.consts[i].shape) for i in n.inputs if i]
             outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in n.outputs]
             graph = onnx.helper.make_graph([node], "fold", inputs, outputs)
             model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", max(self.opset, 9))])
-            results = ReferenceEvaluator(model).run(None, {i: self.consts[i] for i in n.inputs if i})
         except Exception:
+            return False
+        label = f"node `{n.name}` ({n.op})" if n.name else f"a {n.op} node"
+        results = fold(model, {i: self.consts[i] for i in n.inputs if i}, label, self.limits)
+        if results is None:
             return False
         for name, value in zip(n.outputs, results):
             self.consts[name] = np.asarray(value)
