@@ -367,16 +367,10 @@ def _plan(args) -> int:
     return EXIT_ERRORS if any(d.is_error for d in found) else EXIT_OK
 
 
-def _load_npy(path: str, what: str):
-    import numpy as np
+def _load_npy(path: str, what: str, args):
+    from alls.arrays import load_array
 
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise alls.AllsError([alls.Diagnostic("ALS001", alls.Severity.ERROR, f"cannot read {what} `{path}`: no such file")]) from None
-    except (ValueError, OSError) as exc:
-        raise alls.AllsError([alls.Diagnostic("ALS505", alls.Severity.ERROR, f"`{path}` is not a .npy array ({exc})",
-                                              help=f"save the {what} with numpy.save")]) from None
+    return load_array(path, what, _limits(args))
 
 
 def _quantize(args) -> int:
@@ -389,7 +383,7 @@ def _quantize(args) -> int:
         runner = Runner(args.model, _input_shapes(args.input_shape), args.name)
         if args.script:
             runner.load_script(pathlib.Path(args.script))
-        calib = _load_npy(args.calib, "calibration data")
+        calib = _load_npy(args.calib, "calibration data", args)
         qmodel = runner.quantize(calib, args.batch_size, args.calib_num_batch, args.layout)
         runner.save(args.output)
     except alls.AllsError as error:
@@ -474,8 +468,8 @@ def _evaluate(qmodel, args) -> int:
     from alls.runtime.metrics import compare
 
     try:
-        data = _load_npy(args.data, "data")
-        labels = _load_npy(args.labels, "labels") if args.labels else None
+        data = _load_npy(args.data, "data", args)
+        labels = _load_npy(args.labels, "labels", args) if args.labels else None
         if args.limit:
             data = data[: args.limit]
             labels = labels[: args.limit] if labels is not None else None
@@ -514,7 +508,7 @@ def _analyze(args) -> int:
             raise alls.AllsError([alls.Diagnostic("ALS512", alls.Severity.ERROR,
                                                   f"--limit must be at least 1, not {args.limit}")])
         qmodel = load(args.quantized)
-        data = _load_npy(args.data, "data")
+        data = _load_npy(args.data, "data", args)
         if args.limit is not None and data.ndim:
             data = data[: args.limit]
         result = analyze(qmodel, data, args.layout, args.worst, args.isolation_images)
@@ -542,9 +536,9 @@ def _tune(args) -> int:
     shapes = _input_shapes(args.input_shape)
     try:
         base = pathlib.Path(args.script).read_text(encoding="utf-8") if args.script else ""
-        calib = _load_npy(args.calib, "calibration data")
-        data = _load_npy(args.data, "data")
-        labels = _load_npy(args.labels, "labels") if args.labels else None
+        calib = _load_npy(args.calib, "calibration data", args)
+        data = _load_npy(args.data, "data", args)
+        labels = _load_npy(args.labels, "labels", args) if args.labels else None
         if args.limit:
             data, labels = data[: args.limit], (labels[: args.limit] if labels is not None else None)
         metric = "top-1 accuracy" if labels is not None else "mean output cosine"

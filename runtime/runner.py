@@ -28,27 +28,13 @@ import numpy as np
 
 import alls
 from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.memory import available_memory
 from alls.runtime.calibration import calibrate, check_data, input_arrays, normalize
 from alls.runtime.model import QuantizedModel, Result
 from alls.runtime.quantize import check_supported, quantize
 
 __all__ = ["Runner", "estimate_memory", "available_memory"]
 
-
-
-def available_memory() -> int:
-    """Bytes of memory available now (MemAvailable), or the physical memory where that is unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 40
 
 
 def estimate_memory(graph: alls.Graph, batch: int) -> int:
@@ -113,23 +99,44 @@ def _notes(graph: alls.Graph, plan: alls.Plan) -> list[Diagnostic]:
     return notes
 
 
+def _embedded(path: pathlib.Path) -> bytes:
+    """The model's bytes with any external weights embedded (read from the model's folder, already checked by
+    `alls.validate`), so that the quantized file never reads a data file again, nor relative to the working
+    folder."""
+    import onnx
+
+    data = path.read_bytes()
+    proto = onnx.load_from_string(data)
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        return data
+    try:
+        return onnx.load(str(path)).SerializeToString()
+    except ValueError as exc:  # protobuf's 2 GiB limit
+        raise AllsError.of("ALS402", f"`{path}` with its external weights cannot be embedded ({exc})") from None
+
+
 class Runner:
     """A model, a script, and what quantizing it made."""
 
-    def __init__(self, model, input_shapes=None, name: str | None = None):
+    def __init__(self, model, input_shapes=None, name: str | None = None, *, limits: alls.Limits | None = None):
         import onnx
 
+        from alls.limits import check_limits
+
+        self.limits = check_limits(limits)
         if isinstance(model, (str, os.PathLike)):
             path = pathlib.Path(model)
             if not path.is_file():
                 raise AllsError.of("ALS402", f"cannot read model `{model}`: no such file")
-            self.model_bytes = path.read_bytes()
-            name = name or path.stem
-        else:
+            self.graph = alls.load_model(path, input_shapes, name or path.stem, limits=self.limits)
+            self.model_bytes = _embedded(path)
+        elif isinstance(model, onnx.ModelProto):
             self.model_bytes = model.SerializeToString()
+            self.graph = alls.load_model(onnx.load_from_string(self.model_bytes), input_shapes, name,
+                                         limits=self.limits)
+        else:
+            raise TypeError(f"Runner takes a model path or an onnx.ModelProto, not {type(model).__name__}")
         self.input_shapes = input_shapes
-        self.graph = alls.load_model(onnx.load_from_string(self.model_bytes) if not isinstance(model, (str, os.PathLike))
-                                     else model, input_shapes, name)
         self.script, self.script_name = "", "<script>"
         self.plan = alls.resolve(alls.parse(""), self.graph)
         self.quantized: QuantizedModel | None = None
