@@ -373,6 +373,12 @@ def _load_npy(path: str, what: str, args):
     return load_array(path, what, _limits(args))
 
 
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise alls.AllsError([alls.Diagnostic("ALS522", alls.Severity.ERROR, f"--limit must be at least 1, not {limit}",
+                                              help="evaluate on the first N images: N >= 1")])
+
+
 def _quantize(args) -> int:
     from alls.runtime.runner import Runner
 
@@ -470,15 +476,16 @@ def _evaluate(qmodel, args) -> int:
     try:
         data = _load_npy(args.data, "data", args)
         labels = _load_npy(args.labels, "labels", args) if args.labels else None
-        if args.limit:
+        if args.limit is not None:
+            _check_limit(args.limit)
             data = data[: args.limit]
             labels = labels[: args.limit] if labels is not None else None
         native = qmodel.run(data, target="native", layout=args.layout).outputs
         numeric = qmodel.run(data, target="numeric", layout=args.layout).outputs
+        figures = {name: compare(native[name], numeric[name], labels) for name in native}
     except alls.AllsError as error:
         sys.stderr.write(alls.render(error.diagnostics))
         return EXIT_FAILURE
-    figures = {name: compare(native[name], numeric[name], labels) for name in native}
     if args.json:
         print(json.dumps({"images": len(data), "outputs": figures}, indent=2))
         return EXIT_OK
@@ -539,7 +546,8 @@ def _tune(args) -> int:
         calib = _load_npy(args.calib, "calibration data", args)
         data = _load_npy(args.data, "data", args)
         labels = _load_npy(args.labels, "labels", args) if args.labels else None
-        if args.limit:
+        if args.limit is not None:
+            _check_limit(args.limit)
             data, labels = data[: args.limit], (labels[: args.limit] if labels is not None else None)
         metric = "top-1 accuracy" if labels is not None else "mean output cosine"
         print(f"{'step':<20} {metric:>18}  {'cosine':>8}  {'seconds':>7}")
@@ -575,7 +583,8 @@ def _explain(args) -> int:
         return EXIT_OK
     code = args.code.upper()
     if code not in alls.CODES:
-        hint = alls.diagnostics.suggestion(code, alls.CODES)
+        digits = code[:3] + code[3:].translate(str.maketrans("OIL", "011"))  # a letter typed for a digit
+        hint = f"did you mean `{digits}`?" if digits in alls.CODES else alls.diagnostics.suggestion(code, alls.CODES)
         sys.stderr.write(f"error: unknown code `{args.code}`" + (f"; {hint}" if hint else "") + "\n")
         sys.stderr.write("run `alls explain` to list every code\n")
         return EXIT_FAILURE

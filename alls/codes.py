@@ -446,6 +446,35 @@ _DOCS = [
             "a network whose every depthwise layer loses a little, none of them much",
             "Look further down the layer table, keep more layers in float (`--worst K`), and prefer whole-network "
             "remedies (bias correction, equalization, 16-bit activations)."),
+    CodeDoc("ALS520", E, "non-finite values in a layer",
+            "A layer computed NaN or Inf while calibrating (or training): its range, and every statistic after "
+            "it, is undefined.",
+            "Quantization needs a finite range per tensor; an overflowing activation used to loop forever.",
+            "calibrating a model whose weights make activations overflow float32",
+            "Check the model's weights and the data's range, and the script's normalization."),
+    CodeDoc("ALS521", E, "data beyond float16's range",
+            "The images hold values beyond ±65504 (float16's largest).",
+            "Real images, raw or normalized, stay far below; values near float32's limit overflow in the first "
+            "layer.",
+            "calibration images filled with 3e38",
+            "Scale the images to their usual range; integer images (uint8, int64, ...) are converted to float32 "
+            "exactly, within this range."),
+    CodeDoc("ALS522", E, "no images",
+            "There are no images to run on: an empty array, or `--limit` below 1.",
+            "Figures over no images are undefined.",
+            "alls eval q.npz --data x.npy --limit -1",
+            "Pass at least one image, and `--limit N` with N >= 1."),
+    CodeDoc("ALS523", E, "count below 1",
+            "A batch size or a number of batches is 0 or negative.",
+            "A run needs at least one batch of at least one image.",
+            "alls quantize model.onnx --calib x.npy --batch-size -4 -o q.npz",
+            "Give a positive count, or leave it out to use the script's."),
+    CodeDoc("ALS524", E, "labels are not class indices",
+            "The labels are not one whole number per image within the model's classes (fractional, NaN, one-hot "
+            "rows, out of range, or a different count).",
+            "Top-1 accuracy compares class indices; anything else reports a meaningless 0%.",
+            "labels saved as one-hot rows (N, 10)",
+            "Save one integer class index per image."),
 ]
 
 CODES: dict[str, CodeDoc] = {d.code: d for d in _DOCS}

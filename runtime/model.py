@@ -81,10 +81,13 @@ class QuantizedModel:
 
     def feeds(self, x, layout: str = "nhwc", raw: bool = False) -> dict[str, np.ndarray]:
         """Images as NCHW per input layer, normalized by the script (unless raw integers)."""
-        from alls.runtime.calibration import input_arrays, normalize
+        from alls.runtime.calibration import check_values, input_arrays, normalize
 
         if not raw:
-            return {name: normalize(v, self.plan, name) for name, v in input_arrays(self.graph, x, layout).items()}
+            arrays = input_arrays(self.graph, x, layout)
+            for v in arrays.values():
+                check_values(v)
+            return {name: normalize(v, self.plan, name) for name, v in arrays.items()}
         feeds = input_arrays(self.graph, x, layout, dtype=None)
         for name, codes in feeds.items():
             want = self.layers[name].out.dtype
@@ -115,8 +118,14 @@ class QuantizedModel:
 
                 raise AllsError.of("ALS201", f"no layer `{name}` in `{self.graph.name}`",
                              suggestion(name, [l.short_name for l in self.graph]))
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(f"batch_size must be an int, not {type(batch_size).__name__}")
+        if batch_size < 1:
+            raise AllsError.of("ALS523", f"batch_size must be at least 1, not {batch_size}")
         feeds = self.feeds(x, layout, raw)
         n = len(next(iter(feeds.values())))
+        if n == 0:
+            raise AllsError.of("ALS522", "there are no images to run on", "pass at least one image")
         parts: list[tuple[dict, dict]] = []
         for start in range(0, n, batch_size):
             chunk = {k: v[start:start + batch_size] for k, v in feeds.items()}

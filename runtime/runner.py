@@ -99,6 +99,17 @@ def _notes(graph: alls.Graph, plan: alls.Plan) -> list[Diagnostic]:
     return notes
 
 
+def _check_count(name: str, value) -> None:
+    """``value`` is None (the script's) or an int of at least 1: TypeError, or ALS523."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
+    if value < 1:
+        raise AllsError.of("ALS523", f"{name} must be at least 1, not {value}",
+                           f"leave {name} out to use the script's, or give a positive count")
+
+
 def _embedded(path: pathlib.Path) -> bytes:
     """The model's bytes with any external weights embedded (read from the model's folder, already checked by
     `alls.validate`), so that the quantized file never reads a data file again, nor relative to the working
@@ -170,6 +181,8 @@ class Runner:
         script = _with_flags(self.script, {"equalize": equalize, "ibc": ibc, "finetune": finetune})
         plan = self.plan if script == self.script else self._resolve(script)
         settings = plan.settings.calibration
+        _check_count("batch_size", batch_size)
+        _check_count("calib_num_batch", calib_num_batch)
         batch_size = batch_size or settings.batch_size
         calib_num_batch = calib_num_batch or math.ceil(settings.calibset_size / batch_size)
         feeds = self._feeds(calib, layout, batch_size * calib_num_batch)
