@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Sequence
 
 import alls
-from alls.render import FORMATS, summary
+from alls.render import FORMATS, printable, summary
 from alls.tables import explain_layer, layer_row, layer_table, plan_table
 
 EXIT_OK, EXIT_ERRORS, EXIT_FAILURE = 0, 1, 2
@@ -317,7 +317,7 @@ def _layers(args) -> int:
                "diagnostics": json.loads(alls.render(list(graph.diagnostics), fmt="json"))}
         print(json.dumps(doc, indent=2))
     else:
-        print(layer_table(graph))
+        print(printable(layer_table(graph)))
         if graph.diagnostics:
             sys.stdout.write("\n" + alls.render(list(graph.diagnostics)))
     return EXIT_ERRORS if any(d.is_error for d in graph.diagnostics) else EXIT_OK
@@ -343,7 +343,7 @@ def _plan(args) -> int:
             sys.stderr.write(f"error[ALS201]: no layer `{args.explain}` in `{graph.name}`"
                              + (f"; {hint}" if hint else "") + "\n")
             return EXIT_FAILURE
-        print(explain_layer(plan, layer.name))
+        print(printable(explain_layer(plan, layer.name)))
     elif args.json or args.output:
         import json
 
@@ -359,7 +359,7 @@ def _plan(args) -> int:
         if args.json:
             sys.stdout.write(text)
     else:
-        print(plan_table(plan))
+        print(printable(plan_table(plan)))
     if found and args.explain is not None:
         sys.stdout.write(f"\n{summary(found, 1)} (run without --explain to see them)\n")
     elif found and not args.json:

@@ -24,6 +24,7 @@ from alls.graph import Graph
 from alls.plan import Plan
 from alls.runtime import numerics as nx
 from alls.runtime.quantize import Encoding, QLayer
+from alls.runtime.threads import blas_limited
 
 __all__ = ["QuantizedModel", "Result", "TARGETS", "FORMAT", "VERSION", "load"]
 
@@ -95,6 +96,7 @@ class QuantizedModel:
                 raise AllsError.of("ALS505", f"raw input `{name.rsplit('/', 1)[-1]}` must be {want}, not {codes.dtype}")
         return feeds
 
+    @blas_limited
     def run(self, x, target: str = "numeric", keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,
             layout: str = "nhwc", raw: bool = False, batch_size: int = 64) -> Result:
         """Run the model on images ``x`` ((N,H,W,C) for layout "nhwc", or a dict per input).

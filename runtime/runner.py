@@ -32,6 +32,7 @@ from alls.memory import available_memory
 from alls.runtime.calibration import calibrate, check_data, input_arrays, normalize
 from alls.runtime.model import QuantizedModel, Result
 from alls.runtime.quantize import check_supported, quantize
+from alls.runtime.threads import blas_limited
 
 __all__ = ["Runner", "estimate_memory", "available_memory"]
 
@@ -166,6 +167,7 @@ class Runner:
         self.script, self.script_name, self.plan = parsed.source, parsed.filename, plan
         return plan
 
+    @blas_limited
     def quantize(self, calib, batch_size: int | None = None, calib_num_batch: int | None = None,
                  layout: str = "nhwc", progress: bool | None = None, *, equalize: bool | None = None,
                  ibc: bool | None = None, finetune: bool | None = None) -> QuantizedModel:
