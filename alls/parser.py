@@ -397,5 +397,3 @@ def _comment_start(line: str) -> int:
         elif ch == "#" and not in_string:
             return i
     return -1
-
-

@@ -119,7 +119,7 @@ def syntax_diagnostic(exc: UnexpectedInput, filename: str, chunk: str, first_lin
     """The one diagnostic of a statement ``chunk`` (starting on ``first_line``) that lark refused."""
     line, column = exc.line, exc.column
     if isinstance(exc, UnexpectedCharacters):
-        return _bad_character(filename, line, column, exc.char)
+        return _bad_character(filename, chunk, first_line, line, column, exc.char)
     token = getattr(exc, "token", None)
     kind = token.type if token is not None else "$END"
     expected = set(getattr(exc, "expected", ()) or ())
@@ -211,12 +211,40 @@ _CHARACTER_ERRORS = {
 }
 
 
-def _bad_character(filename: str, line: int, column: int, char: str) -> Diagnostic:
+_GLOB_WORD = re.compile(r"[A-Za-z0-9_./\-*?\[\]]+")
+
+
+def _bare_glob(chunk: str, first_line: int, line: int, column: int) -> tuple[int, str] | None:
+    """The column and text of a glob written without braces (``output_layer*``) around ``column``."""
+    lines = chunk.split("\n")
+    if not 0 <= line - first_line < len(lines):
+        return None
+    source = lines[line - first_line]
+    for match in _GLOB_WORD.finditer(source):
+        if match.start() < column <= match.end() and any(c.isalnum() or c == "_" for c in match.group()):
+            if match.start() > 0 and source[match.start() - 1] == "{":
+                return None
+            word = match.group()
+            lead = len(word) - len(word.lstrip("["))  # a list's bracket, not a character class
+            word = word[lead:]
+            while word.endswith("]") and word.count("]") > word.count("["):
+                word = word[:-1]
+            return match.start() + 1 + lead, word
+    return None
+
+
+def _bad_character(filename: str, chunk: str, first_line: int, line: int, column: int, char: str) -> Diagnostic:
     span = Span(filename, line, column, line, column + 1)
     known = _CHARACTER_ERRORS.get(char)
     if known is not None:
         code, message, label, help_text = known
         return Diagnostic(code, Severity.ERROR, message, span, label, help_text)
+    glob = _bare_glob(chunk, first_line, line, column) if char in "*?[" else None
+    if glob is not None:
+        start, word = glob
+        return Diagnostic("ALS101", Severity.ERROR, f"unexpected character `{char}`: a glob is written in braces",
+                          Span(filename, line, start, line, start + len(word)), "a bare glob",
+                          f"write `{{{word}}}`")
     shown = char if char.isprintable() else repr(char)
     return Diagnostic(
         "ALS101", Severity.ERROR, f"unexpected character `{shown}`", span, "not part of the language",

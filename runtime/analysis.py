@@ -44,7 +44,8 @@ import numpy as np
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.graph import Layer
 from alls.runtime.agreement import Agreement, AgreementSums, plain, snr_from_powers
-from alls.runtime.calibration import Progress, TensorStats, check_data, input_arrays
+from alls.progress import Progress
+from alls.runtime.calibration import TensorStats, check_data, input_arrays
 from alls.runtime.layer_advice import CLIP_RATIO, LOGIT_FLOOR, PERCENTILES, Advice, LayerFacts, advise
 from alls.runtime.native import run_float
 from alls.runtime.partial import compute_layers, float_taps, isolated_outputs, outputs_with, run_partial
@@ -367,7 +368,8 @@ def _facts(qmodel, layer: Layer, stats: _LayerStats, alone: Errors, equalizable:
         stats.below / max(v.count, 1), output, alone[output][0] if output else 0.0, _weight_error(qmodel, layer),
         equalizable.get(layer.name, tuple(r.name for r in readers)), layer.name in equalizable,
         _plan_flags(qmodel, layer.name), clip_trial, stats.beyond / max(v.count, 1),
-        stats.excess / max(v.count, 1), int(qmodel.report.get("calibration_images") or 0))
+        stats.excess / max(v.count, 1), int(qmodel.report.get("calibration_images") or 0),
+        kernel=tuple(layer.attrs.get("kernel_shape", ())) if layer.kind == "conv" else ())
 
 
 # ----------------------------------------------------------------- analyze

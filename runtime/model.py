@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from alls.diagnostics import AllsError
+from alls.files import expect_kind, write_file
 from alls.graph import Graph
 from alls.plan import Plan
 from alls.runtime import numerics as nx
@@ -52,7 +52,7 @@ class Result:
         """Outputs and taps in one ``.npz``, keyed by layer name."""
         arrays = {f"output:{k}": v for k, v in self.outputs.items()}
         arrays.update({f"tap:{k}": v for k, v in self.taps.items()})
-        np.savez(path, **arrays)
+        write_file(path, lambda f: np.savez(f, **arrays), what="taps")
 
 
 class QuantizedModel:
@@ -149,6 +149,7 @@ class QuantizedModel:
         arrays: dict[str, np.ndarray] = {}
         info = {"network": self.graph.name, "script_name": self.script_name,
                 "input_shapes": _shapes_json(self.input_shapes), "layers": {}, "params": sorted(self.params),
+                "start_nodes": list(self.graph.start_nodes), "end_nodes": list(self.graph.end_nodes),
                 "report": self.report}
         arrays["model.onnx"] = _bytes(self.model_bytes)
         arrays["script.alls"] = _bytes(self.script.encode("utf-8"))
@@ -161,16 +162,7 @@ class QuantizedModel:
         arrays["info.json"] = _bytes(json.dumps(info).encode())
         manifest = {key: _digest(value) for key, value in arrays.items()}
         arrays["meta.json"] = _bytes(json.dumps({"format": FORMAT, "version": VERSION, "manifest": manifest}).encode())
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".alls-", suffix=".npz", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_file(path, lambda f: np.savez(f, **arrays), what="quantized model")
 
 
 def _bytes(data: bytes) -> np.ndarray:
@@ -279,6 +271,7 @@ def _damaged(why: str) -> AllsError:
                         "quantize the model again with `alls quantize`")
 
 
+
 def _json(arrays, key: str):
     try:
         return json.loads(_member(arrays, key, "u").tobytes().decode("utf-8"))
@@ -311,29 +304,32 @@ def _verified(path, arrays) -> dict:
     return arrays
 
 
-def load(path: str | os.PathLike, *, limits=None) -> QuantizedModel:
+def load(path: str | os.PathLike, start_nodes=(), end_nodes=(), *, limits=None) -> QuantizedModel:
     """Read a quantized model saved by `QuantizedModel.save`; ALS509 for anything else.
 
     The file is an ``.npz`` (read within ``limits``, `alls.Limits`):
     ``meta.json`` holds the format, the version and a manifest with the
     SHA-256 of every other member (dtype, shape and bytes): ``model.onnx``
     (with its weights embedded), ``script.alls``, ``plan.json``,
-    ``info.json`` (network, input shapes, layer encodings, report) and the
-    arrays. A member missing, added or changed, a dtype that is not the
-    field's, or a plan that the script no longer gives, is ALS509.
+    ``info.json`` (network, input shapes, cut, layer encodings, report) and
+    the arrays. A member missing, added or changed, a dtype that is not the
+    field's, or a plan that the script no longer gives, is ALS509. The
+    model is cut where it was when quantized; ``start_nodes``/``end_nodes``,
+    when given, must be that cut (ALS410 otherwise).
     """
     from alls.arrays import load_npz
 
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"a quantized model is read from a path, not {type(path).__name__}")
+    expect_kind(path, ("npz",), "quantized model", "pass the .npz that `alls quantize` wrote")
     arrays = _verified(path, load_npz(path, limits, "quantized model"))
     try:
-        return _assemble(path, arrays, limits)
+        return _assemble(path, arrays, limits, (tuple(start_nodes or ()), tuple(end_nodes or ())))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise _damaged(f"{exc.__class__.__name__}: {exc}") from None
 
 
-def _assemble(path, arrays, limits) -> QuantizedModel:
+def _assemble(path, arrays, limits, asked_cut) -> QuantizedModel:
     import onnx
 
     import alls
@@ -346,7 +342,9 @@ def _assemble(path, arrays, limits) -> QuantizedModel:
         raise _damaged(f"{exc.__class__.__name__}") from None
     shapes = info["input_shapes"]
     shapes = {k: tuple(v) for k, v in shapes.items()} if isinstance(shapes, dict) else (tuple(shapes) if shapes else None)
-    graph = alls.load_model(proto, shapes, info["network"], limits=limits)
+    cut = tuple(info.get("start_nodes", ())), tuple(info.get("end_nodes", ()))
+    _check_cut(path, cut, asked_cut)
+    graph = alls.load_model(proto, shapes, info["network"], *cut, limits=limits)
     plan = alls.resolve(alls.parse_partial(script, info["script_name"], limits=limits)[0], graph, limits=limits)
     if json.loads(json.dumps(plan.as_dict(), sort_keys=True)) != _json(arrays, "plan.json"):
         raise _damaged("its plan is not the one its script gives")
@@ -360,3 +358,12 @@ def _assemble(path, arrays, limits) -> QuantizedModel:
             params.setdefault(name, {})[field_name] = _member(arrays, key, _FLOAT)
     return QuantizedModel(graph, plan, layers, params, arrays["model.onnx"].tobytes(), shapes, script,
                           info["script_name"], info.get("report", {}))
+
+
+def _check_cut(path, stored: tuple, asked: tuple) -> None:
+    """Start or end nodes asked of a quantized file are the ones it was quantized with."""
+    for kind, had, want in zip(("start", "end"), stored, asked):
+        if want and want != had:
+            had_text = ",".join(had) or "(none: the whole graph)"
+            raise AllsError.of("ALS410", f"`{path}` was quantized with {kind} nodes {had_text}, not {','.join(want)}",
+                               f"quantize the model again with --{kind}-nodes {','.join(want)}, or leave the option out")

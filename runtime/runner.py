@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import pathlib
 
 import numpy as np
@@ -29,6 +30,7 @@ import numpy as np
 import alls
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.memory import available_memory
+from alls.progress import Progress
 from alls.runtime.calibration import calibrate, check_data, input_arrays, normalize
 from alls.runtime.model import QuantizedModel, Result
 from alls.runtime.quantize import check_supported, quantize
@@ -130,22 +132,29 @@ def _embedded(path: pathlib.Path) -> bytes:
 class Runner:
     """A model, a script, and what quantizing it made."""
 
-    def __init__(self, model, input_shapes=None, name: str | None = None, *, limits: alls.Limits | None = None):
+    def __init__(self, model, input_shapes=None, name: str | None = None, progress: bool | None = None,
+                 start_nodes=(), end_nodes=(), *, limits: alls.Limits | None = None):
+        """``progress``: show progress and the plan's advice on standard error (True), never (False), or as
+        `alls.progress.configure` says (None: on unless the command line's --quiet). ``input_shapes``,
+        ``name``, ``start_nodes``, ``end_nodes`` and ``limits`` as `alls.load_model` takes them (the cut is
+        kept in the quantized file; external weights are embedded in it)."""
         import onnx
 
         from alls.limits import check_limits
 
+        self.progress = progress
         self.limits = check_limits(limits)
         if isinstance(model, (str, os.PathLike)):
             path = pathlib.Path(model)
             if not path.is_file():
                 raise AllsError.of("ALS402", f"cannot read model `{model}`: no such file")
-            self.graph = alls.load_model(path, input_shapes, name or path.stem, limits=self.limits)
+            self.graph = alls.load_model(path, input_shapes, name or path.stem, start_nodes, end_nodes,
+                                         limits=self.limits)
             self.model_bytes = _embedded(path)
         elif isinstance(model, onnx.ModelProto):
             self.model_bytes = model.SerializeToString()
-            self.graph = alls.load_model(onnx.load_from_string(self.model_bytes), input_shapes, name,
-                                         limits=self.limits)
+            self.graph = alls.load_model(onnx.load_from_string(self.model_bytes), input_shapes, name, start_nodes,
+                                         end_nodes, limits=self.limits)
         else:
             raise TypeError(f"Runner takes a model path or an onnx.ModelProto, not {type(model).__name__}")
         self.input_shapes = input_shapes
@@ -153,10 +162,13 @@ class Runner:
         self.plan = alls.resolve(alls.parse(""), self.graph)
         self.quantized: QuantizedModel | None = None
 
-    def load_script(self, script: str | os.PathLike) -> alls.Plan:
-        """Read a script (a path, or the text itself: text has a call's parenthesis or a newline, a
-        path neither), bind it to the model; errors (ALS001 for a missing file) raise `AllsError`."""
-        if isinstance(script, os.PathLike) or not any(c in script for c in "(\n"):
+    def load_script(self, script: str | os.PathLike | alls.Script) -> alls.Plan:
+        """Read a script (a parsed `Script`, a path, or the text itself: text has a call's parenthesis
+        or a newline, or is empty; a path neither), bind it to the model; errors (ALS001 for a missing
+        file) raise `AllsError`."""
+        if isinstance(script, alls.Script):
+            parsed, problems = script, []
+        elif isinstance(script, os.PathLike) or (script and not any(c in script for c in "(\n")):
             parsed, problems = alls.read_script(script)
         else:
             parsed, problems = alls.parse_partial(script, "<script>")
@@ -179,9 +191,11 @@ class Runner:
         it says) for this quantization; the quantized model's script and plan
         carry the statements they add.
         """
+        progress = self.progress if progress is None else progress
         check_supported(self.graph)
         script = _with_flags(self.script, {"equalize": equalize, "ibc": ibc, "finetune": finetune})
         plan = self.plan if script == self.script else self._resolve(script)
+        self._advise(plan, script, progress)
         settings = plan.settings.calibration
         _check_count("batch_size", batch_size)
         _check_count("calib_num_batch", calib_num_batch)
@@ -198,7 +212,7 @@ class Runner:
             from alls.runtime.ibc import bias_correction
 
             images = {name: normalize(x[:stats.images], plan, name) for name, x in feeds.items()}
-            ibc_report = bias_correction(self.graph, plan, layers, stats, images, params)
+            ibc_report = bias_correction(self.graph, plan, layers, stats, images, params, progress)
         if any(layer.finetune or layer.adaround for layer in plan):
             from alls.runtime.finetune import images_needed, optimize
 
@@ -214,6 +228,20 @@ class Runner:
                                         script, self.script_name, report)
         self.warnings = warnings
         return self.quantized
+
+    def advise(self, progress: bool | None = None) -> list[Diagnostic]:
+        """The advice of the script's plan (ALS3xx warnings), rendered on standard error unless
+        ``progress`` (or the Runner's) turns it off; `quantize` calls it before calibrating."""
+        return self._advise(self.plan, self.script, self.progress if progress is None else progress)
+
+    def _advise(self, plan: alls.Plan, script: str, progress: bool | None) -> list[Diagnostic]:
+        from alls.progress import enabled
+
+        advice = [d for d in plan.diagnostics if d.code.startswith("ALS3") and not d.is_error]
+        if advice and enabled(progress):
+            sys.stderr.write(alls.render(advice, {self.script_name: script}))
+            sys.stderr.flush()
+        return advice
 
     def _resolve(self, script: str) -> alls.Plan:
         parsed, problems = alls.parse_partial(script, self.script_name)
@@ -253,7 +281,10 @@ class Runner:
             first = calibrate(self.graph, feeds, batch_size, calib_num_batch, plan, progress=progress)
             ranges = {name: np.maximum(np.abs(s.output.channel_min), np.abs(s.output.channel_max))
                       for name, s in first.layers.items() if s.output.channel_min is not None}
-        return equalize(self.graph, plan, target, ranges)
+        with Progress("equalization", 1, progress, unit=" pass") as bar:
+            result = equalize(self.graph, plan, target, ranges)
+            bar.step()
+        return result
 
     def infer(self, x, target: str = "numeric", layout: str = "nhwc", **options) -> Result:
         """Run the quantized model (or, before `quantize`, only the native target)."""

@@ -1,6 +1,7 @@
 """Numerics that cannot loop: non-finite activations stop calibration with ALS520, data beyond
 float16's range are refused (ALS521), integer images are converted; eval refuses no images
-(ALS522), bad counts (ALS523), NaN images (ALS503) and labels that are not class indices (ALS524)."""
+(ALS522), `--limit` below 1 (ALS512), bad counts (ALS523), NaN images (ALS503) and labels that are
+not class indices (ALS524)."""
 
 from __future__ import annotations
 
@@ -145,8 +146,8 @@ def folder(tmp_path_factory, qmodel):
 
 @pytest.mark.parametrize("args, code", [
     (["--data", "none.npy"], "ALS522"),
-    (["--data", "x.npy", "--limit", "-1"], "ALS522"),
-    (["--data", "x.npy", "--limit", "0"], "ALS522"),
+    (["--data", "x.npy", "--limit", "-1"], "ALS512"),
+    (["--data", "x.npy", "--limit", "0"], "ALS512"),
     (["--data", "nan.npy"], "ALS503"),
 ])
 def test_cli_eval_refuses_what_it_cannot_measure(folder, args, code, capsys):

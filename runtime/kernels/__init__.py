@@ -1,4 +1,5 @@
-"""The integer kernels of ``alls.runtime``: a name → kernel registry, the only way in.
+"""The integer kernels of ``alls.runtime``: a name → kernel registry, the only way in (the layer
+kinds of ``alls.runtime.ops`` call them through `get_kernel`).
 
 Importing this package imports Numba. ``alls.runtime`` itself does not import it.
 
@@ -29,9 +30,28 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Callable
 
+from alls.progress import note
+
+
+def _compiled_before() -> bool:
+    """Whether Numba's cache holds kernels compiled by an earlier run (beside the sources, or its cache dir)."""
+    import glob
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    places = [os.path.join(here, "__pycache__")]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        places.append(os.environ["NUMBA_CACHE_DIR"])
+    return any(glob.glob(os.path.join(place, "**", "*.nbi"), recursive=True) for place in places)
+
+
+if not _compiled_before():
+    note("compiling the integer kernels on first use (tens of seconds, once; cached afterwards)")
+
 from alls.runtime.kernels._common import requantize
 from alls.runtime.kernels.conv import ConvWeights, conv, conv_acc, deconv, deconv_acc, dw, dw_acc, fc, fc_acc
 from alls.runtime.kernels.eltwise import concat, ew_add, ew_mult, ew_sub, lut
+from alls.runtime.kernels.movement import depth_to_space, pad, reduce_max, reduce_sum, slice_axes, space_to_depth
 from alls.runtime.kernels.pool import avgpool, global_avgpool, global_maxpool, maxpool
 from alls.runtime.kernels.resize import resize_bilinear, resize_nearest
 
@@ -58,6 +78,12 @@ KERNELS: MappingProxyType[str, Callable] = MappingProxyType({
     "resize_bilinear": resize_bilinear,
     "lut": lut,
     "requantize": requantize,
+    "slice": slice_axes,
+    "pad": pad,
+    "depth_to_space": depth_to_space,
+    "space_to_depth": space_to_depth,
+    "reduce_max": reduce_max,
+    "reduce_sum": reduce_sum,
 })
 
 
