@@ -17,9 +17,9 @@ It is bounded, because the graph says what runs and a tiny model can ask for unb
   reports them like any node it cannot make a layer of;
 - the output size is worked out before the node runs (from the shape it is given for
   ConstantOfShape, Expand, Range and Tile; by ONNX shape inference for the ops whose output can
-  outgrow their inputs); above ``max_fold_elements`` the import stops with ALS025, and a node whose
-  size cannot be worked out is not folded;
-- the run has a time budget, ``max_fold_seconds`` (ALS026), kept by an interval timer when the
+  outgrow their inputs); above ``max_fold_elements`` the node is not run and stays a node, and the
+  importer records ALS025 (an error) naming it; a node whose size cannot be worked out is not folded;
+- the run has a time budget, ``max_fold_seconds`` (ALS026, recorded the same way), kept by an interval timer when the
   import runs on the main thread and the host has no SIGALRM of its own;
 - the outputs are checked against ``max_fold_elements`` once more.
 """

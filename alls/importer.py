@@ -34,7 +34,7 @@ from alls.cut import Cut, cut_model, suggest_end_nodes
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.folding import fold_node
 from alls.graph import Graph, Layer, per_channel
-from alls.limits import DEFAULT, Limits, check_limits
+from alls.limits import DEFAULT, Limits, LimitExceeded, check_limits
 from alls.naming import NamingNode, number_layers
 from alls.validate import check_input_shapes, validate
 
@@ -259,8 +259,14 @@ class _Importer:
         return [n for n in nodes if not self._fold(n)]
 
     def _fold(self, n: _Node) -> bool:
-        folded = fold_node(n, self.consts, lambda t: self.consts.get(self._resolve(t)),
-                           lambda t: self._shape(t) or None, self.opset, self.limits)
+        """Fold ``n`` if it is constant now; a fold over the limits leaves it a node, with its ALS025/ALS026."""
+        try:
+            folded = fold_node(n, self.consts, lambda t: self.consts.get(self._resolve(t)),
+                               lambda t: self._shape(t) or None, self.opset, self.limits)
+        except LimitExceeded as exc:
+            if exc.diagnostic not in self.diagnostics:
+                self.diagnostics.append(exc.diagnostic)
+            return False
         if folded:
             for t in n.inputs:  # a folded reader no longer holds its source's layer apart
                 source = self._resolve(t) if t else ""

@@ -153,7 +153,8 @@ class QuantizedModel:
                 "report": self.report}
         arrays["model.onnx"] = _bytes(self.model_bytes)
         arrays["script.alls"] = _bytes(self.script.encode("utf-8"))
-        arrays["plan.json"] = _bytes(json.dumps(self.plan.as_dict(), sort_keys=True).encode())
+        arrays["plan.json"] = _bytes(json.dumps(_plan_of(self.script, self.script_name, self.graph).as_dict(),
+                                                sort_keys=True).encode())
         for name, values in self.params.items():
             for key, value in values.items():
                 arrays[f"param|{name}|{key}"] = np.asarray(value)
@@ -345,7 +346,7 @@ def _assemble(path, arrays, limits, asked_cut) -> QuantizedModel:
     cut = tuple(info.get("start_nodes", ())), tuple(info.get("end_nodes", ()))
     _check_cut(path, cut, asked_cut)
     graph = alls.load_model(proto, shapes, info["network"], *cut, limits=limits)
-    plan = alls.resolve(alls.parse_partial(script, info["script_name"], limits=limits)[0], graph, limits=limits)
+    plan = _plan_of(script, info["script_name"], graph, limits)
     if json.loads(json.dumps(plan.as_dict(), sort_keys=True)) != _json(arrays, "plan.json"):
         raise _damaged("its plan is not the one its script gives")
     if set(info["layers"]) != {layer.name for layer in graph}:
@@ -358,6 +359,13 @@ def _assemble(path, arrays, limits, asked_cut) -> QuantizedModel:
             params.setdefault(name, {})[field_name] = _member(arrays, key, _FLOAT)
     return QuantizedModel(graph, plan, layers, params, arrays["model.onnx"].tobytes(), shapes, script,
                           info["script_name"], info.get("report", {}))
+
+
+def _plan_of(script: str, script_name: str, graph: Graph, limits=None) -> Plan:
+    """The plan the script gives on the graph, as saving and loading both work it out."""
+    import alls
+
+    return alls.resolve(alls.parse_partial(script, script_name, limits=limits)[0], graph, limits=limits)
 
 
 def _check_cut(path, stored: tuple, asked: tuple) -> None:
