@@ -25,6 +25,7 @@ import contextlib
 import gc
 import os
 import re
+import stat
 import threading
 from importlib import resources
 
@@ -276,6 +277,9 @@ def _read_bytes(source, name: str, limits: Limits) -> bytes:
         if not isinstance(data, bytes):
             raise TypeError(f"the script file must be opened in binary mode ('rb'); it gave {type(data).__name__}")
     elif isinstance(source, (str, os.PathLike)) or (isinstance(source, int) and not isinstance(source, bool)):
+        if not isinstance(source, int) and not stat.S_ISREG(os.stat(source).st_mode):
+            # a FIFO named as a file would block, a device never end: only streams handed over are read
+            raise IsADirectoryError(0, "a directory" if os.path.isdir(source) else "not a regular file")
         with open(source, "rb", closefd=not isinstance(source, int)) as f:
             size = os.fstat(f.fileno()).st_size  # 0 for a pipe or a device: then the read below stops
             if size > cap:

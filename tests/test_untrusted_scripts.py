@@ -55,14 +55,25 @@ def test_script_size_limit_names_itself(tmp_path):
 
 
 def test_a_stream_stops_at_the_script_limit():
-    script, found = alls.read_script("/dev/zero", limits=alls.Limits(max_script_bytes=1 << 16))
+    with open("/dev/zero", "rb") as stream:
+        script, found = alls.read_script(stream, limits=alls.Limits(max_script_bytes=1 << 16))
     assert codes(found) == ["ALS020"]
+    fd = os.open("/dev/zero", os.O_RDONLY)
+    try:
+        assert codes(alls.read_script(fd, limits=alls.Limits(max_script_bytes=1 << 16))[1]) == ["ALS020"]
+    finally:
+        os.close(fd)
 
 
-def test_cli_check_of_dev_zero_stops(capsys):
-    status = main(["check", "--max-script-bytes", "65536", "/dev/zero"])
-    out, err = capsys.readouterr()
-    assert status == 1 and "ALS020" in out and "Traceback" not in out + err
+def test_a_device_named_as_a_script_is_refused_unread():
+    assert codes(alls.read_script("/dev/zero")[1]) == ["ALS001"]
+
+
+def test_cli_check_of_an_endless_standard_input_stops():
+    with open("/dev/zero", "rb") as zeros:
+        done = subprocess.run([sys.executable, "-m", "alls", "check", "--max-script-bytes", "65536", "-"],
+                              stdin=zeros, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "ALS020" in done.stdout and "Traceback" not in done.stdout + done.stderr
 
 
 def test_cli_limit_options_refuse_nonsense(capsys):
