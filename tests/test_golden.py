@@ -62,6 +62,7 @@ def test_every_code_is_exercised_by_a_golden_file_or_a_test():
     # outputs, internal errors) tests/test_wrong_files.py and tests/test_files.py, the language
     # server's (ALS050, ALS051) tests/test_lsp.py and tests/test_lsp_document.py. The import codes
     # (ALS4xx) are fed by tests/test_importer.py, the runtime's (ALS5xx) by
-    # tests/test_runtime.py and tests/test_calibration.py.
+    # tests/test_runtime.py and tests/test_calibration.py, the limits' (ALS020-ALS049) by
+    # tests/test_untrusted_*.py.
     left = set(alls.CODES) - exercised
     assert left == {"ALS108", "ALS109"} | {c for c in alls.CODES if c[3] in "045"}

@@ -18,7 +18,7 @@ from lsprotocol import types as lsp
 import alls
 from alls.catalogue import COMMANDS, Arg, Command
 from alls.lsp.document import to_utf16
-from alls.parser import statement_chunks
+from alls.recovery import split_statements
 from alls.types import Bool, Enum, Layers, ListOf
 
 __all__ = ["Context", "cursor_context", "complete", "layer_globs", "precision_doc"]
@@ -63,7 +63,7 @@ def cursor_context(text: str, line: int, column: int) -> Context:
     column = min(max(column, 0), len(lines[line]))
     offset = sum(len(x) + 1 for x in lines[:line]) + column
     start = offset - column
-    for _, chunk_start, chunk_end in statement_chunks(text):
+    for _, chunk_start, chunk_end in _chunks(text):
         if chunk_start <= offset <= chunk_end:
             start = chunk_start
             break
@@ -247,3 +247,8 @@ def _show(value) -> str:
 
 def _markdown(text: str) -> lsp.MarkupContent:
     return lsp.MarkupContent(lsp.MarkupKind.Markdown, text)
+
+
+def _chunks(text: str) -> list[tuple[int, int, int]]:
+    """(first line, start, end) of each statement chunk, cut as error recovery cuts them."""
+    return [(first, start, end) for first, start, end, _ in split_statements(text)]

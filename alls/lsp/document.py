@@ -2,7 +2,7 @@
 
 `Document.analyse` gives the statements and diagnostics that `alls check`
 gives for the same text (with a model: `alls check --model`), but parses
-only the statement chunks (`alls.parser.statement_chunks`) that changed
+only the statement chunks (`alls.recovery.split_statements`) that changed
 since the last call. Each chunk's statements, comments and syntax errors
 are cached by its text and line; a chunk that moved is moved by shifting
 its spans, a new one is parsed alone. With a cold cache the whole text is
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import alls
 from alls.nodes import Span
-from alls.parser import statement_chunks
+from alls.recovery import split_statements
 
 __all__ = ["Analysis", "Document", "to_utf16", "from_utf16"]
 
@@ -51,7 +51,7 @@ class Document:
         """What `alls.read_script` gives for ``text``'s UTF-8 bytes."""
         if "\0" in text or "\ufffd" in text or not _encodable(text):
             return alls.read_script(text.encode("utf-8", "surrogatepass"), self.filename)
-        chunks = [(first, text[start:end]) for first, start, end in statement_chunks(text)]
+        chunks = [(first, text[start:end]) for first, start, end in _chunks(text)]
         if sum(chunk not in self._known for _, chunk in chunks) > len(chunks) // 2:
             whole = self._parse_whole(text, chunks)
             if whole is not None:
@@ -162,3 +162,8 @@ def from_utf16(line: str, units: int) -> int:
             return i
         count += 2 if ord(ch) > 0xFFFF else 1
     return len(line)
+
+
+def _chunks(text: str) -> list[tuple[int, int, int]]:
+    """(first line, start, end) of each statement chunk, cut as error recovery cuts them."""
+    return [(first, start, end) for first, start, end, _ in split_statements(text)]

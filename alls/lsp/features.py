@@ -16,7 +16,7 @@ from alls.catalogue import COMMANDS, Arg, Command
 from alls.formatter import format_statement
 from alls.lsp.complete import precision_doc
 from alls.lsp.document import Analysis, from_utf16, to_utf16
-from alls.parser import statement_chunks
+from alls.recovery import split_statements
 from alls.plan import LayerPlan
 from alls.selectors import select
 from alls.types import Enum, Layers, ListOf
@@ -325,7 +325,7 @@ def format_range(text: str, wanted: lsp.Range) -> list[lsp.TextEdit] | None:
     first, last = wanted.start.line, max(wanted.end.line, wanted.start.line)
     if wanted.end.character == 0 and last > first:
         last -= 1
-    for line_no, start, end in statement_chunks(text):
+    for line_no, start, end in _chunks(text):
         chunk_last = line_no + text.count("\n", start, end) - 1
         if line_no - 1 <= last and chunk_last >= first:
             first, last = min(first, line_no - 1), max(last, chunk_last)
@@ -340,3 +340,8 @@ def format_range(text: str, wanted: lsp.Range) -> list[lsp.TextEdit] | None:
         return []
     end = lsp.Position(last, to_utf16(lines[last], len(lines[last])))
     return [lsp.TextEdit(lsp.Range(lsp.Position(first, 0), end), formatted)]
+
+
+def _chunks(text: str) -> list[tuple[int, int, int]]:
+    """(first line, start, end) of each statement chunk, cut as error recovery cuts them."""
+    return [(first, start, end) for first, start, end, _ in split_statements(text)]
