@@ -248,6 +248,8 @@ class _Resolver:
             out_bits[plan.layer.name] = a_out
             if "precision_mode" in plan.sources:
                 plan.sources["weight_bits"] = plan.sources["output_bits"] = plan.sources["precision_mode"]
+            if plan.layer.kind in WEIGHTED_KINDS and "bias_mode" not in plan.sources and 16 in (a_in, w, a_out):
+                plan.values["bias_mode"] = "double_scale_initialization"  # an 8-bit mantissa caps it at 8 bits
         for plan in self.layers.values():  # a 16-bit output layer widens its producer's output
             if plan.layer.kind == "output_layer" and "precision_mode" in plan.sources and plan.layer.inputs:
                 producer = self.layers[plan.layer.inputs[0]]

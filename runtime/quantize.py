@@ -14,8 +14,9 @@ Choices the scheme leaves open, written down here:
   calibration never activated, ALS502);
 - `percentile` clipping narrows the calibrated range only, `percentile_force`
   takes the percentiles as they are, `manual` takes the values given;
-- a table activation (sigmoid, tanh, ...) reads a 16-bit pre-activation
-  (8-bit for per-channel PReLU tables), so the table has 65,536 entries;
+- a table activation (sigmoid, tanh, ...) reads a 16-bit pre-activation,
+  so the table has 65,536 entries (per-channel PReLU tables read an 8-bit
+  one when the output is 8-bit, 256 entries per channel);
 - constants of elementwise layers are quantized on their own 16-bit scale;
 - a standalone batch norm runs as a 1x1 depthwise conv.
 """
@@ -32,7 +33,7 @@ from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.graph import Graph, Layer
 from alls.plan import Clipping, LayerPlan, Plan
 from alls.runtime import numerics as nx
-from alls.runtime.calibration import TABLE_ACTIVATIONS, Statistics
+from alls.runtime.calibration import TABLE_ACTIVATIONS, Statistics, activation_range, with_margin
 from alls.runtime.native import activation as float_activation
 
 __all__ = ["Encoding", "QLayer", "quantize", "quantize_weights", "check_supported", "fan_in", "rebias", "MIN_RANGE"]
@@ -120,7 +121,10 @@ def _clipped(stats, clip: Clipping | None) -> tuple[float, float]:
 def _output_range(layer: Layer, lp: LayerPlan, stats: Statistics) -> tuple[float, float]:
     if lp.force_range_out is not None:
         return lp.force_range_out
-    return _clipped(stats[layer.name].output, lp.activation_clipping)
+    if lp.activation_clipping is not None and lp.activation_clipping.values is not None:
+        return _clipped(stats[layer.name].output, lp.activation_clipping)
+    s = stats[layer.name].output
+    return with_margin(s.min, s.max, lp.output_bits, activation_range(layer))
 
 
 def encodings(graph: Graph, plan: Plan, stats: Statistics) -> dict[str, Encoding]:
@@ -218,8 +222,8 @@ def _target(layer: Layer, lp: LayerPlan, stats: Statistics, out: Encoding) -> En
     if layer.activation not in TABLE_ACTIVATIONS:
         return None
     before = stats[layer.name].before
-    bits = 8 if layer.activation == "prelu" else TABLE_BITS
-    return Encoding.from_range(before.min, before.max, bits)
+    bits = 8 if layer.activation == "prelu" and out.bits == 8 else TABLE_BITS  # per-channel tables: 256 or 2^16 each
+    return Encoding.from_range(*with_margin(before.min, before.max, bits), bits)
 
 
 def _clamp(layer: Layer, enc: Encoding) -> tuple[int, int]:
@@ -264,11 +268,12 @@ def rebias(q: QLayer, layer: Layer, x: Encoding, bias: nx.Bias) -> None:
 def _weighted(layer: Layer, lp: LayerPlan, stats, enc, params) -> QLayer:
     x = enc[layer.inputs[0]]
     out = enc[layer.name]
-    weight, bias = params["weight"], params["bias"]
     if layer.kind == "batch_norm":
         weight, bias = params["scale"].reshape(-1, 1, 1, 1), params["shift"]
+    else:
+        weight, bias = params["weight"], params["bias"]
     group = layer.attrs.get("group", 1) if layer.kind != "batch_norm" else weight.shape[0]
-    bits = lp.weight_bits or 8
+    bits = lp.weight_bits or (16 if x.bits == 16 else 8)  # a standalone batch norm follows its input
     q, w_scale = quantize_weights(weight, layer.kind, group, bits, lp.quantization_groups, lp.weights_clipping)
     acc_scale = x.scale * w_scale
     mantissa = nx.BIAS_MANTISSA_BITS[lp.bias_mode or "double_scale_initialization"]
