@@ -333,6 +333,13 @@ _DOCS = [
             "Layer shapes cannot be computed.",
             "alls layers model.onnx --input-shape 1,3,320",
             "Give one full shape per input: `--input-shape 1,3,320,320` or `--input-shape input.1=1,3,320,320`."),
+    CodeDoc("ALS420", I, "the unsupported ops lie after a supported network",
+            "Every layer the importer could not make (ALS401) lies after some nodes, up to which the network "
+            "is supported, as post-processing (box decoding, NMS) often does.",
+            "Cut there, the network imports whole and can be quantized and emulated; the post-processing runs "
+            "outside, as it does on Hailo's devices.",
+            "a detector exported with its TopK/NMS after the head convs",
+            "Import it with the end nodes the note names: `--end-nodes NODE[,NODE...]`."),
     CodeDoc("ALS501", E, "more images asked for than given",
             "Calibration reads batch_size x calib_num_batch images (by default from the script's calibset_size), "
             "and the data hold fewer.",

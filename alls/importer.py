@@ -146,7 +146,7 @@ class _Importer:
                 self._warn("ALS404", f"output `{out.name}` is a constant; it is left out of the graph")
                 continue
             self._add(_Draft("output_layer", ["Output"], [source], out.name + ":out", [out.name]))
-        return self._named()
+        return _with_cut_hint(self._named(), {o: n.name for n in nodes for o in n.outputs if o and n.name})
 
     def _warn(self, code: str, message: str, severity=W, help_text: str = ""):
         self.diagnostics.append(Diagnostic(code, severity, message, help=help_text))
@@ -634,6 +634,132 @@ class _Importer:
 
     _op_Reshape = _op_Flatten = _op_Squeeze = _op_Unsqueeze = _op_Transpose = _view
 
+    # ------------------------------------------------------- data movement
+    def _const_ints(self, n, index: int, attr: str):
+        """Integers given as attribute ``attr`` (older opsets) or as constant input ``index``: a list,
+        None when not given, False when given but not constant."""
+        if attr in n.attrs:
+            return [int(v) for v in np.atleast_1d(n.attrs[attr])]
+        if len(n.inputs) > index and n.inputs[index]:
+            value = self.consts.get(self._resolve(n.inputs[index]))
+            return False if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+        return None
+
+    def _moved(self, n, data_in, kind: str, out_shape: tuple[int, ...], attrs: dict, output: str = "",
+               aliases: list[str] | None = None) -> None:
+        """A layer that only moves codes; its shape is known here even where ONNX inference gave none."""
+        output = output or n.outputs[0]
+        self.shapes.setdefault(output, tuple(out_shape))
+        self._add(_Draft(kind, [n.op], list(data_in), output, _aliases(n) if aliases is None else aliases,
+                         node_name=n.name, attrs=attrs))
+
+    def _op_Slice(self, n, data_in):
+        shape = self._shape(data_in[0]) if len(data_in) == 1 else ()
+        starts, ends = self._const_ints(n, 1, "starts"), self._const_ints(n, 2, "ends")
+        axes, steps = self._const_ints(n, 3, "axes"), self._const_ints(n, 4, "steps")
+        if len(data_in) != 1 or any(v is False for v in (starts, ends, axes, steps)) or not starts or not ends:
+            return "the starts, ends, axes or steps are not constant"
+        if not shape:
+            return "the input shape is unknown"
+        axes = axes or list(range(len(starts)))
+        steps = steps or [1] * len(starts)
+        out, slices = list(shape), []
+        for axis, start, end, step in zip(axes, starts, ends, steps):
+            axis %= len(shape)
+            if step == 0:
+                return "a slice step of 0"
+            bounds = _slice_bounds(start, end, step, shape[axis])
+            out[axis] = len(range(*bounds))
+            if axis == 0 and out[0] != shape[0]:
+                return "a slice of the batch axis has no layer"
+            slices.append((axis, *bounds))
+        if 0 in out:
+            return "an empty slice has no layer"
+        self._moved(n, data_in, "slice", tuple(out), {"slices": tuple(slices)})
+
+    def _op_Split(self, n, data_in):
+        shape = self._shape(data_in[0]) if len(data_in) == 1 else ()
+        sizes = self._const_ints(n, 1, "split")
+        if len(data_in) != 1 or sizes is False:
+            return "the split sizes are not constant"
+        if not shape:
+            return "the input shape is unknown"
+        axis = int(n.attrs.get("axis", 0)) % len(shape)
+        if not sizes:
+            parts = int(n.attrs.get("num_outputs", len(n.outputs)))
+            step = -(-shape[axis] // parts)
+            sizes = [min(step, shape[axis] - i * step) for i in range(parts)]
+        if axis == 0 or sum(sizes) != shape[axis] or len(sizes) != len(n.outputs) or min(sizes) <= 0:
+            return f"a split of axis {axis} ({shape[axis]}) into {sizes} has no layer"
+        start = 0
+        for i, (output, size) in enumerate(zip(n.outputs, sizes)):
+            if output and self.consumers[output]:  # one layer per part that is read
+                part = list(shape)
+                part[axis] = size
+                aliases = ([n.name] if i == 0 else []) + [output]
+                self._moved(n, data_in, "feature_splitter", tuple(part),
+                            {"slices": ((axis, start, start + size, 1),), "part": i}, output, aliases)
+            start += size
+
+    def _op_Pad(self, n, data_in):
+        shape = self._shape(data_in[0]) if len(data_in) == 1 else ()
+        pads, axes = self._const_ints(n, 1, "pads"), self._const_ints(n, 3, "axes")
+        if len(data_in) != 1 or not pads or axes is False:
+            return "the pads or the value are not constant"
+        if not shape:
+            return "the input shape is unknown"
+        axes = [a % len(shape) for a in axes] if axes else list(range(len(shape)))
+        per = [(0, 0)] * len(shape)
+        for i, axis in enumerate(axes):
+            per[axis] = (pads[i], pads[i + len(axes)])
+        mode = n.attrs.get("mode", "constant")
+        if mode not in ("constant", "reflect", "edge", "wrap"):
+            return f"pad mode `{mode}` has no layer"
+        if per[0] != (0, 0) or min(min(p) for p in per) < 0:
+            return "a pad of the batch axis, or a negative pad (a crop), has no layer"
+        value = n.attrs.get("value", self._const_scalar(n.inputs[2] if len(n.inputs) > 2 else "", 0.0))
+        out = tuple(d + b + a for d, (b, a) in zip(shape, per))
+        self._moved(n, data_in, "pad", out, {"pads": tuple(per), "mode": mode, "value": float(value)})
+
+    def _op_DepthToSpace(self, n, data_in):
+        shape, b = self._shape(data_in[0]), int(n.attrs.get("blocksize", 0))
+        if len(shape) != 4 or b < 1 or shape[1] % (b * b):
+            return "DepthToSpace of an NCHW tensor whose channels split into blocksize² parts is a layer"
+        out = (shape[0], shape[1] // (b * b), shape[2] * b, shape[3] * b)
+        self._moved(n, data_in, "depth_to_space", out, {"blocksize": b, "mode": n.attrs.get("mode", "DCR")})
+
+    def _op_SpaceToDepth(self, n, data_in):
+        shape, b = self._shape(data_in[0]), int(n.attrs.get("blocksize", 0))
+        if len(shape) != 4 or b < 1 or shape[2] % b or shape[3] % b:
+            return "SpaceToDepth of an NCHW tensor whose height and width split into blocks is a layer"
+        out = (shape[0], shape[1] * b * b, shape[2] // b, shape[3] // b)
+        self._moved(n, data_in, "space_to_depth", out, {"blocksize": b})
+
+    def _reduce(self, n, data_in, kind: str):
+        shape = self._shape(data_in[0]) if len(data_in) == 1 else ()
+        axes = self._const_ints(n, 1, "axes")
+        if len(data_in) != 1 or axes is False:
+            return "the axes are not constant"
+        if not shape:
+            return "the input shape is unknown"
+        if not axes and n.attrs.get("noop_with_empty_axes", 0):
+            return self._op_Identity(n, data_in)
+        axes = sorted({a % len(shape) for a in axes} if axes else range(len(shape)))
+        if 0 in axes:
+            return "a reduction over the batch axis has no layer"
+        keepdims = int(n.attrs.get("keepdims", 1))
+        out = tuple(1 if i in axes else d for i, d in enumerate(shape) if keepdims or i not in axes)
+        self._moved(n, data_in, kind, out, {"axes": tuple(axes), "keepdims": keepdims})
+
+    def _op_ReduceMax(self, n, data_in):
+        return self._reduce(n, data_in, "reduce_max")
+
+    def _op_ReduceMean(self, n, data_in):
+        return self._reduce(n, data_in, "reduce_mean")
+
+    def _op_ReduceSum(self, n, data_in):
+        return self._reduce(n, data_in, "reduce_sum")
+
     # --------------------------------------------------------------- names
     def _named(self) -> Graph:
         counts: Counter = Counter()
@@ -746,6 +872,42 @@ def _scale_outputs(draft: _Draft, a: np.ndarray) -> None:
     else:
         draft.params["weight"] = (weight * a.reshape(-1, *([1] * (weight.ndim - 1)))).astype(np.float32)
     draft.params["bias"] = (draft.params["bias"] * a).astype(np.float32)
+
+
+def _with_cut_hint(graph: Graph, node_of: dict[str, str]) -> Graph:
+    """ALS420 when every unsupported layer lies in the post-processing (no layer with weights reads it,
+    directly or not) after a supported network: the end nodes that cut it there (the layers read after
+    the unsupported ones begin, and the sources of the outputs they do not reach)."""
+    after: set[str] = set()
+    for layer in graph:
+        if not layer.supported or any(name in after for name in layer.inputs):
+            after.add(layer.name)
+    if not after or any(graph[name].has_weights for name in after):
+        return graph
+    ends = []
+    for layer in graph:
+        if layer.name in after or layer.kind in ("input_layer", "output_layer"):
+            continue
+        readers = graph.consumers(layer.name)
+        if any(r.name in after or r.kind == "output_layer" for r in readers):
+            tensors = [a for a in layer.aliases if a in node_of]
+            ends.append(node_of[tensors[-1]] if tensors else layer.short_name)
+    if not ends:
+        return graph
+    unsupported = sorted({layer.op for layer in graph if not layer.supported})
+    hint = Diagnostic("ALS420", Severity.INFO, f"every unsupported layer ({', '.join(unsupported)}) lies after "
+                      f"{', '.join(f'`{e}`' for e in ends)}: the network up to there is supported",
+                      help=f"import it cut there: --end-nodes {','.join(ends)}")
+    return Graph(graph.name, graph.layers, graph.diagnostics + (hint,), graph.opset)
+
+
+def _slice_bounds(start: int, end: int, step: int, dim: int) -> tuple[int, int, int]:
+    """ONNX Slice's clamping of (start, end) on an axis of ``dim``: negative indices count from the
+    end, and with a negative step the end may be −1 (through index 0), as ``range`` reads it."""
+    start, end = start + dim if start < 0 else start, end + dim if end < 0 else end
+    if step > 0:
+        return min(max(start, 0), dim), min(max(end, 0), dim), step
+    return min(max(start, 0), dim - 1), min(max(end, -1), dim - 1), step
 
 
 def _scalar(value) -> float | None:
