@@ -20,7 +20,8 @@ from dataclasses import replace
 import alls
 from alls import files, progress
 from alls.render import FORMATS, summary
-from alls.tables import explain_layer, layer_row, layer_table, plan_table
+from alls.tables import (algorithm_summary, explain_layer, figures_table, layer_row, layer_table, plan_table,
+                         precision_summary)
 
 EXIT_OK, EXIT_ERRORS, EXIT_FAILURE = 0, 1, 2
 REPORT_HINT = "please report it with the command and `alls --version`; rerun with --debug for the traceback"
@@ -62,8 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------- parser
 
 EXAMPLES = {
-    "check": "alls check samples/four_bit_finetune.alls\n  alls check net.alls --model net.onnx --output-format concise",
-    "fmt": "alls fmt samples/ugly.alls --diff\n  alls fmt net.alls",
+    "check": ("alls check samples/four_bit_finetune.alls\n  alls check samples/digits/digits.alls "
+              "--model samples/digits/digits_cnn.onnx --output-format concise"),
+    "fmt": "alls fmt --diff samples/ugly.alls\n  alls fmt --check samples/digits/digits.alls",
     "layers": "alls layers samples/digits/digits_cnn.onnx",
     "plan": "alls plan samples/digits/digits.alls --model samples/digits/digits_cnn.onnx --explain conv1",
     "quantize": ("alls quantize samples/digits/digits_cnn.onnx --script samples/digits/digits.alls "
@@ -142,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = _command(commands, "eval", "compare a quantized model's numeric target with its native one", _eval)
     evaluate.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
     _data_options(evaluate, required=True)
+    _cut_options(evaluate)
 
     analyze = _command(commands, "analyze", "find the layers that carry a quantized model's error: "
                        "a report with plots and advice", _analyze)
@@ -156,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("-o", "--output", metavar="DIR", required=True, help="the report folder")
     analyze.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    _cut_options(analyze)
 
     from alls.runtime import describe_tune
 
@@ -182,6 +186,38 @@ def _model_options(parser: argparse.ArgumentParser, required: bool = False, posi
     parser.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]N,C,H,W",
                         help="override a fixed input shape (repeat for several inputs)")
     parser.add_argument("--name", help="the network scope of the layer names (default: the model file's stem)")
+    _cut_options(parser)
+
+
+def _cut_options(parser: argparse.ArgumentParser) -> None:
+    """--start-nodes/--end-nodes/--zoo-config: where Hailo's parser cuts the graph."""
+    parser.add_argument("--start-nodes", metavar="A[,B...]", default="",
+                        help="ONNX nodes where the network starts (their inputs become its inputs)")
+    parser.add_argument("--end-nodes", metavar="X[,Y...]", default="",
+                        help="ONNX nodes where the network ends (their outputs become its outputs)")
+    parser.add_argument("--zoo-config", metavar="YAML",
+                        help="a Hailo model-zoo network config: its parser.nodes and input shape")
+
+
+def _cut(args) -> dict:
+    """The cut the options ask for, as `alls.load_model` keywords (``input_shapes`` from a zoo
+    config only where --input-shape is not given)."""
+    start = tuple(n for n in args.start_nodes.split(",") if n)
+    end = tuple(n for n in args.end_nodes.split(",") if n)
+    shapes = None
+    if args.zoo_config:
+        network = alls.read_zoo_network(args.zoo_config)
+        start, end, shapes = start or network.start_nodes, end or network.end_nodes, network.input_shape
+    cut = {"start_nodes": start, "end_nodes": end}
+    if shapes is not None and not getattr(args, "input_shape", None):
+        cut["input_shapes"] = shapes
+    return cut
+
+
+def _shapes_and_cut(args) -> tuple:
+    """(input shapes, start nodes, end nodes) from the model options."""
+    cut = _cut(args)
+    return cut.get("input_shapes", _input_shapes(args.input_shape)), cut["start_nodes"], cut["end_nodes"]
 
 
 def _data_options(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -351,20 +387,22 @@ def _input_shapes(specs: Sequence[str]):
 
 def _model_file(path: str) -> str:
     """``path``, refused (ALS007) when it is a NumPy file; the importer names other problems (ALS402)."""
-    if os.path.isfile(path):
+    if os.path.exists(path):
         files.expect_kind(path, ("onnx", "binary", "text", "empty"), "model", "pass the .onnx file")
     return path
 
 
 def _load_graph(args):
-    return alls.load_model(_model_file(args.model), _input_shapes(args.input_shape), args.name)
+    shapes, start, end = _shapes_and_cut(args)
+    return alls.load_model(_model_file(args.model), shapes, args.name, start, end)
 
 
 def _layers(args) -> int:
     graph = _load_graph(args)
     if args.json:
         rows = [layer_row(layer) for layer in graph]
-        doc = {"network": graph.name, "opset": graph.opset, "layers": rows,
+        doc = {"network": graph.name, "opset": graph.opset, "layers": rows, "tie_numbered": sorted(graph.tie_numbered),
+               "start_nodes": list(graph.start_nodes), "end_nodes": list(graph.end_nodes),
                "diagnostics": json.loads(alls.render(list(graph.diagnostics), fmt="json"))}
         print(json.dumps(doc, indent=2))
     else:
@@ -414,7 +452,8 @@ def _quantize(args) -> int:
     from alls.runtime import Runner, load_array
 
     _check_output(args.output, args.force, "quantized model")
-    runner = Runner(_model_file(args.model), _input_shapes(args.input_shape), args.name)
+    shapes, start, end = _shapes_and_cut(args)
+    runner = Runner(_model_file(args.model), shapes, args.name, start_nodes=start, end_nodes=end)
     if args.script:
         runner.load_script(_read_or_fail(args.script))
     calib = load_array(args.calib, "calibration images")
@@ -425,67 +464,14 @@ def _quantize(args) -> int:
     report = qmodel.report
     print(f"calibrated `{runner.graph.name}` on {report['calibration_images']} images "
           f"({report['calib_num_batch']} batches of {report['batch_size']})")
-    print(_precision_summary(qmodel))
-    for line in _algorithm_summary(report):
+    print(precision_summary(qmodel.plan))
+    for line in algorithm_summary(report):
         print(line)
     _report(runner.warnings, stream=sys.stdout)
     print(f"wrote {args.output}")
     if data is not None:
         return _evaluate(qmodel, args, *data)
     return EXIT_OK
-
-
-def _algorithm_summary(report: dict) -> list[str]:
-    """One line per algorithm that ran, with what it achieved."""
-    lines = []
-    if report.get("equalization"):
-        tensors = report["equalization"]
-        lines.append(f"equalized {len(tensors)} tensor{'s' if len(tensors) != 1 else ''} between layers")
-    corrected = report.get("bias_correction") or []
-    if corrected:
-        import statistics
-
-        removed = statistics.median(r["removed"] for r in corrected)
-        lost = sum(r["channels_lost"] for r in corrected)
-        channels = sum(r["channels"] for r in corrected)
-        line = (f"bias correction on {len(corrected)} layers: median {100 * removed:.0f}% of the mean channel error "
-                f"removed")
-        flipped = sum(r.get("channels_flipped", 0) for r in corrected)
-        if flipped:
-            line += f"; {flipped} channels finished by rounding one weight the other way"
-        if lost:
-            line += f"; {lost} of {channels} channel corrections were below half a bias step and lost"
-            if any(r["channels_lost"] and r["bias_mode"] != "double_scale_initialization" for r in corrected):
-                line += " (bias_mode=double_scale_initialization keeps most of them)"
-        lines.append(line)
-    for algo in ("finetune", "adaround"):
-        trained = report.get(algo) or []
-        if trained:
-            lines.append(f"{algo} trained {len(trained)} layer{'s' if len(trained) != 1 else ''} against the float network")
-            lines += _held_out_lines(trained)
-    return lines
-
-
-def _held_out_lines(trained: list[dict]) -> list[str]:
-    """One line per trained layer: its loss on the images held out from its training, before and after."""
-    lines = []
-    for r in trained:
-        if not r.get("heldout_images"):
-            continue
-        kept = (f"epoch {r['best_epoch']} of {r['epochs_run']}" if r["kept"] else "round to nearest kept")
-        lines.append(f"  {r['layer'].rsplit('/', 1)[-1]}: held-out loss {r['heldout_before']:.4g} -> "
-                     f"{r['heldout_after']:.4g} on {r['heldout_images']} images ({kept})")
-    return lines
-
-
-def _precision_summary(qmodel) -> str:
-    counts: dict[str, int] = {}
-    for layer in qmodel.plan:
-        if layer.weight_bits is not None:
-            key = f"a{layer.input_bits[0] if layer.input_bits else 8}_w{layer.weight_bits}_a{layer.output_bits}"
-            counts[key] = counts.get(key, 0) + 1
-    modes = ", ".join(f"{n} at {k}" for k, n in sorted(counts.items()))
-    return f"quantized {len(qmodel.plan)} layers ({modes or 'no weighted layers'})"
 
 
 def _evaluation_data(args):
@@ -508,32 +494,19 @@ def _eval(args) -> int:
     from alls.runtime import load
 
     data, labels = _evaluation_data(args)
-    return _evaluate(load(args.quantized), args, data, labels)
+    cut = _cut(args)
+    return _evaluate(load(args.quantized, cut["start_nodes"], cut["end_nodes"]), args, data, labels)
 
 
 def _evaluate(qmodel, args, data, labels) -> int:
     from alls.runtime import evaluate
 
     result = evaluate(qmodel, data, labels, args.layout)
-    figures = result["outputs"]
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
-    print(f"numeric against native on {result['images']} images:")
-    header = ("output", "cosine", "SNR dB", "max abs err", "range", "top-1 agree", "acc native", "acc numeric")
-    rows = []
-    for name, f in figures.items():
-        pct = lambda key: f"{100 * f[key]:.2f}%" if key in f else "-"
-        rows.append((name.rsplit("/", 1)[-1], f"{f['cosine']:.5f}", f"{f['snr_db']:.2f}", f"{f['max_abs_error']:.4g}",
-                     f"{f['range']:.4g}", pct("top1_agreement"), pct("native_accuracy"), pct("numeric_accuracy")))
-    _table(header, rows)
+    print(figures_table(result))
     return EXIT_OK
-
-
-def _table(header, rows) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip(), flush=True)
 
 
 def _analyze(args) -> int:
@@ -542,7 +515,8 @@ def _analyze(args) -> int:
     folder = prepare_folder(args.output, args.force)
     if args.limit is not None and args.limit < 1:
         raise alls.AllsError.of("ALS512", f"--limit must be at least 1, not {args.limit}")
-    qmodel = load(args.quantized)
+    cut = _cut(args)
+    qmodel = load(args.quantized, cut["start_nodes"], cut["end_nodes"])
     data = load_array(args.data, "data")
     if args.limit is not None and data.ndim:
         data = data[: args.limit]
@@ -561,7 +535,7 @@ def _tune(args) -> int:
 
     output = args.output or f"{os.path.splitext(os.path.basename(args.model))[0]}_tuned.alls"
     _check_output(output, args.force, "tuned script")
-    shapes = _input_shapes(args.input_shape)
+    shapes, start, end = _shapes_and_cut(args)
     _model_file(args.model)
     base = _read_or_fail(args.script) if args.script else ""
     calib = load_array(args.calib, "calibration images")
@@ -581,7 +555,7 @@ def _tune(args) -> int:
         accuracy = f"{100 * step.accuracy:.2f}%" if step.accuracy is not None else ""
         row((step.name, f"{step.snr_db:.2f}", f"{step.cosine:.5f}", accuracy, f"{step.seconds:.1f}"))
 
-    done = tune(lambda: Runner(args.model, shapes, args.name), calib, data, labels, base, args.layout, show)
+    done = tune(lambda: Runner(args.model, shapes, args.name, start_nodes=start, end_nodes=end), calib, data, labels, base, args.layout, show)
     chosen = best(done)
     files.write_file(output, alls.format_text(chosen.script), what="tuned script")
     if args.json:

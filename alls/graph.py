@@ -58,6 +58,7 @@ class Layer:
     attrs: dict[str, Any] = field(default_factory=dict)
     macs: int = 0
     supported: bool = True
+    end_node: str = ""  # the ONNX node to name as an end node to end the network at this layer
 
     @property
     def short_name(self) -> str:
@@ -91,6 +92,9 @@ class Graph:
     layers: tuple[Layer, ...]
     diagnostics: tuple[Diagnostic, ...] = ()
     opset: int = 0
+    tie_numbered: frozenset = frozenset()  # layers whose number a tie between parallel branches decided
+    start_nodes: tuple[str, ...] = ()  # the cut it was imported with (alls.cut), empty: the whole graph
+    end_nodes: tuple[str, ...] = ()
     _index: dict[str, Layer] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):

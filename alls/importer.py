@@ -4,7 +4,9 @@ The import runs in four passes over plain data:
 
 1. *constants*: initializers, Constant nodes, and every node whose inputs
    are all constant (shape subgraphs: Shape of a static tensor, Gather,
-   Slice, Cast, Concat, Unsqueeze, ...) evaluated once with `onnx.reference`;
+   Slice, Cast, Concat, Unsqueeze, ...) evaluated once with `onnx.reference`
+   (`alls.folding`; asked again of each node in pass 3, once the layers
+   before it have their shapes);
 2. *patterns*: HardSwish written as ``x * HardSigmoid(x)`` or
    ``x * Clip(x + 3, 0, 6) / 6`` and SiLU written as ``x * Sigmoid(x)`` become
    one activation node each;
@@ -20,6 +22,7 @@ diagnostic naming the node, the op and the layer; the rest still loads.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections import Counter
@@ -27,8 +30,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from alls.cut import Cut, cut_model, suggest_end_nodes
 from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.folding import fold_node
 from alls.graph import Graph, Layer, per_channel
+from alls.naming import NamingNode, number_layers
 
 __all__ = ["load_model"]
 
@@ -38,17 +44,30 @@ _FUSE_INTO = {"conv", "dw", "deconv", "fc", "batch_norm", "ew_add", "ew_sub", "e
 
 
 def load_model(model, input_shapes: dict[str, tuple[int, ...]] | tuple[int, ...] | None = None,
-               name: str | None = None) -> Graph:
+               name: str | None = None, start_nodes=(), end_nodes=()) -> Graph:
     """Import ``model`` (a path or an `onnx.ModelProto`) as a `Graph`.
 
     ``input_shapes`` overrides fixed input shapes: a shape for the one input,
     or ``{input name: shape}``. ``name`` is the network scope (default: the
-    file's stem, else the graph's name). Raises `AllsError` (ALS402) when
-    the model cannot be read; everything else is a diagnostic on the graph.
+    file's stem, else the graph's name). ``start_nodes``/``end_nodes`` cut the
+    graph as Hailo's parser does (`alls.cut`): only what lies between them is
+    imported. Raises `AllsError` (ALS402) when the model cannot be read and
+    ALS406-ALS408 for a bad cut; everything else is a diagnostic on the graph.
     """
     proto, default_name = _read(model)
     net = _scope_name(name or default_name or proto.graph.name or "net")
-    return _Importer(proto, net, input_shapes).run()
+    cut = Cut(tuple(start_nodes or ()), tuple(end_nodes or ()))
+    if cut:
+        proto = cut_model(proto, cut, input_shapes)
+        if cut.start_nodes:  # the new inputs carry the shapes inferred from the original ones
+            names = {i.name for i in proto.graph.input}
+            input_shapes = {k: v for k, v in input_shapes.items() if k in names} or None \
+                if isinstance(input_shapes, dict) else None
+    graph = _Importer(proto, net, input_shapes).run()
+    note = suggest_end_nodes(graph)
+    if note is not None:
+        graph = dataclasses.replace(graph, diagnostics=graph.diagnostics + (note,))
+    return dataclasses.replace(graph, start_nodes=cut.start_nodes, end_nodes=cut.end_nodes) if cut else graph
 
 
 def _read(model):
@@ -99,6 +118,7 @@ class _Draft:
     activation_params: tuple = ()
     supported: bool = True
     node_name: str = ""
+    last_node: str = ""  # the ONNX node whose output the layer's output is, after fusions
 
 
 class _Importer:
@@ -146,7 +166,7 @@ class _Importer:
                 self._warn("ALS404", f"output `{out.name}` is a constant; it is left out of the graph")
                 continue
             self._add(_Draft("output_layer", ["Output"], [source], out.name + ":out", [out.name]))
-        return _with_cut_hint(self._named(), {o: n.name for n in nodes for o in n.outputs if o and n.name})
+        return self._named()
 
     def _warn(self, code: str, message: str, severity=W, help_text: str = ""):
         self.diagnostics.append(Diagnostic(code, severity, message, help=help_text))
@@ -222,42 +242,18 @@ class _Importer:
 
     # ----------------------------------------------------------- constants
     def _fold_constants(self, nodes: list[_Node]) -> list[_Node]:
-        kept = []
-        for n in nodes:
-            if n.op == "Constant":
-                key, value = next(iter(n.attrs.items()))
-                dtype = {"value_float": np.float32, "value_floats": np.float32,
-                         "value_int": np.int64, "value_ints": np.int64}.get(key)
-                self.consts[n.outputs[0]] = np.asarray(value, dtype=dtype)
-            elif n.op == "Shape" and n.inputs[0] in self.shapes:
-                shape = np.array(self.shapes[n.inputs[0]], dtype=np.int64)
-                start, end = n.attrs.get("start", 0), n.attrs.get("end", None)
-                self.consts[n.outputs[0]] = shape[start:end]
-            elif n.inputs and all(i == "" or i in self.consts for i in n.inputs) and n.op not in ("Dropout",) \
-                    and self._evaluate(n):
-                continue  # folded into self.consts
-            else:
-                kept.append(n)
-        return kept
+        """The nodes that do not fold now (`alls.folding`); the layer pass asks again of each."""
+        return [n for n in nodes if not self._fold(n)]
 
-    def _evaluate(self, n: _Node) -> bool:
-        """Compute a node of constants; False when onnx.reference cannot (a custom op): it stays a node."""
-        import onnx
-        from onnx.reference import ReferenceEvaluator
-
-        try:  # onnx.reference raises whatever its kernels raise
-            node = _proto_node(n)
-            inputs = [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(self.consts[i].dtype),
-                                                         self.consts[i].shape) for i in n.inputs if i]
-            outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in n.outputs]
-            graph = onnx.helper.make_graph([node], "fold", inputs, outputs)
-            model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", max(self.opset, 9))])
-            results = ReferenceEvaluator(model).run(None, {i: self.consts[i] for i in n.inputs if i})
-        except Exception:
-            return False
-        for name, value in zip(n.outputs, results):
-            self.consts[name] = np.asarray(value)
-        return True
+    def _fold(self, n: _Node) -> bool:
+        folded = fold_node(n, self.consts, lambda t: self.consts.get(self._resolve(t)),
+                           lambda t: self._shape(t) or None, self.opset)
+        if folded:
+            for t in n.inputs:  # a folded reader no longer holds its source's layer apart
+                source = self._resolve(t) if t else ""
+                if self.consumers[source] > 0:
+                    self.consumers[source] -= 1
+        return folded
 
     # -------------------------------------------------------------- layers
     def _resolve(self, tensor: str) -> str:
@@ -279,6 +275,8 @@ class _Importer:
         return draft
 
     def _layer(self, n: _Node) -> None:
+        if self._fold(n):  # constant only now that the layers before it have their shapes
+            return
         handler = getattr(self, f"_op_{n.op}", None)
         data_in = [self._resolve(i) for i in n.inputs if i and self._resolve(i) not in self.consts]
         if n.outputs and n.outputs[0] not in self.shapes and all(self._shape(t) for t in data_in):
@@ -317,7 +315,7 @@ class _Importer:
                 self.shapes.setdefault(vi.name, tuple(d.dim_value for d in dims))
 
     def _unsupported(self, n: _Node, data_in: list[str], why: str) -> None:
-        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", n.op).lower()
+        kind = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", n.op).lower()  # LSTM -> lstm, ConstantOfShape -> constant_of_shape
         outputs = [o for o in n.outputs if o] or [f"{n.name or n.op}:{len(self.drafts)}"]  # an LSTM may omit its first
         draft = self._add(_Draft(kind, [n.op], data_in, outputs[0], _aliases(n), supported=False, node_name=n.name))
         draft.attrs["reason"] = why
@@ -333,6 +331,7 @@ class _Importer:
     def _fold_into(self, draft: _Draft, n: _Node) -> None:
         """``n`` disappears into ``draft``: its output now names the draft's."""
         draft.ops.append(n.op)
+        draft.last_node = n.name
         draft.aliases.extend(_aliases(n))
         self.alias_of[n.outputs[0]] = draft.output
         self.consumers[draft.output] = self.consumers[n.outputs[0]]  # n was its one reader
@@ -669,9 +668,11 @@ class _Importer:
             if step == 0:
                 return "a slice step of 0"
             bounds = _slice_bounds(start, end, step, shape[axis])
+            if axis == 0:  # the whole batch, in order, is no slice (the layer runs on any number of images)
+                if bounds[2] != 1 or len(range(*bounds)) != shape[0]:
+                    return "a slice of the batch axis has no layer"
+                continue
             out[axis] = len(range(*bounds))
-            if axis == 0 and out[0] != shape[0]:
-                return "a slice of the batch axis has no layer"
             slices.append((axis, *bounds))
         if 0 in out:
             return "an empty slice has no layer"
@@ -751,6 +752,15 @@ class _Importer:
         out = tuple(1 if i in axes else d for i, d in enumerate(shape) if keepdims or i not in axes)
         self._moved(n, data_in, kind, out, {"axes": tuple(axes), "keepdims": keepdims})
 
+    def _op_Pow(self, n, data_in):  # YOLOv5's box decoding squares: (2·sigmoid(t))²
+        exponent = self._const_scalar(n.inputs[1] if len(n.inputs) > 1 else "", float("nan"))
+        if len(data_in) != 1 or exponent not in (1.0, 2.0):
+            return "only a power of 1 or 2 by a constant exponent is a layer (a product of the tensor with itself)"
+        if exponent == 1.0:
+            return self._op_Identity(n, data_in)
+        self._add(_Draft("ew_mult", [n.op], [data_in[0], data_in[0]], n.outputs[0], _aliases(n), node_name=n.name,
+                         attrs={"broadcast": False}))
+
     def _op_ReduceMax(self, n, data_in):
         return self._reduce(n, data_in, "reduce_max")
 
@@ -762,13 +772,14 @@ class _Importer:
 
     # --------------------------------------------------------------- names
     def _named(self) -> Graph:
-        counts: Counter = Counter()
-        names: dict[str, str] = {}
-        for draft in self.drafts:
-            counts[draft.kind] += 1
-            names[draft.output] = f"{self.net}/{draft.kind}{counts[draft.kind]}"
+        """Name the layers as Hailo's parser does (`alls.naming`) and list them in that order."""
+        nodes = [NamingNode(d.output, tuple(t for t in d.inputs if t in self.producer), d.kind, d.node_name, i)
+                 for i, d in enumerate(self.drafts)]
+        order, short, ties = number_layers(nodes)
+        names = {key: f"{self.net}/{name}" for key, name in short.items()}
+        drafts = {d.output: d for d in self.drafts}
         layers = []
-        for draft in self.drafts:
+        for draft in (drafts[key] for key in order):
             name = names[draft.output]
             inputs = tuple(names.get(t, t) for t in draft.inputs)
             input_shapes = tuple(self._shape(t) for t in draft.inputs)
@@ -786,7 +797,7 @@ class _Importer:
                 output_shape=tuple(out_shape), aliases=tuple(dict.fromkeys(a for a in draft.aliases if a)),
                 tensors=(draft.output,), activation=draft.activation, activation_params=draft.activation_params,
                 params=draft.params, attrs=draft.attrs, macs=_macs(draft, input_shapes, tuple(out_shape)),
-                supported=draft.supported,
+                supported=draft.supported, end_node=draft.last_node or draft.node_name,
             )
             layers.append(layer)
             if not draft.supported:
@@ -795,7 +806,8 @@ class _Importer:
                     "ALS401", E, f"{node} (op `{draft.ops[0]}`, layer `{name}`): {draft.attrs['reason']}",
                     help="the layer is listed but cannot be quantized or emulated; `alls explain ALS401`",
                 ))
-        return Graph(self.net, tuple(layers), tuple(self.diagnostics), self.opset)
+        return Graph(self.net, tuple(layers), tuple(self.diagnostics), self.opset,
+                     tie_numbered=frozenset(names[k] for k in ties))
 
 
 # ------------------------------------------------------------------ helpers
@@ -872,33 +884,6 @@ def _scale_outputs(draft: _Draft, a: np.ndarray) -> None:
     else:
         draft.params["weight"] = (weight * a.reshape(-1, *([1] * (weight.ndim - 1)))).astype(np.float32)
     draft.params["bias"] = (draft.params["bias"] * a).astype(np.float32)
-
-
-def _with_cut_hint(graph: Graph, node_of: dict[str, str]) -> Graph:
-    """ALS420 when every unsupported layer lies in the post-processing (no layer with weights reads it,
-    directly or not) after a supported network: the end nodes that cut it there (the layers read after
-    the unsupported ones begin, and the sources of the outputs they do not reach)."""
-    after: set[str] = set()
-    for layer in graph:
-        if not layer.supported or any(name in after for name in layer.inputs):
-            after.add(layer.name)
-    if not after or any(graph[name].has_weights for name in after):
-        return graph
-    ends = []
-    for layer in graph:
-        if layer.name in after or layer.kind in ("input_layer", "output_layer"):
-            continue
-        readers = graph.consumers(layer.name)
-        if any(r.name in after or r.kind == "output_layer" for r in readers):
-            tensors = [a for a in layer.aliases if a in node_of]
-            ends.append(node_of[tensors[-1]] if tensors else layer.short_name)
-    if not ends:
-        return graph
-    unsupported = sorted({layer.op for layer in graph if not layer.supported})
-    hint = Diagnostic("ALS420", Severity.INFO, f"every unsupported layer ({', '.join(unsupported)}) lies after "
-                      f"{', '.join(f'`{e}`' for e in ends)}: the network up to there is supported",
-                      help=f"import it cut there: --end-nodes {','.join(ends)}")
-    return Graph(graph.name, graph.layers, graph.diagnostics + (hint,), graph.opset)
 
 
 def _slice_bounds(start: int, end: int, step: int, dim: int) -> tuple[int, int, int]:
