@@ -16,7 +16,7 @@ Each row gives, per output, the cosine and the SNR (dB) against the float model,
 the whole quantization (calibration, the algorithms, finetune). onnxruntime quantizes with MinMax
 calibration on the same 64 images.
 
-    python tests/bench/bench_accuracy.py [--models digits,centerface] [--size 320] [--test 32]
+    python tests/bench/bench_accuracy.py [--models digits,centerface] [--size 320] [--test 32] [--finetune 64,1024]
 
 It prints a Markdown table and exits 0.
 """
@@ -76,8 +76,9 @@ def theirs(path: Path, input_name: str, calib: np.ndarray, x: np.ndarray, native
     folder = Path(tempfile.mkdtemp())
     source = folder / "float.onnx"
     model = onnx.load(str(path))
-    if weights == "QInt4":  # int4 QDQ needs opset 21
-        model = version_converter.convert_version(model, 21)
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if weights == "QInt4" or opset < 13:  # int4 QDQ needs opset 21, a per-channel axis 13
+        model = version_converter.convert_version(model, 21 if weights == "QInt4" else 13)
     onnx.save(model, str(source))
     started = time.perf_counter()
     target = folder / "qdq.onnx"
@@ -90,7 +91,7 @@ def theirs(path: Path, input_name: str, calib: np.ndarray, x: np.ndarray, native
 
 
 def bench(name: str, path: Path, shape, calib: np.ndarray, pool: np.ndarray, test: np.ndarray, input_name: str,
-          rows: list) -> None:
+          rows: list, finetune_images: tuple[int, ...]) -> None:
     runner = Runner(path, shape) if shape else Runner(path)
     x = np.ascontiguousarray(test.transpose(0, 3, 1, 2).astype(np.float32))
     calib_nchw = np.ascontiguousarray(calib.transpose(0, 3, 1, 2).astype(np.float32))
@@ -110,7 +111,7 @@ def bench(name: str, path: Path, shape, calib: np.ndarray, pool: np.ndarray, tes
             add(f"onnxruntime A16W{weights[4:]} per {'channel' if per_channel else 'tensor'}",
                 theirs(path, input_name, calib_nchw, x, native, "QUInt16", weights, per_channel))
     add("alls a8_w4 round to nearest", ours(runner, W4, calib, x, native))
-    for images, data in ((64, calib), (len(pool), pool)):
+    for images, data in ((n, pool[:n]) for n in finetune_images):
         add(f"alls a8_w4 + finetune ({images} images)",
             ours(runner, W4 + f"post_quantization_optimization(finetune, policy=enabled, dataset_size={images})\n",
                  data, x, native))
@@ -124,8 +125,10 @@ def main() -> None:
     parser.add_argument("--models", default="digits,centerface")
     parser.add_argument("--size", type=int, default=320, help="CenterFace's input size")
     parser.add_argument("--test", type=int, default=32, help="CenterFace's held-out scenes")
-    parser.add_argument("--pool", type=int, default=1024, help="images of the larger finetune")
+    parser.add_argument("--finetune", default="64,1024", help="the finetune rows: images each trains on ('' for none)")
     args = parser.parse_args()
+    finetune = tuple(int(n) for n in args.finetune.split(",") if n)
+    pool_size = max((64, *finetune))
     print("| model | variant | cosine per output | SNR dB per output | quantize s |")
     print("|---|---|---|---|---|")
     rows: list = []
@@ -134,8 +137,8 @@ def main() -> None:
 
         digits = ROOT / "samples" / "digits"
         calib = np.load(digits / "calib.npy")
-        bench("digits", digits / "digits_cnn.onnx", None, calib, augmented(calib, args.pool),
-              np.load(digits / "test_x.npy"), "input", rows)
+        bench("digits", digits / "digits_cnn.onnx", None, calib, augmented(calib, pool_size),
+              np.load(digits / "test_x.npy"), "input", rows, finetune)
     if "centerface" in args.models:
         import datasets
         import models
@@ -143,14 +146,14 @@ def main() -> None:
 
         try:
             path = models.centerface()
-            pool = datasets.face_scenes(args.pool, args.size, seed=0)
+            pool = datasets.face_scenes(pool_size, args.size, seed=0)
             test = datasets.face_scenes(args.test, args.size, seed=1)
         except (models.Unavailable, datasets.Unavailable) as exc:
             print(f"centerface: skipped ({exc})")
             return
         shape = (1, 3, args.size, args.size)
         bench(f"centerface {args.size}", fixed_batch_model(path, 1, shape), shape, pool[:64], pool, test,
-              "input.1", rows)
+              "input.1", rows, finetune)
 
 
 if __name__ == "__main__":
