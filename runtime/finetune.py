@@ -331,7 +331,8 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
                  for name, (_, config) in chosen.items()}
     targets = _targets(graph, plan, positions, images, params)
     label = "finetune" if any(algorithm == "finetune" for algorithm, _ in chosen.values()) else "adaround"
-    bar = Progress(label, sum(config.epochs for _, config in chosen.values()), progress)
+    bar = Progress(f"{label} ({len(chosen)} layers)", sum(config.epochs for _, config in chosen.values()), progress,
+                   unit=" epochs")
     report: list[dict] = []
 
     def before(layer: Layer, q: QLayer, xs: list[np.ndarray]) -> None:
