@@ -344,9 +344,11 @@ _DOCS = [
             "Hailo's guide: any network with one or more 4-bit layers must use QFT and weights clipping; rounding "
             "to 15 levels loses too much otherwise.",
             "quantization_param({conv*}, precision_mode=a8_w4) alone",
-            "Add `post_quantization_optimization(finetune, policy=enabled)` and "
-            "`pre_quantization_optimization(weights_clipping, layers={conv*}, mode=percentile, "
-            "clipping_values=[0.01, 99.99])`."),
+            "Add `post_quantization_optimization(finetune, policy=enabled)`. 4-bit weights are clipped at the "
+            "MSE-optimal threshold (mode=mmse) unless a weights_clipping statement says otherwise. Finetune holds "
+            "a quarter of its dataset_size images out of training and keeps, per layer, the checkpoint that does "
+            "best on them (round to nearest included); with the default epochs it trains 1024 steps whatever the "
+            "images given."),
     CodeDoc("ALS312", W, "16-bit on part of the network",
             "Some tensors are written at one width and read at another: a 16-bit layer feeds an 8-bit concat, "
             "shortcut or elementwise layer, or the reverse.",
