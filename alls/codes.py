@@ -158,12 +158,6 @@ _DOCS = [
             "# alls: model=net.onnx input_shape=1,3,320",
             "Write `# alls: model=path/to/model.onnx input_shape=1,3,320,320 end_nodes=NODE,...` "
             "(`model` relative to the script)."),
-    CodeDoc("ALS051", E, "the model cannot be cut at its end nodes",
-            "An `end_nodes=` of the model line names no node or tensor of the model, or the part of the model "
-            "before those nodes cannot be extracted.",
-            "The script's layers are those of the network up to its end nodes, as Hailo's parser reads it.",
-            "# alls: model=yolov5s.onnx end_nodes=Conv_999",
-            "Name the ONNX nodes where the network should end, as given to Hailo's parser."),
     CodeDoc("ALS100", E, "syntax error",
             "The parser met a token it did not expect at this point of a statement.",
             "A statement is `[targets =] command(arguments)`; anything else cannot be read.",

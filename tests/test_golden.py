@@ -60,7 +60,7 @@ def test_every_code_is_exercised_by_a_golden_file_or_a_test():
     # ALS108 and ALS109 need files that cannot be written as text:
     # tests/test_parser.py and tests/test_cli.py feed them; the tool's own codes (ALS0xx: files,
     # outputs, internal errors) tests/test_wrong_files.py and tests/test_files.py, the language
-    # server's (ALS050, ALS051) tests/test_lsp.py and tests/test_lsp_document.py. The import codes
+    # server's (ALS050) tests/test_lsp.py and tests/test_lsp_document.py. The import codes
     # (ALS4xx) are fed by tests/test_importer.py, the runtime's (ALS5xx) by
     # tests/test_runtime.py and tests/test_calibration.py, the limits' (ALS020-ALS049) by
     # tests/test_untrusted_*.py.

@@ -118,7 +118,7 @@ def test_end_nodes_cut_the_model(tmp_path):
     assert "fc1" in [layer.short_name for layer in whole] and "fc1" not in [layer.short_name for layer in cut]
     with pytest.raises(alls.AllsError) as error:
         model.load(ModelSetting(path, end_nodes=(end + "x",)))
-    assert error.value.diagnostics[0].code == "ALS051" and end in error.value.diagnostics[0].help
+    assert error.value.diagnostics[0].code == "ALS406" and end in str(error.value.diagnostics[0].help)
 
 
 @pytest.mark.parametrize("text, command, keyword, prefix, in_list", [

@@ -110,48 +110,6 @@ def _shapes(specs: list[str]) -> tuple[tuple[tuple[str, tuple[int, ...]], ...], 
 
 
 def load(setting: ModelSetting) -> alls.Graph:
-    """Import the model; raise `AllsError` (ALS402 unreadable, ALS051 bad end nodes)."""
-    if not setting.end_nodes:
-        return alls.load_model(setting.path, setting.shapes(), setting.name)
-    import onnx
-
-    try:
-        proto = onnx.load(setting.path)
-    except FileNotFoundError:
-        raise alls.AllsError.of("ALS402", f"cannot read model `{setting.path}`: no such file") from None
-    except Exception as exc:  # onnx raises DecodeError, ValueError, OSError, ...
-        raise alls.AllsError.of("ALS402", f"`{setting.path}` is not a readable ONNX model: {exc}") from None
-    return alls.load_model(_cut(proto, setting.end_nodes), setting.shapes(),
-                           setting.name or os.path.splitext(os.path.basename(setting.path))[0])
-
-
-def _cut(proto, end_nodes: tuple[str, ...]):
-    """The part of ``proto`` that ends at ``end_nodes`` (node names, or tensor names):
-    the nodes those outputs depend on, with the tensors as the graph's outputs."""
-    from onnx import TensorProto, helper
-
-    graph = proto.graph
-    by_name = {node.name: node for node in graph.node}
-    tensors = {out for node in graph.node for out in node.output}
-    outputs: list[str] = []
-    for end in end_nodes:
-        if end in by_name:
-            outputs.extend(by_name[end].output)
-        elif end in tensors:
-            outputs.append(end)
-        else:
-            raise alls.AllsError.of("ALS051", f"`{end}` is no node of the model",
-                                    suggestion(end, by_name) or "end_nodes names ONNX nodes, as Hailo's parser takes them")
-    needed, kept = set(outputs), []
-    for node in reversed(graph.node):
-        if any(out in needed for out in node.output):
-            kept.append(node)
-            needed.update(node.input)
-    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.output)}
-    cut = helper.make_graph(
-        list(reversed(kept)), graph.name, [i for i in graph.input if i.name in needed],
-        [helper.make_tensor_value_info(name, types.get(name, TensorProto.FLOAT), None) for name in outputs],
-        initializer=[init for init in graph.initializer if init.name in needed], value_info=graph.value_info)
-    model = helper.make_model(cut, opset_imports=proto.opset_import)
-    model.ir_version = proto.ir_version
-    return model
+    """Import the model, cut at its end nodes as `alls.load_model` cuts (Hailo's parser's rule); raise
+    `AllsError` (ALS402 unreadable, ALS406 an end node the model lacks, with the nearest names)."""
+    return alls.load_model(setting.path, setting.shapes(), setting.name or None, end_nodes=setting.end_nodes)
