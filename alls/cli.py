@@ -112,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     _data_options(tune, required=True)
     tune.set_defaults(run=_tune)
 
+    _taps_command(commands)
+
     explain = commands.add_parser("explain", help="explain a diagnostic code")
     explain.add_argument("code", nargs="?", help="a code such as ALS203 (omit to list every code)")
     explain.set_defaults(run=_explain)
@@ -536,6 +538,44 @@ def _tune(args) -> int:
     chosen = best(done)
     _write_atomically(output, alls.format_text(chosen.script), new=True)
     print(f"best: {chosen.name}; wrote {output}")
+    return EXIT_OK
+
+
+def _taps_command(commands) -> None:
+    taps = commands.add_parser("taps", help="write the tensors of a quantized model's layers, one .npy per layer "
+                               "and target, with an index")
+    taps.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
+    taps.add_argument("--data", metavar="NPY", required=True, help="images to run, (N, H, W, C) in a .npy")
+    taps.add_argument("--layers", metavar="SELECTOR", help="the layers, as a script selects them: `{conv*}`, "
+                      "`conv1`, `[conv1, {dw*}]` (default: every layer)")
+    taps.add_argument("--target", action="append", choices=("native", "fp_optimized", "numeric"),
+                      help="the emulation target (repeat for several; default: numeric)")
+    taps.add_argument("--raw", action="store_true", help="numeric tensors as integer codes (encodings in the index)")
+    taps.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc", help="the layout of the .npy images")
+    taps.add_argument("--limit", type=int, metavar="N", help="run the first N images only")
+    taps.add_argument("-o", "--output", metavar="DIR", required=True, help="the folder to write")
+    taps.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
+    taps.set_defaults(run=_taps)
+
+
+def _taps(args) -> int:
+    from alls.runtime.model import load
+    from alls.runtime.taps import INDEX, write_taps
+
+    try:
+        qmodel = load(args.quantized)
+        data = _load_npy(args.data, "data")
+        if args.limit is not None:
+            data = data[: max(args.limit, 0)]
+        index = write_taps(qmodel, data, args.output, args.layers, args.target or ["numeric"], args.layout,
+                           args.force, args.raw)
+    except alls.AllsError as error:
+        sys.stderr.write(alls.render(error.diagnostics))
+        return EXIT_FAILURE
+    targets = sorted({entry["target"] for entry in index["taps"]})
+    layers = len({entry["layer"] for entry in index["taps"]})
+    print(f"wrote {len(index['taps'])} tensors ({layers} layers x {', '.join(targets)}) on {index['images']} images "
+          f"to {args.output}; index in {os.path.join(args.output, INDEX)}")
     return EXIT_OK
 
 

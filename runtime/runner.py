@@ -211,7 +211,7 @@ class Runner:
         plan = self.plan if script == self.script else self._resolve(script)
         batch_size = batch_size or plan.settings.calibration.batch_size
         calib_num_batch = calib_num_batch or math.ceil(plan.settings.calibration.calibset_size / batch_size)
-        return max(batch_size * calib_num_batch, *images_needed(plan).values())
+        return max([batch_size * calib_num_batch, *images_needed(plan).values()])
 
     def _resolve(self, script: str) -> alls.Plan:
         parsed, problems = alls.parse_partial(script, self.script_name)

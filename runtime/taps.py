@@ -1,0 +1,93 @@
+"""Inter-layer tensors to files: the guide's section 5.2, one ``.npy`` per layer and target.
+
+    from alls.runtime.taps import write_taps
+    index = write_taps(qmodel, images, "taps/", layers="{conv*}", targets=("native", "numeric"))
+
+writes ``taps/<target>/<layer>.npy`` (the layer's short name; 4-D tensors in the data's layout,
+float values, or integer codes with ``raw_out``) and ``taps/index.json``, which lists each file
+with its layer, target, shape and dtype (and, for codes, the encoding). A folder that is not
+empty is refused without ``force``, so nothing is overwritten unasked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+import alls
+from alls.diagnostics import AllsError
+from alls.runtime.model import TARGETS, QuantizedModel
+
+__all__ = ["select_layers", "write_taps", "INDEX"]
+
+INDEX = "index.json"
+
+
+def select_layers(graph: alls.Graph, selector: str | Iterable[str] | None) -> list[str]:
+    """Layer names for a selector as scripts write it (``{conv*}``, ``conv1``, ``[conv1, {dw*}]``), a list
+    of names, or None for every layer; in graph order. ALS201 for what matches nothing."""
+    from alls.selectors import select
+
+    if selector is None:
+        return [layer.name for layer in graph]
+    if not isinstance(selector, str):
+        selector = "[" + ", ".join(selector) + "]"
+    parsed, problems = alls.parse_partial(f"taps({selector})\n", "--layers")
+    calls = [st.call for st in parsed.statements if st.call is not None and st.call.positional]
+    if problems or len(calls) != 1 or len(calls[0].positional) != 1:
+        raise AllsError.of("ALS201", f"`{selector}` is not a layer selector",
+                           "write layer names or brace globs, for instance `{conv*}` or `[conv1, {dw*}]`")
+    matches, diagnostics = select(calls[0].positional[0].value, graph)
+    errors = [dataclasses.replace(d, span=None) for d in diagnostics if d.is_error]  # the span is in `taps(...)`
+    if errors:
+        raise AllsError(errors)
+    chosen = {layer.name for match in matches for layer in match.layers}
+    return [layer.name for layer in graph if layer.name in chosen]
+
+
+def _folder(path: str | os.PathLike, force: bool) -> pathlib.Path:
+    folder = pathlib.Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise AllsError.of("ALS001", f"`{folder}` exists and is not a directory")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise AllsError.of("ALS001", f"`{folder}` exists and is not empty; pass --force to write the tensors into it")
+    return folder
+
+
+def write_taps(qmodel: QuantizedModel, images, path: str | os.PathLike, layers=None,
+               targets: Sequence[str] = ("numeric",), layout: str = "nhwc", force: bool = False,
+               raw_out: bool = False) -> dict:
+    """Run ``images`` on each target, tapping ``layers`` (see `select_layers`), and write one ``.npy``
+    per layer and target and the index; the index as written."""
+    for target in targets:
+        if target not in TARGETS:
+            raise AllsError.of("ALS505", f"unknown target `{target}`", f"one of: {', '.join(TARGETS)}")
+    folder = _folder(path, force)
+    names = select_layers(qmodel.graph, layers)
+    short = {name: qmodel.graph[name].short_name for name in names}
+    entries = []
+    results = {target: qmodel.run(images, target, taps=names, layout=layout, raw_out=raw_out and target == "numeric")
+               for target in dict.fromkeys(targets)}
+    try:
+        for target, result in results.items():
+            (folder / target).mkdir(parents=True, exist_ok=True)
+            for name in names:
+                array = result.taps[name]
+                file = f"{target}/{short[name]}.npy"
+                np.save(folder / file, array)
+                entry = {"layer": name, "target": target, "shape": list(array.shape), "dtype": str(array.dtype),
+                         "file": file}
+                if name in result.encodings:
+                    entry["encoding"] = result.encodings[name].as_dict()
+                entries.append(entry)
+        first = next(iter(next(iter(results.values())).outputs.values()))
+        index = {"network": qmodel.graph.name, "images": len(first), "layout": layout, "taps": entries}
+        (folder / INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise AllsError.of("ALS001", f"cannot write the tensors into `{folder}`: {exc.strerror or exc}") from None
+    return index
