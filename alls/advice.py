@@ -46,17 +46,22 @@ def _four_bit(plan: Plan, graph: Graph) -> Iterator[Diagnostic]:
     lacking = [(layer.source("weight_bits"), layer.name) for layer in plan
                if layer.weight_bits == 4 and not ((layer.finetune or layer.adaround) and layer.weights_clipping)]
     for source, names in _by_source(lacking).items():
-        missing = []
+        missing, lines = [], []
         if any(not (plan[n].finetune or plan[n].adaround) for n in names):
             missing.append("finetune")
-        if any(plan[n].weights_clipping is None for n in names):
+            # finetune reads dataset_size of the calibration images: as many as the calibration reads
+            size = min(plan.settings.finetune.dataset_size, plan.settings.calibration.calibset_size)
+            lines.append(f"`post_quantization_optimization(finetune, policy=enabled, dataset_size={size})`")
+        unclipped = [n for n in names if plan[n].weights_clipping is None]
+        if unclipped:
             missing.append("weights clipping")
+            layers = ", ".join(n.rsplit("/", 1)[-1] for n in unclipped)
+            lines.append(f"`pre_quantization_optimization(weights_clipping, layers=[{layers}], mode=percentile, "
+                         "clipping_values=[0.01, 99.99])`")
         yield Diagnostic(
             "ALS311", W, f"{len(names)} layer{'s' if len(names) != 1 else ''} with 4-bit weights "
             f"({_names(names)}) without {' and '.join(missing)}", source.span, "4-bit weights",
-            "add `post_quantization_optimization(finetune, policy=enabled)` and "
-            "`pre_quantization_optimization(weights_clipping, layers={conv*}, mode=percentile, "
-            "clipping_values=[0.01, 99.99])` (Hailo's guide: 4-bit weights need both)",
+            f"add {' and '.join(lines)} (Hailo's guide: 4-bit weights need finetune and weights clipping)",
         )
 
 

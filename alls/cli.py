@@ -9,68 +9,124 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
-import pathlib
+import re
 import sys
-import tempfile
+import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 
 import alls
+from alls import files, progress
 from alls.render import FORMATS, summary
 from alls.tables import explain_layer, layer_row, layer_table, plan_table
 
 EXIT_OK, EXIT_ERRORS, EXIT_FAILURE = 0, 1, 2
+REPORT_HINT = "please report it with the command and `alls --version`; rerun with --debug for the traceback"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
-        parser.print_help()
-        return EXIT_FAILURE
+    """Run the command line; every failure ends in a coded diagnostic, never in a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    progress.configure("--quiet" not in argv and "-q" not in argv)
     try:
+        parser = _parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "run", None):
+            parser.print_help()
+            return EXIT_FAILURE
         return args.run(args)
+    except alls.AllsError as error:
+        _report(error.diagnostics)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
+        sys.stderr.write("interrupted; nothing was written\n")
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except SystemExit:
+        raise
+    except Exception as exc:  # the one place that turns a bug into a coded message
+        if debug:
+            traceback.print_exc()
+        _report([alls.Diagnostic("ALS000", alls.Severity.ERROR,
+                                 f"internal error in alls {alls.__version__}: {exc.__class__.__name__}: {exc}",
+                                 help=REPORT_HINT)])
+        return EXIT_FAILURE
+    finally:
+        progress.configure(True)
+
+
+# --------------------------------------------------------------------- parser
+
+EXAMPLES = {
+    "check": "alls check samples/four_bit_finetune.alls\n  alls check net.alls --model net.onnx --output-format concise",
+    "fmt": "alls fmt samples/ugly.alls --diff\n  alls fmt net.alls",
+    "layers": "alls layers samples/digits/digits_cnn.onnx",
+    "plan": "alls plan samples/digits/digits.alls --model samples/digits/digits_cnn.onnx --explain conv1",
+    "quantize": ("alls quantize samples/digits/digits_cnn.onnx --script samples/digits/digits.alls "
+                 "--calib samples/digits/calib.npy -o digits_q.npz --force --data samples/digits/test_x.npy "
+                 "--labels samples/digits/test_y.npy"),
+    "eval": "alls eval digits_q.npz --data samples/digits/test_x.npy --labels samples/digits/test_y.npy",
+    "analyze": "alls analyze digits_q.npz --data samples/digits/test_x.npy -o report/ --force",
+    "tune": ("alls tune samples/digits/digits_cnn.onnx --calib samples/digits/calib.npy "
+             "--data samples/digits/test_x.npy --labels samples/digits/test_y.npy -o digits_tuned.alls --force"),
+    "taps": "alls taps digits_q.npz --data samples/digits/test_x.npy --layers '{conv*}' --target native "
+            "--target numeric -o taps/ --force",
+    "explain": "alls explain ALS311",
+}
+
+
+def _command(commands, name: str, help: str, run, description: str = "") -> argparse.ArgumentParser:
+    """A subcommand with its example in --help, and the options every command takes."""
+    epilog = f"example:\n  {EXAMPLES[name]}"
+    parser = commands.add_parser(name, help=help, description=(description or help[:1].upper() + help[1:] + "."),
+                                 epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress and no advice on standard error")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error (ALS000)")
+    parser.set_defaults(run=run)
+    return parser
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="alls", description="Check, format and run .alls quantization scripts."
+        prog="alls", description="Check, format and run .alls quantization scripts.",
+        epilog="run `alls COMMAND --help` for a command's options and an example",
     )
     parser.add_argument("--version", action="version", version=f"alls {alls.__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error (ALS000)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    check = commands.add_parser("check", help="report the problems of scripts")
+    check = _command(commands, "check", "report the problems of scripts", _check)
     check.add_argument("files", nargs="+", metavar="FILE", help="scripts to check (`-` reads standard input)")
     check.add_argument("--output-format", choices=FORMATS, default="full", help="how to print diagnostics")
     _model_options(check, required=False)
-    check.set_defaults(run=_check)
 
-    fmt = commands.add_parser("fmt", help="rewrite scripts in the canonical form")
+    fmt = _command(commands, "fmt", "rewrite scripts in the canonical form", _fmt,
+                   "Rewrite scripts in the canonical form, in place (a symbolic link: the file it points to).")
     fmt.add_argument("files", nargs="+", metavar="FILE", help="scripts to format (`-` formats standard input to standard output)")
     mode = fmt.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file would change")
     mode.add_argument("--diff", action="store_true", help="write nothing; print the changes as a diff")
-    fmt.set_defaults(run=_fmt)
 
-    layers = commands.add_parser("layers", help="list the layers of an ONNX model, with their Hailo-style names")
+    layers = _command(commands, "layers", "list the layers of an ONNX model, with their Hailo-style names", _layers)
     layers.add_argument("model", metavar="MODEL", help="an .onnx file")
     _model_options(layers, positional=True)
     layers.add_argument("--json", action="store_true", help="print the layers as JSON")
-    layers.set_defaults(run=_layers)
 
-    plan = commands.add_parser("plan", help="bind a script to a model and print the per-layer plan")
+    plan = _command(commands, "plan", "bind a script to a model and print the per-layer plan", _plan)
     plan.add_argument("script", metavar="SCRIPT", help="the .alls script (`-` reads standard input)")
     _model_options(plan, required=True)
     plan.add_argument("--explain", metavar="LAYER", help="print the statements that shaped LAYER, in order")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("-o", "--output", metavar="FILE", help="write the JSON plan to FILE")
-    plan.set_defaults(run=_plan)
+    plan.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
-    quantize = commands.add_parser("quantize", help="calibrate and quantize a model by a script")
+    quantize = _command(commands, "quantize", "calibrate and quantize a model by a script", _quantize,
+                        "Calibrate and quantize a model by a script, write the quantized model (.npz), and "
+                        "with --data compare it with the float model.")
     quantize.add_argument("model", metavar="MODEL", help="an .onnx file")
     _model_options(quantize, positional=True)
     quantize.add_argument("--script", metavar="SCRIPT", help="the .alls script (default: an empty script, all 8-bit)")
@@ -79,16 +135,18 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     quantize.add_argument("--batch-size", type=int, help="calibration batch size (default: the script's)")
     quantize.add_argument("--calib-num-batch", type=int, help="calibration batches (default: calibset_size / batch)")
+    for flag, what in (("equalize", "equalization"), ("ibc", "iterative bias correction"),
+                       ("finetune", "finetune (QFT)")):
+        quantize.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None,
+                              help=f"turn {what} on or off, whatever the script says (default: as it says)")
     _data_options(quantize, required=False)
-    quantize.set_defaults(run=_quantize)
 
-    evaluate = commands.add_parser("eval", help="compare a quantized model's numeric target with its native one")
+    evaluate = _command(commands, "eval", "compare a quantized model's numeric target with its native one", _eval)
     evaluate.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
     _data_options(evaluate, required=True)
-    evaluate.set_defaults(run=_eval)
 
-    analyze = commands.add_parser("analyze", help="find the layers that carry a quantized model's error: "
-                                  "a report with plots and advice")
+    analyze = _command(commands, "analyze", "find the layers that carry a quantized model's error: "
+                       "a report with plots and advice", _analyze)
     analyze.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
     analyze.add_argument("--data", metavar="NPY", required=True, help="images to analyze on, (N, H, W, C) in a .npy")
     analyze.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc", help="the layout of the .npy images")
@@ -100,9 +158,12 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("-o", "--output", metavar="DIR", required=True, help="the report folder")
     analyze.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
-    analyze.set_defaults(run=_analyze)
 
-    tune = commands.add_parser("tune", help="run the guide's incremental flow and keep the best script")
+    from alls.runtime import describe_tune
+
+    tune = _command(commands, "tune", "run the guide's incremental flow and keep the best script", _tune,
+                    "Run the incremental flow of Hailo's guide, quantizing once per step, and write the script\n"
+                    "of the best step (by the SNR of the outputs against the float model):\n\n" + describe_tune())
     tune.add_argument("model", metavar="MODEL", help="an .onnx file")
     _model_options(tune, positional=True)
     tune.add_argument("--script", metavar="SCRIPT", help="the script to start from (default: an empty one)")
@@ -110,13 +171,11 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("-o", "--output", metavar="FILE", help="where to write the best script (default: MODEL_tuned.alls)")
     tune.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     _data_options(tune, required=True)
-    tune.set_defaults(run=_tune)
 
     _taps_command(commands)
 
-    explain = commands.add_parser("explain", help="explain a diagnostic code")
+    explain = _command(commands, "explain", "explain a diagnostic code", _explain)
     explain.add_argument("code", nargs="?", help="a code such as ALS203 (omit to list every code)")
-    explain.set_defaults(run=_explain)
     return parser
 
 
@@ -138,14 +197,69 @@ def _data_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
+# ------------------------------------------------------------------- helpers
+
+# Help written for the Python API, as the command line spells it.
+_CLI_TERMS = ((re.compile(r'layout="(\w+)"'), r"--layout \1"),
+              (re.compile(r"input_shapes=\((N, )?([\d, ]+)\)"),
+               lambda m: "--input-shape " + ("N," if m.group(1) else "") + m.group(2).replace(" ", "")),
+              (re.compile(r"call runner\.quantize\(calib\) first"), "quantize it first with `alls quantize`"))
+
+
+def _for_cli(d: alls.Diagnostic) -> alls.Diagnostic:
+    text = d.help
+    for pattern, repl in _CLI_TERMS:
+        text = pattern.sub(repl, text)
+    return d if text == d.help else replace(d, help=text)
+
+
+def _report(diagnostics, sources=None, stream=None) -> None:
+    """Render ``diagnostics`` (to standard error unless ``stream``), with their sources where known."""
+    found = [_for_cli(d) for d in diagnostics]
+    if found:
+        (stream or sys.stderr).write(alls.render(found, sources if sources is not None else _sources(found)))
+
+
+def _sources(diagnostics) -> dict[str, str]:
+    out = {}
+    for d in diagnostics:
+        if d.span is not None and d.span.file not in out and os.path.isfile(d.span.file):
+            try:
+                with open(d.span.file, "rb") as f:
+                    out[d.span.file] = f.read(1 << 22).decode("utf-8", errors="replace")
+            except OSError:
+                pass
+    return out
+
+
 def _read(path: str) -> tuple[alls.Script, list[alls.Diagnostic]]:
     if path == "-":
         return alls.read_script(sys.stdin.buffer.read(), "<stdin>")
     return alls.read_script(path)
 
 
+def _read_or_fail(path: str) -> alls.Script:
+    """A script that parsed without errors, or AllsError with the errors (ALS001, ALS108, syntax)."""
+    script, diagnostics = _read(path)
+    errors = [d for d in diagnostics if d.is_error]
+    if errors:
+        raise alls.AllsError(errors)
+    return script
+
+
 def _unreadable(diagnostics: Sequence[alls.Diagnostic]) -> bool:
     return any(d.code == "ALS001" for d in diagnostics)
+
+
+def _check_output(path: str, force: bool, what: str) -> None:
+    """Refuse an output that cannot be written before the work starts; report stale temporary files."""
+    if not progress.enabled():
+        files.check_output(path, force, what=what)
+        return
+    _report(files.check_output(path, force, what=what))
+
+
+# -------------------------------------------------------------------- commands
 
 
 def _check(args) -> int:
@@ -154,11 +268,7 @@ def _check(args) -> int:
     failed = False
     graph = None
     if args.model is not None:
-        try:
-            graph = _load_graph(args)
-        except alls.AllsError as error:
-            sys.stderr.write(alls.render(error.diagnostics))
-            return EXIT_FAILURE
+        graph = _load_graph(args)
         found.extend(graph.diagnostics)
     for path in args.files:
         script, diagnostics = _read(path)
@@ -170,7 +280,7 @@ def _check(args) -> int:
             checked = alls.check(script)
         found.extend(sorted(diagnostics + checked, key=alls.Diagnostic.sort_key))
         sources[script.filename] = script.source
-    out = alls.render(found, sources, args.output_format)
+    out = alls.render([_for_cli(d) for d in found], sources, args.output_format)
     if args.output_format == "full":
         out += ("\n" if found else "") + summary(found, len(args.files)) + "\n"
     sys.stdout.write(out)
@@ -185,8 +295,9 @@ def _fmt(args) -> int:
         script, diagnostics = _read(path)
         errors = [d for d in diagnostics if d.is_error]
         if errors:
-            sys.stderr.write(alls.render(errors, {script.filename: script.source}))
-            sys.stderr.write(f"{script.filename}: not formatted: fix the errors above first\n")
+            _report(errors, {script.filename: script.source})
+            _report([alls.Diagnostic(errors[0].code, alls.Severity.ERROR,
+                                     f"`{script.filename}` not formatted: fix the errors above first")])
             status = max(status, EXIT_FAILURE if _unreadable(errors) else EXIT_ERRORS)
             continue
         formatted = alls.format_script(script)
@@ -203,9 +314,9 @@ def _fmt(args) -> int:
             status = max(status, EXIT_ERRORS)
         else:
             try:
-                _write_atomically(path, formatted)
-            except OSError as exc:
-                sys.stderr.write(f"error[ALS001]: cannot write `{path}`: {exc.strerror or exc}\n")
+                files.write_file(path, formatted, what="script", follow_links=True)
+            except alls.AllsError as error:
+                _report(error.diagnostics)
                 status = EXIT_FAILURE
                 continue
             print(f"reformatted {path}")
@@ -219,30 +330,6 @@ def _diff(before: str, after: str, path: str) -> str:
         fromfile=f"{path} (original)", tofile=f"{path} (formatted)",
     )
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
-
-
-def _write_atomically(path: str, text: str, new: bool = False) -> None:
-    """Write next to ``path`` and rename over it: never a half-written file.
-
-    ``new``: the file may not exist yet (it then gets the default mode).
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    if new and not os.path.exists(path):
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    else:
-        mode = os.stat(path).st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix=".alls-fmt-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _input_shapes(specs: Sequence[str]):
@@ -266,19 +353,20 @@ def _input_shapes(specs: Sequence[str]):
     return shapes
 
 
+def _model_file(path: str) -> str:
+    """``path``, refused (ALS007) when it is a NumPy file; the importer names other problems (ALS402)."""
+    if os.path.isfile(path):
+        files.expect_kind(path, ("onnx", "binary", "text", "empty"), "model", "pass the .onnx file")
+    return path
+
+
 def _load_graph(args):
-    return alls.load_model(args.model, _input_shapes(args.input_shape), args.name)
+    return alls.load_model(_model_file(args.model), _input_shapes(args.input_shape), args.name)
 
 
 def _layers(args) -> int:
-    try:
-        graph = _load_graph(args)
-    except alls.AllsError as error:
-        sys.stderr.write(alls.render(error.diagnostics))
-        return EXIT_FAILURE
+    graph = _load_graph(args)
     if args.json:
-        import json
-
         rows = [layer_row(layer) for layer in graph]
         doc = {"network": graph.name, "opset": graph.opset, "layers": rows,
                "diagnostics": json.loads(alls.render(list(graph.diagnostics), fmt="json"))}
@@ -286,20 +374,18 @@ def _layers(args) -> int:
     else:
         print(layer_table(graph))
         if graph.diagnostics:
-            sys.stdout.write("\n" + alls.render(list(graph.diagnostics)))
+            sys.stdout.write("\n")
+            _report(graph.diagnostics, stream=sys.stdout)
     return EXIT_ERRORS if any(d.is_error for d in graph.diagnostics) else EXIT_OK
 
 
 def _plan(args) -> int:
-    try:
-        graph = _load_graph(args)
-    except alls.AllsError as error:
-        sys.stderr.write(alls.render(error.diagnostics))
-        return EXIT_FAILURE
+    if args.output:
+        _check_output(args.output, args.force, "plan")
+    graph = _load_graph(args)
     script, diagnostics = _read(args.script)
     if _unreadable(diagnostics):
-        sys.stderr.write(alls.render(diagnostics))
-        return EXIT_FAILURE
+        raise alls.AllsError(diagnostics)
     plan = alls.resolve(script, graph)
     found = sorted(diagnostics + list(plan.diagnostics), key=alls.Diagnostic.sort_key)
     sources = {script.filename: script.source}
@@ -307,22 +393,14 @@ def _plan(args) -> int:
         layer = graph.get(args.explain)
         if layer is None:
             hint = alls.diagnostics.suggestion(args.explain, [l.short_name for l in graph])
-            sys.stderr.write(f"error[ALS201]: no layer `{args.explain}` in `{graph.name}`"
-                             + (f"; {hint}" if hint else "") + "\n")
-            return EXIT_FAILURE
+            raise alls.AllsError.of("ALS201", f"no layer `{args.explain}` in `{graph.name}`", hint)
         print(explain_layer(plan, layer.name))
     elif args.json or args.output:
-        import json
-
         doc = plan.as_dict()
         doc["diagnostics"] = json.loads(alls.render(found, fmt="json"))
         text = json.dumps(doc, indent=2) + "\n"
         if args.output:
-            try:
-                _write_atomically(args.output, text, new=True)
-            except OSError as exc:
-                sys.stderr.write(f"error[ALS001]: cannot write `{args.output}`: {exc.strerror or exc}\n")
-                return EXIT_FAILURE
+            files.write_file(args.output, text, what="plan")
         if args.json:
             sys.stdout.write(text)
     else:
@@ -330,49 +408,34 @@ def _plan(args) -> int:
     if found and args.explain is not None:
         sys.stdout.write(f"\n{summary(found, 1)} (run without --explain to see them)\n")
     elif found and not args.json:
-        sys.stdout.write("\n" + alls.render(found, sources) + "\n" + summary(found, 1) + "\n")
+        sys.stdout.write("\n")
+        _report(found, sources, stream=sys.stdout)
+        sys.stdout.write("\n" + summary(found, 1) + "\n")
     return EXIT_ERRORS if any(d.is_error for d in found) else EXIT_OK
 
 
-def _load_npy(path: str, what: str):
-    import numpy as np
-
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise alls.AllsError([alls.Diagnostic("ALS001", alls.Severity.ERROR, f"cannot read {what} `{path}`: no such file")]) from None
-    except (ValueError, OSError) as exc:
-        raise alls.AllsError([alls.Diagnostic("ALS505", alls.Severity.ERROR, f"`{path}` is not a .npy array ({exc})",
-                                              help=f"save the {what} with numpy.save")]) from None
-
-
 def _quantize(args) -> int:
-    from alls.runtime.runner import Runner
+    from alls.runtime import Runner, load_array
 
-    if os.path.exists(args.output) and not args.force:
-        sys.stderr.write(f"error[ALS001]: `{args.output}` exists; pass --force to overwrite it\n")
-        return EXIT_FAILURE
-    try:
-        runner = Runner(args.model, _input_shapes(args.input_shape), args.name)
-        if args.script:
-            runner.load_script(pathlib.Path(args.script))
-        calib = _load_npy(args.calib, "calibration data")
-        qmodel = runner.quantize(calib, args.batch_size, args.calib_num_batch, args.layout)
-        runner.save(args.output)
-    except alls.AllsError as error:
-        sys.stderr.write(alls.render(error.diagnostics, _sources(error.diagnostics)))
-        return EXIT_FAILURE
+    _check_output(args.output, args.force, "quantized model")
+    runner = Runner(_model_file(args.model), _input_shapes(args.input_shape), args.name)
+    if args.script:
+        runner.load_script(_read_or_fail(args.script))
+    calib = load_array(args.calib, "calibration images")
+    data = _evaluation_data(args) if args.data else None
+    qmodel = runner.quantize(calib, args.batch_size, args.calib_num_batch, args.layout,
+                             equalize=args.equalize, ibc=args.ibc, finetune=args.finetune)
+    runner.save(args.output)
     report = qmodel.report
     print(f"calibrated `{runner.graph.name}` on {report['calibration_images']} images "
           f"({report['calib_num_batch']} batches of {report['batch_size']})")
     print(_precision_summary(qmodel))
     for line in _algorithm_summary(report):
         print(line)
-    for d in runner.warnings:
-        sys.stdout.write(alls.render([d]))
+    _report(runner.warnings, stream=sys.stdout)
     print(f"wrote {args.output}")
-    if args.data:
-        return _evaluate(qmodel, args)
+    if data is not None:
+        return _evaluate(qmodel, args, *data)
     return EXIT_OK
 
 
@@ -406,14 +469,6 @@ def _algorithm_summary(report: dict) -> list[str]:
     return lines
 
 
-def _sources(diagnostics) -> dict[str, str]:
-    out = {}
-    for d in diagnostics:
-        if d.span is not None and d.span.file not in out and os.path.isfile(d.span.file):
-            out[d.span.file] = pathlib.Path(d.span.file).read_text(encoding="utf-8", errors="replace")
-    return out
-
-
 def _precision_summary(qmodel) -> str:
     counts: dict[str, int] = {}
     for layer in qmodel.plan:
@@ -424,126 +479,120 @@ def _precision_summary(qmodel) -> str:
     return f"quantized {len(qmodel.plan)} layers ({modes or 'no weighted layers'})"
 
 
+def _evaluation_data(args):
+    """The evaluation images and labels, read and checked before any work."""
+    from alls.runtime import check_labels, load_array
+
+    if args.limit is not None and args.limit < 1:
+        raise alls.AllsError.of("ALS512", f"--limit must be at least 1, not {args.limit}")
+    data = load_array(args.data, "data")
+    labels = load_array(args.labels, "labels") if args.labels else None
+    if args.limit is not None and data.ndim:
+        data = data[: args.limit]
+        labels = labels[: args.limit] if labels is not None and labels.ndim else labels
+    if labels is not None:
+        labels = check_labels(labels, len(data) if data.ndim else 0)
+    return data, labels
+
+
 def _eval(args) -> int:
-    from alls.runtime.model import load
+    from alls.runtime import load
 
-    try:
-        qmodel = load(args.quantized)
-    except alls.AllsError as error:
-        sys.stderr.write(alls.render(error.diagnostics))
-        return EXIT_FAILURE
-    return _evaluate(qmodel, args)
+    data, labels = _evaluation_data(args)
+    return _evaluate(load(args.quantized), args, data, labels)
 
 
-def _evaluate(qmodel, args) -> int:
-    import json
+def _evaluate(qmodel, args, data, labels) -> int:
+    from alls.runtime import evaluate
 
-    from alls.runtime.metrics import compare
-
-    try:
-        data = _load_npy(args.data, "data")
-        labels = _load_npy(args.labels, "labels") if args.labels else None
-        if args.limit:
-            data = data[: args.limit]
-            labels = labels[: args.limit] if labels is not None else None
-        native = qmodel.run(data, target="native", layout=args.layout).outputs
-        numeric = qmodel.run(data, target="numeric", layout=args.layout).outputs
-    except alls.AllsError as error:
-        sys.stderr.write(alls.render(error.diagnostics))
-        return EXIT_FAILURE
-    figures = {name: compare(native[name], numeric[name], labels) for name in native}
+    result = evaluate(qmodel, data, labels, args.layout)
+    figures = result["outputs"]
     if args.json:
-        print(json.dumps({"images": len(data), "outputs": figures}, indent=2))
+        print(json.dumps(result, indent=2))
         return EXIT_OK
-    print(f"numeric against native on {len(data)} images:")
+    print(f"numeric against native on {result['images']} images:")
     header = ("output", "cosine", "SNR dB", "max abs err", "range", "top-1 agree", "acc native", "acc numeric")
     rows = []
     for name, f in figures.items():
         pct = lambda key: f"{100 * f[key]:.2f}%" if key in f else "-"
         rows.append((name.rsplit("/", 1)[-1], f"{f['cosine']:.5f}", f"{f['snr_db']:.2f}", f"{f['max_abs_error']:.4g}",
                      f"{f['range']:.4g}", pct("top1_agreement"), pct("native_accuracy"), pct("numeric_accuracy")))
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    _table(header, rows)
     return EXIT_OK
 
 
+def _table(header, rows) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip(), flush=True)
+
+
 def _analyze(args) -> int:
-    import json
+    from alls.runtime import analyze, load, load_array, prepare_folder, report_summary, write_report
 
-    from alls.runtime.analysis import analyze
-    from alls.runtime.model import load
-    from alls.runtime.report import prepare_folder, summary, write_report
-
-    try:
-        folder = prepare_folder(args.output, args.force)
-        if args.limit is not None and args.limit < 1:
-            raise alls.AllsError([alls.Diagnostic("ALS512", alls.Severity.ERROR,
-                                                  f"--limit must be at least 1, not {args.limit}")])
-        qmodel = load(args.quantized)
-        data = _load_npy(args.data, "data")
-        if args.limit is not None and data.ndim:
-            data = data[: args.limit]
-        result = analyze(qmodel, data, args.layout, args.worst, args.isolation_images)
-        write_report(result, folder, force=args.force)
-    except alls.AllsError as error:
-        sys.stderr.write(alls.render(error.diagnostics))
-        return EXIT_FAILURE
+    folder = prepare_folder(args.output, args.force)
+    if args.limit is not None and args.limit < 1:
+        raise alls.AllsError.of("ALS512", f"--limit must be at least 1, not {args.limit}")
+    qmodel = load(args.quantized)
+    data = load_array(args.data, "data")
+    if args.limit is not None and data.ndim:
+        data = data[: args.limit]
+    result = analyze(qmodel, data, args.layout, args.worst, args.isolation_images)
+    write_report(result, folder, force=args.force)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
         return EXIT_OK
-    print(summary(result, folder))
-    if result.diagnostics:
-        sys.stdout.write(alls.render(list(result.diagnostics)))
+    print(report_summary(result, folder))
+    _report(result.diagnostics, stream=sys.stdout)
     return EXIT_OK
 
 
 def _tune(args) -> int:
-    from alls.runtime.runner import Runner
-    from alls.runtime.tune import best, tune
+    from alls.runtime import Runner, best, load_array, tune
 
-    output = args.output or f"{pathlib.Path(args.model).stem}_tuned.alls"
-    if os.path.exists(output) and not args.force:
-        sys.stderr.write(f"error[ALS001]: `{output}` exists; pass --force to overwrite it\n")
-        return EXIT_FAILURE
+    output = args.output or f"{os.path.splitext(os.path.basename(args.model))[0]}_tuned.alls"
+    _check_output(output, args.force, "tuned script")
     shapes = _input_shapes(args.input_shape)
-    try:
-        base = pathlib.Path(args.script).read_text(encoding="utf-8") if args.script else ""
-        calib = _load_npy(args.calib, "calibration data")
-        data = _load_npy(args.data, "data")
-        labels = _load_npy(args.labels, "labels") if args.labels else None
-        if args.limit:
-            data, labels = data[: args.limit], (labels[: args.limit] if labels is not None else None)
-        metric = "top-1 accuracy" if labels is not None else "mean output cosine"
-        print(f"{'step':<20} {metric:>18}  {'cosine':>8}  {'seconds':>7}")
+    _model_file(args.model)
+    base = _read_or_fail(args.script) if args.script else ""
+    calib = load_array(args.calib, "calibration images")
+    data, labels = _evaluation_data(args)
+    widths = [max(len(n) for n, _ in _tune_steps()), 7, 8, 7, 7]
+    row = lambda cells: print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip(), flush=True)
+    header = [("step", "SNR dB", "cosine", "top-1" if labels is not None else "", "seconds")]
 
-        def show(step) -> None:
-            if step.error:
-                print(f"{step.name:<20} {'failed':>18}  {step.error}")
-            else:
-                value = f"{100 * step.metric:.2f}%" if labels is not None else f"{step.metric:.5f}"
-                print(f"{step.name:<20} {value:>18}  {step.cosine:8.5f}  {step.seconds:7.1f}", flush=True)
+    def show(step) -> None:
+        if args.json:
+            return
+        while header:
+            row(header.pop())
+        if step.error:
+            print(f"{step.name}: failed: {step.error}", flush=True)
+            return
+        accuracy = f"{100 * step.accuracy:.2f}%" if step.accuracy is not None else ""
+        row((step.name, f"{step.snr_db:.2f}", f"{step.cosine:.5f}", accuracy, f"{step.seconds:.1f}"))
 
-        done = tune(lambda: Runner(args.model, shapes, args.name), calib, data, labels, base, args.layout, show)
-    except OSError as exc:
-        sys.stderr.write(f"error[ALS001]: cannot read `{args.script}`: {exc.strerror or exc}\n")
-        return EXIT_FAILURE
-    except alls.AllsError as error:
-        sys.stderr.write(alls.render(error.diagnostics, _sources(error.diagnostics)))
-        return EXIT_FAILURE
-    if not any(step.metric is not None for step in done):
-        sys.stderr.write(f"error[{done[0].error.split(':', 1)[0]}]: no step of the flow could run; "
-                         "each step's error is above\n")
-        return EXIT_FAILURE
+    done = tune(lambda: Runner(args.model, shapes, args.name), calib, data, labels, base, args.layout, show)
     chosen = best(done)
-    _write_atomically(output, alls.format_text(chosen.script), new=True)
-    print(f"best: {chosen.name}; wrote {output}")
+    files.write_file(output, alls.format_text(chosen.script), what="tuned script")
+    if args.json:
+        print(json.dumps({"best": chosen.name, "output": output, "steps": [s.as_dict() for s in done]}, indent=2))
+    else:
+        if chosen.layers:
+            print(f"16-bit on the layers the analysis blames: {', '.join(n.rsplit('/', 1)[-1] for n in chosen.layers)}")
+        print(f"best: {chosen.name} ({chosen.snr_db:.2f} dB); wrote {output}")
     return EXIT_OK
 
 
+def _tune_steps():
+    from alls.runtime import STEPS
+
+    return STEPS
+
+
 def _taps_command(commands) -> None:
-    taps = commands.add_parser("taps", help="write the tensors of a quantized model's layers, one .npy per layer "
-                               "and target, with an index")
+    taps = _command(commands, "taps", "write the tensors of a quantized model's layers, one .npy per layer and "
+                    "target, with an index", _taps)
     taps.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
     taps.add_argument("--data", metavar="NPY", required=True, help="images to run, (N, H, W, C) in a .npy")
     taps.add_argument("--layers", metavar="SELECTOR", help="the layers, as a script selects them: `{conv*}`, "
@@ -555,23 +604,21 @@ def _taps_command(commands) -> None:
     taps.add_argument("--limit", type=int, metavar="N", help="run the first N images only")
     taps.add_argument("-o", "--output", metavar="DIR", required=True, help="the folder to write")
     taps.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
-    taps.set_defaults(run=_taps)
 
 
 def _taps(args) -> int:
-    from alls.runtime.model import load
-    from alls.runtime.taps import INDEX, write_taps
+    from alls.runtime import load, load_array
+    from alls.runtime.taps import INDEX, prepare_taps_folder, write_taps
 
-    try:
-        qmodel = load(args.quantized)
-        data = _load_npy(args.data, "data")
-        if args.limit is not None:
-            data = data[: max(args.limit, 0)]
-        index = write_taps(qmodel, data, args.output, args.layers, args.target or ["numeric"], args.layout,
-                           args.force, args.raw)
-    except alls.AllsError as error:
-        sys.stderr.write(alls.render(error.diagnostics))
-        return EXIT_FAILURE
+    prepare_taps_folder(args.output, args.force)
+    if args.limit is not None and args.limit < 1:
+        raise alls.AllsError.of("ALS512", f"--limit must be at least 1, not {args.limit}")
+    qmodel = load(args.quantized)
+    data = load_array(args.data, "data")
+    if args.limit is not None and data.ndim:
+        data = data[: args.limit]
+    index = write_taps(qmodel, data, args.output, args.layers, args.target or ["numeric"], args.layout, args.force,
+                       args.raw)
     targets = sorted({entry["target"] for entry in index["taps"]})
     layers = len({entry["layer"] for entry in index["taps"]})
     print(f"wrote {len(index['taps'])} tensors ({layers} layers x {', '.join(targets)}) on {index['images']} images "
@@ -587,9 +634,8 @@ def _explain(args) -> int:
     code = args.code.upper()
     if code not in alls.CODES:
         hint = alls.diagnostics.suggestion(code, alls.CODES)
-        sys.stderr.write(f"error: unknown code `{args.code}`" + (f"; {hint}" if hint else "") + "\n")
-        sys.stderr.write("run `alls explain` to list every code\n")
-        return EXIT_FAILURE
+        raise alls.AllsError.of("ALS009", f"unknown code `{args.code}`",
+                                (hint + " " if hint else "") + "run `alls explain` to list every code")
     print(alls.explain(code), end="")
     return EXIT_OK
 

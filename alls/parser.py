@@ -557,12 +557,40 @@ _CHARACTER_ERRORS = {
 }
 
 
+_GLOB_WORD = re.compile(r"[A-Za-z0-9_./\-*?\[\]]+")
+
+
+def _bare_glob(text: str, line: int, column: int) -> tuple[int, str] | None:
+    """The column and text of a glob written without braces (``output_layer*``) around ``column``."""
+    lines = text.split("\n")
+    if not 0 < line <= len(lines):
+        return None
+    source = lines[line - 1]
+    for match in _GLOB_WORD.finditer(source):
+        if match.start() < column <= match.end() and any(c.isalnum() or c == "_" for c in match.group()):
+            if match.start() > 0 and source[match.start() - 1] == "{":
+                return None
+            word = match.group()
+            lead = len(word) - len(word.lstrip("["))  # a list's bracket, not a character class
+            word = word[lead:]
+            while word.endswith("]") and word.count("]") > word.count("["):
+                word = word[:-1]
+            return match.start() + 1 + lead, word
+    return None
+
+
 def _bad_character(text: str, filename: str, line: int, column: int, char: str) -> Diagnostic:
     span = Span(filename, line, column, line, column + 1)
     known = _CHARACTER_ERRORS.get(char)
     if known is not None:
         code, message, label, help_text = known
         return Diagnostic(code, Severity.ERROR, message, span, label, help_text)
+    glob = _bare_glob(text, line, column) if char in "*?[" else None
+    if glob is not None:
+        start, word = glob
+        return Diagnostic("ALS101", Severity.ERROR, f"unexpected character `{char}`: a glob is written in braces",
+                          Span(filename, line, start, line, start + len(word)), "a bare glob",
+                          f"write `{{{word}}}`")
     shown = char if char.isprintable() else repr(char)
     return Diagnostic(
         "ALS101", Severity.ERROR, f"unexpected character `{shown}`", span, "not part of the language",

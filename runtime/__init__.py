@@ -26,7 +26,9 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-__all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS"]
+__all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS", "load_array", "check_labels",
+           "evaluate", "analyze", "write_report", "prepare_folder", "report_summary", "tune", "best", "STEPS",
+           "describe_tune"]
 
 _LAZY = {
     "Runner": "alls.runtime.runner",
@@ -35,6 +37,17 @@ _LAZY = {
     "load": "alls.runtime.model",
     "TARGETS": "alls.runtime.model",
     "Encoding": "alls.runtime.quantize",
+    "load_array": "alls.runtime.evaluation",
+    "check_labels": "alls.runtime.evaluation",
+    "evaluate": "alls.runtime.evaluation",
+    "analyze": "alls.runtime.analysis",
+    "write_report": "alls.runtime.report",
+    "prepare_folder": "alls.runtime.report",
+    "report_summary": ("alls.runtime.report", "summary"),
+    "tune": "alls.runtime.tuning",
+    "best": "alls.runtime.tuning",
+    "STEPS": "alls.runtime.tuning",
+    "describe_tune": ("alls.runtime.tuning", "describe"),
 }
 
 
@@ -42,5 +55,6 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, attribute = _LAZY[name] if isinstance(_LAZY[name], tuple) else (_LAZY[name], name)
+        return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'alls.runtime' has no attribute {name!r}")

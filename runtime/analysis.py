@@ -44,7 +44,8 @@ import numpy as np
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.graph import Layer
 from alls.runtime.agreement import Agreement, AgreementSums, plain, snr_from_powers
-from alls.runtime.calibration import Progress, TensorStats, check_data, input_arrays
+from alls.progress import Progress
+from alls.runtime.calibration import TensorStats, check_data, input_arrays
 from alls.runtime.layer_advice import CLIP_RATIO, LOGIT_FLOOR, PERCENTILES, Advice, LayerFacts, advise
 from alls.runtime.native import run_float
 from alls.runtime.partial import compute_layers, float_taps, isolated_outputs, outputs_with, run_partial

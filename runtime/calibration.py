@@ -15,8 +15,6 @@ constant images, and enough images for ``batch_size x calib_num_batch``
 from __future__ import annotations
 
 import math
-import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -25,9 +23,10 @@ import numpy as np
 from alls.diagnostics import AllsError, Severity
 from alls.graph import Graph, Layer
 from alls.plan import Plan
+from alls.progress import Progress
 from alls.runtime.native import run_float
 
-__all__ = ["TensorStats", "LayerStats", "calibrate", "check_data", "to_nchw", "input_arrays", "normalize", "Progress",
+__all__ = ["TensorStats", "LayerStats", "calibrate", "check_data", "to_nchw", "input_arrays", "normalize",
            "TABLE_ACTIVATIONS"]
 
 E = Severity.ERROR
@@ -146,7 +145,7 @@ class Statistics:
 def to_nchw(data: np.ndarray, layer: Layer, layout: str, dtype=np.float32) -> np.ndarray:
     """Calibration or inference images as NCHW ``dtype`` (None keeps theirs); errors name what is wrong."""
     if layout not in ("nhwc", "nchw"):
-        raise AllsError.of("ALS505", f"unknown layout `{layout}`", "use layout=\"nhwc\" (Hailo's, the default) or \"nchw\"")
+        raise AllsError.of("ALS505", f"unknown layout `{layout}`", "use layout=\"nhwc\" (Hailo's, the default) or layout=\"nchw\"")
     data = np.asarray(data)
     if data.dtype.kind not in "fiub" or data.dtype.kind == "b":
         raise AllsError.of("ALS505", f"the data have dtype {data.dtype}; expected numbers (uint8 or float)",
@@ -156,14 +155,14 @@ def to_nchw(data: np.ndarray, layer: Layer, layout: str, dtype=np.float32) -> np
         data = data[None]
     if data.ndim != len(want) + 1:
         raise AllsError.of("ALS505", f"the data have shape {data.shape}; `{layer.short_name}` takes {_describe(want, layout)}",
-                     "pass a batch of images: (N, H, W, C) for layout=\"nhwc\", (N, C, H, W) for \"nchw\"")
+                     "pass a batch of images: (N, H, W, C) for layout=\"nhwc\", (N, C, H, W) for layout=\"nchw\"")
     if len(want) == 3:
         nchw = data if layout == "nchw" else data.transpose(0, 3, 1, 2)
         if tuple(nchw.shape[1:]) != want:
             other = data.transpose(0, 3, 1, 2) if layout == "nchw" else data
             hint = (f"these look like {'NHWC' if layout == 'nchw' else 'NCHW'} images: pass "
                     f"layout=\"{'nhwc' if layout == 'nchw' else 'nchw'}\"" if tuple(other.shape[1:]) == want
-                    else f"resize the images, or load the model with --input-shape N,{','.join(map(str, want))}")
+                    else f"resize the images, or load the model with input_shapes=(N, {', '.join(map(str, want))})")
             raise AllsError.of("ALS505", f"the data have shape {data.shape} ({layout}); `{layer.short_name}` takes "
                          f"{_describe(want, layout)}", hint)
         data = nchw
@@ -232,33 +231,6 @@ def normalize(data: np.ndarray, plan: Plan | None, input_name: str) -> np.ndarra
             std = np.asarray(norm.std, np.float32).reshape(shape)
             return ((data - mean) / std).astype(np.float32)
     return data
-
-
-# --------------------------------------------------------------- progress
-
-
-class Progress:
-    """A one-line progress bar on standard error (only when it is a terminal, unless forced)."""
-
-    def __init__(self, label: str, total: int, enabled: bool | None = None, stream=None):
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.label, self.total, self.done, self.start = label, total, 0, time.perf_counter()
-
-    def step(self, n: int = 1) -> None:
-        self.done += n
-        if self.enabled:
-            width = 24
-            filled = int(width * self.done / max(self.total, 1))
-            elapsed = time.perf_counter() - self.start
-            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                              f"{elapsed:.1f}s")
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 # ------------------------------------------------------------ calibration

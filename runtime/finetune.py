@@ -71,7 +71,8 @@ from alls.catalogue import POST_SUBCOMMANDS
 from alls.graph import WEIGHTED_KINDS, Graph, Layer
 from alls.plan import Plan
 from alls.runtime import numerics as nx
-from alls.runtime.calibration import Progress, normalize
+from alls.progress import Progress
+from alls.runtime.calibration import normalize
 from alls.runtime.native import activation as float_activation
 from alls.runtime.native import run_float
 from alls.runtime.patches import (POSITIONS_PER_IMAGE, Positions, from_groups, gather_rows, sample_positions,

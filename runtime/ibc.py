@@ -48,6 +48,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from alls.graph import Graph, Layer
+from alls.progress import Progress
 from alls.plan import Plan
 from alls.runtime import numerics as nx
 from alls.runtime.calibration import Statistics
@@ -124,7 +125,8 @@ def _carry_by_flips(layer: Layer, q: QLayer, means: np.ndarray, weight: np.ndarr
 
 
 def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stats: Statistics,
-                    feeds: Mapping[str, np.ndarray], params: Mapping[str, Mapping] | None = None) -> list[dict]:
+                    feeds: Mapping[str, np.ndarray], params: Mapping[str, Mapping] | None = None,
+                    progress: bool | None = None) -> list[dict]:
     """Correct the biases of the layers the plan asks for, in place; return the report per layer.
 
     ``feeds`` are the calibration images (NCHW, normalized) whose float
@@ -136,9 +138,13 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
     report: list[dict] = []
     enc = {name: q.out for name, q in layers.items()}
 
+    flagged = sum(1 for name, q in layers.items() if q.bias is not None and plan[name].bias_correction)
+    bar = Progress("bias correction", flagged, progress, unit=" layers")
+
     def before(layer: Layer, q: QLayer, xs) -> None:
         if q.bias is None or not plan[layer.name].bias_correction:
             return
+        bar.step()
         target = stats[layer.name].channel_mean
         if target is None:
             return
@@ -174,5 +180,6 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
             "bias_step": float(np.median(step)), "bias_mode": plan[layer.name].bias_mode,
         })
 
-    run_numeric(graph, layers, feeds, params=params, before=before)
+    with bar:
+        run_numeric(graph, layers, feeds, params=params, before=before)
     return report

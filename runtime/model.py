@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from alls.diagnostics import AllsError
+from alls.files import expect_kind, write_file
 from alls.graph import Graph
 from alls.plan import Plan
 from alls.runtime import numerics as nx
@@ -58,7 +58,7 @@ class Result:
         """Outputs and taps in one ``.npz``, keyed by layer name."""
         arrays = {f"output:{k}": v for k, v in self.outputs.items()}
         arrays.update({f"tap:{k}": v for k, v in self.taps.items()})
-        np.savez(path, **arrays)
+        write_file(path, lambda f: np.savez(f, **arrays), what="taps")
 
 
 class QuantizedModel:
@@ -162,16 +162,7 @@ class QuantizedModel:
         for i, (name, q) in enumerate(self.layers.items()):
             meta["layers"][name] = _layer_meta(q, f"L{i}", arrays)
         arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".alls-", suffix=".npz", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_file(path, lambda f: np.savez(f, **arrays), what="quantized model")
 
 
 def _layout(x: np.ndarray, layout: str) -> np.ndarray:
@@ -251,6 +242,7 @@ def load(path: str | os.PathLike) -> QuantizedModel:
     """Read a quantized model saved by `QuantizedModel.save`; named errors for anything else."""
     import alls
 
+    expect_kind(path, ("npz",), "quantized model", "pass the .npz that `alls quantize` wrote")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

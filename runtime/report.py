@@ -21,10 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from alls.diagnostics import AllsError
+from alls.files import check_folder, write_file
 from alls.runtime.analysis import Analysis, LayerSample, OutputSample
 from alls.runtime.layer_advice import ADVICE
 from alls.runtime.plot import OTHER, PALETTE, hex_colour, histogram_figure, padded, recovery_figure, scatter_figure
-from alls.runtime.png import write_png
+from alls.runtime.png import encode_png
 
 __all__ = ["Figure", "figures", "prepare_folder", "write_report", "render_html", "summary", "TOP_LAYERS"]
 
@@ -127,12 +128,22 @@ def figures(analysis: Analysis) -> list[Figure]:
 
 
 def prepare_folder(path: str | os.PathLike, force: bool = False) -> pathlib.Path:
-    """The report folder, checked: refused (ALS001) when it is a file, or not empty without ``force``."""
+    """The report folder, checked before anything runs: its parent must exist and be writable (ALS002,
+    ALS003); it must be a directory (ALS005), not a link (ALS006), and empty unless ``force`` (ALS004)."""
     folder = pathlib.Path(path)
+    if folder.is_symlink():
+        raise AllsError.of("ALS006", f"report folder `{folder}` is a symbolic link",
+                           "name the folder it points to, or another one")
     if folder.exists() and not folder.is_dir():
-        raise AllsError.of("ALS001", f"`{folder}` exists and is not a directory")
-    if folder.is_dir() and any(folder.iterdir()) and not force:
-        raise AllsError.of("ALS001", f"`{folder}` exists and is not empty; pass --force to write the report into it")
+        raise AllsError.of("ALS005", f"report folder `{folder}` exists and is not a directory",
+                           "name a new folder, or an existing one")
+    if not folder.exists():
+        check_folder(folder, "report folder")
+    elif any(folder.iterdir()) and not force:
+        raise AllsError.of("ALS004", f"report folder `{folder}` exists and is not empty",
+                           "pass --force to write the report into it")
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        raise AllsError.of("ALS003", f"report folder `{folder}` is not writable")
     return folder
 
 
@@ -141,17 +152,17 @@ def write_report(analysis: Analysis, path: str | os.PathLike, force: bool = Fals
     folder = prepare_folder(path, force)
     made = figures(analysis)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        written = []
-        for figure in made:
-            write_png(folder / figure.file, figure.pixels)
-            written.append(folder / figure.file)
-        doc = analysis.as_dict()
-        doc["figures"] = [f.as_dict() for f in made]
-        (folder / "report.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        (folder / "index.html").write_text(render_html(analysis, made), encoding="utf-8")
+        folder.mkdir(exist_ok=True)
     except OSError as exc:
-        raise AllsError.of("ALS001", f"cannot write the report into `{folder}`: {exc.strerror or exc}") from None
+        raise AllsError.of("ALS003", f"cannot create the report folder `{folder}`: {exc.strerror or exc}") from None
+    written = []
+    for figure in made:
+        write_file(folder / figure.file, lambda f, figure=figure: f.write(encode_png(figure.pixels)), what="figure")
+        written.append(folder / figure.file)
+    doc = analysis.as_dict()
+    doc["figures"] = [f.as_dict() for f in made]
+    write_file(folder / "report.json", json.dumps(doc, indent=2) + "\n", what="report")
+    write_file(folder / "index.html", render_html(analysis, made), what="report")
     return [folder / "index.html", folder / "report.json", *written]
 
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import pathlib
 
 import numpy as np
 
 import alls
 from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.progress import Progress
 from alls.runtime.calibration import calibrate, check_data, input_arrays, normalize
 from alls.runtime.model import QuantizedModel, Result
 from alls.runtime.quantize import check_supported, quantize
@@ -116,8 +118,12 @@ def _notes(graph: alls.Graph, plan: alls.Plan) -> list[Diagnostic]:
 class Runner:
     """A model, a script, and what quantizing it made."""
 
-    def __init__(self, model, input_shapes=None, name: str | None = None):
+    def __init__(self, model, input_shapes=None, name: str | None = None, progress: bool | None = None):
+        """``progress``: show progress and the plan's advice on standard error (True), never (False), or as
+        `alls.progress.configure` says (None: on unless the command line's --quiet)."""
         import onnx
+
+        self.progress = progress
 
         if isinstance(model, (str, os.PathLike)):
             path = pathlib.Path(model)
@@ -134,10 +140,13 @@ class Runner:
         self.plan = alls.resolve(alls.parse(""), self.graph)
         self.quantized: QuantizedModel | None = None
 
-    def load_script(self, script: str | os.PathLike) -> alls.Plan:
-        """Read a script (a path, or the text itself: text has a call's parenthesis or a newline, a
-        path neither), bind it to the model; errors (ALS001 for a missing file) raise `AllsError`."""
-        if isinstance(script, os.PathLike) or not any(c in script for c in "(\n"):
+    def load_script(self, script: str | os.PathLike | alls.Script) -> alls.Plan:
+        """Read a script (a parsed `Script`, a path, or the text itself: text has a call's parenthesis
+        or a newline, or is empty; a path neither), bind it to the model; errors (ALS001 for a missing
+        file) raise `AllsError`."""
+        if isinstance(script, alls.Script):
+            parsed, problems = script, []
+        elif isinstance(script, os.PathLike) or (script and not any(c in script for c in "(\n")):
             parsed, problems = alls.read_script(script)
         else:
             parsed, problems = alls.parse_partial(script, "<script>")
@@ -159,9 +168,11 @@ class Runner:
         it says) for this quantization; the quantized model's script and plan
         carry the statements they add.
         """
+        progress = self.progress if progress is None else progress
         check_supported(self.graph)
         script = _with_flags(self.script, {"equalize": equalize, "ibc": ibc, "finetune": finetune})
         plan = self.plan if script == self.script else self._resolve(script)
+        self._advise(plan, script, progress)
         settings = plan.settings.calibration
         batch_size = batch_size or settings.batch_size
         calib_num_batch = calib_num_batch or math.ceil(settings.calibset_size / batch_size)
@@ -176,7 +187,7 @@ class Runner:
             from alls.runtime.ibc import bias_correction
 
             images = {name: normalize(x[:stats.images], plan, name) for name, x in feeds.items()}
-            ibc_report = bias_correction(self.graph, plan, layers, stats, images, params)
+            ibc_report = bias_correction(self.graph, plan, layers, stats, images, params, progress)
         if any(layer.finetune or layer.adaround for layer in plan):
             from alls.runtime.finetune import images_needed, optimize
 
@@ -212,6 +223,20 @@ class Runner:
         batch_size = batch_size or plan.settings.calibration.batch_size
         calib_num_batch = calib_num_batch or math.ceil(plan.settings.calibration.calibset_size / batch_size)
         return max([batch_size * calib_num_batch, *images_needed(plan).values()])
+
+    def advise(self, progress: bool | None = None) -> list[Diagnostic]:
+        """The advice of the script's plan (ALS3xx warnings), rendered on standard error unless
+        ``progress`` (or the Runner's) turns it off; `quantize` calls it before calibrating."""
+        return self._advise(self.plan, self.script, self.progress if progress is None else progress)
+
+    def _advise(self, plan: alls.Plan, script: str, progress: bool | None) -> list[Diagnostic]:
+        from alls.progress import enabled
+
+        advice = [d for d in plan.diagnostics if d.code.startswith("ALS3") and not d.is_error]
+        if advice and enabled(progress):
+            sys.stderr.write(alls.render(advice, {self.script_name: script}))
+            sys.stderr.flush()
+        return advice
 
     def _resolve(self, script: str) -> alls.Plan:
         parsed, problems = alls.parse_partial(script, self.script_name)
@@ -251,7 +276,10 @@ class Runner:
             first = calibrate(self.graph, feeds, batch_size, calib_num_batch, plan, progress=progress)
             ranges = {name: np.maximum(np.abs(s.output.channel_min), np.abs(s.output.channel_max))
                       for name, s in first.layers.items() if s.output.channel_min is not None}
-        return equalize(self.graph, plan, target, ranges)
+        with Progress("equalization", 1, progress, unit=" pass") as bar:
+            result = equalize(self.graph, plan, target, ranges)
+            bar.step()
+        return result
 
     def infer(self, x, target: str = "numeric", layout: str = "nhwc", **options) -> Result:
         """Run the quantized model (or, before `quantize`, only the native target)."""

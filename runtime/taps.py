@@ -20,10 +20,11 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 import alls
+from alls import files
 from alls.diagnostics import AllsError
 from alls.runtime.model import TARGETS, QuantizedModel
 
-__all__ = ["select_layers", "write_taps", "INDEX"]
+__all__ = ["select_layers", "prepare_taps_folder", "write_taps", "INDEX"]
 
 INDEX = "index.json"
 
@@ -50,12 +51,22 @@ def select_layers(graph: alls.Graph, selector: str | Iterable[str] | None) -> li
     return [layer.name for layer in graph if layer.name in chosen]
 
 
-def _folder(path: str | os.PathLike, force: bool) -> pathlib.Path:
+def prepare_taps_folder(path: str | os.PathLike, force: bool = False) -> pathlib.Path:
+    """The folder, checked before anything runs: its parent must exist and be writable (ALS002, ALS003); it
+    must be a directory (ALS005), not a link (ALS006), and empty unless ``force`` (ALS004)."""
     folder = pathlib.Path(path)
+    if folder.is_symlink():
+        raise AllsError.of("ALS006", f"taps folder `{folder}` is a symbolic link", "name the folder it points to")
     if folder.exists() and not folder.is_dir():
-        raise AllsError.of("ALS001", f"`{folder}` exists and is not a directory")
-    if folder.is_dir() and any(folder.iterdir()) and not force:
-        raise AllsError.of("ALS001", f"`{folder}` exists and is not empty; pass --force to write the tensors into it")
+        raise AllsError.of("ALS005", f"taps folder `{folder}` exists and is not a directory",
+                           "name a new folder, or an existing one")
+    if not folder.exists():
+        files.check_folder(folder, "taps folder")
+    elif any(folder.iterdir()) and not force:
+        raise AllsError.of("ALS004", f"taps folder `{folder}` exists and is not empty",
+                           "pass --force to write the tensors into it")
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        raise AllsError.of("ALS003", f"taps folder `{folder}` is not writable")
     return folder
 
 
@@ -67,7 +78,7 @@ def write_taps(qmodel: QuantizedModel, images, path: str | os.PathLike, layers=N
     for target in targets:
         if target not in TARGETS:
             raise AllsError.of("ALS505", f"unknown target `{target}`", f"one of: {', '.join(TARGETS)}")
-    folder = _folder(path, force)
+    folder = prepare_taps_folder(path, force)
     names = select_layers(qmodel.graph, layers)
     short = {name: qmodel.graph[name].short_name for name in names}
     entries = []
@@ -79,7 +90,7 @@ def write_taps(qmodel: QuantizedModel, images, path: str | os.PathLike, layers=N
             for name in names:
                 array = result.taps[name]
                 file = f"{target}/{short[name]}.npy"
-                np.save(folder / file, array)
+                files.write_file(folder / file, lambda f, a=array: np.save(f, a), what="tensor")
                 entry = {"layer": name, "target": target, "shape": list(array.shape), "dtype": str(array.dtype),
                          "file": file}
                 if name in result.encodings:
@@ -87,7 +98,7 @@ def write_taps(qmodel: QuantizedModel, images, path: str | os.PathLike, layers=N
                 entries.append(entry)
         first = next(iter(next(iter(results.values())).outputs.values()))
         index = {"network": qmodel.graph.name, "images": len(first), "layout": layout, "taps": entries}
-        (folder / INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+        files.write_file(folder / INDEX, json.dumps(index, indent=2) + "\n", what="taps index")
     except OSError as exc:
         raise AllsError.of("ALS001", f"cannot write the tensors into `{folder}`: {exc.strerror or exc}") from None
     return index

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -271,3 +272,52 @@ def test_check_with_a_model_binds_the_selectors(capsys, script):
     found = [line.split()[1] for line in out.splitlines()]
     assert code == 1 and found == ["error[ALS201]", "error[ALS213]"]
     assert "did you mean `{conv*}`? (3 layers)" in out
+
+
+# ---------------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize("command", ["check", "fmt", "layers", "plan", "quantize", "eval", "analyze", "tune",
+                                     "explain"])
+def test_every_command_has_help_with_an_example_that_names_it(capsys, command):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert f"example:\n  alls {command} " in out and "--quiet" in out
+
+
+def test_tune_help_lists_its_steps_and_quantize_help_the_guides_switches(capsys):
+    from alls.runtime import STEPS
+
+    with pytest.raises(SystemExit):
+        main(["tune", "--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name, _ in STEPS)
+    with pytest.raises(SystemExit):
+        main(["quantize", "--help"])
+    out = capsys.readouterr().out
+    assert all(flag in out for flag in ("--equalize, --no-equalize", "--ibc, --no-ibc", "--finetune, --no-finetune"))
+
+
+def test_quantize_switches_reach_the_plan_as_statements(capsys, tmp_path):
+    out = tmp_path / "q.npz"
+    calib = str(pathlib.Path(DIGITS).parent / "calib.npy")
+    assert main(["quantize", DIGITS, "--calib", calib, "-o", str(out), "--no-equalize", "--no-ibc", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "equalized" not in printed and "bias correction" not in printed
+    from alls.runtime import load
+
+    qmodel = load(out)
+    assert "pre_quantization_optimization(equalization, policy=disabled)" in qmodel.script
+    assert not any(layer.equalization or layer.bias_correction for layer in qmodel.plan)
+
+
+def test_api_help_is_spelled_for_the_command_line_there(capsys, tmp_path):
+    import numpy as np
+
+    nchw = tmp_path / "nchw.npy"
+    np.save(nchw, np.load(pathlib.Path(DIGITS).parent / "calib.npy").transpose(0, 3, 1, 2))
+    code = main(["quantize", DIGITS, "--calib", str(nchw), "-o", str(tmp_path / "q.npz")])
+    err = capsys.readouterr().err
+    assert code == 2 and "ALS505" in err and "--layout nchw" in err and 'layout="' not in err

@@ -286,7 +286,7 @@ def test_the_taps_command_writes_one_npy_per_layer_and_target(capsys, tmp_path, 
     # nothing is overwritten unasked
     before = (out_dir / "numeric" / "conv1.npy").read_bytes()
     rc, out, err = run(capsys, "taps", q, "--data", data, "--layers", "conv1", "--raw", "-o", out_dir)
-    assert rc == 2 and "ALS001" in err and "--force" in err
+    assert rc == 2 and "ALS004" in err and "--force" in err
     assert (out_dir / "numeric" / "conv1.npy").read_bytes() == before
     rc, out, err = run(capsys, "taps", q, "--data", data, "--layers", "[conv1, fc1]", "--raw", "-o", out_dir, "--force")
     assert rc == 0, err
@@ -304,7 +304,8 @@ def test_the_taps_command_refuses_bad_input(capsys, tmp_path, quantized_runner, 
     np.save(data, test_x[:4])
     (tmp_path / "file").write_text("keep me")
     cases = [(("--layers", "{cnv*}"), "ALS201"), (("--layers", "conv1("), "ALS201"),
-             (("-o", tmp_path / "file"), "ALS001")]
+             (("-o", tmp_path / "file"), "ALS005"), (("-o", tmp_path / "no" / "out"), "ALS002"),
+             (("--limit", "0"), "ALS512")]
     for extra, expected in cases:
         argv = ["taps", q, "--data", data, "-o", tmp_path / "out", *extra]
         rc, out, err = run(capsys, *argv)

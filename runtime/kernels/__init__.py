@@ -29,6 +29,24 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Callable
 
+from alls.progress import note
+
+
+def _compiled_before() -> bool:
+    """Whether Numba's cache holds kernels compiled by an earlier run (beside the sources, or its cache dir)."""
+    import glob
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    places = [os.path.join(here, "__pycache__")]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        places.append(os.environ["NUMBA_CACHE_DIR"])
+    return any(glob.glob(os.path.join(place, "**", "*.nbi"), recursive=True) for place in places)
+
+
+if not _compiled_before():
+    note("compiling the integer kernels on first use (tens of seconds, once; cached afterwards)")
+
 from alls.runtime.kernels._common import requantize
 from alls.runtime.kernels.conv import ConvWeights, conv, conv_acc, deconv, deconv_acc, dw, dw_acc, fc, fc_acc
 from alls.runtime.kernels.eltwise import concat, ew_add, ew_mult, ew_sub, lut
