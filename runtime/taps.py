@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
 from collections.abc import Iterable, Sequence
@@ -70,6 +71,36 @@ def prepare_taps_folder(path: str | os.PathLike, force: bool = False) -> pathlib
     return folder
 
 
+def _write(folder: pathlib.Path, target: str, short: str, name: str, result) -> dict:
+    """One tensor's file, and its index entry."""
+    array = result.taps[name]
+    file = f"{target}/{short}.npy"
+    files.write_file(folder / file, lambda f: np.save(f, array), what="tensor")
+    entry = {"layer": name, "target": target, "shape": list(array.shape), "dtype": str(array.dtype), "file": file}
+    if name in result.encodings:
+        entry["encoding"] = result.encodings[name].as_dict()
+    return entry
+
+
+def _check_memory(qmodel: QuantizedModel, images, names: list[str], layout: str) -> int:
+    """The number of images; ALS507 before anything runs when one target's tensors would not fit in memory."""
+    from alls.runtime.runner import available_memory
+
+    count = len(next(iter(images.values())) if isinstance(images, dict) else images)
+    per_image = sum(math.prod(d for d in qmodel.graph[name].output_shape[1:] if isinstance(d, int)) for name in names)
+    needed = 4 * count * per_image * 2  # the float tensors, and their copy in the output layout
+    free = available_memory()
+    if needed > free:
+        raise AllsError.of("ALS507", f"the tensors of {len(names)} layers on {count} images need about "
+                           f"{_size(needed)} and {_size(free)} are available",
+                           "select fewer layers (--layers) or fewer images (--limit)")
+    return count
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
+
+
 def write_taps(qmodel: QuantizedModel, images, path: str | os.PathLike, layers=None,
                targets: Sequence[str] = ("numeric",), layout: str = "nhwc", force: bool = False,
                raw_out: bool = False) -> dict:
@@ -80,25 +111,17 @@ def write_taps(qmodel: QuantizedModel, images, path: str | os.PathLike, layers=N
             raise AllsError.of("ALS505", f"unknown target `{target}`", f"one of: {', '.join(TARGETS)}")
     folder = prepare_taps_folder(path, force)
     names = select_layers(qmodel.graph, layers)
-    short = {name: qmodel.graph[name].short_name for name in names}
+    count = _check_memory(qmodel, images, names, layout)
     entries = []
-    results = {target: qmodel.run(images, target, taps=names, layout=layout, raw_out=raw_out and target == "numeric")
-               for target in dict.fromkeys(targets)}
     try:
-        for target, result in results.items():
+        for target in dict.fromkeys(targets):  # one target's tensors in memory at a time
+            result = qmodel.run(images, target, taps=names, layout=layout, raw_out=raw_out and target == "numeric")
             (folder / target).mkdir(parents=True, exist_ok=True)
             for name in names:
-                array = result.taps[name]
-                file = f"{target}/{short[name]}.npy"
-                files.write_file(folder / file, lambda f, a=array: np.save(f, a), what="tensor")
-                entry = {"layer": name, "target": target, "shape": list(array.shape), "dtype": str(array.dtype),
-                         "file": file}
-                if name in result.encodings:
-                    entry["encoding"] = result.encodings[name].as_dict()
-                entries.append(entry)
-        first = next(iter(next(iter(results.values())).outputs.values()))
-        index = {"network": qmodel.graph.name, "images": len(first), "layout": layout, "taps": entries}
+                entries.append(_write(folder, target, qmodel.graph[name].short_name, name, result))
+            del result
+        index = {"network": qmodel.graph.name, "images": count, "layout": layout, "taps": entries}
         files.write_file(folder / INDEX, json.dumps(index, indent=2) + "\n", what="taps index")
     except OSError as exc:
-        raise AllsError.of("ALS001", f"cannot write the tensors into `{folder}`: {exc.strerror or exc}") from None
+        raise AllsError.of("ALS003", f"cannot write the tensors into `{folder}`: {exc.strerror or exc}") from None
     return index

@@ -298,7 +298,7 @@ def test_the_taps_command_writes_one_npy_per_layer_and_target(capsys, tmp_path, 
     np.testing.assert_array_equal(encoding.dequantize(codes), qmodel.run(test_x[:40], taps=["conv1"]).taps["digits_cnn/conv1"])
 
 
-def test_the_taps_command_refuses_bad_input(capsys, tmp_path, quantized_runner, test_x):
+def test_the_taps_command_refuses_bad_input(capsys, monkeypatch, tmp_path, quantized_runner, test_x):
     q, data = tmp_path / "q.npz", tmp_path / "x.npy"
     quantized_runner.save_har(q)
     np.save(data, test_x[:4])
@@ -313,6 +313,9 @@ def test_the_taps_command_refuses_bad_input(capsys, tmp_path, quantized_runner, 
     assert (tmp_path / "file").read_text() == "keep me"
     rc, out, err = run(capsys, "taps", tmp_path / "none.npz", "--data", data, "-o", tmp_path / "out")
     assert rc == 2 and "ALS001" in err
+    monkeypatch.setattr("alls.runtime.runner.available_memory", lambda: 1 << 10)
+    rc, out, err = run(capsys, "taps", q, "--data", data, "-o", tmp_path / "out")
+    assert rc == 2 and "error[ALS507]" in err and "--layers" in err and not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------ the QFT
