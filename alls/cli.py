@@ -465,7 +465,8 @@ def _algorithm_summary(report: dict) -> list[str]:
     for algo in ("finetune", "adaround"):
         trained = report.get(algo) or []
         if trained:
-            lines.append(f"{algo} trained {len(trained)} layer{'s' if len(trained) != 1 else ''} against the float network")
+            lines.append(f"{algo} trained {len(trained)} layer{'s' if len(trained) != 1 else ''} against the float network"
+                         + (", their bias correction included" if algo == "finetune" else ""))
     return lines
 
 

@@ -94,14 +94,15 @@ class ClientRunner:
     """A model, its quantization script and what quantizing it made, in the guide's terms."""
 
     def __init__(self, model=None, hw_arch: str = "hailo8", *, har: str | os.PathLike | None = None,
-                 hn: str | None = None, net_input_shapes=None):
+                 hn: str | None = None, net_input_shapes=None, progress: bool | None = None):
+        """``progress``: progress and the plan's advice on standard error (None: as `alls.progress` says)."""
         if hw_arch not in HW_ARCHS:
             raise AllsError.of("ALS542", f"unknown hw_arch `{hw_arch}`",
                                suggestion(str(hw_arch), HW_ARCHS) or f"one of: {', '.join(HW_ARCHS)}")
         if hn is not None:
             raise AllsError.of("ALS541", "a Hailo network description (HN) cannot be read here",
                                "pass the ONNX model it was parsed from: ClientRunner(model=\"net.onnx\")")
-        self.hw_arch = hw_arch
+        self.hw_arch, self.progress = hw_arch, progress
         self._runner = None
         self._quantized = None
         if har is not None:
@@ -131,7 +132,7 @@ class ClientRunner:
                                    "export the part you need with onnx.utils.extract_model, or translate the whole "
                                    "graph")
             cut = {"start_nodes": list(start_node_names or []) or None, "end_nodes": list(end_node_names or []) or None}
-        self._runner = Runner(model, net_input_shapes, net_name, **cut)
+        self._runner = Runner(model, net_input_shapes, net_name, progress=self.progress, **cut)
         self._quantized = None
         return self._runner.graph
 
@@ -175,8 +176,8 @@ class ClientRunner:
         runner = self._need_model()
         if quantization_script is not None:
             runner.load_script(quantization_script)
-        self._quantized = runner.quantize(calib, batch_size, calib_num_batch, layout, progress=False,
-                                          equalize=equalize, ibc=ibc, finetune=finetune)
+        self._quantized = runner.quantize(calib, batch_size, calib_num_batch, layout, equalize=equalize, ibc=ibc,
+                                          finetune=finetune)
         return self._quantized
 
     def run_quantization(self, dataset: Iterable, batch_size: int | None = None, calib_num_batch: int | None = None,
@@ -238,18 +239,18 @@ class ClientRunner:
             raise AllsError.of("ALS541", f"`{path}` looks like a Hailo archive (HAR), which alls cannot read",
                                "quantize the ONNX model with alls, and load the .npz it writes")
         self._quantized = load(path)
-        self._runner = self._runner_for(self._quantized)
+        self._runner = self._runner_for(self._quantized, self.progress)
 
     load_params = load_har
 
     @staticmethod
-    def _runner_for(qmodel):
+    def _runner_for(qmodel, progress: bool | None):
         """A `Runner` over a loaded model, holding it, so that a script can be loaded and the model requantized."""
         import onnx
 
         from alls.runtime.runner import Runner
 
-        runner = Runner(onnx.load_from_string(qmodel.model_bytes), qmodel.input_shapes, qmodel.graph.name)
+        runner = Runner(onnx.load_from_string(qmodel.model_bytes), qmodel.input_shapes, qmodel.graph.name, progress)
         runner.model_bytes = qmodel.model_bytes
         if qmodel.script.strip():
             runner.load_script(qmodel.script)
