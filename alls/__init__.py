@@ -56,6 +56,7 @@ __all__ = [
     "CODES",
     # models
     "load_model",
+    "read_zoo_network",
     "Graph",
     "Layer",
     # plans
@@ -105,17 +106,30 @@ def check(script: Script | str, filename: str = "<string>") -> list[Diagnostic]:
     return found
 
 
-def load_model(model, input_shapes=None, name: str | None = None) -> Graph:
+def load_model(model, input_shapes=None, name: str | None = None, start_nodes=(), end_nodes=()) -> Graph:
     """Import an ONNX model (a path or an `onnx.ModelProto`) as a layer `Graph`.
 
     ``input_shapes`` overrides fixed input shapes: one shape, or a dict
     ``{input name: shape}``. ``name`` is the network scope of the layer names
-    (default: the file's stem). Raises `AllsError` if the model cannot be
-    read; unsupported ops are diagnostics on ``graph.diagnostics``.
+    (default: the file's stem). ``start_nodes`` and ``end_nodes`` (ONNX node
+    names) cut the graph where Hailo's parser does; only the graph between
+    them is imported and named. Raises `AllsError` if the model cannot be
+    read or the cut names no such node (ALS406) or leaves an input
+    unreachable (ALS407, ALS408); unsupported ops are diagnostics on
+    ``graph.diagnostics``.
     """
     from alls.importer import load_model as _load
 
-    return _load(model, input_shapes, name)
+    return _load(model, input_shapes, name, start_nodes, end_nodes)
+
+
+def read_zoo_network(path):
+    """Where a Hailo model-zoo network config (``networks/yolov8s_pose.yaml``) cuts its graph and
+    its input shape, as `alls.zoo.ZooNetwork` (``start_nodes``, ``end_nodes``, ``input_shape`` in
+    NCHW): pass them to `load_model`. Raises `AllsError` (ALS409) for a file it cannot read."""
+    from alls.zoo import read_zoo_network as _read
+
+    return _read(path)
 
 
 def resolve(script: Script | str, model, input_shapes=None, *, advice: bool = True) -> Plan:

@@ -144,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = _command(commands, "eval", "compare a quantized model's numeric target with its native one", _eval)
     evaluate.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
     _data_options(evaluate, required=True)
+    _cut_options(evaluate)
 
     analyze = _command(commands, "analyze", "find the layers that carry a quantized model's error: "
                        "a report with plots and advice", _analyze)
@@ -158,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("-o", "--output", metavar="DIR", required=True, help="the report folder")
     analyze.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    _cut_options(analyze)
 
     from alls.runtime import describe_tune
 
@@ -186,6 +188,38 @@ def _model_options(parser: argparse.ArgumentParser, required: bool = False, posi
     parser.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]N,C,H,W",
                         help="override a fixed input shape (repeat for several inputs)")
     parser.add_argument("--name", help="the network scope of the layer names (default: the model file's stem)")
+    _cut_options(parser)
+
+
+def _cut_options(parser: argparse.ArgumentParser) -> None:
+    """--start-nodes/--end-nodes/--zoo-config: where Hailo's parser cuts the graph."""
+    parser.add_argument("--start-nodes", metavar="A[,B...]", default="",
+                        help="ONNX nodes where the network starts (their inputs become its inputs)")
+    parser.add_argument("--end-nodes", metavar="X[,Y...]", default="",
+                        help="ONNX nodes where the network ends (their outputs become its outputs)")
+    parser.add_argument("--zoo-config", metavar="YAML",
+                        help="a Hailo model-zoo network config: its parser.nodes and input shape")
+
+
+def _cut(args) -> dict:
+    """The cut the options ask for, as `alls.load_model` keywords (``input_shapes`` from a zoo
+    config only where --input-shape is not given)."""
+    start = tuple(n for n in args.start_nodes.split(",") if n)
+    end = tuple(n for n in args.end_nodes.split(",") if n)
+    shapes = None
+    if args.zoo_config:
+        network = alls.read_zoo_network(args.zoo_config)
+        start, end, shapes = start or network.start_nodes, end or network.end_nodes, network.input_shape
+    cut = {"start_nodes": start, "end_nodes": end}
+    if shapes is not None and not getattr(args, "input_shape", None):
+        cut["input_shapes"] = shapes
+    return cut
+
+
+def _shapes_and_cut(args) -> tuple:
+    """(input shapes, start nodes, end nodes) from the model options."""
+    cut = _cut(args)
+    return cut.get("input_shapes", _input_shapes(args.input_shape)), cut["start_nodes"], cut["end_nodes"]
 
 
 def _data_options(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -361,14 +395,16 @@ def _model_file(path: str) -> str:
 
 
 def _load_graph(args):
-    return alls.load_model(_model_file(args.model), _input_shapes(args.input_shape), args.name)
+    shapes, start, end = _shapes_and_cut(args)
+    return alls.load_model(_model_file(args.model), shapes, args.name, start, end)
 
 
 def _layers(args) -> int:
     graph = _load_graph(args)
     if args.json:
         rows = [layer_row(layer) for layer in graph]
-        doc = {"network": graph.name, "opset": graph.opset, "layers": rows,
+        doc = {"network": graph.name, "opset": graph.opset, "layers": rows, "tie_numbered": sorted(graph.tie_numbered),
+               "start_nodes": list(graph.start_nodes), "end_nodes": list(graph.end_nodes),
                "diagnostics": json.loads(alls.render(list(graph.diagnostics), fmt="json"))}
         print(json.dumps(doc, indent=2))
     else:
@@ -418,7 +454,8 @@ def _quantize(args) -> int:
     from alls.runtime import Runner, load_array
 
     _check_output(args.output, args.force, "quantized model")
-    runner = Runner(_model_file(args.model), _input_shapes(args.input_shape), args.name)
+    shapes, start, end = _shapes_and_cut(args)
+    runner = Runner(_model_file(args.model), shapes, args.name, start_nodes=start, end_nodes=end)
     if args.script:
         runner.load_script(_read_or_fail(args.script))
     calib = load_array(args.calib, "calibration images")
@@ -500,7 +537,8 @@ def _eval(args) -> int:
     from alls.runtime import load
 
     data, labels = _evaluation_data(args)
-    return _evaluate(load(args.quantized), args, data, labels)
+    cut = _cut(args)
+    return _evaluate(load(args.quantized, cut["start_nodes"], cut["end_nodes"]), args, data, labels)
 
 
 def _evaluate(qmodel, args, data, labels) -> int:
@@ -534,7 +572,8 @@ def _analyze(args) -> int:
     folder = prepare_folder(args.output, args.force)
     if args.limit is not None and args.limit < 1:
         raise alls.AllsError.of("ALS512", f"--limit must be at least 1, not {args.limit}")
-    qmodel = load(args.quantized)
+    cut = _cut(args)
+    qmodel = load(args.quantized, cut["start_nodes"], cut["end_nodes"])
     data = load_array(args.data, "data")
     if args.limit is not None and data.ndim:
         data = data[: args.limit]
@@ -553,7 +592,7 @@ def _tune(args) -> int:
 
     output = args.output or f"{os.path.splitext(os.path.basename(args.model))[0]}_tuned.alls"
     _check_output(output, args.force, "tuned script")
-    shapes = _input_shapes(args.input_shape)
+    shapes, start, end = _shapes_and_cut(args)
     _model_file(args.model)
     base = _read_or_fail(args.script) if args.script else ""
     calib = load_array(args.calib, "calibration images")
@@ -573,7 +612,7 @@ def _tune(args) -> int:
         accuracy = f"{100 * step.accuracy:.2f}%" if step.accuracy is not None else ""
         row((step.name, f"{step.snr_db:.2f}", f"{step.cosine:.5f}", accuracy, f"{step.seconds:.1f}"))
 
-    done = tune(lambda: Runner(args.model, shapes, args.name), calib, data, labels, base, args.layout, show)
+    done = tune(lambda: Runner(args.model, shapes, args.name, start_nodes=start, end_nodes=end), calib, data, labels, base, args.layout, show)
     chosen = best(done)
     files.write_file(output, alls.format_text(chosen.script), what="tuned script")
     if args.json:

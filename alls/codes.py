@@ -333,6 +333,41 @@ _DOCS = [
             "Layer shapes cannot be computed.",
             "alls layers model.onnx --input-shape 1,3,320",
             "Give one full shape per input: `--input-shape 1,3,320,320` or `--input-shape input.1=1,3,320,320`."),
+    CodeDoc("ALS406", E, "no such start or end node",
+            "A start or end node (--start-nodes, --end-nodes, a zoo config's parser.nodes) is not a node of the "
+            "model: neither an ONNX node name nor a tensor a node writes.",
+            "The graph cannot be cut where asked; cutting elsewhere would change every layer name after it.",
+            "alls layers yolov8n.onnx --end-nodes /model.22/cv2.0/cv2.0.2/Conv2",
+            "Use one of the names shown (`alls layers` lists each layer's ONNX node names as aliases)."),
+    CodeDoc("ALS407", E, "cut leaves an input unreachable",
+            "The end nodes need a tensor from outside the cut: a path around the start nodes to an original "
+            "input, or an input that reaches none of the end nodes.",
+            "The network between the start and end nodes would not be closed: some of it would have no input.",
+            "a start node inside a residual block whose skip connection starts before it",
+            "Add the node named to the start nodes, start earlier, or choose end nodes that use every input."),
+    CodeDoc("ALS408", E, "start node reaches no end node",
+            "No path leads from a start node to any end node.",
+            "The start node would be an input that nothing reads.",
+            "alls layers model.onnx --start-nodes /model.22/cv2.0/cv2.0.0/conv/Conv --end-nodes /model.9/cv2/conv/Conv",
+            "Check the order of the names: start nodes lie before the end nodes."),
+    CodeDoc("ALS409", E, "zoo config cannot be read",
+            "A --zoo-config file is missing, or holds YAML outside the subset the model zoo writes (flow "
+            "collections, block scalars, anchors), or an input_shape that is not H x W x C.",
+            "Its start and end nodes and input shape cannot be taken from it.",
+            "alls layers yolov8s.onnx --zoo-config networks/yolov8s.yml",
+            "Give a network config from hailo_model_zoo's cfg/networks, or --start-nodes/--end-nodes/--input-shape."),
+    CodeDoc("ALS410", E, "quantized file cut elsewhere",
+            "--start-nodes/--end-nodes given to eval or analyze differ from the cut the file was quantized with.",
+            "A quantized file holds the layers of the graph it was cut to; another cut is another network.",
+            "alls eval q.npz --end-nodes /model.22/Concat_5 (quantized with the six head convs as end nodes)",
+            "Leave the options out (the file remembers its cut) or quantize again with the new cut."),
+    CodeDoc("ALS411", I, "unsupported ops can be cut off",
+            "Every unsupported op lies after a cut that leaves a network of supported layers; the note names "
+            "the end nodes of that cut.",
+            "Hailo's own flow ends most networks before their post-processing (the zoo's parser.nodes); the "
+            "emulator can then quantize and run the rest.",
+            "a CRNN whose convolutional part ends in an LSTM",
+            "Pass the end nodes shown to --end-nodes (or end_nodes= in Python) and do the rest in float."),
     CodeDoc("ALS501", E, "more images asked for than given",
             "Calibration reads batch_size x calib_num_batch images (by default from the script's calibset_size), "
             "and the data hold fewer.",
@@ -415,14 +450,6 @@ _DOCS = [
             "a network whose every depthwise layer loses a little, none of them much",
             "Look further down the layer table, keep more layers in float (`--worst K`), and prefer whole-network "
             "remedies (bias correction, equalization, 16-bit activations)."),
-    CodeDoc("ALS540", E, "cutting the model at nodes is not available",
-            "`translate_onnx_model` was given `start_node_names` or `end_node_names`, and this version's importer "
-            "cannot cut a model at named nodes.",
-            "Hailo's parser can parse part of a graph; quantizing the whole graph instead would silently change "
-            "what is quantized.",
-            "runner.translate_onnx_model(\"net.onnx\", end_node_names=[\"head/Conv\"])",
-            "Export the part of the model you need to its own ONNX file (onnx.utils.extract_model), or leave the "
-            "node names out to translate the whole graph."),
     CodeDoc("ALS541", E, "a file of Hailo's own formats",
             "A Hailo network description (HN), its native weights (NPZ from Hailo's parser) or a Hailo archive "
             "(HAR) was given; alls reads ONNX models and the quantized files it writes itself.",

@@ -20,12 +20,17 @@ from alls.diagnostics import Diagnostic
 
 __all__ = ["Layer", "Graph", "KINDS", "WEIGHTED_KINDS", "per_channel"]
 
-# Every kind of layer, in the order `alls layers` documents them.
+# Every kind of layer, in the order `alls layers` documents them; the runtime has one module per
+# kind (`alls.runtime.ops`), and a test keeps the two lists the same.
 KINDS = (
     "input_layer", "output_layer", "conv", "dw", "deconv", "fc", "batch_norm",
     "ew_add", "ew_sub", "ew_mult", "concat", "maxpool", "avgpool", "resize",
-    "activation", "softmax", "format_conversion",
+    "activation", "softmax", "format_conversion", "slice", "feature_splitter", "pad", "depth_to_space",
+    "space_to_depth", "reduce_max", "reduce_mean", "reduce_sum",
 )
+# The one definition of "weighted": a layer with a weight tensor that the script's weight commands
+# quantize. A standalone batch norm also accumulates (a 1x1 depthwise conv of its scales) but has
+# no weights a script addresses.
 WEIGHTED_KINDS = ("conv", "dw", "deconv", "fc")
 
 
@@ -53,6 +58,7 @@ class Layer:
     attrs: dict[str, Any] = field(default_factory=dict)
     macs: int = 0
     supported: bool = True
+    end_node: str = ""  # the ONNX node to name as an end node to end the network at this layer
 
     @property
     def short_name(self) -> str:
@@ -86,6 +92,9 @@ class Graph:
     layers: tuple[Layer, ...]
     diagnostics: tuple[Diagnostic, ...] = ()
     opset: int = 0
+    tie_numbered: frozenset = frozenset()  # layers whose number a tie between parallel branches decided
+    start_nodes: tuple[str, ...] = ()  # the cut it was imported with (alls.cut), empty: the whole graph
+    end_nodes: tuple[str, ...] = ()
     _index: dict[str, Layer] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):

@@ -21,7 +21,6 @@ with those layers in float: the guide's check that the blamed layers carry the e
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -117,22 +116,14 @@ class ClientRunner:
         """Import an ONNX model (a path or an `onnx.ModelProto`); the layer `Graph`.
 
         ``net_input_shapes`` fixes input shapes (one shape, or ``{input name: shape}``);
-        ``start_node_names`` / ``end_node_names`` cut the graph at those ONNX nodes where the
-        importer can (ALS540 where it cannot).
+        ``start_node_names`` / ``end_node_names`` cut the graph at those ONNX nodes, as Hailo's
+        parser does (`alls.load_model`'s ``start_nodes`` / ``end_nodes``; the cut is kept in the
+        quantized file).
         """
         from alls.runtime.runner import Runner
 
-        cut = {}
-        if start_node_names or end_node_names:
-            accepted = inspect.signature(Runner).parameters
-            if "start_nodes" not in accepted or "end_nodes" not in accepted:
-                raise AllsError.of("ALS540", "this importer cannot cut a model at named nodes "
-                                   f"(start_node_names={list(start_node_names or [])}, "
-                                   f"end_node_names={list(end_node_names or [])})",
-                                   "export the part you need with onnx.utils.extract_model, or translate the whole "
-                                   "graph")
-            cut = {"start_nodes": list(start_node_names or []) or None, "end_nodes": list(end_node_names or []) or None}
-        self._runner = Runner(model, net_input_shapes, net_name, progress=self.progress, **cut)
+        self._runner = Runner(model, net_input_shapes, net_name, self.progress, tuple(start_node_names or ()),
+                              tuple(end_node_names or ()))
         self._quantized = None
         return self._runner.graph
 
@@ -250,7 +241,9 @@ class ClientRunner:
 
         from alls.runtime.runner import Runner
 
-        runner = Runner(onnx.load_from_string(qmodel.model_bytes), qmodel.input_shapes, qmodel.graph.name, progress)
+        graph = qmodel.graph
+        runner = Runner(onnx.load_from_string(qmodel.model_bytes), qmodel.input_shapes, graph.name, progress,
+                        graph.start_nodes, graph.end_nodes)
         runner.model_bytes = qmodel.model_bytes
         if qmodel.script.strip():
             runner.load_script(qmodel.script)

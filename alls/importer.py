@@ -4,7 +4,9 @@ The import runs in four passes over plain data:
 
 1. *constants*: initializers, Constant nodes, and every node whose inputs
    are all constant (shape subgraphs: Shape of a static tensor, Gather,
-   Slice, Cast, Concat, Unsqueeze, ...) evaluated once with `onnx.reference`;
+   Slice, Cast, Concat, Unsqueeze, ...) evaluated once with `onnx.reference`
+   (`alls.folding`; asked again of each node in pass 3, once the layers
+   before it have their shapes);
 2. *patterns*: HardSwish written as ``x * HardSigmoid(x)`` or
    ``x * Clip(x + 3, 0, 6) / 6`` and SiLU written as ``x * Sigmoid(x)`` become
    one activation node each;
@@ -20,6 +22,7 @@ diagnostic naming the node, the op and the layer; the rest still loads.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections import Counter
@@ -27,8 +30,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from alls.cut import Cut, cut_model, suggest_end_nodes
 from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.folding import fold_node
 from alls.graph import Graph, Layer, per_channel
+from alls.naming import NamingNode, number_layers
 
 __all__ = ["load_model"]
 
@@ -38,17 +44,30 @@ _FUSE_INTO = {"conv", "dw", "deconv", "fc", "batch_norm", "ew_add", "ew_sub", "e
 
 
 def load_model(model, input_shapes: dict[str, tuple[int, ...]] | tuple[int, ...] | None = None,
-               name: str | None = None) -> Graph:
+               name: str | None = None, start_nodes=(), end_nodes=()) -> Graph:
     """Import ``model`` (a path or an `onnx.ModelProto`) as a `Graph`.
 
     ``input_shapes`` overrides fixed input shapes: a shape for the one input,
     or ``{input name: shape}``. ``name`` is the network scope (default: the
-    file's stem, else the graph's name). Raises `AllsError` (ALS402) when
-    the model cannot be read; everything else is a diagnostic on the graph.
+    file's stem, else the graph's name). ``start_nodes``/``end_nodes`` cut the
+    graph as Hailo's parser does (`alls.cut`): only what lies between them is
+    imported. Raises `AllsError` (ALS402) when the model cannot be read and
+    ALS406-ALS408 for a bad cut; everything else is a diagnostic on the graph.
     """
     proto, default_name = _read(model)
     net = _scope_name(name or default_name or proto.graph.name or "net")
-    return _Importer(proto, net, input_shapes).run()
+    cut = Cut(tuple(start_nodes or ()), tuple(end_nodes or ()))
+    if cut:
+        proto = cut_model(proto, cut, input_shapes)
+        if cut.start_nodes:  # the new inputs carry the shapes inferred from the original ones
+            names = {i.name for i in proto.graph.input}
+            input_shapes = {k: v for k, v in input_shapes.items() if k in names} or None \
+                if isinstance(input_shapes, dict) else None
+    graph = _Importer(proto, net, input_shapes).run()
+    note = suggest_end_nodes(graph)
+    if note is not None:
+        graph = dataclasses.replace(graph, diagnostics=graph.diagnostics + (note,))
+    return dataclasses.replace(graph, start_nodes=cut.start_nodes, end_nodes=cut.end_nodes) if cut else graph
 
 
 def _read(model):
@@ -99,6 +118,7 @@ class _Draft:
     activation_params: tuple = ()
     supported: bool = True
     node_name: str = ""
+    last_node: str = ""  # the ONNX node whose output the layer's output is, after fusions
 
 
 class _Importer:
@@ -222,42 +242,18 @@ class _Importer:
 
     # ----------------------------------------------------------- constants
     def _fold_constants(self, nodes: list[_Node]) -> list[_Node]:
-        kept = []
-        for n in nodes:
-            if n.op == "Constant":
-                key, value = next(iter(n.attrs.items()))
-                dtype = {"value_float": np.float32, "value_floats": np.float32,
-                         "value_int": np.int64, "value_ints": np.int64}.get(key)
-                self.consts[n.outputs[0]] = np.asarray(value, dtype=dtype)
-            elif n.op == "Shape" and n.inputs[0] in self.shapes:
-                shape = np.array(self.shapes[n.inputs[0]], dtype=np.int64)
-                start, end = n.attrs.get("start", 0), n.attrs.get("end", None)
-                self.consts[n.outputs[0]] = shape[start:end]
-            elif n.inputs and all(i == "" or i in self.consts for i in n.inputs) and n.op not in ("Dropout",) \
-                    and self._evaluate(n):
-                continue  # folded into self.consts
-            else:
-                kept.append(n)
-        return kept
+        """The nodes that do not fold now (`alls.folding`); the layer pass asks again of each."""
+        return [n for n in nodes if not self._fold(n)]
 
-    def _evaluate(self, n: _Node) -> bool:
-        """Compute a node of constants; False when onnx.reference cannot (a custom op): it stays a node."""
-        import onnx
-        from onnx.reference import ReferenceEvaluator
-
-        try:  # onnx.reference raises whatever its kernels raise
-            node = _proto_node(n)
-            inputs = [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(self.consts[i].dtype),
-                                                         self.consts[i].shape) for i in n.inputs if i]
-            outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in n.outputs]
-            graph = onnx.helper.make_graph([node], "fold", inputs, outputs)
-            model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", max(self.opset, 9))])
-            results = ReferenceEvaluator(model).run(None, {i: self.consts[i] for i in n.inputs if i})
-        except Exception:
-            return False
-        for name, value in zip(n.outputs, results):
-            self.consts[name] = np.asarray(value)
-        return True
+    def _fold(self, n: _Node) -> bool:
+        folded = fold_node(n, self.consts, lambda t: self.consts.get(self._resolve(t)),
+                           lambda t: self._shape(t) or None, self.opset)
+        if folded:
+            for t in n.inputs:  # a folded reader no longer holds its source's layer apart
+                source = self._resolve(t) if t else ""
+                if self.consumers[source] > 0:
+                    self.consumers[source] -= 1
+        return folded
 
     # -------------------------------------------------------------- layers
     def _resolve(self, tensor: str) -> str:
@@ -279,6 +275,8 @@ class _Importer:
         return draft
 
     def _layer(self, n: _Node) -> None:
+        if self._fold(n):  # constant only now that the layers before it have their shapes
+            return
         handler = getattr(self, f"_op_{n.op}", None)
         data_in = [self._resolve(i) for i in n.inputs if i and self._resolve(i) not in self.consts]
         if n.outputs and n.outputs[0] not in self.shapes and all(self._shape(t) for t in data_in):
@@ -317,7 +315,7 @@ class _Importer:
                 self.shapes.setdefault(vi.name, tuple(d.dim_value for d in dims))
 
     def _unsupported(self, n: _Node, data_in: list[str], why: str) -> None:
-        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", n.op).lower()
+        kind = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", n.op).lower()  # LSTM -> lstm, ConstantOfShape -> constant_of_shape
         outputs = [o for o in n.outputs if o] or [f"{n.name or n.op}:{len(self.drafts)}"]  # an LSTM may omit its first
         draft = self._add(_Draft(kind, [n.op], data_in, outputs[0], _aliases(n), supported=False, node_name=n.name))
         draft.attrs["reason"] = why
@@ -333,6 +331,7 @@ class _Importer:
     def _fold_into(self, draft: _Draft, n: _Node) -> None:
         """``n`` disappears into ``draft``: its output now names the draft's."""
         draft.ops.append(n.op)
+        draft.last_node = n.name
         draft.aliases.extend(_aliases(n))
         self.alias_of[n.outputs[0]] = draft.output
         self.consumers[draft.output] = self.consumers[n.outputs[0]]  # n was its one reader
@@ -634,15 +633,142 @@ class _Importer:
 
     _op_Reshape = _op_Flatten = _op_Squeeze = _op_Unsqueeze = _op_Transpose = _view
 
+    # ------------------------------------------------------- data movement
+    def _const_ints(self, n, index: int, attr: str):
+        """Integers given as attribute ``attr`` (older opsets) or as constant input ``index``: a list,
+        None when not given, False when given but not constant."""
+        if attr in n.attrs:
+            return [int(v) for v in np.atleast_1d(n.attrs[attr])]
+        if len(n.inputs) > index and n.inputs[index]:
+            value = self.consts.get(self._resolve(n.inputs[index]))
+            return False if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+        return None
+
+    def _moved(self, n, data_in, kind: str, out_shape: tuple[int, ...], attrs: dict, output: str = "",
+               aliases: list[str] | None = None) -> None:
+        """A layer that only moves codes; its shape is known here even where ONNX inference gave none."""
+        output = output or n.outputs[0]
+        self.shapes.setdefault(output, tuple(out_shape))
+        self._add(_Draft(kind, [n.op], list(data_in), output, _aliases(n) if aliases is None else aliases,
+                         node_name=n.name, attrs=attrs))
+
+    def _op_Slice(self, n, data_in):
+        shape = self._shape(data_in[0]) if len(data_in) == 1 else ()
+        starts, ends = self._const_ints(n, 1, "starts"), self._const_ints(n, 2, "ends")
+        axes, steps = self._const_ints(n, 3, "axes"), self._const_ints(n, 4, "steps")
+        if len(data_in) != 1 or any(v is False for v in (starts, ends, axes, steps)) or not starts or not ends:
+            return "the starts, ends, axes or steps are not constant"
+        if not shape:
+            return "the input shape is unknown"
+        axes = axes or list(range(len(starts)))
+        steps = steps or [1] * len(starts)
+        out, slices = list(shape), []
+        for axis, start, end, step in zip(axes, starts, ends, steps):
+            axis %= len(shape)
+            if step == 0:
+                return "a slice step of 0"
+            bounds = _slice_bounds(start, end, step, shape[axis])
+            out[axis] = len(range(*bounds))
+            if axis == 0 and out[0] != shape[0]:
+                return "a slice of the batch axis has no layer"
+            slices.append((axis, *bounds))
+        if 0 in out:
+            return "an empty slice has no layer"
+        self._moved(n, data_in, "slice", tuple(out), {"slices": tuple(slices)})
+
+    def _op_Split(self, n, data_in):
+        shape = self._shape(data_in[0]) if len(data_in) == 1 else ()
+        sizes = self._const_ints(n, 1, "split")
+        if len(data_in) != 1 or sizes is False:
+            return "the split sizes are not constant"
+        if not shape:
+            return "the input shape is unknown"
+        axis = int(n.attrs.get("axis", 0)) % len(shape)
+        if not sizes:
+            parts = int(n.attrs.get("num_outputs", len(n.outputs)))
+            step = -(-shape[axis] // parts)
+            sizes = [min(step, shape[axis] - i * step) for i in range(parts)]
+        if axis == 0 or sum(sizes) != shape[axis] or len(sizes) != len(n.outputs) or min(sizes) <= 0:
+            return f"a split of axis {axis} ({shape[axis]}) into {sizes} has no layer"
+        start = 0
+        for i, (output, size) in enumerate(zip(n.outputs, sizes)):
+            if output and self.consumers[output]:  # one layer per part that is read
+                part = list(shape)
+                part[axis] = size
+                aliases = ([n.name] if i == 0 else []) + [output]
+                self._moved(n, data_in, "feature_splitter", tuple(part),
+                            {"slices": ((axis, start, start + size, 1),), "part": i}, output, aliases)
+            start += size
+
+    def _op_Pad(self, n, data_in):
+        shape = self._shape(data_in[0]) if len(data_in) == 1 else ()
+        pads, axes = self._const_ints(n, 1, "pads"), self._const_ints(n, 3, "axes")
+        if len(data_in) != 1 or not pads or axes is False:
+            return "the pads or the value are not constant"
+        if not shape:
+            return "the input shape is unknown"
+        axes = [a % len(shape) for a in axes] if axes else list(range(len(shape)))
+        per = [(0, 0)] * len(shape)
+        for i, axis in enumerate(axes):
+            per[axis] = (pads[i], pads[i + len(axes)])
+        mode = n.attrs.get("mode", "constant")
+        if mode not in ("constant", "reflect", "edge", "wrap"):
+            return f"pad mode `{mode}` has no layer"
+        if per[0] != (0, 0) or min(min(p) for p in per) < 0:
+            return "a pad of the batch axis, or a negative pad (a crop), has no layer"
+        value = n.attrs.get("value", self._const_scalar(n.inputs[2] if len(n.inputs) > 2 else "", 0.0))
+        out = tuple(d + b + a for d, (b, a) in zip(shape, per))
+        self._moved(n, data_in, "pad", out, {"pads": tuple(per), "mode": mode, "value": float(value)})
+
+    def _op_DepthToSpace(self, n, data_in):
+        shape, b = self._shape(data_in[0]), int(n.attrs.get("blocksize", 0))
+        if len(shape) != 4 or b < 1 or shape[1] % (b * b):
+            return "DepthToSpace of an NCHW tensor whose channels split into blocksize² parts is a layer"
+        out = (shape[0], shape[1] // (b * b), shape[2] * b, shape[3] * b)
+        self._moved(n, data_in, "depth_to_space", out, {"blocksize": b, "mode": n.attrs.get("mode", "DCR")})
+
+    def _op_SpaceToDepth(self, n, data_in):
+        shape, b = self._shape(data_in[0]), int(n.attrs.get("blocksize", 0))
+        if len(shape) != 4 or b < 1 or shape[2] % b or shape[3] % b:
+            return "SpaceToDepth of an NCHW tensor whose height and width split into blocks is a layer"
+        out = (shape[0], shape[1] * b * b, shape[2] // b, shape[3] // b)
+        self._moved(n, data_in, "space_to_depth", out, {"blocksize": b})
+
+    def _reduce(self, n, data_in, kind: str):
+        shape = self._shape(data_in[0]) if len(data_in) == 1 else ()
+        axes = self._const_ints(n, 1, "axes")
+        if len(data_in) != 1 or axes is False:
+            return "the axes are not constant"
+        if not shape:
+            return "the input shape is unknown"
+        if not axes and n.attrs.get("noop_with_empty_axes", 0):
+            return self._op_Identity(n, data_in)
+        axes = sorted({a % len(shape) for a in axes} if axes else range(len(shape)))
+        if 0 in axes:
+            return "a reduction over the batch axis has no layer"
+        keepdims = int(n.attrs.get("keepdims", 1))
+        out = tuple(1 if i in axes else d for i, d in enumerate(shape) if keepdims or i not in axes)
+        self._moved(n, data_in, kind, out, {"axes": tuple(axes), "keepdims": keepdims})
+
+    def _op_ReduceMax(self, n, data_in):
+        return self._reduce(n, data_in, "reduce_max")
+
+    def _op_ReduceMean(self, n, data_in):
+        return self._reduce(n, data_in, "reduce_mean")
+
+    def _op_ReduceSum(self, n, data_in):
+        return self._reduce(n, data_in, "reduce_sum")
+
     # --------------------------------------------------------------- names
     def _named(self) -> Graph:
-        counts: Counter = Counter()
-        names: dict[str, str] = {}
-        for draft in self.drafts:
-            counts[draft.kind] += 1
-            names[draft.output] = f"{self.net}/{draft.kind}{counts[draft.kind]}"
+        """Name the layers as Hailo's parser does (`alls.naming`) and list them in that order."""
+        nodes = [NamingNode(d.output, tuple(t for t in d.inputs if t in self.producer), d.kind, d.node_name, i)
+                 for i, d in enumerate(self.drafts)]
+        order, short, ties = number_layers(nodes)
+        names = {key: f"{self.net}/{name}" for key, name in short.items()}
+        drafts = {d.output: d for d in self.drafts}
         layers = []
-        for draft in self.drafts:
+        for draft in (drafts[key] for key in order):
             name = names[draft.output]
             inputs = tuple(names.get(t, t) for t in draft.inputs)
             input_shapes = tuple(self._shape(t) for t in draft.inputs)
@@ -660,7 +786,7 @@ class _Importer:
                 output_shape=tuple(out_shape), aliases=tuple(dict.fromkeys(a for a in draft.aliases if a)),
                 tensors=(draft.output,), activation=draft.activation, activation_params=draft.activation_params,
                 params=draft.params, attrs=draft.attrs, macs=_macs(draft, input_shapes, tuple(out_shape)),
-                supported=draft.supported,
+                supported=draft.supported, end_node=draft.last_node or draft.node_name,
             )
             layers.append(layer)
             if not draft.supported:
@@ -669,7 +795,8 @@ class _Importer:
                     "ALS401", E, f"{node} (op `{draft.ops[0]}`, layer `{name}`): {draft.attrs['reason']}",
                     help="the layer is listed but cannot be quantized or emulated; `alls explain ALS401`",
                 ))
-        return Graph(self.net, tuple(layers), tuple(self.diagnostics), self.opset)
+        return Graph(self.net, tuple(layers), tuple(self.diagnostics), self.opset,
+                     tie_numbered=frozenset(names[k] for k in ties))
 
 
 # ------------------------------------------------------------------ helpers
@@ -746,6 +873,15 @@ def _scale_outputs(draft: _Draft, a: np.ndarray) -> None:
     else:
         draft.params["weight"] = (weight * a.reshape(-1, *([1] * (weight.ndim - 1)))).astype(np.float32)
     draft.params["bias"] = (draft.params["bias"] * a).astype(np.float32)
+
+
+def _slice_bounds(start: int, end: int, step: int, dim: int) -> tuple[int, int, int]:
+    """ONNX Slice's clamping of (start, end) on an axis of ``dim``: negative indices count from the
+    end, and with a negative step the end may be −1 (through index 0), as ``range`` reads it."""
+    start, end = start + dim if start < 0 else start, end + dim if end < 0 else end
+    if step > 0:
+        return min(max(start, 0), dim), min(max(end, 0), dim), step
+    return min(max(start, 0), dim - 1), min(max(end, -1), dim - 1), step
 
 
 def _scalar(value) -> float | None:

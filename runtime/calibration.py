@@ -25,6 +25,8 @@ from alls.graph import Graph, Layer
 from alls.plan import Plan
 from alls.progress import Progress
 from alls.runtime.native import run_float
+from alls.runtime.ops import OPS
+from alls.runtime.ops.activation import TABLE_ACTIVATIONS
 
 __all__ = ["TensorStats", "LayerStats", "calibrate", "check_data", "to_nchw", "input_arrays", "normalize",
            "TABLE_ACTIVATIONS"]
@@ -32,9 +34,6 @@ __all__ = ["TensorStats", "LayerStats", "calibrate", "check_data", "to_nchw", "i
 E = Severity.ERROR
 BINS = 2048
 
-# Activations that are lookup tables over the integer input (the others fold into the clamp).
-WEIGHTED = ("conv", "dw", "deconv", "fc", "batch_norm")
-TABLE_ACTIVATIONS = ("sigmoid", "tanh", "leaky_relu", "prelu", "elu", "hard_sigmoid", "hardswish", "silu")
 
 
 class TensorStats:
@@ -263,7 +262,7 @@ def calibrate(graph: Graph, data: Mapping[str, np.ndarray], batch_size: int, cal
         entry.output.update(after)
         if entry.before is not None:
             entry.before.update(before)
-        if layer.kind in WEIGHTED and before.ndim >= 2:
+        if layer.kind in OPS and OPS[layer.kind].accumulates and before.ndim >= 2:
             axes = tuple(i for i in range(before.ndim) if i != (1 if before.ndim == 4 else before.ndim - 1))
             sums = before.sum(axis=axes, dtype=np.float64)
             entry.channel_sum = sums if entry.channel_sum is None else entry.channel_sum + sums

@@ -32,6 +32,12 @@ that triggered it, and the script lines that would apply it. The keys:
 - ``output_16bit``: an output written at 8 bits whose rounding (step²/12)
   is at least ``ROUNDING_SHARE`` of its error when it alone is quantized:
   write that output at 16 bits.
+- ``split_output_branch``: a 1x1 conv that writes an output and whose
+  channels span ranges of different sizes (the median channel's range at most
+  ``SPREAD_RATIO`` of the widest): one output branch carries values of
+  different dynamic ranges, as YOLO's boxes, objectness and classes in one
+  conv. The guide: split it into one conv per kind of value in the model (as
+  YOLOv8's box and class branches are), and write the output at 16 bits.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ ADVICE = {
     "sigmoid_output": "an output of logits without its sigmoid: put the sigmoid in the model",
     "finetune_4bit": "4-bit weights: finetune (QFT) with weights clipping",
     "output_16bit": "an 8-bit output whose rounding dominates its error: write it at 16 bits",
+    "split_output_branch": "one output conv carries values of different ranges (YOLO): split it, write 16 bits",
 }
 
 BEYOND_SHARE = 1e-4
@@ -117,6 +124,7 @@ class LayerFacts:
     beyond: float = 0.0  # the share of its float values outside the range its encoding holds
     saturation: float = 0.0  # the mean square of their distance to that range: the clamp's error power
     calibration_images: int = 0
+    kernel: tuple[int, ...] = ()  # a conv's kernel size
 
     @property
     def short_name(self) -> str:
@@ -274,8 +282,30 @@ def _output_16(f: LayerFacts) -> Advice | None:
                   {"rounding_share": share})
 
 
+def _mixed_branch(f: LayerFacts) -> Advice | None:
+    if f.output is None or f.kind != "conv" or tuple(f.kernel) != (1, 1):
+        return None
+    ranges = np.maximum(f.channel_high, 0.0) - np.minimum(f.channel_low, 0.0)
+    live = ranges[ranges > 0]
+    if live.size < 2:
+        return None
+    widest = float(live.max())
+    ratio = float(np.median(live)) / widest
+    if ratio > SPREAD_RATIO:
+        return None
+    wide = int((ranges > SPREAD_RATIO * widest).sum())
+    reason = (f"it is a 1x1 conv writing {_short(f.output)}, and its channels span ranges of different sizes: "
+              f"{wide} of {ranges.size} reach more than {SPREAD_RATIO:.0%} of the widest (channel "
+              f"{int(np.argmax(ranges))}), the median {ratio:.1%}; one output branch carries values of different "
+              "dynamic ranges (YOLO's boxes, objectness and classes in one conv). Hailo's guide: split it into one "
+              "conv per kind of value in the model (box and class branches, as YOLOv8's head is), and write the "
+              "output at 16 bits")
+    lines = () if f.bits == 16 else (f"quantization_param({_short(f.output)}, precision_mode=a16_w16)",)
+    return Advice("split_output_branch", f.name, reason, lines, {"median_to_widest": ratio, "wide_channels": wide})
+
+
 RULES: tuple[Callable[[LayerFacts], Advice | None], ...] = (_range, _clip, _spread, _bias, _sigmoid, _four_bit,
-                                                         _output_16)
+                                                         _output_16, _mixed_branch)
 assert len(RULES) == len(ADVICE)
 
 

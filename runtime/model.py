@@ -153,6 +153,7 @@ class QuantizedModel:
         meta = {"format": FORMAT, "version": VERSION, "network": self.graph.name, "script": self.script,
                 "script_name": self.script_name, "input_shapes": _shapes_json(self.input_shapes),
                 "model_sha256": hashlib.sha256(self.model_bytes).hexdigest(),
+                "start_nodes": list(self.graph.start_nodes), "end_nodes": list(self.graph.end_nodes),
                 "layers": {}, "params": sorted(self.params), "report": self.report,
                 "plan": self.plan.as_dict()}
         arrays["model.onnx"] = np.frombuffer(self.model_bytes, dtype=np.uint8)
@@ -238,8 +239,10 @@ def _layer_load(name: str, meta: dict, arrays) -> QLayer:
                   enc(meta["const_encoding"]), dict(meta["info"]))
 
 
-def load(path: str | os.PathLike) -> QuantizedModel:
-    """Read a quantized model saved by `QuantizedModel.save`; named errors for anything else."""
+def load(path: str | os.PathLike, start_nodes=(), end_nodes=()) -> QuantizedModel:
+    """Read a quantized model saved by `QuantizedModel.save`; named errors for anything else. The
+    model is cut where it was when quantized; ``start_nodes``/``end_nodes``, when given, must be
+    that cut (ALS410 otherwise)."""
     import alls
 
     expect_kind(path, ("npz",), "quantized model", "pass the .npz that `alls quantize` wrote")
@@ -265,7 +268,9 @@ def load(path: str | os.PathLike) -> QuantizedModel:
     shapes = {k: tuple(v) for k, v in shapes.items()} if isinstance(shapes, dict) else (tuple(shapes) if shapes else None)
     import onnx
 
-    graph = alls.load_model(onnx.load_from_string(model_bytes), shapes, meta["network"])
+    cut = tuple(meta.get("start_nodes", ())), tuple(meta.get("end_nodes", ()))
+    _check_cut(path, cut, (tuple(start_nodes or ()), tuple(end_nodes or ())))
+    graph = alls.load_model(onnx.load_from_string(model_bytes), shapes, meta["network"], *cut)
     plan = alls.resolve(alls.parse_partial(meta["script"], meta["script_name"])[0], graph)
     if set(meta["layers"]) != {layer.name for layer in graph}:
         raise AllsError.of("ALS506", f"`{path}`: the quantized layers do not match the model's layers")
@@ -277,3 +282,12 @@ def load(path: str | os.PathLike) -> QuantizedModel:
             params.setdefault(name, {})[field_name] = value
     return QuantizedModel(graph, plan, layers, params, model_bytes, shapes, meta["script"], meta["script_name"],
                           meta.get("report", {}))
+
+
+def _check_cut(path, stored: tuple, asked: tuple) -> None:
+    """Start or end nodes asked of a quantized file are the ones it was quantized with."""
+    for kind, had, want in zip(("start", "end"), stored, asked):
+        if want and want != had:
+            had_text = ",".join(had) or "(none: the whole graph)"
+            raise AllsError.of("ALS410", f"`{path}` was quantized with {kind} nodes {had_text}, not {','.join(want)}",
+                               f"quantize the model again with --{kind}-nodes {','.join(want)}, or leave the option out")

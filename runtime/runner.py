@@ -118,9 +118,12 @@ def _notes(graph: alls.Graph, plan: alls.Plan) -> list[Diagnostic]:
 class Runner:
     """A model, a script, and what quantizing it made."""
 
-    def __init__(self, model, input_shapes=None, name: str | None = None, progress: bool | None = None):
+    def __init__(self, model, input_shapes=None, name: str | None = None, progress: bool | None = None,
+                 start_nodes=(), end_nodes=()):
         """``progress``: show progress and the plan's advice on standard error (True), never (False), or as
-        `alls.progress.configure` says (None: on unless the command line's --quiet)."""
+        `alls.progress.configure` says (None: on unless the command line's --quiet). ``input_shapes``,
+        ``name``, ``start_nodes`` and ``end_nodes`` as `alls.load_model` takes them (the cut is kept in
+        the quantized file)."""
         import onnx
 
         self.progress = progress
@@ -135,7 +138,7 @@ class Runner:
             self.model_bytes = model.SerializeToString()
         self.input_shapes = input_shapes
         self.graph = alls.load_model(onnx.load_from_string(self.model_bytes) if not isinstance(model, (str, os.PathLike))
-                                     else model, input_shapes, name)
+                                     else model, input_shapes, name, start_nodes, end_nodes)
         self.script, self.script_name = "", "<script>"
         self.plan = alls.resolve(alls.parse(""), self.graph)
         self.quantized: QuantizedModel | None = None

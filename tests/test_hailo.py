@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import json
 import subprocess
@@ -197,7 +196,7 @@ def test_save_har_before_quantizing_is_refused(tmp_path):
     assert code(excinfo) == "ALS506" and not (tmp_path / "q.npz").exists()
 
 
-def test_translate_onnx_model_cuts_at_nodes_or_says_it_cannot(calib):
+def test_translate_onnx_model_cuts_at_nodes_and_the_cut_is_kept(tmp_path, calib, test_x):
     import onnx
 
     model = onnx.load(DIGITS)
@@ -205,13 +204,18 @@ def test_translate_onnx_model_cuts_at_nodes_or_says_it_cannot(calib):
     runner.translate_onnx_model(model, net_name="digits", net_input_shapes=(1, 1, 8, 8))
     assert runner.graph.inputs[0].output_shape == (1, 1, 8, 8)
     last_conv = [node.name or node.output[0] for node in model.graph.node if node.op_type == "Conv"][-1]
-    if "end_nodes" in inspect.signature(Runner).parameters:
-        runner.translate_onnx_model(model, net_name="digits", end_node_names=[last_conv])
-        assert "fc" not in {layer.kind for layer in runner.graph}
-    else:
-        with pytest.raises(alls.AllsError) as excinfo:
-            runner.translate_onnx_model(model, end_node_names=[last_conv])
-        assert code(excinfo) == "ALS540" and last_conv in str(excinfo.value)
+    runner.translate_onnx_model(model, net_name="digits", end_node_names=[last_conv])
+    kinds = [layer.kind for layer in runner.graph]
+    assert "fc" not in kinds and "avgpool" not in kinds and kinds.count("conv") == 3
+    runner.run_quantization_from_np(calib)
+    runner.save_har(tmp_path / "cut.npz")
+    loaded = ClientRunner(har=tmp_path / "cut.npz")
+    assert loaded.all_layers_names == runner.all_layers_names
+    out = loaded.emulate(SdkNumeric(), test_x[:4])
+    assert [value.shape for value in out.values()] == [(4, 4, 4, 32)]
+    with pytest.raises(alls.AllsError) as excinfo:
+        runner.translate_onnx_model(model, end_node_names=["no_such_node"])
+    assert code(excinfo).startswith("ALS4") and "no_such_node" in str(excinfo.value)
 
 
 # -------------------------------------------------------------- raw outputs

@@ -945,8 +945,8 @@ def test_an_unsupported_node_without_its_first_output_is_named_by_the_next():
     """test_lstm_defaults: an LSTM that leaves out its optional first output, Y."""
     lstm = helper.make_node("LSTM", ["x", "w", "r"], ["", "h"], hidden_size=3)
     g = load([lstm], {"w": rand(1, 12, 2), "r": rand(1, 12, 3)}, inputs={"x": (1, 1, 2)}, outputs=("h",))
-    assert names(g) == ["input_layer1", "l_s_t_m1", "output_layer1"]
-    assert g.get("h") is g["l_s_t_m1"] and g["output_layer1"].inputs == ("net/l_s_t_m1",)
+    assert names(g) == ["input_layer1", "lstm1", "output_layer1"]
+    assert g.get("h") is g["lstm1"] and g["output_layer1"].inputs == ("net/lstm1",)
     assert "the node producing `h` (op `LSTM`" in only_error(g) and g.outputs[0].output_shape == (1, 1, 3)
 
 

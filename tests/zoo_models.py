@@ -16,8 +16,8 @@ names (`../shared/zoo-config/postprocess_config/*.json`) and end nodes
 - `build_yolox_s(imgsz)`: Megvii's YOLOX-s as the zoo's ``yolox_s_leaky`` (LeakyReLU instead of
   SiLU; torch's ``Op_index`` node names, so that ``Conv_197`` is the stride-8 box conv).
 - `build_ssd_mobilenet_v1(imgsz)`: TF's SSD MobileNet v1 (COCO) with TensorFlow's node names
-  (``BoxPredictor_0/BoxEncodingPredictor/BiasAdd``), each feature map's predictors written right
-  after the map.
+  (``BoxPredictor_0/BoxEncodingPredictor/BiasAdd``), the box predictors after the whole feature
+  extractor, as TensorFlow's graph holds them.
 
 ``python tests/zoo_models.py OUT_DIR`` writes them all as ``.onnx`` files.
 """
@@ -127,8 +127,13 @@ def _div8(x: float) -> int:
 # ------------------------------------------------------------------ YOLOv8
 
 
-def build_yolov8(scale: str = "n", imgsz: int = 640, nc: int = 80, seed: int = 0) -> onnx.ModelProto:
-    """ultralytics YOLOv8{scale} at ``imgsz`` x ``imgsz``, as ``yolo export format=onnx`` writes it."""
+def build_yolov8(scale: str = "n", imgsz: int = 640, nc: int = 80, seed: int = 0,
+                 task: str = "detect") -> onnx.ModelProto:
+    """ultralytics YOLOv8{scale} at ``imgsz`` x ``imgsz``, as ``yolo export format=onnx`` writes it;
+    ``task="seg"``: YOLOv8{scale}-seg (the Segment head: Proto on the stride-8 map and cv4 mask
+    coefficients, computed before the box and class branches, as its forward runs them)."""
+    if task not in ("detect", "seg", "pose"):
+        raise ValueError(f"task is 'detect', 'seg' or 'pose', not {task!r}")
     depth, width, max_ch = YOLOV8_SCALES[scale]
 
     def ch(c):
@@ -158,8 +163,38 @@ def build_yolov8(scale: str = "n", imgsz: int = 640, nc: int = 80, seed: int = 0
     y[18] = x = _c2f(net, x, ch(512), n(3), False, "model.18")
     x = _concat(net, [net.conv(x, ch(512), 3, 2, "model.19"), y[9]], "model.20")
     y[21] = _c2f(net, x, ch(1024), n(3), False, "model.21")
-    out = _v8_detect(net, [y[15], y[18], y[21]], nc, imgsz)
+    feats = [y[15], y[18], y[21]]
+    if task == "seg":
+        proto, masks = _v8_segment(net, feats, _div8(min(256, max_ch) * width))
+        out = net.op("Concat", [_v8_detect(net, feats, nc, imgsz), masks], "/model.22/Concat", axis=1)
+        return net.model("images", [1, 3, imgsz, imgsz], [(out, "output0"), (proto, "output1")], f"yolov8{scale}_seg")
+    if task == "pose":  # Pose runs its keypoint branches (cv4, 17 x 3 values) before Detect
+        kpts = _v8_branches(net, feats, max(net.channels[feats[0]] // 4, 51), 51)
+        out = net.op("Concat", [_v8_detect(net, feats, 1, imgsz), kpts], "/model.22/Concat", axis=1)
+        return net.model("images", [1, 3, imgsz, imgsz], [(out, "output0")], f"yolov8{scale}_pose")
+    out = _v8_detect(net, feats, nc, imgsz)
     return net.model("images", [1, 3, imgsz, imgsz], [(out, "output0")], f"yolov8{scale}")
+
+
+def _v8_segment(net: _Net, feats: list[str], npr: int, nm: int = 32) -> tuple[str, str]:
+    """Segment's Proto (conv, 2x2 stride-2 ConvTranspose, conv, conv) and its cv4 branches."""
+    p = net.conv(feats[0], npr, 3, 1, "model.22/proto/cv1")
+    c = net.channels[p]
+    w = net.const(net.rng.normal(0, 0.1, (c, c, 2, 2)).astype(np.float32))
+    p = net.op("ConvTranspose", [p, w, net.const(np.zeros(c, np.float32))], "/model.22/proto/upsample/ConvTranspose",
+               c, kernel_shape=[2, 2], strides=[2, 2])
+    p = net.conv(net.conv(p, npr, 3, 1, "model.22/proto/cv2"), nm, 1, 1, "model.22/proto/cv3")
+    return p, _v8_branches(net, feats, max(net.channels[feats[0]] // 4, nm), nm)
+
+
+def _v8_branches(net: _Net, feats: list[str], width: int, out: int) -> str:
+    """The cv4 branches of Segment (mask coefficients) and Pose (keypoints), flattened and joined."""
+    flat = []
+    for i, x in enumerate(feats):
+        h = net.conv(net.conv(x, width, 3, 1, f"model.22/cv4.{i}/cv4.{i}.0"), width, 3, 1, f"model.22/cv4.{i}/cv4.{i}.1")
+        h = net.conv(h, out, 1, 1, f"model.22/cv4.{i}/cv4.{i}.2", act=None)
+        flat.append(net.op("Reshape", [h, net.const(np.array([1, out, -1], np.int64))], "/model.22/Reshape", out))
+    return net.op("Concat", flat, "/model.22/Concat", out, axis=2)
 
 
 def _concat(net: _Net, xs: list[str], scope: str) -> str:
@@ -458,19 +493,22 @@ def build_ssd_mobilenet_v1(imgsz: int = 300, num_classes: int = 91, seed: int = 
     widths = (64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
     strides = (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
     outputs: list[str] = []
+    maps: list[str] = []
     for i, (w, s) in enumerate(zip(widths, strides), start=1):
         c_in, scope = net.channels[x], f"{_FE}/Conv2d_{i}_depthwise"
         x = net.conv(x, c_in, 3, s, scope, act="relu6", group=c_in, name=f"{scope}/depthwise")
         scope = f"{_FE}/Conv2d_{i}_pointwise"
         x = net.conv(x, w, 1, 1, scope, act="relu6", name=f"{scope}/Conv2D")
         if i in (11, 13):
-            outputs += _ssd_predictor(net, x, len(outputs) // 2, 3 if not outputs else 6, num_classes)
+            maps.append(x)
     for k, (mid, out) in enumerate(((256, 512), (128, 256), (128, 256), (64, 128)), start=2):
         scope = f"{_FE}/Conv2d_13_pointwise_1_Conv2d_{k}_1x1_{mid}"
         x = net.conv(x, mid, 1, 1, scope, act="relu6", name=f"{scope}/Conv2D")
         scope = f"{_FE}/Conv2d_13_pointwise_2_Conv2d_{k}_3x3_s2_{out}"
         x = net.conv(x, out, 3, 2, scope, act="relu6", name=f"{scope}/Conv2D")
-        outputs += _ssd_predictor(net, x, len(outputs) // 2, 6, num_classes)
+        maps.append(x)
+    for level, x in enumerate(maps):  # TF builds the box predictors after the whole feature extractor
+        outputs += _ssd_predictor(net, x, level, 6 if level else 3, num_classes)
     named = [(t, t.split("_output_")[0].replace("/", "_")) for t in outputs]
     return net.model("normalized_input_image_tensor", [1, 3, imgsz, imgsz], named, "ssd_mobilenet_v1")
 

@@ -1,4 +1,5 @@
-"""The integer kernels of ``alls.runtime``: a name → kernel registry, the only way in.
+"""The integer kernels of ``alls.runtime``: a name → kernel registry, the only way in (the layer
+kinds of ``alls.runtime.ops`` call them through `get_kernel`).
 
 Importing this package imports Numba. ``alls.runtime`` itself does not import it.
 
@@ -50,6 +51,7 @@ if not _compiled_before():
 from alls.runtime.kernels._common import requantize
 from alls.runtime.kernels.conv import ConvWeights, conv, conv_acc, deconv, deconv_acc, dw, dw_acc, fc, fc_acc
 from alls.runtime.kernels.eltwise import concat, ew_add, ew_mult, ew_sub, lut
+from alls.runtime.kernels.movement import depth_to_space, pad, reduce_max, reduce_sum, slice_axes, space_to_depth
 from alls.runtime.kernels.pool import avgpool, global_avgpool, global_maxpool, maxpool
 from alls.runtime.kernels.resize import resize_bilinear, resize_nearest
 
@@ -76,6 +78,12 @@ KERNELS: MappingProxyType[str, Callable] = MappingProxyType({
     "resize_bilinear": resize_bilinear,
     "lut": lut,
     "requantize": requantize,
+    "slice": slice_axes,
+    "pad": pad,
+    "depth_to_space": depth_to_space,
+    "space_to_depth": space_to_depth,
+    "reduce_max": reduce_max,
+    "reduce_sum": reduce_sum,
 })
 
 

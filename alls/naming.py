@@ -1,0 +1,100 @@
+"""Hailo's layer numbering: the order in which its parser counts the layers of each kind.
+
+A layer is named ``<net>/<kind><n>``, ``n`` counting the layers of its kind from 1 in one order
+over the whole network. The order is inferred from the names Hailo's own model zoo uses for known
+layers (its post-processing configs and model scripts; docs/naming.md has the evidence):
+
+1. Input layers first, in the order of the network's inputs; output layers last, in the order of
+   the outputs (the end nodes, when the graph is cut).
+2. The other layers in a breadth-first order from the inputs (Kahn's algorithm with a FIFO queue):
+   a layer is ready once every layer it reads has been counted.
+3. A *merge* (a layer reading two or more layers: concat, add, ...) that becomes ready waits until
+   no single-input layer is ready. So after a branch point the branches are counted before the
+   trunk continues through its concat: YOLOv8's stride-2 conv, then its head's two branches
+   interleaved, then the concat and the next C2f.
+4. The layers a counted layer makes ready join the queue in the natural order of their ONNX node
+   names (``/model.22/cv2.0`` before ``/model.22/cv3.0``, ``BoxPredictor_1`` before
+   ``FeatureExtractor/...``, ``Conv_99`` before ``Conv_100``), then in the file's order.
+
+`hailo_order` returns the order and the layers whose number a tie decided: another layer of the
+same kind was ready at the same moment, so rule 2's queue order (and rule 4 before it) set which
+came first. The zoo's configs agree with that tie rule in every case but one (docs/naming.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["NamingNode", "hailo_order", "natural_key", "number_layers"]
+
+
+@dataclass(frozen=True)
+class NamingNode:
+    """One layer as the numbering sees it: a key, the keys of the layers it reads, its kind, the
+    ONNX node name it came from, and its position in the file."""
+
+    key: str
+    inputs: tuple[str, ...]
+    kind: str
+    node_name: str = ""
+    index: int = 0
+
+
+def natural_key(name: str) -> tuple:
+    """``Conv_99`` before ``Conv_100``: digit runs compare as numbers."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part)
+
+
+def hailo_order(nodes: list[NamingNode]) -> tuple[list[str], set[str]]:
+    """The keys of ``nodes`` (input and output layers excluded by the caller, or included as any
+    other layer) in Hailo's counting order, and the keys whose number a tie decided."""
+    by_key = {n.key: n for n in nodes}
+    inputs = {n.key: tuple(dict.fromkeys(i for i in n.inputs if i in by_key)) for n in nodes}
+    readers: dict[str, list[str]] = {n.key: [] for n in nodes}
+    for n in nodes:
+        for source in inputs[n.key]:
+            readers[source].append(n.key)
+    waiting = {k: len(v) for k, v in inputs.items()}
+
+    def sort_key(key):
+        node = by_key[key]
+        return natural_key(node.node_name), node.index
+
+    ready = deque(sorted((k for k, w in waiting.items() if w == 0), key=sort_key))
+    merges: deque = deque()
+    order, ties = [], set()
+    while ready or merges:
+        key = ready.popleft() if ready else merges.popleft()
+        kind = by_key[key].kind
+        if any(by_key[k].kind == kind for k in ready):
+            ties.add(key)
+            ties.update(k for k in ready if by_key[k].kind == kind)
+        order.append(key)
+        for reader in sorted(readers[key], key=sort_key):
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                (merges if len(inputs[reader]) > 1 else ready).append(reader)
+    order += [n.key for n in nodes if n.key not in set(order)]  # a cycle cannot occur in ONNX; never dropped
+    return order, ties
+
+
+def number_layers(nodes: list[NamingNode]) -> tuple[list[str], dict[str, str], set[str]]:
+    """Hailo's order and short names (``conv41``) for ``nodes``: input layers first and output
+    layers last, each in the order given; the rest in `hailo_order`. Returns (order, names, ties)."""
+    first = [n for n in nodes if n.kind == "input_layer"]
+    last = [n for n in nodes if n.kind == "output_layer"]
+    middle = [n for n in nodes if n.kind not in ("input_layer", "output_layer")]
+    roots = {n.key for n in first}
+    inner = [NamingNode(n.key, tuple(i for i in n.inputs if i not in roots), n.kind, n.node_name, n.index)
+             for n in middle]
+    order, ties = hailo_order(inner)
+    order = [n.key for n in first] + order + [n.key for n in last]
+    counts: dict[str, int] = {}
+    names = {}
+    kinds = {n.key: n.kind for n in nodes}
+    for key in order:
+        counts[kinds[key]] = counts.get(kinds[key], 0) + 1
+        names[key] = f"{kinds[key]}{counts[kinds[key]]}"
+    return order, names, ties

@@ -1,0 +1,114 @@
+"""Activations: the float functions, their integer form (a clamp (N19) or a table (N20)),
+and the standalone activation layer.
+
+A layer's fused activation (``layer.activation``) runs after its kind's float run
+(`activation`); in the integer path it narrows the requantization's clamp or becomes a
+lookup table over a 16-bit pre-activation (`table_target`, `table`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from alls.graph import Layer
+from alls.runtime import numerics as nx
+from alls.runtime.ops.base import TABLE_BITS, Encoding, Op, QLayer, kernel, rescale
+
+__all__ = ["ACTIVATIONS", "TABLE_ACTIVATIONS", "activation", "table_target", "clamp", "table", "OPS"]
+
+Array = np.ndarray
+
+# Activations that are lookup tables over the integer input (the others fold into the clamp).
+TABLE_ACTIVATIONS = ("sigmoid", "tanh", "leaky_relu", "prelu", "elu", "hard_sigmoid", "hardswish", "silu")
+
+
+def _sigmoid(x: Array) -> Array:
+    return (0.5 * (np.tanh(0.5 * x) + 1.0)).astype(x.dtype)  # stable for large |x|
+
+
+ACTIVATIONS: dict[str, Callable[..., Array]] = {
+    "relu": lambda x: np.maximum(x, 0),
+    "relu6": lambda x: np.clip(x, 0, 6),
+    "clip": lambda x, min=-np.inf, max=np.inf: np.clip(x, min, max),
+    "leaky_relu": lambda x, alpha=0.01: np.where(x >= 0, x, x * np.float32(alpha)),
+    "elu": lambda x, alpha=1.0: np.where(x > 0, x, np.float32(alpha) * np.expm1(np.minimum(x, 0))),
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    "hard_sigmoid": lambda x, alpha=0.2, beta=0.5: np.clip(np.float32(alpha) * x + np.float32(beta), 0, 1),
+    "hardswish": lambda x: x * np.clip(x / np.float32(6) + np.float32(0.5), 0, 1),
+    "silu": lambda x: x * _sigmoid(x),
+}
+
+
+def activation(layer: Layer, x: Array, params: Mapping[str, Array] | None = None) -> Array:
+    """Apply the layer's fused activation (or nothing) to ``x``."""
+    name = layer.activation
+    if name is None or name == "linear":
+        return x
+    if name == "prelu":
+        slope = (params or layer.params)["prelu_slope"]
+        slope = slope.reshape(1, -1, *([1] * (x.ndim - 2))) if slope.size > 1 and x.ndim >= 2 else slope
+        return np.where(x >= 0, x, x * slope).astype(np.float32)
+    fn = ACTIVATIONS[name]
+    return fn(x, **dict(layer.activation_params)).astype(np.float32)
+
+
+# ------------------------------------------------------------ quantization
+
+
+def table_target(layer: Layer, lp, stats, out: Encoding) -> Encoding | None:
+    """The pre-activation encoding of a table activation, or None when the activation is a clamp."""
+    if layer.activation not in TABLE_ACTIVATIONS:
+        return None
+    before = stats[layer.name].before
+    bits = 8 if layer.activation == "prelu" else TABLE_BITS
+    return Encoding.from_range(before.min, before.max, bits)
+
+
+def clamp(layer: Layer, enc: Encoding) -> tuple[int, int]:
+    name = layer.activation if layer.activation not in TABLE_ACTIVATIONS else None
+    return nx.activation_bounds(name, enc.bits, enc.scale, enc.zero_point, dict(layer.activation_params))
+
+
+def table(layer: Layer, pre: Encoding, out: Encoding, params) -> np.ndarray:
+    """(N20) from the layer's own float activation (the one the native target runs)."""
+    def fn(r, channel=None):
+        x = np.asarray(r, np.float32)
+        if layer.activation == "prelu":
+            slope = params["prelu_slope"]
+            s = float(slope[channel] if slope.size > 1 else slope[0])
+            return np.where(x >= 0, x, x * s)
+        return activation(layer, x, params).astype(np.float64)
+
+    if layer.activation == "prelu" and params["prelu_slope"].size > 1:
+        rows = [nx.build_lut(lambda r, c=c: fn(r, c), pre.bits, pre.scale, pre.zero_point, out.bits, out.scale,
+                             out.zero_point) for c in range(params["prelu_slope"].size)]
+        return np.stack(rows)
+    return nx.build_lut(fn, pre.bits, pre.scale, pre.zero_point, out.bits, out.scale, out.zero_point)
+
+
+def finish(q: QLayer, y: np.ndarray) -> np.ndarray:
+    """The table activation after a requantization to the pre-activation, if the layer has one."""
+    return kernel("lut")(y, q.table) if q.pre is not None and q.table is not None else y
+
+
+# ---------------------------------------------------- the activation layer
+
+
+def _quantize(layer, lp, stats, enc, params) -> QLayer:
+    x, out = enc[layer.inputs[0]], enc[layer.name]
+    if layer.activation in TABLE_ACTIVATIONS:
+        return QLayer(layer.name, layer.kind, out, pre=x, table=table(layer, x, out, params))
+    lo, hi = clamp(layer, out)
+    return QLayer(layer.name, layer.kind, out, rq=rescale(x, out, lo, hi))
+
+
+def _run_int(layer: Layer, q: QLayer, xs, enc):
+    if q.table is not None:
+        return kernel("lut")(xs[0], q.table)
+    return kernel("requantize")(xs[0], q.rq, zero_point=enc[layer.inputs[0]].zero_point)
+
+
+OPS = (Op("activation", lambda layer, xs, p: xs[0], _quantize, _run_int),)

@@ -1,0 +1,170 @@
+"""What every layer kind shares: the `Op` record, the integer encoding of a tensor, the
+integer form of a layer, the NHWC layout of the integer path, and the way to the kernels.
+
+An `Op` gathers one layer kind in one place: its float run (the `native` target), its
+quantization (plan + statistics -> `QLayer`) and its integer run on the kernels of
+`alls.runtime.kernels`. The table `alls.runtime.ops.OPS` holds one per kind; the float
+executor, the quantizer and the emulator all go through it.
+
+Importing this module loads no Numba: the kernels are looked up on first use (`kernel`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from alls.graph import WEIGHTED_KINDS
+from alls.runtime import numerics as nx
+
+__all__ = ["Op", "Encoding", "QLayer", "MIN_RANGE", "CONST_BITS", "TABLE_BITS", "NHWC_AXIS", "to_nhwc", "to_onnx", "int_axis",
+           "kernel", "rescale", "requantize_if", "quantize_passthrough"]
+
+MIN_RANGE = 1e-6
+CONST_BITS = 16
+TABLE_BITS = 16
+NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
+
+
+@dataclass(frozen=True)
+class Op:
+    """One layer kind.
+
+    ``run(layer, xs, params)`` is the float run (NCHW float32, before the fused activation);
+    ``quantize(layer, plan, stats, encodings, params)`` gives the layer's `QLayer`;
+    ``run_int(layer, qlayer, xs, encodings)`` runs it on NHWC integers. ``accumulate(layer,
+    qlayer, x, zero_point, bias)``, for the kinds that have one, gives the accumulators (N6)
+    without requantization. ``keeps_encoding``: the output takes its input's encoding (no
+    requantization) unless the plan forces its range or changes its bits. ``encoding(plan)``:
+    an output encoding fixed by the kind, whatever the statistics.
+    """
+
+    kind: str
+    run: Callable[..., np.ndarray]
+    quantize: Callable[..., QLayer]
+    run_int: Callable[..., np.ndarray]
+    accumulate: Callable[..., np.ndarray] | None = None
+    keeps_encoding: bool = False
+    encoding: Callable[..., Encoding] | None = None
+
+    @property
+    def weighted(self) -> bool:
+        """Has a weight tensor the script quantizes (`alls.graph.WEIGHTED_KINDS`, the one definition)."""
+        return self.kind in WEIGHTED_KINDS
+
+    @property
+    def accumulates(self) -> bool:
+        """Sums integer products into accumulators with a bias (N6): the weighted kinds and batch norm."""
+        return self.accumulate is not None
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """r = scale·(q − zero_point), q an unsigned ``bits``-bit integer (N1)."""
+
+    scale: float
+    zero_point: int
+    bits: int
+
+    @classmethod
+    def from_range(cls, lo: float, hi: float, bits: int) -> Encoding:
+        lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+        if hi - lo < MIN_RANGE:
+            hi = lo + MIN_RANGE
+        top = nx.activation_max(bits)
+        scale = (hi - lo) / top
+        zero_point = min(max(int(math.floor(-lo / scale + 0.5)), 0), top)
+        return cls(scale, zero_point, bits)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.bits == 8 else np.uint16)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """Float to integer at the network's edge: clamp(Z + rhu(x / S)) (N5)."""
+        q = np.floor(np.asarray(x, np.float64) / self.scale + 0.5) + self.zero_point
+        return np.clip(q, 0, nx.activation_max(self.bits)).astype(self.dtype)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return (self.scale * (np.asarray(q, np.float64) - self.zero_point)).astype(np.float32)
+
+    def as_dict(self) -> dict:
+        return {"scale": self.scale, "zero_point": self.zero_point, "bits": self.bits}
+
+
+@dataclass(eq=False)
+class QLayer:
+    """One layer's integer form: its output encoding and the constants its kernel needs.
+
+    ``rq`` is a `Requant` (or an `AddRequant`, or one `Requant` per concat
+    input); ``pre`` is the encoding of the pre-activation of a table
+    activation, whose ``table`` maps it to ``out``.
+    """
+
+    name: str
+    kind: str
+    out: Encoding
+    pre: Encoding | None = None
+    weights: np.ndarray | None = None
+    weight_bits: int | None = None
+    weight_scale: np.ndarray | None = None
+    bias: nx.Bias | None = None
+    rq: Any = None
+    table: np.ndarray | None = None
+    const: np.ndarray | None = None
+    const_encoding: Encoding | None = None
+    info: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ layout
+
+
+def to_nhwc(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.ndim == 4 else x
+
+
+def to_onnx(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
+
+
+def int_axis(axis: int, rank: int) -> int:
+    """An ONNX axis of a rank-``rank`` tensor as the integer path lays it out (NHWC for rank 4)."""
+    axis %= rank
+    return NHWC_AXIS[axis] if rank == 4 else axis
+
+
+# ----------------------------------------------------------------- kernels
+
+_KERNELS: Any = None
+
+
+def kernel(name: str, layer: str | None = None) -> Callable:
+    """The integer kernel registered under ``name`` (`alls.runtime.kernels.get_kernel`), loaded on first use."""
+    global _KERNELS
+    if _KERNELS is None:
+        from alls.runtime import kernels
+
+        _KERNELS = kernels
+    return _KERNELS.get_kernel(name, layer)
+
+
+# ----------------------------------------------------- shared quantization
+
+
+def rescale(source: Encoding, out: Encoding, lo: int | None = None, hi: int | None = None) -> nx.Requant:
+    """(N25): a tensor moved to another encoding."""
+    return nx.requant([source.scale / out.scale], nx.activation_max(source.bits), out.zero_point, out.bits, lo, hi)
+
+
+def requantize_if(x: np.ndarray, q: QLayer, zero_point: int) -> np.ndarray:
+    """``x`` moved to the layer's output encoding, when the layer has a requantization."""
+    return x if q.rq is None else kernel("requantize")(x, q.rq, zero_point=zero_point)
+
+
+def quantize_passthrough(layer, lp, stats, enc, params) -> QLayer:
+    x, out = enc[layer.inputs[0]], enc[layer.name]
+    return QLayer(layer.name, layer.kind, out, rq=None if x == out else rescale(x, out))

@@ -1,0 +1,19 @@
+"""dw: a depthwise ONNX Conv (group = C_in), in float and as the integer depthwise kernel (N21)."""
+
+from __future__ import annotations
+
+from alls.runtime.ops import conv
+from alls.runtime.ops.base import kernel
+from alls.runtime.ops.weighted import kernel_weights, weighted_op
+
+__all__ = ["OPS"]
+
+
+def _call(layer, q, x, zx, acc_only, bias=None):
+    w = kernel_weights(q, layer, conv.pack)
+    if acc_only:
+        return kernel("dw_acc")(x, w, bias, zero_point=zx, **conv.geometry(layer))
+    return kernel("dw")(x, w, q.bias, q.rq, zero_point=zx, **conv.geometry(layer))
+
+
+OPS = (weighted_op("dw", conv.run, _call),)

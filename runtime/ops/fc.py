@@ -1,0 +1,39 @@
+"""fc: a dense layer (Gemm, or MatMul by a constant), in float and as the integer dense kernel (N6)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from alls.graph import Layer
+from alls.runtime.ops.base import kernel, to_onnx
+from alls.runtime.ops.conv import pack
+from alls.runtime.ops.weighted import kernel_weights, weighted_op
+
+__all__ = ["OPS"]
+
+
+def _run(layer, xs, p):
+    x = xs[0]
+    if len(layer.output_shape) == 2 or x.shape[-1] != p["weight"].shape[1]:
+        x = x.reshape(x.shape[0], -1)
+    return x @ p["weight"].T + p["bias"]
+
+
+def _dense_input(layer: Layer, x: np.ndarray) -> np.ndarray:
+    """A dense layer's input as (rows, C_in): a 4-D tensor flattens in ONNX (C, H, W) order."""
+    if x.ndim == 4:
+        return np.ascontiguousarray(to_onnx(x).reshape(x.shape[0], -1))
+    if x.ndim > 2 and len(layer.output_shape) > 2:  # a sequence: the last axis is the features
+        return np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+    return np.ascontiguousarray(x.reshape(x.shape[0], -1))
+
+
+def _call(layer, q, x, zx, acc_only, bias=None):
+    w = kernel_weights(q, layer, pack)
+    rows = _dense_input(layer, x)
+    y = kernel("fc_acc")(rows, w, bias, zero_point=zx) if acc_only else kernel("fc")(rows, w, q.bias, q.rq,
+                                                                                     zero_point=zx)
+    return y.reshape(*x.shape[:-1], y.shape[-1]) if x.ndim > 2 and len(layer.output_shape) > 2 else y
+
+
+OPS = (weighted_op("fc", _run, _call),)

@@ -1,0 +1,83 @@
+"""maxpool and avgpool (windowed or global): in float with ONNX's pads, ceil_mode and
+count_include_pad; in integers a max that keeps the encoding, or a sum requantized (N27)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from alls.graph import Layer
+from alls.runtime import numerics as nx
+from alls.runtime.ops.activation import clamp
+from alls.runtime.ops.base import Op, QLayer, kernel, requantize_if, rescale
+from alls.runtime.ops.conv import windows
+
+__all__ = ["pool2d", "OPS"]
+
+Array = np.ndarray
+
+
+def pool2d(x: Array, attrs: Mapping, kind: str, out_hw: tuple[int, int]) -> Array:
+    """Max or average pooling with ONNX's pads, ceil_mode and count_include_pad."""
+    if attrs.get("global"):
+        return x.max(axis=(2, 3), keepdims=True) if kind == "maxpool" else x.mean(axis=(2, 3), keepdims=True)
+    kernel_shape, strides, dilations = attrs["kernel_shape"], attrs["strides"], attrs["dilations"]
+    top, left, bottom, right = attrs["pads"]
+    ho, wo = out_hw
+    # extra padding at the end so that ceil_mode windows exist; those cells are never counted
+    need_h = (ho - 1) * strides[0] + (kernel_shape[0] - 1) * dilations[0] + 1
+    need_w = (wo - 1) * strides[1] + (kernel_shape[1] - 1) * dilations[1] + 1
+    extra_h = max(0, need_h - (x.shape[2] + top + bottom))
+    extra_w = max(0, need_w - (x.shape[3] + left + right))
+    fill = -np.inf if kind == "maxpool" else 0.0
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom + extra_h), (left, right + extra_w)), constant_values=fill)
+    win = windows(padded, kernel_shape, strides, dilations)[:, :, :ho, :wo]
+    if kind == "maxpool":
+        return win.max(axis=(4, 5))
+    inside = np.zeros((1, 1) + padded.shape[2:], np.float32)
+    h_end = x.shape[2] + top + (bottom if attrs.get("count_include_pad") else 0)
+    w_end = x.shape[3] + left + (right if attrs.get("count_include_pad") else 0)
+    h_start, w_start = (0, 0) if attrs.get("count_include_pad") else (top, left)
+    inside[:, :, h_start:h_end, w_start:w_end] = 1
+    count = windows(inside, kernel_shape, strides, dilations)[:, :, :ho, :wo].sum(axis=(4, 5))
+    return (win.sum(axis=(4, 5)) / np.maximum(count, 1)).astype(np.float32)
+
+
+def _quantize(layer, lp, stats, enc, params) -> QLayer:
+    x, out = enc[layer.inputs[0]], enc[layer.name]
+    lo, hi = clamp(layer, out)
+    if layer.kind == "maxpool":
+        rq = None if x == out and (lo, hi) == (0, nx.activation_max(out.bits)) else rescale(x, out, lo, hi)
+        return QLayer(layer.name, layer.kind, out, rq=rq)
+    if layer.attrs.get("global"):
+        count = int(np.prod(layer.input_shapes[0][2:]))
+        rq = nx.requant([x.scale / (out.scale * count)], count * nx.activation_max(x.bits), out.zero_point,
+                        out.bits, lo, hi)
+    else:
+        kh, kw = layer.attrs["kernel_shape"]
+        rq = nx.avgpool_requant(kh * kw, x.scale, out.scale, out.zero_point, x.bits, out.bits, lo, hi)
+    return QLayer(layer.name, layer.kind, out, rq=rq)
+
+
+def _run_int(layer: Layer, q: QLayer, xs, enc):
+    x, zx = xs[0], enc[layer.inputs[0]].zero_point
+    a = layer.attrs
+    if layer.kind == "maxpool":
+        y = kernel("global_maxpool")(x) if a.get("global") else kernel("maxpool")(
+            x, kernel_shape=a["kernel_shape"], strides=a["strides"], pads=a["pads"], dilations=a["dilations"],
+            ceil_mode=bool(a.get("ceil_mode")))
+        return requantize_if(y, q, zx)
+    if a.get("global"):
+        return kernel("global_avgpool")(x, q.rq, zero_point=zx)
+    return kernel("avgpool")(x, q.rq, zero_point=zx, kernel_shape=a["kernel_shape"], strides=a["strides"],
+                             pads=a["pads"], dilations=a["dilations"], ceil_mode=bool(a.get("ceil_mode")),
+                             count_include_pad=bool(a.get("count_include_pad")))
+
+
+OPS = (
+    Op("maxpool", lambda layer, xs, p: pool2d(xs[0], layer.attrs, "maxpool", tuple(layer.output_shape[2:])),
+       _quantize, _run_int, keeps_encoding=True),
+    Op("avgpool", lambda layer, xs, p: pool2d(xs[0], layer.attrs, "avgpool", tuple(layer.output_shape[2:])),
+       _quantize, _run_int),
+)

@@ -1,0 +1,139 @@
+"""What the kinds that accumulate share (conv, dw, deconv, fc, batch_norm): the weights'
+quantization per group (N2)-(N3), the bias (N10)-(N11), the requantization bounded by (N8),
+and the integer run around each kind's kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from alls.graph import Layer
+from alls.plan import Clipping
+from alls.runtime import numerics as nx
+from alls.runtime.ops.activation import clamp, finish, table, table_target
+from alls.runtime.ops.base import Encoding, Op, QLayer
+
+__all__ = ["quantize_weights", "fan_in", "rebias", "quantize_weighted", "kernel_weights", "weighted_op"]
+
+
+def _out_channel_view(weight: np.ndarray, kind: str, group: int) -> np.ndarray:
+    """The weights as (C_out, everything else), whatever the layer's layout."""
+    if kind == "deconv":  # (C_in, C_out/g, kh, kw)
+        ci, og = weight.shape[:2]
+        w = weight.reshape(group, ci // group, og, -1).transpose(0, 2, 1, 3)
+        return w.reshape(group * og, -1)
+    return weight.reshape(weight.shape[0], -1)
+
+
+def _mmse_threshold(w: np.ndarray, bits: int) -> float:
+    """The clipping threshold that minimises the quantization MSE of ``w`` (a grid search)."""
+    top = float(np.abs(w).max())
+    if top == 0:
+        return 0.0
+    wmax = nx.weight_max(bits)
+    best, best_err = top, math.inf
+    for ratio in np.linspace(0.3, 1.0, 71):
+        t = top * ratio
+        s = t / wmax
+        err = float(np.mean((np.clip(np.floor(w / s + 0.5), -wmax, wmax) * s - w) ** 2))
+        if err < best_err:
+            best, best_err = t, err
+    return best
+
+
+def _threshold(w: np.ndarray, bits: int, clip: Clipping | None) -> float:
+    magnitude = np.abs(w)
+    if clip is None or clip.mode == "disabled" or (clip.mode == "mmse_if4b" and bits != 4):
+        return float(magnitude.max(initial=0.0))
+    if clip.mode in ("mmse", "mmse_if4b"):
+        return _mmse_threshold(w, bits)
+    if clip.mode == "manual":
+        return max(abs(clip.values[0]), abs(clip.values[1]))
+    return float(np.percentile(magnitude, clip.values[1]))  # percentile: the upper percentile of |w|
+
+
+def quantize_weights(weight: np.ndarray, kind: str, group: int, bits: int, groups: int,
+                     clip: Clipping | None) -> tuple[np.ndarray, np.ndarray]:
+    """Integer weights (N2) and the scale of every output channel (one per quantization group (N3))."""
+    by_channel = _out_channel_view(weight, kind, group)
+    channels = by_channel.shape[0]
+    group_of = nx.channel_groups(channels, groups if channels % groups == 0 else 1)
+    wmax = nx.weight_max(bits)
+    scales = np.empty(channels, np.float64)
+    for g in np.unique(group_of):
+        t = _threshold(by_channel[group_of == g], bits, clip)
+        scales[group_of == g] = t / wmax if t > 0 else 1.0
+    if kind == "deconv":
+        ci, og = weight.shape[:2]
+        per = scales.reshape(group, og)[:, None, :].repeat(ci // group, axis=1).reshape(ci, og)
+        per = per.reshape(ci, og, *([1] * (weight.ndim - 2)))
+    else:
+        per = scales.reshape(-1, *([1] * (weight.ndim - 1)))
+    q = np.clip(np.floor(weight / per + 0.5), -wmax, wmax)
+    return q.astype(np.int8 if bits <= 8 else np.int16), scales
+
+
+def fan_in(layer: Layer, weights: np.ndarray) -> int:
+    """K of (N8): C_in/group·KH·KW for a conv (and a deconv's conv equivalent), C_in for a dense layer."""
+    if layer.kind == "deconv":
+        return (weights.shape[0] // layer.attrs.get("group", 1)) * weights.shape[2] * weights.shape[3]
+    return int(np.prod(weights.shape[1:]))
+
+
+def rebias(q: QLayer, layer: Layer, x: Encoding, bias: nx.Bias) -> None:
+    """Give a weighted layer a new bias (and its current weight scales) and re-derive its
+    requantization, whose bound (N8) grows with the bias; the clamp stays as it was."""
+    acc_scale = x.scale * np.asarray(q.weight_scale, np.float64)
+    old, target = q.rq, q.pre or q.out
+    bound = nx.value_bound(fan_in(layer, q.weights), x.bits, q.weight_bits, bias.max_abs())
+    q.bias = bias
+    q.rq = nx.requant(acc_scale / target.scale, bound, old.zero_point, old.bits, old.lo, old.hi)
+
+
+def quantize_weighted(layer: Layer, lp, stats, enc, params) -> QLayer:
+    x = enc[layer.inputs[0]]
+    out = enc[layer.name]
+    weight, bias = params["weight"], params["bias"]
+    if layer.kind == "batch_norm":
+        weight, bias = params["scale"].reshape(-1, 1, 1, 1), params["shift"]
+    group = layer.attrs.get("group", 1) if layer.kind != "batch_norm" else weight.shape[0]
+    bits = lp.weight_bits or 8
+    q, w_scale = quantize_weights(weight, layer.kind, group, bits, lp.quantization_groups, lp.weights_clipping)
+    acc_scale = x.scale * w_scale
+    mantissa = nx.BIAS_MANTISSA_BITS[lp.bias_mode or "double_scale_initialization"]
+    b = nx.quantize_bias(bias, acc_scale, mantissa)
+    bound = nx.value_bound(fan_in(layer, q), x.bits, bits, b.max_abs())
+    pre = table_target(layer, lp, stats, out)
+    target = pre or out
+    lo, hi = (0, nx.activation_max(target.bits)) if pre else clamp(layer, out)
+    rq = nx.requant(acc_scale / target.scale, bound, target.zero_point, target.bits, lo, hi)
+    lut = table(layer, pre, out, params) if pre else None
+    lost = np.abs(b.error(bias, acc_scale))
+    return QLayer(layer.name, layer.kind, out, pre, q, bits, w_scale, b, rq, lut,
+                  info={"bias_error_max": float(lost.max(initial=0.0)), "bias_exponent": b.exponent})
+
+
+def kernel_weights(q: QLayer, layer: Layer, pack: Callable):
+    """The kernel's packed weights (`ConvWeights`), made once per layer by ``pack(ConvWeights, q, layer)``."""
+    cached = q.info.get("_kernel_weights")
+    if cached is None:
+        from alls.runtime.kernels import ConvWeights
+
+        cached = pack(ConvWeights, q, layer)
+        q.info["_kernel_weights"] = cached
+    return cached
+
+
+def weighted_op(kind: str, run: Callable, call: Callable) -> Op:
+    """An `Op` for a kind that accumulates: ``call(layer, q, x, zero_point, acc_only, bias)`` runs its
+    kernel, to requantized outputs or (``acc_only``) to its accumulators with ``bias``."""
+    def run_int(layer: Layer, q: QLayer, xs, enc):
+        return finish(q, call(layer, q, xs[0], enc[layer.inputs[0]].zero_point, False))
+
+    def accumulate(layer: Layer, q: QLayer, x, zero_point: int, bias=None):
+        return call(layer, q, x, zero_point, True, bias)
+
+    return Op(kind, run, quantize_weighted, run_int, accumulate=accumulate)

@@ -1,0 +1,168 @@
+"""Hailo's layer numbering, checked name by name against the zoo's own configs.
+
+Each faithful topology (tests/zoo_models.py) is cut at the zoo's end nodes and imported; the
+layers its post-processing config names (reg_layer/cls_layer/... per scale) and the layers its
+model script names for known roles must carry the same names here. The evidence and the one case
+where it conflicts are in docs/naming.md.
+"""
+
+import json
+import pathlib
+import re
+
+import pytest
+
+import alls
+from alls.naming import NamingNode, hailo_order, natural_key, number_layers
+from zoo_models import SSD_START, build_ssd_mobilenet_v1, build_yolov5, build_yolov8, build_yolox_s
+
+ZOO = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "zoo-config"
+SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus" / \
+    "hailo-ai__hailo_model_zoo" / "hailo_model_zoo" / "cfg" / "alls" / "generic"
+needs_zoo = pytest.mark.skipif(not ZOO.is_dir(), reason="../shared/zoo-config is not present")
+V8_HEADS = [f"/model.22/{k}.{i}/{k}.{i}.2/Conv" for i in range(3) for k in ("cv2", "cv3")]
+
+
+def decoders(config: str, *keys: str) -> list[str]:
+    """The layer names a post-processing config gives, decoder by decoder, without the net scope."""
+    doc = json.loads((ZOO / "postprocess_config" / config).read_text())
+    return [d[k].rsplit("/", 1)[-1] for d in doc["bbox_decoders"] for k in keys]
+
+
+def names(graph, nodes) -> list[str]:
+    return [graph.get(n).short_name for n in nodes]
+
+
+@needs_zoo
+@pytest.mark.parametrize("scale", ["n", "s", "m"])
+def test_yolov8_heads_have_the_zoo_names(scale):
+    graph = alls.load_model(build_yolov8(scale, imgsz=320), end_nodes=V8_HEADS)
+    assert names(graph, V8_HEADS) == decoders(f"yolov8{scale}_nms_config.json", "reg_layer", "cls_layer")
+    assert [l.short_name for l in graph.outputs] == [f"output_layer{i}" for i in range(1, 7)]
+
+
+@needs_zoo
+@pytest.mark.parametrize("scale", ["l", "x"])
+def test_yolov8_large_heads_match_but_for_the_stride32_box_conv(scale):
+    """The l/x configs number the stride-32 box branch before the class branch (conv100 ...
+    conv103) where the n/s/m configs, and l/x at strides 8 and 16, interleave the two branches; no
+    order over the graph gives both, and the interleaved one is kept (docs/naming.md)."""
+    graph = alls.load_model(build_yolov8(scale, imgsz=320), end_nodes=V8_HEADS)
+    zoo = decoders(f"yolov8{scale}_nms_config.json", "reg_layer", "cls_layer")
+    got = names(graph, V8_HEADS)
+    assert got[:4] == zoo[:4] and got[5] == zoo[5]
+    assert (zoo[4], got[4]) == ("conv100", "conv102")
+    assert graph.get(V8_HEADS[4]).name in graph.tie_numbered
+
+
+@needs_zoo
+def test_yolov8n_script_roles_and_the_uncut_graph():
+    script = (SCRIPTS / "yolov8n.alls").read_text()
+    sigmoid = re.findall(r"change_output_activation\((conv\d+), sigmoid\)", script)
+    whole = alls.load_model(build_yolov8("n", imgsz=320))
+    assert names(whole, V8_HEADS[1::2]) == sigmoid == ["conv42", "conv53", "conv63"]
+    assert names(whole, V8_HEADS[0::2]) == ["conv41", "conv52", "conv62"]
+    assert whole.get("/model.22/dfl/conv/Conv").short_name == "conv64"  # after every head conv
+
+
+@needs_zoo
+@pytest.mark.parametrize("scale", ["n", "m"])
+def test_yolov8_seg_class_convs_follow_node_name_order(scale):
+    """Segment runs proto and cv4 before cv2/cv3, so the file's order would number them first; the
+    zoo's scripts put the sigmoid on the class convs Hailo numbered in the node names' order."""
+    network = alls.read_zoo_network(ZOO / "networks" / f"yolov8{scale}_seg.yaml")
+    graph = alls.load_model(build_yolov8(scale, imgsz=320, task="seg"), end_nodes=network.end_nodes)
+    script = (SCRIPTS / f"yolov8{scale}_seg.alls").read_text()
+    sigmoid = re.findall(r"change_output_activation\((conv\d+), sigmoid\)", script)
+    assert names(graph, [f"/model.22/cv3.{i}/cv3.{i}.2/Conv" for i in range(3)]) == sigmoid
+
+
+@needs_zoo
+@pytest.mark.parametrize("scale, version, config", [
+    ("s", "spp", "yolov5s_nms_config.json"), ("m", "spp", "yolov5m_spp_nms_config.json"),
+    ("s", "6.1", "yolov5s_6.1_nms_config.json"), ("m", "6.1", "yolov5m_6.1_nms_config.json")])
+def test_yolov5_heads_have_the_zoo_names(scale, version, config):
+    heads = [f"/model.24/m.{i}/Conv" for i in range(3)]
+    graph = alls.load_model(build_yolov5(scale, imgsz=320, version=version), end_nodes=heads)
+    assert names(graph, heads) == decoders(config, "encoded_layer")
+
+
+@needs_zoo
+def test_yolov5m_script_names_its_heads():
+    script = (SCRIPTS / "yolov5m.alls").read_text()
+    loss = re.search(r"loss_layer_names=\[([^\]]*)\]", script).group(1)
+    heads = [f"/model.24/m.{i}/Conv" for i in (2, 1, 0)]
+    graph = alls.load_model(build_yolov5("m", imgsz=320), end_nodes=heads)
+    assert names(graph, heads) == [n.strip() for n in loss.split(",")]
+
+
+@needs_zoo
+def test_yolox_s_leaky_with_the_zoo_cut():
+    network = alls.read_zoo_network(ZOO / "networks" / "yolox_s_leaky.yaml")
+    graph = alls.load_model(build_yolox_s(imgsz=320), end_nodes=network.end_nodes)
+    order = [(f"Sigmoid_{b + 3}", f"Conv_{b}", f"Sigmoid_{b + 2}") for b in (197, 213, 229)]  # cls, box, objectness
+    got = names(graph, [n for level in order for n in level])
+    assert got == decoders("nms_config_yolox_s_leaky.json", "cls_layer", "reg_layer", "objectness_layer")
+    assert graph.get("Sigmoid_200").activation == "sigmoid"  # the end node's sigmoid fuses into its conv
+
+
+@needs_zoo
+def test_ssd_mobilenet_v1_with_the_zoo_cut():
+    network = alls.read_zoo_network(ZOO / "networks" / "ssd_mobilenet_v1.yaml")
+    assert network.start_nodes == (SSD_START,)
+    model = build_ssd_mobilenet_v1()
+    every = [f"BoxPredictor_{i}/{k}/BiasAdd" for i in range(6) for k in ("BoxEncodingPredictor", "ClassPredictor")]
+    zoo = decoders("mobilenet_ssd_nms_postprocess_config.json", "reg_layer", "cls_layer")
+    graph = alls.load_model(model, start_nodes=network.start_nodes, end_nodes=every)
+    assert names(graph, every) == zoo
+    graph = alls.load_model(model, start_nodes=network.start_nodes, end_nodes=network.end_nodes)
+    assert names(graph, network.end_nodes) == zoo[:len(network.end_nodes)]
+    assert [l.kind for l in graph.layers[:3]] == ["input_layer", "conv", "dw"]  # the preprocessing is cut off
+
+
+# ------------------------------------------------------------------ the rule on small graphs
+
+
+def node(key, inputs=(), kind="conv", name="", index=0):
+    return NamingNode(key, tuple(inputs), kind, name or key, index)
+
+
+def test_branches_are_counted_before_the_trunk_continues_through_a_merge():
+    # x -> a (trunk) -> cat(a, x) ; x -> h0 -> h1 (head) ; x -> g0 -> g1 (head)
+    nodes = [node("x"), node("a", ["x"], name="m16"), node("cat", ["a", "x"], "concat", "m17"),
+             node("d", ["cat"], name="m18"), node("h0", ["x"], name="m22/cv2"), node("h1", ["h0"], name="m22/cv2b"),
+             node("g0", ["x"], name="m22/cv3"), node("g1", ["g0"], name="m22/cv3b")]
+    order, ties = hailo_order(nodes)
+    assert order == ["x", "a", "h0", "g0", "h1", "g1", "cat", "d"]
+    assert {"h1", "g1"} <= ties and "d" not in ties
+
+
+def test_readers_join_the_queue_in_natural_name_order():
+    nodes = [node("x", name="Conv_9", index=0), node("b", ["x"], name="Conv_100", index=1),
+             node("a", ["x"], name="Conv_99", index=2)]
+    assert hailo_order(nodes)[0] == ["x", "a", "b"]
+    assert natural_key("Conv_99") < natural_key("Conv_100") and natural_key("a/b") < natural_key("a/c")
+
+
+def test_inputs_first_outputs_last_each_in_their_own_order():
+    nodes = [node("in2", kind="input_layer", index=0), node("in1", kind="input_layer", index=1),
+             node("c", ["in1", "in2"], index=2), node("o2", ["c"], "output_layer", index=3),
+             node("o1", ["c"], "output_layer", index=4)]
+    order, short, _ = number_layers(nodes)
+    assert order == ["in2", "in1", "c", "o2", "o1"]
+    assert [short[k] for k in order] == ["input_layer1", "input_layer2", "conv1", "output_layer1", "output_layer2"]
+
+
+@needs_zoo
+@pytest.mark.parametrize("scale", ["s", "m"])
+def test_yolov8_pose_with_the_zoo_cut(scale):
+    """Pose runs its keypoint branches first; the zoo's scripts put the sigmoid on the class convs
+    and 16 bits on output_layer3/6/9, the keypoints in the order of the end nodes."""
+    network = alls.read_zoo_network(ZOO / "networks" / f"yolov8{scale}_pose.yaml")
+    graph = alls.load_model(build_yolov8(scale, imgsz=320, task="pose"), end_nodes=network.end_nodes)
+    script = (SCRIPTS / f"yolov8{scale}_pose.alls").read_text()
+    sigmoid = re.findall(r"change_output_activation\((conv\d+), sigmoid\)", script)
+    assert names(graph, [f"/model.22/cv3.{i}/cv3.{i}.2/Conv" for i in (2, 1, 0)]) == sigmoid
+    wide = re.findall(r"quantization_param\((output_layer\d+), precision_mode=a16_w16\)", script)
+    keypoints = [graph.get(f"/model.22/cv4.{i}/cv4.{i}.2/Conv").name for i in (2, 1, 0)]
+    assert [graph[o].inputs[0] for o in wide] == keypoints
