@@ -20,7 +20,8 @@ from dataclasses import replace
 import alls
 from alls import files, progress
 from alls.render import FORMATS, summary
-from alls.tables import explain_layer, layer_row, layer_table, plan_table
+from alls.tables import (algorithm_summary, explain_layer, figures_table, layer_row, layer_table, plan_table,
+                         precision_summary)
 
 EXIT_OK, EXIT_ERRORS, EXIT_FAILURE = 0, 1, 2
 REPORT_HINT = "please report it with the command and `alls --version`; rerun with --debug for the traceback"
@@ -62,8 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------- parser
 
 EXAMPLES = {
-    "check": "alls check samples/four_bit_finetune.alls\n  alls check net.alls --model net.onnx --output-format concise",
-    "fmt": "alls fmt samples/ugly.alls --diff\n  alls fmt net.alls",
+    "check": ("alls check samples/four_bit_finetune.alls\n  alls check samples/digits/digits.alls "
+              "--model samples/digits/digits_cnn.onnx --output-format concise"),
+    "fmt": "alls fmt --diff samples/ugly.alls\n  alls fmt --check samples/digits/digits.alls",
     "layers": "alls layers samples/digits/digits_cnn.onnx",
     "plan": "alls plan samples/digits/digits.alls --model samples/digits/digits_cnn.onnx --explain conv1",
     "quantize": ("alls quantize samples/digits/digits_cnn.onnx --script samples/digits/digits.alls "
@@ -389,7 +391,7 @@ def _input_shapes(specs: Sequence[str]):
 
 def _model_file(path: str) -> str:
     """``path``, refused (ALS007) when it is a NumPy file; the importer names other problems (ALS402)."""
-    if os.path.isfile(path):
+    if os.path.exists(path):
         files.expect_kind(path, ("onnx", "binary", "text", "empty"), "model", "pass the .onnx file")
     return path
 
@@ -466,55 +468,14 @@ def _quantize(args) -> int:
     report = qmodel.report
     print(f"calibrated `{runner.graph.name}` on {report['calibration_images']} images "
           f"({report['calib_num_batch']} batches of {report['batch_size']})")
-    print(_precision_summary(qmodel))
-    for line in _algorithm_summary(report):
+    print(precision_summary(qmodel.plan))
+    for line in algorithm_summary(report):
         print(line)
     _report(runner.warnings, stream=sys.stdout)
     print(f"wrote {args.output}")
     if data is not None:
         return _evaluate(qmodel, args, *data)
     return EXIT_OK
-
-
-def _algorithm_summary(report: dict) -> list[str]:
-    """One line per algorithm that ran, with what it achieved."""
-    lines = []
-    if report.get("equalization"):
-        tensors = report["equalization"]
-        lines.append(f"equalized {len(tensors)} tensor{'s' if len(tensors) != 1 else ''} between layers")
-    corrected = report.get("bias_correction") or []
-    if corrected:
-        import statistics
-
-        removed = statistics.median(r["removed"] for r in corrected)
-        lost = sum(r["channels_lost"] for r in corrected)
-        channels = sum(r["channels"] for r in corrected)
-        line = (f"bias correction on {len(corrected)} layers: median {100 * removed:.0f}% of the mean channel error "
-                f"removed")
-        flipped = sum(r.get("channels_flipped", 0) for r in corrected)
-        if flipped:
-            line += f"; {flipped} channels finished by rounding one weight the other way"
-        if lost:
-            line += f"; {lost} of {channels} channel corrections were below half a bias step and lost"
-            if any(r["channels_lost"] and r["bias_mode"] != "double_scale_initialization" for r in corrected):
-                line += " (bias_mode=double_scale_initialization keeps most of them)"
-        lines.append(line)
-    for algo in ("finetune", "adaround"):
-        trained = report.get(algo) or []
-        if trained:
-            lines.append(f"{algo} trained {len(trained)} layer{'s' if len(trained) != 1 else ''} against the float network"
-                         + (", their bias correction included" if algo == "finetune" else ""))
-    return lines
-
-
-def _precision_summary(qmodel) -> str:
-    counts: dict[str, int] = {}
-    for layer in qmodel.plan:
-        if layer.weight_bits is not None:
-            key = f"a{layer.input_bits[0] if layer.input_bits else 8}_w{layer.weight_bits}_a{layer.output_bits}"
-            counts[key] = counts.get(key, 0) + 1
-    modes = ", ".join(f"{n} at {k}" for k, n in sorted(counts.items()))
-    return f"quantized {len(qmodel.plan)} layers ({modes or 'no weighted layers'})"
 
 
 def _evaluation_data(args):
@@ -545,25 +506,11 @@ def _evaluate(qmodel, args, data, labels) -> int:
     from alls.runtime import evaluate
 
     result = evaluate(qmodel, data, labels, args.layout)
-    figures = result["outputs"]
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
-    print(f"numeric against native on {result['images']} images:")
-    header = ("output", "cosine", "SNR dB", "max abs err", "range", "top-1 agree", "acc native", "acc numeric")
-    rows = []
-    for name, f in figures.items():
-        pct = lambda key: f"{100 * f[key]:.2f}%" if key in f else "-"
-        rows.append((name.rsplit("/", 1)[-1], f"{f['cosine']:.5f}", f"{f['snr_db']:.2f}", f"{f['max_abs_error']:.4g}",
-                     f"{f['range']:.4g}", pct("top1_agreement"), pct("native_accuracy"), pct("numeric_accuracy")))
-    _table(header, rows)
+    print(figures_table(result))
     return EXIT_OK
-
-
-def _table(header, rows) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip(), flush=True)
 
 
 def _analyze(args) -> int:

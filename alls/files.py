@@ -93,8 +93,12 @@ def expect_kind(path: str | os.PathLike, kinds: tuple[str, ...], role: str, help
     another kind of file (``role`` says what the file was given as)."""
     p = pathlib.Path(path)
     try:
-        if p.is_dir():
+        mode = os.stat(p).st_mode
+        if stat.S_ISDIR(mode):
             raise AllsError.of("ALS001", f"cannot read {role} `{path}`: it is a directory")
+        if not stat.S_ISREG(mode):  # a FIFO would block the read, a device never end
+            raise AllsError.of("ALS001", f"cannot read {role} `{path}`: not a regular file (a FIFO, socket or "
+                               "device)", "pass a file; `-` reads standard input where a command allows it")
         kind = file_kind(p)
     except FileNotFoundError:
         raise AllsError.of("ALS001", f"cannot read {role} `{path}`: no such file") from None

@@ -668,9 +668,11 @@ class _Importer:
             if step == 0:
                 return "a slice step of 0"
             bounds = _slice_bounds(start, end, step, shape[axis])
+            if axis == 0:  # the whole batch, in order, is no slice (the layer runs on any number of images)
+                if bounds[2] != 1 or len(range(*bounds)) != shape[0]:
+                    return "a slice of the batch axis has no layer"
+                continue
             out[axis] = len(range(*bounds))
-            if axis == 0 and out[0] != shape[0]:
-                return "a slice of the batch axis has no layer"
             slices.append((axis, *bounds))
         if 0 in out:
             return "an empty slice has no layer"
@@ -749,6 +751,15 @@ class _Importer:
         keepdims = int(n.attrs.get("keepdims", 1))
         out = tuple(1 if i in axes else d for i, d in enumerate(shape) if keepdims or i not in axes)
         self._moved(n, data_in, kind, out, {"axes": tuple(axes), "keepdims": keepdims})
+
+    def _op_Pow(self, n, data_in):  # YOLOv5's box decoding squares: (2·sigmoid(t))²
+        exponent = self._const_scalar(n.inputs[1] if len(n.inputs) > 1 else "", float("nan"))
+        if len(data_in) != 1 or exponent not in (1.0, 2.0):
+            return "only a power of 1 or 2 by a constant exponent is a layer (a product of the tensor with itself)"
+        if exponent == 1.0:
+            return self._op_Identity(n, data_in)
+        self._add(_Draft("ew_mult", [n.op], [data_in[0], data_in[0]], n.outputs[0], _aliases(n), node_name=n.name,
+                         attrs={"broadcast": False}))
 
     def _op_ReduceMax(self, n, data_in):
         return self._reduce(n, data_in, "reduce_max")

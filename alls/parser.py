@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import re
+import stat
 import threading
 from importlib import resources
 
@@ -297,6 +299,8 @@ def read_script(source, filename: str | None = None) -> tuple[Script, list[Diagn
     else:
         name = filename or str(source)
         try:
+            if not stat.S_ISREG(os.stat(source).st_mode):  # a FIFO would block, a device never end
+                raise IsADirectoryError(0, "a directory" if os.path.isdir(source) else "not a regular file")
             with open(source, "rb") as f:
                 data = f.read()
         except OSError as exc:

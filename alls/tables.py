@@ -1,4 +1,4 @@
-"""Plain-text tables of graphs and plans (`alls layers`, `alls plan`)."""
+"""Plain-text tables of graphs, plans and results (`alls layers`, `alls plan`, `alls quantize`, `alls eval`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from alls.graph import Graph, Layer
 from alls.plan import LayerPlan, Plan
 
-__all__ = ["layer_table", "layer_row", "plan_table", "explain_layer"]
+__all__ = ["layer_table", "layer_row", "plan_table", "explain_layer", "precision_summary", "algorithm_summary",
+           "figures_table"]
 
 
 def _table(header: Sequence[str], rows: list[Sequence[str]]) -> list[str]:
@@ -172,3 +173,60 @@ def explain_layer(plan: Plan, name: str) -> str:
 
 def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ----------------------------------------------------------------- results
+
+
+def algorithm_summary(report: dict) -> list[str]:
+    """`alls quantize`: one line per algorithm that ran, with what it achieved (from the quantized model's report)."""
+    lines = []
+    if report.get("equalization"):
+        tensors = report["equalization"]
+        lines.append(f"equalized {len(tensors)} tensor{'s' if len(tensors) != 1 else ''} between layers")
+    corrected = report.get("bias_correction") or []
+    if corrected:
+        import statistics
+
+        removed = statistics.median(r["removed"] for r in corrected)
+        lost = sum(r["channels_lost"] for r in corrected)
+        channels = sum(r["channels"] for r in corrected)
+        line = (f"bias correction on {len(corrected)} layers: median {100 * removed:.0f}% of the mean channel error "
+                f"removed")
+        flipped = sum(r.get("channels_flipped", 0) for r in corrected)
+        if flipped:
+            line += f"; {flipped} channels finished by rounding one weight the other way"
+        if lost:
+            line += f"; {lost} of {channels} channel corrections were below half a bias step and lost"
+            if any(r["channels_lost"] and r["bias_mode"] != "double_scale_initialization" for r in corrected):
+                line += " (bias_mode=double_scale_initialization keeps most of them)"
+        lines.append(line)
+    for algo in ("finetune", "adaround"):
+        trained = report.get(algo) or []
+        if trained:
+            lines.append(f"{algo} trained {len(trained)} layer{'s' if len(trained) != 1 else ''} against the float network"
+                         + (", their bias correction included" if algo == "finetune" else ""))
+    return lines
+
+
+def precision_summary(plan: Plan) -> str:
+    """`alls quantize`: how many layers at each precision."""
+    counts: dict[str, int] = {}
+    for layer in plan:
+        if layer.weight_bits is not None:
+            key = f"a{layer.input_bits[0] if layer.input_bits else 8}_w{layer.weight_bits}_a{layer.output_bits}"
+            counts[key] = counts.get(key, 0) + 1
+    modes = ", ".join(f"{n} at {k}" for k, n in sorted(counts.items()))
+    return f"quantized {len(plan)} layers ({modes or 'no weighted layers'})"
+
+
+def figures_table(result: dict) -> str:
+    """`alls eval`: the figures of the numeric target against the native one, one row per output."""
+    header = ("output", "cosine", "SNR dB", "max abs err", "range", "top-1 agree", "acc native", "acc numeric")
+    rows = []
+    for name, f in result["outputs"].items():
+        pct = lambda key: f"{100 * f[key]:.2f}%" if key in f else "-"
+        rows.append((name.rsplit("/", 1)[-1], f"{f['cosine']:.5f}", f"{f['snr_db']:.2f}", f"{f['max_abs_error']:.4g}",
+                     f"{f['range']:.4g}", pct("top1_agreement"), pct("native_accuracy"), pct("numeric_accuracy")))
+    return "\n".join([f"numeric against native on {result['images']} images:", *_table(header, rows)])
+

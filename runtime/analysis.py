@@ -258,16 +258,19 @@ class _LayerStats:
         return v.channel_min.astype(np.float64), v.channel_max.astype(np.float64)
 
 
-def _at_layers(qmodel, data: Data, layers: list[Layer]) -> tuple[dict[str, _LayerStats], list[Data]]:
+def _at_layers(qmodel, data: Data, layers: list[Layer], progress=None) -> tuple[dict[str, _LayerStats], list[Data]]:
     """The at-layer statistics of every layer, and the numeric outputs of each batch."""
     stats = {layer.name: _LayerStats(layer, _encoding_range(qmodel, layer.name)) for layer in layers}
     outputs = []
-    for batch in _batches(data, _batch_size(qmodel)):
-        reference = qmodel.run(batch, target="fp_optimized", taps="all", layout="nchw").taps
-        numeric = qmodel.run(batch, target="numeric", taps="all", layout="nchw")
-        for name, entry in stats.items():
-            entry.update(reference[name], numeric.taps[name])
-        outputs.append(numeric.outputs)
+    batches = _batches(data, _batch_size(qmodel))
+    with Progress("layers, all quantized", len(batches), progress, unit=" batches") as bar:
+        for batch in batches:
+            reference = qmodel.run(batch, target="fp_optimized", taps="all", layout="nchw").taps
+            numeric = qmodel.run(batch, target="numeric", taps="all", layout="nchw")
+            for name, entry in stats.items():
+                entry.update(reference[name], numeric.taps[name])
+            outputs.append(numeric.outputs)
+            bar.step()
     return stats, outputs
 
 
@@ -428,7 +431,7 @@ def analyze(qmodel, x, layout: str = "nhwc", worst: int = DEFAULT_WORST,
     clock = _Clock()
     alone = _alone(qmodel, subset, layers, progress)
     clock.lap("alone")
-    stats, numeric_outputs = _at_layers(qmodel, data, layers)
+    stats, numeric_outputs = _at_layers(qmodel, data, layers, progress)
     clock.lap("at_layer")
     ranked = sorted(layers, key=lambda l: _harm(alone[l.name]))
     trials = _clip_trials(qmodel, subset, ranked[:CLIP_TRIALS], stats, progress)
@@ -440,7 +443,9 @@ def analyze(qmodel, x, layout: str = "nhwc", worst: int = DEFAULT_WORST,
     blamed = [l.name for l in ranked[:worst]]
     samples = _samples(qmodel, data, blamed, stats)
     clock.lap("samples")
-    recovery = _recovery(qmodel, data, blamed, numeric_outputs)
+    with Progress("recovery", 1, progress, unit=" pass") as bar:
+        recovery = _recovery(qmodel, data, blamed, numeric_outputs)
+        bar.step()
     clock.lap("recovery")
     return Analysis(qmodel.graph.name, images, isolation, recovery.numeric, tuple(rows),
                     tuple(a for row in rows for a in advice[row.name]), recovery, samples,

@@ -5,8 +5,9 @@
     write_report(analysis, folder)
     print(summary(analysis, folder))
 
-The figures carry no text: each one's title, axis ranges and legend are
-written in the page beside it (and in report.json under ``figures``).
+The figures are drawn with matplotlib (the ``alls[report]`` extra; `prepare_folder`
+says ALS011 before any work when it is missing), with titles, labelled axes and
+legends; the page repeats them beside each figure (and report.json under ``figures``).
 """
 
 from __future__ import annotations
@@ -24,13 +25,18 @@ from alls.diagnostics import AllsError
 from alls.files import check_folder, write_file
 from alls.runtime.analysis import Analysis, LayerSample, OutputSample
 from alls.runtime.layer_advice import ADVICE
-from alls.runtime.plot import OTHER, PALETTE, hex_colour, histogram_figure, padded, recovery_figure, scatter_figure
-from alls.runtime.png import encode_png
+from alls.runtime import figures as draw
+from alls.runtime.figures import OTHER, PALETTE, hex_colour, padded
 
 __all__ = ["Figure", "figures", "prepare_folder", "write_report", "render_html", "summary", "TOP_LAYERS"]
 
 TOP_LAYERS = 5  # layers the text summary lists
 ADVICE_LAYERS = 10  # the summary prints the advice of this many layers of the table's top
+SNR_LAYERS = 40  # layers in the SNR chart
+NEGATIVE_RECOVERY = ("A negative share means the output got worse with these layers in float: their quantization "
+                     "errors were partly cancelling the errors of other layers, so removing them alone uncovers the "
+                     "rest. The error is spread over many layers; quantize more of the network at higher precision, "
+                     "or improve the calibration, rather than these layers alone.")
 
 
 
@@ -57,13 +63,18 @@ class Figure:
     y_range: tuple[float, float]
     legend: tuple[tuple[str, str], ...]  # (colour "#rrggbb", label)
     notes: str
-    pixels: np.ndarray
+    png: bytes
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Width and height in pixels, from the PNG's header."""
+        return int.from_bytes(self.png[16:20], "big"), int.from_bytes(self.png[20:24], "big")
 
     def as_dict(self) -> dict:
         return {"file": self.file, "title": self.title, "x": {"label": self.x_label, "range": list(self.x_range)},
                 "y": {"label": self.y_label, "range": list(self.y_range)},
                 "legend": [{"colour": c, "label": l} for c, l in self.legend], "notes": self.notes,
-                "width": int(self.pixels.shape[1]), "height": int(self.pixels.shape[0])}
+                "width": self.size[0], "height": self.size[1]}
 
 
 def _slug(name: str) -> str:
@@ -79,25 +90,35 @@ def _channel_legend(sample: LayerSample) -> tuple[tuple[str, str], ...]:
     return tuple(items)
 
 
+def _labels(legend) -> tuple[list[str], str | None]:
+    labels = [label for colour, label in legend if colour != hex_colour(OTHER)]
+    others = next((label for colour, label in legend if colour == hex_colour(OTHER)), None)
+    return labels, others
+
+
 def _layer_figures(rank: int, sample: LayerSample) -> list[Figure]:
     stem, name = f"{rank:02d}_{_slug(sample.layer)}", _short(sample.layer)
     limits = padded(*sample.limits)
+    legend = _channel_legend(sample)
+    labels, others = _labels(legend)
+    title = f"{name}: float against quantized, every layer quantized"
     scatter = Figure(
-        f"{stem}_scatter.png", f"{name}: float against quantized, every layer quantized",
-        "quantized value (numeric target)", limits, "float value (fp_optimized target)", limits,
-        _channel_legend(sample), f"{sample.reference.size:,} points (a seeded sample and each batch's largest "
-        "values and errors); grey lines: zero and y = x; channels ranked by range, the widest on top",
-        scatter_figure(sample.quantized, sample.reference, sample.colour, limits))
+        f"{stem}_scatter.png", title, "quantized value (numeric target)", limits,
+        "float value (fp_optimized target)", limits, legend,
+        f"{sample.reference.size:,} points (a seeded sample and each batch's largest values and errors); dashed "
+        "line: y = x; channels ranked by range, the widest on top",
+        draw.scatter(title, sample.quantized, sample.reference, sample.colour, limits, labels, others))
     edges = sample.edges
     lo, hi = sample.encoding_range
     panels = len(sample.counts)
+    title = f"{name}: histogram of each channel's float values"
     histograms = Figure(
-        f"{stem}_histograms.png", f"{name}: histogram of each channel's float values",
-        "float value", (float(edges[0]), float(edges[-1])), "log(1 + count), per panel", (0.0, 1.0),
-        _channel_legend(sample), f"{panels} panels, left to right and top to bottom, in the legend's order, "
-        f"{len(edges) - 1} bins each; dashed black lines: the range its output encoding represents "
-        f"[{lo:.4g}, {hi:.4g}]; grey line: zero",
-        histogram_figure(edges, sample.counts, [*range(len(sample.channels)), -1][:panels], (lo, hi)))
+        f"{stem}_histograms.png", title, "float value", (float(edges[0]), float(edges[-1])), "count (log scale)",
+        (0.0, float(sample.counts.max())), legend,
+        f"{panels} panels, in the legend's order, {len(edges) - 1} bins each; dashed black lines: the range its "
+        f"output encoding represents [{lo:.4g}, {hi:.4g}]; grey line: zero",
+        draw.histograms(title, edges, sample.counts, [*range(len(sample.channels)), -1][:panels], (lo, hi),
+                        (labels + [others or "other channels"])[:panels]))
     return [scatter, histograms]
 
 
@@ -109,15 +130,31 @@ def _recovery_figure(sample: OutputSample, layers: tuple[str, ...]) -> Figure:
         legend.append((hex_colour(OTHER), f"channel {first}" if first == last else f"channels {first} to {last}"))
     kept = ", ".join(_short(n) for n in layers)
     title = f"{_short(sample.output)}: native against quantized; left everything quantized, right {kept} in float"
+    labels, others = _labels(legend)
     return Figure(f"recovery_{_slug(sample.output)}.png", title,
                   "output value", limits, "native value", limits, tuple(legend),
-                  f"{sample.reference.size:,} points per panel; grey lines: zero and y = x",
-                  recovery_figure(sample.reference, sample.numeric, sample.recovered, sample.colour, limits))
+                  f"{sample.reference.size:,} points per panel; dashed line: y = x",
+                  draw.recovery(f"{_short(sample.output)}: native against quantized", sample.reference,
+                                sample.numeric, sample.recovered, sample.colour, limits, kept, labels, others))
+
+
+def _snr_figure(analysis: Analysis) -> Figure:
+    rows = analysis.layers[:SNR_LAYERS]
+    names = [_short(r.name) for r in rows]
+    alone = [r.alone_snr_db for r in rows]
+    at_layer = [r.at_layer.snr_db for r in rows]
+    values = [v for v in alone + at_layer if np.isfinite(v)] or [0.0]
+    title = f"SNR per layer, the {len(rows)} most harmful first"
+    return Figure("snr_by_layer.png", title, "SNR (dB)", (min(values), max(values)), "layer", (0, len(rows)),
+                  ((hex_colour(PALETTE[3]), "only this layer quantized: worst output SNR"),
+                   (hex_colour(PALETTE[0]), "everything quantized: SNR at the layer")),
+                  "a layer whose red bar is short harms the outputs most; an infinite SNR (an exact layer) has no bar",
+                  draw.snr_by_layer(title, names, alone, at_layer))
 
 
 def figures(analysis: Analysis) -> list[Figure]:
-    """Every figure of the report: two per worst layer, one per output for the recovery."""
-    out = []
+    """Every figure of the report: SNR per layer, two per worst layer, one per output for the recovery."""
+    out = [_snr_figure(analysis)] if analysis.layers else []
     for rank, sample in enumerate(analysis.samples, 1):
         out += _layer_figures(rank, sample)
     out += [_recovery_figure(s, analysis.recovery.layers) for s in analysis.recovery.samples]
@@ -129,7 +166,8 @@ def figures(analysis: Analysis) -> list[Figure]:
 
 def prepare_folder(path: str | os.PathLike, force: bool = False) -> pathlib.Path:
     """The report folder, checked before anything runs: its parent must exist and be writable (ALS002,
-    ALS003); it must be a directory (ALS005), not a link (ALS006), and empty unless ``force`` (ALS004)."""
+    ALS003); it must be a directory (ALS005), not a link (ALS006), and empty unless ``force`` (ALS004);
+    and matplotlib must be installed (ALS011)."""
     folder = pathlib.Path(path)
     if folder.is_symlink():
         raise AllsError.of("ALS006", f"report folder `{folder}` is a symbolic link",
@@ -144,6 +182,7 @@ def prepare_folder(path: str | os.PathLike, force: bool = False) -> pathlib.Path
                            "pass --force to write the report into it")
     elif not os.access(folder, os.W_OK | os.X_OK):
         raise AllsError.of("ALS003", f"report folder `{folder}` is not writable")
+    draw.require()  # ALS011 without matplotlib, before the analysis runs
     return folder
 
 
@@ -157,7 +196,7 @@ def write_report(analysis: Analysis, path: str | os.PathLike, force: bool = Fals
         raise AllsError.of("ALS003", f"cannot create the report folder `{folder}`: {exc.strerror or exc}") from None
     written = []
     for figure in made:
-        write_file(folder / figure.file, lambda f, figure=figure: f.write(encode_png(figure.pixels)), what="figure")
+        write_file(folder / figure.file, figure.png, what="figure")
         written.append(folder / figure.file)
     doc = analysis.as_dict()
     doc["figures"] = [f.as_dict() for f in made]
@@ -213,7 +252,8 @@ def _layers_html(analysis: Analysis) -> str:
 def _advice_html(analysis: Analysis) -> str:
     if not analysis.advice:
         return "<p>No rule of the guide fires on these layers.</p>"
-    keys = "".join(f"<li><code>{k}</code>: {_e(v)}</li>" for k, v in ADVICE.items())
+    fired = {a.key for a in analysis.advice}
+    keys = "".join(f"<li><code>{k}</code>: {_e(v)}</li>" for k, v in ADVICE.items() if k in fired)
     items = []
     for a in analysis.advice:
         lines = "\n".join(a.lines) or "(no script line: the fix is in the model)"
@@ -232,7 +272,9 @@ def _recovery_html(analysis: Analysis) -> str:
                 f"{100 * rec.removed(o, 'recovered' if figures_of is rec.recovered else 'keep_native'):.0f}%"
             rows.append([f"<code>{_e(_short(o))}</code>", _e(label), *_agreement_cells(figures_of[o]), removed])
     kept = ", ".join(f"<code>{_e(_short(n))}</code>" for n in rec.layers)
-    return (f"<p>The {len(rec.layers)} worst layers ({kept}) in float, everything else quantized. Hailo's guide: the "
+    worse = [o for o in rec.numeric if rec.removed(o) < 0]
+    note = f"<p>{_e(NEGATIVE_RECOVERY)}</p>" if worse else ""
+    return note + (f"<p>The {len(rec.layers)} worst layers ({kept}) in float, everything else quantized. Hailo's guide: the "
             "error should then be minimal (a relative error of 1-2%). <code>keep_native</code> runs them in float "
             "inside the integer graph but still writes their outputs at their integer encodings, so it removes "
             "their kernels' error and not their tensors' rounding.</p>"
@@ -242,7 +284,7 @@ def _recovery_html(analysis: Analysis) -> str:
 
 def _figure_html(f: Figure) -> str:
     legend = "".join(f'<li><span class="sw" style="background:{c}"></span>{_e(label)}</li>' for c, label in f.legend)
-    return (f'<figure><img src="{_e(f.file)}" width="{f.pixels.shape[1]}" height="{f.pixels.shape[0]}" '
+    return (f'<figure><img src="{_e(f.file)}" width="{f.size[0]}" height="{f.size[1]}" '
             f'alt="{_e(f.title)}"><figcaption><b>{_e(f.title)}</b><br>x: {_e(f.x_label)}, '
             f"[{f.x_range[0]:.4g}, {f.x_range[1]:.4g}]<br>y: {_e(f.y_label)}, [{f.y_range[0]:.4g}, "
             f'{f.y_range[1]:.4g}]<ul class="legend">{legend}</ul>{_e(f.notes)}</figcaption></figure>')
@@ -253,7 +295,8 @@ def render_html(analysis: Analysis, made: list[Figure]) -> str:
     diags = "".join(f"<li><code>{d.severity}[{d.code}]</code> {_e(d.message)}"
                     + (f" ({_e(d.help)})" if d.help else "") + "</li>" for d in analysis.diagnostics)
     recovery = [f for f in made if f.file.startswith("recovery_")]
-    layers = [f for f in made if not f.file.startswith("recovery_")]
+    chart = [f for f in made if f.file == "snr_by_layer.png"]
+    layers = [f for f in made if f not in recovery and f not in chart]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Layer analysis of {_e(analysis.network)}</title>
 <style>{_STYLE}</style></head><body>
@@ -269,6 +312,7 @@ output dequantized; every other layer in float), SNR of each output against nati
 from (fp_optimized), on all {analysis.images} images. <b>beyond encoding</b>: the share of the float values outside
 the range the layer's output encoding represents (they saturate; the calibration set did not reach them).</p>
 {_layers_html(analysis)}
+{"".join(_figure_html(f) for f in chart)}
 <h2>Advice</h2>{_advice_html(analysis)}
 <h2>Recovery</h2>{_recovery_html(analysis)}
 {"".join(_figure_html(f) for f in recovery)}
@@ -306,6 +350,8 @@ def summary(analysis: Analysis, folder: str | os.PathLike | None = None) -> str:
     changes = ", ".join(f"{_short(o)} {_db(rec.numeric[o].snr_db)} -> {_db(rec.recovered[o].snr_db)} dB "
                         f"({100 * rec.removed(o):.0f}% of the error removed)" for o in rec.numeric)
     lines.append(f"recovery with {', '.join(_short(n) for n in rec.layers)} in float: {changes}")
+    if any(rec.removed(o) < 0 for o in rec.numeric):
+        lines.append(f"  ({NEGATIVE_RECOVERY})")
     if folder is not None:
         lines.append(f"wrote {pathlib.Path(folder) / 'index.html'}")
     return "\n".join(lines)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -17,8 +15,6 @@ from alls.cli import main
 from alls.runtime.analysis import analyze
 from alls.runtime.metrics import snr_db
 from alls.runtime.partial import compute_layers, run_partial
-from alls.runtime.plot import Canvas
-from alls.runtime.png import SIGNATURE, encode_png
 from alls.runtime.report import figures, summary, write_report
 from alls.runtime.runner import Runner
 from test_importer import DIGITS
@@ -250,56 +246,60 @@ def test_bad_settings_and_data_are_named_errors(digits):
 
 
 def decode_png(data: bytes) -> np.ndarray:
-    """The pixels of an 8-bit RGB PNG, checking the signature, every chunk's CRC and the filter bytes."""
+    """The pixels of a PNG (RGB or RGBA), read by matplotlib, after checking its signature."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    chunks, pos = [], 8
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
-        assert zlib.crc32(kind + body) & 0xFFFFFFFF == crc
-        chunks.append((kind, body))
-        pos += 12 + length
-    assert [k for k, _ in chunks][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
-    width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
-    assert (depth, colour, compression, filtering, interlace) == (8, 2, 0, 0, 0)
-    rows = np.frombuffer(zlib.decompress(b"".join(b for k, b in chunks if k == b"IDAT")), np.uint8)
-    rows = rows.reshape(height, 1 + 3 * width)
-    assert (rows[:, 0] == 0).all()
-    return rows[:, 1:].reshape(height, width, 3)
+    import io
+
+    import matplotlib.pyplot as plt
+
+    return (plt.imread(io.BytesIO(data), format="png")[..., :3] * 255).astype(np.uint8)
 
 
-def test_png_round_trip():
-    pixels = np.random.default_rng(1).integers(0, 256, (7, 5, 3), dtype=np.uint8)
-    data = encode_png(pixels)
-    assert data.startswith(SIGNATURE)
-    np.testing.assert_array_equal(decode_png(data), pixels)
-    with pytest.raises(ValueError):
-        encode_png(pixels.astype(np.float32))
+def needs_matplotlib():
+    pytest.importorskip("matplotlib", reason="the report's figures need matplotlib (pip install 'alls[report]')")
 
 
-def test_the_rasterizer_puts_points_lines_and_bars_where_the_data_say():
-    canvas = Canvas(21, 11)
-    panel = canvas.panel(0, 0, 21, 11, (0.0, 1.0), (0.0, 1.0))
-    panel.points([0.0, 1.0, 0.5], [0.0, 1.0, 0.5], (255, 0, 0), size=1)
-    red = np.argwhere((canvas.pixels == (255, 0, 0)).all(axis=2)).tolist()
-    assert red == [[0, 20], [5, 10], [10, 0]]  # y grows upwards
-    panel.segment(0.0, 0.0, 1.0, 0.0, (0, 0, 255))
-    assert (canvas.pixels[10, :] == (0, 0, 255)).all()
-    panel.bars(np.array([0.0, 0.5, 1.0]), np.array([1.0, 0.5]), (0, 255, 0))
-    green = (canvas.pixels == (0, 255, 0)).all(axis=2)
-    assert green[:, 0].sum() == 11 and green[:, 15].sum() == 6
+def test_without_matplotlib_the_report_is_refused_before_the_work(monkeypatch, tmp_path):
+    import sys
+
+    from alls.runtime.report import prepare_folder
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    with pytest.raises(alls.AllsError) as error:
+        prepare_folder(tmp_path / "report")
+    assert error.value.diagnostics[0].code == "ALS011" and "alls[report]" in error.value.diagnostics[0].help
+
+
+def test_the_report_lists_only_the_rules_that_fired_and_explains_a_negative_recovery(digits, tmp_path):
+    import dataclasses
+
+    needs_matplotlib()
+    from alls.runtime.layer_advice import ADVICE
+    from alls.runtime.report import NEGATIVE_RECOVERY, render_html
+
+    _, _, analysis = digits
+    page = render_html(analysis, [])
+    fired = {a.key for a in analysis.advice}
+    assert all((f"<code>{k}</code>:" in page) == (k in fired) for k in ADVICE)
+    assert NEGATIVE_RECOVERY not in page
+    rec = analysis.recovery
+    worse = dataclasses.replace(rec, recovered={o: dataclasses.replace(a, mse=2 * rec.numeric[o].mse)
+                                                for o, a in rec.recovered.items()})
+    bad = dataclasses.replace(analysis, recovery=worse)
+    assert NEGATIVE_RECOVERY in render_html(bad, []) and "-100%" in render_html(bad, [])
+    assert NEGATIVE_RECOVERY in summary(bad)
 
 
 def test_the_report_writes_valid_pngs_and_a_page_that_shows_them(digits, tmp_path):
+    needs_matplotlib()
     _, _, analysis = digits
     written = write_report(analysis, tmp_path / "report")
     made = {f.file: f for f in figures(analysis)}
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
-    assert pngs == sorted(made) and len(pngs) == 2 * 3 + 1
+    assert pngs == sorted(made) and len(pngs) == 1 + 2 * 3 + 1 and "snr_by_layer.png" in pngs
     for name in pngs:
         pixels = decode_png((tmp_path / "report" / name).read_bytes())
-        np.testing.assert_array_equal(pixels, made[name].pixels)
+        assert (pixels.shape[1], pixels.shape[0]) == made[name].size
         assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 3  # more than background and axes
     page = (tmp_path / "report" / "index.html").read_text()
     assert all(f'src="{name}"' in page for name in pngs)
@@ -315,11 +315,12 @@ def test_the_report_writes_valid_pngs_and_a_page_that_shows_them(digits, tmp_pat
 
 
 def test_figures_are_deterministic(digits):
+    needs_matplotlib()
     qmodel, images, analysis = digits
     again = analyze(qmodel, images, worst=1, progress=False)
-    first, second = figures(analysis)[0], figures(again)[0]
+    first, second = figures(analysis)[1], figures(again)[1]
     assert first.file == second.file
-    np.testing.assert_array_equal(first.pixels, second.pixels)
+    assert first.png == second.png
 
 
 # --------------------------------------------------------------------- CLI
@@ -332,13 +333,14 @@ def run(capsys, *argv):
 
 
 def test_analyze_from_the_command_line(capsys, digits_file, tmp_path):
+    needs_matplotlib()
     report = tmp_path / "report"
     code, out, err = run(capsys, "analyze", digits_file / "q.npz", "--data", digits_file / "x.npy", "--limit", 32,
                          "--worst", 2, "-o", report)
     assert code == 0, err
     assert out.startswith("analyzed `digits_cnn` on 32 images (each layer alone on the first 8)")
     assert "layers that harm the outputs most" in out and "recovery with" in out and "info[ALS513]" in out
-    assert (report / "index.html").is_file() and len(list(report.glob("*.png"))) == 2 * 2 + 1
+    assert (report / "index.html").is_file() and len(list(report.glob("*.png"))) == 1 + 2 * 2 + 1
     code, out, _ = run(capsys, "analyze", digits_file / "q.npz", "--data", digits_file / "x.npy", "--limit", 16,
                        "-o", report, "--force", "--json")
     assert code == 0 and json.loads(out)["images"] == 16
@@ -347,7 +349,7 @@ def test_analyze_from_the_command_line(capsys, digits_file, tmp_path):
 def test_analyze_refuses_a_non_empty_folder(capsys, digits_file, tmp_path):
     (tmp_path / "mine.txt").write_text("keep")
     code, _, err = run(capsys, "analyze", digits_file / "q.npz", "--data", digits_file / "x.npy", "-o", tmp_path)
-    assert code == 2 and "error[ALS001]" in err and "--force" in err
+    assert code == 2 and "error[ALS004]" in err and "--force" in err
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
 
 
@@ -356,12 +358,12 @@ def test_analyze_bad_input_exits_2_with_a_code(capsys, digits_file, tmp_path):
     (tmp_path / "not.npz").write_bytes(b"not a zip")
     (tmp_path / "file").write_text("")
     np.save(tmp_path / "nchw.npy", np.load(x).transpose(0, 3, 1, 2))
-    cases = [((tmp_path / "not.npz", "--data", x), "ALS509"), ((tmp_path / "none.npz", "--data", x), "ALS001"),
+    cases = [((tmp_path / "not.npz", "--data", x), "ALS007"), ((tmp_path / "none.npz", "--data", x), "ALS001"),
              ((q, "--data", tmp_path / "nchw.npy"), "ALS505"), ((q, "--data", x, "--worst", 0), "ALS512"),
              ((q, "--data", x, "--limit", 0), "ALS512")]
     for args, code_expected in cases:
         code, out, err = run(capsys, "analyze", *args, "-o", tmp_path / "out")
         assert code == 2 and f"error[{code_expected}]" in err and "Traceback" not in err, (args, err)
     code, _, err = run(capsys, "analyze", q, "--data", x, "-o", tmp_path / "file")
-    assert code == 2 and "error[ALS001]" in err and "not a directory" in err
+    assert code == 2 and "error[ALS005]" in err and "not a directory" in err
     assert not (tmp_path / "out").exists()

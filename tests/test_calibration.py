@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import alls
-from alls.runtime.calibration import BINS, Progress, TensorStats, calibrate, check_data, normalize, to_nchw
+from alls.progress import Progress
+from alls.runtime.calibration import BINS, TensorStats, calibrate, check_data, normalize, to_nchw
 from alls.runtime.native import run_float
 from test_importer import DIGITS
 
@@ -174,7 +175,7 @@ def test_wrong_shape_layout_and_dtype_are_named(digits, images):
     assert to_nchw(images[0], layer, "nhwc").shape == (1, 1, 8, 8)  # one image is a batch of one
 
 
-def test_progress_bar_writes_only_when_asked():
+def test_progress_writes_unless_turned_off():
     stream = io.StringIO()
     bar = Progress("calibration", 4, enabled=True, stream=stream)
     for _ in range(4):
@@ -182,5 +183,5 @@ def test_progress_bar_writes_only_when_asked():
     bar.close()
     assert "4/4" in stream.getvalue() and stream.getvalue().endswith("\n")
     quiet = io.StringIO()
-    Progress("calibration", 4, stream=quiet).step()
+    Progress("calibration", 4, enabled=False, stream=quiet).step()
     assert quiet.getvalue() == ""

@@ -321,3 +321,15 @@ def test_api_help_is_spelled_for_the_command_line_there(capsys, tmp_path):
     code = main(["quantize", DIGITS, "--calib", str(nchw), "-o", str(tmp_path / "q.npz")])
     err = capsys.readouterr().err
     assert code == 2 and "ALS505" in err and "--layout nchw" in err and 'layout="' not in err
+
+
+def test_the_command_line_is_a_thin_layer_over_the_public_api():
+    import re
+
+    source = (pathlib.Path(alls.__file__).parent / "cli.py").read_text()
+    assert "error[ALS" not in source  # every error is a Diagnostic, rendered by alls.render
+    internals = re.findall(r"(?:from|import) (alls\.runtime\.\w+)", source)
+    assert internals == []  # only `from alls.runtime import <public name>`
+    runtime = __import__("alls.runtime", fromlist=["__all__"])
+    for names in re.findall(r"from alls\.runtime import ([\w, ]+)", source):
+        assert all(name.strip() in runtime.__all__ for name in names.split(","))

@@ -24,9 +24,9 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([\w-]*)([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 # Pages that other work adds; linked from docs/index.md already. Remove a name once its page exists.
-PENDING = ("ops.md", "untrusted-inputs.md", "editors.md", "accuracy.md")
+PENDING = ("untrusted-inputs.md", "editors.md", "accuracy.md")
 # Progress goes to standard error and carries times; a session shows the rest of standard error.
-PROGRESS = re.compile(r"^(compiling the integer kernels .*|tune: step \d+/\d+: .*|[\w ()+-]+: \d+/\d+( [\w]+)*"
+PROGRESS = re.compile(r"^(compiling the integer kernels .*|tune: step \d+/\d+: .*|[\w ,()+-]+: \d+/\d+( [\w]+)*"
                       r"( \([\d.]+ s\)| done in [\d.]+ s)?)$")
 SETUP_PREFIX = "pip install . && "
 
@@ -120,6 +120,15 @@ def test_the_examples_print_what_the_page_shows(page, scratch, update_golden):
             f"{page.name}:{line}: `{command}` printed\n" + "\n".join(got)
     if update_golden:
         _rewrite(page, replaced)
+
+
+def test_the_help_examples_run(scratch):
+    from alls.cli import EXAMPLES
+
+    for name, text in EXAMPLES.items():  # in order: quantize writes the model eval and analyze read
+        for command in text.split("\n"):
+            status, out = _run(command.strip(), scratch)
+            assert status in (0, 1), f"`alls {name} --help` example `{command.strip()}` failed:\n{out}"
 
 
 def _rewrite(page: pathlib.Path, replaced: dict) -> None:

@@ -37,8 +37,10 @@ def names(graph, nodes) -> list[str]:
 @pytest.mark.parametrize("scale", ["n", "s", "m"])
 def test_yolov8_heads_have_the_zoo_names(scale):
     graph = alls.load_model(build_yolov8(scale, imgsz=320), end_nodes=V8_HEADS)
-    assert names(graph, V8_HEADS) == decoders(f"yolov8{scale}_nms_config.json", "reg_layer", "cls_layer")
+    zoo = decoders(f"yolov8{scale}_nms_config.json", "reg_layer", "cls_layer")
+    assert names(graph, V8_HEADS) == zoo
     assert [l.short_name for l in graph.outputs] == [f"output_layer{i}" for i in range(1, 7)]
+    assert sum(l.kind == "conv" for l in graph) == max(int(n[4:]) for n in zoo)  # the last head conv is the last conv
 
 
 @needs_zoo
@@ -52,6 +54,7 @@ def test_yolov8_large_heads_match_but_for_the_stride32_box_conv(scale):
     got = names(graph, V8_HEADS)
     assert got[:4] == zoo[:4] and got[5] == zoo[5]
     assert (zoo[4], got[4]) == ("conv100", "conv102")
+    assert sum(l.kind == "conv" for l in graph) == 103
     assert graph.get(V8_HEADS[4]).name in graph.tie_numbered
 
 

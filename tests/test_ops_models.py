@@ -80,6 +80,9 @@ CASES = {
                                node("PRelu", ["s", "sl"], "m")], {"sl": np.full((8, 1, 1), 0.25, np.float32)}, 8),
     "sub_div_constants": (lambda a: [node("Sub", ["kc", a], "s"), node("Div", ["s", "d"], "m")],
                           {"kc": rand(1, 8, 8, 8, seed=9), "d": np.array(3.0, np.float32)}, 8),
+    "yolov5_wh_square": (lambda a: [node("Sigmoid", [a], "s"), node("Mul", ["s", "two"], "t"),
+                                    node("Pow", ["t", "p"], "m")],
+                         {"two": np.array(2.0, np.float32), "p": np.array(2.0, np.float32)}, 8),
     "resize_bilinear_align_corners": (
         lambda a: [node("Resize", [a, "", "sc"], "m", mode="linear", coordinate_transformation_mode="align_corners")],
         {"sc": np.array([1, 1, 2, 2], np.float32)}, 8),
@@ -149,3 +152,29 @@ def test_no_cut_is_suggested_when_an_unsupported_op_comes_first():
     nodes[-1].output[0] = "y"
     graph = alls.load_model(build(nodes, conv("c1", "e", X[1], 4)[1], inputs={"x": X}))
     assert [d.code for d in graph.diagnostics] == ["ALS401"]
+
+
+@pytest.mark.parametrize("nodes, inits, reason", [
+    ([node("Slice", ["x", "s", "e", "ax"], "y")], {"s": np.array([0]), "e": np.array([1]), "ax": np.array([0])},
+     "a slice of the batch axis"),
+    ([node("Slice", ["x", "s", "e", "ax"], "y")], {"s": np.array([0, 0]), "e": np.array([9, 9]), "ax": np.array([0, 1])},
+     None),  # the whole batch and every channel: no slice at all
+    ([node("Shape", ["x"], "sh"), node("Slice", ["x", "s", "e"], "y")],  # computed from the input at run time
+     {"s": np.array([0, 0, 0, 0]), "e": np.array([9, 4, 4, 4])}, None),
+    ([node("Split", ["x", "sz"], ["y", "z"], axis=1)], {"sz": np.array([3, 3])}, "a split of axis 1 (8) into [3, 3]"),
+    ([node("Pad", ["x", "p"], "y")], {"p": np.array([0, 0, -1, 0, 0, 0, 0, 0])}, "a negative pad"),
+    ([node("DepthToSpace", ["x"], "y", blocksize=3)], {}, "DepthToSpace of an NCHW tensor"),
+    ([node("ReduceMean", ["x"], "y", keepdims=0)], {}, "a reduction over the batch axis"),
+    ([node("Pow", ["x", "p"], "y")], {"p": np.array(3.0, np.float32)}, "only a power of 1 or 2"),
+])
+def test_forms_without_a_layer_are_reported_with_their_reason(nodes, inits, reason):
+    inputs = {"x": (2, *X[1:])}
+    graph = alls.load_model(build(nodes, inits, inputs=inputs, opset=18))
+    errors = [d for d in graph.diagnostics if d.code == "ALS401"]
+    if reason is None:  # a slice that keeps the batch; Shape of a static input folds: the bounds are constant
+        assert errors == [] and all(layer.supported for layer in graph)
+        return
+    assert len(errors) == 1 and reason in errors[0].message, [d.message for d in graph.diagnostics]
+    with pytest.raises(alls.AllsError) as excinfo:
+        Runner(build(nodes, inits, inputs=inputs, opset=18)).quantize(_images(64), progress=False)
+    assert {d.code for d in excinfo.value.diagnostics} <= {"ALS401", "ALS510"}

@@ -75,11 +75,12 @@ INPUTS = [
     ("model", "npy", "ALS007"), ("model", "npz", "ALS007"), ("model", "text", "ALS402"), ("model", "folder", None),
     ("model", "missing", "ALS402"), ("model", "empty", None),
     ("script", "latin1", "ALS108"), ("script", "npy", None), ("script", "onnx", None), ("script", "folder", "ALS001"),
-    ("script", "missing", "ALS001"),
+    ("script", "missing", "ALS001"), ("script", "fifo", "ALS001"),
     ("calib", "npz", "ALS007"), ("calib", "onnx", "ALS007"), ("calib", "text", "ALS007"), ("calib", "folder", "ALS001"),
     ("calib", "missing", "ALS001"), ("calib", "empty", "ALS007"), ("calib", "objects", "ALS505"),
     ("data", "npz", "ALS007"), ("data", "latin1", "ALS007"), ("data", "missing", "ALS001"),
-    ("data", "folder", "ALS001"),
+    ("data", "folder", "ALS001"), ("data", "fifo", "ALS001"), ("model", "fifo", "ALS001"),
+    ("qmodel", "fifo", "ALS001"),
     ("labels", "few_labels", "ALS008"), ("labels", "onehot", "ALS008"), ("labels", "npz", "ALS007"),
     ("qmodel", "npy", "ALS007"), ("qmodel", "onnx", "ALS007"), ("qmodel", "text", "ALS007"),
     ("qmodel", "folder", "ALS001"), ("qmodel", "missing", "ALS001"), ("qmodel", "empty", "ALS007"),
@@ -102,7 +103,7 @@ def _cases():
 @pytest.mark.parametrize("argv, role, wrong, code", list(_cases()))
 def test_a_wrong_file_gets_a_code_and_no_traceback(place, capfd, argv, role, wrong, code):
     names = dict(place, **{role: place[wrong]})
-    if argv[0] == "fmt" and role == "script" and wrong not in ("missing", "folder"):
+    if argv[0] == "fmt" and role == "script" and wrong not in ("missing", "folder", "fifo"):
         copy = pathlib.Path(place["out"]).with_name(f"fmt-{wrong}")  # fmt refuses, but never on a shared file
         shutil.copyfile(names[role], copy)
         names[role] = str(copy)

@@ -3,10 +3,12 @@ quantized with the default script and with the zoo's own, run in integers, evalu
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.utils
 import pytest
 from onnx import helper
 
@@ -16,9 +18,12 @@ from alls.runtime.analysis import analyze
 from alls.runtime.metrics import cosine
 from alls.runtime.native import run_float
 from alls.runtime.runner import Runner
-from yolov8_model import HEAD_CONVS, yolov8
+from zoo_models import build_ssd_mobilenet_v1, build_yolov5, build_yolov8, build_yolox_s
 
 ort = pytest.importorskip("onnxruntime")
+
+# the six convs Hailo's parser ends a YOLOv8 at: box (cv2) and class (cv3) of strides 8, 16, 32
+HEAD_CONVS = tuple(f"/model.22/{branch}.{i}/{branch}.{i}.2/Conv" for i in range(3) for branch in ("cv2", "cv3"))
 
 CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
 SIZE = 64  # the smallest input a YOLOv8 takes (stride 32), so that the tests stay quick
@@ -32,22 +37,56 @@ def zoo_script(network: str) -> str:
     return found[-1].read_text()
 
 
+def cut_at(model: onnx.ModelProto, end_nodes) -> onnx.ModelProto:
+    """The model from its input to the outputs of ``end_nodes``, as Hailo's parser cuts it."""
+    outputs = {n.name: n.output[0] for n in model.graph.node}
+    extractor = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(model))
+    return extractor.extract_model([model.graph.input[0].name], [outputs[e] for e in end_nodes])
+
+
+def class_priors(model: onnx.ModelProto, nc: int = 80) -> onnx.ModelProto:
+    """The class convs' biases set as ultralytics' Detect.bias_init sets them (log(5/nc/(640/s)²)):
+    a trained detector's class logits sit far below zero."""
+    convs = {n.name: n for n in model.graph.node}
+    inits = {t.name: t for t in model.graph.initializer}
+    for i, stride in enumerate((8, 16, 32)):
+        bias = inits[convs[f"/model.22/cv3.{i}/cv3.{i}.2/Conv"].input[2]]
+        bias.CopyFrom(onnx.numpy_helper.from_array(np.full(nc, math.log(5 / nc / (640 / stride) ** 2), np.float32),
+                                                   bias.name))
+    return model
+
+
 def _images(n, scale=1.0, seed=0):
     return (np.random.default_rng(seed).random((n, SIZE, SIZE, 3)) * scale).astype(np.float32)
 
 
-@pytest.mark.parametrize("scale", ["n", "s"])
-@pytest.mark.parametrize("head_only", [True, False])
-def test_float_target_matches_onnxruntime(scale, head_only):
-    """Each output within 1e-4 of its range of onnxruntime's, whole (DFL, anchors, sigmoid) or cut."""
-    model = yolov8(scale, SIZE, head_only=head_only)
+BUILT = {
+    "yolov8n": lambda: build_yolov8("n", SIZE), "yolov8s": lambda: build_yolov8("s", SIZE),
+    "yolov8m": lambda: build_yolov8("m", SIZE), "yolov5s": lambda: build_yolov5("s", SIZE, "spp"),
+    "yolov5m_6.1": lambda: build_yolov5("m", SIZE, "6.1"), "yolox_s_leaky": lambda: build_yolox_s(SIZE),
+    "ssd_mobilenet_v1": lambda: build_ssd_mobilenet_v1(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILT))
+def test_float_target_matches_onnxruntime(name):
+    """Each built network imports whole, and each output is within 1e-4 of its range of onnxruntime's."""
+    model = BUILT[name]()
+    _matches_onnxruntime(model)
+    if name.startswith("yolov8"):
+        _matches_onnxruntime(cut_at(model, HEAD_CONVS))
+
+
+def _matches_onnxruntime(model):
     graph = alls.load_model(model)
     assert graph.diagnostics == () and all(layer.supported for layer in graph)
-    x = _images(1, seed=3).transpose(0, 3, 1, 2)
+    spec = model.graph.input[0]
+    shape = [d.dim_value for d in spec.type.tensor_type.shape.dim]
+    x = np.random.default_rng(3).random(shape).astype(np.float32)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    expected = session.run(None, {"images": x})
-    got, _ = run_float(graph, {"images": x})
-    assert len(got) == len(expected) == (6 if head_only else 1)
+    expected = session.run(None, {spec.name: x})
+    got, _ = run_float(graph, {spec.name: x})
+    assert len(got) == len(expected)
     for value, want in zip(got.values(), expected):
         assert value.shape == want.shape
         assert np.abs(value - want).max() <= 1e-4 * np.ptp(want)
@@ -55,7 +94,7 @@ def test_float_target_matches_onnxruntime(scale, head_only):
 
 def test_the_whole_export_has_nothing_unsupported(tmp_path, capsys):
     path = tmp_path / "yolov8n.onnx"
-    onnx.save(yolov8("n", SIZE, head_only=False), str(path))
+    onnx.save(build_yolov8("n", SIZE), str(path))
     assert main(["layers", str(path)]) == 0
     out = capsys.readouterr().out
     for kind in ("feature_splitter", "slice", "softmax", "resize", "maxpool"):
@@ -66,7 +105,7 @@ def test_the_whole_export_has_nothing_unsupported(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def head():
     """YOLOv8n cut at its six head convs, as Hailo's parser takes it."""
-    return yolov8("n", SIZE, head_only=True)
+    return cut_at(build_yolov8("n", SIZE), HEAD_CONVS)
 
 
 def _quantized(model, script, data):
@@ -111,9 +150,10 @@ def test_eval_reports_each_output(head, tmp_path, capsys):
     assert rows == [out.short_name for out in runner.graph.outputs] and len(rows) == 6
 
 
-def test_analyze_advises_sigmoids_on_the_class_convs(head):
+def test_analyze_advises_sigmoids_on_the_class_convs():
     """Detect's class prior (bias log(5/nc/(640/s)²)) makes logits far below zero: put the sigmoid in."""
-    runner = _quantized(head, "model_optimization_config(calibration, batch_size=8, calibset_size=16)\n",
+    model = cut_at(class_priors(build_yolov8("n", SIZE)), HEAD_CONVS)
+    runner = _quantized(model, "model_optimization_config(calibration, batch_size=8, calibset_size=16)\n",
                         _images(16))
     analysis = analyze(runner.quantized, _images(8, seed=4), worst=1, isolation_images=4, progress=False)
     sigmoid = {a.layer for a in analysis.advice if a.key == "sigmoid_output"}

@@ -1,5 +1,5 @@
-"""A YOLOv8n at 320x320 (built with onnx.helper, cut at its six head convs as Hailo's parser takes
-it): the default flow's time and the numeric target's batch-1 time, against onnxruntime, in one
+"""A YOLOv8n at 320x320 (`zoo_models.build_yolov8`, random weights, cut at its six head convs as
+Hailo's parser takes it): the default flow's time and the numeric target's batch-1 time, against onnxruntime, in one
 process.
 
 - flow: `Runner.quantize` with the default script (calibration on 64 images, quantization) against
@@ -39,7 +39,8 @@ from bench_network import median_time, ort_models, session  # noqa: E402
 
 from alls.runtime.metrics import snr_db  # noqa: E402
 from alls.runtime.runner import Runner  # noqa: E402
-from yolov8_model import yolov8  # noqa: E402
+from test_yolo import HEAD_CONVS, cut_at  # noqa: E402
+from zoo_models import build_yolov8  # noqa: E402
 
 
 def images(n: int, size: int, seed: int) -> tuple[np.ndarray, str]:
@@ -65,7 +66,7 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp())
     path = folder / "yolov8n.onnx"
-    onnx.save(yolov8("n", args.size, head_only=True), str(path))
+    onnx.save(cut_at(build_yolov8("n", args.size), HEAD_CONVS), str(path))
     calib, source = images(args.calib, args.size, seed=0)
     x, _ = images(1, args.size, seed=1)
     x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.float32)
