@@ -594,8 +594,7 @@ def _taps_command(commands) -> None:
 
 
 def _taps(args) -> int:
-    from alls.runtime import load, load_array
-    from alls.runtime.taps import INDEX, prepare_taps_folder, write_taps
+    from alls.runtime import TAPS_INDEX, load, load_array, prepare_taps_folder, write_taps
 
     prepare_taps_folder(args.output, args.force)
     if args.limit is not None and args.limit < 1:
@@ -609,7 +608,7 @@ def _taps(args) -> int:
     targets = sorted({entry["target"] for entry in index["taps"]})
     layers = len({entry["layer"] for entry in index["taps"]})
     print(f"wrote {len(index['taps'])} tensors ({layers} layers x {', '.join(targets)}) on {index['images']} images "
-          f"to {args.output}; index in {os.path.join(args.output, INDEX)}")
+          f"to {args.output}; index in {os.path.join(args.output, TAPS_INDEX)}")
     return EXIT_OK
 
 
