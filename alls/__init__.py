@@ -19,6 +19,7 @@ from alls.codes import CODES, explain
 from alls.diagnostics import AllsError, Diagnostic, Label, Severity
 from alls.formatter import format_script
 from alls.graph import Graph, Layer
+from alls.limits import Limits
 from alls.nodes import (
     Argument,
     Boolean,
@@ -54,6 +55,7 @@ __all__ = [
     "render",
     "explain",
     "CODES",
+    "Limits",
     # models
     "load_model",
     "read_zoo_network",
@@ -90,37 +92,43 @@ __all__ = [
 ]
 
 
-def check(script: Script | str, filename: str = "<string>") -> list[Diagnostic]:
+def check(script: Script | str, filename: str = "<string>", *, limits: Limits | None = None) -> list[Diagnostic]:
     """Every diagnostic of a script, in source order.
 
     ``script`` is a parsed `Script`, or text; text is parsed leniently, so its
     syntax errors come back as diagnostics together with everything the
-    catalogue finds in the statements that did parse.
+    catalogue finds in the statements that did parse. ``limits`` bounds what
+    text may ask of the parser (`Limits`).
     """
     if isinstance(script, str):
-        script, diagnostics = parse_partial(script, filename)
-    else:
+        script, diagnostics = parse_partial(script, filename, limits=limits)
+    elif isinstance(script, Script):
         diagnostics = []
+    else:
+        raise TypeError(f"alls.check takes a Script or str, not {type(script).__name__} "
+                        "(for a path or bytes: alls.read_script)")
     found = diagnostics + check_script(script)
     found.sort(key=Diagnostic.sort_key)
     return found
 
 
-def load_model(model, input_shapes=None, name: str | None = None, start_nodes=(), end_nodes=()) -> Graph:
+def load_model(model, input_shapes=None, name: str | None = None, start_nodes=(), end_nodes=(), *,
+               limits: Limits | None = None) -> Graph:
     """Import an ONNX model (a path or an `onnx.ModelProto`) as a layer `Graph`.
 
     ``input_shapes`` overrides fixed input shapes: one shape, or a dict
     ``{input name: shape}``. ``name`` is the network scope of the layer names
     (default: the file's stem). ``start_nodes`` and ``end_nodes`` (ONNX node
     names) cut the graph where Hailo's parser does; only the graph between
-    them is imported and named. Raises `AllsError` if the model cannot be
-    read or the cut names no such node (ALS406) or leaves an input
-    unreachable (ALS407, ALS408); unsupported ops are diagnostics on
-    ``graph.diagnostics``.
+    them is imported and named. ``limits`` bounds what the model may ask of
+    the import (`Limits`). Raises `AllsError` if the model cannot be read or
+    is unsound (ALS440-ALS446), exceeds a limit, or the cut names no such
+    node (ALS406) or leaves an input unreachable (ALS407, ALS408);
+    unsupported ops are diagnostics on ``graph.diagnostics``.
     """
     from alls.importer import load_model as _load
 
-    return _load(model, input_shapes, name, start_nodes, end_nodes)
+    return _load(model, input_shapes, name, start_nodes, end_nodes, limits=limits)
 
 
 def read_zoo_network(path):
@@ -132,7 +140,8 @@ def read_zoo_network(path):
     return _read(path)
 
 
-def resolve(script: Script | str, model, input_shapes=None, *, advice: bool = True) -> Plan:
+def resolve(script: Script | str, model, input_shapes=None, *, advice: bool = True,
+            limits: Limits | None = None) -> Plan:
     """Bind a script to a model: the per-layer quantization `Plan`.
 
     ``script`` is a parsed `Script` or script text; ``model`` a `Graph`, an
@@ -145,13 +154,16 @@ def resolve(script: Script | str, model, input_shapes=None, *, advice: bool = Tr
 
     syntax: list[Diagnostic] = []
     if isinstance(script, str):
-        script, syntax = parse_partial(script)
-    graph = model if isinstance(model, Graph) else load_model(model, input_shapes)
+        script, syntax = parse_partial(script, limits=limits)
+    elif not isinstance(script, Script):
+        raise TypeError(f"alls.resolve takes a Script or str, not {type(script).__name__} "
+                        "(for a path or bytes: alls.read_script)")
+    graph = model if isinstance(model, Graph) else load_model(model, input_shapes, limits=limits)
     plan = _resolve(script, graph, advice=advice)
     found = sorted([*syntax, *graph.diagnostics, *plan.diagnostics], key=Diagnostic.sort_key)
     return Plan(plan.network, plan.script, plan.layers, plan.settings, tuple(found))
 
 
-def format_text(text: str, filename: str = "<string>") -> str:
+def format_text(text: str, filename: str = "<string>", *, limits: Limits | None = None) -> str:
     """Format script text; raise `AllsError` if it does not parse."""
-    return format_script(parse(text, filename))
+    return format_script(parse(text, filename, limits=limits))

@@ -51,18 +51,33 @@ def _four_bit(plan: Plan, graph: Graph) -> Iterator[Diagnostic]:
             missing.append("finetune")
             # finetune reads dataset_size of the calibration images: as many as the calibration reads
             size = min(plan.settings.finetune.dataset_size, plan.settings.calibration.calibset_size)
-            lines.append(f"`post_quantization_optimization(finetune, policy=enabled, dataset_size={size})`")
+            lines.append(f"`post_quantization_optimization(finetune, policy=enabled, dataset_size={size})` "
+                         f"({_finetune_plan(plan, size)})")
         unclipped = [n for n in names if plan[n].weights_clipping is None]
         if unclipped:
             missing.append("weights clipping")
             layers = ", ".join(n.rsplit("/", 1)[-1] for n in unclipped)
-            lines.append(f"`pre_quantization_optimization(weights_clipping, layers=[{layers}], mode=percentile, "
-                         "clipping_values=[0.01, 99.99])`")
+            lines.append(f"`pre_quantization_optimization(weights_clipping, layers=[{layers}], mode=mmse)`")
         yield Diagnostic(
             "ALS311", W, f"{len(names)} layer{'s' if len(names) != 1 else ''} with 4-bit weights "
             f"({_names(names)}) without {' and '.join(missing)}", source.span, "4-bit weights",
             f"add {' and '.join(lines)} (Hailo's guide: 4-bit weights need finetune and weights clipping)",
         )
+
+
+def _finetune_plan(plan: Plan, size: int) -> str:
+    """What finetune will do with ``size`` images (runtime/finetune.py): a quarter held out, 1024 steps
+    unless the script sets the epochs."""
+    ft = plan.settings.finetune
+    held = 0 if size < 2 else min(size - 1, max(1, round(size / 4)))
+    per_epoch = -(-(size - held) // ft.batch_size)
+    source = plan.settings.sources.get("finetune.epochs")
+    epochs = ft.epochs if source is not None and not source.is_default else max(ft.epochs, -(-1024 // per_epoch))
+    if not held:
+        return f"with one image there is none to hold out: each layer trains {epochs * per_epoch} steps on it"
+    return (f"each layer then trains up to {epochs * per_epoch} steps on {size - held} of those images and keeps "
+            f"the checkpoint that does best on the other {held}, never worse than where it started there"
+            + ("; with so few held out that check is noisy" if held < 16 else ""))
 
 
 def _partial_16bit(plan: Plan, boundaries) -> Iterator[Diagnostic]:

@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import alls
 from alls import files, progress
-from alls.render import FORMATS, summary
+from alls.render import FORMATS, printable, summary
 from alls.tables import (algorithm_summary, explain_layer, figures_table, layer_row, layer_table, plan_table,
                          precision_summary)
 
@@ -88,8 +88,42 @@ def _command(commands, name: str, help: str, run, description: str = "") -> argp
                                  epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress and no advice on standard error")
     parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error (ALS000)")
+    if name != "explain":
+        _limit_options(parser)
     parser.set_defaults(run=run)
     return parser
+
+
+def _limit_options(parser: argparse.ArgumentParser) -> None:
+    """A ``--max-...`` option for each of `alls.Limits` (docs/untrusted-inputs.md)."""
+    import dataclasses
+
+    from alls.limits import describe
+
+    limits = parser.add_argument_group("limits on untrusted inputs (docs/untrusted-inputs.md)")
+    for field in dataclasses.fields(alls.Limits):
+        code, option, what = describe(field.name)
+        kind = float if isinstance(field.default, float) else int
+        limits.add_argument(option, dest=f"limit_{field.name}", type=_positive(kind), metavar="N",
+                            help=f"most {what} (default {field.default:,}; {code} beyond)")
+
+
+def _positive(kind):
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, not `{text}`") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a number above 0, not `{text}`")
+        return value
+    return convert
+
+
+def _limits(args) -> alls.Limits:
+    given = {key[len("limit_"):]: value for key, value in vars(args).items()
+             if key.startswith("limit_") and value is not None}
+    return alls.Limits(**given)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -268,15 +302,15 @@ def _sources(diagnostics) -> dict[str, str]:
     return out
 
 
-def _read(path: str) -> tuple[alls.Script, list[alls.Diagnostic]]:
+def _read(path: str, args) -> tuple[alls.Script, list[alls.Diagnostic]]:
     if path == "-":
-        return alls.read_script(sys.stdin.buffer.read(), "<stdin>")
-    return alls.read_script(path)
+        return alls.read_script(sys.stdin.buffer, "<stdin>", limits=_limits(args))
+    return alls.read_script(path, limits=_limits(args))
 
 
-def _read_or_fail(path: str) -> alls.Script:
+def _read_or_fail(path: str, args) -> alls.Script:
     """A script that parsed without errors, or AllsError with the errors (ALS001, ALS108, syntax)."""
-    script, diagnostics = _read(path)
+    script, diagnostics = _read(path, args)
     errors = [d for d in diagnostics if d.is_error]
     if errors:
         raise alls.AllsError(errors)
@@ -307,7 +341,7 @@ def _check(args) -> int:
         graph = _load_graph(args)
         found.extend(graph.diagnostics)
     for path in args.files:
-        script, diagnostics = _read(path)
+        script, diagnostics = _read(path, args)
         failed |= _unreadable(diagnostics)
         if graph is not None:
             checked = list(alls.resolve(script, graph).diagnostics)
@@ -328,7 +362,7 @@ def _check(args) -> int:
 def _fmt(args) -> int:
     status = EXIT_OK
     for path in args.files:
-        script, diagnostics = _read(path)
+        script, diagnostics = _read(path, args)
         errors = [d for d in diagnostics if d.is_error]
         if errors:
             _report(errors, {script.filename: script.source})
@@ -398,7 +432,7 @@ def _model_file(path: str) -> str:
 
 def _load_graph(args):
     shapes, start, end = _shapes_and_cut(args)
-    return alls.load_model(_model_file(args.model), shapes, args.name, start, end)
+    return alls.load_model(_model_file(args.model), shapes, args.name, start, end, limits=_limits(args))
 
 
 def _layers(args) -> int:
@@ -410,7 +444,7 @@ def _layers(args) -> int:
                "diagnostics": json.loads(alls.render(list(graph.diagnostics), fmt="json"))}
         print(json.dumps(doc, indent=2))
     else:
-        print(layer_table(graph))
+        print(printable(layer_table(graph)))
         if graph.diagnostics:
             sys.stdout.write("\n")
             _report(graph.diagnostics, stream=sys.stdout)
@@ -421,7 +455,7 @@ def _plan(args) -> int:
     if args.output:
         _check_output(args.output, args.force, "plan")
     graph = _load_graph(args)
-    script, diagnostics = _read(args.script)
+    script, diagnostics = _read(args.script, args)
     if _unreadable(diagnostics):
         raise alls.AllsError(diagnostics)
     plan = alls.resolve(script, graph)
@@ -432,7 +466,7 @@ def _plan(args) -> int:
         if layer is None:
             hint = alls.diagnostics.suggestion(args.explain, [l.short_name for l in graph])
             raise alls.AllsError.of("ALS201", f"no layer `{args.explain}` in `{graph.name}`", hint)
-        print(explain_layer(plan, layer.name))
+        print(printable(explain_layer(plan, layer.name)))
     elif args.json or args.output:
         doc = plan.as_dict()
         doc["diagnostics"] = json.loads(alls.render(found, fmt="json"))
@@ -442,7 +476,7 @@ def _plan(args) -> int:
         if args.json:
             sys.stdout.write(text)
     else:
-        print(plan_table(plan))
+        print(printable(plan_table(plan)))
     if found and args.explain is not None:
         sys.stdout.write(f"\n{summary(found, 1)} (run without --explain to see them)\n")
     elif found and not args.json:
@@ -457,10 +491,10 @@ def _quantize(args) -> int:
 
     _check_output(args.output, args.force, "quantized model")
     shapes, start, end = _shapes_and_cut(args)
-    runner = Runner(_model_file(args.model), shapes, args.name, start_nodes=start, end_nodes=end)
+    runner = Runner(_model_file(args.model), shapes, args.name, start_nodes=start, end_nodes=end, limits=_limits(args))
     if args.script:
-        runner.load_script(_read_or_fail(args.script))
-    calib = load_array(args.calib, "calibration images")
+        runner.load_script(_read_or_fail(args.script, args))
+    calib = load_array(args.calib, "calibration images", limits=_limits(args))
     data = _evaluation_data(args) if args.data else None
     qmodel = runner.quantize(calib, args.batch_size, args.calib_num_batch, args.layout,
                              equalize=args.equalize, ibc=args.ibc, finetune=args.finetune)
@@ -484,8 +518,8 @@ def _evaluation_data(args):
 
     if args.limit is not None and args.limit < 1:
         raise alls.AllsError.of("ALS512", f"--limit must be at least 1, not {args.limit}")
-    data = load_array(args.data, "data")
-    labels = load_array(args.labels, "labels") if args.labels else None
+    data = load_array(args.data, "data", limits=_limits(args))
+    labels = load_array(args.labels, "labels", limits=_limits(args)) if args.labels else None
     if args.limit is not None and data.ndim:
         data = data[: args.limit]
         labels = labels[: args.limit] if labels is not None and labels.ndim else labels
@@ -499,7 +533,7 @@ def _eval(args) -> int:
 
     data, labels = _evaluation_data(args)
     cut = _cut(args)
-    return _evaluate(load(args.quantized, cut["start_nodes"], cut["end_nodes"]), args, data, labels)
+    return _evaluate(load(args.quantized, cut["start_nodes"], cut["end_nodes"], limits=_limits(args)), args, data, labels)
 
 
 def _evaluate(qmodel, args, data, labels) -> int:
@@ -520,8 +554,8 @@ def _analyze(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise alls.AllsError.of("ALS512", f"--limit must be at least 1, not {args.limit}")
     cut = _cut(args)
-    qmodel = load(args.quantized, cut["start_nodes"], cut["end_nodes"])
-    data = load_array(args.data, "data")
+    qmodel = load(args.quantized, cut["start_nodes"], cut["end_nodes"], limits=_limits(args))
+    data = load_array(args.data, "data", limits=_limits(args))
     if args.limit is not None and data.ndim:
         data = data[: args.limit]
     result = analyze(qmodel, data, args.layout, args.worst, args.isolation_images)
@@ -541,8 +575,8 @@ def _tune(args) -> int:
     _check_output(output, args.force, "tuned script")
     shapes, start, end = _shapes_and_cut(args)
     _model_file(args.model)
-    base = _read_or_fail(args.script) if args.script else ""
-    calib = load_array(args.calib, "calibration images")
+    base = _read_or_fail(args.script, args) if args.script else ""
+    calib = load_array(args.calib, "calibration images", limits=_limits(args))
     data, labels = _evaluation_data(args)
     widths = [max(len(n) for n, _ in _tune_steps()), 7, 8, 7, 7]
     row = lambda cells: print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip(), flush=True)
@@ -559,7 +593,8 @@ def _tune(args) -> int:
         accuracy = f"{100 * step.accuracy:.2f}%" if step.accuracy is not None else ""
         row((step.name, f"{step.snr_db:.2f}", f"{step.cosine:.5f}", accuracy, f"{step.seconds:.1f}"))
 
-    done = tune(lambda: Runner(args.model, shapes, args.name, start_nodes=start, end_nodes=end), calib, data, labels, base, args.layout, show)
+    done = tune(lambda: Runner(args.model, shapes, args.name, start_nodes=start, end_nodes=end,
+                                  limits=_limits(args)), calib, data, labels, base, args.layout, show)
     chosen = best(done)
     files.write_file(output, alls.format_text(chosen.script), what="tuned script")
     if args.json:
@@ -619,7 +654,8 @@ def _explain(args) -> int:
         return EXIT_OK
     code = args.code.upper()
     if code not in alls.CODES:
-        hint = alls.diagnostics.suggestion(code, alls.CODES)
+        digits = code[:3] + code[3:].translate(str.maketrans("OIL", "011"))  # a letter typed for a digit
+        hint = f"did you mean `{digits}`?" if digits in alls.CODES else alls.diagnostics.suggestion(code, alls.CODES)
         raise alls.AllsError.of("ALS009", f"unknown code `{args.code}`",
                                 (hint + " " if hint else "") + "run `alls explain` to list every code")
     print(alls.explain(code), end="")

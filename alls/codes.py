@@ -95,6 +95,61 @@ _DOCS = [
             "The core toolchain stays small; figures are drawn only where they are wanted.",
             "alls analyze q.npz --data x.npy -o report/   (without matplotlib)",
             "Install the extra: `pip install 'alls[report]'`."),
+    CodeDoc("ALS020", E, "script too large",
+            "The script holds more bytes than `max_script_bytes` (16 MiB by default), or a stream given as the "
+            "script did not end before it.",
+            "The largest real script is about 1 MB; a larger input is generated or hostile (`/dev/zero`), and "
+            "reading it whole could exhaust memory.",
+            "alls check /dev/zero",
+            "Check the file; if it is trusted, raise the limit: `--max-script-bytes N` or "
+            "`Limits(max_script_bytes=N)`."),
+    CodeDoc("ALS021", E, "brackets nested too deep",
+            "Brackets `(` and `[` nest deeper than `max_nesting` (64 by default).",
+            "Real scripts nest two or three levels; thousands of levels exhaust the stack of the passes after "
+            "the parser.",
+            "quantization_param(conv1, x=[[[[[[...]]]]]])",
+            "Flatten the value; if the script is trusted, raise the limit: `--max-nesting N`."),
+    CodeDoc("ALS022", E, "literal too long",
+            "One name, number or string is longer than `max_literal_chars` (4096 by default).",
+            "The longest name in real scripts is about 130 characters; an integer of thousands of digits costs "
+            "quadratic time to convert.",
+            "batch_size=100000000000...0 (5,000 digits)",
+            "Shorten it; if the script is trusted, raise the limit: `--max-literal-chars N`."),
+    CodeDoc("ALS023", E, "tensor too large",
+            "A tensor of the model (a weight, an input shape, a shape given with `--input-shape`) declares more "
+            "elements than `max_tensor_elements` (2^30 by default), or a dimension beyond int64.",
+            "The size is declared before the data: allocating it first would exhaust memory on a tiny file.",
+            "alls layers model.onnx --input-shape 1,3,100000,100000",
+            "Check the model and the shape; if they are right, raise the limit: `--max-tensor-elements N`."),
+    CodeDoc("ALS024", E, "model constants too large",
+            "The model's initializers hold more bytes than `max_constant_bytes` (4 GiB by default).",
+            "The constants are loaded whole; larger ones would exhaust memory.",
+            "a model whose external weights file is 10 GB",
+            "If the model is trusted, raise the limit: `--max-constant-bytes N`."),
+    CodeDoc("ALS025", E, "constant fold too large",
+            "A node whose inputs are all constant would produce more elements than `max_fold_elements` (2^26 by "
+            "default) when the importer evaluates it.",
+            "Folding runs the node at import time: a 166-byte ConstantOfShape can ask for gigabytes.",
+            "ConstantOfShape([100000, 100000, 100])",
+            "Check the model; if it is trusted, raise the limit: `--max-fold-elements N`."),
+    CodeDoc("ALS026", E, "constant fold too slow",
+            "Evaluating a node of constants took longer than `max_fold_seconds` (10 s by default). Loop, Scan and "
+            "If are never folded.",
+            "Folding runs the node at import time; a hostile graph can ask for unbounded work.",
+            "a constant Einsum over large tensors",
+            "Check the model; if it is trusted, raise the limit: `--max-fold-seconds S`."),
+    CodeDoc("ALS027", E, "array too large",
+            "A `.npy` header, or the members of an `.npz`, declare more bytes than `max_array_bytes` (16 GiB by "
+            "default).",
+            "The size is read from the header before anything is allocated: a 100-byte file can claim terabytes.",
+            "a .npy whose header says shape (1000000, 1000000, 3)",
+            "Check the file; if it is trusted, raise the limit: `--max-array-bytes N`."),
+    CodeDoc("ALS028", E, "compressed member expands too much",
+            "An `.npz` member is more than `max_compression_ratio` (200 by default) times larger than its "
+            "compressed bytes.",
+            "Real data compress a few times; a zip bomb of 2 MB expands to gigabytes.",
+            "an .npz holding a compressed array of zeros of 2 GB",
+            "Check the file; if it is trusted, raise the limit: `--max-compression-ratio N`."),
     CodeDoc("ALS100", E, "syntax error",
             "The parser met a token it did not expect at this point of a statement.",
             "A statement is `[targets =] command(arguments)`; anything else cannot be read.",
@@ -275,9 +330,11 @@ _DOCS = [
             "Hailo's guide: any network with one or more 4-bit layers must use QFT and weights clipping; rounding "
             "to 15 levels loses too much otherwise.",
             "quantization_param({conv*}, precision_mode=a8_w4) alone",
-            "Add `post_quantization_optimization(finetune, policy=enabled)` and "
-            "`pre_quantization_optimization(weights_clipping, layers={conv*}, mode=percentile, "
-            "clipping_values=[0.01, 99.99])`."),
+            "Add `post_quantization_optimization(finetune, policy=enabled)`. 4-bit weights are clipped at the "
+            "MSE-optimal threshold (mode=mmse) unless a weights_clipping statement says otherwise. Finetune holds "
+            "a quarter of its dataset_size images out of training and keeps, per layer, the checkpoint that does "
+            "best on them (round to nearest included); with the default epochs it trains 1024 steps whatever the "
+            "images given."),
     CodeDoc("ALS312", W, "16-bit on part of the network",
             "Some tensors are written at one width and read at another: a 16-bit layer feeds an 8-bit concat, "
             "shortcut or elementwise layer, or the reverse.",
@@ -368,6 +425,44 @@ _DOCS = [
             "emulator can then quantize and run the rest.",
             "a CRNN whose convolutional part ends in an LSTM",
             "Pass the end nodes shown to --end-nodes (or end_nodes= in Python) and do the rest in float."),
+    CodeDoc("ALS440", E, "graph out of order or in a cycle",
+            "A node reads a tensor that a later node produces: the nodes are out of topological order, or form a "
+            "cycle.",
+            "A network's graph is acyclic and ONNX stores it sorted; anything else cannot be run in one pass.",
+            "Add(y, x) -> z; Relu(z) -> y",
+            "Re-export the model; the message names the node and the tensors of the cycle."),
+    CodeDoc("ALS441", E, "input provided by nothing",
+            "A node (or a graph output) names a tensor that no node, graph input or initializer provides.",
+            "The model is incomplete: the tensor's values are nowhere.",
+            "Relu(missing) -> y",
+            "Re-export the model; check that the export kept every node."),
+    CodeDoc("ALS442", E, "two producers for one tensor",
+            "Two nodes write the same tensor, or a node writes a graph input or an initializer.",
+            "Which value the readers see would depend on the order; the layers would also share one name.",
+            "Relu(x) -> y; Sigmoid(x) -> y",
+            "Rename one of the outputs, or re-export the model."),
+    CodeDoc("ALS443", E, "node reads its own output",
+            "A node's output is also one of its inputs (an Identity from `y` to `y`).",
+            "A tensor cannot be computed from itself; following it never ends.",
+            "Identity(y) -> y",
+            "Re-export the model."),
+    CodeDoc("ALS444", E, "zero or negative dimension",
+            "A weight, an input or an input shape given has a dimension of 0 or less (an empty 1-D tensor, as "
+            "ONNX uses for an unused input, is allowed).",
+            "A layer with 0 output channels divides by zero and computes nothing.",
+            "a Conv weight of shape (0, 3, 3, 3)",
+            "Re-export the model, or give every dimension at least 1 in `--input-shape`."),
+    CodeDoc("ALS445", E, "data do not fill the declared shape",
+            "A tensor's data hold more or fewer elements than its declared shape says, or its element type is "
+            "unknown.",
+            "The values cannot be laid out in the shape; the file is damaged or was edited.",
+            "a (16, 3, 3, 3) weight stored with 100 floats",
+            "Re-export the model."),
+    CodeDoc("ALS446", E, "NaN or Inf in a weight",
+            "A floating-point weight holds NaN or infinity.",
+            "Every output that reads the weight becomes NaN; calibration ranges are then undefined.",
+            "a model saved after training diverged",
+            "Re-export the model from a checkpoint with finite weights."),
     CodeDoc("ALS501", E, "more images asked for than given",
             "Calibration reads batch_size x calib_num_batch images (by default from the script's calibset_size), "
             "and the data hold fewer.",
@@ -450,6 +545,35 @@ _DOCS = [
             "a network whose every depthwise layer loses a little, none of them much",
             "Look further down the layer table, keep more layers in float (`--worst K`), and prefer whole-network "
             "remedies (bias correction, equalization, 16-bit activations)."),
+    CodeDoc("ALS520", E, "non-finite values in a layer",
+            "A layer computed NaN or Inf while calibrating (or training): its range, and every statistic after "
+            "it, is undefined.",
+            "Quantization needs a finite range per tensor; an overflowing activation used to loop forever.",
+            "calibrating a model whose weights make activations overflow float32",
+            "Check the model's weights and the data's range, and the script's normalization."),
+    CodeDoc("ALS521", E, "data beyond float16's range",
+            "The images hold values beyond ±65504 (float16's largest).",
+            "Real images, raw or normalized, stay far below; values near float32's limit overflow in the first "
+            "layer.",
+            "calibration images filled with 3e38",
+            "Scale the images to their usual range; integer images (uint8, int64, ...) are converted to float32 "
+            "exactly, within this range."),
+    CodeDoc("ALS522", E, "no images",
+            "There are no images to run on: the array holds none.",
+            "Figures over no images are undefined; they used to come out empty or as a traceback.",
+            "alls eval q.npz --data empty.npy",
+            "Pass at least one image."),
+    CodeDoc("ALS523", E, "count below 1",
+            "A batch size or a number of batches is 0 or negative.",
+            "A run needs at least one batch of at least one image.",
+            "alls quantize model.onnx --calib x.npy --batch-size -4 -o q.npz",
+            "Give a positive count, or leave it out to use the script's."),
+    CodeDoc("ALS524", E, "labels are not class indices",
+            "The labels are not one whole number per image within the model's classes (fractional, NaN, one-hot "
+            "rows, out of range, or a different count).",
+            "Top-1 accuracy compares class indices; anything else reports a meaningless 0%.",
+            "labels saved as one-hot rows (N, 10)",
+            "Save one integer class index per image."),
     CodeDoc("ALS541", E, "a file of Hailo's own formats",
             "A Hailo network description (HN), its native weights (NPZ from Hailo's parser) or a Hailo archive "
             "(HAR) was given; alls reads ONNX models and the quantized files it writes itself.",

@@ -23,6 +23,7 @@ diagnostic naming the node, the op and the layer; the rest still loads.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections import Counter
@@ -34,7 +35,9 @@ from alls.cut import Cut, cut_model, suggest_end_nodes
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.folding import fold_node
 from alls.graph import Graph, Layer, per_channel
+from alls.limits import DEFAULT, Limits, LimitExceeded, check_limits
 from alls.naming import NamingNode, number_layers
+from alls.validate import check_input_shapes, validate
 
 __all__ = ["load_model"]
 
@@ -44,17 +47,24 @@ _FUSE_INTO = {"conv", "dw", "deconv", "fc", "batch_norm", "ew_add", "ew_sub", "e
 
 
 def load_model(model, input_shapes: dict[str, tuple[int, ...]] | tuple[int, ...] | None = None,
-               name: str | None = None, start_nodes=(), end_nodes=()) -> Graph:
+               name: str | None = None, start_nodes=(), end_nodes=(), *, limits: Limits | None = None) -> Graph:
     """Import ``model`` (a path or an `onnx.ModelProto`) as a `Graph`.
 
     ``input_shapes`` overrides fixed input shapes: a shape for the one input,
     or ``{input name: shape}``. ``name`` is the network scope (default: the
     file's stem, else the graph's name). ``start_nodes``/``end_nodes`` cut the
     graph as Hailo's parser does (`alls.cut`): only what lies between them is
-    imported. Raises `AllsError` (ALS402) when the model cannot be read and
-    ALS406-ALS408 for a bad cut; everything else is a diagnostic on the graph.
+    imported. Raises `AllsError` when the model cannot be read (ALS402), is
+    unsound (ALS440-ALS446: `alls.validate`, before anything else), exceeds
+    ``limits`` (`alls.Limits`), or for a bad cut (ALS406-ALS408); everything
+    else is a diagnostic on the graph.
     """
-    proto, default_name = _read(model)
+    limits = check_limits(limits)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be str or None, not {type(name).__name__}")
+    check_input_shapes(input_shapes, limits)
+    proto, default_name, folder = _read(model)
+    validate(proto, limits, folder)
     net = _scope_name(name or default_name or proto.graph.name or "net")
     cut = Cut(tuple(start_nodes or ()), tuple(end_nodes or ()))
     if cut:
@@ -63,7 +73,7 @@ def load_model(model, input_shapes: dict[str, tuple[int, ...]] | tuple[int, ...]
             names = {i.name for i in proto.graph.input}
             input_shapes = {k: v for k, v in input_shapes.items() if k in names} or None \
                 if isinstance(input_shapes, dict) else None
-    graph = _Importer(proto, net, input_shapes).run()
+    graph = _Importer(proto, net, input_shapes, limits).run()
     note = suggest_end_nodes(graph)
     if note is not None:
         graph = dataclasses.replace(graph, diagnostics=graph.diagnostics + (note,))
@@ -71,13 +81,16 @@ def load_model(model, input_shapes: dict[str, tuple[int, ...]] | tuple[int, ...]
 
 
 def _read(model):
+    """(proto, default name, folder of its external data); external data are left for `validate` to load."""
     import onnx
 
     if isinstance(model, onnx.ModelProto):
-        return model, None
+        return model, None, None
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"a model is a path or an onnx.ModelProto, not {type(model).__name__}")
     path = os.fspath(model)
     try:
-        proto = onnx.load(path)
+        proto = onnx.load(path, load_external_data=False)
     except FileNotFoundError:
         raise AllsError([Diagnostic("ALS402", E, f"cannot read model `{path}`: no such file")]) from None
     except Exception as exc:  # onnx raises DecodeError, ValueError, OSError, ...
@@ -86,7 +99,7 @@ def _read(model):
     if not proto.graph.node:
         raise AllsError([Diagnostic("ALS402", E, f"`{path}` holds no ONNX graph",
                                     help="check that the file is complete and is an .onnx model")])
-    return proto, os.path.splitext(os.path.basename(path))[0]
+    return proto, os.path.splitext(os.path.basename(path))[0], os.path.dirname(os.path.abspath(path))
 
 
 def _scope_name(text: str) -> str:
@@ -122,8 +135,9 @@ class _Draft:
 
 
 class _Importer:
-    def __init__(self, proto, net: str, input_shapes):
+    def __init__(self, proto, net: str, input_shapes, limits: Limits = DEFAULT):
         self.proto = proto
+        self.limits = limits
         self.net = net
         self.input_shapes = input_shapes
         self.diagnostics: list[Diagnostic] = []
@@ -246,8 +260,14 @@ class _Importer:
         return [n for n in nodes if not self._fold(n)]
 
     def _fold(self, n: _Node) -> bool:
-        folded = fold_node(n, self.consts, lambda t: self.consts.get(self._resolve(t)),
-                           lambda t: self._shape(t) or None, self.opset)
+        """Fold ``n`` if it is constant now; a fold over the limits leaves it a node, with its ALS025/ALS026."""
+        try:
+            folded = fold_node(n, self.consts, lambda t: self.consts.get(self._resolve(t)),
+                               lambda t: self._shape(t) or None, self.opset, self.limits)
+        except LimitExceeded as exc:
+            if exc.diagnostic not in self.diagnostics:
+                self.diagnostics.append(exc.diagnostic)
+            return False
         if folded:
             for t in n.inputs:  # a folded reader no longer holds its source's layer apart
                 source = self._resolve(t) if t else ""
@@ -790,6 +810,9 @@ class _Importer:
             else:
                 out_shape = self._shape(draft.output) or _computed_shape(draft, input_shapes)
                 self.shapes.setdefault(draft.output, out_shape)
+                conflict = _shape_conflict(draft, input_shapes, tuple(out_shape))
+                if conflict:
+                    draft.supported, draft.attrs = False, {**draft.attrs, "reason": conflict}
             for value in draft.params.values():
                 value.setflags(write=False)
             layer = Layer(
@@ -845,6 +868,30 @@ def _conv_attrs(n: _Node, kernel: tuple[int, ...], in_shape: tuple[int, ...]) ->
     elif auto_pad == "VALID":
         pads = (0,) * (2 * dims)
     return {"kernel_shape": tuple(int(k) for k in kernel), "strides": strides, "dilations": dilations, "pads": pads}
+
+
+def _shape_conflict(draft: _Draft, input_shapes, out_shape: tuple[int, ...]) -> str:
+    """Why a layer's shapes cannot hold together, or ``""``. ONNX shape inference does not check that
+    a constant target shape (or a concat's parts) fits the inputs it is given; a model exported for
+    one input size and imported at another would otherwise run on garbled shapes."""
+    known = [s for s in input_shapes if s]
+    if not draft.supported or not out_shape or len(known) != len(input_shapes) or not known:
+        return ""
+    if draft.kind == "format_conversion":
+        values_in, values_out = math.prod(known[0]), math.prod(out_shape)
+        if values_in != values_out:
+            return (f"{draft.ops[0]} of {_dims(known[0])} ({values_in:,} values) to {_dims(out_shape)} "
+                    f"({values_out:,}): a target shape fixed for another input shape")
+    if draft.kind == "concat" and "axis" in draft.attrs:
+        axis = draft.attrs["axis"] % len(out_shape)
+        rest = {tuple(d for i, d in enumerate(s) if i != axis) for s in known if len(s) == len(out_shape)}
+        if len(rest) != 1 or sum(s[axis] for s in known if len(s) == len(out_shape)) != out_shape[axis]:
+            return f"parts {', '.join(_dims(s) for s in known)} do not join into {_dims(out_shape)} on axis {axis}"
+    return ""
+
+
+def _dims(shape) -> str:
+    return "x".join(str(d) for d in shape)
 
 
 def _computed_shape(draft: _Draft, input_shapes) -> tuple[int, ...]:

@@ -1,14 +1,22 @@
 """Parse `.alls` text into a `Script`, collecting every syntax error.
 
-Parsing is LALR over ``grammar/alls.lark``. The tree is built by callbacks
-that lark runs during the parse (its *inline* transformer), so no `Tree` is
-ever made and no lark object leaves this module; each callback takes the
-span of its node from the first and last tokens it covers.
+Three modules share the work, one job each:
 
-A file that parses cleanly is parsed once, whole. A file with syntax errors
-is then split into statements at top-level newlines (brackets, strings and
-comments respected) and each statement is parsed on its own, so that one
-broken line does not hide the errors, nor the statements, after it.
+- `alls.lexer` turns text into tokens (and enforces the nesting and
+  literal limits while it reads);
+- this module reads the bytes (`read_script`, within the script-size
+  limit), decodes them (`decode`), and runs lark's LALR parser over
+  ``grammar/alls.lark`` on those tokens; the tree is built by callbacks
+  that lark runs during the parse (its *inline* transformer), so no `Tree`
+  is ever made and no lark object leaves this module; each callback takes
+  the span of its node from the first and last tokens it covers;
+- `alls.recovery` takes over when the whole file does not parse: each
+  statement is parsed on its own, and each that fails gets one diagnostic.
+
+The parse holds no lock and no global state of its own: the file name and
+limits of a parse live on a per-thread stack (`alls.lexer.reading`), so a
+parse from a signal handler or another thread, in the middle of a parse,
+is an ordinary parse.
 """
 
 from __future__ import annotations
@@ -22,10 +30,11 @@ import threading
 from importlib import resources
 
 from lark import Lark, Transformer
-from lark.lexer import Lexer
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
+from lark.exceptions import UnexpectedInput
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.lexer import AllsLexer, Reading, current, reading
+from alls.limits import Limits, LimitExceeded, check_limits, refuse
 from alls.nodes import (
     Argument,
     Boolean,
@@ -42,6 +51,7 @@ from alls.nodes import (
     String,
     Word,
 )
+from alls.recovery import parse_statements
 
 __all__ = ["parse", "parse_file", "parse_partial", "read_script", "decode"]
 
@@ -73,15 +83,17 @@ def word_value(text: str, span: Span):
 
 
 class _Build(Transformer):
-    """The lark callbacks that build nodes; ``file`` is set per parse."""
+    """The lark callbacks that build nodes; the file name is the current parse's (`alls.lexer.current`)."""
 
-    file = "<string>"
+    @property
+    def file(self) -> str:
+        return current().file
 
     def _span(self, first, last) -> Span:
-        return Span(self.file, first.line, first.column, last.end_line, last.end_column)
+        return Span(current().file, first.line, first.column, last.end_line, last.end_column)
 
     def _token_span(self, tok) -> Span:
-        return Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column)
+        return Span(current().file, tok.line, tok.column, tok.end_line, tok.end_column)
 
     # values -------------------------------------------------------------
     def word(self, children):
@@ -137,100 +149,24 @@ class _Build(Transformer):
         return [c if isinstance(c, Statement) else Statement((), c, c.span) for c in children]
 
 
-class _Token:
-    """A lexed token: what lark's LALR driver and the callbacks read of one."""
-
-    __slots__ = ("type", "value", "start_pos", "line", "column", "end_line", "end_column", "end_pos")
-
-    def __init__(self, type, value, start_pos, line, column, end_line, end_column, end_pos):
-        self.type = type
-        self.value = value
-        self.start_pos = start_pos
-        self.line = line
-        self.column = column
-        self.end_line = end_line
-        self.end_column = end_column
-        self.end_pos = end_pos
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __repr__(self) -> str:
-        return f"Token({self.type!r}, {self.value!r})"
-
-
-class _Lexer(Lexer):
-    """One pass of one master regex built from the grammar's own terminals.
-
-    It does what the contextual lexer would, and faster: a newline outside
-    brackets is an ``_NL`` (one per run of blank and comment lines), inside
-    brackets it is skipped; ``WS`` and ``COMMENT`` are skipped. Only lines
-    and columns are tracked, from the newlines already matched.
-    """
-
-    def __init__(self, lexer_conf):
-        patterns = {t.name: t.pattern.to_regexp() for t in lexer_conf.terminals}
-        order = ["WORD", "WS", "COMMA", "EQUAL", "LPAR", "RPAR", "LSQB", "RSQB", "STRING", "COMMENT", "BRACKET_NL"]
-        self._regex = re.compile("|".join(f"(?P<{name}>{patterns[name]})" for name in order))
-
-    def lex(self, text):
-        scan = self._regex.scanner(text).match
-        line, line_start, depth, pos, last = 1, 0, 0, 0, "_NL"
-        end = len(text)
-        while pos < end:
-            m = scan()
-            if m is None:
-                col = pos - line_start + 1
-                raise UnexpectedCharacters(text, pos, line, col)
-            kind = m.lastgroup
-            stop = m.end()
-            if kind == "WORD" or kind == "COMMA" or kind == "STRING" or kind == "EQUAL":
-                col = pos - line_start + 1
-                yield _Token(kind, m.group(), pos, line, col, line, col + stop - pos, stop)
-                last = kind
-            elif kind == "BRACKET_NL":
-                if depth == 0 and last != "_NL":
-                    col = pos - line_start + 1
-                    yield _Token("_NL", "\n", pos, line, col, line, col + 1, stop)
-                    last = "_NL"
-                line += 1
-                line_start = stop
-            elif kind == "WS" or kind == "COMMENT":
-                pass
-            else:
-                if kind == "LPAR" or kind == "LSQB":
-                    depth += 1
-                elif depth > 0:
-                    depth -= 1
-                col = pos - line_start + 1
-                yield _Token(kind, m.group(), pos, line, col, line, col + 1, stop)
-                last = kind
-            pos = stop
-
-
-_lock = threading.Lock()
+_build_lock = threading.RLock()  # reentrant: a signal handler may parse while the first parse builds lark
 _parser: Lark | None = None
-_builder = _Build()
 
 
 def _lark() -> Lark:
+    """The LALR parser, built once; it keeps no state between parses (each has its own lexer and stack)."""
     global _parser
     if _parser is None:
-        grammar = resources.files("alls.grammar").joinpath("alls.lark").read_text(encoding="utf-8")
-        _parser = Lark(
-            grammar,
-            parser="lalr",
-            lexer=_Lexer,
-            start="script",
-            transformer=_builder,
-            maybe_placeholders=False,
-        )
+        with _build_lock:
+            if _parser is None:
+                grammar = resources.files("alls.grammar").joinpath("alls.lark").read_text(encoding="utf-8")
+                _parser = Lark(grammar, parser="lalr", lexer=AllsLexer, start="script", transformer=_Build(),
+                               maybe_placeholders=False)
     return _parser
 
 
 # ----------------------------------------------------------------- decoding
 
-_CURLY = "\u201c\u201d\u201e\u2018\u2019"
 
 
 def decode(data: bytes, filename: str) -> tuple[str, list[Diagnostic]]:
@@ -270,82 +206,152 @@ def decode(data: bytes, filename: str) -> tuple[str, list[Diagnostic]]:
 # ------------------------------------------------------------------ parsing
 
 
-def parse(text: str, filename: str = "<string>") -> Script:
+def parse(text: str, filename: str = "<string>", *, limits: Limits | None = None) -> Script:
     """Parse ``text``; raise `AllsError` with every syntax error if any."""
-    script, diagnostics = parse_partial(text, filename)
+    script, diagnostics = parse_partial(text, filename, limits=limits)
     errors = [d for d in diagnostics if d.is_error]
     if errors:
         raise AllsError(errors)
     return script
 
 
-def parse_file(path) -> Script:
+def parse_file(path, *, limits: Limits | None = None) -> Script:
     """Read and parse a file (UTF-8); raise `AllsError` on any syntax error."""
-    script, diagnostics = read_script(path)
+    script, diagnostics = read_script(path, limits=limits)
     errors = [d for d in diagnostics if d.is_error]
     if errors:
         raise AllsError(errors)
     return script
 
 
-def read_script(source, filename: str | None = None) -> tuple[Script, list[Diagnostic]]:
+def read_script(source, filename: str | None = None, *, limits: Limits | None = None
+                ) -> tuple[Script, list[Diagnostic]]:
     """Read a script leniently: the statements that parse, and a diagnostic
-    for everything that does not (unreadable file, bad bytes, bad syntax).
+    for everything that does not (unreadable file, bad bytes, bad syntax,
+    a limit exceeded).
 
-    ``source`` is a path, or the script's bytes (then ``filename`` names it).
+    ``source`` is a path, the script's bytes, an open binary file or a file
+    descriptor (read from where it stands, and left open); ``filename``
+    names it in diagnostics. At most ``limits.max_script_bytes`` are read
+    (ALS020 beyond), so a stream such as ``/dev/zero`` ends too.
     """
-    if isinstance(source, bytes):
-        data, name = source, filename or "<bytes>"
-    else:
-        name = filename or str(source)
-        try:
-            if not stat.S_ISREG(os.stat(source).st_mode):  # a FIFO would block, a device never end
-                raise IsADirectoryError(0, "a directory" if os.path.isdir(source) else "not a regular file")
-            with open(source, "rb") as f:
-                data = f.read()
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            problem = Diagnostic("ALS001", Severity.ERROR, f"cannot read `{name}`: {reason}",
-                                 help="check the path and the file's permissions")
-            return Script(name, (), (), ""), [problem]
+    limits = check_limits(limits)
+    if filename is not None and not isinstance(filename, str):
+        raise TypeError(f"filename must be str, not {type(filename).__name__}")
+    name = filename or _source_name(source)
+    try:
+        data = _read_bytes(source, name, limits)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        problem = Diagnostic("ALS001", Severity.ERROR, f"cannot read `{name}`: {reason}",
+                             help="check the path and the file's permissions")
+        return Script(name, (), (), ""), [problem]
+    except LimitExceeded as exc:
+        return Script(name, (), (), ""), [exc.diagnostic]
     text, diagnostics = decode(data, name)
-    script, more = parse_partial(text, name)
+    script, more = parse_partial(text, name, limits=limits)
     flagged = {d.span.line for d in diagnostics if d.span is not None}
     diagnostics += [d for d in more if d.span is None or d.span.line not in flagged]
     diagnostics.sort(key=Diagnostic.sort_key)
     return script, diagnostics
 
 
-def parse_partial(text: str, filename: str = "<string>") -> tuple[Script, list[Diagnostic]]:
+def _source_name(source) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    if isinstance(source, int) and not isinstance(source, bool):
+        return f"<fd {source}>"
+    name = getattr(source, "name", None)
+    if hasattr(source, "read"):
+        return name if isinstance(name, str) else "<stream>"
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else repr(source)
+
+
+def _read_bytes(source, name: str, limits: Limits) -> bytes:
+    """The bytes of ``source`` (see `read_script`), at most the script limit."""
+    cap = limits.max_script_bytes
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif hasattr(source, "read"):
+        data = source.read(cap + 1)
+        if not isinstance(data, bytes):
+            raise TypeError(f"the script file must be opened in binary mode ('rb'); it gave {type(data).__name__}")
+    elif isinstance(source, (str, os.PathLike)) or (isinstance(source, int) and not isinstance(source, bool)):
+        if not isinstance(source, int) and not stat.S_ISREG(os.stat(source).st_mode):
+            # a FIFO named as a file would block, a device never end: only streams handed over are read
+            raise IsADirectoryError(0, "a directory" if os.path.isdir(source) else "not a regular file")
+        with open(source, "rb", closefd=not isinstance(source, int)) as f:
+            size = os.fstat(f.fileno()).st_size  # 0 for a pipe or a device: then the read below stops
+            if size > cap:
+                raise refuse("max_script_bytes", size, limits, f"`{name}` is too large")
+            data = f.read(cap + 1)
+    else:
+        raise TypeError("a script source is a path, bytes, a binary file or a file descriptor, "
+                        f"not {type(source).__name__}")
+    if len(data) > cap:
+        found = f"more than {cap:,}" if len(data) == cap + 1 else len(data)
+        raise refuse("max_script_bytes", found, limits, f"`{name}` is too large")
+    return data
+
+
+def parse_partial(text: str, filename: str = "<string>", *, limits: Limits | None = None
+                  ) -> tuple[Script, list[Diagnostic]]:
     """Parse what can be parsed: the statements that are well formed, and a
     diagnostic for each one that is not (at most one per statement)."""
+    if not isinstance(text, str):
+        raise TypeError(f"the script text must be str, not {type(text).__name__} (for bytes: alls.read_script)")
+    if not isinstance(filename, str):
+        raise TypeError(f"filename must be str, not {type(filename).__name__}")
+    limits = check_limits(limits)
+    if len(text) > limits.max_script_bytes:
+        too_large = refuse("max_script_bytes", len(text), limits, f"`{filename}` is too large")
+        return Script(filename, (), (), ""), [too_large.diagnostic]
     comments = _comments(text, filename)
-    with _lock, _collector_paused():
-        _builder.file = filename
+    parser = _lark()
+
+    def parse_chunk(chunk: str, first_line: int) -> list[Statement]:
+        with reading(Reading(filename, first_line, limits)):
+            return parser.parse(chunk)
+
+    with _collector_paused(len(text)):
         try:
-            statements = _lark().parse(text)
+            statements = parse_chunk(text, 1)
             diagnostics: list[Diagnostic] = []
-        except UnexpectedInput:
-            statements, diagnostics = _parse_statements(text, filename)
+        except (UnexpectedInput, LimitExceeded):
+            statements, diagnostics = parse_statements(text, filename, parse_chunk)
     diagnostics += _argument_order(statements)
     diagnostics.sort(key=Diagnostic.sort_key)
     return Script(filename, tuple(statements), comments, text), diagnostics
 
 
-@contextlib.contextmanager
-def _collector_paused():
-    """Pause the cyclic garbage collector while a tree is built.
+# The cyclic collector rescans the growing tree at each of its full collections: on a 1.6 MB synthetic
+# script (tests/bench/bench_parse.py, 20,000 lines) a parse takes 1.6 times as long with it running
+# (median 7.6 s against 4.6 s on a loaded 2-core machine); on the largest real script (1 MB, few long
+# statements) the two are equal (2.61 s against 2.56 s). The tree has no cycles, so nothing is lost by
+# waiting. But the switch is process-wide, so it is thrown only where no one else can see it: a large
+# text, in a process with one thread, and put back as it was by the outermost parse (a parse from a
+# signal handler inside a parse leaves it to the outer one).
+_PAUSE_FROM = 256 * 1024
+_paused_depth = 0
 
-    A parse allocates many small objects and frees none, so each automatic
-    collection rescans the whole growing tree: parsing time grows faster
-    than the input. The tree has no cycles, so nothing is lost by waiting.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
+
+@contextlib.contextmanager
+def _collector_paused(size: int):
+    """Pause the cyclic garbage collector while a large tree is built, where that is safe (above)."""
+    global _paused_depth
+    if size < _PAUSE_FROM or threading.active_count() > 1:
+        yield
+        return
+    outermost = _paused_depth == 0
+    was_enabled = gc.isenabled()
+    _paused_depth += 1
+    if outermost:
+        gc.disable()
     try:
         yield
     finally:
-        if enabled:
+        _paused_depth -= 1
+        if outermost and was_enabled:
             gc.enable()
 
 
@@ -395,208 +401,3 @@ def _comment_start(line: str) -> int:
         elif ch == "#" and not in_string:
             return i
     return -1
-
-
-# ------------------------------------------------------------ error recovery
-
-_STATEMENT_START = re.compile(r"[A-Za-z_{][^\s(=,]*\s*(?:,\s*[^\s(=,]+\s*)*(?:=\s*[A-Za-z_][^\s(=]*\s*)?\(")
-_OPEN = {"(": ")", "[": "]"}
-_CLOSE = {")": "(", "]": "["}
-
-
-def _split_statements(text: str) -> list[tuple[int, int, int, list[tuple[str, int, int]]]]:
-    """Cut ``text`` into statement chunks: (first line, start, end, unclosed).
-
-    A chunk ends at a newline outside brackets, or, while a bracket is still
-    open, before a line that starts at column 1 with ``name(`` or
-    ``target = name(``: the bracket was never closed. ``unclosed`` lists the
-    open brackets (char, line, column) left at the end of the chunk.
-    """
-    chunks = []
-    lines = text.split("\n")
-    stack: list[tuple[str, int, int]] = []
-    start_line = 0
-    offset = 0
-    start_offset = 0
-    for i, line in enumerate(lines):
-        if stack and i > start_line and _STATEMENT_START.match(line):
-            chunks.append((start_line + 1, start_offset, offset - 1, stack))
-            stack, start_line, start_offset = [], i, offset
-        in_string = False
-        for col, ch in enumerate(line):
-            if ch == '"':
-                in_string = not in_string
-            elif in_string:
-                continue
-            elif ch == "#":
-                break
-            elif ch in _OPEN:
-                stack.append((ch, i + 1, col + 1))
-            elif ch in _CLOSE and stack and stack[-1][0] == _CLOSE[ch]:
-                stack.pop()
-        offset += len(line) + 1
-        if not stack:
-            chunks.append((start_line + 1, start_offset, offset - 1, []))
-            start_line, start_offset = i + 1, offset
-    if start_offset < len(text):
-        chunks.append((start_line + 1, start_offset, len(text), stack))
-    return chunks
-
-
-def _parse_statements(text: str, filename: str):
-    statements: list[Statement] = []
-    diagnostics: list[Diagnostic] = []
-    parser = _lark()
-    for first_line, start, end, unclosed in _split_statements(text):
-        chunk = text[start:end]
-        if not chunk.strip():
-            continue
-        try:
-            statements.extend(parser.parse("\n" * (first_line - 1) + chunk))
-        except UnexpectedInput as exc:
-            diagnostics.append(_syntax_diagnostic(exc, filename, text, unclosed))
-    return statements, diagnostics
-
-
-_TOKEN_NAMES = {
-    "WORD": "a name or value",
-    "STRING": "a string",
-    "LPAR": "`(`",
-    "RPAR": "`)`",
-    "LSQB": "`[`",
-    "RSQB": "`]`",
-    "COMMA": "`,`",
-    "EQUAL": "`=`",
-    "_NL": "a new line",
-    "$END": "the end of the file",
-}
-
-
-def _describe(expected) -> str:
-    names = sorted({_TOKEN_NAMES.get(e, e) for e in expected if e in _TOKEN_NAMES})
-    return ", ".join(names) if names else "something else"
-
-
-def _syntax_diagnostic(exc: UnexpectedInput, filename: str, text: str, unclosed) -> Diagnostic:
-    line, column = exc.line, exc.column
-    if isinstance(exc, UnexpectedCharacters):
-        return _bad_character(text, filename, line, column, exc.char)
-    token = getattr(exc, "token", None)
-    kind = token.type if token is not None else "$END"
-    expected = set(getattr(exc, "expected", ()) or ())
-    if kind in ("$END", "_NL") or isinstance(exc, UnexpectedEOF):
-        if unclosed:
-            ch, ln, col = unclosed[-1]
-            return Diagnostic(
-                "ALS102", Severity.ERROR, f"`{ch}` is never closed", Span(filename, ln, col, ln, col + 1),
-                "opened here", f"add the matching `{_OPEN[ch]}`",
-            )
-        if "LPAR" in expected:
-            return Diagnostic(
-                "ALS110", Severity.ERROR, "a statement must call a command", _token_span(filename, token, line, column),
-                "expected `(`", "write `command(arguments)`, for example `quantization_param({conv*}, precision_mode=a8_w8)`",
-            )
-        return Diagnostic(
-            "ALS100", Severity.ERROR, "the statement ends too early", _token_span(filename, token, line, column),
-            f"expected {_describe(expected)}",
-        )
-    span = _token_span(filename, token, line, column)
-    if kind in ("RPAR", "RSQB") and "WORD" in expected:
-        what = "a value after `=`" if _previous_is_equals(text, token) else "a value"
-        return Diagnostic("ALS100", Severity.ERROR, f"expected {what} before `{token}`", span, "missing value",
-                          "give the value, or remove the dangling `=` or `,`")
-    closer = {"RPAR": "RSQB", "RSQB": "RPAR"}.get(kind)
-    if closer in expected:
-        want = "]" if closer == "RSQB" else ")"
-        opened = "[" if want == "]" else "("
-        return Diagnostic(
-            "ALS103", Severity.ERROR, f"`{token}` does not close the open `{opened}`", span, f"expected `{want}`",
-            f"close the `{opened}` with `{want}`",
-        )
-    if kind in ("RPAR", "RSQB"):
-        return Diagnostic(
-            "ALS103", Severity.ERROR, f"unmatched `{token}`", span, "nothing to close here",
-            "remove it, or open the bracket it is meant to close",
-        )
-    if "COMMA" in expected and kind in ("WORD", "STRING", "LSQB"):
-        return Diagnostic(
-            "ALS104", Severity.ERROR, f"missing `,` before `{token}`", span, "expected `,`",
-            "separate arguments and list items with commas",
-        )
-    if kind == "EQUAL" and "LPAR" in expected:
-        return Diagnostic(
-            "ALS110", Severity.ERROR, "a statement must call a command", span, "expected `(`",
-            "write `target = command(arguments)`",
-        )
-    return Diagnostic(
-        "ALS100", Severity.ERROR, f"unexpected `{token}`", span, f"expected {_describe(expected)}",
-    )
-
-
-def _previous_is_equals(text: str, token) -> bool:
-    lines = text.split("\n")
-    before = lines[token.line - 1][: token.column - 1].rstrip() if token.line <= len(lines) else ""
-    return before.endswith("=")
-
-
-def _token_span(filename: str, token, line: int, column: int) -> Span:
-    """The span of the offending token; the end of input points just past
-    the last token (lark lends ``$END`` the last token's position)."""
-    if token is None or getattr(token, "line", None) is None:
-        return Span(filename, line, column, line, column + 1)
-    if token.type == "$END":
-        return Span(filename, token.end_line, token.end_column, token.end_line, token.end_column + 1)
-    return Span(filename, token.line, token.column, token.end_line, token.end_column)
-
-
-# A character no token can start with: (code, message, label, help) by character.
-_CHARACTER_ERRORS = {
-    "'": ("ALS105", "single-quoted string", "single quote", 'strings take double quotes: `"..."`'),
-    '"': ("ALS105", "unterminated string", "this string is never closed", 'close it with `"` on the same line'),
-    "{": ("ALS111", "unclosed brace glob", "no `}` on this line", "close the glob: `{conv*}`"),
-    "}": ("ALS103", "unmatched `}`", "nothing to close here", "a brace glob opens with `{`: `{conv*}`"),
-    "\ufffd": ("ALS108", "this line is not valid UTF-8", "invalid byte", "save the file as UTF-8"),
-    **{q: ("ALS106", f"curly quote `{q}`", "not a straight quote", 'write strings with straight double quotes: `"..."`')
-       for q in _CURLY},
-}
-
-
-_GLOB_WORD = re.compile(r"[A-Za-z0-9_./\-*?\[\]]+")
-
-
-def _bare_glob(text: str, line: int, column: int) -> tuple[int, str] | None:
-    """The column and text of a glob written without braces (``output_layer*``) around ``column``."""
-    lines = text.split("\n")
-    if not 0 < line <= len(lines):
-        return None
-    source = lines[line - 1]
-    for match in _GLOB_WORD.finditer(source):
-        if match.start() < column <= match.end() and any(c.isalnum() or c == "_" for c in match.group()):
-            if match.start() > 0 and source[match.start() - 1] == "{":
-                return None
-            word = match.group()
-            lead = len(word) - len(word.lstrip("["))  # a list's bracket, not a character class
-            word = word[lead:]
-            while word.endswith("]") and word.count("]") > word.count("["):
-                word = word[:-1]
-            return match.start() + 1 + lead, word
-    return None
-
-
-def _bad_character(text: str, filename: str, line: int, column: int, char: str) -> Diagnostic:
-    span = Span(filename, line, column, line, column + 1)
-    known = _CHARACTER_ERRORS.get(char)
-    if known is not None:
-        code, message, label, help_text = known
-        return Diagnostic(code, Severity.ERROR, message, span, label, help_text)
-    glob = _bare_glob(text, line, column) if char in "*?[" else None
-    if glob is not None:
-        start, word = glob
-        return Diagnostic("ALS101", Severity.ERROR, f"unexpected character `{char}`: a glob is written in braces",
-                          Span(filename, line, start, line, start + len(word)), "a bare glob",
-                          f"write `{{{word}}}`")
-    shown = char if char.isprintable() else repr(char)
-    return Diagnostic(
-        "ALS101", Severity.ERROR, f"unexpected character `{shown}`", span, "not part of the language",
-        "names are letters, digits, `_`, `-`, `.` and `/`; comments start with `#`",
-    )

@@ -30,7 +30,7 @@ def render(diagnostics: Sequence[Diagnostic], sources: Mapping[str, str] | None 
     if fmt == "json":
         return json.dumps([_as_dict(d) for d in diagnostics], indent=2) + "\n"
     if fmt == "concise":
-        return "".join(_concise(d) + "\n" for d in diagnostics)
+        return printable("".join(_concise(d) + "\n" for d in diagnostics))
     if fmt != "full":
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     lines: dict[str, list[str]] = {}
@@ -39,7 +39,19 @@ def render(diagnostics: Sequence[Diagnostic], sources: Mapping[str, str] | None 
         if d.span is not None and d.span.file not in lines and d.span.file in sources:
             lines[d.span.file] = sources[d.span.file].split("\n")
         out.append(_full(d, lines.get(d.span.file) if d.span else None))
-    return "\n".join(out)
+    return printable("\n".join(out))
+
+
+# Control characters (a terminal's escape sequences among them) from a script's comments, a model's node
+# names or a file name are shown as their Unicode pictures (ESC as ␛), one character for one, so that
+# carets stay aligned and nothing reaches the terminal as a command. Tabs and newlines stay.
+_PICTURES = str.maketrans({**{c: 0x2400 + c for c in range(32) if c not in (9, 10)}, 127: 0x2421,
+                           **{c: 0xFFFD for c in range(0x80, 0xA0)}})
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character but tab and newline shown as a visible character."""
+    return text.translate(_PICTURES)
 
 
 def _concise(d: Diagnostic) -> str:

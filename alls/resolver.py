@@ -248,6 +248,13 @@ class _Resolver:
             out_bits[plan.layer.name] = a_out
             if "precision_mode" in plan.sources:
                 plan.sources["weight_bits"] = plan.sources["output_bits"] = plan.sources["precision_mode"]
+            if plan.layer.kind in WEIGHTED_KINDS and "bias_mode" not in plan.sources and 16 in (a_in, w, a_out):
+                plan.values["bias_mode"] = "double_scale_initialization"  # an 8-bit mantissa caps it at 8 bits
+            if plan.layer.kind in WEIGHTED_KINDS and w == 4 and "weights_clipping" not in plan.sources:
+                plan.values["weights_clipping"] = Clipping("mmse")  # the guide: 4-bit weights are clipped
+            if plan.layer.kind == "conv" and w == 4 and "quantization_groups" not in plan.sources:
+                channels = plan.layer.output_channels or 1  # the guide: groups are for conv layers
+                plan.values["quantization_groups"] = next(g for g in (4, 3, 2, 1) if channels % g == 0)
         for plan in self.layers.values():  # a 16-bit output layer widens its producer's output
             if plan.layer.kind == "output_layer" and "precision_mode" in plan.sources and plan.layer.inputs:
                 producer = self.layers[plan.layer.inputs[0]]

@@ -206,6 +206,19 @@ def algorithm_summary(report: dict) -> list[str]:
         if trained:
             lines.append(f"{algo} trained {len(trained)} layer{'s' if len(trained) != 1 else ''} against the float network"
                          + (", their bias correction included" if algo == "finetune" else ""))
+            lines += _held_out_lines(trained)
+    return lines
+
+
+def _held_out_lines(trained: list[dict]) -> list[str]:
+    """One line per trained layer: its loss on the images held out from its training, before and after."""
+    lines = []
+    for r in trained:
+        if not r.get("heldout_images"):
+            continue
+        kept = f"epoch {r['best_epoch']} of {r['epochs_run']}" if r["kept"] else "round to nearest kept"
+        lines.append(f"  {r['layer'].rsplit('/', 1)[-1]}: held-out loss {r['heldout_before']:.4g} -> "
+                     f"{r['heldout_after']:.4g} on {r['heldout_images']} images ({kept})")
     return lines
 
 

@@ -14,17 +14,13 @@ heavy, and Numba is loaded on the first integer run.
     result = qmodel.run(images, target="numeric", taps="all")
     qmodel.save("model_q.npz"); qmodel = load("model_q.npz")
 
-The numerics are specified in ``NUMERICS.md`` beside this file.
+The numerics are specified in ``NUMERICS.md`` beside this file. Importing
+or using the runtime changes nothing of the host's: no environment
+variable, warnings filter, logging setting or numpy setting; BLAS runs
+single-threaded only inside the runtime's own calls (`threads.py`).
 """
 
 from __future__ import annotations
-
-import os
-
-# BLAS threads spin between calls and stall Numba's; the float target runs single-threaded BLAS
-# unless the caller chose otherwise (this only takes effect before numpy is first imported).
-for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
 
 __all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS", "load_array", "check_labels",
            "evaluate", "analyze", "write_report", "prepare_folder", "report_summary", "tune", "best", "STEPS",

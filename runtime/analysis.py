@@ -51,6 +51,7 @@ from alls.runtime.native import run_float
 from alls.runtime.partial import compute_layers, float_taps, isolated_outputs, outputs_with, run_partial
 from alls.runtime.quantize import Encoding
 from alls.runtime.samples import MAX_POINTS, LayerSample, LayerSampler, OutputSample, OutputSampler
+from alls.runtime.threads import blas_limited
 
 __all__ = ["analyze", "Analysis", "LayerRow", "Agreement", "Recovery", "LayerSample", "OutputSample", "Advice",
            "DEFAULT_WORST", "DEFAULT_ISOLATION_IMAGES"]
@@ -417,6 +418,7 @@ def _diagnostics(analysis_images: int, isolation: int, recovery: Recovery) -> li
     return found
 
 
+@blas_limited
 def analyze(qmodel, x, layout: str = "nhwc", worst: int = DEFAULT_WORST,
             isolation_images: int = DEFAULT_ISOLATION_IMAGES, progress: bool | None = None) -> Analysis:
     """The layer analysis of ``qmodel`` on images ``x`` ((N, H, W, C) for "nhwc", or a dict per input)."""

@@ -29,11 +29,48 @@ from alls.runtime.ops import OPS
 from alls.runtime.ops.activation import TABLE_ACTIVATIONS
 
 __all__ = ["TensorStats", "LayerStats", "calibrate", "check_data", "to_nchw", "input_arrays", "normalize",
-           "TABLE_ACTIVATIONS"]
+           "TABLE_ACTIVATIONS", "check_values", "NonFinite", "RANGE_MARGIN", "with_margin", "activation_range"]
 
 E = Severity.ERROR
 BINS = 2048
 
+# How far a 16-bit encoding reaches beyond the calibrated range, as a fraction of each side's
+# magnitude (docs/accuracy.md): on images the calibration never saw, clamping, not rounding,
+# dominates a 16-bit tensor's error, and doubling its range costs one bit of sixteen.
+RANGE_MARGIN = {8: 0.0, 16: 0.5}
+# Outputs an activation bounds, whatever the data: no margin reaches past them.
+_BOUNDED = {"relu6": (0.0, 6.0), "sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "hard_sigmoid": (0.0, 1.0)}
+
+
+def activation_range(layer: Layer) -> tuple[float, float]:
+    """The values ``layer``'s activation can produce (-inf, inf when it does not bound them)."""
+    if layer.activation == "clip":
+        params = dict(layer.activation_params)
+        lo, hi = params.get("min"), params.get("max")
+        return (-math.inf if lo is None else float(lo)), (math.inf if hi is None else float(hi))
+    if layer.activation == "relu":
+        return 0.0, math.inf
+    return _BOUNDED.get(layer.activation, (-math.inf, math.inf))
+
+
+def with_margin(lo: float, hi: float, bits: int, bounds: tuple[float, float] = (-math.inf, math.inf)
+                ) -> tuple[float, float]:
+    """The range a ``bits``-bit encoding covers for a tensor calibrated to [lo, hi]: each side
+    widened by `RANGE_MARGIN` of its magnitude, within what the activation can produce."""
+    margin = RANGE_MARGIN.get(bits, 0.0)
+    lo, hi = min(lo, 0.0) * (1.0 + margin), max(hi, 0.0) * (1.0 + margin)
+    return max(lo, min(bounds[0], 0.0)), min(hi, max(bounds[1], 0.0))
+
+
+_MAX_DOUBLINGS = 4096
+
+
+class NonFinite(ArithmeticError):
+    """A tensor held NaN (``nans`` of them) or Inf: its statistics are undefined."""
+
+    def __init__(self, nans: int):
+        super().__init__(f"{nans} NaN" if nans else "Inf")
+        self.nans = nans
 
 
 class TensorStats:
@@ -64,7 +101,9 @@ class TensorStats:
         else:
             view = x.reshape(1, 1, -1)
             channel_min = channel_max = np.empty(1, x.dtype)
-        low, high, zeros, top_pos, top_neg = extremes(view, channel_min, channel_max, per_channel)
+        low, high, zeros, top_pos, top_neg, nans = extremes(view, channel_min, channel_max, per_channel)
+        if nans or not (math.isfinite(top_pos) and math.isfinite(top_neg)):
+            raise NonFinite(int(nans))
         if per_channel:
             self.channel_min[:] = channel_min
             self.channel_max[:] = channel_max
@@ -82,10 +121,12 @@ class TensorStats:
             return half[1] or 1.0  # nothing to add to this half
         if half[1] == 0.0:
             half[1] = top / BINS * (1 + 1e-6)
-        while top >= half[1] * BINS:
+        for _ in range(_MAX_DOUBLINGS):  # a finite top is reached in at most ~2,100 doublings of a float64 width
+            if top < half[1] * BINS:
+                return half[1]
             half[0] = np.concatenate([half[0].reshape(-1, 2).sum(axis=1), np.zeros(BINS // 2, np.int64)])
             half[1] *= 2
-        return half[1]
+        raise NonFinite(0)
 
     def percentile(self, q: float) -> float:
         """The ``q``-th percentile (0..100), interpolated within a bin, clamped to [min, max]."""
@@ -210,13 +251,29 @@ def check_data(data: np.ndarray, needed: int, what: str = "calibration") -> None
                      "give more images, or lower batch_size x calib_num_batch (or calibset_size) to at most "
                      f"{n}")
     sample = data[:needed]
-    if not np.isfinite(sample).all():
-        bad = int((~np.isfinite(sample)).reshape(needed, -1).any(axis=1).sum())
-        raise AllsError.of("ALS503", f"{bad} of the {needed} {what} images contain NaN or Inf",
-                     "check the pre-processing that made the array")
+    check_values(sample, what)
     if needed > 0 and float(sample.max()) == float(sample.min()):
         raise AllsError.of("ALS504", f"the {what} data are constant (every value is {float(sample.min()):g})",
                      "calibrate on real, pre-processed images: constant or random data give meaningless ranges")
+
+
+FLOAT16_MAX = 65504.0
+
+
+def check_values(data: np.ndarray, what: str = "data") -> None:
+    """Images within the range the float network is run in: no NaN or Inf (ALS503), no magnitude beyond
+    float16's 65504 (ALS521; a real image, raw or normalized, never comes near, while values near float32's
+    limit overflow to Inf in the first layer). Integer images are converted to float32 exactly below that."""
+    n = len(data)
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).reshape(n, -1).any(axis=1).sum())
+        raise AllsError.of("ALS503", f"{bad} of the {n} {what} images contain NaN or Inf",
+                           "check the pre-processing that made the array")
+    if data.size and max(abs(float(data.min())), abs(float(data.max()))) > FLOAT16_MAX:
+        peak = max(abs(float(data.min())), abs(float(data.max())))
+        raise AllsError.of("ALS521", f"the {what} reach {peak:.6g}, beyond ±{FLOAT16_MAX:g} (float16's range)",
+                           "scale the images to their usual range (0..255, or normalized), or add the scaling to "
+                           "the model")
 
 
 def normalize(data: np.ndarray, plan: Plan | None, input_name: str) -> np.ndarray:
@@ -259,9 +316,15 @@ def calibrate(graph: Graph, data: Mapping[str, np.ndarray], batch_size: int, cal
 
     def observe(layer: Layer, before: np.ndarray, after: np.ndarray) -> None:
         entry = stats.layers[layer.name]
-        entry.output.update(after)
-        if entry.before is not None:
-            entry.before.update(before)
+        try:
+            entry.output.update(after)
+            if entry.before is not None:
+                entry.before.update(before)
+        except NonFinite as exc:
+            raise AllsError.of("ALS520", f"layer `{layer.short_name}` computed {exc} on calibration batch "
+                               f"{batch + 1}: its statistics are undefined",
+                               "the activations overflow float32: check the model's weights and the data's range "
+                               "(and the script's normalization)") from None
         if layer.kind in OPS and OPS[layer.kind].accumulates and before.ndim >= 2:
             axes = tuple(i for i in range(before.ndim) if i != (1 if before.ndim == 4 else before.ndim - 1))
             sums = before.sum(axis=axes, dtype=np.float64)
@@ -270,7 +333,9 @@ def calibrate(graph: Graph, data: Mapping[str, np.ndarray], batch_size: int, cal
 
     bar = Progress("calibration", calib_num_batch, progress)
     names = list(data)
+    batch = 0
     for b in range(calib_num_batch):
+        batch = b
         feeds = {name: normalize(data[name][b * batch_size:(b + 1) * batch_size], plan, name) for name in names}
         if not len(next(iter(feeds.values()))):
             break

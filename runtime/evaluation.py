@@ -22,14 +22,14 @@ __all__ = ["load_array", "check_labels", "evaluate"]
 BATCH = 64
 
 
-def load_array(path: str | os.PathLike, what: str = "data") -> np.ndarray:
-    """The array saved in the ``.npy`` file ``path`` (``what`` names it in errors: "calibration images")."""
+def load_array(path: str | os.PathLike, what: str = "data", *, limits=None) -> np.ndarray:
+    """The array saved in the ``.npy`` file ``path`` (``what`` names it in errors: "calibration images"),
+    its size read from the header and checked against ``limits`` and the memory available before it is
+    loaded (`alls.arrays`)."""
+    from alls.arrays import load_array as load_checked
+
     expect_kind(path, ("npy",), what, f"save the {what} with numpy.save (an .npy file)")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise AllsError.of("ALS505", f"{what} `{path}` cannot be read as an array ({exc})",
-                           f"save the {what} with numpy.save") from None
+    return load_checked(path, what, limits)
 
 
 def check_labels(labels, images: int) -> np.ndarray:
@@ -61,6 +61,8 @@ def evaluate(qmodel, data, labels=None, layout: str = "nhwc", limit: int | None 
         data = data[:limit]
         labels = labels[:limit] if labels is not None else None
     images = len(data)
+    if images == 0:
+        raise AllsError.of("ALS522", "there are no images to evaluate on", "pass at least one image")
     if labels is not None:
         labels = check_labels(labels, images)
     native: dict[str, list] = {}

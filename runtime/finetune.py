@@ -40,9 +40,14 @@ keywords for them). Beyond adaround:
 - a dense layer over a sequence (a 3-D output) is not trained (the run reports it).
 
 Common to both: a layer starts as quantization (and bias correction, when the plan asks for it)
-left it; a layer flagged for both runs finetune. An epoch is one pass over the images
-(``dataset_size`` of them, the first of the images given), ``batch_size`` images per step, so a
-layer trains ``epochs × ⌈dataset_size / batch_size⌉`` steps. To keep a step cheap, each image
+left it; a layer flagged for both runs finetune. A quarter of a layer's images (``dataset_size``
+of them, the first of the images given; at least one) is held out: the layer ends at the
+checkpoint whose loss on them is lowest, its start included, and stops once it gets worse there
+(`alls.runtime.reconstruct`); the report gives that held-out loss before and after, per layer. An
+epoch is one pass over the other images, ``batch_size`` images per step, so a layer trains at most
+``epochs × ⌈(dataset_size − held out) / batch_size⌉`` steps. Finetune's ``epochs``, when the
+script does not set it, is what makes `FINETUNE_STEPS` steps (the guide's 4 epochs of 2048
+images), at least 4: with 64 images that is 171 epochs, with 1024 images 11. To keep a step cheap, each image
 contributes 64 output positions (fewer beyond 1024 images: a layer trains on at most 65,536
 rows), drawn once per layer (every position of a smaller map), and only those positions' input
 patches are gathered (im2col on the sampled positions only); the float targets are gathered at
@@ -52,8 +57,8 @@ equalization left them); depthwise layers train on Numba kernels
 images as their integer codes and each layer's output whole, and runs every layer over its
 images in parts (`alls.runtime.emulator`). The runner refuses a job
 whose memory estimate (`estimate_memory`) exceeds the machine's (ALS507) and a dataset_size
-above the images given (ALS508) before calibration. A layer whose learned rounding
-reconstructs its training rows worse than round to nearest keeps round to nearest. After
+above the images given (ALS508) before calibration. A layer whose best held-out checkpoint is
+its start keeps what it had. After
 training, the integer weights ``⌊w/s⌋ + [h ≥ ½]`` (within ±(2^(b−1) − 1)), the bias
 re-encoded in the layer's bias mode (NUMERICS.md (N11)) and the requantization rebuilt for the
 new scales and bias bound (N8), (N16) are written into the layer, all derived by
@@ -78,11 +83,13 @@ from alls.runtime.native import run_float
 from alls.runtime.patches import (POSITIONS_PER_IMAGE, Positions, from_groups, gather_rows, sample_positions,
                                   to_groups)
 from alls.runtime.quantize import Encoding, QLayer, rebias
-from alls.runtime.reconstruct import Config, Outcome, Problem, train
+from alls.runtime.reconstruct import Config, Outcome, Problem, held_out, train
 
-__all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "FINETUNE_LR_FACTOR"]
+__all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "finetune_epochs",
+           "FINETUNE_LR_FACTOR", "FINETUNE_STEPS"]
 
 FINETUNE_LR_FACTOR = 100.0
+FINETUNE_STEPS = 1024  # the steps a layer trains by default, whatever the images given
 _ADAROUND = POST_SUBCOMMANDS["adaround"].keywords
 _CHUNK = 16  # images per batch of the float pass
 ROWS_PER_LAYER = 1 << 16  # the rows a layer trains on: 64 positions an image up to 1024 images
@@ -121,6 +128,7 @@ def configs(graph: Graph, plan: Plan) -> dict[str, tuple[str, Config]]:
     """The algorithm and training configuration of every layer the plan flags, in graph order."""
     ft, ad = plan.settings.finetune, plan.settings.adaround
     losses = _losses(graph, plan)
+    epochs = finetune_epochs(plan)
     out: dict[str, tuple[str, Config]] = {}
     for index, layer in enumerate(graph):
         lp = plan[layer.name]
@@ -129,7 +137,7 @@ def configs(graph: Graph, plan: Plan) -> dict[str, tuple[str, Config]]:
         if lp.finetune:
             loss, factor = losses.get(layer.name, (ft.def_loss_type, 1.0))
             out[layer.name] = ("finetune", Config(
-                images=ft.dataset_size, epochs=ft.epochs, batch_size=ft.batch_size,
+                images=ft.dataset_size, epochs=epochs, batch_size=ft.batch_size,
                 learning_rate=ft.learning_rate * FINETUNE_LR_FACTOR,
                 lr_warmup_steps=ft.warmup_epochs * -(-ft.dataset_size // ft.batch_size),
                 reg_weight=_ADAROUND["weight"].default, reg_warmup=_ADAROUND["warmup"].default, beta=_beta(None),
@@ -140,6 +148,17 @@ def configs(graph: Graph, plan: Plan) -> dict[str, tuple[str, Config]]:
                 images=ad.dataset_size, epochs=ad.epochs, batch_size=ad.batch_size, learning_rate=ad.learning_rate,
                 reg_weight=ad.weight, reg_warmup=ad.warmup, beta=_beta(ad.b_range), seed=index))
     return out
+
+
+def finetune_epochs(plan: Plan) -> int:
+    """The script's finetune epochs; by default enough for `FINETUNE_STEPS` steps on the images that
+    are not held out (the guide's 4 epochs of 2048 images make 1024), at least the default 4."""
+    ft = plan.settings.finetune
+    source = plan.settings.sources.get("finetune.epochs")
+    if source is not None and not source.is_default:
+        return ft.epochs
+    per_epoch = -(-(ft.dataset_size - held_out(ft.dataset_size)) // ft.batch_size)
+    return max(ft.epochs, -(-FINETUNE_STEPS // max(per_epoch, 1)))
 
 
 def _trainable(layer: Layer) -> bool:
@@ -270,7 +289,8 @@ def _problem(layer: Layer, q: QLayer, x: np.ndarray, x_enc: Encoding, positions:
         group_of=nx.channel_groups(channels, groups if channels % groups == 0 else 1),
         wmax=nx.weight_max(q.weight_bits), x_scale=x_enc.scale, bias=q.bias.accumulator() * acc_scale,
         unit=(q.pre or q.out).scale, pre_range=pre_range, out_range=out_range,
-        activation=(lambda a: float_activation(layer, a, params)) if table else None)
+        activation=(lambda a: float_activation(layer, a, params)) if table else None,
+        start=to_groups(q.weights, layer).astype(np.float64))
 
 
 def _write(layer: Layer, q: QLayer, x_enc: Encoding, outcome: Outcome, config: Config) -> None:
@@ -311,7 +331,8 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
                  for name, (_, config) in chosen.items()}
     targets = _targets(graph, plan, positions, images, params)
     label = "finetune" if any(algorithm == "finetune" for algorithm, _ in chosen.values()) else "adaround"
-    bar = Progress(label, sum(config.epochs for _, config in chosen.values()), progress)
+    bar = Progress(f"{label} ({len(chosen)} layers)", sum(config.epochs for _, config in chosen.values()), progress,
+                   unit=" epochs")
     report: list[dict] = []
 
     def before(layer: Layer, q: QLayer, xs: list[np.ndarray]) -> None:
@@ -330,7 +351,9 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
             "layer": layer.name, "algorithm": algorithm, "images": config.images, "rows": len(problem.rows),
             "steps": outcome.steps, "loss": config.loss, "loss_before": outcome.loss_before,
             "loss_after": outcome.loss_after, "kept": outcome.kept, "flipped": outcome.flipped,
-            "seconds": time.perf_counter() - started,
+            "heldout_images": outcome.heldout_images, "heldout_before": outcome.heldout_before,
+            "heldout_after": outcome.heldout_after, "epochs_run": outcome.epochs_run,
+            "best_epoch": outcome.best_epoch, "seconds": time.perf_counter() - started,
         })
 
     codes = {}

@@ -41,6 +41,25 @@ def top1(scores: np.ndarray) -> np.ndarray:
     return np.asarray(scores).reshape(len(scores), -1).argmax(axis=1)
 
 
+def class_labels(labels, scores_shape: tuple[int, ...]) -> np.ndarray:
+    """``labels`` as class indices for (N, classes) scores: one whole number in 0..classes-1 per image (ALS524)."""
+    from alls.diagnostics import AllsError
+
+    labels = np.asarray(labels)
+    n, classes = scores_shape
+    if labels.dtype.kind not in "iuf" or labels.size != n:
+        raise AllsError.of("ALS524", f"expected {n} class labels (one per image), got an array of shape "
+                           f"{labels.shape} and dtype {labels.dtype}", "pass one integer class index per image")
+    labels = labels.reshape(-1)
+    if labels.dtype.kind == "f" and not (np.isfinite(labels).all() and (labels == np.round(labels)).all()):
+        raise AllsError.of("ALS524", "the labels are not whole numbers (fractional, NaN or Inf)",
+                           "pass class indices, not one-hot rows or probabilities")
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise AllsError.of("ALS524", f"the labels run from {labels.min():g} to {labels.max():g}; the model has "
+                           f"{classes} classes (0..{classes - 1})", "pass class indices in the model's range")
+    return labels.astype(np.int64)
+
+
 def compare(native: np.ndarray, numeric: np.ndarray, labels: np.ndarray | None = None) -> dict:
     """Every figure `alls eval` prints for one output."""
     out = {"cosine": cosine(native, numeric), "snr_db": snr_db(native, numeric),
@@ -49,7 +68,7 @@ def compare(native: np.ndarray, numeric: np.ndarray, labels: np.ndarray | None =
         agree = top1(native) == top1(numeric)
         out["top1_agreement"] = float(agree.mean())
         if labels is not None:
-            labels = np.asarray(labels).reshape(-1)
+            labels = class_labels(labels, native.shape)
             out["native_accuracy"] = float((top1(native) == labels).mean())
             out["numeric_accuracy"] = float((top1(numeric) == labels).mean())
     return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -25,12 +24,13 @@ from alls.graph import Graph
 from alls.plan import Plan
 from alls.runtime import numerics as nx
 from alls.runtime.quantize import Encoding, QLayer
+from alls.runtime.threads import blas_limited
 
 __all__ = ["QuantizedModel", "Result", "TARGETS", "FORMAT", "VERSION", "load"]
 
 TARGETS = ("native", "fp_optimized", "numeric")
 FORMAT = "alls-quantized-model"
-VERSION = 1
+VERSION = 2
 
 
 
@@ -88,10 +88,13 @@ class QuantizedModel:
 
     def feeds(self, x, layout: str = "nhwc", raw: bool = False) -> dict[str, np.ndarray]:
         """Images as NCHW per input layer, normalized by the script (unless raw integers)."""
-        from alls.runtime.calibration import input_arrays, normalize
+        from alls.runtime.calibration import check_values, input_arrays, normalize
 
         if not raw:
-            return {name: normalize(v, self.plan, name) for name, v in input_arrays(self.graph, x, layout).items()}
+            arrays = input_arrays(self.graph, x, layout)
+            for v in arrays.values():
+                check_values(v)
+            return {name: normalize(v, self.plan, name) for name, v in arrays.items()}
         feeds = input_arrays(self.graph, x, layout, dtype=None)
         for name, codes in feeds.items():
             want = self.layers[name].out.dtype
@@ -99,6 +102,7 @@ class QuantizedModel:
                 raise AllsError.of("ALS505", f"raw input `{name.rsplit('/', 1)[-1]}` must be {want}, not {codes.dtype}")
         return feeds
 
+    @blas_limited
     def run(self, x, target: str = "numeric", keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,
             layout: str = "nhwc", raw: bool = False, batch_size: int = 64, raw_out: bool = False) -> Result:
         """Run the model on images ``x`` ((N,H,W,C) for layout "nhwc", or a dict per input).
@@ -127,8 +131,14 @@ class QuantizedModel:
 
                 raise AllsError.of("ALS201", f"no layer `{name}` in `{self.graph.name}`",
                              suggestion(name, [l.short_name for l in self.graph]))
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(f"batch_size must be an int, not {type(batch_size).__name__}")
+        if batch_size < 1:
+            raise AllsError.of("ALS523", f"batch_size must be at least 1, not {batch_size}")
         feeds = self.feeds(x, layout, raw)
         n = len(next(iter(feeds.values())))
+        if n == 0:
+            raise AllsError.of("ALS522", "there are no images to run on", "pass at least one image")
         parts: list[tuple[dict, dict]] = []
         for start in range(0, n, batch_size):
             chunk = {k: v[start:start + batch_size] for k, v in feeds.items()}
@@ -148,22 +158,36 @@ class QuantizedModel:
     # -------------------------------------------------------------------- save
 
     def save(self, path: str | os.PathLike) -> None:
-        """One ``.npz``: format, version, ONNX model, script, float parameters and integer layers."""
+        """One ``.npz`` in the quantized-file format (`FORMAT` `VERSION`, described in `load`)."""
         arrays: dict[str, np.ndarray] = {}
-        meta = {"format": FORMAT, "version": VERSION, "network": self.graph.name, "script": self.script,
-                "script_name": self.script_name, "input_shapes": _shapes_json(self.input_shapes),
-                "model_sha256": hashlib.sha256(self.model_bytes).hexdigest(),
+        info = {"network": self.graph.name, "script_name": self.script_name,
+                "input_shapes": _shapes_json(self.input_shapes), "layers": {}, "params": sorted(self.params),
                 "start_nodes": list(self.graph.start_nodes), "end_nodes": list(self.graph.end_nodes),
-                "layers": {}, "params": sorted(self.params), "report": self.report,
-                "plan": self.plan.as_dict()}
-        arrays["model.onnx"] = np.frombuffer(self.model_bytes, dtype=np.uint8)
+                "report": self.report}
+        arrays["model.onnx"] = _bytes(self.model_bytes)
+        arrays["script.alls"] = _bytes(self.script.encode("utf-8"))
+        arrays["plan.json"] = _bytes(json.dumps(_plan_of(self.script, self.script_name, self.graph).as_dict(),
+                                                sort_keys=True).encode())
         for name, values in self.params.items():
             for key, value in values.items():
                 arrays[f"param|{name}|{key}"] = np.asarray(value)
         for i, (name, q) in enumerate(self.layers.items()):
-            meta["layers"][name] = _layer_meta(q, f"L{i}", arrays)
-        arrays["meta.json"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+            info["layers"][name] = _layer_meta(q, f"L{i}", arrays)
+        arrays["info.json"] = _bytes(json.dumps(info).encode())
+        manifest = {key: _digest(value) for key, value in arrays.items()}
+        arrays["meta.json"] = _bytes(json.dumps({"format": FORMAT, "version": VERSION, "manifest": manifest}).encode())
         write_file(path, lambda f: np.savez(f, **arrays), what="quantized model")
+
+
+def _bytes(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+def _digest(array: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes: a member cannot change in any of them unseen."""
+    array = np.ascontiguousarray(array)
+    head = f"{array.dtype.str}{array.shape}".encode()
+    return hashlib.sha256(head + array.tobytes()).hexdigest()
 
 
 def _layout(x: np.ndarray, layout: str) -> np.ndarray:
@@ -202,7 +226,8 @@ def _rq_load(meta, arrays):
     if meta["type"] == "add":
         return nx.AddRequant(**{k: v for k, v in meta.items() if k != "type"})
     key = meta["key"]
-    return nx.Requant(arrays[f"{key}|multiplier"], arrays[f"{key}|shift"], meta["zero_point"], meta["lo"],
+    return nx.Requant(_member(arrays, f"{key}|multiplier", _INTEGER), _member(arrays, f"{key}|shift", _INTEGER),
+                      meta["zero_point"], meta["lo"],
                       meta["hi"], meta["bits"], meta["bound"])
 
 
@@ -224,64 +249,136 @@ def _layer_meta(q: QLayer, key: str, arrays: dict) -> dict:
     return meta
 
 
+_INTEGER, _FLOAT = "iu", "f"
+_FIELD_KINDS = {"weights": _INTEGER, "weight_scale": _FLOAT, "table": _INTEGER, "const": _INTEGER}
+
+
+def _member(arrays, key: str, kinds: str) -> np.ndarray:
+    """Member ``key``, whose dtype must be of ``kinds``; ALS509 otherwise."""
+    if key not in arrays:
+        raise _damaged(f"member `{key}` is missing")
+    value = arrays[key]
+    if value.dtype.kind not in kinds:
+        raise _damaged(f"member `{key}` is {value.dtype}, not {'an integer' if kinds == _INTEGER else 'a float'} array")
+    return value
+
+
 def _layer_load(name: str, meta: dict, arrays) -> QLayer:
     key = meta["key"]
 
     def get(field_name):
-        return arrays[f"{key}|{field_name}"] if f"{key}|{field_name}" in arrays else None
+        member = f"{key}|{field_name}"
+        return _member(arrays, member, _FIELD_KINDS[field_name]) if member in arrays else None
 
     bias = None
     if "bias" in meta:
-        bias = nx.Bias(arrays[f"{key}|bias"], meta["bias"]["exponent"], meta["bias"]["mantissa_bits"])
+        bias = nx.Bias(_member(arrays, f"{key}|bias", _INTEGER), int(meta["bias"]["exponent"]),
+                       int(meta["bias"]["mantissa_bits"]))
     enc = lambda e: None if e is None else Encoding(**e)
-    return QLayer(name, meta["kind"], enc(meta["out"]), enc(meta["pre"]), get("weights"), meta["weight_bits"],
+    return QLayer(name, str(meta["kind"]), enc(meta["out"]), enc(meta["pre"]), get("weights"), meta["weight_bits"],
                   get("weight_scale"), bias, _rq_load(meta["rq"], arrays), get("table"), get("const"),
                   enc(meta["const_encoding"]), dict(meta["info"]))
 
 
-def load(path: str | os.PathLike, start_nodes=(), end_nodes=()) -> QuantizedModel:
-    """Read a quantized model saved by `QuantizedModel.save`; named errors for anything else. The
-    model is cut where it was when quantized; ``start_nodes``/``end_nodes``, when given, must be
-    that cut (ALS410 otherwise)."""
-    import alls
+def _damaged(why: str) -> AllsError:
+    return AllsError.of("ALS509", f"the quantized file is damaged or was edited: {why}",
+                        "quantize the model again with `alls quantize`")
 
-    expect_kind(path, ("npz",), "quantized model", "pass the .npz that `alls quantize` wrote")
+
+
+def _json(arrays, key: str):
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise AllsError.of("ALS001", f"cannot read `{path}`: no such file") from None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise AllsError.of("ALS509", f"`{path}` is not a quantized model, or it is truncated ({exc.__class__.__name__})",
-                     "quantize the model again with `alls quantize`") from None
+        return json.loads(_member(arrays, key, "u").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _damaged(f"member `{key}` is not JSON ({exc})") from None
+
+
+def _verified(path, arrays) -> dict:
+    """The file's members after its format, version and manifest checked out: every member listed, each
+    matching its checksum, nothing more."""
     if "meta.json" not in arrays or "model.onnx" not in arrays:
         raise AllsError.of("ALS509", f"`{path}` is an .npz file but not a quantized model",
-                     "quantize the model with `alls quantize`")
-    meta = json.loads(arrays["meta.json"].tobytes().decode())
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise AllsError.of("ALS509", f"`{path}` is format {meta.get('format')} version {meta.get('version')}; this alls "
-                     f"reads {FORMAT} version {VERSION}", "quantize the model again with this version of alls")
-    model_bytes = arrays["model.onnx"].tobytes()
-    if hashlib.sha256(model_bytes).hexdigest() != meta["model_sha256"]:
-        raise AllsError.of("ALS509", f"`{path}` is damaged: its model does not match its checksum")
-    shapes = meta["input_shapes"]
-    shapes = {k: tuple(v) for k, v in shapes.items()} if isinstance(shapes, dict) else (tuple(shapes) if shapes else None)
+                           "quantize the model with `alls quantize`")
+    meta = _json(arrays, "meta.json")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        found = meta if isinstance(meta, dict) else {}
+        raise AllsError.of("ALS509", f"`{path}` is format {found.get('format')} version {found.get('version')}; this "
+                           f"alls reads {FORMAT} version {VERSION}", "quantize the model again with this version of alls")
+    manifest = meta.get("manifest")
+    if not isinstance(manifest, dict):
+        raise _damaged("it has no manifest")
+    members = set(arrays) - {"meta.json"}
+    if set(manifest) != members:
+        missing, extra = sorted(set(manifest) - members), sorted(members - set(manifest))
+        raise _damaged("members " + ", ".join(f"`{m}`" for m in missing) + " missing" if missing
+                       else "members " + ", ".join(f"`{m}`" for m in extra) + " not in its manifest")
+    for key in sorted(members):
+        if _digest(arrays[key]) != manifest[key]:
+            raise _damaged(f"member `{key}` does not match its checksum")
+    return arrays
+
+
+def load(path: str | os.PathLike, start_nodes=(), end_nodes=(), *, limits=None) -> QuantizedModel:
+    """Read a quantized model saved by `QuantizedModel.save`; ALS509 for anything else.
+
+    The file is an ``.npz`` (read within ``limits``, `alls.Limits`):
+    ``meta.json`` holds the format, the version and a manifest with the
+    SHA-256 of every other member (dtype, shape and bytes): ``model.onnx``
+    (with its weights embedded), ``script.alls``, ``plan.json``,
+    ``info.json`` (network, input shapes, cut, layer encodings, report) and
+    the arrays. A member missing, added or changed, a dtype that is not the
+    field's, or a plan that the script no longer gives, is ALS509. The
+    model is cut where it was when quantized; ``start_nodes``/``end_nodes``,
+    when given, must be that cut (ALS410 otherwise).
+    """
+    from alls.arrays import load_npz
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"a quantized model is read from a path, not {type(path).__name__}")
+    expect_kind(path, ("npz",), "quantized model", "pass the .npz that `alls quantize` wrote")
+    arrays = _verified(path, load_npz(path, limits, "quantized model"))
+    try:
+        return _assemble(path, arrays, limits, (tuple(start_nodes or ()), tuple(end_nodes or ())))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise _damaged(f"{exc.__class__.__name__}: {exc}") from None
+
+
+def _assemble(path, arrays, limits, asked_cut) -> QuantizedModel:
     import onnx
 
-    cut = tuple(meta.get("start_nodes", ())), tuple(meta.get("end_nodes", ()))
-    _check_cut(path, cut, (tuple(start_nodes or ()), tuple(end_nodes or ())))
-    graph = alls.load_model(onnx.load_from_string(model_bytes), shapes, meta["network"], *cut)
-    plan = alls.resolve(alls.parse_partial(meta["script"], meta["script_name"])[0], graph)
-    if set(meta["layers"]) != {layer.name for layer in graph}:
+    import alls
+
+    info = _json(arrays, "info.json")
+    try:
+        script = _member(arrays, "script.alls", "u").tobytes().decode("utf-8")
+        proto = onnx.load_from_string(_member(arrays, "model.onnx", "u").tobytes())
+    except Exception as exc:  # UnicodeDecodeError, protobuf's DecodeError
+        raise _damaged(f"{exc.__class__.__name__}") from None
+    shapes = info["input_shapes"]
+    shapes = {k: tuple(v) for k, v in shapes.items()} if isinstance(shapes, dict) else (tuple(shapes) if shapes else None)
+    cut = tuple(info.get("start_nodes", ())), tuple(info.get("end_nodes", ()))
+    _check_cut(path, cut, asked_cut)
+    graph = alls.load_model(proto, shapes, info["network"], *cut, limits=limits)
+    plan = _plan_of(script, info["script_name"], graph, limits)
+    if json.loads(json.dumps(plan.as_dict(), sort_keys=True)) != _json(arrays, "plan.json"):
+        raise _damaged("its plan is not the one its script gives")
+    if set(info["layers"]) != {layer.name for layer in graph}:
         raise AllsError.of("ALS506", f"`{path}`: the quantized layers do not match the model's layers")
-    layers = {name: _layer_load(name, m, arrays) for name, m in meta["layers"].items()}
+    layers = {name: _layer_load(name, m, arrays) for name, m in info["layers"].items()}
     params: dict[str, dict] = {}
-    for key, value in arrays.items():
+    for key in arrays:
         if key.startswith("param|"):
             _, name, field_name = key.split("|", 2)
-            params.setdefault(name, {})[field_name] = value
-    return QuantizedModel(graph, plan, layers, params, model_bytes, shapes, meta["script"], meta["script_name"],
-                          meta.get("report", {}))
+            params.setdefault(name, {})[field_name] = _member(arrays, key, _FLOAT)
+    return QuantizedModel(graph, plan, layers, params, arrays["model.onnx"].tobytes(), shapes, script,
+                          info["script_name"], info.get("report", {}))
+
+
+def _plan_of(script: str, script_name: str, graph: Graph, limits=None) -> Plan:
+    """The plan the script gives on the graph, as saving and loading both work it out."""
+    import alls
+
+    return alls.resolve(alls.parse_partial(script, script_name, limits=limits)[0], graph, limits=limits)
 
 
 def _check_cut(path, stored: tuple, asked: tuple) -> None:

@@ -16,8 +16,11 @@ Choices the scheme leaves open, written down here:
   calibration never activated, ALS502);
 - `percentile` clipping narrows the calibrated range only, `percentile_force`
   takes the percentiles as they are, `manual` takes the values given;
-- a table activation (sigmoid, tanh, ...) reads a 16-bit pre-activation
-  (8-bit for per-channel PReLU tables), so the table has 65,536 entries;
+- a table activation (sigmoid, tanh, ...) reads a 16-bit pre-activation,
+  so the table has 65,536 entries (per-channel PReLU tables read an 8-bit
+  one when the output is 8-bit: 256 entries per channel);
+- a 16-bit tensor's range reaches `calibration.RANGE_MARGIN` beyond the
+  calibrated one (docs/accuracy.md); clipping and forced ranges are taken as given;
 - constants of elementwise layers are quantized on their own 16-bit scale;
 - a standalone batch norm runs as a 1x1 depthwise conv.
 """
@@ -27,7 +30,7 @@ from __future__ import annotations
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.graph import Graph, Layer
 from alls.plan import Clipping, LayerPlan, Plan
-from alls.runtime.calibration import Statistics
+from alls.runtime.calibration import Statistics, activation_range, with_margin
 from alls.runtime.ops import OPS
 from alls.runtime.ops.base import MIN_RANGE, Encoding, QLayer
 from alls.runtime.ops.weighted import fan_in, quantize_weights, rebias
@@ -54,7 +57,10 @@ def _clipped(stats, clip: Clipping | None) -> tuple[float, float]:
 def _output_range(layer: Layer, lp: LayerPlan, stats: Statistics) -> tuple[float, float]:
     if lp.force_range_out is not None:
         return lp.force_range_out
-    return _clipped(stats[layer.name].output, lp.activation_clipping)
+    if lp.activation_clipping is not None and lp.activation_clipping.values is not None:
+        return _clipped(stats[layer.name].output, lp.activation_clipping)
+    s = stats[layer.name].output
+    return with_margin(s.min, s.max, lp.output_bits, activation_range(layer))
 
 
 def _keeps_encoding(layer: Layer) -> bool:

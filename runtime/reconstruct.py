@@ -11,8 +11,8 @@ The layer is modelled in float on the rows of `alls.runtime.patches` (centred in
 (R4) is the integer layer's clamp (ReLU, ReLU6 and clips fold into [p_lo, p_hi], f the
 identity), or, for a table activation, the pre-activation range, the float activation f and the
 output range. The target is the float network's output of the layer, clipped to the same range.
-V starts where h(V) equals the fractional part of w/s (so the start is round to nearest); the
-objective is
+V starts where h(V) equals the fractional part of w/s (so the start is round to nearest, or
+the rounding the layer holds when bias correction flipped some); the objective is
 
     factor · loss(ŷ, y) + λ · Σ (1 − |2h(V) − 1|^β)                                         (R5)
 
@@ -22,6 +22,15 @@ from ``beta[0]`` to ``beta[1]`` over the rest (Nagel et al. 2020). Optionally th
 (``s = s₀·exp(φ / 2W)``) are learned with it. At the end h is rounded (h ≥ ½, i.e. V ≥ 0);
 when the bias is learned it is moved by the mean change of z that the rounding made, and the
 result is kept only if its loss on the training rows is below round to nearest's.
+
+**Held-out images.** A share (`HOLDOUT`, at least one image) of the layer's images is never
+trained on. At most `CHECKS` times during training (and once before it, for the starting point:
+round to nearest, or what bias correction left), the layer is rounded (and its bias settled on
+the training rows) and its loss measured on the held-out rows; the best of these checkpoints is
+what the layer ends with, so its held-out loss never ends above where it started. Training stops
+early once `PATIENCE` checks in a row found it worse. Choosing among checkpoints that start at
+round to nearest is the regularisation toward it: a penalty ``λ·Σ(h(V) − r)²`` pulling every
+rounding toward its nearest choice r was measured too (docs/accuracy.md) and lost to it.
 """
 
 from __future__ import annotations
@@ -34,10 +43,13 @@ import numpy as np
 
 from alls.runtime.training_kernels import depthwise_backward, depthwise_forward
 
-__all__ = ["Problem", "Config", "Outcome", "train", "LOSSES"]
+__all__ = ["Problem", "Config", "Outcome", "train", "held_out", "LOSSES", "HOLDOUT"]
 
 ZETA, GAMMA = 1.1, -0.1
 _EPS = 1e-12
+HOLDOUT = 0.25  # the share of a layer's images held out from training
+CHECKS = 16  # held-out checkpoints per layer, at most
+PATIENCE = 4  # checks in a row without a better held-out loss before training stops
 
 
 @dataclass
@@ -57,6 +69,7 @@ class Problem:
     pre_range: tuple[float, float]
     out_range: tuple[float, float]
     activation: Callable[[np.ndarray], np.ndarray] | None = None
+    start: np.ndarray | None = None  # (G, O, K) the integer weights the layer holds now (None: round to nearest)
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,11 @@ class Outcome:
     kept: bool  # False: the learned layer lost to round to nearest, which was kept
     flipped: float  # share of weights rounded the other way than to nearest
     steps: int
+    heldout_before: float = float("nan")  # the loss on the held-out images at the start, and at the end
+    heldout_after: float = float("nan")
+    heldout_images: int = 0
+    epochs_run: int = 0
+    best_epoch: int = 0  # the epoch whose checkpoint the layer ends with (0: the start)
 
 
 # ------------------------------------------------------------------- losses
@@ -209,6 +227,9 @@ class _Layer:
         ratio = p.weight / p.scale.reshape(p.weight.shape[0], p.weight.shape[1], 1)
         self.base = np.floor(ratio)
         self.v = _initial_logits(ratio - self.base).astype(np.float32)
+        if p.start is not None:  # start where the layer is (bias correction may have flipped a rounding)
+            up = p.start > self.base
+            self.v[up != (self.v >= 0)] = np.where(up, 0.05, -0.05)[up != (self.v >= 0)]
         self.delta = np.zeros(p.scale.shape, np.float32)
         self.phi = np.zeros(int(p.group_of.max()) + 1, np.float32)
 
@@ -252,16 +273,17 @@ def _target_power(p: Problem) -> float:
     return max(float(np.mean(y * y)), _EPS)
 
 
-def _evaluate(layer: _Layer, config: Config, nu: float, hard: bool = True, chunk: int = 4096) -> float:
-    """The reconstruction loss of the rounded layer on every training row."""
+def _evaluate(layer: _Layer, config: Config, nu: float, index: np.ndarray, hard: bool = True,
+              chunk: int = 4096) -> float:
+    """The reconstruction loss of the (rounded) layer on the rows ``index``."""
     total, count = 0.0, 0
     w = layer.weights(hard)
-    for start in range(0, len(layer.p.rows), chunk):
-        rows = layer.p.rows[start:start + chunk]
-        yh = layer.output(rows, w)[2]
-        y = np.clip(layer.p.target[start:start + chunk], *layer.p.out_range)
-        total += LOSSES[config.loss](yh, y, nu)[0] * len(rows)
-        count += len(rows)
+    for start in range(0, len(index), chunk):
+        part = index[start:start + chunk]
+        yh = layer.output(layer.p.rows[part], w)[2]
+        y = np.clip(layer.p.target[part], *layer.p.out_range)
+        total += LOSSES[config.loss](yh, y, nu)[0] * len(part)
+        count += len(part)
     return config.factor * total / max(count, 1)
 
 
@@ -299,30 +321,80 @@ def _schedule(step: int, total: int, config: Config) -> tuple[float, float | Non
     return lr, config.beta[0] + (config.beta[1] - config.beta[0]) * progress
 
 
-def _settle_bias(layer: _Layer, chunk: int = 4096) -> None:
-    """After rounding, move the bias by the mean change of z the rounding made (z soft − z hard)."""
+def _settle_bias(layer: _Layer, index: np.ndarray, chunk: int = 4096) -> None:
+    """After rounding, move the bias by the mean change of z the rounding made (z soft − z hard),
+    over the rows ``index``."""
     soft, hard = layer.weights(), layer.weights(hard=True)
     total = np.zeros(layer.delta.shape, np.float64)
-    for start in range(0, len(layer.p.rows), chunk):
-        rows = layer.p.rows[start:start + chunk]
+    for start in range(0, len(index), chunk):
+        rows = layer.p.rows[index[start:start + chunk]]
         total += (layer.output(rows, soft)[0] - layer.output(rows, hard)[0]).sum(axis=0)
-    layer.delta += (total / len(layer.p.rows) / layer.p.unit).astype(np.float32)
+    layer.delta += (total / max(len(index), 1) / layer.p.unit).astype(np.float32)
+
+
+def held_out(images: int) -> int:
+    """How many of ``images`` are held out: `HOLDOUT` of them, at least one (none of a single image)."""
+    return 0 if images < 2 else min(images - 1, max(1, int(round(images * HOLDOUT))))
+
+
+def _split(images: int, per_image: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(training images, training rows, held-out rows)."""
+    held = held_out(images)
+    order = rng.permutation(images)
+    train_images, held_images = np.sort(order[held:]), np.sort(order[:held])
+    offsets = np.arange(per_image)
+
+    def rows(chosen):
+        return (chosen[:, None] * per_image + offsets).reshape(-1)
+
+    return train_images, rows(train_images), rows(held_images)
+
+
+class _Checkpoints:
+    """The best rounded state seen on the held-out rows (the start included), and when to stop."""
+
+    def __init__(self, layer: _Layer, config: Config, nu: float, train_rows: np.ndarray, held_rows: np.ndarray):
+        self.layer, self.config, self.nu = layer, config, nu
+        self.train_rows, self.held_rows = train_rows, held_rows
+        self.best, self.since = None, 0
+        self.first = self.check(0, settle=False)
+
+    def check(self, epoch: int, settle: bool = True) -> float:
+        layer, delta = self.layer, self.layer.delta.copy()
+        if settle and self.config.learn_bias:
+            _settle_bias(layer, self.train_rows)
+        rows = self.held_rows if len(self.held_rows) else self.train_rows
+        loss = _evaluate(layer, self.config, self.nu, rows)
+        if self.best is None or loss < self.best[0]:
+            self.best = (loss, epoch, layer.v.copy(), layer.delta.copy(), layer.phi.copy())
+            self.since = 0
+        elif loss > self.best[0]:  # worse (an unchanged rounding is not)
+            self.since += 1
+        layer.delta[:] = delta
+        return loss
+
+    def restore(self) -> tuple[float, int]:
+        loss, epoch, v, delta, phi = self.best
+        self.layer.v[:], self.layer.delta[:], self.layer.phi[:] = v, delta, phi
+        return loss, epoch
 
 
 def train(p: Problem, config: Config, on_epoch: Callable[[], None] | None = None) -> Outcome:
-    """Train one layer (R5); the rounded result, or round to nearest where that reconstructs better."""
+    """Train one layer (R5) on all but the held-out images; the checkpoint with the best held-out loss."""
     layer = _Layer(p)
     nu = _target_power(p)
-    before = _evaluate(layer, config, nu)
-    images = len(p.rows) // p.per_image
-    per_epoch = math.ceil(images / config.batch_size)
-    total = config.epochs * per_epoch
     rng = np.random.default_rng(config.seed)
+    train_images, train_rows, held_rows = _split(len(p.rows) // p.per_image, p.per_image, rng)
+    before = _evaluate(layer, config, nu, train_rows)
+    per_epoch = math.ceil(len(train_images) / config.batch_size)
+    total = config.epochs * per_epoch
+    every = max(1, math.ceil(config.epochs / CHECKS))
+    checks = _Checkpoints(layer, config, nu, train_rows, held_rows)
     optimizer = _Optimizer(config.optimizer, [layer.v, layer.delta, layer.phi])
     offsets = np.arange(p.per_image)
-    step = 0
-    for _ in range(config.epochs):
-        order = rng.permutation(images)
+    step = epoch = 0
+    while epoch < config.epochs and checks.since < PATIENCE:
+        order = rng.permutation(train_images)
         for b in range(per_epoch):
             chosen = order[b * config.batch_size:(b + 1) * config.batch_size]
             index = (chosen[:, None] * p.per_image + offsets).reshape(-1)
@@ -330,14 +402,22 @@ def train(p: Problem, config: Config, on_epoch: Callable[[], None] | None = None
             grads = _step(layer, p.rows[index], p.target[index], config, nu, beta)
             optimizer.step([layer.v, layer.delta, layer.phi], grads, lr)
             step += 1
+        epoch += 1
         if on_epoch is not None:
             on_epoch()
-    if config.learn_bias:
-        _settle_bias(layer)
-    after = _evaluate(layer, config, nu)
+        if epoch % every == 0 or epoch == config.epochs:
+            checks.check(epoch)
+    for _ in range(epoch, config.epochs):  # the progress of the epochs an early stop skipped
+        if on_epoch is not None:
+            on_epoch()
+    held_after, best_epoch = checks.restore()
     nearest = np.clip(np.floor(p.weight / p.scale.reshape(p.weight.shape[0], -1, 1) + 0.5), -p.wmax, p.wmax)
+    held = dict(heldout_before=checks.first, heldout_images=len(held_rows) // p.per_image, epochs_run=epoch)
+    if best_epoch == 0:
+        return Outcome(nearest, p.bias, p.scale, before, before, False, 0.0, step, heldout_after=checks.first,
+                       best_epoch=0, **held)
+    after = _evaluate(layer, config, nu, train_rows)  # the checkpoint's bias is settled already
     learned = layer.weights(hard=True)
     flipped = float(np.mean(learned != nearest)) if learned.size else 0.0
-    if after >= before:
-        return Outcome(nearest, p.bias, p.scale, before, before, False, 0.0, step)
-    return Outcome(learned, layer.biases().astype(np.float64), layer.scales(), before, after, True, flipped, step)
+    return Outcome(learned, layer.biases().astype(np.float64), layer.scales(), before, after, True, flipped, step,
+                   heldout_after=held_after, best_epoch=best_epoch, **held)

@@ -29,28 +29,15 @@ import numpy as np
 
 import alls
 from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.memory import available_memory
 from alls.progress import Progress
 from alls.runtime.calibration import calibrate, check_data, input_arrays, normalize
 from alls.runtime.model import QuantizedModel, Result
 from alls.runtime.quantize import check_supported, quantize
+from alls.runtime.threads import blas_limited
 
 __all__ = ["Runner", "estimate_memory", "available_memory"]
 
-
-
-def available_memory() -> int:
-    """Bytes of memory available now (MemAvailable), or the physical memory where that is unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 40
 
 
 def estimate_memory(graph: alls.Graph, batch: int) -> int:
@@ -115,30 +102,62 @@ def _notes(graph: alls.Graph, plan: alls.Plan) -> list[Diagnostic]:
     return notes
 
 
+def _check_count(name: str, value) -> None:
+    """``value`` is None (the script's) or an int of at least 1: TypeError, or ALS523."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
+    if value < 1:
+        raise AllsError.of("ALS523", f"{name} must be at least 1, not {value}",
+                           f"leave {name} out to use the script's, or give a positive count")
+
+
+def _embedded(path: pathlib.Path) -> bytes:
+    """The model's bytes with any external weights embedded (read from the model's folder, already checked by
+    `alls.validate`), so that the quantized file never reads a data file again, nor relative to the working
+    folder."""
+    import onnx
+
+    data = path.read_bytes()
+    proto = onnx.load_from_string(data)
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        return data
+    try:
+        return onnx.load(str(path)).SerializeToString()
+    except ValueError as exc:  # protobuf's 2 GiB limit
+        raise AllsError.of("ALS402", f"`{path}` with its external weights cannot be embedded ({exc})") from None
+
+
 class Runner:
     """A model, a script, and what quantizing it made."""
 
     def __init__(self, model, input_shapes=None, name: str | None = None, progress: bool | None = None,
-                 start_nodes=(), end_nodes=()):
+                 start_nodes=(), end_nodes=(), *, limits: alls.Limits | None = None):
         """``progress``: show progress and the plan's advice on standard error (True), never (False), or as
         `alls.progress.configure` says (None: on unless the command line's --quiet). ``input_shapes``,
-        ``name``, ``start_nodes`` and ``end_nodes`` as `alls.load_model` takes them (the cut is kept in
-        the quantized file)."""
+        ``name``, ``start_nodes``, ``end_nodes`` and ``limits`` as `alls.load_model` takes them (the cut is
+        kept in the quantized file; external weights are embedded in it)."""
         import onnx
 
-        self.progress = progress
+        from alls.limits import check_limits
 
+        self.progress = progress
+        self.limits = check_limits(limits)
         if isinstance(model, (str, os.PathLike)):
             path = pathlib.Path(model)
             if not path.is_file():
                 raise AllsError.of("ALS402", f"cannot read model `{model}`: no such file")
-            self.model_bytes = path.read_bytes()
-            name = name or path.stem
-        else:
+            self.graph = alls.load_model(path, input_shapes, name or path.stem, start_nodes, end_nodes,
+                                         limits=self.limits)
+            self.model_bytes = _embedded(path)
+        elif isinstance(model, onnx.ModelProto):
             self.model_bytes = model.SerializeToString()
+            self.graph = alls.load_model(onnx.load_from_string(self.model_bytes), input_shapes, name, start_nodes,
+                                         end_nodes, limits=self.limits)
+        else:
+            raise TypeError(f"Runner takes a model path or an onnx.ModelProto, not {type(model).__name__}")
         self.input_shapes = input_shapes
-        self.graph = alls.load_model(onnx.load_from_string(self.model_bytes) if not isinstance(model, (str, os.PathLike))
-                                     else model, input_shapes, name, start_nodes, end_nodes)
         self.script, self.script_name = "", "<script>"
         self.plan = alls.resolve(alls.parse(""), self.graph)
         self.quantized: QuantizedModel | None = None
@@ -160,6 +179,7 @@ class Runner:
         self.script, self.script_name, self.plan = parsed.source, parsed.filename, plan
         return plan
 
+    @blas_limited
     def quantize(self, calib, batch_size: int | None = None, calib_num_batch: int | None = None,
                  layout: str = "nhwc", progress: bool | None = None, *, equalize: bool | None = None,
                  ibc: bool | None = None, finetune: bool | None = None) -> QuantizedModel:
@@ -177,6 +197,8 @@ class Runner:
         plan = self.plan if script == self.script else self._resolve(script)
         self._advise(plan, script, progress)
         settings = plan.settings.calibration
+        _check_count("batch_size", batch_size)
+        _check_count("calib_num_batch", calib_num_batch)
         batch_size = batch_size or settings.batch_size
         calib_num_batch = calib_num_batch or math.ceil(settings.calibset_size / batch_size)
         feeds = self._feeds(calib, layout, batch_size * calib_num_batch)

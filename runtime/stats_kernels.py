@@ -15,11 +15,12 @@ __all__ = ["extremes", "histogram"]
 
 @njit(cache=True)
 def extremes(x, channel_min, channel_max, per_channel):
-    """Over ``x`` (N, C, R): the minimum, the maximum, the count of zeros, and the largest positive
-    value and negative magnitude (0 when there are none); with ``per_channel``, each channel's
+    """Over ``x`` (N, C, R): the minimum, the maximum, the count of zeros, the largest positive
+    value and negative magnitude (0 when there are none), and the count of NaNs; with ``per_channel``, each channel's
     minimum and maximum are folded into ``channel_min`` / ``channel_max`` (C,)."""
     low, high = np.inf, -np.inf
     zeros = 0
+    nans = 0
     top_pos, top_neg = 0.0, 0.0
     n, c, r = x.shape
     for i in range(n):
@@ -37,15 +38,17 @@ def extremes(x, channel_min, channel_max, per_channel):
                 elif v < 0:
                     if -v > top_neg:
                         top_neg = -v
-                else:
+                elif v == 0:
                     zeros += 1
+                else:  # NaN: no comparison holds
+                    nans += 1
             if per_channel:
                 channel_min[j], channel_max[j] = lo, hi
             if lo < low:
                 low = lo
             if hi > high:
                 high = hi
-    return low, high, zeros, top_pos, top_neg
+    return low, high, zeros, top_pos, top_neg, nans
 
 
 @njit(cache=True)

@@ -157,6 +157,11 @@ def test_spread_channels_are_equalized_or_written_at_16_bits():
 def test_4_bit_weights_ask_for_finetune_and_weights_clipping():
     qmodel, analysis = _analyzed(_spread_model(), _uniform((64, 8, 8, 1)),
                                  "quantization_param(conv1, precision_mode=a8_w4)\n")
+    assert str(qmodel.plan["conv1"].weights_clipping) == "mmse"  # 4-bit weights are clipped by default
+    assert _advice(analysis, "conv1")["finetune_4bit"] == ("post_quantization_optimization(finetune, policy=enabled)",)
+    qmodel, analysis = _analyzed(_spread_model(), _uniform((64, 8, 8, 1)),
+                                 "quantization_param(conv1, precision_mode=a8_w4)\n"
+                                 "pre_quantization_optimization(weights_clipping, layers=[conv1], mode=disabled)\n")
     assert _advice(analysis, "conv1")["finetune_4bit"] == (
         "post_quantization_optimization(finetune, policy=enabled)",
         "pre_quantization_optimization(weights_clipping, layers=[conv1], mode=mmse)")

@@ -24,7 +24,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([\w-]*)([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 # Pages that other work adds; linked from docs/index.md already. Remove a name once its page exists.
-PENDING = ("untrusted-inputs.md", "editors.md", "accuracy.md")
+PENDING = ("editors.md",)
 # Progress goes to standard error and carries times; a session shows the rest of standard error.
 PROGRESS = re.compile(r"^(compiling the integer kernels .*|tune: step \d+/\d+: .*|[\w ,()+-]+: \d+/\d+( [\w]+)*"
                       r"( \([\d.]+ s\)| done in [\d.]+ s)?)$")

@@ -15,9 +15,10 @@ import alls
 from alls.diagnostics import AllsError
 from alls.runtime import numerics as nx
 from alls.runtime.emulator import accumulators, run_numeric
+from alls.runtime.finetune import finetune_epochs
 from alls.runtime.metrics import snr_db, top1
 from alls.runtime.patches import gather_rows, sample_positions, tap_means, to_groups
-from alls.runtime.reconstruct import LOSSES
+from alls.runtime.reconstruct import LOSSES, Config, Problem, _split, train
 from alls.runtime.runner import Runner
 from test_importer import DIGITS
 from test_kernels import ref_conv, ref_requant
@@ -80,8 +81,11 @@ def test_finetune_at_4_bits_beats_round_to_nearest_and_keeps_float_accuracy(digi
     assert accuracy(finetuned[1], labels) >= accuracy(native, labels) - 0.005
     report = finetuned[0].quantized.report["finetune"]
     assert [r["layer"].rsplit("/", 1)[1] for r in report] == ["conv1", "dw1", "conv2", "conv3", "fc1"]
-    assert all(r["algorithm"] == "finetune" and r["steps"] == 4 * 128 for r in report)
-    assert all(r["loss_after"] <= r["loss_before"] for r in report)
+    epochs = finetune_epochs(finetuned[0].quantized.plan)  # 1024 steps on the 768 images not held out
+    assert epochs == 11
+    assert all(r["algorithm"] == "finetune" and r["steps"] <= epochs * 96 and r["heldout_images"] == 256
+               for r in report)
+    assert all(r["heldout_after"] <= r["heldout_before"] for r in report)
 
 
 def test_adaround_at_4_bits_beats_round_to_nearest(digits, nearest):
@@ -324,3 +328,59 @@ def test_the_guides_flags_append_statements_that_the_plan_records(digits):
     assert not any(d.code == "ALS511" for d in runner.warnings)
     assert runner.plan.settings.finetune.policy is False  # the runner's own script is unchanged
     assert not runner.quantize(digits["pool"][:64], progress=False).report["finetune"]
+
+
+# -------------------------------------------------------- held-out images
+
+
+def _noisy_dense_problem(images=24, per_image=16, seed=0) -> Problem:
+    """A dense layer whose targets carry noise of their own per image: training on them can only
+    learn the noise of the images it sees."""
+    rng = np.random.default_rng(seed)
+    weight = rng.standard_normal((1, 6, 20))
+    scale = np.abs(weight).max(axis=(0, 2)) / 7
+    rows = rng.integers(-100, 101, (images * per_image, 1, 20)).astype(np.int16)
+    x_scale = 0.01
+    clean = x_scale * rows[:, 0, :].astype(np.float64) @ weight[0].T
+    noise = np.repeat(rng.standard_normal((images, 6)), per_image, axis=0) * clean.std()
+    return Problem(rows=rows, per_image=per_image, target=(clean + noise).astype(np.float32), weight=weight,
+                   scale=scale, group_of=np.zeros(6, int), wmax=7, x_scale=x_scale, bias=np.zeros(6),
+                   unit=float(np.abs(clean).max() / 127), pre_range=(-np.inf, np.inf), out_range=(-np.inf, np.inf))
+
+
+def _loss_on(p: Problem, rows: np.ndarray, weights: np.ndarray, bias: np.ndarray, scale: np.ndarray) -> float:
+    """l2rel of a rounded dense layer on the rows ``rows``, computed here, apart from the trainer."""
+    y = p.x_scale * scale * (p.rows[rows, 0, :].astype(np.float64) @ weights[0].T) + bias
+    return float(np.mean(np.sum((y - p.target[rows]) ** 2, axis=1)) / np.mean(p.target.astype(np.float64) ** 2))
+
+
+def test_a_layer_never_ends_worse_on_its_held_out_images_than_where_it_started():
+    p = _noisy_dense_problem()
+    config = Config(images=24, epochs=40, batch_size=2, learning_rate=0.5, learn_bias=True, seed=3)
+    outcome = train(p, config)
+    _, train_rows, held_rows = _split(24, 16, np.random.default_rng(3))
+    assert len(held_rows) == 6 * 16 and not set(train_rows) & set(held_rows)
+    nearest = np.clip(np.floor(p.weight / p.scale[None, :, None] + 0.5), -7, 7)
+    start = _loss_on(p, held_rows, nearest, p.bias, p.scale)
+    end = _loss_on(p, held_rows, outcome.weights, outcome.bias, outcome.scale)
+    assert outcome.heldout_before == pytest.approx(start, rel=1e-3)
+    assert end == pytest.approx(outcome.heldout_after, rel=1e-3) and end <= start * (1 + 1e-6)
+    # the training rows kept improving while the held-out ones did not: the layer was rolled back
+    assert outcome.best_epoch < outcome.epochs_run
+
+
+def test_finetune_on_64_images_after_bias_correction_is_no_worse_than_round_to_nearest(digits):
+    """The default flow (equalization, bias correction) at 4-bit weights with the 64 calibration
+    images only: finetune keeps its held-out checkpoints and beats round to nearest on the test images."""
+    script = "quantization_param({conv*}, precision_mode=a8_w4)\n"
+    calib = np.load(SAMPLES / "calib.npy")
+    results = {}
+    for name, extra in (("nearest", ""), ("finetune", "post_quantization_optimization(finetune, policy=enabled, "
+                                                      "dataset_size=64)\n")):
+        runner = Runner(DIGITS)
+        runner.load_script(script + extra)
+        runner.quantize(calib, progress=False)
+        results[name] = (runner, snr_db(digits["native"], runner.infer(digits["x"]).output))
+    assert results["finetune"][1] >= results["nearest"][1]
+    report = results["finetune"][0].quantized.report["finetune"]
+    assert all(r["heldout_images"] == 16 and r["heldout_after"] <= r["heldout_before"] for r in report)

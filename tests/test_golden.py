@@ -61,6 +61,7 @@ def test_every_code_is_exercised_by_a_golden_file_or_a_test():
     # tests/test_parser.py and tests/test_cli.py feed them; the tool's own codes (ALS0xx: files,
     # outputs, internal errors) tests/test_wrong_files.py and tests/test_files.py. The import codes
     # (ALS4xx) are fed by tests/test_importer.py, the runtime's (ALS5xx) by
-    # tests/test_runtime.py and tests/test_calibration.py.
+    # tests/test_runtime.py and tests/test_calibration.py, the limits' (ALS020-ALS049) by
+    # tests/test_untrusted_*.py.
     left = set(alls.CODES) - exercised
     assert left == {"ALS108", "ALS109"} | {c for c in alls.CODES if c[3] in "045"}

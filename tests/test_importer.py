@@ -1163,3 +1163,18 @@ def test_squeeze_and_unsqueeze_with_axes_attributes_before_opset_13(op, attrs, i
     g = load([node(op, ["x"], "y", name="v", **attrs)], inputs={"x": in_shape}, opset=11)
     assert names(g) == ["input_layer1", "format_conversion1", "output_layer1"]
     assert g.get("v").output_shape == out
+
+
+def test_a_constant_target_shape_that_no_longer_fits_the_input_is_refused_with_the_node():
+    """A model exported for 8x8 images reshapes to a constant 1x3x64; imported at 16x16 the target no
+    longer holds the input's values, and the concat after it cannot join its parts: each an ALS401
+    naming the node and both shapes, never a layer run on garbled shapes."""
+    nodes = [node("Reshape", ["x", "target"], "flat", name="/head/Reshape"),
+             node("Reshape", ["x", "target"], "flat2", name="/head/Reshape_1"),
+             node("Concat", ["flat", "flat2"], "y", name="/head/Concat", axis=1)]
+    inits = {"target": np.array([1, 3, 64], dtype=np.int64)}
+    assert not [d for d in load(nodes, inits).diagnostics if d.code == "ALS401"]
+    graph = load(nodes, inits, input_shapes=(1, 3, 16, 16))
+    errors = [d.message for d in graph.diagnostics if d.code == "ALS401"]
+    assert any("/head/Reshape`" in m and "1x3x16x16 (768 values) to 1x3x64 (192)" in m for m in errors), errors
+    assert not all(layer.supported for layer in graph)

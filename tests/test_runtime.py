@@ -486,8 +486,8 @@ def test_bias_correction_reports_the_error_it_leaves_and_flips_only_near_ties():
     for name, r in report.items():
         pre = floats[name].astype(np.float64)
         target = pre.mean(axis=(0, 2, 3)) if pre.ndim == 4 else pre.mean(axis=0)
-        # float32 pre-activations from other batch sizes than calibration's: equal to about 1e-8
-        assert np.mean(np.abs(measured[name] - target)) == pytest.approx(r["mean_error_after"], rel=0.02, abs=1e-8)
+        # float32 pre-activations from other batch sizes than calibration's: equal to a few 1e-8
+        assert np.mean(np.abs(measured[name] - target)) == pytest.approx(r["mean_error_after"], rel=0.02, abs=3e-8)
         # a flipped weight is one step from round to nearest, towards its float value, from near a tie
         layer, ql = q.graph[name], q.layers[name]
         weight = q.params.get(name, layer.params)["weight"]

@@ -3,6 +3,7 @@ quantized with the default script and with the zoo's own, run in integers, evalu
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -72,18 +73,18 @@ BUILT = {
 def test_float_target_matches_onnxruntime(name):
     """Each built network imports whole, and each output is within 1e-4 of its range of onnxruntime's."""
     model = BUILT[name]()
-    _matches_onnxruntime(model)
-    if name.startswith("yolov8"):
-        _matches_onnxruntime(cut_at(model, HEAD_CONVS))
+    _matches_onnxruntime(model, model)
+    if name.startswith("yolov8"):  # the importer's cut against onnx's own extraction of the same subgraph
+        _matches_onnxruntime(model, cut_at(model, HEAD_CONVS), HEAD_CONVS)
 
 
-def _matches_onnxruntime(model):
-    graph = alls.load_model(model)
+def _matches_onnxruntime(model, reference, end_nodes=()):
+    graph = alls.load_model(model, end_nodes=list(end_nodes))
     assert graph.diagnostics == () and all(layer.supported for layer in graph)
     spec = model.graph.input[0]
     shape = [d.dim_value for d in spec.type.tensor_type.shape.dim]
     x = np.random.default_rng(3).random(shape).astype(np.float32)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(reference.SerializeToString(), providers=["CPUExecutionProvider"])
     expected = session.run(None, {spec.name: x})
     got, _ = run_float(graph, {spec.name: x})
     assert len(got) == len(expected)
@@ -103,13 +104,15 @@ def test_the_whole_export_has_nothing_unsupported(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def head():
-    """YOLOv8n cut at its six head convs, as Hailo's parser takes it."""
-    return cut_at(build_yolov8("n", SIZE), HEAD_CONVS)
+def head(tmp_path_factory):
+    """YOLOv8n, to be cut at its six head convs as Hailo's parser takes it (``end_nodes``)."""
+    path = tmp_path_factory.mktemp("yolo") / "yolov8n.onnx"
+    onnx.save(build_yolov8("n", SIZE), str(path))
+    return path
 
 
-def _quantized(model, script, data):
-    runner = Runner(model)
+def _quantized(model, script, data, end_nodes=HEAD_CONVS):
+    runner = Runner(model, end_nodes=list(end_nodes))
     if script:
         runner.load_script(script)
     runner.quantize(data, progress=False)
@@ -125,8 +128,13 @@ def _agree(runner, x, floor=0.99):
     return numeric
 
 
-def test_the_head_cut_quantizes_with_the_default_script(head):
-    runner = _quantized(head, "", _images(64))
+@pytest.fixture(scope="module")
+def quantized_head(head):
+    return _quantized(head, "", _images(64))
+
+
+def test_the_head_cut_quantizes_with_the_default_script(quantized_head):
+    runner = quantized_head
     numeric = _agree(runner, _images(4, seed=1))
     convs = [runner.graph[out.inputs[0]] for out in runner.graph.outputs]
     assert sorted(set(a for layer in convs for a in layer.aliases) & set(HEAD_CONVS)) == sorted(HEAD_CONVS)
@@ -134,15 +142,21 @@ def test_the_head_cut_quantizes_with_the_default_script(head):
 
 
 def test_the_head_cut_quantizes_with_the_zoo_script(head):
-    """The zoo's yolov8n.alls: normalization by 255, output sigmoids, its NMS and allocator lines."""
+    """The zoo's yolov8n.alls: normalization by 255, the class convs' sigmoids, its NMS and allocator
+    lines; the outputs are the layers the zoo's NMS config reads, and its sigmoids land on the class convs."""
     script = zoo_script("yolov8n")
+    config = json.loads((CORPUS.parent / "zoo-config" / "postprocess_config" / "yolov8n_nms_config.json").read_text())
     runner = _quantized(head, script, _images(64, 255.0))
-    assert runner.plan.layers  # the script resolved on this graph
+    sources = [runner.graph[out.inputs[0]] for out in runner.graph.outputs]
+    wanted = [name.split("/")[-1] for d in config["bbox_decoders"] for name in (d["reg_layer"], d["cls_layer"])]
+    assert [layer.short_name for layer in sources] == wanted
+    assert {layer.short_name for layer in sources if runner.plan[layer.name].activation == "sigmoid"} == \
+        {d["cls_layer"].split("/")[-1] for d in config["bbox_decoders"]}
     _agree(runner, _images(4, 255.0, seed=1))
 
 
-def test_eval_reports_each_output(head, tmp_path, capsys):
-    runner = _quantized(head, "", _images(64))
+def test_eval_reports_each_output(quantized_head, tmp_path, capsys):
+    runner = quantized_head
     runner.save(tmp_path / "q.npz")
     np.save(tmp_path / "x.npy", _images(4, seed=2))
     assert main(["eval", str(tmp_path / "q.npz"), "--data", str(tmp_path / "x.npy")]) == 0
@@ -152,10 +166,10 @@ def test_eval_reports_each_output(head, tmp_path, capsys):
 
 def test_analyze_advises_sigmoids_on_the_class_convs():
     """Detect's class prior (bias log(5/nc/(640/s)²)) makes logits far below zero: put the sigmoid in."""
-    model = cut_at(class_priors(build_yolov8("n", SIZE)), HEAD_CONVS)
+    model = class_priors(build_yolov8("n", SIZE))
     runner = _quantized(model, "model_optimization_config(calibration, batch_size=8, calibset_size=16)\n",
                         _images(16))
-    analysis = analyze(runner.quantized, _images(8, seed=4), worst=1, isolation_images=4, progress=False)
+    analysis = analyze(runner.quantized, _images(4, seed=4), worst=1, isolation_images=2, progress=False)
     sigmoid = {a.layer for a in analysis.advice if a.key == "sigmoid_output"}
     classes = {runner.graph[out.inputs[0]].name for out in runner.graph.outputs
                if runner.graph[out.inputs[0]].output_shape[1] == 80}
@@ -178,7 +192,7 @@ def test_analyze_advises_splitting_a_yolov5_style_output_branch():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     images = np.random.default_rng(1).random((16, 16, 16, 3)).astype(np.float32)
-    runner = _quantized(model, "model_optimization_config(calibration, batch_size=8, calibset_size=16)\n", images)
+    runner = _quantized(model, "model_optimization_config(calibration, batch_size=8, calibset_size=16)\n", images, ())
     analysis = analyze(runner.quantized, images[:8], worst=1, isolation_images=4, progress=False)
     [advice] = [a for a in analysis.advice if a.key == "split_output_branch"]
     assert advice.layer.endswith("conv2") and advice.figures["wide_channels"] == 4

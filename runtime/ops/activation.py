@@ -62,9 +62,11 @@ def table_target(layer: Layer, lp, stats, out: Encoding) -> Encoding | None:
     """The pre-activation encoding of a table activation, or None when the activation is a clamp."""
     if layer.activation not in TABLE_ACTIVATIONS:
         return None
+    from alls.runtime.calibration import with_margin  # calibration reads this module's table list
+
     before = stats[layer.name].before
-    bits = 8 if layer.activation == "prelu" else TABLE_BITS
-    return Encoding.from_range(before.min, before.max, bits)
+    bits = 8 if layer.activation == "prelu" and out.bits == 8 else TABLE_BITS  # per channel: 256 or 2^16 each
+    return Encoding.from_range(*with_margin(before.min, before.max, bits), bits)
 
 
 def clamp(layer: Layer, enc: Encoding) -> tuple[int, int]:

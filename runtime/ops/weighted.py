@@ -96,11 +96,12 @@ def rebias(q: QLayer, layer: Layer, x: Encoding, bias: nx.Bias) -> None:
 def quantize_weighted(layer: Layer, lp, stats, enc, params) -> QLayer:
     x = enc[layer.inputs[0]]
     out = enc[layer.name]
-    weight, bias = params["weight"], params["bias"]
     if layer.kind == "batch_norm":
         weight, bias = params["scale"].reshape(-1, 1, 1, 1), params["shift"]
+    else:
+        weight, bias = params["weight"], params["bias"]
     group = layer.attrs.get("group", 1) if layer.kind != "batch_norm" else weight.shape[0]
-    bits = lp.weight_bits or 8
+    bits = lp.weight_bits or (16 if x.bits == 16 else 8)  # a standalone batch norm follows its input
     q, w_scale = quantize_weights(weight, layer.kind, group, bits, lp.quantization_groups, lp.weights_clipping)
     acc_scale = x.scale * w_scale
     mantissa = nx.BIAS_MANTISSA_BITS[lp.bias_mode or "double_scale_initialization"]
