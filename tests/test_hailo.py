@@ -355,6 +355,6 @@ def test_qft_removes_the_mean_channel_error_as_bias_correction_does(calib, test_
         return float(np.mean(errors)), qmodel.report
 
     nearest, _ = mean_error("post_quantization_optimization(bias_correction, policy=disabled)\n")
-    qft, report = mean_error("post_quantization_optimization(finetune, policy=enabled, dataset_size=64, epochs=2)\n")
+    qft, report = mean_error("post_quantization_optimization(finetune, policy=enabled, dataset_size=64, epochs=8)\n")
     assert not report["bias_correction"] and len(report["finetune"]) == 5
     assert qft < 0.6 * nearest, (qft, nearest)
