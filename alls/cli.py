@@ -75,6 +75,8 @@ EXAMPLES = {
     "analyze": "alls analyze digits_q.npz --data samples/digits/test_x.npy -o report/ --force",
     "tune": ("alls tune samples/digits/digits_cnn.onnx --calib samples/digits/calib.npy "
              "--data samples/digits/test_x.npy --labels samples/digits/test_y.npy -o digits_tuned.alls --force"),
+    "taps": "alls taps digits_q.npz --data samples/digits/test_x.npy --layers '{conv*}' --target native "
+            "--target numeric -o taps/ --force",
     "explain": "alls explain ALS311",
     "lsp": "alls lsp < /dev/null  # an editor starts it and speaks LSP on stdin/stdout (docs/editors.md)",
 }
@@ -209,6 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     _data_options(tune, required=True)
 
+    _taps_command(commands)
     _add_lsp(commands)
 
     explain = _command(commands, "explain", "explain a diagnostic code", _explain)
@@ -609,6 +612,41 @@ def _tune_steps():
     from alls.runtime import STEPS
 
     return STEPS
+
+
+def _taps_command(commands) -> None:
+    taps = _command(commands, "taps", "write the tensors of a quantized model's layers, one .npy per layer and "
+                    "target, with an index", _taps)
+    taps.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
+    taps.add_argument("--data", metavar="NPY", required=True, help="images to run, (N, H, W, C) in a .npy")
+    taps.add_argument("--layers", metavar="SELECTOR", help="the layers, as a script selects them: `{conv*}`, "
+                      "`conv1`, `[conv1, {dw*}]` (default: every layer)")
+    taps.add_argument("--target", action="append", choices=("native", "fp_optimized", "numeric"),
+                      help="the emulation target (repeat for several; default: numeric)")
+    taps.add_argument("--raw", action="store_true", help="numeric tensors as integer codes (encodings in the index)")
+    taps.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc", help="the layout of the .npy images")
+    taps.add_argument("--limit", type=int, metavar="N", help="run the first N images only")
+    taps.add_argument("-o", "--output", metavar="DIR", required=True, help="the folder to write")
+    taps.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
+
+
+def _taps(args) -> int:
+    from alls.runtime import TAPS_INDEX, load, load_array, prepare_taps_folder, write_taps
+
+    prepare_taps_folder(args.output, args.force)
+    if args.limit is not None and args.limit < 1:
+        raise alls.AllsError.of("ALS512", f"--limit must be at least 1, not {args.limit}")
+    qmodel = load(args.quantized)
+    data = load_array(args.data, "data")
+    if args.limit is not None and data.ndim:
+        data = data[: args.limit]
+    index = write_taps(qmodel, data, args.output, args.layers, args.target or ["numeric"], args.layout, args.force,
+                       args.raw)
+    targets = sorted({entry["target"] for entry in index["taps"]})
+    layers = len({entry["layer"] for entry in index["taps"]})
+    print(f"wrote {len(index['taps'])} tensors ({layers} layers x {', '.join(targets)}) on {index['images']} images "
+          f"to {args.output}; index in {os.path.join(args.output, TAPS_INDEX)}")
+    return EXIT_OK
 
 
 def _add_lsp(commands) -> None:

@@ -582,6 +582,47 @@ _DOCS = [
             "Top-1 accuracy compares class indices; anything else reports a meaningless 0%.",
             "labels saved as one-hot rows (N, 10)",
             "Save one integer class index per image."),
+    CodeDoc("ALS541", E, "a file of Hailo's own formats",
+            "A Hailo network description (HN), its native weights (NPZ from Hailo's parser) or a Hailo archive "
+            "(HAR) was given; alls reads ONNX models and the quantized files it writes itself.",
+            "These formats are Hailo's; alls builds the same layers from the ONNX model the HN was parsed from.",
+            "ClientRunner(hn=open(\"net.hn\").read())",
+            "Pass the ONNX model (`ClientRunner(model=\"net.onnx\")` or `translate_onnx_model`), or a file "
+            "saved by `save_har` / `alls quantize`."),
+    CodeDoc("ALS542", E, "unknown hardware architecture",
+            "`hw_arch` names no Hailo device.",
+            "The emulation is the same on every device, but a misspelt name usually means a script or notebook "
+            "copied from elsewhere.",
+            "ClientRunner(model=\"net.onnx\", hw_arch=\"hailo-8\")",
+            "Use one of the names in the help (hailo8, hailo8l, hailo8r, hailo15h, hailo15m, hailo15l, hailo10h)."),
+    CodeDoc("ALS543", E, "raw outputs from a float target",
+            "Integer codes (`raw_out=True`) were asked of the native or fp_optimized target.",
+            "Only the numeric target computes integer codes; the float targets have no codes to return.",
+            "qmodel.run(x, target=\"native\", raw_out=True)",
+            "Ask raw outputs of the numeric target, or leave out `raw_out` for float outputs."),
+    CodeDoc("ALS544", W, "weights look untrained",
+            "The weights of most layers look like a random initialization: every output channel has about the "
+            "same norm (as independent draws give), adjacent kernel taps are uncorrelated, the values are "
+            "Gaussian or uniform, or the batch norms hold their initial statistics (mean 0, variance 1, scale 1, "
+            "shift 0).",
+            "Hailo's FAQ (\"unsupported required slope\", and bad accuracy): quantizing a network whose weights "
+            "are random gives meaningless ranges and no accuracy to keep, and nothing else fails.",
+            "a model exported before its checkpoint was loaded",
+            "Export the model after loading its trained weights; the message names the layers and their "
+            "statistics."),
+    CodeDoc("ALS545", W, "calibration data look like noise",
+            "The calibration images have no spatial correlation (neighbouring pixels are independent), and their "
+            "histogram is flat or Gaussian: random arrays rather than pre-processed images.",
+            "Hailo's FAQ: the calibration set must be real images with the pre-processing the network was trained "
+            "with; ranges calibrated on noise do not fit real inputs, and nothing else fails.",
+            "runner.run_quantization_from_np(np.random.rand(64, 224, 224, 3))",
+            "Calibrate on 32 to 96 real images, pre-processed as in training."),
+    CodeDoc("ALS546", E, "a dataset that cannot be read",
+            "`run_quantization` was given something that is not an iterable of image batches: an empty iterable, "
+            "items that are not arrays, or batches of different image shapes.",
+            "Calibration reads images batch after batch and needs them all the same shape.",
+            "runner.run_quantization([])",
+            "Pass an iterable of (B, H, W, C) arrays (or single (H, W, C) images), all of one shape."),
 ]
 
 CODES: dict[str, CodeDoc] = {d.code: d for d in _DOCS}

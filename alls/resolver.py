@@ -289,6 +289,8 @@ class _Resolver:
             if weighted:
                 plan.sources["finetune"] = gs["finetune.policy"]
                 plan.sources["adaround"] = gs.get("adaround.layers", gs["adaround.policy"])
+            if plan.values["finetune"] and plan.values["bias_correction"] and _by_level(plan.sources["bias_correction"]):
+                plan.set("bias_correction", False, _qft_source(gs["finetune.policy"]))
 
     # ------------------------------------------------------------ result
 
@@ -476,6 +478,17 @@ def _policy_switch(field: str, default: str, what: str, extra: tuple[str, ...] =
         for layer in layers:
             r.layers[layer.name].set(field, policy, source)
     return handler
+
+
+def _by_level(source: Source) -> bool:
+    """Whether a value came from the optimization level (its default, or model_optimization_flavor)."""
+    return source.span is None or source.via.startswith("optimization_level")
+
+
+def _qft_source(finetune: Source) -> Source:
+    """The guide's QFT includes bias correction: a finetuned layer runs no separate IBC unless a statement asks."""
+    note = "finetune includes bias correction"
+    return Source(f"{finetune.text}: {note}") if finetune.span is None else Source(finetune.text, finetune.span, note)
 
 
 _equalization = _policy_switch("equalization", "enabled", "equalization", ("equalization_target",))

@@ -109,6 +109,15 @@ def plan_table(plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def _bias_correction(plan: Plan) -> str:
+    """IBC's state; finetuned layers run their bias correction inside finetune (the guide's QFT)."""
+    ibc = sum(1 for layer in plan if layer.bias_correction)
+    tuned = sum(1 for layer in plan if layer.finetune)
+    if not tuned:
+        return "on" if plan.settings.bias_correction else "off"
+    return f"{f'on {ibc} layers' if ibc else 'off'}; inside finetune on {tuned} layers"
+
+
 def _settings_lines(plan: Plan) -> list[str]:
     s = plan.settings
     level = s.source("optimization_level")
@@ -118,7 +127,7 @@ def _settings_lines(plan: Plan) -> list[str]:
         f"4-bit weights ratio {s.auto_4bit_weights_ratio:g}",
         f"calibration: {s.calibration.calibset_size} images in batches of {s.calibration.batch_size}",
         f"equalization: {'on' if s.equalization else 'off'} (target {s.equalization_target}); "
-        f"bias correction: {'on' if s.bias_correction else 'off'}",
+        f"bias correction: {_bias_correction(plan)}",
     ]
     ft, ar = s.finetune, s.adaround
     if ft.policy:
@@ -195,7 +204,8 @@ def algorithm_summary(report: dict) -> list[str]:
     for algo in ("finetune", "adaround"):
         trained = report.get(algo) or []
         if trained:
-            lines.append(f"{algo} trained {len(trained)} layer{'s' if len(trained) != 1 else ''} against the float network")
+            lines.append(f"{algo} trained {len(trained)} layer{'s' if len(trained) != 1 else ''} against the float network"
+                         + (", their bias correction included" if algo == "finetune" else ""))
             lines += _held_out_lines(trained)
     return lines
 

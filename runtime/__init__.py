@@ -24,7 +24,7 @@ from __future__ import annotations
 
 __all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS", "load_array", "check_labels",
            "evaluate", "analyze", "write_report", "prepare_folder", "report_summary", "tune", "best", "STEPS",
-           "describe_tune"]
+           "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX"]
 
 _LAZY = {
     "Runner": "alls.runtime.runner",
@@ -44,6 +44,9 @@ _LAZY = {
     "best": "alls.runtime.tuning",
     "STEPS": "alls.runtime.tuning",
     "describe_tune": ("alls.runtime.tuning", "describe"),
+    "write_taps": "alls.runtime.taps",
+    "prepare_taps_folder": "alls.runtime.taps",
+    "TAPS_INDEX": ("alls.runtime.taps", "INDEX"),
 }
 
 

@@ -66,12 +66,12 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
                 raw: bool = False, keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,
                 params: Mapping[str, Mapping] | None = None,
                 before: Callable[[Layer, QLayer, list[np.ndarray]], None] | None = None,
-                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                raw_out: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run the integer graph on NCHW ``inputs`` ({input layer name: array}).
 
     Float inputs are quantized with each input's encoding; with ``raw`` they
     are taken as integer codes. Returns the outputs and the tapped layers,
-    dequantized, in ONNX layout. ``before(layer, qlayer, inputs)`` is called
+    dequantized (``raw_out``: as their integer codes), in ONNX layout. ``before(layer, qlayer, inputs)`` is called
     before each layer runs and may change its constants (bias correction).
     Large batches run layer by layer in parts of images (`_in_parts`); only
     the layers' outputs are held whole.
@@ -86,6 +86,7 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
         for name in layer.inputs:
             readers[name] = readers.get(name, 0) + 1
     outputs, tapped = {}, {}
+    leave = (lambda q, y: to_onnx(y)) if raw_out else (lambda q, y: q.out.dequantize(to_onnx(y)))
     for layer in graph:
         q = qlayers[layer.name]
         if layer.kind == "input_layer":
@@ -108,7 +109,7 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
                     values.pop(name, None)
         values[layer.name] = y
         if layer.name in wanted:
-            tapped[layer.name] = q.out.dequantize(to_onnx(y))
+            tapped[layer.name] = leave(q, y)
         if layer.kind == "output_layer":
-            outputs[layer.name] = q.out.dequantize(to_onnx(y))
+            outputs[layer.name] = leave(q, y)
     return outputs, tapped

@@ -36,10 +36,16 @@ VERSION = 2
 
 @dataclass
 class Result:
-    """What `QuantizedModel.run` returns: outputs and tapped layers, by layer name."""
+    """What `QuantizedModel.run` returns: outputs and tapped layers, by layer name.
+
+    With ``raw_out`` the arrays are integer codes and ``encodings`` holds the
+    scale, zero point and bits of each (``encodings[name].dequantize(codes)``
+    gives the float values), as a device stream returns them.
+    """
 
     outputs: dict[str, np.ndarray]
     taps: dict[str, np.ndarray] = field(default_factory=dict)
+    encodings: dict[str, Encoding] = field(default_factory=dict)
 
     @property
     def output(self) -> np.ndarray:
@@ -98,7 +104,7 @@ class QuantizedModel:
 
     @blas_limited
     def run(self, x, target: str = "numeric", keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,
-            layout: str = "nhwc", raw: bool = False, batch_size: int = 64) -> Result:
+            layout: str = "nhwc", raw: bool = False, batch_size: int = 64, raw_out: bool = False) -> Result:
         """Run the model on images ``x`` ((N,H,W,C) for layout "nhwc", or a dict per input).
 
         ``target`` is "native" (the float graph as imported), "fp_optimized"
@@ -106,13 +112,18 @@ class QuantizedModel:
         integer graph). ``keep_native`` runs those layers in float inside the
         numeric target; ``taps`` returns those layers' tensors ("all" for
         every layer). ``raw`` takes integer codes as a device stream would.
-        Outputs and taps come back in ``layout`` (4-D tensors) and float.
+        Outputs and taps come back in ``layout`` (4-D tensors) and float, or,
+        with ``raw_out`` (numeric target only), as integer codes with their
+        encodings in ``Result.encodings``.
         """
         from alls.runtime.emulator import run_numeric
         from alls.runtime.native import run_float
 
         if target not in TARGETS:
             raise AllsError.of("ALS505", f"unknown target `{target}`", f"one of: {', '.join(TARGETS)}")
+        if raw_out and target != "numeric":
+            raise AllsError.of("ALS543", f"raw outputs come from the numeric target, not `{target}`",
+                               "run with target=\"numeric\", or without raw_out for float outputs")
         keep = list(keep_native)
         for name in keep + ([] if taps in (None, "all") else list(taps)):
             if self.graph.get(name) is None:
@@ -132,7 +143,8 @@ class QuantizedModel:
         for start in range(0, n, batch_size):
             chunk = {k: v[start:start + batch_size] for k, v in feeds.items()}
             if target == "numeric":
-                parts.append(run_numeric(self.graph, self.layers, chunk, raw, keep, taps, self.params))
+                parts.append(run_numeric(self.graph, self.layers, chunk, raw, keep, taps, self.params,
+                                         raw_out=raw_out))
             else:
                 if raw:
                     chunk = {k: self.layers[k].out.dequantize(v) for k, v in chunk.items()}
@@ -140,7 +152,8 @@ class QuantizedModel:
                 parts.append(run_float(self.graph, chunk, params, taps))
         outputs = {k: _layout(np.concatenate([p[0][k] for p in parts]), layout) for k in parts[0][0]}
         tapped = {k: _layout(np.concatenate([p[1][k] for p in parts]), layout) for k in parts[0][1]}
-        return Result(outputs, tapped)
+        encodings = {k: self.layers[k].out for k in [*outputs, *tapped]} if raw_out else {}
+        return Result(outputs, tapped, encodings)
 
     # -------------------------------------------------------------------- save
 

@@ -219,7 +219,7 @@ class Runner:
             count = max(images_needed(plan).values())
             trained = optimize(self.graph, plan, layers, {name: x[:count] for name, x in feeds.items()}, params,
                                progress)
-        warnings += _notes(self.graph, plan)
+        warnings += _notes(self.graph, plan) + self._faq(feeds, stats.images)
         report = {"calibration_images": stats.images, "batch_size": batch_size, "calib_num_batch": calib_num_batch,
                   "equalization": equalization, "bias_correction": ibc_report,
                   **{algo: [r for r in trained if r["algorithm"] == algo] for algo in ("finetune", "adaround")},
@@ -228,6 +228,26 @@ class Runner:
                                         script, self.script_name, report)
         self.warnings = warnings
         return self.quantized
+
+    def _faq(self, feeds: dict[str, np.ndarray], images: int) -> list[Diagnostic]:
+        """The FAQ's silent causes: untrained weights (ALS544), calibration data like noise (ALS545)."""
+        import onnx
+
+        from alls.runtime.faq import batch_norms_at_init, noise_like, untrained_weights
+
+        return (untrained_weights(self.graph) + batch_norms_at_init(onnx.load_from_string(self.model_bytes))
+                + noise_like({name: x[:images] for name, x in feeds.items()}))
+
+    def images_needed(self, batch_size: int | None = None, calib_num_batch: int | None = None, *,
+                      equalize: bool | None = None, ibc: bool | None = None, finetune: bool | None = None) -> int:
+        """How many images `quantize` with these arguments reads: calibration's, or finetune's if more."""
+        from alls.runtime.finetune import images_needed
+
+        script = _with_flags(self.script, {"equalize": equalize, "ibc": ibc, "finetune": finetune})
+        plan = self.plan if script == self.script else self._resolve(script)
+        batch_size = batch_size or plan.settings.calibration.batch_size
+        calib_num_batch = calib_num_batch or math.ceil(plan.settings.calibration.calibset_size / batch_size)
+        return max([batch_size * calib_num_batch, *images_needed(plan).values()])
 
     def advise(self, progress: bool | None = None) -> list[Diagnostic]:
         """The advice of the script's plan (ALS3xx warnings), rendered on standard error unless

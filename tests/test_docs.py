@@ -23,8 +23,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([\w-]*)([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
-# Pages that other work adds; linked from docs/index.md already. Remove a name once its page exists.
-PENDING = ("hailo-api.md",)
 # Progress goes to standard error and carries times; a session shows the rest of standard error.
 PROGRESS = re.compile(r"^(compiling the integer kernels .*|tune: step \d+/\d+: .*|[\w ,()+-]+: \d+/\d+( [\w]+)*"
                       r"( \([\d.]+ s\)| done in [\d.]+ s)?)$")
@@ -160,8 +158,6 @@ def test_every_link_leads_to_a_file_and_every_anchor_to_a_heading(page):
             continue
         path, _, anchor = target.partition("#")
         resolved = (page.parent / path).resolve() if path else page
-        if path and resolved.name in PENDING and resolved.parent == ROOT / "docs" and not resolved.exists():
-            continue  # test_pending_pages_exist says which are still missing
         if not resolved.exists():
             broken.append(target)
         elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
@@ -174,10 +170,3 @@ def test_every_docs_page_is_in_the_table_of_contents():
     listed = {target.partition("#")[0] for target in LINK.findall(index)}
     pages = {p.name for p in (ROOT / "docs").glob("*.md")} - {"index.md"}
     assert pages <= listed, f"not in docs/index.md: {sorted(pages - listed)}"
-    assert set(PENDING) <= listed
-
-
-def test_pending_pages_exist():
-    missing = [name for name in PENDING if not (ROOT / "docs" / name).exists()]
-    if missing:
-        pytest.skip(f"docs pages linked from docs/index.md that other work adds, not here yet: {missing}")

@@ -60,6 +60,7 @@ def _commands():
                       "{data}", "--labels", "{labels}"]),
         ("eval", ["eval", "{qmodel}", "--data", "{data}", "--labels", "{labels}"]),
         ("analyze", ["analyze", "{qmodel}", "--data", "{data}", "-o", "{report}"]),
+        ("taps", ["taps", "{qmodel}", "--data", "{data}", "-o", "{report}"]),
         ("tune", ["tune", "{model}", "--script", "{script}", "--calib", "{calib}", "--data", "{data}",
                   "--labels", "{labels}", "-o", "{tuned}"]),
         ("plan", ["plan", "{script}", "--model", "{model}"]),
