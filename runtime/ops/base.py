@@ -160,6 +160,13 @@ def rescale(source: Encoding, out: Encoding, lo: int | None = None, hi: int | No
     return nx.requant([source.scale / out.scale], nx.activation_max(source.bits), out.zero_point, out.bits, lo, hi)
 
 
+def quantize_max(layer, x: Encoding, out: Encoding, lo: int, hi: int) -> QLayer:
+    """A max over codes (maxpool, reduce_max): the codes move as they are when the encoding and the
+    clamp leave them unchanged, else one rescale (N25)."""
+    keep = x == out and (lo, hi) == (0, nx.activation_max(out.bits))
+    return QLayer(layer.name, layer.kind, out, rq=None if keep else rescale(x, out, lo, hi))
+
+
 def requantize_if(x: np.ndarray, q: QLayer, zero_point: int) -> np.ndarray:
     """``x`` moved to the layer's output encoding, when the layer has a requantization."""
     return x if q.rq is None else kernel("requantize")(x, q.rq, zero_point=zero_point)

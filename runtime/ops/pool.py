@@ -10,7 +10,7 @@ import numpy as np
 from alls.graph import Layer
 from alls.runtime import numerics as nx
 from alls.runtime.ops.activation import clamp
-from alls.runtime.ops.base import Op, QLayer, kernel, requantize_if, rescale
+from alls.runtime.ops.base import Op, QLayer, kernel, quantize_max, requantize_if
 from alls.runtime.ops.conv import windows
 
 __all__ = ["pool2d", "OPS"]
@@ -48,8 +48,7 @@ def _quantize(layer, lp, stats, enc, params) -> QLayer:
     x, out = enc[layer.inputs[0]], enc[layer.name]
     lo, hi = clamp(layer, out)
     if layer.kind == "maxpool":
-        rq = None if x == out and (lo, hi) == (0, nx.activation_max(out.bits)) else rescale(x, out, lo, hi)
-        return QLayer(layer.name, layer.kind, out, rq=rq)
+        return quantize_max(layer, x, out, lo, hi)
     if layer.attrs.get("global"):
         count = int(np.prod(layer.input_shapes[0][2:]))
         rq = nx.requant([x.scale / (out.scale * count)], count * nx.activation_max(x.bits), out.zero_point,

@@ -14,7 +14,7 @@ import numpy as np
 from alls.graph import Layer
 from alls.runtime import numerics as nx
 from alls.runtime.ops.activation import clamp
-from alls.runtime.ops.base import Op, QLayer, int_axis, kernel, requantize_if, rescale, to_onnx
+from alls.runtime.ops.base import Op, QLayer, int_axis, kernel, quantize_max, requantize_if, to_onnx
 
 __all__ = ["OPS"]
 
@@ -34,8 +34,7 @@ def _quantize(layer, lp, stats, enc, params) -> QLayer:
     x, out = enc[layer.inputs[0]], enc[layer.name]
     lo, hi = clamp(layer, out)
     if layer.kind == "reduce_max":
-        rq = None if x == out and (lo, hi) == (0, nx.activation_max(out.bits)) else rescale(x, out, lo, hi)
-        return QLayer(layer.name, layer.kind, out, rq=rq)
+        return quantize_max(layer, x, out, lo, hi)
     count = _count(layer)
     divisor = count if layer.kind == "reduce_mean" else 1
     rq = nx.requant([x.scale / (out.scale * divisor)], count * nx.activation_max(x.bits), out.zero_point,
