@@ -9,7 +9,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from alls.runtime.kernels import _parallel
 from alls.runtime.numerics import Requant, accumulator_dtype, multiplier_bits
+
+COPY_WORK = 4  # an element copied costs about as much as this many multiply-adds (for `_parallel.choose`)
 
 
 @njit(cache=True, inline="always")
@@ -119,8 +122,9 @@ def centred(x: np.ndarray, zero_point: int, pads, dtype, *, stride=(1, 1), group
     out_h = top + (h - 1) * stride[0] + 1 + bottom
     out_w = left + (w - 1) * stride[1] + 1 + right
     out = np.zeros((n_b, max(out_h, 0), max(out_w, 0), groups * gs), dtype=dtype)
-    centre_pad(x, np.int64(zero_point), np.int64(top), np.int64(left), np.int64(stride[0]), np.int64(stride[1]),
-               np.int64(groups), np.int64(gs), out)
+    _parallel.run(("centre", x.shape, out.shape, out.dtype.str), COPY_WORK * out.size, n_b * h, centre_pad, x, np.int64(zero_point),
+                  np.int64(top), np.int64(left), np.int64(stride[0]), np.int64(stride[1]), np.int64(groups),
+                  np.int64(gs), out)
     return out
 
 

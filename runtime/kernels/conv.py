@@ -23,6 +23,7 @@ from functools import cached_property
 import numpy as np
 from numba import njit, prange
 
+from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._common import (INT32_IDENTITY, _requant_row, act_bits, as_activation, centred,
                                           check_requant, requant_tables, requantize)
 from alls.runtime.kernels._simd import LANES, depthwise_kernel, pair_kernel
@@ -39,7 +40,7 @@ _DW1 = depthwise_kernel(1)
 # --- kernels ---------------------------------------------------------------------------------
 
 @njit(cache=True, parallel=True)
-def conv_fast(xq, wp, toff, bias, stride_h, stride_w, mult, off, sub, sh, lo, hi, out):
+def conv_fast(xq, wp, toff, bias, stride_h, stride_w, parts, mult, off, sub, sh, lo, hi, out):
     """Fast conv (N6)/(N21), exact in int32, with the requantization (N13) fused.
 
     Overflow: every partial sum is at most V = K·255·127 + |B| (a8_w8) or K·255·7 + |B| (a8_w4)
@@ -50,43 +51,59 @@ def conv_fast(xq, wp, toff, bias, stride_h, stride_w, mult, off, sub, sh, lo, hi
     wp: (G, NB, T, Cgp/2, 16, 2) int8 pairs; toff: (T,) int64 offset of each tap
     (kh·d_h·Wp + kw·d_w)·G·Cgp; bias: (G·NB·16,) int32; mult/off/sub/sh: (C_out,) tables of
     ``requant_tables`` (N4a); out: (N, OH, OW, C_out) uint8/uint16, or int32 with the identity
-    tables to return the accumulators. Output rows run in parallel. Each row accumulates
-    blocks of 4 pixels × 16 channels into an int32 scratch row, which is then requantized.
+    tables to return the accumulators. The parallel jobs are the output rows, each split into
+    ``parts`` ranges of 16-channel blocks (1 when there are rows enough for the threads). Each job
+    accumulates blocks of 4 pixels × 16 channels into an int32 scratch row, which is then
+    requantized. Every output is the same sum in the same order whatever ``parts``.
     """
     n_b, hp, wpix, cx = xq.shape
     groups, nb, taps, ncp = wp.shape[0], wp.shape[1], wp.shape[2], wp.shape[3]
     out_h, out_w, c_out = out.shape[1], out.shape[2], out.shape[3]
     co, og, gw = groups * nb * LANES, c_out // groups, nb * LANES
     cgp = cx // groups
+    blocks = groups * nb
     xf, wf = xq.reshape(-1), wp.reshape(-1)
-    for row in prange(n_b * out_h):
+    for job in prange(n_b * out_h * parts):
+        row, part = job // parts, job % parts
         n, oh = row // out_h, row % out_h
+        k0, k1 = part * blocks // parts, (part + 1) * blocks // parts
         scratch = np.empty((out_w, co), dtype=np.int32)
         for ow in range(out_w):
-            scratch[ow, :] = bias
+            scratch[ow, k0 * LANES:k1 * LANES] = bias[k0 * LANES:k1 * LANES]
         sf = scratch.reshape(-1)
         x_row = (n * hp + oh * stride_h) * wpix * cx
         step = stride_w * cx
-        for g in range(groups):
-            for b in range(nb):
-                wb = (g * nb + b) * taps * ncp * 2 * LANES
-                x0 = x_row + g * cgp
-                a0 = (g * nb + b) * LANES
-                ow = 0
-                while ow + 4 <= out_w:
-                    xb = x0 + ow * step
-                    ab = a0 + ow * co
-                    _MK4(xf, (xb, xb + step, xb + 2 * step, xb + 3 * step), toff, ncp, wf, wb,
-                         sf, (ab, ab + co, ab + 2 * co, ab + 3 * co))
-                    ow += 4
-                while ow < out_w:
-                    _MK1(xf, (x0 + ow * step,), toff, ncp, wf, wb, sf, (a0 + ow * co,))
-                    ow += 1
-        for ow in range(out_w):
-            for g in range(groups):
-                c0, c1 = g * og, (g + 1) * og
-                _requant_row(scratch[ow, g * gw:g * gw + og], mult[c0:c1], off[c0:c1], sub[c0:c1], sh[c0:c1], lo, hi,
-                             out[n, oh, ow, c0:c1])
+        for gb in range(k0, k1):
+            g = gb // nb
+            wb = gb * taps * ncp * 2 * LANES
+            x0 = x_row + g * cgp
+            a0 = gb * LANES
+            ow = 0
+            while ow + 4 <= out_w:
+                xb = x0 + ow * step
+                ab = a0 + ow * co
+                _MK4(xf, (xb, xb + step, xb + 2 * step, xb + 3 * step), toff, ncp, wf, wb,
+                     sf, (ab, ab + co, ab + 2 * co, ab + 3 * co))
+                ow += 4
+            while ow < out_w:
+                _MK1(xf, (x0 + ow * step,), toff, ncp, wf, wb, sf, (a0 + ow * co,))
+                ow += 1
+        if parts == 1:
+            for ow in range(out_w):
+                for g in range(groups):
+                    c0, c1 = g * og, (g + 1) * og
+                    _requant_row(scratch[ow, g * gw:g * gw + og], mult[c0:c1], off[c0:c1], sub[c0:c1], sh[c0:c1],
+                                 lo, hi, out[n, oh, ow, c0:c1])
+        else:
+            for ow in range(out_w):
+                for gb in range(k0, k1):
+                    g, j0 = gb // nb, (gb % nb) * LANES
+                    j1 = min(j0 + LANES, og)
+                    c0 = g * og
+                    if j0 < j1:
+                        _requant_row(scratch[ow, g * gw + j0:g * gw + j1], mult[c0 + j0:c0 + j1],
+                                     off[c0 + j0:c0 + j1], sub[c0 + j0:c0 + j1], sh[c0 + j0:c0 + j1], lo, hi,
+                                     out[n, oh, ow, c0 + j0:c0 + j1])
 
 
 @njit(cache=True, parallel=True)
@@ -379,7 +396,11 @@ def _run_conv(x, weights: ConvWeights, bias, rq, zero_point, strides, pads, dila
         bias_p = np.zeros((g, nb * LANES), dtype=np.int32)
         bias_p[:, :co // g] = b.reshape(g, co // g)
         tables, lo, hi, out = _fused_out(rq, bound, (x.shape[0], out_h, out_w, co))
-        conv_fast(xq, wp, toff, bias_p.reshape(-1), np.int64(sh), np.int64(sw), *tables, lo, hi, out)
+        rows, blocks = x.shape[0] * out_h, g * nb
+        work = rows * out_w * co * weights.fan_in
+        parts = _parallel.split(work, rows, blocks)
+        _parallel.run(("conv", xq.shape, wp.shape, out.shape, parts), work, rows * parts, conv_fast, xq, wp, toff,
+                      bias_p.reshape(-1), np.int64(sh), np.int64(sw), np.int64(parts), *tables, lo, hi, out)
         return out
     xq = centred(x, zero_point, pads, np.int16 if a == 8 else np.int32, stride=insert)
     out_h, out_w = _out_size(xq, (k_h, k_w), strides, dilations)
@@ -428,7 +449,9 @@ def _run_depthwise(x, weights: ConvWeights, bias, rq, zero_point, strides, pads,
         bias_p = np.zeros(cp, dtype=np.int32)
         bias_p[:co] = b
         tables, lo, hi, out = _fused_out(rq, bound, (x.shape[0], out_h, out_w, co))
-        depthwise_fast(xq, wt, toff, bias_p, np.int64(sh), np.int64(sw), *tables, lo, hi, out)
+        rows = x.shape[0] * out_h
+        _parallel.run(("dw", xq.shape, wt.shape, out.shape), rows * out_w * cp * k_h * k_w, rows, depthwise_fast,
+                      xq, wt, toff, bias_p, np.int64(sh), np.int64(sw), *tables, lo, hi, out)
         return out
     xq = centred(x, zero_point, pads, np.int16 if a == 8 else np.int32)
     out_h, out_w = _out_size(xq, (k_h, k_w), strides, dilations)
@@ -493,7 +516,8 @@ def _run_dense(x, weights: ConvWeights, bias, rq, zero_point):
         bias_p = np.zeros(wp.shape[1] * LANES, dtype=np.int32)
         bias_p[:co] = b
         tables, lo, hi, out = _fused_out(rq, bound, (x.shape[0], co))
-        dense_fast(x, np.int64(zero_point), wp, bias_p, *tables, lo, hi, out)
+        _parallel.run(("fc", x.shape, wp.shape), x.shape[0] * k * co, wp.shape[1], dense_fast,
+                      x, np.int64(zero_point), wp, bias_p, *tables, lo, hi, out)
         return out
     out = _run_conv(x[:, None, None, :], weights, bias, rq, zero_point, (1, 1), (0, 0, 0, 0), (1, 1))
     return out.reshape(x.shape[0], co)
