@@ -11,8 +11,8 @@ kernel compiles on its first call per dtype combination (a line on standard erro
 ``NUMBA_CACHE_DIR``, or Numba's user cache dir). To keep compilation short, the dispatchers narrow the
 dtypes the kernels see: int16 centred inputs and int8 packed weights on the fast paths, int16
 or int32 inputs with int16 weights on the general ones, and int32 requantization multipliers.
-Only the heavy kernels (fast conv, depthwise and dense, and the centring copy) are
-``parallel=True``. Each call runs on the threads `_parallel` chooses for its work, within the
+Only the heavy kernels (the fast conv, which also runs the dense layers, and the fast
+depthwise) are ``parallel=True``. Each call runs on the threads `_parallel` chooses for its work, within the
 runtime call's budget (``numba.set_num_threads`` for the call, put back after).
 
 Numba checks a cached kernel only against its own source file. After you edit ``_common.py``

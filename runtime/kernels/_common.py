@@ -7,12 +7,9 @@ inlines into the kernels that call them.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from alls.runtime.kernels import _parallel
 from alls.runtime.numerics import Requant, accumulator_dtype, multiplier_bits
-
-COPY_WORK = 4  # an element copied costs about as much as this many multiply-adds (for `_parallel.choose`)
 
 
 @njit(cache=True, inline="always")
@@ -79,18 +76,19 @@ def requant_tables(rq: Requant | None, channels: int, z_in: int = 0):
     return tables
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def centre_pad(x, z, top, left, stride_h, stride_w, groups, group_stride, out):
     """out[n, top + i·s_h, left + j·s_w, g·gs + ci] = x[n, i, j, g·gi + ci] − z; the rest stays 0.
 
     (N7): a padded (or, for deconv, inserted) position holds q − Z = 0. x: (N, H, W, C)
     uint8/uint16; out: (N, H', W', groups·gs) int16/int32, zero-filled by the caller.
-    Positions that fall outside out (negative pads) are cropped.
+    Positions that fall outside out (negative pads) are cropped. One thread: a copy is bound by
+    memory, not arithmetic, and a serial kernel compiles in a fraction of a parallel one's time.
     """
     n_b, h_in, w_in, ch = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
     group_in = ch // groups
-    for row in prange(n_b * h_in):
+    for row in range(n_b * h_in):
         n, i = row // h_in, row % h_in
         oi = top + i * stride_h
         if oi < 0 or oi >= out_h:
@@ -122,9 +120,8 @@ def centred(x: np.ndarray, zero_point: int, pads, dtype, *, stride=(1, 1), group
     out_h = top + (h - 1) * stride[0] + 1 + bottom
     out_w = left + (w - 1) * stride[1] + 1 + right
     out = np.zeros((n_b, max(out_h, 0), max(out_w, 0), groups * gs), dtype=dtype)
-    _parallel.run(("centre", x.shape, out.shape, out.dtype.str), COPY_WORK * out.size, n_b * h, centre_pad, x, np.int64(zero_point),
-                  np.int64(top), np.int64(left), np.int64(stride[0]), np.int64(stride[1]), np.int64(groups),
-                  np.int64(gs), out)
+    centre_pad(x, np.int64(zero_point), np.int64(top), np.int64(left), np.int64(stride[0]), np.int64(stride[1]),
+               np.int64(groups), np.int64(gs), out)
     return out
 
 

@@ -9,7 +9,8 @@ Two accumulation paths compute the same exact sum (N6):
 
 - the **fast path** (8-bit activations, weights of at most 8 bits, an int32 bound): int16
   centred inputs times int8 weight pairs, through the ``vpmaddwd``-style micro-kernel in
-  ``_simd.py``, over blocks of 4 pixels × 16 output channels;
+  ``_simd.py``, over blocks of 4 pixels × 16 output channels (a dense layer runs as the conv of
+  its rows side by side, so one parallel kernel, compiled once, serves both);
 - the **general path** (everything else): direct loops with the innermost loop over
   contiguous output channels. Numba widens each product to int64, and the store narrows it
   to the accumulator dtype. Under the bound (N8) that narrowing is exact.
@@ -104,49 +105,6 @@ def conv_fast(xq, wp, toff, bias, stride_h, stride_w, parts, mult, off, sub, sh,
                         _requant_row(scratch[ow, g * gw + j0:g * gw + j1], mult[c0 + j0:c0 + j1],
                                      off[c0 + j0:c0 + j1], sub[c0 + j0:c0 + j1], sh[c0 + j0:c0 + j1], lo, hi,
                                      out[n, oh, ow, c0 + j0:c0 + j1])
-
-
-@njit(cache=True, parallel=True)
-def dense_fast(x, z, wp, bias, mult, off, sub, sh, lo, hi, out):
-    """Fast dense (N6), exact in int32, with the requantization (N13) fused.
-
-    Overflow: as ``conv_fast``, V = K·255·127 + |B| ≤ 2^31 − 1 (K ≤ 66,311 for a8_w8) is
-    checked by the dispatcher. Rounding: RHU (N4a), once.
-
-    x: (R, K) uint8; z: Z_x; wp: (1, NB, 1, Kp/2, 16, 2) int8 pairs (Kp = K rounded up to even);
-    bias: (NB·16,) int32; tables (C_out,) from ``requant_tables``; out: (R, C_out)
-    uint8/uint16, or int32 with the identity tables. The centred int16 copy of x is made here.
-    Blocks of 16 output channels run in parallel, so a batch of 1 still uses every thread.
-    """
-    rows, k = x.shape
-    nb, ncp = wp.shape[1], wp.shape[3]
-    kp, c_out = 2 * ncp, out.shape[1]
-    xq = np.zeros((rows, kp), dtype=np.int16)
-    for r in range(rows):
-        xr, qr = x[r], xq[r]
-        for i in range(k):
-            qr[i] = xr[i] - z
-    xf, wf = xq.reshape(-1), wp.reshape(-1)
-    toff = np.zeros(1, dtype=np.int64)
-    for b in prange(nb):
-        scratch = np.empty((rows, LANES), dtype=np.int32)
-        c0 = b * LANES
-        for r in range(rows):
-            scratch[r, :] = bias[c0:c0 + LANES]
-        sf = scratch.reshape(-1)
-        wb = b * ncp * 2 * LANES
-        r = 0
-        while r + 4 <= rows:
-            _MK4(xf, (r * kp, (r + 1) * kp, (r + 2) * kp, (r + 3) * kp), toff, ncp, wf, wb, sf,
-                 (r * LANES, (r + 1) * LANES, (r + 2) * LANES, (r + 3) * LANES))
-            r += 4
-        while r < rows:
-            _MK1(xf, (r * kp,), toff, ncp, wf, wb, sf, (r * LANES,))
-            r += 1
-        c1 = min(c0 + LANES, c_out)
-        for r in range(rows):
-            _requant_row(scratch[r, :c1 - c0], mult[c0:c1], off[c0:c1], sub[c0:c1], sh[c0:c1], lo, hi,
-                         out[r, c0:c1])
 
 
 @njit(cache=True)
@@ -504,22 +462,14 @@ def deconv(x, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_poin
 
 
 def _run_dense(x, weights: ConvWeights, bias, rq, zero_point):
+    """A dense layer as the conv of a 1 x R image (its R rows side by side): the fast conv's blocks of
+    4 pixels x 16 channels are then 4 rows x 16 channels, and one kernel serves both."""
     x = as_activation(x)
     co, k = weights.values.shape[:2]
     if x.ndim != 2 or x.shape[1] != k or weights.kernel_shape != (1, 1) or weights.group != 1:
         raise ValueError(f"dense input {x.shape} does not fit weights {weights.values.shape[:2]}")
-    a = act_bits(x)
-    b, b_max = _bias_acc(bias, co)
-    bound = value_bound(k, a, weights.bits, b_max)
-    if a == 8 and weights.bits <= 8 and accumulator_dtype(bound) == np.int32:
-        wp = weights.pairs
-        bias_p = np.zeros(wp.shape[1] * LANES, dtype=np.int32)
-        bias_p[:co] = b
-        tables, lo, hi, out = _fused_out(rq, bound, (x.shape[0], co))
-        _parallel.run(("fc", x.shape, wp.shape), x.shape[0] * k * co, wp.shape[1], dense_fast,
-                      x, np.int64(zero_point), wp, bias_p, *tables, lo, hi, out)
-        return out
-    out = _run_conv(x[:, None, None, :], weights, bias, rq, zero_point, (1, 1), (0, 0, 0, 0), (1, 1))
+    image = x[None, None] if len(x) else x[:, None, None, :]
+    out = _run_conv(image, weights, bias, rq, zero_point, (1, 1), (0, 0, 0, 0), (1, 1))
     return out.reshape(x.shape[0], co)
 
 
