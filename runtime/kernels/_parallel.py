@@ -7,15 +7,15 @@ more time than one:
 - **the budget**: the most threads the runtime call may use (``threads=`` of the API, ``--threads``
   of the command line, set by `alls.runtime.exec.threads`); outside a runtime call, Numba's
   current count;
-- **the work**: a call gets one thread per `WORK_PER_THREAD` units of work (multiply-adds, or
-  elements copied), and no more threads than it has independent parts (rows, channel blocks),
-  so small layers run on one thread and never wake the others;
+- **the work**: a call gets one thread per `WORK_PER_THREAD` multiply-adds, and no more threads
+  than it has independent parts (rows, channel blocks), so small layers run on one thread and
+  never wake the others;
 - **what was measured**: on a machine whose cores are busy, a parallel region waits for a thread
   the system has not scheduled, and a 2-thread call can take several times as long as a 1-thread
   one. So each call site (a kernel at one shape) keeps a running mean of its time on one thread and
-  on several, uses the faster, and now and then tries the other again (`PROBE_MIN` calls after a
-  change, doubling while the other keeps losing, up to `PROBE_MAX`), so it follows the machine's
-  load as it changes. A call site seen for the first time starts on what the other call sites
+  on several, uses the faster (several threads only when at least 10% faster: `MARGIN`), and now
+  and then tries the other again (`PROBE_MIN` calls later times how many times slower it was,
+  doubling while it keeps losing, up to `PROBE_MAX`), so it follows the machine's load as it changes. A call site seen for the first time starts on what the other call sites
   currently find faster, or, before any has been measured, on one thread when the system's runnable
   tasks already fill every core (`busy`); its second call tries the other count.
 
@@ -37,6 +37,7 @@ __all__ = ["run", "budget", "scoped", "set_budget", "choose", "split", "busy", "
 WORK_PER_THREAD = 1 << 21  # about 2 M multiply-adds (20-40 µs on one core): below it, a thread costs more than it gives
 PROBE_MIN, PROBE_MAX = 8, 256  # calls between tries of the slower count
 _SMOOTH = 0.3  # weight of the newest time in a call site's running mean
+MARGIN = 0.9  # several threads are taken only when their mean is below this fraction of one thread's
 _SITES = 4096  # call sites remembered (least recently used forgotten)
 
 _local = threading.local()
@@ -123,8 +124,13 @@ def _pick(site: _Site, most: int) -> int:
     if site.single is None or site.multi is None:
         known = 1 if site.single is not None else most
         return known if site.calls < site.probe_at else (most if known == 1 else 1)
-    faster, slower = (most, 1) if site.multi < site.single else (1, most)
+    faster, slower = (most, 1) if _multi_faster(site) else (1, most)
     return faster if site.calls < site.probe_at else slower
+
+
+def _multi_faster(site: _Site) -> bool:
+    """Several threads clearly faster at ``site``: a busy machine's noise is no reason to wake threads."""
+    return site.multi < MARGIN * site.single
 
 
 def _prior(most: int) -> int:
@@ -154,7 +160,7 @@ def _record(site: _Site, threads: int, seconds: float) -> None:
         return
     if not tried or site.single is None or site.multi is None:
         return
-    multi_faster = site.multi < site.single
+    multi_faster = _multi_faster(site)
     ratio = max(site.single, site.multi) / max(min(site.single, site.multi), 1e-9)
     spacing = round(PROBE_MIN * min(ratio, PROBE_MAX))
     tried_won = multi_faster == (threads > 1)
