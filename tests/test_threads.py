@@ -209,3 +209,30 @@ def test_the_choice_follows_a_change_of_load(idle):
             picks.append(threads)
         settled = picks[-100:]
         assert settled.count(2 if phase_multi < 1 else 1) >= 95
+
+
+# ------------------------------------------------------------- compiling notes
+
+
+def _fresh(module: str):
+    """A new Numba function whose module is ``module`` (nothing cached: it compiles on its first call)."""
+    namespace = {"__name__": module}
+    exec("def kernel(x):\n    return x + 1\n", namespace)
+    return numba.njit(namespace["kernel"])
+
+
+def test_a_kernel_compiling_inside_a_runtime_call_says_so(monkeypatch, capsys):
+    from alls.runtime.kernels import _compiling
+
+    monkeypatch.setattr(_compiling, "_announced", [False])
+    with _compiling.compile_notes():
+        _fresh("alls.runtime.kernels.example")(1)
+        _fresh("hosts.own.code")(1)  # the host's own Numba code is not reported
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("compiling the integer kernels on first use")
+    assert len(lines) == 2 and lines[1].startswith("compiling the integer kernels (kernel in ")
+    with _compiling.compile_notes(False):
+        _fresh("alls.runtime.kernels.example")(1)
+    assert capsys.readouterr().err == ""
+    _fresh("alls.runtime.kernels.example")(1)  # outside a runtime call: no listener
+    assert capsys.readouterr().err == ""

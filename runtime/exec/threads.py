@@ -162,14 +162,16 @@ def numba_threads(threads: int | None):
 def runtime_call(function):
     """``function`` (a method or function with a keyword ``threads``) run with single-threaded BLAS and
     Numba's threads scoped: its ``threads`` argument, else its object's ``threads`` attribute. A kernel
-    compiling inside it says so on standard error (`alls.runtime.kernels._compiling`)."""
+    compiling inside it says so on standard error (`alls.runtime.kernels._compiling`), unless its
+    ``progress`` argument (or its object's) is False."""
     @functools.wraps(function)
     def run(*args, **kwargs):
         from alls.runtime.kernels._compiling import compile_notes
 
-        threads = kwargs.get("threads")
-        if threads is None and args:
-            threads = getattr(args[0], "threads", None)
-        with single_threaded_blas(), numba_threads(threads), compile_notes():
+        threads, progress = kwargs.get("threads"), kwargs.get("progress")
+        if args:
+            threads = getattr(args[0], "threads", None) if threads is None else threads
+            progress = getattr(args[0], "progress", None) if progress is None else progress
+        with single_threaded_blas(), numba_threads(threads), compile_notes(progress):
             return function(*args, **kwargs)
     return run

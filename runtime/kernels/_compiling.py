@@ -4,7 +4,8 @@ Numba compiles a kernel on its first call with a new signature and caches the ma
 (``cache=True``), so only a first run, or the first run after an upgrade, compiles. Inside a runtime
 call (`alls.runtime.exec.threads.runtime_call`), a listener on Numba's ``numba:compile`` event writes
 one line when the first of the runtime's kernels starts compiling and one when each finishes, through
-`alls.progress.note` (so the command line's ``--quiet`` silences them):
+`alls.progress.note` (so the command line's ``--quiet``, or the call's ``progress=False``, silences
+them):
 
     compiling the integer kernels on first use (tens of seconds, once; cached afterwards)
     compiling the integer kernels (conv_fast in 6.2 s)
@@ -31,8 +32,8 @@ _announced = [False]
 class _Notes(event.Listener):
     """Times the outermost compilation of each of the runtime's kernels (those it inlines count in it)."""
 
-    def __init__(self):
-        self.depth, self.began, self.name = 0, 0.0, ""
+    def __init__(self, progress: bool | None):
+        self.depth, self.began, self.name, self.progress = 0, 0.0, "", progress
 
     def on_start(self, ev):
         self.depth += 1
@@ -43,16 +44,18 @@ class _Notes(event.Listener):
         self.began = time.perf_counter()
         if self.name and not _announced[0]:
             _announced[0] = True
-            note("compiling the integer kernels on first use (tens of seconds, once; cached afterwards)")
+            note("compiling the integer kernels on first use (tens of seconds, once; cached afterwards)", self.progress)
 
     def on_end(self, ev):
         self.depth -= 1
         if self.depth == 0 and self.name:
-            note(f"compiling the integer kernels ({self.name} in {time.perf_counter() - self.began:.1f} s)")
+            note(f"compiling the integer kernels ({self.name} in {time.perf_counter() - self.began:.1f} s)",
+                 self.progress)
 
 
 @contextlib.contextmanager
-def compile_notes():
-    """Report the runtime's kernels compiling inside the block (see the module's text)."""
-    with event.install_listener("numba:compile", _Notes()):
+def compile_notes(progress: bool | None = None):
+    """Report the runtime's kernels compiling inside the block (see the module's text); ``progress`` as
+    `alls.progress.note` takes it (None: the default, which ``--quiet`` turns off)."""
+    with event.install_listener("numba:compile", _Notes(progress)):
         yield
