@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import alls
 from alls import progress
+# each command's body, one module per command; its options are wired in _parser below
 from alls.commands.analyze import run as _analyze
 from alls.commands.check import run as _check
 from alls.commands.common import EXIT_FAILURE, EXIT_OK, report as _report
