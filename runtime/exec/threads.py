@@ -146,17 +146,17 @@ def numba_threads(threads: int | None):
     runtime call's count (a call made by another keeps its budget), else `default_threads`."""
     import numba
 
-    from alls.runtime.kernels import _parallel
+    from alls.runtime.kernels._parallel import scoped, set_budget
 
-    count = check_threads(threads) or _parallel.scoped() or default_threads()
+    count = check_threads(threads) or scoped() or default_threads()
     before = numba.get_num_threads()
-    budget = _parallel.set_budget(count)
+    budget = set_budget(count)
     numba.set_num_threads(count)
     try:
         yield count
     finally:
         numba.set_num_threads(before)
-        _parallel.set_budget(budget)
+        set_budget(budget)
 
 
 def runtime_call(function):
