@@ -28,16 +28,20 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from alls.cut import Cut, cut_model, suggest_end_nodes
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.folding import fold_node
-from alls.graph import Graph, Layer, per_channel
+from alls.graph import Graph, InputShapes, Layer, per_channel
 from alls.limits import DEFAULT, Limits, LimitExceeded, check_limits
 from alls.naming import NamingNode, number_layers
 from alls.validate import check_input_shapes, validate
+
+if TYPE_CHECKING:
+    from alls.graph import ModelSource
 
 __all__ = ["load_model"]
 
@@ -46,7 +50,7 @@ _MIN_OPSET, _MAX_OPSET = 9, 21
 _FUSE_INTO = {"conv", "dw", "deconv", "fc", "batch_norm", "ew_add", "ew_sub", "ew_mult"}
 
 
-def load_model(model, input_shapes: dict[str, tuple[int, ...]] | tuple[int, ...] | None = None,
+def load_model(model: ModelSource, input_shapes: InputShapes | None = None,
                name: str | None = None, start_nodes=(), end_nodes=(), *, limits: Limits | None = None) -> Graph:
     """Import ``model`` (a path or an `onnx.ModelProto`) as a `Graph`.
 
@@ -169,7 +173,7 @@ class _Importer:
                 self.consumers[t] += 1
         for out in graph.output:  # a graph output is read too: nothing may fold into the layer making it
             self.consumers[out.name] += 1
-        for i, inp in enumerate(inputs):
+        for inp in inputs:
             draft = _Draft("input_layer", ["Input"], [], inp.name, [inp.name])
             self._add(draft)
         for n in nodes:

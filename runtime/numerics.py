@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -353,7 +353,7 @@ def quantize_bias(bias, acc_scale, mantissa_bits: int = 16) -> Bias:
     if not np.all(np.isfinite(t)):
         raise ValueError("bias or accumulator scale is not finite")
     limit = (1 << (mantissa_bits - 1)) - 1
-    for e in range(0, 41):
+    for e in range(41):
         m = np.floor(np.ldexp(t, -e) + 0.5)  # exact for |m| < 2^52
         if np.all(np.abs(m) <= limit):
             return Bias(m.astype(np.int64), e, mantissa_bits)

@@ -28,7 +28,7 @@ layer. The plan reports it as a diagnostic before anything runs.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Callable
+from collections.abc import Callable
 
 from alls.progress import note
 

@@ -7,7 +7,7 @@ the channel axis). Other broadcasts are materialized first.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numba import njit
