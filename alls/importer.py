@@ -28,9 +28,11 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from alls.cut import Cut, cut_model, suggest_end_nodes
 from alls.diagnostics import AllsError, Diagnostic, Severity
@@ -41,9 +43,13 @@ from alls.naming import NamingNode, number_layers
 from alls.validate import check_input_shapes, validate
 
 if TYPE_CHECKING:
+    import onnx
+
     from alls.graph import ModelSource
 
 __all__ = ["load_model"]
+
+Array = NDArray[Any]
 
 E, W = Severity.ERROR, Severity.WARNING
 _MIN_OPSET, _MAX_OPSET = 9, 21
@@ -51,7 +57,8 @@ _FUSE_INTO = {"conv", "dw", "deconv", "fc", "batch_norm", "ew_add", "ew_sub", "e
 
 
 def load_model(model: ModelSource, input_shapes: InputShapes | None = None,
-               name: str | None = None, start_nodes=(), end_nodes=(), *, limits: Limits | None = None) -> Graph:
+               name: str | None = None, start_nodes: Sequence[str] = (), end_nodes: Sequence[str] = (), *,
+               limits: Limits | None = None) -> Graph:
     """Import ``model`` (a path or an `onnx.ModelProto`) as a `Graph`.
 
     ``input_shapes`` overrides fixed input shapes: a shape for the one input,
@@ -84,7 +91,7 @@ def load_model(model: ModelSource, input_shapes: InputShapes | None = None,
     return dataclasses.replace(graph, start_nodes=cut.start_nodes, end_nodes=cut.end_nodes) if cut else graph
 
 
-def _read(model):
+def _read(model: ModelSource) -> tuple[onnx.ModelProto, str | None, str | None]:
     """(proto, default name, folder of its external data); external data are left for `validate` to load."""
     import onnx
 
@@ -116,7 +123,7 @@ class _Node:
     name: str
     inputs: list[str]
     outputs: list[str]
-    attrs: dict = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)  # of the nodes a pattern rewrite merged into it
 
 
@@ -129,28 +136,29 @@ class _Draft:
     inputs: list[str]  # tensor names
     output: str  # tensor name
     aliases: list[str]
-    params: dict = field(default_factory=dict)
-    attrs: dict = field(default_factory=dict)
+    params: dict[str, Array] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
     activation: str | None = None
-    activation_params: tuple = ()
+    activation_params: tuple[tuple[str, float], ...] = ()
     supported: bool = True
     node_name: str = ""
     last_node: str = ""  # the ONNX node whose output the layer's output is, after fusions
 
 
 class _Importer:
-    def __init__(self, proto, net: str, input_shapes, limits: Limits = DEFAULT):
+    def __init__(self, proto: onnx.ModelProto, net: str, input_shapes: InputShapes | None,
+                 limits: Limits = DEFAULT) -> None:
         self.proto = proto
         self.limits = limits
         self.net = net
         self.input_shapes = input_shapes
         self.diagnostics: list[Diagnostic] = []
-        self.consts: dict[str, np.ndarray] = {}
+        self.consts: dict[str, Array] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.drafts: list[_Draft] = []
         self.producer: dict[str, _Draft] = {}  # tensor -> draft that produces it
         self.alias_of: dict[str, str] = {}  # tensor -> tensor it equals (Identity, Dropout, folded nodes)
-        self.consumers: Counter = Counter()
+        self.consumers: Counter[str] = Counter()
 
     # ----------------------------------------------------------- the passes
     def run(self) -> Graph:
@@ -186,10 +194,10 @@ class _Importer:
             self._add(_Draft("output_layer", ["Output"], [source], out.name + ":out", [out.name]))
         return self._named()
 
-    def _warn(self, code: str, message: str, severity=W, help_text: str = ""):
+    def _warn(self, code: str, message: str, severity: Severity = W, help_text: str = "") -> None:
         self.diagnostics.append(Diagnostic(code, severity, message, help=help_text))
 
-    def _node(self, proto_node) -> _Node:
+    def _node(self, proto_node: onnx.NodeProto) -> _Node:
         import onnx
 
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in proto_node.attribute}
@@ -201,7 +209,7 @@ class _Importer:
         return _Node(proto_node.op_type, proto_node.name, list(proto_node.input), list(proto_node.output), attrs)
 
     # -------------------------------------------------------------- shapes
-    def _input_shapes(self, inputs) -> None:
+    def _input_shapes(self, inputs: Sequence[onnx.ValueInfoProto]) -> None:
         wanted = self.input_shapes
         if wanted is None:
             wanted = {}
@@ -229,7 +237,7 @@ class _Importer:
             if not ranked or any(d is None or d <= 0 for d in dims):
                 raise AllsError([Diagnostic("ALS405", E, f"input `{inp.name}` has an unknown size {dims}",
                                             help="give its shape with --input-shape / input_shapes=")])
-            self.shapes[inp.name] = tuple(dims)
+            self.shapes[inp.name] = tuple(d for d in dims if d is not None)  # none is, by now
 
     def _infer_shapes(self) -> None:
         """ONNX shape inference with the input shapes fixed."""
@@ -346,7 +354,7 @@ class _Importer:
         for extra in outputs[1:]:
             self.alias_of[extra] = outputs[0]
 
-    def _single_consumer_producer(self, tensor: str, kinds) -> _Draft | None:
+    def _single_consumer_producer(self, tensor: str, kinds: Collection[str]) -> _Draft | None:
         draft = self.producer.get(tensor)
         if draft is None or not draft.supported or draft.kind not in kinds or self.consumers[tensor] != 1:
             return None
@@ -361,12 +369,13 @@ class _Importer:
         self.consumers[draft.output] = self.consumers[n.outputs[0]]  # n was its one reader
 
     # Identity and Dropout vanish.
-    def _op_Identity(self, n, data_in):
+    def _op_Identity(self, n: _Node, data_in: list[str]) -> str | None:
         source = self._resolve(n.inputs[0])
         self.alias_of[n.outputs[0]] = source
         self.consumers[source] += self.consumers[n.outputs[0]] - 1
+        return None
 
-    def _op_Dropout(self, n, data_in):
+    def _op_Dropout(self, n: _Node, data_in: list[str]) -> str | None:
         training = self._resolve(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else ""
         if training and (training not in self.consts or bool(self.consts[training])):
             return "Dropout in training mode (or with a computed `training_mode`) drops at random; it has no layer"
@@ -374,7 +383,7 @@ class _Importer:
             return "the mask output of Dropout has no layer"
         return self._op_Identity(n, data_in)
 
-    def _op_Conv(self, n, data_in):
+    def _op_Conv(self, n: _Node, data_in: list[str]) -> str | None:
         weight = self.consts.get(self._resolve(n.inputs[1])) if len(n.inputs) > 1 else None
         if weight is None or len(data_in) != 1:
             return "the weights are not constant"
@@ -389,8 +398,9 @@ class _Importer:
         draft.params["weight"] = weight.astype(np.float32)
         draft.params["bias"] = (bias if bias is not None else np.zeros(c_out)).astype(np.float32)
         self._add(draft)
+        return None
 
-    def _op_ConvTranspose(self, n, data_in):
+    def _op_ConvTranspose(self, n: _Node, data_in: list[str]) -> str | None:
         weight = self.consts.get(self._resolve(n.inputs[1])) if len(n.inputs) > 1 else None
         if weight is None or len(data_in) != 1:
             return "the weights are not constant"
@@ -405,8 +415,9 @@ class _Importer:
         draft.params["weight"] = weight.astype(np.float32)
         draft.params["bias"] = (bias if bias is not None else np.zeros(weight.shape[1] * group)).astype(np.float32)
         self._add(draft)
+        return None
 
-    def _op_Gemm(self, n, data_in):
+    def _op_Gemm(self, n: _Node, data_in: list[str]) -> str | None:
         weight = self.consts.get(self._resolve(n.inputs[1]))
         if weight is None or len(data_in) != 1 or n.attrs.get("transA", 0):
             return "only x·W with a constant W is a dense layer"
@@ -417,14 +428,16 @@ class _Importer:
             return f"a bias C of shape {tuple(c.shape)} differs from row to row; a dense layer's bias is one per output"
         bias = np.broadcast_to(c * float(n.attrs.get("beta", 1.0)), (1, w.shape[1]))[0] if c is not None else np.zeros(w.shape[1])
         self._dense(n, data_in, w, bias)
+        return None
 
-    def _op_MatMul(self, n, data_in):
+    def _op_MatMul(self, n: _Node, data_in: list[str]) -> str | None:
         weight = self.consts.get(self._resolve(n.inputs[1]))
         if weight is None or weight.ndim != 2 or len(data_in) != 1:
             return "only x·W with a constant 2-D W is a dense layer"
         self._dense(n, data_in, weight, np.zeros(weight.shape[1]))
+        return None
 
-    def _dense(self, n, data_in, w_in_out, bias):
+    def _dense(self, n: _Node, data_in: list[str], w_in_out: Array, bias: Array) -> None:
         source, absorbed = self._unflatten(data_in[0])
         draft = _Draft("fc", [n.op], [source], n.outputs[0], _aliases(n) + absorbed, node_name=n.name)
         draft.params["weight"] = np.ascontiguousarray(w_in_out.T).astype(np.float32)  # (out, in)
@@ -440,11 +453,11 @@ class _Importer:
             return draft.inputs[0], draft.aliases
         return tensor, []
 
-    def _op_BatchNormalization(self, n, data_in):
+    def _op_BatchNormalization(self, n: _Node, data_in: list[str]) -> str | None:
         if n.attrs.get("training_mode", 0) or any(self.consumers[o] for o in n.outputs[1:] if o):
             return "BatchNormalization in training mode (batch statistics) has no layer"
         scale, bias, mean, var = (self.consts.get(self._resolve(i)) for i in n.inputs[1:5])
-        if any(a is None for a in (scale, bias, mean, var)):
+        if scale is None or bias is None or mean is None or var is None:
             return "the statistics are not constant"
         a = scale / np.sqrt(var + float(n.attrs.get("epsilon", 1e-5)))
         b = bias - mean * a
@@ -459,8 +472,10 @@ class _Importer:
         draft = _Draft("batch_norm", ["BatchNormalization"], data_in, n.outputs[0], _aliases(n), node_name=n.name)
         draft.params["scale"], draft.params["shift"] = a.astype(np.float32), b.astype(np.float32)
         self._add(draft)
+        return None
 
-    def _activation(self, n, data_in, name: str, params: tuple = ()):
+    def _activation(self, n: _Node, data_in: list[str], name: str, params: tuple[tuple[str, float], ...] = ()
+                    ) -> str | None:
         draft = self._single_consumer_producer(data_in[0], _FUSE_INTO)
         if draft is not None and draft.activation is None:
             draft.activation, draft.activation_params = name, params
@@ -469,11 +484,12 @@ class _Importer:
         new = _Draft("activation", [n.op], data_in, n.outputs[0], _aliases(n), node_name=n.name)
         new.activation, new.activation_params = name, params
         self._add(new)
+        return None
 
-    def _op_Relu(self, n, data_in):
+    def _op_Relu(self, n: _Node, data_in: list[str]) -> str | None:
         return self._activation(n, data_in, "relu")
 
-    def _op_Clip(self, n, data_in):
+    def _op_Clip(self, n: _Node, data_in: list[str]) -> str | None:
         if len(data_in) != 1:
             return "the bounds are not constant"
         lo = n.attrs.get("min", self._const_scalar(n.inputs[1] if len(n.inputs) > 1 else "", -np.inf))
@@ -490,10 +506,10 @@ class _Importer:
         value = _scalar(self.consts.get(self._resolve(tensor)))
         return value if value is not None else default
 
-    def _op_LeakyRelu(self, n, data_in):
+    def _op_LeakyRelu(self, n: _Node, data_in: list[str]) -> str | None:
         return self._activation(n, data_in, "leaky_relu", (("alpha", float(n.attrs.get("alpha", 0.01))),))
 
-    def _op_PRelu(self, n, data_in):
+    def _op_PRelu(self, n: _Node, data_in: list[str]) -> str | None:
         slope = self.consts.get(self._resolve(n.inputs[1]))
         if slope is None:
             return "the slope is not constant"
@@ -502,26 +518,26 @@ class _Importer:
         owner.params["prelu_slope"] = np.asarray(slope, dtype=np.float32).reshape(-1)
         return result
 
-    def _op_Sigmoid(self, n, data_in):
+    def _op_Sigmoid(self, n: _Node, data_in: list[str]) -> str | None:
         return self._activation(n, data_in, "sigmoid")
 
-    def _op_Tanh(self, n, data_in):
+    def _op_Tanh(self, n: _Node, data_in: list[str]) -> str | None:
         return self._activation(n, data_in, "tanh")
 
-    def _op_Elu(self, n, data_in):
+    def _op_Elu(self, n: _Node, data_in: list[str]) -> str | None:
         return self._activation(n, data_in, "elu", (("alpha", float(n.attrs.get("alpha", 1.0))),))
 
-    def _op_HardSigmoid(self, n, data_in):
+    def _op_HardSigmoid(self, n: _Node, data_in: list[str]) -> str | None:
         params = (("alpha", float(n.attrs.get("alpha", 0.2))), ("beta", float(n.attrs.get("beta", 0.5))))
         return self._activation(n, data_in, "hard_sigmoid", params)
 
-    def _op_HardSwish(self, n, data_in):
+    def _op_HardSwish(self, n: _Node, data_in: list[str]) -> str | None:
         return self._activation(n, data_in, "hardswish")
 
-    def _op_Swish(self, n, data_in):  # made by _rewrite_patterns from x * Sigmoid(x)
+    def _op_Swish(self, n: _Node, data_in: list[str]) -> str | None:  # made by _rewrite_patterns from x * Sigmoid(x)
         return self._activation(n, data_in, "silu")
 
-    def _elementwise(self, n, data_in, kind: str):
+    def _elementwise(self, n: _Node, data_in: list[str], kind: str) -> str | None:
         const_in = [self._resolve(i) for i in n.inputs if self._resolve(i) in self.consts]
         if len(data_in) == 2:
             shapes = [self._shape(t) for t in data_in]
@@ -561,35 +577,37 @@ class _Importer:
                        attrs={"const_first": self._resolve(n.inputs[0]) in self.consts})
         draft.params["const"] = const
         self._add(draft)
+        return None
 
-    def _op_Add(self, n, data_in):
+    def _op_Add(self, n: _Node, data_in: list[str]) -> str | None:
         return self._elementwise(n, data_in, "ew_add")
 
-    def _op_Sum(self, n, data_in):  # Caffe2's residual add: a Sum of two is an Add, of one an Identity
+    def _op_Sum(self, n: _Node, data_in: list[str]) -> str | None:  # Caffe2's residual add: a Sum of two is an Add, of one an Identity
         if len(n.inputs) == 1:
             return self._op_Identity(n, data_in)
         if len(n.inputs) != 2:
             return f"a Sum of {len(n.inputs)} inputs has no layer (of two it is an add)"
         return self._elementwise(n, data_in, "ew_add")
 
-    def _op_Sub(self, n, data_in):
+    def _op_Sub(self, n: _Node, data_in: list[str]) -> str | None:
         return self._elementwise(n, data_in, "ew_sub")
 
-    def _op_Mul(self, n, data_in):
+    def _op_Mul(self, n: _Node, data_in: list[str]) -> str | None:
         return self._elementwise(n, data_in, "ew_mult")
 
-    def _op_Div(self, n, data_in):
+    def _op_Div(self, n: _Node, data_in: list[str]) -> str | None:
         if len(data_in) == 2 or self._resolve(n.inputs[0]) in self.consts:
             return "division by a tensor has no layer"
         return self._elementwise(n, data_in, "ew_div")
 
-    def _op_Concat(self, n, data_in):
+    def _op_Concat(self, n: _Node, data_in: list[str]) -> str | None:
         if len(data_in) != len([i for i in n.inputs if i]):
             return "a concat of constants and tensors has no layer"
         self._add(_Draft("concat", ["Concat"], data_in, n.outputs[0], _aliases(n), node_name=n.name,
                          attrs={"axis": int(n.attrs.get("axis", 1))}))
+        return None
 
-    def _pool(self, n, data_in, kind, is_global=False):
+    def _pool(self, n: _Node, data_in: list[str], kind: str, is_global: bool = False) -> str | None:
         in_shape = self._shape(data_in[0])
         if is_global:
             attrs = {"global": True, "kernel_shape": tuple(in_shape[2:]), "strides": (1, 1), "pads": (0, 0, 0, 0)}
@@ -598,22 +616,23 @@ class _Importer:
             attrs["ceil_mode"] = int(n.attrs.get("ceil_mode", 0))
             attrs["count_include_pad"] = int(n.attrs.get("count_include_pad", 0))
         self._add(_Draft(kind, [n.op], data_in, n.outputs[0], _aliases(n), node_name=n.name, attrs=attrs))
+        return None
 
-    def _op_MaxPool(self, n, data_in):
+    def _op_MaxPool(self, n: _Node, data_in: list[str]) -> str | None:
         if len(n.outputs) > 1 and n.outputs[1]:
             return "MaxPool with an indices output has no layer"
         return self._pool(n, data_in, "maxpool")
 
-    def _op_AveragePool(self, n, data_in):
+    def _op_AveragePool(self, n: _Node, data_in: list[str]) -> str | None:
         return self._pool(n, data_in, "avgpool")
 
-    def _op_GlobalAveragePool(self, n, data_in):
+    def _op_GlobalAveragePool(self, n: _Node, data_in: list[str]) -> str | None:
         return self._pool(n, data_in, "avgpool", is_global=True)
 
-    def _op_GlobalMaxPool(self, n, data_in):
+    def _op_GlobalMaxPool(self, n: _Node, data_in: list[str]) -> str | None:
         return self._pool(n, data_in, "maxpool", is_global=True)
 
-    def _op_Resize(self, n, data_in):
+    def _op_Resize(self, n: _Node, data_in: list[str]) -> str | None:
         mode = n.attrs.get("mode", "nearest")
         if mode not in ("nearest", "linear", "bilinear"):
             return f"resize mode `{mode}` has no layer"
@@ -636,15 +655,17 @@ class _Importer:
                  "coordinate_transformation_mode": n.attrs.get("coordinate_transformation_mode", default_ctm),
                  "nearest_mode": n.attrs.get("nearest_mode", "round_prefer_floor")}
         self._add(_Draft("resize", [n.op], data_in, n.outputs[0], _aliases(n), node_name=n.name, attrs=attrs))
+        return None
 
     _op_Upsample = _op_Resize
 
-    def _op_Softmax(self, n, data_in):
+    def _op_Softmax(self, n: _Node, data_in: list[str]) -> str | None:
         axis = int(n.attrs.get("axis", 1 if self.opset < 13 else -1))
         self._add(_Draft("softmax", ["Softmax"], data_in, n.outputs[0], _aliases(n), node_name=n.name,
                          attrs={"axis": axis}))
+        return None
 
-    def _view(self, n, data_in):
+    def _view(self, n: _Node, data_in: list[str]) -> str | None:
         if len(data_in) != 1:
             return "the target shape or axes are not constant"
         in_shape, out_shape = self._shape(data_in[0]), self._shape(n.outputs[0])
@@ -654,11 +675,12 @@ class _Importer:
             attrs["perm"] = tuple(n.attrs.get("perm", ()))
         self._add(_Draft("format_conversion", [n.op], data_in, n.outputs[0], _aliases(n), node_name=n.name,
                          attrs=attrs))
+        return None
 
     _op_Reshape = _op_Flatten = _op_Squeeze = _op_Unsqueeze = _op_Transpose = _view
 
     # ------------------------------------------------------- data movement
-    def _const_ints(self, n, index: int, attr: str):
+    def _const_ints(self, n: _Node, index: int, attr: str) -> list[int] | Literal[False] | None:
         """Integers given as attribute ``attr`` (older opsets) or as constant input ``index``: a list,
         None when not given, False when given but not constant."""
         if attr in n.attrs:
@@ -668,7 +690,8 @@ class _Importer:
             return False if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
         return None
 
-    def _moved(self, n, data_in, kind: str, out_shape: tuple[int, ...], attrs: dict, output: str = "",
+    def _moved(self, n: _Node, data_in: list[str], kind: str, out_shape: tuple[int, ...], attrs: dict[str, Any],
+               output: str = "",
                aliases: list[str] | None = None) -> None:
         """A layer that only moves codes; its shape is known here even where ONNX inference gave none."""
         output = output or n.outputs[0]
@@ -676,11 +699,12 @@ class _Importer:
         self._add(_Draft(kind, [n.op], list(data_in), output, _aliases(n) if aliases is None else aliases,
                          node_name=n.name, attrs=attrs))
 
-    def _op_Slice(self, n, data_in):
+    def _op_Slice(self, n: _Node, data_in: list[str]) -> str | None:
         shape = self._shape(data_in[0]) if len(data_in) == 1 else ()
         starts, ends = self._const_ints(n, 1, "starts"), self._const_ints(n, 2, "ends")
         axes, steps = self._const_ints(n, 3, "axes"), self._const_ints(n, 4, "steps")
-        if len(data_in) != 1 or any(v is False for v in (starts, ends, axes, steps)) or not starts or not ends:
+        if len(data_in) != 1 or starts is False or ends is False or axes is False or steps is False \
+                or not starts or not ends:
             return "the starts, ends, axes or steps are not constant"
         if not shape:
             return "the input shape is unknown"
@@ -701,8 +725,9 @@ class _Importer:
         if 0 in out:
             return "an empty slice has no layer"
         self._moved(n, data_in, "slice", tuple(out), {"slices": tuple(slices)})
+        return None
 
-    def _op_Split(self, n, data_in):
+    def _op_Split(self, n: _Node, data_in: list[str]) -> str | None:
         shape = self._shape(data_in[0]) if len(data_in) == 1 else ()
         sizes = self._const_ints(n, 1, "split")
         if len(data_in) != 1 or sizes is False:
@@ -725,8 +750,9 @@ class _Importer:
                 self._moved(n, data_in, "feature_splitter", tuple(part),
                             {"slices": ((axis, start, start + size, 1),), "part": i}, output, aliases)
             start += size
+        return None
 
-    def _op_Pad(self, n, data_in):
+    def _op_Pad(self, n: _Node, data_in: list[str]) -> str | None:
         shape = self._shape(data_in[0]) if len(data_in) == 1 else ()
         pads, axes = self._const_ints(n, 1, "pads"), self._const_ints(n, 3, "axes")
         if len(data_in) != 1 or not pads or axes is False:
@@ -745,22 +771,25 @@ class _Importer:
         value = n.attrs.get("value", self._const_scalar(n.inputs[2] if len(n.inputs) > 2 else "", 0.0))
         out = tuple(d + b + a for d, (b, a) in zip(shape, per))
         self._moved(n, data_in, "pad", out, {"pads": tuple(per), "mode": mode, "value": float(value)})
+        return None
 
-    def _op_DepthToSpace(self, n, data_in):
+    def _op_DepthToSpace(self, n: _Node, data_in: list[str]) -> str | None:
         shape, b = self._shape(data_in[0]), int(n.attrs.get("blocksize", 0))
         if len(shape) != 4 or b < 1 or shape[1] % (b * b):
             return "DepthToSpace of an NCHW tensor whose channels split into blocksize² parts is a layer"
         out = (shape[0], shape[1] // (b * b), shape[2] * b, shape[3] * b)
         self._moved(n, data_in, "depth_to_space", out, {"blocksize": b, "mode": n.attrs.get("mode", "DCR")})
+        return None
 
-    def _op_SpaceToDepth(self, n, data_in):
+    def _op_SpaceToDepth(self, n: _Node, data_in: list[str]) -> str | None:
         shape, b = self._shape(data_in[0]), int(n.attrs.get("blocksize", 0))
         if len(shape) != 4 or b < 1 or shape[2] % b or shape[3] % b:
             return "SpaceToDepth of an NCHW tensor whose height and width split into blocks is a layer"
         out = (shape[0], shape[1] * b * b, shape[2] // b, shape[3] // b)
         self._moved(n, data_in, "space_to_depth", out, {"blocksize": b})
+        return None
 
-    def _reduce(self, n, data_in, kind: str):
+    def _reduce(self, n: _Node, data_in: list[str], kind: str) -> str | None:
         shape = self._shape(data_in[0]) if len(data_in) == 1 else ()
         axes = self._const_ints(n, 1, "axes")
         if len(data_in) != 1 or axes is False:
@@ -775,8 +804,9 @@ class _Importer:
         keepdims = int(n.attrs.get("keepdims", 1))
         out = tuple(1 if i in axes else d for i, d in enumerate(shape) if keepdims or i not in axes)
         self._moved(n, data_in, kind, out, {"axes": tuple(axes), "keepdims": keepdims})
+        return None
 
-    def _op_Pow(self, n, data_in):  # YOLOv5's box decoding squares: (2·sigmoid(t))²
+    def _op_Pow(self, n: _Node, data_in: list[str]) -> str | None:  # YOLOv5's box decoding squares: (2·sigmoid(t))²
         exponent = self._const_scalar(n.inputs[1] if len(n.inputs) > 1 else "", float("nan"))
         if len(data_in) != 1 or exponent not in (1.0, 2.0):
             return "only a power of 1 or 2 by a constant exponent is a layer (a product of the tensor with itself)"
@@ -784,14 +814,15 @@ class _Importer:
             return self._op_Identity(n, data_in)
         self._add(_Draft("ew_mult", [n.op], [data_in[0], data_in[0]], n.outputs[0], _aliases(n), node_name=n.name,
                          attrs={"broadcast": False}))
+        return None
 
-    def _op_ReduceMax(self, n, data_in):
+    def _op_ReduceMax(self, n: _Node, data_in: list[str]) -> str | None:
         return self._reduce(n, data_in, "reduce_max")
 
-    def _op_ReduceMean(self, n, data_in):
+    def _op_ReduceMean(self, n: _Node, data_in: list[str]) -> str | None:
         return self._reduce(n, data_in, "reduce_mean")
 
-    def _op_ReduceSum(self, n, data_in):
+    def _op_ReduceSum(self, n: _Node, data_in: list[str]) -> str | None:
         return self._reduce(n, data_in, "reduce_sum")
 
     # --------------------------------------------------------------- names
@@ -840,7 +871,7 @@ class _Importer:
 # ------------------------------------------------------------------ helpers
 
 
-def _proto_node(n: _Node):
+def _proto_node(n: _Node) -> onnx.NodeProto:
     """``n`` as an ONNX node again; a tensor attribute (ConstantOfShape's ``value``) read as an array
     goes back as a tensor, not as a list of floats."""
     import onnx
@@ -853,7 +884,7 @@ def _aliases(n: _Node) -> list[str]:
     return [n.name] + [o for o in n.outputs if o] + n.aliases
 
 
-def _conv_attrs(n: _Node, kernel: tuple[int, ...], in_shape: tuple[int, ...]) -> dict:
+def _conv_attrs(n: _Node, kernel: tuple[int, ...], in_shape: tuple[int, ...]) -> dict[str, Any]:
     """Strides, dilations and explicit pads (auto_pad resolved) of a conv or pool."""
     dims = len(kernel)
     strides = tuple(n.attrs.get("strides", (1,) * dims))
@@ -874,7 +905,7 @@ def _conv_attrs(n: _Node, kernel: tuple[int, ...], in_shape: tuple[int, ...]) ->
     return {"kernel_shape": tuple(int(k) for k in kernel), "strides": strides, "dilations": dilations, "pads": pads}
 
 
-def _shape_conflict(draft: _Draft, input_shapes, out_shape: tuple[int, ...]) -> str:
+def _shape_conflict(draft: _Draft, input_shapes: Sequence[tuple[int, ...]], out_shape: tuple[int, ...]) -> str:
     """Why a layer's shapes cannot hold together, or ``""``. ONNX shape inference does not check that
     a constant target shape (or a concat's parts) fits the inputs it is given; a model exported for
     one input size and imported at another would otherwise run on garbled shapes."""
@@ -894,11 +925,11 @@ def _shape_conflict(draft: _Draft, input_shapes, out_shape: tuple[int, ...]) -> 
     return ""
 
 
-def _dims(shape) -> str:
+def _dims(shape: Sequence[int]) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def _computed_shape(draft: _Draft, input_shapes) -> tuple[int, ...]:
+def _computed_shape(draft: _Draft, input_shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     """The output shape when ONNX inference gave none (a fallback); unknown, ``()``, for an
     unsupported layer, whose output need not be shaped like its input."""
     if not input_shapes or not input_shapes[0] or not draft.supported:
@@ -913,7 +944,7 @@ def _computed_shape(draft: _Draft, input_shapes) -> tuple[int, ...]:
     return shape
 
 
-def _macs(draft: _Draft, input_shapes, out_shape) -> int:
+def _macs(draft: _Draft, input_shapes: Sequence[tuple[int, ...]], out_shape: tuple[int, ...]) -> int:
     weight = draft.params.get("weight")
     if weight is None or not out_shape:
         return 0
@@ -946,27 +977,34 @@ def _slice_bounds(start: int, end: int, step: int, dim: int) -> tuple[int, int, 
     return min(max(start, 0), dim - 1), min(max(end, -1), dim - 1), step
 
 
-def _scalar(value) -> float | None:
+def _scalar(value: Array | None) -> float | None:
     """The one number of a constant of any rank (``[[3.]]`` included), or None."""
     if value is None or np.size(value) != 1:
         return None
     return float(np.asarray(value).reshape(-1)[0])
 
 
-def _rewrite_patterns(nodes: list[_Node], consts: dict[str, np.ndarray], graph_outputs=()) -> list[_Node]:
+# What the pattern matchers ask of the graph: a tensor's constant scalar value, whether it has one reader.
+ConstValue = Callable[[str], float | None]
+OnlyUse = Callable[[str], bool]
+# A matched pattern: its input tensor and the nodes it replaces.
+Matched = tuple[str, list[_Node]]
+
+
+def _rewrite_patterns(nodes: list[_Node], consts: dict[str, Array], graph_outputs: Collection[str] = ()) -> list[_Node]:
     """HardSwish and SiLU written out in primitives become one node each."""
     producer = {o: n for n in nodes for o in n.outputs}
-    uses: Counter = Counter(i for n in nodes for i in n.inputs)
+    uses: Counter[str] = Counter(i for n in nodes for i in n.inputs)
     uses.update(graph_outputs)  # a graph output must stay
     removed: set[int] = set()
 
-    def const_value(tensor):
+    def const_value(tensor: str) -> float | None:
         return _scalar(consts.get(tensor))
 
-    def only_use(tensor):
+    def only_use(tensor: str) -> bool:
         return uses[tensor] == 1
 
-    out = []
+    out: list[_Node] = []
     for n in nodes:
         if n.op in ("Mul", "Div") and len(n.inputs) == 2:
             match = _match_swish(n, producer, const_value, only_use)
@@ -979,7 +1017,8 @@ def _rewrite_patterns(nodes: list[_Node], consts: dict[str, np.ndarray], graph_o
     return [n for n in out if id(n) not in removed]
 
 
-def _match_swish(n: _Node, producer, const_value, only_use):
+def _match_swish(n: _Node, producer: Mapping[str, _Node], const_value: ConstValue, only_use: OnlyUse
+                 ) -> tuple[str, str, list[_Node]] | None:
     """``x*Sigmoid(x)``, ``x*HardSigmoid(x)`` (alpha 1/6, beta 1/2), and
     ``x*Clip(x+3,0,6)/6`` in its Mul/Div orders, as (op, x, dead nodes)."""
     a, b = n.inputs
@@ -1009,7 +1048,8 @@ def _match_swish(n: _Node, producer, const_value, only_use):
     return None
 
 
-def _match_relu6_plus3(tensor, producer, const_value, only_use):
+def _match_relu6_plus3(tensor: str, producer: Mapping[str, _Node], const_value: ConstValue,
+                       only_use: OnlyUse) -> Matched | None:
     clip = producer.get(tensor)
     if clip is None or clip.op not in ("Clip", "Relu6") or not only_use(tensor):
         return None
@@ -1026,7 +1066,8 @@ def _match_relu6_plus3(tensor, producer, const_value, only_use):
     return None
 
 
-def _match_relu6_plus3_over6(tensor, producer, const_value, only_use):
+def _match_relu6_plus3_over6(tensor: str, producer: Mapping[str, _Node], const_value: ConstValue,
+                             only_use: OnlyUse) -> Matched | None:
     """``Clip(x+3,0,6)/6`` or ``Clip(x+3,0,6)*(1/6)``: (x, dead nodes)."""
     scale = producer.get(tensor)
     if scale is None or not only_use(tensor) or scale.op not in ("Div", "Mul") or len(scale.inputs) != 2:
