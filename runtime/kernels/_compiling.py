@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from numba.core import event
 
@@ -32,10 +34,10 @@ _announced = [False]
 class _Notes(event.Listener):
     """Times the outermost compilation of each of the runtime's kernels (those it inlines count in it)."""
 
-    def __init__(self, progress: bool | None):
+    def __init__(self, progress: bool | None) -> None:
         self.depth, self.began, self.name, self.progress = 0, 0.0, "", progress
 
-    def on_start(self, ev):
+    def on_start(self, ev: Any) -> None:
         self.depth += 1
         if self.depth > 1:
             return
@@ -46,7 +48,7 @@ class _Notes(event.Listener):
             _announced[0] = True
             note("compiling the integer kernels on first use (tens of seconds, once; cached afterwards)", self.progress)
 
-    def on_end(self, ev):
+    def on_end(self, ev: Any) -> None:
         self.depth -= 1
         if self.depth == 0 and self.name:
             note(f"compiling the integer kernels ({self.name} in {time.perf_counter() - self.began:.1f} s)",
@@ -54,7 +56,7 @@ class _Notes(event.Listener):
 
 
 @contextlib.contextmanager
-def compile_notes(progress: bool | None = None):
+def compile_notes(progress: bool | None = None) -> Iterator[None]:
     """Report the runtime's kernels compiling inside the block (see the module's text); ``progress`` as
     `alls.progress.note` takes it (None: the default, which ``--quiet`` turns off)."""
     with event.install_listener("numba:compile", _Notes(progress)):

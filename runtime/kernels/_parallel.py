@@ -28,7 +28,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import numba
 
@@ -66,7 +67,7 @@ class _Site:
 
     __slots__ = ("single", "multi", "calls", "probe_at", "interval")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.single: float | None = None
         self.multi: float | None = None
         self.calls = 0
@@ -77,12 +78,12 @@ class _Site:
 class _Sites:
     """The call sites' measurements, and the evidence across them (``multi_wins``) for new sites."""
 
-    def __init__(self):
-        self.sites: OrderedDict = OrderedDict()
+    def __init__(self) -> None:
+        self.sites: OrderedDict[Hashable, _Site] = OrderedDict()
         self.lock = threading.Lock()
         self.multi_wins = 0  # > 0: several threads were faster at the latest measured sites; < 0: slower
 
-    def get(self, key) -> _Site:
+    def get(self, key: Hashable) -> _Site:
         with self.lock:
             site = self.sites.get(key)
             if site is None:
@@ -130,7 +131,7 @@ def _pick(site: _Site, most: int) -> int:
 
 def _multi_faster(site: _Site) -> bool:
     """Several threads clearly faster at ``site``: a busy machine's noise is no reason to wake threads."""
-    return site.multi < MARGIN * site.single
+    return site.multi is not None and site.single is not None and site.multi < MARGIN * site.single
 
 
 def _prior(most: int) -> int:
@@ -169,7 +170,7 @@ def _record(site: _Site, threads: int, seconds: float) -> None:
     _sites.multi_wins = max(-4, min(4, _sites.multi_wins + (1 if multi_faster else -1)))
 
 
-_load = {"at": -1.0, "busy": False}
+_load: dict[str, float | bool] = {"at": -1.0, "busy": False}
 
 
 def busy() -> bool:
@@ -178,7 +179,7 @@ def busy() -> bool:
     import os
 
     now = time.monotonic()
-    if now - _load["at"] > 0.1:
+    if now - float(_load["at"]) > 0.1:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         try:
             with open("/proc/loadavg") as f:
@@ -186,10 +187,10 @@ def busy() -> bool:
         except (OSError, ValueError, IndexError):
             running = int(os.getloadavg()[0]) + 1 if hasattr(os, "getloadavg") else 1
         _load.update(at=now, busy=running - 1 >= cores)
-    return _load["busy"]
+    return bool(_load["busy"])
 
 
-def run(key, work: int, parts: int, kernel: Callable, *args):
+def run(key: Hashable, work: int, parts: int, kernel: Callable[..., Any], *args: Any) -> Any:
     """``kernel(*args)`` on the threads `choose` and the call site ``key``'s measurements give.
 
     ``work`` counts multiply-adds (or elements moved); ``parts`` the independent parts the
@@ -206,7 +207,7 @@ def run(key, work: int, parts: int, kernel: Callable, *args):
     return result
 
 
-def _on(threads: int, kernel: Callable, args):
+def _on(threads: int, kernel: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     before = numba.get_num_threads()
     if threads == before:
         return kernel(*args)
