@@ -81,10 +81,10 @@ def text_scenes(n: int, size: int = 320, seed: int = 0) -> np.ndarray:
                                     preserve_range=True)
         for _ in range(int(rng.integers(1, 4))):
             page = pages[int(rng.integers(len(pages)))]
-            h = int(rng.integers(page.shape[0] // 4, page.shape[0] // 2 + 1))
-            w = int(rng.integers(page.shape[1] // 3, page.shape[1] + 1))
+            zoom = rng.uniform(1.0, 2.5)  # letters 10 to 50 pixels high, whatever the scene's size
+            h = min(int(rng.integers(page.shape[0] // 4, page.shape[0] + 1)), int(size / zoom))
+            w = min(int(rng.integers(page.shape[1] // 3, page.shape[1] + 1)), int(size / zoom))
             y0, x0 = int(rng.integers(0, page.shape[0] - h + 1)), int(rng.integers(0, page.shape[1] - w + 1))
-            zoom = rng.uniform(0.4, 1.2) * size / page.shape[1]
             ph, pw = max(8, min(size, int(h * zoom))), max(8, min(size, int(w * zoom)))
             patch = sk.transform.resize(page[y0:y0 + h, x0:x0 + w], (ph, pw), anti_aliasing=True, preserve_range=True)
             y, x = int(rng.integers(0, size - ph + 1)), int(rng.integers(0, size - pw + 1))
