@@ -6,7 +6,9 @@ saw (cosine and SNR of every output against the float model):
 - alls level 0 (no equalization, no bias correction), equalization alone, and the default flow
   (equalization and bias correction), all at a8_w8 with per-tensor weights;
 - onnxruntime's `quantize_static` A8W8 (uint8 activations, int8 weights, MinMax calibration on the
-  same images), per tensor and per channel;
+  same images), per tensor and per channel, run with its int8 kernels (``ort``) and with graph
+  optimizations off (``ort-qdq``: the QDQ model as written, quantization error without the kernels'
+  int16 saturation);
 - how many tensors equalization reached (``tensors``), and how many it skipped (``skipped``, with
   the reasons summed up under the table).
 
@@ -16,7 +18,7 @@ gates and depthwise convs, 32 calibration and 32 other random images), ``digits`
 rapidocr-onnxruntime 1.3.24 wheel, 32 calibration and 15 other text scenes, fetched with
 `pip download` when not cached; skipped with the reason when it cannot be had).
 
-    python tests/bench/bench_equalization.py [--models blocks,digits,ppocr] [--size 320] [--variants level0,eq,default,ort]
+    python tests/bench/bench_equalization.py [--models blocks,digits,ppocr] [--size 320] [--variants level0,eq,default,ort,ort-qdq]
         [--direct-only]
 
 ``--direct-only`` equalizes only tensors read directly by layers with weights (no factor passes a
@@ -99,17 +101,18 @@ def bench(name: str, found, variants: list[str], skipped: collections.Counter) -
             skipped.update(s.reason for s in left)
         row(LABELS[variant], *figures(native, runner.infer(x, layout="nchw").outputs), seconds, reached,
             len(left) if variant != "level0" else "")
-    if "ort" in variants:
-        for per_channel in (False, True):
-            row(f"onnxruntime A8W8 per {'channel' if per_channel else 'tensor'}",
-                *theirs(path, input_name, calib_nchw, x, native, "QUInt8", "QInt8", per_channel))
+    for variant, fused in (("ort", True), ("ort-qdq", False)):
+        if variant in variants:
+            for per_channel in (False, True):
+                row(f"onnxruntime A8W8 per {'channel' if per_channel else 'tensor'}{'' if fused else ', QDQ in float'}",
+                    *theirs(path, input_name, calib_nchw, x, native, "QUInt8", "QInt8", per_channel, fused))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="blocks,digits,ppocr")
     parser.add_argument("--size", type=int, default=320, help="PP-OCRv4 detector's input size")
-    parser.add_argument("--variants", default="level0,eq,default,ort")
+    parser.add_argument("--variants", default="level0,eq,default,ort,ort-qdq")
     parser.add_argument("--direct-only", action="store_true", help="no factor passes through other layers")
     args = parser.parse_args()
     if args.direct_only:
