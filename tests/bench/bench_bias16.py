@@ -11,7 +11,10 @@ difference: the largest bias exponent among the layers (the 8-bit mantissa's ste
 units), and, with IBC, how much of the per-channel mean error IBC removed, how many channels a weight
 flip finished (16-bit bias only) and how many lost their correction (below half a bias step).
 
-    python tests/bench/bench_bias16.py [--size 320] [--seeds 0,1,2] [--ibc both|on|off]
+    python tests/bench/bench_bias16.py [--size 320] [--seeds 0,1,2] [--ibc both|on|off] [--no-flips]
+
+``--no-flips`` keeps IBC from flipping weights to carry what the bias cannot (the 16-bit bias's
+flips, ablated).
 
 It prints a Markdown table, then the paired differences (16-bit minus 8-bit) per seed, and exits 0.
 """
@@ -62,7 +65,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--ibc", default="both", choices=("both", "on", "off"))
+    parser.add_argument("--no-flips", action="store_true", help="IBC corrects by the bias alone")
     args = parser.parse_args()
+    if args.no_flips:
+        import alls.runtime.algorithms.ibc as ibc
+
+        ibc._flips = lambda base, bias, *_: (np.full(base.shape, -1), bias)
     try:
         path = models.ppocr_det()
         datasets.text_scenes(1, 32)
