@@ -85,10 +85,12 @@ def _check_images(plan: alls.Plan, feeds: dict[str, np.ndarray]) -> None:
 
 
 def _notes(graph: alls.Graph, plan: alls.Plan) -> list[Diagnostic]:
-    """ALS511 for what the layer-wise reconstruction does not apply: meta_arch, dense layers over sequences."""
+    """ALS511 for what the layer-wise reconstruction does not apply: meta_arch, dense layers over sequences;
+    ALS525 for the tensors equalization cannot reach."""
+    from alls.runtime.algorithms.equalize import skipped_note
     from alls.runtime.algorithms.finetune import untrained
 
-    notes = []
+    notes = skipped_note(graph, plan)
     ft = plan.settings.finetune
     if any(layer.finetune for layer in plan) and ft.meta_arch:
         notes.append(Diagnostic("ALS511", Severity.INFO, f"finetune's `meta_arch={ft.meta_arch}` has no effect: the "
