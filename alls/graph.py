@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alls.diagnostics import Diagnostic
+from alls.values import Activation
 
 __all__ = ["Layer", "Graph", "KINDS", "WEIGHTED_KINDS", "per_channel"]
 
@@ -52,13 +53,17 @@ class Layer:
     output_shape: tuple[int, ...]
     aliases: tuple[str, ...] = ()
     tensors: tuple[str, ...] = ()
-    activation: str | None = None
+    activation: Activation | None = None
     activation_params: tuple[tuple[str, float], ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     macs: int = 0
     supported: bool = True
     end_node: str = ""  # the ONNX node to name as an end node to end the network at this layer
+
+    def __post_init__(self):
+        if self.activation is not None and not isinstance(self.activation, Activation):
+            object.__setattr__(self, "activation", Activation(self.activation))  # the importer's name, typed
 
     @property
     def short_name(self) -> str:

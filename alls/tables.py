@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from alls.graph import Graph, Layer
-from alls.plan import LayerPlan, Plan
+from alls.plan import BiasMode, LayerPlan, Plan
 
 __all__ = ["layer_table", "layer_row", "plan_table", "explain_layer", "precision_summary", "algorithm_summary",
            "figures_table"]
@@ -59,7 +59,7 @@ def layer_table(graph: Graph) -> str:
 
 # ------------------------------------------------------------------ plans
 
-_BIAS = {"single_scale_decomposition": "single", "double_scale_initialization": "double", None: "-"}
+_BIAS = {BiasMode.SINGLE: "single", BiasMode.DOUBLE: "double", None: "-"}
 
 
 def _bits(layer: LayerPlan) -> str:
@@ -198,8 +198,8 @@ def algorithm_summary(report: dict) -> list[str]:
             line += f"; {flipped} channels finished by rounding one weight the other way"
         if lost:
             line += f"; {lost} of {channels} channel corrections were below half a bias step and lost"
-            if any(r["channels_lost"] and r["bias_mode"] != "double_scale_initialization" for r in corrected):
-                line += " (bias_mode=double_scale_initialization keeps most of them)"
+            if any(r["channels_lost"] and BiasMode(r["bias_mode"]) is not BiasMode.DOUBLE for r in corrected):
+                line += f" (bias_mode={BiasMode.DOUBLE} keeps most of them)"
         lines.append(line)
     for algo in ("finetune", "adaround"):
         trained = report.get(algo) or []

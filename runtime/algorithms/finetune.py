@@ -19,8 +19,8 @@ plan (train_4bit: only the 4-bit layers are flagged).
 **finetune** is a layer-wise QFT: it learns the rounding as adaround does, and jointly the bias
 and, with ``train_scales``, one weight-scale factor per quantization group (so every trained
 point is a scale the integer layer can hold: the multiplier is re-derived from it). Its rounding
-regulariser has adaround's default weight, warm-up and β range (the finetune command has no
-keywords for them). Beyond adaround:
+regulariser has adaround's weight, warm-up and β range as the plan holds them (the finetune
+command has no keywords for them: adaround's keywords set them, its defaults otherwise). Beyond adaround:
 - the loss of a layer is ``def_loss_type`` (l2rel by default), or, for a layer named in
   ``loss_layer_names`` (or the weighted layer that feeds a named output, pool or other layer
   without weights; every weighted producer of a layer with several inputs), the type and factor
@@ -72,9 +72,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from alls.catalogue import POST_SUBCOMMANDS
 from alls.graph import WEIGHTED_KINDS, Graph, Layer
-from alls.plan import Plan
+from alls.plan import LossType, Plan
 from alls.runtime import numerics as nx
 from alls.progress import Progress
 from alls.runtime.exec.calibration import normalize
@@ -91,7 +90,6 @@ __all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory
 
 FINETUNE_LR_FACTOR = 100.0
 FINETUNE_STEPS = 1024  # the steps a layer trains by default, whatever the images given
-_ADAROUND = POST_SUBCOMMANDS["adaround"].keywords
 _CHUNK = 16  # images per batch of the float pass
 ROWS_PER_LAYER = 1 << 16  # the rows a layer trains on: 64 positions an image up to 1024 images
 
@@ -99,9 +97,9 @@ ROWS_PER_LAYER = 1 << 16  # the rows a layer trains on: 64 positions an image up
 # ------------------------------------------------------------------ settings
 
 
-def _beta(b_range) -> tuple[float, float]:
-    lo, hi = b_range if b_range else (2.0, 20.0)
-    return float(max(lo, hi)), float(min(lo, hi))
+def _beta(b_range: tuple[float, float]) -> tuple[float, float]:
+    """β's annealing, from high to low, whichever order ``b_range`` gives."""
+    return float(max(b_range)), float(min(b_range))
 
 
 def _producers(graph: Graph, name: str) -> list[str]:
@@ -112,13 +110,13 @@ def _producers(graph: Graph, name: str) -> list[str]:
     return [p for source in layer.inputs for p in _producers(graph, source)]
 
 
-def _losses(graph: Graph, plan: Plan) -> dict[str, tuple[str, float]]:
+def _losses(graph: Graph, plan: Plan) -> dict[str, tuple[LossType, float]]:
     """Loss type and factor of every weighted layer reached by ``loss_layer_names`` (the first wins)."""
     ft = plan.settings.finetune
     names = ft.loss_layer_names or ()
     types = ft.loss_types or (ft.def_loss_type,) * len(names)
     factors = ft.loss_factors or (1.0,) * len(names)
-    chosen: dict[str, tuple[str, float]] = {}
+    chosen: dict[str, tuple[LossType, float]] = {}
     for name, kind, factor in zip(names, types, factors):
         for producer in _producers(graph, name):
             chosen.setdefault(producer, (kind, float(factor)))
@@ -141,7 +139,7 @@ def configs(graph: Graph, plan: Plan) -> dict[str, tuple[str, Config]]:
                 images=ft.dataset_size, epochs=epochs, batch_size=ft.batch_size,
                 learning_rate=ft.learning_rate * FINETUNE_LR_FACTOR,
                 lr_warmup_steps=ft.warmup_epochs * -(-ft.dataset_size // ft.batch_size),
-                reg_weight=_ADAROUND["weight"].default, reg_warmup=_ADAROUND["warmup"].default, beta=_beta(None),
+                reg_weight=ad.weight, reg_warmup=ad.warmup, beta=_beta(ad.b_range),
                 optimizer=ft.optimizer, learn_bias=True, learn_scales=ft.train_scales, loss=loss, factor=factor,
                 seed=index))
         else:

@@ -43,6 +43,7 @@ import numpy as np
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.graph import Layer
+from alls.plan import ClippingMode
 from alls.runtime.analysis.metrics import Agreement, AgreementSums, plain, snr_from_powers
 from alls.progress import Progress
 from alls.runtime.exec.calibration import TensorStats, check_data, input_arrays
@@ -340,7 +341,7 @@ def _clip_trials(qmodel, data: Data, layers: list[Layer], stats: dict[str, _Laye
 
 def _plan_flags(qmodel, name: str) -> dict[str, bool]:
     lp = qmodel.plan[name]
-    active = lambda clip: clip is not None and clip.mode != "disabled"
+    active = lambda clip: clip is not None and clip.mode is not ClippingMode.DISABLED
     return {"clipped": active(lp.activation_clipping) or lp.force_range_out is not None,
             "weights_clipped": active(lp.weights_clipping), "equalized": bool(lp.equalization),
             "bias_corrected": bool(lp.bias_correction), "finetuned": bool(lp.finetune)}

@@ -30,6 +30,7 @@ import numpy as np
 import alls
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.memory import available_memory
+from alls.plan import EqualizationTarget
 from alls.progress import Progress
 from alls.runtime.exec.calibration import calibrate, check_data, input_arrays, normalize
 from alls.runtime.session.model import QuantizedModel, Result
@@ -297,7 +298,7 @@ class Runner:
             return {}, []
         target = plan.settings.equalization_target
         ranges = None
-        if target == "activation":
+        if target is EqualizationTarget.ACTIVATION:
             first = calibrate(self.graph, feeds, batch_size, calib_num_batch, plan, progress=progress)
             ranges = {name: np.maximum(np.abs(s.output.channel_min), np.abs(s.output.channel_max))
                       for name, s in first.layers.items() if s.output.channel_min is not None}
