@@ -502,8 +502,8 @@ def _quantize(args) -> int:
                              equalize=args.equalize, ibc=args.ibc, finetune=args.finetune)
     runner.save(args.output)
     report = qmodel.report
-    print(f"calibrated `{runner.graph.name}` on {report['calibration_images']} images "
-          f"({report['calib_num_batch']} batches of {report['batch_size']})")
+    print(f"calibrated `{runner.graph.name}` on {report.calibration_images} images "
+          f"({report.calib_num_batch} batches of {report.batch_size})")
     print(precision_summary(qmodel.plan))
     for line in algorithm_summary(report):
         print(line)
@@ -543,7 +543,7 @@ def _evaluate(qmodel, args, data, labels) -> int:
 
     result = evaluate(qmodel, data, labels, args.layout)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.as_dict(), indent=2))
         return EXIT_OK
     print(figures_table(result))
     return EXIT_OK

@@ -178,13 +178,14 @@ def _short(text: str, limit: int = 160) -> str:
 # ----------------------------------------------------------------- results
 
 
-def algorithm_summary(report: dict) -> list[str]:
-    """`alls quantize`: one line per algorithm that ran, with what it achieved (from the quantized model's report)."""
+def algorithm_summary(report) -> list[str]:
+    """`alls quantize`: one line per algorithm that ran, with what it achieved (from the quantized model's
+    report, `alls.runtime.QuantizeReport`)."""
     lines = []
-    if report.get("equalization"):
-        tensors = report["equalization"]
+    if report.equalization:
+        tensors = report.equalization
         lines.append(f"equalized {len(tensors)} tensor{'s' if len(tensors) != 1 else ''} between layers")
-    corrected = report.get("bias_correction") or []
+    corrected = report.bias_correction
     if corrected:
         import statistics
 
@@ -201,8 +202,7 @@ def algorithm_summary(report: dict) -> list[str]:
             if any(r["channels_lost"] and BiasMode(r["bias_mode"]) is not BiasMode.DOUBLE for r in corrected):
                 line += f" (bias_mode={BiasMode.DOUBLE} keeps most of them)"
         lines.append(line)
-    for algo in ("finetune", "adaround"):
-        trained = report.get(algo) or []
+    for algo, trained in (("finetune", report.finetune), ("adaround", report.adaround)):
         if trained:
             lines.append(f"{algo} trained {len(trained)} layer{'s' if len(trained) != 1 else ''} against the float network"
                          + (", their bias correction included" if algo == "finetune" else ""))
@@ -233,13 +233,13 @@ def precision_summary(plan: Plan) -> str:
     return f"quantized {len(plan)} layers ({modes or 'no weighted layers'})"
 
 
-def figures_table(result: dict) -> str:
-    """`alls eval`: the figures of the numeric target against the native one, one row per output."""
+def figures_table(result) -> str:
+    """`alls eval`: the figures of the numeric target against the native one, one row per output
+    (``result`` is `alls.runtime.Evaluation`)."""
     header = ("output", "cosine", "SNR dB", "max abs err", "range", "top-1 agree", "acc native", "acc numeric")
-    rows = []
-    for name, f in result["outputs"].items():
-        pct = lambda key: f"{100 * f[key]:.2f}%" if key in f else "-"
-        rows.append((name.rsplit("/", 1)[-1], f"{f['cosine']:.5f}", f"{f['snr_db']:.2f}", f"{f['max_abs_error']:.4g}",
-                     f"{f['range']:.4g}", pct("top1_agreement"), pct("native_accuracy"), pct("numeric_accuracy")))
-    return "\n".join([f"numeric against native on {result['images']} images:", *_table(header, rows)])
+    pct = lambda share: f"{100 * share:.2f}%" if share is not None else "-"
+    rows = [(name.rsplit("/", 1)[-1], f"{f.cosine:.5f}", f"{f.snr_db:.2f}", f"{f.max_abs_error:.4g}", f"{f.range:.4g}",
+             pct(f.top1_agreement), pct(f.native_accuracy), pct(f.numeric_accuracy))
+            for name, f in result.outputs.items()]
+    return "\n".join([f"numeric against native on {result.images} images:", *_table(header, rows)])
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 __all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS", "load_array", "check_labels",
            "evaluate", "analyze", "write_report", "prepare_folder", "report_summary", "tune", "best", "STEPS",
-           "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX"]
+           "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX", "Evaluation", "Figures", "QuantizeReport",
+           "Step"]
 
 _LAZY = {
     "Runner": "alls.runtime.session.runner",
@@ -36,6 +37,10 @@ _LAZY = {
     "load_array": "alls.runtime.analysis.evaluation",
     "check_labels": "alls.runtime.analysis.evaluation",
     "evaluate": "alls.runtime.analysis.evaluation",
+    "Evaluation": "alls.runtime.analysis.evaluation",
+    "Figures": "alls.runtime.analysis.metrics",
+    "QuantizeReport": "alls.runtime.session.results",
+    "Step": "alls.runtime.session.tuning",
     "analyze": "alls.runtime.analysis.analyze",
     "write_report": "alls.runtime.analysis.report",
     "prepare_folder": "alls.runtime.analysis.report",

@@ -372,7 +372,7 @@ def _facts(qmodel, layer: Layer, stats: _LayerStats, alone: Errors, equalizable:
         stats.below / max(v.count, 1), output, alone[output][0] if output else 0.0, _weight_error(qmodel, layer),
         equalizable.get(layer.name, tuple(r.name for r in readers)), layer.name in equalizable,
         _plan_flags(qmodel, layer.name), clip_trial, stats.beyond / max(v.count, 1),
-        stats.excess / max(v.count, 1), int(qmodel.report.get("calibration_images") or 0),
+        stats.excess / max(v.count, 1), int(qmodel.report.calibration_images or 0),
         kernel=tuple(layer.attrs.get("kernel_shape", ())) if layer.kind == "conv" else ())
 
 

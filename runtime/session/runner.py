@@ -34,6 +34,7 @@ from alls.plan import EqualizationTarget
 from alls.progress import Progress
 from alls.runtime.exec.calibration import calibrate, check_data, input_arrays, normalize
 from alls.runtime.session.model import QuantizedModel, Result
+from alls.runtime.session.results import QuantizeReport
 from alls.runtime.exec.quantize import check_supported, quantize
 from alls.runtime.exec.threads import blas_limited
 
@@ -221,10 +222,9 @@ class Runner:
             trained = optimize(self.graph, plan, layers, {name: x[:count] for name, x in feeds.items()}, params,
                                progress)
         warnings += _notes(self.graph, plan) + self._faq(feeds, stats.images)
-        report = {"calibration_images": stats.images, "batch_size": batch_size, "calib_num_batch": calib_num_batch,
-                  "equalization": equalization, "bias_correction": ibc_report,
-                  **{algo: [r for r in trained if r["algorithm"] == algo] for algo in ("finetune", "adaround")},
-                  "warnings": [{"code": d.code, "message": d.message, "help": d.help} for d in warnings]}
+        report = QuantizeReport(stats.images, batch_size, calib_num_batch, equalization, ibc_report,
+                                *([r for r in trained if r["algorithm"] == algo] for algo in ("finetune", "adaround")),
+                                [{"code": d.code, "message": d.message, "help": d.help} for d in warnings])
         self.quantized = QuantizedModel(self.graph, plan, layers, params, self.model_bytes, self.input_shapes,
                                         script, self.script_name, report)
         self.warnings = warnings
