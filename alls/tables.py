@@ -189,17 +189,17 @@ def algorithm_summary(report) -> list[str]:
     if corrected:
         import statistics
 
-        removed = statistics.median(r["removed"] for r in corrected)
-        lost = sum(r["channels_lost"] for r in corrected)
-        channels = sum(r["channels"] for r in corrected)
+        removed = statistics.median(r.removed for r in corrected)
+        lost = sum(r.channels_lost for r in corrected)
+        channels = sum(r.channels for r in corrected)
         line = (f"bias correction on {len(corrected)} layers: median {100 * removed:.0f}% of the mean channel error "
                 f"removed")
-        flipped = sum(r.get("channels_flipped", 0) for r in corrected)
+        flipped = sum(r.channels_flipped for r in corrected)
         if flipped:
             line += f"; {flipped} channels finished by rounding one weight the other way"
         if lost:
             line += f"; {lost} of {channels} channel corrections were below half a bias step and lost"
-            if any(r["channels_lost"] and BiasMode(r["bias_mode"]) is not BiasMode.DOUBLE for r in corrected):
+            if any(r.channels_lost and r.bias_mode is not BiasMode.DOUBLE for r in corrected):
                 line += f" (bias_mode={BiasMode.DOUBLE} keeps most of them)"
         lines.append(line)
     for algo, trained in (("finetune", report.finetune), ("adaround", report.adaround)):
@@ -210,15 +210,15 @@ def algorithm_summary(report) -> list[str]:
     return lines
 
 
-def _held_out_lines(trained: list[dict]) -> list[str]:
+def _held_out_lines(trained: list) -> list[str]:
     """One line per trained layer: its loss on the images held out from its training, before and after."""
     lines = []
     for r in trained:
-        if not r.get("heldout_images"):
+        if not r.heldout_images:
             continue
-        kept = f"epoch {r['best_epoch']} of {r['epochs_run']}" if r["kept"] else "round to nearest kept"
-        lines.append(f"  {r['layer'].rsplit('/', 1)[-1]}: held-out loss {r['heldout_before']:.4g} -> "
-                     f"{r['heldout_after']:.4g} on {r['heldout_images']} images ({kept})")
+        kept = f"epoch {r.best_epoch} of {r.epochs_run}" if r.kept else "round to nearest kept"
+        lines.append(f"  {r.layer.rsplit('/', 1)[-1]}: held-out loss {r.heldout_before:.4g} -> "
+                     f"{r.heldout_after:.4g} on {r.heldout_images} images ({kept})")
     return lines
 
 

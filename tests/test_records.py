@@ -8,13 +8,18 @@ import pathlib
 import numpy as np
 import pytest
 
+from alls.plan import BiasMode, LossType
 from alls.runtime import Evaluation, Figures, QuantizeReport, Runner, evaluate, load
+from alls.runtime.algorithms.finetune import Trained
+from alls.runtime.algorithms.ibc import Corrected
 from alls.runtime.analysis.metrics import compare
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples" / "digits"
 OLD_FIGURE_KEYS = ["cosine", "snr_db", "max_abs_error", "range", "top1_agreement", "native_accuracy",
                    "numeric_accuracy"]
+OLD_CORRECTED_KEYS = ["layer", "channels", "mean_error_before", "mean_error_after", "removed", "channels_flipped",
+                      "channels_lost", "bias_step", "bias_mode"]
 OLD_REPORT_KEYS = ["calibration_images", "batch_size", "calib_num_batch", "equalization", "bias_correction",
                    "finetune", "adaround", "warnings"]
 
@@ -55,10 +60,13 @@ def test_the_quantize_report_is_read_by_attribute_and_saved_as_before(qmodel, tm
     assert isinstance(report, QuantizeReport) and report.calibration_images == 64
     assert report.batch_size * report.calib_num_batch == 64 and report.bias_correction
     assert report["bias_correction"] is report.bias_correction and list(report.as_dict()) == OLD_REPORT_KEYS
-    assert report.bias_correction[0]["bias_mode"] == "single_scale_decomposition"
+    first = report.bias_correction[0]
+    assert isinstance(first, Corrected) and first.bias_mode is BiasMode.SINGLE and first["removed"] == first.removed
+    assert list(first.as_dict()) == OLD_CORRECTED_KEYS
     qmodel.save(tmp_path / "q.npz")
     again = load(tmp_path / "q.npz").report
     assert json.dumps(again.as_dict()) == json.dumps(report.as_dict())
+    assert isinstance(again.bias_correction[0], Corrected) and again.bias_correction[0].bias_mode is BiasMode.SINGLE
 
 
 def test_a_report_an_older_file_lacks_takes_its_defaults():
@@ -66,3 +74,7 @@ def test_a_report_an_older_file_lacks_takes_its_defaults():
     assert empty.calibration_images == 0 and empty.finetune == [] and QuantizeReport.from_dict(empty) is empty
     partial = QuantizeReport.from_dict({"calibration_images": 8, "unknown": 1})
     assert partial.calibration_images == 8 and "unknown" not in partial
+    old = {"layer": "n/conv1", "algorithm": "adaround", "images": 8, "rows": 64, "steps": 10, "loss": "l2rel",
+           "loss_before": 1.0, "loss_after": 0.5, "kept": True, "flipped": 0.1, "seconds": 1.0}
+    trained = QuantizeReport.from_dict({"adaround": [old]}).adaround[0]
+    assert isinstance(trained, Trained) and trained.loss is LossType.L2REL and trained.heldout_images == 0

@@ -69,11 +69,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from alls.graph import WEIGHTED_KINDS, Graph, Layer
 from alls.plan import LossType, Plan
+from alls.records import Record
 from alls.runtime import numerics as nx
 from alls.progress import Progress
 from alls.runtime.exec.calibration import normalize
@@ -86,7 +88,7 @@ from alls.runtime.exec.quantize import Encoding, QLayer, rebias
 from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_out, train
 
 __all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "finetune_epochs",
-           "FINETUNE_LR_FACTOR", "FINETUNE_STEPS"]
+           "FINETUNE_LR_FACTOR", "FINETUNE_STEPS", "Trained"]
 
 FINETUNE_LR_FACTOR = 100.0
 FINETUNE_STEPS = 1024  # the steps a layer trains by default, whatever the images given
@@ -303,8 +305,35 @@ def _write(layer: Layer, q: QLayer, x_enc: Encoding, outcome: Outcome, config: C
 # --------------------------------------------------------------------- entry
 
 
+@dataclass(frozen=True)
+class Trained(Record):
+    """What finetune or adaround did to one layer: the images and rows it trained on, its loss before
+    and after on them and on the held-out images, whether the learned layer was kept, and the share
+    of weights rounded the other way than to nearest (see `reconstruct.Outcome`)."""
+
+    layer: str
+    algorithm: str  # finetune or adaround
+    images: int
+    rows: int
+    steps: int
+    loss: LossType
+    loss_before: float
+    loss_after: float
+    kept: bool
+    flipped: float
+    heldout_images: int
+    heldout_before: float
+    heldout_after: float
+    epochs_run: int
+    best_epoch: int
+    seconds: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "loss", LossType(self.loss))
+
+
 def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Mapping[str, np.ndarray],
-             params: Mapping[str, Mapping] | None = None, progress: bool | None = None) -> list[dict]:
+             params: Mapping[str, Mapping] | None = None, progress: bool | None = None) -> list[Trained]:
     """Finetune and adaround the layers the plan flags, in place; the report, one entry per layer.
 
     ``images`` are NCHW per input layer, before the script's normalization, at least as many as
@@ -326,7 +355,7 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
     label = "finetune" if any(algorithm == "finetune" for algorithm, _ in chosen.values()) else "adaround"
     bar = Progress(f"{label} ({len(chosen)} layers)", sum(config.epochs for _, config in chosen.values()), progress,
                    unit=" epochs")
-    report: list[dict] = []
+    report: list[Trained] = []
 
     def before(layer: Layer, q: QLayer, xs: list[np.ndarray]) -> None:
         if layer.name not in chosen:
@@ -340,14 +369,10 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
         outcome = train(problem, config, on_epoch=bar.step)
         if outcome.kept:
             _write(layer, q, x_enc, outcome, config)
-        report.append({
-            "layer": layer.name, "algorithm": algorithm, "images": config.images, "rows": len(problem.rows),
-            "steps": outcome.steps, "loss": config.loss, "loss_before": outcome.loss_before,
-            "loss_after": outcome.loss_after, "kept": outcome.kept, "flipped": outcome.flipped,
-            "heldout_images": outcome.heldout_images, "heldout_before": outcome.heldout_before,
-            "heldout_after": outcome.heldout_after, "epochs_run": outcome.epochs_run,
-            "best_epoch": outcome.best_epoch, "seconds": time.perf_counter() - started,
-        })
+        report.append(Trained(
+            layer.name, algorithm, config.images, len(problem.rows), outcome.steps, config.loss, outcome.loss_before,
+            outcome.loss_after, outcome.kept, outcome.flipped, outcome.heldout_images, outcome.heldout_before,
+            outcome.heldout_after, outcome.epochs_run, outcome.best_epoch, time.perf_counter() - started))
 
     codes = {}
     for name, x in images.items():

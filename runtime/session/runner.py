@@ -223,7 +223,7 @@ class Runner:
                                progress)
         warnings += _notes(self.graph, plan) + self._faq(feeds, stats.images)
         report = QuantizeReport(stats.images, batch_size, calib_num_batch, equalization, ibc_report,
-                                *([r for r in trained if r["algorithm"] == algo] for algo in ("finetune", "adaround")),
+                                *([r for r in trained if r.algorithm == algo] for algo in ("finetune", "adaround")),
                                 [{"code": d.code, "message": d.message, "help": d.help} for d in warnings])
         self.quantized = QuantizedModel(self.graph, plan, layers, params, self.model_bytes, self.input_shapes,
                                         script, self.script_name, report)
