@@ -495,7 +495,8 @@ def _qft_source(finetune: Source) -> Source:
     return Source(f"{finetune.text}: {note}") if finetune.span is None else Source(finetune.text, finetune.span, note)
 
 
-_equalization = _policy_switch("equalization", "enabled", "equalization", (("equalization_target", EqualizationTarget),))
+_equalization = _policy_switch("equalization", "enabled", "equalization",
+                               (("equalization_target", EqualizationTarget),))
 _bias_correction = _policy_switch("bias_correction", "disabled", "bias correction")
 
 
@@ -539,7 +540,8 @@ def _algorithm(algo: str):
             if word == "policy":
                 value = _policy(value)
             elif word in ("loss_types", "def_loss_type"):
-                value = tuple(LossType(v.lower()) for v in value) if isinstance(value, tuple) else LossType(value.lower())
+                value = (tuple(LossType(v.lower()) for v in value) if isinstance(value, tuple)
+                         else LossType(value.lower()))
             elif word in _WORDS:
                 value = _WORDS[word](value)
             r.set_global(f"{algo}.{word}", value, source)

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 __all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS", "load_array", "check_labels",
            "evaluate", "analyze", "write_report", "prepare_folder", "report_summary", "tune", "best", "STEPS",
-           "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX", "Evaluation", "Figures", "QuantizeReport",
-           "Step"]
+           "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX", "Evaluation", "Figures",
+           "QuantizeReport", "Step"]
 
 _LAZY = {
     "Runner": "alls.runtime.session.runner",

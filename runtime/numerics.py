@@ -386,8 +386,8 @@ ACTIVATION_FUNCTIONS: dict[Activation, Callable[..., np.ndarray]] = {
 }
 
 
-def build_lut(fn: Callable[[np.ndarray], np.ndarray] | Activation | str, in_bits: int, in_scale: float, in_zero_point: int,
-              out_bits: int, out_scale: float, out_zero_point: int, **params) -> np.ndarray:
+def build_lut(fn: Callable[[np.ndarray], np.ndarray] | Activation | str, in_bits: int, in_scale: float,
+              in_zero_point: int, out_bits: int, out_scale: float, out_zero_point: int, **params) -> np.ndarray:
     """T[j] = clamp(Z_y + rhu(f(S_p·(j − Z_p))/S_y), 0, 2^o − 1), j = 0..2^a_p − 1 (N20).
 
     ``fn`` is a float function of a float64 array, or a name of ACTIVATION_FUNCTIONS (its

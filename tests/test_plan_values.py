@@ -105,7 +105,8 @@ def test_the_plan_json_spells_members_as_the_script_does(digits):
     doc = json.loads(json.dumps(plan.as_dict()))
     conv1 = next(layer for layer in doc["layers"] if layer["name"].endswith("/conv1"))
     assert conv1["bias_mode"] == "double_scale_initialization" and conv1["weights_clipping"]["mode"] == "mmse"
-    assert doc["settings"]["finetune"]["def_loss_type"] == "l2rel" and doc["settings"]["adaround"]["mode"] == "train_4bit"
+    settings = doc["settings"]
+    assert settings["finetune"]["def_loss_type"] == "l2rel" and settings["adaround"]["mode"] == "train_4bit"
     assert "sets bias_mode=double_scale_initialization" in explain_layer(plan, "conv1")
 
 

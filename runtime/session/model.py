@@ -31,7 +31,7 @@ __all__ = ["QuantizedModel", "Result", "TARGETS", "FORMAT", "VERSION", "load"]
 
 TARGETS = ("native", "fp_optimized", "numeric")
 FORMAT = "alls-quantized-model"
-VERSION = 2
+VERSION = 3  # 3: the plan carries every value the runtime uses (a batch norm's bias mode, b_range)
 
 
 

@@ -38,7 +38,8 @@ class QuantizeReport(Record):
         if isinstance(data, QuantizeReport):
             return data
         data = dict(data or {})
-        data["bias_correction"] = [_record(Corrected, r, {"channels_flipped": 0}) for r in data.get("bias_correction", ())]
+        data["bias_correction"] = [_record(Corrected, r, {"channels_flipped": 0})
+                                   for r in data.get("bias_correction", ())]
         for algo in ("finetune", "adaround"):
             data[algo] = [_record(Trained, r, _BEFORE_HELD_OUT) for r in data.get(algo, ())]
         return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})

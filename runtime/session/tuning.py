@@ -36,7 +36,8 @@ STEPS = (
     ("+ 16-bit bias", f"bias_mode={BiasMode.DOUBLE} on every layer with weights"),
     ("+ equalization", "pre_quantization_optimization(equalization, policy=enabled)"),
     ("+ bias correction", "post_quantization_optimization(bias_correction, policy=enabled)"),
-    ("+ finetune", f"post_quantization_optimization(finetune, ...) on the calibration images (at most {FINETUNE_IMAGES})"),
+    ("+ finetune",
+     f"post_quantization_optimization(finetune, ...) on the calibration images (at most {FINETUNE_IMAGES})"),
     ("+ 16-bit where the error is", "precision_mode=a16_w16 on the layers the analysis of the best step blames"),
 )
 
