@@ -8,7 +8,12 @@ history of the statements that shaped it, in script order.
 
 Bits: ``input_bits`` are the widths of the tensors the layer reads, as
 their producers write them (one width per tensor); ``output_bits`` is the
-width it writes; ``weight_bits`` is None for a layer without weights.
+width it writes; ``weight_bits`` is None for a layer without weights (a
+standalone batch norm's scales are its weights, at its input's width).
+
+Every value is the one the runtime uses, defaults included (they come from
+`alls.catalogue`); the words are enums spelled as the script spells them
+(`alls.values`).
 """
 
 from __future__ import annotations
