@@ -173,7 +173,8 @@ BATCH_NORM_BIAS_MODE = BiasMode.DOUBLE
 
 
 
-def _sub(name: str, doc: str, *args: Arg, interpreted: bool = False, validators=()) -> Command:
+def _sub(name: str, doc: str, *args: Arg, interpreted: bool = False,
+         validators: tuple[str, ...] = ()) -> Command:
     return Command(name, doc, keywords=_kw(*args), interpreted=interpreted, open=not interpreted,
                    validators=tuple(validators))
 
@@ -358,8 +359,8 @@ class Level:
 
     equalization: bool
     bias_correction: bool
-    finetune: dict | None = None  # finetune keywords, or None for no finetune
-    adaround: dict | None = None  # adaround keywords, or None for no adaround
+    finetune: dict[str, object] | None = None  # finetune keywords, or None for no finetune
+    adaround: dict[str, object] | None = None  # adaround keywords, or None for no adaround
 
 
 # optimization_level -> algorithms, after Hailo's published table. Explicit
@@ -406,7 +407,7 @@ CHANGE_OUTPUT_ACTIVATION = Command(
 
 # ----------------------------------------------- compiler and allocator
 
-def _compiler(name: str, doc: str, targets=(0, None)) -> Command:
+def _compiler(name: str, doc: str, targets: tuple[int, int | None] = (0, None)) -> Command:
     return Command(name, doc, open=True, targets=targets)
 
 

@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from alls.graph import Graph, Layer
 from alls.plan import BiasMode, LayerPlan, Plan
+
+if TYPE_CHECKING:
+    from alls.runtime import Evaluation, QuantizeReport
+    from alls.runtime.algorithms.finetune import Trained
 
 __all__ = ["layer_table", "layer_row", "plan_table", "explain_layer", "precision_summary", "algorithm_summary",
            "figures_table"]
 
 
-def _table(header: Sequence[str], rows: list[Sequence[str]]) -> list[str]:
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
 
 
-def _shape(shape) -> str:
+def _shape(shape: Sequence[int] | None) -> str:
     return "x".join(str(d) for d in shape) if shape else "-"
 
 
 # ------------------------------------------------------------------ layers
 
 
-def layer_row(layer: Layer) -> dict:
+def layer_row(layer: Layer) -> dict[str, Any]:
     """One layer as JSON-ready data."""
     return {
         "name": layer.name, "kind": layer.kind, "op": layer.op, "aliases": list(layer.aliases),
@@ -123,7 +128,7 @@ def _settings_lines(plan: Plan) -> list[str]:
     level = s.source("optimization_level")
     out = [
         f"network `{plan.network}`, script {plan.script}",
-        f"optimization_level {s.optimization_level} ({'default' if level.is_default else f'line {level.span.line}'}), compression_level {s.compression_level}, "
+        f"optimization_level {s.optimization_level} ({'default' if level.span is None else f'line {level.span.line}'}), compression_level {s.compression_level}, "
         f"4-bit weights ratio {s.auto_4bit_weights_ratio:g}",
         f"calibration: {s.calibration.calibset_size} images in batches of {s.calibration.batch_size}",
         f"equalization: {'on' if s.equalization else 'off'} (target {s.equalization_target}); "
@@ -145,7 +150,7 @@ def _settings_lines(plan: Plan) -> list[str]:
     return out
 
 
-def _value(value) -> str:
+def _value(value: object) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     return str(value)
@@ -178,9 +183,9 @@ def _short(text: str, limit: int = 160) -> str:
 # ----------------------------------------------------------------- results
 
 
-def algorithm_summary(report) -> list[str]:
+def algorithm_summary(report: QuantizeReport) -> list[str]:
     """`alls quantize`: one line per algorithm that ran, with what it achieved (from the quantized model's
-    report, `alls.runtime.QuantizeReport`)."""
+    report)."""
     lines = []
     if report.equalization:
         tensors = report.equalization
@@ -210,7 +215,7 @@ def algorithm_summary(report) -> list[str]:
     return lines
 
 
-def _held_out_lines(trained: list) -> list[str]:
+def _held_out_lines(trained: list[Trained]) -> list[str]:
     """One line per trained layer: its loss on the images held out from its training, before and after."""
     lines = []
     for r in trained:
@@ -233,7 +238,7 @@ def precision_summary(plan: Plan) -> str:
     return f"quantized {len(plan)} layers ({modes or 'no weighted layers'})"
 
 
-def figures_table(result) -> str:
+def figures_table(result: Evaluation) -> str:
     """`alls eval`: the figures of the numeric target against the native one, one row per output
     (``result`` is `alls.runtime.Evaluation`)."""
     header = ("output", "cosine", "SNR dB", "max abs err", "range", "top-1 agree", "acc native", "acc numeric")

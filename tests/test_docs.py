@@ -41,7 +41,7 @@ def _blocks_of(text: str):
 
 def _sessions(page: pathlib.Path):
     """(line, command, shown output lines) for each `$ ` command of the page's text blocks, in order."""
-    for lang, info, body, line in _blocks(page):
+    for lang, _info, body, line in _blocks(page):
         if lang != "text" or not body.startswith("$ "):
             continue
         command, shown = None, []

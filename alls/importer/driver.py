@@ -66,7 +66,7 @@ class Importer:
                 self.consumers[t] += 1
         for out in graph.output:  # a graph output is read too: nothing may fold into the layer making it
             self.consumers[out.name] += 1
-        for i, inp in enumerate(inputs):
+        for inp in inputs:
             draft = Draft("input_layer", ["Input"], [], inp.name, [inp.name])
             self.add(draft)
         for n in nodes:

@@ -5,18 +5,22 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from typing import TYPE_CHECKING
 
 from alls.cut import Cut, cut_model, suggest_end_nodes
 from alls.diagnostics import AllsError, Diagnostic, Severity
-from alls.graph import Graph
+from alls.graph import Graph, InputShapes
 from alls.importer.driver import Importer
 from alls.limits import Limits, check_limits
 from alls.validate import check_input_shapes, validate
 
+if TYPE_CHECKING:
+    from alls.graph import ModelSource
+
 E = Severity.ERROR
 
 
-def load_model(model, input_shapes: dict[str, tuple[int, ...]] | tuple[int, ...] | None = None,
+def load_model(model: ModelSource, input_shapes: InputShapes | None = None,
                name: str | None = None, start_nodes=(), end_nodes=(), *, limits: Limits | None = None) -> Graph:
     """Import ``model`` (a path or an `onnx.ModelProto`) as a `Graph`.
 
