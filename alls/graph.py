@@ -73,7 +73,7 @@ class Layer:
     supported: bool = True
     end_node: str = ""  # the ONNX node to name as an end node to end the network at this layer
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.activation is not None and not isinstance(self.activation, Activation):
             object.__setattr__(self, "activation", Activation(self.activation))  # the importer's name, typed
 

@@ -238,13 +238,16 @@ def precision_summary(plan: Plan) -> str:
     return f"quantized {len(plan)} layers ({modes or 'no weighted layers'})"
 
 
+def _percent(share: float | None) -> str:
+    return f"{100 * share:.2f}%" if share is not None else "-"
+
+
 def figures_table(result: Evaluation) -> str:
     """`alls eval`: the figures of the numeric target against the native one, one row per output
     (``result`` is `alls.runtime.Evaluation`)."""
     header = ("output", "cosine", "SNR dB", "max abs err", "range", "top-1 agree", "acc native", "acc numeric")
-    pct = lambda share: f"{100 * share:.2f}%" if share is not None else "-"
     rows = [(name.rsplit("/", 1)[-1], f"{f.cosine:.5f}", f"{f.snr_db:.2f}", f"{f.max_abs_error:.4g}", f"{f.range:.4g}",
-             pct(f.top1_agreement), pct(f.native_accuracy), pct(f.numeric_accuracy))
+             _percent(f.top1_agreement), _percent(f.native_accuracy), _percent(f.numeric_accuracy))
             for name, f in result.outputs.items()]
     return "\n".join([f"numeric against native on {result.images} images:", *_table(header, rows)])
 

@@ -73,7 +73,8 @@ def activation_range(layer: Layer) -> tuple[float, float]:
         return (-math.inf if lo is None else float(lo)), (math.inf if hi is None else float(hi))
     if layer.activation is Activation.RELU:
         return 0.0, math.inf
-    return _BOUNDED.get(layer.activation or "", (-math.inf, math.inf))
+    unbounded = (-math.inf, math.inf)
+    return unbounded if layer.activation is None else _BOUNDED.get(layer.activation, unbounded)
 
 
 def with_margin(lo: float, hi: float, bits: int, bounds: tuple[float, float] = (-math.inf, math.inf)

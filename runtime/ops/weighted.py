@@ -119,10 +119,11 @@ def quantize_weighted(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Enco
     else:
         weight, bias = params["weight"], params["bias"]
     group = layer.attrs.get("group", 1) if layer.kind != "batch_norm" else weight.shape[0]
-    bits = lp.weight_bits
+    bits, bias_mode = lp.weight_bits, lp.bias_mode
+    assert bits is not None and bias_mode is not None, "the plan gives a layer that accumulates both (the resolver)"
     q, w_scale = quantize_weights(weight, layer.kind, group, bits, lp.quantization_groups, lp.weights_clipping)
     acc_scale = x.scale * w_scale
-    mantissa = nx.BIAS_MANTISSA_BITS[lp.bias_mode]
+    mantissa = nx.BIAS_MANTISSA_BITS[bias_mode]
     b = nx.quantize_bias(bias, acc_scale, mantissa)
     bound = nx.value_bound(fan_in(layer, q), x.bits, bits, b.max_abs())
     pre = table_target(layer, lp, stats, out)
