@@ -46,11 +46,11 @@ import numpy as np
 
 from alls.diagnostics import Diagnostic, Severity
 from alls.graph import Graph, Layer, per_channel
-from alls.plan import Plan
+from alls.plan import Activation, EqualizationTarget, Plan
 
 __all__ = ["equalize", "Pair", "Skip", "pairs", "survey", "skipped_note", "HOMOGENEOUS", "THROUGH"]
 
-HOMOGENEOUS = (None, "linear", "relu", "leaky_relu", "prelu")
+HOMOGENEOUS = (None, Activation.LINEAR, Activation.RELU, Activation.LEAKY_RELU, Activation.PRELU)
 WRITERS = ("conv", "dw", "deconv", "fc")
 READERS = ("conv", "dw", "fc")
 THROUGH = ("avgpool", "maxpool", "resize", "activation", "ew_add", "ew_sub", "ew_mult")
@@ -231,14 +231,15 @@ def _scale_through(layer: Layer, p, s: np.ndarray) -> None:
         p["const"] = (np.broadcast_to(const, s.shape) / s).reshape(shape).astype(np.float32)
 
 
-def equalize(graph: Graph, plan: Plan | None = None, target: str = "weights", activation_ranges=None,
-             rounds: int = 20, tolerance: float = 1e-3) -> tuple[dict[str, dict], list[dict]]:
+def equalize(graph: Graph, plan: Plan | None = None, target: EqualizationTarget | str = EqualizationTarget.WEIGHTS,
+             activation_ranges=None, rounds: int = 20, tolerance: float = 1e-3) -> tuple[dict[str, dict], list[dict]]:
     """Equalized copies of the parameters of the layers it changes, and a report per tensor.
 
     ``activation_ranges`` ({writer name: per-channel max |x|}) is needed for
     ``target="activation"``; it is scaled along as the factors change.
     """
     params: dict[str, dict] = {}
+    by_activation = EqualizationTarget(target) is EqualizationTarget.ACTIVATION
 
     def p(name: str) -> dict:
         if name not in params:
@@ -254,7 +255,7 @@ def equalize(graph: Graph, plan: Plan | None = None, target: str = "weights", ac
         for pair in found:
             writer = graph[pair.writer]
             channels = writer.output_channels
-            if target == "activation" and pair.writer in ranges:
+            if by_activation and pair.writer in ranges:
                 r1 = ranges[pair.writer] / max(ranges[pair.writer].max(), 1e-30)
             else:
                 r1 = _out_ranges(writer, p(pair.writer))
