@@ -167,7 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument("model", metavar="MODEL", help="an .onnx file")
     _model_options(quantize, positional=True)
     quantize.add_argument("--script", metavar="SCRIPT", help="the .alls script (default: an empty script, all 8-bit)")
-    quantize.add_argument("--calib", metavar="NPY", required=True, help="calibration images, (N, H, W, C) in a .npy")
+    quantize.add_argument("--calib", metavar="NPY", required=True,
+                          help="calibration images, (N, H, W, C) in a .npy or a folder of .npy files")
     quantize.add_argument("-o", "--output", metavar="FILE", required=True, help="the quantized model (.npz)")
     quantize.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     quantize.add_argument("--batch-size", type=int, help="calibration batch size (default: the script's)")
@@ -177,11 +178,13 @@ def _parser() -> argparse.ArgumentParser:
         quantize.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None,
                               help=f"turn {what} on or off, whatever the script says (default: as it says)")
     _data_options(quantize, required=False)
+    _memory_option(quantize)
 
     evaluate = _command(commands, "eval", "compare a quantized model's numeric target with its native one", _eval)
     evaluate.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
     _data_options(evaluate, required=True)
     _cut_options(evaluate)
+    _memory_option(evaluate)
 
     analyze = _command(commands, "analyze", "find the layers that carry a quantized model's error: "
                        "a report with plots and advice", _analyze)
@@ -206,10 +209,12 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("model", metavar="MODEL", help="an .onnx file")
     _model_options(tune, positional=True)
     tune.add_argument("--script", metavar="SCRIPT", help="the script to start from (default: an empty one)")
-    tune.add_argument("--calib", metavar="NPY", required=True, help="calibration images, (N, H, W, C) in a .npy")
+    tune.add_argument("--calib", metavar="NPY", required=True,
+                      help="calibration images, (N, H, W, C) in a .npy or a folder of .npy files")
     tune.add_argument("-o", "--output", metavar="FILE", help="where to write the best script (default: MODEL_tuned.alls)")
     tune.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     _data_options(tune, required=True)
+    _memory_option(tune)
 
     _taps_command(commands)
     _add_lsp(commands)
@@ -217,6 +222,17 @@ def _parser() -> argparse.ArgumentParser:
     explain = _command(commands, "explain", "explain a diagnostic code", _explain)
     explain.add_argument("code", nargs="?", help="a code such as ALS203 (omit to list every code)")
     return parser
+
+
+def _memory_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--memory-limit", metavar="SIZE", help="the memory the data may take (4GiB by default): "
+                        "images beyond it are read a batch at a time, tensors beyond it go to temporary files")
+
+
+def _memory_limit(args) -> int | None:
+    from alls.runtime import parse_memory_limit
+
+    return parse_memory_limit(args.memory_limit) if getattr(args, "memory_limit", None) else None
 
 
 def _model_options(parser: argparse.ArgumentParser, required: bool = False, positional: bool = False) -> None:
@@ -489,14 +505,15 @@ def _plan(args) -> int:
 
 
 def _quantize(args) -> int:
-    from alls.runtime import Runner, load_array
+    from alls.runtime import Runner, open_data
 
     _check_output(args.output, args.force, "quantized model")
     shapes, start, end = _shapes_and_cut(args)
-    runner = Runner(_model_file(args.model), shapes, args.name, start_nodes=start, end_nodes=end, limits=_limits(args))
+    runner = Runner(_model_file(args.model), shapes, args.name, start_nodes=start, end_nodes=end, limits=_limits(args),
+                    memory_limit=_memory_limit(args))
     if args.script:
         runner.load_script(_read_or_fail(args.script, args))
-    calib = load_array(args.calib, "calibration images", limits=_limits(args))
+    calib = open_data(args.calib, "calibration images", limits=_limits(args))
     data = _evaluation_data(args) if args.data else None
     qmodel = runner.quantize(calib, args.batch_size, args.calib_num_batch, args.layout,
                              equalize=args.equalize, ibc=args.ibc, finetune=args.finetune)
@@ -516,14 +533,14 @@ def _quantize(args) -> int:
 
 def _evaluation_data(args):
     """The evaluation images and labels, read and checked before any work."""
-    from alls.runtime import check_labels, load_array
+    from alls.runtime import check_labels, first, load_array, open_data
 
     if args.limit is not None and args.limit < 1:
         raise alls.AllsError.of("ALS512", f"--limit must be at least 1, not {args.limit}")
-    data = load_array(args.data, "data", limits=_limits(args))
+    data = open_data(args.data, "data", limits=_limits(args))
     labels = load_array(args.labels, "labels", limits=_limits(args)) if args.labels else None
     if args.limit is not None and data.ndim:
-        data = data[: args.limit]
+        data = first(data, args.limit)
         labels = labels[: args.limit] if labels is not None and labels.ndim else labels
     if labels is not None:
         labels = check_labels(labels, len(data) if data.ndim else 0)
@@ -541,7 +558,7 @@ def _eval(args) -> int:
 def _evaluate(qmodel, args, data, labels) -> int:
     from alls.runtime import evaluate
 
-    result = evaluate(qmodel, data, labels, args.layout)
+    result = evaluate(qmodel, data, labels, args.layout, memory_limit=_memory_limit(args))
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
@@ -571,14 +588,14 @@ def _analyze(args) -> int:
 
 
 def _tune(args) -> int:
-    from alls.runtime import Runner, best, load_array, tune
+    from alls.runtime import Runner, best, open_data, tune
 
     output = args.output or f"{os.path.splitext(os.path.basename(args.model))[0]}_tuned.alls"
     _check_output(output, args.force, "tuned script")
     shapes, start, end = _shapes_and_cut(args)
     _model_file(args.model)
     base = _read_or_fail(args.script, args) if args.script else ""
-    calib = load_array(args.calib, "calibration images", limits=_limits(args))
+    calib = open_data(args.calib, "calibration images", limits=_limits(args))
     data, labels = _evaluation_data(args)
     widths = [max(len(n) for n, _ in _tune_steps()), 7, 8, 7, 7]
     row = lambda cells: print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip(), flush=True)
@@ -596,7 +613,7 @@ def _tune(args) -> int:
         row((step.name, f"{step.snr_db:.2f}", f"{step.cosine:.5f}", accuracy, f"{step.seconds:.1f}"))
 
     done = tune(lambda: Runner(args.model, shapes, args.name, start_nodes=start, end_nodes=end,
-                                  limits=_limits(args)), calib, data, labels, base, args.layout, show)
+                                  limits=_limits(args), memory_limit=_memory_limit(args)), calib, data, labels, base, args.layout, show)
     chosen = best(done)
     files.write_file(output, alls.format_text(chosen.script), what="tuned script")
     if args.json:

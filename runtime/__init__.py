@@ -24,7 +24,8 @@ from __future__ import annotations
 
 __all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS", "load_array", "check_labels",
            "evaluate", "analyze", "write_report", "prepare_folder", "report_summary", "tune", "best", "STEPS",
-           "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX"]
+           "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX", "open_data", "first", "Folder",
+           "parse_memory_limit", "DEFAULT_MEMORY_LIMIT"]
 
 _LAZY = {
     "Runner": "alls.runtime.session.runner",
@@ -35,6 +36,11 @@ _LAZY = {
     "Encoding": "alls.runtime.exec.quantize",
     "load_array": "alls.runtime.analysis.evaluation",
     "check_labels": "alls.runtime.analysis.evaluation",
+    "open_data": "alls.runtime.analysis.evaluation",
+    "first": "alls.runtime.analysis.evaluation",
+    "Folder": "alls.arrays",
+    "parse_memory_limit": "alls.runtime.exec.stream",
+    "DEFAULT_MEMORY_LIMIT": "alls.runtime.exec.stream",
     "evaluate": "alls.runtime.analysis.evaluation",
     "analyze": "alls.runtime.analysis.analyze",
     "write_report": "alls.runtime.analysis.report",
