@@ -613,7 +613,8 @@ def _tune(args) -> int:
         row((step.name, f"{step.snr_db:.2f}", f"{step.cosine:.5f}", accuracy, f"{step.seconds:.1f}"))
 
     done = tune(lambda: Runner(args.model, shapes, args.name, start_nodes=start, end_nodes=end,
-                                  limits=_limits(args), memory_limit=_memory_limit(args)), calib, data, labels, base, args.layout, show)
+                               limits=_limits(args), memory_limit=_memory_limit(args)),
+                calib, data, labels, base, args.layout, show)
     chosen = best(done)
     files.write_file(output, alls.format_text(chosen.script), what="tuned script")
     if args.json:

@@ -93,7 +93,8 @@ def evaluate(qmodel, data, labels=None, layout: str = "nhwc", limit: int | None 
         for start in range(0, images, BATCH):
             chunk = read(data, slice(start, start + BATCH))
             got = {target: qmodel.run(chunk, target=target, layout=layout).outputs for target in kept}
-            if start == 0 and 2 * images * sum(v.nbytes for v in got["native"].values()) > limit_bytes // 2 * len(chunk):
+            held = 2 * images * sum(v.nbytes for v in got["native"].values()) // len(chunk)
+            if start == 0 and held > limit_bytes // 2:
                 sums = {name: _Sums() for name in got["native"]}  # every image's outputs would not fit
             if sums is not None:
                 for name, sum_ in sums.items():

@@ -46,7 +46,8 @@ def check_memory_limit(value) -> int:
         raise TypeError(f"memory_limit must be a number of bytes (an int) or None, not {type(value).__name__}")
     if value < MIN_MEMORY_LIMIT:
         raise AllsError.of("ALS560", f"memory_limit of {int(value):,} bytes is below the least a run needs "
-                           f"({MIN_MEMORY_LIMIT >> 20} MiB)", "give the limit in bytes, or as text: \"4GiB\", \"512MiB\"")
+                           f"({MIN_MEMORY_LIMIT >> 20} MiB)",
+                           "give the limit in bytes, or as text: \"4GiB\", \"512MiB\"")
     return int(value)
 
 

@@ -22,7 +22,7 @@ exact-arithmetic ceiling: an exact 8-bit product sum on AVX2 without VNNI is bou
 256->64 at 56x56, one thread.
 
     python tests/bench/bench_flow.py [--models digits,yolov8n,centerface] [--images 16] [--repeat 3]
-                                     [--repeat-slow 1]
+                                     [--repeat-slow 1] [--skip-tune centerface] [--skip-kernels]
 
 Single-threaded BLAS; Numba and onnxruntime as configured (``NUMBA_NUM_THREADS``). It prints a
 Markdown table and exits 0: there are no timing assertions.
@@ -96,14 +96,16 @@ def fixtures(names: list[str], images: int, folder: Path) -> list[Fixture]:
     return out
 
 
-def timed(fn, repeat: int) -> tuple[float, float]:
-    """(median seconds of ``repeat`` calls, the 1-minute load average before them)."""
+def timed(fn, repeat: int, label: str = "") -> tuple[float, float]:
+    """(median seconds of ``repeat`` calls, the 1-minute load average before them); printed to stderr."""
     load = os.getloadavg()[0]
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)
+    if label:
+        print(f"  {label}: {statistics.median(times):.2f} s (load {load:.1f})", file=sys.stderr, flush=True)
     return statistics.median(times), load
 
 
@@ -118,17 +120,18 @@ def ort_figures(f: Fixture, folder: Path, repeat: int) -> dict[str, tuple[float,
     calib = np.ascontiguousarray(f.calib.transpose(0, 3, 1, 2))
     x = np.ascontiguousarray(f.data.transpose(0, 3, 1, 2))
     path = fixed_batch_model(f.path, len(x), (1, *x.shape[1:])) if f.shapes else f.path
-    out = {"ort quantize_static": timed(lambda: ort_models(path, name, calib, folder), repeat)}
+    out = {"ort quantize_static": timed(lambda: ort_models(path, name, calib, folder), repeat,
+                                        f"{f.name} ort quantize_static")}
     qdq = ort_models(path, name, calib, folder)
     float_session, qdq_session = session(path, 1, True), session(qdq, 1, True)
     float_session.run(None, {name: x})
     qdq_session.run(None, {name: x})
-    out["ort float inference"] = timed(lambda: float_session.run(None, {name: x}), repeat)
-    out["ort int8 inference"] = timed(lambda: qdq_session.run(None, {name: x}), repeat)
+    out["ort float inference"] = timed(lambda: float_session.run(None, {name: x}), repeat, f"{f.name} ort float")
+    out["ort int8 inference"] = timed(lambda: qdq_session.run(None, {name: x}), repeat, f"{f.name} ort int8")
     return out
 
 
-def alls_figures(f: Fixture, repeat: int, repeat_slow: int) -> dict[str, tuple[float, float]]:
+def alls_figures(f: Fixture, repeat: int, repeat_slow: int, slow: bool = True) -> dict[str, tuple[float, float]]:
     from alls.runtime import Runner, analyze, evaluate, tune
 
     def runner():
@@ -136,11 +139,13 @@ def alls_figures(f: Fixture, repeat: int, repeat_slow: int) -> dict[str, tuple[f
 
     qmodel = runner().quantize(f.calib)  # compiles what is not cached yet
     qmodel.run(f.data[:1])
-    out = {"quantize": timed(lambda: runner().quantize(f.calib), repeat),
-           "eval": timed(lambda: evaluate(qmodel, f.data, f.labels, progress=False), repeat),
-           "numeric inference": timed(lambda: qmodel.run(f.data), repeat),
-           "analyze": timed(lambda: analyze(qmodel, f.data, progress=False), repeat_slow),
-           "tune": timed(lambda: tune(runner, f.calib, f.data, f.labels, progress=False), repeat_slow)}
+    out = {"quantize": timed(lambda: runner().quantize(f.calib), repeat, f"{f.name} quantize"),
+           "eval": timed(lambda: evaluate(qmodel, f.data, f.labels, progress=False), repeat, f"{f.name} eval"),
+           "numeric inference": timed(lambda: qmodel.run(f.data), repeat, f"{f.name} numeric inference"),
+           "analyze": timed(lambda: analyze(qmodel, f.data, progress=False), repeat_slow, f"{f.name} analyze")}
+    if slow:
+        out["tune"] = timed(lambda: tune(runner, f.calib, f.data, f.labels, progress=False), repeat_slow,
+                            f"{f.name} tune")
     return out
 
 
@@ -182,6 +187,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure, the median kept (default 3)")
     parser.add_argument("--repeat-slow", type=int, default=1, help="runs of analyze and tune (default 1)")
     parser.add_argument("--skip-kernels", action="store_true")
+    parser.add_argument("--skip-tune", default="", metavar="MODELS",
+                        help="models whose tune is not run (comma-separated)")
     args = parser.parse_args()
     import numba
     import onnxruntime
@@ -196,8 +203,9 @@ def main() -> int:
     print("| model | images (calib / eval) | " + " | ".join(steps) + " |")
     print("|---|---|" + "---|" * len(steps))
     for f in fixtures(args.models.split(","), args.images, folder):
-        figures = {**alls_figures(f, args.repeat, args.repeat_slow), **ort_figures(f, folder, args.repeat)}
-        cells = [f"{figures[s][0]:.2f} s ({figures[s][1]:.1f})" for s in steps]
+        slow = f.name.split()[0] not in args.skip_tune.split(",")
+        figures = {**ort_figures(f, folder, args.repeat), **alls_figures(f, args.repeat, args.repeat_slow, slow)}
+        cells = [f"{figures[s][0]:.2f} s ({figures[s][1]:.1f})" if s in figures else "not run" for s in steps]
         print(f"| {f.name} | {len(f.calib)} / {len(f.data)} | " + " | ".join(cells) + " |", flush=True)
     print("\nseconds, median (1-minute load average when taken)")
     if not args.skip_kernels:

@@ -1,7 +1,7 @@
 """Peak memory and time of the guide's default finetune on CenterFace 320x320, images streamed.
 
-The scenes (`datasets.face_scenes`, drawn 64 at a time with seeds 0, 64, 128 ...; (N, 320, 320, 3) float32) are written once to a `.npy`
-in the test-model cache; each measured run is a child process that memory-maps it
+The scenes (`datasets.face_scenes`, drawn 64 at a time with seeds 0, 64, 128 ...; (N, 320, 320, 3)
+float32) are written once to a `.npy` in the test-model cache; each measured run is a child process that memory-maps it
 (`np.load(mmap_mode="r")`) and calls `Runner.quantize(images, finetune=True)` with the script
 `post_quantization_optimization(finetune, policy=enabled, dataset_size=N[, epochs=E])` (the default
 calibration: 64 images in batches of 8), within ``--memory-limit``. The peak resident set is the
