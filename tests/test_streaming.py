@@ -240,3 +240,22 @@ def test_the_command_line_takes_a_folder_and_a_memory_limit(calib, tmp_path):
     bad = subprocess.run([*common, "--calib", str(folder), "-o", str(tmp_path / "c.npz"), "--memory-limit", "lots"],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "ALS560" in bad.stderr and not (tmp_path / "c.npz").exists()
+
+
+def test_streamed_data_are_checked_as_the_array_is(calib, tmp_path):
+    bad = calib.copy()
+    bad[40, 3, 3, 0] = np.nan
+    bad[41, 0, 0, 0] = np.inf
+    np.save(tmp_path / "bad.npy", bad)
+    np.save(tmp_path / "flat.npy", np.full_like(calib, 7.0))
+    for name, code, words in (("bad.npy", "ALS503", "2 of the 64"), ("flat.npy", "ALS504", "every value is 7")):
+        messages = []
+        for data in (np.load(tmp_path / name), np.load(tmp_path / name, mmap_mode="r")):
+            runner = Runner(DIGITS, progress=False)
+            runner.memory_limit = 1024
+            with pytest.raises(AllsError) as excinfo:
+                runner.quantize(data)
+            d = excinfo.value.diagnostics[0]
+            assert d.code == code and words in d.message, d.message
+            messages.append(d.message)
+        assert messages[0] == messages[1]
