@@ -259,3 +259,30 @@ def test_streamed_data_are_checked_as_the_array_is(calib, tmp_path):
             assert d.code == code and words in d.message, d.message
             messages.append(d.message)
         assert messages[0] == messages[1]
+
+
+def test_finetune_targets_beyond_their_share_are_spilled_one_layer_at_a_time(calib, held, monkeypatch):
+    from alls.runtime.algorithms import finetune
+
+    made = []
+    original = stream.Spill.__init__
+
+    def counted(self, *args, **kwargs):
+        made.append(args[0])
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(stream.Spill, "__init__", counted)
+    graph = alls.load_model(DIGITS)
+    plan = alls.resolve(alls.parse(SCRIPT), graph)
+    sizes = []
+    for name, (_, config) in finetune.configs(graph, plan).items():
+        h, w = graph[name].output_shape[2:] if len(graph[name].output_shape) == 4 else (1, 1)
+        rows = config.images * min(finetune.positions_per_image(config.images), h * w)
+        sizes.append(4 * rows * graph[name].output_shape[1])
+    assert len(sizes) > 1
+    for share, spills in ((0, len(sizes)), (max(sizes), None)):
+        made.clear()
+        monkeypatch.setattr(finetune, "memory_shares", lambda limit, share=share: (1 << 30, share))
+        _same_model(held, _quantize(calib))
+        # the live tensors are held; of the targets, all spill with no share, some (never all) within one
+        assert len(made) == spills if spills else 0 < len(made) < len(sizes), (share, made)

@@ -271,10 +271,9 @@ def _targets(graph: Graph, plan: Plan, positions: Mapping[str, Positions], image
              params: Mapping, store: Store) -> dict[str, np.ndarray | Spill]:
     """The float network's output of every chosen layer at its sampled positions, streamed in batches
     (each normalized as it is read); held by ``store`` (spilled to disk beyond its budget)."""
-    out = {name: store.allocate((len(pos), graph[name].output_shape[1]), np.float32)
-           for name, pos in positions.items()}
-    for name, target in out.items():
-        store[name] = target
+    out = {}
+    for name, pos in positions.items():  # each held before the next is allocated, so the budget counts it
+        out[name] = store[name] = store.allocate((len(pos), graph[name].output_shape[1]), np.float32)
     count = max(pos.images for pos in positions.values())
     start = 0
 
