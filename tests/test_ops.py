@@ -66,13 +66,12 @@ def test_the_ops_load_no_numba():
 # ------------------------------------------------- data-movement kernels
 
 import numpy as np  # noqa: E402
-import onnx  # noqa: E402
 import pytest  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
 from alls.runtime import numerics as nx  # noqa: E402
-from alls.runtime.ops.base import to_nhwc, to_onnx  # noqa: E402
+from alls.runtime.ops.base import to_nhwc  # noqa: E402
 
 
 def _codes(shape, bits=8, seed=0):

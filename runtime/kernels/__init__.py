@@ -27,8 +27,9 @@ layer. The plan reports it as a diagnostic before anything runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import MappingProxyType
-from typing import Callable
+from typing import Any
 
 from alls.progress import note
 
@@ -57,7 +58,7 @@ from alls.runtime.kernels.resize import resize_bilinear, resize_nearest
 
 __all__ = ["KERNELS", "KernelNotFound", "get_kernel", "kernel_names", "ConvWeights"]
 
-KERNELS: MappingProxyType[str, Callable] = MappingProxyType({
+KERNELS: MappingProxyType[str, Callable[..., Any]] = MappingProxyType({
     "conv": conv,
     "conv_acc": conv_acc,
     "dw": dw,
@@ -95,7 +96,7 @@ def kernel_names() -> tuple[str, ...]:
     return tuple(sorted(KERNELS))
 
 
-def get_kernel(op: str, layer: str | None = None) -> Callable:
+def get_kernel(op: str, layer: str | None = None) -> Callable[..., Any]:
     """The kernel registered under ``op``, or KernelNotFound naming the op and the layer."""
     try:
         return KERNELS[op]

@@ -17,14 +17,16 @@ Two accumulation paths compute the same exact sum (N6):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from numba import njit, prange
+from numpy.typing import ArrayLike
+from numba import prange
 
-from alls.runtime.kernels._common import (INT32_IDENTITY, _requant_row, act_bits, as_activation, centred,
-                                          check_requant, requant_tables, requantize)
+from alls.runtime.kernels._common import (INT32_IDENTITY, Tables, _requant_row, act_bits, as_activation, centred,
+                                          check_requant, njit, requant_tables, requantize)
 from alls.runtime.kernels._simd import LANES, depthwise_kernel, pair_kernel
 from alls.runtime.numerics import Bias, Requant, accumulator_dtype, value_bound, weight_max
 
@@ -39,7 +41,9 @@ _DW1 = depthwise_kernel(1)
 # --- kernels ---------------------------------------------------------------------------------
 
 @njit(cache=True, parallel=True)
-def conv_fast(xq, wp, toff, bias, stride_h, stride_w, mult, off, sub, sh, lo, hi, out):
+def conv_fast(xq: np.ndarray, wp: np.ndarray, toff: np.ndarray, bias: np.ndarray, stride_h: np.int64,
+              stride_w: np.int64, mult: np.ndarray, off: np.ndarray, sub: np.ndarray, sh: np.ndarray, lo: np.int64,
+              hi: np.int64, out: np.ndarray) -> None:
     """Fast conv (N6)/(N21), exact in int32, with the requantization (N13) fused.
 
     Overflow: every partial sum is at most V = K·255·127 + |B| (a8_w8) or K·255·7 + |B| (a8_w4)
@@ -90,7 +94,9 @@ def conv_fast(xq, wp, toff, bias, stride_h, stride_w, mult, off, sub, sh, lo, hi
 
 
 @njit(cache=True, parallel=True)
-def dense_fast(x, z, wp, bias, mult, off, sub, sh, lo, hi, out):
+def dense_fast(x: np.ndarray, z: np.int64, wp: np.ndarray, bias: np.ndarray, mult: np.ndarray, off: np.ndarray,
+               sub: np.ndarray, sh: np.ndarray, lo: np.int64, hi: np.int64,
+               out: np.ndarray) -> None:
     """Fast dense (N6), exact in int32, with the requantization (N13) fused.
 
     Overflow: as ``conv_fast``, V = K·255·127 + |B| ≤ 2^31 − 1 (K ≤ 66,311 for a8_w8) is
@@ -133,7 +139,8 @@ def dense_fast(x, z, wp, bias, mult, off, sub, sh, lo, hi, out):
 
 
 @njit(cache=True)
-def conv_general(xq, w, bias, stride_h, stride_w, dil_h, dil_w, acc):
+def conv_general(xq: np.ndarray, w: np.ndarray, bias: np.ndarray, stride_h: np.int64, stride_w: np.int64,
+                 dil_h: np.int64, dil_w: np.int64, acc: np.ndarray) -> None:
     """General conv accumulation (N6)/(N21) for any dtypes, exact under (N8)/(N9).
 
     Overflow: the dispatcher picks ``acc`` int32 when V = K·A·W + |B| ≤ 2^31 − 1 (a16_w8:
@@ -168,7 +175,8 @@ def conv_general(xq, w, bias, stride_h, stride_w, dil_h, dil_w, acc):
 
 
 @njit(cache=True)
-def depthwise(xq, w, bias, stride_h, stride_w, dil_h, dil_w, acc):
+def depthwise(xq: np.ndarray, w: np.ndarray, bias: np.ndarray, stride_h: np.int64, stride_w: np.int64,
+              dil_h: np.int64, dil_w: np.int64, acc: np.ndarray) -> None:
     """Depthwise accumulation (N6)/(N21), with G = C: acc[n,i,j,c] = B[c] + Σ_{u,v} xq·w[u,v,c].
 
     Overflow: K = KH·KW, so int32 holds V = 9·65,535·127 + |B| ≈ 7.5e7 for a16_w8 3×3; a16_w16
@@ -195,7 +203,9 @@ def depthwise(xq, w, bias, stride_h, stride_w, dil_h, dil_w, acc):
 
 
 @njit(cache=True, parallel=True)
-def depthwise_fast(xq, w, toff, bias, stride_h, stride_w, mult, off, sub, sh, lo, hi, out):
+def depthwise_fast(xq: np.ndarray, w: np.ndarray, toff: np.ndarray, bias: np.ndarray, stride_h: np.int64,
+                   stride_w: np.int64, mult: np.ndarray, off: np.ndarray,
+                   sub: np.ndarray, sh: np.ndarray, lo: np.int64, hi: np.int64, out: np.ndarray) -> None:
     """Fast depthwise (N6)/(N21), exact in int32 with 16-bit products (|x·w| ≤ 255·127 = 32,385),
     with the requantization (N13) fused.
 
@@ -249,7 +259,7 @@ class ConvWeights:
     bits: int
     group: int = 1
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         v = np.asarray(self.values)
         if v.ndim == 2:
             v = v[:, :, None, None]
@@ -274,7 +284,7 @@ class ConvWeights:
 
     @property
     def out_channels(self) -> int:
-        return self.values.shape[0]
+        return int(self.values.shape[0])
 
     @property
     def kernel_shape(self) -> tuple[int, int]:
@@ -330,14 +340,15 @@ def _bias_acc(bias: Bias | None, channels: int) -> tuple[np.ndarray, int]:
     return b, bias.max_abs()
 
 
-def _check_geometry(strides, pads, dilations):
+def _check_geometry(strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int]) -> None:
     if len(strides) != 2 or len(dilations) != 2 or len(pads) != 4:
         raise ValueError("2-D convs take 2 strides, 2 dilations and 4 pads (top, left, bottom, right)")
     if min(strides) < 1 or min(dilations) < 1:
         raise ValueError("strides and dilations must be >= 1")
 
 
-def _out_size(xq, kernel, strides, dilations) -> tuple[int, int]:
+def _out_size(xq: np.ndarray, kernel: tuple[int, int], strides: Sequence[int], dilations: Sequence[int]
+              ) -> tuple[int, int]:
     """The output rows and columns of a stride-s, dilation-d window over the padded ``xq``."""
     out_h = (xq.shape[1] - dilations[0] * (kernel[0] - 1) - 1) // strides[0] + 1
     out_w = (xq.shape[2] - dilations[1] * (kernel[1] - 1) - 1) // strides[1] + 1
@@ -346,7 +357,8 @@ def _out_size(xq, kernel, strides, dilations) -> tuple[int, int]:
     return out_h, out_w
 
 
-def _fused_out(rq: Requant | None, bound: int, shape: tuple[int, ...]):
+def _fused_out(rq: Requant | None, bound: int, shape: tuple[int, ...]
+               ) -> tuple[Tables, np.int64, np.int64, np.ndarray]:
     """(tables, lo, hi, out) for a fast kernel: requantize with ``rq``, or keep the int32 accumulators."""
     if rq is None:
         lo, hi = INT32_IDENTITY
@@ -355,7 +367,9 @@ def _fused_out(rq: Requant | None, bound: int, shape: tuple[int, ...]):
     return requant_tables(rq, shape[-1]), np.int64(rq.lo), np.int64(rq.hi), np.empty(shape, dtype=rq.out_dtype())
 
 
-def _run_conv(x, weights: ConvWeights, bias, rq, zero_point, strides, pads, dilations, insert=(1, 1)):
+def _run_conv(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant | None, zero_point: int,
+              strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int],
+              insert: Sequence[int] = (1, 1)) -> np.ndarray:
     """The conv (N21) of ``x`` (stride-dilated by ``insert``): accumulators (N6) when ``rq`` is
     None, else requantized (N13). Picks the accumulator width from the bound (N8)/(N9)."""
     x = as_activation(x)
@@ -388,14 +402,16 @@ def _run_conv(x, weights: ConvWeights, bias, rq, zero_point, strides, pads, dila
     return acc if rq is None else requantize(acc, rq, bound=bound)
 
 
-def conv_acc(x, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int, strides=(1, 1),
-             pads=(0, 0, 0, 0), dilations=(1, 1)) -> np.ndarray:
+def conv_acc(x: ArrayLike, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int,
+             strides: Sequence[int] = (1, 1), pads: Sequence[int] = (0, 0, 0, 0),
+             dilations: Sequence[int] = (1, 1)) -> np.ndarray:
     """Conv accumulators (N6)/(N21): NHWC uint8/uint16 in, NHWC int32/int64 out (width by (N9))."""
     return _run_conv(x, weights, bias, None, zero_point, strides, pads, dilations)
 
 
-def conv(x, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int, strides=(1, 1),
-         pads=(0, 0, 0, 0), dilations=(1, 1)) -> np.ndarray:
+def conv(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int,
+         strides: Sequence[int] = (1, 1),
+         pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1)) -> np.ndarray:
     """Conv (N21), any group/stride/dilation/pads, requantized per channel (N13): NHWC in and out.
 
     ``zero_point`` is Z_x; pads are (top, left, bottom, right). Rounding: RHU (N4) once.
@@ -403,7 +419,8 @@ def conv(x, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point:
     return _run_conv(x, weights, bias, rq, zero_point, strides, pads, dilations)
 
 
-def _run_depthwise(x, weights: ConvWeights, bias, rq, zero_point, strides, pads, dilations):
+def _run_depthwise(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant | None, zero_point: int,
+                   strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int]) -> np.ndarray:
     x = as_activation(x)
     _check_geometry(strides, pads, dilations)
     co, cg, k_h, k_w = weights.values.shape
@@ -437,19 +454,22 @@ def _run_depthwise(x, weights: ConvWeights, bias, rq, zero_point, strides, pads,
     return acc if rq is None else requantize(acc, rq, bound=bound)
 
 
-def dw_acc(x, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int, strides=(1, 1),
-           pads=(0, 0, 0, 0), dilations=(1, 1)) -> np.ndarray:
+def dw_acc(x: ArrayLike, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int,
+           strides: Sequence[int] = (1, 1),
+           pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1)) -> np.ndarray:
     """Depthwise accumulators (N6), K = KH·KW; weights ``(C_out, 1, KH, KW)`` with group = C_in."""
     return _run_depthwise(x, weights, bias, None, zero_point, strides, pads, dilations)
 
 
-def dw(x, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int, strides=(1, 1),
-       pads=(0, 0, 0, 0), dilations=(1, 1)) -> np.ndarray:
+def dw(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int,
+       strides: Sequence[int] = (1, 1),
+       pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1)) -> np.ndarray:
     """Depthwise conv (N21) with its own kernel (vectorized over channels), requantized (N13)."""
     return _run_depthwise(x, weights, bias, rq, zero_point, strides, pads, dilations)
 
 
-def _deconv_args(weights: ConvWeights, strides, pads, dilations, output_padding):
+def _deconv_args(weights: ConvWeights, strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int],
+                 output_padding: Sequence[int]) -> tuple[tuple[int, int, int, int], tuple[int, ...]]:
     _check_geometry(strides, pads, dilations)
     k_h, k_w = weights.kernel_shape
     (dh, dw_), (oph, opw) = dilations, output_padding
@@ -461,8 +481,10 @@ def _deconv_args(weights: ConvWeights, strides, pads, dilations, output_padding)
     return conv_pads, tuple(strides)
 
 
-def deconv_acc(x, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int, strides=(1, 1),
-               pads=(0, 0, 0, 0), dilations=(1, 1), output_padding=(0, 0)) -> np.ndarray:
+def deconv_acc(x: ArrayLike, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int,
+               strides: Sequence[int] = (1, 1),
+               pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1),
+               output_padding: Sequence[int] = (0, 0)) -> np.ndarray:
     """ConvTranspose accumulators (N22). ``weights`` from ``ConvWeights.from_conv_transpose``.
 
     Computed as a stride-1 conv of the stride-dilated input (``Z_x`` between pixels, so 0 after
@@ -473,14 +495,17 @@ def deconv_acc(x, weights: ConvWeights, bias: Bias | None = None, *, zero_point:
     return _run_conv(x, weights, bias, None, zero_point, (1, 1), conv_pads, dilations, insert)
 
 
-def deconv(x, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int, strides=(1, 1),
-           pads=(0, 0, 0, 0), dilations=(1, 1), output_padding=(0, 0)) -> np.ndarray:
+def deconv(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int,
+           strides: Sequence[int] = (1, 1),
+           pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1),
+               output_padding: Sequence[int] = (0, 0)) -> np.ndarray:
     """ConvTranspose (N22) with groups, strides, pads, dilations, output_padding; requantized (N13)."""
     conv_pads, insert = _deconv_args(weights, strides, pads, dilations, output_padding)
     return _run_conv(x, weights, bias, rq, zero_point, (1, 1), conv_pads, dilations, insert)
 
 
-def _run_dense(x, weights: ConvWeights, bias, rq, zero_point):
+def _run_dense(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant | None, zero_point: int
+               ) -> np.ndarray:
     x = as_activation(x)
     co, k = weights.values.shape[:2]
     if x.ndim != 2 or x.shape[1] != k or weights.kernel_shape != (1, 1) or weights.group != 1:
@@ -499,11 +524,11 @@ def _run_dense(x, weights: ConvWeights, bias, rq, zero_point):
     return out.reshape(x.shape[0], co)
 
 
-def fc_acc(x, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int) -> np.ndarray:
+def fc_acc(x: ArrayLike, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int) -> np.ndarray:
     """Dense accumulators (N6): x (N, C_in) uint8/uint16, weights (C_out, C_in) → (N, C_out)."""
     return _run_dense(x, weights, bias, None, zero_point)
 
 
-def fc(x, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int) -> np.ndarray:
+def fc(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int) -> np.ndarray:
     """Dense layer (Gemm, weights (C_out, C_in)), requantized per channel (N13)."""
     return _run_dense(x, weights, bias, rq, zero_point)

@@ -76,7 +76,7 @@ def _check_images(plan: alls.Plan, feeds: dict[str, np.ndarray]) -> None:
     from alls.runtime.algorithms.finetune import images_needed
 
     for algo, needed in images_needed(plan).items():
-        for name, data in feeds.items():
+        for data in feeds.values():
             given = data.shape[0]
             if needed > given:
                 raise AllsError.of("ALS508", f"{algo} asks for {needed} images (dataset_size) but was given {given}",
