@@ -55,7 +55,7 @@ def load_array(path: str | os.PathLike[str], what: str = "data", limits: Limits 
         return _read(f, name, what)
 
 
-def open_array(path, what: str = "data", limits: Limits | None = None) -> np.ndarray:
+def open_array(path: str | os.PathLike[str], what: str = "data", limits: Limits | None = None) -> NDArray[Any]:
     """The array of the `.npy` at ``path`` memory-mapped read-only (`numpy.memmap`): its header checked
     as `load_array` checks it (ALS001, ALS027, ALS505), but nothing read until it is used, so it need
     not fit in memory (no ALS507)."""
@@ -106,7 +106,7 @@ class Folder:
     folder is opened (`open_array`; ALS029 for a folder without `.npy` files or with files that
     disagree, ALS027 beyond ``max_array_bytes`` in all); the images are read when sliced."""
 
-    def __init__(self, path, what: str = "data", limits: Limits | None = None):
+    def __init__(self, path: str | os.PathLike[str], what: str = "data", limits: Limits | None = None) -> None:
         limits = check_limits(limits)
         self.path, self.what = os.fspath(path), what
         names = sorted(n for n in os.listdir(self.path) if n.endswith(".npy"))
@@ -134,7 +134,7 @@ class Folder:
             counts.append(shape[0] if self.batched else 1)
         self.limits = limits
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.image_shape = tuple(image)
+        self.image_shape: tuple[int, ...] = tuple(image or ())
         self.count = int(self.starts[-1])
 
     @property
@@ -148,14 +148,14 @@ class Folder:
     def __len__(self) -> int:
         return self.count
 
-    def head(self, count: int) -> "Folder":
+    def head(self, count: int) -> Folder:
         """The first ``count`` images, still unread."""
         view = object.__new__(Folder)
         view.__dict__.update(self.__dict__)
         view.count = max(0, min(count, self.count))
         return view
 
-    def __getitem__(self, key) -> np.ndarray:
+    def __getitem__(self, key: slice) -> NDArray[Any]:
         if not isinstance(key, slice) or key.step not in (None, 1):
             raise TypeError("a Folder is read by slices of images")
         start, stop, _ = key.indices(self.count)
@@ -174,7 +174,7 @@ class Folder:
             out[a - start:b - start] = data[a - lo:b - lo]
         return out
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray[Any]:
         whole = self[:]
         return whole if dtype is None else whole.astype(dtype)
 

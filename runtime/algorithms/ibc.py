@@ -153,7 +153,7 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
     pass keeps its live tensors within half the limit (spilled to disk beyond it); the correction
     is the same, since every sum it takes over the images is an integer sum.
     """
-    from alls.runtime.exec.emulator import accumulators, run_numeric
+    from alls.runtime.exec.emulator import run_numeric
 
     params = params or {}
     report: list[dict] = []
