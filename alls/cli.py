@@ -191,7 +191,8 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument("model", metavar="MODEL", help="an .onnx file")
     _model_options(quantize, positional=True)
     quantize.add_argument("--script", metavar="SCRIPT", help="the .alls script (default: an empty script, all 8-bit)")
-    quantize.add_argument("--calib", metavar="NPY", required=True, help="calibration images, (N, H, W, C) in a .npy")
+    quantize.add_argument("--calib", metavar="NPY", required=True,
+                          help="calibration images, (N, H, W, C) in a .npy or a folder of .npy files")
     quantize.add_argument("-o", "--output", metavar="FILE", required=True, help="the quantized model (.npz)")
     quantize.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     quantize.add_argument("--batch-size", type=int, help="calibration batch size (default: the script's)")
@@ -201,11 +202,13 @@ def _parser() -> argparse.ArgumentParser:
         quantize.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None,
                               help=f"turn {what} on or off, whatever the script says (default: as it says)")
     _data_options(quantize, required=False)
+    _memory_option(quantize)
 
     evaluate = _command(commands, "eval", "compare a quantized model's numeric target with its native one", _eval)
     evaluate.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
     _data_options(evaluate, required=True)
     _cut_options(evaluate)
+    _memory_option(evaluate)
 
     analyze = _command(commands, "analyze", "find the layers that carry a quantized model's error: "
                        "a report with plots and advice", _analyze)
@@ -230,10 +233,12 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("model", metavar="MODEL", help="an .onnx file")
     _model_options(tune, positional=True)
     tune.add_argument("--script", metavar="SCRIPT", help="the script to start from (default: an empty one)")
-    tune.add_argument("--calib", metavar="NPY", required=True, help="calibration images, (N, H, W, C) in a .npy")
+    tune.add_argument("--calib", metavar="NPY", required=True,
+                      help="calibration images, (N, H, W, C) in a .npy or a folder of .npy files")
     tune.add_argument("-o", "--output", metavar="FILE", help="where to write the best script (default: MODEL_tuned.alls)")
     tune.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     _data_options(tune, required=True)
+    _memory_option(tune)
 
     _taps_command(commands)
     _add_lsp(commands)
@@ -241,6 +246,11 @@ def _parser() -> argparse.ArgumentParser:
     explain = _command(commands, "explain", "explain a diagnostic code", _explain)
     explain.add_argument("code", nargs="?", help="a code such as ALS203 (omit to list every code)")
     return parser
+
+
+def _memory_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--memory-limit", metavar="SIZE", help="the memory the data may take (4GiB by default): "
+                        "images beyond it are read a batch at a time, tensors beyond it go to temporary files")
 
 
 def _model_options(parser: argparse.ArgumentParser, required: bool = False, positional: bool = False) -> None:

@@ -150,6 +150,14 @@ _DOCS = [
             "Real data compress a few times; a zip bomb of 2 MB expands to gigabytes.",
             "an .npz holding a compressed array of zeros of 2 GB",
             "Check the file; if it is trusted, raise the limit: `--max-compression-ratio N`."),
+    CodeDoc("ALS029", E, "bad image folder",
+            "A folder given as images holds no `.npy` files, or files of different shapes or dtypes (or one "
+            "changed while it was read).",
+            "The files of a folder are read in the order of their names as one batch of images; images of "
+            "different shapes cannot be one batch.",
+            "alls quantize net.onnx --calib images/ -o q.npz   # a.npy holds (320, 320, 3), b.npy (224, 224, 3)",
+            "Save each image (H, W, C), or each batch (n, H, W, C), with numpy.save into the folder, all of one "
+            "shape and dtype."),
     CodeDoc("ALS050", E, "bad model line",
             "The first line `# alls: ...` that names a script's model for the editor has an unknown setting, "
             "no `model=`, or a bad `input_shape=`.",
@@ -641,6 +649,18 @@ _DOCS = [
             "than its pool holds.",
             "qmodel.run(images, threads=0)",
             "Give a count from 1 to the number of cores, or leave it out to use every core."),
+    CodeDoc("ALS560", E, "bad memory limit",
+            "`memory_limit` (`--memory-limit`) is not a size, or is below 64 MiB.",
+            "The limit bounds what the big jobs hold of the data: images beyond a quarter of it are read a "
+            "batch at a time, tensors beyond their share of it go to temporary files.",
+            "alls quantize net.onnx --calib x.npy -o q.npz --memory-limit 4X",
+            "Give a size such as 4GiB, 512MiB or a number of bytes (default 4GiB)."),
+    CodeDoc("ALS561", E, "cannot spill to disk",
+            "A tensor beyond the memory limit could not be written to, or read back from, the temporary folder.",
+            "Finetune and bias correction over many images keep what does not fit the memory limit in "
+            "temporary files (removed when the run ends); the disk must hold it.",
+            "alls quantize net.onnx --calib big.npy -o q.npz --finetune   # with a full /tmp",
+            "Free space in the temporary folder, point TMPDIR at a larger disk, or raise --memory-limit."),
 ]
 
 CODES: dict[str, CodeDoc] = {d.code: d for d in _DOCS}

@@ -26,7 +26,9 @@ from __future__ import annotations
 __all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS", "load_array", "check_labels",
            "evaluate", "analyze", "write_report", "prepare_folder", "report_summary", "tune", "best", "STEPS",
            "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX", "using_threads", "Evaluation",
-           "Figures", "QuantizeReport", "Corrected", "Trained", "Step"]
+           "Figures", "QuantizeReport", "Corrected", "Trained", "Step",
+           "open_data", "first", "Folder",
+           "parse_memory_limit", "DEFAULT_MEMORY_LIMIT"]
 
 _LAZY = {
     "Runner": "alls.runtime.session.runner",
@@ -37,6 +39,11 @@ _LAZY = {
     "Encoding": "alls.runtime.exec.quantize",
     "load_array": "alls.runtime.analysis.evaluation",
     "check_labels": "alls.runtime.analysis.evaluation",
+    "open_data": "alls.runtime.analysis.evaluation",
+    "first": "alls.runtime.analysis.evaluation",
+    "Folder": "alls.arrays",
+    "parse_memory_limit": "alls.runtime.exec.stream",
+    "DEFAULT_MEMORY_LIMIT": "alls.runtime.exec.stream",
     "evaluate": "alls.runtime.analysis.evaluation",
     "Evaluation": "alls.runtime.analysis.evaluation",
     "Figures": "alls.runtime.analysis.metrics",

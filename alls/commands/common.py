@@ -140,16 +140,23 @@ def load_graph(args):
     return alls.load_model(model_file(args.model), shapes, args.name, start, end, limits=limits_of(args))
 
 
+def memory_limit_of(args) -> int | None:
+    """``--memory-limit`` in bytes (ALS560 for a bad size), or None for the default."""
+    from alls.runtime import parse_memory_limit
+
+    return parse_memory_limit(args.memory_limit) if getattr(args, "memory_limit", None) else None
+
+
 def evaluation_data(args):
     """The evaluation images and labels, read and checked before any work."""
-    from alls.runtime import check_labels, load_array
+    from alls.runtime import check_labels, first, load_array, open_data
 
     if args.limit is not None and args.limit < 1:
         raise alls.AllsError.of("ALS512", f"--limit must be at least 1, not {args.limit}")
-    data = load_array(args.data, "data", limits=limits_of(args))
+    data = open_data(args.data, "data", limits=limits_of(args))
     labels = load_array(args.labels, "labels", limits=limits_of(args)) if args.labels else None
     if args.limit is not None and data.ndim:
-        data = data[: args.limit]
+        data = first(data, args.limit)
         labels = labels[: args.limit] if labels is not None and labels.ndim else labels
     if labels is not None:
         labels = check_labels(labels, len(data) if data.ndim else 0)
@@ -159,7 +166,7 @@ def evaluation_data(args):
 def print_evaluation(qmodel, args, data, labels) -> int:
     from alls.runtime import evaluate
 
-    result = evaluate(qmodel, data, labels, args.layout)
+    result = evaluate(qmodel, data, labels, args.layout, memory_limit=memory_limit_of(args))
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
         return EXIT_OK

@@ -9,15 +9,15 @@ from alls.tables import algorithm_summary, precision_summary
 
 
 def run(args) -> int:
-    from alls.runtime import Runner, load_array
+    from alls.runtime import Runner, open_data
 
     common.check_output(args.output, args.force, "quantized model")
     shapes, start, end = common.shapes_and_cut(args)
     runner = Runner(common.model_file(args.model), shapes, args.name, start_nodes=start, end_nodes=end,
-                    limits=common.limits_of(args))
+                    limits=common.limits_of(args), memory_limit=common.memory_limit_of(args))
     if args.script:
         runner.load_script(common.read_or_fail(args.script, args))
-    calib = load_array(args.calib, "calibration images", limits=common.limits_of(args))
+    calib = open_data(args.calib, "calibration images", limits=common.limits_of(args))
     data = common.evaluation_data(args) if args.data else None
     qmodel = runner.quantize(calib, args.batch_size, args.calib_num_batch, args.layout,
                              equalize=args.equalize, ibc=args.ibc, finetune=args.finetune)

@@ -11,14 +11,14 @@ from alls.commands import common
 
 
 def run(args) -> int:
-    from alls.runtime import Runner, best, load_array, tune
+    from alls.runtime import Runner, best, open_data, tune
 
     output = args.output or f"{os.path.splitext(os.path.basename(args.model))[0]}_tuned.alls"
     common.check_output(output, args.force, "tuned script")
     shapes, start, end = common.shapes_and_cut(args)
     common.model_file(args.model)
     base = common.read_or_fail(args.script, args) if args.script else ""
-    calib = load_array(args.calib, "calibration images", limits=common.limits_of(args))
+    calib = open_data(args.calib, "calibration images", limits=common.limits_of(args))
     data, labels = common.evaluation_data(args)
     widths = [max(len(n) for n, _ in _tune_steps()), 7, 8, 7, 7]
     row = lambda cells: print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip(), flush=True)
@@ -36,7 +36,8 @@ def run(args) -> int:
         row((step.name, f"{step.snr_db:.2f}", f"{step.cosine:.5f}", accuracy, f"{step.seconds:.1f}"))
 
     done = tune(lambda: Runner(args.model, shapes, args.name, start_nodes=start, end_nodes=end,
-                               limits=common.limits_of(args)), calib, data, labels, base, args.layout, show)
+                               limits=common.limits_of(args), memory_limit=common.memory_limit_of(args)),
+                calib, data, labels, base, args.layout, show)
     chosen = best(done)
     files.write_file(output, alls.format_text(chosen.script), what="tuned script")
     if args.json:

@@ -85,6 +85,7 @@ from alls.runtime.exec.native import run_float
 from alls.runtime.algorithms.patches import (POSITIONS_PER_IMAGE, Positions, from_groups, gather_rows, sample_positions,
                                   to_groups)
 from alls.runtime.exec.quantize import Encoding, QLayer, rebias
+from alls.runtime.exec.stream import DEFAULT_MEMORY_LIMIT, Source, Spill, Store, blocks, is_streamed
 from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_out, train
 
 __all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "finetune_epochs",
@@ -94,6 +95,34 @@ FINETUNE_LR_FACTOR = 100.0
 FINETUNE_STEPS = 1024  # the steps a layer trains by default, whatever the images given
 _CHUNK = 16  # images per batch of the float pass
 ROWS_PER_LAYER = 1 << 16  # the rows a layer trains on: 64 positions an image up to 1024 images
+_PART_BYTES = 1 << 26  # a spilled layer input is read for its rows this many bytes at a time
+
+
+def memory_shares(memory_limit: int) -> tuple[int, int]:
+    """Bytes of the integer pass's live tensors and of the float targets held in memory (the rest
+    spills): half and an eighth of the limit, leaving the rest to the layer being trained (its rows)."""
+    return memory_limit // 2, memory_limit // 8
+
+
+def _normalizer(plan: Plan, name: str):
+    return lambda x: normalize(x, plan, name)
+
+
+class _Normalized:
+    """Images held whole, normalized a slice at a time as the integer pass reads them."""
+
+    def __init__(self, images: np.ndarray, plan: Plan, name: str):
+        self.images, self.plan, self.name = images, plan, name
+        self.shape, self.nbytes = images.shape, 4 * images.size
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return normalize(self.images[key], self.plan, self.name)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self[:], dtype)
 
 
 # ------------------------------------------------------------------ settings
@@ -206,11 +235,12 @@ def _live_bytes(graph: Graph, plan: Plan) -> int:
     return peak
 
 
-def estimate_memory(graph: Graph, plan: Plan) -> int:
+def estimate_memory(graph: Graph, plan: Plan, memory_limit: int | None = None) -> int:
     """Bytes the reconstruction holds at its peak, roughly: the images (the runner's float copy and
     their integer codes), the integer pass over every image (`_live_bytes`, each layer run in parts
     of about `CHUNK_BYTES`), the float targets, and the rows of the largest layer (three copies
-    while it trains)."""
+    while it trains). With a ``memory_limit`` the images, the live tensors and the targets beyond
+    their shares of it (`memory_shares`) are on disk."""
     from alls.runtime.exec.emulator import CHUNK_BYTES
 
     chosen = configs(graph, plan)
@@ -228,17 +258,22 @@ def estimate_memory(graph: Graph, plan: Plan) -> int:
         taps = int(weight.size // layer.output_shape[1]) if weight is not None else 1
         width = 2 if max(plan[layer.name].input_bits, default=8) <= 8 else 4
         rows = max(rows, width * count * taps * layer.attrs.get("group", 1))
-    return images * (inputs + _live_bytes(graph, plan)) + 4 * CHUNK_BYTES + targets + 3 * rows
+    held = images * (inputs + _live_bytes(graph, plan)) + targets
+    if memory_limit is not None:
+        held = min(held, sum(memory_shares(memory_limit)))
+    return held + 4 * CHUNK_BYTES + 3 * rows
 
 
 # ------------------------------------------------------------------ targets
 
 
 def _targets(graph: Graph, plan: Plan, positions: Mapping[str, Positions], images: Mapping[str, np.ndarray],
-             params: Mapping) -> dict[str, np.ndarray]:
+             params: Mapping, store: Store) -> dict[str, np.ndarray | Spill]:
     """The float network's output of every chosen layer at its sampled positions, streamed in batches
-    (each normalized as it is read)."""
-    out = {name: np.empty((len(pos), graph[name].output_shape[1]), np.float32) for name, pos in positions.items()}
+    (each normalized as it is read); held by ``store`` (spilled to disk beyond its budget)."""
+    out = {}
+    for name, pos in positions.items():  # each held before the next is allocated, so the budget counts it
+        out[name] = store[name] = store.allocate((len(pos), graph[name].output_shape[1]), np.float32)
     count = max(pos.images for pos in positions.values())
     start = 0
 
@@ -254,6 +289,20 @@ def _targets(graph: Graph, plan: Plan, positions: Mapping[str, Positions], image
         run_float(graph, {k: normalize(v[start:start + _CHUNK], plan, k) for k, v in images.items()}, params,
                   observe=observe)
     return out
+
+
+def _rows(layer: Layer, x, x_enc: Encoding, positions: Positions, kernel: tuple[int, int]) -> np.ndarray:
+    """`gather_rows` of an input held whole, or of a spilled one read a part of its images at a time."""
+    if not is_streamed(x):
+        return gather_rows(layer, x, x_enc.zero_point, x_enc.bits, positions, kernel)
+    per = positions.per_image
+    parts = []
+    image = x.nbytes // max(len(x), 1)
+    for block in blocks(positions.images, image, _PART_BYTES):
+        rows = slice(block.start * per, block.stop * per)
+        part = Positions(positions.n[rows] - block.start, positions.i[rows], positions.j[rows], per)
+        parts.append(gather_rows(layer, x[block], x_enc.zero_point, x_enc.bits, part, kernel))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 # ----------------------------------------------------------------- problems
@@ -273,7 +322,7 @@ def _problem(layer: Layer, q: QLayer, x: np.ndarray, x_enc: Encoding, positions:
              target: np.ndarray, params: Mapping, groups: int) -> Problem:
     weight = np.asarray(params["weight"], np.float64)
     kernel = tuple(q.weights.shape[2:]) if layer.kind != "fc" else (1, 1)
-    rows = gather_rows(layer, x, x_enc.zero_point, x_enc.bits, positions, kernel)
+    rows = _rows(layer, x, x_enc, positions, kernel)
     channels = q.weight_scale.size
     acc_scale = x_enc.scale * q.weight_scale
     pre_range, out_range = _ranges(q)
@@ -333,12 +382,15 @@ class Trained(Record):
 
 
 def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Mapping[str, np.ndarray],
-             params: Mapping[str, Mapping] | None = None, progress: bool | None = None) -> list[Trained]:
+             params: Mapping[str, Mapping] | None = None, progress: bool | None = None,
+             memory_limit: int = DEFAULT_MEMORY_LIMIT) -> list[Trained]:
     """Finetune and adaround the layers the plan flags, in place; the report, one entry per layer.
 
-    ``images`` are NCHW per input layer, before the script's normalization, at least as many as
-    the largest ``dataset_size`` asked for (the runner checks, ALS508). They are read in batches:
-    normalized for the float targets, and quantized to the input's codes for the integer pass.
+    ``images`` are NCHW per input layer (arrays or `Source` objects), before the script's
+    normalization, at least as many as the largest ``dataset_size`` asked for (the runner checks,
+    ALS508). They are read in batches: normalized for the float targets, and quantized to the
+    input's codes for the integer pass. The float targets and the integer pass's live tensors stay
+    within shares of ``memory_limit`` (`memory_shares`), spilled to disk beyond them.
     """
     from alls.runtime.exec.emulator import run_numeric
 
@@ -347,11 +399,13 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
     if not chosen:
         return []
     pool = max(config.images for _, config in chosen.values())
-    images = {name: x[:pool] for name, x in images.items()}
+    images = {name: x.head(pool) if isinstance(x, Source) else x[:pool] for name, x in images.items()}
+    live_budget, target_budget = memory_shares(memory_limit)
+    target_store = Store(target_budget)
     positions = {name: sample_positions(graph[name], config.images, np.random.default_rng(config.seed),
                                         positions_per_image(config.images))
                  for name, (_, config) in chosen.items()}
-    targets = _targets(graph, plan, positions, images, params)
+    targets = _targets(graph, plan, positions, images, params, target_store)
     label = "finetune" if any(algorithm == "finetune" for algorithm, _ in chosen.values()) else "adaround"
     bar = Progress(f"{label} ({len(chosen)} layers)", sum(config.epochs for _, config in chosen.values()), progress,
                    unit=" epochs")
@@ -364,7 +418,9 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
         started = time.perf_counter()
         x_enc = layers[layer.inputs[0]].out
         layer_params = params.get(layer.name, layer.params)
-        problem = _problem(layer, q, xs[0], x_enc, positions[layer.name], targets.pop(layer.name), layer_params,
+        target = np.asarray(targets.pop(layer.name))
+        del target_store[layer.name]
+        problem = _problem(layer, q, xs[0], x_enc, positions[layer.name], target, layer_params,
                            plan[layer.name].quantization_groups)
         outcome = train(problem, config, on_epoch=bar.step)
         if outcome.kept:
@@ -374,12 +430,13 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
             outcome.loss_after, outcome.kept, outcome.flipped, outcome.heldout_images, outcome.heldout_before,
             outcome.heldout_after, outcome.epochs_run, outcome.best_epoch, time.perf_counter() - started))
 
-    codes = {}
-    for name, x in images.items():
-        encoding = layers[name].out
-        codes[name] = np.empty(x.shape, encoding.dtype)
-        for start in range(0, len(x), _CHUNK):
-            codes[name][start:start + _CHUNK] = encoding.quantize(normalize(x[start:start + _CHUNK], plan, name))
-    run_numeric(graph, layers, codes, raw=True, params=params, before=before)
+    feeds = {name: x.map(_normalizer(plan, name)) if isinstance(x, Source) else _Normalized(x, plan, name)
+             for name, x in images.items()}
+    store = Store(live_budget)
+    try:
+        run_numeric(graph, layers, feeds, params=params, before=before, store=store)
+    finally:
+        store.close()
+        target_store.close()
     bar.close()
     return report

@@ -56,6 +56,7 @@ from alls.runtime import numerics as nx
 from alls.runtime.exec.calibration import Statistics
 from alls.runtime.algorithms.patches import from_groups, tap_means, to_groups
 from alls.runtime.exec.quantize import QLayer, rebias
+from alls.runtime.exec.stream import Store
 
 __all__ = ["bias_correction", "Corrected"]
 
@@ -87,6 +88,23 @@ def _channel_means(acc: np.ndarray) -> np.ndarray:
     """The mean of every channel (the last axis) of accumulators, exactly, as float64."""
     flat = acc.reshape(-1, acc.shape[-1]).astype(np.int64)
     return flat.sum(axis=0).astype(np.float64) / flat.shape[0]
+
+
+def _accumulator_means(layer: Layer, q: QLayer, x, zero_point: int) -> np.ndarray:
+    """`_channel_means` of the layer's accumulators; a spilled input is read a part at a time (the
+    sums are integers, so the mean is the same)."""
+    from alls.runtime.exec.emulator import accumulators
+    from alls.runtime.exec.stream import blocks, is_streamed
+
+    if not is_streamed(x):
+        return _channel_means(accumulators(layer, q, x, zero_point))
+    total, count = None, 0
+    for block in blocks(len(x), x.nbytes // max(len(x), 1), 1 << 26):
+        flat = accumulators(layer, q, x[block], zero_point)
+        flat = flat.reshape(-1, flat.shape[-1]).astype(np.int64)
+        total = flat.sum(axis=0) if total is None else total + flat.sum(axis=0)
+        count += flat.shape[0]
+    return total.astype(np.float64) / count
 
 
 def _flips(base: np.ndarray, bias: np.ndarray, step: int, limit: int, effect: np.ndarray,
@@ -148,13 +166,16 @@ def _carry_by_flips(layer: Layer, q: QLayer, means: np.ndarray, weight: np.ndarr
 
 def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stats: Statistics,
                     feeds: Mapping[str, np.ndarray], params: Mapping[str, Mapping] | None = None,
-                    progress: bool | None = None) -> list[Corrected]:
+                    progress: bool | None = None, memory_limit: int | None = None) -> list[Corrected]:
     """Correct the biases of the layers the plan asks for, in place; return the report per layer.
 
     ``feeds`` are the calibration images (NCHW, normalized) whose float
     statistics ``stats`` holds; ``params`` the float parameters the layers were quantized from.
+    With a ``memory_limit`` the images may be `Source` objects, read in parts, and the integer
+    pass keeps its live tensors within half the limit (spilled to disk beyond it); the correction
+    is the same, since every sum it takes over the images is an integer sum.
     """
-    from alls.runtime.exec.emulator import accumulators, run_numeric
+    from alls.runtime.exec.emulator import run_numeric
 
     params = params or {}
     report: list[Corrected] = []
@@ -179,7 +200,7 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
             means = tap_means(layer, xs[0], x_enc.zero_point, kernel)  # (G, K): no pass over every pixel
             mean_acc = np.einsum("gok,gk->go", to_groups(q.weights, layer).astype(np.float64), means).reshape(-1)
         else:
-            mean_acc = _channel_means(accumulators(layer, q, xs[0], x_enc.zero_point))
+            mean_acc = _accumulator_means(layer, q, xs[0], x_enc.zero_point)
         delta = (mean_acc + old.accumulator()) * acc_scale - target  # Δ_c, real units
         base = old.accumulator() - delta / acc_scale  # the bias each channel wants, accumulator units
         new = nx.quantize_bias(base * acc_scale, acc_scale, old.mantissa_bits)
@@ -200,5 +221,12 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
             float(np.median(step)), plan[layer.name].bias_mode))
 
     with bar:
-        run_numeric(graph, layers, feeds, params=params, before=before)
+        if memory_limit is None:
+            run_numeric(graph, layers, feeds, params=params, before=before)
+        else:
+            store = Store(memory_limit // 2)
+            try:
+                run_numeric(graph, layers, feeds, params=params, before=before, store=store)
+            finally:
+                store.close()
     return report

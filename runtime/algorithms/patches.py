@@ -107,6 +107,23 @@ def gather_rows(layer: Layer, x: np.ndarray, zero_point: int, bits: int, positio
     return out
 
 
+_PART_BYTES = 1 << 26  # a spilled input is summed this many bytes at a time
+
+
+def _image_sum(x, zero_point: int, view=lambda x: x) -> np.ndarray:
+    """Σ over images of ``view(x) − zero_point`` as int64, keeping the image axis (of length 1); a
+    spilled input (`alls.runtime.exec.stream.Spill`) is read a part at a time (integer sums: exact)."""
+    from alls.runtime.exec.stream import blocks, is_streamed
+
+    if not is_streamed(x):
+        return (view(x).astype(np.int64) - zero_point).sum(axis=0, keepdims=True)
+    total = None
+    for block in blocks(len(x), x.nbytes // max(len(x), 1), _PART_BYTES):
+        part = (view(x[block]).astype(np.int64) - zero_point).sum(axis=0, keepdims=True)
+        total = part if total is None else total + part
+    return total
+
+
 def tap_means(layer: Layer, x: np.ndarray, zero_point: int, kernel: tuple[int, int], chunk: int = 4096) -> np.ndarray:
     """``M[g, k]``: the mean of the centred input ``q_x − Z_x`` that tap k of group g reads, over every
     image and output position, so that a channel's mean accumulator (without bias) is
@@ -116,9 +133,9 @@ def tap_means(layer: Layer, x: np.ndarray, zero_point: int, kernel: tuple[int, i
     reads the same taps), so the cost is that of one image's patches.
     """
     if layer.kind == "fc":
-        flat = _dense_input(x)
-        return ((flat.astype(np.int64) - zero_point).sum(axis=0) / len(flat))[None, :]
-    total = (x.astype(np.int64) - zero_point).sum(axis=0, keepdims=True)
+        total = _image_sum(x, zero_point, _dense_input)
+        return (total[0] / len(x))[None, :]
+    total = _image_sum(x, zero_point)
     h, w = output_size(layer)
     group = layer.attrs.get("group", 1)
     sums = np.zeros((group, (x.shape[3] // group) * kernel[0] * kernel[1]), np.int64)

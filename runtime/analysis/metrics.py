@@ -91,6 +91,7 @@ def compare(native: np.ndarray, numeric: np.ndarray, labels: np.ndarray | None =
     return Figures(cosine(native, numeric), snr_db(native, numeric), max_abs_error(native, numeric),
                    float(np.ptp(native)) if native.size else 0.0, agreement, native_accuracy, numeric_accuracy)
 
+
 def plain(x: float) -> float | str | None:
     """A float for JSON: infinities as strings, NaN as null."""
     x = float(x)

@@ -184,10 +184,12 @@ def to_nchw(data: np.ndarray, layer: Layer, layout: str, dtype=np.float32) -> np
     return np.ascontiguousarray(data, dtype=dtype)
 
 
-def input_arrays(graph: Graph, x, layout: str = "nhwc", dtype=np.float32) -> dict[str, np.ndarray]:
+def input_arrays(graph: Graph, x, layout: str = "nhwc", dtype=np.float32,
+                 stream_over: int | None = None) -> dict[str, np.ndarray]:
     """Images per input layer as NCHW arrays: ``x`` is one array (a one-input model) or a dict
     keyed by input layer names (full, short or ONNX). ALS505 for a wrong key, a missing input or
-    inputs with different image counts."""
+    inputs with different image counts. With ``stream_over`` (bytes), an input whose float copy
+    would be larger, or that is memory-mapped or a `Folder`, is a `Source` read a batch at a time."""
     inputs = graph.inputs
     if not isinstance(x, Mapping):
         if len(inputs) != 1:
@@ -200,13 +202,33 @@ def input_arrays(graph: Graph, x, layout: str = "nhwc", dtype=np.float32) -> dic
         if layer is None or layer.kind != "input_layer":
             raise AllsError.of("ALS505", f"`{key}` is not an input of `{graph.name}`",
                                "inputs: " + ", ".join(l.short_name for l in inputs))
-        out[layer.name] = to_nchw(value, layer, layout, dtype)
+        out[layer.name] = _feed(value, layer, layout, dtype, stream_over)
     missing = [l.short_name for l in inputs if l.name not in out]
     if missing:
         raise AllsError.of("ALS505", f"no data for the input{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     if len({len(v) for v in out.values()}) != 1:
         raise AllsError.of("ALS505", "the inputs have different numbers of images")
     return out
+
+
+def _feed(value, layer: Layer, layout: str, dtype, stream_over: int | None):
+    """`to_nchw` of ``value``, or a `Source` of it where it is to be streamed (checked on its first image)."""
+    from alls.runtime.exec.stream import Source, read
+
+    want = len(layer.output_shape)
+    shape = getattr(value, "shape", None)
+    lazy = not isinstance(value, np.ndarray) or isinstance(value, np.memmap) or _mapped(value)
+    if (stream_over is None or shape is None or len(shape) != want or not len(value)
+            or not (lazy or 4 * value.size > stream_over)):
+        return to_nchw(value, layer, layout, dtype)
+    first = to_nchw(read(value, slice(0, 1)), layer, layout, dtype)
+    return Source(value, lambda part: to_nchw(part, layer, layout, dtype), first.shape[1:])
+
+
+def _mapped(array: np.ndarray) -> bool:
+    from alls.runtime.exec.stream import _mapping
+
+    return _mapping(array) is not None
 
 
 def _describe(chw: tuple[int, ...], layout: str) -> str:
@@ -217,17 +239,47 @@ def _describe(chw: tuple[int, ...], layout: str) -> str:
 
 
 def check_data(data: np.ndarray, needed: int, what: str = "calibration") -> None:
-    """FAQ errors: too few images, NaN/Inf, constant data."""
+    """FAQ errors: too few images, NaN/Inf, constant data. Streamed data (a `Source`) are read a part
+    at a time; the checks are minima, maxima and counts, the same over parts as over the whole."""
+    from alls.runtime.exec.stream import Source, blocks
+
     n = data.shape[0]
     if needed > n:
         raise AllsError.of("ALS501", f"{what} asks for {needed} images but was given {n}",
                      "give more images, or lower batch_size x calib_num_batch (or calibset_size) to at most "
                      f"{n}")
-    sample = data[:needed]
-    check_values(sample, what)
-    if needed > 0 and float(sample.max()) == float(sample.min()):
-        raise AllsError.of("ALS504", f"the {what} data are constant (every value is {float(sample.min()):g})",
+    if isinstance(data, Source):
+        parts = blocks(needed, data.nbytes // max(n, 1), _CHECK_BYTES)
+        low, high = _check_parts((data[part] for part in parts), needed, what)
+    else:
+        sample = data[:needed]
+        check_values(sample, what)
+        low, high = (float(sample.min()), float(sample.max())) if needed > 0 else (0.0, 1.0)
+    if needed > 0 and high == low:
+        raise AllsError.of("ALS504", f"the {what} data are constant (every value is {low:g})",
                      "calibrate on real, pre-processed images: constant or random data give meaningless ranges")
+
+
+_CHECK_BYTES = 1 << 28
+
+
+def _check_parts(parts, needed: int, what: str) -> tuple[float, float]:
+    """`check_values` over parts of ``needed`` images (the counts added up); their minimum and maximum."""
+    low, high, bad = math.inf, -math.inf, 0
+    for part in parts:
+        finite = np.isfinite(part).reshape(len(part), -1).all(axis=1)
+        bad += int((~finite).sum())
+        if finite.all() and part.size:
+            low, high = min(low, float(part.min())), max(high, float(part.max()))
+    if bad:
+        raise AllsError.of("ALS503", f"{bad} of the {needed} {what} images contain NaN or Inf",
+                           "check the pre-processing that made the array")
+    peak = max(abs(low), abs(high)) if needed else 0.0
+    if peak > FLOAT16_MAX:
+        raise AllsError.of("ALS521", f"the {what} reach {peak:.6g}, beyond ±{FLOAT16_MAX:g} (float16's range)",
+                           "scale the images to their usual range (0..255, or normalized), or add the scaling to "
+                           "the model")
+    return (low, high) if needed else (0.0, 1.0)
 
 
 FLOAT16_MAX = 65504.0

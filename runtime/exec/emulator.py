@@ -15,13 +15,14 @@ which layers carry the error.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 
 import numpy as np
 
 from alls.graph import Graph, Layer
 from alls.runtime.exec.lifetimes import Readers
 from alls.runtime.exec.native import run_layer
+from alls.runtime.exec.stream import Store, part_size
 from alls.runtime.ops import OPS
 from alls.runtime.ops.base import QLayer, to_nhwc, to_onnx
 
@@ -63,11 +64,32 @@ def _in_parts(run: Callable[[list[np.ndarray]], np.ndarray], xs: list[np.ndarray
     return out
 
 
+def _streamed(run: Callable[[list[np.ndarray]], np.ndarray], xs: list, layer: Layer, store: Store):
+    """``run(xs)`` over parts of images read from arrays, `Source` or `Spill` inputs, its output
+    allocated by ``store`` (in memory, or spilled beyond its budget)."""
+    n = xs[0].shape[0]
+    if any(x.shape[0] != n for x in xs):
+        return run([np.asarray(x) for x in xs])
+    image = sum(x.nbytes for x in xs) // max(n, 1) + 4 * math.prod(d for d in layer.output_shape[1:]
+                                                                   if isinstance(d, int))
+    step = part_size(n, image, CHUNK_BYTES)
+    first = run([x[:step] for x in xs])
+    if first.shape[0] != step:  # the layer moves the image axis (a transpose): run it whole
+        return run([np.asarray(x) for x in xs])
+    out = store.allocate((n, *first.shape[1:]), first.dtype)
+    out[:step] = first
+    del first
+    for start in range(step, n, step):
+        out[start:start + step] = run([x[start:start + step] for x in xs])
+    return out
+
+
 def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str, np.ndarray],
                 raw: bool = False, keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,
                 params: Mapping[str, Mapping] | None = None,
                 before: Callable[[Layer, QLayer, list[np.ndarray]], None] | None = None,
-                raw_out: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                raw_out: bool = False, store: Store | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run the integer graph on NCHW ``inputs`` ({input layer name: array}).
 
     Float inputs are quantized with each input's encoding; with ``raw`` they
@@ -76,12 +98,18 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
     before each layer runs and may change its constants (bias correction).
     Large batches run layer by layer in parts of images (`_in_parts`); only
     the layers' outputs are held whole.
+
+    With a ``store`` (`alls.runtime.exec.stream.Store`) the run is for its ``before`` hook: inputs
+    may be `Source` objects read in parts, every layer's output is allocated by the store (spilled
+    to disk beyond its budget, so ``before`` may see `Spill` inputs), and no outputs or taps are
+    returned.
     """
     enc = {name: q.out for name, q in qlayers.items()}
     native = {graph[n].name for n in keep_native}
     wanted = {layer.name for layer in graph} if taps == "all" else {graph[t].name for t in (taps or ())}
     params = params or {}
-    values: dict[str, np.ndarray] = {}
+    values: MutableMapping[str, np.ndarray] = {} if store is None else store
+    in_parts = _in_parts if store is None else (lambda run, xs, layer: _streamed(run, xs, layer, store))
     readers = Readers(graph, keep=wanted)
     outputs, tapped = {}, {}
     leave = (lambda q, y: to_onnx(y)) if raw_out else (lambda q, y: q.out.dequantize(to_onnx(y)))
@@ -92,17 +120,19 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
             def enter(xs, q=q):
                 return to_nhwc(np.asarray(xs[0], q.out.dtype) if raw else q.out.quantize(xs[0]))
 
-            y = _in_parts(enter, [x], layer)
+            y = in_parts(enter, [x], layer)
         else:
             xs = [values[name] for name in layer.inputs]
             if before is not None:
                 before(layer, q, xs)
             if layer.name in native:
-                y = _in_parts(lambda xs: _native(layer, q, xs, enc, params.get(layer.name, layer.params)), xs, layer)  # noqa: B023 (called at once)
+                y = in_parts(lambda xs: _native(layer, q, xs, enc, params.get(layer.name, layer.params)), xs, layer)  # noqa: B023 (called at once)
             else:
-                y = _in_parts(lambda xs: OPS[layer.kind].run_int(layer, q, xs, enc), xs, layer)  # noqa: B023 (called at once)
+                y = in_parts(lambda xs: OPS[layer.kind].run_int(layer, q, xs, enc), xs, layer)  # noqa: B023 (called at once)
             readers.release(layer, values)
         values[layer.name] = y
+        if store is not None:
+            continue
         if layer.name in wanted:
             tapped[layer.name] = leave(q, y)
         if layer.kind == "output_layer":

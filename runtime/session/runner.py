@@ -37,6 +37,7 @@ from alls.runtime.session.model import QuantizedModel, Result
 from alls.runtime.session.results import QuantizeReport
 from alls.runtime.exec.quantize import check_supported, quantize
 from alls.runtime.exec.threads import check_threads, runtime_call
+from alls.runtime.exec.stream import Source, check_memory_limit
 
 __all__ = ["Runner", "estimate_memory", "available_memory"]
 
@@ -133,16 +134,30 @@ def _embedded(path: pathlib.Path) -> bytes:
         raise AllsError.of("ALS402", f"`{path}` with its external weights cannot be embedded ({exc})") from None
 
 
+def _head(x, count: int):
+    """The first ``count`` images of an array or a `Source` (still read lazily)."""
+    return x.head(count) if isinstance(x, Source) else x[:count]
+
+
+def _normalizer(plan: alls.Plan, name: str):
+    return lambda x: normalize(x, plan, name)
+
+
 class Runner:
     """A model, a script, and what quantizing it made."""
 
     def __init__(self, model, input_shapes=None, name: str | None = None, progress: bool | None = None,
-                 start_nodes=(), end_nodes=(), *, limits: alls.Limits | None = None, threads: int | None = None):
+                 start_nodes=(), end_nodes=(), *, limits: alls.Limits | None = None, threads: int | None = None,
+                 memory_limit: int | str | None = None):
         """``progress``: show progress and the plan's advice on standard error (True), never (False), or as
         `alls.progress.configure` says (None: on unless the command line's --quiet). ``input_shapes``,
         ``name``, ``start_nodes``, ``end_nodes`` and ``limits`` as `alls.load_model` takes them (the cut is
         kept in the quantized file; external weights are embedded in it). ``threads``: the most threads its
-        calls and its quantized model's runs use (None: every core; docs/performance.md, Threads)."""
+        calls and its quantized model's runs use (None: every core; docs/performance.md, Threads).
+        ``memory_limit`` (bytes, or text such as "4GiB"; default 4 GiB) bounds what the big jobs hold of the
+        data: images larger than a quarter of it (or memory-mapped, or a `Folder`) are read a batch at a
+        time, and the tensors of bias correction and finetune beyond their shares of it go to temporary
+        files (ALS560 for a bad value)."""
         import onnx
 
         from alls.limits import check_limits
@@ -150,6 +165,7 @@ class Runner:
         self.threads = check_threads(threads)
         self.progress = progress
         self.limits = check_limits(limits)
+        self.memory_limit = check_memory_limit(memory_limit)
         if isinstance(model, (str, os.PathLike)):
             path = pathlib.Path(model)
             if not path.is_file():
@@ -218,14 +234,16 @@ class Runner:
         if any(layer.bias_correction for layer in plan):
             from alls.runtime.algorithms.ibc import bias_correction
 
-            images = {name: normalize(x[:stats.images], plan, name) for name, x in feeds.items()}
-            ibc_report = bias_correction(self.graph, plan, layers, stats, images, params, progress)
+            images = {name: _head(x, stats.images).map(_normalizer(plan, name)) if isinstance(x, Source)
+                      else normalize(x[:stats.images], plan, name) for name, x in feeds.items()}
+            ibc_report = bias_correction(self.graph, plan, layers, stats, images, params, progress,
+                                         self.memory_limit)
         if any(layer.finetune or layer.adaround for layer in plan):
             from alls.runtime.algorithms.finetune import images_needed, optimize
 
             count = max(images_needed(plan).values())
-            trained = optimize(self.graph, plan, layers, {name: x[:count] for name, x in feeds.items()}, params,
-                               progress)
+            trained = optimize(self.graph, plan, layers, {name: _head(x, count) for name, x in feeds.items()},
+                               params, progress, self.memory_limit)
         warnings += _notes(self.graph, plan) + self._faq(feeds, stats.images)
         report = QuantizeReport(stats.images, batch_size, calib_num_batch, equalization, ibc_report,
                                 *([r for r in trained if r.algorithm == algo] for algo in ("finetune", "adaround")),
@@ -243,7 +261,7 @@ class Runner:
         from alls.runtime.analysis.faq import batch_norms_at_init, noise_like, untrained_weights
 
         return (untrained_weights(self.graph) + batch_norms_at_init(onnx.load_from_string(self.model_bytes))
-                + noise_like({name: x[:images] for name, x in feeds.items()}))
+                + noise_like({name: _head(x, images) for name, x in feeds.items()}))
 
     def images_needed(self, batch_size: int | None = None, calib_num_batch: int | None = None, *,
                       equalize: bool | None = None, ibc: bool | None = None, finetune: bool | None = None) -> int:
@@ -280,7 +298,7 @@ class Runner:
 
     def _feeds(self, calib, layout: str, needed: int) -> dict[str, np.ndarray]:
         """Every input's images as NCHW float32, checked for the calibration's ``needed`` images."""
-        feeds = input_arrays(self.graph, calib, layout)
+        feeds = input_arrays(self.graph, calib, layout, stream_over=self.memory_limit // 4)
         for images in feeds.values():
             check_data(images, needed)
         return feeds
@@ -291,7 +309,8 @@ class Runner:
 
         free = available_memory()
         for estimate, fix in ((estimate_memory(self.graph, batch_size), "lower batch_size"),
-                              (finetune_memory(self.graph, plan), "lower the finetune or adaround dataset_size")):
+                              (finetune_memory(self.graph, plan, self.memory_limit),
+                               "lower the finetune or adaround dataset_size, or --memory-limit")):
             if estimate > free:
                 raise AllsError.of("ALS507", f"this job needs about {estimate / 2**30:.1f} GiB and {free / 2**30:.1f} "
                              "GiB are available", f"{fix}, or run on a machine with more memory")
