@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 __all__ = ["single_threaded_blas", "blas_limited"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 _depth = 0
@@ -65,10 +70,10 @@ def _threadpoolctl():
     return sys.modules["threadpoolctl"].ThreadpoolController
 
 
-def blas_limited(function):
+def blas_limited(function: Callable[P, R]) -> Callable[P, R]:
     """``function`` run with single-threaded BLAS (see above)."""
     @functools.wraps(function)
-    def run(*args, **kwargs):
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
         with single_threaded_blas():
             return function(*args, **kwargs)
     return run
