@@ -54,8 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "run", None):
             parser.print_help()
             return EXIT_FAILURE
-        run: Run = args.run
-        return run(args)
+        return _run(args)
     except alls.AllsError as error:
         _report(error.diagnostics)
         return EXIT_FAILURE
@@ -108,8 +107,29 @@ def _command(commands: Commands, name: str, help: str, run: Run, description: st
     parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error (ALS000)")
     if name != "explain":
         _limit_options(parser)
+    if name in RUNTIME_COMMANDS:
+        _thread_option(parser)
     parser.set_defaults(run=run)
     return parser
+
+
+RUNTIME_COMMANDS = ("quantize", "eval", "analyze", "tune", "taps")  # the commands that run the model
+
+
+def _thread_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="run on at most N threads (default: every core; docs/performance.md)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, its runtime calls on ``--threads`` threads when given."""
+    run: Run = args.run
+    if getattr(args, "threads", None) is None:
+        return run(args)
+    from alls.runtime import using_threads
+
+    with using_threads(args.threads):
+        return run(args)
 
 
 def _limit_options(parser: argparse.ArgumentParser) -> None:

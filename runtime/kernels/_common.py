@@ -13,7 +13,6 @@ from typing import Any, TypeVar, cast
 
 import numba
 import numpy as np
-from numba import prange
 from numpy.typing import ArrayLike, DTypeLike
 
 from alls.runtime.numerics import Requant, accumulator_dtype, multiplier_bits
@@ -98,19 +97,20 @@ def requant_tables(rq: Requant | None, channels: int, z_in: int = 0) -> Tables:
     return tables
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def centre_pad(x: np.ndarray, z: np.int64, top: np.int64, left: np.int64, stride_h: np.int64, stride_w: np.int64,
                groups: np.int64, group_stride: np.int64, out: np.ndarray) -> None:
     """out[n, top + i·s_h, left + j·s_w, g·gs + ci] = x[n, i, j, g·gi + ci] − z; the rest stays 0.
 
     (N7): a padded (or, for deconv, inserted) position holds q − Z = 0. x: (N, H, W, C)
     uint8/uint16; out: (N, H', W', groups·gs) int16/int32, zero-filled by the caller.
-    Positions that fall outside out (negative pads) are cropped.
+    Positions that fall outside out (negative pads) are cropped. One thread: a copy is bound by
+    memory, not arithmetic, and a serial kernel compiles in a fraction of a parallel one's time.
     """
     n_b, h_in, w_in, ch = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
     group_in = ch // groups
-    for row in prange(n_b * h_in):
+    for row in range(n_b * h_in):
         n, i = row // h_in, row % h_in
         oi = top + i * stride_h
         if oi < 0 or oi >= out_h:

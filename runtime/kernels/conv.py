@@ -9,7 +9,8 @@ Two accumulation paths compute the same exact sum (N6):
 
 - the **fast path** (8-bit activations, weights of at most 8 bits, an int32 bound): int16
   centred inputs times int8 weight pairs, through the ``vpmaddwd``-style micro-kernel in
-  ``_simd.py``, over blocks of 4 pixels × 16 output channels;
+  ``_simd.py``, over blocks of 4 pixels × 16 output channels (a dense layer runs as the conv of
+  its rows side by side, so one parallel kernel, compiled once, serves both);
 - the **general path** (everything else): direct loops with the innermost loop over
   contiguous output channels. Numba widens each product to int64, and the store narrows it
   to the accumulator dtype. Under the bound (N8) that narrowing is exact.
@@ -25,6 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from numba import prange
 
+from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._common import (INT32_IDENTITY, Tables, _requant_row, act_bits, as_activation, centred,
                                           check_requant, njit, requant_tables, requantize)
 from alls.runtime.kernels._simd import LANES, depthwise_kernel, pair_kernel
@@ -42,8 +44,8 @@ _DW1 = depthwise_kernel(1)
 
 @njit(cache=True, parallel=True)
 def conv_fast(xq: np.ndarray, wp: np.ndarray, toff: np.ndarray, bias: np.ndarray, stride_h: np.int64,
-              stride_w: np.int64, mult: np.ndarray, off: np.ndarray, sub: np.ndarray, sh: np.ndarray, lo: np.int64,
-              hi: np.int64, out: np.ndarray) -> None:
+              stride_w: np.int64, parts: np.int64, mult: np.ndarray, off: np.ndarray, sub: np.ndarray,
+              sh: np.ndarray, lo: np.int64, hi: np.int64, out: np.ndarray) -> None:
     """Fast conv (N6)/(N21), exact in int32, with the requantization (N13) fused.
 
     Overflow: every partial sum is at most V = K·255·127 + |B| (a8_w8) or K·255·7 + |B| (a8_w4)
@@ -54,88 +56,59 @@ def conv_fast(xq: np.ndarray, wp: np.ndarray, toff: np.ndarray, bias: np.ndarray
     wp: (G, NB, T, Cgp/2, 16, 2) int8 pairs; toff: (T,) int64 offset of each tap
     (kh·d_h·Wp + kw·d_w)·G·Cgp; bias: (G·NB·16,) int32; mult/off/sub/sh: (C_out,) tables of
     ``requant_tables`` (N4a); out: (N, OH, OW, C_out) uint8/uint16, or int32 with the identity
-    tables to return the accumulators. Output rows run in parallel. Each row accumulates
-    blocks of 4 pixels × 16 channels into an int32 scratch row, which is then requantized.
+    tables to return the accumulators. The parallel jobs are the output rows, each split into
+    ``parts`` ranges of 16-channel blocks (1 when there are rows enough for the threads). Each job
+    accumulates blocks of 4 pixels × 16 channels into an int32 scratch row, which is then
+    requantized. Every output is the same sum in the same order whatever ``parts``.
     """
     n_b, hp, wpix, cx = xq.shape
     groups, nb, taps, ncp = wp.shape[0], wp.shape[1], wp.shape[2], wp.shape[3]
     out_h, out_w, c_out = out.shape[1], out.shape[2], out.shape[3]
     co, og, gw = groups * nb * LANES, c_out // groups, nb * LANES
     cgp = cx // groups
+    blocks = groups * nb
     xf, wf = xq.reshape(-1), wp.reshape(-1)
-    for row in prange(n_b * out_h):
+    for job in prange(n_b * out_h * parts):
+        row, part = job // parts, job % parts
         n, oh = row // out_h, row % out_h
+        k0, k1 = part * blocks // parts, (part + 1) * blocks // parts
         scratch = np.empty((out_w, co), dtype=np.int32)
         for ow in range(out_w):
-            scratch[ow, :] = bias
+            scratch[ow, k0 * LANES:k1 * LANES] = bias[k0 * LANES:k1 * LANES]
         sf = scratch.reshape(-1)
         x_row = (n * hp + oh * stride_h) * wpix * cx
         step = stride_w * cx
-        for g in range(groups):
-            for b in range(nb):
-                wb = (g * nb + b) * taps * ncp * 2 * LANES
-                x0 = x_row + g * cgp
-                a0 = (g * nb + b) * LANES
-                ow = 0
-                while ow + 4 <= out_w:
-                    xb = x0 + ow * step
-                    ab = a0 + ow * co
-                    _MK4(xf, (xb, xb + step, xb + 2 * step, xb + 3 * step), toff, ncp, wf, wb,
-                         sf, (ab, ab + co, ab + 2 * co, ab + 3 * co))
-                    ow += 4
-                while ow < out_w:
-                    _MK1(xf, (x0 + ow * step,), toff, ncp, wf, wb, sf, (a0 + ow * co,))
-                    ow += 1
-        for ow in range(out_w):
-            for g in range(groups):
-                c0, c1 = g * og, (g + 1) * og
-                _requant_row(scratch[ow, g * gw:g * gw + og], mult[c0:c1], off[c0:c1], sub[c0:c1], sh[c0:c1], lo, hi,
-                             out[n, oh, ow, c0:c1])
-
-
-@njit(cache=True, parallel=True)
-def dense_fast(x: np.ndarray, z: np.int64, wp: np.ndarray, bias: np.ndarray, mult: np.ndarray, off: np.ndarray,
-               sub: np.ndarray, sh: np.ndarray, lo: np.int64, hi: np.int64,
-               out: np.ndarray) -> None:
-    """Fast dense (N6), exact in int32, with the requantization (N13) fused.
-
-    Overflow: as ``conv_fast``, V = K·255·127 + |B| ≤ 2^31 − 1 (K ≤ 66,311 for a8_w8) is
-    checked by the dispatcher. Rounding: RHU (N4a), once.
-
-    x: (R, K) uint8; z: Z_x; wp: (1, NB, 1, Kp/2, 16, 2) int8 pairs (Kp = K rounded up to even);
-    bias: (NB·16,) int32; tables (C_out,) from ``requant_tables``; out: (R, C_out)
-    uint8/uint16, or int32 with the identity tables. The centred int16 copy of x is made here.
-    Blocks of 16 output channels run in parallel, so a batch of 1 still uses every thread.
-    """
-    rows, k = x.shape
-    nb, ncp = wp.shape[1], wp.shape[3]
-    kp, c_out = 2 * ncp, out.shape[1]
-    xq = np.zeros((rows, kp), dtype=np.int16)
-    for r in range(rows):
-        xr, qr = x[r], xq[r]
-        for i in range(k):
-            qr[i] = xr[i] - z
-    xf, wf = xq.reshape(-1), wp.reshape(-1)
-    toff = np.zeros(1, dtype=np.int64)
-    for b in prange(nb):
-        scratch = np.empty((rows, LANES), dtype=np.int32)
-        c0 = b * LANES
-        for r in range(rows):
-            scratch[r, :] = bias[c0:c0 + LANES]
-        sf = scratch.reshape(-1)
-        wb = b * ncp * 2 * LANES
-        r = 0
-        while r + 4 <= rows:
-            _MK4(xf, (r * kp, (r + 1) * kp, (r + 2) * kp, (r + 3) * kp), toff, ncp, wf, wb, sf,
-                 (r * LANES, (r + 1) * LANES, (r + 2) * LANES, (r + 3) * LANES))
-            r += 4
-        while r < rows:
-            _MK1(xf, (r * kp,), toff, ncp, wf, wb, sf, (r * LANES,))
-            r += 1
-        c1 = min(c0 + LANES, c_out)
-        for r in range(rows):
-            _requant_row(scratch[r, :c1 - c0], mult[c0:c1], off[c0:c1], sub[c0:c1], sh[c0:c1], lo, hi,
-                         out[r, c0:c1])
+        for gb in range(k0, k1):
+            g = gb // nb
+            wb = gb * taps * ncp * 2 * LANES
+            x0 = x_row + g * cgp
+            a0 = gb * LANES
+            ow = 0
+            while ow + 4 <= out_w:
+                xb = x0 + ow * step
+                ab = a0 + ow * co
+                _MK4(xf, (xb, xb + step, xb + 2 * step, xb + 3 * step), toff, ncp, wf, wb,
+                     sf, (ab, ab + co, ab + 2 * co, ab + 3 * co))
+                ow += 4
+            while ow < out_w:
+                _MK1(xf, (x0 + ow * step,), toff, ncp, wf, wb, sf, (a0 + ow * co,))
+                ow += 1
+        if parts == 1:
+            for ow in range(out_w):
+                for g in range(groups):
+                    c0, c1 = g * og, (g + 1) * og
+                    _requant_row(scratch[ow, g * gw:g * gw + og], mult[c0:c1], off[c0:c1], sub[c0:c1], sh[c0:c1],
+                                 lo, hi, out[n, oh, ow, c0:c1])
+        else:
+            for ow in range(out_w):
+                for gb in range(k0, k1):
+                    g, j0 = gb // nb, (gb % nb) * LANES
+                    j1 = min(j0 + LANES, og)
+                    c0 = g * og
+                    if j0 < j1:
+                        _requant_row(scratch[ow, g * gw + j0:g * gw + j1], mult[c0 + j0:c0 + j1],
+                                     off[c0 + j0:c0 + j1], sub[c0 + j0:c0 + j1], sh[c0 + j0:c0 + j1], lo, hi,
+                                     out[n, oh, ow, c0 + j0:c0 + j1])
 
 
 @njit(cache=True)
@@ -393,7 +366,11 @@ def _run_conv(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant
         bias_p = np.zeros((g, nb * LANES), dtype=np.int32)
         bias_p[:, :co // g] = b.reshape(g, co // g)
         tables, lo, hi, out = _fused_out(rq, bound, (x.shape[0], out_h, out_w, co))
-        conv_fast(xq, wp, toff, bias_p.reshape(-1), np.int64(sh), np.int64(sw), *tables, lo, hi, out)
+        rows, blocks = x.shape[0] * out_h, g * nb
+        work = rows * out_w * co * weights.fan_in
+        parts = _parallel.split(work, rows, blocks)
+        _parallel.run(("conv", xq.shape, wp.shape, out.shape, parts), work, rows * parts, conv_fast, xq, wp, toff,
+                      bias_p.reshape(-1), np.int64(sh), np.int64(sw), np.int64(parts), *tables, lo, hi, out)
         return out
     xq = centred(x, zero_point, pads, np.int16 if a == 8 else np.int32, stride=insert)
     out_h, out_w = _out_size(xq, (k_h, k_w), strides, dilations)
@@ -445,7 +422,9 @@ def _run_depthwise(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Re
         bias_p = np.zeros(cp, dtype=np.int32)
         bias_p[:co] = b
         tables, lo, hi, out = _fused_out(rq, bound, (x.shape[0], out_h, out_w, co))
-        depthwise_fast(xq, wt, toff, bias_p, np.int64(sh), np.int64(sw), *tables, lo, hi, out)
+        rows = x.shape[0] * out_h
+        _parallel.run(("dw", xq.shape, wt.shape, out.shape), rows * out_w * cp * k_h * k_w, rows, depthwise_fast,
+                      xq, wt, toff, bias_p, np.int64(sh), np.int64(sw), *tables, lo, hi, out)
         return out
     xq = centred(x, zero_point, pads, np.int16 if a == 8 else np.int32)
     out_h, out_w = _out_size(xq, (k_h, k_w), strides, dilations)
@@ -506,21 +485,14 @@ def deconv(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant, *
 
 def _run_dense(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant | None, zero_point: int
                ) -> np.ndarray:
+    """A dense layer as the conv of a 1 x R image (its R rows side by side): the fast conv's blocks of
+    4 pixels x 16 channels are then 4 rows x 16 channels, and one kernel serves both."""
     x = as_activation(x)
     co, k = weights.values.shape[:2]
     if x.ndim != 2 or x.shape[1] != k or weights.kernel_shape != (1, 1) or weights.group != 1:
         raise ValueError(f"dense input {x.shape} does not fit weights {weights.values.shape[:2]}")
-    a = act_bits(x)
-    b, b_max = _bias_acc(bias, co)
-    bound = value_bound(k, a, weights.bits, b_max)
-    if a == 8 and weights.bits <= 8 and accumulator_dtype(bound) == np.int32:
-        wp = weights.pairs
-        bias_p = np.zeros(wp.shape[1] * LANES, dtype=np.int32)
-        bias_p[:co] = b
-        tables, lo, hi, out = _fused_out(rq, bound, (x.shape[0], co))
-        dense_fast(x, np.int64(zero_point), wp, bias_p, *tables, lo, hi, out)
-        return out
-    out = _run_conv(x[:, None, None, :], weights, bias, rq, zero_point, (1, 1), (0, 0, 0, 0), (1, 1))
+    image = x[None, None] if len(x) else x[:, None, None, :]
+    out = _run_conv(image, weights, bias, rq, zero_point, (1, 1), (0, 0, 0, 0), (1, 1))
     return out.reshape(x.shape[0], co)
 
 
