@@ -17,6 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from alls.values import (
+    Activation,
+    AdaroundMode,
+    BiasMode,
+    ClippingMode,
+    EqualizationTarget,
+    LossType,
+    Optimizer,
+)
 from alls.types import (
     Bool,
     Enum,
@@ -40,14 +49,17 @@ __all__ = [
     "COMPRESSION",
     "Level",
     "BIAS_MODES",
+    "BATCH_NORM_BIAS_MODE",
     "command",
 ]
 
 PRECISION_MODES = ("a8_w8", "a8_w4", "a16_w16", "a16_w8", "a16_w8_a16", "a16_w4_a16", "a8_w8_a16")
-BIAS_MODES = ("single_scale_decomposition", "double_scale_initialization")
-ACTIVATIONS = ("linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "leaky_relu", "hardswish", "silu")
-LOSS_TYPES = ("l2", "l2rel", "ce", "cosine", "l1")
+BIAS_MODES = BiasMode.spellings()
+ACTIVATIONS = tuple(str(a) for a in Activation.for_scripts())
+LOSS_TYPES = LossType.spellings()
 NUMBERS = ListOf(Float(), 1)
+_CLIPPING_MODES_ACT = tuple(str(m) for m in ClippingMode.for_activations())
+_CLIPPING_MODES_W = tuple(str(m) for m in ClippingMode.for_weights())
 
 
 @dataclass(frozen=True)
@@ -125,7 +137,7 @@ QUANTIZATION_PARAM = Command(
             "bits of input activations, weights and (optionally) output activations: aX_wY[_aZ]", "a8_w8"),
         Arg("bias_mode", Enum(BIAS_MODES),
             "bias representation: a narrow mantissa (single) or a 16-bit one (double, finer)",
-            "single_scale_decomposition"),
+            BiasMode.SINGLE),
         Arg("quantization_groups", Int(1, 4),
             "contiguous groups of output channels, each with its own weight scale", 1),
         Arg("force_range_in", Range(), "force the input activation range to [lo, hi] instead of calibrating it"),
@@ -136,12 +148,12 @@ QUANTIZATION_PARAM = Command(
         Arg("activation_fit", Policy(), "fit the activation function to the quantized range", "enabled"),
         Arg("use_16bit_bias", Bool(), "old form of bias_mode",
             deprecated=Deprecated("bias_mode=double_scale_initialization")),
-        Arg("activation_clipping_mode", Enum(("disabled", "manual", "percentile", "percentile_force")),
+        Arg("activation_clipping_mode", Enum(_CLIPPING_MODES_ACT),
             "old form of activation clipping",
             deprecated=Deprecated("pre_quantization_optimization(activation_clipping, layers=..., mode=..., clipping_values=[lo, hi])")),
         Arg("activation_clipping_values", Range(), "old form of activation clipping",
             deprecated=Deprecated("pre_quantization_optimization(activation_clipping, layers=..., mode=..., clipping_values=[lo, hi])")),
-        Arg("weights_clipping_mode", Enum(("disabled", "manual", "percentile", "mmse", "mmse_if4b")),
+        Arg("weights_clipping_mode", Enum(_CLIPPING_MODES_W),
             "old form of weights clipping",
             deprecated=Deprecated("pre_quantization_optimization(weights_clipping, layers=..., mode=..., clipping_values=[lo, hi])")),
         Arg("weights_clipping_values", Range(), "old form of weights clipping",
@@ -152,10 +164,13 @@ QUANTIZATION_PARAM = Command(
     validators=("old_spellings",),
 )
 
+# A standalone batch norm (one the importer could not fold into a conv or dense layer) accumulates
+# as a 1x1 depthwise conv of its scales, but no command addresses its weights: its scales take its
+# input's width, and its bias this mode.
+BATCH_NORM_BIAS_MODE = BiasMode.DOUBLE
+
 # -------------------------------------------- pre_quantization_optimization
 
-_CLIPPING_MODES_ACT = ("disabled", "manual", "percentile", "percentile_force")
-_CLIPPING_MODES_W = ("disabled", "manual", "percentile", "mmse", "mmse_if4b")
 
 
 def _sub(name: str, doc: str, *args: Arg, interpreted: bool = False,
@@ -170,13 +185,14 @@ PRE_SUBCOMMANDS = {
         _sub("equalization", "Cross-layer equalization of channel ranges (an exact float transform).",
              Arg("policy", Policy(), "run equalization", "enabled"),
              _layers(),
-             Arg("equalization_target", Enum(("weights", "activation")),
-                 "balance weight ranges, or activation ranges too", "weights"),
+             Arg("equalization_target", Enum(EqualizationTarget.spellings()),
+                 "balance weight ranges, or activation ranges too", EqualizationTarget.WEIGHTS),
              interpreted=True),
         _sub("activation_clipping", "Clip activation ranges before the scales are chosen.",
              _layers(),
              Arg("mode", Enum(_CLIPPING_MODES_ACT),
-                 "manual [lo, hi]; percentile of the calibration data; percentile_force also widens", "disabled"),
+                 "manual [lo, hi]; percentile of the calibration data; percentile_force also widens",
+                 ClippingMode.DISABLED),
              Arg("clipping_values", Range(), "[lo, hi]: values for manual, percentiles (0..100) otherwise"),
              Arg("recollect_stats", Bool(), "collect the statistics again after clipping", False),
              interpreted=True, validators=("clipping",)),
@@ -184,7 +200,7 @@ PRE_SUBCOMMANDS = {
              _layers(),
              Arg("mode", Enum(_CLIPPING_MODES_W),
                  "manual [lo, hi]; percentile of |w|; mmse minimises the quantization error (mmse_if4b: 4-bit only)",
-                 "disabled"),
+                 ClippingMode.DISABLED),
              Arg("clipping_values", Range(), "[lo, hi]: values for manual, percentiles (0..100) for percentile"),
              interpreted=True, validators=("clipping",)),
         _sub("ew_add_fusing", "Fuse elementwise adds into the preceding conv (compiler).",
@@ -244,11 +260,11 @@ _FINETUNE = _sub(
     Arg("loss_layer_names", Layers(), "layers whose outputs the loss compares (default: the outputs)"),
     Arg("loss_types", ListOf(Enum(LOSS_TYPES, ignore_case=True), 1), "loss for each loss layer"),
     Arg("loss_factors", NUMBERS, "weight of each loss layer's loss"),
-    Arg("def_loss_type", Enum(LOSS_TYPES, ignore_case=True), "loss of the output layers", "l2rel"),
+    Arg("def_loss_type", Enum(LOSS_TYPES, ignore_case=True), "loss of the output layers", LossType.L2REL),
     Arg("train_scales", Bool(), "also train the weight scales", False),
     Arg("meta_arch", Identifier(), "architecture hint for the loss (yolo, ...)"),
     Arg("layers_to_freeze", Layers(), "layers that finetuning leaves unchanged"),
-    Arg("optimizer", Enum(("adam", "sgd")), "optimizer", "adam"),
+    Arg("optimizer", Enum(Optimizer.spellings()), "optimizer", Optimizer.ADAM),
     interpreted=True, validators=("loss_lists",),
 )
 
@@ -271,8 +287,8 @@ POST_SUBCOMMANDS = {
              Arg("learning_rate", Float(0.0, lo_open=True), "learning rate", 1e-3),
              Arg("warmup", Float(0.0, 1.0), "share of the steps without the rounding regulariser", 0.2),
              Arg("weight", Float(0.0), "regulariser weight (lambda)", 0.01),
-             Arg("b_range", Range(), "annealing range of beta, [low, high]"),
-             Arg("mode", Enum(("train_all", "train_4bit")), "which layers to train", "train_4bit"),
+             Arg("b_range", Range(), "annealing range of beta, [low, high]", (2.0, 20.0)),
+             Arg("mode", Enum(AdaroundMode.spellings()), "which layers to train", AdaroundMode.TRAIN_4BIT),
              interpreted=True),
     )
 }
@@ -355,9 +371,9 @@ LEVELS = {
     1: Level(equalization=True, bias_correction=True),
     2: Level(equalization=True, bias_correction=False, finetune={"epochs": 4, "dataset_size": 1024}),
     3: Level(equalization=True, bias_correction=False,
-             adaround={"epochs": 320, "dataset_size": 256, "mode": "train_all"}),
+             adaround={"epochs": 320, "dataset_size": 256, "mode": AdaroundMode.TRAIN_ALL}),
     4: Level(equalization=True, bias_correction=False,
-             adaround={"epochs": 320, "dataset_size": 1024, "mode": "train_all"}),
+             adaround={"epochs": 320, "dataset_size": 1024, "mode": AdaroundMode.TRAIN_ALL}),
 }
 
 # compression_level -> share of the weights quantized to 4 bits.

@@ -13,6 +13,9 @@ from alls.catalogue import COMMANDS, Arg, Command
 from alls.diagnostics import Diagnostic, Label, Severity, suggestion
 from alls.nodes import Argument, ListValue, Number, Script, Statement, Word
 from alls.types import show
+from alls.values import BiasMode, ClippingMode
+
+_VALUELESS = (ClippingMode.DISABLED, ClippingMode.MMSE, ClippingMode.MMSE_IF4B)  # clipping modes without values
 
 __all__ = ["check_script"]
 
@@ -153,7 +156,7 @@ def _deprecated(st: Statement, arg: Argument, known: Arg) -> Diagnostic:
     replacement = known.deprecated.replacement
     word = arg.key.text
     if word == "use_16bit_bias":
-        mode = "double_scale_initialization" if getattr(arg.value, "value", True) else "single_scale_decomposition"
+        mode = BiasMode.DOUBLE if getattr(arg.value, "value", True) else BiasMode.SINGLE
         replacement = f"bias_mode={mode}"
     elif word.endswith(("_clipping_mode", "_clipping_values")):
         replacement = _clipping_replacement(st, word.split("_clipping")[0])
@@ -268,8 +271,7 @@ def _check_old_spellings(st: Statement, spec: Command) -> Iterator[Diagnostic]:
         )
     for kind in ("activation", "weights"):
         mode = kw.get(f"{kind}_clipping_mode")
-        if mode is not None and isinstance(mode.value, Word) and mode.value.text != "disabled" \
-                and mode.value.text != "mmse" and mode.value.text != "mmse_if4b" \
+        if mode is not None and isinstance(mode.value, Word) and mode.value.text not in _VALUELESS \
                 and f"{kind}_clipping_values" not in kw:
             yield Diagnostic(
                 "ALS306", E, f"`{kind}_clipping_mode={mode.value.text}` needs `{kind}_clipping_values=[lo, hi]`",

@@ -582,6 +582,17 @@ _DOCS = [
             "Top-1 accuracy compares class indices; anything else reports a meaningless 0%.",
             "labels saved as one-hot rows (N, 10)",
             "Save one integer class index per image."),
+    CodeDoc("ALS525", I, "tensors equalization cannot reach",
+            "Equalization left alone tensors that layers with weights read: the layer named stops per-channel "
+            "factors exactly (an activation that is not positive-homogeneous, such as ReLU6, hard-swish or "
+            "hard-sigmoid; a residual add or a concat with a tensor from another writer; a network output).",
+            "Equalization must not change what the network computes: a factor s passes ReLU, PReLU, pooling, "
+            "resize, squeeze-excite gates and sums of equally scaled tensors, but relu6(z/s) is not relu6(z)/s, "
+            "and a per-channel clip or breakpoint (6/s, ±3/s) is not something one activation per layer can "
+            "express. Those layers keep their per-tensor weight ranges as they are.",
+            "a PP-LCNet backbone, hard-swish after every conv",
+            "Nothing to fix in the script; where such a layer loses accuracy, bias correction, finetune, "
+            "quantization groups or 16-bit activations (`a8_w8_a16`) are the remedies."),
     CodeDoc("ALS541", E, "a file of Hailo's own formats",
             "A Hailo network description (HN), its native weights (NPZ from Hailo's parser) or a Hailo archive "
             "(HAR) was given; alls reads ONNX models and the quantized files it writes itself.",

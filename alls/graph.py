@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from alls.diagnostics import Diagnostic
+from alls.values import Activation
 
 # The input shapes a model is imported with: one shape for its one input, or {input name: shape}.
 InputShapes = dict[str, Sequence[int]] | Sequence[int]
@@ -64,13 +65,17 @@ class Layer:
     output_shape: tuple[int, ...]
     aliases: tuple[str, ...] = ()
     tensors: tuple[str, ...] = ()
-    activation: str | None = None
+    activation: Activation | None = None
     activation_params: tuple[tuple[str, float], ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     macs: int = 0
     supported: bool = True
     end_node: str = ""  # the ONNX node to name as an end node to end the network at this layer
+
+    def __post_init__(self) -> None:
+        if self.activation is not None and not isinstance(self.activation, Activation):
+            object.__setattr__(self, "activation", Activation(self.activation))  # the importer's name, typed
 
     @property
     def short_name(self) -> str:

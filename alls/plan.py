@@ -8,7 +8,12 @@ history of the statements that shaped it, in script order.
 
 Bits: ``input_bits`` are the widths of the tensors the layer reads, as
 their producers write them (one width per tensor); ``output_bits`` is the
-width it writes; ``weight_bits`` is None for a layer without weights.
+width it writes; ``weight_bits`` is None for a layer without weights (a
+standalone batch norm's scales are its weights, at its input's width).
+
+Every value is the one the runtime uses, defaults included (they come from
+`alls.catalogue`); the words are enums spelled as the script spells them
+(`alls.values`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from alls.diagnostics import Diagnostic
 from alls.nodes import Span
+from alls.values import Activation, AdaroundMode, BiasMode, ClippingMode, EqualizationTarget, LossType, Optimizer
 
 __all__ = [
     "Source",
@@ -32,6 +38,13 @@ __all__ = [
     "Normalization",
     "Settings",
     "Plan",
+    "BiasMode",
+    "ClippingMode",
+    "Activation",
+    "LossType",
+    "Optimizer",
+    "AdaroundMode",
+    "EqualizationTarget",
 ]
 
 
@@ -71,7 +84,7 @@ DEFAULT = Source("default")
 class Clipping:
     """A clipping request: ``mode`` and its ``[lo, hi]`` (values or percentiles)."""
 
-    mode: str
+    mode: ClippingMode
     values: tuple[float, float] | None = None
     recollect_stats: bool = False
 
@@ -100,7 +113,7 @@ class LayerPlan:
     input_bits: tuple[int, ...]
     weight_bits: int | None
     output_bits: int
-    bias_mode: str | None
+    bias_mode: BiasMode | None
     quantization_groups: int
     force_range_in: tuple[float, float] | None
     force_range_index: int
@@ -111,7 +124,7 @@ class LayerPlan:
     bias_correction: bool
     finetune: bool
     adaround: bool
-    activation: str | None
+    activation: Activation | None
     sources: Mapping[str, Source] = field(default_factory=dict)
     history: tuple[tuple[Source, tuple[tuple[str, Any], ...]], ...] = ()
 
@@ -159,13 +172,13 @@ class Finetune:
     learning_rate: float
     warmup_epochs: int
     loss_layer_names: tuple[str, ...] | None
-    loss_types: tuple[str, ...] | None
+    loss_types: tuple[LossType, ...] | None
     loss_factors: tuple[float, ...] | None
-    def_loss_type: str
+    def_loss_type: LossType
     train_scales: bool
     meta_arch: str | None
     layers_to_freeze: tuple[str, ...] | None
-    optimizer: str
+    optimizer: Optimizer
 
 
 @dataclass(frozen=True)
@@ -179,8 +192,8 @@ class Adaround:
     learning_rate: float
     warmup: float
     weight: float
-    b_range: tuple[float, float] | None
-    mode: str
+    b_range: tuple[float, float]
+    mode: AdaroundMode
 
 
 @dataclass(frozen=True)
@@ -206,7 +219,7 @@ class Settings:
     auto_4bit_weights_ratio: float
     calibration: Calibration
     equalization: bool
-    equalization_target: str
+    equalization_target: EqualizationTarget
     bias_correction: bool
     finetune: Finetune
     adaround: Adaround

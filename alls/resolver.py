@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from alls.catalogue import (
+    BATCH_NORM_BIAS_MODE,
     COMMANDS,
     COMPRESSION,
     LEVELS,
@@ -50,6 +51,7 @@ from alls.plan import (
     Source,
 )
 from alls.selectors import select, unique_layers
+from alls.values import Activation, AdaroundMode, BiasMode, ClippingMode, EqualizationTarget, LossType, Optimizer
 
 __all__ = ["resolve", "parse_precision"]
 
@@ -193,7 +195,8 @@ class _Resolver:
         weighted = layer.kind in WEIGHTED_KINDS
         v = plan.values
         v["precision_mode"] = QUANTIZATION_PARAM.keywords["precision_mode"].default
-        v["bias_mode"] = QUANTIZATION_PARAM.keywords["bias_mode"].default if weighted else None
+        v["bias_mode"] = QUANTIZATION_PARAM.keywords["bias_mode"].default if weighted else (
+            BATCH_NORM_BIAS_MODE if layer.kind == "batch_norm" else None)
         v["quantization_groups"] = QUANTIZATION_PARAM.keywords["quantization_groups"].default
         v["force_range_in"] = v["force_range_out"] = None
         v["force_range_index"] = QUANTIZATION_PARAM.keywords["force_range_index"].default
@@ -255,9 +258,9 @@ class _Resolver:
             if "precision_mode" in plan.sources:
                 plan.sources["weight_bits"] = plan.sources["output_bits"] = plan.sources["precision_mode"]
             if plan.layer.kind in WEIGHTED_KINDS and "bias_mode" not in plan.sources and 16 in (a_in, w, a_out):
-                plan.values["bias_mode"] = "double_scale_initialization"  # an 8-bit mantissa caps it at 8 bits
+                plan.values["bias_mode"] = BiasMode.DOUBLE  # an 8-bit mantissa caps it at 8 bits
             if plan.layer.kind in WEIGHTED_KINDS and w == 4 and "weights_clipping" not in plan.sources:
-                plan.values["weights_clipping"] = Clipping("mmse")  # the guide: 4-bit weights are clipped
+                plan.values["weights_clipping"] = Clipping(ClippingMode.MMSE)  # the guide: 4-bit weights are clipped
             if plan.layer.kind == "conv" and w == 4 and "quantization_groups" not in plan.sources:
                 channels = plan.layer.output_channels or 1  # the guide: groups are for conv layers
                 plan.values["quantization_groups"] = next(g for g in (4, 3, 2, 1) if channels % g == 0)
@@ -272,6 +275,8 @@ class _Resolver:
         for plan in self.layers.values():
             asked = parse_precision(plan.values["precision_mode"])[0]
             plan.values["input_bits"] = tuple(out_bits[name] for name in plan.layer.inputs)
+            if plan.layer.kind == "batch_norm":  # its scales take its input's width (catalogue)
+                plan.values["weight_bits"] = 16 if plan.values["input_bits"][0] == 16 else 8
             if plan.layer.kind == "output_layer":
                 plan.values["output_bits"] = out_bits[plan.layer.name] = plan.values["input_bits"][0]
                 plan.sources["output_bits"] = self.layers[plan.layer.inputs[0]].sources.get("output_bits", DEFAULT)
@@ -291,7 +296,7 @@ class _Resolver:
             plan.values["adaround"] = bool(
                 weighted and g["adaround.policy"]
                 and (self.adaround_layers is None or plan.layer.name in self.adaround_layers)
-                and (g["adaround.mode"] == "train_all" or plan.values["weight_bits"] == 4))
+                and (g["adaround.mode"] is AdaroundMode.TRAIN_ALL or plan.values["weight_bits"] == 4))
             if weighted:
                 plan.sources["finetune"] = gs["finetune.policy"]
                 plan.sources["adaround"] = gs.get("adaround.layers", gs["adaround.policy"])
@@ -395,8 +400,7 @@ def _quantization_param(r: _Resolver, st: Statement) -> None:
         elif word in ("bias_mode", "use_16bit_bias"):
             targets = r.applicable(layers, _weighted, f"`{word}`", arg.keyword.span, selector, _WEIGHTED_NEEDS)
             name = "bias_mode"
-            if word == "use_16bit_bias":
-                value = "double_scale_initialization" if value else "single_scale_decomposition"
+            value = (BiasMode.DOUBLE if value else BiasMode.SINGLE) if word == "use_16bit_bias" else BiasMode(value)
         elif word == "quantization_groups":
             targets = r.applicable(layers, _weighted, f"`{word}`", arg.keyword.span, selector, _WEIGHTED_NEEDS)
             targets = _dividing(r, targets, value, arg)
@@ -412,7 +416,7 @@ def _quantization_param(r: _Resolver, st: Statement) -> None:
         elif word in ("activation_clipping_mode", "weights_clipping_mode"):
             kind = word.split("_clipping")[0]
             values = _py(args[f"{kind}_clipping_values"].value) if f"{kind}_clipping_values" in args else None
-            clip = None if value == "disabled" else Clipping(value, None if values is _SKIP else values)
+            clip = None if value == "disabled" else Clipping(ClippingMode(value), None if values is _SKIP else values)
             targets = layers if kind == "activation" else r.applicable(
                 layers, _weighted, f"`{word}`", arg.keyword.span, selector, _WEIGHTED_NEEDS)
             value, name = clip, f"{kind}_clipping"
@@ -469,7 +473,7 @@ def _layers_argument(r: _Resolver, st: Statement, default: Iterable[Layer], ok: 
     return r.applicable(r.bind(arg.value), ok, what, arg.keyword.span, arg.value, needs), True
 
 
-def _policy_switch(field: str, default: str, what: str, extra: tuple[str, ...] = ()) -> Handler:
+def _policy_switch(field: str, default: str, what: str, extra: tuple[tuple[str, type], ...] = ()) -> Handler:
     """The handler of an algorithm switched by ``policy`` on weighted layers (all of them as the
     global setting when no ``layers`` is given); ``extra`` keywords are global settings too."""
     def handler(r: _Resolver, st: Statement) -> None:
@@ -478,9 +482,9 @@ def _policy_switch(field: str, default: str, what: str, extra: tuple[str, ...] =
         layers, explicit = _layers_argument(r, st, r.graph, _weighted, what, _WEIGHTED_NEEDS)
         if not explicit:
             r.set_global(field, policy, source)
-        for word in extra:
+        for word, typed in extra:
             if kw.get(word, _SKIP) is not _SKIP:
-                r.set_global(word, kw[word], source)
+                r.set_global(word, typed(kw[word]), source)
         for layer in layers:
             r.layers[layer.name].set(field, policy, source)
     return handler
@@ -497,7 +501,8 @@ def _qft_source(finetune: Source) -> Source:
     return Source(f"{finetune.text}: {note}") if finetune.span is None else Source(finetune.text, finetune.span, note)
 
 
-_equalization = _policy_switch("equalization", "enabled", "equalization", ("equalization_target",))
+_equalization = _policy_switch("equalization", "enabled", "equalization",
+                               (("equalization_target", EqualizationTarget),))
 _bias_correction = _policy_switch("bias_correction", "disabled", "bias correction")
 
 
@@ -507,7 +512,7 @@ def _clipping(kind: str) -> Handler:
         mode = kw.get("mode", "disabled")
         values = kw.get("clipping_values")
         clip = None if mode == "disabled" or mode is _SKIP else Clipping(
-            mode, None if values is _SKIP else values, bool(kw.get("recollect_stats", False)))
+            ClippingMode(mode), None if values is _SKIP else values, bool(kw.get("recollect_stats", False)))
         if kind == "weights":
             layers, _ = _layers_argument(r, st, r.graph, _weighted, "weights clipping", _WEIGHTED_NEEDS)
         else:
@@ -541,9 +546,16 @@ def _algorithm(algo: str) -> Handler:
             if word == "policy":
                 value = _policy(value)
             elif word in ("loss_types", "def_loss_type"):
-                value = tuple(v.lower() for v in value) if isinstance(value, tuple) else value.lower()
+                value = (tuple(LossType(v.lower()) for v in value) if isinstance(value, tuple)
+                         else LossType(value.lower()))
+            elif word in _WORDS:
+                value = _WORDS[word](value)
             r.set_global(f"{algo}.{word}", value, source)
     return handler
+
+
+# The algorithm keywords whose values are words, and their enums.
+_WORDS: dict[str, type] = {"optimizer": Optimizer, "mode": AdaroundMode}
 
 
 def _calibration(r: _Resolver, st: Statement) -> None:
@@ -597,7 +609,7 @@ def _change_output_activation(r: _Resolver, st: Statement) -> None:
         layers = [r.graph[o.inputs[0]] for o in r.graph.outputs if o.inputs]
     source = r.source(st)
     for layer in layers:
-        r.layers[layer.name].set("activation", None if activation == "linear" else activation, source)
+        r.layers[layer.name].set("activation", None if activation == "linear" else Activation(activation), source)
 
 
 _HANDLERS = {

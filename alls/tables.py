@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alls.graph import Graph, Layer
-from alls.plan import LayerPlan, Plan
+from alls.plan import BiasMode, LayerPlan, Plan
+
+if TYPE_CHECKING:
+    from alls.runtime import Evaluation, QuantizeReport, Trained
 
 __all__ = ["layer_table", "layer_row", "plan_table", "explain_layer", "precision_summary", "algorithm_summary",
            "figures_table"]
@@ -60,7 +63,7 @@ def layer_table(graph: Graph) -> str:
 
 # ------------------------------------------------------------------ plans
 
-_BIAS = {"single_scale_decomposition": "single", "double_scale_initialization": "double", None: "-"}
+_BIAS = {BiasMode.SINGLE: "single", BiasMode.DOUBLE: "double", None: "-"}
 
 
 def _bits(layer: LayerPlan) -> str:
@@ -179,31 +182,31 @@ def _short(text: str, limit: int = 160) -> str:
 # ----------------------------------------------------------------- results
 
 
-def algorithm_summary(report: dict[str, Any]) -> list[str]:
-    """`alls quantize`: one line per algorithm that ran, with what it achieved (from the quantized model's report)."""
+def algorithm_summary(report: QuantizeReport) -> list[str]:
+    """`alls quantize`: one line per algorithm that ran, with what it achieved (from the quantized model's
+    report)."""
     lines = []
-    if report.get("equalization"):
-        tensors = report["equalization"]
+    if report.equalization:
+        tensors = report.equalization
         lines.append(f"equalized {len(tensors)} tensor{'s' if len(tensors) != 1 else ''} between layers")
-    corrected = report.get("bias_correction") or []
+    corrected = report.bias_correction
     if corrected:
         import statistics
 
-        removed = statistics.median(r["removed"] for r in corrected)
-        lost = sum(r["channels_lost"] for r in corrected)
-        channels = sum(r["channels"] for r in corrected)
+        removed = statistics.median(r.removed for r in corrected)
+        lost = sum(r.channels_lost for r in corrected)
+        channels = sum(r.channels for r in corrected)
         line = (f"bias correction on {len(corrected)} layers: median {100 * removed:.0f}% of the mean channel error "
                 f"removed")
-        flipped = sum(r.get("channels_flipped", 0) for r in corrected)
+        flipped = sum(r.channels_flipped for r in corrected)
         if flipped:
             line += f"; {flipped} channels finished by rounding one weight the other way"
         if lost:
             line += f"; {lost} of {channels} channel corrections were below half a bias step and lost"
-            if any(r["channels_lost"] and r["bias_mode"] != "double_scale_initialization" for r in corrected):
-                line += " (bias_mode=double_scale_initialization keeps most of them)"
+            if any(r.channels_lost and r.bias_mode is not BiasMode.DOUBLE for r in corrected):
+                line += f" (bias_mode={BiasMode.DOUBLE} keeps most of them)"
         lines.append(line)
-    for algo in ("finetune", "adaround"):
-        trained = report.get(algo) or []
+    for algo, trained in (("finetune", report.finetune), ("adaround", report.adaround)):
         if trained:
             lines.append(f"{algo} trained {len(trained)} layer{'s' if len(trained) != 1 else ''} against the float network"
                          + (", their bias correction included" if algo == "finetune" else ""))
@@ -211,15 +214,15 @@ def algorithm_summary(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _held_out_lines(trained: list[dict[str, Any]]) -> list[str]:
+def _held_out_lines(trained: list[Trained]) -> list[str]:
     """One line per trained layer: its loss on the images held out from its training, before and after."""
     lines = []
     for r in trained:
-        if not r.get("heldout_images"):
+        if not r.heldout_images:
             continue
-        kept = f"epoch {r['best_epoch']} of {r['epochs_run']}" if r["kept"] else "round to nearest kept"
-        lines.append(f"  {r['layer'].rsplit('/', 1)[-1]}: held-out loss {r['heldout_before']:.4g} -> "
-                     f"{r['heldout_after']:.4g} on {r['heldout_images']} images ({kept})")
+        kept = f"epoch {r.best_epoch} of {r.epochs_run}" if r.kept else "round to nearest kept"
+        lines.append(f"  {r.layer.rsplit('/', 1)[-1]}: held-out loss {r.heldout_before:.4g} -> "
+                     f"{r.heldout_after:.4g} on {r.heldout_images} images ({kept})")
     return lines
 
 
@@ -234,17 +237,16 @@ def precision_summary(plan: Plan) -> str:
     return f"quantized {len(plan)} layers ({modes or 'no weighted layers'})"
 
 
-def _percent(figures: dict[str, float], key: str) -> str:
-    return f"{100 * figures[key]:.2f}%" if key in figures else "-"
+def _percent(share: float | None) -> str:
+    return f"{100 * share:.2f}%" if share is not None else "-"
 
 
-def figures_table(result: dict[str, Any]) -> str:
-    """`alls eval`: the figures of the numeric target against the native one, one row per output."""
+def figures_table(result: Evaluation) -> str:
+    """`alls eval`: the figures of the numeric target against the native one, one row per output
+    (``result`` is `alls.runtime.Evaluation`)."""
     header = ("output", "cosine", "SNR dB", "max abs err", "range", "top-1 agree", "acc native", "acc numeric")
-    rows = []
-    for name, f in result["outputs"].items():
-        rows.append((name.rsplit("/", 1)[-1], f"{f['cosine']:.5f}", f"{f['snr_db']:.2f}", f"{f['max_abs_error']:.4g}",
-                     f"{f['range']:.4g}", _percent(f, "top1_agreement"), _percent(f, "native_accuracy"),
-                     _percent(f, "numeric_accuracy")))
-    return "\n".join([f"numeric against native on {result['images']} images:", *_table(header, rows)])
+    rows = [(name.rsplit("/", 1)[-1], f"{f.cosine:.5f}", f"{f.snr_db:.2f}", f"{f.max_abs_error:.4g}", f"{f.range:.4g}",
+             _percent(f.top1_agreement), _percent(f.native_accuracy), _percent(f.numeric_accuracy))
+            for name, f in result.outputs.items()]
+    return "\n".join([f"numeric against native on {result.images} images:", *_table(header, rows)])
 

@@ -38,7 +38,8 @@ if TYPE_CHECKING:  # the public names' types, for the type checker; at run time 
 
 __all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS", "load_array", "check_labels",
            "evaluate", "analyze", "write_report", "prepare_folder", "report_summary", "tune", "best", "STEPS",
-           "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX", "using_threads"]
+           "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX", "using_threads", "Evaluation",
+           "Figures", "QuantizeReport", "Corrected", "Trained", "Step"]
 
 _LAZY = {
     "Runner": "alls.runtime.session.runner",
@@ -50,6 +51,12 @@ _LAZY = {
     "load_array": "alls.runtime.analysis.evaluation",
     "check_labels": "alls.runtime.analysis.evaluation",
     "evaluate": "alls.runtime.analysis.evaluation",
+    "Evaluation": "alls.runtime.analysis.evaluation",
+    "Figures": "alls.runtime.analysis.metrics",
+    "QuantizeReport": "alls.runtime.session.results",
+    "Corrected": "alls.runtime.algorithms.ibc",
+    "Trained": "alls.runtime.algorithms.finetune",
+    "Step": "alls.runtime.session.tuning",
     "analyze": "alls.runtime.analysis.analyze",
     "write_report": "alls.runtime.analysis.report",
     "prepare_folder": "alls.runtime.analysis.report",

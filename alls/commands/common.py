@@ -182,7 +182,7 @@ def print_evaluation(qmodel: QuantizedModel, args: Namespace, data: NDArray[Any]
 
     result = evaluate(qmodel, data, labels, args.layout)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.as_dict(), indent=2))
         return EXIT_OK
     print(figures_table(result))
     return EXIT_OK

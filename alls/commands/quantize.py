@@ -24,8 +24,8 @@ def run(args: Namespace) -> int:
                              equalize=args.equalize, ibc=args.ibc, finetune=args.finetune)
     runner.save(args.output)
     report = qmodel.report
-    print(f"calibrated `{runner.graph.name}` on {report['calibration_images']} images "
-          f"({report['calib_num_batch']} batches of {report['batch_size']})")
+    print(f"calibrated `{runner.graph.name}` on {report.calibration_images} images "
+          f"({report.calib_num_batch} batches of {report.batch_size})")
     print(precision_summary(qmodel.plan))
     for line in algorithm_summary(report):
         print(line)

@@ -19,6 +19,23 @@ residual and concat structure is respected. A depthwise layer is both a
 reader (it absorbs s_i into its channel i) and a writer, so conv -> dw -> conv
 triples equalize through their two tensors. Passes repeat until the factors
 settle.
+
+The factors also pass, channel by channel and exactly, through the layers
+between P and its readers that commute with a positive per-channel scale
+(`THROUGH`): average and max pooling, resize, a homogeneous activation, a
+product with a tensor the factors do not reach or with a constant (a
+squeeze-excite gate: x/s · g = (x · g)/s, the gate's own input being a pooled
+copy of x whose first conv absorbs s), a sum of tensors that all carry the
+factors (PP-OCR's x + x · gate), and a sum with a constant (the constant becomes
+one value per channel, c_i / s_i). Anything else that reads the tensor (a
+concat, a residual add from another writer, an output, a layer whose
+activation is not positive-homogeneous) leaves it alone, and `survey` says
+why. ReLU6, hard-swish, hard-sigmoid, sigmoid, tanh, SiLU are not
+positive-homogeneous: relu6(z/s) = relu6(z)/s only where z never reaches
+6·min(s, 1), and a per-channel scale would move their breakpoints to 6/s_i,
+±3/s_i per channel, which one activation per layer cannot express; a writer
+with one of them is never equalized (Meller et al. 2019 restrict the
+factorization to ReLU, PReLU and linear layers).
 """
 
 from __future__ import annotations
@@ -27,38 +44,135 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alls.graph import Graph, Layer
-from alls.plan import Plan
+from alls.diagnostics import Diagnostic, Severity
+from alls.graph import Graph, Layer, per_channel
+from alls.plan import Activation, EqualizationTarget, Plan
 
-__all__ = ["equalize", "Pair", "pairs", "HOMOGENEOUS"]
+__all__ = ["equalize", "Pair", "Skip", "pairs", "survey", "skipped_note", "HOMOGENEOUS", "THROUGH"]
 
-HOMOGENEOUS = (None, "linear", "relu", "leaky_relu", "prelu")
+HOMOGENEOUS = (None, Activation.LINEAR, Activation.RELU, Activation.LEAKY_RELU, Activation.PRELU)
 WRITERS = ("conv", "dw", "deconv", "fc")
 READERS = ("conv", "dw", "fc")
+THROUGH = ("avgpool", "maxpool", "resize", "activation", "ew_add", "ew_sub", "ew_mult")
 _MAX_FACTOR = 1e4
 
 
 @dataclass(frozen=True)
 class Pair:
-    """One equalizable tensor: its writer and every layer that reads it."""
+    """One equalizable tensor: its writer, every layer with weights that reads it (directly or
+    ``through`` layers that pass the factors channel by channel)."""
 
     writer: str
     readers: tuple[str, ...]
+    through: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A writer whose tensor reaches layers with weights but cannot be equalized: ``layer`` stops it."""
+
+    writer: str
+    layer: str
+    reason: str
 
 
 def pairs(graph: Graph, plan: Plan | None = None) -> list[Pair]:
     """Every tensor that can be equalized (and, with a plan, whose layers all ask for it)."""
-    out = []
+    return survey(graph, plan)[0]
+
+
+def survey(graph: Graph, plan: Plan | None = None) -> tuple[list[Pair], list[Skip]]:
+    """The tensors that can be equalized, and those read by layers with weights that cannot, with why.
+
+    With a plan, only writers (and readers) it equalizes count, either way.
+    """
+    found, skipped = [], []
     for layer in graph:
-        if layer.kind not in WRITERS or layer.activation not in HOMOGENEOUS or not layer.supported:
+        if layer.kind not in WRITERS or not layer.supported or not _candidate(graph, layer):
             continue
-        readers = graph.consumers(layer.name)
-        if not readers or any(r.kind not in READERS or not r.supported or len(r.inputs) != 1 for r in readers):
+        if plan is not None and not plan[layer.name].equalization:
             continue
-        if plan is not None and not all(plan[n].equalization for n in (layer.name, *(r.name for r in readers))):
-            continue
-        out.append(Pair(layer.name, tuple(r.name for r in readers)))
-    return out
+        result = _region(graph, layer)
+        if isinstance(result, Skip):
+            skipped.append(result)
+        elif plan is None or all(plan[n].equalization for n in result.readers):
+            found.append(result)
+    return found, skipped
+
+
+def skipped_note(graph: Graph, plan: Plan) -> list[Diagnostic]:
+    """ALS525: the tensors the plan equalizes that equalization cannot reach, grouped by why."""
+    reasons: dict[str, list[str]] = {}
+    for skip in survey(graph, plan)[1]:
+        where = "" if skip.layer == skip.writer else f" at `{graph[skip.layer].short_name}`"
+        reasons.setdefault(skip.reason, []).append(f"`{graph[skip.writer].short_name}`{where}")
+    if not reasons:
+        return []
+    count = sum(len(v) for v in reasons.values())
+    parts = "; ".join(f"{', '.join(names[:8])}{' and more' if len(names) > 8 else ''} ({len(names)}): {why}"
+                      for why, names in reasons.items())
+    return [Diagnostic("ALS525", Severity.INFO, f"equalization left {count} tensor{'s' * (count != 1)} read by "
+                       f"layers with weights as they were: {parts}", None, "",
+                       "per-channel factors would change what those layers compute; `alls explain ALS525`")]
+
+
+def _candidate(graph: Graph, writer: Layer) -> bool:
+    """Does a layer with weights read the writer's tensor, directly or through `THROUGH` layers?"""
+    seen, frontier = set(), [writer.name]
+    while frontier:
+        for c in graph.consumers(frontier.pop()):
+            if c.kind in READERS:
+                return True
+            if c.kind in THROUGH and c.name not in seen:
+                seen.add(c.name)
+                frontier.append(c.name)
+    return False
+
+
+def _region(graph: Graph, writer: Layer) -> Pair | Skip:
+    """The writer's readers and the layers between, or the first layer that stops the factors."""
+    if writer.activation not in HOMOGENEOUS:
+        return Skip(writer.name, writer.name, f"its activation, {writer.activation}, is not positive-homogeneous")
+    scaled, readers, through, frontier = {writer.name}, [], [], [writer]
+    while frontier:
+        for c in graph.consumers(frontier.pop().name):
+            if c.name in scaled or c.name in readers:
+                continue
+            if c.kind in READERS and len(c.inputs) == 1 and c.supported:
+                readers.append(c.name)
+                continue
+            why = _stops(c, writer)
+            if why:
+                return Skip(writer.name, c.name, why)
+            scaled.add(c.name)
+            through.append(c.name)
+            frontier.append(c)
+    for name in through:
+        inside = [i in scaled for i in graph[name].inputs]
+        if graph[name].kind in ("ew_add", "ew_sub") and not all(inside):
+            return Skip(writer.name, name, "it adds a tensor the factors do not reach (a residual from another writer)")
+        if graph[name].kind == "ew_mult" and len(inside) > 1 and all(inside):
+            return Skip(writer.name, name, "it multiplies the tensor by itself")
+    return Pair(writer.name, tuple(readers), tuple(through))
+
+
+def _stops(layer: Layer, writer: Layer) -> str:
+    """Why per-channel factors cannot pass ``layer`` exactly ("" when they can)."""
+    if layer.kind == "output_layer":
+        return "it is a network output"
+    if layer.kind == "concat":
+        return "a concat joins it with tensors the factors do not reach"
+    if not layer.supported or layer.kind not in THROUGH:
+        return f"a {layer.kind} layer reads it and does not pass per-channel factors"
+    if layer.activation not in HOMOGENEOUS:
+        return f"{layer.activation} (after the tensor) is not positive-homogeneous"
+    if layer.output_channels != writer.output_channels:
+        return "it changes the channel count"
+    const = layer.params.get("const")
+    if layer.kind in ("ew_add", "ew_sub") and const is not None and not per_channel(
+            np.asarray(const), writer.output_channels, layer.output_shape):
+        return "it adds a constant that is not one value per channel"
+    return ""
 
 
 def _out_ranges(layer: Layer, p) -> np.ndarray:
@@ -109,14 +223,23 @@ def _scale_writer(layer: Layer, p, s: np.ndarray) -> None:
         p["weight"] = (w / s.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
     p["bias"] = (p["bias"] / s).astype(np.float32)  # a PReLU slope commutes with a positive scale
 
-def equalize(graph: Graph, plan: Plan | None = None, target: str = "weights", activation_ranges=None,
-             rounds: int = 20, tolerance: float = 1e-3) -> tuple[dict[str, dict], list[dict]]:
+def _scale_through(layer: Layer, p, s: np.ndarray) -> None:
+    """A sum with a constant: the constant becomes one value per channel, divided by the factors."""
+    if layer.kind in ("ew_add", "ew_sub") and "const" in p:
+        const = np.asarray(p["const"], np.float32).reshape(-1)
+        shape = (-1,) if len(layer.output_shape) == 2 else (-1, *[1] * (len(layer.output_shape) - 2))
+        p["const"] = (np.broadcast_to(const, s.shape) / s).reshape(shape).astype(np.float32)
+
+
+def equalize(graph: Graph, plan: Plan | None = None, target: EqualizationTarget | str = EqualizationTarget.WEIGHTS,
+             activation_ranges=None, rounds: int = 20, tolerance: float = 1e-3) -> tuple[dict[str, dict], list[dict]]:
     """Equalized copies of the parameters of the layers it changes, and a report per tensor.
 
     ``activation_ranges`` ({writer name: per-channel max |x|}) is needed for
     ``target="activation"``; it is scaled along as the factors change.
     """
     params: dict[str, dict] = {}
+    by_activation = EqualizationTarget(target) is EqualizationTarget.ACTIVATION
 
     def p(name: str) -> dict:
         if name not in params:
@@ -132,7 +255,7 @@ def equalize(graph: Graph, plan: Plan | None = None, target: str = "weights", ac
         for pair in found:
             writer = graph[pair.writer]
             channels = writer.output_channels
-            if target == "activation" and pair.writer in ranges:
+            if by_activation and pair.writer in ranges:
                 r1 = ranges[pair.writer] / max(ranges[pair.writer].max(), 1e-30)
             else:
                 r1 = _out_ranges(writer, p(pair.writer))
@@ -145,13 +268,15 @@ def equalize(graph: Graph, plan: Plan | None = None, target: str = "weights", ac
             _scale_writer(writer, p(pair.writer), s)
             for r in pair.readers:
                 _scale_reader(graph[r], p(r), s)
+            for t in pair.through:
+                _scale_through(graph[t], p(t), s)
             if pair.writer in ranges:
                 ranges[pair.writer] = ranges[pair.writer] / s
             total[pair.writer] *= s
             largest = max(largest, float(np.abs(np.log(s)).max(initial=0.0)))
         if largest < tolerance:
             break
-    report = [{"writer": pair.writer, "readers": list(pair.readers),
+    report = [{"writer": pair.writer, "readers": list(pair.readers), "through": list(pair.through),
                "factor_min": float(total[pair.writer].min()), "factor_max": float(total[pair.writer].max()),
                "balance_before": before[pair.writer], "balance_after": _balance(graph, p, pair)} for pair in found]
     return params, report

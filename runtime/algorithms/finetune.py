@@ -19,8 +19,8 @@ plan (train_4bit: only the 4-bit layers are flagged).
 **finetune** is a layer-wise QFT: it learns the rounding as adaround does, and jointly the bias
 and, with ``train_scales``, one weight-scale factor per quantization group (so every trained
 point is a scale the integer layer can hold: the multiplier is re-derived from it). Its rounding
-regulariser has adaround's default weight, warm-up and β range (the finetune command has no
-keywords for them). Beyond adaround:
+regulariser has adaround's weight, warm-up and β range as the plan holds them (the finetune
+command has no keywords for them: adaround's keywords set them, its defaults otherwise). Beyond adaround:
 - the loss of a layer is ``def_loss_type`` (l2rel by default), or, for a layer named in
   ``loss_layer_names`` (or the weighted layer that feeds a named output, pool or other layer
   without weights; every weighted producer of a layer with several inputs), the type and factor
@@ -69,12 +69,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
-from alls.catalogue import POST_SUBCOMMANDS
 from alls.graph import WEIGHTED_KINDS, Graph, Layer
-from alls.plan import Plan
+from alls.plan import LossType, Plan
+from alls.records import Record
 from alls.runtime import numerics as nx
 from alls.progress import Progress
 from alls.runtime.exec.calibration import normalize
@@ -87,11 +88,10 @@ from alls.runtime.exec.quantize import Encoding, QLayer, rebias
 from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_out, train
 
 __all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "finetune_epochs",
-           "FINETUNE_LR_FACTOR", "FINETUNE_STEPS"]
+           "FINETUNE_LR_FACTOR", "FINETUNE_STEPS", "Trained"]
 
 FINETUNE_LR_FACTOR = 100.0
 FINETUNE_STEPS = 1024  # the steps a layer trains by default, whatever the images given
-_ADAROUND = POST_SUBCOMMANDS["adaround"].keywords
 _CHUNK = 16  # images per batch of the float pass
 ROWS_PER_LAYER = 1 << 16  # the rows a layer trains on: 64 positions an image up to 1024 images
 
@@ -99,9 +99,9 @@ ROWS_PER_LAYER = 1 << 16  # the rows a layer trains on: 64 positions an image up
 # ------------------------------------------------------------------ settings
 
 
-def _beta(b_range) -> tuple[float, float]:
-    lo, hi = b_range if b_range else (2.0, 20.0)
-    return float(max(lo, hi)), float(min(lo, hi))
+def _beta(b_range: tuple[float, float]) -> tuple[float, float]:
+    """β's annealing, from high to low, whichever order ``b_range`` gives."""
+    return float(max(b_range)), float(min(b_range))
 
 
 def _producers(graph: Graph, name: str) -> list[str]:
@@ -112,13 +112,13 @@ def _producers(graph: Graph, name: str) -> list[str]:
     return [p for source in layer.inputs for p in _producers(graph, source)]
 
 
-def _losses(graph: Graph, plan: Plan) -> dict[str, tuple[str, float]]:
+def _losses(graph: Graph, plan: Plan) -> dict[str, tuple[LossType, float]]:
     """Loss type and factor of every weighted layer reached by ``loss_layer_names`` (the first wins)."""
     ft = plan.settings.finetune
     names = ft.loss_layer_names or ()
     types = ft.loss_types or (ft.def_loss_type,) * len(names)
     factors = ft.loss_factors or (1.0,) * len(names)
-    chosen: dict[str, tuple[str, float]] = {}
+    chosen: dict[str, tuple[LossType, float]] = {}
     for name, kind, factor in zip(names, types, factors):
         for producer in _producers(graph, name):
             chosen.setdefault(producer, (kind, float(factor)))
@@ -141,7 +141,7 @@ def configs(graph: Graph, plan: Plan) -> dict[str, tuple[str, Config]]:
                 images=ft.dataset_size, epochs=epochs, batch_size=ft.batch_size,
                 learning_rate=ft.learning_rate * FINETUNE_LR_FACTOR,
                 lr_warmup_steps=ft.warmup_epochs * -(-ft.dataset_size // ft.batch_size),
-                reg_weight=_ADAROUND["weight"].default, reg_warmup=_ADAROUND["warmup"].default, beta=_beta(None),
+                reg_weight=ad.weight, reg_warmup=ad.warmup, beta=_beta(ad.b_range),
                 optimizer=ft.optimizer, learn_bias=True, learn_scales=ft.train_scales, loss=loss, factor=factor,
                 seed=index))
         else:
@@ -305,8 +305,35 @@ def _write(layer: Layer, q: QLayer, x_enc: Encoding, outcome: Outcome, config: C
 # --------------------------------------------------------------------- entry
 
 
+@dataclass(frozen=True)
+class Trained(Record):
+    """What finetune or adaround did to one layer: the images and rows it trained on, its loss before
+    and after on them and on the held-out images, whether the learned layer was kept, and the share
+    of weights rounded the other way than to nearest (see `reconstruct.Outcome`)."""
+
+    layer: str
+    algorithm: str  # finetune or adaround
+    images: int
+    rows: int
+    steps: int
+    loss: LossType
+    loss_before: float
+    loss_after: float
+    kept: bool
+    flipped: float
+    heldout_images: int
+    heldout_before: float
+    heldout_after: float
+    epochs_run: int
+    best_epoch: int
+    seconds: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "loss", LossType(self.loss))
+
+
 def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Mapping[str, np.ndarray],
-             params: Mapping[str, Mapping] | None = None, progress: bool | None = None) -> list[dict]:
+             params: Mapping[str, Mapping] | None = None, progress: bool | None = None) -> list[Trained]:
     """Finetune and adaround the layers the plan flags, in place; the report, one entry per layer.
 
     ``images`` are NCHW per input layer, before the script's normalization, at least as many as
@@ -328,7 +355,7 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
     label = "finetune" if any(algorithm == "finetune" for algorithm, _ in chosen.values()) else "adaround"
     bar = Progress(f"{label} ({len(chosen)} layers)", sum(config.epochs for _, config in chosen.values()), progress,
                    unit=" epochs")
-    report: list[dict] = []
+    report: list[Trained] = []
 
     def before(layer: Layer, q: QLayer, xs: list[np.ndarray]) -> None:
         if layer.name not in chosen:
@@ -342,14 +369,10 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
         outcome = train(problem, config, on_epoch=bar.step)
         if outcome.kept:
             _write(layer, q, x_enc, outcome, config)
-        report.append({
-            "layer": layer.name, "algorithm": algorithm, "images": config.images, "rows": len(problem.rows),
-            "steps": outcome.steps, "loss": config.loss, "loss_before": outcome.loss_before,
-            "loss_after": outcome.loss_after, "kept": outcome.kept, "flipped": outcome.flipped,
-            "heldout_images": outcome.heldout_images, "heldout_before": outcome.heldout_before,
-            "heldout_after": outcome.heldout_after, "epochs_run": outcome.epochs_run,
-            "best_epoch": outcome.best_epoch, "seconds": time.perf_counter() - started,
-        })
+        report.append(Trained(
+            layer.name, algorithm, config.images, len(problem.rows), outcome.steps, config.loss, outcome.loss_before,
+            outcome.loss_after, outcome.kept, outcome.flipped, outcome.heldout_images, outcome.heldout_before,
+            outcome.heldout_after, outcome.epochs_run, outcome.best_epoch, time.perf_counter() - started))
 
     codes = {}
     for name, x in images.items():

@@ -44,18 +44,40 @@ was below half a bias step and no flip could carry it; the fix is
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from alls.graph import Graph, Layer
 from alls.progress import Progress
-from alls.plan import Plan
+from alls.plan import BiasMode, Plan
+from alls.records import Record
 from alls.runtime import numerics as nx
 from alls.runtime.exec.calibration import Statistics
 from alls.runtime.algorithms.patches import from_groups, tap_means, to_groups
 from alls.runtime.exec.quantize import QLayer, rebias
 
-__all__ = ["bias_correction"]
+__all__ = ["bias_correction", "Corrected"]
+
+
+@dataclass(frozen=True)
+class Corrected(Record):
+    """What bias correction did to one layer: the mean channel error (real units) before and after,
+    the share ``removed``, the channels finished by a weight flip and those whose correction was
+    below half a bias step (``lost``), the median bias step and the layer's bias mode."""
+
+    layer: str
+    channels: int
+    mean_error_before: float
+    mean_error_after: float
+    removed: float
+    channels_flipped: int
+    channels_lost: int
+    bias_step: float
+    bias_mode: BiasMode
+
+    def __post_init__(self):
+        object.__setattr__(self, "bias_mode", BiasMode(self.bias_mode))
 
 FLIP_KINDS = ("conv", "dw", "deconv", "fc")
 TIE = 3 / 8  # a weight may flip when |w/s − q| ≥ TIE: its error grows by at most 1 − 2·TIE steps
@@ -126,7 +148,7 @@ def _carry_by_flips(layer: Layer, q: QLayer, means: np.ndarray, weight: np.ndarr
 
 def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stats: Statistics,
                     feeds: Mapping[str, np.ndarray], params: Mapping[str, Mapping] | None = None,
-                    progress: bool | None = None) -> list[dict]:
+                    progress: bool | None = None) -> list[Corrected]:
     """Correct the biases of the layers the plan asks for, in place; return the report per layer.
 
     ``feeds`` are the calibration images (NCHW, normalized) whose float
@@ -135,7 +157,7 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
     from alls.runtime.exec.emulator import accumulators, run_numeric
 
     params = params or {}
-    report: list[dict] = []
+    report: list[Corrected] = []
     enc = {name: q.out for name, q in layers.items()}
 
     flagged = sum(1 for name, q in layers.items() if q.bias is not None and plan[name].bias_correction)
@@ -172,13 +194,10 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
         rebias(q, layer, x_enc, new)
         before_error = float(np.mean(np.abs(delta)))
         after_error = float(np.mean(np.abs(residual)))
-        report.append({
-            "layer": layer.name, "channels": int(delta.size), "mean_error_before": before_error,
-            "mean_error_after": after_error,
-            "removed": 1.0 - after_error / before_error if before_error > 0 else 1.0,
-            "channels_flipped": int(flipped.sum()), "channels_lost": int(lost.sum()),
-            "bias_step": float(np.median(step)), "bias_mode": plan[layer.name].bias_mode,
-        })
+        report.append(Corrected(
+            layer.name, int(delta.size), before_error, after_error,
+            1.0 - after_error / before_error if before_error > 0 else 1.0, int(flipped.sum()), int(lost.sum()),
+            float(np.median(step)), plan[layer.name].bias_mode))
 
     with bar:
         run_numeric(graph, layers, feeds, params=params, before=before)

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alls.catalogue import POST_SUBCOMMANDS
+from alls.plan import LossType, Optimizer
 from alls.runtime.kernels.training import depthwise_backward, depthwise_forward
 
 __all__ = ["Problem", "Config", "Outcome", "train", "held_out", "LOSSES", "HOLDOUT"]
@@ -72,6 +74,9 @@ class Problem:
     start: np.ndarray | None = None  # (G, O, K) the integer weights the layer holds now (None: round to nearest)
 
 
+_ADAROUND, _FINETUNE = POST_SUBCOMMANDS["adaround"].keywords, POST_SUBCOMMANDS["finetune"].keywords
+
+
 @dataclass(frozen=True)
 class Config:
     """How to train one layer (from the plan's finetune or adaround settings)."""
@@ -81,13 +86,13 @@ class Config:
     batch_size: int
     learning_rate: float
     lr_warmup_steps: int = 0
-    reg_weight: float = 0.01
-    reg_warmup: float = 0.2
-    beta: tuple[float, float] = (20.0, 2.0)
-    optimizer: str = "adam"
+    reg_weight: float = _ADAROUND["weight"].default
+    reg_warmup: float = _ADAROUND["warmup"].default
+    beta: tuple[float, float] = (max(_ADAROUND["b_range"].default), min(_ADAROUND["b_range"].default))
+    optimizer: Optimizer = _FINETUNE["optimizer"].default
     learn_bias: bool = False
     learn_scales: bool = False
-    loss: str = "l2rel"
+    loss: LossType = _FINETUNE["def_loss_type"].default
     factor: float = 1.0
     seed: int = 0
 
@@ -154,7 +159,7 @@ def _ce(yh, y, nu):
     return float(c * np.mean(kl)), ((q - p) * c / len(yh)).astype(np.float32)
 
 
-LOSSES = {"l2": _l2, "l2rel": _l2rel, "l1": _l1, "cosine": _cosine, "ce": _ce}
+LOSSES = {LossType.L2: _l2, LossType.L2REL: _l2rel, LossType.L1: _l1, LossType.COSINE: _cosine, LossType.CE: _ce}
 
 
 # ------------------------------------------------------------------ optimizer
@@ -163,15 +168,15 @@ LOSSES = {"l2": _l2, "l2rel": _l2rel, "l1": _l1, "cosine": _cosine, "ce": _ce}
 class _Optimizer:
     """Adam (β₁ = 0.9, β₂ = 0.999, ε = 1e−8) or SGD with momentum 0.9, on a list of arrays in place."""
 
-    def __init__(self, kind: str, params: list[np.ndarray]):
-        self.kind, self.t = kind, 0
+    def __init__(self, kind: Optimizer, params: list[np.ndarray]):
+        self.kind, self.t = Optimizer(kind), 0
         self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params] if kind == "adam" else None
+        self.v = [np.zeros_like(p) for p in params] if self.kind is Optimizer.ADAM else None
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray], lr: float) -> None:
         self.t += 1
         for i, (p, g) in enumerate(zip(params, grads)):
-            if self.kind == "sgd":
+            if self.kind is Optimizer.SGD:
                 self.m[i] = 0.9 * self.m[i] + g
                 p -= lr * self.m[i]
                 continue

@@ -43,6 +43,7 @@ import numpy as np
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.graph import Layer
+from alls.plan import ClippingMode
 from alls.runtime.analysis.metrics import Agreement, AgreementSums, plain, snr_from_powers
 from alls.progress import Progress
 from alls.runtime.exec.calibration import TensorStats, check_data, input_arrays
@@ -340,7 +341,7 @@ def _clip_trials(qmodel, data: Data, layers: list[Layer], stats: dict[str, _Laye
 
 def _plan_flags(qmodel, name: str) -> dict[str, bool]:
     lp = qmodel.plan[name]
-    active = lambda clip: clip is not None and clip.mode != "disabled"
+    active = lambda clip: clip is not None and clip.mode is not ClippingMode.DISABLED
     return {"clipped": active(lp.activation_clipping) or lp.force_range_out is not None,
             "weights_clipped": active(lp.weights_clipping), "equalized": bool(lp.equalization),
             "bias_corrected": bool(lp.bias_correction), "finetuned": bool(lp.finetune)}
@@ -371,7 +372,7 @@ def _facts(qmodel, layer: Layer, stats: _LayerStats, alone: Errors, equalizable:
         stats.below / max(v.count, 1), output, alone[output][0] if output else 0.0, _weight_error(qmodel, layer),
         equalizable.get(layer.name, tuple(r.name for r in readers)), layer.name in equalizable,
         _plan_flags(qmodel, layer.name), clip_trial, stats.beyond / max(v.count, 1),
-        stats.excess / max(v.count, 1), int(qmodel.report.get("calibration_images") or 0),
+        stats.excess / max(v.count, 1), int(qmodel.report.calibration_images or 0),
         kernel=tuple(layer.attrs.get("kernel_shape", ())) if layer.kind == "conv" else ())
 
 

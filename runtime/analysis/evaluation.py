@@ -9,17 +9,27 @@ outputs of both targets batch by batch, showing progress.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
 from alls.diagnostics import AllsError
 from alls.files import expect_kind
 from alls.progress import Progress
-from alls.runtime.analysis.metrics import compare
+from alls.records import Record
+from alls.runtime.analysis.metrics import Figures, compare
 
-__all__ = ["load_array", "check_labels", "evaluate"]
+__all__ = ["load_array", "check_labels", "evaluate", "Evaluation"]
 
 BATCH = 64
+
+
+@dataclass(frozen=True)
+class Evaluation(Record):
+    """What `evaluate` measured: the images, and the `Figures` of every output."""
+
+    images: int
+    outputs: dict[str, Figures]
 
 
 def load_array(path: str | os.PathLike, what: str = "data", *, limits=None) -> np.ndarray:
@@ -52,9 +62,9 @@ def _whole(x: np.ndarray) -> bool:
 
 
 def evaluate(qmodel, data, labels=None, layout: str = "nhwc", limit: int | None = None,
-             progress: bool | None = None) -> dict:
-    """Figures of the numeric target against the native one per output (`metrics.compare`), on the first
-    ``limit`` images of ``data``: ``{"images": N, "outputs": {name: figures}}``."""
+             progress: bool | None = None) -> Evaluation:
+    """The figures of the numeric target against the native one per output (`metrics.compare`), on the
+    first ``limit`` images of ``data``."""
     if limit is not None:
         if limit < 1:
             raise AllsError.of("ALS512", f"limit must be at least 1, not {limit}")
@@ -75,4 +85,4 @@ def evaluate(qmodel, data, labels=None, layout: str = "nhwc", limit: int | None 
                     into.setdefault(name, []).append(value)
             bar.step(len(chunk))
     outputs = {name: compare(np.concatenate(native[name]), np.concatenate(numeric[name]), labels) for name in native}
-    return {"images": images, "outputs": outputs}
+    return Evaluation(images, outputs)

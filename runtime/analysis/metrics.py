@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["cosine", "snr_db", "max_abs_error", "top1", "compare", "Agreement", "AgreementSums", "snr_from_powers",
-           "plain"]
+from alls.records import Record
+
+__all__ = ["cosine", "snr_db", "max_abs_error", "top1", "compare", "Figures", "Agreement", "AgreementSums",
+           "snr_from_powers", "plain"]
 
 
 def cosine(reference: np.ndarray, other: np.ndarray) -> float:
@@ -63,18 +65,31 @@ def class_labels(labels, scores_shape: tuple[int, ...]) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def compare(native: np.ndarray, numeric: np.ndarray, labels: np.ndarray | None = None) -> dict:
-    """Every figure `alls eval` prints for one output."""
-    out = {"cosine": cosine(native, numeric), "snr_db": snr_db(native, numeric),
-           "max_abs_error": max_abs_error(native, numeric), "range": float(np.ptp(native)) if native.size else 0.0}
+@dataclass(frozen=True)
+class Figures(Record):
+    """Every figure `alls eval` prints for one output; the top-1 figures only for scores (N, C),
+    the accuracies only with labels."""
+
+    cosine: float
+    snr_db: float
+    max_abs_error: float
+    range: float
+    top1_agreement: float | None = None
+    native_accuracy: float | None = None
+    numeric_accuracy: float | None = None
+
+
+def compare(native: np.ndarray, numeric: np.ndarray, labels: np.ndarray | None = None) -> Figures:
+    """The `Figures` of the numeric target's output against the native one's."""
+    agreement = native_accuracy = numeric_accuracy = None
     if native.ndim == 2:
-        agree = top1(native) == top1(numeric)
-        out["top1_agreement"] = float(agree.mean())
+        agreement = float((top1(native) == top1(numeric)).mean())
         if labels is not None:
             labels = class_labels(labels, native.shape)
-            out["native_accuracy"] = float((top1(native) == labels).mean())
-            out["numeric_accuracy"] = float((top1(numeric) == labels).mean())
-    return out
+            native_accuracy = float((top1(native) == labels).mean())
+            numeric_accuracy = float((top1(numeric) == labels).mean())
+    return Figures(cosine(native, numeric), snr_db(native, numeric), max_abs_error(native, numeric),
+                   float(np.ptp(native)) if native.size else 0.0, agreement, native_accuracy, numeric_accuracy)
 
 def plain(x: float) -> float | str | None:
     """A float for JSON: infinities as strings, NaN as null."""

@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from alls.plan import Activation
+
 __all__ = ["ADVICE", "Advice", "LayerFacts", "advise", "CLIP_RATIO", "CLIP_GAIN_DB", "SPREAD_RATIO", "BIAS_SHARE",
            "BIAS_STEPS", "LOGIT_SHARE", "LOGIT_FLOOR", "ROUNDING_SHARE", "PERCENTILES", "BEYOND_SHARE",
            "SATURATION_SHARE"]
@@ -99,7 +101,7 @@ class LayerFacts:
 
     name: str
     kind: str
-    activation: str | None
+    activation: Activation | None
     scale: float  # the output encoding
     zero_point: int
     bits: int
@@ -239,7 +241,7 @@ def _bias(f: LayerFacts) -> Advice | None:
 
 
 def _sigmoid(f: LayerFacts) -> Advice | None:
-    if f.output is None or f.activation not in (None, "linear") or f.logit_share < LOGIT_SHARE:
+    if f.output is None or f.activation not in (None, Activation.LINEAR) or f.logit_share < LOGIT_SHARE:
         return None
     full = _span(f.low, f.high)
     taken = (LOGIT_FLOOR - min(f.low, 0.0)) / full if full > 0 else 0.0

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.graph import Graph, Layer
-from alls.plan import Clipping, LayerPlan, Plan
+from alls.plan import Clipping, ClippingMode, LayerPlan, Plan
 from alls.runtime.exec.calibration import Statistics
 from alls.runtime.ops.base import activation_range, with_margin
 from alls.runtime.ops import OPS
@@ -47,10 +47,10 @@ def _clipped(stats, clip: Clipping | None) -> tuple[float, float]:
     if clip is None or clip.values is None:
         return lo, hi
     a, b = clip.values
-    if clip.mode == "manual":
+    if clip.mode is ClippingMode.MANUAL:
         return a, b
     p_lo, p_hi = stats.percentile(a), stats.percentile(b)
-    if clip.mode == "percentile_force":
+    if clip.mode is ClippingMode.PERCENTILE_FORCE:
         return p_lo, p_hi
     return max(lo, p_lo), min(hi, p_hi)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from alls.graph import Layer
-from alls.plan import LayerPlan
+from alls.plan import Activation, LayerPlan
 from alls.runtime import numerics as nx
 from alls.runtime.ops.base import (Encoding, Encodings, Op, Params, QLayer, StatsByName, TABLE_BITS, kernel,
     rescale, with_margin)
@@ -24,33 +24,34 @@ __all__ = ["ACTIVATIONS", "TABLE_ACTIVATIONS", "activation", "table_target", "cl
 Array = np.ndarray
 
 # Activations that are lookup tables over the integer input (the others fold into the clamp).
-TABLE_ACTIVATIONS = ("sigmoid", "tanh", "leaky_relu", "prelu", "elu", "hard_sigmoid", "hardswish", "silu")
+TABLE_ACTIVATIONS = frozenset((Activation.SIGMOID, Activation.TANH, Activation.LEAKY_RELU, Activation.PRELU,
+                               Activation.ELU, Activation.HARD_SIGMOID, Activation.HARDSWISH, Activation.SILU))
 
 
 def _sigmoid(x: Array) -> Array:
     return (0.5 * (np.tanh(0.5 * x) + 1.0)).astype(x.dtype)  # stable for large |x|
 
 
-ACTIVATIONS: dict[str, Callable[..., Array]] = {
-    "relu": lambda x: np.maximum(x, 0),
-    "relu6": lambda x: np.clip(x, 0, 6),
-    "clip": lambda x, min=-np.inf, max=np.inf: np.clip(x, min, max),
-    "leaky_relu": lambda x, alpha=0.01: np.where(x >= 0, x, x * np.float32(alpha)),
-    "elu": lambda x, alpha=1.0: np.where(x > 0, x, np.float32(alpha) * np.expm1(np.minimum(x, 0))),
-    "sigmoid": _sigmoid,
-    "tanh": np.tanh,
-    "hard_sigmoid": lambda x, alpha=0.2, beta=0.5: np.clip(np.float32(alpha) * x + np.float32(beta), 0, 1),
-    "hardswish": lambda x: x * np.clip(x / np.float32(6) + np.float32(0.5), 0, 1),
-    "silu": lambda x: x * _sigmoid(x),
+ACTIVATIONS: dict[Activation, Callable[..., Array]] = {
+    Activation.RELU: lambda x: np.maximum(x, 0),
+    Activation.RELU6: lambda x: np.clip(x, 0, 6),
+    Activation.CLIP: lambda x, min=-np.inf, max=np.inf: np.clip(x, min, max),
+    Activation.LEAKY_RELU: lambda x, alpha=0.01: np.where(x >= 0, x, x * np.float32(alpha)),
+    Activation.ELU: lambda x, alpha=1.0: np.where(x > 0, x, np.float32(alpha) * np.expm1(np.minimum(x, 0))),
+    Activation.SIGMOID: _sigmoid,
+    Activation.TANH: np.tanh,
+    Activation.HARD_SIGMOID: lambda x, alpha=0.2, beta=0.5: np.clip(np.float32(alpha) * x + np.float32(beta), 0, 1),
+    Activation.HARDSWISH: lambda x: x * np.clip(x / np.float32(6) + np.float32(0.5), 0, 1),
+    Activation.SILU: lambda x: x * _sigmoid(x),
 }
 
 
 def activation(layer: Layer, x: Array, params: Mapping[str, Array] | None = None) -> Array:
     """Apply the layer's fused activation (or nothing) to ``x``."""
     name = layer.activation
-    if name is None or name == "linear":
+    if name is None or name is Activation.LINEAR:
         return x
-    if name == "prelu":
+    if name is Activation.PRELU:
         slope = (params or layer.params)["prelu_slope"]
         slope = slope.reshape(1, -1, *([1] * (x.ndim - 2))) if slope.size > 1 and x.ndim >= 2 else slope
         return np.where(x >= 0, x, x * slope).astype(np.float32)
@@ -67,7 +68,7 @@ def table_target(layer: Layer, lp: LayerPlan, stats: StatsByName, out: Encoding)
         return None
 
     before = stats[layer.name].before
-    bits = 8 if layer.activation == "prelu" and out.bits == 8 else TABLE_BITS  # per channel: 256 or 2^16 each
+    bits = 8 if layer.activation is Activation.PRELU and out.bits == 8 else TABLE_BITS  # per channel: 256 or 2^16 each
     return Encoding.from_range(*with_margin(before.min, before.max, bits), bits)
 
 
@@ -80,14 +81,14 @@ def table(layer: Layer, pre: Encoding, out: Encoding, params: Params) -> np.ndar
     """(N20) from the layer's own float activation (the one the native target runs)."""
     def fn(r: np.ndarray, channel: int | None = None) -> np.ndarray:
         x = np.asarray(r, np.float32)
-        if layer.activation == "prelu":
+        if layer.activation is Activation.PRELU:
             slope = params["prelu_slope"]
             s = float(slope[channel] if slope.size > 1 else slope[0])
             slanted: np.ndarray = np.where(x >= 0, x, x * s)
             return slanted
         return activation(layer, x, params).astype(np.float64)
 
-    if layer.activation == "prelu" and params["prelu_slope"].size > 1:
+    if layer.activation is Activation.PRELU and params["prelu_slope"].size > 1:
         rows = [nx.build_lut(functools.partial(fn, channel=c), pre.bits, pre.scale, pre.zero_point, out.bits,
                              out.scale, out.zero_point) for c in range(params["prelu_slope"].size)]
         return np.stack(rows)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from alls.graph import WEIGHTED_KINDS, Layer
-from alls.plan import LayerPlan
+from alls.plan import Activation, LayerPlan
 from alls.runtime import numerics as nx
 
 __all__ = ["Op", "Encoding", "QLayer", "MIN_RANGE", "CONST_BITS", "TABLE_BITS", "NHWC_AXIS", "to_nhwc", "to_onnx", "int_axis",
@@ -61,18 +61,20 @@ Encodings = Mapping[str, "Encoding"]
 StatsByName = Mapping[str, LayerStats]
 
 # Outputs an activation bounds, whatever the data: no margin reaches past them.
-_BOUNDED = {"relu6": (0.0, 6.0), "sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "hard_sigmoid": (0.0, 1.0)}
+_BOUNDED = {Activation.RELU6: (0.0, 6.0), Activation.SIGMOID: (0.0, 1.0), Activation.TANH: (-1.0, 1.0),
+            Activation.HARD_SIGMOID: (0.0, 1.0)}
 
 
 def activation_range(layer: Layer) -> tuple[float, float]:
     """The values ``layer``'s activation can produce (-inf, inf when it does not bound them)."""
-    if layer.activation == "clip":
+    if layer.activation is Activation.CLIP:
         params = dict(layer.activation_params)
         lo, hi = params.get("min"), params.get("max")
         return (-math.inf if lo is None else float(lo)), (math.inf if hi is None else float(hi))
-    if layer.activation == "relu":
+    if layer.activation is Activation.RELU:
         return 0.0, math.inf
-    return _BOUNDED.get(layer.activation or "", (-math.inf, math.inf))
+    unbounded = (-math.inf, math.inf)
+    return unbounded if layer.activation is None else _BOUNDED.get(layer.activation, unbounded)
 
 
 def with_margin(lo: float, hi: float, bits: int, bounds: tuple[float, float] = (-math.inf, math.inf)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from alls.graph import Layer
-from alls.plan import Clipping, LayerPlan
+from alls.plan import Clipping, ClippingMode, LayerPlan
 from alls.runtime import numerics as nx
 from alls.runtime.ops.activation import clamp, finish, table, table_target
 from alls.runtime.ops.base import Encoding, Encodings, Op, Params, QLayer, StatsByName
@@ -62,12 +62,12 @@ def _mmse_threshold(w: np.ndarray, bits: int) -> float:
 
 def _threshold(w: np.ndarray, bits: int, clip: Clipping | None) -> float:
     magnitude = np.abs(w)
-    if clip is None or clip.mode == "disabled" or (clip.mode == "mmse_if4b" and bits != 4):
+    if clip is None or clip.mode is ClippingMode.DISABLED or (clip.mode is ClippingMode.MMSE_IF4B and bits != 4):
         return float(magnitude.max(initial=0.0))
-    if clip.mode in ("mmse", "mmse_if4b"):
+    if clip.mode in (ClippingMode.MMSE, ClippingMode.MMSE_IF4B):
         return _mmse_threshold(w, bits)
     assert clip.values is not None, f"`{clip.mode}` clipping has its values (the checker asks for them)"
-    if clip.mode == "manual":
+    if clip.mode is ClippingMode.MANUAL:
         return float(max(abs(clip.values[0]), abs(clip.values[1])))
     return float(np.percentile(magnitude, clip.values[1]))  # percentile: the upper percentile of |w|
 
@@ -119,10 +119,11 @@ def quantize_weighted(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Enco
     else:
         weight, bias = params["weight"], params["bias"]
     group = layer.attrs.get("group", 1) if layer.kind != "batch_norm" else weight.shape[0]
-    bits = lp.weight_bits or (16 if x.bits == 16 else 8)  # a standalone batch norm follows its input
+    bits, bias_mode = lp.weight_bits, lp.bias_mode
+    assert bits is not None and bias_mode is not None, "the plan gives a layer that accumulates both (the resolver)"
     q, w_scale = quantize_weights(weight, layer.kind, group, bits, lp.quantization_groups, lp.weights_clipping)
     acc_scale = x.scale * w_scale
-    mantissa = nx.BIAS_MANTISSA_BITS[lp.bias_mode or "double_scale_initialization"]
+    mantissa = nx.BIAS_MANTISSA_BITS[bias_mode]
     b = nx.quantize_bias(bias, acc_scale, mantissa)
     bound = nx.value_bound(fan_in(layer, q), x.bits, bits, b.max_abs())
     pre = table_target(layer, lp, stats, out)

@@ -25,12 +25,13 @@ from alls.plan import Plan
 from alls.runtime import numerics as nx
 from alls.runtime.exec.quantize import Encoding, QLayer
 from alls.runtime.exec.threads import runtime_call
+from alls.runtime.session.results import QuantizeReport
 
 __all__ = ["QuantizedModel", "Result", "TARGETS", "FORMAT", "VERSION", "load"]
 
 TARGETS = ("native", "fp_optimized", "numeric")
 FORMAT = "alls-quantized-model"
-VERSION = 2
+VERSION = 3  # 3: the plan carries every value the runtime uses (a batch norm's bias mode, b_range)
 
 
 
@@ -66,12 +67,12 @@ class QuantizedModel:
 
     def __init__(self, graph: Graph, plan: Plan, layers: Mapping[str, QLayer], params: Mapping | None = None,
                  model_bytes: bytes = b"", input_shapes=None, script: str = "", script_name: str = "<string>",
-                 report: Mapping | None = None):
+                 report: QuantizeReport | Mapping | None = None):
         self.graph, self.plan, self.layers = graph, plan, dict(layers)
         self.params = dict(params or {})
         self.model_bytes, self.input_shapes = model_bytes, input_shapes
         self.script, self.script_name = script, script_name
-        self.report = dict(report or {})
+        self.report = QuantizeReport.from_dict(report)
         self.threads: int | None = None  # the most threads its runs use (None: every core)
 
     # --------------------------------------------------------------- encodings
@@ -166,7 +167,7 @@ class QuantizedModel:
         info = {"network": self.graph.name, "script_name": self.script_name,
                 "input_shapes": _shapes_json(self.input_shapes), "layers": {}, "params": sorted(self.params),
                 "start_nodes": list(self.graph.start_nodes), "end_nodes": list(self.graph.end_nodes),
-                "report": self.report}
+                "report": self.report.as_dict()}
         arrays["model.onnx"] = _bytes(self.model_bytes)
         arrays["script.alls"] = _bytes(self.script.encode("utf-8"))
         arrays["plan.json"] = _bytes(json.dumps(_plan_of(self.script, self.script_name, self.graph).as_dict(),

@@ -30,9 +30,11 @@ import numpy as np
 import alls
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.memory import available_memory
+from alls.plan import EqualizationTarget
 from alls.progress import Progress
 from alls.runtime.exec.calibration import calibrate, check_data, input_arrays, normalize
 from alls.runtime.session.model import QuantizedModel, Result
+from alls.runtime.session.results import QuantizeReport
 from alls.runtime.exec.quantize import check_supported, quantize
 from alls.runtime.exec.threads import check_threads, runtime_call
 
@@ -85,10 +87,12 @@ def _check_images(plan: alls.Plan, feeds: dict[str, np.ndarray]) -> None:
 
 
 def _notes(graph: alls.Graph, plan: alls.Plan) -> list[Diagnostic]:
-    """ALS511 for what the layer-wise reconstruction does not apply: meta_arch, dense layers over sequences."""
+    """ALS511 for what the layer-wise reconstruction does not apply: meta_arch, dense layers over sequences;
+    ALS525 for the tensors equalization cannot reach."""
+    from alls.runtime.algorithms.equalize import skipped_note
     from alls.runtime.algorithms.finetune import untrained
 
-    notes = []
+    notes = skipped_note(graph, plan)
     ft = plan.settings.finetune
     if any(layer.finetune for layer in plan) and ft.meta_arch:
         notes.append(Diagnostic("ALS511", Severity.INFO, f"finetune's `meta_arch={ft.meta_arch}` has no effect: the "
@@ -223,10 +227,9 @@ class Runner:
             trained = optimize(self.graph, plan, layers, {name: x[:count] for name, x in feeds.items()}, params,
                                progress)
         warnings += _notes(self.graph, plan) + self._faq(feeds, stats.images)
-        report = {"calibration_images": stats.images, "batch_size": batch_size, "calib_num_batch": calib_num_batch,
-                  "equalization": equalization, "bias_correction": ibc_report,
-                  **{algo: [r for r in trained if r["algorithm"] == algo] for algo in ("finetune", "adaround")},
-                  "warnings": [{"code": d.code, "message": d.message, "help": d.help} for d in warnings]}
+        report = QuantizeReport(stats.images, batch_size, calib_num_batch, equalization, ibc_report,
+                                *([r for r in trained if r.algorithm == algo] for algo in ("finetune", "adaround")),
+                                [{"code": d.code, "message": d.message, "help": d.help} for d in warnings])
         self.quantized = QuantizedModel(self.graph, plan, layers, params, self.model_bytes, self.input_shapes,
                                         script, self.script_name, report)
         self.quantized.threads = self.threads
@@ -301,7 +304,7 @@ class Runner:
             return {}, []
         target = plan.settings.equalization_target
         ranges = None
-        if target == "activation":
+        if target is EqualizationTarget.ACTIVATION:
             first = calibrate(self.graph, feeds, batch_size, calib_num_batch, plan, progress=progress)
             ranges = {name: np.maximum(np.abs(s.output.channel_min), np.abs(s.output.channel_max))
                       for name, s in first.layers.items() if s.output.channel_min is not None}

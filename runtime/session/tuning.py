@@ -22,19 +22,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import alls
+from alls.catalogue import POST_SUBCOMMANDS
+from alls.plan import BiasMode
 
 __all__ = ["STEPS", "Step", "describe", "script_for", "tune", "best", "TIE_DB"]
 
 TIE_DB = 0.05  # steps closer than this in SNR are equal; the earlier one wins
 ANALYSIS_IMAGES = 64
-FINETUNE_IMAGES = 2048
+FINETUNE_IMAGES = POST_SUBCOMMANDS["finetune"].keywords["dataset_size"].default  # finetune's own default
 
 STEPS = (
     ("round to nearest", "calibration only: equalization, bias correction and finetune disabled"),
-    ("+ 16-bit bias", "bias_mode=double_scale_initialization on every layer with weights"),
+    ("+ 16-bit bias", f"bias_mode={BiasMode.DOUBLE} on every layer with weights"),
     ("+ equalization", "pre_quantization_optimization(equalization, policy=enabled)"),
     ("+ bias correction", "post_quantization_optimization(bias_correction, policy=enabled)"),
-    ("+ finetune", "post_quantization_optimization(finetune, ...) on the calibration images (at most 2048)"),
+    ("+ finetune",
+     f"post_quantization_optimization(finetune, ...) on the calibration images (at most {FINETUNE_IMAGES})"),
     ("+ 16-bit where the error is", "precision_mode=a16_w16 on the layers the analysis of the best step blames"),
 )
 
@@ -93,7 +96,7 @@ def script_for(base: str, state: State, graph: alls.Graph, name: str) -> str:
     else:
         lines.append("post_quantization_optimization(finetune, policy=disabled)")
     if state.bias16:
-        lines.append(f"quantization_param({_weighted_selector(graph)}, bias_mode=double_scale_initialization)")
+        lines.append(f"quantization_param({_weighted_selector(graph)}, bias_mode={BiasMode.DOUBLE})")
     if state.wide:
         short = ", ".join(n.rsplit("/", 1)[-1] for n in state.wide)
         lines.append(f"quantization_param([{short}], precision_mode=a16_w16)")

@@ -74,7 +74,7 @@ def fixtures(wanted: list[str]):
             print(f"\ncenterface: skipped (not in the test-model cache: {path}; `python tests/models.py centerface`)")
     if "ppocr" in wanted:
         try:
-            yield "ppocr-det-320", str(models.ppocr_detector()), (1, 3, 320, 320)
+            yield "ppocr-det-320", str(models.ppocr_det()), (1, 3, 320, 320)
         except models.Unavailable as exc:
             print(f"\nppocr: skipped ({exc})")
 
