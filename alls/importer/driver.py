@@ -27,6 +27,7 @@ from alls.importer.ops import HANDLERS
 from alls.importer.patterns import rewrite_patterns
 from alls.limits import DEFAULT, Limits, LimitExceeded
 from alls.naming import NamingNode, number_layers
+from alls.values import Activation
 
 if TYPE_CHECKING:
     import onnx
@@ -316,7 +317,7 @@ class Importer:
             layer = Layer(
                 name=name, kind=draft.kind, op="+".join(draft.ops), inputs=inputs, input_shapes=input_shapes,
                 output_shape=tuple(out_shape), aliases=tuple(dict.fromkeys(a for a in draft.aliases if a)),
-                tensors=(draft.output,), activation=draft.activation, activation_params=draft.activation_params,
+                tensors=(draft.output,), activation=_activation(draft.activation), activation_params=draft.activation_params,
                 params=draft.params, attrs=draft.attrs, macs=macs(draft, input_shapes, tuple(out_shape)),
                 supported=draft.supported, end_node=draft.last_node or draft.node_name,
             )
@@ -329,3 +330,8 @@ class Importer:
                 ))
         return Graph(self.net, tuple(layers), tuple(self.diagnostics), self.opset,
                      tie_numbered=frozenset(names[k] for k in ties))
+
+
+def _activation(name: str | None) -> Activation | None:
+    """The draft's activation as `Layer` holds it (the importer names it by its word: ``"relu6"``)."""
+    return Activation(name) if name is not None else None
