@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 import alls
 from alls import progress
@@ -33,6 +34,11 @@ from alls.commands.quantize import run as _quantize
 from alls.commands.taps import run as _taps
 from alls.commands.tune import run as _tune
 from alls.render import FORMATS
+
+# What a command's module gives the parser: its body, called with the parsed options, returning the exit code.
+Run: TypeAlias = Callable[[argparse.Namespace], int]
+# The subcommands' registry that `add_subparsers` returns.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 REPORT_HINT = "please report it with the command and `alls --version`; rerun with --debug for the traceback"
 
@@ -92,7 +98,7 @@ EXAMPLES = {
 }
 
 
-def _command(commands, name: str, help: str, run, description: str = "") -> argparse.ArgumentParser:
+def _command(commands: Commands, name: str, help: str, run: Run, description: str = "") -> argparse.ArgumentParser:
     """A subcommand with its example in --help, and the options every command takes."""
     epilog = f"example:\n  {EXAMPLES[name]}"
     parser = commands.add_parser(name, help=help, description=(description or help[:1].upper() + help[1:] + "."),
@@ -115,14 +121,15 @@ def _thread_option(parser: argparse.ArgumentParser) -> None:
                         help="run on at most N threads (default: every core; docs/performance.md)")
 
 
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     """The command, its runtime calls on ``--threads`` threads when given."""
+    run: Run = args.run
     if getattr(args, "threads", None) is None:
-        return args.run(args)
+        return run(args)
     from alls.runtime import using_threads
 
     with using_threads(args.threads):
-        return args.run(args)
+        return run(args)
 
 
 def _limit_options(parser: argparse.ArgumentParser) -> None:
@@ -139,8 +146,9 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
                             help=f"most {what} (default {field.default:,}; {code} beyond)")
 
 
-def _positive(kind):
-    def convert(text: str):
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse ``type`` that reads ``text`` with ``kind`` and refuses a value not above 0."""
+    def convert(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
@@ -282,7 +290,7 @@ def _data_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
-def _taps_command(commands) -> None:
+def _taps_command(commands: Commands) -> None:
     taps = _command(commands, "taps", "write the tensors of a quantized model's layers, one .npy per layer and "
                     "target, with an index", _taps)
     taps.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
@@ -298,7 +306,7 @@ def _taps_command(commands) -> None:
     taps.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
 
 
-def _add_lsp(commands) -> None:
+def _add_lsp(commands: Commands) -> None:
     _command(commands, "lsp", "serve the language server protocol on stdio (for editors)", _lsp,
              "The language server for editors: diagnostics, completion, hover, quick fixes and formatting "
              "(docs/editors.md). Needs the lsp extra: pip install 'alls[lsp]'.")

@@ -24,9 +24,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from alls.diagnostics import AllsError, suggestion
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    from alls.graph import Graph, InputShapes, ModelSource
+    from alls.plan import Plan
+    from alls.runtime import QuantizedModel, Result, Runner
+
+    # Images as the guide passes them: (N, H, W, C) (or "nchw") arrays, or a dict of them per input.
+    Images: TypeAlias = ArrayLike | Mapping[str, ArrayLike]
 
 __all__ = ["ClientRunner", "Emulation", "SdkNative", "SdkFPOptimized", "SdkNumeric", "SdkPartialNumeric",
            "run_quantization_from_np", "run_quantization", "HW_ARCHS"]
@@ -65,7 +75,7 @@ class SdkPartialNumeric:
     keep_native: tuple[str, ...] = ()
     target: ClassVar[str] = "numeric"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         names = (self.keep_native,) if isinstance(self.keep_native, str) else tuple(self.keep_native)
         object.__setattr__(self, "keep_native", names)
 
@@ -83,7 +93,8 @@ class Emulation:
         self.all_layers_names = [layer.name for layer in graph]
         self.output_names = [layer.name for layer in graph.outputs]
 
-    def run(self, images, layers: Iterable[str] | None = None, layout: str = "nhwc") -> dict:
+    def run(self, images: Images, layers: Iterable[str] | None = None,
+            layout: str = "nhwc") -> dict[str, NDArray[Any]]:
         """The outputs, and the tensors of ``layers`` (for instance ``all_layers_names``), by layer name."""
         result = self._runner._run(self.target, images, layout, taps=list(layers) if layers is not None else None)
         return {**result.taps, **result.outputs}
@@ -92,8 +103,9 @@ class Emulation:
 class ClientRunner:
     """A model, its quantization script and what quantizing it made, in the guide's terms."""
 
-    def __init__(self, model=None, hw_arch: str = "hailo8", *, har: str | os.PathLike | None = None,
-                 hn: str | None = None, net_input_shapes=None, progress: bool | None = None):
+    def __init__(self, model: ModelSource | None = None, hw_arch: str = "hailo8", *,
+                 har: str | os.PathLike[str] | None = None, hn: str | None = None,
+                 net_input_shapes: InputShapes | None = None, progress: bool | None = None) -> None:
         """``progress``: progress and the plan's advice on standard error (None: as `alls.progress` says)."""
         if hw_arch not in HW_ARCHS:
             raise AllsError.of("ALS542", f"unknown hw_arch `{hw_arch}`",
@@ -102,8 +114,8 @@ class ClientRunner:
             raise AllsError.of("ALS541", "a Hailo network description (HN) cannot be read here",
                                "pass the ONNX model it was parsed from: ClientRunner(model=\"net.onnx\")")
         self.hw_arch, self.progress = hw_arch, progress
-        self._runner = None
-        self._quantized = None
+        self._runner: Runner | None = None
+        self._quantized: QuantizedModel | None = None
         if har is not None:
             self.load_har(har)
         elif model is not None:
@@ -111,8 +123,10 @@ class ClientRunner:
 
     # ------------------------------------------------------------------ the model
 
-    def translate_onnx_model(self, model, net_name: str | None = None, start_node_names: Sequence[str] | None = None,
-                             end_node_names: Sequence[str] | None = None, net_input_shapes=None):
+    def translate_onnx_model(self, model: ModelSource, net_name: str | None = None,
+                             start_node_names: Sequence[str] | None = None,
+                             end_node_names: Sequence[str] | None = None,
+                             net_input_shapes: InputShapes | None = None) -> Graph:
         """Import an ONNX model (a path or an `onnx.ModelProto`); the layer `Graph`.
 
         ``net_input_shapes`` fixes input shapes (one shape, or ``{input name: shape}``);
@@ -122,13 +136,13 @@ class ClientRunner:
         """
         from alls.runtime import Runner
 
-        self._runner = Runner(model, net_input_shapes, net_name, self.progress, tuple(start_node_names or ()),
-                              tuple(end_node_names or ()))
-        self._quantized = None
-        return self._runner.graph
+        runner = Runner(model, net_input_shapes, net_name, self.progress, tuple(start_node_names or ()),
+                        tuple(end_node_names or ()))
+        self._runner, self._quantized = runner, None
+        return runner.graph
 
     @property
-    def graph(self):
+    def graph(self) -> Graph:
         """The layer `Graph` of the model."""
         return self._need_model().graph
 
@@ -141,7 +155,7 @@ class ClientRunner:
         """Every layer's name, in the order the emulator runs them."""
         return [layer.name for layer in self.graph]
 
-    def _need_model(self):
+    def _need_model(self) -> Runner:
         if self._runner is None:
             raise AllsError.of("ALS506", "the runner has no model",
                                "translate one first: runner.translate_onnx_model(\"net.onnx\")")
@@ -149,15 +163,17 @@ class ClientRunner:
 
     # --------------------------------------------------------------- quantization
 
-    def load_quantization_script(self, script: str | os.PathLike):
+    def load_quantization_script(self, script: str | os.PathLike[str]) -> Plan:
         """Read a quantization script (a path, or its text) and bind it to the model; the `Plan`."""
         return self._need_model().load_script(script)
 
     load_model_script = load_quantization_script  # the name later versions of the compiler use
 
-    def run_quantization_from_np(self, calib, batch_size: int | None = None, calib_num_batch: int | None = None, *,
-                                 quantization_script: str | os.PathLike | None = None, equalize: bool | None = None,
-                                 ibc: bool | None = None, finetune: bool | None = None, layout: str = "nhwc"):
+    def run_quantization_from_np(self, calib: Images, batch_size: int | None = None,
+                                 calib_num_batch: int | None = None, *,
+                                 quantization_script: str | os.PathLike[str] | None = None,
+                                 equalize: bool | None = None, ibc: bool | None = None,
+                                 finetune: bool | None = None, layout: str = "nhwc") -> QuantizedModel:
         """Calibrate on ``calib`` ((N, H, W, C) images, or a dict per input) and quantize; the quantized model.
 
         ``batch_size x calib_num_batch`` images calibrate (by default the script's); a
@@ -167,12 +183,13 @@ class ClientRunner:
         runner = self._need_model()
         if quantization_script is not None:
             runner.load_script(quantization_script)
-        self._quantized = runner.quantize(calib, batch_size, calib_num_batch, layout, equalize=equalize, ibc=ibc,
-                                          finetune=finetune)
-        return self._quantized
+        quantized = runner.quantize(calib, batch_size, calib_num_batch, layout, equalize=equalize, ibc=ibc,
+                                    finetune=finetune)
+        self._quantized = quantized
+        return quantized
 
-    def run_quantization(self, dataset: Iterable, batch_size: int | None = None, calib_num_batch: int | None = None,
-                         **options):
+    def run_quantization(self, dataset: Iterable[object], batch_size: int | None = None,
+                         calib_num_batch: int | None = None, **options: Any) -> QuantizedModel:
         """As `run_quantization_from_np`, on an iterable of image batches.
 
         Items are (B, H, W, C) arrays, single (H, W, C) images, ``(images, anything)`` pairs (as
@@ -188,7 +205,7 @@ class ClientRunner:
         return self.run_quantization_from_np(calib, batch_size, calib_num_batch, **options)
 
     @property
-    def quantized(self):
+    def quantized(self) -> QuantizedModel | None:
         """The quantized model (`alls.runtime.QuantizedModel`), or None before quantization."""
         return self._quantized
 
@@ -199,12 +216,14 @@ class ClientRunner:
         _check_target(target)
         return Emulation(self, target)
 
-    def emulate(self, target: Target, images, layout: str = "nhwc", raw_out: bool = False) -> dict:
+    def emulate(self, target: Target, images: Images, layout: str = "nhwc",
+                raw_out: bool = False) -> dict[str, NDArray[Any]]:
         """The outputs of ``target`` on ``images``, by output layer name (``raw_out``: integer codes)."""
         _check_target(target)
         return self._run(target, images, layout, raw_out=raw_out).outputs
 
-    def _run(self, target: Target, images, layout: str, taps=None, raw_out: bool = False):
+    def _run(self, target: Target, images: Images, layout: str, taps: list[str] | None = None,
+             raw_out: bool = False) -> Result:
         if raw_out and target.target != "numeric":
             raise AllsError.of("ALS543", f"raw outputs come from the numeric target, not `{target.target}`",
                                "emulate SdkNumeric() for integer codes")
@@ -215,27 +234,28 @@ class ClientRunner:
 
     # ----------------------------------------------------------------- the files
 
-    def save_har(self, path: str | os.PathLike) -> None:
+    def save_har(self, path: str | os.PathLike[str]) -> None:
         """Write the quantized model (alls's own `.npz`: the model, the script and every integer constant)."""
         if self._quantized is None:
             raise AllsError.of("ALS506", "nothing to save: the model is not quantized",
                                "call runner.run_quantization_from_np(calib) first")
         self._quantized.save(path)
 
-    def load_har(self, path: str | os.PathLike) -> None:
+    def load_har(self, path: str | os.PathLike[str]) -> None:
         """Read a quantized model written by `save_har` or `alls quantize` (ALS541 for a Hailo archive)."""
         from alls.runtime import load
 
         if str(path).endswith(".har"):
             raise AllsError.of("ALS541", f"`{path}` looks like a Hailo archive (HAR), which alls cannot read",
                                "quantize the ONNX model with alls, and load the .npz it writes")
-        self._quantized = load(path)
-        self._runner = self._runner_for(self._quantized, self.progress)
+        quantized = load(path)
+        self._quantized = quantized
+        self._runner = self._runner_for(quantized, self.progress)
 
     load_params = load_har
 
     @staticmethod
-    def _runner_for(qmodel, progress: bool | None):
+    def _runner_for(qmodel: QuantizedModel, progress: bool | None) -> Runner:
         """A `Runner` over a loaded model, holding it, so that a script can be loaded and the model requantized."""
         import onnx
 
@@ -251,13 +271,14 @@ class ClientRunner:
         return runner
 
 
-def _check_target(target) -> None:
+def _check_target(target: object) -> None:
     if not isinstance(target, _TARGETS):
         raise AllsError.of("ALS505", f"`{target!r}` is not an emulation target",
                            "pass SdkNative(), SdkFPOptimized(), SdkNumeric() or SdkPartialNumeric(keep_native=[...])")
 
 
-def _gather(dataset: Iterable, needed: int, shapes: list) -> object:
+def _gather(dataset: Iterable[object], needed: int,
+            shapes: Sequence[tuple[int, ...]]) -> NDArray[Any] | dict[str, NDArray[Any]]:
     """The first ``needed`` images of ``dataset`` as one array (or a dict of arrays, one per input)."""
     import numpy as np
 
@@ -265,7 +286,7 @@ def _gather(dataset: Iterable, needed: int, shapes: list) -> object:
         raise AllsError.of("ALS546", f"run_quantization takes an iterable of image batches, not {type(dataset).__name__}",
                            "for one array of images use run_quantization_from_np")
     ranks = {len(shape) for shape in shapes}
-    parts: dict[str, list] = {}
+    parts: dict[str, list[NDArray[Any]]] = {}
     count = 0
     for item in dataset:
         if isinstance(item, tuple):
@@ -293,13 +314,13 @@ def _gather(dataset: Iterable, needed: int, shapes: list) -> object:
     return arrays[""] if list(arrays) == [""] else arrays
 
 
-def run_quantization_from_np(runner: ClientRunner, np_array, batch_size: int | None = None,
-                             calib_num_batch: int | None = None, **options):
+def run_quantization_from_np(runner: ClientRunner, np_array: Images, batch_size: int | None = None,
+                             calib_num_batch: int | None = None, **options: Any) -> QuantizedModel:
     """The guide's listing 2: ``run_quantization_from_np(runner, np_array, ...)``."""
     return runner.run_quantization_from_np(np_array, batch_size, calib_num_batch, **options)
 
 
-def run_quantization(runner: ClientRunner, dataset: Iterable, batch_size: int | None = None,
-                     calib_num_batch: int | None = None, **options):
+def run_quantization(runner: ClientRunner, dataset: Iterable[object], batch_size: int | None = None,
+                     calib_num_batch: int | None = None, **options: Any) -> QuantizedModel:
     """``run_quantization(runner, dataset, ...)`` on an iterable of image batches."""
     return runner.run_quantization(dataset, batch_size, calib_num_batch, **options)

@@ -23,6 +23,19 @@ calls (`exec/threads.py`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the public names' types, for the type checker; at run time they load on first use
+    from alls.runtime.analysis.analyze import analyze
+    from alls.runtime.analysis.evaluation import check_labels, evaluate, load_array
+    from alls.runtime.analysis.report import prepare_folder, summary as report_summary, write_report
+    from alls.runtime.exec.quantize import Encoding
+    from alls.runtime.exec.threads import using_threads
+    from alls.runtime.session.model import TARGETS, QuantizedModel, Result, load
+    from alls.runtime.session.runner import Runner
+    from alls.runtime.session.taps import INDEX as TAPS_INDEX, prepare_taps_folder, write_taps
+    from alls.runtime.session.tuning import STEPS, best, describe as describe_tune, tune
+
 __all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS", "load_array", "check_labels",
            "evaluate", "analyze", "write_report", "prepare_folder", "report_summary", "tune", "best", "STEPS",
            "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX", "using_threads", "Evaluation",

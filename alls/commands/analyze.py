@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from argparse import Namespace
 
 import alls
 from alls.commands import common
 
 
-def run(args) -> int:
+def run(args: Namespace) -> int:
     from alls.runtime import analyze, load, load_array, prepare_folder, report_summary, write_report
 
     folder = prepare_folder(args.output, args.force)

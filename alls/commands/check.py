@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
+from argparse import Namespace
 
 import alls
 from alls.commands import common
 from alls.render import summary
 
 
-def run(args) -> int:
+def run(args: Namespace) -> int:
     found: list[alls.Diagnostic] = []
     sources: dict[str, str] = {}
     failed = False

@@ -7,12 +7,20 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from argparse import Namespace
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TextIO, TypedDict
 
 import alls
 from alls import files, progress
+from alls.graph import InputShapes
 from alls.tables import figures_table
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from alls.runtime import QuantizedModel
 
 EXIT_OK, EXIT_ERRORS, EXIT_FAILURE = 0, 1, 2
 
@@ -31,15 +39,16 @@ def for_cli(d: alls.Diagnostic) -> alls.Diagnostic:
     return d if text == d.help else replace(d, help=text)
 
 
-def report(diagnostics, sources=None, stream=None) -> None:
+def report(diagnostics: Iterable[alls.Diagnostic], sources: Mapping[str, str] | None = None,
+           stream: TextIO | None = None) -> None:
     """Render ``diagnostics`` (to standard error unless ``stream``), with their sources where known."""
     found = [for_cli(d) for d in diagnostics]
     if found:
         (stream or sys.stderr).write(alls.render(found, sources if sources is not None else _sources(found)))
 
 
-def _sources(diagnostics) -> dict[str, str]:
-    out = {}
+def _sources(diagnostics: Sequence[alls.Diagnostic]) -> dict[str, str]:
+    out: dict[str, str] = {}
     for d in diagnostics:
         if d.span is not None and d.span.file not in out and os.path.isfile(d.span.file):
             try:
@@ -50,14 +59,14 @@ def _sources(diagnostics) -> dict[str, str]:
     return out
 
 
-def read(path: str, args) -> tuple[alls.Script, list[alls.Diagnostic]]:
+def read(path: str, args: Namespace) -> tuple[alls.Script, list[alls.Diagnostic]]:
     """The script at ``path`` (`-`: standard input) and its diagnostics, under the options' limits."""
     if path == "-":
         return alls.read_script(sys.stdin.buffer, "<stdin>", limits=limits_of(args))
     return alls.read_script(path, limits=limits_of(args))
 
 
-def read_or_fail(path: str, args) -> alls.Script:
+def read_or_fail(path: str, args: Namespace) -> alls.Script:
     """A script that parsed without errors, or AllsError with the errors (ALS001, ALS108, syntax)."""
     script, diagnostics = read(path, args)
     errors = [d for d in diagnostics if d.is_error]
@@ -79,38 +88,49 @@ def check_output(path: str, force: bool, what: str) -> None:
     report(files.check_output(path, force, what=what))
 
 
-def limits_of(args) -> alls.Limits:
+def limits_of(args: Namespace) -> alls.Limits:
     given = {key[len("limit_"):]: value for key, value in vars(args).items()
              if key.startswith("limit_") and value is not None}
     return alls.Limits(**given)
 
 
-def requested_cut(args) -> dict:
+class _CutNodes(TypedDict):
+    start_nodes: tuple[str, ...]
+    end_nodes: tuple[str, ...]
+
+
+class Cut(_CutNodes, total=False):
+    """The cut the options ask for, as `alls.load_model` keywords."""
+
+    input_shapes: InputShapes
+
+
+def requested_cut(args: Namespace) -> Cut:
     """The cut the options ask for, as `alls.load_model` keywords (``input_shapes`` from a zoo
     config only where --input-shape is not given)."""
     start = tuple(n for n in args.start_nodes.split(",") if n)
     end = tuple(n for n in args.end_nodes.split(",") if n)
-    shapes = None
+    shapes: tuple[int, ...] | None = None
     if args.zoo_config:
         network = alls.read_zoo_network(args.zoo_config)
         start, end, shapes = start or network.start_nodes, end or network.end_nodes, network.input_shape
-    cut = {"start_nodes": start, "end_nodes": end}
+    cut: Cut = {"start_nodes": start, "end_nodes": end}
     if shapes is not None and not getattr(args, "input_shape", None):
         cut["input_shapes"] = shapes
     return cut
 
 
-def shapes_and_cut(args) -> tuple:
+def shapes_and_cut(args: Namespace) -> tuple[InputShapes | None, tuple[str, ...], tuple[str, ...]]:
     """(input shapes, start nodes, end nodes) from the model options."""
     cut = requested_cut(args)
     return cut.get("input_shapes", parse_input_shapes(args.input_shape)), cut["start_nodes"], cut["end_nodes"]
 
 
-def parse_input_shapes(specs: Sequence[str]):
+def parse_input_shapes(specs: Sequence[str] | None) -> InputShapes | None:
     """``["1,3,320,320"]`` or ``["input.1=1,3,320,320", ...]`` as load_model takes them."""
     if not specs:
         return None
-    shapes = {}
+    shapes: dict[str, Sequence[int]] = {}
     for spec in specs:
         name, _, dims = spec.rpartition("=")
         try:
@@ -134,20 +154,20 @@ def model_file(path: str) -> str:
     return path
 
 
-def load_graph(args):
+def load_graph(args: Namespace) -> alls.Graph:
     """The model of the options as a `Graph`, cut and shaped as they ask."""
     shapes, start, end = shapes_and_cut(args)
     return alls.load_model(model_file(args.model), shapes, args.name, start, end, limits=limits_of(args))
 
 
-def memory_limit_of(args) -> int | None:
+def memory_limit_of(args: Namespace) -> int | None:
     """``--memory-limit`` in bytes (ALS560 for a bad size), or None for the default."""
     from alls.runtime import parse_memory_limit
 
     return parse_memory_limit(args.memory_limit) if getattr(args, "memory_limit", None) else None
 
 
-def evaluation_data(args):
+def evaluation_data(args: Namespace) -> tuple[NDArray[Any], NDArray[Any] | None]:
     """The evaluation images and labels, read and checked before any work."""
     from alls.runtime import check_labels, first, load_array, open_data
 
@@ -163,7 +183,8 @@ def evaluation_data(args):
     return data, labels
 
 
-def print_evaluation(qmodel, args, data, labels) -> int:
+def print_evaluation(qmodel: QuantizedModel, args: Namespace, data: NDArray[Any],
+                     labels: NDArray[Any] | None) -> int:
     from alls.runtime import evaluate
 
     result = evaluate(qmodel, data, labels, args.layout, memory_limit=memory_limit_of(args))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from argparse import Namespace
+
 from alls.commands import common
 
 
-def run(args) -> int:
+def run(args: Namespace) -> int:
     from alls.runtime import load
 
     data, labels = common.evaluation_data(args)

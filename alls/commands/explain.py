@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from argparse import Namespace
+
 import alls
 from alls.commands import common
 
 
-def run(args) -> int:
+def run(args: Namespace) -> int:
     if args.code is None:
         for doc in alls.CODES.values():
             print(f"{doc.code}  {str(doc.severity):8} {doc.title}")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import difflib
 import sys
+from argparse import Namespace
 
 import alls
 from alls import files
 from alls.commands import common
 
 
-def run(args) -> int:
+def run(args: Namespace) -> int:
     status = common.EXIT_OK
     for path in args.files:
         script, diagnostics = common.read(path, args)

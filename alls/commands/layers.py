@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from argparse import Namespace
 
 import alls
 from alls.commands import common
@@ -11,7 +12,7 @@ from alls.render import printable
 from alls.tables import layer_row, layer_table
 
 
-def run(args) -> int:
+def run(args: Namespace) -> int:
     graph = common.load_graph(args)
     if args.json:
         rows = [layer_row(layer) for layer in graph]

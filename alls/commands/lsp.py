@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from argparse import Namespace
+
 from alls.commands import common
 
 
-def run(args) -> int:
+def run(args: Namespace) -> int:
     from alls.lsp import serve
 
     serve()  # raises AllsError (ALS011) without pygls; main reports it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from argparse import Namespace
 
 import alls
 from alls import files
@@ -12,7 +13,7 @@ from alls.render import printable, summary
 from alls.tables import explain_layer, plan_table
 
 
-def run(args) -> int:
+def run(args: Namespace) -> int:
     if args.output:
         common.check_output(args.output, args.force, "plan")
     graph = common.load_graph(args)

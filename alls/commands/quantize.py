@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from argparse import Namespace
 
 from alls.commands import common
 from alls.tables import algorithm_summary, precision_summary
 
 
-def run(args) -> int:
+def run(args: Namespace) -> int:
     from alls.runtime import Runner, open_data
 
     common.check_output(args.output, args.force, "quantized model")

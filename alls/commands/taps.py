@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from argparse import Namespace
 
 import alls
 from alls.commands import common
 
 
-def run(args) -> int:
+def run(args: Namespace) -> int:
     from alls.runtime import TAPS_INDEX, load, load_array, prepare_taps_folder, write_taps
 
     prepare_taps_folder(args.output, args.force)

@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import json
 import os
+from argparse import Namespace
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import alls
 from alls import files
 from alls.commands import common
 
 
-def run(args) -> int:
+class _Step(Protocol):
+    """What a row of the table reads of a step of `alls.runtime.tune`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def snr_db(self) -> float | None: ...
+    @property
+    def cosine(self) -> float | None: ...
+    @property
+    def accuracy(self) -> float | None: ...
+    @property
+    def seconds(self) -> float: ...
+
+
+def run(args: Namespace) -> int:
     from alls.runtime import Runner, best, open_data, tune
 
     output = args.output or f"{os.path.splitext(os.path.basename(args.model))[0]}_tuned.alls"
@@ -21,10 +41,10 @@ def run(args) -> int:
     calib = open_data(args.calib, "calibration images", limits=common.limits_of(args))
     data, labels = common.evaluation_data(args)
     widths = [max(len(n) for n, _ in _tune_steps()), 7, 8, 7, 7]
-    row = lambda cells: print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip(), flush=True)
+    row: Callable[[Sequence[object]], None] = lambda cells: print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip(), flush=True)
     header = [("step", "SNR dB", "cosine", "top-1" if labels is not None else "", "seconds")]
 
-    def show(step) -> None:
+    def show(step: _Step) -> None:
         if args.json:
             return
         while header:
@@ -49,7 +69,7 @@ def run(args) -> int:
     return common.EXIT_OK
 
 
-def _tune_steps():
+def _tune_steps() -> tuple[tuple[str, str], ...]:
     from alls.runtime import STEPS
 
     return STEPS

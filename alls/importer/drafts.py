@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    import onnx
 
 
 @dataclass
@@ -13,7 +18,7 @@ class Node:
     name: str
     inputs: list[str]
     outputs: list[str]
-    attrs: dict = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)  # of the nodes a pattern rewrite merged into it
 
 
@@ -26,10 +31,10 @@ class Draft:
     inputs: list[str]  # tensor names
     output: str  # tensor name
     aliases: list[str]
-    params: dict = field(default_factory=dict)
-    attrs: dict = field(default_factory=dict)
+    params: dict[str, NDArray[Any]] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
     activation: str | None = None
-    activation_params: tuple = ()
+    activation_params: tuple[tuple[str, float], ...] = ()
     supported: bool = True
     node_name: str = ""
     last_node: str = ""  # the ONNX node whose output the layer's output is, after fusions
@@ -40,14 +45,14 @@ def aliases_of(n: Node) -> list[str]:
     return [n.name] + [o for o in n.outputs if o] + n.aliases
 
 
-def scalar(value) -> float | None:
+def scalar(value: ArrayLike | None) -> float | None:
     """The one number of a constant of any rank (``[[3.]]`` included), or None."""
     if value is None or np.size(value) != 1:
         return None
     return float(np.asarray(value).reshape(-1)[0])
 
 
-def proto_node(n: Node):
+def proto_node(n: Node) -> onnx.NodeProto:
     """``n`` as an ONNX node again; a tensor attribute (ConstantOfShape's ``value``) read as an array
     goes back as a tensor, not as a list of floats."""
     import onnx

@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.folding import fold_node
-from alls.graph import Graph, Layer
+from alls.graph import Graph, InputShapes, Layer
 from alls.importer.drafts import Draft, Node, aliases_of, proto_node, scalar
 from alls.importer.layers import computed_shape, macs, shape_conflict
 from alls.importer.ops import HANDLERS
 from alls.importer.patterns import rewrite_patterns
 from alls.limits import DEFAULT, Limits, LimitExceeded
 from alls.naming import NamingNode, number_layers
+from alls.values import Activation
+
+if TYPE_CHECKING:
+    import onnx
 
 E, W = Severity.ERROR, Severity.WARNING
 _MIN_OPSET, _MAX_OPSET = 9, 21
@@ -32,18 +39,19 @@ _MIN_OPSET, _MAX_OPSET = 9, 21
 class Importer:
     """One import of one model: `run` makes the `Graph`; the op handlers add the drafts."""
 
-    def __init__(self, proto, net: str, input_shapes, limits: Limits = DEFAULT):
+    def __init__(self, proto: onnx.ModelProto, net: str, input_shapes: InputShapes | None,
+                 limits: Limits = DEFAULT):
         self.proto = proto
         self.limits = limits
         self.net = net
         self.input_shapes = input_shapes
         self.diagnostics: list[Diagnostic] = []
-        self.consts: dict[str, np.ndarray] = {}
+        self.consts: dict[str, NDArray[Any]] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.drafts: list[Draft] = []
         self.producer: dict[str, Draft] = {}  # tensor -> draft that produces it
         self.alias_of: dict[str, str] = {}  # tensor -> tensor it equals (Identity, Dropout, folded nodes)
-        self.consumers: Counter = Counter()
+        self.consumers: Counter[str] = Counter()
 
     # ----------------------------------------------------------- the passes
     def run(self) -> Graph:
@@ -79,10 +87,10 @@ class Importer:
             self.add(Draft("output_layer", ["Output"], [source], out.name + ":out", [out.name]))
         return self._named()
 
-    def _warn(self, code: str, message: str, severity=W, help_text: str = ""):
+    def _warn(self, code: str, message: str, severity: Severity = W, help_text: str = "") -> None:
         self.diagnostics.append(Diagnostic(code, severity, message, help=help_text))
 
-    def _node(self, proto_node) -> Node:
+    def _node(self, proto_node: onnx.NodeProto) -> Node:
         import onnx
 
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in proto_node.attribute}
@@ -94,7 +102,7 @@ class Importer:
         return Node(proto_node.op_type, proto_node.name, list(proto_node.input), list(proto_node.output), attrs)
 
     # -------------------------------------------------------------- shapes
-    def _input_shapes(self, inputs) -> None:
+    def _input_shapes(self, inputs: Sequence[onnx.ValueInfoProto]) -> None:
         wanted = self.input_shapes
         if wanted is None:
             wanted = {}
@@ -122,7 +130,7 @@ class Importer:
             if not ranked or any(d is None or d <= 0 for d in dims):
                 raise AllsError([Diagnostic("ALS405", E, f"input `{inp.name}` has an unknown size {dims}",
                                             help="give its shape with --input-shape / input_shapes=")])
-            self.shapes[inp.name] = tuple(dims)
+            self.shapes[inp.name] = tuple(d for d in dims if d is not None)  # every size is known here
 
     def _infer_shapes(self) -> None:
         """ONNX shape inference with the input shapes fixed."""
@@ -240,7 +248,7 @@ class Importer:
             self.alias_of[extra] = outputs[0]
 
     # ------------------------------------------------------- for the handlers
-    def single_consumer_producer(self, tensor: str, kinds) -> Draft | None:
+    def single_consumer_producer(self, tensor: str, kinds: Collection[str]) -> Draft | None:
         """The supported draft of one of ``kinds`` that makes ``tensor``, when nothing else reads it
         (a node may fold into it), else None."""
         draft = self.producer.get(tensor)
@@ -263,7 +271,7 @@ class Importer:
         value = scalar(self.consts.get(self.resolve(tensor)))
         return value if value is not None else default
 
-    def const_ints(self, n, index: int, attr: str):
+    def const_ints(self, n: Node, index: int, attr: str) -> list[int] | Literal[False] | None:
         """Integers given as attribute ``attr`` (older opsets) or as constant input ``index``: a list,
         None when not given, False when given but not constant."""
         if attr in n.attrs:
@@ -273,8 +281,8 @@ class Importer:
             return False if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
         return None
 
-    def moved(self, n, data_in, kind: str, out_shape: tuple[int, ...], attrs: dict, output: str = "",
-              aliases: list[str] | None = None) -> None:
+    def moved(self, n: Node, data_in: Sequence[str], kind: str, out_shape: tuple[int, ...], attrs: dict[str, Any],
+              output: str = "", aliases: list[str] | None = None) -> None:
         """A layer that only moves codes; its shape is known here even where ONNX inference gave none."""
         output = output or n.outputs[0]
         self.shapes.setdefault(output, tuple(out_shape))
@@ -309,7 +317,7 @@ class Importer:
             layer = Layer(
                 name=name, kind=draft.kind, op="+".join(draft.ops), inputs=inputs, input_shapes=input_shapes,
                 output_shape=tuple(out_shape), aliases=tuple(dict.fromkeys(a for a in draft.aliases if a)),
-                tensors=(draft.output,), activation=draft.activation, activation_params=draft.activation_params,
+                tensors=(draft.output,), activation=_activation(draft.activation), activation_params=draft.activation_params,
                 params=draft.params, attrs=draft.attrs, macs=macs(draft, input_shapes, tuple(out_shape)),
                 supported=draft.supported, end_node=draft.last_node or draft.node_name,
             )
@@ -322,3 +330,8 @@ class Importer:
                 ))
         return Graph(self.net, tuple(layers), tuple(self.diagnostics), self.opset,
                      tie_numbered=frozenset(names[k] for k in ties))
+
+
+def _activation(name: str | None) -> Activation | None:
+    """The draft's activation as `Layer` holds it (the importer names it by its word: ``"relu6"``)."""
+    return Activation(name) if name is not None else None

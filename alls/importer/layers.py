@@ -4,13 +4,17 @@ inference gave none, shapes that cannot hold together, and its multiply-accumula
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from alls.importer.drafts import Draft
 
+# The input shapes of a layer, ``()`` where unknown.
+Shapes = Sequence[tuple[int, ...]]
 
-def shape_conflict(draft: Draft, input_shapes, out_shape: tuple[int, ...]) -> str:
+
+def shape_conflict(draft: Draft, input_shapes: Shapes, out_shape: tuple[int, ...]) -> str:
     """Why a layer's shapes cannot hold together, or ``""``. ONNX shape inference does not check that
     a constant target shape (or a concat's parts) fits the inputs it is given; a model exported for
     one input size and imported at another would otherwise run on garbled shapes."""
@@ -30,11 +34,11 @@ def shape_conflict(draft: Draft, input_shapes, out_shape: tuple[int, ...]) -> st
     return ""
 
 
-def _dims(shape) -> str:
+def _dims(shape: Sequence[int]) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def computed_shape(draft: Draft, input_shapes) -> tuple[int, ...]:
+def computed_shape(draft: Draft, input_shapes: Shapes) -> tuple[int, ...]:
     """The output shape when ONNX inference gave none (a fallback); unknown, ``()``, for an
     unsupported layer, whose output need not be shaped like its input."""
     if not input_shapes or not input_shapes[0] or not draft.supported:
@@ -49,7 +53,7 @@ def computed_shape(draft: Draft, input_shapes) -> tuple[int, ...]:
     return shape
 
 
-def macs(draft: Draft, input_shapes, out_shape) -> int:
+def macs(draft: Draft, input_shapes: Shapes, out_shape: tuple[int, ...]) -> int:
     weight = draft.params.get("weight")
     if weight is None or not out_shape:
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from alls.cut import Cut, cut_model, suggest_end_nodes
@@ -15,13 +16,15 @@ from alls.limits import Limits, check_limits
 from alls.validate import check_input_shapes, validate
 
 if TYPE_CHECKING:
+    import onnx
+
     from alls.graph import ModelSource
 
 E = Severity.ERROR
 
 
 def load_model(model: ModelSource, input_shapes: InputShapes | None = None,
-               name: str | None = None, start_nodes=(), end_nodes=(), *, limits: Limits | None = None) -> Graph:
+               name: str | None = None, start_nodes: Sequence[str] = (), end_nodes: Sequence[str] = (), *, limits: Limits | None = None) -> Graph:
     """Import ``model`` (a path or an `onnx.ModelProto`) as a `Graph`.
 
     ``input_shapes`` overrides fixed input shapes: a shape for the one input,
@@ -54,7 +57,7 @@ def load_model(model: ModelSource, input_shapes: InputShapes | None = None,
     return dataclasses.replace(graph, start_nodes=cut.start_nodes, end_nodes=cut.end_nodes) if cut else graph
 
 
-def _read(model):
+def _read(model: ModelSource) -> tuple[onnx.ModelProto, str | None, str | None]:
     """(proto, default name, folder of its external data); external data are left for `validate` to load."""
     import onnx
 

@@ -5,23 +5,32 @@ activation handlers (`alls.importer.ops.activations`) then read as one activatio
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-import numpy as np
+from numpy.typing import NDArray
 
 from alls.importer.drafts import Node, aliases_of, scalar
 
+# What the matchers are given: the node making each tensor, a constant's one number (or None), and
+# whether a tensor has one reader only.
+Producers = Mapping[str, Node]
+ConstValue = Callable[[str], float | None]
+OnlyUse = Callable[[str], bool]
 
-def rewrite_patterns(nodes: list[Node], consts: dict[str, np.ndarray], graph_outputs=()) -> list[Node]:
+
+def rewrite_patterns(nodes: list[Node], consts: dict[str, NDArray[Any]],
+                     graph_outputs: Iterable[str] = ()) -> list[Node]:
     """HardSwish and SiLU written out in primitives become one node each."""
     producer = {o: n for n in nodes for o in n.outputs}
-    uses: Counter = Counter(i for n in nodes for i in n.inputs)
+    uses: Counter[str] = Counter(i for n in nodes for i in n.inputs)
     uses.update(graph_outputs)  # a graph output must stay
     removed: set[int] = set()
 
-    def const_value(tensor):
+    def const_value(tensor: str) -> float | None:
         return scalar(consts.get(tensor))
 
-    def only_use(tensor):
+    def only_use(tensor: str) -> bool:
         return uses[tensor] == 1
 
     out = []
@@ -37,7 +46,8 @@ def rewrite_patterns(nodes: list[Node], consts: dict[str, np.ndarray], graph_out
     return [n for n in out if id(n) not in removed]
 
 
-def _match_swish(n: Node, producer, const_value, only_use):
+def _match_swish(n: Node, producer: Producers, const_value: ConstValue,
+                 only_use: OnlyUse) -> tuple[str, str, list[Node]] | None:
     """``x*Sigmoid(x)``, ``x*HardSigmoid(x)`` (alpha 1/6, beta 1/2), and
     ``x*Clip(x+3,0,6)/6`` in its Mul/Div orders, as (op, x, dead nodes)."""
     a, b = n.inputs
@@ -67,7 +77,8 @@ def _match_swish(n: Node, producer, const_value, only_use):
     return None
 
 
-def _match_relu6_plus3(tensor, producer, const_value, only_use):
+def _match_relu6_plus3(tensor: str, producer: Producers, const_value: ConstValue,
+                       only_use: OnlyUse) -> tuple[str, list[Node]] | None:
     clip = producer.get(tensor)
     if clip is None or clip.op not in ("Clip", "Relu6") or not only_use(tensor):
         return None
@@ -84,7 +95,8 @@ def _match_relu6_plus3(tensor, producer, const_value, only_use):
     return None
 
 
-def _match_relu6_plus3_over6(tensor, producer, const_value, only_use):
+def _match_relu6_plus3_over6(tensor: str, producer: Producers, const_value: ConstValue,
+                             only_use: OnlyUse) -> tuple[str, list[Node]] | None:
     """``Clip(x+3,0,6)/6`` or ``Clip(x+3,0,6)*(1/6)``: (x, dead nodes)."""
     scale = producer.get(tensor)
     if scale is None or not only_use(tensor) or scale.op not in ("Div", "Mul") or len(scale.inputs) != 2:

@@ -14,15 +14,23 @@ Handlers register with `handles`, one module per op family under `alls/importer/
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    from alls.importer.drafts import Node
+    from alls.importer.driver import Importer
 
 __all__ = ["HANDLERS", "handles"]
 
-HANDLERS: dict[str, Callable] = {}
+# handler(imp, n, data_in): None when it made a layer, folded or aliased ``n``, else why there is no layer.
+Handler: TypeAlias = "Callable[[Importer, Node, list[str]], str | None]"
+
+HANDLERS: dict[str, Handler] = {}
 
 
-def handles(*ops: str):
+def handles(*ops: str) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of each ONNX op type in ``ops``."""
-    def register(fn: Callable) -> Callable:
+    def register(fn: Handler) -> Handler:
         for op in ops:
             if op in HANDLERS:
                 raise ValueError(f"two handlers for the ONNX op `{op}`: "

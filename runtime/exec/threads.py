@@ -24,9 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 __all__ = ["single_threaded_blas", "blas_limited", "runtime_call", "using_threads", "check_threads",
            "default_threads", "most_threads"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 _depth = 0
@@ -75,10 +80,10 @@ def _threadpoolctl():
     return sys.modules["threadpoolctl"].ThreadpoolController
 
 
-def blas_limited(function):
+def blas_limited(function: Callable[P, R]) -> Callable[P, R]:
     """``function`` run with single-threaded BLAS (see above)."""
     @functools.wraps(function)
-    def run(*args, **kwargs):
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
         with single_threaded_blas():
             return function(*args, **kwargs)
     return run
@@ -159,13 +164,13 @@ def numba_threads(threads: int | None):
         set_budget(budget)
 
 
-def runtime_call(function):
+def runtime_call(function: Callable[P, R]) -> Callable[P, R]:
     """``function`` (a method or function with a keyword ``threads``) run with single-threaded BLAS and
     Numba's threads scoped: its ``threads`` argument, else its object's ``threads`` attribute. A kernel
     compiling inside it says so on standard error (`alls.runtime.kernels._compiling`), unless its
     ``progress`` argument (or its object's) is False."""
     @functools.wraps(function)
-    def run(*args, **kwargs):
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
         from alls.runtime.kernels._compiling import compile_notes
 
         threads, progress = kwargs.get("threads"), kwargs.get("progress")

@@ -3,16 +3,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from alls.importer.drafts import Draft, aliases_of
 from alls.importer.registry import handles
 
+if TYPE_CHECKING:
+    from alls.importer.drafts import Node
+    from alls.importer.driver import Importer
+
 # the kinds an activation fuses into
 _FUSE_INTO = {"conv", "dw", "deconv", "fc", "batch_norm", "ew_add", "ew_sub", "ew_mult"}
 
 
-def _activation(imp, n, data_in, name: str, params: tuple = ()):
+def _activation(imp: Importer, n: Node, data_in: list[str], name: str,
+                params: tuple[tuple[str, float], ...] = ()) -> str | None:
     draft = imp.single_consumer_producer(data_in[0], _FUSE_INTO)
     if draft is not None and draft.activation is None:
         draft.activation, draft.activation_params = name, params
@@ -21,15 +28,16 @@ def _activation(imp, n, data_in, name: str, params: tuple = ()):
     new = Draft("activation", [n.op], data_in, n.outputs[0], aliases_of(n), node_name=n.name)
     new.activation, new.activation_params = name, params
     imp.add(new)
+    return None
 
 
 @handles("Relu")
-def relu(imp, n, data_in):
+def relu(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     return _activation(imp, n, data_in, "relu")
 
 
 @handles("Clip")
-def clip(imp, n, data_in):
+def clip(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     if len(data_in) != 1:
         return "the bounds are not constant"
     lo = n.attrs.get("min", imp.const_scalar(n.inputs[1] if len(n.inputs) > 1 else "", -np.inf))
@@ -42,12 +50,12 @@ def clip(imp, n, data_in):
 
 
 @handles("LeakyRelu")
-def leaky_relu(imp, n, data_in):
+def leaky_relu(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     return _activation(imp, n, data_in, "leaky_relu", (("alpha", float(n.attrs.get("alpha", 0.01))),))
 
 
 @handles("PRelu")
-def prelu(imp, n, data_in):
+def prelu(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     slope = imp.consts.get(imp.resolve(n.inputs[1]))
     if slope is None:
         return "the slope is not constant"
@@ -58,31 +66,31 @@ def prelu(imp, n, data_in):
 
 
 @handles("Sigmoid")
-def sigmoid(imp, n, data_in):
+def sigmoid(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     return _activation(imp, n, data_in, "sigmoid")
 
 
 @handles("Tanh")
-def tanh(imp, n, data_in):
+def tanh(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     return _activation(imp, n, data_in, "tanh")
 
 
 @handles("Elu")
-def elu(imp, n, data_in):
+def elu(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     return _activation(imp, n, data_in, "elu", (("alpha", float(n.attrs.get("alpha", 1.0))),))
 
 
 @handles("HardSigmoid")
-def hard_sigmoid(imp, n, data_in):
+def hard_sigmoid(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     params = (("alpha", float(n.attrs.get("alpha", 0.2))), ("beta", float(n.attrs.get("beta", 0.5))))
     return _activation(imp, n, data_in, "hard_sigmoid", params)
 
 
 @handles("HardSwish")
-def hard_swish(imp, n, data_in):
+def hard_swish(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     return _activation(imp, n, data_in, "hardswish")
 
 
 @handles("Swish")
-def swish(imp, n, data_in):  # made by the patterns pass from x * Sigmoid(x)
+def swish(imp: Importer, n: Node, data_in: list[str]) -> str | None:  # made by the patterns pass from x * Sigmoid(x)
     return _activation(imp, n, data_in, "silu")

@@ -3,6 +3,8 @@ constant; a constant per-channel one folds into the weighted layer before it."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from alls.graph import per_channel
@@ -11,8 +13,12 @@ from alls.importer.ops.identity import identity
 from alls.importer.ops.weighted import scale_outputs
 from alls.importer.registry import handles
 
+if TYPE_CHECKING:
+    from alls.importer.drafts import Node
+    from alls.importer.driver import Importer
 
-def _elementwise(imp, n, data_in, kind: str):
+
+def _elementwise(imp: Importer, n: Node, data_in: list[str], kind: str) -> str | None:
     const_in = [imp.resolve(i) for i in n.inputs if imp.resolve(i) in imp.consts]
     if len(data_in) == 2:
         shapes = [imp.shape(t) for t in data_in]
@@ -52,15 +58,16 @@ def _elementwise(imp, n, data_in, kind: str):
                   attrs={"const_first": imp.resolve(n.inputs[0]) in imp.consts})
     draft.params["const"] = const
     imp.add(draft)
+    return None
 
 
 @handles("Add")
-def add(imp, n, data_in):
+def add(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     return _elementwise(imp, n, data_in, "ew_add")
 
 
 @handles("Sum")
-def sum(imp, n, data_in):  # Caffe2's residual add: a Sum of two is an Add, of one an Identity
+def sum(imp: Importer, n: Node, data_in: list[str]) -> str | None:  # Caffe2's residual add: a Sum of two is an Add, of one an Identity
     if len(n.inputs) == 1:
         return identity(imp, n, data_in)
     if len(n.inputs) != 2:
@@ -69,24 +76,24 @@ def sum(imp, n, data_in):  # Caffe2's residual add: a Sum of two is an Add, of o
 
 
 @handles("Sub")
-def sub(imp, n, data_in):
+def sub(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     return _elementwise(imp, n, data_in, "ew_sub")
 
 
 @handles("Mul")
-def mul(imp, n, data_in):
+def mul(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     return _elementwise(imp, n, data_in, "ew_mult")
 
 
 @handles("Div")
-def div(imp, n, data_in):
+def div(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     if len(data_in) == 2 or imp.resolve(n.inputs[0]) in imp.consts:
         return "division by a tensor has no layer"
     return _elementwise(imp, n, data_in, "ew_div")
 
 
 @handles("Pow")
-def pow(imp, n, data_in):  # YOLOv5's box decoding squares: (2·sigmoid(t))²
+def pow(imp: Importer, n: Node, data_in: list[str]) -> str | None:  # YOLOv5's box decoding squares: (2·sigmoid(t))²
     exponent = imp.const_scalar(n.inputs[1] if len(n.inputs) > 1 else "", float("nan"))
     if len(data_in) != 1 or exponent not in (1.0, 2.0):
         return "only a power of 1 or 2 by a constant exponent is a layer (a product of the tensor with itself)"
@@ -94,3 +101,4 @@ def pow(imp, n, data_in):  # YOLOv5's box decoding squares: (2·sigmoid(t))²
         return identity(imp, n, data_in)
     imp.add(Draft("ew_mult", [n.op], [data_in[0], data_in[0]], n.outputs[0], aliases_of(n), node_name=n.name,
                   attrs={"broadcast": False}))
+    return None

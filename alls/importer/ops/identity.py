@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from alls.importer.registry import handles
+
+if TYPE_CHECKING:
+    from alls.importer.drafts import Node
+    from alls.importer.driver import Importer
 
 
 @handles("Identity")
-def identity(imp, n, data_in):
+def identity(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     source = imp.resolve(n.inputs[0])
     imp.alias_of[n.outputs[0]] = source
     imp.consumers[source] += imp.consumers[n.outputs[0]] - 1
+    return None
 
 
 @handles("Dropout")
-def dropout(imp, n, data_in):
+def dropout(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     training = imp.resolve(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else ""
     if training and (training not in imp.consts or bool(imp.consts[training])):
         return "Dropout in training mode (or with a computed `training_mode`) drops at random; it has no layer"

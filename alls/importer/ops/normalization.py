@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from alls.importer.drafts import Draft, aliases_of
 from alls.importer.ops.weighted import scale_outputs
 from alls.importer.registry import handles
 
+if TYPE_CHECKING:
+    from alls.importer.drafts import Node
+    from alls.importer.driver import Importer
+
 
 @handles("BatchNormalization")
-def batch_normalization(imp, n, data_in):
+def batch_normalization(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     if n.attrs.get("training_mode", 0) or any(imp.consumers[o] for o in n.outputs[1:] if o):
         return "BatchNormalization in training mode (batch statistics) has no layer"
     scale, bias, mean, var = (imp.consts.get(imp.resolve(i)) for i in n.inputs[1:5])
-    if any(a is None for a in (scale, bias, mean, var)):
+    if scale is None or bias is None or mean is None or var is None:
         return "the statistics are not constant"
     a = scale / np.sqrt(var + float(n.attrs.get("epsilon", 1e-5)))
     b = bias - mean * a
@@ -29,3 +35,4 @@ def batch_normalization(imp, n, data_in):
     draft = Draft("batch_norm", ["BatchNormalization"], data_in, n.outputs[0], aliases_of(n), node_name=n.name)
     draft.params["scale"], draft.params["shift"] = a.astype(np.float32), b.astype(np.float32)
     imp.add(draft)
+    return None

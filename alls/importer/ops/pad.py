@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from alls.importer.registry import handles
+
+if TYPE_CHECKING:
+    from alls.importer.drafts import Node
+    from alls.importer.driver import Importer
 
 
 @handles("Pad")
-def pad(imp, n, data_in):
+def pad(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     shape = imp.shape(data_in[0]) if len(data_in) == 1 else ()
     pads, axes = imp.const_ints(n, 1, "pads"), imp.const_ints(n, 3, "axes")
     if len(data_in) != 1 or not pads or axes is False:
@@ -25,3 +31,4 @@ def pad(imp, n, data_in):
     value = n.attrs.get("value", imp.const_scalar(n.inputs[2] if len(n.inputs) > 2 else "", 0.0))
     out = tuple(d + b + a for d, (b, a) in zip(shape, per))
     imp.moved(n, data_in, "pad", out, {"pads": tuple(per), "mode": mode, "value": float(value)})
+    return None

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from alls.importer.ops.identity import identity
 from alls.importer.registry import handles
 
+if TYPE_CHECKING:
+    from alls.importer.drafts import Node
+    from alls.importer.driver import Importer
 
-def _reduce(imp, n, data_in, kind: str):
+
+def _reduce(imp: Importer, n: Node, data_in: list[str], kind: str) -> str | None:
     shape = imp.shape(data_in[0]) if len(data_in) == 1 else ()
     axes = imp.const_ints(n, 1, "axes")
     if len(data_in) != 1 or axes is False:
@@ -21,18 +27,19 @@ def _reduce(imp, n, data_in, kind: str):
     keepdims = int(n.attrs.get("keepdims", 1))
     out = tuple(1 if i in axes else d for i, d in enumerate(shape) if keepdims or i not in axes)
     imp.moved(n, data_in, kind, out, {"axes": tuple(axes), "keepdims": keepdims})
+    return None
 
 
 @handles("ReduceMax")
-def reduce_max(imp, n, data_in):
+def reduce_max(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     return _reduce(imp, n, data_in, "reduce_max")
 
 
 @handles("ReduceMean")
-def reduce_mean(imp, n, data_in):
+def reduce_mean(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     return _reduce(imp, n, data_in, "reduce_mean")
 
 
 @handles("ReduceSum")
-def reduce_sum(imp, n, data_in):
+def reduce_sum(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     return _reduce(imp, n, data_in, "reduce_sum")

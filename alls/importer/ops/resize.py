@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from alls.importer.drafts import Draft, aliases_of
 from alls.importer.registry import handles
 
+if TYPE_CHECKING:
+    from alls.importer.drafts import Node
+    from alls.importer.driver import Importer
+
 
 @handles("Resize", "Upsample")
-def resize(imp, n, data_in):
+def resize(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     mode = n.attrs.get("mode", "nearest")
     if mode not in ("nearest", "linear", "bilinear"):
         return f"resize mode `{mode}` has no layer"
@@ -32,3 +38,4 @@ def resize(imp, n, data_in):
              "coordinate_transformation_mode": n.attrs.get("coordinate_transformation_mode", default_ctm),
              "nearest_mode": n.attrs.get("nearest_mode", "round_prefer_floor")}
     imp.add(Draft("resize", [n.op], data_in, n.outputs[0], aliases_of(n), node_name=n.name, attrs=attrs))
+    return None

@@ -3,12 +3,18 @@ that is read) and Concat (`concat`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from alls.importer.drafts import Draft, aliases_of
 from alls.importer.registry import handles
 
+if TYPE_CHECKING:
+    from alls.importer.drafts import Node
+    from alls.importer.driver import Importer
+
 
 @handles("Slice")
-def slice(imp, n, data_in):
+def slice(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     shape = imp.shape(data_in[0]) if len(data_in) == 1 else ()
     starts, ends = imp.const_ints(n, 1, "starts"), imp.const_ints(n, 2, "ends")
     axes, steps = imp.const_ints(n, 3, "axes"), imp.const_ints(n, 4, "steps")
@@ -33,10 +39,11 @@ def slice(imp, n, data_in):
     if 0 in out:
         return "an empty slice has no layer"
     imp.moved(n, data_in, "slice", tuple(out), {"slices": tuple(slices)})
+    return None
 
 
 @handles("Split")
-def split(imp, n, data_in):
+def split(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     shape = imp.shape(data_in[0]) if len(data_in) == 1 else ()
     sizes = imp.const_ints(n, 1, "split")
     if len(data_in) != 1 or sizes is False:
@@ -59,14 +66,16 @@ def split(imp, n, data_in):
             imp.moved(n, data_in, "feature_splitter", tuple(part),
                         {"slices": ((axis, start, start + size, 1),), "part": i}, output, aliases)
         start += size
+    return None
 
 
 @handles("Concat")
-def concat(imp, n, data_in):
+def concat(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     if len(data_in) != len([i for i in n.inputs if i]):
         return "a concat of constants and tensors has no layer"
     imp.add(Draft("concat", ["Concat"], data_in, n.outputs[0], aliases_of(n), node_name=n.name,
                   attrs={"axis": int(n.attrs.get("axis", 1))}))
+    return None
 
 
 def slice_bounds(start: int, end: int, step: int, dim: int) -> tuple[int, int, int]:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from alls.importer.drafts import Draft, aliases_of
 from alls.importer.registry import handles
 
+if TYPE_CHECKING:
+    from alls.importer.drafts import Node
+    from alls.importer.driver import Importer
+
 
 @handles("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
-def view(imp, n, data_in):
+def view(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     if len(data_in) != 1:
         return "the target shape or axes are not constant"
     in_shape, out_shape = imp.shape(data_in[0]), imp.shape(n.outputs[0])
@@ -17,3 +23,4 @@ def view(imp, n, data_in):
         attrs["perm"] = tuple(n.attrs.get("perm", ()))
     imp.add(Draft("format_conversion", [n.op], data_in, n.outputs[0], aliases_of(n), node_name=n.name,
                   attrs=attrs))
+    return None

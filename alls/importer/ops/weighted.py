@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from alls.importer.drafts import Draft, Node, aliases_of
 from alls.importer.registry import handles
 
+if TYPE_CHECKING:
+    from alls.importer.driver import Importer
+
 
 @handles("Conv")
-def conv(imp, n, data_in):
+def conv(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     weight = imp.consts.get(imp.resolve(n.inputs[1])) if len(n.inputs) > 1 else None
     if weight is None or len(data_in) != 1:
         return "the weights are not constant"
@@ -25,10 +31,11 @@ def conv(imp, n, data_in):
     draft.params["weight"] = weight.astype(np.float32)
     draft.params["bias"] = (bias if bias is not None else np.zeros(c_out)).astype(np.float32)
     imp.add(draft)
+    return None
 
 
 @handles("ConvTranspose")
-def conv_transpose(imp, n, data_in):
+def conv_transpose(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     weight = imp.consts.get(imp.resolve(n.inputs[1])) if len(n.inputs) > 1 else None
     if weight is None or len(data_in) != 1:
         return "the weights are not constant"
@@ -43,10 +50,11 @@ def conv_transpose(imp, n, data_in):
     draft.params["weight"] = weight.astype(np.float32)
     draft.params["bias"] = (bias if bias is not None else np.zeros(weight.shape[1] * group)).astype(np.float32)
     imp.add(draft)
+    return None
 
 
 @handles("Gemm")
-def gemm(imp, n, data_in):
+def gemm(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     weight = imp.consts.get(imp.resolve(n.inputs[1]))
     if weight is None or len(data_in) != 1 or n.attrs.get("transA", 0):
         return "only x·W with a constant W is a dense layer"
@@ -57,17 +65,19 @@ def gemm(imp, n, data_in):
         return f"a bias C of shape {tuple(c.shape)} differs from row to row; a dense layer's bias is one per output"
     bias = np.broadcast_to(c * float(n.attrs.get("beta", 1.0)), (1, w.shape[1]))[0] if c is not None else np.zeros(w.shape[1])
     _dense(imp, n, data_in, w, bias)
+    return None
 
 
 @handles("MatMul")
-def matmul(imp, n, data_in):
+def matmul(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     weight = imp.consts.get(imp.resolve(n.inputs[1]))
     if weight is None or weight.ndim != 2 or len(data_in) != 1:
         return "only x·W with a constant 2-D W is a dense layer"
     _dense(imp, n, data_in, weight, np.zeros(weight.shape[1]))
+    return None
 
 
-def _dense(imp, n, data_in, w_in_out, bias):
+def _dense(imp: Importer, n: Node, data_in: list[str], w_in_out: NDArray[Any], bias: ArrayLike) -> None:
     source, absorbed = _unflatten(imp, data_in[0])
     draft = Draft("fc", [n.op], [source], n.outputs[0], aliases_of(n) + absorbed, node_name=n.name)
     draft.params["weight"] = np.ascontiguousarray(w_in_out.T).astype(np.float32)  # (out, in)
@@ -75,7 +85,7 @@ def _dense(imp, n, data_in, w_in_out, bias):
     imp.add(draft)
 
 
-def _unflatten(imp, tensor: str) -> tuple[str, list[str]]:
+def _unflatten(imp: Importer, tensor: str) -> tuple[str, list[str]]:
     """A Flatten/Reshape [N,C,1,1] -> [N,C] in front of a dense layer is absorbed: (source, its aliases)."""
     draft = imp.single_consumer_producer(tensor, ("format_conversion",))
     if draft is not None and draft.attrs.get("squeeze_only"):
@@ -85,7 +95,7 @@ def _unflatten(imp, tensor: str) -> tuple[str, list[str]]:
     return tensor, []
 
 
-def conv_attrs(n: Node, kernel: tuple[int, ...], in_shape: tuple[int, ...]) -> dict:
+def conv_attrs(n: Node, kernel: tuple[int, ...], in_shape: tuple[int, ...]) -> dict[str, Any]:
     """Strides, dilations and explicit pads (auto_pad resolved) of a conv or pool."""
     dims = len(kernel)
     strides = tuple(n.attrs.get("strides", (1,) * dims))
@@ -106,7 +116,7 @@ def conv_attrs(n: Node, kernel: tuple[int, ...], in_shape: tuple[int, ...]) -> d
     return {"kernel_shape": tuple(int(k) for k in kernel), "strides": strides, "dilations": dilations, "pads": pads}
 
 
-def scale_outputs(draft: Draft, a: np.ndarray) -> None:
+def scale_outputs(draft: Draft, a: NDArray[Any]) -> None:
     """Multiply every output channel of a weighted layer (weights and bias) by ``a`` (one per channel)."""
     weight = draft.params["weight"]
     if draft.kind == "deconv":  # (C_in, C_out/G, KH, KW): the output channels of group g are axis 1 of its slice
