@@ -27,7 +27,11 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["NamingNode", "hailo_order", "natural_key", "number_layers"]
+__all__ = ["NamingNode", "SLOW_KINDS", "hailo_order", "natural_key", "number_layers"]
+
+# Kinds that take two places in the queue (rule 5): the readers of a depthwise layer join the queue
+# one turn later than those of a conv, as if its activation were a layer of its own.
+SLOW_KINDS = frozenset({"dw"})
 
 
 @dataclass(frozen=True)
@@ -67,17 +71,35 @@ def hailo_order(nodes: list[NamingNode]) -> tuple[list[str], set[str]]:
     order, ties = [], set()
     while ready or merges:
         key = ready.popleft() if ready else merges.popleft()
+        if isinstance(key, _Step):  # a depthwise layer's second place in the queue: now release its readers
+            _release(key.key, readers, waiting, inputs, ready, merges, sort_key)
+            continue
         kind = by_key[key].kind
-        if any(by_key[k].kind == kind for k in ready):
+        if any(not isinstance(k, _Step) and by_key[k].kind == kind for k in ready):
             ties.add(key)
-            ties.update(k for k in ready if by_key[k].kind == kind)
+            ties.update(k for k in ready if not isinstance(k, _Step) and by_key[k].kind == kind)
         order.append(key)
-        for reader in sorted(readers[key], key=sort_key):
-            waiting[reader] -= 1
-            if waiting[reader] == 0:
-                (merges if len(inputs[reader]) > 1 else ready).append(reader)
+        if kind in SLOW_KINDS:
+            ready.append(_Step(key))
+        else:
+            _release(key, readers, waiting, inputs, ready, merges, sort_key)
     order += [n.key for n in nodes if n.key not in set(order)]  # a cycle cannot occur in ONNX; never dropped
     return order, ties
+
+
+@dataclass(frozen=True)
+class _Step:
+    """The second place a depthwise layer takes in the queue (rule 5)."""
+
+    key: str
+
+
+def _release(key, readers, waiting, inputs, ready, merges, sort_key) -> None:
+    """The readers of ``key`` that it makes ready join the queue (merges apart), in name order."""
+    for reader in sorted(readers[key], key=sort_key):
+        waiting[reader] -= 1
+        if waiting[reader] == 0:
+            (merges if len(inputs[reader]) > 1 else ready).append(reader)
 
 
 def number_layers(nodes: list[NamingNode]) -> tuple[list[str], dict[str, str], set[str]]:

@@ -14,7 +14,7 @@ import pytest
 
 import alls
 from alls.naming import NamingNode, hailo_order, natural_key, number_layers
-from zoo_models import SSD_START, build_ssd_mobilenet_v1, build_yolov5, build_yolov8, build_yolox_s
+from zoo_models import SSD_START, build_ssd_mobilenet_v1, build_yolo11, build_yolov5, build_yolov8, build_yolox_s
 
 ZOO = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "zoo-config"
 SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus" / \
@@ -41,6 +41,21 @@ def test_yolov8_heads_have_the_zoo_names(scale):
     assert names(graph, V8_HEADS) == zoo
     assert [l.short_name for l in graph.outputs] == [f"output_layer{i}" for i in range(1, 7)]
     assert sum(l.kind == "conv" for l in graph) == max(int(n[4:]) for n in zoo)  # the last head conv is the last conv
+
+
+@needs_zoo
+@pytest.mark.parametrize("scale", ["n", "s", "m", "l", "x"])
+def test_yolo11_heads_have_the_zoo_names(scale):
+    """YOLO11's class branch starts with a depthwise conv: its box branch is counted whole before its
+    class convs (conv49-51, then conv52-54 for n), which rule 5 (a depthwise layer takes two places in
+    the queue) gives; the interleaved order would make the box convs conv52/63/78."""
+    heads = [f"/model.23/{k}.{i}/{k}.{i}.2/Conv" for i in range(3) for k in ("cv2", "cv3")]
+    graph = alls.load_model(build_yolo11(scale, imgsz=64), end_nodes=heads)
+    zoo = decoders(f"yolov11{scale}_nms_config.json", "reg_layer", "cls_layer")
+    assert names(graph, heads) == zoo
+    assert sum(l.kind == "conv" for l in graph) == max(int(n[4:]) for n in zoo)
+    script = (SCRIPTS / f"yolov11{scale}.alls").read_text()
+    assert re.findall(r"change_output_activation\((conv\d+), sigmoid\)", script) == zoo[1::2]
 
 
 @needs_zoo
@@ -138,6 +153,16 @@ def test_branches_are_counted_before_the_trunk_continues_through_a_merge():
     order, ties = hailo_order(nodes)
     assert order == ["x", "a", "h0", "g0", "h1", "g1", "cat", "d"]
     assert {"h1", "g1"} <= ties and "d" not in ties
+
+
+def test_a_depthwise_layer_takes_two_places_in_the_queue():
+    # x -> b0 -> b1 (box) ; x -> d (dw) -> c0 -> c1 (class): c0 waits a turn behind b1
+    nodes = [node("x"), node("b0", ["x"], name="cv2.0"), node("b1", ["b0"], name="cv2.1"),
+             node("d", ["x"], "dw", "cv3.0"), node("c0", ["d"], name="cv3.1"), node("c1", ["c0"], name="cv3.2")]
+    order, _ = hailo_order(nodes)
+    assert order == ["x", "b0", "d", "b1", "c0", "c1"]
+    _, short, _ = number_layers(nodes)
+    assert [short[k] for k in ("b0", "b1", "c0", "c1")] == ["conv2", "conv3", "conv4", "conv5"]
 
 
 def test_readers_join_the_queue_in_natural_name_order():

@@ -15,6 +15,9 @@ names (`../shared/zoo-config/postprocess_config/*.json`) and end nodes
   Detect head's Reshape/Transpose/Sigmoid decoding.
 - `build_yolox_s(imgsz)`: Megvii's YOLOX-s as the zoo's ``yolox_s_leaky`` (LeakyReLU instead of
   SiLU; torch's ``Op_index`` node names, so that ``Conv_197`` is the stride-8 box conv).
+- `build_yolo11(scale, imgsz)`: ultralytics YOLO11 n/s/m/l/x (C3k2, C3k, SPPF, C2PSA attention with
+  MatMul between activations and a depthwise positional conv, the Detect head whose class branch
+  holds depthwise convs: ``/model.23/cv3.0/cv3.0.0/cv3.0.0.0/conv/Conv``).
 - `build_ssd_mobilenet_v1(imgsz)`: TF's SSD MobileNet v1 (COCO) with TensorFlow's node names
   (``BoxPredictor_0/BoxEncodingPredictor/BiasAdd``), the box predictors after the whole feature
   extractor, as TensorFlow's graph holds them.
@@ -31,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["build_yolov8", "build_yolov5", "build_yolox_s", "build_ssd_mobilenet_v1", "ZOO_BUILDERS",
+__all__ = ["build_yolov8", "build_yolov5", "build_yolox_s", "build_ssd_mobilenet_v1", "build_yolo11", "ZOO_BUILDERS",
            "YOLOV8_SCALES", "YOLOV5_SCALES"]
 
 OPSET = 17
@@ -239,44 +242,53 @@ def _anchor_points(imgsz: int, strides=(8, 16, 32)):
     return np.concatenate(points, 1)[None].astype(np.float32), np.concatenate(stride_col)[None, None].astype(np.float32)
 
 
-def _v8_detect(net: _Net, feats: list[str], nc: int, imgsz: int, reg_max: int = 16) -> str:
+def _v8_detect(net: _Net, feats: list[str], nc: int, imgsz: int, reg_max: int = 16, scope: str = "model.22",
+               dw_class: bool = False) -> str:
     """ultralytics' Detect as exported: per level cv2 (box) and cv3 (class) branches of three convs,
-    then the DFL decoding of the concatenated levels."""
+    then the DFL decoding of the concatenated levels. ``dw_class``: YOLO11's class branch, a
+    depthwise 3x3 and a 1x1 conv twice before the prediction conv."""
     c2 = max(16, net.channels[feats[0]] // 4, reg_max * 4)
     c3 = max(net.channels[feats[0]], min(nc, 100))
     no = nc + 4 * reg_max
     flat = []
     for i, x in enumerate(feats):
-        branches = []
-        for key, width, out in (("cv2", c2, 4 * reg_max), ("cv3", c3, nc)):
-            h = net.conv(x, width, 3, 1, f"model.22/{key}.{i}/{key}.{i}.0")
-            h = net.conv(h, width, 3, 1, f"model.22/{key}.{i}/{key}.{i}.1")
-            branches.append(net.conv(h, out, 1, 1, f"model.22/{key}.{i}/{key}.{i}.2", act=None))
-        flat.append(_concat(net, branches, "model.22"))
-    flat = [net.op("Reshape", [f, net.const(np.array([1, no, -1], np.int64))], "/model.22/Reshape", no) for f in flat]
-    x = net.op("Concat", flat, "/model.22/Concat", no, axis=2)
-    box, cls = net.op("Split", [x, net.const(np.array([4 * reg_max, nc], np.int64))], "/model.22/Split", None,
+        h = net.conv(x, c2, 3, 1, f"{scope}/cv2.{i}/cv2.{i}.0")
+        h = net.conv(h, c2, 3, 1, f"{scope}/cv2.{i}/cv2.{i}.1")
+        branches = [net.conv(h, 4 * reg_max, 1, 1, f"{scope}/cv2.{i}/cv2.{i}.2", act=None)]
+        h = x
+        for j in range(2):
+            if dw_class:
+                part = f"{scope}/cv3.{i}/cv3.{i}.{j}/cv3.{i}.{j}"
+                h = net.conv(h, net.channels[h], 3, 1, f"{part}.0", group=net.channels[h])
+                h = net.conv(h, c3, 1, 1, f"{part}.1")
+            else:
+                h = net.conv(h, c3, 3, 1, f"{scope}/cv3.{i}/cv3.{i}.{j}")
+        branches.append(net.conv(h, nc, 1, 1, f"{scope}/cv3.{i}/cv3.{i}.2", act=None))
+        flat.append(_concat(net, branches, scope))
+    flat = [net.op("Reshape", [f, net.const(np.array([1, no, -1], np.int64))], f"/{scope}/Reshape", no) for f in flat]
+    x = net.op("Concat", flat, f"/{scope}/Concat", no, axis=2)
+    box, cls = net.op("Split", [x, net.const(np.array([4 * reg_max, nc], np.int64))], f"/{scope}/Split", None,
                       outputs=2, axis=1)
     cells = sum((imgsz // s) ** 2 for s in (8, 16, 32))
-    d = net.op("Reshape", [box, net.const(np.array([1, 4, reg_max, cells], np.int64))], "/model.22/dfl/Reshape")
-    d = net.op("Transpose", [d], "/model.22/dfl/Transpose", reg_max, perm=[0, 2, 1, 3])
-    d = net.op("Softmax", [d], "/model.22/dfl/Softmax", reg_max, axis=1)
-    dfl_w = net.const(np.arange(reg_max, dtype=np.float32).reshape(1, reg_max, 1, 1), "model.22.dfl.conv.weight")
-    d = net.op("Conv", [d, dfl_w], "/model.22/dfl/conv/Conv", 1, kernel_shape=[1, 1])
-    d = net.op("Reshape", [d, net.const(np.array([1, 4, cells], np.int64))], "/model.22/dfl/Reshape")
+    d = net.op("Reshape", [box, net.const(np.array([1, 4, reg_max, cells], np.int64))], f"/{scope}/dfl/Reshape")
+    d = net.op("Transpose", [d], f"/{scope}/dfl/Transpose", reg_max, perm=[0, 2, 1, 3])
+    d = net.op("Softmax", [d], f"/{scope}/dfl/Softmax", reg_max, axis=1)
+    dfl_w = net.const(np.arange(reg_max, dtype=np.float32).reshape(1, reg_max, 1, 1), f"{scope}.dfl.conv.weight")
+    d = net.op("Conv", [d, dfl_w], f"/{scope}/dfl/conv/Conv", 1, kernel_shape=[1, 1])
+    d = net.op("Reshape", [d, net.const(np.array([1, 4, cells], np.int64))], f"/{scope}/dfl/Reshape")
     axis1 = net.const(np.array([1], np.int64))
     lt = net.op("Slice", [d, net.const(np.array([0], np.int64)), net.const(np.array([2], np.int64)), axis1],
-                "/model.22/Slice")
+                f"/{scope}/Slice")
     rb = net.op("Slice", [d, net.const(np.array([2], np.int64)), net.const(np.array([4], np.int64)), axis1],
-                "/model.22/Slice")
+                f"/{scope}/Slice")
     anchors, strides = _anchor_points(imgsz)
     anchors = net.const(anchors)
-    x1y1 = net.op("Sub", [anchors, lt], "/model.22/Sub")
-    x2y2 = net.op("Add", [anchors, rb], "/model.22/Add")
-    c_xy = net.op("Div", [net.op("Add", [x1y1, x2y2], "/model.22/Add"), net.const(np.float32(2))], "/model.22/Div")
-    wh = net.op("Sub", [x2y2, x1y1], "/model.22/Sub")
-    dbox = net.op("Mul", [net.op("Concat", [c_xy, wh], "/model.22/Concat", axis=1), net.const(strides)], "/model.22/Mul")
-    return net.op("Concat", [dbox, net.op("Sigmoid", [cls], "/model.22/Sigmoid")], "/model.22/Concat", axis=1)
+    x1y1 = net.op("Sub", [anchors, lt], f"/{scope}/Sub")
+    x2y2 = net.op("Add", [anchors, rb], f"/{scope}/Add")
+    c_xy = net.op("Div", [net.op("Add", [x1y1, x2y2], f"/{scope}/Add"), net.const(np.float32(2))], f"/{scope}/Div")
+    wh = net.op("Sub", [x2y2, x1y1], f"/{scope}/Sub")
+    dbox = net.op("Mul", [net.op("Concat", [c_xy, wh], f"/{scope}/Concat", axis=1), net.const(strides)], f"/{scope}/Mul")
+    return net.op("Concat", [dbox, net.op("Sigmoid", [cls], f"/{scope}/Sigmoid")], f"/{scope}/Concat", axis=1)
 
 
 # ------------------------------------------------------------------ YOLOv5
@@ -339,16 +351,19 @@ def _focus(net: _Net, x: str, scope: str) -> str:
     return _concat(net, parts, scope)
 
 
-def _bottleneck(net: _Net, x: str, c_: int, k1: int, shortcut: bool, scope: str) -> str:
-    h = net.conv(net.conv(x, c_, k1, 1, f"{scope}/cv1"), c_, 3, 1, f"{scope}/cv2")
-    return net.op("Add", [x, h], f"/{scope}/Add", c_) if shortcut else h
+def _bottleneck(net: _Net, x: str, c_: int, k1: int, shortcut: bool, scope: str, c2: int | None = None) -> str:
+    """cv2(cv1(x)) (+ x): ``c_`` hidden channels, ``c2`` out (default ``c_``)."""
+    c2 = c2 or c_
+    h = net.conv(net.conv(x, c_, k1, 1, f"{scope}/cv1"), c2, 3, 1, f"{scope}/cv2")
+    return net.op("Add", [x, h], f"/{scope}/Add", c2) if shortcut else h
 
 
-def _c3(net: _Net, x: str, c2: int, n: int, shortcut: bool, scope: str) -> str:
+def _c3(net: _Net, x: str, c2: int, n: int, shortcut: bool, scope: str, k1: int = 1) -> str:
+    """C3 (YOLOv5; bottlenecks 1x1 then 3x3), or with ``k1=3`` YOLO11's C3k."""
     c_ = c2 // 2
     a = net.conv(x, c_, 1, 1, f"{scope}/cv1")
     for i in range(n):
-        a = _bottleneck(net, a, c_, 1, shortcut, f"{scope}/m/m.{i}")
+        a = _bottleneck(net, a, c_, k1, shortcut, f"{scope}/m/m.{i}")
     b = net.conv(x, c_, 1, 1, f"{scope}/cv2")
     return net.conv(_concat(net, [a, b], scope), c2, 1, 1, f"{scope}/cv3")
 
@@ -519,12 +534,115 @@ def _ssd_predictor(net: _Net, x: str, level: int, anchors: int, num_classes: int
             for kind, width in (("BoxEncodingPredictor", 4), ("ClassPredictor", num_classes))]
 
 
+# ------------------------------------------------------------------ YOLO11 / YOLOv10
+
+# (depth, width, max channels) from ultralytics' yolo11.yaml and yolov10{n,s,m,b,l,x}.yaml
+YOLO11_SCALES = {"n": (0.50, 0.25, 1024), "s": (0.50, 0.50, 1024), "m": (0.50, 1.00, 512),
+                 "l": (1.00, 1.00, 512), "x": (1.00, 1.50, 512)}
+
+
+def build_yolo11(scale: str = "n", imgsz: int = 640, nc: int = 80, seed: int = 0) -> onnx.ModelProto:
+    """ultralytics YOLO11{scale} as ``yolo export format=onnx`` writes it: C3k2 blocks (C3k inside
+    at m/l/x and in layers 6, 8, 22), SPPF, C2PSA attention (MatMul between activations), and the
+    Detect head whose class branch runs a depthwise and a pointwise conv twice
+    (``/model.23/cv3.0/cv3.0.0/cv3.0.0.0/conv/Conv``)."""
+    depth, width, max_ch = YOLO11_SCALES[scale]
+    c3k_all = scale in "mlx"
+
+    def ch(c):
+        return _div8(min(c, max_ch) * width)
+
+    def n(k):
+        return max(round(k * depth), 1)
+
+    net = _Net(seed)
+    net.channels["images"] = 3
+    y = {}
+    x = net.conv("images", ch(64), 3, 2, "model.0")
+    x = net.conv(x, ch(128), 3, 2, "model.1")
+    x = _c3k2(net, x, ch(256), n(2), c3k_all, 0.25, True, "model.2")
+    x = net.conv(x, ch(256), 3, 2, "model.3")
+    y[4] = x = _c3k2(net, x, ch(512), n(2), c3k_all, 0.25, True, "model.4")
+    x = net.conv(x, ch(512), 3, 2, "model.5")
+    y[6] = x = _c3k2(net, x, ch(512), n(2), True, 0.5, True, "model.6")
+    x = net.conv(x, ch(1024), 3, 2, "model.7")
+    x = _c3k2(net, x, ch(1024), n(2), True, 0.5, True, "model.8")
+    x = _sppf(net, x, ch(1024), "model.9")
+    y[10] = x = _c2psa(net, x, n(2), imgsz // 32, "model.10")
+    x = _concat(net, [_upsample(net, x, "model.11"), y[6]], "model.12")
+    y[13] = x = _c3k2(net, x, ch(512), n(2), c3k_all, 0.5, True, "model.13")
+    x = _concat(net, [_upsample(net, x, "model.14"), y[4]], "model.15")
+    y[16] = x = _c3k2(net, x, ch(256), n(2), c3k_all, 0.5, True, "model.16")
+    x = _concat(net, [net.conv(x, ch(256), 3, 2, "model.17"), y[13]], "model.18")
+    y[19] = x = _c3k2(net, x, ch(512), n(2), c3k_all, 0.5, True, "model.19")
+    x = _concat(net, [net.conv(x, ch(512), 3, 2, "model.20"), y[10]], "model.21")
+    y[22] = _c3k2(net, x, ch(1024), n(2), True, 0.5, True, "model.22")
+    out = _v8_detect(net, [y[16], y[19], y[22]], nc, imgsz, scope="model.23", dw_class=True)
+    return net.model("images", [1, 3, imgsz, imgsz], [(out, "output0")], f"yolo11{scale}")
+
+
+def _c3k2(net: _Net, x: str, c2: int, n: int, c3k: bool, e: float, shortcut: bool, scope: str) -> str:
+    """C2f whose blocks are C3k (a C3 of two 3x3 bottlenecks) or 3x3 bottlenecks of half width."""
+    c = int(c2 * e)
+    x = net.conv(x, 2 * c, 1, 1, f"{scope}/cv1")
+    ys = list(net.op("Split", [x, net.const(np.array([c, c], np.int64))], f"/{scope}/Split", c, outputs=2, axis=1))
+    for i in range(n):
+        if c3k:
+            h = _c3(net, ys[-1], c, 2, shortcut, f"{scope}/m.{i}", k1=3)
+        else:
+            h = _bottleneck(net, ys[-1], c // 2, 3, shortcut, f"{scope}/m.{i}", c)
+        ys.append(h)
+    return net.conv(_concat(net, ys, scope), c2, 1, 1, f"{scope}/cv2")
+
+
+def _c2psa(net: _Net, x: str, n: int, hw: int, scope: str) -> str:
+    c1 = net.channels[x]
+    c = c1 // 2
+    x = net.conv(x, 2 * c, 1, 1, f"{scope}/cv1")
+    a, b = net.op("Split", [x, net.const(np.array([c, c], np.int64))], f"/{scope}/Split", c, outputs=2, axis=1)
+    for i in range(n):
+        b = _psa_block(net, b, hw, f"{scope}/m/m.{i}")
+    return net.conv(_concat(net, [a, b], scope), c1, 1, 1, f"{scope}/cv2")
+
+
+def _psa_block(net: _Net, x: str, hw: int, scope: str) -> str:
+    x = net.op("Add", [x, _attention(net, x, hw, f"{scope}/attn")], f"/{scope}/Add", net.channels[x])
+    c = net.channels[x]
+    h = net.conv(net.conv(x, 2 * c, 1, 1, f"{scope}/ffn/ffn.0"), c, 1, 1, f"{scope}/ffn/ffn.1", act=None,
+                 name=f"/{scope}/ffn/ffn.1/conv/Conv")
+    return net.op("Add", [x, h], f"/{scope}/Add_1", c)
+
+
+def _attention(net: _Net, x: str, hw: int, scope: str) -> str:
+    """ultralytics' Attention: a 1x1 qkv conv, per-head q·k softmax and v·attn (MatMul between
+    activations), a depthwise 3x3 positional conv on v, and a 1x1 projection."""
+    c = net.channels[x]
+    heads = max(c // 64, 1)
+    head_dim, key_dim = c // heads, c // heads // 2
+    qkv = net.conv(x, c + 2 * key_dim * heads, 1, 1, f"{scope}/qkv", act=None, name=f"/{scope}/qkv/conv/Conv")
+    qkv = net.op("Reshape", [qkv, net.const(np.array([1, heads, 2 * key_dim + head_dim, -1], np.int64))],
+                 f"/{scope}/Reshape")
+    q, k, v = net.op("Split", [qkv, net.const(np.array([key_dim, key_dim, head_dim], np.int64))], f"/{scope}/Split",
+                     outputs=3, axis=2)
+    attn = net.op("MatMul", [net.op("Transpose", [q], f"/{scope}/Transpose", perm=[0, 1, 3, 2]), k], f"/{scope}/MatMul")
+    attn = net.op("Softmax", [net.op("Mul", [attn, net.const(np.float32(key_dim ** -0.5))], f"/{scope}/Mul")],
+                  f"/{scope}/Softmax", axis=-1)
+    o = net.op("MatMul", [v, net.op("Transpose", [attn], f"/{scope}/Transpose_1", perm=[0, 1, 3, 2])],
+               f"/{scope}/MatMul_1")
+    o = net.op("Reshape", [o, net.const(np.array([1, c, hw, hw], np.int64))], f"/{scope}/Reshape_1", c)
+    pv = net.op("Reshape", [v, net.const(np.array([1, c, hw, hw], np.int64))], f"/{scope}/Reshape_2", c)
+    pe = net.conv(pv, c, 3, 1, f"{scope}/pe", act=None, group=c, name=f"/{scope}/pe/conv/Conv")
+    o = net.op("Add", [o, pe], f"/{scope}/Add", c)
+    return net.conv(o, c, 1, 1, f"{scope}/proj", act=None, name=f"/{scope}/proj/conv/Conv")
+
+
 ZOO_BUILDERS = {
     **{f"yolov8{s}": (lambda s=s: build_yolov8(s)) for s in YOLOV8_SCALES},
     "yolov5s": lambda: build_yolov5("s", version="spp"),
     "yolov5m": lambda: build_yolov5("m", version="spp"),
     "yolov5s_6.1": lambda: build_yolov5("s", version="6.1"),
     "yolov5m_6.1": lambda: build_yolov5("m", version="6.1"),
+    **{f"yolo11{s}": (lambda s=s: build_yolo11(s)) for s in ("n", "s", "m")},
     "yolox_s_leaky": build_yolox_s,
     "ssd_mobilenet_v1": build_ssd_mobilenet_v1,
 }
