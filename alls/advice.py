@@ -66,7 +66,7 @@ def _four_bit(plan: Plan, graph: Graph) -> Iterator[Diagnostic]:
 
 
 def _finetune_plan(plan: Plan, size: int) -> str:
-    """What finetune will do with ``size`` images (runtime/finetune.py): a quarter held out, 1024 steps
+    """What finetune will do with ``size`` images (runtime/algorithms/finetune.py): a quarter held out, 1024 steps
     unless the script sets the epochs."""
     ft = plan.settings.finetune
     held = 0 if size < 2 else min(size - 1, max(1, round(size / 4)))

@@ -120,7 +120,7 @@ class ClientRunner:
         parser does (`alls.load_model`'s ``start_nodes`` / ``end_nodes``; the cut is kept in the
         quantized file).
         """
-        from alls.runtime.runner import Runner
+        from alls.runtime import Runner
 
         self._runner = Runner(model, net_input_shapes, net_name, self.progress, tuple(start_node_names or ()),
                               tuple(end_node_names or ()))
@@ -224,7 +224,7 @@ class ClientRunner:
 
     def load_har(self, path: str | os.PathLike) -> None:
         """Read a quantized model written by `save_har` or `alls quantize` (ALS541 for a Hailo archive)."""
-        from alls.runtime.model import load
+        from alls.runtime import load
 
         if str(path).endswith(".har"):
             raise AllsError.of("ALS541", f"`{path}` looks like a Hailo archive (HAR), which alls cannot read",
@@ -239,7 +239,7 @@ class ClientRunner:
         """A `Runner` over a loaded model, holding it, so that a script can be loaded and the model requantized."""
         import onnx
 
-        from alls.runtime.runner import Runner
+        from alls.runtime import Runner
 
         graph = qmodel.graph
         runner = Runner(onnx.load_from_string(qmodel.model_bytes), qmodel.input_shapes, graph.name, progress,

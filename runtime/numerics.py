@@ -373,7 +373,7 @@ ACTIVATION_FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
     "prelu": lambda r, slope=0.25, **_: np.where(r >= 0, r, slope * r),
     "elu": lambda r, alpha=1.0, **_: np.where(r >= 0, r, alpha * np.expm1(np.minimum(r, 0))),
     "hard_sigmoid": lambda r, alpha=0.2, beta=0.5, **_: np.clip(alpha * r + beta, 0.0, 1.0),
-    "hard_swish": lambda r, **_: r * np.clip(r / 6.0 + 0.5, 0.0, 1.0),
+    "hardswish": lambda r, **_: r * np.clip(r / 6.0 + 0.5, 0.0, 1.0),
     "silu": lambda r, **_: r * _sigmoid(r),
     "relu": lambda r, **_: np.maximum(r, 0.0),
     "relu6": lambda r, **_: np.clip(r, 0.0, 6.0),

@@ -12,11 +12,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 import alls
 from alls.cli import main
-from alls.runtime.analysis import analyze
-from alls.runtime.metrics import snr_db
-from alls.runtime.partial import compute_layers, run_partial
-from alls.runtime.report import figures, summary, write_report
-from alls.runtime.runner import Runner
+from alls.runtime.analysis.analyze import analyze
+from alls.runtime.analysis.metrics import snr_db
+from alls.runtime.exec.partial import compute_layers, run_partial
+from alls.runtime.analysis.report import figures, summary, write_report
+from alls.runtime.session.runner import Runner
 from test_importer import DIGITS
 
 SAMPLES = DIGITS.parent
@@ -267,7 +267,7 @@ def needs_matplotlib():
 def test_without_matplotlib_the_report_is_refused_before_the_work(monkeypatch, tmp_path):
     import sys
 
-    from alls.runtime.report import prepare_folder
+    from alls.runtime.analysis.report import prepare_folder
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     with pytest.raises(alls.AllsError) as error:
@@ -279,8 +279,8 @@ def test_the_report_lists_only_the_rules_that_fired_and_explains_a_negative_reco
     import dataclasses
 
     needs_matplotlib()
-    from alls.runtime.layer_advice import ADVICE
-    from alls.runtime.report import NEGATIVE_RECOVERY, render_html
+    from alls.runtime.analysis.rules import ADVICE
+    from alls.runtime.analysis.report import NEGATIVE_RECOVERY, render_html
 
     _, _, analysis = digits
     page = render_html(analysis, [])

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 import alls
 from alls.progress import Progress
-from alls.runtime.calibration import BINS, TensorStats, calibrate, check_data, normalize, to_nchw
-from alls.runtime.native import run_float
+from alls.runtime.exec.calibration import BINS, TensorStats, calibrate, check_data, normalize, to_nchw
+from alls.runtime.exec.native import run_float
 from test_importer import DIGITS
 
 

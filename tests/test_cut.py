@@ -100,8 +100,8 @@ def test_cli_cut_options_and_zoo_config(tmp_path, capsys):
 
 def test_quantized_file_keeps_its_cut(tmp_path):
     pytest.importorskip("numba", reason="the integer runtime needs numba")
-    from alls.runtime.model import load
-    from alls.runtime.runner import Runner
+    from alls.runtime.session.model import load
+    from alls.runtime.session.runner import Runner
 
     calib = np.load(DIGITS.parent / "calib.npy")
     runner = Runner(DIGITS, end_nodes=["pool"])

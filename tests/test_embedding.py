@@ -61,7 +61,7 @@ def _blas_threads():
 
 def test_blas_is_single_threaded_inside_a_runtime_call_only():
     threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl (the `threads` extra) is not installed")
-    from alls.runtime.threads import single_threaded_blas
+    from alls.runtime.exec.threads import single_threaded_blas
 
     outside = _blas_threads()
     with single_threaded_blas():

@@ -14,12 +14,12 @@ from onnx import TensorProto, helper, numpy_helper
 import alls
 from alls.diagnostics import AllsError
 from alls.runtime import numerics as nx
-from alls.runtime.emulator import accumulators, run_numeric
-from alls.runtime.finetune import finetune_epochs
-from alls.runtime.metrics import snr_db, top1
-from alls.runtime.patches import gather_rows, sample_positions, tap_means, to_groups
-from alls.runtime.reconstruct import LOSSES, Config, Problem, _split, train
-from alls.runtime.runner import Runner
+from alls.runtime.exec.emulator import accumulators, run_numeric
+from alls.runtime.algorithms.finetune import finetune_epochs
+from alls.runtime.analysis.metrics import snr_db, top1
+from alls.runtime.algorithms.patches import gather_rows, sample_positions, tap_means, to_groups
+from alls.runtime.algorithms.reconstruct import LOSSES, Config, Problem, _split, train
+from alls.runtime.session.runner import Runner
 from test_importer import DIGITS
 from test_kernels import ref_conv, ref_requant
 
@@ -137,7 +137,7 @@ def test_learned_weights_stay_in_range_and_run_bit_exactly(digits, finetuned):
 
 
 def test_save_and_load_keep_the_learned_model(digits, finetuned, tmp_path):
-    from alls.runtime.model import load
+    from alls.runtime.session.model import load
 
     runner = finetuned[0]
     runner.save(tmp_path / "q.npz")
@@ -146,7 +146,7 @@ def test_save_and_load_keep_the_learned_model(digits, finetuned, tmp_path):
 
 
 def test_every_parameter_reaches_the_training_configuration():
-    from alls.runtime.finetune import FINETUNE_LR_FACTOR, configs
+    from alls.runtime.algorithms.finetune import FINETUNE_LR_FACTOR, configs
 
     runner = Runner(DIGITS)
     plan = runner.load_script(
@@ -241,7 +241,7 @@ def test_every_loss_has_its_gradient(name):
 
 def test_a_training_step_has_the_gradient_of_its_loss():
     """(R1)-(R4) with a table activation, bias and scales learned: d loss / d (V, δ, φ) by central differences."""
-    from alls.runtime import reconstruct as R
+    from alls.runtime.algorithms import reconstruct as R
 
     rng = np.random.default_rng(0)
     problem = R.Problem(
@@ -274,7 +274,7 @@ def test_a_training_step_has_the_gradient_of_its_loss():
 
 
 def test_finetune_asking_for_more_images_than_given_is_refused_before_calibration(monkeypatch):
-    import alls.runtime.runner as runner_module
+    import alls.runtime.session.runner as runner_module
 
     def calibrate(*args, **kwargs):
         raise AssertionError("calibration ran")
@@ -290,7 +290,7 @@ def test_finetune_asking_for_more_images_than_given_is_refused_before_calibratio
 
 
 def test_a_finetune_larger_than_memory_is_refused_before_calibration(monkeypatch):
-    import alls.runtime.runner as runner_module
+    import alls.runtime.session.runner as runner_module
 
     monkeypatch.setattr(runner_module, "calibrate", lambda *a, **k: pytest.fail("calibration ran"))
     monkeypatch.setattr(runner_module, "available_memory", lambda: 64 << 20)
@@ -303,7 +303,7 @@ def test_a_finetune_larger_than_memory_is_refused_before_calibration(monkeypatch
 
 
 def test_beyond_1024_images_a_layer_draws_fewer_positions_from_each(digits):
-    from alls.runtime.finetune import positions_per_image
+    from alls.runtime.algorithms.finetune import positions_per_image
 
     assert [positions_per_image(n) for n in (64, 1024, 2048, 10**6)] == [64, 64, 32, 1]
     runner = Runner(DIGITS)

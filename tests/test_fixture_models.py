@@ -20,7 +20,7 @@ from onnx import helper, numpy_helper
 import alls
 import models
 from alls.cli import main
-from alls.runtime.native import run_float
+from alls.runtime.exec.native import run_float
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -14,8 +14,8 @@ import alls
 from alls.cli import main
 from alls.hailo import (ClientRunner, SdkFPOptimized, SdkNative, SdkNumeric, SdkPartialNumeric, run_quantization,
                         run_quantization_from_np)
-from alls.runtime.model import load
-from alls.runtime.runner import Runner
+from alls.runtime.session.model import load
+from alls.runtime.session.runner import Runner
 from test_importer import DIGITS
 
 SAMPLES = DIGITS.parent
@@ -317,7 +317,7 @@ def test_the_taps_command_refuses_bad_input(capsys, monkeypatch, tmp_path, quant
     assert (tmp_path / "file").read_text() == "keep me"
     rc, out, err = run(capsys, "taps", tmp_path / "none.npz", "--data", data, "-o", tmp_path / "out")
     assert rc == 2 and "ALS001" in err
-    monkeypatch.setattr("alls.runtime.runner.available_memory", lambda: 1 << 10)
+    monkeypatch.setattr("alls.runtime.session.runner.available_memory", lambda: 1 << 10)
     rc, out, err = run(capsys, "taps", q, "--data", data, "-o", tmp_path / "out")
     assert rc == 2 and "error[ALS507]" in err and "--layers" in err and not (tmp_path / "out").exists()
 

@@ -13,8 +13,8 @@ from onnx import numpy_helper
 
 import alls
 from alls.cli import main
-from alls.runtime.faq import batch_norms_at_init, noise_like, spatial_correlation, untrained_weights
-from alls.runtime.runner import Runner
+from alls.runtime.analysis.faq import batch_norms_at_init, noise_like, spatial_correlation, untrained_weights
+from alls.runtime.session.runner import Runner
 from test_importer import DIGITS
 
 SAMPLES = DIGITS.parent

@@ -262,7 +262,7 @@ def test_build_lut():
     j = np.arange(256)
     want = np.clip(np.floor(1 / (1 + np.exp(-0.05 * (j - 128))) * 255 + 0.5), 0, 255)
     assert table.dtype == np.uint8 and np.array_equal(table, want)
-    t16 = nm.build_lut("hard_swish", 16, 0.001, 30000, 16, 0.0005, 1000)
+    t16 = nm.build_lut("hardswish", 16, 0.001, 30000, 16, 0.0005, 1000)
     assert t16.shape == (65536,) and t16.dtype == np.uint16 and t16[30000] == 1000
     assert np.all(np.diff(nm.build_lut("tanh", 16, 0.0002, 32768, 8, 2 / 255, 128).astype(int)) >= 0)
 

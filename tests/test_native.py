@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import alls
-from alls.runtime.native import run_float
+from alls.runtime.exec.native import run_float
 from test_importer import DIGITS, build, node, rand
 
 ort = pytest.importorskip("onnxruntime")

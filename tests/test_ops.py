@@ -47,7 +47,7 @@ def test_only_the_ops_reach_the_kernels():
 
 
 def test_the_ops_load_no_numba():
-    code = "import sys, alls.runtime.ops, alls.runtime.quantize, alls.runtime.emulator; print('numba' in sys.modules)"
+    code = "import sys, alls.runtime.ops, alls.runtime.exec.quantize, alls.runtime.exec.emulator; print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import alls
-from alls.runtime.metrics import cosine
-from alls.runtime.runner import Runner
+from alls.runtime.analysis.metrics import cosine
+from alls.runtime.session.runner import Runner
 from test_importer import build, node, rand
 from test_native import check
 
@@ -118,7 +118,7 @@ def test_quantized_and_emulated(case):
     numeric = runner.infer(x, taps="all")
     assert cosine(native, numeric.output) > 0.98
     graph, layers = runner.graph, runner.quantized.layers
-    from alls.runtime.native import run_layer
+    from alls.runtime.exec.native import run_layer
 
     for layer in graph:
         if layer.kind not in _MOVES or (layer.kind == "maxpool" and not layer.attrs.get("kernel_shape")):

@@ -12,10 +12,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 import alls
 from alls.cli import main
-from alls.runtime.metrics import compare, cosine, snr_db
-from alls.runtime.model import load
-from alls.runtime.quantize import Encoding
-from alls.runtime.runner import Runner
+from alls.runtime.analysis.metrics import compare, cosine, snr_db
+from alls.runtime.session.model import load
+from alls.runtime.exec.quantize import Encoding
+from alls.runtime.session.runner import Runner
 from test_importer import DIGITS
 
 SAMPLES = DIGITS.parent
@@ -122,7 +122,7 @@ def test_an_encoding_represents_zero_exactly():
 
 
 def test_taps_keep_native_and_raw_inputs(test_x, calib):
-    from alls.runtime.native import run_layer
+    from alls.runtime.exec.native import run_layer
 
     runner = quantized()
     model = runner.quantized
@@ -324,7 +324,7 @@ def test_every_layer_kind_in_one_model_numeric_is_close_to_native(every_kind, sc
 
 
 def test_every_layer_kind_runs_the_same_over_its_images_in_parts(every_kind, monkeypatch):
-    from alls.runtime import emulator
+    from alls.runtime.exec import emulator
 
     model, images = every_kind
     runner = Runner(model)
@@ -428,7 +428,7 @@ def test_centerface_bias_correction_removes_90_percent_of_every_layers_mean_erro
 
 
 def test_equalization_is_an_exact_float_transform(every_kind, calib):
-    from alls.runtime.equalize import equalize, pairs
+    from alls.runtime.algorithms.equalize import equalize, pairs
 
     model, images = every_kind
     runner = Runner(model)
@@ -458,10 +458,10 @@ def test_bias_correction_moves_the_means_and_reports_what_the_bias_format_lost()
 
 
 def test_bias_correction_reports_the_error_it_leaves_and_flips_only_near_ties():
-    from alls.runtime.emulator import accumulators, run_numeric
-    from alls.runtime.native import run_float
-    from alls.runtime.patches import to_groups
-    from alls.runtime.quantize import quantize_weights
+    from alls.runtime.exec.emulator import accumulators, run_numeric
+    from alls.runtime.exec.native import run_float
+    from alls.runtime.algorithms.patches import to_groups
+    from alls.runtime.exec.quantize import quantize_weights
 
     single = quantized("quantization_param([{conv*}, {dw*}, fc1], bias_mode=single_scale_decomposition)\n")
     assert not any(r["channels_flipped"] for r in single.quantized.report["bias_correction"])

@@ -12,9 +12,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import alls
-from alls.runtime.calibration import RANGE_MARGIN, with_margin
-from alls.runtime.metrics import snr_db
-from alls.runtime.runner import Runner
+from alls.runtime.exec.calibration import RANGE_MARGIN, with_margin
+from alls.runtime.analysis.metrics import snr_db
+from alls.runtime.session.runner import Runner
 from test_importer import DIGITS
 
 ort = pytest.importorskip("onnxruntime")

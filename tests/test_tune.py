@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 import alls
-from alls.runtime.runner import Runner
-from alls.runtime.tuning import STEPS, State, best, script_for, tune
+from alls.runtime.session.runner import Runner
+from alls.runtime.session.tuning import STEPS, State, best, script_for, tune
 from test_importer import DIGITS
 
 SAMPLES = DIGITS.parent

@@ -15,7 +15,7 @@ from onnx import helper, save
 
 import alls
 from alls.runtime import Runner
-from alls.runtime.calibration import NonFinite, TensorStats
+from alls.runtime.exec.calibration import NonFinite, TensorStats
 
 SCRIPT = "model_optimization_config(calibration, batch_size=4, calibset_size=8)\n"
 
@@ -125,7 +125,7 @@ def test_run_with_a_negative_batch_is_als523(qmodel):
 
 @pytest.mark.parametrize("labels", [np.array([0.5, 1.0]), np.array([0, 9]), np.eye(2), np.array([0, 1, 2])])
 def test_labels_that_are_not_class_indices_are_als524(labels):
-    from alls.runtime.metrics import compare
+    from alls.runtime.analysis.metrics import compare
 
     scores = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
     assert _code(lambda: compare(scores, scores, labels)) == "ALS524"

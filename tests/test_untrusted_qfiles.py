@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 
 import alls
 from alls.runtime import Runner, load
-from alls.runtime.model import _digest
+from alls.runtime.session.model import _digest
 
 SCRIPT = "model_optimization_config(calibration, batch_size=4, calibset_size=8)\n"
 

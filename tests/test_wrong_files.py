@@ -147,11 +147,11 @@ def test_an_unexpected_exception_is_als000_with_the_version_and_the_traceback_on
 
 
 def test_the_output_is_checked_before_the_work(place, capsys, monkeypatch):
-    import alls.runtime.runner
+    import alls.runtime.session.runner
 
     def never(*args, **kwargs):
         raise AssertionError("calibration ran")
 
-    monkeypatch.setattr(alls.runtime.runner.Runner, "quantize", never)
+    monkeypatch.setattr(alls.runtime.session.runner.Runner, "quantize", never)
     assert main(["quantize", place["model"], "--calib", place["calib"], "-o", place["nodir"]]) == 2
     assert "ALS002" in capsys.readouterr().err

@@ -15,10 +15,10 @@ from onnx import helper
 
 import alls
 from alls.cli import main
-from alls.runtime.analysis import analyze
-from alls.runtime.metrics import cosine
-from alls.runtime.native import run_float
-from alls.runtime.runner import Runner
+from alls.runtime.analysis.analyze import analyze
+from alls.runtime.analysis.metrics import cosine
+from alls.runtime.exec.native import run_float
+from alls.runtime.session.runner import Runner
 from zoo_models import build_ssd_mobilenet_v1, build_yolov5, build_yolov8, build_yolox_s
 
 ort = pytest.importorskip("onnxruntime")

@@ -14,7 +14,7 @@ import numpy as np
 
 from alls.graph import Layer
 from alls.runtime import numerics as nx
-from alls.runtime.ops.base import TABLE_BITS, Encoding, Op, QLayer, kernel, rescale
+from alls.runtime.ops.base import TABLE_BITS, Encoding, Op, QLayer, kernel, rescale, with_margin
 
 __all__ = ["ACTIVATIONS", "TABLE_ACTIVATIONS", "activation", "table_target", "clamp", "table", "OPS"]
 
@@ -62,7 +62,6 @@ def table_target(layer: Layer, lp, stats, out: Encoding) -> Encoding | None:
     """The pre-activation encoding of a table activation, or None when the activation is a clamp."""
     if layer.activation not in TABLE_ACTIVATIONS:
         return None
-    from alls.runtime.calibration import with_margin  # calibration reads this module's table list
 
     before = stats[layer.name].before
     bits = 8 if layer.activation == "prelu" and out.bits == 8 else TABLE_BITS  # per channel: 256 or 2^16 each

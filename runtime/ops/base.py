@@ -18,16 +18,44 @@ from typing import Any
 
 import numpy as np
 
-from alls.graph import WEIGHTED_KINDS
+from alls.graph import WEIGHTED_KINDS, Layer
 from alls.runtime import numerics as nx
 
 __all__ = ["Op", "Encoding", "QLayer", "MIN_RANGE", "CONST_BITS", "TABLE_BITS", "NHWC_AXIS", "to_nhwc", "to_onnx", "int_axis",
-           "kernel", "rescale", "requantize_if", "quantize_passthrough"]
+           "kernel", "rescale", "requantize_if", "quantize_passthrough", "RANGE_MARGIN", "activation_range",
+           "with_margin"]
 
 MIN_RANGE = 1e-6
 CONST_BITS = 16
 TABLE_BITS = 16
 NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
+
+# How far a 16-bit encoding reaches beyond the calibrated range, as a fraction of each side's
+# magnitude (docs/accuracy.md): on images the calibration never saw, clamping, not rounding,
+# dominates a 16-bit tensor's error, and doubling its range costs one bit of sixteen.
+RANGE_MARGIN = {8: 0.0, 16: 0.5}
+# Outputs an activation bounds, whatever the data: no margin reaches past them.
+_BOUNDED = {"relu6": (0.0, 6.0), "sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "hard_sigmoid": (0.0, 1.0)}
+
+
+def activation_range(layer: Layer) -> tuple[float, float]:
+    """The values ``layer``'s activation can produce (-inf, inf when it does not bound them)."""
+    if layer.activation == "clip":
+        params = dict(layer.activation_params)
+        lo, hi = params.get("min"), params.get("max")
+        return (-math.inf if lo is None else float(lo)), (math.inf if hi is None else float(hi))
+    if layer.activation == "relu":
+        return 0.0, math.inf
+    return _BOUNDED.get(layer.activation, (-math.inf, math.inf))
+
+
+def with_margin(lo: float, hi: float, bits: int, bounds: tuple[float, float] = (-math.inf, math.inf)
+                ) -> tuple[float, float]:
+    """The range a ``bits``-bit encoding covers for a tensor calibrated to [lo, hi]: each side
+    widened by `RANGE_MARGIN` of its magnitude, within what the activation can produce."""
+    margin = RANGE_MARGIN.get(bits, 0.0)
+    lo, hi = min(lo, 0.0) * (1.0 + margin), max(hi, 0.0) * (1.0 + margin)
+    return max(lo, min(bounds[0], 0.0)), min(hi, max(bounds[1], 0.0))
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping) -> Array:
     (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
     n, c, h, w = x.shape
     ho, wo = (h - (kh - 1) * dh - 1) // sh + 1, (w - (kw - 1) * dw - 1) // sw + 1
-    from alls.runtime.float_kernels import depthwise
+    from alls.runtime.kernels.floating import depthwise
 
     return depthwise(np.ascontiguousarray(x, np.float32), np.ascontiguousarray(weight[:, 0], np.float32),
                      np.ascontiguousarray(bias, np.float32), sh, sw, dh, dw, ho, wo)

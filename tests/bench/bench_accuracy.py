@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "bench"))
 logging.getLogger().setLevel(logging.ERROR)
 
-from alls.runtime.metrics import cosine, snr_db  # noqa: E402
-from alls.runtime.runner import Runner  # noqa: E402
+from alls.runtime.analysis.metrics import cosine, snr_db  # noqa: E402
+from alls.runtime.session.runner import Runner  # noqa: E402
 
 W4 = "quantization_param([{conv*}, {dw*}], precision_mode=a8_w4)\n"
 A16 = "quantization_param({*}, precision_mode=a16_w16)\n"

@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "bench"))
 logging.getLogger().setLevel(logging.ERROR)
 
-from alls.runtime.metrics import cosine, snr_db  # noqa: E402
-from alls.runtime.runner import Runner  # noqa: E402
+from alls.runtime.analysis.metrics import cosine, snr_db  # noqa: E402
+from alls.runtime.session.runner import Runner  # noqa: E402
 
 OFF = "model_optimization_flavor(optimization_level=0)\npre_quantization_optimization(equalization, policy=disabled)\n"
 BIAS16 = "quantization_param([{conv*}, {dw*}, {deconv*}], bias_mode=double_scale_initialization)\n"

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "bench"))
 
-from alls.runtime.metrics import cosine, snr_db, top1  # noqa: E402
-from alls.runtime.runner import Runner  # noqa: E402
+from alls.runtime.analysis.metrics import cosine, snr_db, top1  # noqa: E402
+from alls.runtime.session.runner import Runner  # noqa: E402
 
 DIGITS = ROOT / "samples" / "digits"
 DIGITS_W4 = ("model_optimization_flavor(optimization_level=0)\n"

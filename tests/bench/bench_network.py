@@ -51,8 +51,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import alls  # noqa: E402
-from alls.runtime.metrics import cosine  # noqa: E402
-from alls.runtime.runner import Runner  # noqa: E402
+from alls.runtime.analysis.metrics import cosine  # noqa: E402
+from alls.runtime.session.runner import Runner  # noqa: E402
 
 
 def median_time(fn, repeat: int) -> float:

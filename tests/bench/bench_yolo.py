@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_network import median_time, ort_models, session  # noqa: E402
 
-from alls.runtime.metrics import snr_db  # noqa: E402
-from alls.runtime.runner import Runner  # noqa: E402
+from alls.runtime.analysis.metrics import snr_db  # noqa: E402
+from alls.runtime.session.runner import Runner  # noqa: E402
 from test_yolo import HEAD_CONVS, cut_at  # noqa: E402
 from zoo_models import build_yolov8  # noqa: E402
 

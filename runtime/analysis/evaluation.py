@@ -15,7 +15,7 @@ import numpy as np
 from alls.diagnostics import AllsError
 from alls.files import expect_kind
 from alls.progress import Progress
-from alls.runtime.metrics import compare
+from alls.runtime.analysis.metrics import compare
 
 __all__ = ["load_array", "check_labels", "evaluate"]
 

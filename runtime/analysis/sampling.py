@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alls.runtime.figures import PALETTE
+from alls.runtime.analysis.figures import PALETTE
 
 __all__ = ["LayerSample", "OutputSample", "LayerSampler", "OutputSampler", "pick", "channels_of", "MAX_POINTS",
            "EXTREMES", "BINS"]

@@ -1,6 +1,6 @@
 """Numba kernels of the reconstruction's float model for depthwise layers (one tap list per channel).
 
-A depthwise layer's rows are ``(R, C, K)`` centred integers (int16 or int32, `alls.runtime.patches`)
+A depthwise layer's rows are ``(R, C, K)`` centred integers (int16 or int32, `alls.runtime.algorithms.patches`)
 with one weight vector of K taps per channel. NumPy would convert the rows to float and contract
 them with `einsum` on every step; these kernels read the integers as they are, in float32, in
 parallel over rows (forward) or channels (backward). They are training arithmetic, not the integer

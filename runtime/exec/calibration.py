@@ -24,43 +24,16 @@ from alls.diagnostics import AllsError, Severity
 from alls.graph import Graph, Layer
 from alls.plan import Plan
 from alls.progress import Progress
-from alls.runtime.native import run_float
+from alls.runtime.exec.native import run_float
 from alls.runtime.ops import OPS
 from alls.runtime.ops.activation import TABLE_ACTIVATIONS
+from alls.runtime.ops.base import RANGE_MARGIN, activation_range, with_margin
 
 __all__ = ["TensorStats", "LayerStats", "calibrate", "check_data", "to_nchw", "input_arrays", "normalize",
            "TABLE_ACTIVATIONS", "check_values", "NonFinite", "RANGE_MARGIN", "with_margin", "activation_range"]
 
 E = Severity.ERROR
 BINS = 2048
-
-# How far a 16-bit encoding reaches beyond the calibrated range, as a fraction of each side's
-# magnitude (docs/accuracy.md): on images the calibration never saw, clamping, not rounding,
-# dominates a 16-bit tensor's error, and doubling its range costs one bit of sixteen.
-RANGE_MARGIN = {8: 0.0, 16: 0.5}
-# Outputs an activation bounds, whatever the data: no margin reaches past them.
-_BOUNDED = {"relu6": (0.0, 6.0), "sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "hard_sigmoid": (0.0, 1.0)}
-
-
-def activation_range(layer: Layer) -> tuple[float, float]:
-    """The values ``layer``'s activation can produce (-inf, inf when it does not bound them)."""
-    if layer.activation == "clip":
-        params = dict(layer.activation_params)
-        lo, hi = params.get("min"), params.get("max")
-        return (-math.inf if lo is None else float(lo)), (math.inf if hi is None else float(hi))
-    if layer.activation == "relu":
-        return 0.0, math.inf
-    return _BOUNDED.get(layer.activation, (-math.inf, math.inf))
-
-
-def with_margin(lo: float, hi: float, bits: int, bounds: tuple[float, float] = (-math.inf, math.inf)
-                ) -> tuple[float, float]:
-    """The range a ``bits``-bit encoding covers for a tensor calibrated to [lo, hi]: each side
-    widened by `RANGE_MARGIN` of its magnitude, within what the activation can produce."""
-    margin = RANGE_MARGIN.get(bits, 0.0)
-    lo, hi = min(lo, 0.0) * (1.0 + margin), max(hi, 0.0) * (1.0 + margin)
-    return max(lo, min(bounds[0], 0.0)), min(hi, max(bounds[1], 0.0))
-
 
 _MAX_DOUBLINGS = 4096
 
@@ -88,7 +61,7 @@ class TensorStats:
         self.channel_max = np.full(channels, -np.inf, np.float32) if channels else None
 
     def update(self, x: np.ndarray) -> None:
-        from alls.runtime.stats_kernels import extremes, histogram
+        from alls.runtime.kernels.stats import extremes, histogram
 
         x = np.ascontiguousarray(x)
         if x.dtype not in (np.float32, np.float64):

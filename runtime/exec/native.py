@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 
 from alls.graph import Graph, Layer
+from alls.runtime.exec.lifetimes import Readers
 from alls.runtime.ops import OPS
 from alls.runtime.ops.activation import ACTIVATIONS, activation
 
@@ -61,10 +62,7 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
     feeds = _feeds(graph, inputs)
     params = params or {}
     wanted = {layer.name for layer in graph} if taps == "all" else {graph[t].name for t in (taps or ())}
-    readers: dict[str, int] = {}
-    for layer in graph:
-        for name in layer.inputs:
-            readers[name] = readers.get(name, 0) + 1
+    readers = Readers(graph, keep=wanted)
     values: dict[str, Array] = {}
     outputs: dict[str, Array] = {}
     tapped: dict[str, Array] = {}
@@ -75,10 +73,7 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
                 observe(layer, y, y)
         else:
             y = run_layer(layer, [values[name] for name in layer.inputs], params.get(layer.name), observe)
-            for name in layer.inputs:  # free what no later layer reads
-                readers[name] -= 1
-                if readers[name] == 0 and name not in wanted:
-                    values.pop(name, None)
+            readers.release(layer, values)
         values[layer.name] = y
         if layer.name in wanted:
             tapped[layer.name] = y

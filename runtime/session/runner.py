@@ -31,10 +31,10 @@ import alls
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.memory import available_memory
 from alls.progress import Progress
-from alls.runtime.calibration import calibrate, check_data, input_arrays, normalize
-from alls.runtime.model import QuantizedModel, Result
-from alls.runtime.quantize import check_supported, quantize
-from alls.runtime.threads import blas_limited
+from alls.runtime.exec.calibration import calibrate, check_data, input_arrays, normalize
+from alls.runtime.session.model import QuantizedModel, Result
+from alls.runtime.exec.quantize import check_supported, quantize
+from alls.runtime.exec.threads import blas_limited
 
 __all__ = ["Runner", "estimate_memory", "available_memory"]
 
@@ -72,7 +72,7 @@ def _with_flags(script: str, flags: dict[str, bool | None]) -> str:
 
 def _check_images(plan: alls.Plan, feeds: dict[str, np.ndarray]) -> None:
     """ALS508 when finetune or adaround asks for more images than given; then the FAQ's data checks."""
-    from alls.runtime.finetune import images_needed
+    from alls.runtime.algorithms.finetune import images_needed
 
     for algo, needed in images_needed(plan).items():
         for name, data in feeds.items():
@@ -86,7 +86,7 @@ def _check_images(plan: alls.Plan, feeds: dict[str, np.ndarray]) -> None:
 
 def _notes(graph: alls.Graph, plan: alls.Plan) -> list[Diagnostic]:
     """ALS511 for what the layer-wise reconstruction does not apply: meta_arch, dense layers over sequences."""
-    from alls.runtime.finetune import untrained
+    from alls.runtime.algorithms.finetune import untrained
 
     notes = []
     ft = plan.settings.finetune
@@ -209,12 +209,12 @@ class Runner:
         layers, warnings = quantize(self.graph, plan, stats, params)
         ibc_report, trained = [], []
         if any(layer.bias_correction for layer in plan):
-            from alls.runtime.ibc import bias_correction
+            from alls.runtime.algorithms.ibc import bias_correction
 
             images = {name: normalize(x[:stats.images], plan, name) for name, x in feeds.items()}
             ibc_report = bias_correction(self.graph, plan, layers, stats, images, params, progress)
         if any(layer.finetune or layer.adaround for layer in plan):
-            from alls.runtime.finetune import images_needed, optimize
+            from alls.runtime.algorithms.finetune import images_needed, optimize
 
             count = max(images_needed(plan).values())
             trained = optimize(self.graph, plan, layers, {name: x[:count] for name, x in feeds.items()}, params,
@@ -233,7 +233,7 @@ class Runner:
         """The FAQ's silent causes: untrained weights (ALS544), calibration data like noise (ALS545)."""
         import onnx
 
-        from alls.runtime.faq import batch_norms_at_init, noise_like, untrained_weights
+        from alls.runtime.analysis.faq import batch_norms_at_init, noise_like, untrained_weights
 
         return (untrained_weights(self.graph) + batch_norms_at_init(onnx.load_from_string(self.model_bytes))
                 + noise_like({name: x[:images] for name, x in feeds.items()}))
@@ -241,7 +241,7 @@ class Runner:
     def images_needed(self, batch_size: int | None = None, calib_num_batch: int | None = None, *,
                       equalize: bool | None = None, ibc: bool | None = None, finetune: bool | None = None) -> int:
         """How many images `quantize` with these arguments reads: calibration's, or finetune's if more."""
-        from alls.runtime.finetune import images_needed
+        from alls.runtime.algorithms.finetune import images_needed
 
         script = _with_flags(self.script, {"equalize": equalize, "ibc": ibc, "finetune": finetune})
         plan = self.plan if script == self.script else self._resolve(script)
@@ -280,7 +280,7 @@ class Runner:
 
     def _check_memory(self, plan: alls.Plan, batch_size: int) -> None:
         """ALS507 before anything runs: calibration's batch, and the reconstruction's images."""
-        from alls.runtime.finetune import estimate_memory as finetune_memory
+        from alls.runtime.algorithms.finetune import estimate_memory as finetune_memory
 
         free = available_memory()
         for estimate, fix in ((estimate_memory(self.graph, batch_size), "lower batch_size"),
@@ -291,7 +291,7 @@ class Runner:
 
     def _equalize(self, plan, feeds, batch_size, calib_num_batch, progress):
         """Cross-layer equalization of the layers the plan equalizes (activation-aware: one extra calibration)."""
-        from alls.runtime.equalize import equalize
+        from alls.runtime.algorithms.equalize import equalize
 
         if not any(layer.equalization for layer in plan):
             return {}, []
@@ -311,12 +311,12 @@ class Runner:
         if self.quantized is None:
             if target != "native":
                 raise AllsError.of("ALS506", f"target `{target}` needs a quantized model", "call runner.quantize(calib) first")
-            from alls.runtime.native import run_float
+            from alls.runtime.exec.native import run_float
 
             model = QuantizedModel(self.graph, self.plan, {}, {})
             feeds = model.feeds(x, layout)
             outputs, taps = run_float(self.graph, feeds, None, options.get("taps"))
-            from alls.runtime.model import _layout
+            from alls.runtime.session.model import _layout
 
             return Result({k: _layout(v, layout) for k, v in outputs.items()},
                           {k: _layout(v, layout) for k, v in taps.items()})

@@ -23,10 +23,10 @@ import numpy as np
 
 from alls.diagnostics import AllsError
 from alls.files import check_folder, write_file
-from alls.runtime.analysis import Analysis, LayerSample, OutputSample
-from alls.runtime.layer_advice import ADVICE
-from alls.runtime import figures as draw
-from alls.runtime.figures import OTHER, PALETTE, hex_colour, padded
+from alls.runtime.analysis.analyze import Analysis, LayerSample, OutputSample
+from alls.runtime.analysis.rules import ADVICE
+from alls.runtime.analysis import figures as draw
+from alls.runtime.analysis.figures import OTHER, PALETTE, hex_colour, padded
 
 __all__ = ["Figure", "figures", "prepare_folder", "write_report", "render_html", "summary", "TOP_LAYERS"]
 

@@ -1,4 +1,4 @@
-"""Numba kernels of the float executor (`alls.runtime.native`) where NumPy would make a temporary
+"""Numba kernels of the float executor (`alls.runtime.exec.native`) where NumPy would make a temporary
 per step.
 
 The depthwise convolution adds the taps in the order NumPy's tap-by-tap sum does, in float32,

@@ -5,7 +5,7 @@ layer the plan flags, train it against the float network, then write what they l
 integer constants; the layer then runs on the existing kernels, bit-exactly, and the next layer is
 trained on the outputs of the layers already trained ("asymmetric reconstruction": the quantized
 upstream as input, the float layer's output as target). The model of one layer, its objective
-and its schedule are in `alls.runtime.reconstruct`; the rows it trains on in `alls.runtime.patches`.
+and its schedule are in `alls.runtime.algorithms.reconstruct`; the rows it trains on in `alls.runtime.algorithms.patches`.
 
 **adaround** learns the rounding only (AdaRound, Nagel et al. 2020): every weight rounds up or
 down, ``w̃ = s·clip(⌊w/s⌋ + h(V), −W, W)``, with the rectified sigmoid h, the regulariser
@@ -43,7 +43,7 @@ Common to both: a layer starts as quantization (and bias correction, when the pl
 left it; a layer flagged for both runs finetune. A quarter of a layer's images (``dataset_size``
 of them, the first of the images given; at least one) is held out: the layer ends at the
 checkpoint whose loss on them is lowest, its start included, and stops once it gets worse there
-(`alls.runtime.reconstruct`); the report gives that held-out loss before and after, per layer. An
+(`alls.runtime.algorithms.reconstruct`); the report gives that held-out loss before and after, per layer. An
 epoch is one pass over the other images, ``batch_size`` images per step, so a layer trains at most
 ``epochs × ⌈(dataset_size − held out) / batch_size⌉`` steps. Finetune's ``epochs``, when the
 script does not set it, is what makes `FINETUNE_STEPS` steps (the guide's 4 epochs of 2048
@@ -53,9 +53,9 @@ rows), drawn once per layer (every position of a smaller map), and only those po
 patches are gathered (im2col on the sampled positions only); the float targets are gathered at
 the same positions in one streamed float pass (on the fp_optimized network: the layers as
 equalization left them); depthwise layers train on Numba kernels
-(`alls.runtime.training_kernels`), the rest on NumPy matrix products. The integer pass holds the
+(`alls.runtime.kernels.training`), the rest on NumPy matrix products. The integer pass holds the
 images as their integer codes and each layer's output whole, and runs every layer over its
-images in parts (`alls.runtime.emulator`). The runner refuses a job
+images in parts (`alls.runtime.exec.emulator`). The runner refuses a job
 whose memory estimate (`estimate_memory`) exceeds the machine's (ALS507) and a dataset_size
 above the images given (ALS508) before calibration. A layer whose best held-out checkpoint is
 its start keeps what it had. After
@@ -77,13 +77,14 @@ from alls.graph import WEIGHTED_KINDS, Graph, Layer
 from alls.plan import Plan
 from alls.runtime import numerics as nx
 from alls.progress import Progress
-from alls.runtime.calibration import normalize
-from alls.runtime.native import activation as float_activation
-from alls.runtime.native import run_float
-from alls.runtime.patches import (POSITIONS_PER_IMAGE, Positions, from_groups, gather_rows, sample_positions,
+from alls.runtime.exec.calibration import normalize
+from alls.runtime.exec.lifetimes import Readers
+from alls.runtime.exec.native import activation as float_activation
+from alls.runtime.exec.native import run_float
+from alls.runtime.algorithms.patches import (POSITIONS_PER_IMAGE, Positions, from_groups, gather_rows, sample_positions,
                                   to_groups)
-from alls.runtime.quantize import Encoding, QLayer, rebias
-from alls.runtime.reconstruct import Config, Outcome, Problem, held_out, train
+from alls.runtime.exec.quantize import Encoding, QLayer, rebias
+from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_out, train
 
 __all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "finetune_epochs",
            "FINETUNE_LR_FACTOR", "FINETUNE_STEPS"]
@@ -192,19 +193,13 @@ def _live_bytes(graph: Graph, plan: Plan) -> int:
     def size(layer: Layer) -> int:
         return int(np.prod([d if isinstance(d, int) else 1 for d in layer.output_shape[1:]]))
 
-    readers: dict[str, int] = {}
-    for layer in graph:
-        for name in layer.inputs:
-            readers[name] = readers.get(name, 0) + 1
+    readers = Readers(graph)
     live: dict[str, int] = {}
     outputs = peak = 0
     for layer in graph:
         out = size(layer) * (1 if plan[layer.name].output_bits <= 8 else 2)
         peak = max(peak, sum(live.values()) + out + outputs)
-        for name in layer.inputs:
-            readers[name] -= 1
-            if readers[name] == 0:
-                live.pop(name, None)
+        readers.release(layer, live)
         live[layer.name] = out
         if layer.kind == "output_layer":
             outputs += 4 * size(layer)
@@ -216,7 +211,7 @@ def estimate_memory(graph: Graph, plan: Plan) -> int:
     their integer codes), the integer pass over every image (`_live_bytes`, each layer run in parts
     of about `CHUNK_BYTES`), the float targets, and the rows of the largest layer (three copies
     while it trains)."""
-    from alls.runtime.emulator import CHUNK_BYTES
+    from alls.runtime.exec.emulator import CHUNK_BYTES
 
     chosen = configs(graph, plan)
     if not chosen:
@@ -318,7 +313,7 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
     the largest ``dataset_size`` asked for (the runner checks, ALS508). They are read in batches:
     normalized for the float targets, and quantized to the input's codes for the integer pass.
     """
-    from alls.runtime.emulator import run_numeric
+    from alls.runtime.exec.emulator import run_numeric
 
     params = params or {}
     chosen = configs(graph, plan)

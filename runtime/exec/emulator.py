@@ -3,7 +3,7 @@
 Tensors are unsigned integers in NHWC (4-D) or in ONNX's layout (other
 ranks); every layer runs its kind's integer run (`alls.runtime.ops`), which
 calls the kernels of `alls.runtime.kernels` with the constants
-`alls.runtime.quantize` derived. Float appears only at the edges:
+`alls.runtime.exec.quantize` derived. Float appears only at the edges:
 float inputs are quantized on entry and outputs dequantized on exit (raw
 integer inputs are taken as they are, as a device stream takes them).
 
@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 
 from alls.graph import Graph, Layer
-from alls.runtime.native import run_layer
+from alls.runtime.exec.lifetimes import Readers
+from alls.runtime.exec.native import run_layer
 from alls.runtime.ops import OPS
 from alls.runtime.ops.base import QLayer, to_nhwc, to_onnx
 
@@ -81,10 +82,7 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
     wanted = {layer.name for layer in graph} if taps == "all" else {graph[t].name for t in (taps or ())}
     params = params or {}
     values: dict[str, np.ndarray] = {}
-    readers: dict[str, int] = {}
-    for layer in graph:
-        for name in layer.inputs:
-            readers[name] = readers.get(name, 0) + 1
+    readers = Readers(graph, keep=wanted)
     outputs, tapped = {}, {}
     leave = (lambda q, y: to_onnx(y)) if raw_out else (lambda q, y: q.out.dequantize(to_onnx(y)))
     for layer in graph:
@@ -103,10 +101,7 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
                 y = _in_parts(lambda xs: _native(layer, q, xs, enc, params.get(layer.name, layer.params)), xs, layer)
             else:
                 y = _in_parts(lambda xs: OPS[layer.kind].run_int(layer, q, xs, enc), xs, layer)
-            for name in layer.inputs:
-                readers[name] -= 1
-                if readers[name] == 0 and name not in wanted:
-                    values.pop(name, None)
+            readers.release(layer, values)
         values[layer.name] = y
         if layer.name in wanted:
             tapped[layer.name] = leave(q, y)

@@ -1,6 +1,6 @@
 """Inter-layer tensors to files: the guide's section 5.2, one ``.npy`` per layer and target.
 
-    from alls.runtime.taps import write_taps
+    from alls.runtime.session.taps import write_taps
     index = write_taps(qmodel, images, "taps/", layers="{conv*}", targets=("native", "numeric"))
 
 writes ``taps/<target>/<layer>.npy`` (the layer's short name; 4-D tensors in the data's layout,
@@ -23,7 +23,7 @@ import numpy as np
 import alls
 from alls import files
 from alls.diagnostics import AllsError
-from alls.runtime.model import TARGETS, QuantizedModel
+from alls.runtime.session.model import TARGETS, QuantizedModel
 
 __all__ = ["select_layers", "prepare_taps_folder", "write_taps", "INDEX"]
 
@@ -84,7 +84,7 @@ def _write(folder: pathlib.Path, target: str, short: str, name: str, result) -> 
 
 def _check_memory(qmodel: QuantizedModel, images, names: list[str], layout: str) -> int:
     """The number of images; ALS507 before anything runs when one target's tensors would not fit in memory."""
-    from alls.runtime.runner import available_memory
+    from alls.runtime.session.runner import available_memory
 
     count = len(next(iter(images.values())) if isinstance(images, dict) else images)
     per_image = sum(math.prod(d for d in qmodel.graph[name].output_shape[1:] if isinstance(d, int)) for name in names)

@@ -23,8 +23,8 @@ from alls.files import expect_kind, write_file
 from alls.graph import Graph
 from alls.plan import Plan
 from alls.runtime import numerics as nx
-from alls.runtime.quantize import Encoding, QLayer
-from alls.runtime.threads import blas_limited
+from alls.runtime.exec.quantize import Encoding, QLayer
+from alls.runtime.exec.threads import blas_limited
 
 __all__ = ["QuantizedModel", "Result", "TARGETS", "FORMAT", "VERSION", "load"]
 
@@ -88,7 +88,7 @@ class QuantizedModel:
 
     def feeds(self, x, layout: str = "nhwc", raw: bool = False) -> dict[str, np.ndarray]:
         """Images as NCHW per input layer, normalized by the script (unless raw integers)."""
-        from alls.runtime.calibration import check_values, input_arrays, normalize
+        from alls.runtime.exec.calibration import check_values, input_arrays, normalize
 
         if not raw:
             arrays = input_arrays(self.graph, x, layout)
@@ -116,8 +116,8 @@ class QuantizedModel:
         with ``raw_out`` (numeric target only), as integer codes with their
         encodings in ``Result.encodings``.
         """
-        from alls.runtime.emulator import run_numeric
-        from alls.runtime.native import run_float
+        from alls.runtime.exec.emulator import run_numeric
+        from alls.runtime.exec.native import run_float
 
         if target not in TARGETS:
             raise AllsError.of("ALS505", f"unknown target `{target}`", f"one of: {', '.join(TARGETS)}")

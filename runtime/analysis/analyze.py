@@ -7,7 +7,7 @@ a `QuantizedModel` on some images:
    output layers):
    - *alone*: only this layer quantized, measured at the outputs. The layer
      runs on its integer kernel and every other layer in float
-     (`alls.runtime.partial`), on the first ``isolation_images`` images; the
+     (`alls.runtime.exec.partial`), on the first ``isolation_images`` images; the
      worst and the mean output SNR against native. Each layer reruns the
      network below it, so this view is the costly one, hence the subset.
    - *at the layer*: everything quantized, measured at this layer: the
@@ -18,7 +18,7 @@ a `QuantizedModel` on some images:
    The table is sorted by harm: the lowest worst-output SNR alone first.
 2. Samples of the ``worst`` layers for plots: float values against quantized
    ones, coloured by channel, and per-channel histograms.
-3. Advice per layer (`alls.runtime.layer_advice`), each with its reason.
+3. Advice per layer (`alls.runtime.analysis.rules`), each with its reason.
    On the ``CLIP_TRIALS`` most harmful layers whose extreme values make a
    large share of the range, activation clipping is tried first: the
    outputs with only that tensor quantized, at its encoding and clipped.
@@ -28,7 +28,7 @@ a `QuantizedModel` on some images:
    tell a layer's kernel error from its tensor's rounding.
 
 `analyze` runs all four and returns an `Analysis`; `Analysis.as_dict()` is
-the JSON form. `alls.runtime.report` writes it as a page with figures.
+the JSON form. `alls.runtime.analysis.report` writes it as a page with figures.
 """
 
 from __future__ import annotations
@@ -43,15 +43,15 @@ import numpy as np
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.graph import Layer
-from alls.runtime.agreement import Agreement, AgreementSums, plain, snr_from_powers
+from alls.runtime.analysis.metrics import Agreement, AgreementSums, plain, snr_from_powers
 from alls.progress import Progress
-from alls.runtime.calibration import TensorStats, check_data, input_arrays
-from alls.runtime.layer_advice import CLIP_RATIO, LOGIT_FLOOR, PERCENTILES, Advice, LayerFacts, advise
-from alls.runtime.native import run_float
-from alls.runtime.partial import compute_layers, float_taps, isolated_outputs, outputs_with, run_partial
-from alls.runtime.quantize import Encoding
-from alls.runtime.samples import MAX_POINTS, LayerSample, LayerSampler, OutputSample, OutputSampler
-from alls.runtime.threads import blas_limited
+from alls.runtime.exec.calibration import TensorStats, check_data, input_arrays
+from alls.runtime.analysis.rules import CLIP_RATIO, LOGIT_FLOOR, PERCENTILES, Advice, LayerFacts, advise
+from alls.runtime.exec.native import run_float
+from alls.runtime.exec.partial import compute_layers, float_taps, isolated_outputs, outputs_with, run_partial
+from alls.runtime.exec.quantize import Encoding
+from alls.runtime.analysis.sampling import MAX_POINTS, LayerSample, LayerSampler, OutputSample, OutputSampler
+from alls.runtime.exec.threads import blas_limited
 
 __all__ = ["analyze", "Analysis", "LayerRow", "Agreement", "Recovery", "LayerSample", "OutputSample", "Advice",
            "DEFAULT_WORST", "DEFAULT_ISOLATION_IMAGES"]
@@ -422,7 +422,7 @@ def _diagnostics(analysis_images: int, isolation: int, recovery: Recovery) -> li
 def analyze(qmodel, x, layout: str = "nhwc", worst: int = DEFAULT_WORST,
             isolation_images: int = DEFAULT_ISOLATION_IMAGES, progress: bool | None = None) -> Analysis:
     """The layer analysis of ``qmodel`` on images ``x`` ((N, H, W, C) for "nhwc", or a dict per input)."""
-    from alls.runtime.equalize import pairs
+    from alls.runtime.algorithms.equalize import pairs
 
     _check(worst, isolation_images)
     data = _images(qmodel, x, layout)

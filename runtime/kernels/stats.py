@@ -1,4 +1,4 @@
-"""Numba kernels for `alls.runtime.calibration.TensorStats`: one pass for the extremes, one for the
+"""Numba kernels for `alls.runtime.exec.calibration.TensorStats`: one pass for the extremes, one for the
 histogram, instead of the half-dozen temporary arrays NumPy would make per tensor.
 
 A histogram bin is ``⌊|v| / width⌋`` (the last bin takes the rest), with the division in the

@@ -104,7 +104,7 @@ def script_for(base: str, state: State, graph: alls.Graph, name: str) -> str:
 def _measure(native: dict, numeric: dict, labels) -> tuple[float, float, float | None]:
     import numpy as np
 
-    from alls.runtime.metrics import cosine, snr_db, top1
+    from alls.runtime.analysis.metrics import cosine, snr_db, top1
 
     snr = float(np.mean([snr_db(native[k], numeric[k]) for k in native]))
     cos = float(np.mean([cosine(native[k], numeric[k]) for k in native]))
@@ -118,7 +118,7 @@ def _measure(native: dict, numeric: dict, labels) -> tuple[float, float, float |
 def _blamed(qmodel, data, layout: str, progress) -> tuple[str, ...]:
     """The layers with weights that the analysis blames for the error of ``qmodel``."""
     from alls.graph import WEIGHTED_KINDS
-    from alls.runtime.analysis import analyze
+    from alls.runtime.analysis.analyze import analyze
 
     result = analyze(qmodel, data[:ANALYSIS_IMAGES], layout, progress=progress)
     return tuple(r.name for r in result.layers if qmodel.graph[r.name].kind in WEIGHTED_KINDS)[:3]

@@ -30,7 +30,8 @@ from __future__ import annotations
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.graph import Graph, Layer
 from alls.plan import Clipping, LayerPlan, Plan
-from alls.runtime.calibration import Statistics, activation_range, with_margin
+from alls.runtime.exec.calibration import Statistics
+from alls.runtime.ops.base import activation_range, with_margin
 from alls.runtime.ops import OPS
 from alls.runtime.ops.base import MIN_RANGE, Encoding, QLayer
 from alls.runtime.ops.weighted import fan_in, quantize_weights, rebias

@@ -30,9 +30,10 @@ from collections.abc import Collection, Iterable, Mapping
 import numpy as np
 
 from alls.graph import Graph, Layer
-from alls.runtime.emulator import run_numeric
-from alls.runtime.native import run_float, run_layer
-from alls.runtime.quantize import QLayer
+from alls.runtime.exec.lifetimes import Readers
+from alls.runtime.exec.emulator import run_numeric
+from alls.runtime.exec.native import run_float, run_layer
+from alls.runtime.exec.quantize import QLayer
 
 __all__ = ["float_taps", "integer_layer", "run_partial", "isolated_outputs", "outputs_with", "compute_layers"]
 
@@ -71,10 +72,7 @@ def _float_layer(qmodel, layer: Layer, values: Mapping[str, np.ndarray]) -> np.n
 
 def run_partial(qmodel, feeds: Mapping[str, np.ndarray], quantized: Collection[str]) -> Tensors:
     """The outputs (NCHW, by output layer name) with the ``quantized`` layers (full names) in integers."""
-    readers: dict[str, int] = {}
-    for layer in qmodel.graph:
-        for name in layer.inputs:
-            readers[name] = readers.get(name, 0) + 1
+    readers = Readers(qmodel.graph)
     values: Tensors = {}
     outputs: Tensors = {}
     for layer in qmodel.graph:
@@ -85,10 +83,7 @@ def run_partial(qmodel, feeds: Mapping[str, np.ndarray], quantized: Collection[s
             values[layer.name] = integer_layer(qmodel, layer, values)
         else:
             values[layer.name] = _float_layer(qmodel, layer, values)
-        for name in layer.inputs:
-            readers[name] -= 1
-            if readers[name] == 0:
-                values.pop(name, None)
+        readers.release(layer, values)
         if layer.kind == "output_layer":
             outputs[layer.name] = values.pop(layer.name)
     return outputs

@@ -12,7 +12,7 @@ the difference:
 
 The mean accumulator needs no pass over every pixel: it is ``Σ_k w[c, k]·M_k``, where ``M_k`` is
 the mean of the centred input that weight k reads (over every image and output position, from
-the images' sum; `alls.runtime.patches.tap_means`), exact to float64's rounding.
+the images' sum; `alls.runtime.algorithms.patches.tap_means`), exact to float64's rounding.
 
 The new bias is encoded in the layer's bias format (NUMERICS.md (N10)-(N11)),
 whose step is 2^e accumulator units, so up to half a step of Δ_c is left
@@ -51,9 +51,9 @@ from alls.graph import Graph, Layer
 from alls.progress import Progress
 from alls.plan import Plan
 from alls.runtime import numerics as nx
-from alls.runtime.calibration import Statistics
-from alls.runtime.patches import from_groups, tap_means, to_groups
-from alls.runtime.quantize import QLayer, rebias
+from alls.runtime.exec.calibration import Statistics
+from alls.runtime.algorithms.patches import from_groups, tap_means, to_groups
+from alls.runtime.exec.quantize import QLayer, rebias
 
 __all__ = ["bias_correction"]
 
@@ -132,7 +132,7 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
     ``feeds`` are the calibration images (NCHW, normalized) whose float
     statistics ``stats`` holds; ``params`` the float parameters the layers were quantized from.
     """
-    from alls.runtime.emulator import accumulators, run_numeric
+    from alls.runtime.exec.emulator import accumulators, run_numeric
 
     params = params or {}
     report: list[dict] = []

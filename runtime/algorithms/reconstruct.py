@@ -1,6 +1,6 @@
 """One layer's reconstruction: learn its weight rounding (and bias, and scales) against the float layer.
 
-The layer is modelled in float on the rows of `alls.runtime.patches` (centred integer inputs
+The layer is modelled in float on the rows of `alls.runtime.algorithms.patches` (centred integer inputs
 ``x``, exact), with every scale the integer layer uses:
 
     w̃[c, k] = clip(B[c, k] + h(V[c, k]), −W, W),      B = ⌊w / s_c⌋,  W = 2^(b−1) − 1     (R1)
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alls.runtime.training_kernels import depthwise_backward, depthwise_forward
+from alls.runtime.kernels.training import depthwise_backward, depthwise_forward
 
 __all__ = ["Problem", "Config", "Outcome", "train", "held_out", "LOSSES", "HOLDOUT"]
 
