@@ -14,7 +14,8 @@ import pytest
 
 import alls
 from alls.naming import NamingNode, hailo_order, natural_key, number_layers
-from zoo_models import SSD_START, build_ssd_mobilenet_v1, build_yolo11, build_yolov5, build_yolov8, build_yolox_s
+from zoo_models import (SSD_START, build_ssd_mobilenet_v1, build_yolo11, build_yolov5, build_yolov8, build_yolov10n,
+                        build_yolox_s)
 
 ZOO = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "zoo-config"
 SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus" / \
@@ -55,6 +56,19 @@ def test_yolo11_heads_have_the_zoo_names(scale):
     assert names(graph, heads) == zoo
     assert sum(l.kind == "conv" for l in graph) == max(int(n[4:]) for n in zoo)
     script = (SCRIPTS / f"yolov11{scale}.alls").read_text()
+    assert re.findall(r"change_output_activation\((conv\d+), sigmoid\)", script) == zoo[1::2]
+
+
+@needs_zoo
+def test_yolov10n_with_the_zoo_cut():
+    """YOLOv10n holds depthwise convs in its trunk (SCDown, C2fCIB) and its class branches; cut at the
+    zoo's one-to-one head convs, every head has the zoo's name and the last is the last conv."""
+    network = alls.read_zoo_network(ZOO / "networks" / "yolov10n.yaml")
+    graph = alls.load_model(build_yolov10n(imgsz=64), end_nodes=network.end_nodes)
+    zoo = decoders("yolov10n_nms_config.json", "reg_layer", "cls_layer")
+    assert names(graph, network.end_nodes) == zoo
+    assert sum(l.kind == "conv" for l in graph) == 69
+    script = (SCRIPTS / "yolov10n.alls").read_text()
     assert re.findall(r"change_output_activation\((conv\d+), sigmoid\)", script) == zoo[1::2]
 
 

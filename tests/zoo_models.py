@@ -18,6 +18,7 @@ names (`../shared/zoo-config/postprocess_config/*.json`) and end nodes
 - `build_yolo11(scale, imgsz)`: ultralytics YOLO11 n/s/m/l/x (C3k2, C3k, SPPF, C2PSA attention with
   MatMul between activations and a depthwise positional conv, the Detect head whose class branch
   holds depthwise convs: ``/model.23/cv3.0/cv3.0.0/cv3.0.0.0/conv/Conv``).
+- `build_yolov10n(imgsz)`: ultralytics YOLOv10n (SCDown, PSA, C2fCIB, the one-to-one head).
 - `build_ssd_mobilenet_v1(imgsz)`: TF's SSD MobileNet v1 (COCO) with TensorFlow's node names
   (``BoxPredictor_0/BoxEncodingPredictor/BiasAdd``), the box predictors after the whole feature
   extractor, as TensorFlow's graph holds them.
@@ -34,7 +35,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["build_yolov8", "build_yolov5", "build_yolox_s", "build_ssd_mobilenet_v1", "build_yolo11", "ZOO_BUILDERS",
+__all__ = ["build_yolov8", "build_yolov5", "build_yolox_s", "build_ssd_mobilenet_v1", "build_yolo11", "build_yolov10n",
+           "ZOO_BUILDERS",
            "YOLOV8_SCALES", "YOLOV5_SCALES"]
 
 OPSET = 17
@@ -243,27 +245,27 @@ def _anchor_points(imgsz: int, strides=(8, 16, 32)):
 
 
 def _v8_detect(net: _Net, feats: list[str], nc: int, imgsz: int, reg_max: int = 16, scope: str = "model.22",
-               dw_class: bool = False) -> str:
+               dw_class: bool = False, prefix: str = "") -> str:
     """ultralytics' Detect as exported: per level cv2 (box) and cv3 (class) branches of three convs,
     then the DFL decoding of the concatenated levels. ``dw_class``: YOLO11's class branch, a
-    depthwise 3x3 and a 1x1 conv twice before the prediction conv."""
+    depthwise 3x3 and a 1x1 conv twice before the prediction conv; ``prefix``: YOLOv10's ``one2one_``."""
     c2 = max(16, net.channels[feats[0]] // 4, reg_max * 4)
     c3 = max(net.channels[feats[0]], min(nc, 100))
     no = nc + 4 * reg_max
     flat = []
     for i, x in enumerate(feats):
-        h = net.conv(x, c2, 3, 1, f"{scope}/cv2.{i}/cv2.{i}.0")
-        h = net.conv(h, c2, 3, 1, f"{scope}/cv2.{i}/cv2.{i}.1")
-        branches = [net.conv(h, 4 * reg_max, 1, 1, f"{scope}/cv2.{i}/cv2.{i}.2", act=None)]
+        box, cls = f"{scope}/{prefix}cv2.{i}/{prefix}cv2.{i}", f"{scope}/{prefix}cv3.{i}/{prefix}cv3.{i}"
+        h = net.conv(net.conv(x, c2, 3, 1, f"{box}.0"), c2, 3, 1, f"{box}.1")
+        branches = [net.conv(h, 4 * reg_max, 1, 1, f"{box}.2", act=None)]
         h = x
         for j in range(2):
             if dw_class:
-                part = f"{scope}/cv3.{i}/cv3.{i}.{j}/cv3.{i}.{j}"
+                part = f"{cls}.{j}/{prefix}cv3.{i}.{j}"
                 h = net.conv(h, net.channels[h], 3, 1, f"{part}.0", group=net.channels[h])
                 h = net.conv(h, c3, 1, 1, f"{part}.1")
             else:
-                h = net.conv(h, c3, 3, 1, f"{scope}/cv3.{i}/cv3.{i}.{j}")
-        branches.append(net.conv(h, nc, 1, 1, f"{scope}/cv3.{i}/cv3.{i}.2", act=None))
+                h = net.conv(h, c3, 3, 1, f"{cls}.{j}")
+        branches.append(net.conv(h, nc, 1, 1, f"{cls}.2", act=None))
         flat.append(_concat(net, branches, scope))
     flat = [net.op("Reshape", [f, net.const(np.array([1, no, -1], np.int64))], f"/{scope}/Reshape", no) for f in flat]
     x = net.op("Concat", flat, f"/{scope}/Concat", no, axis=2)
@@ -636,6 +638,70 @@ def _attention(net: _Net, x: str, hw: int, scope: str) -> str:
     return net.conv(o, c, 1, 1, f"{scope}/proj", act=None, name=f"/{scope}/proj/conv/Conv")
 
 
+def build_yolov10n(imgsz: int = 640, nc: int = 80, seed: int = 0) -> onnx.ModelProto:
+    """ultralytics YOLOv10n as exported: C2f, SCDown (1x1 conv then a depthwise stride-2 conv), SPPF,
+    PSA attention, C2fCIB (depthwise 3x3 / pointwise / a fused 7x7 RepVGGDW) and the one-to-one
+    head (``/model.23/one2one_cv3.0/one2one_cv3.0.0/one2one_cv3.0.0.0/conv/Conv``); the decoding
+    after the head convs is YOLOv8's (the zoo cuts it off)."""
+    depth, width, max_ch = YOLOV8_SCALES["n"]
+
+    def ch(c):
+        return _div8(min(c, max_ch) * width)
+
+    def n(k):
+        return max(round(k * depth), 1)
+
+    net = _Net(seed)
+    net.channels["images"] = 3
+    y = {}
+    x = net.conv("images", ch(64), 3, 2, "model.0")
+    x = _c2f(net, net.conv(x, ch(128), 3, 2, "model.1"), ch(128), n(3), True, "model.2")
+    y[4] = x = _c2f(net, net.conv(x, ch(256), 3, 2, "model.3"), ch(256), n(6), True, "model.4")
+    y[6] = x = _c2f(net, _scdown(net, x, ch(512), "model.5"), ch(512), n(6), True, "model.6")
+    x = _c2f(net, _scdown(net, x, ch(1024), "model.7"), ch(1024), n(3), True, "model.8")
+    y[10] = x = _psa(net, _sppf(net, x, ch(1024), "model.9"), imgsz // 32, "model.10")
+    y[13] = x = _c2f(net, _concat(net, [_upsample(net, x, "model.11"), y[6]], "model.12"), ch(512), n(3), False,
+                     "model.13")
+    y[16] = x = _c2f(net, _concat(net, [_upsample(net, x, "model.14"), y[4]], "model.15"), ch(256), n(3), False,
+                     "model.16")
+    x = _concat(net, [net.conv(x, ch(256), 3, 2, "model.17"), y[13]], "model.18")
+    y[19] = x = _c2f(net, x, ch(512), n(3), False, "model.19")
+    x = _concat(net, [_scdown(net, x, ch(512), "model.20"), y[10]], "model.21")
+    y[22] = _c2f_cib(net, x, ch(1024), n(3), "model.22")
+    out = _v8_detect(net, [y[16], y[19], y[22]], nc, imgsz, scope="model.23", dw_class=True, prefix="one2one_")
+    return net.model("images", [1, 3, imgsz, imgsz], [(out, "output0")], "yolov10n")
+
+
+def _scdown(net: _Net, x: str, c2: int, scope: str) -> str:
+    x = net.conv(x, c2, 1, 1, f"{scope}/cv1")
+    return net.conv(x, c2, 3, 2, f"{scope}/cv2", act=None, group=c2, name=f"/{scope}/cv2/conv/Conv")
+
+
+def _psa(net: _Net, x: str, hw: int, scope: str) -> str:
+    """YOLOv10's PSA: half the channels through attention and a feed-forward pair, then joined."""
+    c1 = net.channels[x]
+    c = c1 // 2
+    x = net.conv(x, 2 * c, 1, 1, f"{scope}/cv1")
+    a, b = net.op("Split", [x, net.const(np.array([c, c], np.int64))], f"/{scope}/Split", c, outputs=2, axis=1)
+    b = _psa_block(net, b, hw, scope)
+    return net.conv(_concat(net, [a, b], scope), c1, 1, 1, f"{scope}/cv2")
+
+
+def _c2f_cib(net: _Net, x: str, c2: int, n: int, scope: str) -> str:
+    """C2f whose blocks are CIB: depthwise 3x3, pointwise, RepVGGDW (fused: depthwise 7x7), pointwise,
+    depthwise 3x3, with the shortcut."""
+    c = c2 // 2
+    x = net.conv(x, 2 * c, 1, 1, f"{scope}/cv1")
+    ys = list(net.op("Split", [x, net.const(np.array([c, c], np.int64))], f"/{scope}/Split", c, outputs=2, axis=1))
+    for i in range(n):
+        part = f"{scope}/m.{i}/cv1/cv1"
+        h = net.conv(ys[-1], c, 3, 1, f"{part}.0", group=c)
+        h = net.conv(h, 2 * c, 1, 1, f"{part}.1")
+        h = net.conv(h, 2 * c, 7, 1, f"{part}.2", group=2 * c, name=f"/{part}.2/conv/conv/Conv")
+        h = net.conv(net.conv(h, c, 1, 1, f"{part}.3"), c, 3, 1, f"{part}.4", group=c)
+        ys.append(net.op("Add", [ys[-1], h], f"/{scope}/m.{i}/Add", c))
+    return net.conv(_concat(net, ys, scope), c2, 1, 1, f"{scope}/cv2")
+
 ZOO_BUILDERS = {
     **{f"yolov8{s}": (lambda s=s: build_yolov8(s)) for s in YOLOV8_SCALES},
     "yolov5s": lambda: build_yolov5("s", version="spp"),
@@ -643,6 +709,7 @@ ZOO_BUILDERS = {
     "yolov5s_6.1": lambda: build_yolov5("s", version="6.1"),
     "yolov5m_6.1": lambda: build_yolov5("m", version="6.1"),
     **{f"yolo11{s}": (lambda s=s: build_yolo11(s)) for s in ("n", "s", "m")},
+    "yolov10n": build_yolov10n,
     "yolox_s_leaky": build_yolox_s,
     "ssd_mobilenet_v1": build_ssd_mobilenet_v1,
 }
