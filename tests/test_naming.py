@@ -15,7 +15,7 @@ import pytest
 import alls
 from alls.naming import NamingNode, hailo_order, natural_key, number_layers
 from zoo_models import (SSD_START, build_ssd_mobilenet_v1, build_yolo11, build_yolov5, build_yolov8, build_yolov10n,
-                        build_yolox_s)
+                        build_yolov6n, build_yolox_s, yolov6n_predictions)
 
 ZOO = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "zoo-config"
 SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus" / \
@@ -57,6 +57,18 @@ def test_yolo11_heads_have_the_zoo_names(scale):
     assert sum(l.kind == "conv" for l in graph) == max(int(n[4:]) for n in zoo)
     script = (SCRIPTS / f"yolov11{scale}.alls").read_text()
     assert re.findall(r"change_output_activation\((conv\d+), sigmoid\)", script) == zoo[1::2]
+
+
+@needs_zoo
+def test_yolov6n_predictions_have_the_zoo_names():
+    """YOLOv6n's head: a stem, then class and box convs side by side; the class, box and objectness
+    predictions are consecutive (conv36/37/38), counted breadth-first in the order of their names."""
+    model = build_yolov6n(imgsz=64)
+    predictions = yolov6n_predictions(model)
+    graph = alls.load_model(model, end_nodes=predictions)
+    zoo = decoders("nms_config_yolov6n.json", "cls_layer", "reg_layer", "objectness_layer")
+    assert names(graph, predictions) == zoo
+    assert sum(l.kind == "conv" for l in graph) == 59 and sum(l.kind == "deconv" for l in graph) == 2
 
 
 @needs_zoo

@@ -19,6 +19,8 @@ names (`../shared/zoo-config/postprocess_config/*.json`) and end nodes
   MatMul between activations and a depthwise positional conv, the Detect head whose class branch
   holds depthwise convs: ``/model.23/cv3.0/cv3.0.0/cv3.0.0.0/conv/Conv``).
 - `build_yolov10n(imgsz)`: ultralytics YOLOv10n (SCDown, PSA, C2fCIB, the one-to-one head).
+- `build_yolov6n(imgsz)`: Meituan's YOLOv6n 0.1.0 (the zoo's ``yolov6n``), re-parameterized, with
+  torch 1.x's ``Conv_12`` names; `yolov6n_predictions` names its nine prediction convs.
 - `build_ssd_mobilenet_v1(imgsz)`: TF's SSD MobileNet v1 (COCO) with TensorFlow's node names
   (``BoxPredictor_0/BoxEncodingPredictor/BiasAdd``), the box predictors after the whole feature
   extractor, as TensorFlow's graph holds them.
@@ -35,7 +37,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["build_yolov8", "build_yolov5", "build_yolox_s", "build_ssd_mobilenet_v1", "build_yolo11", "build_yolov10n",
+__all__ = ["build_yolov8", "build_yolov5", "build_yolox_s", "build_ssd_mobilenet_v1", "build_yolo11", "build_yolov10n", "build_yolov6n", "yolov6n_predictions",
            "ZOO_BUILDERS",
            "YOLOV8_SCALES", "YOLOV5_SCALES"]
 
@@ -104,6 +106,8 @@ class _Net:
             return self.op("Mul", [y, s], f"/{scope}/act/Mul", c)
         if act == "leaky":
             return self.op("LeakyRelu", [y], f"/{scope}/act/LeakyRelu", c, alpha=0.1)
+        if act == "relu":
+            return self.op("Relu", [y], f"/{scope}/act/Relu", c)
         if act == "relu6":  # TensorFlow's names
             return self.op("Clip", [y, self.const(np.float32(0)), self.const(np.float32(6))], f"{scope}/Relu6", c)
         return y
@@ -702,6 +706,66 @@ def _c2f_cib(net: _Net, x: str, c2: int, n: int, scope: str) -> str:
         ys.append(net.op("Add", [ys[-1], h], f"/{scope}/m.{i}/Add", c))
     return net.conv(_concat(net, ys, scope), c2, 1, 1, f"{scope}/cv2")
 
+# ------------------------------------------------------------------ YOLOv6
+
+
+def build_yolov6n(imgsz: int = 640, nc: int = 80, seed: int = 0) -> onnx.ModelProto:
+    """Meituan's YOLOv6n of release 0.1.0 (the zoo's ``yolov6n``) as torch 1.x exports it (``Conv_12``
+    names): EfficientRep with its RepVGG blocks re-parameterized into 3x3 convs with ReLU, SimSPPF,
+    RepPAN upsampling by 2x2 ConvTranspose, and the efficient decoupled head (a 1x1 stem, a class
+    and a box conv with SiLU, class, box and objectness predictions)."""
+    net = _Net(seed, torch_names=True)
+    net.channels["images"] = 3
+
+    def rep(x, c, s=1):
+        return net.conv(x, c, 3, s, "", act="relu")
+
+    def block(x, c, n):  # RepBlock: n RepVGG convs
+        for _ in range(n):
+            x = rep(x, c)
+        return x
+
+    def deconv(x):
+        c = net.channels[x]
+        w = net.const(net.rng.normal(0, 0.1, (c, c, 2, 2)).astype(np.float32))
+        return net.op("ConvTranspose", [x, w, net.const(np.zeros(c, np.float32))], "", c, kernel_shape=[2, 2],
+                      strides=[2, 2])
+
+    x = rep("images", 16, 2)
+    x = block(rep(x, 32, 2), 32, 2)
+    x2 = x = block(rep(x, 64, 2), 64, 4)
+    x1 = x = block(rep(x, 128, 2), 128, 6)
+    x = block(rep(x, 256, 2), 256, 2)
+    hidden = net.conv(x, 128, 1, 1, "", act="relu")  # SimSPPF
+    pools = [hidden]
+    for _ in range(3):
+        pools.append(net.op("MaxPool", [pools[-1]], "", 128, kernel_shape=[5, 5], strides=[1, 1], pads=[2] * 4))
+    x0 = net.conv(_concat(net, pools, ""), 256, 1, 1, "", act="relu")
+    fpn0 = net.conv(x0, 64, 1, 1, "", act="relu")
+    f = block(_concat(net, [deconv(fpn0), x1], ""), 64, 4)
+    fpn1 = net.conv(f, 32, 1, 1, "", act="relu")
+    pan2 = block(_concat(net, [deconv(fpn1), x2], ""), 32, 4)
+    pan1 = block(_concat(net, [net.conv(pan2, 32, 3, 2, "", act="relu"), fpn1], ""), 64, 4)
+    pan0 = block(_concat(net, [net.conv(pan1, 64, 3, 2, "", act="relu"), fpn0], ""), 128, 4)
+    outs = []
+    for feat in (pan2, pan1, pan0):
+        c = net.channels[feat]
+        stem = net.conv(feat, c, 1, 1, "")
+        cls = net.conv(net.conv(stem, c, 3, 1, ""), nc, 1, 1, "", act=None)
+        reg_feat = net.conv(stem, c, 3, 1, "")
+        reg, obj = (net.conv(reg_feat, k, 1, 1, "", act=None) for k in (4, 1))
+        outs.append(_concat(net, [reg, net.op("Sigmoid", [obj], "", 1), net.op("Sigmoid", [cls], "", nc)], ""))
+    outs = [net.op("Reshape", [o, net.const(np.array([1, nc + 5, -1], np.int64))], "") for o in outs]
+    o = net.op("Transpose", [net.op("Concat", outs, "", axis=2)], "", perm=[0, 2, 1])
+    return net.model("images", [1, 3, imgsz, imgsz], [(o, "outputs")], "yolov6n")
+
+
+def yolov6n_predictions(model: onnx.ModelProto) -> list[str]:
+    """The class, box and objectness prediction convs of each level of `build_yolov6n`, in that order
+    (the order of the zoo's ``cls_layer``, ``reg_layer``, ``objectness_layer``)."""
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"][-18:]  # per level: stem, cls, cls_pred,
+    return [convs[6 * level + k] for level in range(3) for k in (2, 4, 5)]  # reg, reg_pred, obj_pred
+
 ZOO_BUILDERS = {
     **{f"yolov8{s}": (lambda s=s: build_yolov8(s)) for s in YOLOV8_SCALES},
     "yolov5s": lambda: build_yolov5("s", version="spp"),
@@ -710,6 +774,7 @@ ZOO_BUILDERS = {
     "yolov5m_6.1": lambda: build_yolov5("m", version="6.1"),
     **{f"yolo11{s}": (lambda s=s: build_yolo11(s)) for s in ("n", "s", "m")},
     "yolov10n": build_yolov10n,
+    "yolov6n": build_yolov6n,
     "yolox_s_leaky": build_yolox_s,
     "ssd_mobilenet_v1": build_ssd_mobilenet_v1,
 }
