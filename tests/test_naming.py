@@ -15,7 +15,7 @@ import pytest
 import alls
 from alls.naming import NamingNode, hailo_order, natural_key, number_layers
 from zoo_models import (SSD_START, build_ssd_mobilenet_v1, build_yolo11, build_yolov5, build_yolov8, build_yolov10n,
-                        build_yolov6n, build_yolox_s, yolov6n_predictions)
+                        build_yolov6n, build_yolov7_tiny, build_yolox_s, yolov6n_predictions)
 
 ZOO = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "zoo-config"
 SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus" / \
@@ -72,6 +72,17 @@ def test_yolov6n_predictions_have_the_zoo_names():
 
 
 @needs_zoo
+def test_yolov7_tiny_detection_convs_have_the_zoo_names():
+    """YOLOv7-tiny's detection convs read 3x3 convs that branch off each PAN level beside the
+    stride-2 conv; each is counted before the next ELAN block (conv43, conv51, conv58)."""
+    model = build_yolov7_tiny(imgsz=64)
+    heads = [n.name for n in model.graph.node if n.op_type == "Conv"][-3:]
+    graph = alls.load_model(model, end_nodes=heads)
+    assert names(graph, heads) == decoders("yolov7_tiny_nms_config.json", "encoded_layer")
+    assert sum(l.kind == "conv" for l in graph) == 58
+
+
+@needs_zoo
 def test_yolov10n_with_the_zoo_cut():
     """YOLOv10n holds depthwise convs in its trunk (SCDown, C2fCIB) and its class branches; cut at the
     zoo's one-to-one head convs, every head has the zoo's name and the last is the last conv."""
@@ -124,7 +135,9 @@ def test_yolov8_seg_class_convs_follow_node_name_order(scale):
 @needs_zoo
 @pytest.mark.parametrize("scale, version, config", [
     ("s", "spp", "yolov5s_nms_config.json"), ("m", "spp", "yolov5m_spp_nms_config.json"),
-    ("s", "6.1", "yolov5s_6.1_nms_config.json"), ("m", "6.1", "yolov5m_6.1_nms_config.json")])
+    ("s", "6.1", "yolov5s_6.1_nms_config.json"), ("m", "6.1", "yolov5m_6.1_nms_config.json"),
+    ("n", "6.1", "yolov5n_6.1_nms_config.json"), ("l", "spp", "yolov5l_nms_config.json"),
+    ("x", "spp", "yolov5x_nms_config.json")])
 def test_yolov5_heads_have_the_zoo_names(scale, version, config):
     heads = [f"/model.24/m.{i}/Conv" for i in range(3)]
     graph = alls.load_model(build_yolov5(scale, imgsz=320, version=version), end_nodes=heads)

@@ -21,6 +21,8 @@ names (`../shared/zoo-config/postprocess_config/*.json`) and end nodes
 - `build_yolov10n(imgsz)`: ultralytics YOLOv10n (SCDown, PSA, C2fCIB, the one-to-one head).
 - `build_yolov6n(imgsz)`: Meituan's YOLOv6n 0.1.0 (the zoo's ``yolov6n``), re-parameterized, with
   torch 1.x's ``Conv_12`` names; `yolov6n_predictions` names its nine prediction convs.
+- `build_yolov7_tiny(imgsz)`: YOLOv7-tiny as deployed (ELAN, max-pool downsampling, SPP-CSP, LeakyReLU,
+  ``Conv_12`` names); its last three convs are the detection convs.
 - `build_ssd_mobilenet_v1(imgsz)`: TF's SSD MobileNet v1 (COCO) with TensorFlow's node names
   (``BoxPredictor_0/BoxEncodingPredictor/BiasAdd``), the box predictors after the whole feature
   extractor, as TensorFlow's graph holds them.
@@ -38,6 +40,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 __all__ = ["build_yolov8", "build_yolov5", "build_yolox_s", "build_ssd_mobilenet_v1", "build_yolo11", "build_yolov10n", "build_yolov6n", "yolov6n_predictions",
+           "build_yolov7_tiny",
            "ZOO_BUILDERS",
            "YOLOV8_SCALES", "YOLOV5_SCALES"]
 
@@ -766,6 +769,46 @@ def yolov6n_predictions(model: onnx.ModelProto) -> list[str]:
     convs = [n.name for n in model.graph.node if n.op_type == "Conv"][-18:]  # per level: stem, cls, cls_pred,
     return [convs[6 * level + k] for level in range(3) for k in (2, 4, 5)]  # reg, reg_pred, obj_pred
 
+# ------------------------------------------------------------------ YOLOv7
+
+
+def build_yolov7_tiny(imgsz: int = 640, nc: int = 80, seed: int = 0) -> onnx.ModelProto:
+    """WongKinYiu's YOLOv7-tiny (``cfg/deploy/yolov7-tiny.yaml``) as torch 1.x exports it (``Conv_12``
+    names): ELAN blocks of four convs joined by a Concat, 2x2 max-pool downsampling, the SPP-CSP block
+    with three max pools, LeakyReLU(0.1), and one 1x1 detection conv per level."""
+    net = _Net(seed, torch_names=True)
+    net.channels["images"] = 3
+
+    def conv(x, c, k=1, s=1):
+        return net.conv(x, c, k, s, "", act="leaky")
+
+    def elan(x, c):  # layers [-1, -2, 3x3, 3x3] concatenated, then a 1x1 to 2c
+        a = conv(x, c)
+        b = conv(x, c)
+        d = conv(b, c, 3)
+        e = conv(d, c, 3)
+        return conv(_concat(net, [e, d, b, a], ""), 2 * c)
+
+    def pool(x, k, s):
+        return net.op("MaxPool", [x], "", net.channels[x], kernel_shape=[k, k], strides=[s, s], pads=[k // 2 if s == 1 else 0] * 4)
+
+    x = conv(conv("images", 32, 3, 2), 64, 3, 2)
+    x14 = elan(pool(elan(x, 32), 2, 2), 64)
+    x21 = elan(pool(x14, 2, 2), 128)
+    x = elan(pool(x21, 2, 2), 256)
+    a, b = conv(x, 256), conv(x, 256)  # SPP-CSP
+    pools = [pool(b, k, 1) for k in (5, 9, 13)]
+    x37 = conv(_concat(net, [conv(_concat(net, [*pools[::-1], b], ""), 256), a], ""), 256)
+    up = _upsample(net, conv(x37, 128), "")
+    x47 = elan(_concat(net, [conv(x21, 128), up], ""), 64)
+    up = _upsample(net, conv(x47, 64), "")
+    x57 = elan(_concat(net, [conv(x14, 64), up], ""), 32)
+    x65 = elan(_concat(net, [conv(x57, 128, 3, 2), x47], ""), 64)
+    x73 = elan(_concat(net, [conv(x65, 256, 3, 2), x37], ""), 128)
+    feats = [conv(x57, 128, 3), conv(x65, 256, 3), conv(x73, 512, 3)]
+    out = _v5_detect(net, feats, nc, imgsz)
+    return net.model("images", [1, 3, imgsz, imgsz], [(out, "output")], "yolov7_tiny")
+
 ZOO_BUILDERS = {
     **{f"yolov8{s}": (lambda s=s: build_yolov8(s)) for s in YOLOV8_SCALES},
     "yolov5s": lambda: build_yolov5("s", version="spp"),
@@ -775,6 +818,7 @@ ZOO_BUILDERS = {
     **{f"yolo11{s}": (lambda s=s: build_yolo11(s)) for s in ("n", "s", "m")},
     "yolov10n": build_yolov10n,
     "yolov6n": build_yolov6n,
+    "yolov7_tiny": build_yolov7_tiny,
     "yolox_s_leaky": build_yolox_s,
     "ssd_mobilenet_v1": build_ssd_mobilenet_v1,
 }
