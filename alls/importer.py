@@ -36,7 +36,7 @@ from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.folding import fold_node
 from alls.graph import Graph, Layer, per_channel
 from alls.limits import DEFAULT, Limits, LimitExceeded, check_limits
-from alls.naming import NamingNode, number_layers
+from alls.naming import NamingNode, disputed_layers, number_layers
 from alls.validate import check_input_shapes, validate
 
 __all__ = ["load_model"]
@@ -830,7 +830,8 @@ class _Importer:
                     help="the layer is listed but cannot be quantized or emulated; `alls explain ALS401`",
                 ))
         return Graph(self.net, tuple(layers), tuple(self.diagnostics), self.opset,
-                     tie_numbered=frozenset(names[k] for k in ties))
+                     tie_numbered=frozenset(names[k] for k in ties),
+                     order_disputed=frozenset(names[k] for k in disputed_layers(nodes)))
 
 
 # ------------------------------------------------------------------ helpers

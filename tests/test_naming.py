@@ -13,7 +13,7 @@ import re
 import pytest
 
 import alls
-from alls.naming import NamingNode, hailo_order, natural_key, number_layers
+from alls.naming import NamingNode, disputed_layers, hailo_order, natural_key, number_layers
 from zoo_models import (SSD_START, build_ssd_mobilenet_v1, build_yolo11, build_yolov5, build_yolov8, build_yolov10n,
                         build_yolov6n, build_yolov7_tiny, build_yolox_s, yolov6n_predictions)
 
@@ -108,6 +108,45 @@ def test_yolov8_large_heads_match_but_for_the_stride32_box_conv(scale):
     assert (zoo[4], got[4]) == ("conv100", "conv102")
     assert sum(l.kind == "conv" for l in graph) == 103
     assert graph.get(V8_HEADS[4]).name in graph.tie_numbered
+    # the layers whose number the zoo's reading would change are marked: the stride-32 head, conv98-103
+    # but the first box and last class conv (numbered alike both ways), and nothing before it
+    disputed = sorted(graph[name].short_name for name in graph.order_disputed)
+    assert disputed == ["conv100", "conv101", "conv102", "conv99"]
+    assert sum(l.kind == "conv" for l in graph if l.name in graph.order_disputed) == 4
+
+
+@needs_zoo
+@pytest.mark.parametrize("scale", ["n", "m"])
+def test_yolov8_stride32_head_is_marked_where_the_evidence_splits(scale, tmp_path, capsys):
+    """n/s/m agree with the interleaved stride-32 head and l/x do not: `alls layers` marks it with `!`
+    and says so; the heads of strides 8 and 16, which all five agree on, are not marked."""
+    import onnx
+    from alls.cli import main
+
+    path = tmp_path / "v8.onnx"
+    onnx.save(build_yolov8(scale, imgsz=64), str(path))
+    assert main(["layers", str(path), "--end-nodes", ",".join(V8_HEADS)]) == 0
+    out = capsys.readouterr().out
+    marked = sorted(line.split()[0].split("/")[1] for line in out.splitlines() if " ! " in line or line.endswith(" !"))
+    graph = alls.load_model(build_yolov8(scale, imgsz=64), end_nodes=V8_HEADS)
+    box32, cls32 = graph.get(V8_HEADS[4]), graph.get(V8_HEADS[5])
+    n = int(cls32.short_name[4:])
+    assert sorted(marked) == sorted(f"conv{k}" for k in range(n - 4, n))  # b1, c0 ... b2: the middle four
+    assert box32.short_name == f"conv{n - 1}" and "its YOLOv8l/x configs count" in out
+    assert not ({graph.get(h).name for h in V8_HEADS[:4]} & graph.order_disputed)
+
+
+def test_branches_that_end_the_network_counted_both_ways():
+    # x -> a -> cat(a, x) -> d ; x -> h0 -> h1 ; x -> g0 -> g1 : the merge keeps h/g interleaved and undisputed
+    merged = [node("x"), node("a", ["x"], name="m16"), node("cat", ["a", "x"], "concat", "m17"),
+              node("h0", ["x"], name="m22/cv2"), node("h1", ["h0"], name="m22/cv2b"),
+              node("g0", ["x"], name="m22/cv3"), node("g1", ["g0"], name="m22/cv3b")]
+    assert disputed_layers(merged) == set()
+    # without the merge the two branches end the network: branch by branch, h1 and g0 swap numbers
+    ending = [n for n in merged if n.key not in ("a", "cat")]
+    assert hailo_order(ending)[0] == ["x", "h0", "g0", "h1", "g1"]
+    assert hailo_order(ending, branchwise=True)[0] == ["x", "h0", "h1", "g0", "g1"]
+    assert disputed_layers(ending) == {"h1", "g0"}
 
 
 @needs_zoo
