@@ -15,7 +15,8 @@ import pytest
 import alls
 from alls.naming import NamingNode, disputed_layers, hailo_order, natural_key, number_layers
 from zoo_models import (SSD_START, build_ssd_mobilenet_v1, build_yolo11, build_yolov5, build_yolov8, build_yolov10n,
-                        build_yolov6n, build_yolov7_tiny, build_yolox_s, yolov6n_predictions)
+                        build_yolov6n, build_yolov7_tiny, build_yolox, build_yolox_s, yolov6n_predictions,
+                        yolox_predictions)
 
 ZOO = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "zoo-config"
 SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus" / \
@@ -200,6 +201,20 @@ def test_yolox_s_leaky_with_the_zoo_cut():
     got = names(graph, [n for level in order for n in level])
     assert got == decoders("nms_config_yolox_s_leaky.json", "cls_layer", "reg_layer", "objectness_layer")
     assert graph.get("Sigmoid_200").activation == "sigmoid"  # the end node's sigmoid fuses into its conv
+
+
+@needs_zoo
+@pytest.mark.parametrize("scale, config", [("tiny", "nms_config_yolox_tiny.json"), ("s", "nms_config_yolox_s_leaky.json"),
+                                           ("l", "nms_config_yolox_l_leaky.json")])
+def test_yolox_predictions_have_the_zoo_names(scale, config):
+    model = build_yolox(scale, imgsz=64)
+    predictions = yolox_predictions(model)
+    graph = alls.load_model(model, end_nodes=predictions)
+    assert names(graph, predictions) == decoders(config, "cls_layer", "reg_layer", "objectness_layer")
+    if scale == "l":  # the zoo's end nodes are where torch numbered them: Conv_307 is the stride-8 box conv
+        network = alls.read_zoo_network(ZOO / "networks" / "yolox_l_leaky.yaml")
+        assert set(network.end_nodes) <= {n.name for n in model.graph.node}
+        assert predictions[1::3] == ["Conv_307", "Conv_323", "Conv_339"]
 
 
 @needs_zoo

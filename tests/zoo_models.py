@@ -13,8 +13,9 @@ names (`../shared/zoo-config/postprocess_config/*.json`) and end nodes
   SPPF; the zoo's ``yolov5s_6.1``/``yolov5m_6.1``) or ``"spp"`` (Focus stem as Slice and Concat,
   C3, SPP; the zoo's ``yolov5s``/``yolov5m``, whose configs name ``yolov5s_spp``), with the
   Detect head's Reshape/Transpose/Sigmoid decoding.
-- `build_yolox_s(imgsz)`: Megvii's YOLOX-s as the zoo's ``yolox_s_leaky`` (LeakyReLU instead of
-  SiLU; torch's ``Op_index`` node names, so that ``Conv_197`` is the stride-8 box conv).
+- `build_yolox(scale, imgsz)`, `build_yolox_s(imgsz)`: Megvii's YOLOX tiny/s/l as the zoo's
+  ``yolox_*_leaky`` (LeakyReLU instead of SiLU; torch's ``Op_index`` node names, so that
+  ``Conv_197`` is YOLOX-s's stride-8 box conv).
 - `build_yolo11(scale, imgsz)`: ultralytics YOLO11 n/s/m/l/x (C3k2, C3k, SPPF, C2PSA attention with
   MatMul between activations and a depthwise positional conv, the Detect head whose class branch
   holds depthwise convs: ``/model.23/cv3.0/cv3.0.0/cv3.0.0.0/conv/Conv``).
@@ -40,7 +41,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 __all__ = ["build_yolov8", "build_yolov5", "build_yolox_s", "build_ssd_mobilenet_v1", "build_yolo11", "build_yolov10n", "build_yolov6n", "yolov6n_predictions",
-           "build_yolov7_tiny",
+           "build_yolov7_tiny", "build_yolox", "yolox_predictions",
            "ZOO_BUILDERS",
            "YOLOV8_SCALES", "YOLOV5_SCALES"]
 
@@ -430,42 +431,64 @@ def _v5_detect(net: _Net, feats: list[str], nc: int, imgsz: int) -> str:
 # ------------------------------------------------------------------ YOLOX
 
 
+YOLOX_SCALES = {"tiny": (0.33, 0.375), "s": (0.33, 0.50), "l": (1.0, 1.0)}  # (depth, width), Megvii's exps
+
+
 def build_yolox_s(imgsz: int = 640, nc: int = 80, seed: int = 0) -> onnx.ModelProto:
-    """Megvii's YOLOX-s as the zoo's ``yolox_s_leaky``: CSPDarknet with a Focus stem, PAFPN and the
-    decoupled head (stem, two class convs, two box convs; class, box and objectness predictions),
-    LeakyReLU(0.1), torch's ``Op_index`` names (``Conv_197`` is the stride-8 box prediction)."""
+    """Megvii's YOLOX-s as the zoo's ``yolox_s_leaky`` (`build_yolox`)."""
+    return build_yolox("s", imgsz, nc, seed)
+
+
+def build_yolox(scale: str = "s", imgsz: int = 640, nc: int = 80, seed: int = 0) -> onnx.ModelProto:
+    """Megvii's YOLOX (tiny, s, l) as the zoo's ``yolox_*_leaky``: CSPDarknet with a Focus stem, PAFPN
+    and the decoupled head (stem, two class convs, two box convs; class, box and objectness
+    predictions), LeakyReLU(0.1), torch's ``Op_index`` names (``Conv_197`` is YOLOX-s's stride-8 box
+    prediction); `yolox_predictions` names the nine prediction convs."""
+    depth, width = YOLOX_SCALES[scale]
+    n = max(round(3 * depth), 1)
     net = _Net(seed, torch_names=True)
     net.channels["images"] = 3
+
+    def ch(c):
+        return int(c * width)
 
     def base(x, c_out, k=1, s=1):
         return net.conv(x, c_out, k, s, "", act="leaky")
 
-    x = base(_focus(net, "images", ""), 32, 3)
-    x = _csp(net, base(x, 64, 3, 2), 64, 1, True)
-    x2 = x = _csp(net, base(x, 128, 3, 2), 128, 3, True)
-    x1 = x = _csp(net, base(x, 256, 3, 2), 256, 3, True)
-    x = base(x, 512, 3, 2)
-    hidden = base(x, 256)
-    pools = [net.op("MaxPool", [hidden], "", 256, kernel_shape=[k, k], strides=[1, 1], pads=[k // 2] * 4)
+    x = base(_focus(net, "images", ""), ch(64), 3)
+    x = _csp(net, base(x, ch(128), 3, 2), ch(128), n, True)
+    x2 = x = _csp(net, base(x, ch(256), 3, 2), ch(256), 3 * n, True)
+    x1 = x = _csp(net, base(x, ch(512), 3, 2), ch(512), 3 * n, True)
+    x = base(x, ch(1024), 3, 2)
+    hidden = base(x, ch(512))
+    pools = [net.op("MaxPool", [hidden], "", ch(512), kernel_shape=[k, k], strides=[1, 1], pads=[k // 2] * 4)
              for k in (5, 9, 13)]
-    x = base(_concat(net, [hidden, *pools], ""), 512)
-    x0 = _csp(net, x, 512, 1, False)
-    fpn_out0 = base(x0, 256)
-    f = _csp(net, _concat(net, [_upsample_sizes(net, fpn_out0), x1], ""), 256, 1, False)
-    fpn_out1 = base(f, 128)
-    pan_out2 = _csp(net, _concat(net, [_upsample_sizes(net, fpn_out1), x2], ""), 128, 1, False)
-    pan_out1 = _csp(net, _concat(net, [base(pan_out2, 128, 3, 2), fpn_out1], ""), 256, 1, False)
-    pan_out0 = _csp(net, _concat(net, [base(pan_out1, 256, 3, 2), fpn_out0], ""), 512, 1, False)
+    x = base(_concat(net, [hidden, *pools], ""), ch(1024))
+    x0 = _csp(net, x, ch(1024), n, False)
+    fpn_out0 = base(x0, ch(512))
+    f = _csp(net, _concat(net, [_upsample_sizes(net, fpn_out0), x1], ""), ch(512), n, False)
+    fpn_out1 = base(f, ch(256))
+    pan_out2 = _csp(net, _concat(net, [_upsample_sizes(net, fpn_out1), x2], ""), ch(256), n, False)
+    pan_out1 = _csp(net, _concat(net, [base(pan_out2, ch(256), 3, 2), fpn_out1], ""), ch(512), n, False)
+    pan_out0 = _csp(net, _concat(net, [base(pan_out1, ch(512), 3, 2), fpn_out0], ""), ch(1024), n, False)
     outs = []
+    hw = ch(256)
     for feat in (pan_out2, pan_out1, pan_out0):
-        s = base(feat, 128)
-        cls = net.conv(base(base(s, 128, 3), 128, 3), nc, 1, 1, "", act=None)
-        reg = base(base(s, 128, 3), 128, 3)
+        s = base(feat, hw)
+        cls = net.conv(base(base(s, hw, 3), hw, 3), nc, 1, 1, "", act=None)
+        reg = base(base(s, hw, 3), hw, 3)
         box, obj = (net.conv(reg, c, 1, 1, "", act=None) for c in (4, 1))
         outs.append(_concat(net, [box, net.op("Sigmoid", [obj], "", 1), net.op("Sigmoid", [cls], "", nc)], ""))
     outs = [net.op("Reshape", [o, net.const(np.array([1, nc + 5, -1], np.int64))], "") for o in outs]
     o = net.op("Transpose", [net.op("Concat", outs, "", axis=2)], "", perm=[0, 2, 1])
-    return net.model("images", [1, 3, imgsz, imgsz], [(o, "output")], "yolox_s_leaky")
+    return net.model("images", [1, 3, imgsz, imgsz], [(o, "output")], f"yolox_{scale}_leaky")
+
+
+def yolox_predictions(model: onnx.ModelProto) -> list[str]:
+    """The class, box and objectness prediction convs of each level of `build_yolox`, in that order
+    (the zoo's ``cls_layer``, ``reg_layer``, ``objectness_layer``)."""
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"][-24:]  # per level: stem, cls, cls,
+    return [convs[8 * level + k] for level in range(3) for k in (3, 6, 7)]  # cls_pred, reg, reg, box, obj
 
 
 def _upsample_sizes(net: _Net, x: str) -> str:
