@@ -95,7 +95,8 @@ def hailo_order(nodes: list[NamingNode], branchwise: bool = False) -> tuple[list
             ready.append(_Step(key))
         else:
             _release(key, readers, waiting, inputs, ready, merges, sort_key)
-    order += [n.key for n in nodes if n.key not in set(order)]  # a cycle cannot occur in ONNX; never dropped
+    counted = set(order)
+    order += [n.key for n in nodes if n.key not in counted]  # a cycle cannot occur in ONNX; never dropped
     return order, ties
 
 
@@ -109,6 +110,7 @@ def _terminal(nodes, inputs, readers) -> set[str]:
 
 
 def _topological(nodes, inputs) -> list[str]:
+    """The keys, each after the layers it reads (depth-first, without recursion)."""
     order, seen = [], set()
     for n in nodes:
         stack = [(n.key, False)]
@@ -124,6 +126,7 @@ def _topological(nodes, inputs) -> list[str]:
 
 
 def _branch_by_branch(starts, readers, sort_key) -> list[str]:
+    """Each start and everything after it, one branch whole before the next, readers in name order."""
     order = []
     for start in starts:
         stack = [start]
