@@ -53,7 +53,7 @@ def layer_table(graph: Graph) -> str:
                      "breadth-first, by ONNX node name); see docs/naming.md")
     if graph.order_disputed:
         lines.append(f"! {len(graph.order_disputed)} numbers in the branches that end the network, counted "
-                     "interleaved, as the zoo's configs of YOLOv8n/s/m, -seg, -pose and YOLOX count them; its "
+                     "interleaved, as the zoo's configs of YOLOv8n/s/m, -seg, -pose, YOLOv6n and YOLOX count them; its "
                      "YOLOv8l/x configs count such a head branch by branch, which would renumber these "
                      "(docs/naming.md)")
     if graph.end_nodes or graph.start_nodes:
