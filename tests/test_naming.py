@@ -204,7 +204,8 @@ def test_yolox_s_leaky_with_the_zoo_cut():
 
 
 @needs_zoo
-@pytest.mark.parametrize("scale, config", [("tiny", "nms_config_yolox_tiny.json"), ("s", "nms_config_yolox_s_leaky.json"),
+@pytest.mark.parametrize("scale, config", [("tiny", "nms_config_yolox_tiny.json"),
+                                           ("s", "nms_config_yolox_s_leaky.json"),
                                            ("l", "nms_config_yolox_l_leaky.json")])
 def test_yolox_predictions_have_the_zoo_names(scale, config):
     model = build_yolox(scale, imgsz=64)

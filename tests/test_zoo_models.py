@@ -5,7 +5,8 @@ import numpy as np
 import onnx
 import pytest
 
-from zoo_models import SSD_START, build_ssd_mobilenet_v1, build_yolo11, build_yolov5, build_yolov8, build_yolov10n, build_yolox_s
+from zoo_models import (SSD_START, build_ssd_mobilenet_v1, build_yolo11, build_yolov5, build_yolov8, build_yolov10n,
+                        build_yolox_s)
 
 # Conv nodes per architecture, counted from the published configs (the DFL conv included for v8).
 CONVS = {("v8", "n"): 64, ("v8", "s"): 64, ("v8", "m"): 84, ("v8", "l"): 104, ("v5", "s"): 70, ("v5", "m"): 94}

@@ -8,7 +8,8 @@ import onnx
 
 from zoo_blocks import Net, bottleneck, c2f, c3, concat, div8, sppf, upsample, v5_detect, v8_detect
 
-__all__ = ["build_yolo11", "build_yolov10n", "build_yolov6n", "build_yolov7_tiny", "yolov6n_predictions", "YOLO11_SCALES"]
+__all__ = ["build_yolo11", "build_yolov10n", "build_yolov6n", "build_yolov7_tiny", "yolov6n_predictions",
+           "YOLO11_SCALES"]
 
 
 # ------------------------------------------------------------------ YOLO11 / YOLOv10
@@ -258,7 +259,8 @@ def build_yolov7_tiny(imgsz: int = 640, nc: int = 80, seed: int = 0) -> onnx.Mod
         return conv(concat(net, [e, d, b, a], ""), 2 * c)
 
     def pool(x, k, s):
-        return net.op("MaxPool", [x], "", net.channels[x], kernel_shape=[k, k], strides=[s, s], pads=[k // 2 if s == 1 else 0] * 4)
+        pad = k // 2 if s == 1 else 0
+        return net.op("MaxPool", [x], "", net.channels[x], kernel_shape=[k, k], strides=[s, s], pads=[pad] * 4)
 
     x = conv(conv("images", 32, 3, 2), 64, 3, 2)
     x14 = elan(pool(elan(x, 32), 2, 2), 64)
