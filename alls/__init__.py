@@ -14,11 +14,13 @@ nor onnx. The model side (`load_model`, `resolve`) and the integer runtime
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from alls.checker import check_script
 from alls.codes import CODES, explain
 from alls.diagnostics import AllsError, Diagnostic, Label, Severity
 from alls.formatter import format_script
-from alls.graph import Graph, Layer
+from alls.graph import Graph, InputShapes, Layer
 from alls.limits import Limits
 from alls.nodes import (
     Argument,
@@ -40,6 +42,13 @@ from alls.nodes import (
 from alls.parser import parse, parse_file, parse_partial, read_script
 from alls.plan import Clipping, LayerPlan, Plan, Settings, Source
 from alls.render import render
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Sequence
+
+    from alls.graph import ModelSource
+    from alls.zoo import ZooNetwork
 
 __version__ = "0.1.0"
 
@@ -112,7 +121,8 @@ def check(script: Script | str, filename: str = "<string>", *, limits: Limits | 
     return found
 
 
-def load_model(model, input_shapes=None, name: str | None = None, start_nodes=(), end_nodes=(), *,
+def load_model(model: ModelSource, input_shapes: InputShapes | None = None, name: str | None = None,
+               start_nodes: Sequence[str] = (), end_nodes: Sequence[str] = (), *,
                limits: Limits | None = None) -> Graph:
     """Import an ONNX model (a path or an `onnx.ModelProto`) as a layer `Graph`.
 
@@ -131,7 +141,7 @@ def load_model(model, input_shapes=None, name: str | None = None, start_nodes=()
     return _load(model, input_shapes, name, start_nodes, end_nodes, limits=limits)
 
 
-def read_zoo_network(path):
+def read_zoo_network(path: str | os.PathLike[str]) -> ZooNetwork:
     """Where a Hailo model-zoo network config (``networks/yolov8s_pose.yaml``) cuts its graph and
     its input shape, as `alls.zoo.ZooNetwork` (``start_nodes``, ``end_nodes``, ``input_shape`` in
     NCHW): pass them to `load_model`. Raises `AllsError` (ALS409) for a file it cannot read."""
@@ -140,7 +150,7 @@ def read_zoo_network(path):
     return _read(path)
 
 
-def resolve(script: Script | str, model, input_shapes=None, *, advice: bool = True,
+def resolve(script: Script | str, model: Graph | ModelSource, input_shapes: InputShapes | None = None, *, advice: bool = True,
             limits: Limits | None = None) -> Plan:
     """Bind a script to a model: the per-layer quantization `Plan`.
 

@@ -7,7 +7,7 @@ advice points at the statement that caused it where there is one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from alls.diagnostics import Diagnostic, Severity
 from alls.graph import Graph
@@ -15,12 +15,15 @@ from alls.plan import Plan, Source
 
 __all__ = ["advise", "MIN_CALIBSET"]
 
+# A 16-bit boundary the resolver found: (producer, consumer, bits written, bits asked).
+Boundary = tuple[str, str, int, int]
+
 W = Severity.WARNING
 MIN_CALIBSET = 32
 _SHOWN = 6
 
 
-def advise(plan: Plan, graph: Graph, boundaries=()) -> list[Diagnostic]:
+def advise(plan: Plan, graph: Graph, boundaries: Sequence[Boundary] = ()) -> list[Diagnostic]:
     """Every piece of advice for ``plan``; ``boundaries`` come from the resolver's bits step."""
     out: list[Diagnostic] = []
     for rule in (_four_bit, _calibration, _mobilenet, _detection_outputs):
@@ -80,7 +83,7 @@ def _finetune_plan(plan: Plan, size: int) -> str:
             + ("; with so few held out that check is noisy" if held < 16 else ""))
 
 
-def _partial_16bit(plan: Plan, boundaries) -> Iterator[Diagnostic]:
+def _partial_16bit(plan: Plan, boundaries: Sequence[Boundary]) -> Iterator[Diagnostic]:
     """Guide: 16-bit must cover the whole network; the narrow layers in between cut it."""
     grouped: dict[Source, dict[str, int]] = {}
     for producer, consumer, written, asked in boundaries:

@@ -16,8 +16,10 @@ import math
 import os
 import stat
 import zipfile
+from typing import IO, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from alls.diagnostics import AllsError
 from alls.limits import Limits, check_limits, refuse
@@ -28,7 +30,7 @@ __all__ = ["load_array", "load_npz"]
 _SMALL = 1 << 20  # members smaller than this are never zip bombs, whatever their ratio
 
 
-def load_array(path, what: str = "data", limits: Limits | None = None) -> np.ndarray:
+def load_array(path: str | os.PathLike[str], what: str = "data", limits: Limits | None = None) -> NDArray[Any]:
     """The array of the `.npy` at ``path``; `AllsError` (ALS001, ALS027, ALS505, ALS507) for anything else."""
     limits = check_limits(limits)
     name = os.fspath(path)
@@ -53,7 +55,7 @@ def load_array(path, what: str = "data", limits: Limits | None = None) -> np.nda
         return _read(f, name, what)
 
 
-def load_npz(path, limits: Limits | None = None, what: str = "archive") -> dict[str, np.ndarray]:
+def load_npz(path: str | os.PathLike[str], limits: Limits | None = None, what: str = "archive") -> dict[str, NDArray[Any]]:
     """Every member of the `.npz` at ``path``, each checked from its header before it is read.
 
     Raises `AllsError`: ALS001 (no file), ALS509 (not an .npz, damaged),
@@ -85,7 +87,7 @@ def load_npz(path, limits: Limits | None = None, what: str = "archive") -> dict[
         return arrays
 
 
-def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, limits: Limits) -> np.ndarray:
+def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, limits: Limits) -> NDArray[Any]:
     label = f"member `{info.filename}` of `{name}`"
     try:
         with archive.open(info) as f:
@@ -101,7 +103,7 @@ def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, limits: 
                            "the file is damaged; write it again") from None
 
 
-def _header(f, name: str, what: str, bad: str = "ALS505"):
+def _header(f: IO[bytes], name: str, what: str, bad: str = "ALS505") -> tuple[tuple[int, ...], np.dtype[Any], int]:
     """(shape, dtype, data offset) from a .npy header; objects refused."""
     try:
         version = np.lib.format.read_magic(f)
@@ -119,10 +121,10 @@ def _header(f, name: str, what: str, bad: str = "ALS505"):
     return shape, dtype, f.tell()
 
 
-def _declared(shape, dtype, name: str, limits: Limits) -> int:
+def _declared(shape: tuple[int, ...], dtype: np.dtype[Any], name: str, limits: Limits) -> int:
     if any(d < 0 for d in shape):
         raise AllsError.of("ALS505", f"`{name}` declares a negative dimension {shape}")
-    nbytes = math.prod(shape) * dtype.itemsize
+    nbytes: int = math.prod(shape) * dtype.itemsize
     if nbytes > limits.max_array_bytes:
         raise refuse("max_array_bytes", nbytes, limits, f"`{name}` declares shape {shape} of {dtype}")
     return nbytes
@@ -135,7 +137,7 @@ def _fits_in_memory(nbytes: int, name: str) -> None:
                            "available to this process", "use fewer images, or a machine (or limit) with more memory")
 
 
-def _read(f, name: str, what: str, bad: str = "ALS505") -> np.ndarray:
+def _read(f: IO[bytes], name: str, what: str, bad: str = "ALS505") -> NDArray[Any]:
     try:
         return np.lib.format.read_array(f, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

@@ -158,7 +158,8 @@ _CLIPPING_MODES_ACT = ("disabled", "manual", "percentile", "percentile_force")
 _CLIPPING_MODES_W = ("disabled", "manual", "percentile", "mmse", "mmse_if4b")
 
 
-def _sub(name: str, doc: str, *args: Arg, interpreted: bool = False, validators=()) -> Command:
+def _sub(name: str, doc: str, *args: Arg, interpreted: bool = False,
+         validators: tuple[str, ...] = ()) -> Command:
     return Command(name, doc, keywords=_kw(*args), interpreted=interpreted, open=not interpreted,
                    validators=tuple(validators))
 
@@ -342,8 +343,8 @@ class Level:
 
     equalization: bool
     bias_correction: bool
-    finetune: dict | None = None  # finetune keywords, or None for no finetune
-    adaround: dict | None = None  # adaround keywords, or None for no adaround
+    finetune: dict[str, object] | None = None  # finetune keywords, or None for no finetune
+    adaround: dict[str, object] | None = None  # adaround keywords, or None for no adaround
 
 
 # optimization_level -> algorithms, after Hailo's published table. Explicit
@@ -390,7 +391,7 @@ CHANGE_OUTPUT_ACTIVATION = Command(
 
 # ----------------------------------------------- compiler and allocator
 
-def _compiler(name: str, doc: str, targets=(0, None)) -> Command:
+def _compiler(name: str, doc: str, targets: tuple[int, int | None] = (0, None)) -> Command:
     return Command(name, doc, open=True, targets=targets)
 
 

@@ -7,7 +7,7 @@ shape here and bound to layers by the resolver.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from alls.catalogue import COMMANDS, Arg, Command
 from alls.diagnostics import Diagnostic, Label, Severity, suggestion
@@ -81,7 +81,8 @@ def _unknown_command(st: Statement) -> Diagnostic:
     )
 
 
-def _subcommand(st: Statement, spec: Command, positional: list[Argument]):
+def _subcommand(st: Statement, spec: Command, positional: list[Argument]) -> Generator[Diagnostic, None, Command | None]:
+    assert spec.subcommands is not None, "called for a command with sub-commands"
     if not positional:
         choices = ", ".join(spec.subcommands)
         yield Diagnostic(
@@ -111,11 +112,11 @@ def _subcommand(st: Statement, spec: Command, positional: list[Argument]):
 def _check_keywords(st: Statement, spec: Command, key: str) -> Iterator[Diagnostic]:
     seen: dict[str, Argument] = {}
     for arg in st.call.keywords:
-        word = arg.keyword.text
+        word = arg.key.text
         if word in seen:
             yield Diagnostic(
-                "ALS205", E, f"keyword `{word}` is given twice", arg.keyword.span, "repeated here",
-                "keep one of them", (Label(seen[word].keyword.span, "first given here"),),
+                "ALS205", E, f"keyword `{word}` is given twice", arg.key.span, "repeated here",
+                "keep one of them", (Label(seen[word].key.span, "first given here"),),
             )
             continue
         seen[word] = arg
@@ -135,33 +136,34 @@ def _reported_with_its_pair(word: str, seen: dict[str, Argument]) -> bool:
 
 
 def _unknown_keyword(arg: Argument, spec: Command, key: str) -> Diagnostic:
-    word = arg.keyword.text
+    word = arg.key.text
     hint = suggestion(word, [k for k, a in spec.keywords.items() if a.deprecated is None])
     listed = ", ".join(k for k, a in spec.keywords.items() if a.deprecated is None)
     help_text = hint or f"known keywords: {listed}"
     if spec.open:
         return Diagnostic(
             "ALS203", W, f"`{key}` has no keyword `{word}` in the catalogue; it is passed on unchecked",
-            arg.keyword.span, "unknown keyword", help_text,
+            arg.key.span, "unknown keyword", help_text,
         )
-    return Diagnostic("ALS203", E, f"`{key}` has no keyword `{word}`", arg.keyword.span, "unknown keyword", help_text)
+    return Diagnostic("ALS203", E, f"`{key}` has no keyword `{word}`", arg.key.span, "unknown keyword", help_text)
 
 
 def _deprecated(st: Statement, arg: Argument, known: Arg) -> Diagnostic:
+    assert known.deprecated is not None, "called for a deprecated keyword"
     replacement = known.deprecated.replacement
-    word = arg.keyword.text
+    word = arg.key.text
     if word == "use_16bit_bias":
         mode = "double_scale_initialization" if getattr(arg.value, "value", True) else "single_scale_decomposition"
         replacement = f"bias_mode={mode}"
-    elif word.endswith("_clipping_mode") or word.endswith("_clipping_values"):
+    elif word.endswith(("_clipping_mode", "_clipping_values")):
         replacement = _clipping_replacement(st, word.split("_clipping")[0])
     return Diagnostic(
-        "ALS209", W, f"`{word}` is deprecated", arg.keyword.span, "old spelling", f"write `{replacement}`",
+        "ALS209", W, f"`{word}` is deprecated", arg.key.span, "old spelling", f"write `{replacement}`",
     )
 
 
 def _clipping_replacement(st: Statement, kind: str) -> str:
-    values = {a.keyword.text: show(a.value) for a in st.call.keywords}
+    values = {a.key.text: show(a.value) for a in st.call.keywords}
     layers = show(st.call.positional[0].value) if st.call.positional else "..."
     mode = values.get(f"{kind}_clipping_mode", "manual")
     clip = values.get(f"{kind}_clipping_values", "[lo, hi]")
@@ -169,7 +171,7 @@ def _clipping_replacement(st: Statement, kind: str) -> str:
 
 
 def _value_problems(arg: Argument, known: Arg) -> Iterator[Diagnostic]:
-    name = arg.keyword.text if arg.keyword is not None else known.name
+    name = arg.key.text if arg.keyword is not None else known.name
     for code, span, message, help_text in known.type.check(arg.value):
         if not help_text and code in ("ALS302", "ALS303"):
             help_text = f"`{name}` takes {known.type.describe()}"
@@ -205,7 +207,7 @@ def _check_positional(st: Statement, spec: Command, positional: list[Argument], 
 def _keyword_values(st: Statement) -> dict[str, Argument]:
     out: dict[str, Argument] = {}
     for arg in st.call.keywords:
-        out.setdefault(arg.keyword.text, arg)
+        out.setdefault(arg.key.text, arg)
     return out
 
 
@@ -213,14 +215,14 @@ def _check_clipping(st: Statement, spec: Command) -> Iterator[Diagnostic]:
     kw = _keyword_values(st)
     mode_arg, values = kw.get("mode"), kw.get("clipping_values")
     mode = mode_arg.value.text if mode_arg is not None and isinstance(mode_arg.value, Word) else None
-    if mode in ("manual", "percentile", "percentile_force") and values is None:
+    if mode_arg is not None and mode in ("manual", "percentile", "percentile_force") and values is None:
         yield Diagnostic(
             "ALS306", E, f"`mode={mode}` needs `clipping_values=[lo, hi]`", mode_arg.span, "no clipping_values",
             "for example `clipping_values=[0.01, 99.99]`" if mode != "manual" else "for example `clipping_values=[-4.0, 6.0]`",
         )
     if mode in ("percentile", "percentile_force") and values is not None and isinstance(values.value, ListValue):
         items = values.value.items
-        if len(items) == 2 and all(isinstance(i, Number) for i in items):
+        if len(items) == 2 and isinstance(items[0], Number) and isinstance(items[1], Number):
             lo, hi = items[0].value, items[1].value
             if lo < hi and (lo < 0 or hi > 100):
                 yield Diagnostic(
@@ -261,8 +263,8 @@ def _check_old_spellings(st: Statement, spec: Command) -> Iterator[Diagnostic]:
     old, new = kw.get("use_16bit_bias"), kw.get("bias_mode")
     if old is not None and new is not None:
         yield Diagnostic(
-            "ALS306", E, "`use_16bit_bias` and `bias_mode` set the same thing", old.keyword.span, "old spelling",
-            "keep `bias_mode` alone", (Label(new.keyword.span, "current spelling"),),
+            "ALS306", E, "`use_16bit_bias` and `bias_mode` set the same thing", old.key.span, "old spelling",
+            "keep `bias_mode` alone", (Label(new.key.span, "current spelling"),),
         )
     for kind in ("activation", "weights"):
         mode = kw.get(f"{kind}_clipping_mode")

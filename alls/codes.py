@@ -623,6 +623,13 @@ _DOCS = [
             "Calibration reads images batch after batch and needs them all the same shape.",
             "runner.run_quantization([])",
             "Pass an iterable of (B, H, W, C) arrays (or single (H, W, C) images), all of one shape."),
+    CodeDoc("ALS550", E, "a thread count that cannot be used",
+            "`threads=` (or `--threads`) is not a whole number from 1 to the threads Numba may start: zero, "
+            "negative, a fraction, text, or more than its pool (`NUMBA_NUM_THREADS`, by default the cores).",
+            "The runtime runs its kernels on at most that many threads, and Numba cannot start more threads "
+            "than its pool holds.",
+            "qmodel.run(images, threads=0)",
+            "Give a count from 1 to the number of cores, or leave it out to use every core."),
 ]
 
 CODES: dict[str, CodeDoc] = {d.code: d for d in _DOCS}

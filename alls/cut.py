@@ -15,9 +15,15 @@ does not reach), ALS408 (a start node from which no end node can be reached).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.graph import Graph, InputShapes, Layer
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["Cut", "cut_model", "suggest_end_nodes"]
 
@@ -34,11 +40,11 @@ class Cut:
     def __bool__(self) -> bool:
         return bool(self.start_nodes or self.end_nodes)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, list[str]]:
         return {"start_nodes": list(self.start_nodes), "end_nodes": list(self.end_nodes)}
 
 
-def cut_model(proto, cut: Cut, input_shapes=None):
+def cut_model(proto: onnx.ModelProto, cut: Cut, input_shapes: InputShapes | None = None) -> onnx.ModelProto:
     """``proto`` cut at ``cut`` (a new `onnx.ModelProto`; ``proto`` is not changed). With start
     nodes, their input tensors' shapes are inferred from ``input_shapes`` of the original inputs,
     unless ``input_shapes`` names those tensors itself."""
@@ -85,7 +91,7 @@ def cut_model(proto, cut: Cut, input_shapes=None):
     return model
 
 
-def _find(nodes, name: str, role: str) -> int:
+def _find(nodes: Sequence[onnx.NodeProto], name: str, role: str) -> int:
     for i, n in enumerate(nodes):
         if n.name == name:
             return i
@@ -101,7 +107,8 @@ def _find(nodes, name: str, role: str) -> int:
                                 span=getattr(name, "span", None), label="no such node", help=help_text)])
 
 
-def _ancestors(nodes, producer, outputs, boundary, consts) -> set[int]:
+def _ancestors(nodes: Sequence[onnx.NodeProto], producer: Mapping[str, int], outputs: Iterable[str],
+               boundary: set[str], consts: set[str]) -> set[int]:
     """The nodes that compute ``outputs``, stopping at the boundary tensors."""
     keep: set[int] = set()
     stack = [producer[o] for o in outputs if o in producer and o not in boundary]
@@ -116,7 +123,8 @@ def _ancestors(nodes, producer, outputs, boundary, consts) -> set[int]:
     return keep
 
 
-def _check_closed(nodes, keep, boundary, consts, producer) -> None:
+def _check_closed(nodes: Sequence[onnx.NodeProto], keep: set[int], boundary: set[str], consts: set[str],
+                  producer: Mapping[str, int]) -> None:
     """Every kept node reads the cut's inputs, constants, or other kept nodes; a node that reads a
     graph input the start nodes do not stand for (a path around them) is an error."""
     for i in sorted(keep):
@@ -128,11 +136,11 @@ def _check_closed(nodes, keep, boundary, consts, producer) -> None:
                     help=f"add `{nodes[i].name}` (or a node after it) to the start nodes, or choose later end nodes")])
 
 
-def _names(nodes, indices) -> str:
+def _names(nodes: Sequence[onnx.NodeProto], indices: Iterable[int]) -> str:
     return ", ".join(f"`{nodes[i].name}`" for i in indices)
 
 
-def _value_info(proto, tensor: str, input_shapes):
+def _value_info(proto: onnx.ModelProto, tensor: str, input_shapes: InputShapes | None) -> onnx.ValueInfoProto:
     """``tensor`` as a graph input, its shape from ``input_shapes`` or inferred on the whole model."""
     import onnx
 
@@ -149,16 +157,17 @@ def _value_info(proto, tensor: str, input_shapes):
             shape = onnx.helper.make_tensor_type_proto(inp.type.tensor_type.elem_type, list(wanted[inp.name]))
             inp.type.CopyFrom(shape)
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        inferred: onnx.ModelProto = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception:  # inference is best effort; the importer asks for the shape when it is missing
         inferred = model
+    vi: onnx.ValueInfoProto
     for vi in list(inferred.graph.value_info) + list(inferred.graph.input):
         if vi.name == tensor:
             return vi
     return onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None)
 
 
-def suggest_end_nodes(graph) -> Diagnostic | None:
+def suggest_end_nodes(graph: Graph) -> Diagnostic | None:
     """When every unsupported layer lies after a cut that leaves a network (each input still read,
     a layer with weights kept, at most 1% of the supported layers' MACs cut off with them: the
     post-processing, not the network), an ALS411 note naming the end nodes of that cut: the
@@ -166,7 +175,7 @@ def suggest_end_nodes(graph) -> Diagnostic | None:
     unsupported = [layer.name for layer in graph if not layer.supported]
     if not unsupported:
         return None
-    readers: dict[str, list] = {layer.name: [] for layer in graph}
+    readers: dict[str, list[Layer]] = {layer.name: [] for layer in graph}
     for layer in graph:
         for source in layer.inputs:
             if source in readers:

@@ -27,7 +27,8 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from typing import IO
+from types import FrameType
+from typing import IO, NoReturn
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
 
@@ -65,7 +66,7 @@ def umask() -> int:
 # ----------------------------------------------------------------- reading
 
 
-def file_kind(path: str | os.PathLike) -> str:
+def file_kind(path: str | os.PathLike[str]) -> str:
     """``npy``, ``npz``, ``onnx``, ``text``, ``binary`` or ``empty``, by the file's first bytes."""
     with open(path, "rb") as f:
         head = f.read(4096)
@@ -73,7 +74,7 @@ def file_kind(path: str | os.PathLike) -> str:
         return "empty"
     if head.startswith(b"\x93NUMPY"):
         return "npy"
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "npz"
     if b"\0" not in head:
         try:
@@ -88,7 +89,7 @@ def file_kind(path: str | os.PathLike) -> str:
     return "binary"
 
 
-def expect_kind(path: str | os.PathLike, kinds: tuple[str, ...], role: str, help: str = "") -> str:
+def expect_kind(path: str | os.PathLike[str], kinds: tuple[str, ...], role: str, help: str = "") -> str:
     """The kind of ``path`` when it is one of ``kinds``; ALS001 when it cannot be read, ALS007 when it is
     another kind of file (``role`` says what the file was given as)."""
     p = pathlib.Path(path)
@@ -113,7 +114,7 @@ def expect_kind(path: str | os.PathLike, kinds: tuple[str, ...], role: str, help
 # ----------------------------------------------------------------- writing
 
 
-def check_folder(path: str | os.PathLike, what: str = "output") -> pathlib.Path:
+def check_folder(path: str | os.PathLike[str], what: str = "output") -> pathlib.Path:
     """The folder a file will be written into: it must exist and be writable (ALS002, ALS003)."""
     folder = pathlib.Path(os.path.abspath(path)).parent
     if not folder.is_dir():
@@ -125,7 +126,7 @@ def check_folder(path: str | os.PathLike, what: str = "output") -> pathlib.Path:
     return folder
 
 
-def check_output(path: str | os.PathLike, force: bool = False, *, what: str = "output",
+def check_output(path: str | os.PathLike[str], force: bool = False, *, what: str = "output",
                  follow_links: bool = False, force_flag: str = "--force") -> list[Diagnostic]:
     """Refuse, before any work, a target that `write_file` would refuse or that needs ``force``.
 
@@ -155,7 +156,7 @@ def check_output(path: str | os.PathLike, force: bool = False, *, what: str = "o
     return remove_stale(folder)
 
 
-def remove_stale(folder: str | os.PathLike) -> list[Diagnostic]:
+def remove_stale(folder: str | os.PathLike[str]) -> list[Diagnostic]:
     """Remove the temporary files that processes which no longer run left in ``folder``; ALS010 for each."""
     found = []
     try:
@@ -187,7 +188,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def write_file(path: str | os.PathLike, content: str | bytes | Callable[[IO[bytes]], None], *,
+def write_file(path: str | os.PathLike[str], content: str | bytes | Callable[[IO[bytes]], None], *,
                what: str = "output", follow_links: bool = False) -> pathlib.Path:
     """Write ``content`` (text as UTF-8, bytes, or a function that writes into a binary file) to ``path``
     atomically; the path written. Raises `AllsError` (ALS002-ALS006) where the target cannot take it.
@@ -243,7 +244,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
         yield
         return
 
-    def interrupt(signum, frame):
+    def interrupt(signum: int, frame: FrameType | None) -> NoReturn:
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, interrupt)

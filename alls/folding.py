@@ -30,11 +30,17 @@ import contextlib
 import math
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from alls.limits import DEFAULT, Limits, refuse
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["MAX_FOLDED_ELEMENTS", "NEVER_FOLDED", "fold_node"]
 
@@ -51,8 +57,21 @@ _CONST_DTYPES = {"value_float": np.float32, "value_floats": np.float32, "value_i
                  "value_ints": np.int64}
 
 
-def fold_node(node, consts: dict, value_of: Callable[[str], np.ndarray | None],
-              shape_of: Callable[[str], tuple | None], opset: int, limits: Limits = DEFAULT) -> bool:
+class FoldNode(Protocol):
+    """What folding reads of a node (the importer's nodes)."""
+
+    op: str
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any]
+
+
+Array = NDArray[Any]
+
+
+def fold_node(node: FoldNode, consts: dict[str, Array], value_of: Callable[[str], Array | None],
+              shape_of: Callable[[str], tuple[int, ...] | None], opset: int, limits: Limits = DEFAULT) -> bool:
     """Fold ``node`` (``op``, ``inputs``, ``outputs``, ``attrs``) into ``consts`` if its outputs are
     constant now; True when folded. ``value_of`` gives a tensor's constant value (or None),
     ``shape_of`` its static shape (or None). Raises `alls.limits.LimitExceeded` (ALS025, ALS026)
@@ -79,7 +98,7 @@ def fold_node(node, consts: dict, value_of: Callable[[str], np.ndarray | None],
         return False
     if any(_is_graph(v) for v in node.attrs.values()):
         return False  # a subgraph attribute: control flow, never folded
-    feeds = {i: v for i, v in zip(node.inputs, values) if i}
+    feeds = {i: v for i, v in zip(node.inputs, values) if i and v is not None}  # every named one is (above)
     label = f"node `{node.name}` ({node.op})" if getattr(node, "name", "") else f"a {node.op} node"
     size = _output_size(node, values, feeds, opset)
     if size is None:
@@ -97,8 +116,9 @@ def fold_node(node, consts: dict, value_of: Callable[[str], np.ndarray | None],
     return True
 
 
-def _output_size(node, values, feeds: dict, opset: int) -> float | None:
-    """Elements the node's outputs will hold, worked out before it runs; None when that cannot be told."""
+def _output_size(node: FoldNode, values: list[Any], feeds: dict[str, Array], opset: int) -> float | None:
+    """Elements the node's outputs will hold, worked out before it runs; None when that cannot be told.
+    ``values`` are the inputs' arrays (None for an absent optional input), as `fold_node` read them."""
     try:
         if node.op == "ConstantOfShape":
             return float(np.prod(values[0].astype(np.float64)))
@@ -109,7 +129,7 @@ def _output_size(node, values, feeds: dict, opset: int) -> float | None:
             start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in values[:3])
             return math.inf if delta == 0 else max(0.0, math.ceil((limit - start) / delta))
         if node.op == "Tile":
-            return values[0].size * float(np.prod(values[1].astype(np.float64)))
+            return float(values[0].size * float(np.prod(values[1].astype(np.float64))))
     except (ValueError, TypeError, IndexError, OverflowError):
         return None
     if node.op in _GROWING:
@@ -117,7 +137,7 @@ def _output_size(node, values, feeds: dict, opset: int) -> float | None:
     return float(sum(v.size for v in values if v is not None))
 
 
-def _one_node_model(node, inputs: dict, opset: int):
+def _one_node_model(node: FoldNode, inputs: dict[str, Array], opset: int) -> onnx.ModelProto:
     import onnx
 
     attrs = {k: onnx.numpy_helper.from_array(v) if isinstance(v, np.ndarray) else v for k, v in node.attrs.items()}
@@ -129,7 +149,7 @@ def _one_node_model(node, inputs: dict, opset: int):
     return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", max(opset, 9))])
 
 
-def _inferred_size(node, feeds: dict, opset: int) -> float | None:
+def _inferred_size(node: FoldNode, feeds: dict[str, Array], opset: int) -> float | None:
     """Elements of the outputs as ONNX shape inference predicts them from the constant inputs."""
     import onnx
 
@@ -150,7 +170,7 @@ def _inferred_size(node, feeds: dict, opset: int) -> float | None:
     return total
 
 
-def _is_graph(value) -> bool:
+def _is_graph(value: object) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_is_graph(v) for v in value)
     return type(value).__name__ == "GraphProto"
@@ -160,7 +180,8 @@ class _OutOfTime(BaseException):  # not an Exception: onnx.reference's own handl
     pass
 
 
-def _evaluate(node, inputs: dict, opset: int, limits: Limits = DEFAULT, label: str = ""):
+def _evaluate(node: FoldNode, inputs: dict[str, Array], opset: int, limits: Limits = DEFAULT,
+              label: str = "") -> list[Any] | None:
     """The node's outputs by `onnx.reference`, within the time budget; None when it cannot compute them (a
     custom op)."""
     from onnx.reference import ReferenceEvaluator
@@ -168,7 +189,7 @@ def _evaluate(node, inputs: dict, opset: int, limits: Limits = DEFAULT, label: s
     try:  # onnx.reference raises whatever its kernels raise
         model = _one_node_model(node, inputs, opset)
         with _deadline(limits.max_fold_seconds):
-            return ReferenceEvaluator(model).run(None, inputs)
+            return list(ReferenceEvaluator(model).run(None, inputs))  # a list (all outputs, in order)
     except _OutOfTime:
         raise refuse("max_fold_seconds", f"more than {limits.max_fold_seconds:g}", limits,
                      f"folding {label or node.op}") from None
@@ -177,7 +198,7 @@ def _evaluate(node, inputs: dict, opset: int, limits: Limits = DEFAULT, label: s
 
 
 @contextlib.contextmanager
-def _deadline(seconds: float):
+def _deadline(seconds: float) -> Iterator[None]:
     """Raise `_OutOfTime` in the block after ``seconds``, where a timer disturbs no one: on the main
     thread, with no SIGALRM handler and no interval timer of the host's."""
     usable = (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
@@ -187,7 +208,7 @@ def _deadline(seconds: float):
         yield
         return
 
-    def expire(signum, frame):
+    def expire(signum: int, frame: FrameType | None) -> NoReturn:
         raise _OutOfTime()
 
     previous = signal.signal(signal.SIGALRM, expire)

@@ -19,23 +19,22 @@ parse(x)`` for every script that parses, and formatting is idempotent.
 
 from __future__ import annotations
 
-from alls.nodes import Boolean, Call, Comment, Glob, ListValue, Null, Number, Script, Statement, String, Word
+from alls.nodes import Boolean, Call, Comment, Glob, ListValue, Null, Number, Script, Statement, String, Value, Word
 
 __all__ = ["format_script", "format_value", "format_statement"]
 
 
-def format_value(value) -> str:
+def format_value(value: Value) -> str:
     """The canonical spelling of a value."""
-    kind = type(value)
-    if kind is Word or kind is Glob or kind is Number:
+    if type(value) is Word or type(value) is Glob or type(value) is Number:
         return value.text
-    if kind is ListValue:
+    if type(value) is ListValue:
         return "[" + ", ".join(format_value(v) for v in value.items) + "]"
-    if kind is String:
+    if type(value) is String:
         return f'"{value.value}"'
-    if kind is Boolean:
+    if type(value) is Boolean:
         return "True" if value.value else "False"
-    if kind is Null:
+    if type(value) is Null:
         return "None"
     raise TypeError(f"not a value: {value!r}")
 

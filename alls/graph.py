@@ -13,10 +13,22 @@ Shapes are ONNX's (NCHW, batch first). Parameters are read-only arrays.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alls.diagnostics import Diagnostic
+
+# The input shapes a model is imported with: one shape for its one input, or {input name: shape}.
+InputShapes = dict[str, Sequence[int]] | Sequence[int]
+
+if TYPE_CHECKING:
+    import os
+
+    import onnx
+
+    # A model as the importer takes it: an .onnx path or a loaded `onnx.ModelProto`.
+    ModelSource = str | os.PathLike[str] | onnx.ModelProto
 
 __all__ = ["Layer", "Graph", "KINDS", "WEIGHTED_KINDS", "per_channel"]
 
@@ -92,13 +104,13 @@ class Graph:
     layers: tuple[Layer, ...]
     diagnostics: tuple[Diagnostic, ...] = ()
     opset: int = 0
-    tie_numbered: frozenset = frozenset()  # layers whose number a tie between parallel branches decided
-    order_disputed: frozenset = frozenset()  # of those, the ones the zoo's evidence numbers both ways
+    tie_numbered: frozenset[str] = frozenset()  # layers whose number a tie between parallel branches decided
+    order_disputed: frozenset[str] = frozenset()  # of those, the ones the zoo's evidence numbers both ways
     start_nodes: tuple[str, ...] = ()  # the cut it was imported with (alls.cut), empty: the whole graph
     end_nodes: tuple[str, ...] = ()
     _index: dict[str, Layer] = field(default_factory=dict, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         index = self._index
         for layer in self.layers:
             index[layer.name] = layer
@@ -108,7 +120,7 @@ class Graph:
             for alias in layer.aliases:
                 index.setdefault(alias, layer)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Layer]:
         return iter(self.layers)
 
     def __len__(self) -> int:
@@ -145,5 +157,5 @@ def per_channel(const: Any, channels: int, shape: tuple[int, ...]) -> bool:
         return False
     squeezed = [d for d in const.shape if d != 1]
     if len(shape) == 2:
-        return const.shape[-1] == channels
+        return bool(const.shape[-1] == channels)
     return squeezed == [channels] and const.ndim >= len(shape) - 1 and const.shape[-(len(shape) - 1)] == channels

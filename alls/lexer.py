@@ -23,9 +23,11 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lark.exceptions import UnexpectedCharacters
+from lark.common import LexerConf
 from lark.lexer import Lexer
 
 from alls.limits import DEFAULT, Limits, refuse
@@ -49,12 +51,12 @@ _local = threading.local()
 
 def current() -> Reading:
     """The innermost parse's settings on this thread."""
-    stack = getattr(_local, "stack", None)
+    stack: list[Reading] | None = getattr(_local, "stack", None)
     return stack[-1] if stack else _DEFAULT_READING
 
 
 @contextlib.contextmanager
-def reading(settings: Reading):
+def reading(settings: Reading) -> Iterator[Reading]:
     """Make ``settings`` the current parse's for the duration of the block."""
     stack = getattr(_local, "stack", None)
     if stack is None:
@@ -71,7 +73,8 @@ class Token:
 
     __slots__ = ("type", "value", "start_pos", "line", "column", "end_line", "end_column", "end_pos")
 
-    def __init__(self, type, value, start_pos, line, column, end_line, end_column, end_pos):
+    def __init__(self, type: str, value: str, start_pos: int, line: int, column: int, end_line: int,
+                 end_column: int, end_pos: int) -> None:
         self.type = type
         self.value = value
         self.start_pos = start_pos
@@ -94,15 +97,16 @@ _ORDER = ("WORD", "WS", "COMMA", "EQUAL", "LPAR", "RPAR", "LSQB", "RSQB", "STRIN
 class AllsLexer(Lexer):
     """The lexer lark's LALR parser reads tokens from (its custom-lexer interface)."""
 
-    def __init__(self, lexer_conf):
+    def __init__(self, lexer_conf: LexerConf) -> None:
         patterns = {t.name: t.pattern.to_regexp() for t in lexer_conf.terminals}
         self._regex = re.compile("|".join(f"(?P<{name}>{patterns[name]})" for name in _ORDER))
 
-    def lex(self, text):
+    # lark calls a custom lexer's lex with the text alone (its wrapper), not the base class's signature.
+    def lex(self, text: str) -> Iterator[Token]:  # type: ignore[override]
         settings = current()
         limits = settings.limits
         max_depth, max_chars = limits.max_nesting, limits.max_literal_chars
-        scan = self._regex.scanner(text).match
+        scan = self._regex.scanner(text).match  # type: ignore[attr-defined]  # re's undocumented scanner
         line, line_start, depth, pos, last = settings.first_line, 0, 0, 0, "_NL"
         end = len(text)
         while pos < end:

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
-from alls.diagnostics import AllsError, Diagnostic, Severity, Span
+from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.nodes import Span
 
 __all__ = ["Limits", "LimitExceeded", "DEFAULT", "exceeded", "check_limits"]
 
 _KIB, _MIB, _GIB = 1 << 10, 1 << 20, 1 << 30
 
 
-def _limit(default, code: str, option: str, what: str):
+def _limit(default: float, code: str, option: str, what: str) -> Any:
     return field(default=default, metadata={"code": code, "option": option, "what": what})
 
 
@@ -54,7 +56,7 @@ class Limits:
 DEFAULT = Limits()
 
 
-def check_limits(limits) -> Limits:
+def check_limits(limits: object) -> Limits:
     """``limits`` as `Limits` (None: the defaults); a `TypeError` for anything else."""
     if limits is None:
         return DEFAULT
@@ -69,7 +71,7 @@ def describe(name: str) -> tuple[str, str, str]:
     return meta["code"], meta["option"], meta["what"]
 
 
-def exceeded(name: str, found, limits: Limits, subject: str, span: Span | None = None) -> Diagnostic:
+def exceeded(name: str, found: object, limits: Limits, subject: str, span: Span | None = None) -> Diagnostic:
     """The diagnostic of limit ``name`` exceeded by ``subject`` (``found`` of it)."""
     code, option, what = describe(name)
     limit = getattr(limits, name)
@@ -87,5 +89,5 @@ class LimitExceeded(AllsError):
         self.diagnostic = diagnostic
 
 
-def refuse(name: str, found, limits: Limits, subject: str, span: Span | None = None) -> LimitExceeded:
+def refuse(name: str, found: object, limits: Limits, subject: str, span: Span | None = None) -> LimitExceeded:
     return LimitExceeded(exceeded(name, found, limits, subject, span))

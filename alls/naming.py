@@ -52,7 +52,7 @@ class NamingNode:
     index: int = 0
 
 
-def natural_key(name: str) -> tuple:
+def natural_key(name: str) -> tuple[tuple[int, int, str], ...]:
     """``Conv_99`` before ``Conv_100``: digit runs compare as numbers."""
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part)
 
@@ -70,12 +70,12 @@ def hailo_order(nodes: list[NamingNode], branchwise: bool = False) -> tuple[list
             readers[source].append(n.key)
     waiting = {k: len(v) for k, v in inputs.items()}
 
-    def sort_key(key):
+    def sort_key(key: str) -> tuple[tuple[tuple[int, int, str], ...], int]:
         node = by_key[key]
         return natural_key(node.node_name), node.index
 
     ready = deque(sorted((k for k, w in waiting.items() if w == 0), key=sort_key))
-    merges: deque = deque()
+    merges: deque[str] = deque()
     order, ties = [], set()
     terminal = _terminal(nodes, inputs, readers) if branchwise else set()
     while ready or merges:

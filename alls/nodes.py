@@ -15,7 +15,6 @@ program", wherever its pieces stand in the file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 __all__ = [
     "Span",
@@ -128,7 +127,7 @@ class ListValue:
     span: Span = _SPAN
 
 
-Value = Union[Word, Number, Boolean, Null, String, Glob, ListValue]
+Value = Word | Number | Boolean | Null | String | Glob | ListValue
 
 
 # --------------------------------------------------------------- statements
@@ -149,6 +148,13 @@ class Argument:
     keyword: Name | None
     value: Value
     span: Span = _SPAN
+
+    @property
+    def key(self) -> Name:
+        """The keyword of a keyword argument (`Call.keywords` holds only those)."""
+        if self.keyword is None:
+            raise ValueError("a positional argument has no keyword")
+        return self.keyword
 
 
 @dataclass(frozen=True, slots=True)

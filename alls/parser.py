@@ -27,13 +27,15 @@ import os
 import re
 import stat
 import threading
+from collections.abc import Iterable, Iterator
 from importlib import resources
+from typing import IO, Any, cast
 
 from lark import Lark, Transformer
 from lark.exceptions import UnexpectedInput
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
-from alls.lexer import AllsLexer, Reading, current, reading
+from alls.lexer import AllsLexer, Reading, Token, current, reading
 from alls.limits import Limits, LimitExceeded, check_limits, refuse
 from alls.nodes import (
     Argument,
@@ -49,11 +51,15 @@ from alls.nodes import (
     Span,
     Statement,
     String,
+    Value,
     Word,
 )
 from alls.recovery import parse_statements
 
 __all__ = ["parse", "parse_file", "parse_partial", "read_script", "decode"]
+
+# What `read_script` reads: a path, the bytes, a file descriptor, or a file open in binary mode.
+ScriptSource = str | os.PathLike[str] | bytes | bytearray | memoryview | int | IO[bytes]
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\Z")
 _INTEGER = re.compile(r"[-+]?\d+\Z")
@@ -67,7 +73,7 @@ _CONSTANTS = {
 }
 
 
-def word_value(text: str, span: Span):
+def word_value(text: str, span: Span) -> Value:
     """Classify a WORD token: number, boolean, null, glob or plain word."""
     if "{" in text:
         return Glob(text, span)
@@ -77,52 +83,57 @@ def word_value(text: str, span: Span):
         return Number(value, text, span)
     constant = _CONSTANTS.get(text)
     if constant is not None:
-        kind, value = constant
-        return Boolean(value, text, span) if kind is Boolean else Null(text, span)
+        kind, flag = constant
+        return Boolean(bool(flag), text, span) if kind is Boolean else Null(text, span)
     return Word(text, span)
 
 
-class _Build(Transformer):
+# A rule's children as lark hands them to its callback: tokens and the nodes built below.
+_Children = list[Any]
+_Statements = list[Statement]
+
+
+class _Build(Transformer[Token, list[Statement]]):
     """The lark callbacks that build nodes; the file name is the current parse's (`alls.lexer.current`)."""
 
     @property
     def file(self) -> str:
         return current().file
 
-    def _span(self, first, last) -> Span:
+    def _span(self, first: Token, last: Token) -> Span:
         return Span(current().file, first.line, first.column, last.end_line, last.end_column)
 
-    def _token_span(self, tok) -> Span:
+    def _token_span(self, tok: Token) -> Span:
         return Span(current().file, tok.line, tok.column, tok.end_line, tok.end_column)
 
     # values -------------------------------------------------------------
-    def word(self, children):
+    def word(self, children: _Children) -> Value:
         tok = children[0]
         return word_value(tok.value, self._token_span(tok))
 
-    def string(self, children):
+    def string(self, children: _Children) -> String:
         tok = children[0]
         return String(tok.value[1:-1], self._token_span(tok))
 
-    def list(self, children):
+    def list(self, children: _Children) -> ListValue:
         return ListValue(tuple(children[1:-1]), self._span(children[0], children[-1]))
 
     # arguments ----------------------------------------------------------
-    def positional(self, children):
+    def positional(self, children: _Children) -> Argument:
         value = children[0]
         return Argument(None, value, value.span)
 
-    def keyword(self, children):
+    def keyword(self, children: _Children) -> Argument:
         tok, value = children
         span = self._token_span(tok)
         end = value.span
         return Argument(Name(tok.value, span), value, Span(self.file, span.line, span.column, end.end_line, end.end_column))
 
-    def arguments(self, children):
+    def arguments(self, children: _Children) -> tuple[Argument, ...]:
         return tuple(children)
 
     # statements ---------------------------------------------------------
-    def call(self, children):
+    def call(self, children: _Children) -> Call:
         tok = children[0]
         arguments = children[2] if len(children) == 4 else ()
         text = tok.value
@@ -137,15 +148,15 @@ class _Build(Transformer):
             name = Name(text, self._token_span(tok))
         return Call(name, arguments, receiver, span)
 
-    def targets(self, children):
+    def targets(self, children: _Children) -> tuple[Name, ...]:
         return tuple(Name(str(t), self._token_span(t)) for t in children)
 
-    def assignment(self, children):
+    def assignment(self, children: _Children) -> Statement:
         targets, call = children
         first = targets[0].span
         return Statement(targets, call, Span(self.file, first.line, first.column, call.span.end_line, call.span.end_column))
 
-    def script(self, children):
+    def script(self, children: _Children) -> _Statements:
         return [c if isinstance(c, Statement) else Statement((), c, c.span) for c in children]
 
 
@@ -215,7 +226,7 @@ def parse(text: str, filename: str = "<string>", *, limits: Limits | None = None
     return script
 
 
-def parse_file(path, *, limits: Limits | None = None) -> Script:
+def parse_file(path: ScriptSource, *, limits: Limits | None = None) -> Script:
     """Read and parse a file (UTF-8); raise `AllsError` on any syntax error."""
     script, diagnostics = read_script(path, limits=limits)
     errors = [d for d in diagnostics if d.is_error]
@@ -224,7 +235,7 @@ def parse_file(path, *, limits: Limits | None = None) -> Script:
     return script
 
 
-def read_script(source, filename: str | None = None, *, limits: Limits | None = None
+def read_script(source: ScriptSource, filename: str | None = None, *, limits: Limits | None = None
                 ) -> tuple[Script, list[Diagnostic]]:
     """Read a script leniently: the statements that parse, and a diagnostic
     for everything that does not (unreadable file, bad bytes, bad syntax,
@@ -256,7 +267,7 @@ def read_script(source, filename: str | None = None, *, limits: Limits | None = 
     return script, diagnostics
 
 
-def _source_name(source) -> str:
+def _source_name(source: object) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "<bytes>"
     if isinstance(source, int) and not isinstance(source, bool):
@@ -267,7 +278,7 @@ def _source_name(source) -> str:
     return os.fspath(source) if isinstance(source, (str, os.PathLike)) else repr(source)
 
 
-def _read_bytes(source, name: str, limits: Limits) -> bytes:
+def _read_bytes(source: object, name: str, limits: Limits) -> bytes:
     """The bytes of ``source`` (see `read_script`), at most the script limit."""
     cap = limits.max_script_bytes
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -311,7 +322,7 @@ def parse_partial(text: str, filename: str = "<string>", *, limits: Limits | Non
 
     def parse_chunk(chunk: str, first_line: int) -> list[Statement]:
         with reading(Reading(filename, first_line, limits)):
-            return parser.parse(chunk)
+            return cast("list[Statement]", parser.parse(chunk))  # what the embedded _Build.script makes
 
     with _collector_paused(len(text)):
         try:
@@ -336,7 +347,7 @@ _paused_depth = 0
 
 
 @contextlib.contextmanager
-def _collector_paused(size: int):
+def _collector_paused(size: int) -> Iterator[None]:
     """Pause the cyclic garbage collector while a large tree is built, where that is safe (above)."""
     global _paused_depth
     if size < _PAUSE_FROM or threading.active_count() > 1:
@@ -355,8 +366,8 @@ def _collector_paused(size: int):
             gc.enable()
 
 
-def _argument_order(statements) -> list[Diagnostic]:
-    out = []
+def _argument_order(statements: Iterable[Statement]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
     for st in statements:
         seen_keyword = None
         for arg in st.call.arguments:
@@ -370,7 +381,7 @@ def _argument_order(statements) -> list[Diagnostic]:
                         "positional argument after a keyword argument",
                         arg.span,
                         "positional argument",
-                        f"move it before `{seen_keyword.keyword.text}=`, or name it",
+                        f"move it before `{seen_keyword.key.text}=`, or name it",
                     )
                 )
                 break

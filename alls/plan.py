@@ -13,7 +13,7 @@ width it writes; ``weight_bits`` is None for a layer without weights.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
@@ -57,7 +57,7 @@ class Source:
             return self.text
         return f"line {self.span.line}" + (f" ({self.via})" if self.via else "")
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         if self.span is None:
             return {"statement": None, "default": self.text}
         return {"statement": self.text, "file": self.span.file, "line": self.span.line,
@@ -121,7 +121,7 @@ class LayerPlan:
         "equalization", "bias_correction", "finetune", "adaround", "activation",
     )
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
 
     @property
@@ -132,7 +132,7 @@ class LayerPlan:
         """The statement that set field ``name`` (`DEFAULT` if none did)."""
         return self.sources.get(name, DEFAULT)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind}
         for name in self.FIELDS:
             out[name] = _plain(getattr(self, name))
@@ -213,13 +213,13 @@ class Settings:
     normalization: tuple[Normalization, ...]
     sources: Mapping[str, Source] = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
 
     def source(self, name: str) -> Source:
         return self.sources.get(name, DEFAULT)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         out = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "sources"}
         out["sources"] = {k: v.as_dict() for k, v in self.sources.items() if not v.is_default}
         return out
@@ -241,13 +241,13 @@ class Plan:
     diagnostics: tuple[Diagnostic, ...] = ()
     _index: dict[str, LayerPlan] = field(default_factory=dict, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for layer in self.layers:
             self._index[layer.name] = layer
         for layer in self.layers:
             self._index.setdefault(layer.short_name, layer)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[LayerPlan]:
         return iter(self.layers)
 
     def __len__(self) -> int:
@@ -264,7 +264,7 @@ class Plan:
     def has_errors(self) -> bool:
         return any(d.is_error for d in self.diagnostics)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready data (``alls plan --json``)."""
         return {
             "network": self.network,

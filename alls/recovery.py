@@ -15,7 +15,8 @@ missing comma, a curly quote.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
@@ -31,7 +32,11 @@ _CLOSE = {")": "(", "]": "["}
 _BRACKETS = re.compile(r'["#()\[\]]')
 
 
-def split_statements(text: str) -> list[tuple[int, int, int, list[tuple[str, int, int]]]]:
+# An open bracket: (the character, its line, its column).
+Bracket = tuple[str, int, int]
+
+
+def split_statements(text: str) -> list[tuple[int, int, int, list[Bracket]]]:
     """Cut ``text`` into statement chunks: (first line, start, end, unclosed).
 
     A chunk ends at a newline outside brackets, or, while a bracket is still
@@ -75,7 +80,8 @@ def _scan_brackets(line: str, line_no: int, stack: list[tuple[str, int, int]]) -
             stack.pop()
 
 
-def parse_statements(text: str, filename: str, parse_chunk: Callable[[str, int], list[Statement]]):
+def parse_statements(text: str, filename: str, parse_chunk: Callable[[str, int], list[Statement]]
+                     ) -> tuple[list[Statement], list[Diagnostic]]:
     """Parse each statement of ``text`` alone with ``parse_chunk(chunk, first_line)``.
 
     Returns the statements that parsed and one diagnostic per statement
@@ -96,6 +102,16 @@ def parse_statements(text: str, filename: str, parse_chunk: Callable[[str, int],
     return statements, diagnostics
 
 
+class Token(Protocol):
+    """What a message reads of a token: the lexer's (alls.lexer.Token), or the end token lark makes from it."""
+
+    type: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
 _TOKEN_NAMES = {
     "WORD": "a name or value",
     "STRING": "a string",
@@ -110,23 +126,24 @@ _TOKEN_NAMES = {
 }
 
 
-def _describe(expected) -> str:
+def _describe(expected: Iterable[str]) -> str:
     names = sorted({_TOKEN_NAMES.get(e, e) for e in expected if e in _TOKEN_NAMES})
     return ", ".join(names) if names else "something else"
 
 
-def syntax_diagnostic(exc: UnexpectedInput, filename: str, chunk: str, first_line: int, unclosed) -> Diagnostic:
+def syntax_diagnostic(exc: UnexpectedInput, filename: str, chunk: str, first_line: int,
+                      unclosed: list[Bracket]) -> Diagnostic:
     """The one diagnostic of a statement ``chunk`` (starting on ``first_line``) that lark refused."""
     line, column = exc.line, exc.column
     if isinstance(exc, UnexpectedCharacters):
         return _bad_character(filename, chunk, first_line, line, column, exc.char)
-    token = getattr(exc, "token", None)
+    token: Token | None = getattr(exc, "token", None)
     kind = token.type if token is not None else "$END"
     expected = set(getattr(exc, "expected", ()) or ())
     if kind in ("$END", "_NL") or isinstance(exc, UnexpectedEOF):
         return _early_end(filename, token, line, column, expected, unclosed)
     span = _token_span(filename, token, line, column)
-    if kind in ("RPAR", "RSQB") and "WORD" in expected:
+    if token is not None and kind in ("RPAR", "RSQB") and "WORD" in expected:
         what = "a value after `=`" if _previous_is_equals(chunk, first_line, token) else "a value"
         return Diagnostic("ALS100", Severity.ERROR, f"expected {what} before `{token}`", span, "missing value",
                           "give the value, or remove the dangling `=` or `,`")
@@ -156,13 +173,14 @@ def syntax_diagnostic(exc: UnexpectedInput, filename: str, chunk: str, first_lin
     return Diagnostic("ALS100", Severity.ERROR, f"unexpected `{_shown(token)}`", span, f"expected {_describe(expected)}")
 
 
-def _shown(token) -> str:
+def _shown(token: Token | None) -> str:
     """A token as a message quotes it: long ones cut short."""
     text = str(token)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _early_end(filename: str, token, line: int, column: int, expected: set, unclosed) -> Diagnostic:
+def _early_end(filename: str, token: Token | None, line: int, column: int, expected: set[str],
+               unclosed: list[Bracket]) -> Diagnostic:
     if unclosed:
         ch, ln, col = unclosed[-1]
         return Diagnostic(
@@ -180,14 +198,14 @@ def _early_end(filename: str, token, line: int, column: int, expected: set, uncl
     )
 
 
-def _previous_is_equals(chunk: str, first_line: int, token) -> bool:
+def _previous_is_equals(chunk: str, first_line: int, token: Token) -> bool:
     lines = chunk.split("\n")
     index = token.line - first_line
     before = lines[index][: token.column - 1].rstrip() if 0 <= index < len(lines) else ""
     return before.endswith("=")
 
 
-def _token_span(filename: str, token, line: int, column: int) -> Span:
+def _token_span(filename: str, token: Token | None, line: int, column: int) -> Span:
     """The span of the offending token; the end of input points just past
     the last token (lark lends ``$END`` the last token's position)."""
     if token is None or getattr(token, "line", None) is None:

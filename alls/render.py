@@ -17,6 +17,7 @@ import json
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from alls.diagnostics import Diagnostic, Severity
@@ -68,8 +69,8 @@ def _concise(d: Diagnostic) -> str:
     return f"{where}{d.severity}[{d.code}] {d.message}{extra}"
 
 
-def _as_dict(d: Diagnostic) -> dict:
-    out = {"code": d.code, "severity": str(d.severity), "message": d.message}
+def _as_dict(d: Diagnostic) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": d.code, "severity": str(d.severity), "message": d.message}
     if d.span is not None:
         out.update(_span_dict(d.span))
     out["label"] = d.label
@@ -78,7 +79,7 @@ def _as_dict(d: Diagnostic) -> dict:
     return out
 
 
-def _span_dict(span: Span) -> dict:
+def _span_dict(span: Span) -> dict[str, Any]:
     return {
         "file": span.file,
         "line": span.line,
@@ -94,7 +95,7 @@ _SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/sche
 _SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 
 
-def _sarif(diagnostics: Sequence[Diagnostic]) -> dict:
+def _sarif(diagnostics: Sequence[Diagnostic]) -> dict[str, Any]:
     """A SARIF 2.1.0 log: one run, a rule per code used, a result per diagnostic."""
     from alls import __version__
     from alls.codes import CODES
@@ -102,7 +103,7 @@ def _sarif(diagnostics: Sequence[Diagnostic]) -> dict:
     used = list(dict.fromkeys(d.code for d in diagnostics))
     rules = []
     for code in used:
-        rule: dict = {"id": code}
+        rule: dict[str, Any] = {"id": code}
         doc = CODES.get(code)
         if doc is not None:
             rule.update({
@@ -118,9 +119,9 @@ def _sarif(diagnostics: Sequence[Diagnostic]) -> dict:
             "runs": [{"tool": {"driver": driver}, "columnKind": "unicodeCodePoints", "results": results}]}
 
 
-def _sarif_result(d: Diagnostic, rule_index: int) -> dict:
+def _sarif_result(d: Diagnostic, rule_index: int) -> dict[str, Any]:
     text = d.message + (f"\nhelp: {d.help}" if d.help else "")
-    result: dict = {"ruleId": d.code, "ruleIndex": rule_index, "level": _SARIF_LEVEL[d.severity],
+    result: dict[str, Any] = {"ruleId": d.code, "ruleIndex": rule_index, "level": _SARIF_LEVEL[d.severity],
                     "message": {"text": text}}
     if d.span is not None:
         result["locations"] = [_sarif_location(d.span, d.label)]
@@ -130,10 +131,10 @@ def _sarif_result(d: Diagnostic, rule_index: int) -> dict:
     return result
 
 
-def _sarif_location(span: Span, message: str) -> dict:
+def _sarif_location(span: Span, message: str) -> dict[str, Any]:
     region = {"startLine": span.line, "startColumn": span.column,
               "endLine": span.end_line, "endColumn": max(span.end_column, 1)}
-    out: dict = {"physicalLocation": {"artifactLocation": {"uri": _uri(span.file)}, "region": region}}
+    out: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": _uri(span.file)}, "region": region}}
     if message:
         out["message"] = {"text": message}
     return out

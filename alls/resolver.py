@@ -21,9 +21,9 @@ does not divide the output channels) is an error naming each layer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from alls.catalogue import (
     COMMANDS,
@@ -36,7 +36,7 @@ from alls.checker import check_script
 from alls.diagnostics import Diagnostic, Label, Severity
 from alls.formatter import format_statement
 from alls.graph import WEIGHTED_KINDS, Graph, Layer
-from alls.nodes import Boolean, ListValue, Null, Number, Script, Span, Statement, String, Value, Word
+from alls.nodes import Argument, Boolean, ListValue, Null, Number, Script, Span, Statement, String, Value, Word
 from alls.plan import (
     DEFAULT,
     Adaround,
@@ -56,6 +56,9 @@ __all__ = ["resolve", "parse_precision"]
 E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO
 _SKIP = object()  # a value the checker already reported (a template placeholder)
 _MAX_LISTED = 8
+LayerTest = Callable[[Layer], bool]
+Handler = Callable[["_Resolver", Statement], None]
+_Group = TypeVar("_Group", Calibration, Finetune, Adaround)
 
 
 def parse_precision(mode: str) -> tuple[int, int, int]:
@@ -68,6 +71,7 @@ def parse_precision(mode: str) -> tuple[int, int, int]:
 def _default(command: str, keyword: str, sub: str | None = None) -> Any:
     spec = COMMANDS[command]
     if sub is not None:
+        assert spec.subcommands is not None, f"{command} has no subcommands"
         spec = spec.subcommands[sub]
     return spec.keywords[keyword].default
 
@@ -127,7 +131,7 @@ class _Resolver:
         self.diagnostics.extend(diagnostics)
         return unique_layers(matches)
 
-    def applicable(self, layers: Iterable[Layer], ok, what: str, keyword_span: Span, selector: Value | None,
+    def applicable(self, layers: Iterable[Layer], ok: LayerTest, what: str, keyword_span: Span, selector: Value | None,
                    needs: str) -> list[Layer]:
         """The layers where ``ok(layer)`` holds; ALS213 names the others."""
         layers = list(layers)
@@ -211,7 +215,9 @@ class _Resolver:
             if spec is None or not spec.interpreted or name == "model_optimization_flavor":
                 continue
             if spec.subcommands is not None:
-                sub = st.call.positional[0].value.text
+                first = st.call.positional[0].value
+                assert not isinstance(first, (String, ListValue)), "the checker asks a subcommand for a word"
+                sub = first.text
                 handler = _SUB_HANDLERS.get((name, sub))
             else:
                 handler = _HANDLERS.get(name)
@@ -306,7 +312,7 @@ class _Resolver:
     def settings(self) -> Settings:
         g, gs = self.globals, self.global_sources
 
-        def group(prefix: str, cls):
+        def group(prefix: str, cls: type[_Group]) -> _Group:
             return cls(**{k.split(".", 1)[1]: v for k, v in g.items() if k.startswith(prefix + ".")
                           and k.split(".", 1)[1] in cls.__dataclass_fields__})
 
@@ -328,25 +334,24 @@ class _Resolver:
 
 def _py(value: Value) -> Any:
     """A parsed value as Python data; `_SKIP` for a template placeholder."""
-    kind = type(value)
-    if kind is Number or kind is Boolean or kind is String:
+    if type(value) is Number or type(value) is Boolean or type(value) is String:
         return value.value
-    if kind is Null:
+    if type(value) is Null:
         return None
-    if kind is Word:
+    if type(value) is Word:
         return value.text
-    if kind is ListValue:
+    if type(value) is ListValue:
         items = tuple(_py(v) for v in value.items)
         return _SKIP if _SKIP in items else items
     return _SKIP
 
 
 def _keywords(st: Statement) -> dict[str, Any]:
-    return {a.keyword.text: _py(a.value) for a in st.call.keywords}
+    return {a.keyword.text: _py(a.value) for a in st.call.keywords if a.keyword is not None}
 
 
 def _keyword_args(st: Statement) -> dict[str, Any]:
-    return {a.keyword.text: a for a in st.call.keywords}
+    return {a.keyword.text: a for a in st.call.keywords if a.keyword is not None}
 
 
 def _policy(value: Any) -> bool:
@@ -380,6 +385,7 @@ def _quantization_param(r: _Resolver, st: Statement) -> None:
     layers = r.bind(selector)
     source = r.source(st)
     args = _keyword_args(st)
+    targets: Sequence[Layer]
     for word, arg in args.items():
         value = _py(arg.value)
         if value is _SKIP:
@@ -419,7 +425,7 @@ def _quantization_param(r: _Resolver, st: Statement) -> None:
             r.layers[layer.name].set(name, value, source)
 
 
-def _dividing(r: _Resolver, layers: list[Layer], groups: int, arg) -> list[Layer]:
+def _dividing(r: _Resolver, layers: Sequence[Layer], groups: int, arg: Argument) -> list[Layer]:
     good = [l for l in layers if l.output_channels and l.output_channels % groups == 0]
     bad = [l for l in layers if l not in good]
     if bad:
@@ -432,7 +438,7 @@ def _dividing(r: _Resolver, layers: list[Layer], groups: int, arg) -> list[Layer
     return good
 
 
-def _index_in_range(r: _Resolver, layers: list[Layer], index: int, arg) -> list[Layer]:
+def _index_in_range(r: _Resolver, layers: Sequence[Layer], index: int, arg: Argument) -> list[Layer]:
     good = [l for l in layers if index < len(l.inputs)]
     bad = [l for l in layers if l not in good]
     if bad:
@@ -453,7 +459,7 @@ def _not_applied(r: _Resolver, st: Statement, key: str, span: Span) -> None:
                                     "it is kept for the compiler; the plan does not model it"))
 
 
-def _layers_argument(r: _Resolver, st: Statement, default: Iterable[Layer], ok, what: str,
+def _layers_argument(r: _Resolver, st: Statement, default: Iterable[Layer], ok: LayerTest, what: str,
                      needs: str) -> tuple[list[Layer], bool]:
     """The layers of a ``layers=`` keyword (checked with ``ok``), or ``default``."""
     args = _keyword_args(st)
@@ -463,7 +469,7 @@ def _layers_argument(r: _Resolver, st: Statement, default: Iterable[Layer], ok, 
     return r.applicable(r.bind(arg.value), ok, what, arg.keyword.span, arg.value, needs), True
 
 
-def _policy_switch(field: str, default: str, what: str, extra: tuple[str, ...] = ()):
+def _policy_switch(field: str, default: str, what: str, extra: tuple[str, ...] = ()) -> Handler:
     """The handler of an algorithm switched by ``policy`` on weighted layers (all of them as the
     global setting when no ``layers`` is given); ``extra`` keywords are global settings too."""
     def handler(r: _Resolver, st: Statement) -> None:
@@ -495,7 +501,7 @@ _equalization = _policy_switch("equalization", "enabled", "equalization", ("equa
 _bias_correction = _policy_switch("bias_correction", "disabled", "bias correction")
 
 
-def _clipping(kind: str):
+def _clipping(kind: str) -> Handler:
     def handler(r: _Resolver, st: Statement) -> None:
         kw, source = _keywords(st), r.source(st)
         mode = kw.get("mode", "disabled")
@@ -512,7 +518,7 @@ def _clipping(kind: str):
     return handler
 
 
-def _algorithm(algo: str):
+def _algorithm(algo: str) -> Handler:
     """finetune and adaround: their parameters are global; layers are flagged at the end."""
     layer_keys = {"loss_layer_names", "layers_to_freeze", "layers"}
 
@@ -584,12 +590,11 @@ def _change_output_activation(r: _Resolver, st: Statement) -> None:
     if activation is _SKIP:
         return
     if len(positional) > 1:
-        layers = r.bind(positional[0].value)
-        layers = [r.graph.get(l.inputs[0]) if l.kind == "output_layer" and l.inputs else l for l in layers]
+        layers = [r.graph[l.inputs[0]] if l.kind == "output_layer" and l.inputs else l for l in r.bind(positional[0].value)]
         layers = r.applicable(layers, lambda l: l.kind not in ("input_layer", "output_layer"),
                               "change_output_activation", positional[0].value.span, None, "layers that compute")
     else:
-        layers = [r.graph.get(o.inputs[0]) for o in r.graph.outputs if o.inputs]
+        layers = [r.graph[o.inputs[0]] for o in r.graph.outputs if o.inputs]
     source = r.source(st)
     for layer in layers:
         r.layers[layer.name].set("activation", None if activation == "linear" else activation, source)

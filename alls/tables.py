@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from alls.graph import Graph, Layer
 from alls.plan import LayerPlan, Plan
@@ -11,19 +12,19 @@ __all__ = ["layer_table", "layer_row", "plan_table", "explain_layer", "precision
            "figures_table"]
 
 
-def _table(header: Sequence[str], rows: list[Sequence[str]]) -> list[str]:
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     return ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
 
 
-def _shape(shape) -> str:
+def _shape(shape: Sequence[int] | None) -> str:
     return "x".join(str(d) for d in shape) if shape else "-"
 
 
 # ------------------------------------------------------------------ layers
 
 
-def layer_row(layer: Layer) -> dict:
+def layer_row(layer: Layer) -> dict[str, Any]:
     """One layer as JSON-ready data."""
     return {
         "name": layer.name, "kind": layer.kind, "op": layer.op, "aliases": list(layer.aliases),
@@ -128,7 +129,7 @@ def _settings_lines(plan: Plan) -> list[str]:
     level = s.source("optimization_level")
     out = [
         f"network `{plan.network}`, script {plan.script}",
-        f"optimization_level {s.optimization_level} ({'default' if level.is_default else f'line {level.span.line}'}), compression_level {s.compression_level}, "
+        f"optimization_level {s.optimization_level} ({'default' if level.span is None else f'line {level.span.line}'}), compression_level {s.compression_level}, "
         f"4-bit weights ratio {s.auto_4bit_weights_ratio:g}",
         f"calibration: {s.calibration.calibset_size} images in batches of {s.calibration.batch_size}",
         f"equalization: {'on' if s.equalization else 'off'} (target {s.equalization_target}); "
@@ -150,7 +151,7 @@ def _settings_lines(plan: Plan) -> list[str]:
     return out
 
 
-def _value(value) -> str:
+def _value(value: object) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     return str(value)
@@ -183,7 +184,7 @@ def _short(text: str, limit: int = 160) -> str:
 # ----------------------------------------------------------------- results
 
 
-def algorithm_summary(report: dict) -> list[str]:
+def algorithm_summary(report: dict[str, Any]) -> list[str]:
     """`alls quantize`: one line per algorithm that ran, with what it achieved (from the quantized model's report)."""
     lines = []
     if report.get("equalization"):
@@ -215,7 +216,7 @@ def algorithm_summary(report: dict) -> list[str]:
     return lines
 
 
-def _held_out_lines(trained: list[dict]) -> list[str]:
+def _held_out_lines(trained: list[dict[str, Any]]) -> list[str]:
     """One line per trained layer: its loss on the images held out from its training, before and after."""
     lines = []
     for r in trained:
@@ -238,13 +239,17 @@ def precision_summary(plan: Plan) -> str:
     return f"quantized {len(plan)} layers ({modes or 'no weighted layers'})"
 
 
-def figures_table(result: dict) -> str:
+def _percent(figures: dict[str, float], key: str) -> str:
+    return f"{100 * figures[key]:.2f}%" if key in figures else "-"
+
+
+def figures_table(result: dict[str, Any]) -> str:
     """`alls eval`: the figures of the numeric target against the native one, one row per output."""
     header = ("output", "cosine", "SNR dB", "max abs err", "range", "top-1 agree", "acc native", "acc numeric")
     rows = []
     for name, f in result["outputs"].items():
-        pct = lambda key: f"{100 * f[key]:.2f}%" if key in f else "-"
         rows.append((name.rsplit("/", 1)[-1], f"{f['cosine']:.5f}", f"{f['snr_db']:.2f}", f"{f['max_abs_error']:.4g}",
-                     f"{f['range']:.4g}", pct("top1_agreement"), pct("native_accuracy"), pct("numeric_accuracy")))
+                     f"{f['range']:.4g}", _percent(f, "top1_agreement"), _percent(f, "native_accuracy"),
+                     _percent(f, "numeric_accuracy")))
     return "\n".join([f"numeric against native on {result['images']} images:", *_table(header, rows)])
 

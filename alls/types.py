@@ -51,7 +51,7 @@ def _kind(value: Value) -> str:
     }[type(value)]
 
 
-def _placeholder(value: Value, expected: str) -> list[Problem]:
+def _placeholder(value: Glob, expected: str) -> list[Problem]:
     """A brace word where a plain value belongs is a template placeholder."""
     return [
         (
@@ -84,12 +84,12 @@ class Int(ValueType):
     lo: int | None = None
     hi: int | None = None
 
-    def check(self, value):
+    def check(self, value: Value) -> list[Problem]:
         if not isinstance(value, Number) or not isinstance(value.value, int):
             return _wrong(value, self.describe())
         return _range_problems(value, self.lo, self.hi)
 
-    def describe(self):
+    def describe(self) -> str:
         return "an integer" + _bounds(self.lo, self.hi)
 
 
@@ -99,20 +99,20 @@ class Float(ValueType):
     hi: float | None = None
     lo_open: bool = False
 
-    def check(self, value):
+    def check(self, value: Value) -> list[Problem]:
         if not isinstance(value, Number):
             return _wrong(value, self.describe())
         if self.lo_open and self.lo is not None and value.value <= self.lo:
             return [("ALS303", value.span, f"`{value.text}` must be greater than {self.lo:g}", "")]
         return _range_problems(value, self.lo, self.hi)
 
-    def describe(self):
+    def describe(self) -> str:
         if self.lo_open and self.lo is not None and self.hi is None:
             return f"a number > {self.lo:g}"
         return "a number" + _bounds(self.lo, self.hi)
 
 
-def _bounds(lo, hi) -> str:
+def _bounds(lo: float | None, hi: float | None) -> str:
     if lo is not None and hi is not None:
         return f" in {lo:g}..{hi:g}"
     if lo is not None:
@@ -122,7 +122,7 @@ def _bounds(lo, hi) -> str:
     return ""
 
 
-def _range_problems(value: Number, lo, hi) -> list[Problem]:
+def _range_problems(value: Number, lo: float | None, hi: float | None) -> list[Problem]:
     if (lo is not None and value.value < lo) or (hi is not None and value.value > hi):
         return [("ALS303", value.span, f"`{value.text}` is out of range", "allowed: " + _bounds(lo, hi).strip().removeprefix("in "))]
     return []
@@ -130,12 +130,12 @@ def _range_problems(value: Number, lo, hi) -> list[Problem]:
 
 @dataclass(frozen=True)
 class Bool(ValueType):
-    def check(self, value):
+    def check(self, value: Value) -> list[Problem]:
         if isinstance(value, Boolean):
             return []
         return _wrong(value, "`True` or `False`")
 
-    def describe(self):
+    def describe(self) -> str:
         return "`True` or `False`"
 
 
@@ -146,7 +146,7 @@ class Enum(ValueType):
     values: tuple[str, ...]
     ignore_case: bool = False
 
-    def check(self, value):
+    def check(self, value: Value) -> list[Problem]:
         if not isinstance(value, Word):
             if isinstance(value, String) and self._known(value.value):
                 return []
@@ -162,7 +162,7 @@ class Enum(ValueType):
             return text.lower() in {v.lower() for v in self.values}
         return text in self.values
 
-    def describe(self):
+    def describe(self) -> str:
         return "one of " + ", ".join(f"`{v}`" for v in self.values)
 
 
@@ -175,12 +175,12 @@ def Policy(*extra: str) -> Enum:
 class Identifier(ValueType):
     """A bare name (a layer, a normalization layer, a device name)."""
 
-    def check(self, value):
+    def check(self, value: Value) -> list[Problem]:
         if isinstance(value, Word):
             return []
         return _wrong(value, "a name")
 
-    def describe(self):
+    def describe(self) -> str:
         return "a name"
 
 
@@ -188,7 +188,7 @@ class Identifier(ValueType):
 class Layers(ValueType):
     """A layer selector: a name, a brace glob, or a list of them."""
 
-    def check(self, value):
+    def check(self, value: Value) -> list[Problem]:
         items = value.items if isinstance(value, ListValue) else (value,)
         problems: list[Problem] = []
         for item in items:
@@ -199,7 +199,7 @@ class Layers(ValueType):
                 )
         return problems
 
-    def describe(self):
+    def describe(self) -> str:
         return "layers: a name, a glob such as `{conv*}`, or a list of them"
 
 
@@ -211,7 +211,7 @@ class ListOf(ValueType):
     min_len: int = 0
     max_len: int | None = None
 
-    def check(self, value):
+    def check(self, value: Value) -> list[Problem]:
         if not isinstance(value, ListValue):
             return _wrong(value, self.describe())
         problems: list[Problem] = []
@@ -229,7 +229,7 @@ class ListOf(ValueType):
             return f"at least {self.min_len}"
         return f"{self.min_len} to {self.max_len}"
 
-    def describe(self):
+    def describe(self) -> str:
         return f"a list of {self.item.describe()}"
 
 
@@ -237,7 +237,7 @@ class ListOf(ValueType):
 class Range(ValueType):
     """``[lo, hi]`` with lo < hi (percentile modes add 0..100 in the checker)."""
 
-    def check(self, value):
+    def check(self, value: Value) -> list[Problem]:
         if not isinstance(value, ListValue):
             return _wrong(value, self.describe())
         if len(value.items) != 2:
@@ -247,10 +247,10 @@ class Range(ValueType):
             problems.extend(Float().check(item))
         if problems:
             return problems
-        lo, hi = (item.value for item in value.items)
+        lo, hi = (item.value for item in value.items if isinstance(item, Number))  # each is (checked above)
         if lo >= hi:
             return [("ALS304", value.span, f"empty range `{show(value)}`: the low end must be below the high end", "write `[lo, hi]` with lo < hi")]
         return []
 
-    def describe(self):
+    def describe(self) -> str:
         return "a range `[lo, hi]` with lo < hi"

@@ -26,11 +26,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.graph import InputShapes
 from alls.limits import Limits, exceeded
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["validate", "check_input_shapes"]
 
@@ -39,7 +44,7 @@ _INT64_MAX = (1 << 63) - 1
 _MAX_REPORTED = 20
 
 
-def validate(proto, limits: Limits, folder: str | None = None) -> None:
+def validate(proto: onnx.ModelProto, limits: Limits, folder: str | None = None) -> None:
     """Raise `AllsError` naming every problem of ``proto`` (an `onnx.ModelProto`); None when sound.
 
     Weights stored outside the model (external data) are read from ``folder``
@@ -55,7 +60,7 @@ def validate(proto, limits: Limits, folder: str | None = None) -> None:
         raise AllsError(found[:_MAX_REPORTED])
 
 
-def _external(proto, folder: str | None) -> list[Diagnostic]:
+def _external(proto: onnx.ModelProto, folder: str | None) -> list[Diagnostic]:
     """Load the external data of ``proto`` from ``folder``, then check them as the inline ones."""
     import os
 
@@ -93,7 +98,7 @@ def _external(proto, folder: str | None) -> list[Diagnostic]:
     return found
 
 
-def check_input_shapes(input_shapes, limits: Limits) -> None:
+def check_input_shapes(input_shapes: InputShapes | None, limits: Limits) -> None:
     """An ``input_shapes`` override (a shape, or ``{name: shape}``) with sound dimensions, or `AllsError`."""
     if input_shapes is None:
         return
@@ -128,7 +133,7 @@ def _dims_problem(dims: list[int], subject: str, limits: Limits, empty_ok: bool 
 # ------------------------------------------------------------------ constants
 
 
-def _tensors(graph) -> Iterator[tuple[str, object]]:
+def _tensors(graph: onnx.GraphProto) -> Iterator[tuple[str, onnx.TensorProto]]:
     """(what, TensorProto) of every initializer and Constant-node tensor of the main graph."""
     for t in graph.initializer:
         yield f"initializer `{t.name}`", t
@@ -139,7 +144,7 @@ def _tensors(graph) -> Iterator[tuple[str, object]]:
                     yield f"node `{n.name or n.output[0]}` (Constant)", a.t
 
 
-def _constants(graph, limits: Limits) -> Iterator[Diagnostic]:
+def _constants(graph: onnx.GraphProto, limits: Limits) -> Iterator[Diagnostic]:
     import onnx
 
     total = 0
@@ -173,7 +178,7 @@ def _constants(graph, limits: Limits) -> Iterator[Diagnostic]:
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
-def _stored_elements(t, itemsize: int) -> int | None:
+def _stored_elements(t: onnx.TensorProto, itemsize: int) -> float | None:
     """How many elements ``t`` holds in the proto; None when its data live elsewhere (external, sparse)."""
     if t.data_location == 1:  # EXTERNAL
         info = {e.key: e.value for e in t.external_data}
@@ -190,7 +195,7 @@ def _stored_elements(t, itemsize: int) -> int | None:
     return 0
 
 
-def _finite(t) -> bool:
+def _finite(t: onnx.TensorProto) -> bool:
     """No NaN or Inf in ``t`` (whose stored size matches its shape); external data are checked once loaded."""
     import onnx
 
@@ -205,7 +210,7 @@ def _finite(t) -> bool:
 # ------------------------------------------------------------------ structure
 
 
-def _structure(graph) -> list[Diagnostic]:
+def _structure(graph: onnx.GraphProto) -> list[Diagnostic]:
     """Self-loops, duplicate producers, undefined inputs and cycles of the main graph's nodes."""
     provided = {i.name for i in graph.input} | {t.name for t in graph.initializer}
     producer: dict[str, str] = {}
@@ -242,11 +247,11 @@ def _structure(graph) -> list[Diagnostic]:
     return found
 
 
-def _label(n, index: int) -> str:
+def _label(n: onnx.NodeProto, index: int) -> str:
     return f"node `{n.name}` ({n.op_type})" if n.name else f"node {index} ({n.op_type})"
 
 
-def _order_problem(graph, label: str, tensor: str, maker: str) -> Diagnostic:
+def _order_problem(graph: onnx.GraphProto, label: str, tensor: str, maker: str) -> Diagnostic:
     cycle = _cycle_through(graph, tensor)
     if cycle:
         return Diagnostic("ALS440", E, f"{label} is in a cycle: " + " -> ".join(f"`{t}`" for t in cycle),
@@ -256,7 +261,7 @@ def _order_problem(graph, label: str, tensor: str, maker: str) -> Diagnostic:
                            "(or sort it with onnx's tools)")
 
 
-def _cycle_through(graph, start: str) -> list[str]:
+def _cycle_through(graph: onnx.GraphProto, start: str) -> list[str]:
     """Tensors on a cycle through ``start`` (depth-first, iterative), or [] if none."""
     reads: dict[str, list[str]] = {}
     for n in graph.node:

@@ -10,9 +10,11 @@ settings it overrides, as the zoo merges them.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.nodes import Span
@@ -26,7 +28,7 @@ class NodeName(str):
 
     span: Span | None = None
 
-    def __new__(cls, name: str, span: Span | None = None):
+    def __new__(cls, name: str, span: Span | None = None) -> NodeName:
         self = super().__new__(cls, name)
         self.span = span
         return self
@@ -42,7 +44,7 @@ class ZooNetwork:
     input_shape: tuple[int, ...] | None  # (1, C, H, W) from the config's H x W x C
 
 
-def read_zoo_network(path) -> ZooNetwork:
+def read_zoo_network(path: str | os.PathLike[str]) -> ZooNetwork:
     """The cut and input shape of the zoo config at ``path`` (its ``base:`` files merged)."""
     path = pathlib.Path(path)
     config = _merged(path, depth=0)
@@ -53,7 +55,7 @@ def read_zoo_network(path) -> ZooNetwork:
     return ZooNetwork(str(name), _names(starts, path), _names(ends, path), _nchw(shape, path))
 
 
-def _names(value, path: pathlib.Path) -> tuple[str, ...]:
+def _names(value: Any, path: pathlib.Path) -> tuple[str, ...]:
     if value is None:
         return ()
     names = [str(v) for v in value if v is not None] if isinstance(value, list) else [str(value)]
@@ -73,19 +75,19 @@ def _where(lines: list[str], name: str, filename: str) -> Span | None:
     return None
 
 
-def _nchw(shape, path) -> tuple[int, ...] | None:
+def _nchw(shape: Any, path: pathlib.Path) -> tuple[int, ...] | None:
     if shape is None:
         return None
     dims = shape if isinstance(shape, list) else str(shape).split("x")
     try:
-        dims = [int(d) for d in dims]
+        numbers = [int(d) for d in dims]
     except ValueError:
         raise AllsError([Diagnostic("ALS409", Severity.ERROR, f"`{path}`: input_shape `{shape}` is not H x W x C")]) \
             from None
-    return (1, dims[2], dims[0], dims[1]) if len(dims) == 3 else tuple(dims)
+    return (1, numbers[2], numbers[0], numbers[1]) if len(numbers) == 3 else tuple(numbers)
 
 
-def _merged(path: pathlib.Path, depth: int) -> dict:
+def _merged(path: pathlib.Path, depth: int) -> dict[str, Any]:
     if depth > 8:
         raise AllsError([Diagnostic("ALS409", Severity.ERROR, f"`{path}`: `base:` files include each other")])
     try:
@@ -94,7 +96,7 @@ def _merged(path: pathlib.Path, depth: int) -> dict:
         raise AllsError([Diagnostic("ALS409", Severity.ERROR, f"cannot read zoo config `{path}`: "
                                     f"{exc.strerror or exc}")]) from None
     config = parse_yaml_subset(text, str(path))
-    merged: dict = {}
+    merged: dict[str, Any] = {}
     for base in config.get("base") or []:
         candidate = path.parent.parent / str(base)
         _deep_update(merged, _merged(candidate if candidate.exists() else path.parent / str(base), depth + 1))
@@ -102,7 +104,7 @@ def _merged(path: pathlib.Path, depth: int) -> dict:
     return merged
 
 
-def _deep_update(into: dict, other: dict) -> None:
+def _deep_update(into: dict[str, Any], other: dict[str, Any]) -> None:
     for key, value in other.items():
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             _deep_update(into[key], value)
@@ -113,9 +115,13 @@ def _deep_update(into: dict, other: dict) -> None:
 _KEY = re.compile(r"^([A-Za-z0-9_.\-]+):(?:\s+(.*))?$")
 
 
-def parse_yaml_subset(text: str, filename: str = "<yaml>"):
+# A YAML line: (its number, its indentation, its text).
+_Line = tuple[int, int, str]
+
+
+def parse_yaml_subset(text: str, filename: str = "<yaml>") -> Any:
     """The zoo's YAML subset as Python data (dicts, lists, str, int, float, bool, None)."""
-    lines = []
+    lines: list[_Line] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         stripped = raw.split(" #")[0].rstrip() if not raw.lstrip().startswith("#") else ""
         if stripped.strip():
@@ -126,7 +132,7 @@ def parse_yaml_subset(text: str, filename: str = "<yaml>"):
     return value if value is not None else {}
 
 
-def _block(lines, i, indent, filename):
+def _block(lines: list[_Line], i: int, indent: int, filename: str) -> tuple[Any, int]:
     if i >= len(lines):
         return None, i
     if lines[i][2].startswith("- ") or lines[i][2] == "-":
@@ -134,8 +140,8 @@ def _block(lines, i, indent, filename):
     return _mapping(lines, i, indent, filename)
 
 
-def _sequence(lines, i, indent, filename):
-    items = []
+def _sequence(lines: list[_Line], i: int, indent: int, filename: str) -> tuple[list[Any], int]:
+    items: list[Any] = []
     while i < len(lines) and lines[i][1] == indent and (lines[i][2].startswith("- ") or lines[i][2] == "-"):
         number, _, text = lines[i]
         rest = text[1:].strip()
@@ -151,8 +157,8 @@ def _sequence(lines, i, indent, filename):
     return items, i
 
 
-def _mapping(lines, i, indent, filename):
-    result: dict = {}
+def _mapping(lines: list[_Line], i: int, indent: int, filename: str) -> tuple[dict[str, Any], int]:
+    result: dict[str, Any] = {}
     while i < len(lines) and lines[i][1] == indent:
         number, _, text = lines[i]
         match = _KEY.match(text)
@@ -172,7 +178,7 @@ def _mapping(lines, i, indent, filename):
     return result, i
 
 
-def _scalar(text: str, filename: str, number: int):
+def _scalar(text: str, filename: str, number: int) -> Any:
     if text in ("null", "~", "None"):
         return None
     if text in ("true", "True"):
@@ -197,6 +203,6 @@ def _scalar(text: str, filename: str, number: int):
     return text
 
 
-def _fail(filename: str, number: int, message: str):
+def _fail(filename: str, number: int, message: str) -> NoReturn:
     raise AllsError([Diagnostic("ALS409", Severity.ERROR, f"{filename}:{number}: {message}",
                                 help="zoo configs are read in the YAML subset the zoo writes")])

@@ -17,14 +17,15 @@ heavy, and Numba is loaded on the first integer run.
 The numerics are specified in ``NUMERICS.md`` beside this file. Importing
 or using the runtime changes nothing of the host's: no environment
 variable, warnings filter, logging setting or numpy setting; BLAS runs
-single-threaded only inside the runtime's own calls (`threads.py`).
+single-threaded, and Numba on the runtime's own thread count, only inside the runtime's own
+calls (`exec/threads.py`).
 """
 
 from __future__ import annotations
 
 __all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS", "load_array", "check_labels",
            "evaluate", "analyze", "write_report", "prepare_folder", "report_summary", "tune", "best", "STEPS",
-           "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX"]
+           "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX", "using_threads"]
 
 _LAZY = {
     "Runner": "alls.runtime.session.runner",
@@ -47,6 +48,7 @@ _LAZY = {
     "write_taps": "alls.runtime.session.taps",
     "prepare_taps_folder": "alls.runtime.session.taps",
     "TAPS_INDEX": ("alls.runtime.session.taps", "INDEX"),
+    "using_threads": "alls.runtime.exec.threads",
 }
 
 

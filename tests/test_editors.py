@@ -65,7 +65,7 @@ def scopes_of(text: str, patterns) -> list[list[str | None]]:
 def test_grammar_is_json_and_up_to_date_with_the_catalogue():
     built = runpy.run_path(str(VSCODE / "build_grammar.py"))["text"]()
     assert GRAMMAR.read_text(encoding="utf-8") == built, "run python editors/vscode/build_grammar.py"
-    for regex, rule in load_grammar():
+    for _regex, rule in load_grammar():
         assert "name" in rule or "captures" in rule
 
 
@@ -127,7 +127,7 @@ def test_grammar_tells_the_kinds_of_words_apart():
     assert scopes[line.index("#")] == "comment.line.number-sign.alls"
     line = "pre_quantization_optimization(equalization, layers={conv*}, policy=enabled, x=1e-5, y=True)"
     scopes = scopes_of_line(line, patterns)
-    at = lambda word: scopes[line.index(word)]  # noqa: E731
+    at = lambda word: scopes[line.index(word)]
     assert at("equalization,") == "support.type.subcommand.alls"
     assert at("layers") == "variable.parameter.alls" and at("{conv*}") == "string.regexp.glob.alls"
     assert at("enabled") == "support.constant.value.alls" and at("1e-5") == "constant.numeric.alls"

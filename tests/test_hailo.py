@@ -62,7 +62,7 @@ def test_listing_1_runner_creation(tmp_path, quantized_runner, test_x):
     assert code(excinfo) == "ALS542" and "hailo8" in excinfo.value.diagnostics[0].help
     runner = ClientRunner(hw_arch="hailo15h")
     with pytest.raises(alls.AllsError) as excinfo:
-        runner.all_layers_names
+        _ = runner.all_layers_names
     assert code(excinfo) == "ALS506"
     graph = runner.translate_onnx_model(str(DIGITS), net_name="digits")
     assert runner.all_layers_names[1] == "digits/conv1" and graph.name == runner.model_name == "digits"

@@ -960,7 +960,6 @@ def test_the_outputs_of_an_unsupported_node_keep_their_own_shapes():
 
 
 def small_net(opset):
-    unsq = dict(axes=[2, 3]) if opset < 13 else {}
     inits = {"w": rand(4, 3, 3, 3), "fw": rand(5, 4), **bn_inits(4)}
     nodes = [node("Conv", ["x", "w"], "c", name="c", pads=[1, 1, 1, 1]),
              node("BatchNormalization", ["c", "s", "t", "m", "v"], "bn", name="bn"),

@@ -16,8 +16,8 @@ import alls
 from conftest import ROOT
 
 pytest.importorskip("pygls", reason="pygls (the lsp extra) is not installed")
-from lsprotocol import types as lsp  # noqa: E402
-from pygls.lsp.client import LanguageClient  # noqa: E402
+from lsprotocol import types as lsp
+from pygls.lsp.client import LanguageClient
 
 MODEL = ROOT / "samples" / "digits" / "digits_cnn.onnx"
 TIMEOUT = 60

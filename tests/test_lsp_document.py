@@ -14,9 +14,9 @@ import alls
 from conftest import corpus_files
 
 pytest.importorskip("lsprotocol", reason="lsprotocol (the lsp extra, with pygls) is not installed")
-from alls.lsp.complete import cursor_context  # noqa: E402
-from alls.lsp.document import Document, from_utf16, to_utf16  # noqa: E402
-from alls.lsp.model import ModelSetting, read_directive  # noqa: E402
+from alls.lsp.complete import cursor_context
+from alls.lsp.document import Document, from_utf16, to_utf16
+from alls.lsp.model import ModelSetting, read_directive
 
 
 def spans(node) -> list:

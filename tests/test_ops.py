@@ -36,9 +36,11 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-# The float, statistics and training kernels are plain functions their one user imports; the integer
+# The float, statistics and training kernels are plain functions their one user imports, and so are the
+# kernels' thread budget and compiling notes (set by exec/threads.py for a runtime call); the integer
 # kernels are reached through the registry, by the ops alone.
-NON_INTEGER_KERNELS = {"alls.runtime.kernels.floating", "alls.runtime.kernels.stats", "alls.runtime.kernels.training"}
+NON_INTEGER_KERNELS = {"alls.runtime.kernels.floating", "alls.runtime.kernels.stats", "alls.runtime.kernels.training",
+                       "alls.runtime.kernels._parallel", "alls.runtime.kernels._compiling"}
 
 
 def _integer_kernels(path) -> set[str]:
@@ -66,13 +68,12 @@ def test_the_ops_load_no_numba():
 # ------------------------------------------------- data-movement kernels
 
 import numpy as np  # noqa: E402
-import onnx  # noqa: E402
 import pytest  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
 from alls.runtime import numerics as nx  # noqa: E402
-from alls.runtime.ops.base import to_nhwc, to_onnx  # noqa: E402
+from alls.runtime.ops.base import to_nhwc  # noqa: E402
 
 
 def _codes(shape, bits=8, seed=0):

@@ -68,7 +68,9 @@ def cursor_context(text: str, line: int, column: int) -> Context:
             start = chunk_start
             break
     before = text[start:offset]
-    prefix = _WORD_TAIL.search(before).group()
+    tail = _WORD_TAIL.search(before)
+    assert tail is not None, "the pattern matches the empty tail at least"
+    prefix = tail.group()
     word_start = column - len(prefix)
     call, arguments, in_comment, in_list = _scan(before)
     if in_comment:
@@ -83,7 +85,7 @@ def cursor_context(text: str, line: int, column: int) -> Context:
     return Context(command, previous, key.group(1) if key else None, prefix, word_start, in_list=in_list)
 
 
-def _scan(before: str):
+def _scan(before: str) -> tuple[int | None, list[tuple[int, ...]], bool, bool]:
     """(offset of the call's `(` or None, the argument slices of the call,
     whether the cursor is in a comment, whether it is inside a list)."""
     stack: list[int] = []
@@ -167,7 +169,7 @@ def _items(ctx: Context, graph: alls.Graph | None) -> list[lsp.CompletionItem]:
     return items
 
 
-def _command_item(c: Command, kind=lsp.CompletionItemKind.Function) -> lsp.CompletionItem:
+def _command_item(c: Command, kind: lsp.CompletionItemKind = lsp.CompletionItemKind.Function) -> lsp.CompletionItem:
     detail = "sub-command" if kind is lsp.CompletionItemKind.Module else (
         "quantization command" if c.interpreted else "compiler command (not applied by the emulator)")
     return lsp.CompletionItem(c.name, kind=kind, detail=detail, documentation=_markdown(c.doc))
@@ -239,7 +241,7 @@ def layer_globs(graph: alls.Graph) -> list[tuple[str, list[str]]]:
     return out
 
 
-def _show(value) -> str:
+def _show(value: object) -> str:
     if isinstance(value, bool):
         return "True" if value else "False"
     return "" if value is None else str(value)

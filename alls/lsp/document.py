@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import alls
-from alls.nodes import Span
+from alls.nodes import Comment, Span, Statement
+from alls.parser import parse_partial
 from alls.recovery import split_statements
 
 __all__ = ["Analysis", "Document", "to_utf16", "from_utf16"]
+
+_T = TypeVar("_T")
+# A chunk's statements, comments and syntax diagnostics.
+Parts = tuple[tuple[Statement, ...], tuple[Comment, ...], tuple[alls.Diagnostic, ...]]
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class Document:
 
     def __init__(self, filename: str):
         self.filename = filename
-        self._known: dict[str, dict[int, tuple[tuple, tuple, tuple]]] = {}  # chunk -> first line -> parts
+        self._known: dict[str, dict[int, Parts]] = {}  # chunk -> first line -> parts
 
     def parse(self, text: str) -> tuple[alls.Script, list[alls.Diagnostic]]:
         """What `alls.read_script` gives for ``text``'s UTF-8 bytes."""
@@ -56,38 +62,41 @@ class Document:
             whole = self._parse_whole(text, chunks)
             if whole is not None:
                 return whole
-        parts: tuple[list, list, list] = ([], [], [])
-        known: dict[str, dict[int, tuple]] = {}
+        statements: list[Statement] = []
+        comments: list[Comment] = []
+        diagnostics: list[alls.Diagnostic] = []
+        known: dict[str, dict[int, Parts]] = {}
         for first, chunk in chunks:
             found = self._place(chunk, first)
             known.setdefault(chunk, {})[first] = found
-            for kept, part in zip(parts, found):
-                kept.extend(part)
+            statements.extend(found[0])
+            comments.extend(found[1])
+            diagnostics.extend(found[2])
         self._known = known
-        statements, comments, diagnostics = parts
         diagnostics.sort(key=alls.Diagnostic.sort_key)
         return alls.Script(self.filename, tuple(statements), tuple(comments), text), diagnostics
 
-    def _place(self, chunk: str, first: int) -> tuple[tuple, tuple, tuple]:
+    def _place(self, chunk: str, first: int) -> Parts:
         """The parts of ``chunk`` standing at line ``first``: cached, moved, or parsed."""
         seen = self._known.get(chunk)
         if seen:
             if first in seen:
                 return seen[first]
             was, parts = next(iter(seen.items()))
-            return tuple(_shifted(part, first - was) for part in parts)
-        script, diagnostics = alls.parse_partial(chunk, self.filename)
+            return _shifted(parts, first - was)
+        script, diagnostics = parse_partial(chunk, self.filename)
         parts = (script.statements, script.comments, tuple(diagnostics))
-        return parts if first == 1 else tuple(_shifted(part, first - 1) for part in parts)
+        return parts if first == 1 else _shifted(parts, first - 1)
 
-    def _parse_whole(self, text: str, chunks: list[tuple[int, str]]):
+    def _parse_whole(self, text: str, chunks: list[tuple[int, str]]
+                     ) -> tuple[alls.Script, list[alls.Diagnostic]] | None:
         """Parse the text at once (one parse is faster than one per chunk) and,
         when it is clean, cache its statements and comments chunk by chunk."""
-        script, diagnostics = alls.parse_partial(text, self.filename)
+        script, diagnostics = parse_partial(text, self.filename)
         if diagnostics:
             return None
         statements, comments = list(script.statements), list(script.comments)
-        known: dict[str, dict[int, tuple]] = {}
+        known: dict[str, dict[int, Parts]] = {}
         si = ci = 0
         for first, chunk in chunks:
             last = first + chunk.count("\n")
@@ -121,13 +130,19 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _shifted(node, lines: int):
+def _shifted(node: _T, lines: int) -> _T:
     """``node`` (a syntax node, a diagnostic, or a tuple of them) moved down by ``lines``."""
+    moved: _T = _moved(node, lines)
+    return moved
+
+
+def _moved(node: Any, lines: int) -> Any:
+    """`_shifted` of any node: it walks the fields of whatever dataclass it is given."""
     kind = type(node)
     if kind is Span:
         return Span(node.file, node.line + lines, node.column, node.end_line + lines, node.end_column)
     if kind is tuple:
-        return tuple([_shifted(item, lines) for item in node])
+        return tuple([_moved(item, lines) for item in node])
     names = _FIELDS.get(kind)
     if names is None:
         if not dataclasses.is_dataclass(node):
@@ -136,7 +151,7 @@ def _shifted(node, lines: int):
     values = {}
     for name in names:
         value = getattr(node, name)
-        values[name] = value if type(value) in _ATOMS else _shifted(value, lines)
+        values[name] = value if type(value) in _ATOMS else _moved(value, lines)
     return kind(**values)
 
 

@@ -8,6 +8,7 @@ Positions in and out are the protocol's: 0-based lines, UTF-16 columns.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from lsprotocol import types as lsp
 
@@ -20,6 +21,9 @@ from alls.recovery import split_statements
 from alls.plan import LayerPlan
 from alls.selectors import select
 from alls.types import Enum, Layers, ListOf
+
+# A quick fix: its title and its edits.
+Fix = tuple[str, list[lsp.TextEdit]]
 
 __all__ = ["lsp_diagnostics", "hover", "code_actions", "format_document", "format_range", "node_at"]
 
@@ -72,7 +76,8 @@ def lsp_diagnostics(analysis: Analysis, lines: list[str], uri: str, fallback_lin
 # ------------------------------------------------------------------- hover
 
 
-def node_at(script: alls.Script, line: int, column: int):
+def node_at(script: alls.Script, line: int, column: int
+            ) -> tuple[alls.Statement, alls.Argument | None, alls.Name | alls.Value | None] | None:
     """(statement, argument or None, node) under 1-based ``line``/``column``, or None."""
     for st in script.statements:
         if not _contains(st.span, line, column):
@@ -98,14 +103,17 @@ def hover(text: str, analysis: Analysis, line: int, character: int, graph: alls.
     if line >= len(lines):
         return None
     found = node_at(analysis.script, line + 1, from_utf16(lines[line], character) + 1)
-    if found is None or found[2] is None:
+    if found is None:
         return None
     st, arg, node = found
+    if node is None:
+        return None
     spec, sub = _specs(st)
     if node is st.call.name:
         body = _command_doc(spec) if spec else None
     elif isinstance(node, alls.Name) and arg is not None:
-        known = (sub or spec).keyword(node.text) if (sub or spec) else None
+        owner = sub or spec
+        known = owner.keyword(node.text) if owner else None
         body = _keyword_doc(known) if known else None
     elif arg is not None:
         body = _value_doc(st, arg, node, spec, sub, analysis, graph)
@@ -146,7 +154,8 @@ def _keyword_doc(a: Arg) -> str:
     return text
 
 
-def _value_doc(st, arg, node, spec, sub, analysis: Analysis, graph) -> str | None:
+def _value_doc(st: alls.Statement, arg: alls.Argument, node: alls.Name | alls.Value | None, spec: Command | None,
+               sub: Command | None, analysis: Analysis, graph: alls.Graph | None) -> str | None:
     if arg.keyword is None and spec is not None and spec.subcommands and arg is st.call.positional[0]:
         return _command_doc(sub) if sub else None
     slot = _slot(st, arg, sub or spec)
@@ -178,7 +187,7 @@ def _slot(st: alls.Statement, arg: alls.Argument, spec: Command | None) -> Arg |
     return next((slot for a, slot in zip(positional, slots) if a is arg), None)
 
 
-def _selector_doc(node, graph: alls.Graph, plan) -> str | None:
+def _selector_doc(node: object, graph: alls.Graph, plan: alls.Plan | None) -> str | None:
     if not isinstance(node, (alls.Word, alls.Glob)):
         return None
     matches, _ = select(node, graph)
@@ -196,7 +205,7 @@ def _selector_doc(node, graph: alls.Graph, plan) -> str | None:
     return "\n".join(rows)
 
 
-def plan_row(plan, name: str) -> str:
+def plan_row(plan: alls.Plan, name: str) -> str:
     """A layer's plan as a table: each field, its value, and the line that set it."""
     layer = plan[name]
     rows = [f"**{layer.name}** ({layer.kind})", "", "| field | value | set by |", "|---|---|---|"]
@@ -207,7 +216,7 @@ def plan_row(plan, name: str) -> str:
     return "\n".join(rows)
 
 
-def _value(value) -> str:
+def _value(value: object) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     return str(value)
@@ -236,11 +245,12 @@ def code_actions(text: str, analysis: Analysis, uri: str, wanted: lsp.Range) -> 
 
 
 def _overlaps(a: lsp.Range, b: lsp.Range) -> bool:
-    key = lambda p: (p.line, p.character)  # noqa: E731
+    def key(p: lsp.Position) -> tuple[int, int]:
+        return p.line, p.character
     return key(a.start) <= key(b.end) and key(b.start) <= key(a.end)
 
 
-def _fixes(d: alls.Diagnostic, script: alls.Script, lines: list[str]):
+def _fixes(d: alls.Diagnostic, script: alls.Script, lines: list[str]) -> Iterator[Fix]:
     if d.span is not None:
         hit = re.search(r"did you mean (.+)\?", d.help)
         if hit is not None:
@@ -256,12 +266,15 @@ def _fixes(d: alls.Diagnostic, script: alls.Script, lines: list[str]):
             yield _add_lines(added, d, script, lines)
 
 
-def _current_form(d: alls.Diagnostic, script: alls.Script, lines: list[str]):
+def _current_form(d: alls.Diagnostic, script: alls.Script, lines: list[str]) -> Fix | None:
     """``use_16bit_bias=True`` -> ``bias_mode=...``; an old clipping pair -> its own statement."""
+    if d.span is None:
+        return None
     found = node_at(script, d.span.line, d.span.column)
     if found is None or found[1] is None:
         return None
     st, arg, _ = found
+    assert arg is not None and arg.keyword is not None, "ALS209 points at a keyword argument"
     replacement = _TICKED.search(d.help)
     if replacement is None:
         return None
@@ -285,7 +298,7 @@ def _is_statement(text: str) -> bool:
     return len(script.statements) == 1 and script.statements[0].command in COMMANDS
 
 
-def _add_lines(added: list[str], d: alls.Diagnostic, script: alls.Script, lines: list[str]):
+def _add_lines(added: list[str], d: alls.Diagnostic, script: alls.Script, lines: list[str]) -> Fix:
     """Insert the advice's statements after the statement the advice points at (or at the end)."""
     after = None
     if d.span is not None:
@@ -338,8 +351,8 @@ def format_range(text: str, wanted: lsp.Range) -> list[lsp.TextEdit] | None:
     formatted = formatted.rstrip("\n")
     if formatted == segment:
         return []
-    end = lsp.Position(last, to_utf16(lines[last], len(lines[last])))
-    return [lsp.TextEdit(lsp.Range(lsp.Position(first, 0), end), formatted)]
+    last_end = lsp.Position(last, to_utf16(lines[last], len(lines[last])))
+    return [lsp.TextEdit(lsp.Range(lsp.Position(first, 0), last_end), formatted)]
 
 
 def _chunks(text: str) -> list[tuple[int, int, int]]:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import alls
 from alls.diagnostics import suggestion
+from alls.graph import InputShapes
 
 __all__ = ["ModelSetting", "read_directive", "from_settings", "load"]
 
@@ -36,7 +38,7 @@ class ModelSetting:
     end_nodes: tuple[str, ...] = ()
     name: str | None = None
 
-    def shapes(self):
+    def shapes(self) -> InputShapes | None:
         """The input shapes as `alls.load_model` takes them."""
         if not self.input_shapes:
             return None
@@ -80,7 +82,7 @@ def read_directive(text: str, filename: str, folder: str) -> tuple[ModelSetting 
     return setting, problems
 
 
-def from_settings(settings: dict, root: str) -> ModelSetting | None:
+def from_settings(settings: dict[str, Any], root: str) -> ModelSetting | None:
     """The model of the workspace settings (``model``, ``inputShape``, ``endNodes``, ``name``), if any."""
     path = settings.get("model") if isinstance(settings, dict) else None
     if not path or not isinstance(path, str):

@@ -20,6 +20,8 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types as lsp
@@ -33,14 +35,21 @@ __all__ = ["AllsServer", "serve"]
 
 DEBOUNCE_S = 0.05
 
+# A loaded model's key: its setting and the file's modification time.
+ModelKey = tuple[model.ModelSetting, float | None]
+_Params = TypeVar("_Params")
+_Result = TypeVar("_Result")
+# A protocol handler: (server, the message's params) -> its answer.
+Handler = Callable[["AllsServer", _Params], _Result]
+
 
 class AllsServer(LanguageServer):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("alls", alls.__version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
         self.documents: dict[str, Document] = {}
         self.analyses: dict[str, tuple[str, alls.Graph | None, Analysis]] = {}  # uri -> text, graph, analysis
-        self.graphs: dict[tuple, alls.Graph | alls.AllsError | None] = {}  # (setting, file mtime) -> graph
-        self.settings: dict = {}
+        self.graphs: dict[ModelKey, alls.Graph | alls.AllsError | None] = {}  # (setting, file mtime) -> graph
+        self.settings: dict[str, Any] = {}
         self.root = os.getcwd()
         self.debounce = DEBOUNCE_S
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -87,12 +96,13 @@ class AllsServer(LanguageServer):
             return None, []
         return found, list(found.diagnostics)
 
-    def _load(self, key: tuple) -> None:
+    def _load(self, key: ModelKey) -> None:
         setting = key[0]
         started = time.perf_counter()
+        found: alls.Graph | alls.AllsError
         try:
-            found: alls.Graph | alls.AllsError = model.load(setting)
-            note = f"loaded `{setting.path}`: {len(found)} layers in {time.perf_counter() - started:.2f} s"
+            graph = found = model.load(setting)
+            note = f"loaded `{setting.path}`: {len(graph)} layers in {time.perf_counter() - started:.2f} s"
         except alls.AllsError as error:
             found, note = error, f"cannot load `{setting.path}`: {error}"
         except Exception as exc:  # an importer bug must not take the server down
@@ -101,7 +111,7 @@ class AllsServer(LanguageServer):
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._model_ready, key, found, note)
 
-    def _model_ready(self, key: tuple, found, note: str) -> None:
+    def _model_ready(self, key: ModelKey, found: alls.Graph | alls.AllsError, note: str) -> None:
         for old in [k for k in self.graphs if k[0] == key[0] and k != key]:
             del self.graphs[old]  # an earlier version of the same file
         self.graphs[key] = found
@@ -144,11 +154,12 @@ def _path(uri: str) -> str:
     return unquote(parsed.path) if parsed.scheme == "file" else uri
 
 
-def _guarded(default=None):
+def _guarded(default: list[Any] | None = None
+             ) -> Callable[[Handler[_Params, _Result]], Handler[_Params, _Result | list[Any] | None]]:
     """Log a handler's exception to the client and answer ``default``."""
-    def wrap(handler):
+    def wrap(handler: Handler[_Params, _Result]) -> Handler[_Params, _Result | list[Any] | None]:
         @functools.wraps(handler)
-        def run(ls: AllsServer, params):
+        def run(ls: AllsServer, params: _Params) -> _Result | list[Any] | None:
             try:
                 return handler(ls, params)
             except Exception:
@@ -163,7 +174,7 @@ server = AllsServer()
 
 @server.feature(lsp.INITIALIZE)
 @_guarded()
-def initialize(ls: AllsServer, params: lsp.InitializeParams):
+def initialize(ls: AllsServer, params: lsp.InitializeParams) -> None:
     ls._loop = asyncio.get_event_loop()
     if params.root_uri:
         ls.root = _path(params.root_uri)
@@ -177,7 +188,7 @@ def initialize(ls: AllsServer, params: lsp.InitializeParams):
 
 @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
 @_guarded()
-def did_change_configuration(ls: AllsServer, params: lsp.DidChangeConfigurationParams):
+def did_change_configuration(ls: AllsServer, params: lsp.DidChangeConfigurationParams) -> None:
     settings = params.settings
     if isinstance(settings, dict) and isinstance(settings.get("alls"), dict):
         ls.settings = settings["alls"]
@@ -187,19 +198,19 @@ def did_change_configuration(ls: AllsServer, params: lsp.DidChangeConfigurationP
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
 @_guarded()
-def did_open(ls: AllsServer, params: lsp.DidOpenTextDocumentParams):
+def did_open(ls: AllsServer, params: lsp.DidOpenTextDocumentParams) -> None:
     ls.schedule(params.text_document.uri, 0)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
 @_guarded()
-def did_change(ls: AllsServer, params: lsp.DidChangeTextDocumentParams):
+def did_change(ls: AllsServer, params: lsp.DidChangeTextDocumentParams) -> None:
     ls.schedule(params.text_document.uri, ls.debounce)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
 @_guarded()
-def did_close(ls: AllsServer, params: lsp.DidCloseTextDocumentParams):
+def did_close(ls: AllsServer, params: lsp.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
     pending = ls._timers.pop(uri, None)
     if pending is not None:
@@ -212,7 +223,7 @@ def did_close(ls: AllsServer, params: lsp.DidCloseTextDocumentParams):
 @server.feature(lsp.TEXT_DOCUMENT_COMPLETION,
                 lsp.CompletionOptions(trigger_characters=["(", ",", "=", "{", "[", " "]))
 @_guarded(default=[])
-def completion(ls: AllsServer, params: lsp.CompletionParams):
+def completion(ls: AllsServer, params: lsp.CompletionParams) -> lsp.CompletionList | list[lsp.CompletionItem]:
     uri, pos = params.text_document.uri, params.position
     text, _, graph, _ = ls.analysis(uri)
     lines = text.split("\n")
@@ -224,7 +235,7 @@ def completion(ls: AllsServer, params: lsp.CompletionParams):
 
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)
 @_guarded()
-def hover(ls: AllsServer, params: lsp.HoverParams):
+def hover(ls: AllsServer, params: lsp.HoverParams) -> lsp.Hover | None:
     text, result, graph, _ = ls.analysis(params.text_document.uri)
     return features.hover(text, result, params.position.line, params.position.character, graph)
 
@@ -232,14 +243,14 @@ def hover(ls: AllsServer, params: lsp.HoverParams):
 @server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION,
                 lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))
 @_guarded(default=[])
-def code_action(ls: AllsServer, params: lsp.CodeActionParams):
+def code_action(ls: AllsServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
     text, result, _, _ = ls.analysis(params.text_document.uri)
     return features.code_actions(text, result, params.text_document.uri, params.range)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
 @_guarded()
-def formatting(ls: AllsServer, params: lsp.DocumentFormattingParams):
+def formatting(ls: AllsServer, params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit] | None:
     text, result, _, _ = ls.analysis(params.text_document.uri)
     edits = features.format_document(text, result)
     if edits is None:
@@ -249,7 +260,7 @@ def formatting(ls: AllsServer, params: lsp.DocumentFormattingParams):
 
 @server.feature(lsp.TEXT_DOCUMENT_RANGE_FORMATTING)
 @_guarded()
-def range_formatting(ls: AllsServer, params: lsp.DocumentRangeFormattingParams):
+def range_formatting(ls: AllsServer, params: lsp.DocumentRangeFormattingParams) -> list[lsp.TextEdit] | None:
     edits = features.format_range(ls.text(params.text_document.uri), params.range)
     if edits is None:
         ls.log(f"{params.text_document.uri}: the range was not formatted: it has syntax errors",

@@ -51,7 +51,7 @@ from alls.runtime.exec.native import run_float
 from alls.runtime.exec.partial import compute_layers, float_taps, isolated_outputs, outputs_with, run_partial
 from alls.runtime.exec.quantize import Encoding
 from alls.runtime.analysis.sampling import MAX_POINTS, LayerSample, LayerSampler, OutputSample, OutputSampler
-from alls.runtime.exec.threads import blas_limited
+from alls.runtime.exec.threads import runtime_call
 
 __all__ = ["analyze", "Analysis", "LayerRow", "Agreement", "Recovery", "LayerSample", "OutputSample", "Advice",
            "DEFAULT_WORST", "DEFAULT_ISOLATION_IMAGES"]
@@ -418,10 +418,12 @@ def _diagnostics(analysis_images: int, isolation: int, recovery: Recovery) -> li
     return found
 
 
-@blas_limited
+@runtime_call
 def analyze(qmodel, x, layout: str = "nhwc", worst: int = DEFAULT_WORST,
-            isolation_images: int = DEFAULT_ISOLATION_IMAGES, progress: bool | None = None) -> Analysis:
-    """The layer analysis of ``qmodel`` on images ``x`` ((N, H, W, C) for "nhwc", or a dict per input)."""
+            isolation_images: int = DEFAULT_ISOLATION_IMAGES, progress: bool | None = None, *,
+            threads: int | None = None) -> Analysis:
+    """The layer analysis of ``qmodel`` on images ``x`` ((N, H, W, C) for "nhwc", or a dict per input), on at
+    most ``threads`` threads (None: the model's, else every core)."""
     from alls.runtime.algorithms.equalize import pairs
 
     _check(worst, isolation_images)

@@ -139,7 +139,7 @@ def spatial_correlation(images: np.ndarray) -> float | None:
         b = b - b.mean(axis=(2, 3), keepdims=True)
         den = np.sqrt((a * a).sum(axis=(2, 3)) * (b * b).sum(axis=(2, 3)))
         keep = den > 0
-        found.append(((a * b).sum(axis=(2, 3))[keep] / den[keep]))
+        found.append((a * b).sum(axis=(2, 3))[keep] / den[keep])
     values = np.concatenate(found)
     return float(np.median(values)) if values.size else None
 

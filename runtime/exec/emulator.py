@@ -98,9 +98,9 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
             if before is not None:
                 before(layer, q, xs)
             if layer.name in native:
-                y = _in_parts(lambda xs: _native(layer, q, xs, enc, params.get(layer.name, layer.params)), xs, layer)
+                y = _in_parts(lambda xs: _native(layer, q, xs, enc, params.get(layer.name, layer.params)), xs, layer)  # noqa: B023 (called at once)
             else:
-                y = _in_parts(lambda xs: OPS[layer.kind].run_int(layer, q, xs, enc), xs, layer)
+                y = _in_parts(lambda xs: OPS[layer.kind].run_int(layer, q, xs, enc), xs, layer)  # noqa: B023 (called at once)
             readers.release(layer, values)
         values[layer.name] = y
         if layer.name in wanted:

@@ -1,5 +1,14 @@
-"""BLAS threads, limited for the duration of a call and put back after.
+"""The runtime's threads: Numba's count and BLAS's, set for the duration of a call and put back after.
 
+**Numba.** A runtime call (`runtime_call`: `Runner.quantize`, `QuantizedModel.run`, `analyze`, ...)
+runs its kernels on at most ``threads`` threads: its ``threads=`` argument, else the object's own
+(``Runner(threads=...)``), else the innermost `using_threads` block's (the command line's
+``--threads``), else every core the process may run on (`default_threads`). Within that budget each
+kernel call takes as many as its work and the machine's load make worth it
+(`alls.runtime.kernels._parallel`). Numba's thread count is set with ``numba.set_num_threads``
+for the call and put back when it returns, so the host's own count stays as it was.
+
+**BLAS.**
 BLAS threads spin between calls and stall Numba's, so the runtime's float
 runs are fastest with single-threaded BLAS. Setting ``OPENBLAS_NUM_THREADS``
 in ``os.environ`` would change the host's environment (and works only before
@@ -16,7 +25,8 @@ from __future__ import annotations
 import contextlib
 import functools
 
-__all__ = ["single_threaded_blas", "blas_limited"]
+__all__ = ["single_threaded_blas", "blas_limited", "runtime_call", "using_threads", "check_threads",
+           "default_threads", "most_threads"]
 
 
 _depth = 0
@@ -70,5 +80,98 @@ def blas_limited(function):
     @functools.wraps(function)
     def run(*args, **kwargs):
         with single_threaded_blas():
+            return function(*args, **kwargs)
+    return run
+
+
+# ---------------------------------------------------------------------- Numba's threads
+
+_default: list[int] = []  # the `using_threads` blocks' counts, innermost last
+
+
+def most_threads() -> int:
+    """The most threads a runtime call may use: Numba's pool (``NUMBA_NUM_THREADS``, else the cores)."""
+    import numba
+
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def default_threads() -> int:
+    """The threads of a runtime call given none: the innermost `using_threads` block's, else the cores
+    this process may run on (within Numba's pool)."""
+    import os
+
+    if _default:
+        return _default[-1]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, most_threads()))
+
+
+def check_threads(threads) -> int | None:
+    """``threads`` as an int, or None (the default); anything but a whole number from 1 to `most_threads`
+    raises ALS550."""
+    import numbers
+
+    from alls.diagnostics import AllsError
+
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise AllsError.of("ALS550", f"threads must be a whole number, not {type(threads).__name__} `{threads!r}`",
+                           "give a count such as threads=2, or leave it out to use every core")
+    most = most_threads()
+    if not 1 <= threads <= most:
+        raise AllsError.of("ALS550", f"threads must lie within 1..{most} (the cores Numba may use), not {threads}",
+                           f"give a count from 1 to {most}, or leave it out to use every core")
+    return int(threads)
+
+
+@contextlib.contextmanager
+def using_threads(threads: int | None):
+    """Runtime calls inside the block that are given no ``threads`` use ``threads`` (None: the cores)."""
+    threads = check_threads(threads)
+    if threads is None:
+        yield
+        return
+    _default.append(threads)
+    try:
+        yield
+    finally:
+        _default.pop()
+
+
+@contextlib.contextmanager
+def numba_threads(threads: int | None):
+    """Numba at ``threads`` inside the block, as its kernels' budget; put back after. None: the enclosing
+    runtime call's count (a call made by another keeps its budget), else `default_threads`."""
+    import numba
+
+    from alls.runtime.kernels._parallel import scoped, set_budget
+
+    count = check_threads(threads) or scoped() or default_threads()
+    before = numba.get_num_threads()
+    budget = set_budget(count)
+    numba.set_num_threads(count)
+    try:
+        yield count
+    finally:
+        numba.set_num_threads(before)
+        set_budget(budget)
+
+
+def runtime_call(function):
+    """``function`` (a method or function with a keyword ``threads``) run with single-threaded BLAS and
+    Numba's threads scoped: its ``threads`` argument, else its object's ``threads`` attribute. A kernel
+    compiling inside it says so on standard error (`alls.runtime.kernels._compiling`), unless its
+    ``progress`` argument (or its object's) is False."""
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        from alls.runtime.kernels._compiling import compile_notes
+
+        threads, progress = kwargs.get("threads"), kwargs.get("progress")
+        if args:
+            threads = getattr(args[0], "threads", None) if threads is None else threads
+            progress = getattr(args[0], "progress", None) if progress is None else progress
+        with single_threaded_blas(), numba_threads(threads), compile_notes(progress):
             return function(*args, **kwargs)
     return run

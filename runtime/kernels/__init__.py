@@ -5,13 +5,15 @@ Importing this package imports Numba. ``alls.runtime`` itself does not import it
 
 Every kernel is exact integer arithmetic as NUMERICS.md specifies. Activations are NHWC
 ``uint8``/``uint16``, and the constants (multipliers, shifts, bias, tables) come from
-:mod:`alls.runtime.numerics`. Kernels are ``@njit(cache=True)``. They compile on first use per
-dtype combination, and the machine code is cached on disk (``__pycache__`` next to the
-sources, or Numba's user cache dir). To keep compilation short, the dispatchers narrow the
+:mod:`alls.runtime.numerics`. Kernels are ``@njit(cache=True)``. Importing this package compiles nothing: each
+kernel compiles on its first call per dtype combination (a line on standard error says so,
+`_compiling`), and the machine code is cached on disk (``__pycache__`` next to the sources,
+``NUMBA_CACHE_DIR``, or Numba's user cache dir). To keep compilation short, the dispatchers narrow the
 dtypes the kernels see: int16 centred inputs and int8 packed weights on the fast paths, int16
 or int32 inputs with int16 weights on the general ones, and int32 requantization multipliers.
-Only the heavy kernels (fast conv, depthwise and dense, and the centring copy) are
-``parallel=True``. They run on Numba's thread count, ``numba.set_num_threads``.
+Only the heavy kernels (the fast conv, which also runs the dense layers, and the fast
+depthwise) are ``parallel=True``. Each call runs on the threads `_parallel` chooses for its work, within the
+runtime call's budget (``numba.set_num_threads`` for the call, put back after).
 
 Numba checks a cached kernel only against its own source file. After you edit ``_common.py``
 or ``_simd.py`` (whose helpers are inlined into the kernels of the other modules), delete
@@ -27,26 +29,9 @@ layer. The plan reports it as a diagnostic before anything runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import MappingProxyType
-from typing import Callable
-
-from alls.progress import note
-
-
-def _compiled_before() -> bool:
-    """Whether Numba's cache holds kernels compiled by an earlier run (beside the sources, or its cache dir)."""
-    import glob
-    import os
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    places = [os.path.join(here, "__pycache__")]
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        places.append(os.environ["NUMBA_CACHE_DIR"])
-    return any(glob.glob(os.path.join(place, "**", "*.nbi"), recursive=True) for place in places)
-
-
-if not _compiled_before():
-    note("compiling the integer kernels on first use (tens of seconds, once; cached afterwards)")
+from typing import Any
 
 from alls.runtime.kernels._common import requantize
 from alls.runtime.kernels.conv import ConvWeights, conv, conv_acc, deconv, deconv_acc, dw, dw_acc, fc, fc_acc
@@ -57,7 +42,7 @@ from alls.runtime.kernels.resize import resize_bilinear, resize_nearest
 
 __all__ = ["KERNELS", "KernelNotFound", "get_kernel", "kernel_names", "ConvWeights"]
 
-KERNELS: MappingProxyType[str, Callable] = MappingProxyType({
+KERNELS: MappingProxyType[str, Callable[..., Any]] = MappingProxyType({
     "conv": conv,
     "conv_acc": conv_acc,
     "dw": dw,
@@ -95,7 +80,7 @@ def kernel_names() -> tuple[str, ...]:
     return tuple(sorted(KERNELS))
 
 
-def get_kernel(op: str, layer: str | None = None) -> Callable:
+def get_kernel(op: str, layer: str | None = None) -> Callable[..., Any]:
     """The kernel registered under ``op``, or KernelNotFound naming the op and the layer."""
     try:
         return KERNELS[op]

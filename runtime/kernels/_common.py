@@ -1,27 +1,45 @@
 """Shared Numba kernels: requantization (N13), centring and padding (N7), and the size rules.
 
 Every kernel is ``@njit(cache=True)``. The ``_``-prefixed functions are helpers that Numba
-inlines into the kernels that call them.
+inlines into the kernels that call them. `njit` here is Numba's, typed so that a compiled kernel
+keeps its Python signature for mypy; the kernel modules take it from here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any, TypeVar, cast
+
+import numba
 import numpy as np
-from numba import njit, prange
+from numpy.typing import ArrayLike, DTypeLike
 
 from alls.runtime.numerics import Requant, accumulator_dtype, multiplier_bits
 
+_Kernel = TypeVar("_Kernel", bound=Callable[..., Any])
+# requant_tables: (M int32, off uint64, sub int64, n uint64) per channel.
+Tables = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def njit(**options: Any) -> Callable[[_Kernel], _Kernel]:
+    """`numba.njit` with ``options`` (``cache``, ``parallel``, ``inline``...). Numba types the
+    compiled kernel as its `Dispatcher`, which says nothing of the arguments; to mypy the kernel
+    keeps the signature of the Python function it compiles."""
+    return cast(Callable[[_Kernel], _Kernel], numba.njit(**options))
+
 
 @njit(cache=True, inline="always")
-def _rhu(x, n):
+def _rhu(x: np.int64, n: np.int64) -> np.int64:
     """RHU(x, n) = (x + ⌊2^n/2⌋) >> n (N4), int64, arithmetic shift: ties toward +∞."""
-    return (x + ((np.int64(1) << n) >> 1)) >> n
+    rounded: np.int64 = (x + ((np.int64(1) << n) >> 1)) >> n
+    return rounded
 
 
 @njit(cache=True, inline="always")
-def _requant1(v, m, n, zo, lo, hi):
+def _requant1(v: int, m: np.int64, n: np.int64, zo: np.int64, lo: np.int64, hi: np.int64) -> np.int64:
     """(N13) for one int64 value: clamp(Z + RHU(v·M, n), lo, hi); |v·M| < 2^62 (N15)."""
-    y = zo + _rhu(np.int64(v) * m, n)
+    y: np.int64 = zo + _rhu(np.int64(v) * m, n)
     return min(max(y, lo), hi)
 
 
@@ -30,7 +48,8 @@ INT32_IDENTITY = (-(2**31), 2**31 - 1)  # clamp bounds that keep an int32 accumu
 
 
 @njit(cache=True, inline="always")
-def _requant_row(v, mult, off, sub, sh, lo, hi, out):
+def _requant_row(v: np.ndarray, mult: np.ndarray, off: np.ndarray, sub: np.ndarray, sh: np.ndarray, lo: np.int64,
+                 hi: np.int64, out: np.ndarray) -> None:
     """(N13) over one row, in the unsigned form of RHU (N4a).
 
     out[c] = clamp(((v[c]·M[c] + off[c]) >>> n[c]) − sub[c], lo, hi), where the tables from
@@ -45,7 +64,9 @@ def _requant_row(v, mult, off, sub, sh, lo, hi, out):
 
 
 @njit(cache=True)
-def requantize_rows(v, mult, off, sub, sh, lo, hi, out, col0):
+def requantize_rows(v: np.ndarray, mult: np.ndarray, off: np.ndarray, sub: np.ndarray, sh: np.ndarray,
+                    lo: np.int64,
+                    hi: np.int64, out: np.ndarray, col0: np.int64) -> None:
     """out[r, col0 + c] = clamp(Z_y + RHU((v[r, c] − z_in)·M[c], n[c]), lo, hi)   (N13), (N25).
 
     v: (R, C) int32/int64 accumulators, or uint8/uint16 activations to rescale; tables from
@@ -57,7 +78,7 @@ def requantize_rows(v, mult, off, sub, sh, lo, hi, out, col0):
         _requant_row(v[r], mult, off, sub, sh, lo, hi, out[r, col0:col0 + cols])
 
 
-def requant_tables(rq: Requant | None, channels: int, z_in: int = 0):
+def requant_tables(rq: Requant | None, channels: int, z_in: int = 0) -> Tables:
     """(M int32, off uint64, sub int64, n uint64) per channel for ``_requant_row`` (N4a).
 
     ``None`` gives the identity (M = 1, n = 0, Z = 0), which leaves an accumulator unchanged.
@@ -65,29 +86,31 @@ def requant_tables(rq: Requant | None, channels: int, z_in: int = 0):
     if rq is None:
         m, n, zo = np.ones(channels, dtype=np.int64), np.zeros(channels, dtype=np.int64), 0
     else:
-        cache = rq.__dict__.setdefault("_tables", {})
+        cache: dict[tuple[int, int], Tables] = rq.__dict__.setdefault("_tables", {})
         if (channels, z_in) in cache:
             return cache[channels, z_in]
         (m, n), zo = rq.per_channel(channels), rq.zero_point
     off = (np.int64(_BIAS) + ((np.int64(1) << n) >> 1) - np.int64(z_in) * m).view(np.uint64)
-    tables = (m.astype(np.int32), off, (np.int64(_BIAS) >> n) - np.int64(zo), n.view(np.uint64))
+    tables: Tables = (m.astype(np.int32), off, (np.int64(_BIAS) >> n) - np.int64(zo), n.view(np.uint64))
     if rq is not None:
         cache[channels, z_in] = tables
     return tables
 
 
-@njit(cache=True, parallel=True)
-def centre_pad(x, z, top, left, stride_h, stride_w, groups, group_stride, out):
+@njit(cache=True)
+def centre_pad(x: np.ndarray, z: np.int64, top: np.int64, left: np.int64, stride_h: np.int64, stride_w: np.int64,
+               groups: np.int64, group_stride: np.int64, out: np.ndarray) -> None:
     """out[n, top + i·s_h, left + j·s_w, g·gs + ci] = x[n, i, j, g·gi + ci] − z; the rest stays 0.
 
     (N7): a padded (or, for deconv, inserted) position holds q − Z = 0. x: (N, H, W, C)
     uint8/uint16; out: (N, H', W', groups·gs) int16/int32, zero-filled by the caller.
-    Positions that fall outside out (negative pads) are cropped.
+    Positions that fall outside out (negative pads) are cropped. One thread: a copy is bound by
+    memory, not arithmetic, and a serial kernel compiles in a fraction of a parallel one's time.
     """
     n_b, h_in, w_in, ch = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
     group_in = ch // groups
-    for row in prange(n_b * h_in):
+    for row in range(n_b * h_in):
         n, i = row // h_in, row % h_in
         oi = top + i * stride_h
         if oi < 0 or oi >= out_h:
@@ -105,7 +128,8 @@ def centre_pad(x, z, top, left, stride_h, stride_w, groups, group_stride, out):
                     d[ci] = s[ci] - z
 
 
-def centred(x: np.ndarray, zero_point: int, pads, dtype, *, stride=(1, 1), groups: int = 1,
+def centred(x: np.ndarray, zero_point: int, pads: Sequence[int], dtype: DTypeLike, *,
+            stride: Sequence[int] = (1, 1), groups: int = 1,
             group_stride: int | None = None) -> np.ndarray:
     """The centred, padded copy of an NHWC activation (N7): zeros at padded positions.
 
@@ -124,7 +148,7 @@ def centred(x: np.ndarray, zero_point: int, pads, dtype, *, stride=(1, 1), group
     return out
 
 
-def as_activation(x: np.ndarray, name: str = "input") -> np.ndarray:
+def as_activation(x: ArrayLike, name: str = "input") -> np.ndarray:
     """A C-contiguous uint8/uint16 array (the only activation dtypes, N1)."""
     x = np.ascontiguousarray(x)
     if x.dtype not in (np.uint8, np.uint16):

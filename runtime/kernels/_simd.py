@@ -39,7 +39,7 @@ from numba.extending import intrinsic
 LANES = 16  # output channels per block: two <8 x i32> accumulators
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pair_kernel(pixels: int):
     """The micro-kernel intrinsic for a block of ``pixels`` × 16 channels (see module doc)."""
 
@@ -101,7 +101,7 @@ def pair_kernel(pixels: int):
     return _pair_mk
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def depthwise_kernel(pixels: int):
     """The depthwise micro-kernel for a block of ``pixels`` × 16 channels.
 

@@ -9,7 +9,8 @@ Two accumulation paths compute the same exact sum (N6):
 
 - the **fast path** (8-bit activations, weights of at most 8 bits, an int32 bound): int16
   centred inputs times int8 weight pairs, through the ``vpmaddwd``-style micro-kernel in
-  ``_simd.py``, over blocks of 4 pixels × 16 output channels;
+  ``_simd.py``, over blocks of 4 pixels × 16 output channels (a dense layer runs as the conv of
+  its rows side by side, so one parallel kernel, compiled once, serves both);
 - the **general path** (everything else): direct loops with the innermost loop over
   contiguous output channels. Numba widens each product to int64, and the store narrows it
   to the accumulator dtype. Under the bound (N8) that narrowing is exact.
@@ -17,14 +18,17 @@ Two accumulation paths compute the same exact sum (N6):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from numba import njit, prange
+from numpy.typing import ArrayLike
+from numba import prange
 
-from alls.runtime.kernels._common import (INT32_IDENTITY, _requant_row, act_bits, as_activation, centred,
-                                          check_requant, requant_tables, requantize)
+from alls.runtime.kernels import _parallel
+from alls.runtime.kernels._common import (INT32_IDENTITY, Tables, _requant_row, act_bits, as_activation, centred,
+                                          check_requant, njit, requant_tables, requantize)
 from alls.runtime.kernels._simd import LANES, depthwise_kernel, pair_kernel
 from alls.runtime.numerics import Bias, Requant, accumulator_dtype, value_bound, weight_max
 
@@ -39,7 +43,9 @@ _DW1 = depthwise_kernel(1)
 # --- kernels ---------------------------------------------------------------------------------
 
 @njit(cache=True, parallel=True)
-def conv_fast(xq, wp, toff, bias, stride_h, stride_w, mult, off, sub, sh, lo, hi, out):
+def conv_fast(xq: np.ndarray, wp: np.ndarray, toff: np.ndarray, bias: np.ndarray, stride_h: np.int64,
+              stride_w: np.int64, parts: np.int64, mult: np.ndarray, off: np.ndarray, sub: np.ndarray,
+              sh: np.ndarray, lo: np.int64, hi: np.int64, out: np.ndarray) -> None:
     """Fast conv (N6)/(N21), exact in int32, with the requantization (N13) fused.
 
     Overflow: every partial sum is at most V = K·255·127 + |B| (a8_w8) or K·255·7 + |B| (a8_w4)
@@ -50,90 +56,64 @@ def conv_fast(xq, wp, toff, bias, stride_h, stride_w, mult, off, sub, sh, lo, hi
     wp: (G, NB, T, Cgp/2, 16, 2) int8 pairs; toff: (T,) int64 offset of each tap
     (kh·d_h·Wp + kw·d_w)·G·Cgp; bias: (G·NB·16,) int32; mult/off/sub/sh: (C_out,) tables of
     ``requant_tables`` (N4a); out: (N, OH, OW, C_out) uint8/uint16, or int32 with the identity
-    tables to return the accumulators. Output rows run in parallel. Each row accumulates
-    blocks of 4 pixels × 16 channels into an int32 scratch row, which is then requantized.
+    tables to return the accumulators. The parallel jobs are the output rows, each split into
+    ``parts`` ranges of 16-channel blocks (1 when there are rows enough for the threads). Each job
+    accumulates blocks of 4 pixels × 16 channels into an int32 scratch row, which is then
+    requantized. Every output is the same sum in the same order whatever ``parts``.
     """
     n_b, hp, wpix, cx = xq.shape
     groups, nb, taps, ncp = wp.shape[0], wp.shape[1], wp.shape[2], wp.shape[3]
     out_h, out_w, c_out = out.shape[1], out.shape[2], out.shape[3]
     co, og, gw = groups * nb * LANES, c_out // groups, nb * LANES
     cgp = cx // groups
+    blocks = groups * nb
     xf, wf = xq.reshape(-1), wp.reshape(-1)
-    for row in prange(n_b * out_h):
+    for job in prange(n_b * out_h * parts):
+        row, part = job // parts, job % parts
         n, oh = row // out_h, row % out_h
+        k0, k1 = part * blocks // parts, (part + 1) * blocks // parts
         scratch = np.empty((out_w, co), dtype=np.int32)
         for ow in range(out_w):
-            scratch[ow, :] = bias
+            scratch[ow, k0 * LANES:k1 * LANES] = bias[k0 * LANES:k1 * LANES]
         sf = scratch.reshape(-1)
         x_row = (n * hp + oh * stride_h) * wpix * cx
         step = stride_w * cx
-        for g in range(groups):
-            for b in range(nb):
-                wb = (g * nb + b) * taps * ncp * 2 * LANES
-                x0 = x_row + g * cgp
-                a0 = (g * nb + b) * LANES
-                ow = 0
-                while ow + 4 <= out_w:
-                    xb = x0 + ow * step
-                    ab = a0 + ow * co
-                    _MK4(xf, (xb, xb + step, xb + 2 * step, xb + 3 * step), toff, ncp, wf, wb,
-                         sf, (ab, ab + co, ab + 2 * co, ab + 3 * co))
-                    ow += 4
-                while ow < out_w:
-                    _MK1(xf, (x0 + ow * step,), toff, ncp, wf, wb, sf, (a0 + ow * co,))
-                    ow += 1
-        for ow in range(out_w):
-            for g in range(groups):
-                c0, c1 = g * og, (g + 1) * og
-                _requant_row(scratch[ow, g * gw:g * gw + og], mult[c0:c1], off[c0:c1], sub[c0:c1], sh[c0:c1], lo, hi,
-                             out[n, oh, ow, c0:c1])
-
-
-@njit(cache=True, parallel=True)
-def dense_fast(x, z, wp, bias, mult, off, sub, sh, lo, hi, out):
-    """Fast dense (N6), exact in int32, with the requantization (N13) fused.
-
-    Overflow: as ``conv_fast``, V = K·255·127 + |B| ≤ 2^31 − 1 (K ≤ 66,311 for a8_w8) is
-    checked by the dispatcher. Rounding: RHU (N4a), once.
-
-    x: (R, K) uint8; z: Z_x; wp: (1, NB, 1, Kp/2, 16, 2) int8 pairs (Kp = K rounded up to even);
-    bias: (NB·16,) int32; tables (C_out,) from ``requant_tables``; out: (R, C_out)
-    uint8/uint16, or int32 with the identity tables. The centred int16 copy of x is made here.
-    Blocks of 16 output channels run in parallel, so a batch of 1 still uses every thread.
-    """
-    rows, k = x.shape
-    nb, ncp = wp.shape[1], wp.shape[3]
-    kp, c_out = 2 * ncp, out.shape[1]
-    xq = np.zeros((rows, kp), dtype=np.int16)
-    for r in range(rows):
-        xr, qr = x[r], xq[r]
-        for i in range(k):
-            qr[i] = xr[i] - z
-    xf, wf = xq.reshape(-1), wp.reshape(-1)
-    toff = np.zeros(1, dtype=np.int64)
-    for b in prange(nb):
-        scratch = np.empty((rows, LANES), dtype=np.int32)
-        c0 = b * LANES
-        for r in range(rows):
-            scratch[r, :] = bias[c0:c0 + LANES]
-        sf = scratch.reshape(-1)
-        wb = b * ncp * 2 * LANES
-        r = 0
-        while r + 4 <= rows:
-            _MK4(xf, (r * kp, (r + 1) * kp, (r + 2) * kp, (r + 3) * kp), toff, ncp, wf, wb, sf,
-                 (r * LANES, (r + 1) * LANES, (r + 2) * LANES, (r + 3) * LANES))
-            r += 4
-        while r < rows:
-            _MK1(xf, (r * kp,), toff, ncp, wf, wb, sf, (r * LANES,))
-            r += 1
-        c1 = min(c0 + LANES, c_out)
-        for r in range(rows):
-            _requant_row(scratch[r, :c1 - c0], mult[c0:c1], off[c0:c1], sub[c0:c1], sh[c0:c1], lo, hi,
-                         out[r, c0:c1])
+        for gb in range(k0, k1):
+            g = gb // nb
+            wb = gb * taps * ncp * 2 * LANES
+            x0 = x_row + g * cgp
+            a0 = gb * LANES
+            ow = 0
+            while ow + 4 <= out_w:
+                xb = x0 + ow * step
+                ab = a0 + ow * co
+                _MK4(xf, (xb, xb + step, xb + 2 * step, xb + 3 * step), toff, ncp, wf, wb,
+                     sf, (ab, ab + co, ab + 2 * co, ab + 3 * co))
+                ow += 4
+            while ow < out_w:
+                _MK1(xf, (x0 + ow * step,), toff, ncp, wf, wb, sf, (a0 + ow * co,))
+                ow += 1
+        if parts == 1:
+            for ow in range(out_w):
+                for g in range(groups):
+                    c0, c1 = g * og, (g + 1) * og
+                    _requant_row(scratch[ow, g * gw:g * gw + og], mult[c0:c1], off[c0:c1], sub[c0:c1], sh[c0:c1],
+                                 lo, hi, out[n, oh, ow, c0:c1])
+        else:
+            for ow in range(out_w):
+                for gb in range(k0, k1):
+                    g, j0 = gb // nb, (gb % nb) * LANES
+                    j1 = min(j0 + LANES, og)
+                    c0 = g * og
+                    if j0 < j1:
+                        _requant_row(scratch[ow, g * gw + j0:g * gw + j1], mult[c0 + j0:c0 + j1],
+                                     off[c0 + j0:c0 + j1], sub[c0 + j0:c0 + j1], sh[c0 + j0:c0 + j1], lo, hi,
+                                     out[n, oh, ow, c0 + j0:c0 + j1])
 
 
 @njit(cache=True)
-def conv_general(xq, w, bias, stride_h, stride_w, dil_h, dil_w, acc):
+def conv_general(xq: np.ndarray, w: np.ndarray, bias: np.ndarray, stride_h: np.int64, stride_w: np.int64,
+                 dil_h: np.int64, dil_w: np.int64, acc: np.ndarray) -> None:
     """General conv accumulation (N6)/(N21) for any dtypes, exact under (N8)/(N9).
 
     Overflow: the dispatcher picks ``acc`` int32 when V = K·A·W + |B| ≤ 2^31 − 1 (a16_w8:
@@ -168,7 +148,8 @@ def conv_general(xq, w, bias, stride_h, stride_w, dil_h, dil_w, acc):
 
 
 @njit(cache=True)
-def depthwise(xq, w, bias, stride_h, stride_w, dil_h, dil_w, acc):
+def depthwise(xq: np.ndarray, w: np.ndarray, bias: np.ndarray, stride_h: np.int64, stride_w: np.int64,
+              dil_h: np.int64, dil_w: np.int64, acc: np.ndarray) -> None:
     """Depthwise accumulation (N6)/(N21), with G = C: acc[n,i,j,c] = B[c] + Σ_{u,v} xq·w[u,v,c].
 
     Overflow: K = KH·KW, so int32 holds V = 9·65,535·127 + |B| ≈ 7.5e7 for a16_w8 3×3; a16_w16
@@ -195,7 +176,9 @@ def depthwise(xq, w, bias, stride_h, stride_w, dil_h, dil_w, acc):
 
 
 @njit(cache=True, parallel=True)
-def depthwise_fast(xq, w, toff, bias, stride_h, stride_w, mult, off, sub, sh, lo, hi, out):
+def depthwise_fast(xq: np.ndarray, w: np.ndarray, toff: np.ndarray, bias: np.ndarray, stride_h: np.int64,
+                   stride_w: np.int64, mult: np.ndarray, off: np.ndarray,
+                   sub: np.ndarray, sh: np.ndarray, lo: np.int64, hi: np.int64, out: np.ndarray) -> None:
     """Fast depthwise (N6)/(N21), exact in int32 with 16-bit products (|x·w| ≤ 255·127 = 32,385),
     with the requantization (N13) fused.
 
@@ -249,7 +232,7 @@ class ConvWeights:
     bits: int
     group: int = 1
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         v = np.asarray(self.values)
         if v.ndim == 2:
             v = v[:, :, None, None]
@@ -274,7 +257,7 @@ class ConvWeights:
 
     @property
     def out_channels(self) -> int:
-        return self.values.shape[0]
+        return int(self.values.shape[0])
 
     @property
     def kernel_shape(self) -> tuple[int, int]:
@@ -330,14 +313,15 @@ def _bias_acc(bias: Bias | None, channels: int) -> tuple[np.ndarray, int]:
     return b, bias.max_abs()
 
 
-def _check_geometry(strides, pads, dilations):
+def _check_geometry(strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int]) -> None:
     if len(strides) != 2 or len(dilations) != 2 or len(pads) != 4:
         raise ValueError("2-D convs take 2 strides, 2 dilations and 4 pads (top, left, bottom, right)")
     if min(strides) < 1 or min(dilations) < 1:
         raise ValueError("strides and dilations must be >= 1")
 
 
-def _out_size(xq, kernel, strides, dilations) -> tuple[int, int]:
+def _out_size(xq: np.ndarray, kernel: tuple[int, int], strides: Sequence[int], dilations: Sequence[int]
+              ) -> tuple[int, int]:
     """The output rows and columns of a stride-s, dilation-d window over the padded ``xq``."""
     out_h = (xq.shape[1] - dilations[0] * (kernel[0] - 1) - 1) // strides[0] + 1
     out_w = (xq.shape[2] - dilations[1] * (kernel[1] - 1) - 1) // strides[1] + 1
@@ -346,7 +330,8 @@ def _out_size(xq, kernel, strides, dilations) -> tuple[int, int]:
     return out_h, out_w
 
 
-def _fused_out(rq: Requant | None, bound: int, shape: tuple[int, ...]):
+def _fused_out(rq: Requant | None, bound: int, shape: tuple[int, ...]
+               ) -> tuple[Tables, np.int64, np.int64, np.ndarray]:
     """(tables, lo, hi, out) for a fast kernel: requantize with ``rq``, or keep the int32 accumulators."""
     if rq is None:
         lo, hi = INT32_IDENTITY
@@ -355,7 +340,9 @@ def _fused_out(rq: Requant | None, bound: int, shape: tuple[int, ...]):
     return requant_tables(rq, shape[-1]), np.int64(rq.lo), np.int64(rq.hi), np.empty(shape, dtype=rq.out_dtype())
 
 
-def _run_conv(x, weights: ConvWeights, bias, rq, zero_point, strides, pads, dilations, insert=(1, 1)):
+def _run_conv(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant | None, zero_point: int,
+              strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int],
+              insert: Sequence[int] = (1, 1)) -> np.ndarray:
     """The conv (N21) of ``x`` (stride-dilated by ``insert``): accumulators (N6) when ``rq`` is
     None, else requantized (N13). Picks the accumulator width from the bound (N8)/(N9)."""
     x = as_activation(x)
@@ -379,7 +366,11 @@ def _run_conv(x, weights: ConvWeights, bias, rq, zero_point, strides, pads, dila
         bias_p = np.zeros((g, nb * LANES), dtype=np.int32)
         bias_p[:, :co // g] = b.reshape(g, co // g)
         tables, lo, hi, out = _fused_out(rq, bound, (x.shape[0], out_h, out_w, co))
-        conv_fast(xq, wp, toff, bias_p.reshape(-1), np.int64(sh), np.int64(sw), *tables, lo, hi, out)
+        rows, blocks = x.shape[0] * out_h, g * nb
+        work = rows * out_w * co * weights.fan_in
+        parts = _parallel.split(work, rows, blocks)
+        _parallel.run(("conv", xq.shape, wp.shape, out.shape, parts), work, rows * parts, conv_fast, xq, wp, toff,
+                      bias_p.reshape(-1), np.int64(sh), np.int64(sw), np.int64(parts), *tables, lo, hi, out)
         return out
     xq = centred(x, zero_point, pads, np.int16 if a == 8 else np.int32, stride=insert)
     out_h, out_w = _out_size(xq, (k_h, k_w), strides, dilations)
@@ -388,14 +379,16 @@ def _run_conv(x, weights: ConvWeights, bias, rq, zero_point, strides, pads, dila
     return acc if rq is None else requantize(acc, rq, bound=bound)
 
 
-def conv_acc(x, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int, strides=(1, 1),
-             pads=(0, 0, 0, 0), dilations=(1, 1)) -> np.ndarray:
+def conv_acc(x: ArrayLike, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int,
+             strides: Sequence[int] = (1, 1), pads: Sequence[int] = (0, 0, 0, 0),
+             dilations: Sequence[int] = (1, 1)) -> np.ndarray:
     """Conv accumulators (N6)/(N21): NHWC uint8/uint16 in, NHWC int32/int64 out (width by (N9))."""
     return _run_conv(x, weights, bias, None, zero_point, strides, pads, dilations)
 
 
-def conv(x, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int, strides=(1, 1),
-         pads=(0, 0, 0, 0), dilations=(1, 1)) -> np.ndarray:
+def conv(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int,
+         strides: Sequence[int] = (1, 1),
+         pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1)) -> np.ndarray:
     """Conv (N21), any group/stride/dilation/pads, requantized per channel (N13): NHWC in and out.
 
     ``zero_point`` is Z_x; pads are (top, left, bottom, right). Rounding: RHU (N4) once.
@@ -403,7 +396,8 @@ def conv(x, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point:
     return _run_conv(x, weights, bias, rq, zero_point, strides, pads, dilations)
 
 
-def _run_depthwise(x, weights: ConvWeights, bias, rq, zero_point, strides, pads, dilations):
+def _run_depthwise(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant | None, zero_point: int,
+                   strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int]) -> np.ndarray:
     x = as_activation(x)
     _check_geometry(strides, pads, dilations)
     co, cg, k_h, k_w = weights.values.shape
@@ -428,7 +422,9 @@ def _run_depthwise(x, weights: ConvWeights, bias, rq, zero_point, strides, pads,
         bias_p = np.zeros(cp, dtype=np.int32)
         bias_p[:co] = b
         tables, lo, hi, out = _fused_out(rq, bound, (x.shape[0], out_h, out_w, co))
-        depthwise_fast(xq, wt, toff, bias_p, np.int64(sh), np.int64(sw), *tables, lo, hi, out)
+        rows = x.shape[0] * out_h
+        _parallel.run(("dw", xq.shape, wt.shape, out.shape), rows * out_w * cp * k_h * k_w, rows, depthwise_fast,
+                      xq, wt, toff, bias_p, np.int64(sh), np.int64(sw), *tables, lo, hi, out)
         return out
     xq = centred(x, zero_point, pads, np.int16 if a == 8 else np.int32)
     out_h, out_w = _out_size(xq, (k_h, k_w), strides, dilations)
@@ -437,19 +433,22 @@ def _run_depthwise(x, weights: ConvWeights, bias, rq, zero_point, strides, pads,
     return acc if rq is None else requantize(acc, rq, bound=bound)
 
 
-def dw_acc(x, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int, strides=(1, 1),
-           pads=(0, 0, 0, 0), dilations=(1, 1)) -> np.ndarray:
+def dw_acc(x: ArrayLike, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int,
+           strides: Sequence[int] = (1, 1),
+           pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1)) -> np.ndarray:
     """Depthwise accumulators (N6), K = KH·KW; weights ``(C_out, 1, KH, KW)`` with group = C_in."""
     return _run_depthwise(x, weights, bias, None, zero_point, strides, pads, dilations)
 
 
-def dw(x, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int, strides=(1, 1),
-       pads=(0, 0, 0, 0), dilations=(1, 1)) -> np.ndarray:
+def dw(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int,
+       strides: Sequence[int] = (1, 1),
+       pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1)) -> np.ndarray:
     """Depthwise conv (N21) with its own kernel (vectorized over channels), requantized (N13)."""
     return _run_depthwise(x, weights, bias, rq, zero_point, strides, pads, dilations)
 
 
-def _deconv_args(weights: ConvWeights, strides, pads, dilations, output_padding):
+def _deconv_args(weights: ConvWeights, strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int],
+                 output_padding: Sequence[int]) -> tuple[tuple[int, int, int, int], tuple[int, ...]]:
     _check_geometry(strides, pads, dilations)
     k_h, k_w = weights.kernel_shape
     (dh, dw_), (oph, opw) = dilations, output_padding
@@ -461,8 +460,10 @@ def _deconv_args(weights: ConvWeights, strides, pads, dilations, output_padding)
     return conv_pads, tuple(strides)
 
 
-def deconv_acc(x, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int, strides=(1, 1),
-               pads=(0, 0, 0, 0), dilations=(1, 1), output_padding=(0, 0)) -> np.ndarray:
+def deconv_acc(x: ArrayLike, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int,
+               strides: Sequence[int] = (1, 1),
+               pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1),
+               output_padding: Sequence[int] = (0, 0)) -> np.ndarray:
     """ConvTranspose accumulators (N22). ``weights`` from ``ConvWeights.from_conv_transpose``.
 
     Computed as a stride-1 conv of the stride-dilated input (``Z_x`` between pixels, so 0 after
@@ -473,37 +474,33 @@ def deconv_acc(x, weights: ConvWeights, bias: Bias | None = None, *, zero_point:
     return _run_conv(x, weights, bias, None, zero_point, (1, 1), conv_pads, dilations, insert)
 
 
-def deconv(x, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int, strides=(1, 1),
-           pads=(0, 0, 0, 0), dilations=(1, 1), output_padding=(0, 0)) -> np.ndarray:
+def deconv(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int,
+           strides: Sequence[int] = (1, 1),
+           pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1),
+               output_padding: Sequence[int] = (0, 0)) -> np.ndarray:
     """ConvTranspose (N22) with groups, strides, pads, dilations, output_padding; requantized (N13)."""
     conv_pads, insert = _deconv_args(weights, strides, pads, dilations, output_padding)
     return _run_conv(x, weights, bias, rq, zero_point, (1, 1), conv_pads, dilations, insert)
 
 
-def _run_dense(x, weights: ConvWeights, bias, rq, zero_point):
+def _run_dense(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant | None, zero_point: int
+               ) -> np.ndarray:
+    """A dense layer as the conv of a 1 x R image (its R rows side by side): the fast conv's blocks of
+    4 pixels x 16 channels are then 4 rows x 16 channels, and one kernel serves both."""
     x = as_activation(x)
     co, k = weights.values.shape[:2]
     if x.ndim != 2 or x.shape[1] != k or weights.kernel_shape != (1, 1) or weights.group != 1:
         raise ValueError(f"dense input {x.shape} does not fit weights {weights.values.shape[:2]}")
-    a = act_bits(x)
-    b, b_max = _bias_acc(bias, co)
-    bound = value_bound(k, a, weights.bits, b_max)
-    if a == 8 and weights.bits <= 8 and accumulator_dtype(bound) == np.int32:
-        wp = weights.pairs
-        bias_p = np.zeros(wp.shape[1] * LANES, dtype=np.int32)
-        bias_p[:co] = b
-        tables, lo, hi, out = _fused_out(rq, bound, (x.shape[0], co))
-        dense_fast(x, np.int64(zero_point), wp, bias_p, *tables, lo, hi, out)
-        return out
-    out = _run_conv(x[:, None, None, :], weights, bias, rq, zero_point, (1, 1), (0, 0, 0, 0), (1, 1))
+    image = x[None, None] if len(x) else x[:, None, None, :]
+    out = _run_conv(image, weights, bias, rq, zero_point, (1, 1), (0, 0, 0, 0), (1, 1))
     return out.reshape(x.shape[0], co)
 
 
-def fc_acc(x, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int) -> np.ndarray:
+def fc_acc(x: ArrayLike, weights: ConvWeights, bias: Bias | None = None, *, zero_point: int) -> np.ndarray:
     """Dense accumulators (N6): x (N, C_in) uint8/uint16, weights (C_out, C_in) → (N, C_out)."""
     return _run_dense(x, weights, bias, None, zero_point)
 
 
-def fc(x, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int) -> np.ndarray:
+def fc(x: ArrayLike, weights: ConvWeights, bias: Bias | None, rq: Requant, *, zero_point: int) -> np.ndarray:
     """Dense layer (Gemm, weights (C_out, C_in)), requantized per channel (N13)."""
     return _run_dense(x, weights, bias, rq, zero_point)

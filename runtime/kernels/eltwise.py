@@ -7,19 +7,21 @@ the channel axis). Other broadcasts are materialized first.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from numba import njit
+from numpy.typing import ArrayLike
 
-from alls.runtime.kernels._common import _requant1, _rhu, as_activation, requantize
+from alls.runtime.kernels._common import _requant1, _rhu, as_activation, njit, requantize
 from alls.runtime.numerics import AddRequant, Requant, activation_max
 
 __all__ = ["ew_add", "ew_sub", "ew_mult", "concat", "lut"]
 
 
 @njit(cache=True)
-def add_rows(a, b, za, zb, ma, mb, shift, zo, lo, hi, out):
+def add_rows(a: np.ndarray, b: np.ndarray, za: np.int64, zb: np.int64, ma: np.int64, mb: np.int64,
+             shift: np.int64, zo: np.int64, lo: np.int64, hi: np.int64,
+             out: np.ndarray) -> None:
     """(N23): out = clamp(zo + RHU(M_a·(a − Z_a) + M_b·(b − Z_b), n), lo, hi), one rounding.
 
     a: (R, C) uint8/uint16; b: (R, C) or (1, C) (per-channel constant); out: (R, C)
@@ -35,7 +37,8 @@ def add_rows(a, b, za, zb, ma, mb, shift, zo, lo, hi, out):
 
 
 @njit(cache=True)
-def mul_rows(a, b, za, zb, mult, shift, zo, lo, hi, out):
+def mul_rows(a: np.ndarray, b: np.ndarray, za: np.int64, zb: np.int64, mult: np.int64, shift: np.int64,
+             zo: np.int64, lo: np.int64, hi: np.int64, out: np.ndarray) -> None:
     """(N24): out = clamp(zo + RHU((a − Z_a)·(b − Z_b)·M, n), lo, hi).
 
     a: (R, C) uint8/uint16; b: (R, C) or (1, C); out: (R, C) uint8/uint16. |Δa·Δb| ≤ A_a·A_b
@@ -51,7 +54,7 @@ def mul_rows(a, b, za, zb, mult, shift, zo, lo, hi, out):
 
 
 @njit(cache=True)
-def lut_rows(p, table, out):
+def lut_rows(p: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
     """(N20): out[r, c] = T[c or 0, p[r, c]]; p: (R, C) uint8/uint16; table: (1 or C, 2^a)."""
     rows, cols = p.shape
     per_channel = table.shape[0] > 1
@@ -60,7 +63,7 @@ def lut_rows(p, table, out):
             out[r, c] = table[c if per_channel else 0, p[r, c]]
 
 
-def _operands(a, b, name: str):
+def _operands(a: ArrayLike, b: ArrayLike, name: str) -> tuple[np.ndarray, np.ndarray, bool]:
     """(a2, b2, swapped): 2-D (R, C) views, b2 with R or 1 rows; the full-size operand first."""
     a, b = as_activation(a, f"{name} input a"), as_activation(b, f"{name} input b")
     swapped = a.size < b.size
@@ -77,7 +80,7 @@ def _operands(a, b, name: str):
     return a.reshape(-1, channels), full.reshape(-1, channels), swapped
 
 
-def ew_add(a, b, rq: AddRequant, *, zero_points: tuple[int, int]) -> np.ndarray:
+def ew_add(a: ArrayLike, b: ArrayLike, rq: AddRequant, *, zero_points: tuple[int, int]) -> np.ndarray:
     """Elementwise add (N23), or subtract when ``rq.multiplier_b < 0``; b may be per-channel."""
     a2, b2, swapped = _operands(a, b, "ew_add")
     za, zb = zero_points
@@ -94,14 +97,14 @@ def ew_add(a, b, rq: AddRequant, *, zero_points: tuple[int, int]) -> np.ndarray:
     return out.reshape(shape)
 
 
-def ew_sub(a, b, rq: AddRequant, *, zero_points: tuple[int, int]) -> np.ndarray:
+def ew_sub(a: ArrayLike, b: ArrayLike, rq: AddRequant, *, zero_points: tuple[int, int]) -> np.ndarray:
     """a − b by (N23): ``rq`` from ``add_requant(..., subtract=True)`` (a negative M_b)."""
     if rq.multiplier_b > 0:
         raise ValueError("a subtraction needs a negative multiplier for b (add_requant(..., subtract=True))")
     return ew_add(a, b, rq, zero_points=zero_points)
 
 
-def ew_mult(a, b, rq: Requant, *, zero_points: tuple[int, int]) -> np.ndarray:
+def ew_mult(a: ArrayLike, b: ArrayLike, rq: Requant, *, zero_points: tuple[int, int]) -> np.ndarray:
     """Elementwise multiply (N24); b may be a per-channel constant."""
     a2, b2, swapped = _operands(a, b, "ew_mult")
     za, zb = zero_points
@@ -155,7 +158,7 @@ def concat(inputs: Sequence[np.ndarray], rqs: Sequence[Requant], *, zero_points:
     return out
 
 
-def lut(p, table: np.ndarray) -> np.ndarray:
+def lut(p: ArrayLike, table: np.ndarray) -> np.ndarray:
     """Lookup-table activation (N20): y = T[p] (or T[c, p] per channel), channels last.
 
     ``table`` has 2^a entries for a uint8/uint16 ``p`` (from ``numerics.build_lut``), or one

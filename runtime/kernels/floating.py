@@ -8,13 +8,16 @@ so both give the same bits.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from alls.runtime.kernels._common import njit
 
 __all__ = ["depthwise"]
 
 
 @njit(parallel=True, cache=True)
-def depthwise(x, weight, bias, sh, sw, dh, dw, ho, wo):
+def depthwise(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, sh: int, sw: int, dh: int, dw: int, ho: int,
+              wo: int) -> np.ndarray:
     """Depthwise conv of a padded NCHW float32 ``x`` with ``weight`` (C, KH, KW) and ``bias`` (C,)."""
     n, c = x.shape[0], x.shape[1]
     kh, kw = weight.shape[1], weight.shape[2]

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from typing import Literal
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from alls.runtime.kernels._common import as_activation, requantize
 from alls.runtime.numerics import Requant, activation_max
 
 __all__ = ["slice_axes", "pad", "depth_to_space", "space_to_depth", "reduce_max", "reduce_sum"]
 
+# The pad modes besides "constant", by the names ONNX and numpy share.
+_PAD_MODES: dict[str, Literal["reflect", "edge", "wrap"]] = {"reflect": "reflect", "edge": "edge", "wrap": "wrap"}
 
-def slice_axes(x, slices: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
+
+def slice_axes(x: ArrayLike, slices: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
     """x[..., start:stop:step, ...] on each ``(axis, start, stop, step)`` (N32); ``stop`` −1 with a
     negative step runs through index 0 (ONNX's clamped end)."""
     x = as_activation(x)
@@ -29,19 +35,19 @@ def slice_axes(x, slices: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
     return np.ascontiguousarray(x[tuple(index)])
 
 
-def pad(x, pads: Sequence[tuple[int, int]], *, mode: str = "constant", value: int = 0) -> np.ndarray:
+def pad(x: ArrayLike, pads: Sequence[tuple[int, int]], *, mode: str = "constant", value: int = 0) -> np.ndarray:
     """ONNX Pad (N33): ``pads`` one (before, after) per axis; a constant pad writes the code ``value``."""
     x = as_activation(x)
     if any(b < 0 or a < 0 for b, a in pads):
         raise ValueError("negative pads (a crop) are a slice")
     if mode == "constant":
         return np.pad(x, pads, mode="constant", constant_values=x.dtype.type(value))
-    if mode not in ("reflect", "edge", "wrap"):
+    if mode not in _PAD_MODES:
         raise ValueError(f"pad mode `{mode}` is not supported")
-    return np.pad(x, pads, mode=mode)
+    return np.pad(x, pads, mode=_PAD_MODES[mode])
 
 
-def depth_to_space(x, *, blocksize: int, mode: str = "DCR") -> np.ndarray:
+def depth_to_space(x: ArrayLike, *, blocksize: int, mode: str = "DCR") -> np.ndarray:
     """ONNX DepthToSpace on NHWC (N34): channel (i·b + j)·C' + c (DCR) or c·b² + i·b + j (CRD) of
     pixel (h, w) goes to channel c of pixel (h·b + i, w·b + j)."""
     x = as_activation(x)
@@ -58,7 +64,7 @@ def depth_to_space(x, *, blocksize: int, mode: str = "DCR") -> np.ndarray:
     return np.ascontiguousarray(y).reshape(n, h * b, w * b, c // (b * b))
 
 
-def space_to_depth(x, *, blocksize: int) -> np.ndarray:
+def space_to_depth(x: ArrayLike, *, blocksize: int) -> np.ndarray:
     """ONNX SpaceToDepth on NHWC (N34): pixel (h·b + i, w·b + j), channel c goes to channel
     (i·b + j)·C + c of pixel (h, w)."""
     x = as_activation(x)
@@ -70,13 +76,13 @@ def space_to_depth(x, *, blocksize: int) -> np.ndarray:
     return np.ascontiguousarray(y).reshape(n, h // b, w // b, b * b * c)
 
 
-def reduce_max(x, *, axes: Sequence[int]) -> np.ndarray:
+def reduce_max(x: ArrayLike, *, axes: Sequence[int]) -> np.ndarray:
     """The max of the codes over ``axes``, kept as size-1 axes (N35)."""
     x = as_activation(x)
     return np.ascontiguousarray(x.max(axis=tuple(axes), keepdims=True))
 
 
-def reduce_sum(x, rq: Requant, *, zero_point: int, axes: Sequence[int]) -> np.ndarray:
+def reduce_sum(x: ArrayLike, rq: Requant, *, zero_point: int, axes: Sequence[int]) -> np.ndarray:
     """(N36): y = clamp(Z_y + RHU((Σ q − κ·Z_x)·M, n), lo, hi) over the κ elements of ``axes``, kept
     as size-1 axes. A mean has the 1/κ in its multiplier; |Σ (q − Z_x)| ≤ κ·A = V."""
     x = as_activation(x)

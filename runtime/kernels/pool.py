@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit
+from collections.abc import Sequence
 
-from alls.runtime.kernels._common import _requant1, act_bits, as_activation, check_requant, conv_out_size
+import numpy as np
+from numpy.typing import ArrayLike
+
+from alls.runtime.kernels._common import _requant1, act_bits, as_activation, check_requant, conv_out_size, njit
 from alls.runtime.numerics import Requant, activation_max
 
 __all__ = ["maxpool", "global_maxpool", "avgpool", "global_avgpool"]
 
 
 @njit(cache=True)
-def maxpool_rows(x, k_h, k_w, stride_h, stride_w, dil_h, dil_w, top, left, out):
+def maxpool_rows(x: np.ndarray, k_h: np.int64, k_w: np.int64, stride_h: np.int64, stride_w: np.int64,
+                 dil_h: np.int64, dil_w: np.int64, top: np.int64,
+                 left: np.int64, out: np.ndarray) -> None:
     """(N26): out[n,i,j,c] = max over the taps inside the image of x (raw codes, same S and Z).
 
     x: (N, H, W, C) uint8/uint16; out: (N, OH, OW, C) same dtype. Padding taps are not
@@ -39,8 +43,11 @@ def maxpool_rows(x, k_h, k_w, stride_h, stride_w, dil_h, dil_w, top, left, out):
 
 
 @njit(cache=True)
-def avgpool_rows(x, z_in, k_h, k_w, stride_h, stride_w, dil_h, dil_w, top, left, bottom, right,
-                 include_pad, mult, shift, zo, lo, hi, out):
+def avgpool_rows(x: np.ndarray, z_in: np.int64, k_h: np.int64, k_w: np.int64, stride_h: np.int64,
+                 stride_w: np.int64, dil_h: np.int64, dil_w: np.int64,
+                 top: np.int64, left: np.int64, bottom: np.int64, right: np.int64, include_pad: bool,
+                 mult: np.ndarray, shift: np.ndarray, zo: np.int64,
+                 lo: np.int64, hi: np.int64, out: np.ndarray) -> None:
     """(N27): Σ = Σ_valid (x − Z_x); out = clamp(zo + RHU(Σ·M[κ], n[κ]), lo, hi).
 
     κ counts the taps inside the image (include_pad = 0) or inside the padded image
@@ -76,7 +83,8 @@ def avgpool_rows(x, z_in, k_h, k_w, stride_h, stride_w, dil_h, dil_w, top, left,
 
 
 @njit(cache=True)
-def global_avgpool_rows(x, z_in, mult, shift, zo, lo, hi, out):
+def global_avgpool_rows(x: np.ndarray, z_in: np.int64, mult: np.int64, shift: np.int64, zo: np.int64,
+                        lo: np.int64, hi: np.int64, out: np.ndarray) -> None:
     """(N27) over the whole image: out[n, c] = clamp(zo + RHU((Σ_p x[n,p,c] − HW·Z)·M, n), lo, hi).
 
     x: (N, H·W, C) uint8/uint16; out: (N, C) uint8/uint16; |Σ| ≤ H·W·A = V (N15).
@@ -93,7 +101,8 @@ def global_avgpool_rows(x, z_in, mult, shift, zo, lo, hi, out):
             out[n, c] = _requant1(s[c] - centre, mult, shift, zo, lo, hi)
 
 
-def _window(x, kernel_shape, strides, pads, dilations, ceil_mode):
+def _window(x: np.ndarray, kernel_shape: Sequence[int], strides: Sequence[int], pads: Sequence[int],
+            dilations: Sequence[int], ceil_mode: bool) -> tuple[int, int]:
     if len(kernel_shape) != 2 or len(strides) != 2 or len(pads) != 4 or len(dilations) != 2:
         raise ValueError("2-D pools take 2 kernel sizes, 2 strides, 2 dilations and 4 pads")
     (k_h, k_w), (sh, sw), (dh, dw), (pt, pl, pb, pr) = kernel_shape, strides, dilations, pads
@@ -104,24 +113,28 @@ def _window(x, kernel_shape, strides, pads, dilations, ceil_mode):
     return out_h, out_w
 
 
-def maxpool(x, *, kernel_shape, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), ceil_mode=False) -> np.ndarray:
+def maxpool(x: ArrayLike, *, kernel_shape: Sequence[int], strides: Sequence[int] = (1, 1),
+            pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1),
+            ceil_mode: bool = False) -> np.ndarray:
     """Max pool (N26) on raw codes: NHWC uint8/uint16 in and out, the input's (S, Z) kept."""
     x = as_activation(x)
     out_h, out_w = _window(x, kernel_shape, strides, pads, dilations, ceil_mode)
     out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), dtype=x.dtype)
-    ints = [np.int64(v) for v in (*kernel_shape, *strides, *dilations, pads[0], pads[1])]
-    maxpool_rows(x, *ints, out)
+    k_h, k_w, s_h, s_w, d_h, d_w, top, left = (np.int64(v) for v in (*kernel_shape, *strides, *dilations, pads[0],
+                                                                       pads[1]))
+    maxpool_rows(x, k_h, k_w, s_h, s_w, d_h, d_w, top, left, out)
     return out
 
 
-def global_maxpool(x) -> np.ndarray:
+def global_maxpool(x: ArrayLike) -> np.ndarray:
     """Global max pool: (N, H, W, C) → (N, 1, 1, C), raw codes."""
     x = as_activation(x)
     return maxpool(x, kernel_shape=(x.shape[1], x.shape[2]))
 
 
-def avgpool(x, rq: Requant, *, zero_point: int, kernel_shape, strides=(1, 1), pads=(0, 0, 0, 0),
-            dilations=(1, 1), ceil_mode=False, count_include_pad=False) -> np.ndarray:
+def avgpool(x: ArrayLike, rq: Requant, *, zero_point: int, kernel_shape: Sequence[int],
+            strides: Sequence[int] = (1, 1), pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1),
+            ceil_mode: bool = False, count_include_pad: bool = False) -> np.ndarray:
     """Average pool (N27): sum × fixed-point reciprocal of the divisor κ, one RHU.
 
     ``rq`` comes from ``numerics.avgpool_requant(KH·KW, ...)``: its multiplier and shift are
@@ -133,13 +146,14 @@ def avgpool(x, rq: Requant, *, zero_point: int, kernel_shape, strides=(1, 1), pa
     taps = kernel_shape[0] * kernel_shape[1]
     mult, shift = check_requant(rq, taps * activation_max(act_bits(x)), taps + 1)
     out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), dtype=rq.out_dtype())
-    ints = [np.int64(v) for v in (zero_point, *kernel_shape, *strides, *dilations, *pads)]
-    avgpool_rows(x, *ints, bool(count_include_pad), mult, shift, np.int64(rq.zero_point), np.int64(rq.lo),
-                 np.int64(rq.hi), out)
+    z_in, k_h, k_w, s_h, s_w, d_h, d_w, top, left, bottom, right = (
+        np.int64(v) for v in (zero_point, *kernel_shape, *strides, *dilations, *pads))
+    avgpool_rows(x, z_in, k_h, k_w, s_h, s_w, d_h, d_w, top, left, bottom, right, bool(count_include_pad), mult,
+                 shift, np.int64(rq.zero_point), np.int64(rq.lo), np.int64(rq.hi), out)
     return out
 
 
-def global_avgpool(x, rq: Requant, *, zero_point: int) -> np.ndarray:
+def global_avgpool(x: ArrayLike, rq: Requant, *, zero_point: int) -> np.ndarray:
     """Global average pool (N27), κ = H·W: (N, H, W, C) → (N, 1, 1, C).
 
     ``rq`` holds one multiplier for μ = S_x/(S_y·H·W), from ``numerics.global_avgpool_requant``.

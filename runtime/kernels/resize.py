@@ -11,9 +11,9 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from numba import njit
+from numpy.typing import ArrayLike
 
-from alls.runtime.kernels._common import _requant1, act_bits, as_activation, check_requant
+from alls.runtime.kernels._common import _requant1, act_bits, as_activation, check_requant, njit
 from alls.runtime.numerics import RESIZE_FRACTION_BITS, Requant, activation_max, round_half_up_real
 
 __all__ = ["resize_nearest", "resize_bilinear", "source_coordinates", "nearest_indices", "linear_weights"]
@@ -23,7 +23,8 @@ COORDINATE_MODES = ("half_pixel", "asymmetric", "align_corners", "pytorch_half_p
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
-def source_coordinates(l_in: int, l_out: int, mode: str = "half_pixel", scale: float | None = None) -> list[Fraction]:
+def source_coordinates(l_in: int, l_out: int, mode: str = "half_pixel",
+                       scale: float | None = None) -> list[Fraction]:
     """ξ(x) for x = 0..l_out−1 (N28), exact. ``scale`` is ONNX's ρ for this axis (the exact value
     of the given float); by default l_out/l_in. As in ONNX, align_corners divides by ρ·l_in − 1."""
     if mode not in COORDINATE_MODES:
@@ -62,7 +63,8 @@ def nearest_indices(l_in: int, l_out: int, mode: str = "half_pixel", nearest_mod
     return np.array(idx, dtype=np.int64)
 
 
-def linear_weights(l_in: int, l_out: int, mode: str = "half_pixel", scale: float | None = None):
+def linear_weights(l_in: int, l_out: int, mode: str = "half_pixel", scale: float | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(i0, i1, ω0, ω1) per output position (N30): ω1 = rhu(λ·2^F), ω0 = 2^F − ω1, indices clamped."""
     one = 1 << RESIZE_FRACTION_BITS
     i0, i1, w0, w1 = [], [], [], []
@@ -73,11 +75,12 @@ def linear_weights(l_in: int, l_out: int, mode: str = "half_pixel", scale: float
         i1.append(min(max(base + 1, 0), l_in - 1))
         w0.append(one - frac)
         w1.append(frac)
-    return tuple(np.array(v, dtype=np.int64) for v in (i0, i1, w0, w1))
+    return (np.array(i0, dtype=np.int64), np.array(i1, dtype=np.int64), np.array(w0, dtype=np.int64),
+            np.array(w1, dtype=np.int64))
 
 
 @njit(cache=True)
-def gather_rows(x, iy, ix, out):
+def gather_rows(x: np.ndarray, iy: np.ndarray, ix: np.ndarray, out: np.ndarray) -> None:
     """Nearest resize (N29): out[n, i, j, :] = x[n, iy[i], ix[j], :]; any dtype, a copy."""
     n_b = x.shape[0]
     out_h, out_w = out.shape[1], out.shape[2]
@@ -89,7 +92,10 @@ def gather_rows(x, iy, ix, out):
 
 
 @njit(cache=True)
-def bilinear_rows(x, z_in, iy0, iy1, wy0, wy1, ix0, ix1, wx0, wx1, mult, shift, zo, lo, hi, out):
+def bilinear_rows(x: np.ndarray, z_in: np.int64, iy0: np.ndarray, iy1: np.ndarray, wy0: np.ndarray,
+                  wy1: np.ndarray, ix0: np.ndarray, ix1: np.ndarray, wx0: np.ndarray,
+                  wx1: np.ndarray, mult: np.int64, shift: np.int64, zo: np.int64, lo: np.int64, hi: np.int64,
+                  out: np.ndarray) -> None:
     """Bilinear resize (N31): Σ = Σ ω^y·ω^x·(x − Z_x) in int64, out = clamp(zo + RHU(Σ·M, n), lo, hi).
 
     x: (N, H, W, C) uint8/uint16; tables int64; out: (N, OH, OW, C) uint8/uint16.
@@ -109,11 +115,12 @@ def bilinear_rows(x, z_in, iy0, iy1, wy0, wy1, ix0, ix1, wx0, wx1, mult, shift, 
                 out[n, oh, ow, c] = _requant1(a0 * top + a1 * bottom, mult, shift, zo, lo, hi)
 
 
-def _scales(scales):
+def _scales(scales: tuple[float, float] | None) -> tuple[float | None, float | None]:
     return (None, None) if scales is None else (float(scales[0]), float(scales[1]))
 
 
-def resize_nearest(x, *, size: tuple[int, int], mode: str = "half_pixel", nearest_mode: str = "round_prefer_floor",
+def resize_nearest(x: ArrayLike, *, size: tuple[int, int], mode: str = "half_pixel",
+                   nearest_mode: str = "round_prefer_floor",
                    scales: tuple[float, float] | None = None) -> np.ndarray:
     """Nearest resize of rows and columns (N28)/(N29): an index copy, the input's (S, Z) kept.
 
@@ -128,7 +135,7 @@ def resize_nearest(x, *, size: tuple[int, int], mode: str = "half_pixel", neares
     return out
 
 
-def resize_bilinear(x, rq: Requant, *, zero_point: int, size: tuple[int, int], mode: str = "half_pixel",
+def resize_bilinear(x: ArrayLike, rq: Requant, *, zero_point: int, size: tuple[int, int], mode: str = "half_pixel",
                     scales: tuple[float, float] | None = None) -> np.ndarray:
     """Bilinear resize (N30)/(N31), F = 10 fractional bits, one rounding.
 

@@ -8,13 +8,15 @@ tensor's own float type, so float32 tensors bin exactly as NumPy's float32 arith
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from alls.runtime.kernels._common import njit
 
 __all__ = ["extremes", "histogram"]
 
 
 @njit(cache=True)
-def extremes(x, channel_min, channel_max, per_channel):
+def extremes(x: np.ndarray, channel_min: np.ndarray, channel_max: np.ndarray, per_channel: bool
+             ) -> tuple[float, float, int, float, float, int]:
     """Over ``x`` (N, C, R): the minimum, the maximum, the count of zeros, the largest positive
     value and negative magnitude (0 when there are none), and the count of NaNs; with ``per_channel``, each channel's
     minimum and maximum are folded into ``channel_min`` / ``channel_max`` (C,)."""
@@ -52,7 +54,7 @@ def extremes(x, channel_min, channel_max, per_channel):
 
 
 @njit(cache=True)
-def histogram(flat, pos_width, neg_width, pos_hist, neg_hist):
+def histogram(flat: np.ndarray, pos_width: float, neg_width: float, pos_hist: np.ndarray, neg_hist: np.ndarray) -> None:
     """Add the positive values of ``flat`` to ``pos_hist`` and the negative ones' magnitudes to
     ``neg_hist`` (bins of ``pos_width`` / ``neg_width``, given in ``flat``'s float type)."""
     last = pos_hist.size - 1

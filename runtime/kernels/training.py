@@ -10,13 +10,15 @@ path: rounding differs from an exact sum only in float32's last bits.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from alls.runtime.kernels._common import njit
 
 __all__ = ["depthwise_forward", "depthwise_backward"]
 
 
 @njit(parallel=True, cache=True)
-def _forward(rows, w, out):
+def _forward(rows: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
     n_rows, channels, taps = rows.shape
     for r in prange(n_rows):
         for c in range(channels):
@@ -27,7 +29,7 @@ def _forward(rows, w, out):
 
 
 @njit(parallel=True, cache=True)
-def _backward(rows, grad, out):
+def _backward(rows: np.ndarray, grad: np.ndarray, out: np.ndarray) -> None:
     n_rows, channels, taps = rows.shape
     for c in prange(channels):
         for k in range(taps):

@@ -8,13 +8,16 @@ lookup table over a 16-bit pre-activation (`table_target`, `table`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from alls.graph import Layer
+from alls.plan import LayerPlan
 from alls.runtime import numerics as nx
-from alls.runtime.ops.base import TABLE_BITS, Encoding, Op, QLayer, kernel, rescale, with_margin
+from alls.runtime.ops.base import (Encoding, Encodings, Op, Params, QLayer, StatsByName, TABLE_BITS, kernel,
+    rescale, with_margin)
 
 __all__ = ["ACTIVATIONS", "TABLE_ACTIVATIONS", "activation", "table_target", "clamp", "table", "OPS"]
 
@@ -58,7 +61,7 @@ def activation(layer: Layer, x: Array, params: Mapping[str, Array] | None = None
 # ------------------------------------------------------------ quantization
 
 
-def table_target(layer: Layer, lp, stats, out: Encoding) -> Encoding | None:
+def table_target(layer: Layer, lp: LayerPlan, stats: StatsByName, out: Encoding) -> Encoding | None:
     """The pre-activation encoding of a table activation, or None when the activation is a clamp."""
     if layer.activation not in TABLE_ACTIVATIONS:
         return None
@@ -73,19 +76,20 @@ def clamp(layer: Layer, enc: Encoding) -> tuple[int, int]:
     return nx.activation_bounds(name, enc.bits, enc.scale, enc.zero_point, dict(layer.activation_params))
 
 
-def table(layer: Layer, pre: Encoding, out: Encoding, params) -> np.ndarray:
+def table(layer: Layer, pre: Encoding, out: Encoding, params: Params) -> np.ndarray:
     """(N20) from the layer's own float activation (the one the native target runs)."""
-    def fn(r, channel=None):
+    def fn(r: np.ndarray, channel: int | None = None) -> np.ndarray:
         x = np.asarray(r, np.float32)
         if layer.activation == "prelu":
             slope = params["prelu_slope"]
             s = float(slope[channel] if slope.size > 1 else slope[0])
-            return np.where(x >= 0, x, x * s)
+            slanted: np.ndarray = np.where(x >= 0, x, x * s)
+            return slanted
         return activation(layer, x, params).astype(np.float64)
 
     if layer.activation == "prelu" and params["prelu_slope"].size > 1:
-        rows = [nx.build_lut(lambda r, c=c: fn(r, c), pre.bits, pre.scale, pre.zero_point, out.bits, out.scale,
-                             out.zero_point) for c in range(params["prelu_slope"].size)]
+        rows = [nx.build_lut(functools.partial(fn, channel=c), pre.bits, pre.scale, pre.zero_point, out.bits,
+                             out.scale, out.zero_point) for c in range(params["prelu_slope"].size)]
         return np.stack(rows)
     return nx.build_lut(fn, pre.bits, pre.scale, pre.zero_point, out.bits, out.scale, out.zero_point)
 
@@ -98,7 +102,7 @@ def finish(q: QLayer, y: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------- the activation layer
 
 
-def _quantize(layer, lp, stats, enc, params) -> QLayer:
+def _quantize(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Encodings, params: Params) -> QLayer:
     x, out = enc[layer.inputs[0]], enc[layer.name]
     if layer.activation in TABLE_ACTIVATIONS:
         return QLayer(layer.name, layer.kind, out, pre=x, table=table(layer, x, out, params))
@@ -106,7 +110,7 @@ def _quantize(layer, lp, stats, enc, params) -> QLayer:
     return QLayer(layer.name, layer.kind, out, rq=rescale(x, out, lo, hi))
 
 
-def _run_int(layer: Layer, q: QLayer, xs, enc):
+def _run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
     if q.table is not None:
         return kernel("lut")(xs[0], q.table)
     return kernel("requantize")(xs[0], q.rq, zero_point=enc[layer.inputs[0]].zero_point)

@@ -12,13 +12,14 @@ Importing this module loads no Numba: the kernels are looked up on first use (`k
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from alls.graph import WEIGHTED_KINDS, Layer
+from alls.plan import LayerPlan
 from alls.runtime import numerics as nx
 
 __all__ = ["Op", "Encoding", "QLayer", "MIN_RANGE", "CONST_BITS", "TABLE_BITS", "NHWC_AXIS", "to_nhwc", "to_onnx", "int_axis",
@@ -34,6 +35,31 @@ NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
 # magnitude (docs/accuracy.md): on images the calibration never saw, clamping, not rounding,
 # dominates a 16-bit tensor's error, and doubling its range costs one bit of sixteen.
 RANGE_MARGIN = {8: 0.0, 16: 0.5}
+
+
+class Range(Protocol):
+    """The extremes a tensor took over the calibration images."""
+
+    @property
+    def min(self) -> float: ...
+
+    @property
+    def max(self) -> float: ...
+
+
+class LayerStats(Protocol):
+    """What quantization reads of a layer's calibration statistics: the range before its activation."""
+
+    @property
+    def before(self) -> Range: ...
+
+
+# A layer's float constants by name (weight, bias, scale, ...), the encodings by tensor, the
+# calibration statistics by layer.
+Params = Mapping[str, np.ndarray]
+Encodings = Mapping[str, "Encoding"]
+StatsByName = Mapping[str, LayerStats]
+
 # Outputs an activation bounds, whatever the data: no margin reaches past them.
 _BOUNDED = {"relu6": (0.0, 6.0), "sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "hard_sigmoid": (0.0, 1.0)}
 
@@ -46,7 +72,7 @@ def activation_range(layer: Layer) -> tuple[float, float]:
         return (-math.inf if lo is None else float(lo)), (math.inf if hi is None else float(hi))
     if layer.activation == "relu":
         return 0.0, math.inf
-    return _BOUNDED.get(layer.activation, (-math.inf, math.inf))
+    return _BOUNDED.get(layer.activation or "", (-math.inf, math.inf))
 
 
 def with_margin(lo: float, hi: float, bits: int, bounds: tuple[float, float] = (-math.inf, math.inf)
@@ -115,12 +141,13 @@ class Encoding:
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Float to integer at the network's edge: clamp(Z + rhu(x / S)) (N5)."""
         q = np.floor(np.asarray(x, np.float64) / self.scale + 0.5) + self.zero_point
-        return np.clip(q, 0, nx.activation_max(self.bits)).astype(self.dtype)
+        codes: np.ndarray = np.clip(q, 0, nx.activation_max(self.bits)).astype(self.dtype)
+        return codes
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         return (self.scale * (np.asarray(q, np.float64) - self.zero_point)).astype(np.float32)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, float]:
         return {"scale": self.scale, "zero_point": self.zero_point, "bits": self.bits}
 
 
@@ -145,7 +172,13 @@ class QLayer:
     table: np.ndarray | None = None
     const: np.ndarray | None = None
     const_encoding: Encoding | None = None
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def weight_codes(self) -> tuple[np.ndarray, int]:
+        """The integer weights and their bits, which every weighted layer has."""
+        if self.weights is None or self.weight_bits is None:
+            raise ValueError(f"layer `{self.name}` ({self.kind}) has no integer weights")
+        return self.weights, self.weight_bits
 
 
 # ------------------------------------------------------------------ layout
@@ -170,14 +203,15 @@ def int_axis(axis: int, rank: int) -> int:
 _KERNELS: Any = None
 
 
-def kernel(name: str, layer: str | None = None) -> Callable:
+def kernel(name: str, layer: str | None = None) -> Callable[..., np.ndarray]:
     """The integer kernel registered under ``name`` (`alls.runtime.kernels.get_kernel`), loaded on first use."""
     global _KERNELS
     if _KERNELS is None:
         from alls.runtime import kernels
 
         _KERNELS = kernels
-    return _KERNELS.get_kernel(name, layer)
+    found: Callable[..., np.ndarray] = _KERNELS.get_kernel(name, layer)
+    return found
 
 
 # ----------------------------------------------------- shared quantization
@@ -188,7 +222,7 @@ def rescale(source: Encoding, out: Encoding, lo: int | None = None, hi: int | No
     return nx.requant([source.scale / out.scale], nx.activation_max(source.bits), out.zero_point, out.bits, lo, hi)
 
 
-def quantize_max(layer, x: Encoding, out: Encoding, lo: int, hi: int) -> QLayer:
+def quantize_max(layer: Layer, x: Encoding, out: Encoding, lo: int, hi: int) -> QLayer:
     """A max over codes (maxpool, reduce_max): the codes move as they are when the encoding and the
     clamp leave them unchanged, else one rescale (N25)."""
     keep = x == out and (lo, hi) == (0, nx.activation_max(out.bits))
@@ -200,6 +234,6 @@ def requantize_if(x: np.ndarray, q: QLayer, zero_point: int) -> np.ndarray:
     return x if q.rq is None else kernel("requantize")(x, q.rq, zero_point=zero_point)
 
 
-def quantize_passthrough(layer, lp, stats, enc, params) -> QLayer:
+def quantize_passthrough(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Encodings, params: Params) -> QLayer:
     x, out = enc[layer.inputs[0]], enc[layer.name]
     return QLayer(layer.name, layer.kind, out, rq=None if x == out else rescale(x, out))

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from alls.graph import Layer
-from alls.runtime.ops.base import NHWC_AXIS, Op, QLayer, kernel, rescale
+from alls.plan import LayerPlan
+from alls.runtime.ops.base import Encodings, NHWC_AXIS, Op, Params, QLayer, StatsByName, kernel, rescale
 
 __all__ = ["OPS"]
 
 
-def _quantize(layer, lp, stats, enc, params) -> QLayer:
+def _quantize(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Encodings, params: Params) -> QLayer:
     out = enc[layer.name]
     return QLayer(layer.name, layer.kind, out, rq=[rescale(enc[i], out) for i in layer.inputs])
 
 
-def _run_int(layer: Layer, q: QLayer, xs, enc):
+def _run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
     axis = layer.attrs["axis"]
     rank = xs[0].ndim
     axis = NHWC_AXIS[axis % 4] if rank == 4 else axis % rank

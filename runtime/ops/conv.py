@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from alls.runtime.ops.base import kernel
+from alls.graph import Layer
+from alls.runtime import numerics as nx
+from alls.runtime.ops.base import Params, QLayer, kernel
 from alls.runtime.ops.weighted import kernel_weights, weighted_op
+
+if TYPE_CHECKING:
+    from alls.runtime.kernels import ConvWeights
 
 __all__ = ["conv2d", "pad2d", "windows", "geometry", "OPS"]
 
@@ -21,7 +27,7 @@ def pad2d(x: Array, pads: tuple[int, ...], value: float = 0.0) -> Array:
     return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
 
 
-def windows(x: Array, kernel, strides, dilations) -> Array:
+def windows(x: Array, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]) -> Array:
     """(N, C, Ho, Wo, kh, kw) views of a padded NCHW tensor."""
     kh, kw = kernel
     dh, dw = dilations
@@ -29,7 +35,7 @@ def windows(x: Array, kernel, strides, dilations) -> Array:
     return view[:, :, :: strides[0], :: strides[1], ::dh, ::dw]
 
 
-def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping, group: int = 1) -> Array:
+def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group: int = 1) -> Array:
     """ONNX Conv in float32: any group, stride, dilation and explicit pads."""
     x = pad2d(x, attrs["pads"])
     n, c = x.shape[:2]
@@ -55,7 +61,7 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping, group: int = 1)
     return out.reshape(n, out_c, ho, wo)
 
 
-def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping) -> Array:
+def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any]) -> Array:
     """Depthwise conv as a sum over the kernel taps (x is already padded)."""
     kh, kw = weight.shape[2:]
     (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
@@ -67,20 +73,22 @@ def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping) -> Array:
                      np.ascontiguousarray(bias, np.float32), sh, sw, dh, dw, ho, wo)
 
 
-def run(layer, xs, p):
+def run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
     return conv2d(xs[0], p["weight"], p["bias"], layer.attrs, layer.attrs.get("group", 1))
 
 
-def geometry(layer) -> dict:
+def geometry(layer: Layer) -> dict[str, tuple[int, ...]]:
     a = layer.attrs
     return {"strides": tuple(a["strides"]), "pads": tuple(a["pads"]), "dilations": tuple(a["dilations"])}
 
 
-def pack(ConvWeights, q, layer):
-    return ConvWeights(q.weights, q.weight_bits, layer.attrs.get("group", 1))
+def pack(ConvWeights: type[ConvWeights], q: QLayer, layer: Layer) -> ConvWeights:
+    weights, bits = q.weight_codes()
+    return ConvWeights(weights, bits, layer.attrs.get("group", 1))
 
 
-def _call(layer, q, x, zx, acc_only, bias=None):
+def _call(layer: Layer, q: QLayer, x: np.ndarray, zx: int, acc_only: bool, bias: nx.Bias | None = None
+          ) -> np.ndarray:
     w = kernel_weights(q, layer, pack)
     if acc_only:
         return kernel("conv_acc")(x, w, bias, zero_point=zx, **geometry(layer))

@@ -3,20 +3,26 @@ deconv kernel (N22)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from alls.graph import Layer
+from alls.runtime import numerics as nx
 from alls.runtime.ops import conv
-from alls.runtime.ops.base import kernel
+from alls.runtime.ops.base import Params, QLayer, kernel
 from alls.runtime.ops.weighted import kernel_weights, weighted_op
+
+if TYPE_CHECKING:
+    from alls.runtime.kernels import ConvWeights
 
 __all__ = ["deconv2d", "OPS"]
 
 Array = np.ndarray
 
 
-def deconv2d(x: Array, weight: Array, bias: Array, attrs: Mapping, out_hw: tuple[int, int]) -> Array:
+def deconv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], out_hw: tuple[int, int]) -> Array:
     """ONNX ConvTranspose in float32: scatter each input pixel's kernel, then crop the pads."""
     group = attrs.get("group", 1)
     n, c, h, w = x.shape
@@ -35,21 +41,25 @@ def deconv2d(x: Array, weight: Array, bias: Array, attrs: Mapping, out_hw: tuple
                 full[:, g * og:(g + 1) * og, i * dh: i * dh + (h - 1) * sh + 1: sh,
                      j * dw: j * dw + (w - 1) * sw + 1: sw] += cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
     out = full[:, :, top: top + out_hw[0], left: left + out_hw[1]]
-    return out + bias.reshape(1, -1, 1, 1)
+    y: Array = out + bias.reshape(1, -1, 1, 1)
+    return y
 
 
-def _run(layer, xs, p):
-    return deconv2d(xs[0], p["weight"], p["bias"], layer.attrs, tuple(layer.output_shape[2:]))
+def _run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
+    h, w = layer.output_shape[2:]
+    return deconv2d(xs[0], p["weight"], p["bias"], layer.attrs, (h, w))
 
 
-def _pack(ConvWeights, q, layer):
-    return ConvWeights.from_conv_transpose(q.weights, q.weight_bits, layer.attrs.get("group", 1))
+def _pack(ConvWeights: type[ConvWeights], q: QLayer, layer: Layer) -> ConvWeights:
+    weights, bits = q.weight_codes()
+    return ConvWeights.from_conv_transpose(weights, bits, layer.attrs.get("group", 1))
 
 
-def _call(layer, q, x, zx, acc_only, bias=None):
+def _call(layer: Layer, q: QLayer, x: np.ndarray, zx: int, acc_only: bool, bias: nx.Bias | None = None
+          ) -> np.ndarray:
     w = kernel_weights(q, layer, _pack)
     geometry = conv.geometry(layer)
-    kh, kw = q.weights.shape[2:]
+    kh, kw = q.weight_codes()[0].shape[2:]
     full = [(x.shape[1 + i] - 1) * geometry["strides"][i] + (k - 1) * geometry["dilations"][i] + 1
             - geometry["pads"][i] - geometry["pads"][i + 2] for i, k in enumerate((kh, kw))]
     geometry["output_padding"] = tuple(int(o - f) for o, f in zip(layer.output_shape[2:], full))

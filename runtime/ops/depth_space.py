@@ -3,10 +3,12 @@ codes move, so the encoding is kept (N34)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from alls.graph import Layer
-from alls.runtime.ops.base import Op, QLayer, kernel, quantize_passthrough, requantize_if
+from alls.runtime.ops.base import Encodings, Op, QLayer, kernel, quantize_passthrough, requantize_if
 
 __all__ = ["depth_to_space", "space_to_depth", "OPS"]
 
@@ -30,13 +32,13 @@ def space_to_depth(x: np.ndarray, blocksize: int) -> np.ndarray:
     return np.ascontiguousarray(y).reshape(n, c * b * b, h // b, w // b)
 
 
-def _d2s_int(layer: Layer, q: QLayer, xs, enc):
+def _d2s_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
     a = layer.attrs
     y = kernel("depth_to_space")(xs[0], blocksize=a["blocksize"], mode=a["mode"])
     return requantize_if(y, q, enc[layer.inputs[0]].zero_point)
 
 
-def _s2d_int(layer: Layer, q: QLayer, xs, enc):
+def _s2d_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
     y = kernel("space_to_depth")(xs[0], blocksize=layer.attrs["blocksize"])
     return requantize_if(y, q, enc[layer.inputs[0]].zero_point)
 

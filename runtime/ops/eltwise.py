@@ -3,18 +3,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 from alls.graph import Layer, per_channel
+from alls.plan import LayerPlan
 from alls.runtime import numerics as nx
 from alls.runtime.ops.activation import clamp, finish, table, table_target
-from alls.runtime.ops.base import CONST_BITS, Encoding, Op, QLayer, kernel, to_nhwc, to_onnx
+from alls.runtime.ops.base import (CONST_BITS, Encoding, Encodings, Op, Params, QLayer, StatsByName, kernel,
+    to_nhwc, to_onnx)
 
 __all__ = ["OPS"]
 
+Operand = tuple[np.ndarray, int]  # a tensor and its zero point
 
-def _float(op):
-    def run(layer, xs, p):
+
+def _float(op: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
+    def run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
         if len(xs) == 2:
             return op(xs[0], xs[1])
         const = p["const"]
@@ -22,7 +28,7 @@ def _float(op):
     return run
 
 
-def _quantize(layer: Layer, lp, stats, enc, params) -> QLayer:
+def _quantize(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Encodings, params: Params) -> QLayer:
     out = enc[layer.name]
     pre = table_target(layer, lp, stats, out)
     target = pre or out
@@ -35,6 +41,7 @@ def _quantize(layer: Layer, lp, stats, enc, params) -> QLayer:
         c = np.asarray(params["const"], np.float32)
         const_enc = Encoding.from_range(float(c.min()), float(c.max()), CONST_BITS)
         const, b = const_enc.quantize(c), const_enc
+    rq: nx.Requant | nx.AddRequant
     if layer.kind == "ew_mult":
         rq = nx.mul_requant(a.scale, b.scale, target.scale, target.zero_point, a.bits, b.bits, target.bits, lo, hi)
     else:
@@ -46,7 +53,7 @@ def _quantize(layer: Layer, lp, stats, enc, params) -> QLayer:
     return QLayer(layer.name, layer.kind, out, pre, rq=rq, table=lut, const=const, const_encoding=const_enc)
 
 
-def _operands(layer: Layer, q: QLayer, xs, enc):
+def _operands(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> tuple[Operand, Operand]:
     """The two operands (tensors, or a tensor and the quantized constant) and their zero points."""
     a, za = xs[0], enc[layer.inputs[0]].zero_point
     if len(xs) == 2:
@@ -55,17 +62,18 @@ def _operands(layer: Layer, q: QLayer, xs, enc):
             full = np.broadcast_shapes(a.shape, b.shape)
             a, b = np.ascontiguousarray(np.broadcast_to(a, full)), np.ascontiguousarray(np.broadcast_to(b, full))
         return (a, za), (b, zb)
-    const = q.const
+    const, const_encoding = q.const, q.const_encoding
+    assert const is not None and const_encoding is not None, "a one-input eltwise layer has its constant"
     onnx_shape = to_onnx(a).shape
     if per_channel(const, onnx_shape[1] if len(onnx_shape) > 1 else 1, onnx_shape):
         b = np.ascontiguousarray(np.broadcast_to(const.reshape(-1), (a.shape[-1],)))  # one value per channel
     else:  # a full constant tensor in ONNX layout
         b = to_nhwc(np.ascontiguousarray(np.broadcast_to(const, onnx_shape)))
-    pair = ((a, za), (b, q.const_encoding.zero_point))
-    return pair[::-1] if layer.attrs.get("const_first") else pair
+    pair = ((a, za), (b, const_encoding.zero_point))
+    return (pair[1], pair[0]) if layer.attrs.get("const_first") else pair
 
 
-def _run_int(layer: Layer, q: QLayer, xs, enc):
+def _run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
     (a, za), (b, zb) = _operands(layer, q, xs, enc)
     return finish(q, kernel(layer.kind)(a, b, q.rq, zero_points=(za, zb)))
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from alls.graph import Layer
-from alls.runtime.ops.base import kernel, to_onnx
+from alls.runtime import numerics as nx
+from alls.runtime.ops.base import Params, QLayer, kernel, to_onnx
 from alls.runtime.ops.conv import pack
 from alls.runtime.ops.weighted import kernel_weights, weighted_op
 
 __all__ = ["OPS"]
 
 
-def _run(layer, xs, p):
+def _run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
     x = xs[0]
     if len(layer.output_shape) == 2 or x.shape[-1] != p["weight"].shape[1]:
         x = x.reshape(x.shape[0], -1)
-    return x @ p["weight"].T + p["bias"]
+    y: np.ndarray = x @ p["weight"].T + p["bias"]
+    return y
 
 
 def _dense_input(layer: Layer, x: np.ndarray) -> np.ndarray:
@@ -28,7 +32,8 @@ def _dense_input(layer: Layer, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(x.shape[0], -1))
 
 
-def _call(layer, q, x, zx, acc_only, bias=None):
+def _call(layer: Layer, q: QLayer, x: np.ndarray, zx: int, acc_only: bool, bias: nx.Bias | None = None
+          ) -> np.ndarray:
     w = kernel_weights(q, layer, pack)
     rows = _dense_input(layer, x)
     y = kernel("fc_acc")(rows, w, bias, zero_point=zx) if acc_only else kernel("fc")(rows, w, q.bias, q.rq,

@@ -3,13 +3,17 @@ changes its bits or forces its range)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 from alls.graph import Layer
-from alls.runtime.ops.base import Op, QLayer, quantize_passthrough, requantize_if
+from alls.runtime.ops.base import Encodings, Op, QLayer, quantize_passthrough, requantize_if
 
 __all__ = ["OPS"]
 
 
-def _run_int(layer: Layer, q: QLayer, xs, enc):
+def _run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
     return requantize_if(xs[0], q, enc[layer.inputs[0]].zero_point)
 
 

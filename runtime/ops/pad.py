@@ -4,23 +4,25 @@ kept (N33)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from alls.graph import Layer
 from alls.runtime import numerics as nx
-from alls.runtime.ops.base import Op, QLayer, int_axis, kernel, quantize_passthrough, requantize_if
+from alls.runtime.ops.base import Encodings, Op, Params, QLayer, int_axis, kernel, quantize_passthrough, requantize_if
 
 __all__ = ["OPS"]
 
 
-def _run(layer, xs, p):
+def _run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
     a = layer.attrs
     if a["mode"] == "constant":
         return np.pad(xs[0], a["pads"], mode="constant", constant_values=np.float32(a["value"]))
     return np.pad(xs[0], a["pads"], mode=a["mode"])
 
 
-def _run_int(layer: Layer, q: QLayer, xs, enc):
+def _run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
     x, source = xs[0], enc[layer.inputs[0]]
     pads = [(0, 0)] * x.ndim
     for axis, pair in enumerate(layer.attrs["pads"]):

@@ -3,14 +3,16 @@ count_include_pad; in integers a max that keeps the encoding, or a sum requantiz
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from alls.graph import Layer
+from alls.plan import LayerPlan
 from alls.runtime import numerics as nx
 from alls.runtime.ops.activation import clamp
-from alls.runtime.ops.base import Op, QLayer, kernel, quantize_max, requantize_if
+from alls.runtime.ops.base import Encodings, Op, Params, QLayer, StatsByName, kernel, quantize_max, requantize_if
 from alls.runtime.ops.conv import windows
 
 __all__ = ["pool2d", "OPS"]
@@ -18,10 +20,11 @@ __all__ = ["pool2d", "OPS"]
 Array = np.ndarray
 
 
-def pool2d(x: Array, attrs: Mapping, kind: str, out_hw: tuple[int, int]) -> Array:
+def pool2d(x: Array, attrs: Mapping[str, Any], kind: str, out_hw: tuple[int, int]) -> Array:
     """Max or average pooling with ONNX's pads, ceil_mode and count_include_pad."""
     if attrs.get("global"):
-        return x.max(axis=(2, 3), keepdims=True) if kind == "maxpool" else x.mean(axis=(2, 3), keepdims=True)
+        pooled: Array = x.max(axis=(2, 3), keepdims=True) if kind == "maxpool" else x.mean(axis=(2, 3), keepdims=True)
+        return pooled
     kernel_shape, strides, dilations = attrs["kernel_shape"], attrs["strides"], attrs["dilations"]
     top, left, bottom, right = attrs["pads"]
     ho, wo = out_hw
@@ -34,17 +37,19 @@ def pool2d(x: Array, attrs: Mapping, kind: str, out_hw: tuple[int, int]) -> Arra
     padded = np.pad(x, ((0, 0), (0, 0), (top, bottom + extra_h), (left, right + extra_w)), constant_values=fill)
     win = windows(padded, kernel_shape, strides, dilations)[:, :, :ho, :wo]
     if kind == "maxpool":
-        return win.max(axis=(4, 5))
+        largest: Array = win.max(axis=(4, 5))
+        return largest
     inside = np.zeros((1, 1) + padded.shape[2:], np.float32)
     h_end = x.shape[2] + top + (bottom if attrs.get("count_include_pad") else 0)
     w_end = x.shape[3] + left + (right if attrs.get("count_include_pad") else 0)
     h_start, w_start = (0, 0) if attrs.get("count_include_pad") else (top, left)
     inside[:, :, h_start:h_end, w_start:w_end] = 1
     count = windows(inside, kernel_shape, strides, dilations)[:, :, :ho, :wo].sum(axis=(4, 5))
-    return (win.sum(axis=(4, 5)) / np.maximum(count, 1)).astype(np.float32)
+    mean: Array = (win.sum(axis=(4, 5)) / np.maximum(count, 1)).astype(np.float32)
+    return mean
 
 
-def _quantize(layer, lp, stats, enc, params) -> QLayer:
+def _quantize(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Encodings, params: Params) -> QLayer:
     x, out = enc[layer.inputs[0]], enc[layer.name]
     lo, hi = clamp(layer, out)
     if layer.kind == "maxpool":
@@ -59,7 +64,7 @@ def _quantize(layer, lp, stats, enc, params) -> QLayer:
     return QLayer(layer.name, layer.kind, out, rq=rq)
 
 
-def _run_int(layer: Layer, q: QLayer, xs, enc):
+def _run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
     x, zx = xs[0], enc[layer.inputs[0]].zero_point
     a = layer.attrs
     if layer.kind == "maxpool":

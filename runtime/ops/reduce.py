@@ -7,30 +7,34 @@ one requantization, the mean's 1/κ folded into the multiplier (N36).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 import math
 
 import numpy as np
 
 from alls.graph import Layer
+from alls.plan import LayerPlan
 from alls.runtime import numerics as nx
 from alls.runtime.ops.activation import clamp
-from alls.runtime.ops.base import Op, QLayer, int_axis, kernel, quantize_max, requantize_if, to_onnx
+from alls.runtime.ops.base import (Encodings, Op, Params, QLayer, StatsByName, int_axis, kernel, quantize_max,
+    requantize_if, to_onnx)
 
 __all__ = ["OPS"]
 
-_FLOAT = {"reduce_max": np.max, "reduce_mean": np.mean, "reduce_sum": np.sum}
+_FLOAT: dict[str, Callable[..., np.ndarray]] = {"reduce_max": np.max, "reduce_mean": np.mean, "reduce_sum": np.sum}
 
 
-def _run(layer, xs, p):
+def _run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
     a = layer.attrs
-    return _FLOAT[layer.kind](xs[0], axis=tuple(a["axes"]), keepdims=bool(a["keepdims"])).astype(np.float32)
+    y: np.ndarray = _FLOAT[layer.kind](xs[0], axis=tuple(a["axes"]), keepdims=bool(a["keepdims"])).astype(np.float32)
+    return y
 
 
 def _count(layer: Layer) -> int:
     return math.prod(layer.input_shapes[0][a] for a in layer.attrs["axes"])
 
 
-def _quantize(layer, lp, stats, enc, params) -> QLayer:
+def _quantize(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Encodings, params: Params) -> QLayer:
     x, out = enc[layer.inputs[0]], enc[layer.name]
     lo, hi = clamp(layer, out)
     if layer.kind == "reduce_max":
@@ -49,7 +53,7 @@ def _layout(layer: Layer, y: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(to_onnx(y).reshape((y.shape[0], *layer.output_shape[1:])))
 
 
-def _run_int(layer: Layer, q: QLayer, xs, enc):
+def _run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
     x, zx = xs[0], enc[layer.inputs[0]].zero_point
     axes = [int_axis(a, x.ndim) for a in layer.attrs["axes"]]
     if layer.kind == "reduce_max":

@@ -3,13 +3,15 @@ coordinate_transformation_mode YOLO necks use. Nearest keeps the encoding; bilin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from alls.graph import Layer
+from alls.plan import LayerPlan
 from alls.runtime import numerics as nx
-from alls.runtime.ops.base import Op, QLayer, kernel, requantize_if, rescale
+from alls.runtime.ops.base import Encodings, Op, Params, QLayer, StatsByName, kernel, requantize_if, rescale
 
 __all__ = ["resize2d", "OPS"]
 
@@ -45,7 +47,7 @@ def _nearest(coords: Array, mode: str, size: int) -> Array:
     return np.clip(idx, 0, size - 1).astype(np.int64)
 
 
-def resize2d(x: Array, attrs: Mapping, out_hw: tuple[int, int]) -> Array:
+def resize2d(x: Array, attrs: Mapping[str, Any], out_hw: tuple[int, int]) -> Array:
     """ONNX Resize on H and W: nearest (with its nearest_mode) or bilinear."""
     ctm = attrs.get("coordinate_transformation_mode", "half_pixel")
     h, w = x.shape[2:]
@@ -60,10 +62,11 @@ def resize2d(x: Array, attrs: Mapping, out_hw: tuple[int, int]) -> Array:
     fx = (xs - x0).astype(np.float32).reshape(1, 1, 1, -1)
     top = x[:, :, y0][:, :, :, x0] * (1 - fx) + x[:, :, y0][:, :, :, x1] * fx
     bottom = x[:, :, y1][:, :, :, x0] * (1 - fx) + x[:, :, y1][:, :, :, x1] * fx
-    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+    y: Array = (top * (1 - fy) + bottom * fy).astype(np.float32)
+    return y
 
 
-def _quantize(layer, lp, stats, enc, params) -> QLayer:
+def _quantize(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Encodings, params: Params) -> QLayer:
     x, out = enc[layer.inputs[0]], enc[layer.name]
     if layer.attrs.get("mode") == "nearest":
         return QLayer(layer.name, layer.kind, out, rq=None if x == out else rescale(x, out))
@@ -71,7 +74,7 @@ def _quantize(layer, lp, stats, enc, params) -> QLayer:
                                                                       out.bits))
 
 
-def _run_int(layer: Layer, q: QLayer, xs, enc):
+def _run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
     x, zx = xs[0], enc[layer.inputs[0]].zero_point
     a = layer.attrs
     size = tuple(layer.output_shape[2:])

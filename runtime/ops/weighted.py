@@ -6,17 +6,32 @@ and the integer run around each kind's kernel.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from alls.graph import Layer
-from alls.plan import Clipping
+from alls.plan import Clipping, LayerPlan
 from alls.runtime import numerics as nx
 from alls.runtime.ops.activation import clamp, finish, table, table_target
-from alls.runtime.ops.base import Encoding, Op, QLayer
+from alls.runtime.ops.base import Encoding, Encodings, Op, Params, QLayer, StatsByName
+
+if TYPE_CHECKING:
+    from alls.runtime.kernels import ConvWeights
 
 __all__ = ["quantize_weights", "fan_in", "rebias", "quantize_weighted", "kernel_weights", "weighted_op"]
+
+# pack(ConvWeights, q, layer): a layer's kernel weights, the class passed in so that the kernels
+# (and Numba) load only when a layer first runs.
+Pack = Callable[[type["ConvWeights"], QLayer, Layer], "ConvWeights"]
+
+
+class Call(Protocol):
+    """A weighted layer's kernel run: to requantized outputs, or (``acc_only``) to its accumulators with ``bias``."""
+
+    def __call__(self, layer: Layer, q: QLayer, x: np.ndarray, zx: int, acc_only: bool,
+                 bias: nx.Bias | None = None, /) -> np.ndarray: ...
 
 
 def _out_channel_view(weight: np.ndarray, kind: str, group: int) -> np.ndarray:
@@ -24,7 +39,8 @@ def _out_channel_view(weight: np.ndarray, kind: str, group: int) -> np.ndarray:
     if kind == "deconv":  # (C_in, C_out/g, kh, kw)
         ci, og = weight.shape[:2]
         w = weight.reshape(group, ci // group, og, -1).transpose(0, 2, 1, 3)
-        return w.reshape(group * og, -1)
+        rows: np.ndarray = w.reshape(group * og, -1)
+        return rows
     return weight.reshape(weight.shape[0], -1)
 
 
@@ -50,8 +66,9 @@ def _threshold(w: np.ndarray, bits: int, clip: Clipping | None) -> float:
         return float(magnitude.max(initial=0.0))
     if clip.mode in ("mmse", "mmse_if4b"):
         return _mmse_threshold(w, bits)
+    assert clip.values is not None, f"`{clip.mode}` clipping has its values (the checker asks for them)"
     if clip.mode == "manual":
-        return max(abs(clip.values[0]), abs(clip.values[1]))
+        return float(max(abs(clip.values[0]), abs(clip.values[1])))
     return float(np.percentile(magnitude, clip.values[1]))  # percentile: the upper percentile of |w|
 
 
@@ -79,7 +96,7 @@ def quantize_weights(weight: np.ndarray, kind: str, group: int, bits: int, group
 def fan_in(layer: Layer, weights: np.ndarray) -> int:
     """K of (N8): C_in/group·KH·KW for a conv (and a deconv's conv equivalent), C_in for a dense layer."""
     if layer.kind == "deconv":
-        return (weights.shape[0] // layer.attrs.get("group", 1)) * weights.shape[2] * weights.shape[3]
+        return int((weights.shape[0] // layer.attrs.get("group", 1)) * weights.shape[2] * weights.shape[3])
     return int(np.prod(weights.shape[1:]))
 
 
@@ -88,12 +105,13 @@ def rebias(q: QLayer, layer: Layer, x: Encoding, bias: nx.Bias) -> None:
     requantization, whose bound (N8) grows with the bias; the clamp stays as it was."""
     acc_scale = x.scale * np.asarray(q.weight_scale, np.float64)
     old, target = q.rq, q.pre or q.out
-    bound = nx.value_bound(fan_in(layer, q.weights), x.bits, q.weight_bits, bias.max_abs())
+    weights, weight_bits = q.weight_codes()
+    bound = nx.value_bound(fan_in(layer, weights), x.bits, weight_bits, bias.max_abs())
     q.bias = bias
     q.rq = nx.requant(acc_scale / target.scale, bound, old.zero_point, old.bits, old.lo, old.hi)
 
 
-def quantize_weighted(layer: Layer, lp, stats, enc, params) -> QLayer:
+def quantize_weighted(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Encodings, params: Params) -> QLayer:
     x = enc[layer.inputs[0]]
     out = enc[layer.name]
     if layer.kind == "batch_norm":
@@ -117,7 +135,7 @@ def quantize_weighted(layer: Layer, lp, stats, enc, params) -> QLayer:
                   info={"bias_error_max": float(lost.max(initial=0.0)), "bias_exponent": b.exponent})
 
 
-def kernel_weights(q: QLayer, layer: Layer, pack: Callable):
+def kernel_weights(q: QLayer, layer: Layer, pack: Pack) -> ConvWeights:
     """The kernel's packed weights (`ConvWeights`), made once per layer by ``pack(ConvWeights, q, layer)``."""
     cached = q.info.get("_kernel_weights")
     if cached is None:
@@ -125,16 +143,18 @@ def kernel_weights(q: QLayer, layer: Layer, pack: Callable):
 
         cached = pack(ConvWeights, q, layer)
         q.info["_kernel_weights"] = cached
-    return cached
+    packed: ConvWeights = cached
+    return packed
 
 
-def weighted_op(kind: str, run: Callable, call: Callable) -> Op:
+def weighted_op(kind: str, run: Callable[..., np.ndarray], call: Call) -> Op:
     """An `Op` for a kind that accumulates: ``call(layer, q, x, zero_point, acc_only, bias)`` runs its
     kernel, to requantized outputs or (``acc_only``) to its accumulators with ``bias``."""
-    def run_int(layer: Layer, q: QLayer, xs, enc):
+    def run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
         return finish(q, call(layer, q, xs[0], enc[layer.inputs[0]].zero_point, False))
 
-    def accumulate(layer: Layer, q: QLayer, x, zero_point: int, bias=None):
+    def accumulate(layer: Layer, q: QLayer, x: np.ndarray, zero_point: int, bias: nx.Bias | None = None
+                   ) -> np.ndarray:
         return call(layer, q, x, zero_point, True, bias)
 
     return Op(kind, run, quantize_weighted, run_int, accumulate=accumulate)

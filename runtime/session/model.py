@@ -24,7 +24,7 @@ from alls.graph import Graph
 from alls.plan import Plan
 from alls.runtime import numerics as nx
 from alls.runtime.exec.quantize import Encoding, QLayer
-from alls.runtime.exec.threads import blas_limited
+from alls.runtime.exec.threads import runtime_call
 
 __all__ = ["QuantizedModel", "Result", "TARGETS", "FORMAT", "VERSION", "load"]
 
@@ -72,6 +72,7 @@ class QuantizedModel:
         self.model_bytes, self.input_shapes = model_bytes, input_shapes
         self.script, self.script_name = script, script_name
         self.report = dict(report or {})
+        self.threads: int | None = None  # the most threads its runs use (None: every core)
 
     # --------------------------------------------------------------- encodings
 
@@ -102,9 +103,10 @@ class QuantizedModel:
                 raise AllsError.of("ALS505", f"raw input `{name.rsplit('/', 1)[-1]}` must be {want}, not {codes.dtype}")
         return feeds
 
-    @blas_limited
+    @runtime_call
     def run(self, x, target: str = "numeric", keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,
-            layout: str = "nhwc", raw: bool = False, batch_size: int = 64, raw_out: bool = False) -> Result:
+            layout: str = "nhwc", raw: bool = False, batch_size: int = 64, raw_out: bool = False,
+            threads: int | None = None) -> Result:
         """Run the model on images ``x`` ((N,H,W,C) for layout "nhwc", or a dict per input).
 
         ``target`` is "native" (the float graph as imported), "fp_optimized"
@@ -114,7 +116,8 @@ class QuantizedModel:
         every layer). ``raw`` takes integer codes as a device stream would.
         Outputs and taps come back in ``layout`` (4-D tensors) and float, or,
         with ``raw_out`` (numeric target only), as integer codes with their
-        encodings in ``Result.encodings``.
+        encodings in ``Result.encodings``. ``threads``: the most threads the run uses (None: the model's
+        ``threads``, else every core); the results are the same for any count.
         """
         from alls.runtime.exec.emulator import run_numeric
         from alls.runtime.exec.native import run_float

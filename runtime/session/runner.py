@@ -34,7 +34,7 @@ from alls.progress import Progress
 from alls.runtime.exec.calibration import calibrate, check_data, input_arrays, normalize
 from alls.runtime.session.model import QuantizedModel, Result
 from alls.runtime.exec.quantize import check_supported, quantize
-from alls.runtime.exec.threads import blas_limited
+from alls.runtime.exec.threads import check_threads, runtime_call
 
 __all__ = ["Runner", "estimate_memory", "available_memory"]
 
@@ -75,7 +75,7 @@ def _check_images(plan: alls.Plan, feeds: dict[str, np.ndarray]) -> None:
     from alls.runtime.algorithms.finetune import images_needed
 
     for algo, needed in images_needed(plan).items():
-        for name, data in feeds.items():
+        for data in feeds.values():
             given = data.shape[0]
             if needed > given:
                 raise AllsError.of("ALS508", f"{algo} asks for {needed} images (dataset_size) but was given {given}",
@@ -133,15 +133,17 @@ class Runner:
     """A model, a script, and what quantizing it made."""
 
     def __init__(self, model, input_shapes=None, name: str | None = None, progress: bool | None = None,
-                 start_nodes=(), end_nodes=(), *, limits: alls.Limits | None = None):
+                 start_nodes=(), end_nodes=(), *, limits: alls.Limits | None = None, threads: int | None = None):
         """``progress``: show progress and the plan's advice on standard error (True), never (False), or as
         `alls.progress.configure` says (None: on unless the command line's --quiet). ``input_shapes``,
         ``name``, ``start_nodes``, ``end_nodes`` and ``limits`` as `alls.load_model` takes them (the cut is
-        kept in the quantized file; external weights are embedded in it)."""
+        kept in the quantized file; external weights are embedded in it). ``threads``: the most threads its
+        calls and its quantized model's runs use (None: every core; docs/performance.md, Threads)."""
         import onnx
 
         from alls.limits import check_limits
 
+        self.threads = check_threads(threads)
         self.progress = progress
         self.limits = check_limits(limits)
         if isinstance(model, (str, os.PathLike)):
@@ -179,11 +181,12 @@ class Runner:
         self.script, self.script_name, self.plan = parsed.source, parsed.filename, plan
         return plan
 
-    @blas_limited
+    @runtime_call
     def quantize(self, calib, batch_size: int | None = None, calib_num_batch: int | None = None,
                  layout: str = "nhwc", progress: bool | None = None, *, equalize: bool | None = None,
-                 ibc: bool | None = None, finetune: bool | None = None) -> QuantizedModel:
-        """Calibrate on ``calib`` and quantize by the script's plan.
+                 ibc: bool | None = None, finetune: bool | None = None, threads: int | None = None) -> QuantizedModel:
+        """Calibrate on ``calib`` and quantize by the script's plan (on at most ``threads`` threads; None: the
+        Runner's).
 
         ``calib`` is (N, H, W, C) images as Hailo's run_quantization_from_np
         takes them (``layout="nchw"`` for (N, C, H, W)), or a dict per input.
@@ -226,6 +229,7 @@ class Runner:
                   "warnings": [{"code": d.code, "message": d.message, "help": d.help} for d in warnings]}
         self.quantized = QuantizedModel(self.graph, plan, layers, params, self.model_bytes, self.input_shapes,
                                         script, self.script_name, report)
+        self.quantized.threads = self.threads
         self.warnings = warnings
         return self.quantized
 

@@ -124,7 +124,7 @@ def _blamed(qmodel, data, layout: str, progress) -> tuple[str, ...]:
     return tuple(r.name for r in result.layers if qmodel.graph[r.name].kind in WEIGHTED_KINDS)[:3]
 
 
-def tune(runner_factory: Callable[[], "alls.runtime.Runner"], calib, data, labels=None, base: str | alls.Script = "",
+def tune(runner_factory: Callable[[], alls.runtime.Runner], calib, data, labels=None, base: str | alls.Script = "",
          layout: str = "nhwc", on_step: Callable[[Step], None] | None = None,
          progress: bool | None = None) -> list[Step]:
     """Run the flow from ``base`` (script text, or a parsed `Script` whose errors then point into its file);

@@ -445,7 +445,6 @@ def main(argv=None):
     ap.add_argument("--out", default=HERE, help="output directory (default: this folder)")
     ap.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
     args = ap.parse_args(argv)
-    import onnx
 
     x_tr, y_tr, x_te, y_te = load_data()
     print(f"train {x_tr.shape[0]} images, test {x_te.shape[0]} images")

@@ -87,7 +87,7 @@ def build(name: str, batch: int, threads: int, rng: np.random.Generator):
         w = rng.integers(-w_lim, w_lim + 1, (c_out, c_in)).astype(np.int8)
         x = rng.integers(0, 256, (batch, c_in)).astype(np.uint8)
         weights = ConvWeights(w, 8)
-        weights.pairs  # packed once, as at quantization time
+        _ = weights.pairs  # packed once, as at quantization time
         rq = nm.requant([X_SCALE * W_SCALE / Y_SCALE], nm.value_bound(c_in, 8, 8), ZY)
         fc = get_kernel("fc")
 
@@ -106,7 +106,7 @@ def build(name: str, batch: int, threads: int, rng: np.random.Generator):
     x = rng.integers(0, 256, (batch, 56, 56, c_in)).astype(np.uint8)
     x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     weights = ConvWeights(w, 8, group)
-    weights.pairs if group == 1 else weights.taps_padded  # packed once, as at quantization time
+    _ = weights.pairs if group == 1 else weights.taps_padded  # packed once, as at quantization time
     bound = nm.value_bound(weights.fan_in, 8, 8, bias.max_abs())
     rq = nm.requant(np.full(c_out, X_SCALE * W_SCALE / Y_SCALE), bound, ZY)
     op = get_kernel("dw" if group > 1 else "conv")
@@ -199,8 +199,8 @@ def main() -> int:
                 print(f"{name:<22} b{batch} t{threads}: ours {t_ours * 1e3:8.3f} ms  ort {t_ort * 1e3:8.3f} ms  "
                       f"ratio {ratio:5.2f}{flag}", flush=True)
 
-    print(f"\n| layer | batch | threads | ours ms | ORT ms | ours GMAC/s | ORT GMAC/s | speed ours/ORT | target "
-          f"| max abs diff |")
+    print("\n| layer | batch | threads | ours ms | ORT ms | ours GMAC/s | ORT GMAC/s | speed ours/ORT | target "
+          "| max abs diff |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, batch, threads, t_ours, t_ort, macs, delta in rows:
         print(f"| {name} | {batch} | {threads} | {t_ours * 1e3:.3f} | {t_ort * 1e3:.3f} | {macs / t_ours / 1e9:.1f} | "

@@ -27,17 +27,17 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import logging  # noqa: E402
+import logging
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 logging.getLogger().setLevel(logging.ERROR)  # quantize_static's advice to pre-process
 try:
@@ -50,7 +50,6 @@ except ImportError:
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import alls  # noqa: E402
 from alls.runtime.analysis.metrics import cosine  # noqa: E402
 from alls.runtime.session.runner import Runner  # noqa: E402
 
@@ -144,8 +143,8 @@ def bench(name: str, model_path: Path, shape, calib: np.ndarray, images: np.ndar
         int8 = session(qdq, threads, optimized=True)
         fake = session(qdq, threads, optimized=False)
         t_alls = median_time(lambda: qmodel.run(images, target="numeric"), args.repeat)
-        t_int8 = median_time(lambda: int8.run(None, {input_name: x_nchw}), args.repeat)
-        t_fake = median_time(lambda: fake.run(None, {input_name: x_nchw}), args.repeat)
+        t_int8 = median_time(lambda: int8.run(None, {input_name: x_nchw}), args.repeat)  # noqa: B023 (timed at once)
+        t_fake = median_time(lambda: fake.run(None, {input_name: x_nchw}), args.repeat)  # noqa: B023 (timed at once)
         print(f"  {threads} thread{'s' if threads > 1 else ''}: alls numeric {t_alls * 1e3:8.1f} ms   "
               f"ort int8 {t_int8 * 1e3:8.1f} ms ({t_alls / t_int8:.2f}x its time)   "
               f"ort fake-quant {t_fake * 1e3:8.1f} ms ({t_alls / t_fake:.2f}x its time)")

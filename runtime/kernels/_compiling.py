@@ -1,0 +1,63 @@
+"""A line on standard error while the runtime's kernels compile: on first use, once per machine.
+
+Numba compiles a kernel on its first call with a new signature and caches the machine code on disk
+(``cache=True``), so only a first run, or the first run after an upgrade, compiles. Inside a runtime
+call (`alls.runtime.exec.threads.runtime_call`), a listener on Numba's ``numba:compile`` event writes
+one line when the first of the runtime's kernels starts compiling and one when each finishes, through
+`alls.progress.note` (so the command line's ``--quiet``, or the call's ``progress=False``, silences
+them):
+
+    compiling the integer kernels on first use (tens of seconds, once; cached afterwards)
+    compiling the integer kernels (conv_fast in 6.2 s)
+
+Kernels loaded from the cache fire no event. The listener is installed for the call and removed
+after it; other Numba code of the host is not reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from numba.core import event
+
+from alls.progress import note
+
+__all__ = ["compile_notes"]
+
+_PACKAGE = "alls.runtime."
+_announced = [False]
+
+
+class _Notes(event.Listener):
+    """Times the outermost compilation of each of the runtime's kernels (those it inlines count in it)."""
+
+    def __init__(self, progress: bool | None) -> None:
+        self.depth, self.began, self.name, self.progress = 0, 0.0, "", progress
+
+    def on_start(self, ev: Any) -> None:
+        self.depth += 1
+        if self.depth > 1:
+            return
+        func = ev.data["dispatcher"].py_func
+        self.name = func.__name__ if func.__module__.startswith(_PACKAGE) else ""
+        self.began = time.perf_counter()
+        if self.name and not _announced[0]:
+            _announced[0] = True
+            note("compiling the integer kernels on first use (tens of seconds, once; cached afterwards)", self.progress)
+
+    def on_end(self, ev: Any) -> None:
+        self.depth -= 1
+        if self.depth == 0 and self.name:
+            note(f"compiling the integer kernels ({self.name} in {time.perf_counter() - self.began:.1f} s)",
+                 self.progress)
+
+
+@contextlib.contextmanager
+def compile_notes(progress: bool | None = None) -> Iterator[None]:
+    """Report the runtime's kernels compiling inside the block (see the module's text); ``progress`` as
+    `alls.progress.note` takes it (None: the default, which ``--quiet`` turns off)."""
+    with event.install_listener("numba:compile", _Notes(progress)):
+        yield

@@ -1,0 +1,238 @@
+"""Threads: the runtime's thread count is honoured, scoped to its calls and put back; the results are the
+same bit for bit on any count; a bad count is a coded error; the per-call choice keeps to one thread where
+more lose (driven with made-up times: no timing here)."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hostile import model
+from onnx import helper
+
+from alls.diagnostics import AllsError
+from alls.runtime import Runner, using_threads
+from alls.runtime.kernels import ConvWeights, _parallel, conv
+from alls.runtime.kernels.conv import conv_fast
+from alls.runtime.numerics import requant
+
+POOL = numba.config.NUMBA_NUM_THREADS
+needs_two = pytest.mark.skipif(POOL < 2, reason="Numba's pool has one thread (NUMBA_NUM_THREADS or one core)")
+
+
+def _weights(c_out, c_in, seed):
+    return np.random.default_rng(seed).normal(0, 0.1, (c_out, c_in, 3, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def qmodel():
+    """Two convs with work enough (batch 4 at 24x24, 24 channels) to run on several threads."""
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    proto = model(nodes, {"w1": _weights(24, 3, 0), "w2": _weights(24, 24, 1)}, inputs={"x": (1, 3, 24, 24)})
+    runner = Runner(proto)
+    runner.load_script("model_optimization_config(calibration, batch_size=4, calibset_size=8)\n")
+    x = np.random.default_rng(2).uniform(0, 1, (8, 24, 24, 3)).astype(np.float32)
+    return runner.quantize(x, progress=False), x
+
+
+@pytest.fixture
+def seen(monkeypatch):
+    """The Numba thread count inside every parallel kernel call, and the count asked for."""
+    calls = []
+    original = _parallel._on
+
+    def on(threads, kernel, args):
+        def spy(*a):
+            calls.append((threads, numba.get_num_threads()))
+            return kernel(*a)
+        return original(threads, spy, args)
+
+    monkeypatch.setattr(_parallel, "_on", on)
+    return calls
+
+
+@pytest.fixture
+def most_threads_always(monkeypatch):
+    """Every call that may use several threads uses them all (the measured choice set aside)."""
+    monkeypatch.setattr(_parallel, "_pick", lambda site, most: most)
+
+
+def test_the_count_is_honoured_and_put_back(qmodel, seen, most_threads_always):
+    model_, x = qmodel
+    host = numba.get_num_threads()
+    model_.run(x, threads=1)
+    assert seen and all(inside == 1 for _, inside in seen)
+    assert numba.get_num_threads() == host and _parallel.scoped() is None
+    if POOL >= 2:
+        seen.clear()
+        numba.set_num_threads(1)
+        try:
+            model_.run(x, threads=2)
+            assert numba.get_num_threads() == 1  # the host's count, not the call's
+        finally:
+            numba.set_num_threads(host)
+        assert max(inside for _, inside in seen) == 2 and all(asked == inside for asked, inside in seen)
+
+
+def test_the_model_and_runner_counts_and_the_block_apply(qmodel, seen, most_threads_always):
+    model_, x = qmodel
+    model_.threads = 1
+    try:
+        model_.run(x)
+    finally:
+        model_.threads = None
+    assert seen and all(inside == 1 for _, inside in seen)
+    seen.clear()
+    with using_threads(1):
+        model_.run(x)
+    assert seen and all(inside == 1 for _, inside in seen)
+
+
+def test_the_count_is_put_back_after_an_error(qmodel):
+    model_, x = qmodel
+    host = numba.get_num_threads()
+    with pytest.raises(AllsError):
+        model_.run(x, target="nowhere", threads=1)
+    assert numba.get_num_threads() == host and _parallel.scoped() is None
+
+
+@needs_two
+def test_integer_results_are_bit_identical_on_one_and_two_threads(qmodel, most_threads_always):
+    model_, x = qmodel
+    one = model_.run(x, raw_out=True, taps="all", threads=1)
+    two = model_.run(x, raw_out=True, taps="all", threads=2)
+    for name in one.outputs:
+        assert np.array_equal(one.outputs[name], two.outputs[name])
+    for name in one.taps:
+        assert np.array_equal(one.taps[name], two.taps[name]), name
+
+
+@pytest.mark.parametrize("parts", [2, 3, 5])
+def test_a_conv_split_over_channel_blocks_gives_the_same_codes(parts, monkeypatch):
+    """Few rows, many channels: the conv's parallel axis is its channel blocks; every split gives the same codes."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (1, 3, 3, 40), dtype=np.uint8)
+    weights = ConvWeights(rng.integers(-127, 128, (70, 20, 3, 3)), 8, group=2)
+    rq = requant(np.full(70, 0.002), 255 * 127 * 180, 7, 8)
+    whole = conv(x, weights, None, rq, zero_point=9)
+    captured = {}
+    original = _parallel.run
+
+    def split_run(key, work, jobs, kernel, *args):
+        if kernel is conv_fast:
+            args = (*args[:6], np.int64(parts), *args[7:])
+            captured["parts"] = parts
+        return original(key, work, jobs, kernel, *args)
+
+    monkeypatch.setattr(_parallel, "run", split_run)
+    split = conv(x, weights, None, rq, zero_point=9)
+    assert captured["parts"] == parts and np.array_equal(whole, split)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, 2.0, "2", True, 10**6])
+def test_bad_thread_counts_are_coded_errors(qmodel, bad):
+    model_, x = qmodel
+    with pytest.raises(AllsError) as caught:
+        model_.run(x, threads=bad)
+    assert caught.value.diagnostics[0].code == "ALS550"
+    with pytest.raises(AllsError) as caught:
+        with using_threads(bad):
+            pass
+    assert caught.value.diagnostics[0].code == "ALS550"
+    with pytest.raises(AllsError) as caught:
+        Runner(model([helper.make_node("Relu", ["x"], ["y"])]), threads=bad)
+    assert caught.value.diagnostics[0].code == "ALS550"
+
+
+def test_the_command_line_refuses_a_bad_count(tmp_path, capsys):
+    from alls.cli import main
+
+    status = main(["eval", str(tmp_path / "missing.npz"), "--data", str(tmp_path / "x.npy"), "--threads", "0"])
+    out, err = capsys.readouterr()
+    assert status == 2 and "ALS550" in out + err
+
+
+# --------------------------------------------------------------------- the choice
+
+
+def test_small_work_runs_on_one_thread():
+    assert _parallel.choose(_parallel.WORK_PER_THREAD - 1, parts=64, limit=8) == 1
+    assert _parallel.choose(100 * _parallel.WORK_PER_THREAD, parts=3, limit=8) == 3
+    assert _parallel.choose(100 * _parallel.WORK_PER_THREAD, parts=64, limit=2) == 2
+    assert _parallel.split(100 * _parallel.WORK_PER_THREAD, rows=1, blocks=5) == 2 or _parallel.budget() < 2
+
+
+@pytest.fixture
+def idle(monkeypatch):
+    """The machine looks idle: a new site starts on several threads (the worst start where they lose)."""
+    monkeypatch.setattr(_parallel, "busy", lambda: False)
+    yield
+    _parallel.reset()
+
+
+def _drive(single: float, multi: float, calls: int = 300) -> list[int]:
+    """The counts `_pick` chooses at one site over ``calls`` calls that take ``single`` / ``multi`` seconds."""
+    _parallel.reset()
+    site, picks = _parallel._Site(), []
+    for _ in range(calls):
+        threads = _parallel._pick(site, 2)
+        _parallel._record(site, threads, single if threads == 1 else multi)
+        picks.append(threads)
+    return picks
+
+
+@pytest.mark.parametrize("single, multi", [(1.0, 2.6), (1.0, 7.0), (1.0, 1.05)])
+def test_where_two_threads_lose_they_are_seldom_tried(single, multi, idle):
+    picks = _drive(single, multi)
+    assert picks.count(2) <= 6, picks.count(2)
+    cost = sum(single if t == 1 else multi for t in picks) / (single * len(picks))
+    assert cost < 1.08  # within 8% of always choosing one thread, its first call on two included
+    later = _drive(single, multi, 3000)[300:]
+    assert sum(single if t == 1 else multi for t in later) / (single * len(later)) < 1.04
+
+
+@pytest.mark.parametrize("single, multi", [(1.0, 0.55), (1.0, 0.8)])
+def test_where_two_threads_win_they_are_used(single, multi, idle):
+    picks = _drive(single, multi)
+    assert picks.count(1) <= 10
+
+
+def test_the_choice_follows_a_change_of_load(idle):
+    _parallel.reset()
+    site = _parallel._Site()
+    for phase_multi in (0.5, 3.0, 0.5):  # quiet, busy, quiet again
+        picks = []
+        for _ in range(600):
+            threads = _parallel._pick(site, 2)
+            _parallel._record(site, threads, 1.0 if threads == 1 else phase_multi)
+            picks.append(threads)
+        settled = picks[-100:]
+        assert settled.count(2 if phase_multi < 1 else 1) >= 95
+
+
+# ------------------------------------------------------------- compiling notes
+
+
+def _fresh(module: str):
+    """A new Numba function whose module is ``module`` (nothing cached: it compiles on its first call)."""
+    namespace = {"__name__": module}
+    exec("def kernel(x):\n    return x + 1\n", namespace)
+    return numba.njit(namespace["kernel"])
+
+
+def test_a_kernel_compiling_inside_a_runtime_call_says_so(monkeypatch, capsys):
+    from alls.runtime.kernels import _compiling
+
+    monkeypatch.setattr(_compiling, "_announced", [False])
+    with _compiling.compile_notes():
+        _fresh("alls.runtime.kernels.example")(1)
+        _fresh("hosts.own.code")(1)  # the host's own Numba code is not reported
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("compiling the integer kernels on first use")
+    assert len(lines) == 2 and lines[1].startswith("compiling the integer kernels (kernel in ")
+    with _compiling.compile_notes(False):
+        _fresh("alls.runtime.kernels.example")(1)
+    assert capsys.readouterr().err == ""
+    _fresh("alls.runtime.kernels.example")(1)  # outside a runtime call: no listener
+    assert capsys.readouterr().err == ""
