@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["NamingNode", "SLOW_KINDS", "disputed_layers", "hailo_order", "natural_key", "number_layers"]
 
@@ -74,8 +76,9 @@ def hailo_order(nodes: list[NamingNode], branchwise: bool = False) -> tuple[list
         node = by_key[key]
         return natural_key(node.node_name), node.index
 
-    ready = deque(sorted((k for k, w in waiting.items() if w == 0), key=sort_key))
-    merges: deque[str] = deque()
+    first: list[str] = sorted((k for k, w in waiting.items() if w == 0), key=sort_key)
+    ready: deque[str | _Step] = deque(first)
+    merges: deque[str | _Step] = deque()
     order, ties = [], set()
     terminal = _terminal(nodes, inputs, readers) if branchwise else set()
     while ready or merges:
@@ -100,7 +103,8 @@ def hailo_order(nodes: list[NamingNode], branchwise: bool = False) -> tuple[list
     return order, ties
 
 
-def _terminal(nodes, inputs, readers) -> set[str]:
+def _terminal(nodes: list[NamingNode], inputs: dict[str, tuple[str, ...]],
+              readers: dict[str, list[str]]) -> set[str]:
     """The layers after which no merge comes: every layer they lead to reads one layer only."""
     done: set[str] = set()
     for n in reversed(_topological(nodes, inputs)):
@@ -109,7 +113,7 @@ def _terminal(nodes, inputs, readers) -> set[str]:
     return done
 
 
-def _topological(nodes, inputs) -> list[str]:
+def _topological(nodes: list[NamingNode], inputs: dict[str, tuple[str, ...]]) -> list[str]:
     """The keys, each after the layers it reads (depth-first, without recursion)."""
     order, seen = [], set()
     for n in nodes:
@@ -125,7 +129,7 @@ def _topological(nodes, inputs) -> list[str]:
     return order
 
 
-def _branch_by_branch(starts, readers, sort_key) -> list[str]:
+def _branch_by_branch(starts: list[str], readers: dict[str, list[str]], sort_key: Callable[[str], Any]) -> list[str]:
     """Each start and everything after it, one branch whole before the next, readers in name order."""
     order = []
     for start in starts:
@@ -144,7 +148,8 @@ class _Step:
     key: str
 
 
-def _release(key, readers, waiting, inputs, ready, merges, sort_key) -> None:
+def _release(key: str, readers: dict[str, list[str]], waiting: dict[str, int], inputs: dict[str, tuple[str, ...]],
+             ready: deque[str | _Step], merges: deque[str | _Step], sort_key: Callable[[str], Any]) -> None:
     """The readers of ``key`` that it makes ready join the queue (merges apart), in name order."""
     for reader in sorted(readers[key], key=sort_key):
         waiting[reader] -= 1
