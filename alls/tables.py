@@ -44,7 +44,8 @@ def layer_table(graph: Graph) -> str:
     for layer in graph:
         op = layer.op + (f" [{layer.activation}]" if layer.activation and layer.kind != "activation" else "")
         alias = next((a for a in layer.aliases if a != layer.tensors[0]), layer.aliases[0] if layer.aliases else "")
-        name = layer.name + (" *" if layer.name in graph.tie_numbered else "")
+        name = layer.name + (" *" if layer.name in graph.tie_numbered else "") + \
+            (" !" if layer.name in graph.order_disputed else "")
         rows.append((name, alias, op + ("" if layer.supported else "  (unsupported)"),
                      ", ".join(_shape(s) for s in layer.input_shapes) or "-", _shape(layer.output_shape),
                      _shape(layer.weight_shape), f"{layer.macs:,}" if layer.macs else "-"))
@@ -53,8 +54,12 @@ def layer_table(graph: Graph) -> str:
     lines.append(f"\n{len(graph)} layers, {total:,} MACs per image (network `{graph.name}`, opset {graph.opset})")
     if graph.tie_numbered:
         lines.append(f"* {len(graph.tie_numbered)} numbers decided between parallel branches of one kind (counted "
-                     "breadth-first, by ONNX node name): the zoo's configs agree with this order except at "
-                     "yolov8l/x's stride-32 head; see docs/naming.md")
+                     "breadth-first, by ONNX node name); see docs/naming.md")
+    if graph.order_disputed:
+        lines.append(f"! {len(graph.order_disputed)} numbers in the branches that end the network, counted "
+                     "interleaved, as the zoo's configs of YOLOv8n/s/m, -seg, -pose, YOLOv6n and YOLOX count them; its "
+                     "YOLOv8l/x configs count such a head branch by branch, which would renumber these "
+                     "(docs/naming.md)")
     if graph.end_nodes or graph.start_nodes:
         lines.append(f"cut at start nodes {', '.join(graph.start_nodes) or '(the inputs)'}; "
                      f"end nodes {', '.join(graph.end_nodes) or '(the outputs)'}")

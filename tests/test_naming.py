@@ -13,8 +13,10 @@ import re
 import pytest
 
 import alls
-from alls.naming import NamingNode, hailo_order, natural_key, number_layers
-from zoo_models import SSD_START, build_ssd_mobilenet_v1, build_yolov5, build_yolov8, build_yolox_s
+from alls.naming import NamingNode, disputed_layers, hailo_order, natural_key, number_layers
+from zoo_models import (SSD_START, build_ssd_mobilenet_v1, build_yolo11, build_yolov5, build_yolov8, build_yolov10n,
+                        build_yolov6n, build_yolov7_tiny, build_yolox, build_yolox_s, yolov6n_predictions,
+                        yolox_predictions)
 
 ZOO = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "zoo-config"
 SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus" / \
@@ -44,6 +46,57 @@ def test_yolov8_heads_have_the_zoo_names(scale):
 
 
 @needs_zoo
+@pytest.mark.parametrize("scale", ["n", "s", "m", "l", "x"])
+def test_yolo11_heads_have_the_zoo_names(scale):
+    """YOLO11's class branch starts with a depthwise conv: its box branch is counted whole before its
+    class convs (conv49-51, then conv52-54 for n), which rule 5 (a depthwise layer takes two places in
+    the queue) gives; the interleaved order would make the box convs conv52/63/78."""
+    heads = [f"/model.23/{k}.{i}/{k}.{i}.2/Conv" for i in range(3) for k in ("cv2", "cv3")]
+    graph = alls.load_model(build_yolo11(scale, imgsz=64), end_nodes=heads)
+    zoo = decoders(f"yolov11{scale}_nms_config.json", "reg_layer", "cls_layer")
+    assert names(graph, heads) == zoo
+    assert sum(l.kind == "conv" for l in graph) == max(int(n[4:]) for n in zoo)
+    script = (SCRIPTS / f"yolov11{scale}.alls").read_text()
+    assert re.findall(r"change_output_activation\((conv\d+), sigmoid\)", script) == zoo[1::2]
+
+
+@needs_zoo
+def test_yolov6n_predictions_have_the_zoo_names():
+    """YOLOv6n's head: a stem, then class and box convs side by side; the class, box and objectness
+    predictions are consecutive (conv36/37/38), counted breadth-first in the order of their names."""
+    model = build_yolov6n(imgsz=64)
+    predictions = yolov6n_predictions(model)
+    graph = alls.load_model(model, end_nodes=predictions)
+    zoo = decoders("nms_config_yolov6n.json", "cls_layer", "reg_layer", "objectness_layer")
+    assert names(graph, predictions) == zoo
+    assert sum(l.kind == "conv" for l in graph) == 59 and sum(l.kind == "deconv" for l in graph) == 2
+
+
+@needs_zoo
+def test_yolov7_tiny_detection_convs_have_the_zoo_names():
+    """YOLOv7-tiny's detection convs read 3x3 convs that branch off each PAN level beside the
+    stride-2 conv; each is counted before the next ELAN block (conv43, conv51, conv58)."""
+    model = build_yolov7_tiny(imgsz=64)
+    heads = [n.name for n in model.graph.node if n.op_type == "Conv"][-3:]
+    graph = alls.load_model(model, end_nodes=heads)
+    assert names(graph, heads) == decoders("yolov7_tiny_nms_config.json", "encoded_layer")
+    assert sum(l.kind == "conv" for l in graph) == 58
+
+
+@needs_zoo
+def test_yolov10n_with_the_zoo_cut():
+    """YOLOv10n holds depthwise convs in its trunk (SCDown, C2fCIB) and its class branches; cut at the
+    zoo's one-to-one head convs, every head has the zoo's name and the last is the last conv."""
+    network = alls.read_zoo_network(ZOO / "networks" / "yolov10n.yaml")
+    graph = alls.load_model(build_yolov10n(imgsz=64), end_nodes=network.end_nodes)
+    zoo = decoders("yolov10n_nms_config.json", "reg_layer", "cls_layer")
+    assert names(graph, network.end_nodes) == zoo
+    assert sum(l.kind == "conv" for l in graph) == 69
+    script = (SCRIPTS / "yolov10n.alls").read_text()
+    assert re.findall(r"change_output_activation\((conv\d+), sigmoid\)", script) == zoo[1::2]
+
+
+@needs_zoo
 @pytest.mark.parametrize("scale", ["l", "x"])
 def test_yolov8_large_heads_match_but_for_the_stride32_box_conv(scale):
     """The l/x configs number the stride-32 box branch before the class branch (conv100 ...
@@ -56,6 +109,45 @@ def test_yolov8_large_heads_match_but_for_the_stride32_box_conv(scale):
     assert (zoo[4], got[4]) == ("conv100", "conv102")
     assert sum(l.kind == "conv" for l in graph) == 103
     assert graph.get(V8_HEADS[4]).name in graph.tie_numbered
+    # the layers whose number the zoo's reading would change are marked: the stride-32 head, conv98-103
+    # but the first box and last class conv (numbered alike both ways), and nothing before it
+    disputed = sorted(graph[name].short_name for name in graph.order_disputed)
+    assert disputed == ["conv100", "conv101", "conv102", "conv99"]
+    assert sum(l.kind == "conv" for l in graph if l.name in graph.order_disputed) == 4
+
+
+@needs_zoo
+@pytest.mark.parametrize("scale", ["n", "m"])
+def test_yolov8_stride32_head_is_marked_where_the_evidence_splits(scale, tmp_path, capsys):
+    """n/s/m agree with the interleaved stride-32 head and l/x do not: `alls layers` marks it with `!`
+    and says so; the heads of strides 8 and 16, which all five agree on, are not marked."""
+    import onnx
+    from alls.cli import main
+
+    path = tmp_path / "v8.onnx"
+    onnx.save(build_yolov8(scale, imgsz=64), str(path))
+    assert main(["layers", str(path), "--end-nodes", ",".join(V8_HEADS)]) == 0
+    out = capsys.readouterr().out
+    marked = sorted(line.split()[0].split("/")[1] for line in out.splitlines() if " ! " in line or line.endswith(" !"))
+    graph = alls.load_model(build_yolov8(scale, imgsz=64), end_nodes=V8_HEADS)
+    box32, cls32 = graph.get(V8_HEADS[4]), graph.get(V8_HEADS[5])
+    n = int(cls32.short_name[4:])
+    assert sorted(marked) == sorted(f"conv{k}" for k in range(n - 4, n))  # b1, c0 ... b2: the middle four
+    assert box32.short_name == f"conv{n - 1}" and "its YOLOv8l/x configs count" in out
+    assert not ({graph.get(h).name for h in V8_HEADS[:4]} & graph.order_disputed)
+
+
+def test_branches_that_end_the_network_counted_both_ways():
+    # x -> a -> cat(a, x) -> d ; x -> h0 -> h1 ; x -> g0 -> g1 : the merge keeps h/g interleaved and undisputed
+    merged = [node("x"), node("a", ["x"], name="m16"), node("cat", ["a", "x"], "concat", "m17"),
+              node("h0", ["x"], name="m22/cv2"), node("h1", ["h0"], name="m22/cv2b"),
+              node("g0", ["x"], name="m22/cv3"), node("g1", ["g0"], name="m22/cv3b")]
+    assert disputed_layers(merged) == set()
+    # without the merge the two branches end the network: branch by branch, h1 and g0 swap numbers
+    ending = [n for n in merged if n.key not in ("a", "cat")]
+    assert hailo_order(ending)[0] == ["x", "h0", "g0", "h1", "g1"]
+    assert hailo_order(ending, branchwise=True)[0] == ["x", "h0", "h1", "g0", "g1"]
+    assert disputed_layers(ending) == {"h1", "g0"}
 
 
 @needs_zoo
@@ -83,7 +175,9 @@ def test_yolov8_seg_class_convs_follow_node_name_order(scale):
 @needs_zoo
 @pytest.mark.parametrize("scale, version, config", [
     ("s", "spp", "yolov5s_nms_config.json"), ("m", "spp", "yolov5m_spp_nms_config.json"),
-    ("s", "6.1", "yolov5s_6.1_nms_config.json"), ("m", "6.1", "yolov5m_6.1_nms_config.json")])
+    ("s", "6.1", "yolov5s_6.1_nms_config.json"), ("m", "6.1", "yolov5m_6.1_nms_config.json"),
+    ("n", "6.1", "yolov5n_6.1_nms_config.json"), ("l", "spp", "yolov5l_nms_config.json"),
+    ("x", "spp", "yolov5x_nms_config.json")])
 def test_yolov5_heads_have_the_zoo_names(scale, version, config):
     heads = [f"/model.24/m.{i}/Conv" for i in range(3)]
     graph = alls.load_model(build_yolov5(scale, imgsz=320, version=version), end_nodes=heads)
@@ -107,6 +201,21 @@ def test_yolox_s_leaky_with_the_zoo_cut():
     got = names(graph, [n for level in order for n in level])
     assert got == decoders("nms_config_yolox_s_leaky.json", "cls_layer", "reg_layer", "objectness_layer")
     assert graph.get("Sigmoid_200").activation == "sigmoid"  # the end node's sigmoid fuses into its conv
+
+
+@needs_zoo
+@pytest.mark.parametrize("scale, config", [("tiny", "nms_config_yolox_tiny.json"),
+                                           ("s", "nms_config_yolox_s_leaky.json"),
+                                           ("l", "nms_config_yolox_l_leaky.json")])
+def test_yolox_predictions_have_the_zoo_names(scale, config):
+    model = build_yolox(scale, imgsz=64)
+    predictions = yolox_predictions(model)
+    graph = alls.load_model(model, end_nodes=predictions)
+    assert names(graph, predictions) == decoders(config, "cls_layer", "reg_layer", "objectness_layer")
+    if scale == "l":  # the zoo's end nodes are where torch numbered them: Conv_307 is the stride-8 box conv
+        network = alls.read_zoo_network(ZOO / "networks" / "yolox_l_leaky.yaml")
+        assert set(network.end_nodes) <= {n.name for n in model.graph.node}
+        assert predictions[1::3] == ["Conv_307", "Conv_323", "Conv_339"]
 
 
 @needs_zoo
@@ -138,6 +247,16 @@ def test_branches_are_counted_before_the_trunk_continues_through_a_merge():
     order, ties = hailo_order(nodes)
     assert order == ["x", "a", "h0", "g0", "h1", "g1", "cat", "d"]
     assert {"h1", "g1"} <= ties and "d" not in ties
+
+
+def test_a_depthwise_layer_takes_two_places_in_the_queue():
+    # x -> b0 -> b1 (box) ; x -> d (dw) -> c0 -> c1 (class): c0 waits a turn behind b1
+    nodes = [node("x"), node("b0", ["x"], name="cv2.0"), node("b1", ["b0"], name="cv2.1"),
+             node("d", ["x"], "dw", "cv3.0"), node("c0", ["d"], name="cv3.1"), node("c1", ["c0"], name="cv3.2")]
+    order, _ = hailo_order(nodes)
+    assert order == ["x", "b0", "d", "b1", "c0", "c1"]
+    _, short, _ = number_layers(nodes)
+    assert [short[k] for k in ("b0", "b1", "c0", "c1")] == ["conv2", "conv3", "conv4", "conv5"]
 
 
 def test_readers_join_the_queue_in_natural_name_order():

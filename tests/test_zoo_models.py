@@ -5,7 +5,8 @@ import numpy as np
 import onnx
 import pytest
 
-from zoo_models import SSD_START, build_ssd_mobilenet_v1, build_yolov5, build_yolov8, build_yolox_s
+from zoo_models import (SSD_START, build_ssd_mobilenet_v1, build_yolo11, build_yolov5, build_yolov8, build_yolov10n,
+                        build_yolox_s)
 
 # Conv nodes per architecture, counted from the published configs (the DFL conv included for v8).
 CONVS = {("v8", "n"): 64, ("v8", "s"): 64, ("v8", "m"): 84, ("v8", "l"): 104, ("v5", "s"): 70, ("v5", "m"): 94}
@@ -62,3 +63,18 @@ def test_yolov8n_runs_in_onnxruntime():
     out = session.run(None, {"images": np.random.default_rng(0).random((1, 3, 320, 320), np.float32)})[0]
     assert out.shape == (1, 84, 2100) and np.isfinite(out).all()
     assert 0 <= out[:, 4:].min() and out[:, 4:].max() <= 1  # class scores after the sigmoid
+
+
+@pytest.mark.parametrize("build, convs, depthwise", [(lambda: build_yolo11("n", imgsz=64), 88, 7),
+                                                     (lambda: build_yolov10n(imgsz=64), 83, 13)])
+def test_yolo11_and_v10_run_in_onnxruntime(build, convs, depthwise):
+    """Valid ONNX that onnxruntime runs; its Conv nodes (the DFL conv included) and depthwise convs as
+    the published configs count them."""
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    model = build()
+    onnx.checker.check_model(model)
+    group = [next((a.i for a in n.attribute if a.name == "group"), 1) for n in model.graph.node if n.op_type == "Conv"]
+    assert (len(group), sum(g > 1 for g in group)) == (convs, depthwise)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"images": np.random.default_rng(0).random((1, 3, 64, 64), np.float32)})[0]
+    assert out.shape == (1, 84, 84) and np.isfinite(out).all()

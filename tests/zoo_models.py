@@ -13,8 +13,19 @@ names (`../shared/zoo-config/postprocess_config/*.json`) and end nodes
   SPPF; the zoo's ``yolov5s_6.1``/``yolov5m_6.1``) or ``"spp"`` (Focus stem as Slice and Concat,
   C3, SPP; the zoo's ``yolov5s``/``yolov5m``, whose configs name ``yolov5s_spp``), with the
   Detect head's Reshape/Transpose/Sigmoid decoding.
-- `build_yolox_s(imgsz)`: Megvii's YOLOX-s as the zoo's ``yolox_s_leaky`` (LeakyReLU instead of
-  SiLU; torch's ``Op_index`` node names, so that ``Conv_197`` is the stride-8 box conv).
+- `build_yolox(scale, imgsz)`, `build_yolox_s(imgsz)`: Megvii's YOLOX tiny/s/l as the zoo's
+  ``yolox_*_leaky`` (LeakyReLU instead of SiLU; torch's ``Op_index`` node names, so that
+  ``Conv_197`` is YOLOX-s's stride-8 box conv).
+The newer families are written in `zoo_recent` and exported from here too:
+
+- `build_yolo11(scale, imgsz)`: ultralytics YOLO11 n/s/m/l/x (C3k2, C3k, SPPF, C2PSA attention with
+  MatMul between activations and a depthwise positional conv, the Detect head whose class branch
+  holds depthwise convs: ``/model.23/cv3.0/cv3.0.0/cv3.0.0.0/conv/Conv``).
+- `build_yolov10n(imgsz)`: ultralytics YOLOv10n (SCDown, PSA, C2fCIB, the one-to-one head).
+- `build_yolov6n(imgsz)`: Meituan's YOLOv6n 0.1.0 (the zoo's ``yolov6n``), re-parameterized, with
+  torch 1.x's ``Conv_12`` names; `yolov6n_predictions` names its nine prediction convs.
+- `build_yolov7_tiny(imgsz)`: YOLOv7-tiny as deployed (ELAN, max-pool downsampling, SPP-CSP, LeakyReLU,
+  ``Conv_12`` names); its last three convs are the detection convs.
 - `build_ssd_mobilenet_v1(imgsz)`: TF's SSD MobileNet v1 (COCO) with TensorFlow's node names
   (``BoxPredictor_0/BoxEncodingPredictor/BiasAdd``), the box predictors after the whole feature
   extractor, as TensorFlow's graph holds them.
@@ -24,104 +35,23 @@ names (`../shared/zoo-config/postprocess_config/*.json`) and end nodes
 
 from __future__ import annotations
 
-import math
 import sys
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 
-__all__ = ["build_yolov8", "build_yolov5", "build_yolox_s", "build_ssd_mobilenet_v1", "ZOO_BUILDERS",
-           "YOLOV8_SCALES", "YOLOV5_SCALES"]
+from zoo_blocks import Net, bottleneck, c2f, c3, concat, div8, focus, sppf, upsample, v5_detect, v8_detect
+from zoo_recent import build_yolo11, build_yolov6n, build_yolov7_tiny, build_yolov10n, yolov6n_predictions
 
-OPSET = 17
+__all__ = ["build_ssd_mobilenet_v1", "build_yolo11", "build_yolov5", "build_yolov6n", "build_yolov7_tiny",
+           "build_yolov8", "build_yolov10n", "build_yolox", "build_yolox_s", "yolov6n_predictions",
+           "yolox_predictions", "ZOO_BUILDERS", "YOLOV5_SCALES", "YOLOV8_SCALES"]
+
 # (depth multiple, width multiple, max channels), from ultralytics' yolov8.yaml and yolov5*.yaml
 YOLOV8_SCALES = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024), "m": (0.67, 0.75, 768),
                  "l": (1.00, 1.00, 512), "x": (1.00, 1.25, 512)}
 YOLOV5_SCALES = {"n": (0.33, 0.25), "s": (0.33, 0.50), "m": (0.67, 0.75), "l": (1.0, 1.0), "x": (1.33, 1.25)}
-_ANCHORS_V5 = ((10, 13, 16, 30, 33, 23), (30, 61, 62, 45, 59, 119), (116, 90, 156, 198, 373, 326))
-
-
-class _Net:
-    """Nodes, initializers and channel counts of a graph being written, in execution order."""
-
-    def __init__(self, seed: int, torch_names: bool = False):
-        self.nodes: list = []
-        self.inits: list = []
-        self.channels: dict[str, int] = {}
-        self.rng = np.random.default_rng(seed)
-        self.torch_names = torch_names  # `Conv_12` (old torch exports) instead of the scope path
-        self._used: set[str] = set()
-
-    def _name(self, name: str, op: str) -> str:
-        if self.torch_names:
-            return f"{op}_{len(self.nodes)}"
-        base, k = name, 0
-        while name in self._used:  # torch's rule for repeated names in one scope: `Concat_1`
-            k += 1
-            name = f"{base}_{k}"
-        self._used.add(name)
-        return name
-
-    def const(self, value, name: str | None = None) -> str:
-        name = name or f"onnx::const_{len(self.inits)}"
-        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def op(self, op: str, inputs, name: str, channels: int | None = None, outputs: int = 1, **attrs):
-        node_name = self._name(name, op)
-        outs = [f"{node_name}_output_{i}" for i in range(outputs)]
-        self.nodes.append(helper.make_node(op, list(inputs), outs, name=node_name, **attrs))
-        if channels is not None:
-            for o in outs:
-                self.channels[o] = channels
-        return outs[0] if outputs == 1 else outs
-
-    def conv(self, x: str, c_out: int, k: int, s: int, scope: str, act: str | None = "silu", group: int = 1,
-             pad: int | None = None, name: str | None = None) -> str:
-        """A Conv (its batch norm fused, as the exporters write it) and its activation. ``scope`` is the
-        module path (``model.2/m.0/cv1``): ultralytics names the conv ``/model.2/m.0/cv1/conv/Conv``
-        and its SiLU ``/model.2/m.0/cv1/act/Sigmoid`` and ``.../act/Mul``; a plain conv (no
-        activation) is ``/{scope}/Conv``; ``name`` overrides the conv's name."""
-        c_in = self.channels[x]
-        w = self.rng.normal(0, math.sqrt(2.0 / (c_in // group * k * k)), (c_out, c_in // group, k, k))
-        inputs = [x, self.const(w.astype(np.float32)), self.const(self.rng.normal(0, 0.1, c_out).astype(np.float32))]
-        p = k // 2 if pad is None else pad
-        default = f"/{scope}/conv/Conv" if act else f"/{scope}/Conv"
-        y = self.op("Conv", inputs, name or default, c_out, kernel_shape=[k, k], strides=[s, s], pads=[p] * 4,
-                    group=group, dilations=[1, 1])
-        return self.act(y, act, scope)
-
-    def act(self, y: str, act: str | None, scope: str) -> str:
-        c = self.channels[y]
-        if act == "silu":
-            s = self.op("Sigmoid", [y], f"/{scope}/act/Sigmoid", c)
-            return self.op("Mul", [y, s], f"/{scope}/act/Mul", c)
-        if act == "leaky":
-            return self.op("LeakyRelu", [y], f"/{scope}/act/LeakyRelu", c, alpha=0.1)
-        if act == "relu6":  # TensorFlow's names
-            return self.op("Clip", [y, self.const(np.float32(0)), self.const(np.float32(6))], f"{scope}/Relu6", c)
-        return y
-
-    def model(self, x_name: str, shape, outputs: list[tuple[str, str]], graph_name: str) -> onnx.ModelProto:
-        """The model with one float input ``x_name`` and ``outputs`` as (tensor, output name)."""
-        nodes = list(self.nodes)
-        outs = []
-        for tensor, name in outputs:
-            nodes.append(helper.make_node("Identity", [tensor], [name], name=f"{name}_identity"))
-            outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-        graph = helper.make_graph(nodes, graph_name, [helper.make_tensor_value_info(x_name, TensorProto.FLOAT, shape)],
-                                  outs, initializer=self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch")
-        model.ir_version = 8
-        inferred = onnx.shape_inference.infer_shapes(model)  # the outputs' shapes, as an exporter writes them
-        del model.graph.output[:]
-        model.graph.output.extend(inferred.graph.output)
-        return model
-
-
-def _div8(x: float) -> int:
-    return int(math.ceil(x / 8) * 8)
 
 
 # ------------------------------------------------------------------ YOLOv8
@@ -137,46 +67,46 @@ def build_yolov8(scale: str = "n", imgsz: int = 640, nc: int = 80, seed: int = 0
     depth, width, max_ch = YOLOV8_SCALES[scale]
 
     def ch(c):
-        return _div8(min(c, max_ch) * width)
+        return div8(min(c, max_ch) * width)
 
     def n(k):
         return max(round(k * depth), 1)
 
-    net = _Net(seed)
+    net = Net(seed)
     net.channels["images"] = 3
     y = {}
     x = net.conv("images", ch(64), 3, 2, "model.0")
     x = net.conv(x, ch(128), 3, 2, "model.1")
-    x = _c2f(net, x, ch(128), n(3), True, "model.2")
+    x = c2f(net, x, ch(128), n(3), True, "model.2")
     x = net.conv(x, ch(256), 3, 2, "model.3")
-    y[4] = x = _c2f(net, x, ch(256), n(6), True, "model.4")
+    y[4] = x = c2f(net, x, ch(256), n(6), True, "model.4")
     x = net.conv(x, ch(512), 3, 2, "model.5")
-    y[6] = x = _c2f(net, x, ch(512), n(6), True, "model.6")
+    y[6] = x = c2f(net, x, ch(512), n(6), True, "model.6")
     x = net.conv(x, ch(1024), 3, 2, "model.7")
-    x = _c2f(net, x, ch(1024), n(3), True, "model.8")
-    y[9] = x = _sppf(net, x, ch(1024), "model.9")
-    x = _concat(net, [_upsample(net, x, "model.10"), y[6]], "model.11")
-    y[12] = x = _c2f(net, x, ch(512), n(3), False, "model.12")
-    x = _concat(net, [_upsample(net, x, "model.13"), y[4]], "model.14")
-    y[15] = x = _c2f(net, x, ch(256), n(3), False, "model.15")
-    x = _concat(net, [net.conv(x, ch(256), 3, 2, "model.16"), y[12]], "model.17")
-    y[18] = x = _c2f(net, x, ch(512), n(3), False, "model.18")
-    x = _concat(net, [net.conv(x, ch(512), 3, 2, "model.19"), y[9]], "model.20")
-    y[21] = _c2f(net, x, ch(1024), n(3), False, "model.21")
+    x = c2f(net, x, ch(1024), n(3), True, "model.8")
+    y[9] = x = sppf(net, x, ch(1024), "model.9")
+    x = concat(net, [upsample(net, x, "model.10"), y[6]], "model.11")
+    y[12] = x = c2f(net, x, ch(512), n(3), False, "model.12")
+    x = concat(net, [upsample(net, x, "model.13"), y[4]], "model.14")
+    y[15] = x = c2f(net, x, ch(256), n(3), False, "model.15")
+    x = concat(net, [net.conv(x, ch(256), 3, 2, "model.16"), y[12]], "model.17")
+    y[18] = x = c2f(net, x, ch(512), n(3), False, "model.18")
+    x = concat(net, [net.conv(x, ch(512), 3, 2, "model.19"), y[9]], "model.20")
+    y[21] = c2f(net, x, ch(1024), n(3), False, "model.21")
     feats = [y[15], y[18], y[21]]
     if task == "seg":
-        proto, masks = _v8_segment(net, feats, _div8(min(256, max_ch) * width))
-        out = net.op("Concat", [_v8_detect(net, feats, nc, imgsz), masks], "/model.22/Concat", axis=1)
+        proto, masks = _v8_segment(net, feats, div8(min(256, max_ch) * width))
+        out = net.op("Concat", [v8_detect(net, feats, nc, imgsz), masks], "/model.22/Concat", axis=1)
         return net.model("images", [1, 3, imgsz, imgsz], [(out, "output0"), (proto, "output1")], f"yolov8{scale}_seg")
     if task == "pose":  # Pose runs its keypoint branches (cv4, 17 x 3 values) before Detect
         kpts = _v8_branches(net, feats, max(net.channels[feats[0]] // 4, 51), 51)
-        out = net.op("Concat", [_v8_detect(net, feats, 1, imgsz), kpts], "/model.22/Concat", axis=1)
+        out = net.op("Concat", [v8_detect(net, feats, 1, imgsz), kpts], "/model.22/Concat", axis=1)
         return net.model("images", [1, 3, imgsz, imgsz], [(out, "output0")], f"yolov8{scale}_pose")
-    out = _v8_detect(net, feats, nc, imgsz)
+    out = v8_detect(net, feats, nc, imgsz)
     return net.model("images", [1, 3, imgsz, imgsz], [(out, "output0")], f"yolov8{scale}")
 
 
-def _v8_segment(net: _Net, feats: list[str], npr: int, nm: int = 32) -> tuple[str, str]:
+def _v8_segment(net: Net, feats: list[str], npr: int, nm: int = 32) -> tuple[str, str]:
     """Segment's Proto (conv, 2x2 stride-2 ConvTranspose, conv, conv) and its cv4 branches."""
     p = net.conv(feats[0], npr, 3, 1, "model.22/proto/cv1")
     c = net.channels[p]
@@ -187,7 +117,7 @@ def _v8_segment(net: _Net, feats: list[str], npr: int, nm: int = 32) -> tuple[st
     return p, _v8_branches(net, feats, max(net.channels[feats[0]] // 4, nm), nm)
 
 
-def _v8_branches(net: _Net, feats: list[str], width: int, out: int) -> str:
+def _v8_branches(net: Net, feats: list[str], width: int, out: int) -> str:
     """The cv4 branches of Segment (mask coefficients) and Pose (keypoints), flattened and joined."""
     flat = []
     for i, x in enumerate(feats):
@@ -195,88 +125,6 @@ def _v8_branches(net: _Net, feats: list[str], width: int, out: int) -> str:
         h = net.conv(h, out, 1, 1, f"model.22/cv4.{i}/cv4.{i}.2", act=None)
         flat.append(net.op("Reshape", [h, net.const(np.array([1, out, -1], np.int64))], "/model.22/Reshape", out))
     return net.op("Concat", flat, "/model.22/Concat", out, axis=2)
-
-
-def _concat(net: _Net, xs: list[str], scope: str) -> str:
-    return net.op("Concat", xs, f"/{scope}/Concat", sum(net.channels[x] for x in xs), axis=1)
-
-
-def _upsample(net: _Net, x: str, scope: str) -> str:
-    scales = net.const(np.array([1, 1, 2, 2], np.float32))
-    return net.op("Resize", [x, "", scales], f"/{scope}/Resize", net.channels[x], mode="nearest",
-                  coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-
-
-def _c2f(net: _Net, x: str, c2: int, n: int, shortcut: bool, scope: str) -> str:
-    c = c2 // 2
-    x = net.conv(x, 2 * c, 1, 1, f"{scope}/cv1")
-    ys = list(net.op("Split", [x, net.const(np.array([c, c], np.int64))], f"/{scope}/Split", c, outputs=2, axis=1))
-    for i in range(n):
-        h = net.conv(ys[-1], c, 3, 1, f"{scope}/m.{i}/cv1")
-        h = net.conv(h, c, 3, 1, f"{scope}/m.{i}/cv2")
-        if shortcut:
-            h = net.op("Add", [ys[-1], h], f"/{scope}/m.{i}/Add", c)
-        ys.append(h)
-    return net.conv(_concat(net, ys, scope), c2, 1, 1, f"{scope}/cv2")
-
-
-def _sppf(net: _Net, x: str, c2: int, scope: str) -> str:
-    c_ = net.channels[x] // 2
-    ys = [net.conv(x, c_, 1, 1, f"{scope}/cv1")]
-    for suffix in ("m", "m_1", "m_2"):
-        ys.append(net.op("MaxPool", [ys[-1]], f"/{scope}/{suffix}/MaxPool", c_, kernel_shape=[5, 5],
-                         strides=[1, 1], pads=[2, 2, 2, 2], dilations=[1, 1], ceil_mode=0))
-    return net.conv(_concat(net, ys, scope), c2, 1, 1, f"{scope}/cv2")
-
-
-def _anchor_points(imgsz: int, strides=(8, 16, 32)):
-    points, stride_col = [], []
-    for s in strides:
-        g = imgsz // s
-        sy, sx = np.meshgrid(np.arange(g) + 0.5, np.arange(g) + 0.5, indexing="ij")
-        points.append(np.stack([sx.ravel(), sy.ravel()], 0))
-        stride_col.append(np.full(g * g, s))
-    return np.concatenate(points, 1)[None].astype(np.float32), np.concatenate(stride_col)[None, None].astype(np.float32)
-
-
-def _v8_detect(net: _Net, feats: list[str], nc: int, imgsz: int, reg_max: int = 16) -> str:
-    """ultralytics' Detect as exported: per level cv2 (box) and cv3 (class) branches of three convs,
-    then the DFL decoding of the concatenated levels."""
-    c2 = max(16, net.channels[feats[0]] // 4, reg_max * 4)
-    c3 = max(net.channels[feats[0]], min(nc, 100))
-    no = nc + 4 * reg_max
-    flat = []
-    for i, x in enumerate(feats):
-        branches = []
-        for key, width, out in (("cv2", c2, 4 * reg_max), ("cv3", c3, nc)):
-            h = net.conv(x, width, 3, 1, f"model.22/{key}.{i}/{key}.{i}.0")
-            h = net.conv(h, width, 3, 1, f"model.22/{key}.{i}/{key}.{i}.1")
-            branches.append(net.conv(h, out, 1, 1, f"model.22/{key}.{i}/{key}.{i}.2", act=None))
-        flat.append(_concat(net, branches, "model.22"))
-    flat = [net.op("Reshape", [f, net.const(np.array([1, no, -1], np.int64))], "/model.22/Reshape", no) for f in flat]
-    x = net.op("Concat", flat, "/model.22/Concat", no, axis=2)
-    box, cls = net.op("Split", [x, net.const(np.array([4 * reg_max, nc], np.int64))], "/model.22/Split", None,
-                      outputs=2, axis=1)
-    cells = sum((imgsz // s) ** 2 for s in (8, 16, 32))
-    d = net.op("Reshape", [box, net.const(np.array([1, 4, reg_max, cells], np.int64))], "/model.22/dfl/Reshape")
-    d = net.op("Transpose", [d], "/model.22/dfl/Transpose", reg_max, perm=[0, 2, 1, 3])
-    d = net.op("Softmax", [d], "/model.22/dfl/Softmax", reg_max, axis=1)
-    dfl_w = net.const(np.arange(reg_max, dtype=np.float32).reshape(1, reg_max, 1, 1), "model.22.dfl.conv.weight")
-    d = net.op("Conv", [d, dfl_w], "/model.22/dfl/conv/Conv", 1, kernel_shape=[1, 1])
-    d = net.op("Reshape", [d, net.const(np.array([1, 4, cells], np.int64))], "/model.22/dfl/Reshape")
-    axis1 = net.const(np.array([1], np.int64))
-    lt = net.op("Slice", [d, net.const(np.array([0], np.int64)), net.const(np.array([2], np.int64)), axis1],
-                "/model.22/Slice")
-    rb = net.op("Slice", [d, net.const(np.array([2], np.int64)), net.const(np.array([4], np.int64)), axis1],
-                "/model.22/Slice")
-    anchors, strides = _anchor_points(imgsz)
-    anchors = net.const(anchors)
-    x1y1 = net.op("Sub", [anchors, lt], "/model.22/Sub")
-    x2y2 = net.op("Add", [anchors, rb], "/model.22/Add")
-    c_xy = net.op("Div", [net.op("Add", [x1y1, x2y2], "/model.22/Add"), net.const(np.float32(2))], "/model.22/Div")
-    wh = net.op("Sub", [x2y2, x1y1], "/model.22/Sub")
-    dbox = net.op("Mul", [net.op("Concat", [c_xy, wh], "/model.22/Concat", axis=1), net.const(strides)], "/model.22/Mul")
-    return net.op("Concat", [dbox, net.op("Sigmoid", [cls], "/model.22/Sigmoid")], "/model.22/Concat", axis=1)
 
 
 # ------------------------------------------------------------------ YOLOv5
@@ -292,17 +140,17 @@ def build_yolov5(scale: str = "s", imgsz: int = 640, version: str = "spp", nc: i
     depth, width = YOLOV5_SCALES[scale]
 
     def ch(c):
-        return _div8(c * width)
+        return div8(c * width)
 
     def n(k):
         return max(round(k * depth), 1)
 
-    net = _Net(seed)
+    net = Net(seed)
     net.channels["images"] = 3
-    block = _bottleneck_csp if version == "spp" else _c3
+    block = _bottleneck_csp if version == "spp" else c3
     y = {}
     if version == "spp":
-        x = net.conv(_focus(net, "images", "model.0"), ch(64), 3, 1, "model.0/conv")
+        x = net.conv(focus(net, "images", "model.0"), ch(64), 3, 1, "model.0/conv")
     else:
         x = net.conv("images", ch(64), 6, 2, "model.0", pad=2)
     x = block(net, net.conv(x, ch(128), 3, 2, "model.1"), ch(128), n(3), True, "model.2")
@@ -313,56 +161,30 @@ def build_yolov5(scale: str = "s", imgsz: int = 640, version: str = "spp", nc: i
     if version == "spp":
         x = _bottleneck_csp(net, _spp(net, x, ch(1024), "model.8"), ch(1024), n(3), False, "model.9")
     else:
-        x = _sppf(net, _c3(net, x, ch(1024), n(3), True, "model.8"), ch(1024), "model.9")
+        x = sppf(net, c3(net, x, ch(1024), n(3), True, "model.8"), ch(1024), "model.9")
     y[10] = x = net.conv(x, ch(512), 1, 1, "model.10")
-    x = block(net, _concat(net, [_upsample(net, x, "model.11"), y[6]], "model.12"), ch(512), n(3), False, "model.13")
+    x = block(net, concat(net, [upsample(net, x, "model.11"), y[6]], "model.12"), ch(512), n(3), False, "model.13")
     y[14] = x = net.conv(x, ch(256), 1, 1, "model.14")
-    x = block(net, _concat(net, [_upsample(net, x, "model.15"), y[4]], "model.16"), ch(256), n(3), False, "model.17")
+    x = block(net, concat(net, [upsample(net, x, "model.15"), y[4]], "model.16"), ch(256), n(3), False, "model.17")
     y[17] = x
-    x = _concat(net, [net.conv(x, ch(256), 3, 2, "model.18"), y[14]], "model.19")
+    x = concat(net, [net.conv(x, ch(256), 3, 2, "model.18"), y[14]], "model.19")
     y[20] = x = block(net, x, ch(512), n(3), False, "model.20")
-    x = _concat(net, [net.conv(x, ch(512), 3, 2, "model.21"), y[10]], "model.22")
+    x = concat(net, [net.conv(x, ch(512), 3, 2, "model.21"), y[10]], "model.22")
     y[23] = block(net, x, ch(1024), n(3), False, "model.23")
-    out = _v5_detect(net, [y[17], y[20], y[23]], nc, imgsz)
+    out = v5_detect(net, [y[17], y[20], y[23]], nc, imgsz)
     return net.model("images", [1, 3, imgsz, imgsz], [(out, "output0")], f"yolov5{scale}")
 
 
-def _focus(net: _Net, x: str, scope: str) -> str:
-    """Space to depth as YOLOv5's Focus exports it: four strided Slice pairs and a Concat."""
-    parts = []
-    for oy, ox in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        for axis, start in ((2, oy), (3, ox)):
-            x_in = parts.pop() if axis == 3 else x
-            parts.append(net.op("Slice", [x_in, net.const(np.array([start], np.int64)),
-                                          net.const(np.array([2**62], np.int64)), net.const(np.array([axis], np.int64)),
-                                          net.const(np.array([2], np.int64))], f"/{scope}/Slice", net.channels[x]))
-    return _concat(net, parts, scope)
-
-
-def _bottleneck(net: _Net, x: str, c_: int, k1: int, shortcut: bool, scope: str) -> str:
-    h = net.conv(net.conv(x, c_, k1, 1, f"{scope}/cv1"), c_, 3, 1, f"{scope}/cv2")
-    return net.op("Add", [x, h], f"/{scope}/Add", c_) if shortcut else h
-
-
-def _c3(net: _Net, x: str, c2: int, n: int, shortcut: bool, scope: str) -> str:
-    c_ = c2 // 2
-    a = net.conv(x, c_, 1, 1, f"{scope}/cv1")
-    for i in range(n):
-        a = _bottleneck(net, a, c_, 1, shortcut, f"{scope}/m/m.{i}")
-    b = net.conv(x, c_, 1, 1, f"{scope}/cv2")
-    return net.conv(_concat(net, [a, b], scope), c2, 1, 1, f"{scope}/cv3")
-
-
-def _bottleneck_csp(net: _Net, x: str, c2: int, n: int, shortcut: bool, scope: str) -> str:
+def _bottleneck_csp(net: Net, x: str, c2: int, n: int, shortcut: bool, scope: str) -> str:
     """cv4(act(bn(cat(cv3(m(cv1(x))), cv2(x))))): cv2 and cv3 are plain convs, the batch norm and
     activation after the concat stay in the export."""
     c_ = c2 // 2
     a = net.conv(x, c_, 1, 1, f"{scope}/cv1")
     for i in range(n):
-        a = _bottleneck(net, a, c_, 1, shortcut, f"{scope}/m/m.{i}")
+        a = bottleneck(net, a, c_, 1, shortcut, f"{scope}/m/m.{i}")
     a = net.conv(a, c_, 1, 1, f"{scope}/cv3", act=None)
     b = net.conv(x, c_, 1, 1, f"{scope}/cv2", act=None)
-    x = _concat(net, [a, b], scope)
+    x = concat(net, [a, b], scope)
     rng = net.rng
     stats = [net.const(v.astype(np.float32)) for v in (rng.uniform(0.5, 1.5, 2 * c_), rng.normal(0, 0.1, 2 * c_),
                                                        rng.normal(0, 0.1, 2 * c_), rng.uniform(0.5, 1.5, 2 * c_))]
@@ -371,80 +193,78 @@ def _bottleneck_csp(net: _Net, x: str, c2: int, n: int, shortcut: bool, scope: s
     return net.conv(x, c2, 1, 1, f"{scope}/cv4")
 
 
-def _spp(net: _Net, x: str, c2: int, scope: str) -> str:
+def _spp(net: Net, x: str, c2: int, scope: str) -> str:
     c_ = net.channels[x] // 2
     x = net.conv(x, c_, 1, 1, f"{scope}/cv1")
     pools = [net.op("MaxPool", [x], f"/{scope}/m.{i}/MaxPool", c_, kernel_shape=[k, k], strides=[1, 1],
                     pads=[k // 2] * 4, dilations=[1, 1], ceil_mode=0) for i, k in enumerate((5, 9, 13))]
-    return net.conv(_concat(net, [x, *pools], scope), c2, 1, 1, f"{scope}/cv2")
-
-
-def _v5_detect(net: _Net, feats: list[str], nc: int, imgsz: int) -> str:
-    """One 1x1 conv per level, then the export's decoding (sigmoid, grid and anchors)."""
-    no, na = nc + 5, 3
-    outs = []
-    for i, x in enumerate(feats):
-        g, stride = imgsz // (8 * 2**i), 8 * 2**i
-        p = net.conv(x, na * no, 1, 1, f"model.24/m.{i}", act=None)
-        p = net.op("Reshape", [p, net.const(np.array([1, na, no, g, g], np.int64))], "/model.24/Reshape")
-        p = net.op("Sigmoid", [net.op("Transpose", [p], "/model.24/Transpose", perm=[0, 1, 3, 4, 2])], "/model.24/Sigmoid")
-        xy, wh, conf = net.op("Split", [p, net.const(np.array([2, 2, no - 4], np.int64))], "/model.24/Split",
-                              outputs=3, axis=4)
-        grid = np.stack(np.meshgrid(np.arange(g), np.arange(g), indexing="xy"), -1)[None, None].astype(np.float32)
-        xy = net.op("Mul", [xy, net.const(np.float32(2))], "/model.24/Mul")
-        xy = net.op("Mul", [net.op("Add", [xy, net.const(grid - 0.5)], "/model.24/Add"), net.const(np.float32(stride))],
-                    "/model.24/Mul")
-        wh = net.op("Mul", [wh, net.const(np.float32(2))], "/model.24/Mul")
-        wh = net.op("Pow", [wh, net.const(np.float32(2))], "/model.24/Pow")
-        anchor = np.array(_ANCHORS_V5[i], np.float32).reshape(1, na, 1, 1, 2)
-        wh = net.op("Mul", [wh, net.const(anchor)], "/model.24/Mul")
-        p = net.op("Concat", [xy, wh, conf], "/model.24/Concat", axis=4)
-        outs.append(net.op("Reshape", [p, net.const(np.array([1, -1, no], np.int64))], "/model.24/Reshape"))
-    return net.op("Concat", outs, "/model.24/Concat", axis=1)
+    return net.conv(concat(net, [x, *pools], scope), c2, 1, 1, f"{scope}/cv2")
 
 
 # ------------------------------------------------------------------ YOLOX
 
 
+YOLOX_SCALES = {"tiny": (0.33, 0.375), "s": (0.33, 0.50), "l": (1.0, 1.0)}  # (depth, width), Megvii's exps
+
+
 def build_yolox_s(imgsz: int = 640, nc: int = 80, seed: int = 0) -> onnx.ModelProto:
-    """Megvii's YOLOX-s as the zoo's ``yolox_s_leaky``: CSPDarknet with a Focus stem, PAFPN and the
-    decoupled head (stem, two class convs, two box convs; class, box and objectness predictions),
-    LeakyReLU(0.1), torch's ``Op_index`` names (``Conv_197`` is the stride-8 box prediction)."""
-    net = _Net(seed, torch_names=True)
+    """Megvii's YOLOX-s as the zoo's ``yolox_s_leaky`` (`build_yolox`)."""
+    return build_yolox("s", imgsz, nc, seed)
+
+
+def build_yolox(scale: str = "s", imgsz: int = 640, nc: int = 80, seed: int = 0) -> onnx.ModelProto:
+    """Megvii's YOLOX (tiny, s, l) as the zoo's ``yolox_*_leaky``: CSPDarknet with a Focus stem, PAFPN
+    and the decoupled head (stem, two class convs, two box convs; class, box and objectness
+    predictions), LeakyReLU(0.1), torch's ``Op_index`` names (``Conv_197`` is YOLOX-s's stride-8 box
+    prediction); `yolox_predictions` names the nine prediction convs."""
+    depth, width = YOLOX_SCALES[scale]
+    n = max(round(3 * depth), 1)
+    net = Net(seed, torch_names=True)
     net.channels["images"] = 3
+
+    def ch(c):
+        return int(c * width)
 
     def base(x, c_out, k=1, s=1):
         return net.conv(x, c_out, k, s, "", act="leaky")
 
-    x = base(_focus(net, "images", ""), 32, 3)
-    x = _csp(net, base(x, 64, 3, 2), 64, 1, True)
-    x2 = x = _csp(net, base(x, 128, 3, 2), 128, 3, True)
-    x1 = x = _csp(net, base(x, 256, 3, 2), 256, 3, True)
-    x = base(x, 512, 3, 2)
-    hidden = base(x, 256)
-    pools = [net.op("MaxPool", [hidden], "", 256, kernel_shape=[k, k], strides=[1, 1], pads=[k // 2] * 4)
+    x = base(focus(net, "images", ""), ch(64), 3)
+    x = _csp(net, base(x, ch(128), 3, 2), ch(128), n, True)
+    x2 = x = _csp(net, base(x, ch(256), 3, 2), ch(256), 3 * n, True)
+    x1 = x = _csp(net, base(x, ch(512), 3, 2), ch(512), 3 * n, True)
+    x = base(x, ch(1024), 3, 2)
+    hidden = base(x, ch(512))
+    pools = [net.op("MaxPool", [hidden], "", ch(512), kernel_shape=[k, k], strides=[1, 1], pads=[k // 2] * 4)
              for k in (5, 9, 13)]
-    x = base(_concat(net, [hidden, *pools], ""), 512)
-    x0 = _csp(net, x, 512, 1, False)
-    fpn_out0 = base(x0, 256)
-    f = _csp(net, _concat(net, [_upsample_sizes(net, fpn_out0), x1], ""), 256, 1, False)
-    fpn_out1 = base(f, 128)
-    pan_out2 = _csp(net, _concat(net, [_upsample_sizes(net, fpn_out1), x2], ""), 128, 1, False)
-    pan_out1 = _csp(net, _concat(net, [base(pan_out2, 128, 3, 2), fpn_out1], ""), 256, 1, False)
-    pan_out0 = _csp(net, _concat(net, [base(pan_out1, 256, 3, 2), fpn_out0], ""), 512, 1, False)
+    x = base(concat(net, [hidden, *pools], ""), ch(1024))
+    x0 = _csp(net, x, ch(1024), n, False)
+    fpn_out0 = base(x0, ch(512))
+    f = _csp(net, concat(net, [_upsample_sizes(net, fpn_out0), x1], ""), ch(512), n, False)
+    fpn_out1 = base(f, ch(256))
+    pan_out2 = _csp(net, concat(net, [_upsample_sizes(net, fpn_out1), x2], ""), ch(256), n, False)
+    pan_out1 = _csp(net, concat(net, [base(pan_out2, ch(256), 3, 2), fpn_out1], ""), ch(512), n, False)
+    pan_out0 = _csp(net, concat(net, [base(pan_out1, ch(512), 3, 2), fpn_out0], ""), ch(1024), n, False)
     outs = []
+    hw = ch(256)
     for feat in (pan_out2, pan_out1, pan_out0):
-        s = base(feat, 128)
-        cls = net.conv(base(base(s, 128, 3), 128, 3), nc, 1, 1, "", act=None)
-        reg = base(base(s, 128, 3), 128, 3)
+        s = base(feat, hw)
+        cls = net.conv(base(base(s, hw, 3), hw, 3), nc, 1, 1, "", act=None)
+        reg = base(base(s, hw, 3), hw, 3)
         box, obj = (net.conv(reg, c, 1, 1, "", act=None) for c in (4, 1))
-        outs.append(_concat(net, [box, net.op("Sigmoid", [obj], "", 1), net.op("Sigmoid", [cls], "", nc)], ""))
+        outs.append(concat(net, [box, net.op("Sigmoid", [obj], "", 1), net.op("Sigmoid", [cls], "", nc)], ""))
     outs = [net.op("Reshape", [o, net.const(np.array([1, nc + 5, -1], np.int64))], "") for o in outs]
     o = net.op("Transpose", [net.op("Concat", outs, "", axis=2)], "", perm=[0, 2, 1])
-    return net.model("images", [1, 3, imgsz, imgsz], [(o, "output")], "yolox_s_leaky")
+    return net.model("images", [1, 3, imgsz, imgsz], [(o, "output")], f"yolox_{scale}_leaky")
 
 
-def _upsample_sizes(net: _Net, x: str) -> str:
+def yolox_predictions(model: onnx.ModelProto) -> list[str]:
+    """The class, box and objectness prediction convs of each level of `build_yolox`, in that order
+    (the zoo's ``cls_layer``, ``reg_layer``, ``objectness_layer``)."""
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"][-24:]  # per level: stem, cls, cls,
+    return [convs[8 * level + k] for level in range(3) for k in (3, 6, 7)]  # cls_pred, reg, reg, box, obj
+
+
+def _upsample_sizes(net: Net, x: str) -> str:
     """``nn.Upsample(scale_factor=2)`` as torch 1.x exports it at opset 11: Resize to ``sizes``
     computed from the input's Shape (constant once the input shape is static)."""
     def const(value):
@@ -462,14 +282,14 @@ def _upsample_sizes(net: _Net, x: str) -> str:
                   coordinate_transformation_mode="asymmetric", nearest_mode="floor")
 
 
-def _csp(net: _Net, x: str, c_out: int, n: int, shortcut: bool) -> str:
+def _csp(net: Net, x: str, c_out: int, n: int, shortcut: bool) -> str:
     hidden = c_out // 2
     a = net.conv(x, hidden, 1, 1, "", act="leaky")
     b = net.conv(x, hidden, 1, 1, "", act="leaky")
     for _ in range(n):
         h = net.conv(net.conv(a, hidden, 1, 1, "", act="leaky"), hidden, 3, 1, "", act="leaky")
         a = net.op("Add", [h, a], "", hidden) if shortcut else h
-    return net.conv(_concat(net, [a, b], ""), c_out, 1, 1, "", act="leaky")
+    return net.conv(concat(net, [a, b], ""), c_out, 1, 1, "", act="leaky")
 
 
 # ------------------------------------------------------------------ SSD MobileNet v1
@@ -485,7 +305,7 @@ def build_ssd_mobilenet_v1(imgsz: int = 300, num_classes: int = 91, seed: int = 
     """TF's ssd_mobilenet_v1_coco: MobileNet v1 to Conv2d_13_pointwise, four extra feature maps
     (1x1 then 3x3 stride 2), six box predictors (3 anchors on the first map, 6 on the others),
     ReLU6, TensorFlow's node names; the first conv carries the fused name the zoo's start node uses."""
-    net = _Net(seed)
+    net = Net(seed)
     net.channels["normalized_input_image_tensor"] = 3
     x = net.op("Sub", ["normalized_input_image_tensor", net.const(np.float32(127.5))], "Preprocessor/sub", 3)
     x = net.op("Mul", [x, net.const(np.float32(1 / 127.5))], "Preprocessor/mul", 3)
@@ -513,7 +333,7 @@ def build_ssd_mobilenet_v1(imgsz: int = 300, num_classes: int = 91, seed: int = 
     return net.model("normalized_input_image_tensor", [1, 3, imgsz, imgsz], named, "ssd_mobilenet_v1")
 
 
-def _ssd_predictor(net: _Net, x: str, level: int, anchors: int, num_classes: int) -> list[str]:
+def _ssd_predictor(net: Net, x: str, level: int, anchors: int, num_classes: int) -> list[str]:
     return [net.conv(x, anchors * width, 1, 1, f"BoxPredictor_{level}/{kind}", act=None,
                      name=f"BoxPredictor_{level}/{kind}/BiasAdd")
             for kind, width in (("BoxEncodingPredictor", 4), ("ClassPredictor", num_classes))]
@@ -525,6 +345,10 @@ ZOO_BUILDERS = {
     "yolov5m": lambda: build_yolov5("m", version="spp"),
     "yolov5s_6.1": lambda: build_yolov5("s", version="6.1"),
     "yolov5m_6.1": lambda: build_yolov5("m", version="6.1"),
+    **{f"yolo11{s}": (lambda s=s: build_yolo11(s)) for s in ("n", "s", "m")},
+    "yolov10n": build_yolov10n,
+    "yolov6n": build_yolov6n,
+    "yolov7_tiny": build_yolov7_tiny,
     "yolox_s_leaky": build_yolox_s,
     "ssd_mobilenet_v1": build_ssd_mobilenet_v1,
 }

@@ -17,6 +17,7 @@ def run(args: Namespace) -> int:
     if args.json:
         rows = [layer_row(layer) for layer in graph]
         doc = {"network": graph.name, "opset": graph.opset, "layers": rows, "tie_numbered": sorted(graph.tie_numbered),
+               "order_disputed": sorted(graph.order_disputed),
                "start_nodes": list(graph.start_nodes), "end_nodes": list(graph.end_nodes),
                "diagnostics": json.loads(alls.render(list(graph.diagnostics), fmt="json"))}
         print(json.dumps(doc, indent=2))

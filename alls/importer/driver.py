@@ -26,7 +26,7 @@ from alls.importer.layers import computed_shape, macs, shape_conflict
 from alls.importer.ops import HANDLERS
 from alls.importer.patterns import rewrite_patterns
 from alls.limits import DEFAULT, Limits, LimitExceeded
-from alls.naming import NamingNode, number_layers
+from alls.naming import NamingNode, disputed_layers, number_layers
 from alls.values import Activation
 
 if TYPE_CHECKING:
@@ -329,7 +329,8 @@ class Importer:
                     help="the layer is listed but cannot be quantized or emulated; `alls explain ALS401`",
                 ))
         return Graph(self.net, tuple(layers), tuple(self.diagnostics), self.opset,
-                     tie_numbered=frozenset(names[k] for k in ties))
+                     tie_numbered=frozenset(names[k] for k in ties),
+                     order_disputed=frozenset(names[k] for k in disputed_layers(nodes)))
 
 
 def _activation(name: str | None) -> Activation | None:
