@@ -16,101 +16,136 @@ __all__ = ["depthwise", "im2col"]
 
 
 @njit(parallel=True, cache=True)
-def depthwise(x, weight, bias, sh, sw, dh, dw, ho, wo):
-    """Depthwise conv of a padded NCHW float32 ``x`` with ``weight`` (C, KH, KW) and ``bias`` (C,).
+def depthwise(x, weight, bias, sh, sw, dh, dw, top, left, bottom, right, ho, wo, threads):
+    """Depthwise conv of an NCHW float32 ``x`` with ``weight`` (C, KH, KW), ``bias`` (C,) and pads.
 
-    Each plane is split into its ``sh``·``sw`` stride phases (x[p::sh, q::sw], none when the stride
-    is 1), so that every tap reads a phase as one contiguous run: output (y, z) lies at y·Wq + z of
-    a flat accumulator whose row pitch Wq is the phase's width, the columns past ``wo`` being
-    computed and dropped.
+    Each plane is copied, padded, into scratch memory that stays in the cache while its taps read
+    it. With a column stride of 1 (or above 2), the plane is split into its ``sh``·``sw`` stride
+    phases (x[p::sh, q::sw]; none when the stride is 1), so that every tap reads a phase as one
+    contiguous run: output (y, z) lies at y·Wq + z of a flat accumulator whose row pitch Wq is the
+    phase's width, the columns past ``wo`` computed and dropped. A column stride of 2 is read
+    directly, row by row (LLVM vectorizes a constant stride). The scratch is allocated once per
+    part of the work (four parts a thread, ``threads`` being Numba's count), not per plane nor for
+    the whole batch (fresh memory costs a page fault a page).
     """
     n, c, h, w = x.shape
-    kh, kw = weight.shape[1], weight.shape[2]
+    hp, wp = h + top + bottom, w + left + right
     out = np.empty((n, c, ho, wo), np.float32)
-    hq, wq = (h + sh - 1) // sh, (w + sw - 1) // sw
+    padded = top > 0 or left > 0 or bottom > 0 or right > 0
+    strided = (sh > 1 or sw > 1) and sw != 2
+    hq, wq = (hp + sh - 1) // sh, (wp + sw - 1) // sw
     length = (ho - 1) * wq + wo
-    sums = np.empty((n * c, length), np.float32)  # scratch allocated once: the planes may be small
-    if sw == 2:  # LLVM vectorizes a constant stride of 2 without splitting the plane
-        return _depthwise_stride2(x, weight, bias, sh, dh, dw, ho, wo)
-    strided = sh > 1 or sw > 1
-    split = np.empty((n * c, sh, sw, hq, wq), np.float32) if strided else x.reshape((n * c, 1, 1, hq, wq))
-    for job in prange(n * c):
-        i, ch = job // c, job % c
-        acc = sums[job]
-        acc[:] = 0
-        phases = split[job]
-        if strided:
-            _split(x[i, ch], phases)
-        flat = phases.reshape(-1)
-        for a in range(kh):
-            p, base = (a * dh) % sh, ((a * dh) // sh) * wq
-            if kw == 3:  # a row's taps in one pass, added in the same order
-                s0 = flat[_at(p, 0, base, sw, hq, wq):]
-                s1 = flat[_at(p, dw % sw, base + dw // sw, sw, hq, wq):]
-                s2 = flat[_at(p, (2 * dw) % sw, base + (2 * dw) // sw, sw, hq, wq):]
-                w0, w1, w2 = weight[ch, a, 0], weight[ch, a, 1], weight[ch, a, 2]
-                for j in range(length):
-                    acc[j] = acc[j] + s0[j] * w0 + s1[j] * w1 + s2[j] * w2
-            elif kw == 5:
-                s0 = flat[_at(p, 0, base, sw, hq, wq):]
-                s1 = flat[_at(p, dw % sw, base + dw // sw, sw, hq, wq):]
-                s2 = flat[_at(p, (2 * dw) % sw, base + (2 * dw) // sw, sw, hq, wq):]
-                s3 = flat[_at(p, (3 * dw) % sw, base + (3 * dw) // sw, sw, hq, wq):]
-                s4 = flat[_at(p, (4 * dw) % sw, base + (4 * dw) // sw, sw, hq, wq):]
-                w0, w1, w2, w3, w4 = weight[ch, a, 0], weight[ch, a, 1], weight[ch, a, 2], weight[ch, a, 3], \
-                    weight[ch, a, 4]
-                for j in range(length):
-                    acc[j] = acc[j] + s0[j] * w0 + s1[j] * w1 + s2[j] * w2 + s3[j] * w3 + s4[j] * w4
+    jobs = n * c
+    parts = min(jobs, 4 * threads)
+    for part in prange(parts):
+        plane = np.empty((hp, wp), np.float32)
+        phases = np.empty((sh, sw, hq, wq) if strided else (1, 1, 1, 1), np.float32)
+        acc = np.empty(length if sw != 2 else 1, np.float32)
+        for job in range(part * jobs // parts, (part + 1) * jobs // parts):
+            i, ch = job // c, job % c
+            if padded:
+                _pad_into(x[i, ch], plane, top, left)
+                source = plane
             else:
-                for b in range(kw):
-                    s = flat[_at(p, (b * dw) % sw, base + (b * dw) // sw, sw, hq, wq):]
-                    wt = weight[ch, a, b]
-                    for j in range(length):
-                        acc[j] += s[j] * wt
-        bb = bias[ch]
-        for y in range(ho):
-            dst = out[i, ch, y]
-            src = acc[y * wq:y * wq + wo]
-            for z in range(wo):
-                dst[z] = src[z] + bb
+                source = x[i, ch]
+            if sw == 2:
+                _taps_stride2(source, weight[ch], bias[ch], sh, dh, dw, out[i, ch])
+            elif strided:
+                _split(source, phases)
+                _taps_flat(phases.reshape(-1), weight[ch], bias[ch], sh, sw, dh, dw, hq, wq, acc, out[i, ch])
+            else:
+                _taps_flat(source.reshape(-1), weight[ch], bias[ch], 1, 1, dh, dw, hp, wp, acc, out[i, ch])
     return out
 
 
-@njit(parallel=True, cache=True)
-def _depthwise_stride2(x, weight, bias, sh, dh, dw, ho, wo):
-    """`depthwise` with a column stride of 2, row by row, in the same order."""
-    n, c = x.shape[0], x.shape[1]
-    kh, kw = weight.shape[1], weight.shape[2]
-    out = np.empty((n, c, ho, wo), np.float32)
-    for job in prange(n * c):
-        i, ch = job // c, job % c
-        for y in range(ho):
-            acc = out[i, ch, y]
-            acc[:] = 0
-            for a in range(kh):
-                src = x[i, ch, y * sh + a * dh]
-                for b in range(kw):
-                    seg = src[b * dw:]
-                    wt = weight[ch, a, b]
-                    for z in range(wo):
-                        acc[z] += seg[2 * z] * wt
-            bb = bias[ch]
-            for z in range(wo):
-                acc[z] += bb
-    return out
+@njit(cache=True)
+def _pad_into(plane, padded, top, left):
+    """``plane`` (H, W) into ``padded`` at (top, left), zeros around it (explicit loops: a slice
+    assignment between arrays would allocate for its overlap check)."""
+    h, w = plane.shape
+    hp, wp = padded.shape
+    for y in range(hp):
+        row = padded[y]
+        if y < top or y >= top + h:
+            for z in range(wp):
+                row[z] = 0
+            continue
+        src = plane[y - top]
+        for z in range(left):
+            row[z] = 0
+        for z in range(w):
+            row[left + z] = src[z]
+        for z in range(left + w, wp):
+            row[z] = 0
+
+
+@njit(cache=True)
+def _taps_flat(flat, weight, bias, sh, sw, dh, dw, hq, wq, acc, out):
+    """One plane's taps over its flat phases (sh, sw, Hq, Wq), each row's taps in one pass."""
+    kh, kw = weight.shape
+    ho, wo = out.shape
+    length = acc.shape[0]
+    acc[:] = 0
+    for a in range(kh):
+        p, base = (a * dh) % sh, ((a * dh) // sh) * wq
+        if kw == 3:  # a row's taps in one pass, added in the same order
+            s0 = flat[_at(p, 0, base, sw, hq, wq):]
+            s1 = flat[_at(p, dw % sw, base + dw // sw, sw, hq, wq):]
+            s2 = flat[_at(p, (2 * dw) % sw, base + (2 * dw) // sw, sw, hq, wq):]
+            w0, w1, w2 = weight[a, 0], weight[a, 1], weight[a, 2]
+            for j in range(length):
+                acc[j] = acc[j] + s0[j] * w0 + s1[j] * w1 + s2[j] * w2
+        elif kw == 5:
+            s0 = flat[_at(p, 0, base, sw, hq, wq):]
+            s1 = flat[_at(p, dw % sw, base + dw // sw, sw, hq, wq):]
+            s2 = flat[_at(p, (2 * dw) % sw, base + (2 * dw) // sw, sw, hq, wq):]
+            s3 = flat[_at(p, (3 * dw) % sw, base + (3 * dw) // sw, sw, hq, wq):]
+            s4 = flat[_at(p, (4 * dw) % sw, base + (4 * dw) // sw, sw, hq, wq):]
+            w0, w1, w2, w3, w4 = weight[a, 0], weight[a, 1], weight[a, 2], weight[a, 3], weight[a, 4]
+            for j in range(length):
+                acc[j] = acc[j] + s0[j] * w0 + s1[j] * w1 + s2[j] * w2 + s3[j] * w3 + s4[j] * w4
+        else:
+            for b in range(kw):
+                s = flat[_at(p, (b * dw) % sw, base + (b * dw) // sw, sw, hq, wq):]
+                wt = weight[a, b]
+                for j in range(length):
+                    acc[j] += s[j] * wt
+    for y in range(ho):
+        dst = out[y]
+        src = acc[y * wq:y * wq + wo]
+        for z in range(wo):
+            dst[z] = src[z] + bias
+
+
+@njit(cache=True)
+def _taps_stride2(plane, weight, bias, sh, dh, dw, out):
+    """One padded plane's taps with a column stride of 2, row by row, in the same order."""
+    kh, kw = weight.shape
+    ho, wo = out.shape
+    for y in range(ho):
+        acc = out[y]
+        acc[:] = 0
+        for a in range(kh):
+            src = plane[y * sh + a * dh]
+            for b in range(kw):
+                seg = src[b * dw:]
+                wt = weight[a, b]
+                for z in range(wo):
+                    acc[z] += seg[2 * z] * wt
+        for z in range(wo):
+            acc[z] += bias
 
 
 @njit(parallel=True, cache=True)
-def im2col(x, kh, kw, sh, sw, dh, dw, top, left, ho, wo):
-    """The conv columns of an unpadded NCHW float32 ``x``: (N, C·KH·KW, Ho·Wo), row (c, a, b) holding
-    tap (a, b) of channel c at every output position, zero where the tap falls in the padding."""
-    n, c, h, w = x.shape
-    cols = np.empty((n, c * kh * kw, ho * wo), np.float32)
-    for job in prange(n * c):
-        i, ch = job // c, job % c
+def im2col(x, i, cols, kh, kw, sh, sw, dh, dw, top, left, ho, wo):
+    """Fill ``cols`` (C·KH·KW, Ho·Wo) with the conv columns of image ``i`` of an unpadded NCHW float32
+    ``x``: row (c, a, b) holds tap (a, b) of channel c at every output position, zero where the tap
+    falls in the padding. One buffer serves every image of a batch, so it stays allocated and warm."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    for ch in prange(c):
         for a in range(kh):
             for b in range(kw):
-                row = cols[i, (ch * kh + a) * kw + b]
+                row = cols[(ch * kh + a) * kw + b]
                 off = b * dw - left
                 z0 = min(wo, max(0, (sw - 1 - off) // sw))  # the first z with z·sw + off >= 0
                 z1 = max(z0, min(wo, (w - 1 - off) // sw + 1))  # past the last with z·sw + off < w
@@ -118,17 +153,20 @@ def im2col(x, kh, kw, sh, sw, dh, dw, top, left, ho, wo):
                     dst = row[y * wo:(y + 1) * wo]
                     yy = y * sh + a * dh - top
                     if yy < 0 or yy >= h:
-                        dst[:] = 0
+                        for z in range(wo):
+                            dst[z] = 0
                         continue
                     src = x[i, ch, yy]
-                    dst[:z0] = 0
-                    dst[z1:] = 0
+                    for z in range(z0):
+                        dst[z] = 0
+                    for z in range(z1, wo):
+                        dst[z] = 0
                     if sw == 1:
-                        dst[z0:z1] = src[z0 + off:z1 + off]
+                        for z in range(z0, z1):
+                            dst[z] = src[z + off]
                     else:
                         for z in range(z0, z1):
                             dst[z] = src[z * sw + off]
-    return cols
 
 
 @njit(inline="always", cache=True)

@@ -32,10 +32,11 @@ def windows(x: Array, kernel, strides, dilations) -> Array:
 def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping, group: int = 1) -> Array:
     """ONNX Conv in float32: any group, stride, dilation and explicit pads.
 
-    One BLAS product per group over the whole batch, (C_out/g, C/g·KH·KW) by the columns
-    (N, C/g·KH·KW, Ho·Wo), so that it comes out in NCHW; a 1x1 conv without pads multiplies the
-    input as it lies (strided: its every sh-th row and sw-th column), the others read Numba's
-    `im2col`, which pads as it copies. A depthwise conv is Numba's `depthwise`.
+    One BLAS product per image and group, (C_out/g, C/g·KH·KW) by the columns (C/g·KH·KW, Ho·Wo),
+    so that it comes out in NCHW: a 1x1 conv without pads multiplies the input as it lies
+    (strided: its every sh-th row and sw-th column); the others fill one columns buffer per image
+    with Numba's `im2col`, which pads as it copies (one image's columns stay in the cache; a
+    batch's would be a large fresh allocation). A depthwise conv is Numba's `depthwise`.
     """
     x = np.ascontiguousarray(x, np.float32)
     n, c, h, w = x.shape
@@ -45,29 +46,37 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping, group: int = 1)
     ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
     wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
     if group == c and cg == 1 and out_c == c:
-        return _depthwise(pad2d(x, attrs["pads"]), weight, bias, attrs, ho, wo)
-    if (kh, kw) == (1, 1) and not any(attrs["pads"]):
+        return _depthwise(x, weight, bias, attrs, ho, wo)
+    weight = np.ascontiguousarray(weight, np.float32).reshape(out_c, -1)
+    bias = np.asarray(bias, np.float32).reshape(-1, 1)
+    out = np.empty((n, out_c, ho * wo), np.float32)
+    og, k = out_c // group, weight.shape[1]
+    direct = (kh, kw) == (1, 1) and not any(attrs["pads"])
+    if direct:
         cols = (x if (sh, sw) == (1, 1) else np.ascontiguousarray(x[:, :, ::sh, ::sw])).reshape(n, c, ho * wo)
     else:
         from alls.runtime.kernels.floating import im2col
 
-        cols = im2col(x, kh, kw, sh, sw, dh, dw, top, left, ho, wo)
-    weight = np.ascontiguousarray(weight, np.float32).reshape(out_c, -1)
-    out = np.empty((n, out_c, ho * wo), np.float32)
-    og, k = out_c // group, weight.shape[1]
-    for g in range(group):
-        np.matmul(weight[g * og:(g + 1) * og], cols[:, g * k:(g + 1) * k], out=out[:, g * og:(g + 1) * og])
-    out += np.asarray(bias, np.float32).reshape(1, -1, 1)
+        buffer = np.empty((c * kh * kw, ho * wo), np.float32)
+    for i in range(n):
+        if not direct:
+            im2col(x, i, buffer, kh, kw, sh, sw, dh, dw, top, left, ho, wo)
+        image = cols[i] if direct else buffer
+        for g in range(group):
+            np.matmul(weight[g * og:(g + 1) * og], image[g * k:(g + 1) * k], out=out[i, g * og:(g + 1) * og])
+        out[i] += bias  # while the image's outputs are in the cache
     return out.reshape(n, out_c, ho, wo)
 
 
 def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping, ho: int, wo: int) -> Array:
-    """Depthwise conv as a sum over the kernel taps (x is already padded)."""
+    """Depthwise conv as a sum over the kernel taps, padded as it reads (Numba's `depthwise`)."""
     (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
+    from numba import get_num_threads
+
     from alls.runtime.kernels.floating import depthwise
 
-    return depthwise(np.ascontiguousarray(x, np.float32), np.ascontiguousarray(weight[:, 0], np.float32),
-                     np.ascontiguousarray(bias, np.float32), sh, sw, dh, dw, ho, wo)
+    return depthwise(x, np.ascontiguousarray(weight[:, 0], np.float32), np.ascontiguousarray(bias, np.float32),
+                     sh, sw, dh, dw, *attrs["pads"], ho, wo, get_num_threads())
 
 
 def run(layer, xs, p):
