@@ -126,7 +126,7 @@ def profile(graph, x: np.ndarray, repeat: int) -> dict[str, float]:
 
     from dataclasses import replace
 
-    saved = native.OPS, native.activation, native.activate_in_place
+    saved = native.OPS, native.activation, getattr(native, "activate_in_place", None)  # (None: an earlier revision)
     try:
         native.OPS = {kind: replace(op, run=timed(op.run, lambda layer: layer.kind)) for kind, op in saved[0].items()}
         native.activation, native.activate_in_place = (timed(fn, lambda layer: f"{layer.kind}+{layer.activation}")
