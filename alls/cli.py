@@ -1,5 +1,10 @@
 """The `alls` command line: a thin layer over the public API.
 
+This module holds `main` (the one place an error becomes a coded diagnostic, ALS000 for a bug) and
+the argument parser: every command's options are wired here. Each command's body is the `run`
+function of its module in `alls.commands` (`alls/commands/check.py` for `alls check`, ...), with
+what they share in `alls.commands.common`.
+
 Exit codes: 0 clean (warnings allowed), 1 errors found (or, for `fmt
 --check`, files that would change), 2 the tool could not run (bad usage, a
 file that cannot be read or written).
@@ -8,22 +13,27 @@ file that cannot be read or written).
 from __future__ import annotations
 
 import argparse
-import difflib
-import json
-import os
-import re
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import replace
 
 import alls
-from alls import files, progress
-from alls.render import FORMATS, printable, summary
-from alls.tables import (algorithm_summary, explain_layer, figures_table, layer_row, layer_table, plan_table,
-                         precision_summary)
+from alls import progress
+# each command's body, one module per command; its options are wired in _parser below
+from alls.commands.analyze import run as _analyze
+from alls.commands.check import run as _check
+from alls.commands.common import EXIT_FAILURE, EXIT_OK, report as _report
+from alls.commands.evaluate import run as _eval
+from alls.commands.explain import run as _explain
+from alls.commands.fmt import run as _fmt
+from alls.commands.layers import run as _layers
+from alls.commands.lsp import run as _lsp
+from alls.commands.plan import run as _plan
+from alls.commands.quantize import run as _quantize
+from alls.commands.taps import run as _taps
+from alls.commands.tune import run as _tune
+from alls.render import FORMATS
 
-EXIT_OK, EXIT_ERRORS, EXIT_FAILURE = 0, 1, 2
 REPORT_HINT = "please report it with the command and `alls --version`; rerun with --debug for the traceback"
 
 
@@ -119,12 +129,6 @@ def _positive(kind):
             raise argparse.ArgumentTypeError(f"expected a number above 0, not `{text}`")
         return value
     return convert
-
-
-def _limits(args) -> alls.Limits:
-    given = {key[len("limit_"):]: value for key, value in vars(args).items()
-             if key.startswith("limit_") and value is not None}
-    return alls.Limits(**given)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -239,27 +243,6 @@ def _cut_options(parser: argparse.ArgumentParser) -> None:
                         help="a Hailo model-zoo network config: its parser.nodes and input shape")
 
 
-def _cut(args) -> dict:
-    """The cut the options ask for, as `alls.load_model` keywords (``input_shapes`` from a zoo
-    config only where --input-shape is not given)."""
-    start = tuple(n for n in args.start_nodes.split(",") if n)
-    end = tuple(n for n in args.end_nodes.split(",") if n)
-    shapes = None
-    if args.zoo_config:
-        network = alls.read_zoo_network(args.zoo_config)
-        start, end, shapes = start or network.start_nodes, end or network.end_nodes, network.input_shape
-    cut = {"start_nodes": start, "end_nodes": end}
-    if shapes is not None and not getattr(args, "input_shape", None):
-        cut["input_shapes"] = shapes
-    return cut
-
-
-def _shapes_and_cut(args) -> tuple:
-    """(input shapes, start nodes, end nodes) from the model options."""
-    cut = _cut(args)
-    return cut.get("input_shapes", _input_shapes(args.input_shape)), cut["start_nodes"], cut["end_nodes"]
-
-
 def _data_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--data", metavar="NPY", required=required,
                         help="images to evaluate on, (N, H, W, C) in a .npy" + ("" if required else " (evaluates after quantizing)"))
@@ -267,351 +250,6 @@ def _data_options(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc", help="the layout of the .npy images")
     parser.add_argument("--limit", type=int, help="evaluate on the first N images only")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-
-
-# ------------------------------------------------------------------- helpers
-
-# Help written for the Python API, as the command line spells it.
-_CLI_TERMS = ((re.compile(r'layout="(\w+)"'), r"--layout \1"),
-              (re.compile(r"input_shapes=\((N, )?([\d, ]+)\)"),
-               lambda m: "--input-shape " + ("N," if m.group(1) else "") + m.group(2).replace(" ", "")),
-              (re.compile(r"call runner\.quantize\(calib\) first"), "quantize it first with `alls quantize`"))
-
-
-def _for_cli(d: alls.Diagnostic) -> alls.Diagnostic:
-    text = d.help
-    for pattern, repl in _CLI_TERMS:
-        text = pattern.sub(repl, text)
-    return d if text == d.help else replace(d, help=text)
-
-
-def _report(diagnostics, sources=None, stream=None) -> None:
-    """Render ``diagnostics`` (to standard error unless ``stream``), with their sources where known."""
-    found = [_for_cli(d) for d in diagnostics]
-    if found:
-        (stream or sys.stderr).write(alls.render(found, sources if sources is not None else _sources(found)))
-
-
-def _sources(diagnostics) -> dict[str, str]:
-    out = {}
-    for d in diagnostics:
-        if d.span is not None and d.span.file not in out and os.path.isfile(d.span.file):
-            try:
-                with open(d.span.file, "rb") as f:
-                    out[d.span.file] = f.read(1 << 22).decode("utf-8", errors="replace")
-            except OSError:
-                pass
-    return out
-
-
-def _read(path: str, args) -> tuple[alls.Script, list[alls.Diagnostic]]:
-    if path == "-":
-        return alls.read_script(sys.stdin.buffer, "<stdin>", limits=_limits(args))
-    return alls.read_script(path, limits=_limits(args))
-
-
-def _read_or_fail(path: str, args) -> alls.Script:
-    """A script that parsed without errors, or AllsError with the errors (ALS001, ALS108, syntax)."""
-    script, diagnostics = _read(path, args)
-    errors = [d for d in diagnostics if d.is_error]
-    if errors:
-        raise alls.AllsError(errors)
-    return script
-
-
-def _unreadable(diagnostics: Sequence[alls.Diagnostic]) -> bool:
-    return any(d.code == "ALS001" for d in diagnostics)
-
-
-def _check_output(path: str, force: bool, what: str) -> None:
-    """Refuse an output that cannot be written before the work starts; report stale temporary files."""
-    if not progress.enabled():
-        files.check_output(path, force, what=what)
-        return
-    _report(files.check_output(path, force, what=what))
-
-
-# -------------------------------------------------------------------- commands
-
-
-def _check(args) -> int:
-    found: list[alls.Diagnostic] = []
-    sources: dict[str, str] = {}
-    failed = False
-    graph = None
-    if args.model is not None:
-        graph = _load_graph(args)
-        found.extend(graph.diagnostics)
-    for path in args.files:
-        script, diagnostics = _read(path, args)
-        failed |= _unreadable(diagnostics)
-        if graph is not None:
-            checked = list(alls.resolve(script, graph).diagnostics)
-            checked = [d for d in checked if d not in graph.diagnostics]
-        else:
-            checked = alls.check(script)
-        found.extend(sorted(diagnostics + checked, key=alls.Diagnostic.sort_key))
-        sources[script.filename] = script.source
-    out = alls.render([_for_cli(d) for d in found], sources, args.output_format)
-    if args.output_format == "full":
-        out += ("\n" if found else "") + summary(found, len(args.files)) + "\n"
-    sys.stdout.write(out)
-    if failed:
-        return EXIT_FAILURE
-    return EXIT_ERRORS if any(d.is_error for d in found) else EXIT_OK
-
-
-def _fmt(args) -> int:
-    status = EXIT_OK
-    for path in args.files:
-        script, diagnostics = _read(path, args)
-        errors = [d for d in diagnostics if d.is_error]
-        if errors:
-            _report(errors, {script.filename: script.source})
-            _report([alls.Diagnostic(errors[0].code, alls.Severity.ERROR,
-                                     f"`{script.filename}` not formatted: fix the errors above first")])
-            status = max(status, EXIT_FAILURE if _unreadable(errors) else EXIT_ERRORS)
-            continue
-        formatted = alls.format_script(script)
-        if path == "-":
-            sys.stdout.write(formatted)
-            continue
-        if formatted == script.source:
-            continue
-        if args.diff:
-            sys.stdout.write(_diff(script.source, formatted, path))
-            status = max(status, EXIT_ERRORS)
-        elif args.check:
-            print(f"would reformat {path}")
-            status = max(status, EXIT_ERRORS)
-        else:
-            try:
-                files.write_file(path, formatted, what="script", follow_links=True)
-            except alls.AllsError as error:
-                _report(error.diagnostics)
-                status = EXIT_FAILURE
-                continue
-            print(f"reformatted {path}")
-    return status
-
-
-def _diff(before: str, after: str, path: str) -> str:
-    """A unified diff that marks a missing final newline as `diff` does."""
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True), after.splitlines(keepends=True),
-        fromfile=f"{path} (original)", tofile=f"{path} (formatted)",
-    )
-    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
-
-
-def _input_shapes(specs: Sequence[str]):
-    """``["1,3,320,320"]`` or ``["input.1=1,3,320,320", ...]`` as load_model takes them."""
-    if not specs:
-        return None
-    shapes = {}
-    for spec in specs:
-        name, _, dims = spec.rpartition("=")
-        try:
-            shape = tuple(int(d) for d in dims.replace("x", ",").split(","))
-        except ValueError:
-            raise alls.AllsError([alls.Diagnostic("ALS405", alls.Severity.ERROR, f"bad input shape `{spec}`",
-                                                  help="write N,C,H,W, for example 1,3,320,320")]) from None
-        shapes[name] = shape
-    if list(shapes) == [""]:
-        return shapes[""]
-    if "" in shapes:
-        raise alls.AllsError([alls.Diagnostic("ALS405", alls.Severity.ERROR,
-                                              "with several --input-shape, name each input: NAME=N,C,H,W")])
-    return shapes
-
-
-def _model_file(path: str) -> str:
-    """``path``, refused (ALS007) when it is a NumPy file; the importer names other problems (ALS402)."""
-    if os.path.exists(path):
-        files.expect_kind(path, ("onnx", "binary", "text", "empty"), "model", "pass the .onnx file")
-    return path
-
-
-def _load_graph(args):
-    shapes, start, end = _shapes_and_cut(args)
-    return alls.load_model(_model_file(args.model), shapes, args.name, start, end, limits=_limits(args))
-
-
-def _layers(args) -> int:
-    graph = _load_graph(args)
-    if args.json:
-        rows = [layer_row(layer) for layer in graph]
-        doc = {"network": graph.name, "opset": graph.opset, "layers": rows, "tie_numbered": sorted(graph.tie_numbered),
-               "start_nodes": list(graph.start_nodes), "end_nodes": list(graph.end_nodes),
-               "diagnostics": json.loads(alls.render(list(graph.diagnostics), fmt="json"))}
-        print(json.dumps(doc, indent=2))
-    else:
-        print(printable(layer_table(graph)))
-        if graph.diagnostics:
-            sys.stdout.write("\n")
-            _report(graph.diagnostics, stream=sys.stdout)
-    return EXIT_ERRORS if any(d.is_error for d in graph.diagnostics) else EXIT_OK
-
-
-def _plan(args) -> int:
-    if args.output:
-        _check_output(args.output, args.force, "plan")
-    graph = _load_graph(args)
-    script, diagnostics = _read(args.script, args)
-    if _unreadable(diagnostics):
-        raise alls.AllsError(diagnostics)
-    plan = alls.resolve(script, graph)
-    found = sorted(diagnostics + list(plan.diagnostics), key=alls.Diagnostic.sort_key)
-    sources = {script.filename: script.source}
-    if args.explain is not None:
-        layer = graph.get(args.explain)
-        if layer is None:
-            hint = alls.diagnostics.suggestion(args.explain, [l.short_name for l in graph])
-            raise alls.AllsError.of("ALS201", f"no layer `{args.explain}` in `{graph.name}`", hint)
-        print(printable(explain_layer(plan, layer.name)))
-    elif args.json or args.output:
-        doc = plan.as_dict()
-        doc["diagnostics"] = json.loads(alls.render(found, fmt="json"))
-        text = json.dumps(doc, indent=2) + "\n"
-        if args.output:
-            files.write_file(args.output, text, what="plan")
-        if args.json:
-            sys.stdout.write(text)
-    else:
-        print(printable(plan_table(plan)))
-    if found and args.explain is not None:
-        sys.stdout.write(f"\n{summary(found, 1)} (run without --explain to see them)\n")
-    elif found and not args.json:
-        sys.stdout.write("\n")
-        _report(found, sources, stream=sys.stdout)
-        sys.stdout.write("\n" + summary(found, 1) + "\n")
-    return EXIT_ERRORS if any(d.is_error for d in found) else EXIT_OK
-
-
-def _quantize(args) -> int:
-    from alls.runtime import Runner, load_array
-
-    _check_output(args.output, args.force, "quantized model")
-    shapes, start, end = _shapes_and_cut(args)
-    runner = Runner(_model_file(args.model), shapes, args.name, start_nodes=start, end_nodes=end, limits=_limits(args))
-    if args.script:
-        runner.load_script(_read_or_fail(args.script, args))
-    calib = load_array(args.calib, "calibration images", limits=_limits(args))
-    data = _evaluation_data(args) if args.data else None
-    qmodel = runner.quantize(calib, args.batch_size, args.calib_num_batch, args.layout,
-                             equalize=args.equalize, ibc=args.ibc, finetune=args.finetune)
-    runner.save(args.output)
-    report = qmodel.report
-    print(f"calibrated `{runner.graph.name}` on {report['calibration_images']} images "
-          f"({report['calib_num_batch']} batches of {report['batch_size']})")
-    print(precision_summary(qmodel.plan))
-    for line in algorithm_summary(report):
-        print(line)
-    _report(runner.warnings, stream=sys.stdout)
-    print(f"wrote {args.output}")
-    if data is not None:
-        return _evaluate(qmodel, args, *data)
-    return EXIT_OK
-
-
-def _evaluation_data(args):
-    """The evaluation images and labels, read and checked before any work."""
-    from alls.runtime import check_labels, load_array
-
-    if args.limit is not None and args.limit < 1:
-        raise alls.AllsError.of("ALS512", f"--limit must be at least 1, not {args.limit}")
-    data = load_array(args.data, "data", limits=_limits(args))
-    labels = load_array(args.labels, "labels", limits=_limits(args)) if args.labels else None
-    if args.limit is not None and data.ndim:
-        data = data[: args.limit]
-        labels = labels[: args.limit] if labels is not None and labels.ndim else labels
-    if labels is not None:
-        labels = check_labels(labels, len(data) if data.ndim else 0)
-    return data, labels
-
-
-def _eval(args) -> int:
-    from alls.runtime import load
-
-    data, labels = _evaluation_data(args)
-    cut = _cut(args)
-    return _evaluate(load(args.quantized, cut["start_nodes"], cut["end_nodes"], limits=_limits(args)), args, data, labels)
-
-
-def _evaluate(qmodel, args, data, labels) -> int:
-    from alls.runtime import evaluate
-
-    result = evaluate(qmodel, data, labels, args.layout)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return EXIT_OK
-    print(figures_table(result))
-    return EXIT_OK
-
-
-def _analyze(args) -> int:
-    from alls.runtime import analyze, load, load_array, prepare_folder, report_summary, write_report
-
-    folder = prepare_folder(args.output, args.force)
-    if args.limit is not None and args.limit < 1:
-        raise alls.AllsError.of("ALS512", f"--limit must be at least 1, not {args.limit}")
-    cut = _cut(args)
-    qmodel = load(args.quantized, cut["start_nodes"], cut["end_nodes"], limits=_limits(args))
-    data = load_array(args.data, "data", limits=_limits(args))
-    if args.limit is not None and data.ndim:
-        data = data[: args.limit]
-    result = analyze(qmodel, data, args.layout, args.worst, args.isolation_images)
-    write_report(result, folder, force=args.force)
-    if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
-        return EXIT_OK
-    print(report_summary(result, folder))
-    _report(result.diagnostics, stream=sys.stdout)
-    return EXIT_OK
-
-
-def _tune(args) -> int:
-    from alls.runtime import Runner, best, load_array, tune
-
-    output = args.output or f"{os.path.splitext(os.path.basename(args.model))[0]}_tuned.alls"
-    _check_output(output, args.force, "tuned script")
-    shapes, start, end = _shapes_and_cut(args)
-    _model_file(args.model)
-    base = _read_or_fail(args.script, args) if args.script else ""
-    calib = load_array(args.calib, "calibration images", limits=_limits(args))
-    data, labels = _evaluation_data(args)
-    widths = [max(len(n) for n, _ in _tune_steps()), 7, 8, 7, 7]
-    row = lambda cells: print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip(), flush=True)
-    header = [("step", "SNR dB", "cosine", "top-1" if labels is not None else "", "seconds")]
-
-    def show(step) -> None:
-        if args.json:
-            return
-        while header:
-            row(header.pop())
-        if step.error:
-            print(f"{step.name}: failed: {step.error}", flush=True)
-            return
-        accuracy = f"{100 * step.accuracy:.2f}%" if step.accuracy is not None else ""
-        row((step.name, f"{step.snr_db:.2f}", f"{step.cosine:.5f}", accuracy, f"{step.seconds:.1f}"))
-
-    done = tune(lambda: Runner(args.model, shapes, args.name, start_nodes=start, end_nodes=end,
-                                  limits=_limits(args)), calib, data, labels, base, args.layout, show)
-    chosen = best(done)
-    files.write_file(output, alls.format_text(chosen.script), what="tuned script")
-    if args.json:
-        print(json.dumps({"best": chosen.name, "output": output, "steps": [s.as_dict() for s in done]}, indent=2))
-    else:
-        if chosen.layers:
-            print(f"16-bit on the layers the analysis blames: {', '.join(n.rsplit('/', 1)[-1] for n in chosen.layers)}")
-        print(f"best: {chosen.name} ({chosen.snr_db:.2f} dB); wrote {output}")
-    return EXIT_OK
-
-
-def _tune_steps():
-    from alls.runtime import STEPS
-
-    return STEPS
 
 
 def _taps_command(commands) -> None:
@@ -630,51 +268,10 @@ def _taps_command(commands) -> None:
     taps.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
 
 
-def _taps(args) -> int:
-    from alls.runtime import TAPS_INDEX, load, load_array, prepare_taps_folder, write_taps
-
-    prepare_taps_folder(args.output, args.force)
-    if args.limit is not None and args.limit < 1:
-        raise alls.AllsError.of("ALS512", f"--limit must be at least 1, not {args.limit}")
-    qmodel = load(args.quantized)
-    data = load_array(args.data, "data")
-    if args.limit is not None and data.ndim:
-        data = data[: args.limit]
-    index = write_taps(qmodel, data, args.output, args.layers, args.target or ["numeric"], args.layout, args.force,
-                       args.raw)
-    targets = sorted({entry["target"] for entry in index["taps"]})
-    layers = len({entry["layer"] for entry in index["taps"]})
-    print(f"wrote {len(index['taps'])} tensors ({layers} layers x {', '.join(targets)}) on {index['images']} images "
-          f"to {args.output}; index in {os.path.join(args.output, TAPS_INDEX)}")
-    return EXIT_OK
-
-
 def _add_lsp(commands) -> None:
     _command(commands, "lsp", "serve the language server protocol on stdio (for editors)", _lsp,
              "The language server for editors: diagnostics, completion, hover, quick fixes and formatting "
              "(docs/editors.md). Needs the lsp extra: pip install 'alls[lsp]'.")
-
-
-def _lsp(args) -> int:
-    from alls.lsp import serve
-
-    serve()  # raises AllsError (ALS011) without pygls; main reports it
-    return EXIT_OK
-
-
-def _explain(args) -> int:
-    if args.code is None:
-        for doc in alls.CODES.values():
-            print(f"{doc.code}  {str(doc.severity):8} {doc.title}")
-        return EXIT_OK
-    code = args.code.upper()
-    if code not in alls.CODES:
-        digits = code[:3] + code[3:].translate(str.maketrans("OIL", "011"))  # a letter typed for a digit
-        hint = f"did you mean `{digits}`?" if digits in alls.CODES else alls.diagnostics.suggestion(code, alls.CODES)
-        raise alls.AllsError.of("ALS009", f"unknown code `{args.code}`",
-                                (hint + " " if hint else "") + "run `alls explain` to list every code")
-    print(alls.explain(code), end="")
-    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -326,10 +326,24 @@ def test_api_help_is_spelled_for_the_command_line_there(capsys, tmp_path):
 def test_the_command_line_is_a_thin_layer_over_the_public_api():
     import re
 
-    source = (pathlib.Path(alls.__file__).parent / "cli.py").read_text()
-    assert "error[ALS" not in source  # every error is a Diagnostic, rendered by alls.render
-    internals = re.findall(r"(?:from|import) (alls\.runtime\.\w+)", source)
-    assert internals == []  # only `from alls.runtime import <public name>`
+    package = pathlib.Path(alls.__file__).parent
+    modules = [package / "cli.py", *sorted((package / "commands").glob("*.py"))]  # the parser, the commands' bodies
     runtime = __import__("alls.runtime", fromlist=["__all__"])
-    for names in re.findall(r"from alls\.runtime import ([\w, ]+)", source):
-        assert all(name.strip() in runtime.__all__ for name in names.split(","))
+    imported = set()
+    for path in modules:
+        source = path.read_text()
+        assert "error[ALS" not in source, path.name  # every error is a Diagnostic, rendered by alls.render
+        internals = re.findall(r"(?:from|import) (alls\.runtime\.\w+)", source)
+        assert internals == [], path.name  # only `from alls.runtime import <public name>`
+        for grouped, plain in re.findall(r"from alls\.runtime import (?:\(([^)]*)\)|([\w, ]+))", source):
+            imported.update(name.strip() for name in (grouped or plain).split(",") if name.strip())
+    assert {"Runner", "load", "analyze", "tune", "write_taps"} <= imported  # the commands were read
+    assert not imported - set(runtime.__all__), sorted(imported - set(runtime.__all__))
+
+
+def test_every_command_runs_a_body_in_alls_commands():
+    from alls.cli import _parser
+
+    subparsers = next(a for a in _parser()._actions if a.dest == "==SUPPRESS==" and a.choices)
+    bodies = {name: parser.get_default("run") for name, parser in subparsers.choices.items()}
+    assert bodies and all(run.__module__.startswith("alls.commands.") for run in bodies.values()), bodies

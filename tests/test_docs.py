@@ -30,7 +30,11 @@ SETUP_PREFIX = "pip install . && "
 
 
 def _blocks(page: pathlib.Path):
-    text = page.read_text(encoding="utf-8")
+    yield from _blocks_of(page.read_text(encoding="utf-8"))
+
+
+def _blocks_of(text: str):
+    """(language, info, body, line) of each fenced block of ``text``."""
     for match in FENCE.finditer(text):
         yield match.group(1), match.group(2).strip(), match.group(3), text.count("\n", 0, match.start()) + 1
 
@@ -170,3 +174,36 @@ def test_every_docs_page_is_in_the_table_of_contents():
     listed = {target.partition("#")[0] for target in LINK.findall(index)}
     pages = {p.name for p in (ROOT / "docs").glob("*.md")} - {"index.md"}
     assert pages <= listed, f"not in docs/index.md: {sorted(pages - listed)}"
+
+
+def _section(page: pathlib.Path, heading: str) -> str:
+    """The text of the ``## heading`` section of ``page``, up to the next ``## `` heading."""
+    text = page.read_text(encoding="utf-8")
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end >= 0 else len(text)]
+
+
+def test_the_ops_page_lists_the_importers_handlers_by_module():
+    from alls.importer import HANDLERS
+
+    section = _section(ROOT / "docs" / "ops.md", "Adding an ONNX op")
+    claimed = {module: set(ops.replace(" ", "").split(","))
+               for module, ops in re.findall(r"^\| `(\w+)` \| ([\w, ]+) \|$", section, re.M)}
+    registered: dict[str, set] = {}
+    for op, handler in HANDLERS.items():
+        registered.setdefault(handler.__module__.rsplit(".", 1)[-1], set()).add(op)
+    assert claimed == registered
+
+
+def test_the_ops_page_example_is_the_handler_it_names():
+    from alls.importer import HANDLERS
+
+    section = _section(ROOT / "docs" / "ops.md", "Adding an ONNX op")
+    (example,) = [body for lang, _, body, _ in _blocks_of(section) if lang == "python"]
+    op = re.search(r'@handles\("(\w+)"\)', example).group(1)
+    handler = HANDLERS[op]
+    module = ROOT / "alls" / "importer" / "ops" / (handler.__module__.rsplit(".", 1)[-1] + ".py")
+    assert f"`{module.relative_to(ROOT).as_posix()}`" in section  # the page names the file it quotes
+    assert example in module.read_text(encoding="utf-8")  # the code shown is the code that runs
+    assert f"def {handler.__name__}(" in example

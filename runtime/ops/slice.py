@@ -2,8 +2,8 @@
 and each part of an ONNX Split. Only codes move, so the encoding is kept (N32).
 
 Both carry ``attrs["slices"]``: one ``(axis, start, stop, step)`` per sliced axis, in ONNX axes,
-with the bounds already clamped as ONNX clamps them (the importer's `_slice_bounds`): a stop of −1
-with a negative step runs through index 0.
+with the bounds already clamped as ONNX clamps them (the importer's
+`alls.importer.ops.slicing.slice_bounds`): a stop of −1 with a negative step runs through index 0.
 """
 
 from __future__ import annotations
