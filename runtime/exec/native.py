@@ -21,7 +21,7 @@ import numpy as np
 from alls.graph import Graph, Layer
 from alls.runtime.exec.lifetimes import Readers
 from alls.runtime.ops import OPS
-from alls.runtime.ops.activation import ACTIVATIONS, activation
+from alls.runtime.ops.activation import ACTIVATIONS, activate_in_place, activation
 
 __all__ = ["run_float", "run_layer", "activation", "ACTIVATIONS"]
 
@@ -43,10 +43,21 @@ def run_layer(layer: Layer, xs: list[Array], params: Mapping[str, Array] | None 
         raise AllsError.of("ALS510", f"no kernel for op `{layer.op}` (layer `{layer.name}`)",
                            "`alls layers MODEL` marks the unsupported layers")
     before = np.asarray(op.run(layer, xs, p), dtype=np.float32)
-    after = before if layer.kind == "output_layer" else np.asarray(activation(layer, before, p), dtype=np.float32)
+    if layer.kind == "output_layer" or layer.activation is None or layer.activation == "linear":
+        after = before
+    elif observe is None and _owns(before, xs, p) and activate_in_place(layer, before):
+        return before  # nobody sees the tensor before its activation: it becomes the output
+    else:
+        after = np.asarray(activation(layer, before, p), dtype=np.float32)
     if observe is not None:
         observe(layer, before, after)
     return after
+
+
+def _owns(y: Array, xs: list[Array], params: Mapping[str, Array]) -> bool:
+    """Whether ``y`` is memory of its own, no view of an input or a parameter (which may be changed)."""
+    return not any(np.may_share_memory(y, x) for x in xs) and \
+        not any(isinstance(v, np.ndarray) and np.may_share_memory(y, v) for v in params.values())
 
 
 def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str, Mapping[str, Array]] | None = None,

@@ -19,7 +19,8 @@ from alls.runtime import numerics as nx
 from alls.runtime.ops.base import (Encoding, Encodings, Op, Params, QLayer, StatsByName, TABLE_BITS, kernel,
     rescale, with_margin)
 
-__all__ = ["ACTIVATIONS", "TABLE_ACTIVATIONS", "activation", "table_target", "clamp", "table", "OPS"]
+__all__ = ["ACTIVATIONS", "TABLE_ACTIVATIONS", "activation", "activate_in_place", "table_target", "clamp", "table",
+           "OPS"]
 
 Array = np.ndarray
 
@@ -56,7 +57,50 @@ def activation(layer: Layer, x: Array, params: Mapping[str, Array] | None = None
         slope = slope.reshape(1, -1, *([1] * (x.ndim - 2))) if slope.size > 1 and x.ndim >= 2 else slope
         return np.where(x >= 0, x, x * slope).astype(np.float32)
     fn = ACTIVATIONS[name]
-    return fn(x, **dict(layer.activation_params)).astype(np.float32)
+    return fn(x, **dict(layer.activation_params)).astype(np.float32, copy=False)
+
+
+def _hardswish(x: Array) -> None:
+    t = x / np.float32(6)
+    t += np.float32(0.5)
+    np.clip(t, 0, 1, out=t)
+    x *= t
+
+
+def _sigmoid_into(x: Array, out: Array) -> Array:
+    np.multiply(x, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    return out
+
+
+def _hard_sigmoid(x: Array, alpha: float = 0.2, beta: float = 0.5) -> None:
+    x *= np.float32(alpha)
+    x += np.float32(beta)
+    np.clip(x, 0, 1, out=x)
+
+
+# The same float32 steps as `ACTIVATIONS`, written into the tensor itself: the same bits, fewer passes.
+_IN_PLACE: dict[Activation, Callable[..., object]] = {
+    Activation.RELU: lambda x: np.maximum(x, 0, out=x),
+    Activation.RELU6: lambda x: np.clip(x, 0, 6, out=x),
+    Activation.CLIP: lambda x, min=-np.inf, max=np.inf: np.clip(x, min, max, out=x),
+    Activation.SIGMOID: lambda x: _sigmoid_into(x, x),
+    Activation.HARD_SIGMOID: _hard_sigmoid,
+    Activation.HARDSWISH: _hardswish,
+    Activation.SILU: lambda x: np.multiply(x, _sigmoid_into(x, np.empty_like(x)), out=x),
+}
+
+
+def activate_in_place(layer: Layer, x: Array) -> bool:
+    """Apply the layer's fused activation to float32 ``x`` itself, when it has an in-place form
+    (the same values `activation` gives); False, and ``x`` untouched, when it has not."""
+    fn = _IN_PLACE.get(layer.activation) if layer.activation is not None else None
+    if fn is None or x.dtype != np.float32 or not x.flags.writeable:
+        return False
+    fn(x, **dict(layer.activation_params))
+    return True
 
 
 # ------------------------------------------------------------ quantization

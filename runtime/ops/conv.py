@@ -36,41 +36,54 @@ def windows(x: Array, kernel: Sequence[int], strides: Sequence[int], dilations: 
 
 
 def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group: int = 1) -> Array:
-    """ONNX Conv in float32: any group, stride, dilation and explicit pads."""
-    x = pad2d(x, attrs["pads"])
-    n, c = x.shape[:2]
-    out_c, cg = weight.shape[:2]
-    kernel = weight.shape[2:]
+    """ONNX Conv in float32: any group, stride, dilation and explicit pads.
+
+    One BLAS product per image and group, (C_out/g, C/g·KH·KW) by the columns (C/g·KH·KW, Ho·Wo),
+    so that it comes out in NCHW: a 1x1 conv without pads multiplies the input as it lies
+    (strided: its every sh-th row and sw-th column); the others fill one columns buffer per image
+    with Numba's `im2col`, which pads as it copies (one image's columns stay in the cache; a
+    batch's would be a large fresh allocation). A depthwise conv is Numba's `depthwise`.
+    """
+    x = np.ascontiguousarray(x, np.float32)
+    n, c, h, w = x.shape
+    out_c, cg, kh, kw = weight.shape
+    (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
+    top, left, bottom, right = attrs["pads"]
+    ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
+    wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
     if group == c and cg == 1 and out_c == c:
-        return _depthwise(x, weight, bias, attrs)
-    og = out_c // group
-    pointwise = kernel == (1, 1) and tuple(attrs["strides"]) == (1, 1)
-    if pointwise:
-        ho, wo = x.shape[2:]
-    else:
-        win = windows(x, kernel, attrs["strides"], attrs["dilations"])
-        ho, wo = win.shape[2:4]
+        return _depthwise(x, weight, bias, attrs, ho, wo)
+    weight = np.ascontiguousarray(weight, np.float32).reshape(out_c, -1)
+    bias = np.asarray(bias, np.float32).reshape(-1, 1)
     out = np.empty((n, out_c, ho * wo), np.float32)
-    for g in range(group):
-        if pointwise:  # (N, C, H·W) as it lies
-            cols = x[:, g * cg:(g + 1) * cg].reshape(n, cg, ho * wo)
-        else:  # im2col as (N, C·KH·KW, Ho·Wo), so the product comes out in NCHW
-            cols = win[:, g * cg:(g + 1) * cg].transpose(0, 1, 4, 5, 2, 3).reshape(n, -1, ho * wo)
-        np.matmul(weight[g * og:(g + 1) * og].reshape(og, -1), cols, out=out[:, g * og:(g + 1) * og])
-    out += bias.reshape(1, -1, 1)
+    og, k = out_c // group, weight.shape[1]
+    direct = (kh, kw) == (1, 1) and not any(attrs["pads"])
+    if direct:
+        cols = (x if (sh, sw) == (1, 1) else np.ascontiguousarray(x[:, :, ::sh, ::sw])).reshape(n, c, ho * wo)
+    else:
+        from alls.runtime.kernels.floating import im2col
+
+        buffer = np.empty((c * kh * kw, ho * wo), np.float32)
+    for i in range(n):
+        if not direct:
+            im2col(x, i, buffer, kh, kw, sh, sw, dh, dw, top, left, ho, wo)
+        image = cols[i] if direct else buffer
+        for g in range(group):
+            np.matmul(weight[g * og:(g + 1) * og], image[g * k:(g + 1) * k], out=out[i, g * og:(g + 1) * og])
+        out[i] += bias  # while the image's outputs are in the cache
     return out.reshape(n, out_c, ho, wo)
 
 
-def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any]) -> Array:
-    """Depthwise conv as a sum over the kernel taps (x is already padded)."""
-    kh, kw = weight.shape[2:]
+def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], ho: int, wo: int) -> Array:
+    """Depthwise conv as a sum over the kernel taps, padded as it reads (Numba's `depthwise`)."""
     (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
-    n, c, h, w = x.shape
-    ho, wo = (h - (kh - 1) * dh - 1) // sh + 1, (w - (kw - 1) * dw - 1) // sw + 1
+    from numba import get_num_threads
+
     from alls.runtime.kernels.floating import depthwise
 
-    return depthwise(np.ascontiguousarray(x, np.float32), np.ascontiguousarray(weight[:, 0], np.float32),
-                     np.ascontiguousarray(bias, np.float32), sh, sw, dh, dw, ho, wo)
+    top, left, bottom, right = attrs["pads"]
+    return depthwise(x, np.ascontiguousarray(weight[:, 0], np.float32), np.ascontiguousarray(bias, np.float32),
+                     sh, sw, dh, dw, top, left, bottom, right, ho, wo, get_num_threads())
 
 
 def run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:

@@ -13,40 +13,71 @@ from alls.plan import LayerPlan
 from alls.runtime import numerics as nx
 from alls.runtime.ops.activation import clamp
 from alls.runtime.ops.base import Encodings, Op, Params, QLayer, StatsByName, kernel, quantize_max, requantize_if
-from alls.runtime.ops.conv import windows
 
 __all__ = ["pool2d", "OPS"]
 
 Array = np.ndarray
+Pair = Sequence[int]  # a (height, width) pair: kernel, strides, dilations, output size
 
 
 def pool2d(x: Array, attrs: Mapping[str, Any], kind: str, out_hw: tuple[int, int]) -> Array:
-    """Max or average pooling with ONNX's pads, ceil_mode and count_include_pad."""
+    """Max or average pooling with ONNX's pads, ceil_mode and count_include_pad.
+
+    A window is reduced tap by tap over strided views of the whole batch: a max over the kernel's
+    columns, then over its rows (a max is exact in any order); a sum row by row, each row's taps
+    left to right, divided by the count of cells inside.
+    """
     if attrs.get("global"):
         pooled: Array = x.max(axis=(2, 3), keepdims=True) if kind == "maxpool" else x.mean(axis=(2, 3), keepdims=True)
         return pooled
-    kernel_shape, strides, dilations = attrs["kernel_shape"], attrs["strides"], attrs["dilations"]
+    (kh, kw), strides, dilations = attrs["kernel_shape"], attrs["strides"], attrs["dilations"]
     top, left, bottom, right = attrs["pads"]
     ho, wo = out_hw
     # extra padding at the end so that ceil_mode windows exist; those cells are never counted
-    need_h = (ho - 1) * strides[0] + (kernel_shape[0] - 1) * dilations[0] + 1
-    need_w = (wo - 1) * strides[1] + (kernel_shape[1] - 1) * dilations[1] + 1
+    need_h = (ho - 1) * strides[0] + (kh - 1) * dilations[0] + 1
+    need_w = (wo - 1) * strides[1] + (kw - 1) * dilations[1] + 1
     extra_h = max(0, need_h - (x.shape[2] + top + bottom))
     extra_w = max(0, need_w - (x.shape[3] + left + right))
     fill = -np.inf if kind == "maxpool" else 0.0
-    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom + extra_h), (left, right + extra_w)), constant_values=fill)
-    win = windows(padded, kernel_shape, strides, dilations)[:, :, :ho, :wo]
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom + extra_h), (left, right + extra_w)), constant_values=fill) \
+        if top or left or bottom + extra_h or right + extra_w else x
     if kind == "maxpool":
-        largest: Array = win.max(axis=(4, 5))
-        return largest
+        return _max_taps(padded, (kh, kw), strides, dilations, out_hw)
+    total = _sum_taps(padded, (kh, kw), strides, dilations, out_hw)
     inside = np.zeros((1, 1) + padded.shape[2:], np.float32)
     h_end = x.shape[2] + top + (bottom if attrs.get("count_include_pad") else 0)
     w_end = x.shape[3] + left + (right if attrs.get("count_include_pad") else 0)
     h_start, w_start = (0, 0) if attrs.get("count_include_pad") else (top, left)
     inside[:, :, h_start:h_end, w_start:w_end] = 1
-    count = windows(inside, kernel_shape, strides, dilations)[:, :, :ho, :wo].sum(axis=(4, 5))
-    mean: Array = (win.sum(axis=(4, 5)) / np.maximum(count, 1)).astype(np.float32)
+    count = _sum_taps(inside, (kh, kw), strides, dilations, out_hw)
+    mean: Array = (total / np.maximum(count, 1)).astype(np.float32)
     return mean
+
+
+def _tap(x: Array, a: int, b: int, strides: Pair, dilations: Pair, out_hw: Pair) -> Array:
+    """The cells tap (a, b) of every window reads: (N, C, Ho, Wo), a strided view."""
+    (sh, sw), (dh, dw), (ho, wo) = strides, dilations, out_hw
+    return x[:, :, a * dh: a * dh + (ho - 1) * sh + 1: sh, b * dw: b * dw + (wo - 1) * sw + 1: sw]
+
+
+def _max_taps(x: Array, kernel: Pair, strides: Pair, dilations: Pair, out_hw: Pair) -> Array:
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, strides, dilations, out_hw
+    rows = x[:, :, : (ho - 1) * sh + (kh - 1) * dh + 1]
+    across = rows[:, :, :, 0: (wo - 1) * sw + 1: sw].copy()  # max over the kernel's columns, every row
+    for b in range(1, kw):
+        np.maximum(across, rows[:, :, :, b * dw: b * dw + (wo - 1) * sw + 1: sw], out=across)
+    out: Array = across[:, :, 0: (ho - 1) * sh + 1: sh].copy()
+    for a in range(1, kh):
+        np.maximum(out, across[:, :, a * dh: a * dh + (ho - 1) * sh + 1: sh], out=out)
+    return out
+
+
+def _sum_taps(x: Array, kernel: Pair, strides: Pair, dilations: Pair, out_hw: Pair) -> Array:
+    out = np.zeros(x.shape[:2] + tuple(out_hw), np.float32)
+    for a in range(kernel[0]):
+        for b in range(kernel[1]):
+            out += _tap(x, a, b, strides, dilations, out_hw)
+    return out
 
 
 def _quantize(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Encodings, params: Params) -> QLayer:
