@@ -1177,3 +1177,36 @@ def test_a_constant_target_shape_that_no_longer_fits_the_input_is_refused_with_t
     errors = [d.message for d in graph.diagnostics if d.code == "ALS401"]
     assert any("/head/Reshape`" in m and "1x3x16x16 (768 values) to 1x3x64 (192)" in m for m in errors), errors
     assert not all(layer.supported for layer in graph)
+
+
+# ------------------------------------------------------- ceil_mode pools
+
+CEIL_MODE_CASES = [(size, k, s, p0, p1) for size in (5, 6, 7, 8) for k in (2, 3) for s in (1, 2, 3)
+                   for p0 in (0, 1) for p1 in (0, 1, 2) if p0 < k and p1 < k]
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_a_ceil_mode_pool_is_shaped_as_onnxruntime_runs_it_or_refused(op, tmp_path):
+    """ONNX's shape inference keeps a last ceil_mode window that starts in the end padding; onnxruntime
+    drops it. A pool is imported with onnxruntime's shape, or refused (ALS401) where the two disagree."""
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime runs the pools")
+    refused = 0
+    for size, k, s, p0, p1 in CEIL_MODE_CASES:
+        node = helper.make_node(op, ["x"], ["y"], kernel_shape=[k, k], strides=[s, s], pads=[p0, p0, p1, p1],
+                                ceil_mode=1)
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, size, size])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+        path = tmp_path / "pool.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        ran = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(
+            None, {"x": np.zeros((1, 1, size, size), np.float32)})[0]
+        imported = load_model(path)
+        pools = [layer for layer in imported if layer.kind in ("maxpool", "avgpool")]
+        if pools:
+            assert pools[0].output_shape[2:] == ran.shape[2:], (size, k, s, p0, p1)
+        else:
+            refused += 1
+            assert any(d.code == "ALS401" and "ceil_mode" in d.message for d in imported.diagnostics)
+    assert 0 < refused < len(CEIL_MODE_CASES)
