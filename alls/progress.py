@@ -39,7 +39,7 @@ def enabled(choice: bool | None = None) -> bool:
 
 
 def note(message: str, choice: bool | None = None, stream: TextIO | None = None) -> None:
-    """One line about the work (``compiling the integer kernels ...``), shown where progress is."""
+    """One line about the work (``compiling the kernels ...``), shown where progress is."""
     if enabled(choice):
         out = stream or sys.stderr
         out.write(message + "\n")

@@ -24,7 +24,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([\w-]*)([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 # Progress goes to standard error and carries times; a session shows the rest of standard error.
-PROGRESS = re.compile(r"^(compiling the integer kernels .*|tune: step \d+/\d+: .*|[\w ,()+-]+: \d+/\d+( [\w]+)*"
+PROGRESS = re.compile(r"^(compiling the kernels .*|tune: step \d+/\d+: .*|[\w ,()+-]+: \d+/\d+( [\w]+)*"
                       r"( \([\d.]+ s\)| done in [\d.]+ s)?)$")
 SETUP_PREFIX = "pip install . && "
 

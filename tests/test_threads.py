@@ -229,8 +229,8 @@ def test_a_kernel_compiling_inside_a_runtime_call_says_so(monkeypatch, capsys):
         _fresh("alls.runtime.kernels.example")(1)
         _fresh("hosts.own.code")(1)  # the host's own Numba code is not reported
     lines = capsys.readouterr().err.splitlines()
-    assert lines[0].startswith("compiling the integer kernels on first use")
-    assert len(lines) == 2 and lines[1].startswith("compiling the integer kernels (kernel in ")
+    assert lines[0].startswith("compiling the kernels on first use")
+    assert len(lines) == 2 and lines[1].startswith("compiling the kernels (kernel in ")
     with _compiling.compile_notes(False):
         _fresh("alls.runtime.kernels.example")(1)
     assert capsys.readouterr().err == ""

@@ -7,8 +7,8 @@ one line when the first of the runtime's kernels starts compiling and one when e
 `alls.progress.note` (so the command line's ``--quiet``, or the call's ``progress=False``, silences
 them):
 
-    compiling the integer kernels on first use (tens of seconds, once; cached afterwards)
-    compiling the integer kernels (conv_fast in 6.2 s)
+    compiling the kernels on first use (tens of seconds, once; cached afterwards)
+    compiling the kernels (conv_fast in 6.2 s)
 
 Kernels loaded from the cache fire no event. The listener is installed for the call and removed
 after it; other Numba code of the host is not reported.
@@ -46,12 +46,12 @@ class _Notes(event.Listener):
         self.began = time.perf_counter()
         if self.name and not _announced[0]:
             _announced[0] = True
-            note("compiling the integer kernels on first use (tens of seconds, once; cached afterwards)", self.progress)
+            note("compiling the kernels on first use (tens of seconds, once; cached afterwards)", self.progress)
 
     def on_end(self, ev: Any) -> None:
         self.depth -= 1
         if self.depth == 0 and self.name:
-            note(f"compiling the integer kernels ({self.name} in {time.perf_counter() - self.began:.1f} s)",
+            note(f"compiling the kernels ({self.name} in {time.perf_counter() - self.began:.1f} s)",
                  self.progress)
 
 
