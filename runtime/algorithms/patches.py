@@ -14,6 +14,8 @@ A tap outside the input (padding, or between the strided inputs of a transposed 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from alls.graph import Layer
@@ -96,7 +98,8 @@ def gather_rows(layer: Layer, x: np.ndarray, zero_point: int, bits: int, positio
     dtype = _row_dtype(bits)
     if layer.kind == "fc":
         flat = _dense_input(x)
-        return (flat[positions.n].astype(dtype) - dtype.type(zero_point))[:, None, :]
+        rows: np.ndarray = (flat[positions.n].astype(dtype) - dtype.type(zero_point))[:, None, :]
+        return rows
     group = layer.attrs.get("group", 1)
     c = x.shape[3]
     out = np.empty((len(positions), group, (c // group) * kernel[0] * kernel[1]), dtype)
@@ -110,17 +113,19 @@ def gather_rows(layer: Layer, x: np.ndarray, zero_point: int, bits: int, positio
 _PART_BYTES = 1 << 26  # a spilled input is summed this many bytes at a time
 
 
-def _image_sum(x, zero_point: int, view=lambda x: x) -> np.ndarray:
+def _image_sum(x: np.ndarray, zero_point: int, view: Callable[[np.ndarray], np.ndarray] = lambda x: x) -> np.ndarray:
     """Σ over images of ``view(x) − zero_point`` as int64, keeping the image axis (of length 1); a
     spilled input (`alls.runtime.exec.stream.Spill`) is read a part at a time (integer sums: exact)."""
     from alls.runtime.exec.stream import blocks, is_streamed
 
     if not is_streamed(x):
-        return (view(x).astype(np.int64) - zero_point).sum(axis=0, keepdims=True)
-    total = None
+        whole: np.ndarray = (view(x).astype(np.int64) - zero_point).sum(axis=0, keepdims=True)
+        return whole
+    total: np.ndarray | None = None
     for block in blocks(len(x), x.nbytes // max(len(x), 1), _PART_BYTES):
-        part = (view(x[block]).astype(np.int64) - zero_point).sum(axis=0, keepdims=True)
+        part: np.ndarray = (view(x[block]).astype(np.int64) - zero_point).sum(axis=0, keepdims=True)
         total = part if total is None else total + part
+    assert total is not None, "a spilled input holds at least one image"
     return total
 
 
@@ -134,7 +139,8 @@ def tap_means(layer: Layer, x: np.ndarray, zero_point: int, kernel: tuple[int, i
     """
     if layer.kind == "fc":
         total = _image_sum(x, zero_point, _dense_input)
-        return (total[0] / len(x))[None, :]
+        mean: np.ndarray = (total[0] / len(x))[None, :]
+        return mean
     total = _image_sum(x, zero_point)
     h, w = output_size(layer)
     group = layer.attrs.get("group", 1)
@@ -144,7 +150,8 @@ def tap_means(layer: Layer, x: np.ndarray, zero_point: int, kernel: tuple[int, i
         part = flat[start:start + chunk]
         taps = _patches(layer, total, 0, np.dtype(np.int64), np.zeros_like(part), part // w, part % w, kernel)
         sums += taps.sum(axis=0).reshape(group, -1)
-    return sums / float(x.shape[0] * h * w)
+    means: np.ndarray = sums / float(x.shape[0] * h * w)
+    return means
 
 
 def _patches(layer: Layer, x: np.ndarray, zero_point: int, dtype: np.dtype, n: np.ndarray, i: np.ndarray,
