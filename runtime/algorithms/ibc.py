@@ -57,6 +57,7 @@ from alls.runtime.exec.calibration import Statistics
 from alls.runtime.algorithms.patches import from_groups, tap_means, to_groups
 from alls.runtime.exec.quantize import QLayer, rebias
 from alls.runtime.exec.stream import Store
+from alls.runtime.ops.base import Params
 
 __all__ = ["bias_correction", "Corrected"]
 
@@ -77,7 +78,7 @@ class Corrected(Record):
     bias_step: float
     bias_mode: BiasMode
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "bias_mode", BiasMode(self.bias_mode))
 
 FLIP_KINDS = ("conv", "dw", "deconv", "fc")
@@ -87,10 +88,11 @@ TIE = 3 / 8  # a weight may flip when |w/s − q| ≥ TIE: its error grows by at
 def _channel_means(acc: np.ndarray) -> np.ndarray:
     """The mean of every channel (the last axis) of accumulators, exactly, as float64."""
     flat = acc.reshape(-1, acc.shape[-1]).astype(np.int64)
-    return flat.sum(axis=0).astype(np.float64) / flat.shape[0]
+    means: np.ndarray = flat.sum(axis=0).astype(np.float64) / flat.shape[0]
+    return means
 
 
-def _accumulator_means(layer: Layer, q: QLayer, x, zero_point: int) -> np.ndarray:
+def _accumulator_means(layer: Layer, q: QLayer, x: np.ndarray, zero_point: int) -> np.ndarray:
     """`_channel_means` of the layer's accumulators; a spilled input is read a part at a time (the
     sums are integers, so the mean is the same)."""
     from alls.runtime.exec.emulator import accumulators
@@ -98,13 +100,16 @@ def _accumulator_means(layer: Layer, q: QLayer, x, zero_point: int) -> np.ndarra
 
     if not is_streamed(x):
         return _channel_means(accumulators(layer, q, x, zero_point))
-    total, count = None, 0
+    total: np.ndarray | None = None
+    count = 0
     for block in blocks(len(x), x.nbytes // max(len(x), 1), 1 << 26):
         flat = accumulators(layer, q, x[block], zero_point)
         flat = flat.reshape(-1, flat.shape[-1]).astype(np.int64)
         total = flat.sum(axis=0) if total is None else total + flat.sum(axis=0)
         count += flat.shape[0]
-    return total.astype(np.float64) / count
+    assert total is not None, "a spilled input holds at least one image"
+    means: np.ndarray = total.astype(np.float64) / count
+    return means
 
 
 def _flips(base: np.ndarray, bias: np.ndarray, step: int, limit: int, effect: np.ndarray,
@@ -137,12 +142,13 @@ def _carry_by_flips(layer: Layer, q: QLayer, means: np.ndarray, weight: np.ndarr
     them, the mean each channel's accumulator moved by its flip (accumulator units), and which
     channels flipped."""
     step, limit = 1 << bias.exponent, (1 << (bias.mantissa_bits - 1)) - 1
-    ints = to_groups(q.weights, layer).astype(np.int64)  # (G, O, K)
+    codes, bits = q.weight_codes()
+    ints = to_groups(codes, layer).astype(np.int64)  # (G, O, K)
     groups, per_group, taps = ints.shape
     ints = ints.reshape(-1, taps)
     floats = to_groups(np.asarray(weight, np.float64), layer).reshape(-1, taps)
     scale = np.asarray(q.weight_scale, np.float64).reshape(-1, 1)
-    wmax = nx.weight_max(q.weight_bits)
+    wmax = nx.weight_max(bits)
     values = bias.accumulator().astype(np.float64)
     moved, flipped = np.zeros(base.shape), np.zeros(base.shape, bool)
     rows_per = max(1, chunk // max(taps, 1))
@@ -159,13 +165,13 @@ def _carry_by_flips(layer: Layer, q: QLayer, means: np.ndarray, weight: np.ndarr
         moved[start + hit] = effect[hit, chosen[hit]]
         flipped[start + hit] = True
     if flipped.any():
-        q.weights = from_groups(ints.reshape(groups, per_group, taps), layer, q.weights.shape).astype(q.weights.dtype)
+        q.weights = from_groups(ints.reshape(groups, per_group, taps), layer, codes.shape).astype(codes.dtype)
         q.info.pop("_kernel_weights", None)
     return nx.Bias((values / step).astype(np.int64), bias.exponent, bias.mantissa_bits), moved, flipped
 
 
 def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stats: Statistics,
-                    feeds: Mapping[str, np.ndarray], params: Mapping[str, Mapping] | None = None,
+                    feeds: Mapping[str, np.ndarray], params: Mapping[str, Params] | None = None,
                     progress: bool | None = None, memory_limit: int | None = None) -> list[Corrected]:
     """Correct the biases of the layers the plan asks for, in place; return the report per layer.
 
@@ -184,7 +190,7 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
     flagged = sum(1 for name, q in layers.items() if q.bias is not None and plan[name].bias_correction)
     bar = Progress("bias correction", flagged, progress, unit=" layers")
 
-    def before(layer: Layer, q: QLayer, xs) -> None:
+    def before(layer: Layer, q: QLayer, xs: list[np.ndarray]) -> None:
         if q.bias is None or not plan[layer.name].bias_correction:
             return
         bar.step()
@@ -196,9 +202,10 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
         old = q.bias
         means = None
         if layer.kind in FLIP_KINDS and (layer.kind != "fc" or len(layer.output_shape) == 2):
-            kernel = tuple(q.weights.shape[2:]) if layer.kind != "fc" else (1, 1)
+            codes = q.weight_codes()[0]
+            kernel = (int(codes.shape[2]), int(codes.shape[3])) if layer.kind != "fc" else (1, 1)
             means = tap_means(layer, xs[0], x_enc.zero_point, kernel)  # (G, K): no pass over every pixel
-            mean_acc = np.einsum("gok,gk->go", to_groups(q.weights, layer).astype(np.float64), means).reshape(-1)
+            mean_acc = np.einsum("gok,gk->go", to_groups(codes, layer).astype(np.float64), means).reshape(-1)
         else:
             mean_acc = _accumulator_means(layer, q, xs[0], x_enc.zero_point)
         delta = (mean_acc + old.accumulator()) * acc_scale - target  # Δ_c, real units
@@ -218,7 +225,7 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
         report.append(Corrected(
             layer.name, int(delta.size), before_error, after_error,
             1.0 - after_error / before_error if before_error > 0 else 1.0, int(flipped.sum()), int(lost.sum()),
-            float(np.median(step)), plan[layer.name].bias_mode))
+            float(np.median(step)), BiasMode(plan[layer.name].bias_mode)))
 
     with bar:
         if memory_limit is None:
