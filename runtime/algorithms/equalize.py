@@ -40,7 +40,9 @@ factorization to ReLU, PReLU and linear layers).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +57,8 @@ WRITERS = ("conv", "dw", "deconv", "fc")
 READERS = ("conv", "dw", "fc")
 THROUGH = ("avgpool", "maxpool", "resize", "activation", "ew_add", "ew_sub", "ew_mult")
 _MAX_FACTOR = 1e4
+
+Weights = dict[str, np.ndarray]  # one layer's float parameters, as equalization rescales them
 
 
 @dataclass(frozen=True)
@@ -170,34 +174,45 @@ def _stops(layer: Layer, writer: Layer) -> str:
         return "it changes the channel count"
     const = layer.params.get("const")
     if layer.kind in ("ew_add", "ew_sub") and const is not None and not per_channel(
-            np.asarray(const), writer.output_channels, layer.output_shape):
+            np.asarray(const), _channels(writer), layer.output_shape):
         return "it adds a constant that is not one value per channel"
     return ""
 
 
-def _out_ranges(layer: Layer, p) -> np.ndarray:
+def _channels(writer: Layer) -> int:
+    """A writer's output channel count (a weighted layer's output has a channel axis)."""
+    channels = writer.output_channels
+    assert channels is not None, f"`{writer.name}` has no channel axis"
+    return channels
+
+
+def _out_ranges(layer: Layer, p: Weights) -> np.ndarray:
     """max |w| of every output channel of a writer."""
     w = p["weight"]
     if layer.kind == "deconv":
         g = layer.attrs.get("group", 1)
         ci, og = w.shape[:2]
-        return np.abs(w.reshape(g, ci // g, og, -1)).max(axis=(1, 3)).reshape(-1)
-    return np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+        grouped: np.ndarray = np.abs(w.reshape(g, ci // g, og, -1)).max(axis=(1, 3)).reshape(-1)
+        return grouped
+    ranges: np.ndarray = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+    return ranges
 
 
-def _in_view(reader: Layer, p, channels: int) -> np.ndarray:
+def _in_view(reader: Layer, p: Weights, channels: int) -> np.ndarray:
     """The reader's weights as (channels, -1): input channel i's weights in row i (a view or a copy)."""
     w = p["weight"]
     if reader.kind == "dw":
         return w.reshape(channels, -1)
     if reader.kind == "fc":  # after a flatten, channel i is a run of H·W columns
-        return w.reshape(w.shape[0], channels, -1).transpose(1, 0, 2).reshape(channels, -1)
+        runs: np.ndarray = w.reshape(w.shape[0], channels, -1).transpose(1, 0, 2).reshape(channels, -1)
+        return runs
     group = reader.attrs.get("group", 1)
     og = w.shape[0] // group
-    return w.reshape(group, og, w.shape[1], -1).transpose(0, 2, 1, 3).reshape(channels, -1)
+    rows: np.ndarray = w.reshape(group, og, w.shape[1], -1).transpose(0, 2, 1, 3).reshape(channels, -1)
+    return rows
 
 
-def _scale_reader(reader: Layer, p, s: np.ndarray) -> None:
+def _scale_reader(reader: Layer, p: Weights, s: np.ndarray) -> None:
     w = p["weight"]
     channels = s.size
     if reader.kind == "dw":
@@ -212,7 +227,7 @@ def _scale_reader(reader: Layer, p, s: np.ndarray) -> None:
         p["weight"] = (w.reshape(group, og, cg, *w.shape[2:]) * per).reshape(w.shape).astype(np.float32)
 
 
-def _scale_writer(layer: Layer, p, s: np.ndarray) -> None:
+def _scale_writer(layer: Layer, p: Weights, s: np.ndarray) -> None:
     w = p["weight"]
     if layer.kind == "deconv":
         g = layer.attrs.get("group", 1)
@@ -223,7 +238,7 @@ def _scale_writer(layer: Layer, p, s: np.ndarray) -> None:
         p["weight"] = (w / s.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
     p["bias"] = (p["bias"] / s).astype(np.float32)  # a PReLU slope commutes with a positive scale
 
-def _scale_through(layer: Layer, p, s: np.ndarray) -> None:
+def _scale_through(layer: Layer, p: Weights, s: np.ndarray) -> None:
     """A sum with a constant: the constant becomes one value per channel, divided by the factors."""
     if layer.kind in ("ew_add", "ew_sub") and "const" in p:
         const = np.asarray(p["const"], np.float32).reshape(-1)
@@ -232,16 +247,17 @@ def _scale_through(layer: Layer, p, s: np.ndarray) -> None:
 
 
 def equalize(graph: Graph, plan: Plan | None = None, target: EqualizationTarget | str = EqualizationTarget.WEIGHTS,
-             activation_ranges=None, rounds: int = 20, tolerance: float = 1e-3) -> tuple[dict[str, dict], list[dict]]:
+             activation_ranges: Mapping[str, np.ndarray] | None = None, rounds: int = 20,
+             tolerance: float = 1e-3) -> tuple[dict[str, Weights], list[dict[str, Any]]]:
     """Equalized copies of the parameters of the layers it changes, and a report per tensor.
 
     ``activation_ranges`` ({writer name: per-channel max |x|}) is needed for
     ``target="activation"``; it is scaled along as the factors change.
     """
-    params: dict[str, dict] = {}
+    params: dict[str, Weights] = {}
     by_activation = EqualizationTarget(target) is EqualizationTarget.ACTIVATION
 
-    def p(name: str) -> dict:
+    def p(name: str) -> Weights:
         if name not in params:
             params[name] = {k: np.array(v, dtype=np.float32) for k, v in graph[name].params.items()}
         return params[name]
@@ -254,7 +270,7 @@ def equalize(graph: Graph, plan: Plan | None = None, target: EqualizationTarget 
         largest = 0.0
         for pair in found:
             writer = graph[pair.writer]
-            channels = writer.output_channels
+            channels = _channels(writer)
             if by_activation and pair.writer in ranges:
                 r1 = ranges[pair.writer] / max(ranges[pair.writer].max(), 1e-30)
             else:
@@ -282,9 +298,9 @@ def equalize(graph: Graph, plan: Plan | None = None, target: EqualizationTarget 
     return params, report
 
 
-def _balance(graph: Graph, p, pair: Pair) -> float:
+def _balance(graph: Graph, p: Callable[[str], Weights], pair: Pair) -> float:
     """Σ_i (r1_i / R1)(r2_i / R2): the precision measure CLE maximises (1.0 is perfect)."""
     writer = graph[pair.writer]
     r1 = _out_ranges(writer, p(pair.writer))
-    r2 = np.max([np.abs(_in_view(graph[r], p(r), writer.output_channels)).max(axis=1) for r in pair.readers], axis=0)
+    r2 = np.max([np.abs(_in_view(graph[r], p(r), _channels(writer))).max(axis=1) for r in pair.readers], axis=0)
     return float(np.mean((r1 / max(r1.max(), 1e-30)) * (r2 / max(r2.max(), 1e-30))))
