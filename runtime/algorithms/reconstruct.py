@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -86,13 +87,14 @@ class Config:
     batch_size: int
     learning_rate: float
     lr_warmup_steps: int = 0
-    reg_weight: float = _ADAROUND["weight"].default
-    reg_warmup: float = _ADAROUND["warmup"].default
-    beta: tuple[float, float] = (max(_ADAROUND["b_range"].default), min(_ADAROUND["b_range"].default))
-    optimizer: Optimizer = _FINETUNE["optimizer"].default
+    reg_weight: float = cast(float, _ADAROUND["weight"].default)
+    reg_warmup: float = cast(float, _ADAROUND["warmup"].default)
+    beta: tuple[float, float] = (max(cast("tuple[float, float]", _ADAROUND["b_range"].default)),
+                                 min(cast("tuple[float, float]", _ADAROUND["b_range"].default)))
+    optimizer: Optimizer = cast(Optimizer, _FINETUNE["optimizer"].default)
     learn_bias: bool = False
     learn_scales: bool = False
-    loss: LossType = _FINETUNE["def_loss_type"].default
+    loss: LossType = cast(LossType, _FINETUNE["def_loss_type"].default)
     factor: float = 1.0
     seed: int = 0
 
@@ -120,23 +122,23 @@ class Outcome:
 # Each returns (loss, d loss / d ŷ) for rows ŷ, y (R, C); ``nu`` is the target's mean square.
 
 
-def _l2(yh, y, nu):
+def _l2(yh: np.ndarray, y: np.ndarray, nu: float) -> tuple[float, np.ndarray]:
     e = yh - y
     return float(np.mean(np.sum(e * e, axis=1))), 2.0 * e / len(e)
 
 
-def _l2rel(yh, y, nu):
+def _l2rel(yh: np.ndarray, y: np.ndarray, nu: float) -> tuple[float, np.ndarray]:
     loss, grad = _l2(yh, y, nu)
     return loss / nu, grad / nu
 
 
-def _l1(yh, y, nu):
+def _l1(yh: np.ndarray, y: np.ndarray, nu: float) -> tuple[float, np.ndarray]:
     e = yh - y
     root = math.sqrt(nu)
     return float(np.mean(np.sum(np.abs(e), axis=1))) / root, np.sign(e) / (len(e) * root)
 
 
-def _cosine(yh, y, nu):
+def _cosine(yh: np.ndarray, y: np.ndarray, nu: float) -> tuple[float, np.ndarray]:
     """C · mean(1 − cos(ŷ_r, y_r)): near l2rel's size for small errors."""
     c = yh.shape[1]
     na = np.sqrt(np.sum(yh * yh, axis=1, keepdims=True)) + _EPS
@@ -146,12 +148,13 @@ def _cosine(yh, y, nu):
     return float(c * np.mean(1.0 - cos)), grad
 
 
-def _softmax(a):
+def _softmax(a: np.ndarray) -> np.ndarray:
     e = np.exp(a - a.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    p: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return p
 
 
-def _ce(yh, y, nu):
+def _ce(yh: np.ndarray, y: np.ndarray, nu: float) -> tuple[float, np.ndarray]:
     """C · mean KL(softmax(y) ‖ softmax(ŷ)) over the channels: cross-entropy against the float layer."""
     c = yh.shape[1]
     p, q = _softmax(y.astype(np.float64)), _softmax(yh.astype(np.float64))
@@ -159,7 +162,9 @@ def _ce(yh, y, nu):
     return float(c * np.mean(kl)), ((q - p) * c / len(yh)).astype(np.float32)
 
 
-LOSSES = {LossType.L2: _l2, LossType.L2REL: _l2rel, LossType.L1: _l1, LossType.COSINE: _cosine, LossType.CE: _ce}
+Loss = Callable[[np.ndarray, np.ndarray, float], tuple[float, np.ndarray]]  # (ŷ, y, ν) → (loss, d loss / d ŷ)
+
+LOSSES: dict[LossType, Loss] = {LossType.L2: _l2, LossType.L2REL: _l2rel, LossType.L1: _l1, LossType.COSINE: _cosine, LossType.CE: _ce}
 
 
 # ------------------------------------------------------------------ optimizer
@@ -171,7 +176,7 @@ class _Optimizer:
     def __init__(self, kind: Optimizer, params: list[np.ndarray]):
         self.kind, self.t = Optimizer(kind), 0
         self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params] if self.kind is Optimizer.ADAM else None
+        self.v: list[np.ndarray] | None = [np.zeros_like(p) for p in params] if self.kind is Optimizer.ADAM else None
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray], lr: float) -> None:
         self.t += 1
@@ -181,6 +186,7 @@ class _Optimizer:
                 p -= lr * self.m[i]
                 continue
             self.m[i] = 0.9 * self.m[i] + 0.1 * g
+            assert self.v is not None  # Adam keeps the second moments
             self.v[i] = 0.999 * self.v[i] + 0.001 * g * g
             m_hat = self.m[i] / (1 - 0.9 ** self.t)
             v_hat = self.v[i] / (1 - 0.999 ** self.t)
@@ -206,22 +212,26 @@ def _initial_logits(fraction: np.ndarray) -> np.ndarray:
 def _accumulate(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Σ_k rows[r, g, k]·w[g, o, k] → (R, G·O), float32, for integer rows."""
     if w.shape[0] == 1:
-        return rows[:, 0, :].astype(np.float32) @ w[0].T
+        dense: np.ndarray = rows[:, 0, :].astype(np.float32) @ w[0].T
+        return dense
     if w.shape[1] == 1:
         return depthwise_forward(rows, w[:, 0, :])
     x = rows.astype(np.float32)
-    return np.matmul(x.transpose(1, 0, 2), w.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(len(rows), -1)
+    acc: np.ndarray = np.matmul(x.transpose(1, 0, 2), w.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(len(rows), -1)
+    return acc
 
 
 def _weight_grad(rows: np.ndarray, gacc: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """d/dw of Σ gacc·acc: (G, O, K), for integer rows."""
     g, o, _ = shape
     if g == 1:
-        return (gacc.T @ rows[:, 0, :].astype(np.float32))[None]
+        dense: np.ndarray = (gacc.T @ rows[:, 0, :].astype(np.float32))[None]
+        return dense
     if o == 1:
         return depthwise_backward(rows, gacc)[:, None, :]
     x = rows.astype(np.float32)
-    return np.matmul(gacc.reshape(len(rows), g, o).transpose(1, 2, 0), x.transpose(1, 0, 2))
+    grad: np.ndarray = np.matmul(gacc.reshape(len(rows), g, o).transpose(1, 2, 0), x.transpose(1, 0, 2))
+    return grad
 
 
 class _Layer:
@@ -239,10 +249,12 @@ class _Layer:
         self.phi = np.zeros(int(p.group_of.max()) + 1, np.float32)
 
     def scales(self) -> np.ndarray:
-        return self.p.scale * np.exp(self.phi[self.p.group_of] / (2.0 * self.p.wmax))
+        scales: np.ndarray = self.p.scale * np.exp(self.phi[self.p.group_of] / (2.0 * self.p.wmax))
+        return scales
 
     def biases(self) -> np.ndarray:
-        return self.p.bias + self.p.unit * self.delta
+        biases: np.ndarray = self.p.bias + self.p.unit * self.delta
+        return biases
 
     def weights(self, hard: bool = False) -> np.ndarray:
         """w̃ (R1): soft, or rounded (h ≥ ½, i.e. V ≥ 0)."""
@@ -253,7 +265,7 @@ class _Layer:
         raw = self.base + h
         return np.clip(raw, -self.p.wmax, self.p.wmax).astype(np.float32), (raw > -self.p.wmax) & (raw < self.p.wmax)
 
-    def output(self, rows: np.ndarray, w: np.ndarray):
+    def output(self, rows: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """z (R3), ŷ (R4), and dŷ/dz, for integer rows."""
         p = self.p
         acc = _accumulate(rows, w)
@@ -292,7 +304,8 @@ def _evaluate(layer: _Layer, config: Config, nu: float, index: np.ndarray, hard:
     return config.factor * total / max(count, 1)
 
 
-def _step(layer: _Layer, rows: np.ndarray, target: np.ndarray, config: Config, nu: float, beta: float | None):
+def _step(layer: _Layer, rows: np.ndarray, target: np.ndarray, config: Config, nu: float,
+          beta: float | None) -> list[np.ndarray]:
     """Gradients of (R5) for one batch of rows: [dV, dδ, dφ]."""
     p = layer.p
     h, dh = _rectified(layer.v)
@@ -342,15 +355,16 @@ def held_out(images: int) -> int:
     return 0 if images < 2 else min(images - 1, max(1, int(round(images * HOLDOUT))))
 
 
-def _split(images: int, per_image: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _split(images: int, per_image: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(training images, training rows, held-out rows)."""
     held = held_out(images)
     order = rng.permutation(images)
     train_images, held_images = np.sort(order[held:]), np.sort(order[:held])
     offsets = np.arange(per_image)
 
-    def rows(chosen):
-        return (chosen[:, None] * per_image + offsets).reshape(-1)
+    def rows(chosen: np.ndarray) -> np.ndarray:
+        flat: np.ndarray = (chosen[:, None] * per_image + offsets).reshape(-1)
+        return flat
 
     return train_images, rows(train_images), rows(held_images)
 
@@ -361,7 +375,8 @@ class _Checkpoints:
     def __init__(self, layer: _Layer, config: Config, nu: float, train_rows: np.ndarray, held_rows: np.ndarray):
         self.layer, self.config, self.nu = layer, config, nu
         self.train_rows, self.held_rows = train_rows, held_rows
-        self.best, self.since = None, 0
+        self.best: tuple[float, int, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.since = 0
         self.first = self.check(0, settle=False)
 
     def check(self, epoch: int, settle: bool = True) -> float:
@@ -379,6 +394,7 @@ class _Checkpoints:
         return loss
 
     def restore(self) -> tuple[float, int]:
+        assert self.best is not None  # the start is checked on construction
         loss, epoch, v, delta, phi = self.best
         self.layer.v[:], self.layer.delta[:], self.layer.phi[:] = v, delta, phi
         return loss, epoch
@@ -417,7 +433,7 @@ def train(p: Problem, config: Config, on_epoch: Callable[[], None] | None = None
             on_epoch()
     held_after, best_epoch = checks.restore()
     nearest = np.clip(np.floor(p.weight / p.scale.reshape(p.weight.shape[0], -1, 1) + 0.5), -p.wmax, p.wmax)
-    held = dict(heldout_before=checks.first, heldout_images=len(held_rows) // p.per_image, epochs_run=epoch)
+    held: dict[str, Any] = dict(heldout_before=checks.first, heldout_images=len(held_rows) // p.per_image, epochs_run=epoch)
     if best_epoch == 0:
         return Outcome(nearest, p.bias, p.scale, before, before, False, 0.0, step, heldout_after=checks.first,
                        best_epoch=0, **held)
