@@ -68,10 +68,11 @@ new scales and bias bound (N8), (N16) are written into the layer, all derived by
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from alls.graph import WEIGHTED_KINDS, Graph, Layer
 from alls.plan import LossType, Plan
@@ -85,6 +86,7 @@ from alls.runtime.exec.native import run_float
 from alls.runtime.algorithms.patches import (POSITIONS_PER_IMAGE, Positions, from_groups, gather_rows, sample_positions,
                                   to_groups)
 from alls.runtime.exec.quantize import Encoding, QLayer, rebias
+from alls.runtime.ops.base import Params
 from alls.runtime.exec.stream import DEFAULT_MEMORY_LIMIT, Source, Spill, Store, blocks, is_streamed
 from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_out, train
 
@@ -104,7 +106,7 @@ def memory_shares(memory_limit: int) -> tuple[int, int]:
     return memory_limit // 2, memory_limit // 8
 
 
-def _normalizer(plan: Plan, name: str):
+def _normalizer(plan: Plan, name: str) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: normalize(x, plan, name)
 
 
@@ -118,10 +120,10 @@ class _Normalized:
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, key) -> np.ndarray:
+    def __getitem__(self, key: int | slice) -> np.ndarray:
         return normalize(self.images[key], self.plan, self.name)
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
         return np.asarray(self[:], dtype)
 
 
@@ -268,7 +270,7 @@ def estimate_memory(graph: Graph, plan: Plan, memory_limit: int | None = None) -
 
 
 def _targets(graph: Graph, plan: Plan, positions: Mapping[str, Positions], images: Mapping[str, np.ndarray],
-             params: Mapping, store: Store) -> dict[str, np.ndarray | Spill]:
+             params: Mapping[str, Params], store: Store) -> dict[str, np.ndarray | Spill]:
     """The float network's output of every chosen layer at its sampled positions, streamed in batches
     (each normalized as it is read); held by ``store`` (spilled to disk beyond its budget)."""
     out = {}
@@ -291,7 +293,7 @@ def _targets(graph: Graph, plan: Plan, positions: Mapping[str, Positions], image
     return out
 
 
-def _rows(layer: Layer, x, x_enc: Encoding, positions: Positions, kernel: tuple[int, int]) -> np.ndarray:
+def _rows(layer: Layer, x: np.ndarray, x_enc: Encoding, positions: Positions, kernel: tuple[int, int]) -> np.ndarray:
     """`gather_rows` of an input held whole, or of a spilled one read a part of its images at a time."""
     if not is_streamed(x):
         return gather_rows(layer, x, x_enc.zero_point, x_enc.bits, positions, kernel)
@@ -319,33 +321,43 @@ def _ranges(q: QLayer) -> tuple[tuple[float, float], tuple[float, float]]:
 
 
 def _problem(layer: Layer, q: QLayer, x: np.ndarray, x_enc: Encoding, positions: Positions,
-             target: np.ndarray, params: Mapping, groups: int) -> Problem:
+             target: np.ndarray, params: Params, groups: int) -> Problem:
     weight = np.asarray(params["weight"], np.float64)
-    kernel = tuple(q.weights.shape[2:]) if layer.kind != "fc" else (1, 1)
+    codes, bits = q.weight_codes()
+    kernel = (int(codes.shape[2]), int(codes.shape[3])) if layer.kind != "fc" else (1, 1)
     rows = _rows(layer, x, x_enc, positions, kernel)
-    channels = q.weight_scale.size
-    acc_scale = x_enc.scale * q.weight_scale
+    weight_scale, old_bias = _scale_and_bias(q)
+    channels = weight_scale.size
+    acc_scale = x_enc.scale * weight_scale
     pre_range, out_range = _ranges(q)
     table = q.pre is not None
     return Problem(
         rows=rows, per_image=positions.per_image, target=target, weight=to_groups(weight, layer),
-        scale=np.asarray(q.weight_scale, np.float64),
+        scale=np.asarray(weight_scale, np.float64),
         group_of=nx.channel_groups(channels, groups if channels % groups == 0 else 1),
-        wmax=nx.weight_max(q.weight_bits), x_scale=x_enc.scale, bias=q.bias.accumulator() * acc_scale,
+        wmax=nx.weight_max(bits), x_scale=x_enc.scale, bias=old_bias.accumulator() * acc_scale,
         unit=(q.pre or q.out).scale, pre_range=pre_range, out_range=out_range,
         activation=(lambda a: float_activation(layer, a, params)) if table else None,
-        start=to_groups(q.weights, layer).astype(np.float64))
+        start=to_groups(codes, layer).astype(np.float64))
+
+
+def _scale_and_bias(q: QLayer) -> tuple[np.ndarray, nx.Bias]:
+    """The weight scales and the bias of a weighted layer, which every weighted layer has."""
+    if q.weight_scale is None or q.bias is None:
+        raise ValueError(f"layer `{q.name}` ({q.kind}) has no weight scales or bias")
+    return q.weight_scale, q.bias
 
 
 def _write(layer: Layer, q: QLayer, x_enc: Encoding, outcome: Outcome, config: Config) -> None:
     """The learned weights, bias and scales into the integer layer; bias and requantization re-derived."""
-    q.weights = from_groups(outcome.weights, layer, q.weights.shape).astype(q.weights.dtype)
+    codes = q.weight_codes()[0]
+    q.weights = from_groups(outcome.weights, layer, codes.shape).astype(codes.dtype)
     q.info.pop("_kernel_weights", None)
     if not (config.learn_bias or config.learn_scales):
         return
     q.weight_scale = np.asarray(outcome.scale, np.float64)
     acc_scale = x_enc.scale * q.weight_scale
-    bias = nx.quantize_bias(outcome.bias, acc_scale, q.bias.mantissa_bits)
+    bias = nx.quantize_bias(outcome.bias, acc_scale, _scale_and_bias(q)[1].mantissa_bits)
     rebias(q, layer, x_enc, bias)
     q.info["bias_error_max"] = float(np.abs(bias.error(outcome.bias, acc_scale)).max(initial=0.0))
     q.info["bias_exponent"] = bias.exponent
@@ -377,12 +389,12 @@ class Trained(Record):
     best_epoch: int
     seconds: float
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "loss", LossType(self.loss))
 
 
 def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Mapping[str, np.ndarray],
-             params: Mapping[str, Mapping] | None = None, progress: bool | None = None,
+             params: Mapping[str, Params] | None = None, progress: bool | None = None,
              memory_limit: int = DEFAULT_MEMORY_LIMIT) -> list[Trained]:
     """Finetune and adaround the layers the plan flags, in place; the report, one entry per layer.
 
@@ -434,7 +446,8 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
              for name, x in images.items()}
     store = Store(live_budget)
     try:
-        run_numeric(graph, layers, feeds, params=params, before=before, store=store)
+        # a _Normalized (like a Source) reads as an array a slice of images at a time, as the pass reads it
+        run_numeric(graph, layers, feeds, params=params, before=before, store=store)  # type: ignore[arg-type]
     finally:
         store.close()
         target_store.close()
