@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import alls
 from alls.catalogue import POST_SUBCOMMANDS
@@ -37,7 +37,7 @@ __all__ = ["STEPS", "Step", "describe", "script_for", "tune", "best", "TIE_DB"]
 
 TIE_DB = 0.05  # steps closer than this in SNR are equal; the earlier one wins
 ANALYSIS_IMAGES = 64
-FINETUNE_IMAGES = int(POST_SUBCOMMANDS["finetune"].keywords["dataset_size"].default)  # finetune's own default (an int)
+FINETUNE_IMAGES = cast(int, POST_SUBCOMMANDS["finetune"].keywords["dataset_size"].default)  # finetune's own default
 
 STEPS = (
     ("round to nearest", "calibration only: equalization, bias correction and finetune disabled"),
