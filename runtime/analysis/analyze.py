@@ -221,7 +221,8 @@ Trial = Callable[[Data], Data]  # float taps of every layer -> the outputs of a 
 Errors = dict[str, tuple[float, float]]  # output -> (error power, signal power), per value
 
 
-def _output_errors(qmodel: Quantized, data: Data, trials: dict[Any, Trial], label: str, progress: bool | None) -> dict[Any, Errors]:
+def _output_errors(qmodel: Quantized, data: Data, trials: dict[Any, Trial], label: str,
+                   progress: bool | None) -> dict[Any, Errors]:
     """Each trial's error at every output against native, batch by batch from the float taps."""
     outputs = [o.name for o in qmodel.graph.outputs]
     noise = {key: dict.fromkeys(outputs, 0.0) for key in trials}
@@ -300,7 +301,8 @@ class _LayerStats:
         return low.astype(np.float64), high.astype(np.float64)
 
 
-def _at_layers(qmodel: Quantized, data: Data, layers: list[Layer], progress: bool | None = None) -> tuple[dict[str, _LayerStats], list[Data]]:
+def _at_layers(qmodel: Quantized, data: Data, layers: list[Layer],
+               progress: bool | None = None) -> tuple[dict[str, _LayerStats], list[Data]]:
     """The at-layer statistics of every layer, and the numeric outputs of each batch."""
     stats = {layer.name: _LayerStats(layer, _encoding_range(qmodel, layer.name)) for layer in layers}
     outputs: list[Data] = []
@@ -319,7 +321,8 @@ def _at_layers(qmodel: Quantized, data: Data, layers: list[Layer], progress: boo
 # ---------------------------------------------------------------- samples
 
 
-def _samples(qmodel: Quantized, data: Data, names: list[str], stats: dict[str, _LayerStats]) -> tuple[LayerSample, ...]:
+def _samples(qmodel: Quantized, data: Data, names: list[str],
+             stats: dict[str, _LayerStats]) -> tuple[LayerSample, ...]:
     batches = _batches(data, _batch_size(qmodel))
     samplers = [LayerSampler(name, *stats[name].channel_ranges(), (stats[name].values.min, stats[name].values.max),
                              _encoding_range(qmodel, name), MAX_POINTS // len(batches)) for name in names]
@@ -381,7 +384,8 @@ def _clip_trials(qmodel: Quantized, data: Data, layers: list[Layer], stats: dict
 
 def _plan_flags(qmodel: Quantized, name: str) -> dict[str, bool]:
     lp = qmodel.plan[name]
-    active: Callable[[Clipping | None], bool] = lambda clip: clip is not None and clip.mode is not ClippingMode.DISABLED
+    active: Callable[[Clipping | None], bool] = (
+        lambda clip: clip is not None and clip.mode is not ClippingMode.DISABLED)
     return {"clipped": active(lp.activation_clipping) or lp.force_range_out is not None,
             "weights_clipped": active(lp.weights_clipping), "equalized": bool(lp.equalization),
             "bias_corrected": bool(lp.bias_correction), "finetuned": bool(lp.finetune)}
@@ -400,8 +404,8 @@ def _weight_error(qmodel: Quantized, layer: Layer) -> float | None:
     return float(np.sqrt(np.mean((restored - weight) ** 2))) / rms if rms > 0 else None
 
 
-def _facts(qmodel: Quantized, layer: Layer, stats: _LayerStats, alone: Errors, equalizable: dict[str, tuple[str, ...]],
-           clip_trial: dict[str, tuple[float, float]] | None) -> LayerFacts:
+def _facts(qmodel: Quantized, layer: Layer, stats: _LayerStats, alone: Errors,
+           equalizable: dict[str, tuple[str, ...]], clip_trial: dict[str, tuple[float, float]] | None) -> LayerFacts:
     enc = qmodel.layers[layer.name].out
     readers = qmodel.graph.consumers(layer.name)
     output = next((r.name for r in readers if r.kind == "output_layer"), None)

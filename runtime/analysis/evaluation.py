@@ -97,8 +97,8 @@ def _whole(x: np.ndarray) -> bool:
     return np.issubdtype(x.dtype, np.floating) and bool(np.all(np.isfinite(x))) and bool(np.all(x == np.round(x)))
 
 
-def evaluate(qmodel: Model, data: np.ndarray | Folder, labels: np.ndarray | None = None, layout: str = "nhwc", limit: int | None = None,
-             progress: bool | None = None, memory_limit: int | None = None) -> Evaluation:
+def evaluate(qmodel: Model, data: np.ndarray | Folder, labels: np.ndarray | None = None, layout: str = "nhwc",
+             limit: int | None = None, progress: bool | None = None, memory_limit: int | None = None) -> Evaluation:
     """The figures of the numeric target against the native one per output (`metrics.compare`), on the
     first ``limit`` images of ``data``.
 
