@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -193,8 +193,18 @@ def to_nchw(data: ArrayLike, layer: Layer, layout: str, dtype: DTypeLike | None 
     return np.ascontiguousarray(data, dtype=dtype)
 
 
+@overload
 def input_arrays(graph: Graph, x: Any, layout: str = "nhwc", dtype: DTypeLike | None = np.float32,
-                 stream_over: int | None = None) -> dict[str, np.ndarray | Source]:
+                 stream_over: None = None) -> dict[str, np.ndarray]: ...
+
+
+@overload
+def input_arrays(graph: Graph, x: Any, layout: str = "nhwc", dtype: DTypeLike | None = np.float32,
+                 stream_over: int | None = None) -> dict[str, np.ndarray | Source]: ...
+
+
+def input_arrays(graph: Graph, x: Any, layout: str = "nhwc", dtype: DTypeLike | None = np.float32,
+                 stream_over: int | None = None) -> dict[str, np.ndarray] | dict[str, np.ndarray | Source]:
     """Images per input layer as NCHW arrays: ``x`` is one array (a one-input model) or a dict
     keyed by input layer names (full, short or ONNX). ALS505 for a wrong key, a missing input or
     inputs with different image counts. With ``stream_over`` (bytes), an input whose float copy
