@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -193,18 +193,8 @@ def to_nchw(data: ArrayLike, layer: Layer, layout: str, dtype: DTypeLike | None 
     return np.ascontiguousarray(data, dtype=dtype)
 
 
-@overload
 def input_arrays(graph: Graph, x: Any, layout: str = "nhwc", dtype: DTypeLike | None = np.float32,
-                 stream_over: None = None) -> dict[str, np.ndarray]: ...
-
-
-@overload
-def input_arrays(graph: Graph, x: Any, layout: str = "nhwc", dtype: DTypeLike | None = np.float32,
-                 stream_over: int | None = None) -> dict[str, np.ndarray | Source]: ...
-
-
-def input_arrays(graph: Graph, x: Any, layout: str = "nhwc", dtype: DTypeLike | None = np.float32,
-                 stream_over: int | None = None) -> dict[str, np.ndarray] | dict[str, np.ndarray | Source]:
+                 stream_over: int | None = None) -> dict[str, np.ndarray]:
     """Images per input layer as NCHW arrays: ``x`` is one array (a one-input model) or a dict
     keyed by input layer names (full, short or ONNX). ALS505 for a wrong key, a missing input or
     inputs with different image counts. With ``stream_over`` (bytes), an input whose float copy
@@ -227,7 +217,9 @@ def input_arrays(graph: Graph, x: Any, layout: str = "nhwc", dtype: DTypeLike | 
         raise AllsError.of("ALS505", f"no data for the input{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     if len({len(v) for v in out.values()}) != 1:
         raise AllsError.of("ALS505", "the inputs have different numbers of images")
-    return out
+    # a streamed input's `Source` stands in for its array: the session reads it as it reads one (shape,
+    # length, slices of images, numpy.asarray) and tells it apart where it must
+    return out  # type: ignore[return-value]
 
 
 def _feed(value: Any, layer: Layer, layout: str, dtype: DTypeLike | None, stream_over: int | None
