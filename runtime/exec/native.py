@@ -94,13 +94,13 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
     return outputs, tapped
 
 
-def _feeds(graph: Graph, inputs) -> dict[str, Array]:
+def _feeds(graph: Graph, inputs: Mapping[str, Array] | Array) -> dict[str, Array]:
     layers = graph.inputs
     if isinstance(inputs, np.ndarray):
         if len(layers) != 1:
             raise ValueError(f"the model has {len(layers)} inputs; pass a dict {{name: array}}")
         return {layers[0].name: inputs.astype(np.float32, copy=False)}
-    feeds = {}
+    feeds: dict[str, Array] = {}
     for key, value in inputs.items():
         layer = graph.get(key)
         if layer is None or layer.kind != "input_layer":
