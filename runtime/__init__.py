@@ -23,7 +23,7 @@ calls (`exec/threads.py`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the public names' types, for the type checker; at run time they load on first use
     from alls.runtime.analysis.analyze import analyze
@@ -43,7 +43,7 @@ __all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS", 
            "open_data", "first", "Folder",
            "parse_memory_limit", "DEFAULT_MEMORY_LIMIT"]
 
-_LAZY = {
+_LAZY: dict[str, str | tuple[str, str]] = {
     "Runner": "alls.runtime.session.runner",
     "QuantizedModel": "alls.runtime.session.model",
     "Result": "alls.runtime.session.model",
@@ -79,10 +79,11 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        module, attribute = _LAZY[name] if isinstance(_LAZY[name], tuple) else (_LAZY[name], name)
+        entry = _LAZY[name]
+        module, attribute = entry if isinstance(entry, tuple) else (entry, name)
         return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'alls.runtime' has no attribute {name!r}")

@@ -93,9 +93,16 @@ OUTPUTS = [
 ]
 
 
+# The commands that read images from a folder of .npy files as well as from one file: an empty
+# folder is refused as data (ALS029), not as a path that is not a file.
+FOLDER_DATA = {"quantize", "eval", "tune"}
+
+
 def _cases():
     for name, argv in _commands():
         for role, wrong, code in INPUTS + OUTPUTS:
+            if name in FOLDER_DATA and role in ("calib", "data") and wrong == "folder":
+                code = "ALS029"
             if "{" + role + "}" in argv:
                 yield pytest.param(argv, role, wrong, code, id=f"{name}-{role}-{wrong}")
 

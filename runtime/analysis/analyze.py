@@ -35,22 +35,22 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
-from alls.graph import Layer
-from alls.plan import ClippingMode
+from alls.graph import Graph, Layer
+from alls.plan import Clipping, ClippingMode, Plan
 from alls.runtime.analysis.metrics import Agreement, AgreementSums, plain, snr_from_powers
 from alls.progress import Progress
 from alls.runtime.exec.calibration import TensorStats, check_data, input_arrays
 from alls.runtime.analysis.rules import CLIP_RATIO, LOGIT_FLOOR, PERCENTILES, Advice, LayerFacts, advise
 from alls.runtime.exec.native import run_float
 from alls.runtime.exec.partial import compute_layers, float_taps, isolated_outputs, outputs_with, run_partial
-from alls.runtime.exec.quantize import Encoding
+from alls.runtime.exec.quantize import Encoding, QLayer
 from alls.runtime.analysis.sampling import MAX_POINTS, LayerSample, LayerSampler, OutputSample, OutputSampler
 from alls.runtime.exec.threads import runtime_call
 
@@ -64,6 +64,45 @@ CLIP_TRIALS = 10  # activation clipping is tried on this many of the most harmfu
 
 Data = dict[str, np.ndarray]
 
+
+class _Run(Protocol):
+    """What a model's ``run`` returns: the outputs and the tapped layers, by name."""
+
+    @property
+    def outputs(self) -> dict[str, np.ndarray]: ...
+
+    @property
+    def taps(self) -> dict[str, np.ndarray]: ...
+
+
+class _Report(Protocol):
+    @property
+    def calibration_images(self) -> int: ...
+
+
+class Quantized(Protocol):
+    """What the analysis reads of a quantized model (`QuantizedModel`): its graph, plan, quantized layers,
+    parameters and report, its feeds and its three targets."""
+
+    @property
+    def graph(self) -> Graph: ...
+
+    @property
+    def plan(self) -> Plan: ...
+
+    @property
+    def layers(self) -> Mapping[str, QLayer]: ...
+
+    @property
+    def params(self) -> Mapping[str, Mapping[str, np.ndarray]]: ...
+
+    @property
+    def report(self) -> _Report: ...
+
+    def feeds(self, x: Any, layout: str = ...) -> dict[str, np.ndarray]: ...
+
+    def run(self, x: Any, target: str = ..., keep_native: Iterable[str] = ...,
+            taps: Iterable[str] | str | None = ..., layout: str = ...) -> _Run: ...
 
 
 # -------------------------------------------------------------------- data
@@ -87,7 +126,7 @@ class LayerRow:
     beyond: float = 0.0  # the share of its float values outside the range its encoding represents
     advice: tuple[str, ...] = ()
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"layer": self.name, "kind": self.kind, "weight_bits": self.weight_bits,
                 "output_bits": self.output_bits, "alone_snr_db": plain(self.alone_snr_db),
                 "alone_output": self.alone_output, "alone_mean_snr_db": plain(self.alone_mean_snr_db),
@@ -112,7 +151,7 @@ class Recovery:
         before, after = self.numeric[output].mse, getattr(self, by)[output].mse
         return 1.0 - after / before if before > 0 else 0.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"layers": list(self.layers),
                 "outputs": {name: {"numeric": self.numeric[name].as_dict(),
                                    "recovered": self.recovered[name].as_dict(),
@@ -141,7 +180,7 @@ class Analysis:
     def worst(self) -> tuple[str, ...]:
         return self.recovery.layers
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"network": self.network, "images": self.images, "isolation_images": self.isolation_images,
                 "worst": list(self.worst), "outputs": {k: v.as_dict() for k, v in self.outputs.items()},
                 "layers": [row.as_dict() for row in self.layers], "advice": [a.as_dict() for a in self.advice],
@@ -154,7 +193,7 @@ class Analysis:
 # ------------------------------------------------------------------ inputs
 
 
-def _images(qmodel, x, layout: str) -> Data:
+def _images(qmodel: Quantized, x: Any, layout: str) -> Data:
     """The images as NCHW float32 per input layer (not yet normalized), checked."""
     data = input_arrays(qmodel.graph, x, layout)
     if not len(next(iter(data.values()))):
@@ -164,7 +203,7 @@ def _images(qmodel, x, layout: str) -> Data:
     return data
 
 
-def _batch_size(qmodel) -> int:
+def _batch_size(qmodel: Quantized) -> int:
     """Images per batch, so that two float copies of every layer's output fit `MEMORY_BUDGET`."""
     per_image = sum(int(np.prod(layer.output_shape[1:])) for layer in qmodel.graph) * 4
     return int(min(64, max(1, MEMORY_BUDGET // max(2 * per_image, 1))))
@@ -182,7 +221,8 @@ Trial = Callable[[Data], Data]  # float taps of every layer -> the outputs of a 
 Errors = dict[str, tuple[float, float]]  # output -> (error power, signal power), per value
 
 
-def _output_errors(qmodel, data: Data, trials: dict[Any, Trial], label: str, progress) -> dict[Any, Errors]:
+def _output_errors(qmodel: Quantized, data: Data, trials: dict[Any, Trial], label: str,
+                   progress: bool | None) -> dict[Any, Errors]:
     """Each trial's error at every output against native, batch by batch from the float taps."""
     outputs = [o.name for o in qmodel.graph.outputs]
     noise = {key: dict.fromkeys(outputs, 0.0) for key in trials}
@@ -204,20 +244,20 @@ def _output_errors(qmodel, data: Data, trials: dict[Any, Trial], label: str, pro
     return {key: {o: (noise[key][o] / count[o], signal[o] / count[o]) for o in outputs} for key in noise}
 
 
-def _alone(qmodel, data: Data, layers: list[Layer], progress) -> dict[str, Errors]:
+def _alone(qmodel: Quantized, data: Data, layers: list[Layer], progress: bool | None) -> dict[str, Errors]:
     """For each layer and output: (error power, signal power) with only that layer quantized."""
-    trials = {layer.name: functools.partial(_isolated, qmodel, layer) for layer in layers}
+    trials: dict[Any, Trial] = {layer.name: functools.partial(_isolated, qmodel, layer) for layer in layers}
     return _output_errors(qmodel, data, trials, "layers alone", progress)
 
 
-def _isolated(qmodel, layer: Layer, taps: Data) -> Data:
+def _isolated(qmodel: Quantized, layer: Layer, taps: Data) -> Data:
     return isolated_outputs(qmodel, taps, layer)
 
 
 # ------------------------------------------------------- view 2: at the layer
 
 
-def _encoding_range(qmodel, name: str) -> tuple[float, float]:
+def _encoding_range(qmodel: Quantized, name: str) -> tuple[float, float]:
     """The float range that a layer's output encoding represents."""
     enc = qmodel.layers[name].out
     return enc.scale * (0 - enc.zero_point), enc.scale * ((1 << enc.bits) - 1 - enc.zero_point)
@@ -226,7 +266,7 @@ def _encoding_range(qmodel, name: str) -> tuple[float, float]:
 class _LayerStats:
     """Everything quantized, at one layer: agreement, the float values, the mean error per channel."""
 
-    def __init__(self, layer: Layer, encoding_range: tuple[float, float]):
+    def __init__(self, layer: Layer, encoding_range: tuple[float, float]) -> None:
         self.agreement = AgreementSums()
         self.values = TensorStats(layer.output_channels)
         self.error_sum = np.zeros(layer.output_channels or 1, np.float64)
@@ -255,15 +295,17 @@ class _LayerStats:
 
     def channel_ranges(self) -> tuple[np.ndarray, np.ndarray]:
         v = self.values
-        if v.channel_min is None:
+        low, high = v.channel_min, v.channel_max
+        if low is None or high is None:
             return np.array([v.min]), np.array([v.max])
-        return v.channel_min.astype(np.float64), v.channel_max.astype(np.float64)
+        return low.astype(np.float64), high.astype(np.float64)
 
 
-def _at_layers(qmodel, data: Data, layers: list[Layer], progress=None) -> tuple[dict[str, _LayerStats], list[Data]]:
+def _at_layers(qmodel: Quantized, data: Data, layers: list[Layer],
+               progress: bool | None = None) -> tuple[dict[str, _LayerStats], list[Data]]:
     """The at-layer statistics of every layer, and the numeric outputs of each batch."""
     stats = {layer.name: _LayerStats(layer, _encoding_range(qmodel, layer.name)) for layer in layers}
-    outputs = []
+    outputs: list[Data] = []
     batches = _batches(data, _batch_size(qmodel))
     with Progress("layers, all quantized", len(batches), progress, unit=" batches") as bar:
         for batch in batches:
@@ -279,7 +321,8 @@ def _at_layers(qmodel, data: Data, layers: list[Layer], progress=None) -> tuple[
 # ---------------------------------------------------------------- samples
 
 
-def _samples(qmodel, data: Data, names: list[str], stats: dict[str, _LayerStats]) -> tuple[LayerSample, ...]:
+def _samples(qmodel: Quantized, data: Data, names: list[str],
+             stats: dict[str, _LayerStats]) -> tuple[LayerSample, ...]:
     batches = _batches(data, _batch_size(qmodel))
     samplers = [LayerSampler(name, *stats[name].channel_ranges(), (stats[name].values.min, stats[name].values.max),
                              _encoding_range(qmodel, name), MAX_POINTS // len(batches)) for name in names]
@@ -294,7 +337,7 @@ def _samples(qmodel, data: Data, names: list[str], stats: dict[str, _LayerStats]
 # ---------------------------------------------------------------- recovery
 
 
-def _recovery(qmodel, data: Data, names: list[str], numeric_outputs: list[Data]) -> Recovery:
+def _recovery(qmodel: Quantized, data: Data, names: list[str], numeric_outputs: list[Data]) -> Recovery:
     quantized = {layer.name for layer in compute_layers(qmodel.graph)} - set(names)
     outputs = [o.name for o in qmodel.graph.outputs]
     sums = {kind: {o: AgreementSums() for o in outputs} for kind in ("numeric", "recovered", "keep_native")}
@@ -316,12 +359,12 @@ def _recovery(qmodel, data: Data, names: list[str], numeric_outputs: list[Data])
 # ------------------------------------------------------------------ advice
 
 
-def _tensor_quantized(qmodel, layer: Layer, encoding: Encoding, taps: Data) -> Data:
+def _tensor_quantized(qmodel: Quantized, layer: Layer, encoding: Encoding, taps: Data) -> Data:
     return outputs_with(qmodel, taps, layer, encoding.dequantize(encoding.quantize(taps[layer.name])))
 
 
-def _clip_trials(qmodel, data: Data, layers: list[Layer], stats: dict[str, _LayerStats],
-                 progress) -> dict[str, dict[str, tuple[float, float]]]:
+def _clip_trials(qmodel: Quantized, data: Data, layers: list[Layer], stats: dict[str, _LayerStats],
+                 progress: bool | None) -> dict[str, dict[str, tuple[float, float]]]:
     """For the ``layers`` whose extreme values make a large share of the range: the SNR of each output
     with only this tensor quantized, at its encoding and at one clipped to the percentiles."""
     trials: dict[Any, Trial] = {}
@@ -339,27 +382,30 @@ def _clip_trials(qmodel, data: Data, layers: list[Layer], stats: dict[str, _Laye
             for (name, tag), now in errors.items() if tag == "now"}
 
 
-def _plan_flags(qmodel, name: str) -> dict[str, bool]:
+def _plan_flags(qmodel: Quantized, name: str) -> dict[str, bool]:
     lp = qmodel.plan[name]
-    active = lambda clip: clip is not None and clip.mode is not ClippingMode.DISABLED
+    active: Callable[[Clipping | None], bool] = (
+        lambda clip: clip is not None and clip.mode is not ClippingMode.DISABLED)
     return {"clipped": active(lp.activation_clipping) or lp.force_range_out is not None,
             "weights_clipped": active(lp.weights_clipping), "equalized": bool(lp.equalization),
             "bias_corrected": bool(lp.bias_correction), "finetuned": bool(lp.finetune)}
 
 
-def _weight_error(qmodel, layer: Layer) -> float | None:
+def _weight_error(qmodel: Quantized, layer: Layer) -> float | None:
     """RMS of the weights' rounding error over RMS of the weights (conv, dw, fc)."""
     q = qmodel.layers[layer.name]
     weight = qmodel.params.get(layer.name, layer.params).get("weight")
     if layer.kind not in ("conv", "dw", "fc") or q.weights is None or weight is None:
         return None
-    restored = q.weights.astype(np.float64) * q.weight_scale.reshape(-1, *([1] * (q.weights.ndim - 1)))
+    scale = q.weight_scale
+    assert scale is not None  # quantized weights come with their scales
+    restored = q.weights.astype(np.float64) * scale.reshape(-1, *([1] * (q.weights.ndim - 1)))
     rms = float(np.sqrt(np.mean(np.square(weight, dtype=np.float64))))
     return float(np.sqrt(np.mean((restored - weight) ** 2))) / rms if rms > 0 else None
 
 
-def _facts(qmodel, layer: Layer, stats: _LayerStats, alone: Errors, equalizable: dict[str, tuple[str, ...]],
-           clip_trial: dict[str, tuple[float, float]] | None) -> LayerFacts:
+def _facts(qmodel: Quantized, layer: Layer, stats: _LayerStats, alone: Errors,
+           equalizable: dict[str, tuple[str, ...]], clip_trial: dict[str, tuple[float, float]] | None) -> LayerFacts:
     enc = qmodel.layers[layer.name].out
     readers = qmodel.graph.consumers(layer.name)
     output = next((r.name for r in readers if r.kind == "output_layer"), None)
@@ -385,7 +431,7 @@ def _harm(alone: Errors) -> tuple[float, float]:
     return min(snrs), float(np.mean(snrs))
 
 
-def _row(qmodel, layer: Layer, alone: Errors, stats: _LayerStats, advice: list[Advice]) -> LayerRow:
+def _row(qmodel: Quantized, layer: Layer, alone: Errors, stats: _LayerStats, advice: list[Advice]) -> LayerRow:
     snrs = {o: snr_from_powers(*pair) for o, pair in alone.items()}
     worst = min(snrs, key=lambda o: snrs[o])
     q = qmodel.layers[layer.name]
@@ -409,7 +455,7 @@ def _diagnostics(analysis_images: int, isolation: int, recovery: Recovery) -> li
                                 "below it; pass more isolation images for a steadier ranking"))
     shares = {o: recovery.removed(o) for o in recovery.numeric if recovery.numeric[o].mse > 0}
     if shares and min(shares.values()) < 0.5:
-        o = min(shares, key=shares.get)
+        o = min(shares, key=lambda k: shares[k])
         before, after = recovery.numeric[o].snr_db, recovery.recovered[o].snr_db
         message = (f"the {len(recovery.layers)} worst layers in float remove only {max(shares[o], 0):.0%} of the "
                    f"error at `{o.rsplit('/', 1)[-1]}` ({before:.2f} -> {after:.2f} dB)")
@@ -420,7 +466,7 @@ def _diagnostics(analysis_images: int, isolation: int, recovery: Recovery) -> li
 
 
 @runtime_call
-def analyze(qmodel, x, layout: str = "nhwc", worst: int = DEFAULT_WORST,
+def analyze(qmodel: Quantized, x: Any, layout: str = "nhwc", worst: int = DEFAULT_WORST,
             isolation_images: int = DEFAULT_ISOLATION_IMAGES, progress: bool | None = None, *,
             threads: int | None = None) -> Analysis:
     """The layer analysis of ``qmodel`` on images ``x`` ((N, H, W, C) for "nhwc", or a dict per input), on at
@@ -460,7 +506,7 @@ def analyze(qmodel, x, layout: str = "nhwc", worst: int = DEFAULT_WORST,
 class _Clock:
     """Seconds per phase."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.last = time.perf_counter()
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from alls.diagnostics import AllsError
 from alls.files import expect_kind
@@ -20,9 +22,26 @@ from alls.records import Record
 from alls.runtime.analysis.metrics import AgreementSums, Figures, class_labels, compare, top1
 from alls.runtime.exec.stream import DEFAULT_MEMORY_LIMIT, read
 
+if TYPE_CHECKING:
+    from alls.arrays import Folder
+    from alls.limits import Limits
+
 __all__ = ["load_array", "open_data", "first", "check_labels", "evaluate", "Evaluation"]
 
 BATCH = 64
+
+
+class Outputs(Protocol):
+    """What a model's ``run`` returns: its outputs by name."""
+
+    @property
+    def outputs(self) -> dict[str, np.ndarray]: ...
+
+
+class Model(Protocol):
+    """A model with a native and a numeric target (`QuantizedModel`)."""
+
+    def run(self, x: np.ndarray, *, target: str, layout: str) -> Outputs: ...
 
 
 @dataclass(frozen=True)
@@ -33,7 +52,7 @@ class Evaluation(Record):
     outputs: dict[str, Figures]
 
 
-def load_array(path: str | os.PathLike, what: str = "data", *, limits=None) -> np.ndarray:
+def load_array(path: str | os.PathLike[str], what: str = "data", *, limits: Limits | None = None) -> np.ndarray:
     """The array saved in the ``.npy`` file ``path`` (``what`` names it in errors: "calibration images"),
     its size read from the header and checked against ``limits`` and the memory available before it is
     loaded (`alls.arrays`)."""
@@ -43,7 +62,7 @@ def load_array(path: str | os.PathLike, what: str = "data", *, limits=None) -> n
     return load_checked(path, what, limits)
 
 
-def open_data(path: str | os.PathLike, what: str = "data", *, limits=None):
+def open_data(path: str | os.PathLike[str], what: str = "data", *, limits: Limits | None = None) -> np.ndarray | Folder:
     """The images of a ``.npy`` file, memory-mapped (read as they are used, never whole), or of a folder
     of ``.npy`` files (`alls.arrays.Folder`); headers checked against ``limits`` as `load_array` does."""
     from alls.arrays import Folder, open_array
@@ -54,32 +73,32 @@ def open_data(path: str | os.PathLike, what: str = "data", *, limits=None):
     return open_array(path, what, limits)
 
 
-def first(data, count: int):
+def first(data: np.ndarray | Folder, count: int) -> np.ndarray | Folder:
     """The first ``count`` images of an array or a `Folder`, still unread."""
     return data.head(count) if hasattr(data, "head") else data[:count]
 
 
-def check_labels(labels, images: int) -> np.ndarray:
+def check_labels(labels: npt.ArrayLike, images: int) -> np.ndarray:
     """``labels`` as a 1-D integer array of ``images`` class indices; ALS008 otherwise."""
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and 1 in labels.shape:
-        labels = labels.reshape(-1)
-    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or _whole(labels)):
+    values = np.asarray(labels)
+    if values.ndim == 2 and 1 in values.shape:
+        values = values.reshape(-1)
+    if values.ndim != 1 or not (np.issubdtype(values.dtype, np.integer) or _whole(values)):
         raise AllsError.of("ALS008", f"labels must be one integer class per image (a 1-D integer array), not an "
-                           f"array of shape {labels.shape} and dtype {labels.dtype}",
+                           f"array of shape {values.shape} and dtype {values.dtype}",
                            "pass the class indices, not one-hot vectors or scores")
-    if len(labels) != images:
-        raise AllsError.of("ALS008", f"{len(labels)} labels for {images} images",
+    if len(values) != images:
+        raise AllsError.of("ALS008", f"{len(values)} labels for {images} images",
                            "pass the labels of the same images, in the same order (`--limit` cuts both)")
-    return labels.astype(np.int64)
+    return values.astype(np.int64)
 
 
 def _whole(x: np.ndarray) -> bool:
     return np.issubdtype(x.dtype, np.floating) and bool(np.all(np.isfinite(x))) and bool(np.all(x == np.round(x)))
 
 
-def evaluate(qmodel, data, labels=None, layout: str = "nhwc", limit: int | None = None,
-             progress: bool | None = None, memory_limit: int | None = None) -> Evaluation:
+def evaluate(qmodel: Model, data: np.ndarray | Folder, labels: np.ndarray | None = None, layout: str = "nhwc",
+             limit: int | None = None, progress: bool | None = None, memory_limit: int | None = None) -> Evaluation:
     """The figures of the numeric target against the native one per output (`metrics.compare`), on the
     first ``limit`` images of ``data``.
 
@@ -97,7 +116,7 @@ def evaluate(qmodel, data, labels=None, layout: str = "nhwc", limit: int | None 
     if labels is not None:
         labels = check_labels(labels, images)
     limit_bytes = DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit
-    kept: dict[str, dict[str, list]] = {"native": {}, "numeric": {}}
+    kept: dict[str, dict[str, list[np.ndarray]]] = {"native": {}, "numeric": {}}
     sums: dict[str, _Sums] | None = None
     with Progress("evaluation", images, progress, unit=" images") as bar:
         for start in range(0, images, BATCH):
@@ -125,12 +144,15 @@ class _Sums:
     """`compare`'s figures over batches: the running sums of `AgreementSums` (cosine and SNR equal the
     whole run's to float64 rounding), and the range, largest error and top-1 counts (exactly equal)."""
 
-    def __init__(self):
-        self.agreement, self.low, self.high = AgreementSums(), None, None
+    def __init__(self) -> None:
+        self.agreement = AgreementSums()
+        # the outputs' smallest and largest values so far, as scalars of their dtype
+        self.low: Any = None
+        self.high: Any = None
         self.count = self.agree = self.native_right = self.numeric_right = 0
         self.classes = self.labelled = False
 
-    def add(self, native: np.ndarray, numeric: np.ndarray, labels, start: int) -> None:
+    def add(self, native: np.ndarray, numeric: np.ndarray, labels: np.ndarray | None, start: int) -> None:
         self.agreement.update(native, numeric)
         if native.size:  # kept in the outputs' dtype, so that high - low rounds as np.ptp does
             low, high = native.min(), native.max()

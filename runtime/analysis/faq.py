@@ -33,11 +33,15 @@ calibration, are reported (tests/test_hailo_faq.py).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
 from alls.diagnostics import Diagnostic, Severity
 from alls.graph import WEIGHTED_KINDS, Graph
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
 
 __all__ = ["untrained_weights", "batch_norms_at_init", "noise_like", "weight_signs", "spatial_correlation",
            "TRAINED_KURTOSIS", "TRAINED_SPREAD", "TRAINED_CORRELATION", "UNTRAINED_SHARE", "NOISE_CORRELATION"]
@@ -52,7 +56,15 @@ NOISE_IMAGES = 16
 W = Severity.WARNING
 
 
-def weight_signs(weight: np.ndarray) -> dict[str, float | None]:
+class WeightSigns(TypedDict):
+    """`weight_signs`' figures: a kurtosis, and the spread and correlation where they can be measured."""
+
+    kurtosis: float
+    spread: float | None
+    correlation: float | None
+
+
+def weight_signs(weight: np.ndarray) -> WeightSigns:
     """A layer's statistics: kurtosis, channel-norm spread over the random expectation, tap correlation."""
     w = np.asarray(weight, np.float64)
     flat = w.reshape(w.shape[0], -1)
@@ -72,7 +84,7 @@ def weight_signs(weight: np.ndarray) -> dict[str, float | None]:
     return {"kurtosis": kurtosis, "spread": spread, "correlation": correlation}
 
 
-def _looks_trained(signs: dict, size: int) -> bool:
+def _looks_trained(signs: WeightSigns, size: int) -> bool:
     """A sign of training: a kurtosis beyond what ``size`` Gaussian draws reach by chance (about 4 standard
     errors, at least `TRAINED_KURTOSIS`), channel norms spread apart, or correlated taps."""
     kurtosis_bound = max(TRAINED_KURTOSIS, 3.0 + 4.0 * math.sqrt(24.0 / size))
@@ -83,7 +95,7 @@ def _looks_trained(signs: dict, size: int) -> bool:
 
 def untrained_weights(graph: Graph) -> list[Diagnostic]:
     """ALS544 when the layers whose weights look random hold most of the network's weights."""
-    looked: list[tuple[str, int, dict]] = []
+    looked: list[tuple[str, int, WeightSigns]] = []
     for layer in graph:
         weight = layer.params.get("weight")
         if layer.kind in WEIGHTED_KINDS and weight is not None and weight.size:
@@ -106,7 +118,7 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def batch_norms_at_init(model) -> list[Diagnostic]:
+def batch_norms_at_init(model: ModelProto) -> list[Diagnostic]:
     """ALS544 when most BatchNormalization nodes of an ONNX model hold their initial statistics."""
     from onnx import numpy_helper
 
@@ -114,8 +126,9 @@ def batch_norms_at_init(model) -> list[Diagnostic]:
     norms = [node for node in model.graph.node if node.op_type == "BatchNormalization"]
     at_init = []
     for node in norms:
-        values = [constants.get(name) for name in node.input[1:5]]
-        if any(v is None for v in values):
+        found = [constants.get(name) for name in node.input[1:5]]
+        values = [v for v in found if v is not None]
+        if len(values) < len(found):
             continue
         scale, shift, mean, var = (numpy_helper.to_array(v) for v in values)
         if np.all(scale == 1) and np.all(shift == 0) and np.all(mean == 0) and np.all(var == 1):

@@ -19,11 +19,17 @@ Colours: ``PALETTE[k]`` for the k-th highlighted channel, ``OTHER`` for the rest
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from alls.diagnostics import AllsError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["PALETTE", "OTHER", "hex_colour", "padded", "require", "scatter", "histograms", "recovery",
            "snr_by_layer"]
@@ -49,7 +55,7 @@ def padded(lo: float, hi: float, margin: float = 0.03) -> Range:
     return lo - margin * width, hi + margin * width
 
 
-def require():
+def require() -> ModuleType:
     """matplotlib's pyplot on the Agg backend; ALS011 when the ``report`` extra is not installed."""
     try:
         import matplotlib
@@ -67,7 +73,7 @@ def _colours(index: np.ndarray) -> np.ndarray:
     return table[np.where(index < 0, len(PALETTE), index % len(PALETTE))]
 
 
-def _png(fig) -> bytes:
+def _png(fig: Figure) -> bytes:
     plt = require()
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=DPI, metadata={"Software": None})
@@ -75,7 +81,7 @@ def _png(fig) -> bytes:
     return out.getvalue()
 
 
-def _scatter_axes(ax, x: np.ndarray, y: np.ndarray, index: np.ndarray, limits: Range) -> None:
+def _scatter_axes(ax: Axes, x: np.ndarray, y: np.ndarray, index: np.ndarray, limits: Range) -> None:
     """Guides (zero lines, y = x), then the points: other channels first, the widest channel on top."""
     ax.axhline(0.0, color="0.85", lw=0.8, zorder=0)
     ax.axvline(0.0, color="0.85", lw=0.8, zorder=0)
@@ -88,7 +94,7 @@ def _scatter_axes(ax, x: np.ndarray, y: np.ndarray, index: np.ndarray, limits: R
     ax.grid(True, lw=0.3, alpha=0.5)
 
 
-def _legend(ax, labels: Sequence[str], others: str | None) -> None:
+def _legend(ax: Axes, labels: Sequence[str], others: str | None) -> None:
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], ls="", marker="o", color=hex_colour(PALETTE[k]), label=label)
@@ -109,6 +115,11 @@ def scatter(title: str, quantized: np.ndarray, reference: np.ndarray, index: np.
     ax.set_title(title, fontsize=10)
     _legend(ax, labels, others)
     return _png(fig)
+
+
+def _finite(values: Iterable[float]) -> np.ndarray:
+    """``values`` with the infinities as NaN (no bar)."""
+    return np.array([x if np.isfinite(x) else np.nan for x in values], np.float64)
 
 
 def histograms(title: str, edges: np.ndarray, counts: np.ndarray, index: Sequence[int], bounds: Range,
@@ -160,10 +171,9 @@ def snr_by_layer(title: str, names: Sequence[str], alone: Sequence[float], at_la
     n = len(names)
     fig, ax = plt.subplots(figsize=(7, 0.28 * n + 1.4), layout="constrained")
     y = np.arange(n)
-    finite = lambda v: np.array([x if np.isfinite(x) else np.nan for x in v], np.float64)
-    ax.barh(y - 0.2, finite(alone), height=0.4, color=hex_colour(PALETTE[3]), label="only this layer quantized: "
+    ax.barh(y - 0.2, _finite(alone), height=0.4, color=hex_colour(PALETTE[3]), label="only this layer quantized: "
             "worst output SNR")
-    ax.barh(y + 0.2, finite(at_layer), height=0.4, color=hex_colour(PALETTE[0]), label="everything quantized: "
+    ax.barh(y + 0.2, _finite(at_layer), height=0.4, color=hex_colour(PALETTE[0]), label="everything quantized: "
             "SNR at the layer")
     ax.set_yticks(y, names, fontsize=7)
     ax.invert_yaxis()

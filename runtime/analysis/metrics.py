@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from alls.records import Record
 
@@ -43,26 +44,27 @@ def max_abs_error(reference: np.ndarray, other: np.ndarray) -> float:
 
 def top1(scores: np.ndarray) -> np.ndarray:
     """The class of each row (the last axis is the class axis)."""
-    return np.asarray(scores).reshape(len(scores), -1).argmax(axis=1)
+    classes: np.ndarray = np.asarray(scores).reshape(len(scores), -1).argmax(axis=1)
+    return classes
 
 
-def class_labels(labels, scores_shape: tuple[int, ...]) -> np.ndarray:
+def class_labels(labels: npt.ArrayLike, scores_shape: tuple[int, ...]) -> np.ndarray:
     """``labels`` as class indices for (N, classes) scores: one whole number in 0..classes-1 per image (ALS524)."""
     from alls.diagnostics import AllsError
 
-    labels = np.asarray(labels)
+    values = np.asarray(labels)
     n, classes = scores_shape
-    if labels.dtype.kind not in "iuf" or labels.size != n:
+    if values.dtype.kind not in "iuf" or values.size != n:
         raise AllsError.of("ALS524", f"expected {n} class labels (one per image), got an array of shape "
-                           f"{labels.shape} and dtype {labels.dtype}", "pass one integer class index per image")
-    labels = labels.reshape(-1)
-    if labels.dtype.kind == "f" and not (np.isfinite(labels).all() and (labels == np.round(labels)).all()):
+                           f"{values.shape} and dtype {values.dtype}", "pass one integer class index per image")
+    values = values.reshape(-1)
+    if values.dtype.kind == "f" and not (np.isfinite(values).all() and (values == np.round(values)).all()):
         raise AllsError.of("ALS524", "the labels are not whole numbers (fractional, NaN or Inf)",
                            "pass class indices, not one-hot rows or probabilities")
-    if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise AllsError.of("ALS524", f"the labels run from {labels.min():g} to {labels.max():g}; the model has "
+    if values.size and (values.min() < 0 or values.max() >= classes):
+        raise AllsError.of("ALS524", f"the labels run from {values.min():g} to {values.max():g}; the model has "
                            f"{classes} classes (0..{classes - 1})", "pass class indices in the model's range")
-    return labels.astype(np.int64)
+    return values.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -116,14 +118,14 @@ class Agreement:
     max_abs_error: float
     relative_error: float
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, float | str | None]:
         return {k: plain(v) for k, v in self.__dict__.items()}
 
 
 class AgreementSums:
     """Running sums behind an `Agreement`, batch by batch."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.count, self.ref2, self.err2, self.dot, self.other2, self.max_abs = 0, 0.0, 0.0, 0.0, 0.0, 0.0
 
     def update(self, reference: np.ndarray, other: np.ndarray) -> None:

@@ -17,13 +17,16 @@ import json
 import os
 import pathlib
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from alls.diagnostics import AllsError
 from alls.files import check_folder, write_file
 from alls.runtime.analysis.analyze import Analysis, LayerSample, OutputSample
+from alls.runtime.analysis.metrics import Agreement
 from alls.runtime.analysis.rules import ADVICE
 from alls.runtime.analysis import figures as draw
 from alls.runtime.analysis.figures import OTHER, PALETTE, hex_colour, padded
@@ -70,7 +73,7 @@ class Figure:
         """Width and height in pixels, from the PNG's header."""
         return int.from_bytes(self.png[16:20], "big"), int.from_bytes(self.png[20:24], "big")
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"file": self.file, "title": self.title, "x": {"label": self.x_label, "range": list(self.x_range)},
                 "y": {"label": self.y_label, "range": list(self.y_range)},
                 "legend": [{"colour": c, "label": l} for c, l in self.legend], "notes": self.notes,
@@ -90,7 +93,7 @@ def _channel_legend(sample: LayerSample) -> tuple[tuple[str, str], ...]:
     return tuple(items)
 
 
-def _labels(legend) -> tuple[list[str], str | None]:
+def _labels(legend: Sequence[tuple[str, str]]) -> tuple[list[str], str | None]:
     labels = [label for colour, label in legend if colour != hex_colour(OTHER)]
     others = next((label for colour, label in legend if colour == hex_colour(OTHER)), None)
     return labels, others
@@ -164,7 +167,7 @@ def figures(analysis: Analysis) -> list[Figure]:
 # -------------------------------------------------------------------- files
 
 
-def prepare_folder(path: str | os.PathLike, force: bool = False) -> pathlib.Path:
+def prepare_folder(path: str | os.PathLike[str], force: bool = False) -> pathlib.Path:
     """The report folder, checked before anything runs: its parent must exist and be writable (ALS002,
     ALS003); it must be a directory (ALS005), not a link (ALS006), and empty unless ``force`` (ALS004);
     and matplotlib must be installed (ALS011)."""
@@ -186,7 +189,7 @@ def prepare_folder(path: str | os.PathLike, force: bool = False) -> pathlib.Path
     return folder
 
 
-def write_report(analysis: Analysis, path: str | os.PathLike, force: bool = False) -> list[pathlib.Path]:
+def write_report(analysis: Analysis, path: str | os.PathLike[str], force: bool = False) -> list[pathlib.Path]:
     """Write index.html, report.json and the figures into ``path``; the paths written."""
     folder = prepare_folder(path, force)
     made = figures(analysis)
@@ -215,18 +218,18 @@ figcaption{max-width:520px;font-size:13px}.sw{display:inline-block;width:.9em;he
 vertical-align:middle;border:1px solid #888}.bad{color:#b00}ul.legend{list-style:none;padding-left:0;margin:.3em 0}"""
 
 
-def _e(text) -> str:
+def _e(text: object) -> str:
     return html.escape(str(text))
 
 
 def _table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
-    cls = lambda i: ' class="l"' if i < left else ""
+    cls: Callable[[int], str] = lambda i: ' class="l"' if i < left else ""
     head = "".join(f"<th{cls(i)}>{h}</th>" for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _agreement_cells(a) -> list[str]:
+def _agreement_cells(a: Agreement) -> list[str]:
     return [_db(a.snr_db), f"{a.cosine:.5f}", f"{100 * a.relative_error:.2f}%", f"{a.max_abs_error:.4g}"]
 
 
@@ -325,7 +328,7 @@ the range the layer's output encoding represents (they saturate; the calibration
 # --------------------------------------------------------------------- text
 
 
-def summary(analysis: Analysis, folder: str | os.PathLike | None = None) -> str:
+def summary(analysis: Analysis, folder: str | os.PathLike[str] | None = None) -> str:
     """A few lines for the terminal: the outputs, the top layers, their advice, the recovery."""
     lines = [f"analyzed `{analysis.network}` on {analysis.images} images "
              f"(each layer alone on the first {analysis.isolation_images})",

@@ -90,7 +90,7 @@ class Advice:
     lines: tuple[str, ...]
     figures: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "layer": self.layer, "reason": self.reason, "lines": list(self.lines),
                 "figures": self.figures}
 
@@ -169,17 +169,18 @@ def _outward(value: float) -> str:
 
 
 def _clip(f: LayerFacts) -> Advice | None:
-    if f.plan.get("clipped") or not f.clip_trial:
+    trial = f.clip_trial
+    if f.plan.get("clipped") or not trial:
         return None
     full, bulk = _span(f.low, f.high), _span(f.p_low, f.p_high)
     if full <= 0 or bulk > CLIP_RATIO * full:
         return None
-    gains = {o: clipped - now for o, (now, clipped) in f.clip_trial.items()}
-    worst = min(f.clip_trial, key=lambda o: f.clip_trial[o][0])
+    gains = {o: clipped - now for o, (now, clipped) in trial.items()}
+    worst = min(trial, key=lambda o: trial[o][0])
     if min(gains.values()) < 0 or gains[worst] < CLIP_GAIN_DB:
         return None
     lo, hi = PERCENTILES
-    now, clipped = f.clip_trial[worst]
+    now, clipped = trial[worst]
     reason = (f"{hi - lo:.2f}% of its values lie in [{f.p_low:.4g}, {f.p_high:.4g}], {bulk / full:.0%} of its range "
               f"[{f.low:.4g}, {f.high:.4g}]; with only this tensor quantized, clipping it at percentiles {lo} and "
               f"{hi} (a {full / bulk:.1f}x finer {f.bits}-bit step) raises every output, {_short(worst)} from "

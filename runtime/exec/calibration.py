@@ -15,10 +15,12 @@ constant images, and enough images for ``batch_size x calib_num_batch``
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from alls.diagnostics import AllsError, Severity
 from alls.graph import Graph, Layer
@@ -27,7 +29,10 @@ from alls.progress import Progress
 from alls.runtime.exec.native import run_float
 from alls.runtime.ops import OPS
 from alls.runtime.ops.activation import TABLE_ACTIVATIONS
-from alls.runtime.ops.base import RANGE_MARGIN, activation_range, with_margin
+from alls.runtime.ops.base import RANGE_MARGIN, Params, activation_range, with_margin
+
+if TYPE_CHECKING:
+    from alls.runtime.exec.stream import Source
 
 __all__ = ["TensorStats", "LayerStats", "calibrate", "check_data", "to_nchw", "input_arrays", "normalize",
            "TABLE_ACTIVATIONS", "check_values", "NonFinite", "RANGE_MARGIN", "with_margin", "activation_range"]
@@ -56,7 +61,8 @@ class TensorStats:
 
     def __init__(self, channels: int | None = None):
         self.min, self.max, self.count, self.zeros = math.inf, -math.inf, 0, 0
-        self.halves = {1: [np.zeros(BINS, np.int64), 0.0], -1: [np.zeros(BINS, np.int64), 0.0]}
+        # by sign: [the bin counts (int64), the bin width]
+        self.halves: dict[int, list[Any]] = {1: [np.zeros(BINS, np.int64), 0.0], -1: [np.zeros(BINS, np.int64), 0.0]}
         self.channel_min = np.full(channels, np.inf, np.float32) if channels else None
         self.channel_max = np.full(channels, -np.inf, np.float32) if channels else None
 
@@ -66,20 +72,22 @@ class TensorStats:
         x = np.ascontiguousarray(x)
         if x.dtype not in (np.float32, np.float64):
             x = x.astype(np.float32)
-        per_channel = self.channel_min is not None and x.ndim >= 2 and x.shape[1] == self.channel_min.size
-        if per_channel:
+        own = (self.channel_min, self.channel_max) if self.channel_min is not None and self.channel_max is not None \
+            and x.ndim >= 2 and x.shape[1] == self.channel_min.size else None
+        per_channel = own is not None
+        if own is not None:
             view = x.reshape(x.shape[0], x.shape[1], -1)
-            channel_min = self.channel_min.astype(x.dtype)
-            channel_max = self.channel_max.astype(x.dtype)
+            channel_min = own[0].astype(x.dtype)
+            channel_max = own[1].astype(x.dtype)
         else:
             view = x.reshape(1, 1, -1)
             channel_min = channel_max = np.empty(1, x.dtype)
         low, high, zeros, top_pos, top_neg, nans = extremes(view, channel_min, channel_max, per_channel)
         if nans or not (math.isfinite(top_pos) and math.isfinite(top_neg)):
             raise NonFinite(int(nans))
-        if per_channel:
-            self.channel_min[:] = channel_min
-            self.channel_max[:] = channel_max
+        if own is not None:
+            own[0][:] = channel_min
+            own[1][:] = channel_max
         self.min, self.max = min(self.min, float(low)), max(self.max, float(high))
         self.count += x.size
         self.zeros += int(zeros)
@@ -90,15 +98,16 @@ class TensorStats:
     def _fit(self, sign: int, top: float) -> float:
         """The bin width of one half once it holds ``top`` (pairs of bins merge until it does)."""
         half = self.halves[sign]
+        width: float = half[1]
         if top <= 0.0:
-            return half[1] or 1.0  # nothing to add to this half
-        if half[1] == 0.0:
-            half[1] = top / BINS * (1 + 1e-6)
+            return width or 1.0  # nothing to add to this half
+        if width == 0.0:
+            width = half[1] = top / BINS * (1 + 1e-6)
         for _ in range(_MAX_DOUBLINGS):  # a finite top is reached in at most ~2,100 doublings of a float64 width
-            if top < half[1] * BINS:
-                return half[1]
+            if top < width * BINS:
+                return width
             half[0] = np.concatenate([half[0].reshape(-1, 2).sum(axis=1), np.zeros(BINS // 2, np.int64)])
-            half[1] *= 2
+            width = half[1] = width * 2
         raise NonFinite(0)
 
     def percentile(self, q: float) -> float:
@@ -155,7 +164,7 @@ class Statistics:
 
 
 
-def to_nchw(data: np.ndarray, layer: Layer, layout: str, dtype=np.float32) -> np.ndarray:
+def to_nchw(data: ArrayLike, layer: Layer, layout: str, dtype: DTypeLike | None = np.float32) -> np.ndarray:
     """Calibration or inference images as NCHW ``dtype`` (None keeps theirs); errors name what is wrong."""
     if layout not in ("nhwc", "nchw"):
         raise AllsError.of("ALS505", f"unknown layout `{layout}`", "use layout=\"nhwc\" (Hailo's, the default) or layout=\"nchw\"")
@@ -184,7 +193,7 @@ def to_nchw(data: np.ndarray, layer: Layer, layout: str, dtype=np.float32) -> np
     return np.ascontiguousarray(data, dtype=dtype)
 
 
-def input_arrays(graph: Graph, x, layout: str = "nhwc", dtype=np.float32,
+def input_arrays(graph: Graph, x: Any, layout: str = "nhwc", dtype: DTypeLike | None = np.float32,
                  stream_over: int | None = None) -> dict[str, np.ndarray]:
     """Images per input layer as NCHW arrays: ``x`` is one array (a one-input model) or a dict
     keyed by input layer names (full, short or ONNX). ALS505 for a wrong key, a missing input or
@@ -196,7 +205,7 @@ def input_arrays(graph: Graph, x, layout: str = "nhwc", dtype=np.float32,
             raise AllsError.of("ALS505", f"the model has {len(inputs)} inputs; pass {{input name: array}}",
                                "inputs: " + ", ".join(l.short_name for l in inputs))
         x = {inputs[0].name: x}
-    out = {}
+    out: dict[str, np.ndarray | Source] = {}
     for key, value in x.items():
         layer = graph.get(key)
         if layer is None or layer.kind != "input_layer":
@@ -208,10 +217,13 @@ def input_arrays(graph: Graph, x, layout: str = "nhwc", dtype=np.float32,
         raise AllsError.of("ALS505", f"no data for the input{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     if len({len(v) for v in out.values()}) != 1:
         raise AllsError.of("ALS505", "the inputs have different numbers of images")
-    return out
+    # a streamed input's `Source` stands in for its array: the session reads it as it reads one (shape,
+    # length, slices of images, numpy.asarray) and tells it apart where it must
+    return out  # type: ignore[return-value]
 
 
-def _feed(value, layer: Layer, layout: str, dtype, stream_over: int | None):
+def _feed(value: Any, layer: Layer, layout: str, dtype: DTypeLike | None, stream_over: int | None
+          ) -> np.ndarray | Source:
     """`to_nchw` of ``value``, or a `Source` of it where it is to be streamed (checked on its first image)."""
     from alls.runtime.exec.stream import Source, read
 
@@ -238,7 +250,7 @@ def _describe(chw: tuple[int, ...], layout: str) -> str:
     return f"(N, {h}, {w}, {c}) in nhwc" if layout == "nhwc" else f"(N, {c}, {h}, {w}) in nchw"
 
 
-def check_data(data: np.ndarray, needed: int, what: str = "calibration") -> None:
+def check_data(data: np.ndarray | Source, needed: int, what: str = "calibration") -> None:
     """FAQ errors: too few images, NaN/Inf, constant data. Streamed data (a `Source`) are read a part
     at a time; the checks are minima, maxima and counts, the same over parts as over the whole."""
     from alls.runtime.exec.stream import Source, blocks
@@ -263,7 +275,7 @@ def check_data(data: np.ndarray, needed: int, what: str = "calibration") -> None
 _CHECK_BYTES = 1 << 28
 
 
-def _check_parts(parts, needed: int, what: str) -> tuple[float, float]:
+def _check_parts(parts: Iterable[np.ndarray], needed: int, what: str) -> tuple[float, float]:
     """`check_values` over parts of ``needed`` images (the counts added up); their minimum and maximum."""
     low, high, bad = math.inf, -math.inf, 0
     for part in parts:
@@ -325,7 +337,8 @@ def batches(data: np.ndarray, batch_size: int, count: int) -> Iterator[np.ndarra
 
 
 def calibrate(graph: Graph, data: Mapping[str, np.ndarray], batch_size: int, calib_num_batch: int,
-              plan: Plan | None = None, params=None, progress: bool | None = None) -> Statistics:
+              plan: Plan | None = None, params: Mapping[str, Params] | None = None,
+              progress: bool | None = None) -> Statistics:
     """Statistics of every layer over ``batch_size x calib_num_batch`` images.
 
     ``data`` maps each input layer's name to NCHW float32 images (checked and

@@ -15,26 +15,30 @@ which layers carry the error.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from alls.graph import Graph, Layer
 from alls.runtime.exec.lifetimes import Readers
 from alls.runtime.exec.native import run_layer
-from alls.runtime.exec.stream import Store, part_size
+from alls.runtime.exec.stream import Source, Spill, Store, part_size
 from alls.runtime.ops import OPS
-from alls.runtime.ops.base import QLayer, to_nhwc, to_onnx
+from alls.runtime.ops.base import Encodings, Params, QLayer, to_nhwc, to_onnx
 
 __all__ = ["run_numeric", "accumulators", "to_nhwc", "to_onnx"]
 
 
 def accumulators(layer: Layer, q: QLayer, x: np.ndarray, zero_point: int) -> np.ndarray:
     """A weighted layer's accumulators without its bias (N6): for measuring, as bias correction does."""
-    return OPS[layer.kind].accumulate(layer, q, x, zero_point)
+    accumulate = OPS[layer.kind].accumulate
+    if accumulate is None:
+        raise TypeError(f"layer `{layer.name}` ({layer.kind}) has no accumulators")
+    return accumulate(layer, q, x, zero_point)
 
 
-def _native(layer: Layer, q: QLayer, xs, enc, params) -> np.ndarray:
+def _native(layer: Layer, q: QLayer, xs: list[np.ndarray], enc: Encodings, params: Params) -> np.ndarray:
     """A layer kept in float: dequantize its inputs, run it, quantize its output."""
     floats = [enc[name].dequantize(to_onnx(x)) for name, x in zip(layer.inputs, xs)]
     y = run_layer(layer, floats, params)
@@ -64,7 +68,8 @@ def _in_parts(run: Callable[[list[np.ndarray]], np.ndarray], xs: list[np.ndarray
     return out
 
 
-def _streamed(run: Callable[[list[np.ndarray]], np.ndarray], xs: list, layer: Layer, store: Store):
+def _streamed(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[np.ndarray | Source | Spill], layer: Layer,
+              store: Store) -> np.ndarray | Spill:
     """``run(xs)`` over parts of images read from arrays, `Source` or `Spill` inputs, its output
     allocated by ``store`` (in memory, or spilled beyond its budget)."""
     n = xs[0].shape[0]
@@ -86,7 +91,7 @@ def _streamed(run: Callable[[list[np.ndarray]], np.ndarray], xs: list, layer: La
 
 def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str, np.ndarray],
                 raw: bool = False, keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,
-                params: Mapping[str, Mapping] | None = None,
+                params: Mapping[str, Params] | None = None,
                 before: Callable[[Layer, QLayer, list[np.ndarray]], None] | None = None,
                 raw_out: bool = False, store: Store | None = None
                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -108,16 +113,19 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
     native = {graph[n].name for n in keep_native}
     wanted = {layer.name for layer in graph} if taps == "all" else {graph[t].name for t in (taps or ())}
     params = params or {}
-    values: MutableMapping[str, np.ndarray] = {} if store is None else store
-    in_parts = _in_parts if store is None else (lambda run, xs, layer: _streamed(run, xs, layer, store))
+    # the layers' outputs: arrays, or with a store also `Source` inputs and `Spill` tensors
+    values: MutableMapping[str, Any] = {} if store is None else store
+    in_parts: Callable[[Callable[[list[np.ndarray]], np.ndarray], list[np.ndarray], Layer], np.ndarray | Spill] = (
+        _in_parts if store is None else (lambda run, xs, layer: _streamed(run, xs, layer, store)))
     readers = Readers(graph, keep=wanted)
-    outputs, tapped = {}, {}
+    outputs: dict[str, np.ndarray] = {}
+    tapped: dict[str, np.ndarray] = {}
     leave = (lambda q, y: to_onnx(y)) if raw_out else (lambda q, y: q.out.dequantize(to_onnx(y)))
     for layer in graph:
         q = qlayers[layer.name]
         if layer.kind == "input_layer":
             x = inputs[layer.name]
-            def enter(xs, q=q):
+            def enter(xs: list[np.ndarray], q: QLayer = q) -> np.ndarray:
                 return to_nhwc(np.asarray(xs[0], q.out.dtype) if raw else q.out.quantize(xs[0]))
 
             y = in_parts(enter, [x], layer)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 
 from alls.graph import Graph, Layer
+from alls.plan import Activation
 from alls.runtime.exec.lifetimes import Readers
 from alls.runtime.ops import OPS
 from alls.runtime.ops.activation import ACTIVATIONS, activate_in_place, activation
@@ -43,7 +44,7 @@ def run_layer(layer: Layer, xs: list[Array], params: Mapping[str, Array] | None 
         raise AllsError.of("ALS510", f"no kernel for op `{layer.op}` (layer `{layer.name}`)",
                            "`alls layers MODEL` marks the unsupported layers")
     before = np.asarray(op.run(layer, xs, p), dtype=np.float32)
-    if layer.kind == "output_layer" or layer.activation is None or layer.activation == "linear":
+    if layer.kind == "output_layer" or layer.activation in (None, Activation.LINEAR):
         after = before
     elif observe is None and _owns(before, xs, p) and activate_in_place(layer, before):
         return before  # nobody sees the tensor before its activation: it becomes the output
@@ -93,13 +94,13 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
     return outputs, tapped
 
 
-def _feeds(graph: Graph, inputs) -> dict[str, Array]:
+def _feeds(graph: Graph, inputs: Mapping[str, Array] | Array) -> dict[str, Array]:
     layers = graph.inputs
     if isinstance(inputs, np.ndarray):
         if len(layers) != 1:
             raise ValueError(f"the model has {len(layers)} inputs; pass a dict {{name: array}}")
         return {layers[0].name: inputs.astype(np.float32, copy=False)}
-    feeds = {}
+    feeds: dict[str, Array] = {}
     for key, value in inputs.items():
         layer = graph.get(key)
         if layer is None or layer.kind != "input_layer":

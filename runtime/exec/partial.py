@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Iterable, Mapping
+from typing import Protocol
 
 import numpy as np
 
@@ -34,10 +35,25 @@ from alls.runtime.exec.lifetimes import Readers
 from alls.runtime.exec.emulator import run_numeric
 from alls.runtime.exec.native import run_float, run_layer
 from alls.runtime.exec.quantize import QLayer
+from alls.runtime.ops.base import Params
 
 __all__ = ["float_taps", "integer_layer", "run_partial", "isolated_outputs", "outputs_with", "compute_layers"]
 
 Tensors = dict[str, np.ndarray]
+
+
+class QuantizedNetwork(Protocol):
+    """What a partly quantized run reads of a quantized model (`QuantizedModel`): its float graph,
+    the float parameters its integer constants were derived from, and its integer layers."""
+
+    @property
+    def graph(self) -> Graph: ...
+
+    @property
+    def params(self) -> Mapping[str, Params]: ...
+
+    @property
+    def layers(self) -> Mapping[str, QLayer]: ...
 
 
 def compute_layers(graph: Graph) -> list[Layer]:
@@ -45,7 +61,7 @@ def compute_layers(graph: Graph) -> list[Layer]:
     return [layer for layer in graph if layer.kind not in ("input_layer", "output_layer")]
 
 
-def float_taps(qmodel, feeds: Mapping[str, np.ndarray]) -> Tensors:
+def float_taps(qmodel: QuantizedNetwork, feeds: Mapping[str, np.ndarray]) -> Tensors:
     """Every layer's float tensor (NCHW) on the fp_optimized graph, from normalized NCHW ``feeds``."""
     return run_float(qmodel.graph, feeds, qmodel.params, "all")[1]
 
@@ -55,7 +71,7 @@ def _stand_in(layer: Layer) -> Layer:
     return dataclasses.replace(layer, kind="input_layer", inputs=(), input_shapes=())
 
 
-def integer_layer(qmodel, layer: Layer, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+def integer_layer(qmodel: QuantizedNetwork, layer: Layer, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
     """``layer`` on its integer kernel: ``inputs`` (float NCHW, by producer name) quantized with
     their producers' encodings, the output dequantized (NCHW)."""
     producers = [qmodel.graph[name] for name in dict.fromkeys(layer.inputs)]
@@ -66,11 +82,11 @@ def integer_layer(qmodel, layer: Layer, inputs: Mapping[str, np.ndarray]) -> np.
     return tapped[layer.name]
 
 
-def _float_layer(qmodel, layer: Layer, values: Mapping[str, np.ndarray]) -> np.ndarray:
+def _float_layer(qmodel: QuantizedNetwork, layer: Layer, values: Mapping[str, np.ndarray]) -> np.ndarray:
     return run_layer(layer, [values[name] for name in layer.inputs], qmodel.params.get(layer.name))
 
 
-def run_partial(qmodel, feeds: Mapping[str, np.ndarray], quantized: Collection[str]) -> Tensors:
+def run_partial(qmodel: QuantizedNetwork, feeds: Mapping[str, np.ndarray], quantized: Collection[str]) -> Tensors:
     """The outputs (NCHW, by output layer name) with the ``quantized`` layers (full names) in integers."""
     readers = Readers(qmodel.graph)
     values: Tensors = {}
@@ -89,12 +105,12 @@ def run_partial(qmodel, feeds: Mapping[str, np.ndarray], quantized: Collection[s
     return outputs
 
 
-def isolated_outputs(qmodel, taps: Mapping[str, np.ndarray], layer: Layer) -> Tensors:
+def isolated_outputs(qmodel: QuantizedNetwork, taps: Mapping[str, np.ndarray], layer: Layer) -> Tensors:
     """The outputs with only ``layer`` in integers, from the float ``taps`` of every layer."""
     return outputs_with(qmodel, taps, layer, integer_layer(qmodel, layer, taps))
 
 
-def outputs_with(qmodel, taps: Mapping[str, np.ndarray], layer: Layer, value: np.ndarray) -> Tensors:
+def outputs_with(qmodel: QuantizedNetwork, taps: Mapping[str, np.ndarray], layer: Layer, value: np.ndarray) -> Tensors:
     """The float outputs when ``layer``'s tensor is ``value`` instead of its float ``taps``.
 
     Only the layers downstream of ``layer`` run again; the rest keep their float tensors.

@@ -27,13 +27,15 @@ Choices the scheme leaves open, written down here:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from alls.diagnostics import AllsError, Diagnostic, Severity
 from alls.graph import Graph, Layer
 from alls.plan import Clipping, ClippingMode, LayerPlan, Plan
-from alls.runtime.exec.calibration import Statistics
+from alls.runtime.exec.calibration import Statistics, TensorStats
 from alls.runtime.ops.base import activation_range, with_margin
 from alls.runtime.ops import OPS
-from alls.runtime.ops.base import MIN_RANGE, Encoding, QLayer
+from alls.runtime.ops.base import MIN_RANGE, Encoding, Params, QLayer
 from alls.runtime.ops.weighted import fan_in, quantize_weights, rebias
 
 __all__ = ["Encoding", "QLayer", "quantize", "quantize_weights", "check_supported", "fan_in", "rebias", "MIN_RANGE"]
@@ -42,7 +44,7 @@ __all__ = ["Encoding", "QLayer", "quantize", "quantize_weights", "check_supporte
 # ------------------------------------------------------------------ ranges
 
 
-def _clipped(stats, clip: Clipping | None) -> tuple[float, float]:
+def _clipped(stats: TensorStats, clip: Clipping | None) -> tuple[float, float]:
     lo, hi = stats.min, stats.max
     if clip is None or clip.values is None:
         return lo, hi
@@ -106,7 +108,7 @@ def check_supported(graph: Graph) -> None:
                                     "export the model without them") for layer in unsupported])
 
 
-def quantize(graph: Graph, plan: Plan, stats: Statistics, params: dict | None = None) -> tuple[dict[str, QLayer], list[Diagnostic]]:
+def quantize(graph: Graph, plan: Plan, stats: Statistics, params: Mapping[str, Params] | None = None) -> tuple[dict[str, QLayer], list[Diagnostic]]:
     """Every layer's `QLayer`, and the warnings found (ALS502: an output never activated)."""
     params = params or {}
     check_supported(graph)

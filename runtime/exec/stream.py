@@ -22,8 +22,10 @@ import mmap
 import os
 import tempfile
 from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from alls.diagnostics import AllsError
 
@@ -36,7 +38,7 @@ _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 
           "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
 
 
-def check_memory_limit(value) -> int:
+def check_memory_limit(value: object) -> int:
     """``value`` (bytes, or None for the default) as an int of at least `MIN_MEMORY_LIMIT`: TypeError, or ALS560."""
     if value is None:
         return DEFAULT_MEMORY_LIMIT
@@ -69,7 +71,7 @@ def parse_memory_limit(text: str) -> int:
 # ------------------------------------------------------------------ sources
 
 
-def _mapping(array) -> mmap.mmap | None:
+def _mapping(array: object) -> mmap.mmap | None:
     """The memory map under ``array`` (a `numpy.memmap` or a view of one), if any."""
     seen = 0
     while array is not None and seen < 64:
@@ -80,7 +82,7 @@ def _mapping(array) -> mmap.mmap | None:
     return None
 
 
-def _give_back(array) -> None:
+def _give_back(array: object) -> None:
     """Drop the resident pages of the file mapped under ``array`` (they stay in the page cache)."""
     mapping = _mapping(array)
     if mapping is not None and hasattr(mapping, "madvise"):
@@ -90,7 +92,7 @@ def _give_back(array) -> None:
             pass
 
 
-def read(array, key: slice) -> np.ndarray:
+def read(array: Any, key: slice) -> np.ndarray:
     """``array[key]`` as a fresh array; a memory-mapped file's pages are given back after the copy."""
     part = np.array(array[key])
     _give_back(array)
@@ -107,7 +109,7 @@ class Source:
     give new sources.
     """
 
-    def __init__(self, array, convert: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...],
+    def __init__(self, array: Any, convert: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...],
                  transform: Callable[[np.ndarray], np.ndarray] | None = None, count: int | None = None):
         self.array, self.convert, self.transform = array, convert, transform
         self.count = len(array) if count is None else min(count, len(array))
@@ -130,14 +132,14 @@ class Source:
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, key) -> np.ndarray:
+    def __getitem__(self, key: object) -> np.ndarray:
         if not isinstance(key, slice) or key.step not in (None, 1):
             raise TypeError("a Source is read by slices of images")
         start, stop, _ = key.indices(self.count)
         x = self.convert(read(self.array, slice(start, max(start, stop))))
         return self.transform(x) if self.transform is not None else x
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
         whole = self[:]
         return whole if dtype is None else whole.astype(dtype)
 
@@ -152,7 +154,7 @@ class Source:
         return Source(self.array, self.convert, self.image_shape, both, self.count)
 
 
-def is_streamed(x) -> bool:
+def is_streamed(x: object) -> bool:
     """Whether ``x`` is read in parts (a `Source` or a `Spill`) rather than held as an array."""
     return isinstance(x, (Source, Spill))
 
@@ -175,7 +177,7 @@ def part_size(count: int, image_bytes: int, budget: int) -> int:
 class Spill:
     """A tensor written to an unlinked temporary file, read and written by slices of images."""
 
-    def __init__(self, shape: tuple[int, ...], dtype, folder: str | None = None):
+    def __init__(self, shape: tuple[int, ...], dtype: DTypeLike, folder: str | None = None):
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.row = math.prod(self.shape[1:]) * self.dtype.itemsize
         try:
@@ -192,22 +194,28 @@ class Spill:
                                f"for a tensor beyond the memory limit ({exc.strerror or exc})",
                                "free disk space in the temporary folder (TMPDIR), or raise --memory-limit") from None
 
-    ndim = property(lambda self: len(self.shape))
-    nbytes = property(lambda self: self.row * self.shape[0])
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.row * self.shape[0]
 
     def __len__(self) -> int:
         return self.shape[0]
 
-    def _range(self, key) -> tuple[int, int]:
+    def _range(self, key: object) -> tuple[int, int]:
         if not isinstance(key, slice) or key.step not in (None, 1):
             raise TypeError("a spilled tensor is read and written by slices of images")
         start, stop, _ = key.indices(self.shape[0])
         return start, max(start, stop)
 
-    def __getitem__(self, key) -> np.ndarray:
+    def __getitem__(self, key: object) -> np.ndarray:
         start, stop = self._range(key)
         out = np.empty((stop - start, *self.shape[1:]), self.dtype)
-        view, done, offset = memoryview(out.reshape(-1).view(np.uint8)), 0, start * self.row
+        # numpy declares the buffer protocol to the type checker for Python 3.12 and later only
+        view, done, offset = memoryview(out.reshape(-1).view(np.uint8)), 0, start * self.row  # type: ignore[arg-type]
         while done < out.nbytes:
             got = os.preadv(self.file.fileno(), [view[done:]], offset + done)
             if got <= 0:
@@ -216,12 +224,12 @@ class Spill:
             done += got
         return out
 
-    def __setitem__(self, key, value: np.ndarray) -> None:
+    def __setitem__(self, key: object, value: np.ndarray) -> None:
         start, stop = self._range(key)
         data = np.ascontiguousarray(value, self.dtype)
         if data.shape != (stop - start, *self.shape[1:]):
             raise ValueError(f"cannot write {data.shape} into images {start}:{stop} of {self.shape}")
-        view, done, offset = memoryview(data.reshape(-1).view(np.uint8)), 0, start * self.row
+        view, done, offset = memoryview(data.reshape(-1).view(np.uint8)), 0, start * self.row  # type: ignore[arg-type]
         try:
             while done < data.nbytes:
                 done += os.pwritev(self.file.fileno(), [view[done:]], offset + done)
@@ -230,7 +238,7 @@ class Spill:
                                f"({exc.strerror or exc})", "free disk space in the temporary folder (TMPDIR), "
                                "or raise --memory-limit") from None
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
         whole = self[:]
         return whole if dtype is None else whole.astype(dtype)
 
@@ -238,7 +246,7 @@ class Spill:
         self.file.close()
 
 
-class Store(MutableMapping):
+class Store(MutableMapping[str, Any]):
     """Tensors by name, in memory while their bytes stay within ``budget``, spilled beyond it.
 
     `allocate` gives an array when the tensor fits what is left, else a `Spill`; deleting a
@@ -250,14 +258,14 @@ class Store(MutableMapping):
         self.used = self.peak = self.spilled = 0
         self._values: dict[str, object] = {}
 
-    def allocate(self, shape: tuple[int, ...], dtype) -> np.ndarray | Spill:
+    def allocate(self, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray | Spill:
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize
         if self.used + nbytes <= self.budget:
             return np.empty(shape, dtype)
         self.spilled += nbytes
         return Spill(shape, dtype, self.folder)
 
-    def __setitem__(self, name: str, value) -> None:
+    def __setitem__(self, name: str, value: Any) -> None:
         if name in self._values:
             del self[name]
         self._values[name] = value
@@ -265,7 +273,7 @@ class Store(MutableMapping):
             self.used += value.nbytes
             self.peak = max(self.peak, self.used)
 
-    def __getitem__(self, name: str):
+    def __getitem__(self, name: str) -> Any:
         return self._values[name]
 
     def __delitem__(self, name: str) -> None:
@@ -275,7 +283,7 @@ class Store(MutableMapping):
         elif isinstance(value, Spill):
             value.close()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._values)
 
     def __len__(self) -> int:

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 __all__ = ["single_threaded_blas", "blas_limited", "runtime_call", "using_threads", "check_threads",
            "default_threads", "most_threads"]
@@ -38,7 +38,7 @@ _depth = 0
 
 
 @contextlib.contextmanager
-def single_threaded_blas():
+def single_threaded_blas() -> Iterator[None]:
     """BLAS at one thread in the block (the outermost of nested blocks sets and restores it)."""
     global _depth
     if _depth:
@@ -60,7 +60,7 @@ def single_threaded_blas():
         _depth -= 1
 
 
-def _threadpoolctl():
+def _threadpoolctl() -> Callable[[], Any] | None:
     """threadpoolctl's controller class, or None; importing it sets ``KMP_DUPLICATE_LIB_OK`` in
     ``os.environ``, which is put back as the host had it."""
     import os
@@ -77,7 +77,8 @@ def _threadpoolctl():
                 os.environ.pop("KMP_DUPLICATE_LIB_OK", None)
             else:
                 os.environ["KMP_DUPLICATE_LIB_OK"] = had
-    return sys.modules["threadpoolctl"].ThreadpoolController
+    controller: Callable[[], Any] = sys.modules["threadpoolctl"].ThreadpoolController
+    return controller
 
 
 def blas_limited(function: Callable[P, R]) -> Callable[P, R]:
@@ -98,7 +99,8 @@ def most_threads() -> int:
     """The most threads a runtime call may use: Numba's pool (``NUMBA_NUM_THREADS``, else the cores)."""
     import numba
 
-    return int(numba.config.NUMBA_NUM_THREADS)
+    # numba.config sets its settings at import, from the environment: they are not declared
+    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
 def default_threads() -> int:
@@ -112,7 +114,7 @@ def default_threads() -> int:
     return max(1, min(cores, most_threads()))
 
 
-def check_threads(threads) -> int | None:
+def check_threads(threads: object) -> int | None:
     """``threads`` as an int, or None (the default); anything but a whole number from 1 to `most_threads`
     raises ALS550."""
     import numbers
@@ -124,15 +126,15 @@ def check_threads(threads) -> int | None:
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
         raise AllsError.of("ALS550", f"threads must be a whole number, not {type(threads).__name__} `{threads!r}`",
                            "give a count such as threads=2, or leave it out to use every core")
-    most = most_threads()
-    if not 1 <= threads <= most:
+    most, count = most_threads(), int(threads)
+    if not 1 <= count <= most:
         raise AllsError.of("ALS550", f"threads must lie within 1..{most} (the cores Numba may use), not {threads}",
                            f"give a count from 1 to {most}, or leave it out to use every core")
-    return int(threads)
+    return count
 
 
 @contextlib.contextmanager
-def using_threads(threads: int | None):
+def using_threads(threads: int | None) -> Iterator[None]:
     """Runtime calls inside the block that are given no ``threads`` use ``threads`` (None: the cores)."""
     threads = check_threads(threads)
     if threads is None:
@@ -146,7 +148,7 @@ def using_threads(threads: int | None):
 
 
 @contextlib.contextmanager
-def numba_threads(threads: int | None):
+def numba_threads(threads: int | None) -> Iterator[int]:
     """Numba at ``threads`` inside the block, as its kernels' budget; put back after. None: the enclosing
     runtime call's count (a call made by another keeps its budget), else `default_threads`."""
     import numba
@@ -173,7 +175,9 @@ def runtime_call(function: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         from alls.runtime.kernels._compiling import compile_notes
 
-        threads, progress = kwargs.get("threads"), kwargs.get("progress")
+        # the call's own arguments (or its object's), checked where they are used
+        threads: Any = kwargs.get("threads")
+        progress: Any = kwargs.get("progress")
         if args:
             threads = getattr(args[0], "threads", None) if threads is None else threads
             progress = getattr(args[0], "progress", None) if progress is None else progress

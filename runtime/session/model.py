@@ -15,12 +15,15 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 
 from alls.diagnostics import AllsError
 from alls.files import expect_kind, write_file
-from alls.graph import Graph
+from alls.graph import Graph, InputShapes
+from alls.limits import Limits
+from alls.parser import parse_partial
 from alls.plan import Plan
 from alls.runtime import numerics as nx
 from alls.runtime.exec.quantize import Encoding, QLayer
@@ -32,6 +35,9 @@ __all__ = ["QuantizedModel", "Result", "TARGETS", "FORMAT", "VERSION", "load"]
 TARGETS = ("native", "fp_optimized", "numeric")
 FORMAT = "alls-quantized-model"
 VERSION = 3  # 3: the plan carries every value the runtime uses (a batch norm's bias mode, b_range)
+# Images as `run` takes them: one array (or a folder of images), or {input layer: array}; what
+# `alls.runtime.exec.calibration.input_arrays` reads.
+Images = Any
 
 
 
@@ -55,9 +61,9 @@ class Result:
             raise ValueError(f"the model has {len(self.outputs)} outputs: {', '.join(self.outputs)}")
         return next(iter(self.outputs.values()))
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Outputs and taps in one ``.npz``, keyed by layer name."""
-        arrays = {f"output:{k}": v for k, v in self.outputs.items()}
+        arrays: dict[str, Any] = {f"output:{k}": v for k, v in self.outputs.items()}
         arrays.update({f"tap:{k}": v for k, v in self.taps.items()})
         write_file(path, lambda f: np.savez(f, **arrays), what="taps")
 
@@ -65,9 +71,9 @@ class Result:
 class QuantizedModel:
     """A model quantized by a plan: the three emulation targets over one graph."""
 
-    def __init__(self, graph: Graph, plan: Plan, layers: Mapping[str, QLayer], params: Mapping | None = None,
-                 model_bytes: bytes = b"", input_shapes=None, script: str = "", script_name: str = "<string>",
-                 report: QuantizeReport | Mapping | None = None):
+    def __init__(self, graph: Graph, plan: Plan, layers: Mapping[str, QLayer], params: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+                 model_bytes: bytes = b"", input_shapes: InputShapes | None = None, script: str = "", script_name: str = "<string>",
+                 report: QuantizeReport | Mapping[str, Any] | None = None) -> None:
         self.graph, self.plan, self.layers = graph, plan, dict(layers)
         self.params = dict(params or {})
         self.model_bytes, self.input_shapes = model_bytes, input_shapes
@@ -88,7 +94,7 @@ class QuantizedModel:
 
     # --------------------------------------------------------------------- run
 
-    def feeds(self, x, layout: str = "nhwc", raw: bool = False) -> dict[str, np.ndarray]:
+    def feeds(self, x: Images, layout: str = "nhwc", raw: bool = False) -> dict[str, np.ndarray]:
         """Images as NCHW per input layer, normalized by the script (unless raw integers)."""
         from alls.runtime.exec.calibration import check_values, input_arrays, normalize
 
@@ -105,7 +111,7 @@ class QuantizedModel:
         return feeds
 
     @runtime_call
-    def run(self, x, target: str = "numeric", keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,
+    def run(self, x: Images, target: str = "numeric", keep_native: Iterable[str] = (), taps: Iterable[str] | str | None = None,
             layout: str = "nhwc", raw: bool = False, batch_size: int = 64, raw_out: bool = False,
             threads: int | None = None) -> Result:
         """Run the model on images ``x`` ((N,H,W,C) for layout "nhwc", or a dict per input).
@@ -143,7 +149,7 @@ class QuantizedModel:
         n = len(next(iter(feeds.values())))
         if n == 0:
             raise AllsError.of("ALS522", "there are no images to run on", "pass at least one image")
-        parts: list[tuple[dict, dict]] = []
+        parts: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
         for start in range(0, n, batch_size):
             chunk = {k: v[start:start + batch_size] for k, v in feeds.items()}
             if target == "numeric":
@@ -161,10 +167,10 @@ class QuantizedModel:
 
     # -------------------------------------------------------------------- save
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """One ``.npz`` in the quantized-file format (`FORMAT` `VERSION`, described in `load`)."""
         arrays: dict[str, np.ndarray] = {}
-        info = {"network": self.graph.name, "script_name": self.script_name,
+        info: dict[str, Any] = {"network": self.graph.name, "script_name": self.script_name,
                 "input_shapes": _shapes_json(self.input_shapes), "layers": {}, "params": sorted(self.params),
                 "start_nodes": list(self.graph.start_nodes), "end_nodes": list(self.graph.end_nodes),
                 "report": self.report.as_dict()}
@@ -180,7 +186,8 @@ class QuantizedModel:
         arrays["info.json"] = _bytes(json.dumps(info).encode())
         manifest = {key: _digest(value) for key, value in arrays.items()}
         arrays["meta.json"] = _bytes(json.dumps({"format": FORMAT, "version": VERSION, "manifest": manifest}).encode())
-        write_file(path, lambda f: np.savez(f, **arrays), what="quantized model")
+        # numpy's stub matches **arrays against savez's allow_pickle: bool; every key here names a member.
+        write_file(path, lambda f: np.savez(f, **arrays), what="quantized model")  # type: ignore[arg-type]
 
 
 def _bytes(data: bytes) -> np.ndarray:
@@ -198,7 +205,7 @@ def _layout(x: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "nhwc" and x.ndim == 4 else x
 
 
-def _shapes_json(shapes):
+def _shapes_json(shapes: InputShapes | None) -> dict[str, list[int]] | list[int] | None:
     if shapes is None:
         return None
     if isinstance(shapes, Mapping):
@@ -209,7 +216,7 @@ def _shapes_json(shapes):
 # ------------------------------------------------------------ serialization
 
 
-def _rq_meta(rq, key: str, arrays: dict) -> dict | list | None:
+def _rq_meta(rq: Any, key: str, arrays: dict[str, np.ndarray]) -> dict[str, Any] | list[Any] | None:
     if rq is None:
         return None
     if isinstance(rq, list):
@@ -222,7 +229,7 @@ def _rq_meta(rq, key: str, arrays: dict) -> dict | list | None:
             "bound": rq.bound}
 
 
-def _rq_load(meta, arrays):
+def _rq_load(meta: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     if meta is None:
         return None
     if isinstance(meta, list):
@@ -235,12 +242,12 @@ def _rq_load(meta, arrays):
                       meta["hi"], meta["bits"], meta["bound"])
 
 
-def _enc(e: Encoding | None):
+def _enc(e: Encoding | None) -> dict[str, Any] | None:
     return None if e is None else e.as_dict()
 
 
-def _layer_meta(q: QLayer, key: str, arrays: dict) -> dict:
-    meta = {"kind": q.kind, "out": _enc(q.out), "pre": _enc(q.pre), "weight_bits": q.weight_bits,
+def _layer_meta(q: QLayer, key: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"kind": q.kind, "out": _enc(q.out), "pre": _enc(q.pre), "weight_bits": q.weight_bits,
             "const_encoding": _enc(q.const_encoding), "rq": _rq_meta(q.rq, f"{key}|rq", arrays),
             "info": {k: v for k, v in q.info.items() if not k.startswith("_")}, "key": key}
     for name in ("weights", "weight_scale", "table", "const"):
@@ -257,7 +264,7 @@ _INTEGER, _FLOAT = "iu", "f"
 _FIELD_KINDS = {"weights": _INTEGER, "weight_scale": _FLOAT, "table": _INTEGER, "const": _INTEGER}
 
 
-def _member(arrays, key: str, kinds: str) -> np.ndarray:
+def _member(arrays: Mapping[str, np.ndarray], key: str, kinds: str) -> np.ndarray:
     """Member ``key``, whose dtype must be of ``kinds``; ALS509 otherwise."""
     if key not in arrays:
         raise _damaged(f"member `{key}` is missing")
@@ -267,10 +274,10 @@ def _member(arrays, key: str, kinds: str) -> np.ndarray:
     return value
 
 
-def _layer_load(name: str, meta: dict, arrays) -> QLayer:
+def _layer_load(name: str, meta: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> QLayer:
     key = meta["key"]
 
-    def get(field_name):
+    def get(field_name: str) -> np.ndarray | None:
         member = f"{key}|{field_name}"
         return _member(arrays, member, _FIELD_KINDS[field_name]) if member in arrays else None
 
@@ -278,8 +285,11 @@ def _layer_load(name: str, meta: dict, arrays) -> QLayer:
     if "bias" in meta:
         bias = nx.Bias(_member(arrays, f"{key}|bias", _INTEGER), int(meta["bias"]["exponent"]),
                        int(meta["bias"]["mantissa_bits"]))
-    enc = lambda e: None if e is None else Encoding(**e)
-    return QLayer(name, str(meta["kind"]), enc(meta["out"]), enc(meta["pre"]), get("weights"), meta["weight_bits"],
+    def enc(e: Mapping[str, Any] | None) -> Encoding | None:
+        return None if e is None else Encoding(**e)
+
+    # "out" was saved from QLayer.out, which is never None.
+    return QLayer(name, str(meta["kind"]), cast(Encoding, enc(meta["out"])), enc(meta["pre"]), get("weights"), meta["weight_bits"],
                   get("weight_scale"), bias, _rq_load(meta["rq"], arrays), get("table"), get("const"),
                   enc(meta["const_encoding"]), dict(meta["info"]))
 
@@ -290,14 +300,14 @@ def _damaged(why: str) -> AllsError:
 
 
 
-def _json(arrays, key: str):
+def _json(arrays: Mapping[str, np.ndarray], key: str) -> Any:
     try:
         return json.loads(_member(arrays, key, "u").tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _damaged(f"member `{key}` is not JSON ({exc})") from None
 
 
-def _verified(path, arrays) -> dict:
+def _verified(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The file's members after its format, version and manifest checked out: every member listed, each
     matching its checksum, nothing more."""
     if "meta.json" not in arrays or "model.onnx" not in arrays:
@@ -322,7 +332,8 @@ def _verified(path, arrays) -> dict:
     return arrays
 
 
-def load(path: str | os.PathLike, start_nodes=(), end_nodes=(), *, limits=None) -> QuantizedModel:
+def load(path: str | os.PathLike[str], start_nodes: Iterable[str] | None = (), end_nodes: Iterable[str] | None = (), *,
+         limits: Limits | None = None) -> QuantizedModel:
     """Read a quantized model saved by `QuantizedModel.save`; ALS509 for anything else.
 
     The file is an ``.npz`` (read within ``limits``, `alls.Limits`):
@@ -347,7 +358,8 @@ def load(path: str | os.PathLike, start_nodes=(), end_nodes=(), *, limits=None) 
         raise _damaged(f"{exc.__class__.__name__}: {exc}") from None
 
 
-def _assemble(path, arrays, limits, asked_cut) -> QuantizedModel:
+def _assemble(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], limits: Limits | None,
+              asked_cut: tuple[tuple[str, ...], tuple[str, ...]]) -> QuantizedModel:
     import onnx
 
     import alls
@@ -369,7 +381,7 @@ def _assemble(path, arrays, limits, asked_cut) -> QuantizedModel:
     if set(info["layers"]) != {layer.name for layer in graph}:
         raise AllsError.of("ALS506", f"`{path}`: the quantized layers do not match the model's layers")
     layers = {name: _layer_load(name, m, arrays) for name, m in info["layers"].items()}
-    params: dict[str, dict] = {}
+    params: dict[str, dict[str, np.ndarray]] = {}
     for key in arrays:
         if key.startswith("param|"):
             _, name, field_name = key.split("|", 2)
@@ -378,14 +390,15 @@ def _assemble(path, arrays, limits, asked_cut) -> QuantizedModel:
                           info["script_name"], info.get("report", {}))
 
 
-def _plan_of(script: str, script_name: str, graph: Graph, limits=None) -> Plan:
+def _plan_of(script: str, script_name: str, graph: Graph, limits: Limits | None = None) -> Plan:
     """The plan the script gives on the graph, as saving and loading both work it out."""
     import alls
 
-    return alls.resolve(alls.parse_partial(script, script_name, limits=limits)[0], graph, limits=limits)
+    return alls.resolve(parse_partial(script, script_name, limits=limits)[0], graph, limits=limits)
 
 
-def _check_cut(path, stored: tuple, asked: tuple) -> None:
+def _check_cut(path: str | os.PathLike[str], stored: tuple[tuple[str, ...], tuple[str, ...]],
+               asked: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
     """Start or end nodes asked of a quantized file are the ones it was quantized with."""
     for kind, had, want in zip(("start", "end"), stored, asked):
         if want and want != had:

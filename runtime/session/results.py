@@ -33,7 +33,7 @@ class QuantizeReport(Record):
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> QuantizeReport:
+    def from_dict(cls, data: QuantizeReport | Mapping[str, Any] | None) -> QuantizeReport:
         """The report of a saved model (``as_dict``'s form; a key an older file lacks takes its default)."""
         if isinstance(data, QuantizeReport):
             return data
@@ -50,7 +50,7 @@ _BEFORE_HELD_OUT = {"heldout_images": 0, "heldout_before": float("nan"), "heldou
                     "epochs_run": 0, "best_epoch": 0}
 
 
-def _record(cls: type, data: Any, missing: Mapping[str, Any]) -> Any:
+def _record(cls: type[Any], data: Any, missing: Mapping[str, Any]) -> Any:
     if isinstance(data, cls):
         return data
     return cls(**{**missing, **{name: data[name] for name in cls.__dataclass_fields__ if name in data}})

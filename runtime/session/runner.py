@@ -24,20 +24,30 @@ import math
 import os
 import sys
 import pathlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import alls
 from alls.diagnostics import AllsError, Diagnostic, Severity
+from alls.graph import InputShapes
 from alls.memory import available_memory
+from alls.parser import parse_partial
 from alls.plan import EqualizationTarget
 from alls.progress import Progress
 from alls.runtime.exec.calibration import calibrate, check_data, input_arrays, normalize
-from alls.runtime.session.model import QuantizedModel, Result
+from alls.runtime.session.model import Images, QuantizedModel, Result
 from alls.runtime.session.results import QuantizeReport
 from alls.runtime.exec.quantize import check_supported, quantize
 from alls.runtime.exec.threads import check_threads, runtime_call
 from alls.runtime.exec.stream import Source, check_memory_limit
+
+if TYPE_CHECKING:
+    import onnx
+
+    from alls.runtime.algorithms.finetune import Trained
+    from alls.runtime.algorithms.ibc import Corrected
 
 __all__ = ["Runner", "estimate_memory", "available_memory"]
 
@@ -45,7 +55,7 @@ __all__ = ["Runner", "estimate_memory", "available_memory"]
 
 def estimate_memory(graph: alls.Graph, batch: int) -> int:
     """Bytes a float run of ``batch`` images needs at its peak (live tensors and conv buffers), roughly."""
-    def size(shape) -> int:
+    def size(shape: Sequence[int]) -> int:
         return int(np.prod(shape[1:])) if len(shape) > 1 else 1
 
     largest = max((size(layer.output_shape) for layer in graph), default=1)
@@ -54,7 +64,8 @@ def estimate_memory(graph: alls.Graph, batch: int) -> int:
         if layer.kind == "conv" and layer.params.get("weight") is not None:
             w = layer.params["weight"]
             columns = max(columns, size(layer.output_shape) // w.shape[0] * int(np.prod(w.shape[1:])))
-    return 4 * batch * (4 * largest + columns) + sum(l.params.get("weight", np.zeros(0)).nbytes for l in graph)
+    weights: int = sum(l.params.get("weight", np.zeros(0)).nbytes for l in graph)
+    return 4 * batch * (4 * largest + columns) + weights
 
 
 _FLAGS = (("equalize", "pre_quantization_optimization(equalization, policy={})"),
@@ -107,7 +118,7 @@ def _notes(graph: alls.Graph, plan: alls.Plan) -> list[Diagnostic]:
     return notes
 
 
-def _check_count(name: str, value) -> None:
+def _check_count(name: str, value: object) -> None:
     """``value`` is None (the script's) or an int of at least 1: TypeError, or ALS523."""
     if value is None:
         return
@@ -129,26 +140,28 @@ def _embedded(path: pathlib.Path) -> bytes:
     if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
         return data
     try:
-        return onnx.load(str(path)).SerializeToString()
+        embedded: bytes = onnx.load(str(path)).SerializeToString()
+        return embedded
     except ValueError as exc:  # protobuf's 2 GiB limit
         raise AllsError.of("ALS402", f"`{path}` with its external weights cannot be embedded ({exc})") from None
 
 
-def _head(x, count: int):
+def _head(x: np.ndarray | Source, count: int) -> np.ndarray | Source:
     """The first ``count`` images of an array or a `Source` (still read lazily)."""
     return x.head(count) if isinstance(x, Source) else x[:count]
 
 
-def _normalizer(plan: alls.Plan, name: str):
+def _normalizer(plan: alls.Plan, name: str) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: normalize(x, plan, name)
 
 
 class Runner:
     """A model, a script, and what quantizing it made."""
 
-    def __init__(self, model, input_shapes=None, name: str | None = None, progress: bool | None = None,
-                 start_nodes=(), end_nodes=(), *, limits: alls.Limits | None = None, threads: int | None = None,
-                 memory_limit: int | str | None = None):
+    def __init__(self, model: str | os.PathLike[str] | onnx.ModelProto, input_shapes: InputShapes | None = None,
+                 name: str | None = None, progress: bool | None = None,
+                 start_nodes: Sequence[str] = (), end_nodes: Sequence[str] = (), *, limits: alls.Limits | None = None, threads: int | None = None,
+                 memory_limit: int | str | None = None) -> None:
         """``progress``: show progress and the plan's advice on standard error (True), never (False), or as
         `alls.progress.configure` says (None: on unless the command line's --quiet). ``input_shapes``,
         ``name``, ``start_nodes``, ``end_nodes`` and ``limits`` as `alls.load_model` takes them (the cut is
@@ -184,16 +197,16 @@ class Runner:
         self.plan = alls.resolve(alls.parse(""), self.graph)
         self.quantized: QuantizedModel | None = None
 
-    def load_script(self, script: str | os.PathLike | alls.Script) -> alls.Plan:
+    def load_script(self, script: str | os.PathLike[str] | alls.Script) -> alls.Plan:
         """Read a script (a parsed `Script`, a path, or the text itself: text has a call's parenthesis
         or a newline, or is empty; a path neither), bind it to the model; errors (ALS001 for a missing
         file) raise `AllsError`."""
         if isinstance(script, alls.Script):
-            parsed, problems = script, []
+            parsed, problems = script, list[Diagnostic]()
         elif isinstance(script, os.PathLike) or (script and not any(c in script for c in "(\n")):
             parsed, problems = alls.read_script(script)
         else:
-            parsed, problems = alls.parse_partial(script, "<script>")
+            parsed, problems = parse_partial(script, "<script>")
         plan = alls.resolve(parsed, self.graph)
         errors = [d for d in [*problems, *plan.diagnostics] if d.is_error]
         if errors:
@@ -202,7 +215,7 @@ class Runner:
         return plan
 
     @runtime_call
-    def quantize(self, calib, batch_size: int | None = None, calib_num_batch: int | None = None,
+    def quantize(self, calib: Images, batch_size: int | None = None, calib_num_batch: int | None = None,
                  layout: str = "nhwc", progress: bool | None = None, *, equalize: bool | None = None,
                  ibc: bool | None = None, finetune: bool | None = None, threads: int | None = None) -> QuantizedModel:
         """Calibrate on ``calib`` and quantize by the script's plan (on at most ``threads`` threads; None: the
@@ -230,7 +243,8 @@ class Runner:
         params, equalization = self._equalize(plan, feeds, batch_size, calib_num_batch, progress)
         stats = calibrate(self.graph, feeds, batch_size, calib_num_batch, plan, params, progress=progress)
         layers, warnings = quantize(self.graph, plan, stats, params)
-        ibc_report, trained = [], []
+        ibc_report: list[Corrected] = []
+        trained: list[Trained] = []
         if any(layer.bias_correction for layer in plan):
             from alls.runtime.algorithms.ibc import bias_correction
 
@@ -242,11 +256,14 @@ class Runner:
             from alls.runtime.algorithms.finetune import images_needed, optimize
 
             count = max(images_needed(plan).values())
-            trained = optimize(self.graph, plan, layers, {name: _head(x, count) for name, x in feeds.items()},
-                               params, progress, self.memory_limit)
+            # A streamed input stays a Source, which optimize reads a batch at a time as it reads an array.
+            heads = {name: _head(x, count) for name, x in feeds.items()}
+            trained = optimize(self.graph, plan, layers, heads, params, progress,  # type: ignore[arg-type]
+                               self.memory_limit)
         warnings += _notes(self.graph, plan) + self._faq(feeds, stats.images)
         report = QuantizeReport(stats.images, batch_size, calib_num_batch, equalization, ibc_report,
-                                *([r for r in trained if r.algorithm == algo] for algo in ("finetune", "adaround")),
+                                [r for r in trained if r.algorithm == "finetune"],
+                                [r for r in trained if r.algorithm == "adaround"],
                                 [{"code": d.code, "message": d.message, "help": d.help} for d in warnings])
         self.quantized = QuantizedModel(self.graph, plan, layers, params, self.model_bytes, self.input_shapes,
                                         script, self.script_name, report)
@@ -260,8 +277,9 @@ class Runner:
 
         from alls.runtime.analysis.faq import batch_norms_at_init, noise_like, untrained_weights
 
+        # A streamed input's head is a Source, which noise_like reads as it reads an array.
         return (untrained_weights(self.graph) + batch_norms_at_init(onnx.load_from_string(self.model_bytes))
-                + noise_like({name: _head(x, images) for name, x in feeds.items()}))
+                + noise_like({name: _head(x, images) for name, x in feeds.items()}))  # type: ignore[misc]
 
     def images_needed(self, batch_size: int | None = None, calib_num_batch: int | None = None, *,
                       equalize: bool | None = None, ibc: bool | None = None, finetune: bool | None = None) -> int:
@@ -289,14 +307,14 @@ class Runner:
         return advice
 
     def _resolve(self, script: str) -> alls.Plan:
-        parsed, problems = alls.parse_partial(script, self.script_name)
+        parsed, problems = parse_partial(script, self.script_name)
         plan = alls.resolve(parsed, self.graph)
         errors = [d for d in [*problems, *plan.diagnostics] if d.is_error]
         if errors:
             raise AllsError(errors)
         return plan
 
-    def _feeds(self, calib, layout: str, needed: int) -> dict[str, np.ndarray]:
+    def _feeds(self, calib: Images, layout: str, needed: int) -> dict[str, np.ndarray]:
         """Every input's images as NCHW float32, checked for the calibration's ``needed`` images."""
         feeds = input_arrays(self.graph, calib, layout, stream_over=self.memory_limit // 4)
         for images in feeds.values():
@@ -315,7 +333,8 @@ class Runner:
                 raise AllsError.of("ALS507", f"this job needs about {estimate / 2**30:.1f} GiB and {free / 2**30:.1f} "
                              "GiB are available", f"{fix}, or run on a machine with more memory")
 
-    def _equalize(self, plan, feeds, batch_size, calib_num_batch, progress):
+    def _equalize(self, plan: alls.Plan, feeds: Mapping[str, np.ndarray], batch_size: int, calib_num_batch: int,
+                  progress: bool | None) -> tuple[dict[str, dict[str, np.ndarray]], list[dict[str, Any]]]:
         """Cross-layer equalization of the layers the plan equalizes (activation-aware: one extra calibration)."""
         from alls.runtime.algorithms.equalize import equalize
 
@@ -325,14 +344,15 @@ class Runner:
         ranges = None
         if target is EqualizationTarget.ACTIVATION:
             first = calibrate(self.graph, feeds, batch_size, calib_num_batch, plan, progress=progress)
-            ranges = {name: np.maximum(np.abs(s.output.channel_min), np.abs(s.output.channel_max))
+            # channel_max is set whenever channel_min is (both per channel, or neither).
+            ranges = {name: np.maximum(np.abs(s.output.channel_min), np.abs(s.output.channel_max))  # type: ignore[arg-type]
                       for name, s in first.layers.items() if s.output.channel_min is not None}
         with Progress("equalization", 1, progress, unit=" pass") as bar:
             result = equalize(self.graph, plan, target, ranges)
             bar.step()
         return result
 
-    def infer(self, x, target: str = "numeric", layout: str = "nhwc", **options) -> Result:
+    def infer(self, x: Images, target: str = "numeric", layout: str = "nhwc", **options: Any) -> Result:
         """Run the quantized model (or, before `quantize`, only the native target)."""
         if self.quantized is None:
             if target != "native":
@@ -348,7 +368,7 @@ class Runner:
                           {k: _layout(v, layout) for k, v in taps.items()})
         return self.quantized.run(x, target=target, layout=layout, **options)
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         if self.quantized is None:
             raise AllsError.of("ALS506", "nothing to save: the model is not quantized", "call runner.quantize(calib) first")
         self.quantized.save(path)

@@ -17,13 +17,15 @@ import math
 import os
 import pathlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 import alls
 from alls import files
 from alls.diagnostics import AllsError
-from alls.runtime.session.model import TARGETS, QuantizedModel
+from alls.parser import parse_partial
+from alls.runtime.session.model import TARGETS, Images, QuantizedModel, Result
 
 __all__ = ["select_layers", "prepare_taps_folder", "write_taps", "INDEX"]
 
@@ -39,7 +41,7 @@ def select_layers(graph: alls.Graph, selector: str | Iterable[str] | None) -> li
         return [layer.name for layer in graph]
     if not isinstance(selector, str):
         selector = "[" + ", ".join(selector) + "]"
-    parsed, problems = alls.parse_partial(f"taps({selector})\n", "--layers")
+    parsed, problems = parse_partial(f"taps({selector})\n", "--layers")
     calls = [st.call for st in parsed.statements if st.call is not None and st.call.positional]
     if problems or len(calls) != 1 or len(calls[0].positional) != 1:
         raise AllsError.of("ALS201", f"`{selector}` is not a layer selector",
@@ -52,7 +54,7 @@ def select_layers(graph: alls.Graph, selector: str | Iterable[str] | None) -> li
     return [layer.name for layer in graph if layer.name in chosen]
 
 
-def prepare_taps_folder(path: str | os.PathLike, force: bool = False) -> pathlib.Path:
+def prepare_taps_folder(path: str | os.PathLike[str], force: bool = False) -> pathlib.Path:
     """The folder, checked before anything runs: its parent must exist and be writable (ALS002, ALS003); it
     must be a directory (ALS005), not a link (ALS006), and empty unless ``force`` (ALS004)."""
     folder = pathlib.Path(path)
@@ -71,18 +73,18 @@ def prepare_taps_folder(path: str | os.PathLike, force: bool = False) -> pathlib
     return folder
 
 
-def _write(folder: pathlib.Path, target: str, short: str, name: str, result) -> dict:
+def _write(folder: pathlib.Path, target: str, short: str, name: str, result: Result) -> dict[str, Any]:
     """One tensor's file, and its index entry."""
     array = result.taps[name]
     file = f"{target}/{short}.npy"
     files.write_file(folder / file, lambda f: np.save(f, array), what="tensor")
-    entry = {"layer": name, "target": target, "shape": list(array.shape), "dtype": str(array.dtype), "file": file}
+    entry: dict[str, Any] = {"layer": name, "target": target, "shape": list(array.shape), "dtype": str(array.dtype), "file": file}
     if name in result.encodings:
         entry["encoding"] = result.encodings[name].as_dict()
     return entry
 
 
-def _check_memory(qmodel: QuantizedModel, images, names: list[str], layout: str) -> int:
+def _check_memory(qmodel: QuantizedModel, images: Images, names: list[str], layout: str) -> int:
     """The number of images; ALS507 before anything runs when one target's tensors would not fit in memory."""
     from alls.runtime.session.runner import available_memory
 
@@ -101,9 +103,10 @@ def _size(count: int) -> str:
     return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
 
 
-def write_taps(qmodel: QuantizedModel, images, path: str | os.PathLike, layers=None,
+def write_taps(qmodel: QuantizedModel, images: Images, path: str | os.PathLike[str],
+               layers: str | Iterable[str] | None = None,
                targets: Sequence[str] = ("numeric",), layout: str = "nhwc", force: bool = False,
-               raw_out: bool = False) -> dict:
+               raw_out: bool = False) -> dict[str, Any]:
     """Run ``images`` on each target, tapping ``layers`` (see `select_layers`), and write one ``.npy``
     per layer and target and the index; the index as written."""
     for target in targets:

@@ -20,16 +20,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import alls
 from alls.catalogue import POST_SUBCOMMANDS
 from alls.plan import BiasMode
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from alls.runtime.ops.base import Params
+    from alls.runtime.session.model import Images, QuantizedModel
+    from alls.runtime.session.runner import Runner
+
 __all__ = ["STEPS", "Step", "describe", "script_for", "tune", "best", "TIE_DB"]
 
 TIE_DB = 0.05  # steps closer than this in SNR are equal; the earlier one wins
 ANALYSIS_IMAGES = 64
-FINETUNE_IMAGES = POST_SUBCOMMANDS["finetune"].keywords["dataset_size"].default  # finetune's own default
+FINETUNE_IMAGES = cast(int, POST_SUBCOMMANDS["finetune"].keywords["dataset_size"].default)  # finetune's own default
 
 STEPS = (
     ("round to nearest", "calibration only: equalization, bias correction and finetune disabled"),
@@ -72,7 +80,7 @@ class Step:
     error: str = ""
     layers: tuple[str, ...] = field(default=())
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "snr_db": self.snr_db, "cosine": self.cosine, "accuracy": self.accuracy,
                 "seconds": round(self.seconds, 3), "error": self.error or None, "layers": list(self.layers),
                 "script": self.script}
@@ -87,10 +95,9 @@ def _weighted_selector(graph: alls.Graph) -> str:
 
 def script_for(base: str, state: State, graph: alls.Graph, name: str) -> str:
     """The start script and one block stating every switch of ``state`` once."""
-    policy = lambda on: "enabled" if on else "disabled"
     lines = [f"# alls tune: {name}",
-             f"pre_quantization_optimization(equalization, policy={policy(state.equalization)})",
-             f"post_quantization_optimization(bias_correction, policy={policy(state.bias_correction)})"]
+             f"pre_quantization_optimization(equalization, policy={_policy(state.equalization)})",
+             f"post_quantization_optimization(bias_correction, policy={_policy(state.bias_correction)})"]
     if state.finetune:
         lines.append(f"post_quantization_optimization(finetune, policy=enabled, dataset_size={state.finetune})")
     else:
@@ -104,7 +111,11 @@ def script_for(base: str, state: State, graph: alls.Graph, name: str) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def _measure(native: dict, numeric: dict, labels) -> tuple[float, float, float | None]:
+def _policy(on: bool) -> str:
+    return "enabled" if on else "disabled"
+
+
+def _measure(native: Params, numeric: Params, labels: ArrayLike | None) -> tuple[float, float, float | None]:
     import numpy as np
 
     from alls.runtime.analysis.metrics import cosine, snr_db, top1
@@ -118,7 +129,7 @@ def _measure(native: dict, numeric: dict, labels) -> tuple[float, float, float |
     return snr, cos, accuracy
 
 
-def _blamed(qmodel, data, layout: str, progress) -> tuple[str, ...]:
+def _blamed(qmodel: QuantizedModel, data: Images, layout: str, progress: bool | None) -> tuple[str, ...]:
     """The layers with weights that the analysis blames for the error of ``qmodel``."""
     from alls.graph import WEIGHTED_KINDS
     from alls.runtime.analysis.analyze import analyze
@@ -127,7 +138,8 @@ def _blamed(qmodel, data, layout: str, progress) -> tuple[str, ...]:
     return tuple(r.name for r in result.layers if qmodel.graph[r.name].kind in WEIGHTED_KINDS)[:3]
 
 
-def tune(runner_factory: Callable[[], alls.runtime.Runner], calib, data, labels=None, base: str | alls.Script = "",
+def tune(runner_factory: Callable[[], Runner], calib: Images, data: Images,
+         labels: ArrayLike | None = None, base: str | alls.Script = "",
          layout: str = "nhwc", on_step: Callable[[Step], None] | None = None,
          progress: bool | None = None) -> list[Step]:
     """Run the flow from ``base`` (script text, or a parsed `Script` whose errors then point into its file);
@@ -146,7 +158,7 @@ def tune(runner_factory: Callable[[], alls.runtime.Runner], calib, data, labels=
               State(bias16=True, equalization=True, bias_correction=True,
                     finetune=min(len(calib), FINETUNE_IMAGES))]
     done: list[Step] = []
-    models: dict[int, object] = {}
+    models: dict[int, QuantizedModel] = {}
     for i, (name, _) in enumerate(STEPS):
         note(f"tune: step {i}/{len(STEPS) - 1}: {name}", progress)
         start = time.perf_counter()
@@ -178,8 +190,8 @@ def tune(runner_factory: Callable[[], alls.runtime.Runner], calib, data, labels=
 
 def best(done: list[Step]) -> Step:
     """The step with the highest SNR, the earliest among those within `TIE_DB` of it."""
-    scored = [s for s in done if s.snr_db is not None]
+    scored = [(s, s.snr_db) for s in done if s.snr_db is not None]
     if not scored:
         raise alls.AllsError.of("ALS506", "no step of the flow could run", "each step's error is printed above")
-    top = max(s.snr_db for s in scored)
-    return next(s for s in scored if s.snr_db >= top - TIE_DB)
+    top = max(snr for _, snr in scored)
+    return next(s for s, snr in scored if snr >= top - TIE_DB)
