@@ -30,6 +30,8 @@ in bounds.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 from llvmlite import ir
 from numba import types
@@ -38,16 +40,22 @@ from numba.extending import intrinsic
 
 LANES = 16  # output channels per block: two <8 x i32> accumulators
 
+# numba's and llvmlite's code-generation objects carry no types: they are `Any` here, and
+# cgutils' helper is called through a typed name.
+_alloca_once_value: Callable[[Any, Any], Any] = cgutils.alloca_once_value
+Codegen = Callable[[Any, Any, Any, Any], Any]
+
 
 @functools.cache
-def pair_kernel(pixels: int):
+def pair_kernel(pixels: int) -> Any:
     """The micro-kernel intrinsic for a block of ``pixels`` × 16 channels (see module doc)."""
 
     @intrinsic
-    def _pair_mk(typingctx, xf, xb, toff, ncp, wf, wb, accf, ab):
+    def _pair_mk(typingctx: Any, xf: Any, xb: Any, toff: Any, ncp: Any, wf: Any, wb: Any, accf: Any,
+                 ab: Any) -> tuple[Any, Codegen]:
         sig = types.void(xf, xb, toff, ncp, wf, wb, accf, ab)
 
-        def codegen(context, builder, signature, args):
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
             xa, xbt, ta, ncpv, wa, wbv, aa, abt = args
             X = context.make_array(signature.args[0])(context, builder, xa)
             T = context.make_array(signature.args[2])(context, builder, ta)
@@ -62,7 +70,7 @@ def pair_kernel(pixels: int):
             even = ir.Constant(v8, list(range(0, 16, 2)))
             odd = ir.Constant(v8, list(range(1, 16, 2)))
             splat = ir.Constant(v16x32, [0, 1] * 8)
-            accs = [cgutils.alloca_once_value(builder, ir.Constant(v8, None)) for _ in range(2 * pixels)]
+            accs = [_alloca_once_value(builder, ir.Constant(v8, None)) for _ in range(2 * pixels)]
             ntap = builder.extract_value(T.shape, 0)
             bases = [builder.extract_value(xbt, p) for p in range(pixels)]
             step = ir.Constant(i64, 2 * LANES)
@@ -102,7 +110,7 @@ def pair_kernel(pixels: int):
 
 
 @functools.cache
-def depthwise_kernel(pixels: int):
+def depthwise_kernel(pixels: int) -> Any:
     """The depthwise micro-kernel for a block of ``pixels`` × 16 channels.
 
     ``_dw_mk(xf, xb, toff, wf, wstride, wb, accf, ab)``: for every tap ``t``,
@@ -113,10 +121,11 @@ def depthwise_kernel(pixels: int):
     """
 
     @intrinsic
-    def _dw_mk(typingctx, xf, xb, toff, wf, wstride, wb, accf, ab):
+    def _dw_mk(typingctx: Any, xf: Any, xb: Any, toff: Any, wf: Any, wstride: Any, wb: Any, accf: Any,
+               ab: Any) -> tuple[Any, Codegen]:
         sig = types.void(xf, xb, toff, wf, wstride, wb, accf, ab)
 
-        def codegen(context, builder, signature, args):
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
             xa, xbt, ta, wa, wsv, wbv, aa, abt = args
             X = context.make_array(signature.args[0])(context, builder, xa)
             T = context.make_array(signature.args[2])(context, builder, ta)
@@ -125,7 +134,7 @@ def depthwise_kernel(pixels: int):
             i32 = ir.IntType(32)
             v16 = ir.VectorType(ir.IntType(16), LANES)
             v16x32 = ir.VectorType(i32, LANES)
-            accs = [cgutils.alloca_once_value(builder, ir.Constant(v16x32, None)) for _ in range(pixels)]
+            accs = [_alloca_once_value(builder, ir.Constant(v16x32, None)) for _ in range(pixels)]
             ntap = builder.extract_value(T.shape, 0)
             bases = [builder.extract_value(xbt, p) for p in range(pixels)]
             with cgutils.for_range(builder, ntap) as tap:
