@@ -34,23 +34,9 @@ def load_array(path: str | os.PathLike[str], what: str = "data", limits: Limits 
     """The array of the `.npy` at ``path``; `AllsError` (ALS001, ALS027, ALS505, ALS507) for anything else."""
     limits = check_limits(limits)
     name = os.fspath(path)
-    try:
-        f = open(name, "rb")
-    except FileNotFoundError:
-        raise AllsError.of("ALS001", f"cannot read {what} `{name}`: no such file") from None
-    except OSError as exc:
-        raise AllsError.of("ALS001", f"cannot read {what} `{name}`: {exc.strerror or exc}") from None
-    with f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise AllsError.of("ALS505", f"{what} `{name}` is not a regular file",
-                               f"save the {what} with numpy.save to a file")
-        shape, dtype, offset = _header(f, name, what)
-        nbytes = _declared(shape, dtype, name, limits)
-        if info.st_size - offset < nbytes:
-            raise AllsError.of("ALS505", f"`{name}` is truncated: its header declares {nbytes:,} bytes of data, "
-                               f"the file holds {info.st_size - offset:,}", f"save the {what} again with numpy.save")
-        _fits_in_memory(nbytes, name)
+    with _open(name, what) as f:
+        shape, dtype, offset = _checked_header(f, name, what, limits)
+        _fits_in_memory(_declared(shape, dtype, name, limits), name)
         f.seek(0)
         return _read(f, name, what)
 
@@ -61,7 +47,8 @@ def open_array(path: str | os.PathLike[str], what: str = "data", limits: Limits 
     not fit in memory (no ALS507)."""
     limits = check_limits(limits)
     name = os.fspath(path)
-    shape, dtype, offset = _checked_header(name, what, limits)
+    with _open(name, what) as f:
+        shape, dtype, offset = _checked_header(f, name, what, limits)
     if math.prod(shape) == 0:
         return np.zeros(shape, dtype)
     try:
@@ -79,24 +66,28 @@ def _fortran(name: str) -> bool:
         return bool(read(f)[1])
 
 
-def _checked_header(name: str, what: str, limits: Limits) -> tuple[tuple[int, ...], np.dtype, int]:
-    """(shape, dtype, data offset) of a regular `.npy` file whose data are all there and within limits."""
+def _open(name: str, what: str) -> IO[bytes]:
+    """``name`` opened for reading; ALS001 when it cannot be."""
     try:
-        f = open(name, "rb")
+        return open(name, "rb")
     except FileNotFoundError:
         raise AllsError.of("ALS001", f"cannot read {what} `{name}`: no such file") from None
     except OSError as exc:
         raise AllsError.of("ALS001", f"cannot read {what} `{name}`: {exc.strerror or exc}") from None
-    with f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise AllsError.of("ALS505", f"{what} `{name}` is not a regular file",
-                               f"save the {what} with numpy.save to a file")
-        shape, dtype, offset = _header(f, name, what)
-        nbytes = _declared(shape, dtype, name, limits)
-        if info.st_size - offset < nbytes:
-            raise AllsError.of("ALS505", f"`{name}` is truncated: its header declares {nbytes:,} bytes of data, "
-                               f"the file holds {info.st_size - offset:,}", f"save the {what} again with numpy.save")
+
+
+def _checked_header(f: IO[bytes], name: str, what: str, limits: Limits) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) of the `.npy` open as ``f``: a regular file whose data are all there
+    and within limits (ALS027, ALS505)."""
+    info = os.fstat(f.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        raise AllsError.of("ALS505", f"{what} `{name}` is not a regular file",
+                           f"save the {what} with numpy.save to a file")
+    shape, dtype, offset = _header(f, name, what)
+    nbytes = _declared(shape, dtype, name, limits)
+    if info.st_size - offset < nbytes:
+        raise AllsError.of("ALS505", f"`{name}` is truncated: its header declares {nbytes:,} bytes of data, "
+                           f"the file holds {info.st_size - offset:,}", f"save the {what} again with numpy.save")
     return tuple(shape), dtype, offset
 
 
@@ -116,7 +107,8 @@ class Folder:
         self.files, counts, image, total = [], [], None, 0
         for n in names:
             full = os.path.join(self.path, n)
-            shape, dtype, _ = _checked_header(full, what, limits)
+            with _open(full, what) as f:
+                shape, dtype, _ = _checked_header(f, full, what, limits)
             if image is None:
                 image, self.dtype, self.batched = shape, dtype, False
                 self.batched = len(shape) == 4
