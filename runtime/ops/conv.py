@@ -38,11 +38,11 @@ def windows(x: Array, kernel: Sequence[int], strides: Sequence[int], dilations: 
 def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group: int = 1) -> Array:
     """ONNX Conv in float32: any group, stride, dilation and explicit pads.
 
-    One BLAS product per image and group, (C_out/g, C/g·KH·KW) by the columns (C/g·KH·KW, Ho·Wo),
-    so that it comes out in NCHW: a 1x1 conv without pads multiplies the input as it lies
-    (strided: its every sh-th row and sw-th column); the others fill one columns buffer per image
-    with Numba's `im2col`, which pads as it copies (one image's columns stay in the cache; a
-    batch's would be a large fresh allocation). A depthwise conv is Numba's `depthwise`.
+    A 1x1 conv without pads is one BLAS product per image, (C_out, C) by the input as it lies
+    (strided: its every sh-th row and sw-th column), which comes out in NCHW. Any other conv of one
+    group is the direct convolution of `alls.runtime.kernels.floatconv` (no im2col columns); a
+    grouped one is a BLAS product per image and group over the columns Numba's `im2col` fills. A
+    depthwise conv is Numba's `depthwise`.
     """
     x = np.ascontiguousarray(x, np.float32)
     n, c, h, w = x.shape
@@ -53,11 +53,18 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group
     wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
     if group == c and cg == 1 and out_c == c:
         return _depthwise(x, weight, bias, attrs, ho, wo)
+    direct = (kh, kw) == (1, 1) and not any(attrs["pads"])
+    if group == 1 and not direct:
+        from numba import get_num_threads
+
+        from alls.runtime.kernels.floatconv import conv
+
+        return conv(x, np.asarray(weight, np.float32), np.asarray(bias, np.float32), (sh, sw), (dh, dw),
+                    (top, left, bottom, right), get_num_threads())
     weight = np.ascontiguousarray(weight, np.float32).reshape(out_c, -1)
     bias = np.asarray(bias, np.float32).reshape(-1, 1)
     out = np.empty((n, out_c, ho * wo), np.float32)
     og, k = out_c // group, weight.shape[1]
-    direct = (kh, kw) == (1, 1) and not any(attrs["pads"])
     if direct:
         cols = (x if (sh, sw) == (1, 1) else np.ascontiguousarray(x[:, :, ::sh, ::sw])).reshape(n, c, ho * wo)
     else:
