@@ -50,6 +50,7 @@ LANES = 16  # consecutive output positions per block: two 8-wide vectors
 _WIDTH = 8
 
 _alloca_once_value: Callable[[Any, Any], Any] = cgutils.alloca_once_value
+_get_or_insert_function: Callable[[Any, Any, str], Any] = cgutils.get_or_insert_function
 Codegen = Callable[[Any, Any, Any, Any], Any]
 
 
@@ -80,7 +81,7 @@ def block_kernel(rows: int, lanes: int) -> Any:
             vec = ir.VectorType(f32, _WIDTH)
             zeros = ir.Constant(ir.VectorType(i32, _WIDTH), [0] * _WIDTH)
             undef = ir.Constant(vec, ir.Undefined)
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v8f32")
+            fma = _get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v8f32")
             accs = [_alloca_once_value(builder, ir.Constant(vec, None)) for _ in range(rows * vectors)]
 
             def splat(value: Any) -> Any:
