@@ -50,6 +50,40 @@ def test_yolov7_detection_convs_have_the_zoo_names():
 
 
 @needs_zoo
+def test_yolov7_ties_go_by_node_name_not_file_order():
+    """Each PAN level's output conv, the MP transition's 1x1 conv and its max pool read the same layer.
+    With torch 1.x's names the two convs (``Conv_223``, ``Conv_285``) sort before ``MaxPool_219``
+    and the zoo's conv70/82 follow; the file's order, or torch 1.13's scope names that follow it
+    (``/model.76/m/MaxPool`` before ``/model.78/conv/Conv``), put the max pool first and every
+    detection conv but the last one later: conv71, conv83."""
+    model = build_yolov7(SIZE, width=8, scope_names=True)
+    heads = yolov7_detections(model)
+    assert heads[0] == "/model.105/m.0/Conv"
+    graph = alls.load_model(model, end_nodes=heads)
+    assert names(graph, heads) == ["conv71", "conv83", "conv92"]
+    torch1 = _yolov7()
+    written = {n.name: n.output[0] for n in torch1.graph.node}
+    readers = sorted(n.name for n in torch1.graph.node if written["Mul_218"] in n.input)  # conv66's SiLU
+    assert readers == ["Conv_223", "Conv_285", "MaxPool_219"]  # the stride-8 ELAN's output, read three times
+
+
+@needs_zoo
+def test_yolov7x_stride8_detection_conv_is_one_later_here():
+    """YOLOv7x (six 3x3 convs per ELAN, plain output convs): strides 16 and 32 have the zoo's names,
+    stride 8 comes out conv82 where the zoo has conv81 (docs/naming.md): the zoo counts that level's
+    output conv before the transition's 1x1 conv, and at stride 16, and in YOLOv7, after it."""
+    model = build_yolov7(SIZE, width=8, variant="x")
+    heads = yolov7_detections(model)
+    graph = alls.load_model(model, end_nodes=heads)
+    zoo = decoders("yolov7x_nms_config.json", "encoded_layer")
+    got = names(graph, heads)
+    assert got[1:] == zoo[1:] == ["conv96", "conv108"]
+    assert (zoo[0], got[0]) == ("conv81", "conv82")
+    assert sum(layer.kind == "conv" for layer in graph) == 108
+    assert graph.get(heads[0]).name in graph.tie_numbered
+
+
+@needs_zoo
 def test_yolov7_training_form_detect_counts_its_implicit_add():
     """Exported without fusing (IDetect's ImplicitA, an Add of a learned per-channel constant before each
     detection conv, kept), the Add is a layer of its own that takes a turn in the queue: the stride-8

@@ -25,71 +25,97 @@ import onnx
 from zoo_blocks import Net, concat, upsample, v5_detect
 
 __all__ = ["CENTERNET_START", "build_centernet_resnet18", "build_nanodet_repvgg_a12", "build_yolov7",
-           "centernet_heads", "nanodet_predictions", "yolov7_detections"]
+           "centernet_heads", "nanodet_predictions", "yolov7_detections", "YOLOV7_VARIANTS"]
 
 
 # ------------------------------------------------------------------ YOLOv7
 
 
-def build_yolov7(imgsz: int = 640, nc: int = 80, seed: int = 0, width: int = 1,
-                 implicit: bool = False) -> onnx.ModelProto:
-    """YOLOv7 as deployed: the layers of ``cfg/deploy/yolov7.yaml`` in its order, channels divided by
-    ``width``. 92 convs: 41 in the backbone, 7 in SPPCSPC, 41 in the PAN, 3 detection convs.
-    ``implicit``: the training form's IDetect exported unfused, ImplicitA (an Add of a per-channel
-    constant) before each detection conv and ImplicitM (a Mul) after it."""
-    net = Net(seed, torch_names=True)
+# Per variant (``cfg/deploy/yolov7.yaml``, ``yolov7x.yaml``): the stem's widths; the ELAN blocks' 3x3
+# convs and what their concat joins (yaml offsets: -1 the last 3x3 conv, the two 1x1 convs last); the
+# backbone's (hidden, out) and MP widths; SPPCSPC's; the PAN's (1x1, ELAN hidden, ELAN 3x3, out) per
+# block; the output convs' widths.
+YOLOV7_VARIANTS = {
+    "": {"stem": (32, 64, 64, 128), "chain": 4, "join": (-1, -3, -5, -6), "head_join": (-1, -2, -3, -4, -5, -6),
+         "backbone": ((64, 256), (128, 512), (256, 1024), (256, 1024)), "mp": (128, 256, 512), "spp": 512,
+         "pan": ((256, 256, 128, 256), (128, 128, 64, 128), (128, 256, 128, 256), (256, 512, 256, 512)),
+         "out": (256, 512, 1024)},
+    "x": {"stem": (40, 80, 80, 160), "chain": 6, "join": (-1, -3, -5, -7, -8), "head_join": (-1, -3, -5, -7, -8),
+          "backbone": ((64, 320), (128, 640), (256, 1280), (256, 1280)), "mp": (160, 320, 640), "spp": 640,
+          "pan": ((320, 256, 256, 320), (160, 128, 128, 160), (160, 256, 256, 320), (320, 512, 512, 640)),
+          "out": (320, 640, 1280)},
+}
+
+
+def build_yolov7(imgsz: int = 640, nc: int = 80, seed: int = 0, width: int = 1, implicit: bool = False,
+                 variant: str = "", scope_names: bool = False) -> onnx.ModelProto:
+    """YOLOv7 (``variant="x"``: YOLOv7x) as deployed: the layers of ``cfg/deploy/yolov7{variant}.yaml``
+    in its order, channels divided by ``width``. YOLOv7: 92 convs (41 in the backbone, 7 in SPPCSPC,
+    41 in the PAN, 3 detection convs); YOLOv7x: 108 (its ELAN blocks hold six 3x3 convs, its output
+    convs are plain convs where YOLOv7's are RepConvs). Node names as torch 1.x writes them
+    (``Conv_12``), or with ``scope_names`` as torch 1.13+ does (``/model.90/conv/Conv``,
+    ``/model.88/m/MaxPool``, ``/model.105/m.0/Conv``). ``implicit``: the training form's IDetect
+    exported unfused, ImplicitA (an Add of a per-channel constant) before each detection conv and
+    ImplicitM (a Mul) after it."""
+    v = YOLOV7_VARIANTS[variant]
+    net = Net(seed, torch_names=not scope_names)
     net.channels["images"] = 3
+    count = iter(range(1000))
 
-    def conv(x: str, c: int, k: int = 1, s: int = 1) -> str:
-        return net.conv(x, max(c // width, 8), k, s, "")
+    def layer() -> str:  # the next line of the yaml: its module's scope
+        return f"model.{next(count)}"
 
-    def elan(x: str, c: int, c_out: int, head: bool = False) -> str:
-        """Two 1x1 convs on the input, four 3x3 convs after the second; the backbone's joins the last,
-        every second and the two 1x1 ([-1, -3, -5, -6]), the PAN's (ELAN-H) all six."""
-        a = conv(x, c)
-        b = conv(x, c)
-        chain = [b]
-        for _ in range(4):
-            chain.append(conv(chain[-1], c // 2 if head else c, 3))
-        parts = chain[::-1] + [a] if head else [chain[4], chain[2], b, a]
-        return conv(concat(net, parts, ""), c_out)
+    def conv(x: str, c: int, k: int = 1, s: int = 1, scope: str = "") -> str:
+        return net.conv(x, max(c // width, 8), k, s, scope or layer())
+
+    def elan(x: str, c: int, c_chain: int, c_out: int, join: tuple[int, ...]) -> str:
+        """Two 1x1 convs on the input, a chain of 3x3 convs after the second, the layers ``join``
+        names concatenated, a 1x1 conv."""
+        layers = [conv(x, c), conv(x, c)]
+        for _ in range(v["chain"]):
+            layers.append(conv(layers[-1], c_chain, 3))
+        return conv(concat(net, [layers[k] for k in join], layer()), c_out)
 
     def mp(x: str, c: int, extra: str | None = None) -> str:
         """MP-1: max pool then 1x1 conv, beside a 1x1 then 3x3 stride-2 conv; joined (with ``extra``)."""
-        pooled = conv(net.op("MaxPool", [x], "", net.channels[x], kernel_shape=[2, 2], strides=[2, 2]), c)
+        pool = net.op("MaxPool", [x], f"/{layer()}/m/MaxPool", net.channels[x], kernel_shape=[2, 2], strides=[2, 2])
+        pooled = conv(pool, c)
         down = conv(conv(x, c), c, 3, 2)
-        return concat(net, [down, pooled] + ([extra] if extra else []), "")
+        return concat(net, [down, pooled] + ([extra] if extra else []), layer())
 
-    x = conv(conv(conv("images", 32, 3), 64, 3, 2), 64, 3)
-    x = elan(conv(x, 128, 3, 2), 64, 256)                       # 11
-    x24 = elan(mp(x, 128), 128, 512)                             # 24
-    x37 = elan(mp(x24, 256), 256, 1024)                          # 37
-    x = elan(mp(x37, 512), 256, 1024)                            # 50
-    x51 = _sppcspc(net, x, conv, 512)                            # 51
-    up = upsample(net, conv(x51, 256), "")
-    x63 = elan(concat(net, [conv(x37, 256), up], ""), 256, 256, head=True)
-    up = upsample(net, conv(x63, 128), "")
-    x75 = elan(concat(net, [conv(x24, 128), up], ""), 128, 128, head=True)
-    x88 = elan(mp(x75, 128, x63), 256, 256, head=True)
-    x101 = elan(mp(x88, 256, x51), 512, 512, head=True)
-    feats = [conv(x75, 256, 3), conv(x88, 512, 3), conv(x101, 1024, 3)]  # RepConv, fused
+    s0, s1, s2, s3 = v["stem"]
+    x = conv(conv(conv(conv("images", s0, 3), s1, 3, 2), s2, 3), s3, 3, 2)
+    levels = []
+    for i, (c, c_out) in enumerate(v["backbone"]):
+        x = elan(mp(x, v["mp"][i - 1]) if i else x, c, c, c_out, v["join"])
+        levels.append(x)
+    p5 = _sppcspc(net, x, conv, v["spp"], layer())
+    (c1, ch, cc, co), (d1, dh, dc, do), (e1, eh, ec, eo), (f1, fh, fc, fo) = v["pan"]
+    up = upsample(net, conv(p5, c1), layer())
+    p4 = elan(concat(net, [conv(levels[2], c1), up], layer()), ch, cc, co, v["head_join"])
+    up = upsample(net, conv(p4, d1), layer())
+    p3 = elan(concat(net, [conv(levels[1], d1), up], layer()), dh, dc, do, v["head_join"])
+    n4 = elan(mp(p3, e1, p4), eh, ec, eo, v["head_join"])
+    n5 = elan(mp(n4, f1, p5), fh, fc, fo, v["head_join"])
+    rep = "/rbr_reparam" if not variant else ""  # YOLOv7's RepConvs, fused; YOLOv7x's plain convs
+    feats = [conv(f, c, 3, scope=f"{layer()}{rep}") for f, c in zip((p3, n4, n5), v["out"])]
     if implicit:
         feats = [net.op("Add", [f, net.const(net.rng.normal(0, 0.02, (1, net.channels[f], 1, 1)).astype(np.float32))],
                         "", net.channels[f]) for f in feats]
-    out = v5_detect(net, feats, nc, imgsz)
+    out = v5_detect(net, feats, nc, imgsz, scope=layer())
     if implicit:
         _implicit_m(net)
-    return net.model("images", [1, 3, imgsz, imgsz], [(out, "output")], "yolov7")
+    return net.model("images", [1, 3, imgsz, imgsz], [(out, "output")], f"yolov7{variant}")
 
 
-def _sppcspc(net: Net, x: str, conv, c2: int) -> str:
+def _sppcspc(net: Net, x: str, conv, c2: int, scope: str) -> str:
     """cv7(cat(cv6(cv5(cat(x1, pools of x1))), cv2(x))), x1 = cv4(cv3(cv1(x))): cv2 is computed after
     the pooled branch, as its forward runs it."""
-    x1 = conv(conv(conv(x, c2), c2, 3), c2)
-    pools = [net.op("MaxPool", [x1], "", net.channels[x1], kernel_shape=[k, k], strides=[1, 1], pads=[k // 2] * 4)
-             for k in (5, 9, 13)]
-    y1 = conv(conv(concat(net, [x1, *pools], ""), c2), c2, 3)
-    return conv(concat(net, [y1, conv(x, c2)], ""), c2)
+    x1 = conv(conv(conv(x, c2, scope=f"{scope}/cv1"), c2, 3, scope=f"{scope}/cv3"), c2, scope=f"{scope}/cv4")
+    pools = [net.op("MaxPool", [x1], f"/{scope}/m.{i}/MaxPool", net.channels[x1], kernel_shape=[k, k], strides=[1, 1],
+                    pads=[k // 2] * 4) for i, k in enumerate((5, 9, 13))]
+    y1 = conv(conv(concat(net, [x1, *pools], scope), c2, scope=f"{scope}/cv5"), c2, 3, scope=f"{scope}/cv6")
+    return conv(concat(net, [y1, conv(x, c2, scope=f"{scope}/cv2")], scope), c2, scope=f"{scope}/cv7")
 
 
 def _implicit_m(net: Net) -> None:
