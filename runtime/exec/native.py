@@ -111,6 +111,16 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
     ``observe`` is called for every layer (inputs included) with the tensor
     before and after its activation.
     """
+    from alls.runtime.kernels._parallel import scoped, set_budget
+
+    if scoped() is None:  # outside a runtime call: Numba's count, asked once for the run, not per kernel call
+        import numba
+
+        outer = set_budget(numba.get_num_threads())
+        try:
+            return run_float(graph, inputs, params, taps, observe)
+        finally:
+            set_budget(outer)
     feeds = _feeds(graph, inputs)
     params = params or {}
     if taps == "all":
