@@ -176,51 +176,57 @@ def _im2col(x: F32, i: int, cols: F32, kh: int, kw: int, sh: int, sw: int, dh: i
     """Fill ``cols`` (C·KH·KW, Ho·Wo) with the conv columns of image ``i`` of an unpadded NCHW float32
     ``x``: row (c, a, b) holds tap (a, b) of channel c at every output position, zero where the tap
     falls in the padding. One buffer serves every image of a batch, so it stays allocated and warm."""
-    for ch in prange(x.shape[1]):
-        _channel_columns(x[i, ch], cols[ch * kh * kw:(ch + 1) * kh * kw], kh, kw, sh, sw, dh, dw, top, left, ho, wo)
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    for ch in prange(c):
+        for a in range(kh):
+            for b in range(kw):
+                row = cols[(ch * kh + a) * kw + b]
+                off = b * dw - left
+                z0 = min(wo, max(0, (sw - 1 - off) // sw))  # the first z with z·sw + off >= 0
+                z1 = max(z0, min(wo, (w - 1 - off) // sw + 1))  # past the last with z·sw + off < w
+                for y in range(ho):
+                    dst = row[y * wo:(y + 1) * wo]
+                    yy = y * sh + a * dh - top
+                    if yy < 0 or yy >= h:
+                        for z in range(wo):
+                            dst[z] = 0
+                        continue
+                    src = x[i, ch, yy]
+                    for z in range(z0):
+                        dst[z] = 0
+                    for z in range(z1, wo):
+                        dst[z] = 0
+                    if sw == 1:
+                        for z in range(z0, z1):
+                            dst[z] = src[z + off]
+                    else:
+                        for z in range(z0, z1):
+                            dst[z] = src[z * sw + off]
 
 
 @njit(cache=True)
 def im2col_batch(x: F32, cols: F32, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, top: int, left: int,
                  ho: int, wo: int) -> None:
     """`im2col` of every image at once, serially, into ``cols`` (N, C·KH·KW, Ho·Wo): for a layer whose
-    columns over the whole batch are small, one call where a call per image would cost more than its work."""
-    n, c = x.shape[0], x.shape[1]
-    for i in range(n):
-        for ch in range(c):
-            _channel_columns(x[i, ch], cols[i, ch * kh * kw:(ch + 1) * kh * kw], kh, kw, sh, sw, dh, dw, top, left,
-                             ho, wo)
-
-
-@njit(cache=True)
-def _channel_columns(plane: F32, rows: F32, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, top: int,
-                     left: int, ho: int, wo: int) -> None:
-    """One channel's KH·KW rows of the columns from its ``plane`` (H, W), zero in the padding (indexed
-    element by element: a slice a row costs more than a small layer's row of work)."""
-    h, w = plane.shape
-    for a in range(kh):
-        for b in range(kw):
-            r = a * kw + b
-            off = b * dw - left
-            z0 = min(wo, max(0, (sw - 1 - off) // sw))  # the first z with z·sw + off >= 0
-            z1 = max(z0, min(wo, (w - 1 - off) // sw + 1))  # past the last with z·sw + off < w
-            for y in range(ho):
-                at = y * wo
-                yy = y * sh + a * dh - top
-                if yy < 0 or yy >= h:
+    columns over the whole batch are small, one call where a call per image would cost more than its
+    work. Both are read and written through flat indices (a small layer's rows are a few values, and a
+    view a row costs more than they do)."""
+    n, c, h, w = x.shape
+    src, dst = x.reshape(-1), cols.reshape(-1)
+    at = 0
+    for plane in range(n * c):  # image i's channel ch is plane i·C + ch in both, its rows the next KH·KW
+        base = plane * h * w
+        for a in range(kh):
+            for b in range(kw):
+                off = b * dw - left
+                for y in range(ho):
+                    yy = y * sh + a * dh - top
+                    inside = 0 <= yy < h
+                    row = base + yy * w
                     for z in range(wo):
-                        rows[r, at + z] = 0
-                    continue
-                for z in range(z0):
-                    rows[r, at + z] = 0
-                for z in range(z1, wo):
-                    rows[r, at + z] = 0
-                if sw == 1:
-                    for z in range(z0, z1):
-                        rows[r, at + z] = plane[yy, z + off]
-                else:
-                    for z in range(z0, z1):
-                        rows[r, at + z] = plane[yy, z * sw + off]
+                        col = z * sw + off
+                        dst[at + z] = src[row + col] if inside and 0 <= col < w else np.float32(0)
+                    at += wo
 
 
 @njit(inline="always", cache=True)
