@@ -230,6 +230,28 @@ def test_the_training_kernels_go_through_the_choice(float_sites):
     np.testing.assert_allclose(backward, np.einsum("rc,rck->ck", grad, rows.astype(np.float64)), rtol=1e-5, atol=1e-2)
 
 
+def test_the_blas_controller_is_made_again_only_after_an_import(monkeypatch):
+    """Making threadpoolctl's controller scans every loaded library: once, until a module is imported."""
+    pytest.importorskip("threadpoolctl", reason="threadpoolctl (the `threads` extra) is not installed")
+    import sys
+    import types
+
+    from alls.runtime.exec import threads
+
+    made = []
+    controller_class = threads._threadpoolctl()
+    monkeypatch.setattr(threads, "_threadpoolctl", lambda: lambda: made.append(1) or controller_class())
+    monkeypatch.setattr(threads, "_controllers", [])
+    for _ in range(3):
+        with threads.single_threaded_blas():
+            pass
+    assert len(made) == 1
+    monkeypatch.setitem(sys.modules, "alls_test_imported", types.ModuleType("alls_test_imported"))
+    with threads.single_threaded_blas():
+        pass
+    assert len(made) == 2
+
+
 # --------------------------------------------------------------------- the choice
 
 
