@@ -20,10 +20,11 @@ def _run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
     if len(layer.output_shape) == 2 or x.shape[-1] != p["weight"].shape[1]:
         x = x.reshape(x.shape[0], -1)
     y: np.ndarray = x @ p["weight"].T
-    if y.dtype == np.result_type(y, p["bias"]) and y.shape == np.broadcast_shapes(y.shape, p["bias"].shape):
-        y += p["bias"]  # the same sum, into the product's own memory
+    bias = p["bias"]
+    if bias.dtype == y.dtype and bias.ndim == 1 and bias.shape[0] == y.shape[-1]:
+        y += bias  # the same sum, into the product's own memory
         return y
-    summed: np.ndarray = y + p["bias"]
+    summed: np.ndarray = y + bias
     return summed
 
 
