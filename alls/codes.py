@@ -450,7 +450,7 @@ _DOCS = [
             "Reshape the operands to rank 3 or more with the images on axis 0 (attention's (N, heads, d, HW)), or "
             "make the second operand a constant (a dense layer)."),
     CodeDoc("ALS417", E, "MatMul sums too wide to emulate",
-            "A `matmul` layer with two 16-bit operands and an inner dimension K of 32,769 or more: its sums "
+            "A `matmul` layer with two 16-bit operands and an inner dimension K of 32,770 or more: its sums "
             "K·(2^16 − 1)² reach 2^47.",
             "The emulator computes the product exactly in int64 and requantizes it (runtime/NUMERICS.md (N37)); "
             "beyond 2^47 the requantization's product could overflow, so the layer cannot be emulated exactly.",
