@@ -41,7 +41,7 @@ from numba.extending import intrinsic
 
 from alls.runtime.kernels._common import njit
 
-__all__ = ["conv", "conv_direct", "block_kernel", "ROWS", "LANES"]
+__all__ = ["conv", "conv_direct", "conv_part", "layout", "block_kernel", "ROWS", "LANES"]
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -133,44 +133,68 @@ def conv(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilations: tu
     wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
     hq, wq = -(-(h + top + bottom) // sh), -(-(w + left + right) // sw)
     pitch = int(_odd_lines(sh * sw * hq * wq))
-    a, b = np.arange(kh) * dh, np.arange(kw) * dw
-    phase = (a % sh)[:, None] * sw + (b % sw)[None, :]
-    used = np.zeros(sh * sw, np.bool_)
-    used[phase.reshape(-1)] = True
-    offset = phase * hq * wq + (a // sh)[:, None] * wq + (b // sw)[None, :]
-    toff = (np.arange(c)[:, None, None] * pitch + offset[None]).reshape(-1).astype(np.int64)
-    wp, bp = pack(weight, bias)
+    wp, bp, toff, used = layout(np.ascontiguousarray(weight, np.float32), np.ascontiguousarray(bias, np.float32), sh,
+                                sw, dh, dw, hq, wq, pitch)
     strip = max(1, min(ho, _STRIP_BYTES // (4 * len(bp) * wq)))
     parts = max(1, min(threads, n * -(-ho // strip)))
     out = np.empty((n, out_c, ho, wo), np.float32)
-    conv_direct(np.ascontiguousarray(x, np.float32), wp, bp, toff, used, out, sh, sw, top, left, hq, wq, strip, pitch,
-                parts)
+    args = (np.ascontiguousarray(x, np.float32), wp, bp, toff, used, out, sh, sw, top, left, hq, wq, strip, pitch)
+    if parts == 1:
+        conv_part(*args, 0, 1)
+    else:
+        conv_direct(*args, parts)
     return out
 
 
-def pack(weight: F32, bias: F32) -> tuple[F32, F32]:
-    """The weights (C_out, C, KH, KW) as the micro-kernel reads them, [block][tap][row] by blocks of
-    ``ROWS`` channels, and the bias, both zero-padded to whole blocks."""
-    out_c = weight.shape[0]
-    blocks = -(-out_c // ROWS)
-    padded = np.zeros((blocks * ROWS, weight[0].size), np.float32)
-    padded[:out_c] = weight.reshape(out_c, -1)
+@njit(cache=True)
+def layout(weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: int, hq: int, wq: int,
+           pitch: int) -> tuple[F32, F32, I64, npt.NDArray[np.bool_]]:
+    """What the kernel reads: the weights (C_out, C, KH, KW) as [block][tap][row] by blocks of
+    ``ROWS`` channels and the bias, both zero-padded to whole blocks; each tap's (c, a, b) offset
+    into an image's phases (``pitch`` floats a channel, sh·sw phases of ``hq``·``wq``), and which
+    phases the taps read. (One compiled call: in NumPy steps it cost more than a small layer.)"""
+    out_c, c, kh, kw = weight.shape
+    taps = c * kh * kw
+    blocks = (out_c + ROWS - 1) // ROWS
+    wf = weight.reshape(-1)
+    wp = np.zeros(blocks * taps * ROWS, np.float32)
     bp = np.zeros(blocks * ROWS, np.float32)
-    bp[:out_c] = bias
-    return np.ascontiguousarray(padded.reshape(blocks, ROWS, -1).transpose(0, 2, 1)).reshape(-1), bp
+    for o in range(out_c):
+        base = (o // ROWS) * taps * ROWS + o % ROWS
+        for t in range(taps):
+            wp[base + t * ROWS] = wf[o * taps + t]
+        bp[o] = bias[o]
+    toff = np.empty(taps, np.int64)
+    used = np.zeros(sh * sw, np.bool_)
+    for ch in range(c):
+        for a in range(kh):
+            for b in range(kw):
+                phase = ((a * dh) % sh) * sw + (b * dw) % sw
+                used[phase] = True
+                toff[(ch * kh + a) * kw + b] = ch * pitch + phase * hq * wq + ((a * dh) // sh) * wq + (b * dw) // sw
+    return wp, bp, toff, used
 
 
 @njit(parallel=True, cache=True)
 def conv_direct(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_], out: F32, sh: int, sw: int,
                 top: int, left: int, hq: int, wq: int, strip: int, pitch: int, parts: int) -> None:
-    """Dense conv of NCHW float32 ``x`` into ``out`` (N, C_out, Ho, Wo): ``wp`` and ``bp`` as `pack`
-    makes them, ``toff`` the taps' offsets into an image's phases (`_phases`: ``pitch`` floats a
-    channel, its sh·sw phases of ``hq`` rows of ``wq`` columns; ``used``: the phases a tap reads).
+    """Dense conv of NCHW float32 ``x`` into ``out`` (N, C_out, Ho, Wo): ``wp``, ``bp``, ``toff``
+    and ``used`` as `layout` makes them for an image's phases (`_phases`: ``pitch`` floats a
+    channel, its sh·sw phases of ``hq`` rows of ``wq`` columns).
 
-    The parallel jobs are (image, strip of ``strip`` output rows), in ``parts`` ranges, each with
-    its own scratch (an image's phases, copied when its range reaches a new image, and a strip's
-    blocks). Each output comes from the same operations whatever ``parts``.
+    The parallel jobs are (image, strip of ``strip`` output rows), in ``parts`` ranges (`conv_part`),
+    each with its own scratch. Each output comes from the same operations whatever ``parts``.
     """
+    for part in prange(parts):
+        conv_part(x, wp, bp, toff, used, out, sh, sw, top, left, hq, wq, strip, pitch, part, parts)
+
+
+@njit(cache=True)
+def conv_part(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_], out: F32, sh: int, sw: int,
+              top: int, left: int, hq: int, wq: int, strip: int, pitch: int, part: int, parts: int) -> None:
+    """Range ``part`` of ``parts`` of `conv_direct`'s jobs, with its scratch (an image's phases, copied
+    when the range reaches a new image, and a strip's blocks); alone, on the calling thread, when
+    ``parts`` is 1 (a parallel region costs more than a small layer)."""
     n, c = x.shape[0], x.shape[1]
     out_c, ho, wo = out.shape[1], out.shape[2], out.shape[3]
     taps, blocks = toff.shape[0], bp.shape[0] // ROWS
@@ -179,38 +203,37 @@ def conv_direct(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_]
     of = out.reshape(-1)
     flat, plane = wq == wo, ho * wo
     length = _odd_lines(strip * wq + LANES)
-    for part in prange(parts):
-        scratch = np.empty(c * pitch + LANES, np.float32)  # the last block reads up to LANES past the end
-        tmp = np.empty(blocks * ROWS * length, np.float32)
-        image = -1
-        for job in range(part * jobs // parts, (part + 1) * jobs // parts):
-            i, s = job // strips, job % strips
-            if i != image:
-                _phases(x[i], scratch, used, top, left, sh, sw, hq, wq, pitch)
-                image = i
-            y0, y1 = s * strip, min(ho, (s + 1) * strip)
-            span = (y1 - y0 - 1) * wq + wo
-            count = (span + LANES - 1) // LANES
-            full = span // LANES if flat else 0  # blocks stored in place: none past the strip
-            for k in range(count):
-                for blk in range(blocks):
-                    rows = min(ROWS, out_c - blk * ROWS)
-                    dst, at, stride = tmp, blk * ROWS * length + k * LANES, length
-                    if k < full:
-                        dst, at, stride = of, (i * out_c + blk * ROWS) * plane + y0 * wo + k * LANES, plane
-                    _MK(scratch, y0 * wq + k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], dst, at, stride,
-                        rows)
-            for o in range(out_c):
-                row = tmp[o * length:]
-                if flat:
-                    dst = of[(i * out_c + o) * plane + y0 * wo:]
-                    for q in range(full * LANES, span):
-                        dst[q] = row[q]
-                    continue
-                for y in range(y0, y1):
-                    src, d = row[(y - y0) * wq:], out[i, o, y]
-                    for z in range(wo):
-                        d[z] = src[z]
+    scratch = np.empty(c * pitch + LANES, np.float32)  # the last block reads up to LANES past the end
+    tmp = np.empty(blocks * ROWS * length, np.float32)
+    image = -1
+    for job in range(part * jobs // parts, (part + 1) * jobs // parts):
+        i, s = job // strips, job % strips
+        if i != image:
+            _phases(x[i], scratch, used, top, left, sh, sw, hq, wq, pitch)
+            image = i
+        y0, y1 = s * strip, min(ho, (s + 1) * strip)
+        span = (y1 - y0 - 1) * wq + wo
+        count = (span + LANES - 1) // LANES
+        full = span // LANES if flat else 0  # blocks stored in place: none past the strip
+        for k in range(count):
+            for blk in range(blocks):
+                rows = min(ROWS, out_c - blk * ROWS)
+                dst, at, stride = tmp, blk * ROWS * length + k * LANES, length
+                if k < full:
+                    dst, at, stride = of, (i * out_c + blk * ROWS) * plane + y0 * wo + k * LANES, plane
+                _MK(scratch, y0 * wq + k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], dst, at, stride,
+                    rows)
+        for o in range(out_c):
+            row = tmp[o * length:]
+            if flat:
+                dst = of[(i * out_c + o) * plane + y0 * wo:]
+                for q in range(full * LANES, span):
+                    dst[q] = row[q]
+                continue
+            for y in range(y0, y1):
+                src, d = row[(y - y0) * wq:], out[i, o, y]
+                for z in range(wo):
+                    d[z] = src[z]
 
 
 @njit(cache=True)
