@@ -158,7 +158,7 @@ def test_the_command_line_refuses_a_bad_count(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def float_model():
-    """A depthwise conv and a dense conv large enough for the per-image columns (the parallel `im2col`)."""
+    """A depthwise conv and a dense conv large enough for parts on several threads (the direct conv)."""
     dw = np.random.default_rng(4).normal(0, 0.3, (8, 1, 3, 3)).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "wd"], ["d"], group=8, pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["d"], ["r"]),
@@ -191,17 +191,17 @@ def _float_kernels(calls):
 def test_the_float_kernels_go_through_the_choice_per_call_site(float_model, float_sites, seen):
     x = np.random.default_rng(6).uniform(0, 1, (4, 40, 40, 8)).astype(np.float32)
     float_model.infer(x, target="native", threads=1)
-    assert _float_kernels(float_sites) == {"_depthwise", "_im2col"}
+    assert _float_kernels(float_sites) == {"_depthwise", "conv_part"}  # one part: no parallel region
     assert seen and all(inside == 1 for _, inside in seen)  # threads=1: one thread, whatever the choice
     float_sites.clear()
     seen.clear()
     float_model.infer(x, target="native", threads=POOL)
     float_model.infer(x[:2], target="native", threads=POOL)
     keys = {key for key, _ in float_sites}
-    assert len(keys) == 4  # one site per kernel and shape: the depthwise and the columns, at batch 4 and 2
+    assert len(keys) == 4  # one site per kernel and shape: the depthwise and the dense conv, at batch 4 and 2
     if POOL >= 2:
         measured = {key[0][0] for key, site in _parallel._sites.sites.items() if site.single or site.multi}
-        assert {"float dw", "float im2col"} <= measured  # each site keeps its own times
+        assert {"float dw", "float conv"} <= measured  # each site keeps its own times
         assert {inside for _, inside in seen} <= {1, 2} and all(asked == inside for asked, inside in seen)
 
 

@@ -39,6 +39,7 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._common import njit
 
 __all__ = ["conv", "conv_direct", "conv_part", "layout", "block_kernel", "ROWS", "LANES"]
@@ -121,10 +122,11 @@ _STRIP_BYTES = 1 << 17  # a strip's outputs in scratch: within the L2 cache besi
 
 
 def conv(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilations: tuple[int, int],
-         pads: tuple[int, int, int, int], threads: int) -> F32:
+         pads: tuple[int, int, int, int], threads: int | None = None) -> F32:
     """ONNX Conv (one group) of an NCHW float32 ``x`` with ``weight`` (C_out, C, KH, KW), ``bias``
-    (C_out,), ``strides``, ``dilations`` and ``pads`` (top, left, bottom, right), on at most
-    ``threads`` threads (the same result on any number)."""
+    (C_out,), ``strides``, ``dilations`` and ``pads`` (top, left, bottom, right). Its jobs are cut
+    into at most ``threads`` parts (default: the runtime call's budget), run on the threads
+    `_parallel` chooses for the call site; the result is the same on any number."""
     n, c, h, w = x.shape
     out_c, _, kh, kw = weight.shape
     (sh, sw), (dh, dw) = strides, dilations
@@ -136,13 +138,14 @@ def conv(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilations: tu
     wp, bp, toff, used = layout(np.ascontiguousarray(weight, np.float32), np.ascontiguousarray(bias, np.float32), sh,
                                 sw, dh, dw, hq, wq, pitch)
     strip = max(1, min(ho, _STRIP_BYTES // (4 * len(bp) * wq)))
-    parts = max(1, min(threads, n * -(-ho // strip)))
+    parts = max(1, min(_parallel.budget() if threads is None else threads, n * -(-ho // strip)))
     out = np.empty((n, out_c, ho, wo), np.float32)
     args = (np.ascontiguousarray(x, np.float32), wp, bp, toff, used, out, sh, sw, top, left, hq, wq, strip, pitch)
-    if parts == 1:
-        conv_part(*args, 0, 1)
+    key = ("float conv", x.shape, weight.shape, strides, dilations, pads)
+    if parts == 1:  # no parallel region: it would cost more than a small layer
+        _parallel.run(key, out.size * weight[0].size, 1, conv_part, *args, 0, 1)
     else:
-        conv_direct(*args, parts)
+        _parallel.run(key, out.size * weight[0].size, parts, conv_direct, *args, parts)
     return out
 
 

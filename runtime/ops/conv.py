@@ -59,12 +59,10 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group
         return _depthwise(x, weight, bias, attrs, ho, wo)
     direct = (kh, kw) == (1, 1) and not any(attrs["pads"])
     if group == 1 and not direct:
-        from numba import get_num_threads
-
         from alls.runtime.kernels.floatconv import conv
 
         return conv(x, np.asarray(weight, np.float32), np.asarray(bias, np.float32), (sh, sw), (dh, dw),
-                    (top, left, bottom, right), get_num_threads())
+                    (top, left, bottom, right))
     weight = np.ascontiguousarray(weight, np.float32).reshape(out_c, -1)
     bias = np.asarray(bias, np.float32).reshape(-1, 1)
     if n * weight.shape[1] * group * ho * wo <= SMALL_COLUMNS:
