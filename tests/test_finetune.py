@@ -15,7 +15,7 @@ import alls
 from alls.diagnostics import AllsError
 from alls.runtime import numerics as nx
 from alls.runtime.exec.emulator import accumulators, run_numeric
-from alls.runtime.algorithms.finetune import finetune_epochs
+from alls.runtime.algorithms.finetune import finetune_epochs, finetune_steps
 from alls.runtime.analysis.metrics import snr_db, top1
 from alls.runtime.algorithms.patches import gather_rows, sample_positions, tap_means, to_groups
 from alls.runtime.algorithms.reconstruct import LOSSES, Config, Problem, _split, train
@@ -85,9 +85,23 @@ def test_finetune_at_4_bits_beats_round_to_nearest_and_keeps_float_accuracy(digi
     assert [r["layer"].rsplit("/", 1)[1] for r in report] == ["conv1", "dw1", "conv2", "conv3", "fc1"]
     epochs = finetune_epochs(finetuned[0].quantized.plan)  # 1024 steps on the 768 images not held out
     assert epochs == 11
-    assert all(r["algorithm"] == "finetune" and r["steps"] <= epochs * 96 and r["heldout_images"] == 256
-               for r in report)
+    assert finetune_steps(finetuned[0].quantized.plan) == 1024  # 11 epochs of 96 steps, the last cut short
+    assert all(r["algorithm"] == "finetune" and r["steps"] <= 1024 and r["heldout_images"] == 256 for r in report)
+    assert any(r["steps"] == 1024 for r in report)
     assert all(r["heldout_after"] <= r["heldout_before"] for r in report)
+
+
+def test_default_finetune_makes_the_guides_steps_and_an_explicit_epochs_is_kept():
+    """The guide's default (4 epochs of 2048 images in batches of 8) is 1024 steps, though the 1536
+    images not held out take 6 epochs to make them; 4 epochs of a larger set are more, and kept."""
+    def plan(statement: str):
+        return alls.resolve(statement + "\n", DIGITS)
+
+    default = plan("post_quantization_optimization(finetune, policy=enabled)")
+    assert finetune_epochs(default) == 6 and finetune_steps(default) == 1024
+    large = plan("post_quantization_optimization(finetune, policy=enabled, dataset_size=8192)")
+    assert finetune_epochs(large) == 4 and finetune_steps(large) == 4 * 768
+    assert finetune_steps(plan("post_quantization_optimization(finetune, policy=enabled, epochs=6)")) is None
 
 
 def test_adaround_at_4_bits_beats_round_to_nearest(digits, nearest):

@@ -97,6 +97,7 @@ class Config:
     loss: LossType = cast(LossType, _FINETUNE["def_loss_type"].default)
     factor: float = 1.0
     seed: int = 0
+    steps: int | None = None  # the most steps, the last epoch cut short there (None: every step of every epoch)
 
 
 @dataclass
@@ -205,26 +206,32 @@ def _initial_logits(fraction: np.ndarray) -> np.ndarray:
 
 
 def _accumulate(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Σ_k rows[r, g, k]·w[g, o, k] → (R, G·O), float32, for integer rows."""
+    """Σ_k rows[r, g, k]·w[g, o, k] → (R, G·O), float32, for integer rows (or `_as_float` of them)."""
     if w.shape[0] == 1:
-        dense: np.ndarray = rows[:, 0, :].astype(np.float32) @ w[0].T
+        dense: np.ndarray = rows[:, 0, :].astype(np.float32, copy=False) @ w[0].T
         return dense
     if w.shape[1] == 1:
         return depthwise_forward(rows, w[:, 0, :])
-    x = rows.astype(np.float32)
+    x = rows.astype(np.float32, copy=False)
     acc: np.ndarray = np.matmul(x.transpose(1, 0, 2), w.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(len(rows), -1)
     return acc
 
 
+def _as_float(rows: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """A batch's rows in float32 once for both products of a step (exact: |x| < 2^24); a depthwise
+    layer's stay integers, which its kernels read as they are."""
+    return rows if shape[1] == 1 and shape[0] > 1 else rows.astype(np.float32)
+
+
 def _weight_grad(rows: np.ndarray, gacc: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """d/dw of Σ gacc·acc: (G, O, K), for integer rows."""
+    """d/dw of Σ gacc·acc: (G, O, K), for integer rows (or `_as_float` of them)."""
     g, o, _ = shape
     if g == 1:
-        dense: np.ndarray = (gacc.T @ rows[:, 0, :].astype(np.float32))[None]
+        dense: np.ndarray = (gacc.T @ rows[:, 0, :].astype(np.float32, copy=False))[None]
         return dense
     if o == 1:
         return depthwise_backward(rows, gacc)[:, None, :]
-    x = rows.astype(np.float32)
+    x = rows.astype(np.float32, copy=False)
     grad: np.ndarray = np.matmul(gacc.reshape(len(rows), g, o).transpose(1, 2, 0), x.transpose(1, 0, 2))
     return grad
 
@@ -305,6 +312,7 @@ def _step(layer: _Layer, rows: np.ndarray, target: np.ndarray, config: Config, n
     p = layer.p
     h, dh = _rectified(layer.v)
     w, through = layer.clipped(h)
+    rows = _as_float(rows, w.shape)
     z, acc, yh, slope = layer.output(rows, w)
     _, gy = LOSSES[config.loss](yh, np.clip(target, *p.out_range), nu)
     gz = (config.factor * gy * slope).astype(np.float32)
@@ -414,15 +422,15 @@ def train(p: Problem, config: Config, on_epoch: Callable[[], None] | None = None
     train_images, train_rows, held_rows = _split(len(p.rows) // p.per_image, p.per_image, rng)
     before = _evaluate(layer, config, nu, train_rows)
     per_epoch = math.ceil(len(train_images) / config.batch_size)
-    total = config.epochs * per_epoch
+    total = config.epochs * per_epoch if config.steps is None else min(config.steps, config.epochs * per_epoch)
     every = max(1, math.ceil(config.epochs / CHECKS))
     checks = _Checkpoints(layer, config, nu, train_rows, held_rows)
     optimizer = _Optimizer(config.optimizer, [layer.v, layer.delta, layer.phi])
     offsets = np.arange(p.per_image)
     step = epoch = 0
-    while epoch < config.epochs and checks.since < PATIENCE:
+    while epoch < config.epochs and checks.since < PATIENCE and step < total:
         order = rng.permutation(train_images)
-        for b in range(per_epoch):
+        for b in range(min(per_epoch, total - step)):
             chosen = order[b * config.batch_size:(b + 1) * config.batch_size]
             index = (chosen[:, None] * p.per_image + offsets).reshape(-1)
             lr, beta = _schedule(step, total, config)
@@ -432,7 +440,7 @@ def train(p: Problem, config: Config, on_epoch: Callable[[], None] | None = None
         epoch += 1
         if on_epoch is not None:
             on_epoch()
-        if epoch % every == 0 or epoch == config.epochs:
+        if epoch % every == 0 or epoch == config.epochs or step == total:
             checks.check(epoch)
     for _ in range(epoch, config.epochs):  # the progress of the epochs an early stop skipped
         if on_epoch is not None:
