@@ -39,7 +39,7 @@ KINDS = (
     "input_layer", "output_layer", "conv", "dw", "deconv", "fc", "batch_norm",
     "ew_add", "ew_sub", "ew_mult", "concat", "maxpool", "avgpool", "resize",
     "activation", "softmax", "format_conversion", "slice", "feature_splitter", "pad", "depth_to_space",
-    "space_to_depth", "reduce_max", "reduce_mean", "reduce_sum",
+    "space_to_depth", "reduce_max", "reduce_mean", "reduce_sum", "matmul",
 )
 # The one definition of "weighted": a layer with a weight tensor that the script's weight commands
 # quantize. A standalone batch norm also accumulates (a 1x1 depthwise conv of its scales) but has
