@@ -77,3 +77,19 @@ def test_yolov9c_end_nodes_are_the_zoo_s_in_structure(yolov9c):
     ops = {n.name: n for n in model.graph.node}
     groups = [next(a.i for a in ops[p].attribute if a.name == "group") for p in predictions]
     assert groups == [4, 1] * 3  # the box prediction is a conv in 4 groups, as DDetect writes it
+
+
+def test_yolov9c_runs_in_onnxruntime(yolov9c):
+    """Valid ONNX that onnxruntime runs: 144 convs (none after the cut), five ADowns' average pools,
+    and each level's 64 box and 80 class channels joined over its 8x8, 4x4 and 2x2 cells."""
+    import numpy as np
+    import onnx
+
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    model, _, _ = yolov9c
+    onnx.checker.check_model(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert (ops.count("Conv"), ops.count("AveragePool")) == (144, 5)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"images": np.random.default_rng(0).random((1, 3, 64, 64), np.float32)})[0]
+    assert out.shape == (1, 144, 64 + 16 + 4) and np.isfinite(out).all()
