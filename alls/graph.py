@@ -113,7 +113,7 @@ class Graph:
     diagnostics: tuple[Diagnostic, ...] = ()
     opset: int = 0
     tie_numbered: frozenset[str] = frozenset()  # layers whose number a tie between parallel branches decided
-    order_disputed: frozenset[str] = frozenset()  # of those, the ones the zoo's evidence numbers both ways
+    order_disputed: frozenset[str] = frozenset()  # layers whose number comparing names as strings decided
     start_nodes: tuple[str, ...] = ()  # the cut it was imported with (alls.cut), empty: the whole graph
     end_nodes: tuple[str, ...] = ()
     _index: dict[str, Layer] = field(default_factory=dict, repr=False)
