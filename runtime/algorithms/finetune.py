@@ -69,7 +69,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import reduce
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -88,7 +89,8 @@ from alls.runtime.algorithms.patches import (POSITIONS_PER_IMAGE, Positions, fro
 from alls.runtime.exec.quantize import Encoding, QLayer, rebias
 from alls.runtime.ops.base import Params
 from alls.runtime.exec.stream import DEFAULT_MEMORY_LIMIT, Source, Spill, Store, blocks, is_streamed
-from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_out, train
+from alls.runtime.algorithms.heldout import held_images, judge, snapshot
+from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_out, held_out_images, train
 
 __all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "finetune_epochs",
            "FINETUNE_LR_FACTOR", "FINETUNE_STEPS", "Trained"]
@@ -445,6 +447,7 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
     feeds = {name: x.map(_normalizer(plan, name)) if isinstance(x, Source) else _Normalized(x, plan, name)
              for name, x in images.items()}
     store = Store(live_budget)
+    start = snapshot(layers, list(chosen))
     try:
         # a _Normalized (like a Source) reads as an array a slice of images at a time, as the pass reads it
         run_numeric(graph, layers, feeds, params=params, before=before, store=store)  # type: ignore[arg-type]
@@ -452,4 +455,18 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
         store.close()
         target_store.close()
     bar.close()
-    return report
+    return _checked(graph, plan, layers, start, images, params, chosen, report)
+
+
+def _checked(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], start: Mapping[str, QLayer],
+             images: Mapping[str, np.ndarray], params: Mapping[str, Params], chosen: Mapping[str, tuple[str, Config]],
+             report: list[Trained]) -> list[Trained]:
+    """The report, after the whole network is checked on the images every layer held out
+    (`alls.runtime.algorithms.heldout`): where it is worse trained, every layer goes back to its start."""
+    held = reduce(np.intersect1d, (held_out_images(config.images) for _, config in chosen.values()))
+    if not len(held) or not any(r.kept for r in report):
+        return report
+    verdict = judge(graph, dict(layers), start, held_images(images, held, plan), params)
+    if verdict.kept:
+        return report
+    return [replace(r, kept=False, heldout_after=r.heldout_before) for r in report]
