@@ -41,9 +41,13 @@ command has no keywords for them: adaround's keywords set them, its defaults oth
 
 Common to both: a layer starts as quantization (and bias correction, when the plan asks for it)
 left it; a layer flagged for both runs finetune. A quarter of a layer's images (``dataset_size``
-of them, the first of the images given; at least one) is held out: the layer ends at the
+of them, the first of the images given; at least one) is held out, the same images for every
+layer: the layer ends at the
 checkpoint whose loss on them is lowest, its start included, and stops once it gets worse there
-(`alls.runtime.algorithms.reconstruct`); the report gives that held-out loss before and after, per layer. An
+(`alls.runtime.algorithms.reconstruct`); the report gives that held-out loss before and after, per layer.
+After training, the whole network is run on those images trained and as it started, and goes
+back to its start where it is further from the float network (`alls.runtime.algorithms.heldout`;
+the report then has every layer not kept). An
 epoch is one pass over the other images, ``batch_size`` images per step, so a layer trains at most
 ``epochs × ⌈(dataset_size − held out) / batch_size⌉`` steps. Finetune's ``epochs``, when the
 script does not set it, is what makes `FINETUNE_STEPS` steps (the guide's 4 epochs of 2048
