@@ -41,6 +41,11 @@ from alls.runtime.analysis.metrics import cosine, snr_db  # noqa: E402
 from alls.runtime.session.runner import Runner  # noqa: E402
 
 W4 = "quantization_param([{conv*}, {dw*}], precision_mode=a8_w4)\n"
+
+
+def w4_script(runner: Runner) -> str:
+    """Every conv and depthwise layer at 4-bit weights (a network without depthwise layers: its convs)."""
+    return W4 if any(layer.kind == "dw" for layer in runner.graph) else W4.replace("[{conv*}, {dw*}]", "{conv*}")
 A16 = "quantization_param({*}, precision_mode=a16_w16)\n"
 CALIB = "model_optimization_config(calibration, batch_size=8, calibset_size=64)\n"
 VARIANTS = ("a8_w8", "a16_w16", "a8_w4", "finetune")
@@ -140,11 +145,11 @@ def bench(name: str, path: Path, shape, calib: np.ndarray, pool: np.ndarray, tes
                 add(f"onnxruntime A16W{weights[4:]} per {'channel' if per_channel else 'tensor'}",
                     theirs(path, input_name, calib_nchw, x, native, "QUInt16", weights, per_channel))
     if "a8_w4" in variants:
-        add("alls a8_w4 round to nearest", ours(runner, W4, calib, x, native))
+        add("alls a8_w4 round to nearest", ours(runner, w4_script(runner), calib, x, native))
     if "finetune" in variants:
         for images, data in ((n, pool[:n]) for n in finetune_images):
             add(f"alls a8_w4 + finetune ({images} images)",
-                ours(runner, W4 + f"post_quantization_optimization(finetune, policy=enabled, dataset_size={images})\n",
+                ours(runner, w4_script(runner) + f"post_quantization_optimization(finetune, policy=enabled, dataset_size={images})\n",
                      data, x, native))
     if "a8_w4" in variants:
         for per_channel in (False, True):
