@@ -4,7 +4,9 @@ A depthwise layer's rows are ``(R, C, K)`` centred integers (int16 or int32, `al
 with one weight vector of K taps per channel. NumPy would convert the rows to float and contract
 them with `einsum` on every step; these kernels read the integers as they are, in float32, in
 parallel over rows (forward) or channels (backward). They are training arithmetic, not the integer
-path: rounding differs from an exact sum only in float32's last bits.
+path: rounding differs from an exact sum only in float32's last bits. Each call runs on the threads
+`alls.runtime.kernels._parallel` chooses for its call site (its rows, or its channels, are the parts),
+as the other parallel kernels do.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._common import njit
 
 __all__ = ["depthwise_forward", "depthwise_backward"]
@@ -43,12 +46,14 @@ def _backward(rows: np.ndarray, grad: np.ndarray, out: np.ndarray) -> None:
 def depthwise_forward(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
     """acc[r, c] = Σ_k rows[r, c, k]·w[c, k], float32 (R, C)."""
     out = np.empty(rows.shape[:2], np.float32)
-    _forward(np.ascontiguousarray(rows), np.ascontiguousarray(w, np.float32), out)
+    _parallel.run(("float dw forward", rows.shape, rows.dtype), rows.size, rows.shape[0], _forward,
+                  np.ascontiguousarray(rows), np.ascontiguousarray(w, np.float32), out)
     return out
 
 
 def depthwise_backward(rows: np.ndarray, grad: np.ndarray) -> np.ndarray:
     """d/dw of Σ grad·acc: out[c, k] = Σ_r grad[r, c]·rows[r, c, k], float32 (C, K)."""
     out = np.empty((rows.shape[1], rows.shape[2]), np.float32)
-    _backward(np.ascontiguousarray(rows), np.ascontiguousarray(grad, np.float32), out)
+    _parallel.run(("float dw backward", rows.shape, rows.dtype), rows.size, rows.shape[1], _backward,
+                  np.ascontiguousarray(rows), np.ascontiguousarray(grad, np.float32), out)
     return out
