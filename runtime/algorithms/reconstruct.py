@@ -24,8 +24,9 @@ when the bias is learned it is moved by the mean change of z that the rounding m
 result is kept only if its loss on the training rows is below round to nearest's.
 
 **Held-out images.** A share (`HOLDOUT`, at least one image) of the layer's images is never
-trained on, the same images for every layer (`held_out_images`). At most `CHECKS` times during training (and once before it, for the starting point:
-round to nearest, or what bias correction left), the layer is rounded (and its bias settled on
+trained on, the same images for every layer (`held_out_images`). At most `CHECKS` times during
+training (and once before it, for the starting point: round to nearest, or what bias correction
+left), the layer is rounded (and its bias settled on
 the training rows) and its loss measured on the held-out rows; the best of these checkpoints is
 what the layer ends with, so its held-out loss never ends above where it started. Training stops
 early once `PATIENCE` checks in a row found it worse. Choosing among checkpoints that start at
