@@ -41,9 +41,13 @@ command has no keywords for them: adaround's keywords set them, its defaults oth
 
 Common to both: a layer starts as quantization (and bias correction, when the plan asks for it)
 left it; a layer flagged for both runs finetune. A quarter of a layer's images (``dataset_size``
-of them, the first of the images given; at least one) is held out: the layer ends at the
+of them, the first of the images given; at least one) is held out, the same images for every
+layer: the layer ends at the
 checkpoint whose loss on them is lowest, its start included, and stops once it gets worse there
-(`alls.runtime.algorithms.reconstruct`); the report gives that held-out loss before and after, per layer. An
+(`alls.runtime.algorithms.reconstruct`); the report gives that held-out loss before and after, per layer.
+After training, the whole network is run on those images trained and as it started, and goes
+back to its start where it is further from the float network (`alls.runtime.algorithms.heldout`;
+the report then has every layer not kept). An
 epoch is one pass over the other images, ``batch_size`` images per step, so a layer trains at most
 ``epochs × ⌈(dataset_size − held out) / batch_size⌉`` steps. Finetune's ``epochs``, when the
 script does not set it, is what makes `FINETUNE_STEPS` steps (the guide's 4 epochs of 2048
@@ -70,7 +74,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import reduce
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -89,7 +94,8 @@ from alls.runtime.algorithms.patches import (POSITIONS_PER_IMAGE, Positions, fro
 from alls.runtime.exec.quantize import Encoding, QLayer, rebias
 from alls.runtime.ops.base import Params
 from alls.runtime.exec.stream import DEFAULT_MEMORY_LIMIT, Source, Spill, Store, blocks, is_streamed
-from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_out, train
+from alls.runtime.algorithms.heldout import held_images, judge, snapshot
+from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_out, held_out_images, train
 
 __all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "finetune_epochs", "finetune_steps",
            "FINETUNE_LR_FACTOR", "FINETUNE_STEPS", "Trained"]
@@ -459,6 +465,7 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
     feeds = {name: x.map(_normalizer(plan, name)) if isinstance(x, Source) else _Normalized(x, plan, name)
              for name, x in images.items()}
     store = Store(live_budget)
+    start = snapshot(layers, list(chosen))
     try:
         # a _Normalized (like a Source) reads as an array a slice of images at a time, as the pass reads it
         run_numeric(graph, layers, feeds, params=params, before=before, store=store)  # type: ignore[arg-type]
@@ -466,4 +473,18 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
         store.close()
         target_store.close()
     bar.close()
-    return report
+    return _checked(graph, plan, layers, start, images, params, chosen, report)
+
+
+def _checked(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], start: Mapping[str, QLayer],
+             images: Mapping[str, np.ndarray], params: Mapping[str, Params], chosen: Mapping[str, tuple[str, Config]],
+             report: list[Trained]) -> list[Trained]:
+    """The report, after the whole network is checked on the images every layer held out
+    (`alls.runtime.algorithms.heldout`): where it is worse trained, every layer goes back to its start."""
+    held = reduce(np.intersect1d, (held_out_images(config.images) for _, config in chosen.values()))
+    if not len(held) or not any(r.kept for r in report):
+        return report
+    verdict = judge(graph, dict(layers), start, held_images(images, held, plan), params)
+    if verdict.kept:
+        return report
+    return [replace(r, kept=False, heldout_after=r.heldout_before) for r in report]

@@ -24,8 +24,9 @@ when the bias is learned it is moved by the mean change of z that the rounding m
 result is kept only if its loss on the training rows is below round to nearest's.
 
 **Held-out images.** A share (`HOLDOUT`, at least one image) of the layer's images is never
-trained on. At most `CHECKS` times during training (and once before it, for the starting point:
-round to nearest, or what bias correction left), the layer is rounded (and its bias settled on
+trained on, the same images for every layer (`held_out_images`). At most `CHECKS` times during
+training (and once before it, for the starting point: round to nearest, or what bias correction
+left), the layer is rounded (and its bias settled on
 the training rows) and its loss measured on the held-out rows; the best of these checkpoints is
 what the layer ends with, so its held-out loss never ends above where it started. Training stops
 early once `PATIENCE` checks in a row found it worse. Choosing among checkpoints that start at
@@ -46,13 +47,14 @@ from alls.catalogue import POST_SUBCOMMANDS
 from alls.plan import LossType, Optimizer
 from alls.runtime.kernels.training import adam_step, depthwise_backward, depthwise_forward
 
-__all__ = ["Problem", "Config", "Outcome", "train", "held_out", "LOSSES", "HOLDOUT"]
+__all__ = ["Problem", "Config", "Outcome", "train", "held_out", "held_out_images", "LOSSES", "HOLDOUT"]
 
 ZETA, GAMMA = 1.1, -0.1
 _EPS = 1e-12
 HOLDOUT = 0.25  # the share of a layer's images held out from training
 CHECKS = 16  # held-out checkpoints per layer, at most
 PATIENCE = 4  # checks in a row without a better held-out loss before training stops
+SPLIT_SEED = 0  # one split for every layer: the held-out images are the same for all, so the network is checked on them
 
 
 @dataclass
@@ -368,11 +370,16 @@ def held_out(images: int) -> int:
     return 0 if images < 2 else min(images - 1, max(1, int(round(images * HOLDOUT))))
 
 
-def _split(images: int, per_image: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(training images, training rows, held-out rows)."""
-    held = held_out(images)
-    order = rng.permutation(images)
-    train_images, held_images = np.sort(order[held:]), np.sort(order[:held])
+def held_out_images(images: int) -> np.ndarray:
+    """The indices of the images held out of every layer's training, of ``images`` given (sorted)."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(images)
+    return np.sort(order[:held_out(images)])
+
+
+def _split(images: int, per_image: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(training images, training rows, held-out rows): the held-out images are `held_out_images`."""
+    held_images = held_out_images(images)
+    train_images = np.setdiff1d(np.arange(images), held_images)
     offsets = np.arange(per_image)
 
     def rows(chosen: np.ndarray) -> np.ndarray:
@@ -419,7 +426,7 @@ def train(p: Problem, config: Config, on_epoch: Callable[[], None] | None = None
     layer = _Layer(p)
     nu = _target_power(p)
     rng = np.random.default_rng(config.seed)
-    train_images, train_rows, held_rows = _split(len(p.rows) // p.per_image, p.per_image, rng)
+    train_images, train_rows, held_rows = _split(len(p.rows) // p.per_image, p.per_image)
     before = _evaluate(layer, config, nu, train_rows)
     per_epoch = math.ceil(len(train_images) / config.batch_size)
     total = config.epochs * per_epoch if config.steps is None else min(config.steps, config.epochs * per_epoch)
