@@ -10,6 +10,7 @@ from alls.plan import BiasMode, LayerPlan, Plan
 
 if TYPE_CHECKING:
     from alls.runtime import Evaluation, QuantizeReport, Trained
+    from alls.runtime.algorithms.heldout import Verdict
 
 __all__ = ["layer_table", "layer_row", "plan_table", "explain_layer", "precision_summary", "algorithm_summary",
            "figures_table"]
@@ -215,7 +216,16 @@ def algorithm_summary(report: QuantizeReport) -> list[str]:
             lines.append(f"{algo} trained {len(trained)} layer{'s' if len(trained) != 1 else ''} against the float network"
                          + (", their bias correction included" if algo == "finetune" else ""))
             lines += _held_out_lines(trained)
+    if report.heldout is not None:
+        lines.append(_verdict_line(report.heldout))
     return lines
+
+
+def _verdict_line(verdict: Verdict) -> str:
+    """Which network the whole-network check on the held-out images kept, and both errors."""
+    trained, start = f"{verdict.after:.4g} trained", f"{verdict.before:.4g} at {verdict.start}"
+    return (f"held-out check on {verdict.images} images: {verdict.winner} kept (output error "
+            + (f"{trained} against {start})" if verdict.kept else f"{start} against {trained})"))
 
 
 def _held_out_lines(trained: list[Trained]) -> list[str]:

@@ -475,3 +475,82 @@ def test_the_images_held_out_are_the_same_for_every_layer():
     assert len(held) == 16 and len(set(held)) == 16 and held.max() < 64
     _, train_rows, held_rows = _split(64, 4)
     assert sorted(set(held_rows // 4)) == list(held) and not set(train_rows // 4) & set(held)
+
+
+# Bias correction by the level, not by a statement: finetune turns it off on the layers it trains (the
+# guide's QFT includes it), and the runner corrects them before finetune, as the flow without it would.
+W4_IBC = W4.replace("optimization_level=0", "optimization_level=1")
+
+
+def held_out_error(runner: Runner, images: np.ndarray) -> float:
+    """The quantized network's output error against the float network it was quantized from (mean square
+    relative to its power), as the whole-network check measures it."""
+    reference = np.asarray(runner.infer(images, target="fp_optimized").output, np.float64)
+    output = np.asarray(runner.infer(images).output, np.float64)
+    return float(np.mean((output - reference) ** 2) / np.mean(reference ** 2))
+
+
+def test_finetune_starts_from_bias_correction_so_a_worse_training_ends_at_the_default_flow(digits, monkeypatch):
+    """Finetune is never worse on its held-out images than the flow without finetune (round to nearest
+    with bias correction). Its start used to be round to nearest without bias correction, further from
+    the float network there; a training that makes every layer worse now goes back to the corrected
+    network, bit-exact, and the report says which network the whole-network check kept."""
+    import alls.runtime.algorithms.finetune as finetune_module
+    from dataclasses import replace
+
+    from alls.runtime.algorithms.reconstruct import held_out_images
+    from alls.tables import algorithm_summary
+
+    trained = finetune_module.train
+
+    def worse(problem, config, on_epoch=None):  # kept, yet every weight of the layer negated
+        outcome = trained(problem, config, on_epoch)
+        return replace(outcome, weights=-np.asarray(outcome.weights), kept=True)
+
+    calib = np.load(SAMPLES / "calib.npy")
+    held = calib[held_out_images(16)]
+    flows = {}
+    for name, script in (("nearest", W4), ("corrected", W4_IBC)):
+        flows[name] = Runner(DIGITS)
+        flows[name].load_script(script)
+        flows[name].quantize(calib, progress=False)
+    # the old start is below the default flow on the held-out images
+    assert held_out_error(flows["nearest"], held) > held_out_error(flows["corrected"], held)
+    monkeypatch.setattr(finetune_module, "train", worse)
+    runner = Runner(DIGITS)
+    runner.load_script(W4_IBC + "post_quantization_optimization(finetune, policy=enabled, dataset_size=16, epochs=1)\n")
+    runner.quantize(calib, progress=False)
+    report = runner.quantized.report
+    assert not any(layer.bias_correction for layer in runner.quantized.plan if layer.finetune)
+    assert {r["layer"] for r in report["finetune"]} <= {r["layer"] for r in report["bias_correction"]}
+    assert len(report["finetune"]) == 5 and not any(r["kept"] for r in report["finetune"])
+    verdict = report["heldout"]
+    assert verdict.images == 4 and not verdict.kept and verdict.after > verdict.before
+    assert verdict.winner == verdict.start == "round to nearest with bias correction"
+    assert any(line.startswith("held-out check on 4 images: round to nearest with bias correction kept")
+               for line in algorithm_summary(report))
+    np.testing.assert_array_equal(runner.infer(digits["x"]).output, flows["corrected"].infer(digits["x"]).output)
+    assert held_out_error(runner, held) == held_out_error(flows["corrected"], held)
+
+
+def test_finetune_from_bias_correction_is_no_worse_on_held_out_images_than_the_default_flow():
+    """A real training from the corrected start: the network kept is at least as close to the float
+    network on the held-out images as round to nearest with bias correction, and the saved report
+    keeps the verdict."""
+    from alls.runtime.algorithms.reconstruct import held_out_images
+    from alls.runtime.session.results import QuantizeReport
+
+    calib = np.load(SAMPLES / "calib.npy")
+    held = calib[held_out_images(64)]
+    default = Runner(DIGITS)
+    default.load_script(W4_IBC)
+    default.quantize(calib, progress=False)
+    runner = Runner(DIGITS)
+    runner.load_script(W4_IBC + "post_quantization_optimization(finetune, policy=enabled, dataset_size=64, epochs=2)\n")
+    runner.quantize(calib, progress=False)
+    verdict = runner.quantized.report["heldout"]
+    assert verdict.images == 16 and verdict.start == "round to nearest with bias correction"
+    assert verdict.kept == (verdict.after <= verdict.before)
+    assert held_out_error(runner, held) <= held_out_error(default, held) * (1 + 1e-9)
+    again = QuantizeReport.from_dict(runner.quantized.report.as_dict())
+    assert again.heldout == verdict

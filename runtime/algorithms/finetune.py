@@ -39,15 +39,15 @@ command has no keywords for them: adaround's keywords set them, its defaults oth
   run reports it); ``layers_to_freeze`` is in the plan (those layers are not flagged).
 - a dense layer over a sequence (a 3-D output) is not trained (the run reports it).
 
-Common to both: a layer starts as quantization (and bias correction, when the plan asks for it)
-left it; a layer flagged for both runs finetune. A quarter of a layer's images (``dataset_size``
+Common to both: a layer starts as quantization and bias correction left it (the runner corrects
+a finetuned layer as the flow without finetune would, since the guide's QFT includes it); a layer flagged for both runs finetune. A quarter of a layer's images (``dataset_size``
 of them, the first of the images given; at least one) is held out, the same images for every
 layer: the layer ends at the
 checkpoint whose loss on them is lowest, its start included, and stops once it gets worse there
 (`alls.runtime.algorithms.reconstruct`); the report gives that held-out loss before and after, per layer.
 After training, the whole network is run on those images trained and as it started, and goes
 back to its start where it is further from the float network (`alls.runtime.algorithms.heldout`;
-the report then has every layer not kept). An
+the report then has every layer not kept, and the verdict says which network won). An
 epoch is one pass over the other images, ``batch_size`` images per step, so a layer trains at most
 ``epochs × ⌈(dataset_size − held out) / batch_size⌉`` steps. Finetune's ``epochs``, when the
 script does not set it, is what makes `FINETUNE_STEPS` steps (the guide's 4 epochs of 2048
@@ -94,7 +94,7 @@ from alls.runtime.algorithms.patches import (POSITIONS_PER_IMAGE, Positions, fro
 from alls.runtime.exec.quantize import Encoding, QLayer, rebias
 from alls.runtime.ops.base import Params
 from alls.runtime.exec.stream import DEFAULT_MEMORY_LIMIT, Source, Spill, Store, blocks, is_streamed
-from alls.runtime.algorithms.heldout import held_images, judge, snapshot
+from alls.runtime.algorithms.heldout import Verdict, held_images, judge, snapshot
 from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_out, held_out_images, train
 
 __all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "finetune_epochs", "finetune_steps",
@@ -415,8 +415,11 @@ class Trained(Record):
 
 def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Mapping[str, np.ndarray],
              params: Mapping[str, Params] | None = None, progress: bool | None = None,
-             memory_limit: int = DEFAULT_MEMORY_LIMIT) -> list[Trained]:
-    """Finetune and adaround the layers the plan flags, in place; the report, one entry per layer.
+             memory_limit: int = DEFAULT_MEMORY_LIMIT, start: str = "round to nearest"
+             ) -> tuple[list[Trained], Verdict | None]:
+    """Finetune and adaround the layers the plan flags, in place; the report, one entry per layer, and
+    the whole network's verdict on the held-out images (None: no layer kept its training, or no image
+    was held out), where ``start`` names the network the layers start from.
 
     ``images`` are NCHW per input layer (arrays or `Source` objects), before the script's
     normalization, at least as many as the largest ``dataset_size`` asked for (the runner checks,
@@ -429,7 +432,7 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
     params = params or {}
     chosen = configs(graph, plan)
     if not chosen:
-        return []
+        return [], None
     pool = max(config.images for _, config in chosen.values())
     images = {name: x.head(pool) if isinstance(x, Source) else x[:pool] for name, x in images.items()}
     live_budget, target_budget = memory_shares(memory_limit)
@@ -465,7 +468,7 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
     feeds = {name: x.map(_normalizer(plan, name)) if isinstance(x, Source) else _Normalized(x, plan, name)
              for name, x in images.items()}
     store = Store(live_budget)
-    start = snapshot(layers, list(chosen))
+    started = snapshot(layers, list(chosen))
     try:
         # a _Normalized (like a Source) reads as an array a slice of images at a time, as the pass reads it
         run_numeric(graph, layers, feeds, params=params, before=before, store=store)  # type: ignore[arg-type]
@@ -473,18 +476,19 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
         store.close()
         target_store.close()
     bar.close()
-    return _checked(graph, plan, layers, start, images, params, chosen, report)
+    return _checked(graph, plan, layers, (started, start), images, params, chosen, report)
 
 
-def _checked(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], start: Mapping[str, QLayer],
+def _checked(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], start: tuple[Mapping[str, QLayer], str],
              images: Mapping[str, np.ndarray], params: Mapping[str, Params], chosen: Mapping[str, tuple[str, Config]],
-             report: list[Trained]) -> list[Trained]:
+             report: list[Trained]) -> tuple[list[Trained], Verdict | None]:
     """The report, after the whole network is checked on the images every layer held out
-    (`alls.runtime.algorithms.heldout`): where it is worse trained, every layer goes back to its start."""
+    (`alls.runtime.algorithms.heldout`): where it is worse trained, every layer goes back to ``start``
+    (the layers as they started, and the start's name); and the verdict."""
     held = reduce(np.intersect1d, (held_out_images(config.images) for _, config in chosen.values()))
     if not len(held) or not any(r.kept for r in report):
-        return report
-    verdict = judge(graph, dict(layers), start, held_images(images, held, plan), params)
+        return report, None
+    verdict = judge(graph, dict(layers), start[0], held_images(images, held, plan), params, start[1])
     if verdict.kept:
-        return report
-    return [replace(r, kept=False, heldout_after=r.heldout_before) for r in report]
+        return report, verdict
+    return [replace(r, kept=False, heldout_after=r.heldout_before) for r in report], verdict

@@ -4,10 +4,12 @@ Each layer ends at its best held-out checkpoint (`alls.runtime.algorithms.recons
 bounds that layer's own loss, not the network's: a layer's loss is measured against its float
 target at its own output, and small gains layer by layer can add up to a network that is worse
 at its outputs. Every layer holds out the same images (`held_out_images`), so after training the
-network is run on them twice, trained and as it started (round to nearest, or what bias
-correction left), and compared with the float network there; the trained layers are kept only
-when their error, summed over the outputs each relative to its power, is no larger than the start's.
-So finetune never leaves the network worse than round to nearest on images it never trained on.
+network is run on them twice, trained and as it started, and compared with the float network
+there; the trained layers are kept only when their error, summed over the outputs each relative to
+its power, is no larger than the start's. The start is round to nearest with bias correction
+wherever the flow without finetune corrects a layer: the runner corrects the finetuned layers
+too before training (the guide's QFT includes bias correction), so finetune never leaves the
+network worse on images it never trained on than the flow without finetune.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from alls.graph import Graph
 from alls.plan import Plan
+from alls.records import Record
 from alls.runtime.exec.calibration import normalize
 from alls.runtime.exec.native import run_float
 from alls.runtime.exec.quantize import QLayer
@@ -29,13 +32,20 @@ __all__ = ["Verdict", "snapshot", "held_images", "judge"]
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """The network's error on the held-out images, trained and as it started, and which was kept."""
+class Verdict(Record):
+    """The network's error on the held-out images as it started (``start`` says what that was: round
+    to nearest, with bias correction or not) and trained, and whether the trained network was kept."""
 
     images: int
     before: float
     after: float
     kept: bool
+    start: str = "round to nearest"
+
+    @property
+    def winner(self) -> str:
+        """The network kept: ``trained`` or the start's name."""
+        return "trained" if self.kept else self.start
 
 
 def snapshot(layers: Mapping[str, QLayer], names: list[str]) -> dict[str, QLayer]:
@@ -62,9 +72,10 @@ def _error(reference: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray
 
 
 def judge(graph: Graph, layers: dict[str, QLayer], start: Mapping[str, QLayer], x: Mapping[str, np.ndarray],
-          params: Mapping[str, Params]) -> Verdict:
+          params: Mapping[str, Params], label: str = "round to nearest") -> Verdict:
     """Keep the trained layers, or put back ``start`` in place (the same objects, their fields restored),
-    whichever is closer to the float network on the held-out images ``x`` (normalized)."""
+    whichever is closer to the float network on the held-out images ``x`` (normalized); ``label`` names
+    the start in the verdict."""
     from alls.runtime.exec.emulator import run_numeric
 
     reference = run_float(graph, x, params)[0]
@@ -74,4 +85,4 @@ def judge(graph: Graph, layers: dict[str, QLayer], start: Mapping[str, QLayer], 
     if not kept:
         for name, saved in start.items():
             vars(layers[name]).update(vars(saved))
-    return Verdict(len(next(iter(x.values()))), before, after, kept)
+    return Verdict(len(next(iter(x.values()))), before, after, kept, label)

@@ -43,7 +43,7 @@ was below half a bias step and no flip could carry it; the fix is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,8 +172,10 @@ def _carry_by_flips(layer: Layer, q: QLayer, means: np.ndarray, weight: np.ndarr
 
 def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stats: Statistics,
                     feeds: Mapping[str, np.ndarray], params: Mapping[str, Params] | None = None,
-                    progress: bool | None = None, memory_limit: int | None = None) -> list[Corrected]:
-    """Correct the biases of the layers the plan asks for, in place; return the report per layer.
+                    progress: bool | None = None, memory_limit: int | None = None,
+                    also: Collection[str] = ()) -> list[Corrected]:
+    """Correct the biases of the layers the plan asks for, and of the layers ``also`` names (the
+    finetuned layers whose correction the guide's QFT includes), in place; the report per layer.
 
     ``feeds`` are the calibration images (NCHW, normalized) whose float
     statistics ``stats`` holds; ``params`` the float parameters the layers were quantized from.
@@ -187,11 +189,12 @@ def bias_correction(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], stat
     report: list[Corrected] = []
     enc = {name: q.out for name, q in layers.items()}
 
-    flagged = sum(1 for name, q in layers.items() if q.bias is not None and plan[name].bias_correction)
+    wanted = {name for name in layers if plan[name].bias_correction or name in also}
+    flagged = sum(1 for name, q in layers.items() if q.bias is not None and name in wanted)
     bar = Progress("bias correction", flagged, progress, unit=" layers")
 
     def before(layer: Layer, q: QLayer, xs: list[np.ndarray]) -> None:
-        if q.bias is None or not plan[layer.name].bias_correction:
+        if q.bias is None or layer.name not in wanted:
             return
         bar.step()
         target = stats[layer.name].channel_mean

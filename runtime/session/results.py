@@ -13,6 +13,7 @@ from typing import Any
 
 from alls.records import Record
 from alls.runtime.algorithms.finetune import Trained
+from alls.runtime.algorithms.heldout import Verdict
 from alls.runtime.algorithms.ibc import Corrected
 
 __all__ = ["QuantizeReport"]
@@ -31,6 +32,7 @@ class QuantizeReport(Record):
     finetune: list[Trained] = field(default_factory=list)
     adaround: list[Trained] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    heldout: Verdict | None = None  # the whole network on the images finetune held out: which network won
 
     @classmethod
     def from_dict(cls, data: QuantizeReport | Mapping[str, Any] | None) -> QuantizeReport:
@@ -42,6 +44,8 @@ class QuantizeReport(Record):
                                    for r in data.get("bias_correction", ())]
         for algo in ("finetune", "adaround"):
             data[algo] = [_record(Trained, r, _BEFORE_HELD_OUT) for r in data.get(algo, ())]
+        if data.get("heldout") is not None:
+            data["heldout"] = _record(Verdict, data["heldout"], {})
         return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
 

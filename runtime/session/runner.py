@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     import onnx
 
     from alls.runtime.algorithms.finetune import Trained
+    from alls.runtime.algorithms.heldout import Verdict
     from alls.runtime.algorithms.ibc import Corrected
 
 __all__ = ["Runner", "estimate_memory", "available_memory"]
@@ -246,31 +247,44 @@ class Runner:
         layers, warnings = quantize(graph, plan, stats, params)
         ibc_report: list[Corrected] = []
         trained: list[Trained] = []
-        if any(layer.bias_correction for layer in plan):
+        verdict: Verdict | None = None
+        inside = self._inside_finetune(script, plan)
+        if inside or any(layer.bias_correction for layer in plan):
             from alls.runtime.algorithms.ibc import bias_correction
 
             images = {name: _head(x, stats.images).map(_normalizer(plan, name)) if isinstance(x, Source)
                       else normalize(x[:stats.images], plan, name) for name, x in feeds.items()}
             ibc_report = bias_correction(graph, plan, layers, stats, images, params, progress,
-                                         self.memory_limit)
+                                         self.memory_limit, also=inside)
         if any(layer.finetune or layer.adaround for layer in plan):
             from alls.runtime.algorithms.finetune import images_needed, optimize
 
             count = max(images_needed(plan).values())
             # A streamed input stays a Source, which optimize reads a batch at a time as it reads an array.
             heads = {name: _head(x, count) for name, x in feeds.items()}
-            trained = optimize(graph, plan, layers, heads, params, progress,  # type: ignore[arg-type]
-                               self.memory_limit)
+            corrected = {r.layer for r in ibc_report}
+            start = "round to nearest" + (" with bias correction" if corrected else "")
+            trained, verdict = optimize(graph, plan, layers, heads, params, progress,  # type: ignore[arg-type]
+                                        self.memory_limit, start)
         warnings += _notes(self.graph, plan) + self._faq(feeds, stats.images)
         report = QuantizeReport(stats.images, batch_size, calib_num_batch, equalization, ibc_report,
                                 [r for r in trained if r.algorithm == "finetune"],
                                 [r for r in trained if r.algorithm == "adaround"],
-                                [{"code": d.code, "message": d.message, "help": d.help} for d in warnings])
+                                [{"code": d.code, "message": d.message, "help": d.help} for d in warnings], verdict)
         self.quantized = QuantizedModel(graph, plan, layers, params, self.model_bytes, self.input_shapes,
                                         script, self.script_name, report)
         self.quantized.threads = self.threads
         self.warnings = warnings
         return self.quantized
+
+    def _inside_finetune(self, script: str, plan: alls.Plan) -> frozenset[str]:
+        """The finetuned layers that the flow without finetune corrects and this plan does not (the
+        guide's QFT includes their bias correction): corrected before finetune, which starts there."""
+        if not any(layer.finetune and not layer.bias_correction for layer in plan):
+            return frozenset()
+        without = self._resolve(_with_flags(script, {"equalize": None, "ibc": None, "finetune": False}))
+        return frozenset(layer.name for layer in plan
+                         if layer.finetune and not layer.bias_correction and without[layer.name].bias_correction)
 
     def _faq(self, feeds: dict[str, np.ndarray], images: int) -> list[Diagnostic]:
         """The FAQ's silent causes: untrained weights (ALS544), calibration data like noise (ALS545)."""

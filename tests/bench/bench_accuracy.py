@@ -41,6 +41,7 @@ logging.getLogger().setLevel(logging.ERROR)
 
 from alls.runtime.analysis.metrics import cosine, snr_db  # noqa: E402
 from alls.runtime.session.runner import Runner  # noqa: E402
+from alls.tables import algorithm_summary  # noqa: E402
 
 W4 = "quantization_param([{conv*}, {dw*}], precision_mode=a8_w4)\n"
 
@@ -65,6 +66,9 @@ def ours(runner: Runner, script: str, pool: np.ndarray, x: np.ndarray, native: d
     started = time.perf_counter()
     runner.quantize(pool, progress=False)
     seconds = time.perf_counter() - started
+    verdict = runner.quantized.report.heldout
+    if verdict is not None:  # which network finetune's whole-network check kept
+        print(f"  {algorithm_summary(runner.quantized.report)[-1]}", file=sys.stderr, flush=True)
     return (*figures(native, runner.infer(x, layout="nchw").outputs), f"{seconds:.1f}")
 
 
