@@ -234,7 +234,7 @@ def _held_out_lines(trained: list[Trained]) -> list[str]:
     for r in trained:
         if not r.heldout_images:
             continue
-        kept = f"epoch {r.best_epoch} of {r.epochs_run}" if r.kept else "round to nearest kept"
+        kept = f"epoch {r.best_epoch} of {r.epochs_run}" if r.kept else "its start kept"
         lines.append(f"  {r.layer.rsplit('/', 1)[-1]}: held-out loss {r.heldout_before:.4g} -> "
                      f"{r.heldout_after:.4g} on {r.heldout_images} images ({kept})")
     return lines

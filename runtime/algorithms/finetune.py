@@ -40,10 +40,10 @@ command has no keywords for them: adaround's keywords set them, its defaults oth
 - a dense layer over a sequence (a 3-D output) is not trained (the run reports it).
 
 Common to both: a layer starts as quantization and bias correction left it (the runner corrects
-a finetuned layer as the flow without finetune would, since the guide's QFT includes it); a layer flagged for both runs finetune. A quarter of a layer's images (``dataset_size``
-of them, the first of the images given; at least one) is held out, the same images for every
-layer: the layer ends at the
-checkpoint whose loss on them is lowest, its start included, and stops once it gets worse there
+a finetuned layer as the flow without finetune would, since the guide's QFT includes it); a layer
+flagged for both runs finetune. A quarter of a layer's images (``dataset_size`` of them, the first
+of the images given; at least one) is held out, the same images for every layer: the layer ends
+at the checkpoint whose loss on them is lowest, its start included, and stops once it gets worse there
 (`alls.runtime.algorithms.reconstruct`); the report gives that held-out loss before and after, per layer.
 After training, the whole network is run on those images trained and as it started, and goes
 back to its start where it is further from the float network (`alls.runtime.algorithms.heldout`;
