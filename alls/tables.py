@@ -9,8 +9,7 @@ from alls.graph import Graph, Layer
 from alls.plan import BiasMode, LayerPlan, Plan
 
 if TYPE_CHECKING:
-    from alls.runtime import Evaluation, QuantizeReport, Trained
-    from alls.runtime.algorithms.heldout import Verdict
+    from alls.runtime import Evaluation, QuantizeReport, Trained, Verdict
 
 __all__ = ["layer_table", "layer_row", "plan_table", "explain_layer", "precision_summary", "algorithm_summary",
            "figures_table"]

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # the public names' types, for the type checker; at run time 
 __all__ = ["Runner", "QuantizedModel", "Result", "Encoding", "load", "TARGETS", "load_array", "check_labels",
            "evaluate", "analyze", "write_report", "prepare_folder", "report_summary", "tune", "best", "STEPS",
            "describe_tune", "write_taps", "prepare_taps_folder", "TAPS_INDEX", "using_threads", "Evaluation",
-           "Figures", "QuantizeReport", "Corrected", "Trained", "Step",
+           "Figures", "QuantizeReport", "Corrected", "Trained", "Verdict", "Step",
            "open_data", "first", "Folder",
            "parse_memory_limit", "DEFAULT_MEMORY_LIMIT"]
 
@@ -63,6 +63,7 @@ _LAZY: dict[str, str | tuple[str, str]] = {
     "QuantizeReport": "alls.runtime.session.results",
     "Corrected": "alls.runtime.algorithms.ibc",
     "Trained": "alls.runtime.algorithms.finetune",
+    "Verdict": "alls.runtime.algorithms.heldout",
     "Step": "alls.runtime.session.tuning",
     "analyze": "alls.runtime.analysis.analyze",
     "write_report": "alls.runtime.analysis.report",
