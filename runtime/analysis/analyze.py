@@ -28,7 +28,9 @@ a `QuantizedModel` on some images:
    tell a layer's kernel error from its tensor's rounding.
 
 `analyze` runs all four and returns an `Analysis`; `Analysis.as_dict()` is
-the JSON form. `alls.runtime.analysis.report` writes it as a page with figures.
+the JSON form. Every pass reads the images a batch at a time within the
+memory limit and sums its figures over the batches
+(`alls.runtime.analysis.passes`), so any number of images fits the limit. `alls.runtime.analysis.report` writes it as a page with figures.
 """
 
 from __future__ import annotations

@@ -11,6 +11,17 @@ child's ``ru_maxrss`` (`resource.getrusage(RUSAGE_CHILDREN)`), images included.
 
 Without ``--epochs`` the epochs are the default (`finetune_epochs`: 1024 steps a layer). Skipped
 when CenterFace or scikit-image is unavailable; prints figures and exits 0.
+
+``--analyze`` measures `alls analyze` instead: a small network on large images (`patch_model`:
+256x256x3, 0.75 MiB each, little arithmetic per byte), quantized on the first 64, on ``--images``
+uniform random images written to a `.npy` in a temporary folder,
+``python -m alls analyze q.npz --data x.npy -o report/ --json`` in a
+child process, whose peak resident set is its own ``ru_maxrss`` (`os.wait4`). ``--before REV`` also
+runs the same command on the sources of git revision REV (extracted to a temporary folder, without
+``--memory-limit`` if that revision's command does not take it), in the same process, so the two
+figures share the machine's load:
+
+    python tests/bench/bench_memory.py --analyze --images 512 [--memory-limit 4GiB] [--before REV]
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +96,90 @@ def measure(model: Path, images: Path, count: int, epochs: int | None, limit: st
     return {**figures, "peak_bytes": peak, "wall": wall, "load": load}
 
 
+def child_peak(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, float, str]:
+    """Run ``argv``: its own peak resident set (bytes), its wall time and its standard error's tail."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        err.seek(0)
+        tail = err.read().decode(errors="replace")[-3000:]
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:4])} ... failed:\n{tail}")
+    return usage.ru_maxrss * 1024, wall, tail
+
+
+def source_tree(revision: str, folder: Path) -> Path:
+    """The sources of ``revision`` laid out as the package installs (``alls.runtime`` is ``runtime/``)."""
+    tree = folder / "src"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    (tree / "alls" / "runtime").symlink_to(tree / "runtime", target_is_directory=True)
+    return tree
+
+
+def patch_model(size: int) -> Any:
+    """A small network on large images: (N, 3, size, size) -> 8x8 convolution of stride 8 (8 channels) -> ReLU
+    -> 3x3 convolution (8) -> output: little arithmetic per byte of image, so the images dominate memory."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = {"w1": rng.normal(0, 0.1, (8, 3, 8, 8)), "b1": np.zeros(8), "w2": rng.normal(0, 0.3, (8, 8, 3, 3)),
+             "b2": np.zeros(8)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], strides=[8, 8]),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Conv", ["r", "w2", "b2"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "patches", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                ("N", 3, size, size))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def analyze_memory(count: int, limit: str, before: str | None, size: int = 256) -> None:
+    """Peak RSS of `alls analyze` on ``count`` memory-mapped images, now and (with ``before``) at a revision."""
+    import tempfile
+
+    import onnx
+
+    from alls.runtime import Runner
+
+    with tempfile.TemporaryDirectory(prefix="alls-bench-analyze-") as tmp:
+        folder = Path(tmp)
+        onnx.save(patch_model(size), folder / "patches.onnx")
+        images = np.lib.format.open_memmap(folder / "x.npy", "w+", np.float32, (count, size, size, 3))
+        for start in range(0, count, 64):
+            part = images[start:start + 64]
+            part[:] = np.random.default_rng(start).uniform(0, 1, part.shape)
+        images.flush()
+        runner = Runner(folder / "patches.onnx", progress=False)
+        runner.quantize(np.array(images[:64])).save(folder / "q.npz")
+        del images, part
+        command = ["-m", "alls", "analyze", str(folder / "q.npz"), "--data", str(folder / "x.npy"), "--json",
+                   "--quiet", "--force"]
+        print(f"alls analyze, 8x8/8 conv -> 3x3 conv on {count} images of {size}x{size}x3 "
+              f"({count * size * size * 12 / 2**20:.0f} MiB memory-mapped), load average {os.getloadavg()[0]:.1f} before:")
+        runs = [("now", [sys.executable, *command, "-o", str(folder / "now"), "--memory-limit", limit], None)]
+        if before:
+            tree = source_tree(before, folder)
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            help_text = subprocess.run([sys.executable, "-m", "alls", "analyze", "--help"], capture_output=True,
+                                       text=True, cwd=tree, env=env).stdout
+            extra = ["--memory-limit", limit] if "--memory-limit" in help_text else []
+            runs.append((before, [sys.executable, *command, "-o", str(folder / "before"), *extra], env))
+        for name, argv, env in runs:
+            peak, wall, _ = child_peak(argv, env)
+            print(f"  {name:>10}: peak RSS {peak / 2**20:.0f} MiB, {wall:.0f} s, "
+                  f"load average {os.getloadavg()[0]:.1f} after")
+
+
 def main() -> None:
     import datasets
     import models
@@ -92,7 +188,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--epochs", type=int, help="finetune epochs (default: the script's default)")
     parser.add_argument("--memory-limit", default="4GiB")
+    parser.add_argument("--analyze", action="store_true", help="measure `alls analyze` on the digits CNN instead")
+    parser.add_argument("--before", metavar="REV", help="with --analyze: also run git revision REV's sources")
     args = parser.parse_args()
+    if args.analyze:
+        analyze_memory(args.images, args.memory_limit, args.before)
+        return
     try:
         model = models.centerface()
         images = scenes(args.images)
