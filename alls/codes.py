@@ -649,6 +649,14 @@ _DOCS = [
             "than its pool holds.",
             "qmodel.run(images, threads=0)",
             "Give a count from 1 to the number of cores, or leave it out to use every core."),
+    CodeDoc("ALS551", E, "an output activation the emulation cannot run",
+            "`change_output_activation` asks a layer for an activation the runtime cannot fuse into it: a layer "
+            "kind that carries no activation (a concat, a pool, a resize, ...), or a softmax.",
+            "Every target (native, fp_optimized, numeric) runs the activation the script gives; the runtime fuses "
+            "one into conv, dw, deconv, fc, batch_norm, ew_add, ew_sub, ew_mult and activation layers, while "
+            "a softmax is a layer of its own in Hailo's model, not an activation of the layer before it.",
+            "change_output_activation(concat3, sigmoid)",
+            "Add the activation to the model itself, or end the network before the layer (--end-nodes)."),
     CodeDoc("ALS560", E, "bad memory limit",
             "`memory_limit` (`--memory-limit`) is not a size, or is below 64 MiB.",
             "The limit bounds what the big jobs hold of the data: images beyond a quarter of it are read a "

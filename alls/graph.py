@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     # A model as the importer takes it: an .onnx path or a loaded `onnx.ModelProto`.
     ModelSource = str | os.PathLike[str] | onnx.ModelProto
 
-__all__ = ["Layer", "Graph", "KINDS", "WEIGHTED_KINDS", "per_channel"]
+__all__ = ["Layer", "Graph", "KINDS", "WEIGHTED_KINDS", "ACTIVATION_KINDS", "per_channel"]
 
 # Every kind of layer, in the order `alls layers` documents them; the runtime has one module per
 # kind (`alls.runtime.ops`), and a test keeps the two lists the same.
@@ -45,6 +45,9 @@ KINDS = (
 # quantize. A standalone batch norm also accumulates (a 1x1 depthwise conv of its scales) but has
 # no weights a script addresses.
 WEIGHTED_KINDS = ("conv", "dw", "deconv", "fc")
+# The kinds whose layers carry an activation: an activation node fuses into the layer before it
+# where that layer is of one of the others, and is an `activation` layer of its own elsewhere.
+ACTIVATION_KINDS = ("conv", "dw", "deconv", "fc", "batch_norm", "ew_add", "ew_sub", "ew_mult", "activation")
 
 
 @dataclass(frozen=True, eq=False)

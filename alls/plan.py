@@ -19,13 +19,16 @@ Every value is the one the runtime uses, defaults included (they come from
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alls.diagnostics import Diagnostic
 from alls.nodes import Span
 from alls.values import Activation, AdaroundMode, BiasMode, ClippingMode, EqualizationTarget, LossType, Optimizer
+
+if TYPE_CHECKING:
+    from alls.graph import Graph
 
 __all__ = [
     "Source",
@@ -277,6 +280,19 @@ class Plan:
     def has_errors(self) -> bool:
         return any(d.is_error for d in self.diagnostics)
 
+    def modify(self, graph: Graph) -> Graph:
+        """``graph`` as the script changes it: each layer carries the activation its plan gives
+        (``change_output_activation``), the layer's own fused activation replaced. Every target runs this
+        graph, as every target reads the script's normalization; ``graph`` itself when nothing changes."""
+        changed = [layer for layer in graph if (plan := self.get(layer.name)) is not None
+                   and _linear(plan.activation) != _linear(layer.activation)]
+        if not changed:
+            return graph
+        names = {layer.name for layer in changed}
+        layers = tuple(replace(layer, activation=_linear(self[layer.name].activation), activation_params=())
+                       if layer.name in names else layer for layer in graph)
+        return replace(graph, layers=layers, _index={})
+
     def as_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready data (``alls plan --json``)."""
         return {
@@ -285,6 +301,11 @@ class Plan:
             "settings": self.settings.as_dict(),
             "layers": [layer.as_dict() for layer in self.layers],
         }
+
+
+def _linear(activation: Activation | None) -> Activation | None:
+    """None for no activation, however it is spelled."""
+    return None if activation is Activation.LINEAR else activation
 
 
 def _plain(value: Any) -> Any:

@@ -225,6 +225,7 @@ def test_a_kernel_compiling_inside_a_runtime_call_says_so(monkeypatch, capsys):
     from alls.runtime.kernels import _compiling
 
     monkeypatch.setattr(_compiling, "_announced", [False])
+    monkeypatch.setattr(_compiling, "QUIET_BELOW", 0.0)
     with _compiling.compile_notes():
         _fresh("alls.runtime.kernels.example")(1)
         _fresh("hosts.own.code")(1)  # the host's own Numba code is not reported
@@ -236,3 +237,14 @@ def test_a_kernel_compiling_inside_a_runtime_call_says_so(monkeypatch, capsys):
     assert capsys.readouterr().err == ""
     _fresh("alls.runtime.kernels.example")(1)  # outside a runtime call: no listener
     assert capsys.readouterr().err == ""
+
+
+def test_a_compilation_shorter_than_the_threshold_prints_nothing(monkeypatch, capsys):
+    from alls.runtime.kernels import _compiling
+
+    monkeypatch.setattr(_compiling, "_announced", [False])
+    monkeypatch.setattr(_compiling, "QUIET_BELOW", 600.0)
+    with _compiling.compile_notes():
+        _fresh("alls.runtime.kernels.example")(1)
+    assert capsys.readouterr().err == ""
+    assert _compiling._announced == [False]  # a later, longer compilation still gets the first line

@@ -218,25 +218,26 @@ def c3(net: Net, x: str, c2: int, n: int, shortcut: bool, scope: str, k1: int = 
     return net.conv(concat(net, [a, b], scope), c2, 1, 1, f"{scope}/cv3")
 
 
-def v5_detect(net: Net, feats: list[str], nc: int, imgsz: int) -> str:
-    """One 1x1 conv per level, then the export's decoding (sigmoid, grid and anchors)."""
+def v5_detect(net: Net, feats: list[str], nc: int, imgsz: int, scope: str = "model.24") -> str:
+    """One 1x1 conv per level, then the export's decoding (sigmoid, grid and anchors); ``scope``: the
+    Detect module's (YOLOv5's ``model.24``)."""
     no, na = nc + 5, 3
     outs = []
     for i, x in enumerate(feats):
         g, stride = imgsz // (8 * 2**i), 8 * 2**i
-        p = net.conv(x, na * no, 1, 1, f"model.24/m.{i}", act=None)
-        p = net.op("Reshape", [p, net.const(np.array([1, na, no, g, g], np.int64))], "/model.24/Reshape")
-        p = net.op("Sigmoid", [net.op("Transpose", [p], "/model.24/Transpose", perm=[0, 1, 3, 4, 2])], "/model.24/Sigmoid")
-        xy, wh, conf = net.op("Split", [p, net.const(np.array([2, 2, no - 4], np.int64))], "/model.24/Split",
+        p = net.conv(x, na * no, 1, 1, f"{scope}/m.{i}", act=None)
+        p = net.op("Reshape", [p, net.const(np.array([1, na, no, g, g], np.int64))], f"/{scope}/Reshape")
+        p = net.op("Sigmoid", [net.op("Transpose", [p], f"/{scope}/Transpose", perm=[0, 1, 3, 4, 2])], f"/{scope}/Sigmoid")
+        xy, wh, conf = net.op("Split", [p, net.const(np.array([2, 2, no - 4], np.int64))], f"/{scope}/Split",
                               outputs=3, axis=4)
         grid = np.stack(np.meshgrid(np.arange(g), np.arange(g), indexing="xy"), -1)[None, None].astype(np.float32)
-        xy = net.op("Mul", [xy, net.const(np.float32(2))], "/model.24/Mul")
-        xy = net.op("Mul", [net.op("Add", [xy, net.const(grid - 0.5)], "/model.24/Add"), net.const(np.float32(stride))],
-                    "/model.24/Mul")
-        wh = net.op("Mul", [wh, net.const(np.float32(2))], "/model.24/Mul")
-        wh = net.op("Pow", [wh, net.const(np.float32(2))], "/model.24/Pow")
+        xy = net.op("Mul", [xy, net.const(np.float32(2))], f"/{scope}/Mul")
+        xy = net.op("Mul", [net.op("Add", [xy, net.const(grid - 0.5)], f"/{scope}/Add"), net.const(np.float32(stride))],
+                    f"/{scope}/Mul")
+        wh = net.op("Mul", [wh, net.const(np.float32(2))], f"/{scope}/Mul")
+        wh = net.op("Pow", [wh, net.const(np.float32(2))], f"/{scope}/Pow")
         anchor = np.array(ANCHORS_V5[i], np.float32).reshape(1, na, 1, 1, 2)
-        wh = net.op("Mul", [wh, net.const(anchor)], "/model.24/Mul")
-        p = net.op("Concat", [xy, wh, conf], "/model.24/Concat", axis=4)
-        outs.append(net.op("Reshape", [p, net.const(np.array([1, -1, no], np.int64))], "/model.24/Reshape"))
-    return net.op("Concat", outs, "/model.24/Concat", axis=1)
+        wh = net.op("Mul", [wh, net.const(anchor)], f"/{scope}/Mul")
+        p = net.op("Concat", [xy, wh, conf], f"/{scope}/Concat", axis=4)
+        outs.append(net.op("Reshape", [p, net.const(np.array([1, -1, no], np.int64))], f"/{scope}/Reshape"))
+    return net.op("Concat", outs, f"/{scope}/Concat", axis=1)

@@ -10,13 +10,16 @@ them):
     compiling the kernels on first use (tens of seconds, once; cached afterwards)
     compiling the kernels (conv_fast in 6.2 s)
 
-Kernels loaded from the cache fire no event. The listener is installed for the call and removed
-after it; other Numba code of the host is not reported.
+Kernels loaded from the cache fire no event, and a compilation over within half a second
+(`QUIET_BELOW`) prints nothing: the first line comes from a timer when a compilation has run that
+long, and a kernel's own line only if it took that long. The listener is installed for the call and
+removed after it; other Numba code of the host is not reported.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,10 +28,11 @@ from numba.core import event
 
 from alls.progress import note
 
-__all__ = ["compile_notes"]
+__all__ = ["compile_notes", "QUIET_BELOW"]
 
 _PACKAGE = "alls.runtime."
 _announced = [False]
+QUIET_BELOW = 0.5  # seconds: a compilation this short is not worth a line
 
 
 class _Notes(event.Listener):
@@ -36,6 +40,14 @@ class _Notes(event.Listener):
 
     def __init__(self, progress: bool | None) -> None:
         self.depth, self.began, self.name, self.progress = 0, 0.0, "", progress
+        self.timer: threading.Timer | None = None
+        self.lock = threading.Lock()
+
+    def announce(self) -> None:
+        with self.lock:
+            if not _announced[0]:
+                _announced[0] = True
+                note("compiling the kernels on first use (tens of seconds, once; cached afterwards)", self.progress)
 
     def on_start(self, ev: Any) -> None:
         self.depth += 1
@@ -45,14 +57,22 @@ class _Notes(event.Listener):
         self.name = func.__name__ if func.__module__.startswith(_PACKAGE) else ""
         self.began = time.perf_counter()
         if self.name and not _announced[0]:
-            _announced[0] = True
-            note("compiling the kernels on first use (tens of seconds, once; cached afterwards)", self.progress)
+            # Numba compiles in LLVM through ctypes, which lets the timer's thread run meanwhile.
+            self.timer = threading.Timer(QUIET_BELOW, self.announce)
+            self.timer.daemon = True
+            self.timer.start()
 
     def on_end(self, ev: Any) -> None:
         self.depth -= 1
-        if self.depth == 0 and self.name:
-            note(f"compiling the kernels ({self.name} in {time.perf_counter() - self.began:.1f} s)",
-                 self.progress)
+        if self.depth or not self.name:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        took = time.perf_counter() - self.began
+        if took >= QUIET_BELOW:
+            self.announce()
+            note(f"compiling the kernels ({self.name} in {took:.1f} s)", self.progress)
 
 
 @contextlib.contextmanager

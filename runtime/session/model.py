@@ -30,11 +30,12 @@ from alls.runtime.exec.quantize import Encoding, QLayer
 from alls.runtime.exec.threads import runtime_call
 from alls.runtime.session.results import QuantizeReport
 
-__all__ = ["QuantizedModel", "Result", "TARGETS", "FORMAT", "VERSION", "load"]
+__all__ = ["QuantizedModel", "Result", "TARGETS", "FORMAT", "VERSION", "load", "modified"]
 
 TARGETS = ("native", "fp_optimized", "numeric")
 FORMAT = "alls-quantized-model"
-VERSION = 3  # 3: the plan carries every value the runtime uses (a batch norm's bias mode, b_range)
+VERSION = 4  # 3: the plan carries every value the runtime uses (a batch norm's bias mode, b_range);
+# 4: every target runs the activations the script's change_output_activation gives
 # Images as `run` takes them: one array (or a folder of images), or {input layer: array}; what
 # `alls.runtime.exec.calibration.input_arrays` reads.
 Images = Any
@@ -188,6 +189,28 @@ class QuantizedModel:
         arrays["meta.json"] = _bytes(json.dumps({"format": FORMAT, "version": VERSION, "manifest": manifest}).encode())
         # numpy's stub matches **arrays against savez's allow_pickle: bool; every key here names a member.
         write_file(path, lambda f: np.savez(f, **arrays), what="quantized model")  # type: ignore[arg-type]
+
+
+def modified(graph: Graph, plan: Plan) -> Graph:
+    """The graph every target runs: ``graph`` with the activations the script's
+    ``change_output_activation`` gives (`Plan.modify`). ALS551 where the runtime has no such layer: an
+    activation asked of a layer kind that carries none, or a softmax (a layer of its own in Hailo's model,
+    not a fused activation)."""
+    from alls.graph import ACTIVATION_KINDS
+    from alls.values import Activation
+
+    changed = plan.modify(graph)
+    for layer in changed:
+        if layer.activation is graph[layer.name].activation:
+            continue
+        if layer.kind not in ACTIVATION_KINDS or layer.activation is Activation.SOFTMAX:
+            source = plan[layer.name].source("activation")
+            raise AllsError.of(
+                "ALS551", f"the runtime cannot give `{layer.short_name}` ({layer.kind}) the activation "
+                f"{layer.activation} that `{source.text}` ({source.where()}) asks for",
+                f"the emulation fuses an activation into {', '.join(ACTIVATION_KINDS)} layers, and not a softmax; "
+                "change the activation in the model, or end the network before it (--end-nodes)")
+    return changed
 
 
 def _bytes(data: bytes) -> np.ndarray:
@@ -376,6 +399,7 @@ def _assemble(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], limit
     _check_cut(path, cut, asked_cut)
     graph = alls.load_model(proto, shapes, info["network"], *cut, limits=limits)
     plan = _plan_of(script, info["script_name"], graph, limits)
+    graph = modified(graph, plan)
     if json.loads(json.dumps(plan.as_dict(), sort_keys=True)) != _json(arrays, "plan.json"):
         raise _damaged("its plan is not the one its script gives")
     if set(info["layers"]) != {layer.name for layer in graph}:

@@ -37,7 +37,7 @@ from alls.parser import parse_partial
 from alls.plan import EqualizationTarget
 from alls.progress import Progress
 from alls.runtime.exec.calibration import calibrate, check_data, input_arrays, normalize
-from alls.runtime.session.model import Images, QuantizedModel, Result
+from alls.runtime.session.model import Images, QuantizedModel, Result, modified
 from alls.runtime.session.results import QuantizeReport
 from alls.runtime.exec.quantize import check_supported, quantize
 from alls.runtime.exec.threads import check_threads, runtime_call
@@ -240,9 +240,10 @@ class Runner:
         feeds = self._feeds(calib, layout, batch_size * calib_num_batch)
         _check_images(plan, feeds)
         self._check_memory(plan, batch_size)
-        params, equalization = self._equalize(plan, feeds, batch_size, calib_num_batch, progress)
-        stats = calibrate(self.graph, feeds, batch_size, calib_num_batch, plan, params, progress=progress)
-        layers, warnings = quantize(self.graph, plan, stats, params)
+        graph = modified(self.graph, plan)
+        params, equalization = self._equalize(graph, plan, feeds, batch_size, calib_num_batch, progress)
+        stats = calibrate(graph, feeds, batch_size, calib_num_batch, plan, params, progress=progress)
+        layers, warnings = quantize(graph, plan, stats, params)
         ibc_report: list[Corrected] = []
         trained: list[Trained] = []
         if any(layer.bias_correction for layer in plan):
@@ -250,7 +251,7 @@ class Runner:
 
             images = {name: _head(x, stats.images).map(_normalizer(plan, name)) if isinstance(x, Source)
                       else normalize(x[:stats.images], plan, name) for name, x in feeds.items()}
-            ibc_report = bias_correction(self.graph, plan, layers, stats, images, params, progress,
+            ibc_report = bias_correction(graph, plan, layers, stats, images, params, progress,
                                          self.memory_limit)
         if any(layer.finetune or layer.adaround for layer in plan):
             from alls.runtime.algorithms.finetune import images_needed, optimize
@@ -258,14 +259,14 @@ class Runner:
             count = max(images_needed(plan).values())
             # A streamed input stays a Source, which optimize reads a batch at a time as it reads an array.
             heads = {name: _head(x, count) for name, x in feeds.items()}
-            trained = optimize(self.graph, plan, layers, heads, params, progress,  # type: ignore[arg-type]
+            trained = optimize(graph, plan, layers, heads, params, progress,  # type: ignore[arg-type]
                                self.memory_limit)
         warnings += _notes(self.graph, plan) + self._faq(feeds, stats.images)
         report = QuantizeReport(stats.images, batch_size, calib_num_batch, equalization, ibc_report,
                                 [r for r in trained if r.algorithm == "finetune"],
                                 [r for r in trained if r.algorithm == "adaround"],
                                 [{"code": d.code, "message": d.message, "help": d.help} for d in warnings])
-        self.quantized = QuantizedModel(self.graph, plan, layers, params, self.model_bytes, self.input_shapes,
+        self.quantized = QuantizedModel(graph, plan, layers, params, self.model_bytes, self.input_shapes,
                                         script, self.script_name, report)
         self.quantized.threads = self.threads
         self.warnings = warnings
@@ -333,7 +334,7 @@ class Runner:
                 raise AllsError.of("ALS507", f"this job needs about {estimate / 2**30:.1f} GiB and {free / 2**30:.1f} "
                              "GiB are available", f"{fix}, or run on a machine with more memory")
 
-    def _equalize(self, plan: alls.Plan, feeds: Mapping[str, np.ndarray], batch_size: int, calib_num_batch: int,
+    def _equalize(self, graph: alls.Graph, plan: alls.Plan, feeds: Mapping[str, np.ndarray], batch_size: int, calib_num_batch: int,
                   progress: bool | None) -> tuple[dict[str, dict[str, np.ndarray]], list[dict[str, Any]]]:
         """Cross-layer equalization of the layers the plan equalizes (activation-aware: one extra calibration)."""
         from alls.runtime.algorithms.equalize import equalize
@@ -343,12 +344,12 @@ class Runner:
         target = plan.settings.equalization_target
         ranges = None
         if target is EqualizationTarget.ACTIVATION:
-            first = calibrate(self.graph, feeds, batch_size, calib_num_batch, plan, progress=progress)
+            first = calibrate(graph, feeds, batch_size, calib_num_batch, plan, progress=progress)
             # channel_max is set whenever channel_min is (both per channel, or neither).
             ranges = {name: np.maximum(np.abs(s.output.channel_min), np.abs(s.output.channel_max))  # type: ignore[arg-type]
                       for name, s in first.layers.items() if s.output.channel_min is not None}
         with Progress("equalization", 1, progress, unit=" pass") as bar:
-            result = equalize(self.graph, plan, target, ranges)
+            result = equalize(graph, plan, target, ranges)
             bar.step()
         return result
 
@@ -359,9 +360,9 @@ class Runner:
                 raise AllsError.of("ALS506", f"target `{target}` needs a quantized model", "call runner.quantize(calib) first")
             from alls.runtime.exec.native import run_float
 
-            model = QuantizedModel(self.graph, self.plan, {}, {})
+            model = QuantizedModel(modified(self.graph, self.plan), self.plan, {}, {})
             feeds = model.feeds(x, layout)
-            outputs, taps = run_float(self.graph, feeds, None, options.get("taps"))
+            outputs, taps = run_float(model.graph, feeds, None, options.get("taps"))
             from alls.runtime.session.model import _layout
 
             return Result({k: _layout(v, layout) for k, v in outputs.items()},

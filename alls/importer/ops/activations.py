@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from alls.graph import ACTIVATION_KINDS
 from alls.importer.drafts import Draft, aliases_of
 from alls.importer.registry import handles
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from alls.importer.driver import Importer
 
 # the kinds an activation fuses into
-_FUSE_INTO = {"conv", "dw", "deconv", "fc", "batch_norm", "ew_add", "ew_sub", "ew_mult"}
+_FUSE_INTO = set(ACTIVATION_KINDS) - {"activation"}
 
 
 def _activation(imp: Importer, n: Node, data_in: list[str], name: str,
