@@ -143,25 +143,36 @@ def patch_model(size: int) -> Any:
     return model
 
 
+PREPARE = """
+import sys
+import numpy as np
+import onnx
+sys.path.insert(0, sys.argv[1])
+from bench_memory import patch_model
+from alls.runtime import Runner
+folder, count, size = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+onnx.save(patch_model(size), f"{folder}/patches.onnx")
+shape = (count, size, size, 3)
+with open(f"{folder}/x.npy", "wb") as f:  # written a part at a time: never resident whole
+    np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    for start in range(0, count, 64):
+        part = np.random.default_rng(start).uniform(0, 1, (min(64, count - start), *shape[1:]))
+        f.write(part.astype(np.float32).tobytes())
+runner = Runner(f"{folder}/patches.onnx", progress=False)
+runner.quantize(np.load(f"{folder}/x.npy", mmap_mode="r")[:64]).save(f"{folder}/q.npz")
+"""
+
+
 def analyze_memory(count: int, limit: str, before: str | None, size: int = 256) -> None:
-    """Peak RSS of `alls analyze` on ``count`` memory-mapped images, now and (with ``before``) at a revision."""
+    """Peak RSS of `alls analyze` on ``count`` memory-mapped images, now and (with ``before``) at a revision.
+    The model and images are made in a child too: a child's ``ru_maxrss`` starts from its parent's peak at
+    the fork, so this process stays small."""
     import tempfile
-
-    import onnx
-
-    from alls.runtime import Runner
 
     with tempfile.TemporaryDirectory(prefix="alls-bench-analyze-") as tmp:
         folder = Path(tmp)
-        onnx.save(patch_model(size), folder / "patches.onnx")
-        images = np.lib.format.open_memmap(folder / "x.npy", "w+", np.float32, (count, size, size, 3))
-        for start in range(0, count, 64):
-            part = images[start:start + 64]
-            part[:] = np.random.default_rng(start).uniform(0, 1, part.shape)
-        images.flush()
-        runner = Runner(folder / "patches.onnx", progress=False)
-        runner.quantize(np.array(images[:64])).save(folder / "q.npz")
-        del images, part
+        subprocess.run([sys.executable, "-c", PREPARE, str(Path(__file__).parent), tmp, str(count), str(size)],
+                       check=True)
         command = ["-m", "alls", "analyze", str(folder / "q.npz"), "--data", str(folder / "x.npy"), "--json",
                    "--quiet", "--force"]
         print(f"alls analyze, 8x8/8 conv -> 3x3 conv on {count} images of {size}x{size}x3 "
@@ -174,6 +185,8 @@ def analyze_memory(count: int, limit: str, before: str | None, size: int = 256) 
                                        text=True, cwd=tree, env=env).stdout
             extra = ["--memory-limit", limit] if "--memory-limit" in help_text else []
             runs.append((before, [sys.executable, *command, "-o", str(folder / "before"), *extra], env))
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(f"  (this process's own peak, the floor of each child's: {own / 2**20:.0f} MiB)")
         for name, argv, env in runs:
             peak, wall, _ = child_peak(argv, env)
             print(f"  {name:>10}: peak RSS {peak / 2**20:.0f} MiB, {wall:.0f} s, "
