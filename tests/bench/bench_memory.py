@@ -96,13 +96,13 @@ def measure(model: Path, images: Path, count: int, epochs: int | None, limit: st
     return {**figures, "peak_bytes": peak, "wall": wall, "load": load}
 
 
-def child_peak(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, float, str]:
-    """Run ``argv``: its own peak resident set (bytes), its wall time and its standard error's tail."""
+def child_peak(argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> tuple[int, float, str]:
+    """Run ``argv`` in ``cwd``: its own peak resident set (bytes), its wall time and its standard error's tail."""
     import tempfile
 
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=cwd)
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
@@ -150,16 +150,17 @@ import onnx
 sys.path.insert(0, sys.argv[1])
 from bench_memory import patch_model
 from alls.runtime import Runner
-folder, count, size = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-onnx.save(patch_model(size), f"{folder}/patches.onnx")
+folder, count, size, output = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 shape = (count, size, size, 3)
-with open(f"{folder}/x.npy", "wb") as f:  # written a part at a time: never resident whole
-    np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
-    for start in range(0, count, 64):
-        part = np.random.default_rng(start).uniform(0, 1, (min(64, count - start), *shape[1:]))
-        f.write(part.astype(np.float32).tobytes())
+if output == "q.npz":
+    onnx.save(patch_model(size), f"{folder}/patches.onnx")
+    with open(f"{folder}/x.npy", "wb") as f:  # written a part at a time: never resident whole
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        for start in range(0, count, 64):
+            part = np.random.default_rng(start).uniform(0, 1, (min(64, count - start), *shape[1:]))
+            f.write(part.astype(np.float32).tobytes())
 runner = Runner(f"{folder}/patches.onnx", progress=False)
-runner.quantize(np.load(f"{folder}/x.npy", mmap_mode="r")[:64]).save(f"{folder}/q.npz")
+runner.quantize(np.array(np.load(f"{folder}/x.npy", mmap_mode="r")[:64])).save(f"{folder}/{output}")
 """
 
 
@@ -171,24 +172,26 @@ def analyze_memory(count: int, limit: str, before: str | None, size: int = 256) 
 
     with tempfile.TemporaryDirectory(prefix="alls-bench-analyze-") as tmp:
         folder = Path(tmp)
-        subprocess.run([sys.executable, "-c", PREPARE, str(Path(__file__).parent), tmp, str(count), str(size)],
-                       check=True)
+        prepare = [sys.executable, "-c", PREPARE, str(Path(__file__).parent), tmp, str(count), str(size)]
+        subprocess.run([*prepare, "q.npz"], check=True, cwd=ROOT)
         command = ["-m", "alls", "analyze", str(folder / "q.npz"), "--data", str(folder / "x.npy"), "--json",
                    "--quiet", "--force"]
         print(f"alls analyze, 8x8/8 conv -> 3x3 conv on {count} images of {size}x{size}x3 "
               f"({count * size * size * 12 / 2**20:.0f} MiB memory-mapped), load average {os.getloadavg()[0]:.1f} before:")
-        runs = [("now", [sys.executable, *command, "-o", str(folder / "now"), "--memory-limit", limit], None)]
-        if before:
+        runs = [("now", [sys.executable, *command, "-o", str(folder / "now"), "--memory-limit", limit], None, ROOT)]
+        if before:  # run from its tree: `python -m` puts the working folder first on the path
             tree = source_tree(before, folder)
             env = {**os.environ, "PYTHONPATH": str(tree)}
             help_text = subprocess.run([sys.executable, "-m", "alls", "analyze", "--help"], capture_output=True,
                                        text=True, cwd=tree, env=env).stdout
             extra = ["--memory-limit", limit] if "--memory-limit" in help_text else []
-            runs.append((before, [sys.executable, *command, "-o", str(folder / "before"), *extra], env))
+            subprocess.run([*prepare, "q-before.npz"], check=True, cwd=tree, env=env)  # its own model format
+            old = [str(folder / "q-before.npz") if a.endswith("q.npz") else a for a in command]
+            runs.append((before, [sys.executable, *old, "-o", str(folder / "before"), *extra], env, tree))
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(f"  (this process's own peak, the floor of each child's: {own / 2**20:.0f} MiB)")
-        for name, argv, env in runs:
-            peak, wall, _ = child_peak(argv, env)
+        for name, argv, env, cwd in runs:
+            peak, wall, _ = child_peak(argv, env, cwd)
             print(f"  {name:>10}: peak RSS {peak / 2**20:.0f} MiB, {wall:.0f} s, "
                   f"load average {os.getloadavg()[0]:.1f} after")
 
