@@ -441,6 +441,21 @@ _DOCS = [
             "emulator can then quantize and run the rest.",
             "a CRNN whose convolutional part ends in an LSTM",
             "Pass the end nodes shown to --end-nodes (or end_nodes= in Python) and do the rest in float."),
+    CodeDoc("ALS416", E, "MatMul of two tensors in a form without a layer",
+            "A MatMul of two activations (neither operand constant) whose shapes the `matmul` layer does not take: "
+            "an operand of rank 1 or 2, operands of different ranks, or batch axes that do not broadcast.",
+            "The layer multiplies (..., M, K) by (..., K, N) per image; axis 0 is the images, so a rank-2 product, "
+            "or one that broadcasts one operand over the images, would mix the images of a batch.",
+            "MatMul(x: 1x64, y: 64x10) where both come from other layers",
+            "Reshape the operands to rank 3 or more with the images on axis 0 (attention's (N, heads, d, HW)), or "
+            "make the second operand a constant (a dense layer)."),
+    CodeDoc("ALS417", E, "MatMul sums too wide to emulate",
+            "A `matmul` layer with two 16-bit operands and an inner dimension K of 32,770 or more: its sums "
+            "K·(2^16 − 1)² reach 2^47.",
+            "The emulator computes the product exactly in int64 and requantizes it (runtime/NUMERICS.md (N37)); "
+            "beyond 2^47 the requantization's product could overflow, so the layer cannot be emulated exactly.",
+            "quantization_param({*}, precision_mode=a16_w16) on a transformer whose attention sums over 40,000 tokens",
+            "Keep one operand of the layer at 8 bits (the precision of the layer that produces it)."),
     CodeDoc("ALS440", E, "graph out of order or in a cycle",
             "A node reads a tensor that a later node produces: the nodes are out of topological order, or form a "
             "cycle.",

@@ -39,7 +39,7 @@ KINDS = (
     "input_layer", "output_layer", "conv", "dw", "deconv", "fc", "batch_norm",
     "ew_add", "ew_sub", "ew_mult", "concat", "maxpool", "avgpool", "resize",
     "activation", "softmax", "format_conversion", "slice", "feature_splitter", "pad", "depth_to_space",
-    "space_to_depth", "reduce_max", "reduce_mean", "reduce_sum",
+    "space_to_depth", "reduce_max", "reduce_mean", "reduce_sum", "matmul",
 )
 # The one definition of "weighted": a layer with a weight tensor that the script's weight commands
 # quantize. A standalone batch norm also accumulates (a 1x1 depthwise conv of its scales) but has
@@ -113,7 +113,7 @@ class Graph:
     diagnostics: tuple[Diagnostic, ...] = ()
     opset: int = 0
     tie_numbered: frozenset[str] = frozenset()  # layers whose number a tie between parallel branches decided
-    order_disputed: frozenset[str] = frozenset()  # of those, the ones the zoo's evidence numbers both ways
+    order_disputed: frozenset[str] = frozenset()  # layers whose number comparing names as strings decided
     start_nodes: tuple[str, ...] = ()  # the cut it was imported with (alls.cut), empty: the whole graph
     end_nodes: tuple[str, ...] = ()
     _index: dict[str, Layer] = field(default_factory=dict, repr=False)

@@ -56,10 +56,9 @@ def layer_table(graph: Graph) -> str:
         lines.append(f"* {len(graph.tie_numbered)} numbers decided between parallel branches of one kind (counted "
                      "breadth-first, by ONNX node name); see docs/naming.md")
     if graph.order_disputed:
-        lines.append(f"! {len(graph.order_disputed)} numbers in the branches that end the network, counted "
-                     "interleaved, as the zoo's configs of YOLOv8n/s/m, -seg, -pose, YOLOv6n and YOLOX count them; its "
-                     "YOLOv8l/x configs count such a head branch by branch, which would renumber these "
-                     "(docs/naming.md)")
+        lines.append(f"! {len(graph.order_disputed)} numbers decided by comparing the first count's names as strings "
+                     "(conv100 before conv99), as the zoo's YOLOv8l/x and YOLOv9c configs show; compared as "
+                     "numbers they would differ (docs/naming.md)")
     if graph.end_nodes or graph.start_nodes:
         lines.append(f"cut at start nodes {', '.join(graph.start_nodes) or '(the inputs)'}; "
                      f"end nodes {', '.join(graph.end_nodes) or '(the outputs)'}")

@@ -214,9 +214,17 @@ def test_matmul_of_a_sequence_counts_macs_per_position():
     assert fc.output_shape == (1, 7, 5) and fc.macs == 7 * 12 * 5
 
 
-def test_matmul_of_two_tensors_is_unsupported():
-    g = load([node("MatMul", ["x", "z"], "y", name="mm")], inputs={"x": (1, 4, 4), "z": (1, 4, 4)})
-    assert [d.code for d in g.diagnostics] == ["ALS401"] and not g.get("mm").supported
+def test_matmul_of_two_tensors_is_a_matmul_layer():
+    g = load([node("MatMul", ["x", "z"], "y", name="mm")], inputs={"x": (1, 2, 4, 3), "z": (1, 1, 3, 5)})
+    mm = g.get("mm")
+    assert g.diagnostics == () and mm.kind == "matmul" and mm.short_name == "matmul1" and mm.supported
+    assert mm.output_shape == (1, 2, 4, 5) and mm.macs == 2 * 4 * 5 * 3
+
+
+def test_matmul_of_two_rank_2_tensors_is_refused_with_its_own_code():
+    g = load([node("MatMul", ["x", "z"], "y", name="mm")], inputs={"x": (4, 4), "z": (4, 4)})
+    assert [d.code for d in g.diagnostics] == ["ALS416"] and not g.get("mm").supported
+    assert "axis 0 is the images" in g.diagnostics[0].message
 
 
 # -------------------------------------------------------------- activations

@@ -2,8 +2,8 @@
 
 Each faithful topology (tests/zoo_models.py) is cut at the zoo's end nodes and imported; the
 layers its post-processing config names (reg_layer/cls_layer/... per scale) and the layers its
-model script names for known roles must carry the same names here. The evidence and the one case
-where it conflicts are in docs/naming.md.
+model script names for known roles must carry the same names here. The evidence is in
+docs/naming.md; the networks built for it alone are checked in test_naming_evidence.py.
 """
 
 import json
@@ -49,8 +49,9 @@ def test_yolov8_heads_have_the_zoo_names(scale):
 @pytest.mark.parametrize("scale", ["n", "s", "m", "l", "x"])
 def test_yolo11_heads_have_the_zoo_names(scale):
     """YOLO11's class branch starts with a depthwise conv: its box branch is counted whole before its
-    class convs (conv49-51, then conv52-54 for n), which rule 5 (a depthwise layer takes two places in
-    the queue) gives; the interleaved order would make the box convs conv52/63/78."""
+    class convs (conv49-51, then conv52-54 for n): in the final count ``conv`` comes before ``dw`` as a
+    string, so the box convs are taken while the depthwise conv waits; interleaved, the box convs would
+    be conv52/63/78."""
     heads = [f"/model.23/{k}.{i}/{k}.{i}.2/Conv" for i in range(3) for k in ("cv2", "cv3")]
     graph = alls.load_model(build_yolo11(scale, imgsz=64), end_nodes=heads)
     zoo = decoders(f"yolov11{scale}_nms_config.json", "reg_layer", "cls_layer")
@@ -98,29 +99,32 @@ def test_yolov10n_with_the_zoo_cut():
 
 @needs_zoo
 @pytest.mark.parametrize("scale", ["l", "x"])
-def test_yolov8_large_heads_match_but_for_the_stride32_box_conv(scale):
-    """The l/x configs number the stride-32 box branch before the class branch (conv100 ...
-    conv103) where the n/s/m configs, and l/x at strides 8 and 16, interleave the two branches; no
-    order over the graph gives both, and the interleaved one is kept (docs/naming.md)."""
+def test_yolov8_large_heads_have_the_zoo_names(scale):
+    """The l/x configs count the stride-32 box branch whole before the class branch (conv98-100, then
+    conv101-103) where the strides 8 and 16 interleave: the first count's names of that head cross
+    from two digits to three, and ``conv100`` is smaller than ``conv99`` as a string."""
     graph = alls.load_model(build_yolov8(scale, imgsz=320), end_nodes=V8_HEADS)
     zoo = decoders(f"yolov8{scale}_nms_config.json", "reg_layer", "cls_layer")
-    got = names(graph, V8_HEADS)
-    assert got[:4] == zoo[:4] and got[5] == zoo[5]
-    assert (zoo[4], got[4]) == ("conv100", "conv102")
+    assert names(graph, V8_HEADS) == zoo
     assert sum(l.kind == "conv" for l in graph) == 103
-    assert graph.get(V8_HEADS[4]).name in graph.tie_numbered
-    # the layers whose number the zoo's reading would change are marked: the stride-32 head, conv98-103
-    # but the first box and last class conv (numbered alike both ways), and nothing before it
-    disputed = sorted(graph[name].short_name for name in graph.order_disputed)
-    assert disputed == ["conv100", "conv101", "conv102", "conv99"]
-    assert sum(l.kind == "conv" for l in graph if l.name in graph.order_disputed) == 4
+    script = (SCRIPTS / f"yolov8{scale}.alls").read_text()
+    assert re.findall(r"change_output_activation\((conv\d+), sigmoid\)", script) == zoo[1::2]
+    # the finetune's l2rel layers: the C2f outputs the three heads read, and the backbone's stride-8 C2f
+    loss = re.search(r"loss_layer_names\s*=\s*\[([^\]]*)\]", script).group(1).split(",")
+    feats = [f"/model.{i}/cv2/act/Mul" for i in (21, 18, 15, 4)]
+    assert [graph.get(f).short_name for f in feats] == [n.strip() for n in loss[:4]]
+    # the numbers the string comparison decided are marked: the stride-32 head but its first box and
+    # last class conv (numbered alike either way)
+    disputed = sorted((l.short_name for l in graph if l.name in graph.order_disputed and l.kind == "conv"),
+                      key=natural_key)
+    assert disputed == ["conv99", "conv100", "conv101", "conv102"]
 
 
 @needs_zoo
-@pytest.mark.parametrize("scale", ["n", "m"])
-def test_yolov8_stride32_head_is_marked_where_the_evidence_splits(scale, tmp_path, capsys):
-    """n/s/m agree with the interleaved stride-32 head and l/x do not: `alls layers` marks it with `!`
-    and says so; the heads of strides 8 and 16, which all five agree on, are not marked."""
+@pytest.mark.parametrize("scale, marked", [("n", []), ("l", ["conv99", "conv100", "conv101", "conv102"])])
+def test_numbers_decided_by_string_comparison_are_marked(scale, marked, tmp_path, capsys):
+    """`alls layers` marks with `!` the numbers that comparing names as strings decided, and says so:
+    YOLOv8l's stride-32 head, none of YOLOv8n's convs."""
     import onnx
     from alls.cli import main
 
@@ -128,26 +132,27 @@ def test_yolov8_stride32_head_is_marked_where_the_evidence_splits(scale, tmp_pat
     onnx.save(build_yolov8(scale, imgsz=64), str(path))
     assert main(["layers", str(path), "--end-nodes", ",".join(V8_HEADS)]) == 0
     out = capsys.readouterr().out
-    marked = sorted(line.split()[0].split("/")[1] for line in out.splitlines() if " ! " in line or line.endswith(" !"))
-    graph = alls.load_model(build_yolov8(scale, imgsz=64), end_nodes=V8_HEADS)
-    box32, cls32 = graph.get(V8_HEADS[4]), graph.get(V8_HEADS[5])
-    n = int(cls32.short_name[4:])
-    assert sorted(marked) == sorted(f"conv{k}" for k in range(n - 4, n))  # b1, c0 ... b2: the middle four
-    assert box32.short_name == f"conv{n - 1}" and "its YOLOv8l/x configs count" in out
-    assert not ({graph.get(h).name for h in V8_HEADS[:4]} & graph.order_disputed)
+    rows = [line.split()[0].split("/")[1] for line in out.splitlines() if " ! " in line or line.endswith(" !")]
+    assert sorted((r for r in rows if r.startswith("conv")), key=natural_key) == marked
+    assert "as strings" in out.split("\n\n")[-1]
 
 
-def test_branches_that_end_the_network_counted_both_ways():
-    # x -> a -> cat(a, x) -> d ; x -> h0 -> h1 ; x -> g0 -> g1 : the merge keeps h/g interleaved and undisputed
-    merged = [node("x"), node("a", ["x"], name="m16"), node("cat", ["a", "x"], "concat", "m17"),
-              node("h0", ["x"], name="m22/cv2"), node("h1", ["h0"], name="m22/cv2b"),
-              node("g0", ["x"], name="m22/cv3"), node("g1", ["g0"], name="m22/cv3b")]
-    assert disputed_layers(merged) == set()
-    # without the merge the two branches end the network: branch by branch, h1 and g0 swap numbers
-    ending = [n for n in merged if n.key not in ("a", "cat")]
-    assert hailo_order(ending)[0] == ["x", "h0", "g0", "h1", "g1"]
-    assert hailo_order(ending, branchwise=True)[0] == ["x", "h0", "h1", "g0", "g1"]
-    assert disputed_layers(ending) == {"h1", "g0"}
+def test_names_compared_as_strings_count_a_branch_whole():
+    # a chain to conv7, then two branches b and c of three convs: the first count interleaves them
+    # (b0 conv8, c0 conv9, b1 conv10, ...); in the final count conv10 and conv12 come before conv9
+    chain = [node(f"t{i}", [f"t{i - 1}"] if i else [], name=f"a/{i}") for i in range(7)]
+    branches = [node(f"{b}{j}", [f"{b}{j - 1}" if j else "t6"], name=f"{b}/{j}") for b in "bc" for j in range(3)]
+    nodes = chain + branches
+    assert hailo_order(nodes, as_strings=False)[0][7:] == ["b0", "c0", "b1", "c1", "b2", "c2"]
+    assert hailo_order(nodes)[0][7:] == ["b0", "b1", "b2", "c0", "c1", "c2"]
+    _, short, _ = number_layers(nodes)
+    assert [short[k] for k in ("b0", "b1", "b2", "c0", "c1", "c2")] == [f"conv{i}" for i in range(8, 14)]
+    assert disputed_layers(nodes) == {"b1", "b2", "c0", "c1"}
+    # two digits on both sides: interleaved, nothing disputed
+    short_chain = chain[:3] + [node(n.key, [i if i != "t6" else "t2" for i in n.inputs], n.kind, n.node_name)
+                               for n in branches]
+    assert hailo_order(short_chain)[0][3:] == ["b0", "c0", "b1", "c1", "b2", "c2"]
+    assert disputed_layers(short_chain) == set()
 
 
 @needs_zoo
@@ -249,12 +254,12 @@ def test_branches_are_counted_before_the_trunk_continues_through_a_merge():
     assert {"h1", "g1"} <= ties and "d" not in ties
 
 
-def test_a_depthwise_layer_takes_two_places_in_the_queue():
-    # x -> b0 -> b1 (box) ; x -> d (dw) -> c0 -> c1 (class): c0 waits a turn behind b1
+def test_a_depthwise_layer_waits_for_the_convs_beside_it():
+    # x -> b0 -> b1 (box) ; x -> d (dw) -> c0 -> c1 (class): "conv3" is smaller than "dw1", so b1 comes before d
     nodes = [node("x"), node("b0", ["x"], name="cv2.0"), node("b1", ["b0"], name="cv2.1"),
              node("d", ["x"], "dw", "cv3.0"), node("c0", ["d"], name="cv3.1"), node("c1", ["c0"], name="cv3.2")]
     order, _ = hailo_order(nodes)
-    assert order == ["x", "b0", "d", "b1", "c0", "c1"]
+    assert order == ["x", "b0", "b1", "d", "c0", "c1"]
     _, short, _ = number_layers(nodes)
     assert [short[k] for k in ("b0", "b1", "c0", "c1")] == ["conv2", "conv3", "conv4", "conv5"]
 

@@ -52,15 +52,15 @@ def test_yolov7_detection_convs_have_the_zoo_names():
 @needs_zoo
 def test_yolov7_ties_go_by_node_name_not_file_order():
     """Each PAN level's output conv, the MP transition's 1x1 conv and its max pool read the same layer.
-    With torch 1.x's names the two convs (``Conv_223``, ``Conv_285``) sort before ``MaxPool_219``
-    and the zoo's conv70/82 follow; the file's order, or torch 1.13's scope names that follow it
-    (``/model.76/m/MaxPool`` before ``/model.78/conv/Conv``), put the max pool first and every
-    detection conv but the last one later: conv71, conv83."""
+    With torch 1.x's names the two convs (``Conv_223``, ``Conv_285``) sort before ``MaxPool_219``;
+    torch 1.13's scope names follow the file (``/model.76/m/MaxPool`` before ``/model.78/conv/Conv``)
+    and the first count takes the max pool first, but the final count compares the first names as
+    strings, ``conv`` before ``maxpool``, so either export has the zoo's conv70/82/92."""
     model = build_yolov7(SIZE, width=8, scope_names=True)
     heads = yolov7_detections(model)
     assert heads[0] == "/model.105/m.0/Conv"
     graph = alls.load_model(model, end_nodes=heads)
-    assert names(graph, heads) == ["conv71", "conv83", "conv92"]
+    assert names(graph, heads) == ["conv70", "conv82", "conv92"]
     torch1 = _yolov7()
     written = {n.name: n.output[0] for n in torch1.graph.node}
     readers = sorted(n.name for n in torch1.graph.node if written["Mul_218"] in n.input)  # conv66's SiLU
@@ -86,13 +86,13 @@ def test_yolov7x_stride8_detection_conv_is_one_later_here():
 @needs_zoo
 def test_yolov7_training_form_detect_counts_its_implicit_add():
     """Exported without fusing (IDetect's ImplicitA, an Add of a learned per-channel constant before each
-    detection conv, kept), the Add is a layer of its own that takes a turn in the queue: the stride-8
-    and stride-16 detection convs come out one later (conv71, conv83) than the zoo's export, which
-    yolov7's export.py writes from the fused model (``attempt_load`` fuses IDetect into its convs)."""
+    detection conv, kept), the Add is a layer of its own; yolov7's export.py writes the fused model
+    (``attempt_load`` fuses IDetect into its convs). The Add (``ew_add``, after ``conv`` as a string)
+    waits behind the convs ready beside it, so the detection convs keep the zoo's numbers."""
     model = build_yolov7(SIZE, width=8, implicit=True)
     heads = yolov7_detections(model)
     graph = alls.load_model(model, end_nodes=heads)
-    assert names(graph, heads) == ["conv71", "conv83", "conv92"]
+    assert names(graph, heads) == ["conv70", "conv82", "conv92"]
     assert [graph[graph.get(h).inputs[0]].kind for h in heads] == ["ew_add"] * 3
     assert sum(layer.kind == "conv" for layer in graph) == 92  # ImplicitM, a scale after the conv, folds into it
 

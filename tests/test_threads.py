@@ -153,6 +153,105 @@ def test_the_command_line_refuses_a_bad_count(tmp_path, capsys):
     assert status == 2 and "ALS550" in out + err
 
 
+# --------------------------------------------------------------------- the float path
+
+
+@pytest.fixture(scope="module")
+def float_model():
+    """A depthwise conv and a dense conv large enough for parts on several threads (the direct conv)."""
+    dw = np.random.default_rng(4).normal(0, 0.3, (8, 1, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "wd"], ["d"], group=8, pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["d"], ["r"]),
+             helper.make_node("Conv", ["r", "w"], ["y"], pads=[1, 1, 1, 1])]
+    return Runner(model(nodes, {"wd": dw, "w": _weights(8, 8, 5)}, inputs={"x": (1, 8, 40, 40)}))
+
+
+@pytest.fixture
+def float_sites(monkeypatch):
+    """Every float kernel's call of `_parallel.run`, as (key, kernel name), with any work worth a thread
+    (so that a count above one is for the measured choice to make)."""
+    calls = []
+    original = _parallel.run
+
+    def spy(key, work, parts, kernel, *args):
+        calls.append((key, kernel.__name__))
+        return original(key, work, parts, kernel, *args)
+
+    monkeypatch.setattr(_parallel, "WORK_PER_THREAD", 1)
+    monkeypatch.setattr(_parallel, "run", spy)
+    _parallel.reset()
+    yield calls
+    _parallel.reset()
+
+
+def _float_kernels(calls):
+    return {name for key, name in calls if str(key[0]).startswith("float")}
+
+
+def test_the_float_kernels_go_through_the_choice_per_call_site(float_model, float_sites, seen):
+    x = np.random.default_rng(6).uniform(0, 1, (4, 40, 40, 8)).astype(np.float32)
+    float_model.infer(x, target="native", threads=1)
+    assert _float_kernels(float_sites) == {"_depthwise", "conv_part"}  # one part: no parallel region
+    assert seen and all(inside == 1 for _, inside in seen)  # threads=1: one thread, whatever the choice
+    float_sites.clear()
+    seen.clear()
+    float_model.infer(x, target="native", threads=POOL)
+    float_model.infer(x[:2], target="native", threads=POOL)
+    keys = {key for key, _ in float_sites}
+    assert len(keys) == 4  # one site per kernel and shape: the depthwise and the dense conv, at batch 4 and 2
+    if POOL >= 2:
+        measured = {key[0][0] for key, site in _parallel._sites.sites.items() if site.single or site.multi}
+        assert {"float dw", "float conv"} <= measured  # each site keeps its own times
+        assert {inside for _, inside in seen} <= {1, 2} and all(asked == inside for asked, inside in seen)
+
+
+@needs_two
+def test_float_results_are_bit_identical_on_one_and_two_threads(float_model, float_sites, most_threads_always):
+    x = np.random.default_rng(7).uniform(0, 1, (4, 40, 40, 8)).astype(np.float32)
+    one = float_model.infer(x, target="native", taps="all", threads=1)
+    two = float_model.infer(x, target="native", taps="all", threads=2)
+    for name in one.taps:
+        assert np.array_equal(one.taps[name], two.taps[name]), name
+
+
+def test_the_training_kernels_go_through_the_choice(float_sites):
+    from alls.runtime.kernels.training import depthwise_backward, depthwise_forward
+
+    rng = np.random.default_rng(8)
+    rows = rng.integers(-300, 300, (64, 6, 9)).astype(np.int16)
+    w, grad = rng.normal(0, 1, (6, 9)).astype(np.float32), rng.normal(0, 1, (64, 6)).astype(np.float32)
+    with using_threads(1):
+        from alls.runtime.exec.threads import numba_threads
+
+        with numba_threads(None):
+            forward, backward = depthwise_forward(rows, w), depthwise_backward(rows, grad)
+    assert _float_kernels(float_sites) == {"_forward", "_backward"}
+    np.testing.assert_allclose(forward, np.einsum("rck,ck->rc", rows.astype(np.float64), w), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(backward, np.einsum("rc,rck->ck", grad, rows.astype(np.float64)), rtol=1e-5, atol=1e-2)
+
+
+def test_the_blas_controller_is_made_again_only_after_an_import(monkeypatch):
+    """Making threadpoolctl's controller scans every loaded library: once, until a module is imported."""
+    pytest.importorskip("threadpoolctl", reason="threadpoolctl (the `threads` extra) is not installed")
+    import sys
+    import types
+
+    from alls.runtime.exec import threads
+
+    made = []
+    controller_class = threads._threadpoolctl()
+    monkeypatch.setattr(threads, "_threadpoolctl", lambda: lambda: made.append(1) or controller_class())
+    monkeypatch.setattr(threads, "_controllers", [])
+    for _ in range(3):
+        with threads.single_threaded_blas():
+            pass
+    assert len(made) == 1
+    monkeypatch.setitem(sys.modules, "alls_test_imported", types.ModuleType("alls_test_imported"))
+    with threads.single_threaded_blas():
+        pass
+    assert len(made) == 2
+
+
 # --------------------------------------------------------------------- the choice
 
 

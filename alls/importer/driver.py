@@ -239,13 +239,20 @@ class Importer:
             if dims and all(d.HasField("dim_value") for d in dims):
                 self.shapes.setdefault(vi.name, tuple(d.dim_value for d in dims))
 
-    def _unsupported(self, n: Node, data_in: list[str], why: str) -> None:
+    def _unsupported(self, n: Node, data_in: list[str], why: str, code: str = "ALS401") -> None:
         kind = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", n.op).lower()  # LSTM -> lstm, ConstantOfShape -> constant_of_shape
         outputs = [o for o in n.outputs if o] or [f"{n.name or n.op}:{len(self.drafts)}"]  # an LSTM may omit its first
         draft = self.add(Draft(kind, [n.op], data_in, outputs[0], aliases_of(n), supported=False, node_name=n.name))
         draft.attrs["reason"] = why
+        if code != "ALS401":
+            draft.attrs["code"] = code
         for extra in outputs[1:]:
             self.alias_of[extra] = outputs[0]
+
+    def refuse(self, n: Node, data_in: list[str], code: str, why: str) -> None:
+        """``n`` becomes an unsupported layer reported with ``code`` (a form its handler knows and
+        names with its own code) instead of ALS401."""
+        self._unsupported(n, data_in, why, code)
 
     # ------------------------------------------------------- for the handlers
     def single_consumer_producer(self, tensor: str, kinds: Collection[str]) -> Draft | None:
@@ -324,9 +331,10 @@ class Importer:
             layers.append(layer)
             if not draft.supported:
                 node = f"node `{draft.node_name}`" if draft.node_name else f"the node producing `{draft.output}`"
+                code = draft.attrs.get("code", "ALS401")
                 self.diagnostics.append(Diagnostic(
-                    "ALS401", E, f"{node} (op `{draft.ops[0]}`, layer `{name}`): {draft.attrs['reason']}",
-                    help="the layer is listed but cannot be quantized or emulated; `alls explain ALS401`",
+                    code, E, f"{node} (op `{draft.ops[0]}`, layer `{name}`): {draft.attrs['reason']}",
+                    help=f"the layer is listed but cannot be quantized or emulated; `alls explain {code}`",
                 ))
         return Graph(self.net, tuple(layers), tuple(self.diagnostics), self.opset,
                      tie_numbered=frozenset(names[k] for k in ties),

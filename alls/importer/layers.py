@@ -54,6 +54,8 @@ def computed_shape(draft: Draft, input_shapes: Shapes) -> tuple[int, ...]:
 
 
 def macs(draft: Draft, input_shapes: Shapes, out_shape: tuple[int, ...]) -> int:
+    if draft.kind == "matmul" and draft.supported and out_shape and input_shapes and input_shapes[0]:
+        return int(np.prod(out_shape[1:])) * int(input_shapes[0][-1])  # K per output value
     weight = draft.params.get("weight")
     if weight is None or not out_shape:
         return 0

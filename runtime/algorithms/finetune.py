@@ -41,13 +41,18 @@ command has no keywords for them: adaround's keywords set them, its defaults oth
 
 Common to both: a layer starts as quantization (and bias correction, when the plan asks for it)
 left it; a layer flagged for both runs finetune. A quarter of a layer's images (``dataset_size``
-of them, the first of the images given; at least one) is held out: the layer ends at the
+of them, the first of the images given; at least one) is held out, the same images for every
+layer: the layer ends at the
 checkpoint whose loss on them is lowest, its start included, and stops once it gets worse there
-(`alls.runtime.algorithms.reconstruct`); the report gives that held-out loss before and after, per layer. An
+(`alls.runtime.algorithms.reconstruct`); the report gives that held-out loss before and after, per layer.
+After training, the whole network is run on those images trained and as it started, and goes
+back to its start where it is further from the float network (`alls.runtime.algorithms.heldout`;
+the report then has every layer not kept). An
 epoch is one pass over the other images, ``batch_size`` images per step, so a layer trains at most
 ``epochs × ⌈(dataset_size − held out) / batch_size⌉`` steps. Finetune's ``epochs``, when the
 script does not set it, is what makes `FINETUNE_STEPS` steps (the guide's 4 epochs of 2048
-images), at least 4: with 64 images that is 171 epochs, with 1024 images 11. To keep a step cheap, each image
+images), at least 4: with 64 images that is 171 epochs, with 1024 images 11, and the last
+epoch stops at `FINETUNE_STEPS` steps (`finetune_steps`; at least the 4 epochs' steps). To keep a step cheap, each image
 contributes 64 output positions (fewer beyond 1024 images: a layer trains on at most 65,536
 rows), drawn once per layer (every position of a smaller map), and only those positions' input
 patches are gathered (im2col on the sampled positions only); the float targets are gathered at
@@ -69,7 +74,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import reduce
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -88,9 +94,10 @@ from alls.runtime.algorithms.patches import (POSITIONS_PER_IMAGE, Positions, fro
 from alls.runtime.exec.quantize import Encoding, QLayer, rebias
 from alls.runtime.ops.base import Params
 from alls.runtime.exec.stream import DEFAULT_MEMORY_LIMIT, Source, Spill, Store, blocks, is_streamed
-from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_out, train
+from alls.runtime.algorithms.heldout import held_images, judge, snapshot
+from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_out, held_out_images, train
 
-__all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "finetune_epochs",
+__all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "finetune_epochs", "finetune_steps",
            "FINETUNE_LR_FACTOR", "FINETUNE_STEPS", "Trained"]
 
 FINETUNE_LR_FACTOR = 100.0
@@ -160,7 +167,7 @@ def configs(graph: Graph, plan: Plan) -> dict[str, tuple[str, Config]]:
     """The algorithm and training configuration of every layer the plan flags, in graph order."""
     ft, ad = plan.settings.finetune, plan.settings.adaround
     losses = _losses(graph, plan)
-    epochs = finetune_epochs(plan)
+    epochs, steps = finetune_epochs(plan), finetune_steps(plan)
     out: dict[str, tuple[str, Config]] = {}
     for index, layer in enumerate(graph):
         lp = plan[layer.name]
@@ -174,7 +181,7 @@ def configs(graph: Graph, plan: Plan) -> dict[str, tuple[str, Config]]:
                 lr_warmup_steps=ft.warmup_epochs * -(-ft.dataset_size // ft.batch_size),
                 reg_weight=ad.weight, reg_warmup=ad.warmup, beta=_beta(ad.b_range),
                 optimizer=ft.optimizer, learn_bias=True, learn_scales=ft.train_scales, loss=loss, factor=factor,
-                seed=index))
+                seed=index, steps=steps))
         else:
             out[layer.name] = ("adaround", Config(
                 images=ad.dataset_size, epochs=ad.epochs, batch_size=ad.batch_size, learning_rate=ad.learning_rate,
@@ -191,6 +198,19 @@ def finetune_epochs(plan: Plan) -> int:
         return ft.epochs
     per_epoch = -(-(ft.dataset_size - held_out(ft.dataset_size)) // ft.batch_size)
     return max(ft.epochs, -(-FINETUNE_STEPS // max(per_epoch, 1)))
+
+
+def finetune_steps(plan: Plan) -> int | None:
+    """The most steps of a layer when the script leaves finetune's epochs to `finetune_epochs`:
+    `FINETUNE_STEPS`, or the default epochs' steps where those are more (None: the script's
+    epochs, every step of each). The last epoch stops there: the guide's 4 epochs of 2048 images are
+    1024 steps, not the 6 whole epochs (1152 steps) of the 1536 images that are not held out."""
+    ft = plan.settings.finetune
+    source = plan.settings.sources.get("finetune.epochs")
+    if source is not None and not source.is_default:
+        return None
+    per_epoch = -(-(ft.dataset_size - held_out(ft.dataset_size)) // ft.batch_size)
+    return max(FINETUNE_STEPS, ft.epochs * per_epoch)
 
 
 def _trainable(layer: Layer) -> bool:
@@ -445,6 +465,7 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
     feeds = {name: x.map(_normalizer(plan, name)) if isinstance(x, Source) else _Normalized(x, plan, name)
              for name, x in images.items()}
     store = Store(live_budget)
+    start = snapshot(layers, list(chosen))
     try:
         # a _Normalized (like a Source) reads as an array a slice of images at a time, as the pass reads it
         run_numeric(graph, layers, feeds, params=params, before=before, store=store)  # type: ignore[arg-type]
@@ -452,4 +473,18 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
         store.close()
         target_store.close()
     bar.close()
-    return report
+    return _checked(graph, plan, layers, start, images, params, chosen, report)
+
+
+def _checked(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], start: Mapping[str, QLayer],
+             images: Mapping[str, np.ndarray], params: Mapping[str, Params], chosen: Mapping[str, tuple[str, Config]],
+             report: list[Trained]) -> list[Trained]:
+    """The report, after the whole network is checked on the images every layer held out
+    (`alls.runtime.algorithms.heldout`): where it is worse trained, every layer goes back to its start."""
+    held = reduce(np.intersect1d, (held_out_images(config.images) for _, config in chosen.values()))
+    if not len(held) or not any(r.kept for r in report):
+        return report
+    verdict = judge(graph, dict(layers), start, held_images(images, held, plan), params)
+    if verdict.kept:
+        return report
+    return [replace(r, kept=False, heldout_after=r.heldout_before) for r in report]

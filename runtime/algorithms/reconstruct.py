@@ -24,8 +24,9 @@ when the bias is learned it is moved by the mean change of z that the rounding m
 result is kept only if its loss on the training rows is below round to nearest's.
 
 **Held-out images.** A share (`HOLDOUT`, at least one image) of the layer's images is never
-trained on. At most `CHECKS` times during training (and once before it, for the starting point:
-round to nearest, or what bias correction left), the layer is rounded (and its bias settled on
+trained on, the same images for every layer (`held_out_images`). At most `CHECKS` times during
+training (and once before it, for the starting point: round to nearest, or what bias correction
+left), the layer is rounded (and its bias settled on
 the training rows) and its loss measured on the held-out rows; the best of these checkpoints is
 what the layer ends with, so its held-out loss never ends above where it started. Training stops
 early once `PATIENCE` checks in a row found it worse. Choosing among checkpoints that start at
@@ -44,15 +45,16 @@ import numpy as np
 
 from alls.catalogue import POST_SUBCOMMANDS
 from alls.plan import LossType, Optimizer
-from alls.runtime.kernels.training import depthwise_backward, depthwise_forward
+from alls.runtime.kernels.training import adam_step, depthwise_backward, depthwise_forward
 
-__all__ = ["Problem", "Config", "Outcome", "train", "held_out", "LOSSES", "HOLDOUT"]
+__all__ = ["Problem", "Config", "Outcome", "train", "held_out", "held_out_images", "LOSSES", "HOLDOUT"]
 
 ZETA, GAMMA = 1.1, -0.1
 _EPS = 1e-12
 HOLDOUT = 0.25  # the share of a layer's images held out from training
 CHECKS = 16  # held-out checkpoints per layer, at most
 PATIENCE = 4  # checks in a row without a better held-out loss before training stops
+SPLIT_SEED = 0  # one split for every layer: the held-out images are the same for all, so the network is checked on them
 
 
 @dataclass
@@ -97,6 +99,7 @@ class Config:
     loss: LossType = cast(LossType, _FINETUNE["def_loss_type"].default)
     factor: float = 1.0
     seed: int = 0
+    steps: int | None = None  # the most steps, the last epoch cut short there (None: every step of every epoch)
 
 
 @dataclass
@@ -181,16 +184,11 @@ class _Optimizer:
     def step(self, params: list[np.ndarray], grads: list[np.ndarray], lr: float) -> None:
         self.t += 1
         for i, (p, g) in enumerate(zip(params, grads)):
-            if self.kind is Optimizer.SGD:
-                self.m[i] = 0.9 * self.m[i] + g
-                p -= lr * self.m[i]
+            if self.v is not None:
+                adam_step(p, g, self.m[i], self.v[i], lr, self.t)
                 continue
-            self.m[i] = 0.9 * self.m[i] + 0.1 * g
-            assert self.v is not None  # Adam keeps the second moments
-            self.v[i] = 0.999 * self.v[i] + 0.001 * g * g
-            m_hat = self.m[i] / (1 - 0.9 ** self.t)
-            v_hat = self.v[i] / (1 - 0.999 ** self.t)
-            p -= lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+            self.m[i] = 0.9 * self.m[i] + g
+            p -= lr * self.m[i]
 
 
 # --------------------------------------------------------------------- model
@@ -210,26 +208,32 @@ def _initial_logits(fraction: np.ndarray) -> np.ndarray:
 
 
 def _accumulate(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Σ_k rows[r, g, k]·w[g, o, k] → (R, G·O), float32, for integer rows."""
+    """Σ_k rows[r, g, k]·w[g, o, k] → (R, G·O), float32, for integer rows (or `_as_float` of them)."""
     if w.shape[0] == 1:
-        dense: np.ndarray = rows[:, 0, :].astype(np.float32) @ w[0].T
+        dense: np.ndarray = rows[:, 0, :].astype(np.float32, copy=False) @ w[0].T
         return dense
     if w.shape[1] == 1:
         return depthwise_forward(rows, w[:, 0, :])
-    x = rows.astype(np.float32)
+    x = rows.astype(np.float32, copy=False)
     acc: np.ndarray = np.matmul(x.transpose(1, 0, 2), w.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(len(rows), -1)
     return acc
 
 
+def _as_float(rows: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """A batch's rows in float32 once for both products of a step (exact: |x| < 2^24); a depthwise
+    layer's stay integers, which its kernels read as they are."""
+    return rows if shape[1] == 1 and shape[0] > 1 else rows.astype(np.float32)
+
+
 def _weight_grad(rows: np.ndarray, gacc: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """d/dw of Σ gacc·acc: (G, O, K), for integer rows."""
+    """d/dw of Σ gacc·acc: (G, O, K), for integer rows (or `_as_float` of them)."""
     g, o, _ = shape
     if g == 1:
-        dense: np.ndarray = (gacc.T @ rows[:, 0, :].astype(np.float32))[None]
+        dense: np.ndarray = (gacc.T @ rows[:, 0, :].astype(np.float32, copy=False))[None]
         return dense
     if o == 1:
         return depthwise_backward(rows, gacc)[:, None, :]
-    x = rows.astype(np.float32)
+    x = rows.astype(np.float32, copy=False)
     grad: np.ndarray = np.matmul(gacc.reshape(len(rows), g, o).transpose(1, 2, 0), x.transpose(1, 0, 2))
     return grad
 
@@ -240,7 +244,7 @@ class _Layer:
     def __init__(self, p: Problem):
         self.p = p
         ratio = p.weight / p.scale.reshape(p.weight.shape[0], p.weight.shape[1], 1)
-        self.base = np.floor(ratio)
+        self.base = np.floor(ratio).astype(np.float32)  # integers, exact in float32
         self.v = _initial_logits(ratio - self.base).astype(np.float32)
         if p.start is not None:  # start where the layer is (bias correction may have flipped a rounding)
             up = p.start > self.base
@@ -310,6 +314,7 @@ def _step(layer: _Layer, rows: np.ndarray, target: np.ndarray, config: Config, n
     p = layer.p
     h, dh = _rectified(layer.v)
     w, through = layer.clipped(h)
+    rows = _as_float(rows, w.shape)
     z, acc, yh, slope = layer.output(rows, w)
     _, gy = LOSSES[config.loss](yh, np.clip(target, *p.out_range), nu)
     gz = (config.factor * gy * slope).astype(np.float32)
@@ -325,7 +330,7 @@ def _step(layer: _Layer, rows: np.ndarray, target: np.ndarray, config: Config, n
     if config.learn_scales:
         per_channel = (gz * (z - layer.biases().astype(np.float32))).sum(axis=0) / (2.0 * p.wmax)
         gphi = np.bincount(p.group_of, per_channel, minlength=len(layer.phi)).astype(np.float32)
-    return [gv.astype(np.float32), gdelta.astype(np.float32), gphi]
+    return [gv.astype(np.float32, copy=False), gdelta.astype(np.float32, copy=False), gphi]
 
 
 def _schedule(step: int, total: int, config: Config) -> tuple[float, float | None]:
@@ -339,15 +344,25 @@ def _schedule(step: int, total: int, config: Config) -> tuple[float, float | Non
     return lr, config.beta[0] + (config.beta[1] - config.beta[0]) * progress
 
 
-def _settle_bias(layer: _Layer, index: np.ndarray, chunk: int = 4096) -> None:
-    """After rounding, move the bias by the mean change of z the rounding made (z soft − z hard),
-    over the rows ``index``."""
-    soft, hard = layer.weights(), layer.weights(hard=True)
-    total = np.zeros(layer.delta.shape, np.float64)
+def _row_means(rows: np.ndarray, index: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """The mean of the rows ``index`` (G, K), float64: integer sums, taken a part at a time."""
+    total = np.zeros(rows.shape[1:], np.int64)
     for start in range(0, len(index), chunk):
-        rows = layer.p.rows[index[start:start + chunk]]
-        total += (layer.output(rows, soft)[0] - layer.output(rows, hard)[0]).sum(axis=0)
-    layer.delta += (total / max(len(index), 1) / layer.p.unit).astype(np.float32)
+        total += rows[index[start:start + chunk]].sum(axis=0, dtype=np.int64)
+    means: np.ndarray = total / max(len(index), 1)
+    return means
+
+
+def _settle_bias(layer: _Layer, means: np.ndarray) -> None:
+    """After rounding, move the bias by the mean change of z the rounding made (z soft − z hard).
+
+    z is linear in the rows (R3), so that mean is ``S_x·s_c·Σ_k x̄[g, k]·(w̃_soft − w̃_hard)[g, o, k]``
+    with ``means`` x̄ the mean of the training rows (`_row_means`, taken once a layer): a product
+    of the weights' size instead of two passes over every training row at every checkpoint."""
+    change = layer.weights().astype(np.float64) - layer.weights(hard=True)
+    per_channel = np.einsum("gk,gok->go", means, change).reshape(-1)
+    shift = layer.p.x_scale * layer.scales() * per_channel
+    layer.delta += (shift / layer.p.unit).astype(np.float32)
 
 
 def held_out(images: int) -> int:
@@ -355,11 +370,16 @@ def held_out(images: int) -> int:
     return 0 if images < 2 else min(images - 1, max(1, int(round(images * HOLDOUT))))
 
 
-def _split(images: int, per_image: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(training images, training rows, held-out rows)."""
-    held = held_out(images)
-    order = rng.permutation(images)
-    train_images, held_images = np.sort(order[held:]), np.sort(order[:held])
+def held_out_images(images: int) -> np.ndarray:
+    """The indices of the images held out of every layer's training, of ``images`` given (sorted)."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(images)
+    return np.sort(order[:held_out(images)])
+
+
+def _split(images: int, per_image: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(training images, training rows, held-out rows): the held-out images are `held_out_images`."""
+    held_images = held_out_images(images)
+    train_images = np.setdiff1d(np.arange(images), held_images)
     offsets = np.arange(per_image)
 
     def rows(chosen: np.ndarray) -> np.ndarray:
@@ -375,14 +395,15 @@ class _Checkpoints:
     def __init__(self, layer: _Layer, config: Config, nu: float, train_rows: np.ndarray, held_rows: np.ndarray):
         self.layer, self.config, self.nu = layer, config, nu
         self.train_rows, self.held_rows = train_rows, held_rows
+        self.means = _row_means(layer.p.rows, train_rows) if config.learn_bias else None
         self.best: tuple[float, int, np.ndarray, np.ndarray, np.ndarray] | None = None
         self.since = 0
         self.first = self.check(0, settle=False)
 
     def check(self, epoch: int, settle: bool = True) -> float:
         layer, delta = self.layer, self.layer.delta.copy()
-        if settle and self.config.learn_bias:
-            _settle_bias(layer, self.train_rows)
+        if settle and self.means is not None:
+            _settle_bias(layer, self.means)
         rows = self.held_rows if len(self.held_rows) else self.train_rows
         loss = _evaluate(layer, self.config, self.nu, rows)
         if self.best is None or loss < self.best[0]:
@@ -405,18 +426,18 @@ def train(p: Problem, config: Config, on_epoch: Callable[[], None] | None = None
     layer = _Layer(p)
     nu = _target_power(p)
     rng = np.random.default_rng(config.seed)
-    train_images, train_rows, held_rows = _split(len(p.rows) // p.per_image, p.per_image, rng)
+    train_images, train_rows, held_rows = _split(len(p.rows) // p.per_image, p.per_image)
     before = _evaluate(layer, config, nu, train_rows)
     per_epoch = math.ceil(len(train_images) / config.batch_size)
-    total = config.epochs * per_epoch
+    total = config.epochs * per_epoch if config.steps is None else min(config.steps, config.epochs * per_epoch)
     every = max(1, math.ceil(config.epochs / CHECKS))
     checks = _Checkpoints(layer, config, nu, train_rows, held_rows)
     optimizer = _Optimizer(config.optimizer, [layer.v, layer.delta, layer.phi])
     offsets = np.arange(p.per_image)
     step = epoch = 0
-    while epoch < config.epochs and checks.since < PATIENCE:
+    while epoch < config.epochs and checks.since < PATIENCE and step < total:
         order = rng.permutation(train_images)
-        for b in range(per_epoch):
+        for b in range(min(per_epoch, total - step)):
             chosen = order[b * config.batch_size:(b + 1) * config.batch_size]
             index = (chosen[:, None] * p.per_image + offsets).reshape(-1)
             lr, beta = _schedule(step, total, config)
@@ -426,7 +447,7 @@ def train(p: Problem, config: Config, on_epoch: Callable[[], None] | None = None
         epoch += 1
         if on_epoch is not None:
             on_epoch()
-        if epoch % every == 0 or epoch == config.epochs:
+        if epoch % every == 0 or epoch == config.epochs or step == total:
             checks.check(epoch)
     for _ in range(epoch, config.epochs):  # the progress of the epochs an early stop skipped
         if on_epoch is not None:

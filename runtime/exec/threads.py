@@ -16,7 +16,8 @@ numpy is imported); instead the limit is set on the loaded BLAS libraries
 for the duration of one runtime call, with threadpoolctl when it is
 installed (the ``threads`` extra), and put back when the call returns
 (threadpoolctl's own import sets ``KMP_DUPLICATE_LIB_OK``; that is put back
-too).
+too). Its view of the loaded libraries is made once and kept until a module
+is imported (`_controller`).
 Without threadpoolctl BLAS keeps its threads: results are the same.
 """
 
@@ -48,16 +49,39 @@ def single_threaded_blas() -> Iterator[None]:
         finally:
             _depth -= 1
         return
-    ThreadpoolController = _threadpoolctl()
-    if ThreadpoolController is None:
+    controller = _controller()
+    if controller is None:
         yield
         return
     _depth += 1
-    try:  # a new controller each time: it knows only the libraries loaded when it is made
-        with ThreadpoolController().limit(limits=1, user_api="blas"):
+    try:
+        with controller.limit(limits=1, user_api="blas"):
             yield
     finally:
         _depth -= 1
+
+
+_controllers: list[tuple[int, Any]] = []  # (modules imported when it was made, threadpoolctl's controller)
+
+
+def _controller() -> Any:
+    """threadpoolctl's controller of the loaded BLAS libraries, or None without threadpoolctl.
+
+    Making one scans every library the process has loaded (tens of milliseconds with Numba's LLVM
+    loaded: more than a small network's whole run), and it knows only the libraries loaded when it is
+    made. A native library comes with an import, so the controller is made again only after the
+    imported modules have changed in number.
+    """
+    import sys
+
+    if _controllers and _controllers[-1][0] == len(sys.modules):
+        return _controllers[-1][1]
+    ThreadpoolController = _threadpoolctl()
+    if ThreadpoolController is None:
+        return None
+    controller = ThreadpoolController()
+    _controllers[:] = [(len(sys.modules), controller)]
+    return controller
 
 
 def _threadpoolctl() -> Callable[[], Any] | None:

@@ -36,6 +36,7 @@ from typing import Any
 from alls.runtime.kernels._common import requantize
 from alls.runtime.kernels.conv import ConvWeights, conv, conv_acc, deconv, deconv_acc, dw, dw_acc, fc, fc_acc
 from alls.runtime.kernels.eltwise import concat, ew_add, ew_mult, ew_sub, lut
+from alls.runtime.kernels.matmul import matmul, matmul_acc
 from alls.runtime.kernels.movement import depth_to_space, pad, reduce_max, reduce_sum, slice_axes, space_to_depth
 from alls.runtime.kernels.pool import avgpool, global_avgpool, global_maxpool, maxpool
 from alls.runtime.kernels.resize import resize_bilinear, resize_nearest
@@ -69,6 +70,8 @@ KERNELS: MappingProxyType[str, Callable[..., Any]] = MappingProxyType({
     "space_to_depth": space_to_depth,
     "reduce_max": reduce_max,
     "reduce_sum": reduce_sum,
+    "matmul": matmul,
+    "matmul_acc": matmul_acc,
 })
 
 

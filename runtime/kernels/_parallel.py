@@ -208,7 +208,9 @@ def run(key: Hashable, work: int, parts: int, kernel: Callable[..., Any], *args:
 
 
 def _on(threads: int, kernel: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    before = numba.get_num_threads()
+    # inside a runtime call Numba's count is the budget (set with it, put back by each call here);
+    # asking Numba costs microseconds, which a small layer's kernel call does not
+    before = getattr(_local, "budget", None) or numba.get_num_threads()
     if threads == before:
         return kernel(*args)
     numba.set_num_threads(threads)

@@ -1,6 +1,12 @@
 """Numba kernels of the float executor (`alls.runtime.exec.native`) where NumPy would make a temporary
 per step.
 
+The parallel kernels (`depthwise`, `im2col`) are called through `alls.runtime.kernels._parallel`, as
+the integer kernels are: each call site (a kernel at one shape) runs on one thread or on the runtime
+call's budget, by its work and by what its earlier calls measured, so that a busy machine never makes
+a second thread cost more than it gives. `im2col_batch`, for layers whose columns over the whole batch
+are small, is serial: its work is below what a thread repays.
+
 Every kernel adds in float32 and in a fixed order, the order NumPy's step-by-step form of the same
 sum takes, so that a result does not depend on the batch, the layout or the machine: the depthwise
 convolution adds the taps row by row (KH), each row's taps left to right (KW), to zero, then the
@@ -13,16 +19,30 @@ import numpy as np
 import numpy.typing as npt
 from numba import prange
 
+from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._common import njit
 
-__all__ = ["depthwise", "im2col"]
+__all__ = ["depthwise", "im2col", "im2col_batch"]
 
 F32 = npt.NDArray[np.float32]
 
 
-@njit(parallel=True, cache=True)
 def depthwise(x: F32, weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: int, top: int, left: int,
-              bottom: int, right: int, ho: int, wo: int, threads: int) -> F32:
+              bottom: int, right: int, ho: int, wo: int) -> F32:
+    """Depthwise conv of an NCHW float32 ``x`` with ``weight`` (C, KH, KW), ``bias`` (C,) and pads, on
+    the threads `_parallel` chooses for its call site (its planes are the parts it splits)."""
+    n, c = x.shape[0], x.shape[1]
+    kh, kw = weight.shape[1], weight.shape[2]
+    key = ("float dw", x.shape, weight.shape, sh, sw, dh, dw, top, left, bottom, right)
+    parts = min(n * c, 4 * _parallel.budget())  # four a thread (at one thread: a loop over them)
+    out: F32 = _parallel.run(key, n * c * ho * wo * kh * kw, n * c, _depthwise, x, weight, bias, sh, sw, dh, dw,
+                             top, left, bottom, right, ho, wo, parts)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _depthwise(x: F32, weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: int, top: int, left: int,
+               bottom: int, right: int, ho: int, wo: int, parts: int) -> F32:
     """Depthwise conv of an NCHW float32 ``x`` with ``weight`` (C, KH, KW), ``bias`` (C,) and pads.
 
     Each plane is copied, padded, into scratch memory that stays in the cache while its taps read
@@ -30,9 +50,9 @@ def depthwise(x: F32, weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: int
     phases (x[p::sh, q::sw]; none when the stride is 1), so that every tap reads a phase as one
     contiguous run: output (y, z) lies at y·Wq + z of a flat accumulator whose row pitch Wq is the
     phase's width, the columns past ``wo`` computed and dropped. A column stride of 2 is read
-    directly, row by row (LLVM vectorizes a constant stride). The scratch is allocated once per
-    part of the work (four parts a thread, ``threads`` being Numba's count), not per plane nor for
-    the whole batch (fresh memory costs a page fault a page).
+    directly, row by row (LLVM vectorizes a constant stride). The scratch is allocated once for each
+    of the ``parts`` of the work (four a thread of the budget), not per plane nor for the whole batch
+    (fresh memory costs a page fault a page).
     """
     n, c, h, w = x.shape
     hp, wp = h + top + bottom, w + left + right
@@ -42,7 +62,6 @@ def depthwise(x: F32, weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: int
     hq, wq = (hp + sh - 1) // sh, (wp + sw - 1) // sw
     length = (ho - 1) * wq + wo
     jobs = n * c
-    parts = min(jobs, 4 * threads)
     for part in prange(parts):
         plane = np.empty((hp, wp), np.float32)
         phases = np.empty((sh, sw, hq, wq) if strided else (1, 1, 1, 1), np.float32)
@@ -143,9 +162,17 @@ def _taps_stride2(plane: F32, weight: F32, bias: np.float32, sh: int, dh: int, d
             acc[z] += bias
 
 
-@njit(parallel=True, cache=True)
 def im2col(x: F32, i: int, cols: F32, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, top: int, left: int,
            ho: int, wo: int) -> None:
+    """`_im2col` of image ``i`` on the threads `_parallel` chooses for its call site (its channels are the
+    parts it splits; the work, the values it moves)."""
+    key = ("float im2col", x.shape, kh, kw, sh, sw, dh, dw, top, left, ho, wo)
+    _parallel.run(key, cols.size, x.shape[1], _im2col, x, i, cols, kh, kw, sh, sw, dh, dw, top, left, ho, wo)
+
+
+@njit(parallel=True, cache=True)
+def _im2col(x: F32, i: int, cols: F32, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, top: int, left: int,
+            ho: int, wo: int) -> None:
     """Fill ``cols`` (C·KH·KW, Ho·Wo) with the conv columns of image ``i`` of an unpadded NCHW float32
     ``x``: row (c, a, b) holds tap (a, b) of channel c at every output position, zero where the tap
     falls in the padding. One buffer serves every image of a batch, so it stays allocated and warm."""
@@ -177,6 +204,31 @@ def im2col(x: F32, i: int, cols: F32, kh: int, kw: int, sh: int, sw: int, dh: in
                             dst[z] = src[z * sw + off]
 
 
+@njit(cache=True)
+def im2col_batch(x: F32, cols: F32, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, top: int, left: int,
+                 ho: int, wo: int) -> None:
+    """`im2col` of every image at once, serially, into ``cols`` (N, C·KH·KW, Ho·Wo): for a layer whose
+    columns over the whole batch are small, one call where a call per image would cost more than its
+    work. Both are read and written through flat indices (a small layer's rows are a few values, and a
+    view a row costs more than they do)."""
+    n, c, h, w = x.shape
+    src, dst = x.reshape(-1), cols.reshape(-1)
+    at = 0
+    for plane in range(n * c):  # image i's channel ch is plane i·C + ch in both, its rows the next KH·KW
+        base = plane * h * w
+        for a in range(kh):
+            for b in range(kw):
+                off = b * dw - left
+                for y in range(ho):
+                    yy = y * sh + a * dh - top
+                    inside = 0 <= yy < h
+                    row = base + yy * w
+                    for z in range(wo):
+                        col = z * sw + off
+                        dst[at + z] = src[row + col] if inside and 0 <= col < w else np.float32(0)
+                    at += wo
+
+
 @njit(inline="always", cache=True)
 def _at(p: int, q: int, offset: int, sw: int, hq: int, wq: int) -> int:
     """Where phase (p, q)'s element ``offset`` (y·Wq + z) lies in the flat (sh, sw, Hq, Wq) phases."""
@@ -199,3 +251,4 @@ def _split(plane: F32, phases: F32) -> None:
             dst = phases[y % sh, q, y // sh]
             for z in range((w - q + sw - 1) // sw):
                 dst[z] = src[z * sw + q]
+

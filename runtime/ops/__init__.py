@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from alls.runtime.ops import (activation, batch_norm, concat, conv, deconv, depth_space, dw, eltwise, fc, output, pad,
-                              pool, reduce, resize, slice, softmax, view)
+from alls.runtime.ops import (activation, batch_norm, concat, conv, deconv, depth_space, dw, eltwise, fc, matmul, output,
+                              pad, pool, reduce, resize, slice, softmax, view)
 from alls.runtime.ops.base import Encoding, Op, QLayer
 
 __all__ = ["OPS", "Op", "Encoding", "QLayer"]
 
 _MODULES = (conv, dw, deconv, fc, batch_norm, eltwise, concat, pool, resize, activation, softmax, view, output, slice, pad,
-            depth_space, reduce)
+            depth_space, reduce, matmul)
 
 OPS: MappingProxyType[str, Op] = MappingProxyType({op.kind: op for module in _MODULES for op in module.OPS})

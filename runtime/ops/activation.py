@@ -84,7 +84,7 @@ def _hard_sigmoid(x: Array, alpha: float = 0.2, beta: float = 0.5) -> None:
 # The same float32 steps as `ACTIVATIONS`, written into the tensor itself: the same bits, fewer passes.
 _IN_PLACE: dict[Activation, Callable[..., object]] = {
     Activation.RELU: lambda x: np.maximum(x, 0, out=x),
-    Activation.RELU6: lambda x: np.clip(x, 0, 6, out=x),
+    Activation.RELU6: lambda x: np.minimum(np.maximum(x, 0, out=x), 6, out=x),  # clip's steps, without its wrapper
     Activation.CLIP: lambda x, min=-np.inf, max=np.inf: np.clip(x, min, max, out=x),
     Activation.SIGMOID: lambda x: _sigmoid_into(x, x),
     Activation.HARD_SIGMOID: _hard_sigmoid,

@@ -19,6 +19,10 @@ __all__ = ["conv2d", "pad2d", "windows", "geometry", "OPS"]
 
 Array = np.ndarray
 
+# Below this many column values over the whole batch (256 KiB of float32: the columns stay in the cache),
+# a conv runs as one `_small_conv`, not image by image
+SMALL_COLUMNS = 1 << 16
+
 
 def pad2d(x: Array, pads: tuple[int, ...], value: float = 0.0) -> Array:
     top, left, bottom, right = pads
@@ -38,11 +42,11 @@ def windows(x: Array, kernel: Sequence[int], strides: Sequence[int], dilations: 
 def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group: int = 1) -> Array:
     """ONNX Conv in float32: any group, stride, dilation and explicit pads.
 
-    One BLAS product per image and group, (C_out/g, C/g·KH·KW) by the columns (C/g·KH·KW, Ho·Wo),
-    so that it comes out in NCHW: a 1x1 conv without pads multiplies the input as it lies
-    (strided: its every sh-th row and sw-th column); the others fill one columns buffer per image
-    with Numba's `im2col`, which pads as it copies (one image's columns stay in the cache; a
-    batch's would be a large fresh allocation). A depthwise conv is Numba's `depthwise`.
+    A 1x1 conv without pads is one BLAS product per image, (C_out, C) by the input as it lies
+    (strided: its every sh-th row and sw-th column), which comes out in NCHW. Any other conv of one
+    group is the direct convolution of `alls.runtime.kernels.floatconv` (no im2col columns); a
+    grouped one is a BLAS product per image and group over the columns Numba's `im2col` fills. A
+    depthwise conv is Numba's `depthwise`.
     """
     x = np.ascontiguousarray(x, np.float32)
     n, c, h, w = x.shape
@@ -53,11 +57,18 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group
     wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
     if group == c and cg == 1 and out_c == c:
         return _depthwise(x, weight, bias, attrs, ho, wo)
+    direct = (kh, kw) == (1, 1) and not any(attrs["pads"])
+    if group == 1 and not direct:
+        from alls.runtime.kernels.floatconv import conv
+
+        return conv(x, np.asarray(weight, np.float32), np.asarray(bias, np.float32), (sh, sw), (dh, dw),
+                    (top, left, bottom, right))
     weight = np.ascontiguousarray(weight, np.float32).reshape(out_c, -1)
     bias = np.asarray(bias, np.float32).reshape(-1, 1)
+    if n * weight.shape[1] * group * ho * wo <= SMALL_COLUMNS:
+        return _small_conv(x, weight, bias, attrs, group, (kh, kw), (ho, wo))
     out = np.empty((n, out_c, ho * wo), np.float32)
     og, k = out_c // group, weight.shape[1]
-    direct = (kh, kw) == (1, 1) and not any(attrs["pads"])
     if direct:
         cols = (x if (sh, sw) == (1, 1) else np.ascontiguousarray(x[:, :, ::sh, ::sw])).reshape(n, c, ho * wo)
     else:
@@ -74,16 +85,38 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group
     return out.reshape(n, out_c, ho, wo)
 
 
+def _small_conv(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group: int,
+                kernel: tuple[int, int], out_hw: tuple[int, int]) -> Array:
+    """`conv2d` of a layer whose columns over the whole batch are small: one `im2col_batch` call (none for
+    a 1x1 conv without pads), one stacked BLAS product per group (NumPy's matmul runs the same product
+    per image as `conv2d`'s loop: the same bits) and one bias add, instead of a few calls per image."""
+    n, c = x.shape[0], x.shape[1]
+    (kh, kw), (ho, wo), (sh, sw), (dh, dw) = kernel, out_hw, attrs["strides"], attrs["dilations"]
+    top, left = attrs["pads"][0], attrs["pads"][1]
+    out_c, k = weight.shape[0], weight.shape[1]
+    if (kh, kw) == (1, 1) and not any(attrs["pads"]):
+        cols = (x if (sh, sw) == (1, 1) else np.ascontiguousarray(x[:, :, ::sh, ::sw])).reshape(n, c, ho * wo)
+    else:
+        from alls.runtime.kernels.floating import im2col_batch
+
+        cols = np.empty((n, c * kh * kw, ho * wo), np.float32)
+        im2col_batch(x, cols, kh, kw, sh, sw, dh, dw, top, left, ho, wo)
+    out = np.empty((n, out_c, ho * wo), np.float32)
+    og = out_c // group
+    for g in range(group):
+        np.matmul(weight[g * og:(g + 1) * og], cols[:, g * k:(g + 1) * k], out=out[:, g * og:(g + 1) * og])
+    out += bias
+    return out.reshape(n, out_c, ho, wo)
+
+
 def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], ho: int, wo: int) -> Array:
     """Depthwise conv as a sum over the kernel taps, padded as it reads (Numba's `depthwise`)."""
     (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
-    from numba import get_num_threads
-
     from alls.runtime.kernels.floating import depthwise
 
     top, left, bottom, right = attrs["pads"]
     return depthwise(x, np.ascontiguousarray(weight[:, 0], np.float32), np.ascontiguousarray(bias, np.float32),
-                     sh, sw, dh, dw, top, left, bottom, right, ho, wo, get_num_threads())
+                     sh, sw, dh, dw, top, left, bottom, right, ho, wo)
 
 
 def run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:

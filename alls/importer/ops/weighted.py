@@ -1,5 +1,6 @@
 """Weighted layers: Conv (`conv`, `dw`), ConvTranspose (`deconv`), Gemm and MatMul by a constant
-(`fc`), and the helpers that fold a scale into their weights."""
+(`fc`), and the helpers that fold a scale into their weights; a MatMul of two activations is the
+`matmul` layer (attention), which has no weights but shares the op's handler."""
 
 from __future__ import annotations
 
@@ -70,11 +71,41 @@ def gemm(imp: Importer, n: Node, data_in: list[str]) -> str | None:
 
 @handles("MatMul")
 def matmul(imp: Importer, n: Node, data_in: list[str]) -> str | None:
+    if len(data_in) == 2:  # neither operand constant: a product of activations (attention)
+        _product(imp, n, data_in)
+        return None
     weight = imp.consts.get(imp.resolve(n.inputs[1]))
     if weight is None or weight.ndim != 2 or len(data_in) != 1:
         return "only x·W with a constant 2-D W is a dense layer"
     _dense(imp, n, data_in, weight, np.zeros(weight.shape[1]))
     return None
+
+
+def _product(imp: Importer, n: Node, data_in: list[str]) -> None:
+    """A `matmul` layer of two activations (..., M, K)·(..., K, N), or ALS416 naming the form it is not."""
+    a, b = imp.shape(data_in[0]), imp.shape(data_in[1])
+    problem = _product_problem(a, b)
+    if problem:
+        imp.refuse(n, data_in, "ALS416", problem)
+        return
+    batch = tuple(max(x, y) for x, y in zip(a[1:-2], b[1:-2]))
+    imp.shapes.setdefault(n.outputs[0], (a[0], *batch, a[-2], b[-1]))
+    imp.add(Draft("matmul", [n.op], data_in, n.outputs[0], aliases_of(n), node_name=n.name))
+
+
+def _product_problem(a: tuple[int, ...], b: tuple[int, ...]) -> str:
+    """Why operands of shapes ``a`` and ``b`` make no `matmul` layer, or ``""``."""
+    shapes = f"{'x'.join(map(str, a)) or '?'} and {'x'.join(map(str, b)) or '?'}"
+    if not a or not b:
+        return "a product of two tensors whose shapes are not known"
+    if len(a) < 3 or len(b) < 3 or len(a) != len(b):
+        return (f"a product of two tensors of shapes {shapes}: the layer takes two tensors of one rank of 3 or more "
+                "(axis 0 is the images, which a product of rank 1 or 2 or a broadcast across ranks would mix)")
+    if a[-1] != b[-2]:
+        return f"a product of two tensors of shapes {shapes}, whose inner dimensions differ"
+    if a[0] != b[0] or any(x != y and 1 not in (x, y) for x, y in zip(a[1:-2], b[1:-2])):
+        return f"a product of two tensors of shapes {shapes}, whose batch axes do not match"
+    return ""
 
 
 def _dense(imp: Importer, n: Node, data_in: list[str], w_in_out: NDArray[Any], bias: ArrayLike) -> None:

@@ -1,0 +1,282 @@
+"""The float executor's dense conv (KH·KW > 1): a direct convolution over a register-blocked
+micro-kernel, with no im2col columns.
+
+The im2col form (one BLAS product per image over a columns buffer KH·KW times the input's size)
+spent as much time writing and reading the columns as multiplying. Here each image is copied
+once, padded, into scratch, split into its stride phases (phase (p, q) of a channel holds the
+padded plane's [p::sh, q::sw]; one phase when the stride is 1), so that every tap (c, a, b) reads
+the outputs of a row as one contiguous run: output (y, z) lies at y·Wq + z of a phase of width
+Wq, and a tap is a fixed offset into the image's scratch (``toff``). The positions past a row's
+Wo columns are computed and dropped. Channels lie an odd number of cache lines apart in the
+scratch, so that the taps of many channels do not compete for one cache set.
+
+The micro-kernel (`block_kernel`, LLVM IR through ``numba.extending.intrinsic``, as the integer
+kernels' in ``_simd.py``) keeps ``ROWS`` output channels × ``LANES`` consecutive positions in
+registers (``ROWS·LANES/8`` vectors of 8 floats) and, for every tap, loads the positions' inputs
+once and multiplies them by each channel's weight, broadcast. The blocks of a strip of output
+rows go to scratch, from which their rows are copied out, or, where no column is dropped
+(Wq = Wo), straight into the output planes. The loops run over a strip's blocks of positions,
+then over the channel blocks, so that the inputs of a block stay in the L1 cache while every
+channel block reads them.
+
+Summation order: every output is ``(((x0·w0 + x1·w1) + x2·w2) + ...) + bias``, the taps in the
+order (c, a, b), each step one fused multiply-add in float32. A result therefore depends neither
+on the batch, the blocking, the thread count nor a BLAS library (the im2col path's order was
+OpenBLAS's, which changes with the matrix sizes and the machine); the two differ by float32
+rounding (relative 1e-7 to 1e-6).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from alls.runtime.kernels import _parallel
+from alls.runtime.kernels._common import njit
+
+__all__ = ["conv", "conv_direct", "conv_part", "layout", "block_kernel", "ROWS", "LANES"]
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+ROWS = 6  # output channels per block
+LANES = 16  # consecutive output positions per block: two 8-wide vectors
+_WIDTH = 8
+
+_alloca_once_value: Callable[[Any, Any], Any] = cgutils.alloca_once_value
+_get_or_insert_function: Callable[[Any, Any, str], Any] = cgutils.get_or_insert_function
+Codegen = Callable[[Any, Any, Any, Any], Any]
+
+
+@functools.cache
+def block_kernel(rows: int, lanes: int) -> Any:
+    """The micro-kernel for ``rows`` channels × ``lanes`` positions (a multiple of 8).
+
+    ``_mk(xf, xb, toff, wf, wb, bias, af, ab, pitch, count)``: for every tap ``t`` of ``toff``, and
+    each row ``j``, ``acc[j] = fma(xf[xb + toff[t] : +lanes], wf[wb + t·rows + j], acc[j])``, from
+    zero; then ``af[ab + j·pitch : +lanes] = acc[j] + bias[j]`` for the first ``count`` rows. It reads and writes nothing else; the
+    caller guarantees every index is in bounds.
+    """
+    vectors = lanes // _WIDTH
+
+    @intrinsic
+    def _mk(typingctx: Any, xf: Any, xb: Any, toff: Any, wf: Any, wb: Any, bias: Any, af: Any, ab: Any,
+            pitch: Any, count: Any) -> tuple[Any, Codegen]:
+        sig = types.void(xf, xb, toff, wf, wb, bias, af, ab, pitch, count)
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            xa, xbv, ta, wa, wbv, ba, aa, abv, pv, cv = args
+            X = context.make_array(signature.args[0])(context, builder, xa)
+            T = context.make_array(signature.args[2])(context, builder, ta)
+            W = context.make_array(signature.args[3])(context, builder, wa)
+            B = context.make_array(signature.args[5])(context, builder, ba)
+            A = context.make_array(signature.args[6])(context, builder, aa)
+            f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+            vec = ir.VectorType(f32, _WIDTH)
+            zeros = ir.Constant(ir.VectorType(i32, _WIDTH), [0] * _WIDTH)
+            undef = ir.Constant(vec, ir.Undefined)
+            fma = _get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v8f32")
+            accs = [_alloca_once_value(builder, ir.Constant(vec, None)) for _ in range(rows * vectors)]
+
+            def splat(value: Any) -> Any:
+                return builder.shuffle_vector(builder.insert_element(undef, value, ir.Constant(i32, 0)), undef,
+                                              zeros)
+
+            def load(data: Any, index: Any) -> Any:
+                return builder.load(builder.bitcast(builder.gep(data, [index]), vec.as_pointer()), align=4)
+
+            ntap = builder.extract_value(T.shape, 0)
+            with cgutils.for_range(builder, ntap) as tap:
+                base = builder.add(xbv, builder.load(builder.gep(T.data, [tap.index])))
+                xs = [load(X.data, builder.add(base, ir.Constant(i64, _WIDTH * v))) for v in range(vectors)]
+                w_at = builder.add(wbv, builder.mul(tap.index, ir.Constant(i64, rows)))
+                for j in range(rows):
+                    w = splat(builder.load(builder.gep(W.data, [builder.add(w_at, ir.Constant(i64, j))])))
+                    for v in range(vectors):
+                        slot = accs[j * vectors + v]
+                        builder.store(builder.call(fma, [xs[v], w, builder.load(slot)]), slot)
+            for j in range(rows):
+                with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, j), cv)):
+                    b = splat(builder.load(builder.gep(B.data, [ir.Constant(i64, j)])))
+                    row = builder.add(abv, builder.mul(pv, ir.Constant(i64, j)))
+                    for v in range(vectors):
+                        ptr = builder.gep(A.data, [builder.add(row, ir.Constant(i64, _WIDTH * v))])
+                        builder.store(builder.fadd(builder.load(accs[j * vectors + v]), b),
+                                      builder.bitcast(ptr, vec.as_pointer()), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return _mk
+
+
+_MK = block_kernel(ROWS, LANES)
+_STRIP_BYTES = 1 << 17  # a strip's outputs in scratch: within the L2 cache beside the image's inputs
+
+
+def conv(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilations: tuple[int, int],
+         pads: tuple[int, int, int, int], threads: int | None = None) -> F32:
+    """ONNX Conv (one group) of an NCHW float32 ``x`` with ``weight`` (C_out, C, KH, KW), ``bias``
+    (C_out,), ``strides``, ``dilations`` and ``pads`` (top, left, bottom, right). Its jobs are cut
+    into at most ``threads`` parts (default: the runtime call's budget), run on the threads
+    `_parallel` chooses for the call site; the result is the same on any number."""
+    n, c, h, w = x.shape
+    out_c, _, kh, kw = weight.shape
+    (sh, sw), (dh, dw) = strides, dilations
+    top, left, bottom, right = pads
+    ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
+    wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
+    hq, wq = -(-(h + top + bottom) // sh), -(-(w + left + right) // sw)
+    pitch = int(_odd_lines(sh * sw * hq * wq))
+    wp, bp, toff, used = layout(np.ascontiguousarray(weight, np.float32), np.ascontiguousarray(bias, np.float32), sh,
+                                sw, dh, dw, hq, wq, pitch)
+    strip = max(1, min(ho, _STRIP_BYTES // (4 * len(bp) * wq)))
+    parts = max(1, min(_parallel.budget() if threads is None else threads, n * -(-ho // strip)))
+    out = np.empty((n, out_c, ho, wo), np.float32)
+    args = (np.ascontiguousarray(x, np.float32), wp, bp, toff, used, out, sh, sw, top, left, hq, wq, strip, pitch)
+    key = ("float conv", x.shape, weight.shape, strides, dilations, pads)
+    if parts == 1:  # no parallel region: it would cost more than a small layer
+        _parallel.run(key, out.size * weight[0].size, 1, conv_part, *args, 0, 1)
+    else:
+        _parallel.run(key, out.size * weight[0].size, parts, conv_direct, *args, parts)
+    return out
+
+
+@njit(cache=True)
+def layout(weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: int, hq: int, wq: int,
+           pitch: int) -> tuple[F32, F32, I64, npt.NDArray[np.bool_]]:
+    """What the kernel reads: the weights (C_out, C, KH, KW) as [block][tap][row] by blocks of
+    ``ROWS`` channels and the bias, both zero-padded to whole blocks; each tap's (c, a, b) offset
+    into an image's phases (``pitch`` floats a channel, sh·sw phases of ``hq``·``wq``), and which
+    phases the taps read. (One compiled call: in NumPy steps it cost more than a small layer.)"""
+    out_c, c, kh, kw = weight.shape
+    taps = c * kh * kw
+    blocks = (out_c + ROWS - 1) // ROWS
+    wf = weight.reshape(-1)
+    wp = np.zeros(blocks * taps * ROWS, np.float32)
+    bp = np.zeros(blocks * ROWS, np.float32)
+    for o in range(out_c):
+        base = (o // ROWS) * taps * ROWS + o % ROWS
+        for t in range(taps):
+            wp[base + t * ROWS] = wf[o * taps + t]
+        bp[o] = bias[o]
+    toff = np.empty(taps, np.int64)
+    used = np.zeros(sh * sw, np.bool_)
+    for ch in range(c):
+        for a in range(kh):
+            for b in range(kw):
+                phase = ((a * dh) % sh) * sw + (b * dw) % sw
+                used[phase] = True
+                toff[(ch * kh + a) * kw + b] = ch * pitch + phase * hq * wq + ((a * dh) // sh) * wq + (b * dw) // sw
+    return wp, bp, toff, used
+
+
+@njit(parallel=True, cache=True)
+def conv_direct(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_], out: F32, sh: int, sw: int,
+                top: int, left: int, hq: int, wq: int, strip: int, pitch: int, parts: int) -> None:
+    """Dense conv of NCHW float32 ``x`` into ``out`` (N, C_out, Ho, Wo): ``wp``, ``bp``, ``toff``
+    and ``used`` as `layout` makes them for an image's phases (`_phases`: ``pitch`` floats a
+    channel, its sh·sw phases of ``hq`` rows of ``wq`` columns).
+
+    The parallel jobs are (image, strip of ``strip`` output rows), in ``parts`` ranges (`conv_part`),
+    each with its own scratch. Each output comes from the same operations whatever ``parts``.
+    """
+    for part in prange(parts):
+        conv_part(x, wp, bp, toff, used, out, sh, sw, top, left, hq, wq, strip, pitch, part, parts)
+
+
+@njit(cache=True)
+def conv_part(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_], out: F32, sh: int, sw: int,
+              top: int, left: int, hq: int, wq: int, strip: int, pitch: int, part: int, parts: int) -> None:
+    """Range ``part`` of ``parts`` of `conv_direct`'s jobs, with its scratch (an image's phases, copied
+    when the range reaches a new image, and a strip's blocks); alone, on the calling thread, when
+    ``parts`` is 1 (a parallel region costs more than a small layer)."""
+    n, c = x.shape[0], x.shape[1]
+    out_c, ho, wo = out.shape[1], out.shape[2], out.shape[3]
+    taps, blocks = toff.shape[0], bp.shape[0] // ROWS
+    strips = (ho + strip - 1) // strip
+    jobs = n * strips
+    of = out.reshape(-1)
+    flat, plane = wq == wo, ho * wo
+    length = _odd_lines(strip * wq + LANES)
+    scratch = np.empty(c * pitch + LANES, np.float32)  # the last block reads up to LANES past the end
+    tmp = np.empty(blocks * ROWS * length, np.float32)
+    image = -1
+    for job in range(part * jobs // parts, (part + 1) * jobs // parts):
+        i, s = job // strips, job % strips
+        if i != image:
+            _phases(x[i], scratch, used, top, left, sh, sw, hq, wq, pitch)
+            image = i
+        y0, y1 = s * strip, min(ho, (s + 1) * strip)
+        span = (y1 - y0 - 1) * wq + wo
+        count = (span + LANES - 1) // LANES
+        full = span // LANES if flat else 0  # blocks stored in place: none past the strip
+        for k in range(count):
+            for blk in range(blocks):
+                rows = min(ROWS, out_c - blk * ROWS)
+                dst, at, stride = tmp, blk * ROWS * length + k * LANES, length
+                if k < full:
+                    dst, at, stride = of, (i * out_c + blk * ROWS) * plane + y0 * wo + k * LANES, plane
+                _MK(scratch, y0 * wq + k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], dst, at, stride,
+                    rows)
+        for o in range(out_c):
+            row = tmp[o * length:]
+            if flat:
+                dst = of[(i * out_c + o) * plane + y0 * wo:]
+                for q in range(full * LANES, span):
+                    dst[q] = row[q]
+                continue
+            for y in range(y0, y1):
+                src, d = row[(y - y0) * wq:], out[i, o, y]
+                for z in range(wo):
+                    d[z] = src[z]
+
+
+@njit(cache=True)
+def _odd_lines(size: int) -> int:
+    """``size`` floats rounded up to whole 64-byte lines, an odd number of them: channels that far
+    apart fall in different cache sets (a multiple of 4 KiB would put them all in one)."""
+    lines = (size + 15) // 16
+    return (lines + 1 - lines % 2) * 16
+
+
+@njit(cache=True)
+def _phases(image: F32, scratch: F32, used: npt.NDArray[np.bool_], top: int, left: int, sh: int, sw: int, hq: int,
+            wq: int, pitch: int) -> None:
+    """One image (C, H, W) into ``scratch``: phase (p, q) of channel c, at c·pitch + (p·sw + q)·hq·wq,
+    holds the padded plane's rows R·sh + p and columns Z·sw + q at R·wq + Z, zeros in the padding
+    and past the plane. Only the ``used`` phases are filled."""
+    c, h, w = image.shape
+    for ch in range(c):
+        for p in range(sh):
+            for q in range(sw):
+                if not used[p * sw + q]:
+                    continue
+                base = ch * pitch + (p * sw + q) * hq * wq
+                first = min(wq, max(0, (left - q + sw - 1) // sw))  # the first Z with Z·sw + q >= left
+                last = max(first, min(wq, (w + left - q + sw - 1) // sw))  # past the last inside the plane
+                for r in range(hq):
+                    at = base + r * wq
+                    y = r * sh + p - top
+                    if y < 0 or y >= h:
+                        for z in range(wq):
+                            scratch[at + z] = 0
+                        continue
+                    for z in range(first):
+                        scratch[at + z] = 0
+                    for z in range(last, wq):
+                        scratch[at + z] = 0
+                    src = image[ch, y]
+                    if sw == 1:
+                        for z in range(first, last):
+                            scratch[at + z] = src[z - left]
+                    else:
+                        for z in range(first, last):
+                            scratch[at + z] = src[z * sw + q - left]
