@@ -88,18 +88,18 @@ def _limit_for(graph, images: int) -> int:
     return limit
 
 
-def _same(whole, part, path="", rel=1e-12):
+def _same(whole, part, path="", rel=1e-12, tol=1e-300):
     """Two JSON forms of figures: equal, floats to ``rel`` except the exact ones (`EXACT`)."""
     if isinstance(whole, dict):
         assert whole.keys() == part.keys(), path
         for key in whole:
-            _same(whole[key], part[key], f"{path}/{key}", rel)
+            _same(whole[key], part[key], f"{path}/{key}", rel, tol)
     elif isinstance(whole, list):
         assert len(whole) == len(part), path
         for i, (a, b) in enumerate(zip(whole, part)):
-            _same(a, b, f"{path}[{i}]", rel)
+            _same(a, b, f"{path}[{i}]", rel, tol)
     elif isinstance(whole, float) and path.rsplit("/", 1)[-1] not in EXACT and not path.startswith("/range"):
-        assert part == pytest.approx(whole, rel=rel, abs=1e-300), path
+        assert part == pytest.approx(whole, rel=rel, abs=tol), path
     else:
         assert whole == part, path
 
@@ -137,7 +137,7 @@ def test_analysis_of_digits_in_batches_agrees_with_the_whole_run(digits, tmp_pat
         if before_fc:
             assert a["range"] == b["range"] and a["beyond_encoding"] == b["beyond_encoding"]
     whole.pop("seconds"), batched.pop("seconds")
-    _same(whole["recovery"], batched["recovery"], rel=1e-5)
+    _same(whole["recovery"], batched["recovery"], rel=1e-5, tol=1e-6)  # "removed" is 1 - a ratio near 1
 
 
 def _folder(images: np.ndarray, folder: Path) -> Folder:
