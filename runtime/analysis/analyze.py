@@ -393,6 +393,17 @@ def _weight_error(qmodel: Quantized, layer: Layer) -> float | None:
     return float(np.sqrt(np.mean((restored - weight) ** 2))) / rms if rms > 0 else None
 
 
+def _zeroed_channels(qmodel: Quantized, layer: Layer) -> tuple[int, int]:
+    """(output channels whose nonzero float weights all round to integer 0, output channels): conv, dw, fc."""
+    q = qmodel.layers[layer.name]
+    weight = qmodel.params.get(layer.name, layer.params).get("weight")
+    if layer.kind not in ("conv", "dw", "fc") or q.weights is None or weight is None or weight.shape != q.weights.shape:
+        return 0, 0
+    codes = q.weights.reshape(q.weights.shape[0], -1)
+    floats = np.asarray(weight).reshape(weight.shape[0], -1)
+    return int(np.sum(~codes.any(axis=1) & floats.any(axis=1))), codes.shape[0]
+
+
 def _facts(qmodel: Quantized, layer: Layer, stats: _LayerStats, alone: Errors,
            equalizable: dict[str, tuple[str, ...]], clip_trial: dict[str, tuple[float, float]] | None) -> LayerFacts:
     enc = qmodel.layers[layer.name].out
@@ -400,6 +411,7 @@ def _facts(qmodel: Quantized, layer: Layer, stats: _LayerStats, alone: Errors,
     output = next((r.name for r in readers if r.kind == "output_layer"), None)
     low, high = stats.channel_ranges()
     v = stats.values
+    zeroed, channels = _zeroed_channels(qmodel, layer)
     return LayerFacts(
         layer.name, layer.kind, layer.activation, enc.scale, enc.zero_point, enc.bits,
         qmodel.layers[layer.name].weight_bits, v.min, v.max, v.percentile(PERCENTILES[0]),
@@ -408,7 +420,8 @@ def _facts(qmodel: Quantized, layer: Layer, stats: _LayerStats, alone: Errors,
         equalizable.get(layer.name, tuple(r.name for r in readers)), layer.name in equalizable,
         _plan_flags(qmodel, layer.name), clip_trial, stats.beyond / max(v.count, 1),
         stats.excess / max(v.count, 1), int(qmodel.report.calibration_images or 0),
-        kernel=tuple(layer.attrs.get("kernel_shape", ())) if layer.kind == "conv" else ())
+        kernel=tuple(layer.attrs.get("kernel_shape", ())) if layer.kind == "conv" else (),
+        zeroed_channels=zeroed, channels=channels)
 
 
 # ----------------------------------------------------------------- analyze
