@@ -221,7 +221,8 @@ def _parser() -> argparse.ArgumentParser:
     analyze = _command(commands, "analyze", "find the layers that carry a quantized model's error: "
                        "a report with plots and advice", _analyze)
     analyze.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
-    analyze.add_argument("--data", metavar="NPY", required=True, help="images to analyze on, (N, H, W, C) in a .npy")
+    analyze.add_argument("--data", metavar="NPY", required=True,
+                         help="images to analyze on, (N, H, W, C) in a .npy or a folder of them")
     analyze.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc", help="the layout of the .npy images")
     analyze.add_argument("--limit", type=int, metavar="N", help="analyze on the first N images only")
     analyze.add_argument("--worst", type=int, default=3, metavar="K",
@@ -231,6 +232,7 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("-o", "--output", metavar="DIR", required=True, help="the report folder")
     analyze.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    _memory_option(analyze)
     _cut_options(analyze)
 
     from alls.runtime import describe_tune
@@ -294,7 +296,8 @@ def _taps_command(commands: Commands) -> None:
     taps = _command(commands, "taps", "write the tensors of a quantized model's layers, one .npy per layer and "
                     "target, with an index", _taps)
     taps.add_argument("quantized", metavar="QMODEL", help="a quantized model written by `alls quantize`")
-    taps.add_argument("--data", metavar="NPY", required=True, help="images to run, (N, H, W, C) in a .npy")
+    taps.add_argument("--data", metavar="NPY", required=True,
+                      help="images to run, (N, H, W, C) in a .npy or a folder of them")
     taps.add_argument("--layers", metavar="SELECTOR", help="the layers, as a script selects them: `{conv*}`, "
                       "`conv1`, `[conv1, {dw*}]` (default: every layer)")
     taps.add_argument("--target", action="append", choices=("native", "fp_optimized", "numeric"),
@@ -304,6 +307,7 @@ def _taps_command(commands: Commands) -> None:
     taps.add_argument("--limit", type=int, metavar="N", help="run the first N images only")
     taps.add_argument("-o", "--output", metavar="DIR", required=True, help="the folder to write")
     taps.add_argument("--force", action="store_true", help="write into DIR even if it is not empty")
+    _memory_option(taps)
 
 
 def _add_lsp(commands: Commands) -> None:

@@ -684,6 +684,13 @@ _DOCS = [
             "temporary files (removed when the run ends); the disk must hold it.",
             "alls quantize net.onnx --calib big.npy -o q.npz --finetune   # with a full /tmp",
             "Free space in the temporary folder, point TMPDIR at a larger disk, or raise --memory-limit."),
+    CodeDoc("ALS565", E, "taps do not fit on the disk",
+            "The tensors `alls taps` would write (every selected layer, target and image) take more than the "
+            "free space of the taps folder's disk, so nothing is run.",
+            "The tensors are written a batch at a time as they are made, so memory does not bound them: the "
+            "disk does, and a disk that fills midway would leave the files unfinished after a long run.",
+            "alls taps q.npz --data big.npy --target native --target numeric -o taps/   # every layer",
+            "Select fewer layers (--layers), targets (--target) or images (--limit), or write to a larger disk."),
 ]
 
 CODES: dict[str, CodeDoc] = {d.code: d for d in _DOCS}

@@ -154,12 +154,19 @@ def test_spread_channels_are_equalized_or_written_at_16_bits():
     _lines_resolve(qmodel, analysis)
 
 
+def _even_model():
+    """conv1 (4 channels of equal weights) -> relu -> conv2 (the same) -> output."""
+    c1, i1 = _conv("x", "c1", "h", np.full((4, 1, 1, 1), 0.5, np.float32), np.zeros(4))
+    c2, i2 = _conv("r", "c2", "y", np.full((4, 4, 1, 1), 0.25, np.float32), np.zeros(4))
+    return _model([c1, helper.make_node("Relu", ["h"], ["r"]), c2], {**i1, **i2}, [("x", ("N", 1, 8, 8))], ["y"])
+
+
 def test_4_bit_weights_ask_for_finetune_and_weights_clipping():
-    qmodel, analysis = _analyzed(_spread_model(), _uniform((64, 8, 8, 1)),
+    qmodel, analysis = _analyzed(_even_model(), _uniform((64, 8, 8, 1)),
                                  "quantization_param(conv1, precision_mode=a8_w4)\n")
     assert str(qmodel.plan["conv1"].weights_clipping) == "mmse"  # 4-bit weights are clipped by default
     assert _advice(analysis, "conv1")["finetune_4bit"] == ("post_quantization_optimization(finetune, policy=enabled)",)
-    qmodel, analysis = _analyzed(_spread_model(), _uniform((64, 8, 8, 1)),
+    qmodel, analysis = _analyzed(_even_model(), _uniform((64, 8, 8, 1)),
                                  "quantization_param(conv1, precision_mode=a8_w4)\n"
                                  "pre_quantization_optimization(weights_clipping, layers=[conv1], mode=disabled)\n")
     assert _advice(analysis, "conv1")["finetune_4bit"] == (
@@ -167,6 +174,33 @@ def test_4_bit_weights_ask_for_finetune_and_weights_clipping():
         "pre_quantization_optimization(weights_clipping, layers=[conv1], mode=mmse)")
     assert "finetune_4bit" not in _advice(analysis, "conv2")
     _lines_resolve(qmodel, analysis)
+
+
+def test_4_bit_weights_that_round_whole_channels_to_zero_ask_for_8_bits():
+    """A depthwise layer has one 4-bit weight scale (quantization groups are for convs), set by its 4 wide
+    channels (1.0, 7 levels a side; too many for the MSE clipping to cut): the 4 narrow ones (0.02, as where
+    a folded batch norm scales a few channels far above the rest) all round to 0, so it writes a constant on
+    half of its channels; the tool says so and keeps it at 8 bits."""
+    spread = np.array([1, 1, 1, 1, 0.02, 0.02, 0.02, 0.02], np.float32)
+    dw = helper.make_node("Conv", ["x", "dw_w", "dw_b"], ["h"], group=8)
+    c2, i2 = _conv("r", "c2", "y", np.ones((1, 8, 1, 1), np.float32), np.zeros(1))
+    model = _model([dw, helper.make_node("Relu", ["h"], ["r"]), c2],
+                   {"dw_w": spread.reshape(8, 1, 1, 1), "dw_b": np.zeros(8), **i2}, [("x", ("N", 8, 8, 8))], ["y"])
+    qmodel, analysis = _analyzed(model, _uniform((64, 8, 8, 8)), "quantization_param(dw1, precision_mode=a8_w4)\n")
+    assert str(qmodel.plan["dw1"].weights_clipping) == "mmse" and qmodel.plan["dw1"].quantization_groups == 1
+    codes = qmodel.layers[next(n for n in qmodel.layers if short(n) == "dw1")].weights
+    assert [bool(c.any()) for c in codes] == [True] * 4 + [False] * 4
+    assert _advice(analysis, "dw1")["finetune_4bit"] == (
+        "post_quantization_optimization(finetune, policy=enabled)", "quantization_param(dw1, precision_mode=a8_w8)")
+    advice = next(a for a in analysis.advice if a.key == "finetune_4bit")
+    assert "rounds every weight of 4 of its 8 output channels to 0" in advice.reason
+    assert advice.figures["zeroed_channels"] == 4 and advice.figures["channels"] == 8
+    _lines_resolve(qmodel, analysis)
+    # finetuned, it is still said: no algorithm brings the channels back
+    qmodel, analysis = _analyzed(model, _uniform((64, 8, 8, 8)),
+                                 "quantization_param(dw1, precision_mode=a8_w4)\n"
+                                 "post_quantization_optimization(finetune, policy=enabled, epochs=1, dataset_size=64)\n")
+    assert _advice(analysis, "dw1")["finetune_4bit"] == ("quantization_param(dw1, precision_mode=a8_w8)",)
 
 
 def test_rare_outliers_ask_for_activation_clipping():

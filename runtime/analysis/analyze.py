@@ -28,7 +28,9 @@ a `QuantizedModel` on some images:
    tell a layer's kernel error from its tensor's rounding.
 
 `analyze` runs all four and returns an `Analysis`; `Analysis.as_dict()` is
-the JSON form. `alls.runtime.analysis.report` writes it as a page with figures.
+the JSON form. Every pass reads the images a batch at a time within the
+memory limit and sums its figures over the batches
+(`alls.runtime.analysis.passes`), so any number of images fits the limit. `alls.runtime.analysis.report` writes it as a page with figures.
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ from alls.graph import Graph, Layer
 from alls.plan import Clipping, ClippingMode, Plan
 from alls.runtime.analysis.metrics import Agreement, AgreementSums, plain, snr_from_powers
 from alls.progress import Progress
-from alls.runtime.exec.calibration import TensorStats, check_data, input_arrays
+from alls.runtime.analysis.passes import Histogram, Images, Kept, batch_size
+from alls.runtime.exec.calibration import check_data, input_arrays
 from alls.runtime.analysis.rules import CLIP_RATIO, LOGIT_FLOOR, PERCENTILES, Advice, LayerFacts, advise
 from alls.runtime.exec.native import run_float
 from alls.runtime.exec.partial import compute_layers, float_taps, isolated_outputs, outputs_with, run_partial
 from alls.runtime.exec.quantize import Encoding, QLayer
+from alls.runtime.exec.stream import check_memory_limit
 from alls.runtime.analysis.sampling import MAX_POINTS, LayerSample, LayerSampler, OutputSample, OutputSampler
 from alls.runtime.exec.threads import runtime_call
 
@@ -59,7 +63,6 @@ __all__ = ["analyze", "Analysis", "LayerRow", "Agreement", "Recovery", "LayerSam
 
 DEFAULT_WORST = 3
 DEFAULT_ISOLATION_IMAGES = 8
-MEMORY_BUDGET = 512 << 20  # bytes of tensors one batch of images may hold (two copies of every layer's output)
 CLIP_TRIALS = 10  # activation clipping is tried on this many of the most harmful layers
 
 Data = dict[str, np.ndarray]
@@ -193,25 +196,15 @@ class Analysis:
 # ------------------------------------------------------------------ inputs
 
 
-def _images(qmodel: Quantized, x: Any, layout: str) -> Data:
-    """The images as NCHW float32 per input layer (not yet normalized), checked."""
-    data = input_arrays(qmodel.graph, x, layout)
+def _images(qmodel: Quantized, x: Any, layout: str, memory_limit: int) -> Images:
+    """The images as NCHW float32 per input layer (not yet normalized), checked, in batches within
+    ``memory_limit``: an input beyond a quarter of it, memory-mapped or a folder is read as it is used."""
+    data = input_arrays(qmodel.graph, x, layout, stream_over=memory_limit // 4)
     if not len(next(iter(data.values()))):
         raise AllsError.of("ALS512", "nothing to analyze: the data hold no image")
     for value in data.values():
         check_data(value, len(value), "analysis")
-    return data
-
-
-def _batch_size(qmodel: Quantized) -> int:
-    """Images per batch, so that two float copies of every layer's output fit `MEMORY_BUDGET`."""
-    per_image = sum(int(np.prod(layer.output_shape[1:])) for layer in qmodel.graph) * 4
-    return int(min(64, max(1, MEMORY_BUDGET // max(2 * per_image, 1))))
-
-
-def _batches(data: Data, size: int) -> list[Data]:
-    n = len(next(iter(data.values())))
-    return [{k: v[start:start + size] for k, v in data.items()} for start in range(0, n, size)]
+    return Images(data, batch_size(qmodel.graph, memory_limit))
 
 
 # ------------------------------------------------------------ view 1: alone
@@ -221,15 +214,14 @@ Trial = Callable[[Data], Data]  # float taps of every layer -> the outputs of a 
 Errors = dict[str, tuple[float, float]]  # output -> (error power, signal power), per value
 
 
-def _output_errors(qmodel: Quantized, data: Data, trials: dict[Any, Trial], label: str,
+def _output_errors(qmodel: Quantized, data: Images, trials: dict[Any, Trial], label: str,
                    progress: bool | None) -> dict[Any, Errors]:
     """Each trial's error at every output against native, batch by batch from the float taps."""
     outputs = [o.name for o in qmodel.graph.outputs]
     noise = {key: dict.fromkeys(outputs, 0.0) for key in trials}
     signal, count = dict.fromkeys(outputs, 0.0), dict.fromkeys(outputs, 0)
-    batches = _batches(data, _batch_size(qmodel))
-    bar = Progress(label, len(trials) * len(batches), progress)
-    for batch in batches:
+    bar = Progress(label, len(trials) * data.batches, progress)
+    for batch in data:
         feeds = qmodel.feeds(batch, "nchw")
         native = run_float(qmodel.graph, feeds)[0]
         taps = float_taps(qmodel, feeds)
@@ -244,7 +236,7 @@ def _output_errors(qmodel: Quantized, data: Data, trials: dict[Any, Trial], labe
     return {key: {o: (noise[key][o] / count[o], signal[o] / count[o]) for o in outputs} for key in noise}
 
 
-def _alone(qmodel: Quantized, data: Data, layers: list[Layer], progress: bool | None) -> dict[str, Errors]:
+def _alone(qmodel: Quantized, data: Images, layers: list[Layer], progress: bool | None) -> dict[str, Errors]:
     """For each layer and output: (error power, signal power) with only that layer quantized."""
     trials: dict[Any, Trial] = {layer.name: functools.partial(_isolated, qmodel, layer) for layer in layers}
     return _output_errors(qmodel, data, trials, "layers alone", progress)
@@ -268,7 +260,7 @@ class _LayerStats:
 
     def __init__(self, layer: Layer, encoding_range: tuple[float, float]) -> None:
         self.agreement = AgreementSums()
-        self.values = TensorStats(layer.output_channels)
+        self.values = Histogram(layer.output_channels)
         self.error_sum = np.zeros(layer.output_channels or 1, np.float64)
         self.per_channel = 0
         self.below = 0
@@ -301,32 +293,29 @@ class _LayerStats:
         return low.astype(np.float64), high.astype(np.float64)
 
 
-def _at_layers(qmodel: Quantized, data: Data, layers: list[Layer],
-               progress: bool | None = None) -> tuple[dict[str, _LayerStats], list[Data]]:
-    """The at-layer statistics of every layer, and the numeric outputs of each batch."""
+def _at_layers(qmodel: Quantized, data: Images, layers: list[Layer], outputs: Kept,
+               progress: bool | None = None) -> dict[str, _LayerStats]:
+    """The at-layer statistics of every layer; the numeric outputs of each batch go to ``outputs``."""
     stats = {layer.name: _LayerStats(layer, _encoding_range(qmodel, layer.name)) for layer in layers}
-    outputs: list[Data] = []
-    batches = _batches(data, _batch_size(qmodel))
-    with Progress("layers, all quantized", len(batches), progress, unit=" batches") as bar:
-        for batch in batches:
+    with Progress("layers, all quantized", data.batches, progress, unit=" batches") as bar:
+        for b, batch in enumerate(data):
             reference = qmodel.run(batch, target="fp_optimized", taps="all", layout="nchw").taps
             numeric = qmodel.run(batch, target="numeric", taps="all", layout="nchw")
             for name, entry in stats.items():
                 entry.update(reference[name], numeric.taps[name])
-            outputs.append(numeric.outputs)
+            outputs.put(b, numeric.outputs)
             bar.step()
-    return stats, outputs
+    return stats
 
 
 # ---------------------------------------------------------------- samples
 
 
-def _samples(qmodel: Quantized, data: Data, names: list[str],
+def _samples(qmodel: Quantized, data: Images, names: list[str],
              stats: dict[str, _LayerStats]) -> tuple[LayerSample, ...]:
-    batches = _batches(data, _batch_size(qmodel))
     samplers = [LayerSampler(name, *stats[name].channel_ranges(), (stats[name].values.min, stats[name].values.max),
-                             _encoding_range(qmodel, name), MAX_POINTS // len(batches)) for name in names]
-    for b, batch in enumerate(batches):
+                             _encoding_range(qmodel, name), MAX_POINTS // data.batches) for name in names]
+    for b, batch in enumerate(data):
         reference = qmodel.run(batch, target="fp_optimized", taps=names, layout="nchw").taps
         quantized = qmodel.run(batch, target="numeric", taps=names, layout="nchw").taps
         for sampler in samplers:
@@ -337,13 +326,13 @@ def _samples(qmodel: Quantized, data: Data, names: list[str],
 # ---------------------------------------------------------------- recovery
 
 
-def _recovery(qmodel: Quantized, data: Data, names: list[str], numeric_outputs: list[Data]) -> Recovery:
+def _recovery(qmodel: Quantized, data: Images, names: list[str], numeric_outputs: Kept) -> Recovery:
     quantized = {layer.name for layer in compute_layers(qmodel.graph)} - set(names)
     outputs = [o.name for o in qmodel.graph.outputs]
     sums = {kind: {o: AgreementSums() for o in outputs} for kind in ("numeric", "recovered", "keep_native")}
-    batches = _batches(data, _batch_size(qmodel))
-    samplers = {o: OutputSampler(o, qmodel.graph[o].output_channels or 1, MAX_POINTS // len(batches)) for o in outputs}
-    for b, (batch, numeric) in enumerate(zip(batches, numeric_outputs)):
+    samplers = {o: OutputSampler(o, qmodel.graph[o].output_channels or 1, MAX_POINTS // data.batches) for o in outputs}
+    for b, batch in enumerate(data):
+        numeric = numeric_outputs.get(b, outputs)
         native = qmodel.run(batch, target="native", layout="nchw").outputs
         recovered = run_partial(qmodel, qmodel.feeds(batch, "nchw"), quantized)
         kept = qmodel.run(batch, target="numeric", keep_native=names, layout="nchw").outputs
@@ -363,7 +352,7 @@ def _tensor_quantized(qmodel: Quantized, layer: Layer, encoding: Encoding, taps:
     return outputs_with(qmodel, taps, layer, encoding.dequantize(encoding.quantize(taps[layer.name])))
 
 
-def _clip_trials(qmodel: Quantized, data: Data, layers: list[Layer], stats: dict[str, _LayerStats],
+def _clip_trials(qmodel: Quantized, data: Images, layers: list[Layer], stats: dict[str, _LayerStats],
                  progress: bool | None) -> dict[str, dict[str, tuple[float, float]]]:
     """For the ``layers`` whose extreme values make a large share of the range: the SNR of each output
     with only this tensor quantized, at its encoding and at one clipped to the percentiles."""
@@ -404,6 +393,17 @@ def _weight_error(qmodel: Quantized, layer: Layer) -> float | None:
     return float(np.sqrt(np.mean((restored - weight) ** 2))) / rms if rms > 0 else None
 
 
+def _zeroed_channels(qmodel: Quantized, layer: Layer) -> tuple[int, int]:
+    """(output channels whose nonzero float weights all round to integer 0, output channels): conv, dw, fc."""
+    q = qmodel.layers[layer.name]
+    weight = qmodel.params.get(layer.name, layer.params).get("weight")
+    if layer.kind not in ("conv", "dw", "fc") or q.weights is None or weight is None or weight.shape != q.weights.shape:
+        return 0, 0
+    codes = q.weights.reshape(q.weights.shape[0], -1)
+    floats = np.asarray(weight).reshape(weight.shape[0], -1)
+    return int(np.sum(~codes.any(axis=1) & floats.any(axis=1))), codes.shape[0]
+
+
 def _facts(qmodel: Quantized, layer: Layer, stats: _LayerStats, alone: Errors,
            equalizable: dict[str, tuple[str, ...]], clip_trial: dict[str, tuple[float, float]] | None) -> LayerFacts:
     enc = qmodel.layers[layer.name].out
@@ -411,6 +411,7 @@ def _facts(qmodel: Quantized, layer: Layer, stats: _LayerStats, alone: Errors,
     output = next((r.name for r in readers if r.kind == "output_layer"), None)
     low, high = stats.channel_ranges()
     v = stats.values
+    zeroed, channels = _zeroed_channels(qmodel, layer)
     return LayerFacts(
         layer.name, layer.kind, layer.activation, enc.scale, enc.zero_point, enc.bits,
         qmodel.layers[layer.name].weight_bits, v.min, v.max, v.percentile(PERCENTILES[0]),
@@ -419,7 +420,8 @@ def _facts(qmodel: Quantized, layer: Layer, stats: _LayerStats, alone: Errors,
         equalizable.get(layer.name, tuple(r.name for r in readers)), layer.name in equalizable,
         _plan_flags(qmodel, layer.name), clip_trial, stats.beyond / max(v.count, 1),
         stats.excess / max(v.count, 1), int(qmodel.report.calibration_images or 0),
-        kernel=tuple(layer.attrs.get("kernel_shape", ())) if layer.kind == "conv" else ())
+        kernel=tuple(layer.attrs.get("kernel_shape", ())) if layer.kind == "conv" else (),
+        zeroed_channels=zeroed, channels=channels)
 
 
 # ----------------------------------------------------------------- analyze
@@ -468,21 +470,29 @@ def _diagnostics(analysis_images: int, isolation: int, recovery: Recovery) -> li
 @runtime_call
 def analyze(qmodel: Quantized, x: Any, layout: str = "nhwc", worst: int = DEFAULT_WORST,
             isolation_images: int = DEFAULT_ISOLATION_IMAGES, progress: bool | None = None, *,
-            threads: int | None = None) -> Analysis:
-    """The layer analysis of ``qmodel`` on images ``x`` ((N, H, W, C) for "nhwc", or a dict per input), on at
-    most ``threads`` threads (None: the model's, else every core)."""
+            threads: int | None = None, memory_limit: int | str | None = None) -> Analysis:
+    """The layer analysis of ``qmodel`` on images ``x`` ((N, H, W, C) for "nhwc", or a dict per input: arrays,
+    memory-mapped ``.npy`` or folders of them, `alls.arrays.Folder`), on at most ``threads`` threads (None: the model's, else
+    every core). The images are read a batch at a time and the figures accumulated over the batches, so what
+    the analysis holds is bounded by ``memory_limit`` (bytes or text such as "4GiB"; default 4 GiB), not by
+    the number of images (`alls.runtime.analysis.passes`)."""
+    _check(worst, isolation_images)
+    limit = check_memory_limit(memory_limit)
+    data = _images(qmodel, x, layout, limit)
+    with Kept(limit // 4) as numeric_outputs:
+        return _analyze(qmodel, data, worst, min(isolation_images, len(data)), numeric_outputs, progress)
+
+
+def _analyze(qmodel: Quantized, data: Images, worst: int, isolation: int, numeric_outputs: Kept,
+             progress: bool | None) -> Analysis:
     from alls.runtime.algorithms.equalize import pairs
 
-    _check(worst, isolation_images)
-    data = _images(qmodel, x, layout)
-    images = len(next(iter(data.values())))
-    isolation = min(isolation_images, images)
     layers = compute_layers(qmodel.graph)
-    subset = {k: v[:isolation] for k, v in data.items()}
+    subset = data.head(isolation)
     clock = _Clock()
     alone = _alone(qmodel, subset, layers, progress)
     clock.lap("alone")
-    stats, numeric_outputs = _at_layers(qmodel, data, layers, progress)
+    stats = _at_layers(qmodel, data, layers, numeric_outputs, progress)
     clock.lap("at_layer")
     ranked = sorted(layers, key=lambda l: _harm(alone[l.name]))
     trials = _clip_trials(qmodel, subset, ranked[:CLIP_TRIALS], stats, progress)
@@ -498,6 +508,7 @@ def analyze(qmodel: Quantized, x: Any, layout: str = "nhwc", worst: int = DEFAUL
         recovery = _recovery(qmodel, data, blamed, numeric_outputs)
         bar.step()
     clock.lap("recovery")
+    images = len(data)
     return Analysis(qmodel.graph.name, images, isolation, recovery.numeric, tuple(rows),
                     tuple(a for row in rows for a in advice[row.name]), recovery, samples,
                     tuple(_diagnostics(images, isolation, recovery)), clock.seconds)

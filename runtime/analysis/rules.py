@@ -29,6 +29,11 @@ that triggered it, and the script lines that would apply it. The keys:
   like logits (at least ``LOGIT_SHARE`` of them below ``LOGIT_FLOOR``, where a
   sigmoid is nearly 0): put the sigmoid in the model.
 - ``finetune_4bit``: 4-bit weights: finetune (QFT) and weights clipping.
+  Where the per-tensor weight scale, set by the widest output channel (after
+  batch norm is folded), rounds every weight of at least ``ZEROED_SHARE`` of
+  the output channels to zero, those channels write only their bias whatever
+  the input: no algorithm brings them back, so keep the layer at 8-bit
+  weights.
 - ``output_16bit``: an output written at 8 bits whose rounding (step²/12)
   is at least ``ROUNDING_SHARE`` of its error when it alone is quantized:
   write that output at 16 bits.
@@ -53,7 +58,7 @@ from alls.plan import Activation
 
 __all__ = ["ADVICE", "Advice", "LayerFacts", "advise", "CLIP_RATIO", "CLIP_GAIN_DB", "SPREAD_RATIO", "BIAS_SHARE",
            "BIAS_STEPS", "LOGIT_SHARE", "LOGIT_FLOOR", "ROUNDING_SHARE", "PERCENTILES", "BEYOND_SHARE",
-           "SATURATION_SHARE"]
+           "SATURATION_SHARE", "ZEROED_SHARE"]
 
 ADVICE = {
     "calibration_range": "values beyond the calibrated range are clamped: calibrate on more images, or force the range",
@@ -78,6 +83,7 @@ LOGIT_SHARE = 0.5
 LOGIT_FLOOR = -3.9  # sigmoid(-3.9) = 0.0198
 ROUNDING_SHARE = 0.5
 PERCENTILES = (0.01, 99.99)
+ZEROED_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,8 @@ class LayerFacts:
     saturation: float = 0.0  # the mean square of their distance to that range: the clamp's error power
     calibration_images: int = 0
     kernel: tuple[int, ...] = ()  # a conv's kernel size
+    zeroed_channels: int = 0  # output channels whose nonzero float weights all round to integer 0
+    channels: int = 0  # output channels of its weights (conv, dw, fc)
 
     @property
     def short_name(self) -> str:
@@ -264,12 +272,20 @@ def _four_bit(f: LayerFacts) -> Advice | None:
         lines.append("post_quantization_optimization(finetune, policy=enabled)")
     if not f.plan.get("weights_clipped"):
         lines.append(f"pre_quantization_optimization(weights_clipping, layers=[{f.short_name}], mode=mmse)")
+    zeroed = f.channels > 0 and f.zeroed_channels >= ZEROED_SHARE * f.channels
+    if zeroed:
+        lines.append(f"quantization_param({f.short_name}, precision_mode=a8_w8)")
     if not lines:
         return None
     error = f": their rounding error is {f.weight_error:.1%} of their RMS" if f.weight_error is not None else ""
     reason = (f"its weights are 4-bit (15 levels per scale){error}; Hailo's guide: layers with 4-bit weights need "
               "QFT and weights clipping")
-    return Advice("finetune_4bit", f.name, reason, tuple(lines), {"weight_error": f.weight_error})
+    if zeroed:
+        reason += (f"; its one weight scale, set by its widest output channel, rounds every weight of "
+                   f"{f.zeroed_channels} of its {f.channels} output channels to 0: they write only their bias "
+                   "whatever the input, which no finetune or clipping restores: keep it at 8-bit weights")
+    return Advice("finetune_4bit", f.name, reason, tuple(lines),
+                  {"weight_error": f.weight_error, "zeroed_channels": f.zeroed_channels, "channels": f.channels})
 
 
 def _output_16(f: LayerFacts) -> Advice | None:

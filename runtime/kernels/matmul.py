@@ -18,6 +18,15 @@ from alls.runtime.numerics import Requant, accumulator_dtype, activation_max
 __all__ = ["matmul", "matmul_acc", "matmul_bound"]
 
 
+@njit(inline="always", cache=True)
+def _dot(row: np.ndarray, col: np.ndarray) -> np.int64:
+    """Σ_k row[k]·col[k] in int64, in order."""
+    s = np.int64(0)
+    for k in range(row.shape[0]):
+        s += np.int64(row[k]) * np.int64(col[k])
+    return s
+
+
 @njit(cache=True)
 def matmul_rows(a: np.ndarray, bt: np.ndarray, mult: np.int64, shift: np.int64, zo: np.int64, lo: np.int64,
                 hi: np.int64, out: np.ndarray) -> None:
@@ -28,13 +37,8 @@ def matmul_rows(a: np.ndarray, bt: np.ndarray, mult: np.int64, shift: np.int64, 
     """
     for p in range(a.shape[0]):
         for i in range(a.shape[1]):
-            row = a[p, i]
             for j in range(bt.shape[1]):
-                col = bt[p, j]
-                s = np.int64(0)
-                for k in range(row.shape[0]):
-                    s += np.int64(row[k]) * np.int64(col[k])
-                out[p, i, j] = _requant1(s, mult, shift, zo, lo, hi)
+                out[p, i, j] = _requant1(_dot(a[p, i], bt[p, j]), mult, shift, zo, lo, hi)
 
 
 @njit(cache=True)
@@ -42,13 +46,8 @@ def matmul_sums(a: np.ndarray, bt: np.ndarray, out: np.ndarray) -> None:
     """Σ of (N37) without its requantization: out[p, i, j] = Σ_k a[p, i, k]·bt[p, j, k], int64."""
     for p in range(a.shape[0]):
         for i in range(a.shape[1]):
-            row = a[p, i]
             for j in range(bt.shape[1]):
-                col = bt[p, j]
-                s = np.int64(0)
-                for k in range(row.shape[0]):
-                    s += np.int64(row[k]) * np.int64(col[k])
-                out[p, i, j] = s
+                out[p, i, j] = _dot(a[p, i], bt[p, j])
 
 
 def matmul_bound(inner: int, bits_a: int, bits_b: int) -> int:

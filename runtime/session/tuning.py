@@ -18,7 +18,7 @@ The best step (the earliest within `TIE_DB` of the highest SNR) is the result.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,7 +29,6 @@ from alls.plan import BiasMode
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
-    from alls.runtime.ops.base import Params
     from alls.runtime.session.model import Images, QuantizedModel
     from alls.runtime.session.runner import Runner
 
@@ -115,26 +114,87 @@ def _policy(on: bool) -> str:
     return "enabled" if on else "disabled"
 
 
-def _measure(native: Params, numeric: Params, labels: ArrayLike | None) -> tuple[float, float, float | None]:
-    import numpy as np
+class _Measure:
+    """Each step's figures on the evaluation images, a batch at a time within the memory limit: the
+    native outputs are run once and kept (`Kept`: within a quarter of the limit, beyond it in temporary
+    files); each step runs its numeric target batch by batch into running sums (`AgreementSums`) and
+    top-1 counts, so the figures equal those of one run over every image (SNR and cosine to float64
+    rounding, the top-1 accuracy exactly)."""
 
-    from alls.runtime.analysis.metrics import cosine, snr_db, top1
+    def __init__(self, runner: Runner, data: Images, labels: ArrayLike | None, layout: str):
+        from alls.runtime.analysis.evaluation import check_labels
+        from alls.runtime.analysis.passes import Kept, batch_size
 
-    snr = float(np.mean([snr_db(native[k], numeric[k]) for k in native]))
-    cos = float(np.mean([cosine(native[k], numeric[k]) for k in native]))
-    accuracy = None
-    if labels is not None:
-        first = next(iter(numeric.values()))
-        accuracy = float((top1(first) == np.asarray(labels).reshape(-1)).mean())
-    return snr, cos, accuracy
+        self.data, self.layout, self.count = data, layout, _count(data)
+        self.graph, self.memory_limit = runner.graph, runner.memory_limit
+        self.labels = None if labels is None else check_labels(labels, self.count)
+        self.size = batch_size(runner.graph, runner.memory_limit)
+        self.native = Kept(runner.memory_limit // 4)
+        self.names: list[str] = []
+        for b, batch in enumerate(self._batches()):
+            outputs = runner.infer(batch, target="native", layout=layout).outputs
+            self.native.put(b, outputs)
+            self.names = list(outputs)
+
+    def _batches(self) -> Iterator[Images]:
+        for start in range(0, self.count, self.size):
+            yield _slice(self.data, start, start + self.size)
+
+    def __call__(self, runner: Runner) -> tuple[float, float, float | None]:
+        """The mean SNR (dB) and cosine of the outputs against native, and the top-1 accuracy of the first."""
+        import numpy as np
+
+        from alls.runtime.analysis.metrics import AgreementSums, top1
+
+        sums = {name: AgreementSums() for name in self.names}
+        right = 0
+        for b, batch in enumerate(self._batches()):
+            numeric = runner.infer(batch, layout=self.layout).outputs
+            native = self.native.get(b, self.names)
+            for name, acc in sums.items():
+                acc.update(native[name], numeric[name])
+            if self.labels is not None:
+                scores = numeric[self.names[0]]
+                start = b * self.size
+                right += int((top1(scores) == self.labels[start:start + len(scores)]).sum())
+        figures = [acc.result() for acc in sums.values()]
+        accuracy = right / self.count if self.labels is not None else None
+        return float(np.mean([f.snr_db for f in figures])), float(np.mean([f.cosine for f in figures])), accuracy
+
+    def close(self) -> None:
+        self.native.close()
 
 
-def _blamed(qmodel: QuantizedModel, data: Images, layout: str, progress: bool | None) -> tuple[str, ...]:
-    """The layers with weights that the analysis blames for the error of ``qmodel``."""
+def _count(data: Images) -> int:
+    count = len(next(iter(data.values())) if isinstance(data, dict) else data)
+    if count == 0:
+        raise alls.AllsError.of("ALS522", "there are no images to evaluate on", "pass at least one image")
+    return count
+
+
+def _slice(data: Images, start: int, stop: int) -> Images:
+    """Images ``start:stop`` of an array, a memory-mapped file, a `Folder` or a dict of them, read."""
+    from alls.runtime.exec.stream import read
+
+    if isinstance(data, dict):
+        return {k: read(v, slice(start, stop)) for k, v in data.items()}
+    return read(data, slice(start, stop))
+
+
+def _head(data: Images, count: int) -> Images:
+    from alls.runtime.analysis.evaluation import first
+
+    return {k: first(v, count) for k, v in data.items()} if isinstance(data, dict) else first(data, count)
+
+
+def _blamed(qmodel: QuantizedModel, data: Images, layout: str, memory_limit: int,
+            progress: bool | None) -> tuple[str, ...]:
+    """The layers with weights that the analysis of the first `ANALYSIS_IMAGES` images blames for the
+    error of ``qmodel``."""
     from alls.graph import WEIGHTED_KINDS
     from alls.runtime.analysis.analyze import analyze
 
-    result = analyze(qmodel, data[:ANALYSIS_IMAGES], layout, progress=progress)
+    result = analyze(qmodel, _head(data, ANALYSIS_IMAGES), layout, progress=progress, memory_limit=memory_limit)
     return tuple(r.name for r in result.layers if qmodel.graph[r.name].kind in WEIGHTED_KINDS)[:3]
 
 
@@ -143,16 +203,25 @@ def tune(runner_factory: Callable[[], Runner], calib: Images, data: Images,
          layout: str = "nhwc", on_step: Callable[[Step], None] | None = None,
          progress: bool | None = None) -> list[Step]:
     """Run the flow from ``base`` (script text, or a parsed `Script` whose errors then point into its file);
-    every step gets its script and figures (or the error that stopped it)."""
-    from alls.progress import note
-
+    every step gets its script and figures (or the error that stopped it). ``data`` (an array, a
+    memory-mapped ``.npy``, a `Folder`, or a dict per input) is read a batch at a time within the
+    runner's memory limit (`_Measure`)."""
     runner = runner_factory()
-    graph = runner.graph
     if isinstance(base, alls.Script) or base:
         runner.load_script(base)  # the start script's own errors stop the flow before any step
         runner.advise(progress)  # and its advice shows before the first calibration
     base = base.source if isinstance(base, alls.Script) else base
-    native = runner.infer(data, target="native", layout=layout).outputs
+    measure = _Measure(runner, data, labels, layout)
+    try:
+        return _steps(runner_factory, calib, base, layout, measure, on_step, progress)
+    finally:
+        measure.close()
+
+
+def _steps(runner_factory: Callable[[], Runner], calib: Images, base: str, layout: str, measure: _Measure,
+           on_step: Callable[[Step], None] | None, progress: bool | None) -> list[Step]:
+    from alls.progress import note
+
     states = [State(), State(bias16=True), State(bias16=True, equalization=True),
               State(bias16=True, equalization=True, bias_correction=True),
               State(bias16=True, equalization=True, bias_correction=True,
@@ -169,16 +238,15 @@ def tune(runner_factory: Callable[[], Runner], calib: Images, data: Images,
             else:
                 chosen = best(done)
                 base_state = states[done.index(chosen)]
-                wide = _blamed(models[done.index(chosen)], data, layout, progress)
+                wide = _blamed(models[done.index(chosen)], measure.data, layout, measure.memory_limit, progress)
                 state = State(base_state.bias16, base_state.equalization, base_state.bias_correction,
                               base_state.finetune, wide)
                 step.layers = wide
-            step.script = script_for(base, state, graph, name)
+            step.script = script_for(base, state, measure.graph, name)
             runner = runner_factory()
             runner.load_script(step.script)
             models[i] = runner.quantize(calib, layout=layout, progress=False)
-            numeric = runner.infer(data, layout=layout).outputs
-            step.snr_db, step.cosine, step.accuracy = _measure(native, numeric, labels)
+            step.snr_db, step.cosine, step.accuracy = measure(runner)
         except alls.AllsError as error:
             step.error = "; ".join(f"{d.code}: {d.message}" for d in error.diagnostics)
         step.seconds = time.perf_counter() - start

@@ -129,7 +129,7 @@ def theirs(path: Path, input_name: str, calib: np.ndarray, x: np.ndarray, native
 
 
 def bench(name: str, path: Path, shape, calib: np.ndarray, pool: np.ndarray, test: np.ndarray, input_name: str,
-          rows: list, finetune_images: tuple[int, ...], variants: tuple[str, ...] = VARIANTS) -> None:
+          rows: list, finetune_images: tuple[int, ...], variants: tuple[str, ...] = VARIANTS, w8: str = "") -> None:
     runner = Runner(path, shape) if shape else Runner(path)
     x = np.ascontiguousarray(test.transpose(0, 3, 1, 2).astype(np.float32))
     calib_nchw = np.ascontiguousarray(calib.transpose(0, 3, 1, 2).astype(np.float32))
@@ -152,6 +152,9 @@ def bench(name: str, path: Path, shape, calib: np.ndarray, pool: np.ndarray, tes
                     theirs(path, input_name, calib_nchw, x, native, "QUInt16", weights, per_channel))
     if "a8_w4" in variants:
         add("alls a8_w4 round to nearest", ours(runner, w4_script(runner), calib, x, native))
+        if w8:
+            add(f"alls a8_w4, 8-bit weights on {w8}",
+                ours(runner, w4_script(runner) + f"quantization_param([{w8}], precision_mode=a8_w8)\n", calib, x, native))
     if "finetune" in variants:
         for images, data in ((n, pool[:n]) for n in finetune_images):
             add(f"alls a8_w4 + finetune ({images} images)",
@@ -227,6 +230,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=320, help="the input size of CenterFace, PP-OCRv4's detector, YOLOv8n")
     parser.add_argument("--test", type=int, default=32, help="held-out images (digits: its 360 test images)")
     parser.add_argument("--finetune", default="64,1024", help="the finetune rows: images each trains on ('' for none)")
+    parser.add_argument("--w8", default="", help="a8_w4: also a row with these layers (comma-separated) at 8-bit weights")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"row groups, any of {','.join(VARIANTS)}")
     args = parser.parse_args()
     finetune = tuple(int(n) for n in args.finetune.split(",") if n)
@@ -241,7 +245,7 @@ def main() -> None:
             print(f"{name}: skipped ({found})")
             continue
         label, path, shape, input_name, pool, test = found
-        bench(label, path, shape, pool[:64], pool, test, input_name, rows, finetune, variants)
+        bench(label, path, shape, pool[:64], pool, test, input_name, rows, finetune, variants, args.w8)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,17 @@ given beside the whole.
 
 Without ``--epochs`` the epochs are the default (`finetune_epochs`: 1024 steps a layer). Skipped
 when CenterFace or scikit-image is unavailable; prints figures and exits 0.
+
+``--analyze`` measures `alls analyze` instead: a small network on large images (`patch_model`:
+256x256x3, 0.75 MiB each, little arithmetic per byte), quantized on the first 64, on ``--images``
+uniform random images written to a `.npy` in a temporary folder,
+``python -m alls analyze q.npz --data x.npy -o report/ --json`` in a
+child process, whose peak resident set is its own ``ru_maxrss`` (`os.wait4`). ``--before REV`` also
+runs the same command on the sources of git revision REV (extracted to a temporary folder, without
+``--memory-limit`` if that revision's command does not take it), in the same process, so the two
+figures share the machine's load:
+
+    python tests/bench/bench_memory.py --analyze --images 512 [--memory-limit 4GiB] [--before REV]
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +99,106 @@ def measure(model: Path, images: Path, count: int, epochs: int | None, limit: st
     return {**figures, "peak_bytes": peak, "wall": wall, "load": load}
 
 
+def child_peak(argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> tuple[int, float, str]:
+    """Run ``argv`` in ``cwd``: its own peak resident set (bytes), its wall time and its standard error's tail."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=cwd)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        err.seek(0)
+        tail = err.read().decode(errors="replace")[-3000:]
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:4])} ... failed:\n{tail}")
+    return usage.ru_maxrss * 1024, wall, tail
+
+
+def source_tree(revision: str, folder: Path) -> Path:
+    """The sources of ``revision`` laid out as the package installs (``alls.runtime`` is ``runtime/``)."""
+    tree = folder / "src"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    (tree / "alls" / "runtime").symlink_to(tree / "runtime", target_is_directory=True)
+    return tree
+
+
+def patch_model(size: int) -> Any:
+    """A small network on large images: (N, 3, size, size) -> 8x8 convolution of stride 8 (8 channels) -> ReLU
+    -> 3x3 convolution (8) -> output: little arithmetic per byte of image, so the images dominate memory."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = {"w1": rng.normal(0, 0.1, (8, 3, 8, 8)), "b1": np.zeros(8), "w2": rng.normal(0, 0.3, (8, 8, 3, 3)),
+             "b2": np.zeros(8)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], strides=[8, 8]),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Conv", ["r", "w2", "b2"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "patches", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                ("N", 3, size, size))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+PREPARE = """
+import sys
+import numpy as np
+import onnx
+sys.path.insert(0, sys.argv[1])
+from bench_memory import patch_model
+from alls.runtime import Runner
+folder, count, size, output = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+shape = (count, size, size, 3)
+if output == "q.npz":
+    onnx.save(patch_model(size), f"{folder}/patches.onnx")
+    with open(f"{folder}/x.npy", "wb") as f:  # written a part at a time: never resident whole
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        for start in range(0, count, 64):
+            part = np.random.default_rng(start).uniform(0, 1, (min(64, count - start), *shape[1:]))
+            f.write(part.astype(np.float32).tobytes())
+runner = Runner(f"{folder}/patches.onnx", progress=False)
+runner.quantize(np.array(np.load(f"{folder}/x.npy", mmap_mode="r")[:64])).save(f"{folder}/{output}")
+"""
+
+
+def analyze_memory(count: int, limit: str, before: str | None, size: int = 256) -> None:
+    """Peak RSS of `alls analyze` on ``count`` memory-mapped images, now and (with ``before``) at a revision.
+    The model and images are made in a child too: a child's ``ru_maxrss`` starts from its parent's peak at
+    the fork, so this process stays small."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="alls-bench-analyze-") as tmp:
+        folder = Path(tmp)
+        prepare = [sys.executable, "-c", PREPARE, str(Path(__file__).parent), tmp, str(count), str(size)]
+        subprocess.run([*prepare, "q.npz"], check=True, cwd=ROOT)
+        command = ["-m", "alls", "analyze", str(folder / "q.npz"), "--data", str(folder / "x.npy"), "--json",
+                   "--quiet", "--force"]
+        print(f"alls analyze, 8x8/8 conv -> 3x3 conv on {count} images of {size}x{size}x3 "
+              f"({count * size * size * 12 / 2**20:.0f} MiB memory-mapped), load average {os.getloadavg()[0]:.1f} before:")
+        runs = [("now", [sys.executable, *command, "-o", str(folder / "now"), "--memory-limit", limit], None, ROOT)]
+        if before:  # run from its tree: `python -m` puts the working folder first on the path
+            tree = source_tree(before, folder)
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            help_text = subprocess.run([sys.executable, "-m", "alls", "analyze", "--help"], capture_output=True,
+                                       text=True, cwd=tree, env=env).stdout
+            extra = ["--memory-limit", limit] if "--memory-limit" in help_text else []
+            subprocess.run([*prepare, "q-before.npz"], check=True, cwd=tree, env=env)  # its own model format
+            old = [str(folder / "q-before.npz") if a.endswith("q.npz") else a for a in command]
+            runs.append((before, [sys.executable, *old, "-o", str(folder / "before"), *extra], env, tree))
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(f"  (this process's own peak, the floor of each child's: {own / 2**20:.0f} MiB)")
+        for name, argv, env, cwd in runs:
+            peak, wall, _ = child_peak(argv, env, cwd)
+            print(f"  {name:>10}: peak RSS {peak / 2**20:.0f} MiB, {wall:.0f} s, "
+                  f"load average {os.getloadavg()[0]:.1f} after")
+
+
 def main() -> None:
     import datasets
     import models
@@ -95,7 +207,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--epochs", type=int, help="finetune epochs (default: the script's default)")
     parser.add_argument("--memory-limit", default="4GiB")
+    parser.add_argument("--analyze", action="store_true", help="measure `alls analyze` on the digits CNN instead")
+    parser.add_argument("--before", metavar="REV", help="with --analyze: also run git revision REV's sources")
     args = parser.parse_args()
+    if args.analyze:
+        analyze_memory(args.images, args.memory_limit, args.before)
+        return
     try:
         model = models.centerface()
         images = scenes(args.images)
