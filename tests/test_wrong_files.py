@@ -95,7 +95,7 @@ OUTPUTS = [
 
 # The commands that read images from a folder of .npy files as well as from one file: an empty
 # folder is refused as data (ALS029), not as a path that is not a file.
-FOLDER_DATA = {"quantize", "eval", "tune"}
+FOLDER_DATA = {"quantize", "eval", "tune", "analyze", "taps"}
 
 
 def _cases():
