@@ -19,12 +19,12 @@ __all__ = ["matmul", "matmul_acc", "matmul_bound"]
 
 
 @njit(inline="always", cache=True)
-def _dot(row: np.ndarray, col: np.ndarray) -> np.int64:
+def _dot(row: np.ndarray, col: np.ndarray) -> int:
     """Σ_k row[k]·col[k] in int64, in order."""
     s = np.int64(0)
     for k in range(row.shape[0]):
         s += np.int64(row[k]) * np.int64(col[k])
-    return s
+    return int(s)  # an int64 in compiled code
 
 
 @njit(cache=True)
