@@ -131,8 +131,9 @@ print(rss() - before)
 # ----------------------------------------------- bias correction and finetune
 
 
-def test_bias_correction_and_finetune_spilled_to_disk_give_the_same_model(calib, held, monkeypatch):
-    made = []
+def _count_spills(monkeypatch) -> list:
+    """The first argument of every `Spill` made from now on, in a list that grows as they are made."""
+    made: list = []
     original = stream.Spill.__init__
 
     def counted(self, *args, **kwargs):
@@ -140,6 +141,11 @@ def test_bias_correction_and_finetune_spilled_to_disk_give_the_same_model(calib,
         original(self, *args, **kwargs)
 
     monkeypatch.setattr(stream.Spill, "__init__", counted)
+    return made
+
+
+def test_bias_correction_and_finetune_spilled_to_disk_give_the_same_model(calib, held, monkeypatch):
+    made = _count_spills(monkeypatch)
     spilled = _quantize(calib, memory_limit=2048)
     assert len(made) > 10, "the tensors were not spilled"
     _same_model(held, spilled)
@@ -264,14 +270,7 @@ def test_streamed_data_are_checked_as_the_array_is(calib, tmp_path):
 def test_finetune_targets_beyond_their_share_are_spilled_one_layer_at_a_time(calib, held, monkeypatch):
     from alls.runtime.algorithms import finetune
 
-    made = []
-    original = stream.Spill.__init__
-
-    def counted(self, *args, **kwargs):
-        made.append(args[0])
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(stream.Spill, "__init__", counted)
+    made = _count_spills(monkeypatch)
     graph = alls.load_model(DIGITS)
     plan = alls.resolve(alls.parse(SCRIPT), graph)
     sizes = []
