@@ -98,6 +98,17 @@ def div8(x: float) -> int:
     return int(math.ceil(x / 8) * 8)
 
 
+def scaling(depth: float, width: float, max_ch: int = 1 << 30):
+    """ultralytics' model scaling: a layer's channels (``ch``) and a block's repeats (``n``)."""
+    def ch(c: int) -> int:
+        return div8(min(c, max_ch) * width)
+
+    def n(k: int) -> int:
+        return max(round(k * depth), 1)
+
+    return ch, n
+
+
 def concat(net: Net, xs: list[str], scope: str) -> str:
     return net.op("Concat", xs, f"/{scope}/Concat", sum(net.channels[x] for x in xs), axis=1)
 

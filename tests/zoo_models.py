@@ -41,7 +41,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from zoo_blocks import Net, bottleneck, c2f, c3, concat, div8, focus, sppf, upsample, v5_detect, v8_detect
+from zoo_blocks import Net, bottleneck, c2f, c3, concat, div8, focus, scaling, sppf, upsample, v5_detect, v8_detect
 from zoo_recent import build_yolo11, build_yolov6n, build_yolov7_tiny, build_yolov10n, yolov6n_predictions
 
 __all__ = ["build_ssd_mobilenet_v1", "build_yolo11", "build_yolov5", "build_yolov6n", "build_yolov7_tiny",
@@ -66,11 +66,7 @@ def build_yolov8(scale: str = "n", imgsz: int = 640, nc: int = 80, seed: int = 0
         raise ValueError(f"task is 'detect', 'seg' or 'pose', not {task!r}")
     depth, width, max_ch = YOLOV8_SCALES[scale]
 
-    def ch(c):
-        return div8(min(c, max_ch) * width)
-
-    def n(k):
-        return max(round(k * depth), 1)
+    ch, n = scaling(depth, width, max_ch)
 
     net = Net(seed)
     net.channels["images"] = 3

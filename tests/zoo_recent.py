@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from zoo_blocks import Net, bottleneck, c2f, c3, concat, div8, sppf, upsample, v5_detect, v8_detect
+from zoo_blocks import Net, bottleneck, c2f, c3, concat, scaling, sppf, upsample, v5_detect, v8_detect
 
 __all__ = ["build_yolo11", "build_yolov10n", "build_yolov6n", "build_yolov7_tiny", "yolov6n_predictions",
            "YOLO11_SCALES"]
@@ -27,11 +27,7 @@ def build_yolo11(scale: str = "n", imgsz: int = 640, nc: int = 80, seed: int = 0
     depth, width, max_ch = YOLO11_SCALES[scale]
     c3k_all = scale in "mlx"
 
-    def ch(c):
-        return div8(min(c, max_ch) * width)
-
-    def n(k):
-        return max(round(k * depth), 1)
+    ch, n = scaling(depth, width, max_ch)
 
     net = Net(seed)
     net.channels["images"] = 3
@@ -121,11 +117,7 @@ def build_yolov10n(imgsz: int = 640, nc: int = 80, seed: int = 0) -> onnx.ModelP
     after the head convs is YOLOv8's (the zoo cuts it off)."""
     depth, width, max_ch = 0.33, 0.25, 1024  # yolov10n.yaml
 
-    def ch(c):
-        return div8(min(c, max_ch) * width)
-
-    def n(k):
-        return max(round(k * depth), 1)
+    ch, n = scaling(depth, width, max_ch)
 
     net = Net(seed)
     net.channels["images"] = 3
