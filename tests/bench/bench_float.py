@@ -182,14 +182,8 @@ def bench(name: str, args) -> None:
             print(f"    {key:24s} {seconds * 1e3:8.2f} ms  {seconds / total:6.1%}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(NETWORKS))
-    parser.add_argument("--batches", default="1,8")
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--profile", action="store_true")
-    args = parser.parse_args()
-    args.batches = [int(b) for b in args.batches.split(",")]
+def one_thread() -> None:
+    """Numba and BLAS at one thread, and the load average said, before anything is timed."""
     import numba
 
     numba.set_num_threads(1)
@@ -200,6 +194,17 @@ def main() -> None:
     except ImportError:
         pass
     print(f"load average at the start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(NETWORKS))
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    args.batches = [int(b) for b in args.batches.split(",")]
+    one_thread()
     for name in args.models.split(","):
         bench(name, args)
 

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_float import free_batch, network  # noqa: E402
+from bench_float import free_batch, network, one_thread  # noqa: E402
 
 import alls  # noqa: E402
 from alls.runtime.exec.native import run_float  # noqa: E402
@@ -102,18 +102,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    import numba
-
     from alls.runtime.kernels import floatconv
 
-    numba.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:
-        pass
-    print(f"load average at the start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
+    one_thread()
     rng = np.random.default_rng(0)
     for name in args.models.split(","):
         found = shapes(name)
