@@ -124,3 +124,76 @@ def test_the_bits_do_not_depend_on_the_batch():
         one, _ = run_float(graph, x[i:i + 1].copy())
         for name, y in one.items():
             np.testing.assert_array_equal(whole[name][i:i + 1], y)
+
+
+# ------------------------------------------------------------------ deconv
+
+def _deconv_reference(x, weight, bias, attrs, out_hw):
+    """ConvTranspose in float64, pixel by pixel: each input pixel's kernel added where it lands."""
+    group = attrs.get("group", 1)
+    (sh, sw), (dh, dw) = attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1])
+    top, left = attrs.get("pads", [0, 0, 0, 0])[:2]
+    n, c, h, w = x.shape
+    cg, og, kh, kw = c // group, weight.shape[1], weight.shape[2], weight.shape[3]
+    out = np.zeros((n, og * group, *out_hw)) + bias.reshape(1, -1, 1, 1)
+    for ch in range(c):
+        g = ch // cg
+        for y in range(h):
+            for z in range(w):
+                for i in range(kh):
+                    for j in range(kw):
+                        yo, zo = y * sh + i * dh - top, z * sw + j * dw - left
+                        if 0 <= yo < out_hw[0] and 0 <= zo < out_hw[1]:
+                            out[:, g * og:(g + 1) * og, yo, zo] += x[:, ch, y, z, None] * weight[ch, :, i, j]
+    return out
+
+
+# (attrs, weight shape (C_in, C_out/group, kh, kw)): taps apart (stride at least the dilated kernel),
+# with pads, output padding, gaps between the taps and groups; and one with overlapping taps
+DECONVS = [
+    ({"strides": [2, 2]}, (4, 3, 2, 2)),
+    ({"strides": [2, 2], "pads": [1, 0, 0, 1]}, (4, 3, 2, 2)),
+    ({"strides": [2, 3], "output_padding": [1, 2]}, (4, 2, 2, 3)),
+    ({"strides": [3, 3], "dilations": [2, 1]}, (4, 2, 2, 2)),
+    ({"strides": [3, 2]}, (4, 2, 1, 1)),
+    ({"strides": [2, 2], "group": 2}, (4, 3, 2, 2)),
+    ({"strides": [2, 2], "pads": [1, 1, 1, 1]}, (4, 3, 3, 3)),
+]
+
+
+@pytest.mark.parametrize("attrs, w_shape", DECONVS)
+def test_deconv_equals_a_slow_reference_onnx_reference_and_onnxruntime(attrs, w_shape):
+    from onnx.reference import ReferenceEvaluator
+
+    group = attrs.get("group", 1)
+    weight, bias = rand(*w_shape), rand(w_shape[1] * group, seed=1)
+    model = build([node("ConvTranspose", ["x", "w", "b"], "y", **attrs)], {"w": weight, "b": bias},
+                  inputs={"x": (2, 4, 5, 6)})
+    x = rand(2, 4, 5, 6, seed=7)
+    check(model, {"x": x})
+    graph = alls.load_model(model, name="net")
+    got = next(iter(run_float(graph, x)[0].values()))
+    reference = _deconv_reference(x.astype(np.float64), weight.astype(np.float64), bias, attrs, got.shape[2:])
+    np.testing.assert_allclose(got, reference, atol=1e-5, rtol=1e-5)
+    if group == 1:  # (onnx.reference's ConvTranspose reshapes a grouped weight wrongly)
+        expected = ReferenceEvaluator(model).run(None, {"x": x})[0]
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+    one = next(iter(run_float(graph, x[1:].copy())[0].values()))
+    np.testing.assert_array_equal(got[1:], one)  # the same bits at another batch size
+
+
+# ------------------------------------------------------------------ resize
+
+@pytest.mark.parametrize("ctm, nearest", [("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"),
+                                          ("align_corners", "round_prefer_ceil"), ("pytorch_half_pixel", "ceil")])
+@pytest.mark.parametrize("scales", [(2.0, 2.0), (3.0, 1.5), (0.5, 2.5)])
+def test_a_nearest_resize_is_a_copy_of_onnx_references_values(ctm, nearest, scales):
+    from onnx.reference import ReferenceEvaluator
+
+    model = build([node("Resize", ["x", "", "s"], "y", mode="nearest", coordinate_transformation_mode=ctm,
+                        nearest_mode=nearest)], {"s": np.array([1, 1, *scales], np.float32)},
+                  inputs={"x": (2, 3, 6, 8)})  # (sizes the scales give exactly)
+    x = rand(2, 3, 6, 8, seed=8)
+    check(model, {"x": x})
+    got = next(iter(run_float(alls.load_model(model, name="net"), x)[0].values()))
+    np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, {"x": x})[0])
