@@ -23,8 +23,8 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -199,7 +199,6 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
         if step.tapped or step.output:
             held.append(y)
     return outputs, tapped
-
 
 
 def _feeds(graph: Graph, inputs: Mapping[str, Array] | Array) -> dict[str, Array]:
