@@ -18,8 +18,11 @@ __all__ = ["resize2d", "OPS"]
 Array = np.ndarray
 
 
-def _source_coords(out_size: int, in_size: int, mode: str) -> Array:
-    """ONNX Resize: the input coordinate of each output index (scale = out / in)."""
+def _source_coords(out_size: int, in_size: int, mode: str, scale: float | None = None) -> Array:
+    """ONNX Resize: the input coordinate of each output index. ``scale`` is the model's scale of this
+    axis where ``out_size`` is not ``in_size`` times it (the layer's ``scales``), else out / in."""
+    if scale is not None and mode != "align_corners":
+        return _given_scale_coords(out_size, mode, scale)
     i = np.arange(out_size, dtype=np.float64)
     scale = out_size / in_size
     if mode == "half_pixel":
@@ -31,6 +34,27 @@ def _source_coords(out_size: int, in_size: int, mode: str) -> Array:
     if mode == "asymmetric":
         return i / scale
     raise ValueError(f"coordinate_transformation_mode `{mode}` is not supported")
+
+
+def _given_scale_coords(out_size: int, mode: str, scale: float) -> Array:
+    """The transform with the scale the model gives, in float32 arithmetic as onnxruntime's: a
+    coordinate a float32 rounding away from a whole number (3 / 0.6f) falls on it, as there."""
+    i, s, half = np.arange(out_size, dtype=np.float32), np.float32(scale), np.float32(0.5)
+    if mode == "half_pixel" or (mode == "pytorch_half_pixel" and out_size > 1):
+        coords: Array = (i + half) / s - half
+    elif mode == "pytorch_half_pixel":
+        coords = np.zeros_like(i)
+    elif mode == "asymmetric":
+        coords = i / s
+    else:
+        raise ValueError(f"coordinate_transformation_mode `{mode}` is not supported")
+    return coords.astype(np.float64)
+
+
+def _axis_scales(attrs: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """The layer's ``scales`` (ρ_h, ρ_w): present where floor(size · scale) is not size · scale."""
+    scales = attrs.get("scales")
+    return (None, None) if scales is None else (float(scales[0]), float(scales[1]))
 
 
 def _nearest(coords: Array, mode: str, size: int) -> Array:
@@ -52,7 +76,8 @@ def resize2d(x: Array, attrs: Mapping[str, Any], out_hw: tuple[int, int]) -> Arr
     pass, `alls.runtime.kernels.floatmove.gather_nearest`) or bilinear."""
     ctm = attrs.get("coordinate_transformation_mode", "half_pixel")
     h, w = x.shape[2:]
-    ys, xs = _source_coords(out_hw[0], h, ctm), _source_coords(out_hw[1], w, ctm)
+    sh, sw = _axis_scales(attrs)
+    ys, xs = _source_coords(out_hw[0], h, ctm, sh), _source_coords(out_hw[1], w, ctm, sw)
     if attrs.get("mode") == "nearest":
         from alls.runtime.kernels.floatmove import gather_nearest
 
@@ -82,12 +107,13 @@ def _quantize(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Encodings, p
 def _run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
     x, zx = xs[0], enc[layer.inputs[0]].zero_point
     a = layer.attrs
-    size = tuple(layer.output_shape[2:])
+    size, scales = tuple(layer.output_shape[2:]), a.get("scales")
     if a.get("mode") == "nearest":
         y = kernel("resize_nearest")(x, size=size, mode=a["coordinate_transformation_mode"],
-                                     nearest_mode=a["nearest_mode"])
+                                     nearest_mode=a["nearest_mode"], scales=scales)
         return requantize_if(y, q, zx)
-    return kernel("resize_bilinear")(x, q.rq, zero_point=zx, size=size, mode=a["coordinate_transformation_mode"])
+    return kernel("resize_bilinear")(x, q.rq, zero_point=zx, size=size, mode=a["coordinate_transformation_mode"],
+                                     scales=scales)
 
 
 OPS = (Op("resize", lambda layer, xs, p: resize2d(xs[0], layer.attrs, tuple(layer.output_shape[2:])),
