@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import alls
+from alls import load_model
 from alls.runtime import numerics as nm
 from alls.runtime.exec.native import run_float
 from alls.runtime.ops import OPS
@@ -144,6 +145,45 @@ def test_the_integer_path_is_the_exact_transform(scale, ctm, mode, nearest):
     for reference in references:  # exact in every case onnx.reference shares: the exact transform is its
         err = np.abs(enc[layer.name].dequantize(got) - to_nhwc(reference()))
         assert err.max() <= (0 if mode == "nearest" else 0.05 + 1e-6)  # bilinear: one LSB of rounding
+
+
+def _legacy(op, opset, scales, mode="nearest"):
+    if opset == 7:
+        return build([node(op, ["x"], "y", mode=mode, scales=[1.0, 1.0, *scales])], inputs={"x": SHAPE}, opset=7)
+    return build([node(op, ["x", "s"], "y", mode=mode)], {"s": np.array([1, 1, *scales], np.float32)},
+                 inputs={"x": SHAPE}, opset=opset)
+
+
+@pytest.mark.parametrize("op, opset", [("Upsample", 7), ("Upsample", 9), ("Resize", 10)])
+@pytest.mark.parametrize("scales", [(1.5, 2.5), (3.0, 3.0), (2.0, 1.5)])
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_upsample_and_resize_10_round_as_onnxruntime(op, opset, scales, mode):
+    """No nearest_mode before opset 11: onnxruntime rounds down on a growing axis (x / 3 at 3x)."""
+    model, x = _legacy(op, opset, scales, mode), rand(*SHAPE, seed=7)
+    graph, got = _float(model, x)
+    _same(got, _ort(model, x), mode)
+    layer = next(layer for layer in graph if layer.kind == "resize")
+    enc = {layer.inputs[0]: Encoding(0.05, 100, 8), layer.name: Encoding(0.05, 100, 8)}
+    codes = np.random.default_rng(8).integers(0, 256, (1, 7, 13, 2)).astype(np.uint8)
+    ints = OPS["resize"].run_int(layer, OPS["resize"].quantize(layer, None, None, enc, None), [codes], enc)
+    if mode == "nearest":
+        assert layer.attrs["nearest_mode"] == "floor"
+        np.testing.assert_array_equal(to_onnx(enc[layer.name].dequantize(ints)),
+                                      _ort(model, to_onnx(enc[layer.name].dequantize(codes))))
+
+
+def test_a_legacy_nearest_that_grows_one_axis_and_shrinks_the_other_is_refused():
+    g = load_model(_legacy("Resize", 10, (1.5, 0.6)), name="net")
+    assert [d.code for d in g.diagnostics] == ["ALS401"]
+
+
+def test_axes_name_the_axes_the_scales_resize():
+    model = build([node("Resize", ["x", "", "s"], "y", mode="nearest", axes=[2, -1])],
+                  {"s": np.array([1.5, 0.6], np.float32)}, inputs={"x": SHAPE}, opset=19)
+    x = rand(*SHAPE, seed=9)
+    graph, got = _float(model, x)
+    assert next(layer for layer in graph if layer.kind == "resize").attrs["scales"] == (1.5, float(np.float32(0.6)))
+    np.testing.assert_array_equal(got, _ort(model, x))
 
 
 @pytest.mark.parametrize("inputs, inits", [

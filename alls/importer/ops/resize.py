@@ -61,6 +61,18 @@ def _refusal(n: Node, mode: str, ctm: str, in_shape: tuple[int, ...]) -> str | N
     return None
 
 
+def _nearest_mode(imp: Importer, n: Node, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                  scales: np.ndarray | None) -> str | None:
+    """Resize from opset 11 names its rounding. Upsample and Resize-10 name none; onnxruntime (and
+    `onnx.reference`'s Upsample) rounds down where an axis grows and up where it shrinks: one
+    rounding for both axes, or None."""
+    if n.op == "Resize" and imp.opset >= 11:
+        return str(n.attrs.get("nearest_mode", "round_prefer_floor"))
+    grows = {float(s) >= 1 for s in scales[2:]} if scales is not None else {
+        o >= i for i, o in zip(in_shape[2:], out_shape[2:])}
+    return None if len(grows) > 1 else "floor" if grows == {True} else "ceil"
+
+
 @handles("Resize", "Upsample")
 def resize(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     mode = n.attrs.get("mode", "nearest")
@@ -78,9 +90,12 @@ def resize(imp: Importer, n: Node, data_in: list[str]) -> str | None:
         return "the output size is not constant"
     if out_shape[:2] != in_shape[:2]:
         return f"a resize of the batch or channel axis ({in_shape} to {out_shape}) has no layer"
+    nearest_mode = _nearest_mode(imp, n, in_shape, out_shape, scales) if mode == "nearest" else "round_prefer_floor"
+    if nearest_mode is None:
+        return f"a nearest {n.op} that grows one axis and shrinks the other (opset {imp.opset}) has no layer"
     imp.shapes[n.outputs[0]] = out_shape
     attrs = {"mode": "nearest" if mode == "nearest" else "bilinear", "coordinate_transformation_mode": ctm,
-             "nearest_mode": n.attrs.get("nearest_mode", "round_prefer_floor")}
+             "nearest_mode": nearest_mode}
     if ctm != "align_corners" and scales is not None and any(Fraction(float(s)) * d != o for s, d, o in zip(scales, in_shape, out_shape)):
         attrs["scales"] = (float(scales[2]), float(scales[3]))
     imp.add(Draft("resize", [n.op], data_in, n.outputs[0], aliases_of(n), node_name=n.name, attrs=attrs))
