@@ -274,6 +274,13 @@ REPORTED = {
         "downsample_scales_cubic_align_corners", "downsample_scales_cubic_antialias", "downsample_sizes_cubic",
         "downsample_sizes_cubic_antialias", "upsample_scales_cubic", "upsample_scales_cubic_A_n0p5_exclude_outside",
         "upsample_scales_cubic_align_corners", "upsample_scales_cubic_asymmetric", "upsample_sizes_cubic")},
+    **{f"test_resize_{v}": "antialiased" for v in ("downsample_scales_linear_antialias",
+                                                    "downsample_sizes_linear_antialias")},
+    **{f"test_resize_{v}_scales_linear_half_pixel_symmetric": "`half_pixel_symmetric`" for v in ("downsample", "upsample")},
+    **{f"test_resize_{v}_sizes_nearest_{p}": "keep_aspect_ratio_policy" for v in ("downsample", "upsample")
+       for p in ("not_larger", "not_smaller")},
+    **{f"test_resize_tf_crop_and_resize{v}": "`tf_crop_and_resize`" for v in ("", "_axes_2_3", "_axes_3_2",
+                                                                           "_extrapolation_value")},
 }
 # Node cases refused up front (ALS405), besides those with an input of a zero-size dimension:
 # an optional or a sequence input has no tensor shape.
