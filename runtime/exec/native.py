@@ -42,7 +42,9 @@ def run_layer(layer: Layer, xs: list[Array], params: Mapping[str, Array] | None 
     """One layer in float32, its fused activation included.
 
     ``observe(layer, before, after)`` sees the tensor before and after the
-    fused activation (calibration needs both for table activations).
+    fused activation (calibration needs both for table activations). Without
+    it, a kind that applies the activation as it writes its outputs
+    (`Op.run_activated`: the direct conv) runs so, each output written once.
     """
     p = params if params is not None else layer.params
     op = OPS.get(layer.kind)
@@ -51,6 +53,10 @@ def run_layer(layer: Layer, xs: list[Array], params: Mapping[str, Array] | None 
 
         raise AllsError.of("ALS510", f"no kernel for op `{layer.op}` (layer `{layer.name}`)",
                            "`alls layers MODEL` marks the unsupported layers")
+    if observe is None and op.run_activated is not None and layer.activation not in (None, Activation.LINEAR):
+        fused = op.run_activated(layer, xs, p)  # the activation applied as the outputs are written
+        if fused is not None:
+            return fused
     before = op.run(layer, xs, p)
     if type(before) is not np.ndarray or before.dtype != np.float32:
         before = np.asarray(before, dtype=np.float32)

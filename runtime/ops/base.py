@@ -96,7 +96,9 @@ class Op:
     qlayer, x, zero_point, bias)``, for the kinds that have one, gives the accumulators (N6)
     without requantization. ``keeps_encoding``: the output takes its input's encoding (no
     requantization) unless the plan forces its range or changes its bits. ``encoding(plan)``:
-    an output encoding fixed by the kind, whatever the statistics.
+    an output encoding fixed by the kind, whatever the statistics. ``run_activated(layer, xs,
+    params)``, for the kinds that can, is the float run with the fused activation applied as the
+    outputs are written, or None where it cannot fuse this layer's (the executor applies it then).
     """
 
     kind: str
@@ -106,6 +108,7 @@ class Op:
     accumulate: Callable[..., np.ndarray] | None = None
     keeps_encoding: bool = False
     encoding: Callable[..., Encoding] | None = None
+    run_activated: Callable[..., np.ndarray | None] | None = None
 
     @property
     def weighted(self) -> bool:
