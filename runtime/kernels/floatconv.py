@@ -19,6 +19,11 @@ rows go to scratch, from which their rows are copied out, or, where no column is
 then over the channel blocks, so that the inputs of a block stay in the L1 cache while every
 channel block reads them.
 
+The store adds the bias and applies the layer's activation where it is one of `EPILOGUES` (ReLU,
+ReLU6, clip, LeakyReLU, hard sigmoid, hardswish, sigmoid, SiLU: `_activate`), so each output is
+written once; the BLAS paths of `alls.runtime.ops.conv` (1x1 and grouped convs) give their products
+the same step in one pass per image (`bias_activate`).
+
 Summation order: every output is ``(((x0·w0 + x1·w1) + x2·w2) + ...) + bias``, the taps in the
 order (c, a, b), each step one fused multiply-add in float32. A result therefore depends neither
 on the batch, the blocking, the thread count nor a BLAS library (the im2col path's order was

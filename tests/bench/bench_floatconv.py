@@ -64,9 +64,9 @@ def shapes(name: str) -> dict[tuple, int] | str:
     return seen
 
 
-def activate(y, act, layer):
-    """The activation in place, as the executor's separate pass runs it."""
-    if act is not None and not activate_in_place(layer, y):
+def activate(y, layer):
+    """The layer's activation in place, as the executor's separate pass runs it."""
+    if layer.activation is not None and not activate_in_place(layer, y):
         y[...] = activation(layer, y)
     return y
 
@@ -140,7 +140,7 @@ def table(name: str, found: dict[tuple, int], pointwise: bool, args, rng) -> Non
             slow = lambda x=x, weight=weight, bias=bias, s=strides, fused=fused: blas_1x1(x, weight, bias, s, fused)
         else:
             slow = lambda x=x, weight=weight, bias=bias, g=geometry, layer=layer: activate(
-                gemm(x, weight, bias, *g), act, layer)
+                gemm(x, weight, bias, *g), layer)
         fast = lambda x=x, weight=weight, bias=bias, g=geometry, fused=fused: floatconv.conv(
             x, weight, bias, *g, threads=1, activation=fused)
         want, got = slow(), fast()
