@@ -132,12 +132,13 @@ _MK = block_kernel(ROWS, LANES)
 def fused_activation(activation: Activation | None, params: dict[str, float]) -> tuple[int, float, float] | None:
     """``activation`` with the layer's ``params`` as `conv` and `bias_activate` take it (its `EPILOGUES`
     number and two float32 constants), or None when they do not fuse it."""
-    code = EPILOGUES.get(activation) if activation is not None else None
-    return None if code is None else (code, *constants(activation, params))
+    if activation is None or activation not in EPILOGUES:
+        return None
+    return EPILOGUES[activation], *constants(activation, params)
 
 
 @intrinsic
-def _activate_run(typingctx: Any, af: Any, at: Any, count: Any, b: Any, code: Any, act: Any) -> tuple[Any, Codegen]:
+def _activate_intrinsic(typingctx: Any, af: Any, at: Any, count: Any, b: Any, code: Any, act: Any) -> tuple[Any, Codegen]:
     """``af[at : at + 8·count] = f(af[at : +8·count] + b)``, ``f`` the activation ``code`` names with its
     constants ``act``: the store of `block_kernel`, over a run of vectors already summed."""
     sig = types.void(af, at, count, b, code, act)
@@ -161,6 +162,9 @@ def _activate_run(typingctx: Any, af: Any, at: Any, count: Any, b: Any, code: An
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+_activate_run: Any = _activate_intrinsic  # called from compiled code with the arguments after ``typingctx``
 
 
 @njit(cache=True)
