@@ -16,6 +16,7 @@ from alls.graph import Layer
 from alls.runtime.exec.native import run_float
 from alls.values import Activation
 from test_importer import build, node, rand
+from test_floatconv import reference
 from test_native import check
 
 floatconv = pytest.importorskip("alls.runtime.kernels.floatconv")
@@ -92,6 +93,12 @@ def test_each_fused_activation_equals_the_conv_then_the_activation(geometry, act
     got = conv_op.conv2d(x, weight, bias, attrs, 1, fused(*activation))
     assert got.dtype == np.float32 and got.shape == pre.shape
     check_activated(got, pre, *activation)
+    # and against the definition in float64: the conv's float32 rounding (test_floatconv's bound), through an
+    # activation whose slope is at most 1.5, plus the activation's own rounding
+    want = exact(*activation, reference(x, weight, bias, strides, dilations, pads))
+    bound = 2 * c * kh * kw * np.finfo(np.float32).eps * reference(np.abs(x), np.abs(weight), np.abs(bias), strides,
+                                                                   dilations, pads)
+    assert np.all(np.abs(got - want) <= 1.5 * bound + 4 * np.spacing(np.abs(want).astype(np.float32)) + 2.0 ** -120)
     direct = floatconv.conv(x, weight, bias, strides, dilations, pads, threads=1, activation=fused(*activation))
     check_activated(direct, floatconv.conv(x, weight, bias, strides, dilations, pads, threads=1), *activation)
 
