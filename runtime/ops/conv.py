@@ -151,7 +151,7 @@ def direct(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: Mapping[st
     not a 1x1 conv without pads. A 1x1 conv is a plain matrix product, which BLAS runs at 25-35
     GMAC/s on one core against the direct conv's 10-25; with the bias and the activation added in
     one pass after it (`floatconv.bias_activate`) it was the faster on each of the 46 1x1 shapes of
-    CenterFace and YOLOv8n, by 1.1x to 10x (tests/bench/bench_floatconv.py, docs/performance.md)."""
+    CenterFace and YOLOv8n, by 1.07x to 10x (tests/bench/bench_floatconv.py, docs/performance.md)."""
     kh, kw = w_shape[2], w_shape[3]
     return group == 1 and ((kh, kw) != (1, 1) or any(attrs["pads"]))
 
