@@ -12,6 +12,7 @@ import pytest
 
 import alls
 from alls import load_model
+from alls.diagnostics import AllsError
 from alls.runtime import numerics as nm
 from alls.runtime.exec.native import run_float
 from alls.runtime.ops import OPS
@@ -200,6 +201,20 @@ def test_a_non_whole_product_carries_its_scale():
                  {"s": np.array([1, 1, 1.5, 0.6], np.float32)}, inputs={"x": (1, 3, 7, 13)}).get("up")
     assert layer.output_shape == (1, 3, 10, 7)
     assert layer.attrs["scales"] == (1.5, float(np.float32(0.6)))
+
+
+@pytest.mark.parametrize("inputs, inits", [
+    (["x", "", "s"], {"s": np.array([1, 1, -2, 2], np.float32)}),
+    (["x", "", "s"], {"s": np.array([1, 1, 1e9, 1e9], np.float32)}),
+    (["x", "", "s"], {"s": np.array([1, 1, 0.01, 1], np.float32)}),  # floor(8 · 0.01) = 0 rows
+    (["x", "", "", "sz"], {"sz": np.array([1, 3, -4, 5], np.int64)}),
+])
+def test_bad_scales_and_sizes_are_refused_at_import(inputs, inits):
+    g = load([node("Resize", inputs, "y", name="up", mode="nearest")], inits)
+    assert [d.code for d in g.diagnostics if d.is_error][:1] == ["ALS401"] and not g.get("up").supported
+    with pytest.raises(AllsError, match="ALS446"):  # an infinite scale stops the import before the op
+        load([node("Resize", inputs, "y", name="up", mode="nearest")],
+             {"s": np.array([1, 1, np.inf, 2], np.float32)})
 
 
 @pytest.mark.parametrize("attrs, scales", [

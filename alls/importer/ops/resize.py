@@ -9,6 +9,7 @@ sizes (as onnxruntime does; `onnx.reference` divides by scale · size − 1), so
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -25,17 +26,18 @@ COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymme
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
-def _constants(imp: Importer, n: Node, rank: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(sizes, scales) over all ``rank`` axes where the node gives them as constants (ONNX's
+def _constants(imp: Importer, n: Node, in_shape: tuple[int, ...]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(sizes, scales) over all axes of ``in_shape`` where the node gives them as constants (ONNX's
     ``axes`` spread out: the axes it leaves out keep their size), else None."""
     sizes = scales = None
+    rank = len(in_shape)
     axes = [int(a) % rank for a in n.attrs.get("axes", range(rank))]
     given = [np.asarray(n.attrs["scales"], np.float32)] if "scales" in n.attrs else []  # Upsample-7
     given += [v for i in n.inputs[1:] if i and (v := imp.consts.get(imp.resolve(i))) is not None]
     for value in given:
         if value.size == len(axes) and value.size:
             if value.dtype.kind in "iu":
-                sizes = np.array([-1] * rank, np.int64)
+                sizes = np.array(in_shape, np.int64)
                 sizes[axes] = value.reshape(-1)
             else:
                 scales = np.ones(rank, np.float32)
@@ -81,22 +83,28 @@ def resize(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     in_shape, out_shape = tuple(imp.shape(data_in[0])), tuple(imp.shape(n.outputs[0]) or ())
     if (problem := _refusal(n, mode, ctm, in_shape)) is not None:
         return problem
-    sizes, scales = _constants(imp, n, len(in_shape))
+    sizes, scales = _constants(imp, n, in_shape)
+    if scales is not None and not (np.all(np.isfinite(scales)) and np.all(scales > 0)):
+        return f"resize scales {scales.tolist()} are not all finite and positive"
     if sizes is not None:
-        out_shape, scales = tuple(int(s) if s >= 0 else d for s, d in zip(sizes, in_shape)), None
+        out_shape, scales = tuple(int(s) for s in sizes), None
     elif scales is not None:
         out_shape = tuple(int(np.floor(d * float(s))) for d, s in zip(in_shape, scales))
     elif not out_shape:
         return "the output size is not constant"
+    if min(out_shape) <= 0 or math.prod(out_shape) > imp.limits.max_tensor_elements:
+        return f"a resize to {out_shape} (empty, or more than --max-tensor-elements) has no layer"
     if out_shape[:2] != in_shape[:2]:
         return f"a resize of the batch or channel axis ({in_shape} to {out_shape}) has no layer"
-    nearest_mode = _nearest_mode(imp, n, in_shape, out_shape, scales) if mode == "nearest" else "round_prefer_floor"
+    nearest_mode = (_nearest_mode(imp, n, in_shape, out_shape, scales) if mode == "nearest"
+                    else str(n.attrs.get("nearest_mode", "round_prefer_floor")))
     if nearest_mode is None:
         return f"a nearest {n.op} that grows one axis and shrinks the other (opset {imp.opset}) has no layer"
     imp.shapes[n.outputs[0]] = out_shape
     attrs = {"mode": "nearest" if mode == "nearest" else "bilinear", "coordinate_transformation_mode": ctm,
              "nearest_mode": nearest_mode}
-    if ctm != "align_corners" and scales is not None and any(Fraction(float(s)) * d != o for s, d, o in zip(scales, in_shape, out_shape)):
+    whole = scales is None or all(Fraction(float(s)) * d == o for s, d, o in zip(scales, in_shape, out_shape))
+    if ctm != "align_corners" and not whole:
         attrs["scales"] = (float(scales[2]), float(scales[3]))
     imp.add(Draft("resize", [n.op], data_in, n.outputs[0], aliases_of(n), node_name=n.name, attrs=attrs))
     return None
