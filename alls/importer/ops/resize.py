@@ -103,8 +103,8 @@ def resize(imp: Importer, n: Node, data_in: list[str]) -> str | None:
     imp.shapes[n.outputs[0]] = out_shape
     attrs = {"mode": "nearest" if mode == "nearest" else "bilinear", "coordinate_transformation_mode": ctm,
              "nearest_mode": nearest_mode}
-    whole = scales is None or all(Fraction(float(s)) * d == o for s, d, o in zip(scales, in_shape, out_shape))
-    if ctm != "align_corners" and not whole:
+    if ctm != "align_corners" and scales is not None and any(
+            Fraction(float(s)) * d != o for s, d, o in zip(scales, in_shape, out_shape)):
         attrs["scales"] = (float(scales[2]), float(scales[3]))
     imp.add(Draft("resize", [n.op], data_in, n.outputs[0], aliases_of(n), node_name=n.name, attrs=attrs))
     return None
