@@ -44,6 +44,22 @@ def test_conv_geometries_equal_onnxruntime(attrs, w_shape):
                 inputs={"x": X}))
 
 
+@pytest.mark.parametrize("activation", ["Relu", "Clip", "HardSwish"])
+@pytest.mark.parametrize("attrs", [{"pads": [1, 1, 1, 1]}, {"strides": [2, 2], "pads": [1, 0, 2, 1]},
+                                   {"strides": [2, 1], "pads": [2, 2, 2, 2]}])
+def test_a_depthwise_conv_with_its_activation_in_the_store_equals_onnxruntime(activation, attrs):
+    """Wide rows (the row form and several register blocks a row) and narrow ones (the flat form),
+    the activation applied by the kernel (ReLU, Clip(0, 6) as ReLU6, hardswish)."""
+    kernel = (5, 5) if attrs["pads"][0] == 2 else (3, 3)
+    extra = {"lo": np.float32(0), "hi": np.float32(6)} if activation == "Clip" else {}
+    for shape in ((2, 4, 9, 77), (2, 4, 7, 12)):
+        nodes = [node("Conv", ["x", "w", "b"], "c", group=4, **attrs), node(activation, ["c", *extra], "y")]
+        model = build(nodes, {"w": rand(4, 1, *kernel), "b": rand(4), **extra}, inputs={"x": shape}, opset=14)
+        graph = alls.load_model(model, name="net")
+        assert any(layer.kind == "dw" and layer.activation is not None for layer in graph)
+        check(model, {"x": 4 * rand(*shape, seed=5)})
+
+
 @pytest.mark.parametrize("op, attrs", [
     ("MaxPool", {"kernel_shape": [5, 5], "strides": [1, 1], "pads": [2, 2, 2, 2]}),
     ("MaxPool", {"kernel_shape": [3, 2], "strides": [2, 3], "dilations": [2, 1], "ceil_mode": 1}),
@@ -54,9 +70,12 @@ def test_pool_geometries_equal_onnxruntime(op, attrs):
     check(build([node(op, ["x"], "y", **attrs)], inputs={"x": X}, opset=13))
 
 
-@pytest.mark.parametrize("activation", ["Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Clip"])
+@pytest.mark.parametrize("activation", ["Relu", "Sigmoid", "HardSigmoid", "HardSwish", "Clip", "Relu6"])
 def test_an_activation_run_in_place_gives_the_observed_run_bits_and_leaves_the_inputs(activation):
+    """In place after the layer's run, or (the depthwise conv's ReLU, ReLU6, hardswish) in its kernel's store."""
     extra = {"lo": np.float32(-0.5), "hi": np.float32(1.5)} if activation == "Clip" else {}
+    if activation == "Relu6":
+        activation, extra = "Clip", {"lo": np.float32(0), "hi": np.float32(6)}
     nodes = [node("Conv", ["x", "w", "b"], "c", pads=[1, 1, 1, 1]), node(activation, ["c", *extra], "a"),
              node("Conv", ["a", "w2", "b2"], "d", group=3, pads=[1, 1, 1, 1]), node(activation, ["d", *extra], "y")]
     graph = alls.load_model(build(nodes, {"w": rand(3, 3, 3, 3), "b": rand(3), "w2": rand(3, 1, 3, 3),

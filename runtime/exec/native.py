@@ -51,6 +51,8 @@ def run_layer(layer: Layer, xs: list[Array], params: Mapping[str, Array] | None 
 
         raise AllsError.of("ALS510", f"no kernel for op `{layer.op}` (layer `{layer.name}`)",
                            "`alls layers MODEL` marks the unsupported layers")
+    if observe is None and op.run_fused is not None and op.fuses_activation(layer):
+        return op.run_fused(layer, xs, p)  # nobody sees the tensor before its activation: one pass
     before = op.run(layer, xs, p)
     if type(before) is not np.ndarray or before.dtype != np.float32:
         before = np.asarray(before, dtype=np.float32)

@@ -96,7 +96,9 @@ class Op:
     qlayer, x, zero_point, bias)``, for the kinds that have one, gives the accumulators (N6)
     without requantization. ``keeps_encoding``: the output takes its input's encoding (no
     requantization) unless the plan forces its range or changes its bits. ``encoding(plan)``:
-    an output encoding fixed by the kind, whatever the statistics.
+    an output encoding fixed by the kind, whatever the statistics. ``run_fused(layer, xs, params)``,
+    for the kinds that have one, is the float run with the layer's activation applied, for the
+    activations in ``fuses`` (`fuses_activation`).
     """
 
     kind: str
@@ -106,6 +108,13 @@ class Op:
     accumulate: Callable[..., np.ndarray] | None = None
     keeps_encoding: bool = False
     encoding: Callable[..., Encoding] | None = None
+    run_fused: Callable[..., np.ndarray] | None = None
+    fuses: frozenset[Activation] = frozenset()
+
+    def fuses_activation(self, layer: Layer) -> bool:
+        """Whether ``run_fused`` applies ``layer``'s activation in the kernel's store (the float run
+        and the activation in one pass, the same bits as `run` then the activation)."""
+        return self.run_fused is not None and layer.activation in self.fuses
 
     @property
     def weighted(self) -> bool:

@@ -39,14 +39,15 @@ def windows(x: Array, kernel: Sequence[int], strides: Sequence[int], dilations: 
     return view[:, :, :: strides[0], :: strides[1], ::dh, ::dw]
 
 
-def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group: int = 1) -> Array:
+def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group: int = 1, act: str = "") -> Array:
     """ONNX Conv in float32: any group, stride, dilation and explicit pads.
 
     A 1x1 conv without pads is one BLAS product per image, (C_out, C) by the input as it lies
     (strided: its every sh-th row and sw-th column), which comes out in NCHW. Any other conv of one
     group is the direct convolution of `alls.runtime.kernels.floatconv` (no im2col columns); a
     grouped one is a BLAS product per image and group over the columns Numba's `im2col` fills. A
-    depthwise conv is Numba's `depthwise`.
+    depthwise conv is `floatdw.depthwise`, which applies the activation ``act`` (a name of
+    `floatdw.ACT_CODES`) in its store; ``act`` is for a depthwise conv only.
     """
     x = np.ascontiguousarray(x, np.float32)
     n, c, h, w = x.shape
@@ -56,7 +57,8 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group
     ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
     wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
     if group == c and cg == 1 and out_c == c:
-        return _depthwise(x, weight, bias, attrs, ho, wo)
+        return _depthwise(x, weight, bias, attrs, ho, wo, act)
+    assert not act, "an activation is fused only into a depthwise conv"
     direct = (kh, kw) == (1, 1) and not any(attrs["pads"])
     if group == 1 and not direct:
         from alls.runtime.kernels.floatconv import conv
@@ -109,14 +111,16 @@ def _small_conv(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], 
     return out.reshape(n, out_c, ho, wo)
 
 
-def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], ho: int, wo: int) -> Array:
-    """Depthwise conv as a sum over the kernel taps, padded as it reads (Numba's `depthwise`)."""
-    (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
-    from alls.runtime.kernels.floating import depthwise
+def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], ho: int, wo: int,
+               act: str = "") -> Array:
+    """Depthwise conv as a sum over the kernel taps (`floatdw.depthwise`), then the
+    activation ``act`` (a name of `floatdw.ACT_CODES`; "": none)."""
+    from alls.runtime.kernels.floatdw import ACT_CODES, NONE, depthwise
 
     top, left, bottom, right = attrs["pads"]
     return depthwise(x, np.ascontiguousarray(weight[:, 0], np.float32), np.ascontiguousarray(bias, np.float32),
-                     sh, sw, dh, dw, top, left, bottom, right, ho, wo)
+                     tuple(attrs["strides"]), tuple(attrs["dilations"]), (top, left, bottom, right), (ho, wo),
+                     ACT_CODES[act] if act else NONE)
 
 
 def run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from alls.graph import Layer
-from alls.plan import Clipping, ClippingMode, LayerPlan
+from alls.plan import Activation, Clipping, ClippingMode, LayerPlan
 from alls.runtime import numerics as nx
 from alls.runtime.ops.activation import clamp, finish, table, table_target
 from alls.runtime.ops.base import Encoding, Encodings, Op, Params, QLayer, StatsByName
@@ -148,9 +148,11 @@ def kernel_weights(q: QLayer, layer: Layer, pack: Pack) -> ConvWeights:
     return packed
 
 
-def weighted_op(kind: str, run: Callable[..., np.ndarray], call: Call) -> Op:
+def weighted_op(kind: str, run: Callable[..., np.ndarray], call: Call,
+                run_fused: Callable[..., np.ndarray] | None = None, fuses: frozenset[Activation] = frozenset()) -> Op:
     """An `Op` for a kind that accumulates: ``call(layer, q, x, zero_point, acc_only, bias)`` runs its
-    kernel, to requantized outputs or (``acc_only``) to its accumulators with ``bias``."""
+    kernel, to requantized outputs or (``acc_only``) to its accumulators with ``bias``; ``run_fused``
+    and ``fuses`` as `Op` has them."""
     def run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
         return finish(q, call(layer, q, xs[0], enc[layer.inputs[0]].zero_point, False))
 
@@ -158,4 +160,4 @@ def weighted_op(kind: str, run: Callable[..., np.ndarray], call: Call) -> Op:
                    ) -> np.ndarray:
         return call(layer, q, x, zero_point, True, bias)
 
-    return Op(kind, run, quantize_weighted, run_int, accumulate=accumulate)
+    return Op(kind, run, quantize_weighted, run_int, accumulate=accumulate, run_fused=run_fused, fuses=fuses)
