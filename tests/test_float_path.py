@@ -119,3 +119,28 @@ def test_equalized_weights_passed_as_params_are_used_and_left_as_they_are():
     np.testing.assert_array_equal(next(iter(got.values())), next(iter(run_float(moved, x)[0].values())))
     for k, v in new.items():
         np.testing.assert_array_equal(v, kept[k])
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (3, 5), (4, 4), (1, 48), (2, 64), (12, 96), (40, 41)])
+def test_the_compiled_global_pool_gives_numpys_reduction_bits(hw):
+    """NumPy's pairwise float32 sum (eight running sums, halves above 128 values) and its maximum,
+    NaN included, on planes below and above the size the pool layer hands to the kernel."""
+    from alls.runtime.kernels.floating import global_pool
+
+    rng = np.random.default_rng(hw[0] * 100 + hw[1])
+    x = (rng.standard_normal((2, 3, *hw)) * 100).astype(np.float32)
+    np.testing.assert_array_equal(global_pool(x, True),
+                                  np.add.reduce(x, axis=(2, 3), keepdims=True) / np.float32(hw[0] * hw[1]))
+    x[0, 1].flat[rng.integers(0, x[0, 1].size)] = np.nan
+    np.testing.assert_array_equal(global_pool(x, False), np.maximum.reduce(x, axis=(2, 3), keepdims=True))
+
+
+def test_a_squeeze_and_excite_block_equals_onnxruntime_and_numpys_broadcast_product():
+    """The gate (N, C, 1, 1) times the planes, either operand first, in one compiled pass."""
+    from alls.runtime.kernels.floating import scale_planes
+
+    nodes = [node("GlobalAveragePool", ["x"], "p"), node("Conv", ["p", "w", "b"], "g"),
+             node("HardSigmoid", ["g"], "s"), node("Mul", ["x", "s"], "m"), node("Mul", ["s", "m"], "y")]
+    check(build(nodes, {"w": rand(4, 4, 1, 1), "b": rand(4)}, inputs={"x": (3, 4, 6, 10)}))
+    x, s = rand(3, 4, 6, 10, seed=8), rand(3, 4, 1, 1, seed=9)
+    np.testing.assert_array_equal(scale_planes(x, s), x * s)

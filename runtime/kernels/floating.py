@@ -87,3 +87,115 @@ def im2col_batch(x: F32, cols: F32, kh: int, kw: int, sh: int, sw: int, dh: int,
                         col = z * sw + off
                         dst[at + z] = src[row + col] if inside and 0 <= col < w else np.float32(0)
                     at += wo
+
+
+@njit(cache=True)
+def global_pool(x: F32, mean: bool) -> F32:
+    """A global max or mean pool of NCHW float32 ``x`` to (N, C, 1, 1), serially: the max (NaN if any
+    is; the max of the maxima of eight interleaved runs), or NumPy's ``add.reduce`` over the plane
+    (`_pairwise`: the same float32 adds in the same order, so the same bits) divided by H·W in
+    float32. (Flat indices: a view a plane costs more than a small plane's work.)"""
+    n, c, h, w = x.shape
+    size = h * w
+    flat = x.reshape(-1)
+    out = np.empty(n * c, np.float32)
+    count = np.float32(size)
+    stack, sums = np.empty(3 * 64, np.int64), np.empty(64, np.float32)  # 2^64 values deep
+    for p in range(n * c):
+        if mean:
+            out[p] = (np.float32(0) + _pairwise(flat, p * size, size, stack, sums)) / count
+        else:
+            out[p] = _plane_max(flat, p * size, size)
+    return out.reshape(n, c, 1, 1)
+
+
+@njit(cache=True, inline="always")
+def _plane_max(a: F32, first: int, n: int) -> np.float32:
+    """The max of ``a[first:first + n]``, NaN if any is: eight running maxima, then theirs."""
+    inf = np.float32(-np.inf)
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = inf
+    a = a[first:first + n]  # indices from 0: Numba wraps a negative index, which would cost a test a read
+    end = n - n % 8
+    for i in range(0, end, 8):
+        m0, m1, m2, m3 = _max(a[i], m0), _max(a[i + 1], m1), _max(a[i + 2], m2), _max(a[i + 3], m3)
+        m4, m5, m6, m7 = _max(a[i + 4], m4), _max(a[i + 5], m5), _max(a[i + 6], m6), _max(a[i + 7], m7)
+    best = _max(_max(_max(m0, m1), _max(m2, m3)), _max(_max(m4, m5), _max(m6, m7)))
+    for i in range(end, n):
+        best = _max(a[i], best)
+    return best
+
+
+@njit(cache=True, inline="always")
+def _max(v: np.float32, m: np.float32) -> np.float32:
+    """``v`` where it is above ``m`` or NaN, else ``m`` (a NaN ``m`` stays): NumPy's maximum."""
+    return v if v > m or v != v else m
+
+
+@njit(cache=True)
+def _pairwise(a: F32, first: int, n: int, stack: npt.NDArray[np.int64], sums: F32) -> np.float32:
+    """NumPy's pairwise float32 sum of ``a[first:first + n]``: up to 128 values as `_block` sums them;
+    above, the halves (the first a multiple of 8) summed so and added. The recursion runs on
+    ``stack`` (3 ints a level) and ``sums`` (a level's left half): Numba's cache does not keep a
+    recursive function."""
+    if n <= 128:
+        return _block(a, first, n)
+    top, got = 0, np.float32(0)
+    stack[0], stack[1], stack[2] = first, n, 0
+    while top >= 0:
+        f, m, phase = stack[3 * top], stack[3 * top + 1], stack[3 * top + 2]
+        half = m // 2 - (m // 2) % 8
+        if m <= 128:
+            got = _block(a, f, m)
+            top -= 1
+        elif phase == 0:  # the left half next
+            stack[3 * top + 2] = 1
+            top += 1
+            stack[3 * top], stack[3 * top + 1], stack[3 * top + 2] = f, half, 0
+        elif phase == 1:  # the left half's sum is in; the right half next
+            sums[top] = got
+            stack[3 * top + 2] = 2
+            top += 1
+            stack[3 * top], stack[3 * top + 1], stack[3 * top + 2] = f + half, m - half, 0
+        else:
+            got = sums[top] + got
+            top -= 1
+    total: np.float32 = got
+    return total
+
+
+@njit(cache=True, inline="always")
+def _block(a: F32, first: int, n: int) -> np.float32:
+    """NumPy's pairwise sum of up to 128 values: below 8 in order; else eight running sums (values i,
+    i + 8, ...) joined as ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), the last n mod 8 added after."""
+    a = a[first:first + n]  # indices from 0: Numba wraps a negative index, which would cost a test a read
+    if n < 8:
+        s = np.float32(0)
+        for i in range(n):
+            s = s + a[i]
+        short: np.float32 = s
+        return short
+    s0, s1, s2, s3, s4, s5, s6, s7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+    end = n - n % 8
+    for i in range(8, end, 8):
+        s0, s1, s2, s3 = s0 + a[i], s1 + a[i + 1], s2 + a[i + 2], s3 + a[i + 3]
+        s4, s5, s6, s7 = s4 + a[i + 4], s5 + a[i + 5], s6 + a[i + 6], s7 + a[i + 7]
+    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    for i in range(end, n):
+        s = s + a[i]
+    total: np.float32 = s
+    return total
+
+
+@njit(cache=True)
+def scale_planes(x: F32, s: F32) -> F32:
+    """``x`` (N, C, H, W) times ``s`` (N, C, 1, 1), each plane by its value (a squeeze-and-excite
+    block's gate): NumPy's broadcast product, the same float32 products, in one pass."""
+    n, c, h, w = x.shape
+    size = h * w
+    src, gate = x.reshape(-1), s.reshape(-1)
+    out = np.empty(n * c * size, np.float32)
+    for p in range(n * c):
+        v, a, b = gate[p], src[p * size:(p + 1) * size], out[p * size:(p + 1) * size]
+        for j in range(size):
+            b[j] = a[j] * v
+    return out.reshape(n, c, h, w)

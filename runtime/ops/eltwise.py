@@ -22,10 +22,24 @@ Operand = tuple[np.ndarray, int]  # a tensor and its zero point
 def _float(op: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
     def run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
         if len(xs) == 2:
+            if op is np.multiply and _gates(xs[0], xs[1]):  # a squeeze-and-excite block's gate
+                from alls.runtime.kernels.floating import scale_planes
+
+                return scale_planes(*((xs[0], xs[1]) if xs[1].shape[2:] == (1, 1) else (xs[1], xs[0])))
             return op(xs[0], xs[1])
         const = p["const"]
         return op(const, xs[0]) if layer.attrs.get("const_first") else op(xs[0], const)
     return run
+
+
+def _gates(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` · ``b`` is float32 planes (N, C, H, W) times one value a plane (N, C, 1, 1), either
+    way round: NumPy's broadcast product, faster as one compiled pass a plane."""
+    if a.dtype != np.float32 or b.dtype != np.float32 or a.ndim != 4 or b.ndim != 4 or a.shape[:2] != b.shape[:2]:
+        return False
+    if a.shape[2:] == (1, 1):
+        a, b = b, a
+    return b.shape[2:] == (1, 1) and a.flags.c_contiguous and b.flags.c_contiguous
 
 
 def _quantize(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Encodings, params: Params) -> QLayer:

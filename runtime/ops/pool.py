@@ -18,16 +18,24 @@ __all__ = ["pool2d", "OPS"]
 
 Array = np.ndarray
 Pair = Sequence[int]  # a (height, width) pair: kernel, strides, dilations, output size
+# Planes of up to this many values are pooled globally by one compiled call (NumPy's reduction over two
+# axes costs more than their work; above it, NumPy's vectorized pairwise sum is faster)
+SMALL_PLANE = 128
 
 
 def pool2d(x: Array, attrs: Mapping[str, Any], kind: str, out_hw: tuple[int, int]) -> Array:
     """Max or average pooling with ONNX's pads, ceil_mode and count_include_pad.
 
-    A window is reduced tap by tap over strided views of the whole batch: a max over the kernel's
-    columns, then over its rows (a max is exact in any order); a sum row by row, each row's taps
-    left to right, divided by the count of cells inside.
+    A global pool of small float32 planes is one Numba call (`floating.global_pool`, the same values
+    as `_global`'s NumPy reduction). A window is reduced tap by tap over strided views of the whole
+    batch: a max over the kernel's columns, then over its rows (a max is exact in any order); a sum
+    row by row, each row's taps left to right, divided by the count of cells inside.
     """
     if attrs.get("global"):
+        if x.dtype == np.float32 and x.ndim == 4 and x.shape[2] * x.shape[3] <= SMALL_PLANE:
+            from alls.runtime.kernels.floating import global_pool
+
+            return global_pool(np.ascontiguousarray(x), kind == "avgpool")
         return _global(x, kind)
     (kh, kw), strides, dilations = attrs["kernel_shape"], attrs["strides"], attrs["dilations"]
     top, left, bottom, right = attrs["pads"]
