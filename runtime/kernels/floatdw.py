@@ -146,8 +146,10 @@ def _depthwise_parts(x: F32, weight: F32, bias: F32, sh: int, sw: int, dh: int, 
 def _depthwise(x: F32, weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: int, top: int, left: int, act: int,
                out: F32, first: int, last: int) -> None:
     """Planes ``first`` to ``last`` (image·C + channel) of the depthwise conv into ``out``, with their
-    scratch: the padded plane (none without pads at a column stride of 1) and, for the flat form, its
-    sums."""
+    scratch: the padded plane (none without pads at a column stride of 1; its zeros written once)
+    and, for the flat form, its sums. Everything is read and written through flat, unsigned indices:
+    a view a row costs more than a small plane's row of work, and Numba wraps a negative index,
+    which would keep a loop from vectorizing."""
     c, h, w = x.shape[1], x.shape[2], x.shape[3]
     kh, kw = weight.shape[1], weight.shape[2]
     ho, wo = out.shape[2], out.shape[3]
@@ -155,101 +157,87 @@ def _depthwise(x: F32, weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: in
     wp = max(w + left, (wo - 1) * sw + (kw - 1) * dw + 1)
     padded = top > 0 or left > 0 or hp > h or wp > w or sw == 2  # (a stride-2 vector reads one past its last)
     flat = sh == 1 and sw == 1 and wo < FLAT_BELOW
-    scratch = np.empty(hp * wp + LANES if padded else 0, np.float32)
+    scratch = np.zeros(hp * wp + LANES if padded else 0, np.float32)
     sums = np.empty((ho - 1) * wp + wo if flat else 0, np.float32)
     toff = np.empty(kh * kw, np.int64)
     for a in range(kh):
         for b in range(kw):
             toff[a * kw + b] = a * dh * wp + b * dw
-    taps = weight.reshape(c, kh * kw)
+    taps, xf, of = weight.reshape(c, kh * kw), x.reshape(-1), out.reshape(-1)
     for job in range(first, last):
-        i, ch = job // c, job % c
+        wt, b, xbase, obase = taps[job % c], bias[job % c], job * h * w, job * ho * wo
+        src, sbase = xf, xbase
         if padded:
-            _pad_into(x[i, ch], scratch, top, left, hp, wp)
-            plane = scratch
-        else:
-            plane = x[i, ch].reshape(-1)
-        wt = taps[ch]
+            for y in range(h):  # the plane into the scratch's interior; its pads stay zero
+                _copy(xf, xbase + y * w, scratch, (y + top) * wp + left, w)
+            src, sbase = scratch, 0
         if flat:
-            _taps(plane, 0, toff, wt, 1, sums)
+            _taps(src, sbase, toff, wt, 1, sums, 0, sums.shape[0])
             for y in range(ho):
-                _finish(sums[y * wp:y * wp + wo], out[i, ch, y], bias[ch], act)
+                _finish(sums, y * wp, of, obase + y * wo, wo, b, act)
             continue
         for y in range(ho):
-            row = out[i, ch, y]
-            _taps(plane, y * sh * wp, toff, wt, sw, row)
-            _finish(row, row, bias[ch], act)
+            _taps(src, sbase + y * sh * wp, toff, wt, sw, of, obase + y * wo, wo)
+            _finish(of, obase + y * wo, of, obase + y * wo, wo, b, act)
 
 
 @njit(cache=True, inline="always")
-def _pad_into(plane: F32, scratch: F32, top: int, left: int, hp: int, wp: int) -> None:
-    """``plane`` (H, W) into ``scratch`` (HP·WP, flat) at (top, left), zeros around it."""
-    h, w = plane.shape
-    for y in range(hp):
-        row = scratch[y * wp:(y + 1) * wp]
-        if y < top or y >= top + h:
-            for z in range(wp):
-                row[z] = 0
-            continue
-        src = plane[y - top]
-        for z in range(left):
-            row[z] = 0
-        inner = row[left:left + w]
-        for z in range(w):
-            inner[z] = src[z]
-        for z in range(left + w, wp):
-            row[z] = 0
+def _copy(src: F32, at: int, dst: F32, to: int, n: int) -> None:
+    """``dst[to:to + n] = src[at:at + n]`` (unsigned indices, no view)."""
+    u, v = np.uint64(at), np.uint64(to)
+    for k in range(np.uint64(n)):
+        dst[v + k] = src[u + k]
 
 
 @njit(cache=True, inline="always")
-def _taps(src: F32, base: int, toff: I64, wt: F32, sw: int, dst: F32) -> None:
-    """``dst[j]`` = Σ_t wt[t]·src[base + toff[t] + sw·j], the taps in order, from 0: by blocks of
-    `LANES`·4 outputs, then `LANES`, in registers (`tap_kernel`), the rest one by one."""
-    count = dst.shape[0]
+def _taps(src: F32, base: int, toff: I64, wt: F32, sw: int, dst: F32, at: int, count: int) -> None:
+    """``dst[at + j]`` = Σ_t wt[t]·src[base + toff[t] + sw·j] for j < ``count``, the taps in order, from
+    0: by blocks of `LANES`·4 outputs, then `LANES`, in registers (`tap_kernel`), the rest one by one."""
     j = 0
     if sw == 1:
         while j + 4 * LANES <= count:
-            _TK4_1(src, base + j, toff, wt, dst, j)
+            _TK4_1(src, base + j, toff, wt, dst, at + j)
             j += 4 * LANES
         while j + LANES <= count:
-            _TK1_1(src, base + j, toff, wt, dst, j)
+            _TK1_1(src, base + j, toff, wt, dst, at + j)
             j += LANES
     elif sw == 2:
         while j + 4 * LANES <= count:
-            _TK4_2(src, base + 2 * j, toff, wt, dst, j)
+            _TK4_2(src, base + 2 * j, toff, wt, dst, at + j)
             j += 4 * LANES
         while j + LANES <= count:
-            _TK1_2(src, base + 2 * j, toff, wt, dst, j)
+            _TK1_2(src, base + 2 * j, toff, wt, dst, at + j)
             j += LANES
     for z in range(j, count):
-        at = base + sw * z
+        first = base + sw * z
         s = np.float32(0)
         for t in range(toff.shape[0]):
-            s = s + src[at + toff[t]] * wt[t]
-        dst[z] = s
+            s = s + src[np.uint64(first + toff[t])] * wt[t]
+        dst[np.uint64(at + z)] = s
 
 
 @njit(cache=True, inline="always")
-def _finish(src: F32, dst: F32, b: np.float32, act: int) -> None:
-    """``dst`` = the activation of ``src`` + the bias (``dst`` may be ``src``), a loop per activation,
-    each vectorized."""
+def _finish(src: F32, at: int, dst: F32, to: int, n: int, b: np.float32, act: int) -> None:
+    """``dst[to:to + n]`` = the activation of ``src[at:at + n]`` + the bias (the two may be the same
+    values), a loop per activation, each vectorized (unsigned indices)."""
     six, half, one, zero = np.float32(6), np.float32(0.5), np.float32(1), np.float32(0)
+    u, v = np.uint64(at), np.uint64(to)
     if act == RELU:
-        for z in range(dst.shape[0]):
-            v = src[z] + b
-            dst[z] = zero if v < zero else v
+        for k in range(np.uint64(n)):
+            y = src[u + k] + b
+            dst[v + k] = zero if y < zero else y
     elif act == RELU6:
-        for z in range(dst.shape[0]):
-            v = src[z] + b
-            v = zero if v < zero else v
-            dst[z] = six if v > six else v
+        for k in range(np.uint64(n)):
+            y = src[u + k] + b
+            y = zero if y < zero else y
+            dst[v + k] = six if y > six else y
     elif act == HARDSWISH:
-        for z in range(dst.shape[0]):
-            v = src[z] + b
-            t = v / six + half
+        for k in range(np.uint64(n)):
+            y = src[u + k] + b
+            t = y / six + half
             t = zero if t < zero else t
             t = one if t > one else t
-            dst[z] = v * t
+            dst[v + k] = y * t
     else:
-        for z in range(dst.shape[0]):
-            dst[z] = src[z] + b
+        for k in range(np.uint64(n)):
+            dst[v + k] = src[u + k] + b
