@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import alls
 from alls.runtime.exec.native import run_float, run_layer
@@ -144,3 +146,37 @@ def test_a_squeeze_and_excite_block_equals_onnxruntime_and_numpys_broadcast_prod
     check(build(nodes, {"w": rand(4, 4, 1, 1), "b": rand(4)}, inputs={"x": (3, 4, 6, 10)}))
     x, s = rand(3, 4, 6, 10, seed=8), rand(3, 4, 1, 1, seed=9)
     np.testing.assert_array_equal(scale_planes(x, s), x * s)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 11), st.integers(1, 30)),
+       st.tuples(st.integers(1, 3), st.integers(1, 3)), st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       st.tuples(st.integers(1, 2), st.integers(1, 2)), st.tuples(*[st.integers(0, 1)] * 4), st.booleans(),
+       st.integers(0, 2**32 - 1))
+def test_the_compiled_max_pool_gives_the_numpy_forms_bits(shape, kernel, strides, dilations, pads, ceil, seed):
+    """Against the tap-by-tap NumPy form over the -inf-padded tensor: NaN wins, a window of pads only
+    would be -inf; pads, strides, dilations, ceil_mode. (+0 and -0 are equal values: of the two NumPy
+    keeps the second in its vector loop and the first in its scalar one, the kernel the first.)"""
+    from alls.runtime.ops import pool
+
+    (n, c, h, w), (kh, kw), (sh, sw), (dh, dw) = shape, kernel, strides, dilations
+    top, left, bottom, right = (p if p < k else 0 for p, k in zip(pads, (kh, kw, kh, kw)))
+    rounding = np.ceil if ceil else np.floor
+    ho = int(rounding((h + top + bottom - (kh - 1) * dh - 1) / sh)) + 1
+    wo = int(rounding((w + left + right - (kw - 1) * dw - 1) / sw)) + 1
+    ho -= ceil and (ho - 1) * sh >= h + top
+    wo -= ceil and (wo - 1) * sw >= w + left
+    if ho < 1 or wo < 1:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    for value, share in ((np.nan, 0.05), (-0.0, 0.1), (0.0, 0.1), (-np.inf, 0.03)):
+        x[rng.random(x.shape) < share] = value
+    attrs = {"kernel_shape": kernel, "strides": strides, "dilations": dilations, "pads": (top, left, bottom, right)}
+    got = pool.pool2d(x, attrs, "maxpool", (ho, wo))
+    extra_h = max(0, (ho - 1) * sh + (kh - 1) * dh + 1 - (h + top + bottom))
+    extra_w = max(0, (wo - 1) * sw + (kw - 1) * dw + 1 - (w + left + right))
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom + extra_h), (left, right + extra_w)), constant_values=-np.inf)
+    want = pool._max_taps(padded, kernel, strides, dilations, (ho, wo))
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.float32 and np.isnan(got).sum() == np.isnan(want).sum()

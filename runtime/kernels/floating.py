@@ -127,7 +127,8 @@ def _plane_max(a: F32, first: int, n: int) -> np.float32:
 
 @njit(cache=True, inline="always")
 def _max(v: np.float32, m: np.float32) -> np.float32:
-    """``v`` where it is above ``m`` or NaN, else ``m`` (a NaN ``m`` stays): NumPy's maximum."""
+    """``v`` where it is above ``m`` or NaN, else ``m`` (a NaN ``m`` stays): NumPy's maximum, the
+    first of equal values kept."""
     return v if v > m or v != v else m
 
 
@@ -199,3 +200,77 @@ def scale_planes(x: F32, s: F32) -> F32:
         for j in range(size):
             b[j] = a[j] * v
     return out.reshape(n, c, h, w)
+
+
+@njit(cache=True)
+def maxpool(x: F32, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, top: int, left: int, ho: int,
+            wo: int) -> F32:
+    """Max pooling of NCHW float32 ``x`` to (N, C, ``ho``, ``wo``), serially: each window's taps inside
+    the plane (ONNX pads never win a max; -inf where none is inside), in row-major order, a NaN
+    winning as in NumPy's ``maximum``, the first of equal values kept (+0 or -0: NumPy's own choice
+    between them differs between its vector and scalar loops). The columns whose taps are all inside go a tap at a time along the output row,
+    the others one by one; flat, unsigned indices (no view a row; no wrapping of a negative index)."""
+    n, c, h, w = x.shape
+    xf = x.reshape(-1)
+    out = np.empty(n * c * ho * wo, np.float32)
+    z0 = min(wo, (left + sw - 1) // sw)  # the first column whose taps are all inside
+    reach = w - 1 - (kw - 1) * dw + left
+    z1 = max(z0, min(wo, reach // sw + 1 if reach >= 0 else 0))  # past the last
+    span, step = np.uint64(z1 - z0), np.uint64(sw)
+    rows = np.empty((ho, 2), np.int64)  # each output row's window rows inside the plane (divisions cost)
+    for y in range(ho):
+        y0 = y * sh - top
+        rows[y, 0] = min(kh, max(0, (-y0 + dh - 1) // dh))
+        rows[y, 1] = max(rows[y, 0], min(kh, (h - 1 - y0) // dh + 1 if h - 1 - y0 >= 0 else 0))
+    for p in range(n * c):
+        for y in range(ho):
+            y0, a0, a1 = y * sh - top, rows[y, 0], rows[y, 1]
+            at = (p * ho + y) * wo
+            for z in range(z0):
+                out[at + z] = _window_max(xf, p * h * w, h, w, y0, a0, a1, dh, kw, dw, z * sw - left)
+            for z in range(z1, wo):
+                out[at + z] = _window_max(xf, p * h * w, h, w, y0, a0, a1, dh, kw, dw, z * sw - left)
+            dst = np.uint64(at + z0)
+            if a0 == a1:
+                for j in range(span):
+                    out[dst + j] = -np.inf
+                continue
+            if kh == 2 and kw == 2 and a1 - a0 == 2:  # the common 2x2 window, whole, in registers
+                first, right, down = np.uint64(p * h * w + y0 * w + z0 * sw - left), np.uint64(dw), np.uint64(dh * w)
+                for j in range(span):
+                    k = first + step * j
+                    m = _max(xf[k + right], xf[k])
+                    m = _max(xf[k + down], m)
+                    out[dst + j] = _max(xf[k + down + right], m)
+                continue
+            for a in range(a0, a1):
+                row = p * h * w + (y0 + a * dh) * w + z0 * sw - left
+                for b in range(kw):
+                    src = np.uint64(row + b * dw)
+                    if a == a0 and b == 0:
+                        for j in range(span):
+                            out[dst + j] = xf[src + step * j]
+                        continue
+                    for j in range(span):
+                        v, m = xf[src + step * j], out[dst + j]
+                        out[dst + j] = v if v > m or v != v else m
+    return out.reshape(n, c, ho, wo)
+
+
+@njit(cache=True, inline="always")
+def _window_max(xf: F32, base: int, h: int, w: int, y0: int, a0: int, a1: int, dh: int, kw: int, dw: int,
+                x0: int) -> np.float32:
+    """One window's max over its taps inside the plane at ``base`` (input columns from ``x0``), -inf if
+    none is."""
+    m = np.float32(-np.inf)
+    first = True
+    for a in range(a0, a1):
+        row = base + (y0 + a * dh) * w
+        for b in range(kw):
+            xx = x0 + b * dw
+            if 0 <= xx < w:
+                v = xf[row + xx]
+                if first or v > m or v != v:
+                    m, first = v, False
+    best: np.float32 = m
+    return best
