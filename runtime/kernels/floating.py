@@ -116,9 +116,12 @@ def _plane_max(a: F32, first: int, n: int) -> np.float32:
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = inf
     a = a[first:first + n]  # indices from 0: Numba wraps a negative index, which would cost a test a read
     end = n - n % 8
-    for i in range(0, end, 8):
-        m0, m1, m2, m3 = _max(a[i], m0), _max(a[i + 1], m1), _max(a[i + 2], m2), _max(a[i + 3], m3)
-        m4, m5, m6, m7 = _max(a[i + 4], m4), _max(a[i + 5], m5), _max(a[i + 6], m6), _max(a[i + 7], m7)
+    for k in range(np.uint64(end // 8)):  # unsigned, as in `_block`
+        i = k * np.uint64(8)
+        m0, m1 = _max(a[i], m0), _max(a[i + np.uint64(1)], m1)
+        m2, m3 = _max(a[i + np.uint64(2)], m2), _max(a[i + np.uint64(3)], m3)
+        m4, m5 = _max(a[i + np.uint64(4)], m4), _max(a[i + np.uint64(5)], m5)
+        m6, m7 = _max(a[i + np.uint64(6)], m6), _max(a[i + np.uint64(7)], m7)
     best = _max(_max(_max(m0, m1), _max(m2, m3)), _max(_max(m4, m5), _max(m6, m7)))
     for i in range(end, n):
         best = _max(a[i], best)
@@ -177,9 +180,12 @@ def _block(a: F32, first: int, n: int) -> np.float32:
         return short
     s0, s1, s2, s3, s4, s5, s6, s7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
     end = n - n % 8
-    for i in range(8, end, 8):
-        s0, s1, s2, s3 = s0 + a[i], s1 + a[i + 1], s2 + a[i + 2], s3 + a[i + 3]
-        s4, s5, s6, s7 = s4 + a[i + 4], s5 + a[i + 5], s6 + a[i + 6], s7 + a[i + 7]
+    for k in range(np.uint64(1), np.uint64(end // 8)):  # unsigned: no wrapping test a read, so the eight go as one vector
+        i = k * np.uint64(8)
+        s0, s1 = s0 + a[i], s1 + a[i + np.uint64(1)]
+        s2, s3 = s2 + a[i + np.uint64(2)], s3 + a[i + np.uint64(3)]
+        s4, s5 = s4 + a[i + np.uint64(4)], s5 + a[i + np.uint64(5)]
+        s6, s7 = s6 + a[i + np.uint64(6)], s7 + a[i + np.uint64(7)]
     s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
     for i in range(end, n):
         s = s + a[i]
