@@ -180,3 +180,11 @@ def test_the_compiled_max_pool_gives_the_numpy_forms_bits(shape, kernel, strides
     want = pool._max_taps(padded, kernel, strides, dilations, (ho, wo))
     np.testing.assert_array_equal(got, want)
     assert got.dtype == np.float32 and np.isnan(got).sum() == np.isnan(want).sum()
+
+
+def test_a_depthwise_conv_with_a_channel_multiplier_and_its_activation_equals_onnxruntime():
+    """Two outputs a channel: no plain depthwise conv, so the conv runs, then its activation."""
+    nodes = [node("Conv", ["x", "w", "b"], "c", group=4, pads=[1, 1, 1, 1]), node("Relu", ["c"], "y")]
+    model = build(nodes, {"w": rand(8, 1, 3, 3), "b": rand(8)}, inputs={"x": (2, 4, 9, 11)})
+    assert any(layer.kind == "dw" and layer.activation == "relu" for layer in alls.load_model(model, name="net"))
+    check(model)

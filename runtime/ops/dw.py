@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from collections.abc import Sequence
+
+import numpy as np
 
 from alls.graph import Layer
 from alls.plan import Activation
@@ -13,6 +13,8 @@ from alls.runtime.ops import conv
 from alls.runtime.ops.activation import activation
 from alls.runtime.ops.base import Params, QLayer, kernel
 from alls.runtime.ops.weighted import kernel_weights, weighted_op
+
+__all__ = ["OPS"]
 
 # The activations the float depthwise kernel applies in its store (`alls.runtime.kernels.floatdw.ACT_CODES`)
 _FUSED = frozenset((Activation.RELU, Activation.RELU6, Activation.HARDSWISH))
@@ -27,8 +29,6 @@ def _run_fused(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
         y: np.ndarray = activation(layer, conv.run(layer, xs, p), p)
         return y
     return conv.conv2d(x, weight, p["bias"], layer.attrs, x.shape[1], act=layer.activation.value)
-
-__all__ = ["OPS"]
 
 
 def _call(layer: Layer, q: QLayer, x: np.ndarray, zx: int, acc_only: bool, bias: nx.Bias | None = None
