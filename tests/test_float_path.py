@@ -88,10 +88,15 @@ def test_an_activation_run_in_place_gives_the_observed_run_bits_and_leaves_the_i
     seen = {}
     observed, _ = run_float(graph, x, observe=lambda layer, before, after: seen.__setitem__(layer.name, after))
     fast, taps = run_float(graph, x, taps="all")
+    # the conv's sigmoid, fused into its store, is exp's (alls.runtime.kernels._activate), the observed
+    # run's NumPy's tanh form: they agree within 2^-22 and what follows within float32 rounding of that;
+    # every other activation, to the bit
+    same = np.testing.assert_array_equal if activation != "Sigmoid" else \
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     for name, y in observed.items():
-        np.testing.assert_array_equal(fast[name], y)
+        same(fast[name], y)
     for name, y in taps.items():
-        np.testing.assert_array_equal(y, seen[name])
+        same(y, seen[name])
     np.testing.assert_array_equal(x, kept)
     for layer in graph:
         for k, v in params.get(layer.name, {}).items():
@@ -145,7 +150,9 @@ def test_a_squeeze_and_excite_block_equals_onnxruntime_and_numpys_broadcast_prod
              node("HardSigmoid", ["g"], "s"), node("Mul", ["x", "s"], "m"), node("Mul", ["s", "m"], "y")]
     check(build(nodes, {"w": rand(4, 4, 1, 1), "b": rand(4)}, inputs={"x": (3, 4, 6, 10)}))
     x, s = rand(3, 4, 6, 10, seed=8), rand(3, 4, 1, 1, seed=9)
-    np.testing.assert_array_equal(scale_planes(x, s), x * s)
+    np.testing.assert_array_equal(scale_planes(x, s, np.empty_like(x)), x * s)
+    want = x * s
+    np.testing.assert_array_equal(scale_planes(x, s, x), want)  # into the planes themselves
 
 
 @settings(max_examples=120, deadline=None)

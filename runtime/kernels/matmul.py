@@ -43,7 +43,8 @@ def _float_sums(ca: np.ndarray, cbt: np.ndarray, bound: int) -> np.ndarray:
     """The sums of `sums` as float integers (P, M, N): float32 where the bound V is below 2^24 (float32
     holds every integer up to 2^24: an 8-bit Q·Kᵀ over K < 258), else float64 (every integer up to 2^53)."""
     dtype = np.float32 if bound < FLOAT32_EXACT else np.float64
-    return np.matmul(ca.astype(dtype), np.ascontiguousarray(cbt.astype(dtype).transpose(0, 2, 1)))
+    product: np.ndarray = np.matmul(ca.astype(dtype), np.ascontiguousarray(cbt.astype(dtype).transpose(0, 2, 1)))
+    return product
 
 
 @njit(cache=True)

@@ -96,9 +96,12 @@ class Op:
     qlayer, x, zero_point, bias)``, for the kinds that have one, gives the accumulators (N6)
     without requantization. ``keeps_encoding``: the output takes its input's encoding (no
     requantization) unless the plan forces its range or changes its bits. ``encoding(plan)``:
-    an output encoding fixed by the kind, whatever the statistics. ``run_fused(layer, xs, params)``,
-    for the kinds that have one, is the float run with the layer's activation applied, for the
-    activations in ``fuses`` (`fuses_activation`).
+    an output encoding fixed by the kind, whatever the statistics. ``overwrites``: the float run
+    takes a fourth argument, the positions of the inputs it may write its result into (inputs
+    nobody reads afterwards, which the float executor offers instead of fresh memory).
+    ``run_activated(layer, xs, params)``, for the kinds that can, is the float run with the fused
+    activation applied as the outputs are written, or None where it cannot fuse this layer's (the
+    executor applies it then).
     """
 
     kind: str
@@ -108,13 +111,8 @@ class Op:
     accumulate: Callable[..., np.ndarray] | None = None
     keeps_encoding: bool = False
     encoding: Callable[..., Encoding] | None = None
-    run_fused: Callable[..., np.ndarray] | None = None
-    fuses: frozenset[Activation] = frozenset()
-
-    def fuses_activation(self, layer: Layer) -> bool:
-        """Whether ``run_fused`` applies ``layer``'s activation in the kernel's store (the float run
-        and the activation in one pass, the same bits as `run` then the activation)."""
-        return self.run_fused is not None and layer.activation in self.fuses
+    run_activated: Callable[..., np.ndarray | None] | None = None
+    overwrites: bool = False
 
     @property
     def weighted(self) -> bool:

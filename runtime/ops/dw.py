@@ -10,25 +10,24 @@ from alls.graph import Layer
 from alls.plan import Activation
 from alls.runtime import numerics as nx
 from alls.runtime.ops import conv
-from alls.runtime.ops.activation import activation
 from alls.runtime.ops.base import Params, QLayer, kernel
 from alls.runtime.ops.weighted import kernel_weights, weighted_op
 
 __all__ = ["OPS"]
 
-# The activations the float depthwise kernel applies in its store (`alls.runtime.kernels.floatdw.ACT_CODES`)
+# The activations the float depthwise kernel applies as it writes (`alls.runtime.kernels.floatdw.ACT_CODES`)
 _FUSED = frozenset((Activation.RELU, Activation.RELU6, Activation.HARDSWISH))
 
 
-def _run_fused(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
-    """The float run with the layer's activation (one of `_FUSED`) in the kernel's store; a layer
-    that is no plain depthwise conv (a channel multiplier) runs, then is activated."""
+def _run_activated(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray | None:
+    """The float run with the layer's activation applied as the outputs are written (one of `_FUSED`),
+    or None for another activation or a layer that is no plain depthwise conv (a channel multiplier):
+    the executor applies it then."""
     x, weight = xs[0], p["weight"]
-    assert layer.activation is not None, "fuses_activation: the layer has one of _FUSED"
-    if x.ndim != 4 or weight.shape[0] != x.shape[1] or weight.shape[1] != 1:
-        y: np.ndarray = activation(layer, conv.run(layer, xs, p), p)
-        return y
-    return conv.conv2d(x, weight, p["bias"], layer.attrs, x.shape[1], act=layer.activation.value)
+    if layer.activation not in _FUSED or x.ndim != 4 or not conv.is_depthwise(x.shape, weight.shape, x.shape[1]):
+        return None
+    assert layer.activation is not None
+    return conv.depthwise(x, weight, p["bias"], layer.attrs, layer.activation.value)
 
 
 def _call(layer: Layer, q: QLayer, x: np.ndarray, zx: int, acc_only: bool, bias: nx.Bias | None = None
@@ -39,4 +38,4 @@ def _call(layer: Layer, q: QLayer, x: np.ndarray, zx: int, acc_only: bool, bias:
     return kernel("dw")(x, w, q.bias, q.rq, zero_point=zx, **conv.geometry(layer))
 
 
-OPS = (weighted_op("dw", conv.run, _call, _run_fused, _FUSED),)
+OPS = (weighted_op("dw", conv.run, _call, _run_activated),)

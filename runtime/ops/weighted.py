@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from alls.graph import Layer
-from alls.plan import Activation, Clipping, ClippingMode, LayerPlan
+from alls.plan import Clipping, ClippingMode, LayerPlan
 from alls.runtime import numerics as nx
 from alls.runtime.ops.activation import clamp, finish, table, table_target
 from alls.runtime.ops.base import Encoding, Encodings, Op, Params, QLayer, StatsByName
@@ -149,10 +149,10 @@ def kernel_weights(q: QLayer, layer: Layer, pack: Pack) -> ConvWeights:
 
 
 def weighted_op(kind: str, run: Callable[..., np.ndarray], call: Call,
-                run_fused: Callable[..., np.ndarray] | None = None, fuses: frozenset[Activation] = frozenset()) -> Op:
+                run_activated: Callable[..., np.ndarray | None] | None = None) -> Op:
     """An `Op` for a kind that accumulates: ``call(layer, q, x, zero_point, acc_only, bias)`` runs its
-    kernel, to requantized outputs or (``acc_only``) to its accumulators with ``bias``; ``run_fused``
-    and ``fuses`` as `Op` has them."""
+    kernel, to requantized outputs or (``acc_only``) to its accumulators with ``bias``;
+    ``run_activated`` as `Op` says."""
     def run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
         return finish(q, call(layer, q, xs[0], enc[layer.inputs[0]].zero_point, False))
 
@@ -160,4 +160,4 @@ def weighted_op(kind: str, run: Callable[..., np.ndarray], call: Call,
                    ) -> np.ndarray:
         return call(layer, q, x, zero_point, True, bias)
 
-    return Op(kind, run, quantize_weighted, run_int, accumulate=accumulate, run_fused=run_fused, fuses=fuses)
+    return Op(kind, run, quantize_weighted, run_int, accumulate=accumulate, run_activated=run_activated)

@@ -27,6 +27,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "NUMB
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
@@ -87,13 +88,13 @@ def main() -> None:
                 zero = 1 << (bits - 1)
                 bound = matmul_bound(k, bits, bits)
                 rq = nx.requant([2.0 ** -(bits + 6)], bound, 0, bits)
-                ours = median_time(lambda: matmul(a, b, rq, zero_points=(zero, zero)), args.repeat)
-                af, bf = a.astype(np.float32), b.astype(np.float32)
-                f32 = median_time(lambda: np.matmul(af, bf), args.repeat)
+                ours = median_time(functools.partial(matmul, a, b, rq, zero_points=(zero, zero)), args.repeat)
+                f32 = median_time(functools.partial(np.matmul, a.astype(np.float32), b.astype(np.float32)),
+                                  args.repeat)
                 theirs = float("nan")
                 session = ort_matmul_integer(p, m, k, n) if bits == 8 else None
                 if session is not None:
-                    theirs = median_time(lambda: session.run(None, {"a": a, "b": b}), args.repeat)
+                    theirs = median_time(functools.partial(session.run, None, {"a": a, "b": b}), args.repeat)
                 gmacs = p * m * k * n / ours / 1e9
                 print(f"{label:6s} {batch:5d} {bits:4d} {ours * 1e3:8.2f}ms {theirs * 1e3:8.2f}ms {f32 * 1e3:8.2f}ms "
                       f"{gmacs:7.1f} {ours / theirs:8.2f} {ours / f32:8.2f}", flush=True)
