@@ -150,9 +150,9 @@ def test_a_squeeze_and_excite_block_equals_onnxruntime_and_numpys_broadcast_prod
              node("HardSigmoid", ["g"], "s"), node("Mul", ["x", "s"], "m"), node("Mul", ["s", "m"], "y")]
     check(build(nodes, {"w": rand(4, 4, 1, 1), "b": rand(4)}, inputs={"x": (3, 4, 6, 10)}))
     x, s = rand(3, 4, 6, 10, seed=8), rand(3, 4, 1, 1, seed=9)
-    np.testing.assert_array_equal(scale_planes(x, s, np.empty_like(x)), x * s)
     want = x * s
-    np.testing.assert_array_equal(scale_planes(x, s, x), want)  # into the planes themselves
+    np.testing.assert_array_equal(scale_planes(x, s, np.empty_like(x), False), want)
+    np.testing.assert_array_equal(scale_planes(x, s, x, True), want)  # into the planes themselves
 
 
 @settings(max_examples=120, deadline=None)

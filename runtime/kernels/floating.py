@@ -194,15 +194,21 @@ def _block(a: F32, first: int, n: int) -> np.float32:
 
 
 @njit(cache=True)
-def scale_planes(x: F32, s: F32, out: F32) -> F32:
-    """``x`` (N, C, H, W) times ``s`` (N, C, 1, 1) into ``out`` (x's shape, C-contiguous; it may be
-    ``x``), each plane by its value (a squeeze-and-excite block's gate): NumPy's broadcast product,
-    the same float32 products, in one pass."""
+def scale_planes(x: F32, s: F32, out: F32, in_place: bool) -> F32:
+    """``x`` (N, C, H, W) times ``s`` (N, C, 1, 1) into ``out`` (x's shape, C-contiguous), each plane by
+    its value (a squeeze-and-excite block's gate): NumPy's broadcast product, the same float32
+    products, in one pass. ``in_place``: ``out`` is ``x`` (read and written through one view, since
+    a loop over two views of the same memory does not vectorize)."""
     n, c, h, w = x.shape
     size = h * w
     src, gate, dst = x.reshape(-1), s.reshape(-1), out.reshape(-1)
     for p in range(n * c):
-        v, a, b = gate[p], src[p * size:(p + 1) * size], dst[p * size:(p + 1) * size]
+        v, b = gate[p], dst[p * size:(p + 1) * size]
+        if in_place:
+            for j in range(size):
+                b[j] = b[j] * v
+            continue
+        a = src[p * size:(p + 1) * size]
         for j in range(size):
             b[j] = a[j] * v
     return out

@@ -32,7 +32,7 @@ def _float(op: np.ufunc) -> Callable[..., np.ndarray]:
             from alls.runtime.kernels.floating import scale_planes
 
             planes, gate = (a, b) if b.shape[2:] == (1, 1) else (b, a)
-            return scale_planes(planes, gate, np.empty_like(planes) if into is None else into)
+            return scale_planes(planes, gate, np.empty_like(planes) if into is None else into, into is planes)
         y: np.ndarray = op(a, b) if into is None else op(a, b, out=into)
         return y
     return run
