@@ -178,7 +178,7 @@ def _depthwise(x: F32, weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: in
             continue
         for y in range(ho):
             _taps(src, sbase + y * sh * wp, toff, wt, sw, of, obase + y * wo, wo)
-            _finish(of, obase + y * wo, of, obase + y * wo, wo, b, act)
+            _finish_in_place(of, np.uint64(obase + y * wo), np.uint64(wo), b, act)
 
 
 @njit(cache=True, inline="always")
@@ -218,8 +218,9 @@ def _taps(src: F32, base: int, toff: I64, wt: F32, sw: int, dst: F32, at: int, c
 
 @njit(cache=True, inline="always")
 def _finish(src: F32, at: int, dst: F32, to: int, n: int, b: np.float32, act: int) -> None:
-    """``dst[to:to + n]`` = the activation of ``src[at:at + n]`` + the bias (the two may be the same
-    values), a loop per activation, each vectorized (unsigned indices)."""
+    """``dst[to:to + n]`` = the activation of ``src[at:at + n]`` + the bias, a loop per activation, each
+    vectorized (unsigned indices). A row finished in place takes `_finish_in_place`: two indices into
+    one array fail LLVM's overlap test where they are equal, and the loop runs scalar."""
     six, half, one, zero = np.float32(6), np.float32(0.5), np.float32(1), np.float32(0)
     u, v = np.uint64(at), np.uint64(to)
     if act == RELU:
@@ -241,3 +242,28 @@ def _finish(src: F32, at: int, dst: F32, to: int, n: int, b: np.float32, act: in
     else:
         for k in range(np.uint64(n)):
             dst[v + k] = src[u + k] + b
+
+
+@njit(cache=True, inline="always")
+def _finish_in_place(row: F32, v: np.uint64, n: np.uint64, b: np.float32, act: int) -> None:
+    """`_finish` of ``row[v:v + n]`` into itself."""
+    six, half, one, zero = np.float32(6), np.float32(0.5), np.float32(1), np.float32(0)
+    if act == RELU:
+        for k in range(n):
+            y = row[v + k] + b
+            row[v + k] = zero if y < zero else y
+    elif act == RELU6:
+        for k in range(n):
+            y = row[v + k] + b
+            y = zero if y < zero else y
+            row[v + k] = six if y > six else y
+    elif act == HARDSWISH:
+        for k in range(n):
+            y = row[v + k] + b
+            t = y / six + half
+            t = zero if t < zero else t
+            t = one if t > one else t
+            row[v + k] = y * t
+    else:
+        for k in range(n):
+            row[v + k] = row[v + k] + b
