@@ -1,14 +1,18 @@
-"""The float executor's depthwise conv (group = C_in = C_out): output row by output row, the padding
-handled by where each tap reads, the bias and the layer's activation in the store.
+"""The float executor's depthwise conv (group = C_in = C_out): the taps of a run of outputs summed in
+registers, the bias and the layer's activation applied as they are stored.
 
-For an output row, the kernel rows that fall inside the plane are a contiguous range, and so are
-the output columns whose every tap does (the interior, [z0, z1)). The interior is a loop over the
-columns that LLVM vectorizes: a 3x3 or 5x5 kernel whose rows are all inside adds its KH·KW taps
-in one pass (every input read once from the cache, the sum in registers), any other kernel one
-pass per kernel row over the output row, which stays in the L1 cache. The few border columns add
-only the taps inside the plane, one by one. No plane is copied: a tap in the padding would add a
-zero product, which leaves a float32 sum that starts from +0 as it is, so it is not added. A
-column stride of 2 reads every other input as it goes (LLVM loads two vectors and shuffles).
+Each plane is copied once into the interior of scratch whose pad zeros are written once per part
+of the work (no copy without pads at a column stride of 1: the taps read the input itself). A
+tap is then a fixed offset into the padded plane (``toff``), and `tap_kernel`, LLVM IR as the dense
+conv's micro-kernel, sums every tap of 32 consecutive outputs in four 8-float vectors (then 8,
+then the last few one by one): a column stride of 1 loads each tap's inputs as one vector, a
+stride of 2 as two loads and a shuffle to the even lanes, any other stride is summed one output at
+a time. A stride-1 plane narrower than `FLAT_BELOW` columns is summed flat: output (y, z) at
+y·WP + z of one run over the padded plane, the WP - Wo positions between rows computed and
+dropped, so that a narrow plane still fills the vectors; any other plane row by row, straight into
+the output. Everything is indexed flat and unsigned: a view a row costs an atomic reference count
+more than a small row's work, and Numba tests a signed index for wrapping, which keeps a loop
+scalar.
 
 Summation order, as the kernel it replaced (and NumPy's step-by-step form of the same sum): every
 output is ``((((0 + x00·w00) + x01·w01) + ...) + x(KH-1)(KW-1)·w(KH-1)(KW-1)) + bias``, the taps row
