@@ -1,16 +1,11 @@
 """Numba kernels of the float executor (`alls.runtime.exec.native`) where NumPy would make a temporary
-per step.
+per step: the columns of a grouped conv. (The dense conv is `floatconv`'s, the depthwise `floatdw`'s.)
 
-The parallel kernels (`depthwise`, `im2col`) are called through `alls.runtime.kernels._parallel`, as
-the integer kernels are: each call site (a kernel at one shape) runs on one thread or on the runtime
-call's budget, by its work and by what its earlier calls measured, so that a busy machine never makes
-a second thread cost more than it gives. `im2col_batch`, for layers whose columns over the whole batch
+The parallel kernel `im2col` is called through `alls.runtime.kernels._parallel`, as the integer
+kernels are: each call site (a kernel at one shape) runs on one thread or on the runtime call's
+budget, by its work and by what its earlier calls measured, so that a busy machine never makes a
+second thread cost more than it gives. `im2col_batch`, for layers whose columns over the whole batch
 are small, is serial: its work is below what a thread repays.
-
-Every kernel adds in float32 and in a fixed order, the order NumPy's step-by-step form of the same
-sum takes, so that a result does not depend on the batch, the layout or the machine: the depthwise
-convolution adds the taps row by row (KH), each row's taps left to right (KW), to zero, then the
-bias.
 """
 
 from __future__ import annotations
@@ -22,144 +17,9 @@ from numba import prange
 from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._common import njit
 
-__all__ = ["depthwise", "im2col", "im2col_batch"]
+__all__ = ["im2col", "im2col_batch"]
 
 F32 = npt.NDArray[np.float32]
-
-
-def depthwise(x: F32, weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: int, top: int, left: int,
-              bottom: int, right: int, ho: int, wo: int) -> F32:
-    """Depthwise conv of an NCHW float32 ``x`` with ``weight`` (C, KH, KW), ``bias`` (C,) and pads, on
-    the threads `_parallel` chooses for its call site (its planes are the parts it splits)."""
-    n, c = x.shape[0], x.shape[1]
-    kh, kw = weight.shape[1], weight.shape[2]
-    key = ("float dw", x.shape, weight.shape, sh, sw, dh, dw, top, left, bottom, right)
-    parts = min(n * c, 4 * _parallel.budget())  # four a thread (at one thread: a loop over them)
-    out: F32 = _parallel.run(key, n * c * ho * wo * kh * kw, n * c, _depthwise, x, weight, bias, sh, sw, dh, dw,
-                             top, left, bottom, right, ho, wo, parts)
-    return out
-
-
-@njit(parallel=True, cache=True)
-def _depthwise(x: F32, weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: int, top: int, left: int,
-               bottom: int, right: int, ho: int, wo: int, parts: int) -> F32:
-    """Depthwise conv of an NCHW float32 ``x`` with ``weight`` (C, KH, KW), ``bias`` (C,) and pads.
-
-    Each plane is copied, padded, into scratch memory that stays in the cache while its taps read
-    it. With a column stride of 1 (or above 2), the plane is split into its ``sh``·``sw`` stride
-    phases (x[p::sh, q::sw]; none when the stride is 1), so that every tap reads a phase as one
-    contiguous run: output (y, z) lies at y·Wq + z of a flat accumulator whose row pitch Wq is the
-    phase's width, the columns past ``wo`` computed and dropped. A column stride of 2 is read
-    directly, row by row (LLVM vectorizes a constant stride). The scratch is allocated once for each
-    of the ``parts`` of the work (four a thread of the budget), not per plane nor for the whole batch
-    (fresh memory costs a page fault a page).
-    """
-    n, c, h, w = x.shape
-    hp, wp = h + top + bottom, w + left + right
-    out = np.empty((n, c, ho, wo), np.float32)
-    padded = top > 0 or left > 0 or bottom > 0 or right > 0
-    strided = (sh > 1 or sw > 1) and sw != 2
-    hq, wq = (hp + sh - 1) // sh, (wp + sw - 1) // sw
-    length = (ho - 1) * wq + wo
-    jobs = n * c
-    for part in prange(parts):
-        plane = np.empty((hp, wp), np.float32)
-        phases = np.empty((sh, sw, hq, wq) if strided else (1, 1, 1, 1), np.float32)
-        acc = np.empty(length if sw != 2 else 1, np.float32)
-        for job in range(part * jobs // parts, (part + 1) * jobs // parts):
-            i, ch = job // c, job % c
-            if padded:
-                _pad_into(x[i, ch], plane, top, left)
-                source = plane
-            else:
-                source = x[i, ch]
-            if sw == 2:
-                _taps_stride2(source, weight[ch], bias[ch], sh, dh, dw, out[i, ch])
-            elif strided:
-                _split(source, phases)
-                _taps_flat(phases.reshape(-1), weight[ch], bias[ch], sh, sw, dh, dw, hq, wq, acc, out[i, ch])
-            else:
-                _taps_flat(source.reshape(-1), weight[ch], bias[ch], 1, 1, dh, dw, hp, wp, acc, out[i, ch])
-    return out
-
-
-@njit(cache=True)
-def _pad_into(plane: F32, padded: F32, top: int, left: int) -> None:
-    """``plane`` (H, W) into ``padded`` at (top, left), zeros around it (explicit loops: a slice
-    assignment between arrays would allocate for its overlap check)."""
-    h, w = plane.shape
-    hp, wp = padded.shape
-    for y in range(hp):
-        row = padded[y]
-        if y < top or y >= top + h:
-            for z in range(wp):
-                row[z] = 0
-            continue
-        src = plane[y - top]
-        for z in range(left):
-            row[z] = 0
-        for z in range(w):
-            row[left + z] = src[z]
-        for z in range(left + w, wp):
-            row[z] = 0
-
-
-@njit(cache=True)
-def _taps_flat(flat: F32, weight: F32, bias: np.float32, sh: int, sw: int, dh: int, dw: int, hq: int, wq: int,
-               acc: F32, out: F32) -> None:
-    """One plane's taps over its flat phases (sh, sw, Hq, Wq), each row's taps in one pass."""
-    kh, kw = weight.shape
-    ho, wo = out.shape
-    length = acc.shape[0]
-    acc[:] = 0
-    for a in range(kh):
-        p, base = (a * dh) % sh, ((a * dh) // sh) * wq
-        if kw == 3:  # a row's taps in one pass, added in the same order
-            s0 = flat[_at(p, 0, base, sw, hq, wq):]
-            s1 = flat[_at(p, dw % sw, base + dw // sw, sw, hq, wq):]
-            s2 = flat[_at(p, (2 * dw) % sw, base + (2 * dw) // sw, sw, hq, wq):]
-            w0, w1, w2 = weight[a, 0], weight[a, 1], weight[a, 2]
-            for j in range(length):
-                acc[j] = acc[j] + s0[j] * w0 + s1[j] * w1 + s2[j] * w2
-        elif kw == 5:
-            s0 = flat[_at(p, 0, base, sw, hq, wq):]
-            s1 = flat[_at(p, dw % sw, base + dw // sw, sw, hq, wq):]
-            s2 = flat[_at(p, (2 * dw) % sw, base + (2 * dw) // sw, sw, hq, wq):]
-            s3 = flat[_at(p, (3 * dw) % sw, base + (3 * dw) // sw, sw, hq, wq):]
-            s4 = flat[_at(p, (4 * dw) % sw, base + (4 * dw) // sw, sw, hq, wq):]
-            w0, w1, w2, w3, w4 = weight[a, 0], weight[a, 1], weight[a, 2], weight[a, 3], weight[a, 4]
-            for j in range(length):
-                acc[j] = acc[j] + s0[j] * w0 + s1[j] * w1 + s2[j] * w2 + s3[j] * w3 + s4[j] * w4
-        else:
-            for b in range(kw):
-                s = flat[_at(p, (b * dw) % sw, base + (b * dw) // sw, sw, hq, wq):]
-                wt = weight[a, b]
-                for j in range(length):
-                    acc[j] += s[j] * wt
-    for y in range(ho):
-        dst = out[y]
-        src = acc[y * wq:y * wq + wo]
-        for z in range(wo):
-            dst[z] = src[z] + bias
-
-
-@njit(cache=True)
-def _taps_stride2(plane: F32, weight: F32, bias: np.float32, sh: int, dh: int, dw: int, out: F32) -> None:
-    """One padded plane's taps with a column stride of 2, row by row, in the same order."""
-    kh, kw = weight.shape
-    ho, wo = out.shape
-    for y in range(ho):
-        acc = out[y]
-        acc[:] = 0
-        for a in range(kh):
-            src = plane[y * sh + a * dh]
-            for b in range(kw):
-                seg = src[b * dw:]
-                wt = weight[a, b]
-                for z in range(wo):
-                    acc[z] += seg[2 * z] * wt
-        for z in range(wo):
-            acc[z] += bias
 
 
 def im2col(x: F32, i: int, cols: F32, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, top: int, left: int,
@@ -229,26 +89,200 @@ def im2col_batch(x: F32, cols: F32, kh: int, kw: int, sh: int, sw: int, dh: int,
                     at += wo
 
 
-@njit(inline="always", cache=True)
-def _at(p: int, q: int, offset: int, sw: int, hq: int, wq: int) -> int:
-    """Where phase (p, q)'s element ``offset`` (y·Wq + z) lies in the flat (sh, sw, Hq, Wq) phases."""
-    return (p * sw + q) * hq * wq + offset
+@njit(cache=True)
+def global_pool(x: F32, mean: bool) -> F32:
+    """A global max or mean pool of NCHW float32 ``x`` to (N, C, 1, 1), serially: the max (NaN if any
+    is; the max of the maxima of eight interleaved runs), or NumPy's ``add.reduce`` over the plane
+    (`_pairwise`: the same float32 adds in the same order, so the same bits) divided by H·W in
+    float32. (Flat indices: a view a plane costs more than a small plane's work.)"""
+    n, c, h, w = x.shape
+    size = h * w
+    flat = x.reshape(-1)
+    out = np.empty(n * c, np.float32)
+    count = np.float32(size)
+    stack, sums = np.empty(3 * 64, np.int64), np.empty(64, np.float32)  # 2^64 values deep
+    for p in range(n * c):
+        if mean:
+            out[p] = (np.float32(0) + _pairwise(flat, p * size, size, stack, sums)) / count
+        else:
+            out[p] = _plane_max(flat, p * size, size)
+    return out.reshape(n, c, 1, 1)
+
+
+@njit(cache=True, inline="always")
+def _plane_max(a: F32, first: int, n: int) -> np.float32:
+    """The max of ``a[first:first + n]``, NaN if any is: eight running maxima, then theirs."""
+    inf = np.float32(-np.inf)
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = inf
+    a = a[first:first + n]  # indices from 0: Numba wraps a negative index, which would cost a test a read
+    end = n - n % 8
+    for k in range(np.uint64(end // 8)):  # unsigned, as in `_block`
+        i = k * np.uint64(8)
+        m0, m1 = _max(a[i], m0), _max(a[i + np.uint64(1)], m1)
+        m2, m3 = _max(a[i + np.uint64(2)], m2), _max(a[i + np.uint64(3)], m3)
+        m4, m5 = _max(a[i + np.uint64(4)], m4), _max(a[i + np.uint64(5)], m5)
+        m6, m7 = _max(a[i + np.uint64(6)], m6), _max(a[i + np.uint64(7)], m7)
+    best = _max(_max(_max(m0, m1), _max(m2, m3)), _max(_max(m4, m5), _max(m6, m7)))
+    for i in range(end, n):
+        best = _max(a[i], best)
+    return best
+
+
+@njit(cache=True, inline="always")
+def _max(v: np.float32, m: np.float32) -> np.float32:
+    """``v`` where it is above ``m`` or NaN, else ``m`` (a NaN ``m`` stays): NumPy's maximum, the
+    first of equal values kept."""
+    return v if v > m or v != v else m
 
 
 @njit(cache=True)
-def _split(plane: F32, phases: F32) -> None:
-    """Fill ``phases`` (sh, sw, Hq, Wq) from ``plane`` (H, W): phase (p, q) holds plane[p::sh, q::sw],
-    zeros past its end (a last row or column, read only for the outputs that are dropped)."""
-    sh, sw, hq, wq = phases.shape
-    h, w = plane.shape
-    for p in range(h % sh, sh) if h % sh else range(0):
-        phases[p, :, hq - 1] = 0
-    for q in range(w % sw, sw) if w % sw else range(0):
-        phases[:, q, :, wq - 1] = 0
-    for y in range(h):
-        src = plane[y]
-        for q in range(sw):
-            dst = phases[y % sh, q, y // sh]
-            for z in range((w - q + sw - 1) // sw):
-                dst[z] = src[z * sw + q]
+def _pairwise(a: F32, first: int, n: int, stack: npt.NDArray[np.int64], sums: F32) -> np.float32:
+    """NumPy's pairwise float32 sum of ``a[first:first + n]``: up to 128 values as `_block` sums them;
+    above, the halves (the first a multiple of 8) summed so and added. The recursion runs on
+    ``stack`` (3 ints a level) and ``sums`` (a level's left half): Numba's cache does not keep a
+    recursive function."""
+    if n <= 128:
+        return _block(a, first, n)
+    top, got = 0, np.float32(0)
+    stack[0], stack[1], stack[2] = first, n, 0
+    while top >= 0:
+        f, m, phase = stack[3 * top], stack[3 * top + 1], stack[3 * top + 2]
+        half = m // 2 - (m // 2) % 8
+        if m <= 128:
+            got = _block(a, f, m)
+            top -= 1
+        elif phase == 0:  # the left half next
+            stack[3 * top + 2] = 1
+            top += 1
+            stack[3 * top], stack[3 * top + 1], stack[3 * top + 2] = f, half, 0
+        elif phase == 1:  # the left half's sum is in; the right half next
+            sums[top] = got
+            stack[3 * top + 2] = 2
+            top += 1
+            stack[3 * top], stack[3 * top + 1], stack[3 * top + 2] = f + half, m - half, 0
+        else:
+            got = sums[top] + got
+            top -= 1
+    total: np.float32 = got
+    return total
 
+
+@njit(cache=True, inline="always")
+def _block(a: F32, first: int, n: int) -> np.float32:
+    """NumPy's pairwise sum of up to 128 values: below 8 in order; else eight running sums (values i,
+    i + 8, ...) joined as ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), the last n mod 8 added after."""
+    a = a[first:first + n]  # indices from 0: Numba wraps a negative index, which would cost a test a read
+    if n < 8:
+        s = np.float32(0)
+        for i in range(n):
+            s = s + a[i]
+        short: np.float32 = s
+        return short
+    s0, s1, s2, s3, s4, s5, s6, s7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+    end = n - n % 8
+    for k in range(np.uint64(1), np.uint64(end // 8)):  # unsigned: no wrapping test a read, so the eight go as one vector
+        i = k * np.uint64(8)
+        s0, s1 = s0 + a[i], s1 + a[i + np.uint64(1)]
+        s2, s3 = s2 + a[i + np.uint64(2)], s3 + a[i + np.uint64(3)]
+        s4, s5 = s4 + a[i + np.uint64(4)], s5 + a[i + np.uint64(5)]
+        s6, s7 = s6 + a[i + np.uint64(6)], s7 + a[i + np.uint64(7)]
+    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    for i in range(end, n):
+        s = s + a[i]
+    total: np.float32 = s
+    return total
+
+
+@njit(cache=True)
+def scale_planes(x: F32, s: F32, out: F32, in_place: bool) -> F32:
+    """``x`` (N, C, H, W) times ``s`` (N, C, 1, 1) into ``out`` (x's shape, C-contiguous), each plane by
+    its value (a squeeze-and-excite block's gate): NumPy's broadcast product, the same float32
+    products, in one pass. ``in_place``: ``out`` is ``x`` (read and written through one view, since
+    a loop over two views of the same memory does not vectorize)."""
+    n, c, h, w = x.shape
+    size = h * w
+    src, gate, dst = x.reshape(-1), s.reshape(-1), out.reshape(-1)
+    for p in range(n * c):
+        v, b = gate[p], dst[p * size:(p + 1) * size]
+        if in_place:
+            for j in range(size):
+                b[j] = b[j] * v
+            continue
+        a = src[p * size:(p + 1) * size]
+        for j in range(size):
+            b[j] = a[j] * v
+    return out
+
+
+@njit(cache=True)
+def maxpool(x: F32, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, top: int, left: int, ho: int,
+            wo: int) -> F32:
+    """Max pooling of NCHW float32 ``x`` to (N, C, ``ho``, ``wo``), serially: each window's taps inside
+    the plane (ONNX pads never win a max; -inf where none is inside), in row-major order, a NaN
+    winning as in NumPy's ``maximum``, the first of equal values kept (+0 or -0: NumPy's own choice
+    between them differs between its vector and scalar loops). The columns whose taps are all inside go a tap at a time along the output row,
+    the others one by one; flat, unsigned indices (no view a row; no wrapping of a negative index)."""
+    n, c, h, w = x.shape
+    xf = x.reshape(-1)
+    out = np.empty(n * c * ho * wo, np.float32)
+    z0 = min(wo, (left + sw - 1) // sw)  # the first column whose taps are all inside
+    reach = w - 1 - (kw - 1) * dw + left
+    z1 = max(z0, min(wo, reach // sw + 1 if reach >= 0 else 0))  # past the last
+    span, step = np.uint64(z1 - z0), np.uint64(sw)
+    rows = np.empty((ho, 2), np.int64)  # each output row's window rows inside the plane (divisions cost)
+    for y in range(ho):
+        y0 = y * sh - top
+        rows[y, 0] = min(kh, max(0, (-y0 + dh - 1) // dh))
+        rows[y, 1] = max(rows[y, 0], min(kh, (h - 1 - y0) // dh + 1 if h - 1 - y0 >= 0 else 0))
+    for p in range(n * c):
+        for y in range(ho):
+            y0, a0, a1 = y * sh - top, rows[y, 0], rows[y, 1]
+            at = (p * ho + y) * wo
+            for z in range(z0):
+                out[at + z] = _window_max(xf, p * h * w, h, w, y0, a0, a1, dh, kw, dw, z * sw - left)
+            for z in range(z1, wo):
+                out[at + z] = _window_max(xf, p * h * w, h, w, y0, a0, a1, dh, kw, dw, z * sw - left)
+            dst = np.uint64(at + z0)
+            if a0 == a1:
+                for j in range(span):
+                    out[dst + j] = -np.inf
+                continue
+            if kh == 2 and kw == 2 and a1 - a0 == 2:  # the common 2x2 window, whole, in registers
+                first, right, down = np.uint64(p * h * w + y0 * w + z0 * sw - left), np.uint64(dw), np.uint64(dh * w)
+                for j in range(span):
+                    k = first + step * j
+                    m = _max(xf[k + right], xf[k])
+                    m = _max(xf[k + down], m)
+                    out[dst + j] = _max(xf[k + down + right], m)
+                continue
+            for a in range(a0, a1):
+                row = p * h * w + (y0 + a * dh) * w + z0 * sw - left
+                for b in range(kw):
+                    src = np.uint64(row + b * dw)
+                    if a == a0 and b == 0:
+                        for j in range(span):
+                            out[dst + j] = xf[src + step * j]
+                        continue
+                    for j in range(span):
+                        v, m = xf[src + step * j], out[dst + j]
+                        out[dst + j] = v if v > m or v != v else m
+    return out.reshape(n, c, ho, wo)
+
+
+@njit(cache=True, inline="always")
+def _window_max(xf: F32, base: int, h: int, w: int, y0: int, a0: int, a1: int, dh: int, kw: int, dw: int,
+                x0: int) -> np.float32:
+    """One window's max over its taps inside the plane at ``base`` (input columns from ``x0``), -inf if
+    none is."""
+    m = np.float32(-np.inf)
+    first = True
+    for a in range(a0, a1):
+        row = base + (y0 + a * dh) * w
+        for b in range(kw):
+            xx = x0 + b * dw
+            if 0 <= xx < w:
+                v = xf[row + xx]
+                if first or v > m or v != v:
+                    m, first = v, False
+    best: np.float32 = m
+    return best

@@ -15,7 +15,8 @@ from alls.runtime.ops.weighted import kernel_weights, weighted_op
 if TYPE_CHECKING:
     from alls.runtime.kernels import ConvWeights
 
-__all__ = ["conv2d", "pad2d", "windows", "geometry", "direct", "fusable", "run_activated", "OPS"]
+__all__ = ["conv2d", "depthwise", "is_depthwise", "pad2d", "windows", "geometry", "direct", "fusable", "run_activated",
+           "OPS"]
 
 Array = np.ndarray
 
@@ -47,7 +48,7 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group
     columns), except a 1x1 conv without pads, which `direct` leaves to BLAS: one product per
     image, (C_out, C) by the input as it lies (strided: its every sh-th row and sw-th column),
     which comes out in NCHW. A grouped conv is a BLAS product per image and group over the columns
-    Numba's `im2col` fills. A depthwise conv is Numba's `depthwise`.
+    Numba's `im2col` fills. A depthwise conv is `depthwise` (`floatdw.depthwise`).
 
     ``activation`` (`fusable`'s number and constants), for any but a depthwise conv, is applied as
     the direct conv stores its outputs, or in the pass that adds the bias to a BLAS product's
@@ -60,10 +61,10 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group
     top, left, bottom, right = attrs["pads"]
     ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
     wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
-    if _is_depthwise(x.shape, weight.shape, group):
+    if is_depthwise(x.shape, weight.shape, group):
         if activation is not None:
-            raise ValueError("the depthwise conv fuses no activation")
-        return _depthwise(x, weight, bias, attrs, ho, wo)
+            raise ValueError("a depthwise conv takes its activation by name (`depthwise`)")
+        return depthwise(x, weight, bias, attrs)
     from alls.runtime.kernels.floatconv import bias_activate, conv
 
     fused = activation or (0, 0.0, 0.0)
@@ -120,14 +121,20 @@ def _small_conv(x: Array, weight: Array, attrs: Mapping[str, Any], group: int, k
     return out
 
 
-def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], ho: int, wo: int) -> Array:
-    """Depthwise conv as a sum over the kernel taps, padded as it reads (Numba's `depthwise`)."""
-    (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
-    from alls.runtime.kernels.floating import depthwise
+def depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], act: str = "") -> Array:
+    """A depthwise conv (`is_depthwise`) as a sum over the kernel taps (`floatdw.depthwise`), then the
+    activation ``act`` (a name of `floatdw.ACT_CODES`, applied as the outputs are written; "": none)."""
+    from alls.runtime.kernels.floatdw import ACT_CODES, NONE, depthwise as kernel_dw
 
+    x = np.ascontiguousarray(x, np.float32)
+    h, w = x.shape[2], x.shape[3]
+    kh, kw = weight.shape[2], weight.shape[3]
+    (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
     top, left, bottom, right = attrs["pads"]
-    return depthwise(x, np.ascontiguousarray(weight[:, 0], np.float32), np.ascontiguousarray(bias, np.float32),
-                     sh, sw, dh, dw, top, left, bottom, right, ho, wo)
+    ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
+    wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
+    return kernel_dw(x, np.ascontiguousarray(weight[:, 0], np.float32), np.ascontiguousarray(bias, np.float32),
+                     (sh, sw), (dh, dw), (top, left, bottom, right), (ho, wo), ACT_CODES[act] if act else NONE)
 
 
 def run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
@@ -142,7 +149,8 @@ def fusable(layer: Layer) -> tuple[int, float, float] | None:
     return fused_activation(layer.activation, dict(layer.activation_params))
 
 
-def _is_depthwise(x_shape: tuple[int, ...], w_shape: tuple[int, ...], group: int) -> bool:
+def is_depthwise(x_shape: tuple[int, ...], w_shape: tuple[int, ...], group: int) -> bool:
+    """Whether a conv of these shapes is depthwise: one input channel a group, one output a channel."""
     return group == x_shape[1] and w_shape[1] == 1 and w_shape[0] == x_shape[1]
 
 
@@ -160,7 +168,7 @@ def run_activated(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarr
     """The float run with the layer's activation applied as the outputs are written (`conv2d`), or
     None for a depthwise conv or an activation `fusable` does not take (the executor applies it)."""
     fused = fusable(layer)
-    if fused is None or _is_depthwise(xs[0].shape, p["weight"].shape, layer.attrs.get("group", 1)):
+    if fused is None or is_depthwise(xs[0].shape, p["weight"].shape, layer.attrs.get("group", 1)):
         return None
     return conv2d(xs[0], p["weight"], p["bias"], layer.attrs, layer.attrs.get("group", 1), fused)
 

@@ -18,20 +18,35 @@ __all__ = ["pool2d", "OPS"]
 
 Array = np.ndarray
 Pair = Sequence[int]  # a (height, width) pair: kernel, strides, dilations, output size
+# Planes of up to this many values are max-pooled globally by one compiled call (NumPy's reduction over
+# two axes costs more than their work; above it, NumPy's vectorized maximum is faster). A global average
+# pool is always the compiled call: its pairwise sum vectorizes as NumPy's does.
+SMALL_PLANE = 128
 
 
 def pool2d(x: Array, attrs: Mapping[str, Any], kind: str, out_hw: tuple[int, int]) -> Array:
     """Max or average pooling with ONNX's pads, ceil_mode and count_include_pad.
 
-    A window is reduced tap by tap over strided views of the whole batch: a max over the kernel's
-    columns, then over its rows (a max is exact in any order); a sum row by row, each row's taps
-    left to right, divided by the count of cells inside.
+    A float32 max pool or global average pool, and a global max pool of small float32 planes, is
+    one Numba call (`floating.maxpool`, `floating.global_pool`: the same values as the NumPy forms
+    here). Otherwise a window is reduced tap by tap over strided views of the whole batch: a max
+    over the kernel's columns, then over its rows (a max is exact in any order); a sum
+    row by row, each row's taps left to right, divided by the count of cells inside.
     """
     if attrs.get("global"):
+        if x.dtype == np.float32 and x.ndim == 4 and (kind == "avgpool" or x.shape[2] * x.shape[3] <= SMALL_PLANE):
+            from alls.runtime.kernels.floating import global_pool
+
+            return global_pool(np.ascontiguousarray(x), kind == "avgpool")
         return _global(x, kind)
     (kh, kw), strides, dilations = attrs["kernel_shape"], attrs["strides"], attrs["dilations"]
     top, left, bottom, right = attrs["pads"]
     ho, wo = out_hw
+    if kind == "maxpool" and x.dtype == np.float32 and x.ndim == 4:  # one compiled call, not a pass a tap
+        from alls.runtime.kernels.floating import maxpool
+
+        return maxpool(np.ascontiguousarray(x), kh, kw, strides[0], strides[1], dilations[0], dilations[1], top,
+                       left, ho, wo)
     # extra padding at the end so that ceil_mode windows exist; those cells are never counted
     need_h = (ho - 1) * strides[0] + (kh - 1) * dilations[0] + 1
     need_w = (wo - 1) * strides[1] + (kw - 1) * dilations[1] + 1
