@@ -118,12 +118,15 @@ def _image_sum(x: np.ndarray, zero_point: int, view: Callable[[np.ndarray], np.n
     spilled input (`alls.runtime.exec.stream.Spill`) is read a part at a time (integer sums: exact)."""
     from alls.runtime.exec.stream import blocks, is_streamed
 
+    def summed(part: np.ndarray) -> np.ndarray:  # accumulated in int64 as it is read: no int64 copy of the images
+        out: np.ndarray = view(part).sum(axis=0, keepdims=True, dtype=np.int64) - np.int64(zero_point) * len(part)
+        return out
+
     if not is_streamed(x):
-        whole: np.ndarray = (view(x).astype(np.int64) - zero_point).sum(axis=0, keepdims=True)
-        return whole
+        return summed(x)
     total: np.ndarray | None = None
     for block in blocks(len(x), x.nbytes // max(len(x), 1), _PART_BYTES):
-        part: np.ndarray = (view(x[block]).astype(np.int64) - zero_point).sum(axis=0, keepdims=True)
+        part = summed(x[block])
         total = part if total is None else total + part
     assert total is not None, "a spilled input holds at least one image"
     return total
