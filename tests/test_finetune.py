@@ -599,3 +599,21 @@ def test_the_held_out_check_reads_finetunes_own_passes_and_stays_within_the_memo
     assert again.before == pytest.approx(verdict.before, rel=1e-12)
     assert again.after == pytest.approx(verdict.after, rel=1e-12)
     np.testing.assert_array_equal(tight.infer(digits["x"]).output, runner.infer(digits["x"]).output)
+
+
+@pytest.mark.parametrize("draw_values", [1 << 22, 1000])
+def test_sampled_positions_are_the_smallest_draws_of_one_stream_whatever_the_parts(monkeypatch, draw_values):
+    """Each image's positions are those of its `per_image` smallest random draws, smallest first, as a
+    full argsort of one draw per position picks them; the draws are made a part of the images at a
+    time (a few MiB at once instead of a draw per position of every image), from the one stream."""
+    from alls.runtime.algorithms import patches
+
+    monkeypatch.setattr(patches, "_DRAW_VALUES", draw_values)
+    graph = alls.load_model(DIGITS)
+    layer = next(layer for layer in graph if layer.kind == "conv")
+    h, w = patches.output_size(layer)
+    for per_image in (7, h * w, 4 * h * w):
+        positions = sample_positions(layer, 37, np.random.default_rng(5), per_image)
+        expected = np.argsort(np.random.default_rng(5).random((37, h * w)), axis=1)[:, :min(per_image, h * w)]
+        np.testing.assert_array_equal(positions.i * w + positions.j, expected.reshape(-1))
+        np.testing.assert_array_equal(positions.n, np.repeat(np.arange(37), min(per_image, h * w)))

@@ -54,10 +54,28 @@ def sample_positions(layer: Layer, images: int, rng: np.random.Generator,
     """``per_image`` distinct output positions of every image (all of them on a small map)."""
     h, w = output_size(layer)
     per_image = min(per_image, h * w)
-    flat = np.argsort(rng.random((images, h * w)), axis=1)[:, :per_image]
+    flat = np.empty((images, per_image), np.int64)
+    step = max(1, _DRAW_VALUES // (h * w))
+    for start in range(0, images, step):  # the same draws in parts of images: the generator's stream is one
+        flat[start:start + step] = _smallest(rng.random((min(step, images - start), h * w)), per_image)
     n = np.repeat(np.arange(images), per_image)
     flat = flat.reshape(-1)
     return Positions(n, flat // w, flat % w, per_image)
+
+
+_DRAW_VALUES = 1 << 22  # random draws held at once while positions are sampled
+
+
+def _smallest(keys: np.ndarray, count: int) -> np.ndarray:
+    """The columns of each row's ``count`` smallest keys, smallest first (``argsort(keys)[:, :count]``,
+    partitioned first so that only those are sorted)."""
+    if count >= keys.shape[1]:
+        whole: np.ndarray = np.argsort(keys, axis=1)
+        return whole
+    chosen = np.argpartition(keys, count - 1, axis=1)[:, :count]
+    order = np.argsort(np.take_along_axis(keys, chosen, axis=1), axis=1)
+    smallest: np.ndarray = np.take_along_axis(chosen, order, axis=1)
+    return smallest
 
 
 def _row_dtype(bits: int) -> np.dtype:
