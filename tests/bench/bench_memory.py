@@ -15,8 +15,8 @@ Without ``--epochs`` the epochs are the default (`finetune_epochs`: 1024 steps a
 when CenterFace or scikit-image is unavailable; prints figures and exits 0. ``--before REV`` also
 runs git revision REV's sources (extracted to a temporary folder, their Numba kernels compiled by a
 first small run that is not counted), alternating with the working tree's ``--repeat`` times, so
-that both share the machine's load; each run's peak is its own child's (`os.wait4`), and the
-medians are printed:
+that both share the machine's load; each run's peak and CPU time (user and system, steadier than
+the wall time on a shared machine) are its own child's (`os.wait4`), and the medians are printed:
 
     python tests/bench/bench_memory.py --images 128 --epochs 1 --before main --repeat 3
 
@@ -109,7 +109,8 @@ def measure(model: Path, images: Path, count: int, epochs: int | None, limit: st
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"the run failed:\n{err.read().decode(errors='replace')[-3000:]}")
         figures = json.loads(out.read().decode().strip().splitlines()[-1])
-    return {**figures, "peak_bytes": usage.ru_maxrss * 1024, "wall": wall, "load": load}
+    return {**figures, "peak_bytes": usage.ru_maxrss * 1024, "wall": wall, "load": load,
+            "cpu": usage.ru_utime + usage.ru_stime}
 
 
 def compare(model: Path, images: Path, args: argparse.Namespace) -> None:
@@ -130,12 +131,14 @@ def compare(model: Path, images: Path, args: argparse.Namespace) -> None:
                 result = measure(model, images, args.images, args.epochs, args.memory_limit, env, cwd)
                 runs[name].append(result)
                 print(f"  {name:>10}: quantize {result['seconds']:.0f} s (training the layers "
-                      f"{result['training']:.0f} s), peak RSS {result['peak_bytes'] / 2**30:.2f} GiB, "
+                      f"{result['training']:.0f} s), child CPU {result['cpu']:.0f} s, peak RSS "
+                      f"{result['peak_bytes'] / 2**30:.2f} GiB, "
                       f"load average {result['load']:.1f} before", flush=True)
         for name, results in runs.items():
             print(f"  median {name:>10}: quantize {statistics.median(r['seconds'] for r in results):.0f} s, "
                   f"training {statistics.median(r['training'] for r in results):.0f} s, the rest "
-                  f"{statistics.median(r['seconds'] - r['training'] for r in results):.0f} s, peak RSS "
+                  f"{statistics.median(r['seconds'] - r['training'] for r in results):.0f} s, child CPU "
+                  f"{statistics.median(r['cpu'] for r in results):.0f} s, peak RSS "
                   f"{statistics.median(r['peak_bytes'] for r in results) / 2**30:.2f} GiB")
         print(f"  load average {os.getloadavg()[0]:.1f} after")
 
