@@ -105,6 +105,37 @@ def test_kernel_at_the_largest_sum_int64_carries():
         MATMUL_ACC(*too_long, zero_points=(0, 0))
 
 
+def test_sums_are_exact_near_the_bound_with_values_of_both_signs():
+    """Random 16-bit codes and zero points over K = 32,769: the sums (taken in float64 by BLAS, in its own
+    order) equal Python's integer sums, whose partial sums reach far beyond float32's and 2^31."""
+    rng = np.random.default_rng(47)
+    k = 32769
+    a, b = codes(rng, (1, 2, k), 16), codes(rng, (1, k, 3), 16)
+    a[0, 0, : k // 2], b[0, : k // 2, 0] = 65535, 65535  # one long run of the largest products
+    za, zb = int(rng.integers(0, 65536)), 3
+    ours = MATMUL_ACC(a, b, zero_points=(za, zb))
+    ca, cb = a.astype(np.int64) - za, b.astype(np.int64) - zb
+    for i in range(2):
+        for j in range(3):
+            expected = sum(int(x) * int(y) for x, y in zip(ca[0, i].tolist(), cb[0, :, j].tolist()))
+            assert int(ours[0, i, j]) == expected
+    assert abs(int(ours[0, 0, 0])) > 2**44
+
+
+@pytest.mark.parametrize("k", [258, 259])
+def test_sums_are_exact_at_the_float32_edge(k):
+    """8-bit codes over K = 258 (V = 258·255² < 2^24: summed in float32) and 259 (float64): the largest
+    products, and random ones, equal Python's integer sums."""
+    rng = np.random.default_rng(k)
+    a, b = codes(rng, (2, 3, k), 8), codes(rng, (2, k, 4), 8)
+    a[0, 0], b[0, :, 0] = 255, 255
+    ours = MATMUL_ACC(a, b, zero_points=(0, 0))
+    assert int(ours[0, 0, 0]) == k * 255 * 255
+    np.testing.assert_array_equal(ours, slow_sums(a, b, 0, 0).astype(np.int64))
+    za, zb = 131, 7
+    np.testing.assert_array_equal(MATMUL_ACC(a, b, zero_points=(za, zb)), slow_sums(a, b, za, zb).astype(np.int64))
+
+
 @pytest.mark.parametrize("a_shape, b_shape, dtype", [
     ((2, 3, 4), (2, 5, 3), np.uint8),  # inner dimensions differ
     ((2, 3, 4), (4, 3), np.uint8),  # ranks differ

@@ -39,7 +39,8 @@ def _imports(path: Path) -> set[str]:
 # The float, statistics and training kernels are plain functions their one user imports, and so are the
 # kernels' thread budget and compiling notes (set by exec/threads.py for a runtime call); the integer
 # kernels are reached through the registry, by the ops alone.
-NON_INTEGER_KERNELS = {"alls.runtime.kernels.floating", "alls.runtime.kernels.floatconv", "alls.runtime.kernels.stats",
+NON_INTEGER_KERNELS = {"alls.runtime.kernels.floating", "alls.runtime.kernels.floatconv",
+                       "alls.runtime.kernels.floatmove", "alls.runtime.kernels.stats",
                        "alls.runtime.kernels.training", "alls.runtime.kernels._parallel", "alls.runtime.kernels._compiling"}
 
 

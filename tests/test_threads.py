@@ -54,8 +54,9 @@ def seen(monkeypatch):
 
 @pytest.fixture
 def most_threads_always(monkeypatch):
-    """Every call that may use several threads uses them all (the measured choice set aside)."""
+    """Every call that may use several threads uses them all (the measured choice and the load set aside)."""
     monkeypatch.setattr(_parallel, "_pick", lambda site, most: most)
+    monkeypatch.setattr(_parallel, "free_cores", lambda: POOL)
 
 
 def test_the_count_is_honoured_and_put_back(qmodel, seen, most_threads_always):
@@ -169,7 +170,7 @@ def float_model():
 @pytest.fixture
 def float_sites(monkeypatch):
     """Every float kernel's call of `_parallel.run`, as (key, kernel name), with any work worth a thread
-    (so that a count above one is for the measured choice to make)."""
+    (so that a count above one is for the measured choice to make, every core taken as free)."""
     calls = []
     original = _parallel.run
 
@@ -178,6 +179,7 @@ def float_sites(monkeypatch):
         return original(key, work, parts, kernel, *args)
 
     monkeypatch.setattr(_parallel, "WORK_PER_THREAD", 1)
+    monkeypatch.setattr(_parallel, "free_cores", lambda: POOL)
     monkeypatch.setattr(_parallel, "run", spy)
     _parallel.reset()
     yield calls
@@ -263,11 +265,59 @@ def test_small_work_runs_on_one_thread():
 
 
 @pytest.fixture
-def idle(monkeypatch):
-    """The machine looks idle: a new site starts on several threads (the worst start where they lose)."""
-    monkeypatch.setattr(_parallel, "busy", lambda: False)
+def idle():
+    """No measurements yet: a new site starts on several threads (the worst start where they lose)."""
+    _parallel.reset()
     yield
     _parallel.reset()
+
+
+def _spy_threads(monkeypatch) -> list[int]:
+    """The thread count each kernel call asks for (the kernel itself runs as it is, Numba's count untouched)."""
+    counts: list[int] = []
+
+    def on(threads, kernel, args):
+        counts.append(threads)
+        return kernel(*args)
+
+    monkeypatch.setattr(_parallel, "_on", on)
+    return counts
+
+
+def test_a_call_takes_no_more_threads_than_the_cores_free_now(monkeypatch, idle):
+    counts = _spy_threads(monkeypatch)
+    monkeypatch.setattr(_parallel, "budget", lambda: 8)
+    work = 100 * _parallel.WORK_PER_THREAD
+    monkeypatch.setattr(_parallel, "free_cores", lambda: 1)  # every other core runs someone else's task
+    for _ in range(20):
+        _parallel.run("site", work, 64, lambda: None)
+    assert counts == [1] * 20
+    assert not _parallel._sites.sites  # nothing measured: a busy machine's times say nothing of free cores
+    monkeypatch.setattr(_parallel, "free_cores", lambda: 3)
+    counts.clear()
+    _parallel.run("site", work, 64, lambda: None)
+    assert counts == [3]  # a new site starts on every free core, not the whole budget
+
+
+def test_busy_neighbours_leave_no_free_core(monkeypatch):
+    """As many spinning processes as this process has cores (two, as it is told): `free_cores` finds none
+    but the caller's."""
+    import subprocess
+    import sys
+    import time
+
+    cores = 2
+    monkeypatch.setattr(_parallel, "_cores", lambda: cores)
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    try:
+        time.sleep(0.5)
+        monkeypatch.setitem(_parallel._load, "at", -1.0)
+        assert _parallel.free_cores() == 1
+        assert _parallel._own_running() >= 1  # the calling thread is running
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 def _drive(single: float, multi: float, calls: int = 300) -> list[int]:

@@ -37,15 +37,14 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from alls.diagnostics import AllsError, Diagnostic, Severity
-from alls.graph import Graph, Layer
-from alls.plan import Clipping, ClippingMode, Plan
+from alls.graph import Layer
 from alls.runtime.analysis.metrics import Agreement, AgreementSums, plain, snr_from_powers
 from alls.progress import Progress
 from alls.runtime.analysis.passes import Histogram, Images, Kept, batch_size
@@ -53,9 +52,10 @@ from alls.runtime.exec.calibration import check_data, input_arrays
 from alls.runtime.analysis.rules import CLIP_RATIO, LOGIT_FLOOR, PERCENTILES, Advice, LayerFacts, advise
 from alls.runtime.exec.native import run_float
 from alls.runtime.exec.partial import compute_layers, float_taps, isolated_outputs, outputs_with, run_partial
-from alls.runtime.exec.quantize import Encoding, QLayer
+from alls.runtime.exec.quantize import Encoding
 from alls.runtime.exec.stream import check_memory_limit
 from alls.runtime.analysis.sampling import MAX_POINTS, LayerSample, LayerSampler, OutputSample, OutputSampler
+from alls.runtime.analysis.quantized import Quantized, plan_flags, weight_error, zeroed_channels
 from alls.runtime.exec.threads import runtime_call
 
 __all__ = ["analyze", "Analysis", "LayerRow", "Agreement", "Recovery", "LayerSample", "OutputSample", "Advice",
@@ -66,46 +66,6 @@ DEFAULT_ISOLATION_IMAGES = 8
 CLIP_TRIALS = 10  # activation clipping is tried on this many of the most harmful layers
 
 Data = dict[str, np.ndarray]
-
-
-class _Run(Protocol):
-    """What a model's ``run`` returns: the outputs and the tapped layers, by name."""
-
-    @property
-    def outputs(self) -> dict[str, np.ndarray]: ...
-
-    @property
-    def taps(self) -> dict[str, np.ndarray]: ...
-
-
-class _Report(Protocol):
-    @property
-    def calibration_images(self) -> int: ...
-
-
-class Quantized(Protocol):
-    """What the analysis reads of a quantized model (`QuantizedModel`): its graph, plan, quantized layers,
-    parameters and report, its feeds and its three targets."""
-
-    @property
-    def graph(self) -> Graph: ...
-
-    @property
-    def plan(self) -> Plan: ...
-
-    @property
-    def layers(self) -> Mapping[str, QLayer]: ...
-
-    @property
-    def params(self) -> Mapping[str, Mapping[str, np.ndarray]]: ...
-
-    @property
-    def report(self) -> _Report: ...
-
-    def feeds(self, x: Any, layout: str = ...) -> dict[str, np.ndarray]: ...
-
-    def run(self, x: Any, target: str = ..., keep_native: Iterable[str] = ...,
-            taps: Iterable[str] | str | None = ..., layout: str = ...) -> _Run: ...
 
 
 # -------------------------------------------------------------------- data
@@ -371,39 +331,6 @@ def _clip_trials(qmodel: Quantized, data: Images, layers: list[Layer], stats: di
             for (name, tag), now in errors.items() if tag == "now"}
 
 
-def _plan_flags(qmodel: Quantized, name: str) -> dict[str, bool]:
-    lp = qmodel.plan[name]
-    active: Callable[[Clipping | None], bool] = (
-        lambda clip: clip is not None and clip.mode is not ClippingMode.DISABLED)
-    return {"clipped": active(lp.activation_clipping) or lp.force_range_out is not None,
-            "weights_clipped": active(lp.weights_clipping), "equalized": bool(lp.equalization),
-            "bias_corrected": bool(lp.bias_correction), "finetuned": bool(lp.finetune)}
-
-
-def _weight_error(qmodel: Quantized, layer: Layer) -> float | None:
-    """RMS of the weights' rounding error over RMS of the weights (conv, dw, fc)."""
-    q = qmodel.layers[layer.name]
-    weight = qmodel.params.get(layer.name, layer.params).get("weight")
-    if layer.kind not in ("conv", "dw", "fc") or q.weights is None or weight is None:
-        return None
-    scale = q.weight_scale
-    assert scale is not None  # quantized weights come with their scales
-    restored = q.weights.astype(np.float64) * scale.reshape(-1, *([1] * (q.weights.ndim - 1)))
-    rms = float(np.sqrt(np.mean(np.square(weight, dtype=np.float64))))
-    return float(np.sqrt(np.mean((restored - weight) ** 2))) / rms if rms > 0 else None
-
-
-def _zeroed_channels(qmodel: Quantized, layer: Layer) -> tuple[int, int]:
-    """(output channels whose nonzero float weights all round to integer 0, output channels): conv, dw, fc."""
-    q = qmodel.layers[layer.name]
-    weight = qmodel.params.get(layer.name, layer.params).get("weight")
-    if layer.kind not in ("conv", "dw", "fc") or q.weights is None or weight is None or weight.shape != q.weights.shape:
-        return 0, 0
-    codes = q.weights.reshape(q.weights.shape[0], -1)
-    floats = np.asarray(weight).reshape(weight.shape[0], -1)
-    return int(np.sum(~codes.any(axis=1) & floats.any(axis=1))), codes.shape[0]
-
-
 def _facts(qmodel: Quantized, layer: Layer, stats: _LayerStats, alone: Errors,
            equalizable: dict[str, tuple[str, ...]], clip_trial: dict[str, tuple[float, float]] | None) -> LayerFacts:
     enc = qmodel.layers[layer.name].out
@@ -411,14 +338,14 @@ def _facts(qmodel: Quantized, layer: Layer, stats: _LayerStats, alone: Errors,
     output = next((r.name for r in readers if r.kind == "output_layer"), None)
     low, high = stats.channel_ranges()
     v = stats.values
-    zeroed, channels = _zeroed_channels(qmodel, layer)
+    zeroed, channels = zeroed_channels(qmodel, layer)
     return LayerFacts(
         layer.name, layer.kind, layer.activation, enc.scale, enc.zero_point, enc.bits,
         qmodel.layers[layer.name].weight_bits, v.min, v.max, v.percentile(PERCENTILES[0]),
         v.percentile(PERCENTILES[1]), low, high, stats.agreement.result().mse, stats.mean_error,
-        stats.below / max(v.count, 1), output, alone[output][0] if output else 0.0, _weight_error(qmodel, layer),
+        stats.below / max(v.count, 1), output, alone[output][0] if output else 0.0, weight_error(qmodel, layer),
         equalizable.get(layer.name, tuple(r.name for r in readers)), layer.name in equalizable,
-        _plan_flags(qmodel, layer.name), clip_trial, stats.beyond / max(v.count, 1),
+        plan_flags(qmodel, layer.name), clip_trial, stats.beyond / max(v.count, 1),
         stats.excess / max(v.count, 1), int(qmodel.report.calibration_images or 0),
         kernel=tuple(layer.attrs.get("kernel_shape", ())) if layer.kind == "conv" else (),
         zeroed_channels=zeroed, channels=channels)

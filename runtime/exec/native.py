@@ -24,6 +24,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -38,25 +39,28 @@ Array = np.ndarray
 
 
 def run_layer(layer: Layer, xs: list[Array], params: Mapping[str, Array] | None = None,
-              observe: Callable[[Layer, Array, Array], None] | None = None) -> Array:
+              observe: Callable[[Layer, Array, Array], None] | None = None, spare: tuple[int, ...] = ()) -> Array:
     """One layer in float32, its fused activation included.
 
     ``observe(layer, before, after)`` sees the tensor before and after the
     fused activation (calibration needs both for table activations).
+    ``spare``: the positions of the inputs whose memory the layer may write
+    its result into (nobody reads them afterwards), for the kinds whose
+    `Op.overwrites`; by default none.
     """
-    p = params if params is not None else layer.params
+    p = _params(layer, params)
     op = OPS.get(layer.kind)
     if op is None or not layer.supported:
         from alls.diagnostics import AllsError
 
         raise AllsError.of("ALS510", f"no kernel for op `{layer.op}` (layer `{layer.name}`)",
                            "`alls layers MODEL` marks the unsupported layers")
-    before = op.run(layer, xs, p)
+    before = op.run(layer, xs, p, spare) if spare and op.overwrites else op.run(layer, xs, p)
     if type(before) is not np.ndarray or before.dtype != np.float32:
         before = np.asarray(before, dtype=np.float32)
     if layer.kind == "output_layer" or layer.activation in (None, Activation.LINEAR):
         after = before
-    elif observe is None and _owns(before, xs, p) and activate_in_place(layer, before):
+    elif observe is None and _owns(before, _kept(xs, spare), p) and activate_in_place(layer, before):
         return before  # nobody sees the tensor before its activation: it becomes the output
     else:
         after = np.asarray(activation(layer, before, p), dtype=np.float32)
@@ -71,6 +75,15 @@ def _owns(y: Array, xs: list[Array], params: Mapping[str, Array]) -> bool:
         not any(isinstance(v, np.ndarray) and np.may_share_memory(y, v) for v in params.values())
 
 
+def _params(layer: Layer, params: Mapping[str, Array] | None) -> Mapping[str, Array]:
+    return params if params is not None else layer.params
+
+
+def _kept(xs: list[Array], spare: tuple[int, ...]) -> list[Array]:
+    """The inputs a layer must leave as they are: all but the ``spare`` ones."""
+    return [x for i, x in enumerate(xs) if i not in spare] if spare else xs
+
+
 @dataclass(frozen=True)
 class _Step:
     """One layer of a run: what it reads, what is dropped after it, where its tensor goes."""
@@ -80,6 +93,8 @@ class _Step:
     drop: tuple[str, ...]  # the tensors this layer reads last (and nobody taps)
     tapped: bool
     output: bool
+    offer: tuple[int, ...] = ()  # the positions of the dropped inputs, when the layer's kind overwrites
+    watch: bool = False  # the tensor is offered to a later layer: whether it is memory of its own is kept
 
 
 _schedules: weakref.WeakKeyDictionary[Graph, dict[frozenset[str], tuple[_Step, ...]]] = weakref.WeakKeyDictionary()
@@ -93,12 +108,40 @@ def _schedule(graph: Graph, wanted: frozenset[str]) -> tuple[_Step, ...]:
         steps = kept.get(wanted)
         if steps is None:
             last = {name: i for i, layer in enumerate(graph) for name in layer.inputs}
+            drops = [tuple(name for name in dict.fromkeys(layer.inputs) if last[name] == i and name not in wanted)
+                     for i, layer in enumerate(graph)]
+            offers = [_offers(layer, drop) for layer, drop in zip(graph, drops)]
+            offered = {layer.inputs[k] for layer, offer in zip(graph, offers) for k in offer}
             steps = kept[wanted] = tuple(
-                _Step(layer, tuple(layer.inputs),
-                      tuple(name for name in dict.fromkeys(layer.inputs) if last[name] == i and name not in wanted),
-                      layer.name in wanted, layer.kind == "output_layer")
-                for i, layer in enumerate(graph))
+                _Step(layer, tuple(layer.inputs), drop, layer.name in wanted, layer.kind == "output_layer", offer,
+                      layer.name in offered)
+                for layer, drop, offer in zip(graph, drops, offers))
         return steps
+
+
+# ------------------------------------------------------- reuse of dead tensors
+#
+# A layer whose kind overwrites (`Op.overwrites`: the elementwise kinds) may write its result into an
+# input that no later layer reads, instead of fresh memory (which costs a page fault a page). The
+# schedule offers the inputs a layer reads last and nobody taps; a run gives one only when the tensor
+# is memory of its own (made by its layer, no view of an input, a parameter or a feed) and no other
+# tensor the run or its caller holds (live tensors, taps, outputs, feeds) shares its memory. A run
+# with ``observe`` overwrites nothing: the observer may keep what it sees.
+
+
+def _offers(layer: Layer, drop: tuple[str, ...]) -> tuple[int, ...]:
+    op = OPS.get(layer.kind)
+    if op is None or not op.overwrites or not layer.supported:
+        return ()
+    return tuple(k for k, name in enumerate(layer.inputs) if name in drop)
+
+
+def _spare(step: _Step, xs: list[Array], values: Mapping[str, Array], held: list[Array],
+           fresh: set[str]) -> tuple[int, ...]:
+    """Of the inputs ``step`` offers, those its layer may overwrite: memory of their own (``fresh``)
+    that no other tensor of the run (``values``) nor anything the caller gets or gave (``held``) shares."""
+    return tuple(k for k in step.offer if step.inputs[k] in fresh and not any(
+        v is not xs[k] and np.may_share_memory(xs[k], v) for v in chain(values.values(), held)))
 
 
 def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str, Mapping[str, Array]] | None = None,
@@ -130,11 +173,16 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
     values: dict[str, Array] = {}
     outputs: dict[str, Array] = {}
     tapped: dict[str, Array] = {}
+    held, fresh = list(feeds.values()), set[str]()  # what the caller holds; tensors of their own memory
     for step in _schedule(graph, wanted):
         layer = step.layer
         name = layer.name
         if step.inputs:
-            y = run_layer(layer, [values[n] for n in step.inputs], params.get(name), observe)
+            xs = [values[n] for n in step.inputs]
+            spare = _spare(step, xs, values, held, fresh) if step.offer and observe is None else ()
+            y = run_layer(layer, xs, params.get(name), observe, spare)
+            if step.watch and _owns(y, _kept(xs, spare), _params(layer, params.get(name))):
+                fresh.add(name)
             for n in step.drop:
                 del values[n]
         elif layer.kind == "input_layer":
@@ -148,6 +196,8 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
             tapped[name] = y
         if step.output:
             outputs[name] = y
+        if step.tapped or step.output:
+            held.append(y)
     return outputs, tapped
 
 

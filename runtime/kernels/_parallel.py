@@ -15,9 +15,16 @@ more time than one:
   one. So each call site (a kernel at one shape) keeps a running mean of its time on one thread and
   on several, uses the faster (several threads only when at least 10% faster: `MARGIN`), and now
   and then tries the other again (`PROBE_MIN` calls later times how many times slower it was,
-  doubling while it keeps losing, up to `PROBE_MAX`), so it follows the machine's load as it changes. A call site seen for the first time starts on what the other call sites
-  currently find faster, or, before any has been measured, on one thread when the system's runnable
-  tasks already fill every core (`busy`); its second call tries the other count.
+  doubling while it keeps losing, up to `PROBE_MAX`), so it follows the machine's load as it changes.
+  A call site seen for the first time starts on what the other call sites currently find faster,
+  or, before any has been measured, on several threads; its second call tries the other count;
+- **the cores free now**: a call never takes more threads than there are cores not running another
+  process's task (`free_cores`: the system's runnable tasks less this process's own, sampled at most
+  every 0.1 s). A second thread beside a busy neighbour shares a core with it, and a parallel region
+  waits for its slowest thread: measured on a 2-core machine with one or two busy neighbours, 2
+  threads took 0.9 to 2.6 times as long as 1. So on a machine whose other cores are taken, a call
+  runs on one thread, costs what a 1-thread call costs, and is not measured (its time says nothing
+  of what several threads give when the cores are free again).
 
 The count never changes a result: every kernel computes each output from the same operations in
 the same order whatever the thread count (tested bit for bit).
@@ -33,7 +40,7 @@ from typing import Any
 
 import numba
 
-__all__ = ["run", "budget", "scoped", "set_budget", "choose", "split", "busy", "WORK_PER_THREAD", "reset"]
+__all__ = ["run", "budget", "scoped", "set_budget", "choose", "split", "free_cores", "WORK_PER_THREAD", "reset"]
 
 WORK_PER_THREAD = 1 << 21  # about 2 M multiply-adds (20-40 µs on one core): below it, a thread costs more than it gives
 PROBE_MIN, PROBE_MAX = 8, 256  # calls between tries of the slower count
@@ -135,10 +142,8 @@ def _multi_faster(site: _Site) -> bool:
 
 
 def _prior(most: int) -> int:
-    """The count for a call site not measured yet: as the latest measured sites found, else by the machine's load."""
-    if _sites.multi_wins:
-        return most if _sites.multi_wins > 0 else 1
-    return 1 if busy() else most
+    """The count for a call site not measured yet: as the latest measured sites found, else several."""
+    return 1 if _sites.multi_wins < 0 else most
 
 
 def _record(site: _Site, threads: int, seconds: float) -> None:
@@ -170,24 +175,62 @@ def _record(site: _Site, threads: int, seconds: float) -> None:
     _sites.multi_wins = max(-4, min(4, _sites.multi_wins + (1 if multi_faster else -1)))
 
 
-_load: dict[str, float | bool] = {"at": -1.0, "busy": False}
+_load: dict[str, float] = {"at": -1.0, "free": 1.0}
+SAMPLE_EVERY = 0.1  # seconds between two looks at the system's runnable tasks
 
 
-def busy() -> bool:
-    """Whether no core is idle now: the runnable tasks of the system (``/proc/loadavg``; elsewhere the
-    one-minute load), less this one, fill every core. Sampled at most every 0.1 s."""
+def free_cores() -> int:
+    """The cores this process may run on that no other process's task is running on now (at least 1).
+
+    The system's runnable tasks (``/proc/loadavg``'s fourth field) less this process's own runnable
+    threads (``/proc/self/task/*/stat``: the calling thread, and a worker still spinning after the last
+    parallel region). Where the system's count covers more cores than this process's (a container on
+    a larger host), the figure errs low: fewer threads, never a loss against one. Elsewhere (no
+    ``/proc``), the one-minute load average stands for the others' tasks. Sampled at most every
+    `SAMPLE_EVERY` seconds.
+    """
+    now = time.monotonic()
+    if now - _load["at"] > SAMPLE_EVERY:
+        cores = _cores()
+        _load.update(at=now, free=float(max(1, min(cores, cores - _others()))))
+    return int(_load["free"])
+
+
+def _cores() -> int:
     import os
 
-    now = time.monotonic()
-    if now - float(_load["at"]) > 0.1:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _others() -> int:
+    """Runnable tasks of other processes now."""
+    import os
+
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return max(0, round(os.getloadavg()[0]) - 1) if hasattr(os, "getloadavg") else 0
+    return max(0, running - _own_running())
+
+
+def _own_running() -> int:
+    """This process's runnable threads (at least the calling one)."""
+    import os
+
+    own = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    for task in tasks:
         try:
-            with open("/proc/loadavg") as f:
-                running = int(f.read().split()[3].split("/")[0])
-        except (OSError, ValueError, IndexError):
-            running = int(os.getloadavg()[0]) + 1 if hasattr(os, "getloadavg") else 1
-        _load.update(at=now, busy=running - 1 >= cores)
-    return bool(_load["busy"])
+            with open(f"/proc/self/task/{task}/stat", "rb") as f:
+                state = f.read().rpartition(b")")[2][1:2]
+        except OSError:
+            continue
+        own += state == b"R"
+    return max(1, own)
 
 
 def run(key: Hashable, work: int, parts: int, kernel: Callable[..., Any], *args: Any) -> Any:
@@ -197,6 +240,8 @@ def run(key: Hashable, work: int, parts: int, kernel: Callable[..., Any], *args:
     kernel's ``prange`` splits (rows, channel blocks).
     """
     most = choose(work, parts)
+    if most > 1:
+        most = min(most, free_cores())
     if most == 1:
         return _on(1, kernel, args)
     site = _sites.get((key, most))

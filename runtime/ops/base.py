@@ -96,7 +96,9 @@ class Op:
     qlayer, x, zero_point, bias)``, for the kinds that have one, gives the accumulators (N6)
     without requantization. ``keeps_encoding``: the output takes its input's encoding (no
     requantization) unless the plan forces its range or changes its bits. ``encoding(plan)``:
-    an output encoding fixed by the kind, whatever the statistics.
+    an output encoding fixed by the kind, whatever the statistics. ``overwrites``: the float run
+    takes a fourth argument, the positions of the inputs it may write its result into (inputs
+    nobody reads afterwards, which the float executor offers instead of fresh memory).
     """
 
     kind: str
@@ -106,6 +108,7 @@ class Op:
     accumulate: Callable[..., np.ndarray] | None = None
     keeps_encoding: bool = False
     encoding: Callable[..., Encoding] | None = None
+    overwrites: bool = False
 
     @property
     def weighted(self) -> bool:

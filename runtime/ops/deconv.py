@@ -23,7 +23,59 @@ Array = np.ndarray
 
 
 def deconv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], out_hw: tuple[int, int]) -> Array:
-    """ONNX ConvTranspose in float32: scatter each input pixel's kernel, then crop the pads."""
+    """ONNX ConvTranspose in float32.
+
+    When the kernel's taps do not overlap (each stride at least the dilated kernel: the 2x2 stride-2
+    upsampling of segmentation heads), one BLAS product per image and group, (C_out·kh·kw, C) by the
+    image as it lies, then one pass that puts each product where it lands, with the bias
+    (`alls.runtime.kernels.floatmove.scatter_taps`). Otherwise each tap's products are added into the
+    full output, then the pads cropped.
+    """
+    (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
+    kh, kw = weight.shape[2], weight.shape[3]
+    if sh >= (kh - 1) * dh + 1 and sw >= (kw - 1) * dw + 1:
+        return _apart(x, weight, bias, attrs, out_hw)
+    return _overlapping(x, weight, bias, attrs, out_hw)
+
+
+def _apart(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], out_hw: tuple[int, int]) -> Array:
+    """A deconv whose taps do not overlap: a product per image and group, then one scatter."""
+    from alls.runtime.kernels.floatmove import scatter_taps
+
+    group = attrs.get("group", 1)
+    x = np.ascontiguousarray(x, np.float32)
+    n, c, h, w = x.shape
+    cg, og, kh, kw = c // group, weight.shape[1], weight.shape[2], weight.shape[3]
+    rows = og * kh * kw
+    # (C_out·kh·kw, C/group) per group: row (o, i, j) holds the weights from each input channel
+    wt = np.ascontiguousarray(np.asarray(weight, np.float32).reshape(group, cg, rows).transpose(0, 2, 1))
+    row_tap, row_at = _taps(out_hw[0], h, attrs["strides"][0], attrs["dilations"][0], kh, attrs["pads"][0])
+    col_tap, col_at = _taps(out_hw[1], w, attrs["strides"][1], attrs["dilations"][1], kw, attrs["pads"][1])
+    col_at = np.where(col_tap < 0, -1, col_tap * (h * w) + col_at)
+    row_at = row_at * w
+    cols = np.empty((group * rows, h * w), np.float32)
+    out = np.empty((n, og * group, *out_hw), np.float32)
+    bias = np.ascontiguousarray(bias, np.float32).reshape(-1)
+    for i in range(n):
+        image = x[i].reshape(c, h * w)
+        for g in range(group):
+            np.matmul(wt[g], image[g * cg:(g + 1) * cg], out=cols[g * rows:(g + 1) * rows])
+        scatter_taps(cols, bias, row_tap, row_at, col_at, kh, kw, out[i])
+    return out
+
+
+def _taps(size: int, length: int, stride: int, dilation: int, k: int, pad: int) -> tuple[Array, Array]:
+    """Along one axis of a deconv whose taps do not overlap: for each output position, its tap and
+    its input position (-1, 0 where no tap reaches it: the bias only)."""
+    full = np.arange(size, dtype=np.int64) + pad
+    at, offset = full // stride, full % stride
+    tap = offset // dilation
+    hit = (offset % dilation == 0) & (tap < k) & (at < length)
+    return np.where(hit, tap, -1), np.where(hit, at, 0)
+
+
+def _overlapping(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], out_hw: tuple[int, int]) -> Array:
+    """Any deconv: scatter each input pixel's kernel, then crop the pads."""
     group = attrs.get("group", 1)
     n, c, h, w = x.shape
     cg, og, kh, kw = weight.shape[0] // group, weight.shape[1], weight.shape[2], weight.shape[3]

@@ -19,13 +19,27 @@ __all__ = ["OPS"]
 Operand = tuple[np.ndarray, int]  # a tensor and its zero point
 
 
-def _float(op: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[..., np.ndarray]:
-    def run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
+def _float(op: np.ufunc) -> Callable[..., np.ndarray]:
+    """The float run of one ufunc: one pass, written into a ``spare`` input of the result's shape when
+    there is one (the same bits: a ufunc's loop is chosen by its operands, not by where it writes)."""
+    def run(layer: Layer, xs: Sequence[np.ndarray], p: Params, spare: Sequence[int] = ()) -> np.ndarray:
         if len(xs) == 2:
-            return op(xs[0], xs[1])
-        const = p["const"]
-        return op(const, xs[0]) if layer.attrs.get("const_first") else op(xs[0], const)
+            a, b = xs[0], xs[1]
+        else:
+            a, b = (p["const"], xs[0]) if layer.attrs.get("const_first") else (xs[0], p["const"])
+        into = _into(a, b, [xs[k] for k in spare])
+        y: np.ndarray = op(a, b) if into is None else op(a, b, out=into)
+        return y
     return run
+
+
+def _into(a: np.ndarray, b: np.ndarray, spare: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The spare tensor that can hold ``a`` op ``b``: float32 operands, and the result's shape and layout."""
+    if not spare or np.result_type(a, b) != np.float32:
+        return None
+    shape = np.broadcast_shapes(np.shape(a), np.shape(b))
+    return next((x for x in spare if x.shape == shape and x.dtype == np.float32 and x.flags.c_contiguous
+                 and x.flags.writeable), None)
 
 
 def _quantize(layer: Layer, lp: LayerPlan, stats: StatsByName, enc: Encodings, params: Params) -> QLayer:
@@ -79,7 +93,7 @@ def _run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) 
 
 
 OPS = (
-    Op("ew_add", _float(np.add), _quantize, _run_int),
-    Op("ew_sub", _float(np.subtract), _quantize, _run_int),
-    Op("ew_mult", _float(np.multiply), _quantize, _run_int),
+    Op("ew_add", _float(np.add), _quantize, _run_int, overwrites=True),
+    Op("ew_sub", _float(np.subtract), _quantize, _run_int, overwrites=True),
+    Op("ew_mult", _float(np.multiply), _quantize, _run_int, overwrites=True),
 )

@@ -48,13 +48,18 @@ def _nearest(coords: Array, mode: str, size: int) -> Array:
 
 
 def resize2d(x: Array, attrs: Mapping[str, Any], out_hw: tuple[int, int]) -> Array:
-    """ONNX Resize on H and W: nearest (with its nearest_mode) or bilinear."""
+    """ONNX Resize on H and W: nearest (with its nearest_mode: each output row gathered once, in one
+    pass, `alls.runtime.kernels.floatmove.gather_nearest`) or bilinear."""
     ctm = attrs.get("coordinate_transformation_mode", "half_pixel")
     h, w = x.shape[2:]
     ys, xs = _source_coords(out_hw[0], h, ctm), _source_coords(out_hw[1], w, ctm)
     if attrs.get("mode") == "nearest":
+        from alls.runtime.kernels.floatmove import gather_nearest
+
         mode = attrs.get("nearest_mode", "round_prefer_floor")
-        return x[:, :, _nearest(ys, mode, h)][:, :, :, _nearest(xs, mode, w)]
+        out = np.empty((*x.shape[:2], *out_hw), np.float32)
+        gather_nearest(np.ascontiguousarray(x, np.float32), _nearest(ys, mode, h), _nearest(xs, mode, w), out)
+        return out
     ys, xs = np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)
     y0, x0 = np.floor(ys).astype(np.int64), np.floor(xs).astype(np.int64)
     y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)

@@ -15,8 +15,10 @@ depthwise conv and the conv's columns, choose their threads the same way):
 
 The two counts alternate run by run (so a change in the machine's load falls on both), after
 ``--warmup`` runs each in which the runtime measures its call sites. The medians of ``--repeat`` runs
-and their ratio (2 threads / 1 thread: below 1, two threads are faster) are printed, with
-``os.getloadavg()`` at the end of each measurement. ``--ungoverned`` adds a third column: two threads
+and their ratio (2 threads / 1 thread: below 1, two threads are faster) are printed, with how many of
+the measured 2-thread runs' parallel kernel calls ran on more than one thread (beside busy neighbours,
+none should: the runtime then runs what the 1-thread run runs) and ``os.getloadavg()`` at the end of
+each measurement. ``--ungoverned`` adds a third column: two threads
 for every parallel kernel call, whatever its work or the load (the runtime's behaviour before it chose
 per call).
 
@@ -102,25 +104,37 @@ def ungoverned():
 
 
 def measure(qmodel, x, counts, warmup: int, repeat: int, target: str = "numeric") -> dict:
-    """Median seconds per thread count (a count "2u" is two threads, ungoverned), runs alternating."""
+    """Median seconds per thread count (a count "2u" is two threads, ungoverned), runs alternating; under
+    "calls", the parallel kernel calls of the measured 2-thread runs that ran on more than one thread,
+    and all of them."""
     from alls.runtime.kernels import _parallel
 
     module, raw = ungoverned()
-    governed = _parallel.run
+    governed, on = _parallel.run, _parallel._on
+    calls = [0, 0]
+
+    def counted(threads, kernel, args):
+        calls[0] += threads > 1
+        calls[1] += 1
+        return on(threads, kernel, args)
+
     times = {c: [] for c in counts}
     for i in range(warmup + repeat):
         for count in counts:
             threads = 2 if count == "2u" else count
             module.run = raw if count == "2u" else governed
+            module._on = counted if count == 2 and i >= warmup else on
             try:
                 start = time.perf_counter()
                 qmodel.run(x, target=target, threads=threads)
                 elapsed = time.perf_counter() - start
             finally:
-                module.run = governed
+                module.run, module._on = governed, on
             if i >= warmup:
                 times[count].append(elapsed)
-    return {c: statistics.median(t) for c, t in times.items()}
+    result: dict = {c: statistics.median(t) for c, t in times.items()}
+    result["calls"] = tuple(calls)
+    return result
 
 
 def main() -> None:
@@ -146,7 +160,7 @@ def main() -> None:
         print(f"\n{name}:")
         header = "  target   busy  batch   1 thread    2 threads   2/1" + ("   2 ungoverned  2u/1" if args.ungoverned
                                                                          else "")
-        print(header + "   load (1 min)")
+        print(header + "   on 2 threads   load (1 min)")
         for busy in (int(b) for b in args.busy.split(",")):
             with neighbours(busy):
                 for target in args.targets.split(","):
@@ -164,7 +178,8 @@ def report(qmodel, shape, target: str, busy: int, batch: int, counts, args) -> N
     line = f"  {target:7s}  {busy:4d}  {batch:5d}  {t[1] * 1e3:8.1f} ms  {t[2] * 1e3:8.1f} ms  {t[2] / t[1]:5.2f}"
     if args.ungoverned:
         line += f"   {t['2u'] * 1e3:9.1f} ms  {t['2u'] / t[1]:5.2f}"
-    print(line + f"   {os.getloadavg()[0]:.2f}", flush=True)
+    several, total = t["calls"]
+    print(line + f"   {several:5d}/{total:<6d}  {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":
