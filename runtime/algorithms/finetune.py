@@ -45,8 +45,9 @@ flagged for both runs finetune. A quarter of a layer's images (``dataset_size`` 
 of the images given; at least one) is held out, the same images for every layer: the layer ends
 at the checkpoint whose loss on them is lowest, its start included, and stops once it gets worse there
 (`alls.runtime.algorithms.reconstruct`); the report gives that held-out loss before and after, per layer.
-After training, the whole network is run on those images trained and as it started, and goes
-back to its start where it is further from the float network (`alls.runtime.algorithms.heldout`;
+After training, the whole network's outputs on those images, trained (as the integer pass left
+them) and as it started (run again), are compared with the float network's (kept from the target
+pass), and it goes back to its start where it is further from them (`alls.runtime.algorithms.heldout`;
 the report then has every layer not kept, and the verdict says which network won). An
 epoch is one pass over the other images, ``batch_size`` images per step, so a layer trains at most
 ``epochs × ⌈(dataset_size − held out) / batch_size⌉`` steps. Finetune's ``epochs``, when the

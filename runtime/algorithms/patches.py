@@ -54,12 +54,12 @@ def sample_positions(layer: Layer, images: int, rng: np.random.Generator,
     """``per_image`` distinct output positions of every image (all of them on a small map)."""
     h, w = output_size(layer)
     per_image = min(per_image, h * w)
-    flat = np.empty((images, per_image), np.int64)
+    chosen = np.empty((images, per_image), np.int64)
     step = max(1, _DRAW_VALUES // (h * w))
     for start in range(0, images, step):  # the same draws in parts of images: the generator's stream is one
-        flat[start:start + step] = _smallest(rng.random((min(step, images - start), h * w)), per_image)
+        chosen[start:start + step] = _smallest(rng.random((min(step, images - start), h * w)), per_image)
     n = np.repeat(np.arange(images), per_image)
-    flat = flat.reshape(-1)
+    flat = chosen.reshape(-1)
     return Positions(n, flat // w, flat % w, per_image)
 
 
