@@ -46,7 +46,9 @@ def run_layer(layer: Layer, xs: list[Array], params: Mapping[str, Array] | None 
     fused activation (calibration needs both for table activations).
     ``spare``: the positions of the inputs whose memory the layer may write
     its result into (nobody reads them afterwards), for the kinds whose
-    `Op.overwrites`; by default none.
+    `Op.overwrites`; by default none. Without ``observe``, a kind that
+    applies the activation as it writes its outputs (`Op.run_activated`:
+    the conv) runs so, each output written once.
     """
     p = _params(layer, params)
     op = OPS.get(layer.kind)
@@ -55,6 +57,10 @@ def run_layer(layer: Layer, xs: list[Array], params: Mapping[str, Array] | None 
 
         raise AllsError.of("ALS510", f"no kernel for op `{layer.op}` (layer `{layer.name}`)",
                            "`alls layers MODEL` marks the unsupported layers")
+    if observe is None and op.run_activated is not None and layer.activation not in (None, Activation.LINEAR):
+        fused = op.run_activated(layer, xs, p)  # the activation applied as the outputs are written
+        if fused is not None:
+            return fused
     before = op.run(layer, xs, p, spare) if spare and op.overwrites else op.run(layer, xs, p)
     if type(before) is not np.ndarray or before.dtype != np.float32:
         before = np.asarray(before, dtype=np.float32)

@@ -15,8 +15,8 @@ Only the heavy kernels (the fast conv, which also runs the dense layers, and the
 depthwise) are ``parallel=True``. Each call runs on the threads `_parallel` chooses for its work, within the
 runtime call's budget (``numba.set_num_threads`` for the call, put back after).
 
-Numba checks a cached kernel only against its own source file. After you edit ``_common.py``
-or ``_simd.py`` (whose helpers are inlined into the kernels of the other modules), delete
+Numba checks a cached kernel only against its own source file. After you edit ``_common.py``,
+``_simd.py`` or ``_activate.py`` (whose helpers are inlined into the kernels of the other modules), delete
 ``runtime/kernels/__pycache__/*.nb[ic]``.
 
     from alls.runtime.kernels import get_kernel

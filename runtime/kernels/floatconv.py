@@ -19,6 +19,11 @@ rows go to scratch, from which their rows are copied out, or, where no column is
 then over the channel blocks, so that the inputs of a block stay in the L1 cache while every
 channel block reads them.
 
+The store adds the bias and applies the layer's activation where it is one of `EPILOGUES` (ReLU,
+ReLU6, clip, LeakyReLU, hard sigmoid, hardswish, sigmoid, SiLU: `_activate`), so each output is
+written once; the BLAS paths of `alls.runtime.ops.conv` (1x1 and grouped convs) give their products
+the same step in one pass per image (`bias_activate`).
+
 Summation order: every output is ``(((x0·w0 + x1·w1) + x2·w2) + ...) + bias``, the taps in the
 order (c, a, b), each step one fused multiply-add in float32. A result therefore depends neither
 on the batch, the blocking, the thread count nor a BLAS library (the im2col path's order was
@@ -40,9 +45,12 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from alls.runtime.kernels import _parallel
+from alls.runtime.kernels._activate import EPILOGUES, Emit, constants, splat, switch
 from alls.runtime.kernels._common import njit
+from alls.values import Activation
 
-__all__ = ["conv", "conv_direct", "conv_part", "layout", "block_kernel", "ROWS", "LANES"]
+__all__ = ["conv", "conv_direct", "conv_part", "layout", "block_kernel", "bias_activate", "fused_activation",
+           "EPILOGUES", "ROWS", "LANES"]
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -59,35 +67,31 @@ Codegen = Callable[[Any, Any, Any, Any], Any]
 def block_kernel(rows: int, lanes: int) -> Any:
     """The micro-kernel for ``rows`` channels × ``lanes`` positions (a multiple of 8).
 
-    ``_mk(xf, xb, toff, wf, wb, bias, af, ab, pitch, count)``: for every tap ``t`` of ``toff``, and
-    each row ``j``, ``acc[j] = fma(xf[xb + toff[t] : +lanes], wf[wb + t·rows + j], acc[j])``, from
-    zero; then ``af[ab + j·pitch : +lanes] = acc[j] + bias[j]`` for the first ``count`` rows. It reads and writes nothing else; the
-    caller guarantees every index is in bounds.
+    ``_mk(xf, xb, toff, wf, wb, bias, af, ab, pitch, count, code, act)``: for every tap ``t`` of
+    ``toff``, and each row ``j``, ``acc[j] = fma(xf[xb + toff[t] : +lanes], wf[wb + t·rows + j],
+    acc[j])``, from zero; then ``af[ab + j·pitch : +lanes] = f(acc[j] + bias[j])`` for the first
+    ``count`` rows, ``f`` the activation ``code`` names (`EPILOGUES`, with its constants ``act``).
+    It reads and writes nothing else; the caller guarantees every index is in bounds.
     """
     vectors = lanes // _WIDTH
 
     @intrinsic
     def _mk(typingctx: Any, xf: Any, xb: Any, toff: Any, wf: Any, wb: Any, bias: Any, af: Any, ab: Any,
-            pitch: Any, count: Any) -> tuple[Any, Codegen]:
-        sig = types.void(xf, xb, toff, wf, wb, bias, af, ab, pitch, count)
+            pitch: Any, count: Any, code: Any, act: Any) -> tuple[Any, Codegen]:
+        sig = types.void(xf, xb, toff, wf, wb, bias, af, ab, pitch, count, code, act)
 
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            xa, xbv, ta, wa, wbv, ba, aa, abv, pv, cv = args
+            xa, xbv, ta, wa, wbv, ba, aa, abv, pv, cv, code_v, act_a = args
             X = context.make_array(signature.args[0])(context, builder, xa)
             T = context.make_array(signature.args[2])(context, builder, ta)
             W = context.make_array(signature.args[3])(context, builder, wa)
             B = context.make_array(signature.args[5])(context, builder, ba)
             A = context.make_array(signature.args[6])(context, builder, aa)
-            f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+            C = context.make_array(signature.args[11])(context, builder, act_a)
+            f32, i64 = ir.FloatType(), ir.IntType(64)
             vec = ir.VectorType(f32, _WIDTH)
-            zeros = ir.Constant(ir.VectorType(i32, _WIDTH), [0] * _WIDTH)
-            undef = ir.Constant(vec, ir.Undefined)
             fma = _get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v8f32")
             accs = [_alloca_once_value(builder, ir.Constant(vec, None)) for _ in range(rows * vectors)]
-
-            def splat(value: Any) -> Any:
-                return builder.shuffle_vector(builder.insert_element(undef, value, ir.Constant(i32, 0)), undef,
-                                              zeros)
 
             def load(data: Any, index: Any) -> Any:
                 return builder.load(builder.bitcast(builder.gep(data, [index]), vec.as_pointer()), align=4)
@@ -98,18 +102,23 @@ def block_kernel(rows: int, lanes: int) -> Any:
                 xs = [load(X.data, builder.add(base, ir.Constant(i64, _WIDTH * v))) for v in range(vectors)]
                 w_at = builder.add(wbv, builder.mul(tap.index, ir.Constant(i64, rows)))
                 for j in range(rows):
-                    w = splat(builder.load(builder.gep(W.data, [builder.add(w_at, ir.Constant(i64, j))])))
+                    w = splat(builder, builder.load(builder.gep(W.data, [builder.add(w_at, ir.Constant(i64, j))])))
                     for v in range(vectors):
                         slot = accs[j * vectors + v]
                         builder.store(builder.call(fma, [xs[v], w, builder.load(slot)]), slot)
-            for j in range(rows):
-                with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, j), cv)):
-                    b = splat(builder.load(builder.gep(B.data, [ir.Constant(i64, j)])))
-                    row = builder.add(abv, builder.mul(pv, ir.Constant(i64, j)))
-                    for v in range(vectors):
-                        ptr = builder.gep(A.data, [builder.add(row, ir.Constant(i64, _WIDTH * v))])
-                        builder.store(builder.fadd(builder.load(accs[j * vectors + v]), b),
-                                      builder.bitcast(ptr, vec.as_pointer()), align=4)
+            constants = [splat(builder, builder.load(builder.gep(C.data, [ir.Constant(i64, k)]))) for k in range(2)]
+
+            def store(activate: Emit) -> None:
+                for j in range(rows):
+                    with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, j), cv)):
+                        b = splat(builder, builder.load(builder.gep(B.data, [ir.Constant(i64, j)])))
+                        row = builder.add(abv, builder.mul(pv, ir.Constant(i64, j)))
+                        for v in range(vectors):
+                            ptr = builder.gep(A.data, [builder.add(row, ir.Constant(i64, _WIDTH * v))])
+                            y = activate(builder, builder.fadd(builder.load(accs[j * vectors + v]), b), constants)
+                            builder.store(y, builder.bitcast(ptr, vec.as_pointer()), align=4)
+
+            switch(builder, code_v, store)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -118,15 +127,77 @@ def block_kernel(rows: int, lanes: int) -> Any:
 
 
 _MK = block_kernel(ROWS, LANES)
+
+
+def fused_activation(activation: Activation | None, params: dict[str, float]) -> tuple[int, float, float] | None:
+    """``activation`` with the layer's ``params`` as `conv` and `bias_activate` take it (its `EPILOGUES`
+    number and two float32 constants), or None when they do not fuse it."""
+    if activation is None or activation not in EPILOGUES:
+        return None
+    return EPILOGUES[activation], *constants(activation, params)
+
+
+@intrinsic
+def _activate_intrinsic(typingctx: Any, af: Any, at: Any, count: Any, b: Any, code: Any, act: Any) -> tuple[Any, Codegen]:
+    """``af[at : at + 8·count] = f(af[at : +8·count] + b)``, ``f`` the activation ``code`` names with its
+    constants ``act``: the store of `block_kernel`, over a run of vectors already summed."""
+    sig = types.void(af, at, count, b, code, act)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        aa, atv, nv, bv, code_v, act_a = args
+        A = context.make_array(signature.args[0])(context, builder, aa)
+        C = context.make_array(signature.args[5])(context, builder, act_a)
+        i64 = ir.IntType(64)
+        vec = ir.VectorType(ir.FloatType(), _WIDTH)
+        bias = splat(builder, bv)
+        constants = [splat(builder, builder.load(builder.gep(C.data, [ir.Constant(i64, k)]))) for k in range(2)]
+
+        def emit(activate: Emit) -> None:
+            with cgutils.for_range(builder, nv) as loop:
+                at = builder.add(atv, builder.mul(loop.index, ir.Constant(i64, _WIDTH)))
+                ptr = builder.bitcast(builder.gep(A.data, [at]), vec.as_pointer())
+                builder.store(activate(builder, builder.fadd(builder.load(ptr, align=4), bias), constants), ptr, align=4)
+
+        switch(builder, code_v, emit)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_activate_run: Any = _activate_intrinsic  # called from compiled code with the arguments after ``typingctx``
+
+
+@njit(cache=True)
+def bias_activate(out: F32, bias: F32, code: int, act: F32) -> None:
+    """``out`` (N, C_out, positions), contiguous, plus ``bias`` (C_out,) and activated as ``code``
+    and ``act`` say (`block_kernel`), in place: a BLAS product's outputs get what the direct conv's
+    store gives its own, the same float32 steps, in one pass."""
+    n, out_c, m = out.shape
+    flat = out.reshape(-1)
+    whole, rest = m // _WIDTH, m % _WIDTH
+    tail = np.zeros(_WIDTH, np.float32)
+    for i in range(n):
+        for o in range(out_c):
+            at = (i * out_c + o) * m
+            _activate_run(flat, at, whole, bias[o], code, act)
+            if rest:
+                end = at + whole * _WIDTH
+                for q in range(rest):
+                    tail[q] = flat[end + q]
+                _activate_run(tail, 0, 1, bias[o], code, act)
+                for q in range(rest):
+                    flat[end + q] = tail[q]
 _STRIP_BYTES = 1 << 17  # a strip's outputs in scratch: within the L2 cache beside the image's inputs
 
 
 def conv(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilations: tuple[int, int],
-         pads: tuple[int, int, int, int], threads: int | None = None) -> F32:
+         pads: tuple[int, int, int, int], threads: int | None = None,
+         activation: tuple[int, float, float] = (0, 0.0, 0.0)) -> F32:
     """ONNX Conv (one group) of an NCHW float32 ``x`` with ``weight`` (C_out, C, KH, KW), ``bias``
-    (C_out,), ``strides``, ``dilations`` and ``pads`` (top, left, bottom, right). Its jobs are cut
-    into at most ``threads`` parts (default: the runtime call's budget), run on the threads
-    `_parallel` chooses for the call site; the result is the same on any number."""
+    (C_out,), ``strides``, ``dilations`` and ``pads`` (top, left, bottom, right), then the
+    ``activation`` (its `EPILOGUES` number and two constants; 0: none) as each output is stored.
+    Its jobs are cut into at most ``threads`` parts (default: the runtime call's budget), run on the
+    threads `_parallel` chooses for the call site; the result is the same on any number."""
     n, c, h, w = x.shape
     out_c, _, kh, kw = weight.shape
     (sh, sw), (dh, dw) = strides, dilations
@@ -140,7 +211,9 @@ def conv(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilations: tu
     strip = max(1, min(ho, _STRIP_BYTES // (4 * len(bp) * wq)))
     parts = max(1, min(_parallel.budget() if threads is None else threads, n * -(-ho // strip)))
     out = np.empty((n, out_c, ho, wo), np.float32)
-    args = (np.ascontiguousarray(x, np.float32), wp, bp, toff, used, out, sh, sw, top, left, hq, wq, strip, pitch)
+    code, act = activation[0], np.array(activation[1:], np.float32)
+    args = (np.ascontiguousarray(x, np.float32), wp, bp, toff, used, out, sh, sw, top, left, hq, wq, strip, pitch,
+            code, act)
     key = ("float conv", x.shape, weight.shape, strides, dilations, pads)
     if parts == 1:  # no parallel region: it would cost more than a small layer
         _parallel.run(key, out.size * weight[0].size, 1, conv_part, *args, 0, 1)
@@ -180,21 +253,24 @@ def layout(weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: int, hq: int, 
 
 @njit(parallel=True, cache=True)
 def conv_direct(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_], out: F32, sh: int, sw: int,
-                top: int, left: int, hq: int, wq: int, strip: int, pitch: int, parts: int) -> None:
+                top: int, left: int, hq: int, wq: int, strip: int, pitch: int, code: int, act: F32,
+                parts: int) -> None:
     """Dense conv of NCHW float32 ``x`` into ``out`` (N, C_out, Ho, Wo): ``wp``, ``bp``, ``toff``
     and ``used`` as `layout` makes them for an image's phases (`_phases`: ``pitch`` floats a
-    channel, its sh·sw phases of ``hq`` rows of ``wq`` columns).
+    channel, its sh·sw phases of ``hq`` rows of ``wq`` columns), activated as ``code`` and ``act`` say
+    (`block_kernel`).
 
     The parallel jobs are (image, strip of ``strip`` output rows), in ``parts`` ranges (`conv_part`),
     each with its own scratch. Each output comes from the same operations whatever ``parts``.
     """
     for part in prange(parts):
-        conv_part(x, wp, bp, toff, used, out, sh, sw, top, left, hq, wq, strip, pitch, part, parts)
+        conv_part(x, wp, bp, toff, used, out, sh, sw, top, left, hq, wq, strip, pitch, code, act, part, parts)
 
 
 @njit(cache=True)
 def conv_part(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_], out: F32, sh: int, sw: int,
-              top: int, left: int, hq: int, wq: int, strip: int, pitch: int, part: int, parts: int) -> None:
+              top: int, left: int, hq: int, wq: int, strip: int, pitch: int, code: int, act: F32, part: int,
+              parts: int) -> None:
     """Range ``part`` of ``parts`` of `conv_direct`'s jobs, with its scratch (an image's phases, copied
     when the range reaches a new image, and a strip's blocks); alone, on the calling thread, when
     ``parts`` is 1 (a parallel region costs more than a small layer)."""
@@ -225,7 +301,7 @@ def conv_part(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_], 
                 if k < full:
                     dst, at, stride = of, (i * out_c + blk * ROWS) * plane + y0 * wo + k * LANES, plane
                 _MK(scratch, y0 * wq + k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], dst, at, stride,
-                    rows)
+                    rows, code, act)
         for o in range(out_c):
             row = tmp[o * length:]
             if flat:

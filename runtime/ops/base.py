@@ -99,6 +99,9 @@ class Op:
     an output encoding fixed by the kind, whatever the statistics. ``overwrites``: the float run
     takes a fourth argument, the positions of the inputs it may write its result into (inputs
     nobody reads afterwards, which the float executor offers instead of fresh memory).
+    ``run_activated(layer, xs, params)``, for the kinds that can, is the float run with the fused
+    activation applied as the outputs are written, or None where it cannot fuse this layer's (the
+    executor applies it then).
     """
 
     kind: str
@@ -108,6 +111,7 @@ class Op:
     accumulate: Callable[..., np.ndarray] | None = None
     keeps_encoding: bool = False
     encoding: Callable[..., Encoding] | None = None
+    run_activated: Callable[..., np.ndarray | None] | None = None
     overwrites: bool = False
 
     @property

@@ -15,7 +15,7 @@ from alls.runtime.ops.weighted import kernel_weights, weighted_op
 if TYPE_CHECKING:
     from alls.runtime.kernels import ConvWeights
 
-__all__ = ["conv2d", "pad2d", "windows", "geometry", "OPS"]
+__all__ = ["conv2d", "pad2d", "windows", "geometry", "direct", "fusable", "run_activated", "OPS"]
 
 Array = np.ndarray
 
@@ -39,14 +39,19 @@ def windows(x: Array, kernel: Sequence[int], strides: Sequence[int], dilations: 
     return view[:, :, :: strides[0], :: strides[1], ::dh, ::dw]
 
 
-def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group: int = 1) -> Array:
+def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group: int = 1,
+           activation: tuple[int, float, float] | None = None) -> Array:
     """ONNX Conv in float32: any group, stride, dilation and explicit pads.
 
-    A 1x1 conv without pads is one BLAS product per image, (C_out, C) by the input as it lies
-    (strided: its every sh-th row and sw-th column), which comes out in NCHW. Any other conv of one
-    group is the direct convolution of `alls.runtime.kernels.floatconv` (no im2col columns); a
-    grouped one is a BLAS product per image and group over the columns Numba's `im2col` fills. A
-    depthwise conv is Numba's `depthwise`.
+    A conv of one group is the direct convolution of `alls.runtime.kernels.floatconv` (no im2col
+    columns), except a 1x1 conv without pads, which `direct` leaves to BLAS: one product per
+    image, (C_out, C) by the input as it lies (strided: its every sh-th row and sw-th column),
+    which comes out in NCHW. A grouped conv is a BLAS product per image and group over the columns
+    Numba's `im2col` fills. A depthwise conv is Numba's `depthwise`.
+
+    ``activation`` (`fusable`'s number and constants), for any but a depthwise conv, is applied as
+    the direct conv stores its outputs, or in the pass that adds the bias to a BLAS product's
+    (`floatconv.bias_activate`, while the image's outputs are in the cache).
     """
     x = np.ascontiguousarray(x, np.float32)
     n, c, h, w = x.shape
@@ -55,41 +60,48 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group
     top, left, bottom, right = attrs["pads"]
     ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
     wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
-    if group == c and cg == 1 and out_c == c:
+    if _is_depthwise(x.shape, weight.shape, group):
+        if activation is not None:
+            raise ValueError("the depthwise conv fuses no activation")
         return _depthwise(x, weight, bias, attrs, ho, wo)
-    direct = (kh, kw) == (1, 1) and not any(attrs["pads"])
-    if group == 1 and not direct:
-        from alls.runtime.kernels.floatconv import conv
+    from alls.runtime.kernels.floatconv import bias_activate, conv
 
+    fused = activation or (0, 0.0, 0.0)
+    if direct(x.shape, weight.shape, attrs, group):
         return conv(x, np.asarray(weight, np.float32), np.asarray(bias, np.float32), (sh, sw), (dh, dw),
-                    (top, left, bottom, right))
+                    (top, left, bottom, right), activation=fused)
+    code, act = fused[0], np.array(fused[1:], np.float32)
+    pointwise = (kh, kw) == (1, 1) and not any(attrs["pads"])
     weight = np.ascontiguousarray(weight, np.float32).reshape(out_c, -1)
-    bias = np.asarray(bias, np.float32).reshape(-1, 1)
+    bias = np.ascontiguousarray(bias, np.float32).reshape(-1)
     if n * weight.shape[1] * group * ho * wo <= SMALL_COLUMNS:
-        return _small_conv(x, weight, bias, attrs, group, (kh, kw), (ho, wo))
+        out = _small_conv(x, weight, attrs, group, (kh, kw), (ho, wo))
+        bias_activate(out, bias, code, act)
+        return out.reshape(n, out_c, ho, wo)
     out = np.empty((n, out_c, ho * wo), np.float32)
     og, k = out_c // group, weight.shape[1]
-    if direct:
+    if pointwise:
         cols = (x if (sh, sw) == (1, 1) else np.ascontiguousarray(x[:, :, ::sh, ::sw])).reshape(n, c, ho * wo)
     else:
         from alls.runtime.kernels.floating import im2col
 
         buffer = np.empty((c * kh * kw, ho * wo), np.float32)
     for i in range(n):
-        if not direct:
+        if not pointwise:
             im2col(x, i, buffer, kh, kw, sh, sw, dh, dw, top, left, ho, wo)
-        image = cols[i] if direct else buffer
+        image = cols[i] if pointwise else buffer
         for g in range(group):
             np.matmul(weight[g * og:(g + 1) * og], image[g * k:(g + 1) * k], out=out[i, g * og:(g + 1) * og])
-        out[i] += bias  # while the image's outputs are in the cache
+        bias_activate(out[i:i + 1], bias, code, act)  # while the image's outputs are in the cache
     return out.reshape(n, out_c, ho, wo)
 
 
-def _small_conv(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group: int,
-                kernel: tuple[int, int], out_hw: tuple[int, int]) -> Array:
-    """`conv2d` of a layer whose columns over the whole batch are small: one `im2col_batch` call (none for
-    a 1x1 conv without pads), one stacked BLAS product per group (NumPy's matmul runs the same product
-    per image as `conv2d`'s loop: the same bits) and one bias add, instead of a few calls per image."""
+def _small_conv(x: Array, weight: Array, attrs: Mapping[str, Any], group: int, kernel: tuple[int, int],
+                out_hw: tuple[int, int]) -> Array:
+    """`conv2d`'s products, (N, C_out, Ho·Wo), for a layer whose columns over the whole batch are small:
+    one `im2col_batch` call (none for a 1x1 conv without pads) and one stacked BLAS product per group
+    (NumPy's matmul runs the same product per image as `conv2d`'s loop: the same bits), instead of a
+    few calls per image; the caller adds the bias."""
     n, c = x.shape[0], x.shape[1]
     (kh, kw), (ho, wo), (sh, sw), (dh, dw) = kernel, out_hw, attrs["strides"], attrs["dilations"]
     top, left = attrs["pads"][0], attrs["pads"][1]
@@ -105,8 +117,7 @@ def _small_conv(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], 
     og = out_c // group
     for g in range(group):
         np.matmul(weight[g * og:(g + 1) * og], cols[:, g * k:(g + 1) * k], out=out[:, g * og:(g + 1) * og])
-    out += bias
-    return out.reshape(n, out_c, ho, wo)
+    return out
 
 
 def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], ho: int, wo: int) -> Array:
@@ -121,6 +132,37 @@ def _depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], h
 
 def run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
     return conv2d(xs[0], p["weight"], p["bias"], layer.attrs, layer.attrs.get("group", 1))
+
+
+def fusable(layer: Layer) -> tuple[int, float, float] | None:
+    """The layer's activation as the conv kernels apply it as they write (its number and two
+    constants, `alls.runtime.kernels.floatconv.EPILOGUES`), or None when it has none they fuse."""
+    from alls.runtime.kernels.floatconv import fused_activation
+
+    return fused_activation(layer.activation, dict(layer.activation_params))
+
+
+def _is_depthwise(x_shape: tuple[int, ...], w_shape: tuple[int, ...], group: int) -> bool:
+    return group == x_shape[1] and w_shape[1] == 1 and w_shape[0] == x_shape[1]
+
+
+def direct(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: Mapping[str, Any], group: int) -> bool:
+    """Whether `conv2d` runs a (non-depthwise) conv of these shapes as the direct conv: one group, and
+    not a 1x1 conv without pads. A 1x1 conv is a plain matrix product, which BLAS runs at 25-35
+    GMAC/s on one core against the direct conv's 10-25; with the bias and the activation added in
+    one pass after it (`floatconv.bias_activate`) it was the faster on each of the 46 1x1 shapes of
+    CenterFace and YOLOv8n, by 1.07x to 10x (tests/bench/bench_floatconv.py, docs/performance.md)."""
+    kh, kw = w_shape[2], w_shape[3]
+    return group == 1 and ((kh, kw) != (1, 1) or any(attrs["pads"]))
+
+
+def run_activated(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray | None:
+    """The float run with the layer's activation applied as the outputs are written (`conv2d`), or
+    None for a depthwise conv or an activation `fusable` does not take (the executor applies it)."""
+    fused = fusable(layer)
+    if fused is None or _is_depthwise(xs[0].shape, p["weight"].shape, layer.attrs.get("group", 1)):
+        return None
+    return conv2d(xs[0], p["weight"], p["bias"], layer.attrs, layer.attrs.get("group", 1), fused)
 
 
 def geometry(layer: Layer) -> dict[str, tuple[int, ...]]:
@@ -141,4 +183,4 @@ def _call(layer: Layer, q: QLayer, x: np.ndarray, zx: int, acc_only: bool, bias:
     return kernel("conv")(x, w, q.bias, q.rq, zero_point=zx, **geometry(layer))
 
 
-OPS = (weighted_op("conv", run, _call),)
+OPS = (weighted_op("conv", run, _call, run_activated),)

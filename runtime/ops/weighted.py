@@ -148,9 +148,11 @@ def kernel_weights(q: QLayer, layer: Layer, pack: Pack) -> ConvWeights:
     return packed
 
 
-def weighted_op(kind: str, run: Callable[..., np.ndarray], call: Call) -> Op:
+def weighted_op(kind: str, run: Callable[..., np.ndarray], call: Call,
+                run_activated: Callable[..., np.ndarray | None] | None = None) -> Op:
     """An `Op` for a kind that accumulates: ``call(layer, q, x, zero_point, acc_only, bias)`` runs its
-    kernel, to requantized outputs or (``acc_only``) to its accumulators with ``bias``."""
+    kernel, to requantized outputs or (``acc_only``) to its accumulators with ``bias``;
+    ``run_activated`` as `Op` says."""
     def run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) -> np.ndarray:
         return finish(q, call(layer, q, xs[0], enc[layer.inputs[0]].zero_point, False))
 
@@ -158,4 +160,4 @@ def weighted_op(kind: str, run: Callable[..., np.ndarray], call: Call) -> Op:
                    ) -> np.ndarray:
         return call(layer, q, x, zero_point, True, bias)
 
-    return Op(kind, run, quantize_weighted, run_int, accumulate=accumulate)
+    return Op(kind, run, quantize_weighted, run_int, accumulate=accumulate, run_activated=run_activated)

@@ -13,7 +13,8 @@ the rapidocr-onnxruntime wheel). A network whose model cannot be had is skipped 
 Each runs ``--repeat`` times per batch size after a warm-up; medians are printed with their ratio
 (alls' time / ort's: below 1.5 is the target) and the load average at the time, since the machine
 may be shared. ``--profile`` adds, per network at the largest batch, where alls' time goes: per layer
-kind (its float run, then its fused activation) and what is left (the executor's own Python).
+kind (its float run, then its fused activation, or ``kind(+act)`` where the run applies the activation
+as it writes) and what is left (the executor's own Python).
 
     python tests/bench/bench_float.py [--models digits,centerface,yolov8n,ppocr_cls,ppocr_det]
                                       [--batches 1,8] [--repeat 7] [--profile]
@@ -112,8 +113,9 @@ def ort_session(model):
 
 
 def profile(graph, x: np.ndarray, repeat: int) -> dict[str, float]:
-    """CPU seconds per run by layer kind (``kind``: its float run, ``kind+act``: its fused activation),
-    and the rest, ``(executor)``: the executor's own Python between them."""
+    """CPU seconds per run by layer kind (``kind``: its float run, ``kind+act``: its fused activation,
+    ``kind(+act)``: the run that applies the activation as it writes, `Op.run_activated`), and the
+    rest, ``(executor)``: the executor's own Python between them."""
     spent: dict[str, float] = defaultdict(float)
 
     def timed(fn, key_of):
@@ -128,7 +130,11 @@ def profile(graph, x: np.ndarray, repeat: int) -> dict[str, float]:
 
     saved = native.OPS, native.activation, getattr(native, "activate_in_place", None)  # (None: an earlier revision)
     try:
-        native.OPS = {kind: replace(op, run=timed(op.run, lambda layer: layer.kind)) for kind, op in saved[0].items()}
+        native.OPS = {kind: replace(op, run=timed(op.run, lambda layer: layer.kind),
+                                    **({"run_activated": timed(op.run_activated,
+                                                               lambda layer: f"{layer.kind}(+{layer.activation})")}
+                                       if getattr(op, "run_activated", None) else {}))
+                      for kind, op in saved[0].items()}
         native.activation, native.activate_in_place = (timed(fn, lambda layer: f"{layer.kind}+{layer.activation}")
                                                        for fn in saved[1:])
         run_float(graph, x)

@@ -1,15 +1,18 @@
-"""The float executor's direct conv against the im2col + GEMM path it replaced, per conv shape.
+"""The float executor's direct conv against the BLAS paths, per conv shape and fused activation.
 
-For each fixture network (``--models``, as bench_float.py names them), the dense convs it runs
-(one group, not 1x1 without pads: the convs `alls.runtime.kernels.floatconv` takes) are collected
-from one float run, then each shape runs at ``--batch`` on random inputs, Numba and BLAS at one
-thread, in one process:
+For each fixture network (``--models``, as bench_float.py names them), the convs of one group it
+runs are collected from its graph (input shape, weights, geometry, fused activation), then each
+shape runs at ``--batch`` on random inputs, Numba and BLAS at one thread, in one process, in two
+tables:
 
-- direct: ``floatconv.conv``;
-- gemm: Numba's ``im2col`` per image into one columns buffer, one float32 BLAS product and the
-  bias (the path of the commit before).
+- dense (KH·KW > 1, or padded): gemm, Numba's ``im2col`` per image into one columns buffer, one
+  float32 BLAS product, the bias, then the activation in place (the path before the direct conv),
+  against direct, ``floatconv.conv`` with the activation fused into its store;
+- 1x1 (unpadded): blas, one BLAS product per image over the input as it lies, then the bias and
+  the activation in one pass (`floatconv.bias_activate`: `conv2d`'s BLAS path), against direct,
+  as above; the ``rule`` column says which ``conv2d`` takes (`alls.runtime.ops.conv.direct`).
 
-Medians of the CPU time of ``--repeat`` runs after a warm-up, in GMAC/s, and the ratio gemm time /
+Medians of the CPU time of ``--repeat`` runs after a warm-up, in GMAC/s, and the ratio BLAS time /
 direct time (above 1: the direct conv is faster), with the load average, since the machine may be
 shared. The two results are checked to agree within float32 rounding.
 
@@ -38,34 +41,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_float import free_batch, network, one_thread  # noqa: E402
 
 import alls  # noqa: E402
-from alls.runtime.exec.native import run_float  # noqa: E402
+from alls.runtime.ops.activation import activate_in_place, activation  # noqa: E402
 from alls.runtime.ops import conv as conv_op  # noqa: E402
 
 
 def shapes(name: str) -> dict[tuple, int] | str:
-    """{(C, H, W, C_out, KH, KW, strides, dilations, pads): count} of the network's direct convs."""
+    """{(C, H, W, C_out, KH, KW, strides, dilations, pads, activation): count} of the network's convs of
+    one group (no depthwise)."""
     found = network(name)
     if isinstance(found, str):
         return found
-    model, shape, top = found
+    model, shape, _ = found
     graph = alls.load_model(free_batch(model, shape), input_shapes=(1, *shape), name=name)
     seen: dict[tuple, int] = {}
-    original = conv_op.conv2d
-
-    def record(x, weight, bias, attrs, group=1):
-        kh, kw = weight.shape[2:]
-        if group == 1 and ((kh, kw) != (1, 1) or any(attrs["pads"])):
-            key = (*x.shape[1:], weight.shape[0], kh, kw, tuple(attrs["strides"]), tuple(attrs["dilations"]),
-                   tuple(attrs["pads"]))
-            seen[key] = seen.get(key, 0) + 1
-        return original(x, weight, bias, attrs, group)
-
-    conv_op.conv2d = record
-    try:
-        run_float(graph, np.random.default_rng(0).uniform(0, top, (1, *shape)).astype(np.float32))
-    finally:
-        conv_op.conv2d = original
+    for layer in graph:
+        if layer.kind != "conv" or layer.attrs.get("group", 1) != 1:
+            continue
+        a = layer.attrs
+        key = (*layer.input_shapes[0][1:], *layer.weight_shape[0:1], *layer.weight_shape[2:], tuple(a["strides"]),
+               tuple(a["dilations"]), tuple(a["pads"]), layer.activation)
+        seen[key] = seen.get(key, 0) + 1
     return seen
+
+
+def activate(y, layer):
+    """The layer's activation in place, as the executor's separate pass runs it."""
+    if layer.activation is not None and not activate_in_place(layer, y):
+        y[...] = activation(layer, y)
+    return y
 
 
 def gemm(x, weight, bias, strides, dilations, pads):
@@ -86,6 +89,25 @@ def gemm(x, weight, bias, strides, dilations, pads):
     return out.reshape(n, out_c, ho, wo)
 
 
+def blas_1x1(x, weight, bias, strides, fused):
+    """`conv2d`'s BLAS path of a 1x1 conv: one product per image over the (strided) input, then the bias
+    and the activation in one pass (`bias_activate`)."""
+    from alls.runtime.kernels.floatconv import bias_activate
+
+    n, c = x.shape[:2]
+    sh, sw = strides
+    cols = np.ascontiguousarray(x[:, :, ::sh, ::sw])
+    ho, wo = cols.shape[2:]
+    cols = cols.reshape(n, c, ho * wo)
+    flat = weight.reshape(len(weight), -1)
+    out = np.empty((n, len(weight), ho * wo), np.float32)
+    act = np.array(fused[1:], np.float32)
+    for i in range(n):
+        np.matmul(flat, cols[i], out=out[i])
+        bias_activate(out[i:i + 1], bias, fused[0], act)
+    return out.reshape(n, len(weight), ho, wo)
+
+
 def cpu_median(fn, repeat: int) -> float:
     fn()
     times = []
@@ -96,14 +118,54 @@ def cpu_median(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def table(name: str, found: dict[tuple, int], pointwise: bool, args, rng) -> None:
+    from alls.graph import Layer
+    from alls.runtime.kernels import floatconv
+
+    rows = {key: count for key, count in found.items() if ((key[4:6] == (1, 1) and not any(key[8])) == pointwise)}
+    if not rows:
+        return
+    other = "blas" if pointwise else "gemm"
+    print(f"\n{name}, batch {args.batch}, {'1x1' if pointwise else 'dense'}: shape act (count)   {other} ms  GMAC/s"
+          f"   direct ms  GMAC/s   ratio{'  rule' if pointwise else ''}")
+    total = {other: 0.0, "direct": 0.0, "taken": 0.0}
+    for (c, h, w, out_c, kh, kw, strides, dilations, pads, act), count in rows.items():
+        layer = Layer("bench", "conv", "Conv", (), (), (), activation=act)
+        x = rng.standard_normal((args.batch, c, h, w)).astype(np.float32)
+        weight = rng.standard_normal((out_c, c, kh, kw)).astype(np.float32) / np.float32(np.sqrt(c * kh * kw))
+        bias = rng.standard_normal(out_c).astype(np.float32)
+        geometry = (strides, dilations, pads)
+        fused = conv_op.fusable(layer) or (0, 0.0, 0.0)
+        if pointwise:
+            slow = lambda x=x, weight=weight, bias=bias, s=strides, fused=fused: blas_1x1(x, weight, bias, s, fused)
+        else:
+            slow = lambda x=x, weight=weight, bias=bias, g=geometry, layer=layer: activate(
+                gemm(x, weight, bias, *g), layer)
+        fast = lambda x=x, weight=weight, bias=bias, g=geometry, fused=fused: floatconv.conv(
+            x, weight, bias, *g, threads=1, activation=fused)
+        want, got = slow(), fast()
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * float(np.abs(want).max()))
+        t_slow, t_direct = cpu_median(slow, args.repeat), cpu_median(fast, args.repeat)
+        macs = got.size * c * kh * kw
+        direct = conv_op.direct(x.shape, weight.shape, {"pads": pads}, 1)
+        total[other] += count * t_slow
+        total["direct"] += count * t_direct
+        total["taken"] += count * (t_direct if direct else t_slow)
+        print(f"  {c:4d}x{h:3d}x{w:3d} -> {out_c:4d} k{kh}x{kw} s{strides[0]}x{strides[1]} {act or '-'} ({count})  "
+              f"{t_slow * 1e3:8.2f} {macs / t_slow / 1e9:6.1f}   {t_direct * 1e3:8.2f} {macs / t_direct / 1e9:6.1f}"
+              f"   {t_slow / t_direct:5.2f}{('  direct' if direct else '  blas') if pointwise else ''}")
+    rule = f", as the rule takes {total['taken'] * 1e3:.1f} ms" if pointwise else ""
+    print(f"  all ({sum(rows.values())} convs): {other} {total[other] * 1e3:.1f} ms, direct "
+          f"{total['direct'] * 1e3:.1f} ms, ratio {total[other] / total['direct']:.2f}{rule}; "
+          f"load {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="centerface,yolov8n,ppocr_det")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    from alls.runtime.kernels import floatconv
-
     one_thread()
     rng = np.random.default_rng(0)
     for name in args.models.split(","):
@@ -111,28 +173,8 @@ def main() -> None:
         if isinstance(found, str):
             print(f"\n{name}: skipped ({found})")
             continue
-        print(f"\n{name}, batch {args.batch}: shape (count)   gemm ms  GMAC/s   direct ms  GMAC/s   ratio")
-        total = {"gemm": 0.0, "direct": 0.0}
-        for (c, h, w, out_c, kh, kw, strides, dilations, pads), count in found.items():
-            x = rng.standard_normal((args.batch, c, h, w)).astype(np.float32)
-            weight = rng.standard_normal((out_c, c, kh, kw)).astype(np.float32)
-            bias = rng.standard_normal(out_c).astype(np.float32)
-            geometry = (strides, dilations, pads)
-            want, got = gemm(x, weight, bias, *geometry), floatconv.conv(x, weight, bias, *geometry, threads=1)
-            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * float(np.abs(want).max()))
-            case = (x, weight, bias, *geometry)
-            t_gemm = cpu_median(lambda case=case: gemm(*case), args.repeat)
-            t_direct = cpu_median(lambda case=case: floatconv.conv(*case, threads=1), args.repeat)
-            macs = got.size * c * kh * kw
-            total["gemm"] += count * t_gemm
-            total["direct"] += count * t_direct
-            print(f"  {c:4d}x{h:3d}x{w:3d} -> {out_c:4d} k{kh}x{kw} s{strides[0]}x{strides[1]} ({count})  "
-                  f"{t_gemm * 1e3:8.2f} {macs / t_gemm / 1e9:6.1f}   {t_direct * 1e3:8.2f} {macs / t_direct / 1e9:6.1f}"
-                  f"   {t_gemm / t_direct:5.2f}")
-        if found:
-            print(f"  all ({sum(found.values())} convs): gemm {total['gemm'] * 1e3:.1f} ms, direct "
-                  f"{total['direct'] * 1e3:.1f} ms, ratio {total['gemm'] / total['direct']:.2f}; "
-                  f"load {os.getloadavg()[0]:.2f}")
+        for pointwise in (False, True):
+            table(name, found, pointwise, args, rng)
 
 
 if __name__ == "__main__":
