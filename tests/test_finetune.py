@@ -554,3 +554,66 @@ def test_finetune_from_bias_correction_is_no_worse_on_held_out_images_than_the_d
     assert held_out_error(runner, held) <= held_out_error(default, held) * (1 + 1e-9)
     again = QuantizeReport.from_dict(runner.quantized.report.as_dict())
     assert again.heldout == verdict
+
+
+def test_the_held_out_check_reads_finetunes_own_passes_and_stays_within_the_memory_limit(digits, monkeypatch):
+    """The whole-network check takes the float outputs of the held-out images from finetune's target
+    pass and the trained network's from its integer pass (each layer runs there after its training),
+    and runs only the start network again: its error is the one a separate run of the quantized
+    model measures. With every share of the memory limit at nothing, each held-out image is a block
+    of its own and their float outputs spill to disk: the verdict and the model are the same."""
+    import alls.runtime.algorithms.finetune as finetune_module
+    from alls.runtime.algorithms.reconstruct import held_out_images
+    from alls.runtime.exec import stream
+
+    calib = np.load(SAMPLES / "calib.npy")
+    held = calib[held_out_images(64)]
+    script = W4_IBC + "post_quantization_optimization(finetune, policy=enabled, dataset_size=64, epochs=1)\n"
+
+    def quantized() -> Runner:
+        runner = Runner(DIGITS)
+        runner.load_script(script)
+        runner.quantize(calib, progress=False)
+        return runner
+
+    runner = quantized()
+    verdict = runner.quantized.report["heldout"]
+    assert verdict.images == len(held) == 16
+    final = verdict.after if verdict.kept else verdict.before
+    assert held_out_error(runner, held) == pytest.approx(final, rel=1e-6)
+
+    made: list = []
+    original = stream.Spill.__init__
+
+    def counted(self, *args, **kwargs):
+        made.append(tuple(args[0]))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(stream.Spill, "__init__", counted)
+    monkeypatch.setattr(finetune_module, "memory_shares", lambda limit: (0, 0))
+    monkeypatch.setattr(finetune_module, "HELD_SHARE", 1 << 62)
+    tight = quantized()
+    assert (len(held), 10) in made, "the held-out images' float outputs were not spilled"
+    again = tight.quantized.report["heldout"]
+    assert again.kept == verdict.kept and again.images == verdict.images
+    assert again.before == pytest.approx(verdict.before, rel=1e-12)
+    assert again.after == pytest.approx(verdict.after, rel=1e-12)
+    np.testing.assert_array_equal(tight.infer(digits["x"]).output, runner.infer(digits["x"]).output)
+
+
+@pytest.mark.parametrize("draw_values", [1 << 22, 1000])
+def test_sampled_positions_are_the_smallest_draws_of_one_stream_whatever_the_parts(monkeypatch, draw_values):
+    """Each image's positions are those of its `per_image` smallest random draws, smallest first, as a
+    full argsort of one draw per position picks them; the draws are made a part of the images at a
+    time (a few MiB at once instead of a draw per position of every image), from the one stream."""
+    from alls.runtime.algorithms import patches
+
+    monkeypatch.setattr(patches, "_DRAW_VALUES", draw_values)
+    graph = alls.load_model(DIGITS)
+    layer = next(layer for layer in graph if layer.kind == "conv")
+    h, w = patches.output_size(layer)
+    for per_image in (7, h * w, 4 * h * w):
+        positions = sample_positions(layer, 37, np.random.default_rng(5), per_image)
+        expected = np.argsort(np.random.default_rng(5).random((37, h * w)), axis=1)[:, :min(per_image, h * w)]
+        np.testing.assert_array_equal(positions.i * w + positions.j, expected.reshape(-1))
+        np.testing.assert_array_equal(positions.n, np.repeat(np.arange(37), min(per_image, h * w)))

@@ -45,8 +45,9 @@ flagged for both runs finetune. A quarter of a layer's images (``dataset_size`` 
 of the images given; at least one) is held out, the same images for every layer: the layer ends
 at the checkpoint whose loss on them is lowest, its start included, and stops once it gets worse there
 (`alls.runtime.algorithms.reconstruct`); the report gives that held-out loss before and after, per layer.
-After training, the whole network is run on those images trained and as it started, and goes
-back to its start where it is further from the float network (`alls.runtime.algorithms.heldout`;
+After training, the whole network's outputs on those images, trained (as the integer pass left
+them) and as it started (run again), are compared with the float network's (kept from the target
+pass), and it goes back to its start where it is further from them (`alls.runtime.algorithms.heldout`;
 the report then has every layer not kept, and the verdict says which network won). An
 epoch is one pass over the other images, ``batch_size`` images per step, so a layer trains at most
 ``epochs × ⌈(dataset_size − held out) / batch_size⌉`` steps. Finetune's ``epochs``, when the
@@ -93,8 +94,8 @@ from alls.runtime.algorithms.patches import (POSITIONS_PER_IMAGE, Positions, fro
                                   to_groups)
 from alls.runtime.exec.quantize import Encoding, QLayer, rebias
 from alls.runtime.ops.base import Params
-from alls.runtime.exec.stream import DEFAULT_MEMORY_LIMIT, Source, Spill, Store, blocks, is_streamed
-from alls.runtime.algorithms.heldout import Verdict, held_images, judge, snapshot
+from alls.runtime.exec.stream import DEFAULT_MEMORY_LIMIT, Source, Spill, Store, blocks, is_streamed, part_size
+from alls.runtime.algorithms.heldout import HeldOut, Verdict, snapshot
 from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_out, held_out_images, train
 
 __all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "finetune_epochs", "finetune_steps",
@@ -109,8 +110,12 @@ _PART_BYTES = 1 << 26  # a spilled layer input is read for its rows this many by
 
 def memory_shares(memory_limit: int) -> tuple[int, int]:
     """Bytes of the integer pass's live tensors and of the float targets held in memory (the rest
-    spills): half and an eighth of the limit, leaving the rest to the layer being trained (its rows)."""
+    spills): half and an eighth of the limit, leaving the rest to the layer being trained (its rows)
+    and to the held-out check (`HELD_SHARE`)."""
     return memory_limit // 2, memory_limit // 8
+
+
+HELD_SHARE = 32  # the held-out check keeps the float outputs of its images within 1/32 of the limit
 
 
 def _normalizer(plan: Plan, name: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -260,9 +265,10 @@ def _live_bytes(graph: Graph, plan: Plan) -> int:
 def estimate_memory(graph: Graph, plan: Plan, memory_limit: int | None = None) -> int:
     """Bytes the reconstruction holds at its peak, roughly: the images (the runner's float copy and
     their integer codes), the integer pass over every image (`_live_bytes`, each layer run in parts
-    of about `CHUNK_BYTES`), the float targets, and the rows of the largest layer (three copies
-    while it trains). With a ``memory_limit`` the images, the live tensors and the targets beyond
-    their shares of it (`memory_shares`) are on disk."""
+    of about `CHUNK_BYTES`), the float targets, the float outputs of the held-out images, and the
+    rows of the largest layer (three copies while it trains). With a ``memory_limit`` the images,
+    the live tensors, the targets and the held-out outputs beyond their shares of it
+    (`memory_shares`, `HELD_SHARE`) are on disk."""
     from alls.runtime.exec.emulator import CHUNK_BYTES
 
     chosen = configs(graph, plan)
@@ -280,9 +286,10 @@ def estimate_memory(graph: Graph, plan: Plan, memory_limit: int | None = None) -
         taps = int(weight.size // layer.output_shape[1]) if weight is not None else 1
         width = 2 if max(plan[layer.name].input_bits, default=8) <= 8 else 4
         rows = max(rows, width * count * taps * layer.attrs.get("group", 1))
-    held = images * (inputs + _live_bytes(graph, plan)) + targets
+    outputs = 4 * held_out(images) * sum(int(np.prod(layer.output_shape[1:])) for layer in graph.outputs)
+    held = images * (inputs + _live_bytes(graph, plan)) + targets + outputs
     if memory_limit is not None:
-        held = min(held, sum(memory_shares(memory_limit)))
+        held = min(held, sum(memory_shares(memory_limit)) + memory_limit // HELD_SHARE)
     return held + 4 * CHUNK_BYTES + 3 * rows
 
 
@@ -290,9 +297,10 @@ def estimate_memory(graph: Graph, plan: Plan, memory_limit: int | None = None) -
 
 
 def _targets(graph: Graph, plan: Plan, positions: Mapping[str, Positions], images: Mapping[str, np.ndarray],
-             params: Mapping[str, Params], store: Store) -> dict[str, np.ndarray | Spill]:
+             params: Mapping[str, Params], store: Store, held: HeldOut) -> dict[str, np.ndarray | Spill]:
     """The float network's output of every chosen layer at its sampled positions, streamed in batches
-    (each normalized as it is read); held by ``store`` (spilled to disk beyond its budget)."""
+    (each normalized as it is read); held by ``store`` (spilled to disk beyond its budget). The same
+    pass gives ``held`` the float outputs of the held-out images."""
     out = {}
     for name, pos in positions.items():  # each held before the next is allocated, so the budget counts it
         out[name] = store[name] = store.allocate((len(pos), graph[name].output_shape[1]), np.float32)
@@ -308,8 +316,9 @@ def _targets(graph: Graph, plan: Plan, positions: Mapping[str, Positions], image
         out[layer.name][rows] = after[n, :, pos.i[rows], pos.j[rows]] if after.ndim == 4 else after[n]
 
     for start in range(0, count, _CHUNK):
-        run_float(graph, {k: normalize(v[start:start + _CHUNK], plan, k) for k, v in images.items()}, params,
-                  observe=observe)
+        outputs = run_float(graph, {k: normalize(v[start:start + _CHUNK], plan, k) for k, v in images.items()},
+                            params, observe=observe)[0]
+        held.record(start, outputs)
     return out
 
 
@@ -427,8 +436,6 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
     input's codes for the integer pass. The float targets and the integer pass's live tensors stay
     within shares of ``memory_limit`` (`memory_shares`), spilled to disk beyond them.
     """
-    from alls.runtime.exec.emulator import run_numeric
-
     params = params or {}
     chosen = configs(graph, plan)
     if not chosen:
@@ -436,11 +443,39 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
     pool = max(config.images for _, config in chosen.values())
     images = {name: x.head(pool) if isinstance(x, Source) else x[:pool] for name, x in images.items()}
     live_budget, target_budget = memory_shares(memory_limit)
-    target_store = Store(target_budget)
+    target_store, held_store = Store(target_budget), Store(memory_limit // HELD_SHARE)
+    held = HeldOut(graph, reduce(np.intersect1d, (held_out_images(config.images) for _, config in chosen.values())),
+                   held_store, part_size(pool, _live_bytes(graph, plan) + _input_bytes(graph), live_budget))
     positions = {name: sample_positions(graph[name], config.images, np.random.default_rng(config.seed),
                                         positions_per_image(config.images))
                  for name, (_, config) in chosen.items()}
-    targets = _targets(graph, plan, positions, images, params, target_store)
+    started = snapshot(layers, list(chosen))
+    try:
+        targets = _targets(graph, plan, positions, images, params, target_store, held)
+        report = _train(graph, plan, layers, images, params, chosen, (positions, targets, target_store),
+                        (held, live_budget), progress)
+        return _checked(plan, layers, (started, start), images, params, held, report)
+    finally:
+        target_store.close()
+        held_store.close()
+
+
+def _input_bytes(graph: Graph) -> int:
+    """Bytes of one image of every input, as float32."""
+    return 4 * sum(int(np.prod([d if isinstance(d, int) else 1 for d in layer.output_shape[1:]]))
+                   for layer in graph.inputs)
+
+
+def _train(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Mapping[str, np.ndarray],
+           params: Mapping[str, Params], chosen: Mapping[str, tuple[str, Config]],
+           targeted: tuple[Mapping[str, Positions], dict[str, np.ndarray | Spill], Store],
+           checked: tuple[HeldOut, int], progress: bool | None) -> list[Trained]:
+    """The integer pass over every image, training each chosen layer before it runs (its live tensors
+    within ``live_budget``); it ends by measuring the trained network on the held-out images."""
+    from alls.runtime.exec.emulator import run_numeric
+
+    positions, targets, target_store = targeted
+    held, live_budget = checked
     label = "finetune" if any(algorithm == "finetune" for algorithm, _ in chosen.values()) else "adaround"
     bar = Progress(f"{label} ({len(chosen)} layers)", sum(config.epochs for _, config in chosen.values()), progress,
                    unit=" epochs")
@@ -468,27 +503,26 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
     feeds = {name: x.map(_normalizer(plan, name)) if isinstance(x, Source) else _Normalized(x, plan, name)
              for name, x in images.items()}
     store = Store(live_budget)
-    started = snapshot(layers, list(chosen))
     try:
         # a _Normalized (like a Source) reads as an array a slice of images at a time, as the pass reads it
         run_numeric(graph, layers, feeds, params=params, before=before, store=store)  # type: ignore[arg-type]
+        if len(held.indices) and any(r.kept for r in report):
+            held.trained(layers, store)  # the output layers' codes stay in the store: nothing reads them
     finally:
         store.close()
-        target_store.close()
     bar.close()
-    return _checked(graph, plan, layers, (started, start), images, params, chosen, report)
+    return report
 
 
-def _checked(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], start: tuple[Mapping[str, QLayer], str],
-             images: Mapping[str, np.ndarray], params: Mapping[str, Params], chosen: Mapping[str, tuple[str, Config]],
+def _checked(plan: Plan, layers: Mapping[str, QLayer], start: tuple[Mapping[str, QLayer], str],
+             images: Mapping[str, np.ndarray], params: Mapping[str, Params], held: HeldOut,
              report: list[Trained]) -> tuple[list[Trained], Verdict | None]:
     """The report, after the whole network is checked on the images every layer held out
     (`alls.runtime.algorithms.heldout`): where it is worse trained, every layer goes back to ``start``
     (the layers as they started, and the start's name); and the verdict."""
-    held = reduce(np.intersect1d, (held_out_images(config.images) for _, config in chosen.values()))
-    if not len(held) or not any(r.kept for r in report):
+    if not len(held.indices) or not any(r.kept for r in report):
         return report, None
-    verdict = judge(graph, dict(layers), start[0], held_images(images, held, plan), params, start[1])
+    verdict = held.judge(dict(layers), start[0], images, plan, params, start[1])
     if verdict.kept:
         return report, verdict
     return [replace(r, kept=False, heldout_after=r.heldout_before) for r in report], verdict

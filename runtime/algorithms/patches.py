@@ -54,10 +54,28 @@ def sample_positions(layer: Layer, images: int, rng: np.random.Generator,
     """``per_image`` distinct output positions of every image (all of them on a small map)."""
     h, w = output_size(layer)
     per_image = min(per_image, h * w)
-    flat = np.argsort(rng.random((images, h * w)), axis=1)[:, :per_image]
+    chosen = np.empty((images, per_image), np.int64)
+    step = max(1, _DRAW_VALUES // (h * w))
+    for start in range(0, images, step):  # the same draws in parts of images: the generator's stream is one
+        chosen[start:start + step] = _smallest(rng.random((min(step, images - start), h * w)), per_image)
     n = np.repeat(np.arange(images), per_image)
-    flat = flat.reshape(-1)
+    flat = chosen.reshape(-1)
     return Positions(n, flat // w, flat % w, per_image)
+
+
+_DRAW_VALUES = 1 << 22  # random draws held at once while positions are sampled
+
+
+def _smallest(keys: np.ndarray, count: int) -> np.ndarray:
+    """The columns of each row's ``count`` smallest keys, smallest first (``argsort(keys)[:, :count]``,
+    partitioned first so that only those are sorted)."""
+    if count >= keys.shape[1]:
+        whole: np.ndarray = np.argsort(keys, axis=1)
+        return whole
+    chosen = np.argpartition(keys, count - 1, axis=1)[:, :count]
+    order = np.argsort(np.take_along_axis(keys, chosen, axis=1), axis=1)
+    smallest: np.ndarray = np.take_along_axis(chosen, order, axis=1)
+    return smallest
 
 
 def _row_dtype(bits: int) -> np.dtype:
@@ -118,12 +136,15 @@ def _image_sum(x: np.ndarray, zero_point: int, view: Callable[[np.ndarray], np.n
     spilled input (`alls.runtime.exec.stream.Spill`) is read a part at a time (integer sums: exact)."""
     from alls.runtime.exec.stream import blocks, is_streamed
 
+    def summed(part: np.ndarray) -> np.ndarray:  # accumulated in int64 as it is read: no int64 copy of the images
+        out: np.ndarray = view(part).sum(axis=0, keepdims=True, dtype=np.int64) - np.int64(zero_point) * len(part)
+        return out
+
     if not is_streamed(x):
-        whole: np.ndarray = (view(x).astype(np.int64) - zero_point).sum(axis=0, keepdims=True)
-        return whole
+        return summed(x)
     total: np.ndarray | None = None
     for block in blocks(len(x), x.nbytes // max(len(x), 1), _PART_BYTES):
-        part: np.ndarray = (view(x[block]).astype(np.int64) - zero_point).sum(axis=0, keepdims=True)
+        part = summed(x[block])
         total = part if total is None else total + part
     assert total is not None, "a spilled input holds at least one image"
     return total

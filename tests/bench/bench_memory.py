@@ -5,14 +5,20 @@ float32) are written once to a `.npy` in the test-model cache; each measured run
 (`np.load(mmap_mode="r")`) and calls `Runner.quantize(images, finetune=True)` with the script
 `post_quantization_optimization(finetune, policy=enabled, dataset_size=N[, epochs=E])` (the default
 calibration: 64 images in batches of 8), within ``--memory-limit``. The peak resident set is the
-child's ``ru_maxrss`` (`resource.getrusage(RUSAGE_CHILDREN)`), images included; the time of
+child's own ``ru_maxrss`` (`os.wait4`), images included; the time of
 training the layers (the report's per-layer ``seconds``, rows gathered and checkpoints included) is
 given beside the whole.
 
     python tests/bench/bench_memory.py [--images 2048] [--epochs E] [--memory-limit 4GiB]
 
 Without ``--epochs`` the epochs are the default (`finetune_epochs`: 1024 steps a layer). Skipped
-when CenterFace or scikit-image is unavailable; prints figures and exits 0.
+when CenterFace or scikit-image is unavailable; prints figures and exits 0. ``--before REV`` also
+runs git revision REV's sources (extracted to a temporary folder, their Numba kernels compiled by a
+first small run that is not counted), alternating with the working tree's ``--repeat`` times, so
+that both share the machine's load; each run's peak and CPU time (user and system, steadier than
+the wall time on a shared machine) are its own child's (`os.wait4`), and the medians are printed:
+
+    python tests/bench/bench_memory.py --images 128 --epochs 1 --before main --repeat 3
 
 ``--analyze`` measures `alls analyze` instead: a small network on large images (`patch_model`:
 256x256x3, 0.75 MiB each, little arithmetic per byte), quantized on the first 64, on ``--images``
@@ -83,20 +89,58 @@ def scenes(count: int) -> Path:
     return path
 
 
-def measure(model: Path, images: Path, count: int, epochs: int | None, limit: str) -> dict:
-    """One child run: its figures, its peak resident set (bytes) and the load average before it."""
+def measure(model: Path, images: Path, count: int, epochs: int | None, limit: str,
+            env: dict[str, str] | None = None, cwd: Path = ROOT) -> dict:
+    """One child run (in ``cwd``, with ``env``): its figures, its own peak resident set (bytes) and the
+    load average before it."""
+    import tempfile
+
     script = (f"post_quantization_optimization(finetune, policy=enabled, dataset_size={count}"
               f"{f', epochs={epochs}' if epochs else ''})\n")
     load = os.getloadavg()[0]
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHILD, str(model), str(images), script, limit],
-                          capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"the run failed:\n{done.stderr[-3000:]}")
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
-    return {**figures, "peak_bytes": peak, "wall": wall, "load": load}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(model), str(images), script, limit],
+                                 stdout=out, stderr=err, env=env, cwd=cwd)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"the run failed:\n{err.read().decode(errors='replace')[-3000:]}")
+        figures = json.loads(out.read().decode().strip().splitlines()[-1])
+    return {**figures, "peak_bytes": usage.ru_maxrss * 1024, "wall": wall, "load": load,
+            "cpu": usage.ru_utime + usage.ru_stime}
+
+
+def compare(model: Path, images: Path, args: argparse.Namespace) -> None:
+    """The working tree and revision ``args.before``, alternating, ``args.repeat`` runs each: every run and the medians."""
+    import statistics
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="alls-bench-finetune-") as tmp:
+        tree = source_tree(args.before, Path(tmp))
+        trees = [("now", None, ROOT), (args.before, {**os.environ, "PYTHONPATH": str(tree)}, tree)]
+        for _, env, cwd in trees:  # compile each tree's kernels once, uncounted
+            measure(model, images, 16, 1, args.memory_limit, env, cwd)
+        runs: dict[str, list[dict]] = {name: [] for name, _, _ in trees}
+        print(f"CenterFace 320x320, finetune on {args.images} images, epochs {args.epochs or 'default'}, "
+              f"memory limit {args.memory_limit}:")
+        for _ in range(args.repeat):
+            for name, env, cwd in trees:
+                result = measure(model, images, args.images, args.epochs, args.memory_limit, env, cwd)
+                runs[name].append(result)
+                print(f"  {name:>10}: quantize {result['seconds']:.0f} s (training the layers "
+                      f"{result['training']:.0f} s), child CPU {result['cpu']:.0f} s, peak RSS "
+                      f"{result['peak_bytes'] / 2**30:.2f} GiB, "
+                      f"load average {result['load']:.1f} before", flush=True)
+        for name, results in runs.items():
+            print(f"  median {name:>10}: quantize {statistics.median(r['seconds'] for r in results):.0f} s, "
+                  f"training {statistics.median(r['training'] for r in results):.0f} s, the rest "
+                  f"{statistics.median(r['seconds'] - r['training'] for r in results):.0f} s, child CPU "
+                  f"{statistics.median(r['cpu'] for r in results):.0f} s, peak RSS "
+                  f"{statistics.median(r['peak_bytes'] for r in results) / 2**30:.2f} GiB")
+        print(f"  load average {os.getloadavg()[0]:.1f} after")
 
 
 def child_peak(argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> tuple[int, float, str]:
@@ -208,7 +252,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="finetune epochs (default: the script's default)")
     parser.add_argument("--memory-limit", default="4GiB")
     parser.add_argument("--analyze", action="store_true", help="measure `alls analyze` on the digits CNN instead")
-    parser.add_argument("--before", metavar="REV", help="with --analyze: also run git revision REV's sources")
+    parser.add_argument("--before", metavar="REV", help="also run git revision REV's sources, alternating")
+    parser.add_argument("--repeat", type=int, default=1, help="with --before: runs of each (default 1)")
     args = parser.parse_args()
     if args.analyze:
         analyze_memory(args.images, args.memory_limit, args.before)
@@ -218,6 +263,9 @@ def main() -> None:
         images = scenes(args.images)
     except (models.Unavailable, datasets.Unavailable) as exc:
         print(f"centerface: skipped ({exc})")
+        return
+    if args.before:
+        compare(model, images, args)
         return
     size = args.images * 320 * 320 * 3 * 4
     result = measure(model, images, args.images, args.epochs, args.memory_limit)
