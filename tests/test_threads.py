@@ -299,6 +299,30 @@ def test_a_call_takes_no_more_threads_than_the_cores_free_now(monkeypatch, idle)
     assert counts == [3]  # a new site starts on every free core, not the whole budget
 
 
+def test_a_call_started_with_no_second_core_free_is_a_one_thread_call(qmodel, monkeypatch):
+    """threads=2 while other processes hold every core but one: the whole call runs as threads=1 does
+    (Numba's count and the kernels' budget 1: no per-kernel changes of the count, no split for two)."""
+    model_, x = qmodel
+    budgets, counts = [], []
+    original = _parallel._on
+
+    def on(threads, kernel, args):
+        budgets.append(_parallel.budget())
+        counts.append(numba.get_num_threads())
+        return original(threads, kernel, args)
+
+    monkeypatch.setattr(_parallel, "_on", on)
+    monkeypatch.setattr(_parallel, "free_cores", lambda: 1)
+    busy = model_.run(x, threads=2)
+    assert budgets and set(budgets) == {1} and set(counts) == {1}
+    monkeypatch.setattr(_parallel, "free_cores", lambda: POOL)
+    budgets.clear()
+    quiet = model_.run(x, threads=2)
+    assert set(budgets) == {min(2, POOL)}
+    for name in busy.outputs:
+        assert np.array_equal(busy.outputs[name], quiet.outputs[name])
+
+
 def test_busy_neighbours_leave_no_free_core(monkeypatch):
     """As many spinning processes as this process has cores (two, as it is told): `free_cores` finds none
     but the caller's."""

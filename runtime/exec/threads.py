@@ -174,12 +174,19 @@ def using_threads(threads: int | None) -> Iterator[None]:
 @contextlib.contextmanager
 def numba_threads(threads: int | None) -> Iterator[int]:
     """Numba at ``threads`` inside the block, as its kernels' budget; put back after. None: the enclosing
-    runtime call's count (a call made by another keeps its budget), else `default_threads`."""
+    runtime call's count (a call made by another keeps its budget), else `default_threads`.
+
+    An outermost call that starts while other processes run on every core but one takes one thread
+    for its duration (`_parallel.free_cores`): it is then the same run as a 1-thread call, without
+    the per-kernel changes of Numba's count and the work split for threads it would not get."""
     import numba
 
-    from alls.runtime.kernels._parallel import scoped, set_budget
+    from alls.runtime.kernels._parallel import free_cores, scoped, set_budget
 
-    count = check_threads(threads) or scoped() or default_threads()
+    outer = scoped()
+    count = check_threads(threads) or outer or default_threads()
+    if outer is None and count > 1:
+        count = min(count, free_cores())
     before = numba.get_num_threads()
     budget = set_budget(count)
     numba.set_num_threads(count)
