@@ -134,6 +134,23 @@ def _inputs(runner: Runner, images: np.ndarray, name: str) -> np.ndarray:
     return seen["x"]
 
 
+def test_a_learning_rate_that_throws_the_training_off_keeps_round_to_nearest_quietly(digits, nearest):
+    """A step far too large saturates every rounding logit (exp overflows to its limit, no warning is
+    printed); no checkpoint beats the start, so every layer keeps round to nearest: the model is the
+    one quantized without finetune, bit for bit."""
+    import warnings
+
+    pool = digits["pool"][:64]
+    runner = Runner(DIGITS)
+    runner.load_script(W4 + "post_quantization_optimization(finetune, policy=enabled, dataset_size=64, epochs=2, "
+                       "learning_rate=1e30)\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        qmodel = runner.quantize(pool, progress=False)
+    assert qmodel.report["finetune"] and not any(record.kept for record in qmodel.report["finetune"])
+    np.testing.assert_array_equal(runner.infer(digits["x"]).output, run_digits({**digits, "pool": pool}, W4)[1])
+
+
 def test_learned_weights_stay_in_range_and_run_bit_exactly(digits, finetuned):
     runner = finetuned[0]
     for name in ("conv1", "dw1", "conv2", "conv3", "fc1"):

@@ -195,8 +195,10 @@ class _Optimizer:
 
 
 def _rectified(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """h(V) of (R2) and dh/dV (0 where h is clipped)."""
-    s = 1.0 / (1.0 + np.exp(-v))
+    """h(V) of (R2) and dh/dV (0 where h is clipped). A logit far below zero (a step too large sends
+    it there) overflows exp to inf, which gives its limit, s = 0: that is no error to report."""
+    with np.errstate(over="ignore"):
+        s = 1.0 / (1.0 + np.exp(-v))
     raw = s * (ZETA - GAMMA) + GAMMA
     return np.clip(raw, 0.0, 1.0), np.where((raw > 0) & (raw < 1), (ZETA - GAMMA) * s * (1 - s), 0.0)
 
