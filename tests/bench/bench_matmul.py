@@ -28,23 +28,16 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "NUMB
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_network import median_time  # noqa: E402
+
 SHAPES = {"Q·Kᵀ": (400, 32, 400), "A·V": (400, 400, 64)}  # (M, K, N)
 HEADS = 2
-
-
-def median_time(call, repeat: int) -> float:
-    call()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def ort_matmul_integer(p: int, m: int, k: int, n: int):
