@@ -47,14 +47,14 @@ from numba.extending import intrinsic
 from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._activate import EPILOGUES, Emit, constants, splat, switch
 from alls.runtime.kernels._common import njit
+from alls.runtime.kernels.floatpack import ROWS, cached, packed
 from alls.values import Activation
 
-__all__ = ["conv", "conv_direct", "conv_part", "layout", "block_kernel", "bias_activate", "fused_activation",
+__all__ = ["conv", "conv_direct", "conv_part", "offsets", "packed", "block_kernel", "bias_activate", "fused_activation",
            "EPILOGUES", "ROWS", "LANES"]
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
-ROWS = 6  # output channels per block
 LANES = 16  # consecutive output positions per block: two 8-wide vectors
 _WIDTH = 8
 
@@ -188,16 +188,20 @@ def bias_activate(out: F32, bias: F32, code: int, act: F32) -> None:
                 for q in range(rest):
                     flat[end + q] = tail[q]
 _STRIP_BYTES = 1 << 17  # a strip's outputs in scratch: within the L2 cache beside the image's inputs
+FOLD_BELOW = 0.85  # the share of the direct conv's lanes an image's plane fills, below which the batch is folded
 
 
 def conv(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilations: tuple[int, int],
          pads: tuple[int, int, int, int], threads: int | None = None,
-         activation: tuple[int, float, float] = (0, 0.0, 0.0)) -> F32:
+         activation: tuple[int, float, float] = (0, 0.0, 0.0), fold: bool | None = None) -> F32:
     """ONNX Conv (one group) of an NCHW float32 ``x`` with ``weight`` (C_out, C, KH, KW), ``bias``
     (C_out,), ``strides``, ``dilations`` and ``pads`` (top, left, bottom, right), then the
     ``activation`` (its `EPILOGUES` number and two constants; 0: none) as each output is stored.
     Its jobs are cut into at most ``threads`` parts (default: the runtime call's budget), run on the
-    threads `_parallel` chooses for the call site; the result is the same on any number."""
+    threads `_parallel` chooses for the call site; the result is the same on any number.
+
+    ``fold``: whether the batch is folded into the positions (`floatfold`; the same bits); by
+    default, when an image's plane fills less than `FOLD_BELOW` of the lanes of its blocks."""
     n, c, h, w = x.shape
     out_c, _, kh, kw = weight.shape
     (sh, sw), (dh, dw) = strides, dilations
@@ -205,42 +209,63 @@ def conv(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilations: tu
     ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
     wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
     hq, wq = -(-(h + top + bottom) // sh), -(-(w + left + right) // sw)
-    pitch = int(_odd_lines(sh * sw * hq * wq))
-    wp, bp, toff, used = layout(np.ascontiguousarray(weight, np.float32), np.ascontiguousarray(bias, np.float32), sh,
-                                sw, dh, dw, hq, wq, pitch)
-    strip = max(1, min(ho, _STRIP_BYTES // (4 * len(bp) * wq)))
-    parts = max(1, min(_parallel.budget() if threads is None else threads, n * -(-ho // strip)))
+    if x.dtype != np.float32 or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, np.float32)
+    wp, bp = packed(weight, bias)
     out = np.empty((n, out_c, ho, wo), np.float32)
     code, act = activation[0], np.array(activation[1:], np.float32)
-    args = (np.ascontiguousarray(x, np.float32), wp, bp, toff, used, out, sh, sw, top, left, hq, wq, strip, pitch,
-            code, act)
+    budget = _parallel.budget() if threads is None else threads
+    work = out.size * weight[0].size
+    if fold is None:
+        fold = ho * wo < FOLD_BELOW * LANES * -(-((ho - 1) * wq + wo) // LANES)
+    if fold:
+        _fold(x, wp, bp, out, (kh, kw), strides, dilations, (top, left), code, act, budget, work)
+        return out
+    pitch = _lines(sh * sw * hq * wq)
+    toff, used = cached(offsets, c, kh, kw, sh, sw, dh, dw, hq, wq, pitch)
+    strip = max(1, min(ho, _STRIP_BYTES // (4 * len(bp) * wq)))
+    parts = max(1, min(budget, n * -(-ho // strip)))
+    args = (x, wp, bp, toff, used, out, sh, sw, top, left, hq, wq, strip, pitch, code, act)
     key = ("float conv", x.shape, weight.shape, strides, dilations, pads)
     if parts == 1:  # no parallel region: it would cost more than a small layer
-        _parallel.run(key, out.size * weight[0].size, 1, conv_part, *args, 0, 1)
+        _parallel.run(key, work, 1, conv_part, *args, 0, 1)
     else:
-        _parallel.run(key, out.size * weight[0].size, parts, conv_direct, *args, parts)
+        _parallel.run(key, work, parts, conv_direct, *args, parts)
     return out
 
 
+def _fold(x: F32, wp: F32, bp: F32, out: F32, kernel: tuple[int, int], strides: tuple[int, int],
+          dilations: tuple[int, int], origin: tuple[int, int], code: int, act: F32, budget: int, work: int) -> None:
+    """`conv`'s folded form (`floatfold`): groups of images whose scratch fits the L2 cache, the blocks
+    of each the parallel jobs."""
+    n, c = x.shape[0], x.shape[1]
+    (kh, kw), (sh, sw), (dh, dw), (top, left) = kernel, strides, dilations, origin
+    ho, wo = out.shape[2], out.shape[3]
+    rows = ho + ((kh - 1) * dh) // sh
+    g = floatfold.group_size(n, c, kh, kw, sh, dh, ho, wo)
+    pitch = _lines(rows * g * wo + LANES)  # the last block's dropped lanes read within the plane's zeros
+    toff, used = cached(floatfold.fold_offsets, c, kh, kw, sh, dh, rows, g, wo, pitch)
+    parts = max(1, min(budget, -(-ho * g * wo // LANES)))
+    args = (x, wp, bp, toff, used, out, kw, sh, sw, dw, top, left, g, rows, pitch, code, act)
+    key = ("float conv folded", x.shape, out.shape, kernel, strides, dilations, origin)
+    if parts == 1:
+        _parallel.run(key, work, 1, floatfold.fold_part, *args)
+    else:
+        _parallel.run(key, work, parts, floatfold.fold_direct, *args, parts)
+
+
+def _lines(size: int) -> int:
+    """`_odd_lines`, in Python (a compiled call costs more than the arithmetic)."""
+    lines = (size + 15) // 16
+    return (lines + 1 - lines % 2) * 16
+
+
 @njit(cache=True)
-def layout(weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: int, hq: int, wq: int,
-           pitch: int) -> tuple[F32, F32, I64, npt.NDArray[np.bool_]]:
-    """What the kernel reads: the weights (C_out, C, KH, KW) as [block][tap][row] by blocks of
-    ``ROWS`` channels and the bias, both zero-padded to whole blocks; each tap's (c, a, b) offset
-    into an image's phases (``pitch`` floats a channel, sh·sw phases of ``hq``·``wq``), and which
-    phases the taps read. (One compiled call: in NumPy steps it cost more than a small layer.)"""
-    out_c, c, kh, kw = weight.shape
-    taps = c * kh * kw
-    blocks = (out_c + ROWS - 1) // ROWS
-    wf = weight.reshape(-1)
-    wp = np.zeros(blocks * taps * ROWS, np.float32)
-    bp = np.zeros(blocks * ROWS, np.float32)
-    for o in range(out_c):
-        base = (o // ROWS) * taps * ROWS + o % ROWS
-        for t in range(taps):
-            wp[base + t * ROWS] = wf[o * taps + t]
-        bp[o] = bias[o]
-    toff = np.empty(taps, np.int64)
+def offsets(c: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, hq: int, wq: int,
+            pitch: int) -> tuple[I64, npt.NDArray[np.bool_]]:
+    """Each tap's (c, a, b) offset into an image's phases (``pitch`` floats a channel, sh·sw phases of
+    ``hq``·``wq``), and which phases the taps read."""
+    toff = np.empty(c * kh * kw, np.int64)
     used = np.zeros(sh * sw, np.bool_)
     for ch in range(c):
         for a in range(kh):
@@ -248,7 +273,7 @@ def layout(weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: int, hq: int, 
                 phase = ((a * dh) % sh) * sw + (b * dw) % sw
                 used[phase] = True
                 toff[(ch * kh + a) * kw + b] = ch * pitch + phase * hq * wq + ((a * dh) // sh) * wq + (b * dw) // sw
-    return wp, bp, toff, used
+    return toff, used
 
 
 @njit(parallel=True, cache=True)
@@ -256,7 +281,7 @@ def conv_direct(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_]
                 top: int, left: int, hq: int, wq: int, strip: int, pitch: int, code: int, act: F32,
                 parts: int) -> None:
     """Dense conv of NCHW float32 ``x`` into ``out`` (N, C_out, Ho, Wo): ``wp``, ``bp``, ``toff``
-    and ``used`` as `layout` makes them for an image's phases (`_phases`: ``pitch`` floats a
+    and ``used`` as `floatpack.pack` and `offsets` make them for an image's phases (`_phases`: ``pitch`` floats a
     channel, its sh·sw phases of ``hq`` rows of ``wq`` columns), activated as ``code`` and ``act`` say
     (`block_kernel`).
 
@@ -356,3 +381,6 @@ def _phases(image: F32, scratch: F32, used: npt.NDArray[np.bool_], top: int, lef
                     else:
                         for z in range(first, last):
                             scratch[at + z] = src[z * sw + q - left]
+
+
+from alls.runtime.kernels import floatfold  # noqa: E402  (it builds on this module's micro-kernel)

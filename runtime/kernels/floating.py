@@ -224,6 +224,8 @@ def maxpool(x: F32, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, top: i
     the others one by one; flat, unsigned indices (no view a row; no wrapping of a negative index)."""
     n, c, h, w = x.shape
     xf = x.reshape(-1)
+    if kh == kw == sh == sw == 2 and dh == dw == 1 and top == left == 0 and w == 2 * wo and 2 * ho <= h:
+        return _maxpool_2x2(xf, n * c, h, ho, wo).reshape(n, c, ho, wo)
     out = np.empty(n * c * ho * wo, np.float32)
     z0 = min(wo, (left + sw - 1) // sw)  # the first column whose taps are all inside
     reach = w - 1 - (kw - 1) * dw + left
@@ -267,6 +269,30 @@ def maxpool(x: F32, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, top: i
                         v, m = xf[src + step * j], out[dst + j]
                         out[dst + j] = v if v > m or v != v else m
     return out.reshape(n, c, ho, wo)
+
+
+@njit(cache=True)
+def _maxpool_2x2(xf: F32, planes: int, h: int, ho: int, wo: int) -> F32:
+    """`maxpool`'s common 2x2 window at stride 2 without pads, over planes as wide as two outputs a
+    window (``xf``: the planes, flat): the max of each pair of columns first, in one run over every
+    row of every plane (no pair straddles a row: vectorized, the pairs' two values shuffled apart),
+    then of each pair of rows. The same choice between the four as the taps in row-major order (the
+    first of equal values, the last NaN): ``max(max(bl, br), max(tl, tr))``, each keeping the first."""
+    pairs = xf.shape[0] // 2
+    across = np.empty(pairs, np.float32)
+    for k in range(np.uint64(pairs)):
+        j = k * np.uint64(2)
+        across[k] = _max(xf[j + np.uint64(1)], xf[j])
+    out = np.empty(planes * ho * wo, np.float32)
+    at = np.uint64(0)
+    for p in range(planes):
+        for y in range(ho):
+            first = np.uint64((p * h + 2 * y) * wo)
+            below = first + np.uint64(wo)
+            for z in range(np.uint64(wo)):
+                out[at + z] = _max(across[below + z], across[first + z])
+            at += np.uint64(wo)
+    return out
 
 
 @njit(cache=True, inline="always")

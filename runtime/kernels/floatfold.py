@@ -1,0 +1,196 @@
+"""The float executor's dense conv on small planes: the batch folded into the positions, so that the
+micro-kernel's lanes are filled where an image's plane alone would leave most of them empty.
+
+The direct conv (`floatconv`) runs an image's plane as one run of positions over its padded width:
+a 4x4 output padded to 6x6 is 22 positions, two blocks of ``LANES`` (32 lanes) for 16 outputs, and
+an 8x8 one 78 positions for 64. Here a group of images is copied once into scratch laid out so that
+every tap (c, a, b) is one fixed offset and the outputs of the whole group one dense run: for each
+used stride phase ``ph`` of the rows, each kernel column ``b`` and each channel ``c``, a plane of
+``Hr`` rows of the group's images side by side, each ``Wo`` columns wide::
+
+    scratch[((ph·KW + b)·C + c)·pitch + (R·G + i)·Wo + z] = x[i, c, R·sh + ph - top, z·sw + b·dw - left]
+
+(zero in the padding), ``G`` images in the group. Output (i, y, z) is position ``(y·G + i)·Wo + z``
+and tap (c, a, b) reads it at ``((ph·KW + b)·C + c)·pitch + ((a·dh) // sh)·G·Wo``, ph = (a·dh) mod sh:
+the column shift and stride are in the copy, the row stride in the phases, so the positions are
+dense whatever the geometry, the last block of the group the only one with lanes to drop. The
+copy is KW times the input (KW/sh... with strides), against the columns of im2col, KH·KW times.
+
+The blocks go through `floatconv.block_kernel` with the direct conv's packed weights (`floatpack.
+packed`) into a buffer of (C_out, positions) and are scattered to (N, C_out, Ho, Wo); a group of
+one image stores its whole blocks straight into the output plane. Every output is therefore the
+same chain of fused multiply-adds as the direct conv's, the taps in (c, a, b) order, then + bias
+and the activation: the same bits (tested).
+
+Groups are as many images as keep the scratch within `FOLD_FLOATS` (the L2 cache); their blocks are
+the parallel jobs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numba import prange
+
+from alls.runtime.kernels._common import njit
+from alls.runtime.kernels.floatconv import _MK, LANES, _odd_lines
+from alls.runtime.kernels.floatpack import ROWS
+
+__all__ = ["fold_offsets", "fold_direct", "fold_part", "group_size", "FOLD_FLOATS"]
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+FOLD_FLOATS = 1 << 18  # a group's scratch: 1 MiB, within the L2 cache
+
+
+def group_size(n: int, c: int, kh: int, kw: int, sh: int, dh: int, ho: int, wo: int) -> int:
+    """How many images a group holds: as many as keep its scratch within `FOLD_FLOATS` (at least one)."""
+    rows = ho + ((kh - 1) * dh) // sh
+    per_image = min(sh, kh) * kw * c * rows * wo
+    return max(1, min(n, FOLD_FLOATS // max(1, per_image)))
+
+
+@njit(cache=True)
+def fold_offsets(c: int, kh: int, kw: int, sh: int, dh: int, rows: int, g: int, wo: int,
+            pitch: int) -> tuple[I64, npt.NDArray[np.bool_]]:
+    """Each tap's (c, a, b) offset into a group's scratch (``g`` images, ``rows`` rows a plane, planes
+    ``pitch`` floats apart) and which row phases the taps read."""
+    toff = np.empty(c * kh * kw, np.int64)
+    used = np.zeros(sh, np.bool_)
+    for ch in range(c):
+        for a in range(kh):
+            ph = (a * dh) % sh
+            used[ph] = True
+            for b in range(kw):
+                toff[(ch * kh + a) * kw + b] = ((ph * kw + b) * c + ch) * pitch + ((a * dh) // sh) * g * wo
+    return toff, used
+
+
+@njit(parallel=True, cache=True)
+def fold_direct(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_], out: F32, kw: int, sh: int,
+                sw: int, dw: int, top: int, left: int, g: int, rows: int, pitch: int, code: int, act: F32,
+                parts: int) -> None:
+    """`fold_part` of every group, the blocks of each in ``parts`` ranges on parallel threads (the copy
+    and the scatter serial: they are a small part of a conv worth threads)."""
+    n, c = x.shape[0], x.shape[1]
+    scratch = np.empty(sh * kw * c * pitch + LANES, np.float32)
+    for i0 in range(0, n, g):
+        i1 = min(n, i0 + g)
+        _fill(x, scratch, used, i0, i1, kw, sh, sw, dw, top, left, rows, pitch, out.shape[3])
+        positions = out.shape[2] * (i1 - i0) * out.shape[3]
+        blocks = (positions + LANES - 1) // LANES
+        width = _odd_lines(blocks * LANES)
+        tmp = np.empty(bp.shape[0] * width, np.float32)
+        for part in prange(parts):
+            _blocks(scratch, wp, bp, toff, out, tmp, width, i0, i1, code, act, part * blocks // parts,
+                    (part + 1) * blocks // parts)
+        _scatter(tmp, width, out, i0, i1)
+
+
+@njit(cache=True)
+def fold_part(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_], out: F32, kw: int, sh: int, sw: int,
+              dw: int, top: int, left: int, g: int, rows: int, pitch: int, code: int, act: F32) -> None:
+    """The folded conv of NCHW float32 ``x`` into ``out`` (N, C_out, Ho, Wo), on the calling thread:
+    ``wp`` and ``bp`` as `floatpack.packed` makes them, ``toff`` and ``used`` as `fold_offsets` for groups of
+    ``g`` images, planes of ``rows`` rows ``pitch`` floats apart; activated as ``code`` and ``act`` say."""
+    n, c = x.shape[0], x.shape[1]
+    scratch = np.empty(sh * kw * c * pitch + LANES, np.float32)
+    tmp = np.empty(bp.shape[0] * _odd_lines(out.shape[2] * g * out.shape[3] + LANES), np.float32)
+    for i0 in range(0, n, g):
+        i1 = min(n, i0 + g)
+        _fill(x, scratch, used, i0, i1, kw, sh, sw, dw, top, left, rows, pitch, out.shape[3])
+        positions = out.shape[2] * (i1 - i0) * out.shape[3]
+        blocks = (positions + LANES - 1) // LANES
+        width = _odd_lines(blocks * LANES)
+        _blocks(scratch, wp, bp, toff, out, tmp, width, i0, i1, code, act, 0, blocks)
+        _scatter(tmp, width, out, i0, i1)
+
+
+@njit(cache=True)
+def _fill(x: F32, scratch: F32, used: npt.NDArray[np.bool_], i0: int, i1: int, kw: int, sh: int, sw: int, dw: int,
+          top: int, left: int, rows: int, pitch: int, wo: int) -> None:
+    """Images ``i0`` to ``i1`` into ``scratch`` as the module's layout says, zeros in the padding, the
+    planes' ends (up to the next plane, read by the last block's dropped lanes) zeroed too. A row of a
+    small plane is a few values: a row of the group (its images' rows side by side) is copied through
+    a map of where each value comes from (-1: the padding), one plain loop, where a loop a row of
+    each image, vectorized with its tests, would cost more to enter than it copies."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    g = i1 - i0
+    xf, span = x.reshape(-1), rows * g * wo
+    run = g * wo  # a row of the group: its images' rows side by side
+    cols = np.empty(kw * run, np.int64)
+    for b in range(kw):
+        for i in range(g):
+            for z in range(wo):
+                col = z * sw + b * dw - left
+                cols[(b * g + i) * wo + z] = i * c * h * w + col if 0 <= col < w else -1
+    for ph in range(sh):
+        if not used[ph]:
+            continue
+        for b in range(kw):
+            cmap = cols[b * run:(b + 1) * run]
+            for ch in range(c):
+                base = ((ph * kw + b) * c + ch) * pitch
+                for r in range(rows):
+                    yy = r * sh + ph - top
+                    dst = np.uint64(base + r * run)  # unsigned indices: no test for a negative one to wrap
+                    if yy < 0 or yy >= h:
+                        for q in range(np.uint64(run)):
+                            scratch[dst + q] = 0
+                        continue
+                    src = np.uint64(((i0 * c + ch) * h + yy) * w)
+                    for q in range(np.uint64(run)):
+                        col = cmap[q]
+                        scratch[dst + q] = xf[src + np.uint64(col)] if col >= 0 else np.float32(0)
+                for q in range(base + span, base + pitch):
+                    scratch[q] = 0
+    end = scratch.shape[0]
+    for q in range(end - LANES, end):
+        scratch[q] = 0
+
+
+@njit(cache=True)
+def _blocks(scratch: F32, wp: F32, bp: F32, toff: I64, out: F32, tmp: F32, width: int, i0: int, i1: int, code: int,
+            act: F32, k0: int, k1: int) -> None:
+    """Blocks ``k0`` to ``k1`` of the group's positions, every channel block of each while its inputs
+    are in the L1 cache: into ``tmp`` (a row of ``width`` a channel), or, for a group of one image,
+    its whole blocks straight into the output plane."""
+    out_c, plane = out.shape[1], out.shape[2] * out.shape[3]
+    taps, nblocks = toff.shape[0], bp.shape[0] // ROWS
+    whole = plane // LANES if i1 - i0 == 1 else 0
+    of = out.reshape(-1)
+    for k in range(k0, k1):
+        for blk in range(nblocks):
+            rows = min(ROWS, out_c - blk * ROWS)
+            if k < whole:
+                _MK(scratch, k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], of,
+                    (i0 * out_c + blk * ROWS) * plane + k * LANES, plane, rows, code, act)
+            else:
+                _MK(scratch, k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], tmp, blk * ROWS * width + k * LANES,
+                    width, rows, code, act)
+
+
+@njit(cache=True)
+def _scatter(tmp: F32, width: int, out: F32, i0: int, i1: int) -> None:
+    """The group's outputs from ``tmp`` (channel o's position (y·G + i)·Wo + z at o·width + ...) into
+    ``out``, a row of the group at a time through a map of where each of its values goes; for a group
+    of one image, only the outputs past its whole blocks (the rest are in place)."""
+    out_c, ho, wo = out.shape[1], out.shape[2], out.shape[3]
+    g, plane = i1 - i0, ho * wo
+    of = out.reshape(-1)
+    if g == 1:
+        for o in range(out_c):
+            row, dst = o * width, (i0 * out_c + o) * plane
+            for q in range((plane // LANES) * LANES, plane):
+                of[dst + q] = tmp[row + q]
+        return
+    run = g * wo
+    where = np.empty(run, np.uint64)
+    for i in range(g):
+        for z in range(wo):
+            where[i * wo + z] = i * out_c * plane + z
+    for o in range(out_c):
+        for y in range(ho):
+            src, dst = np.uint64(o * width + y * run), np.uint64((i0 * out_c + o) * plane + y * wo)
+            for q in range(np.uint64(run)):
+                of[dst + where[q]] = tmp[src + q]

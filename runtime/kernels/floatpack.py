@@ -1,0 +1,100 @@
+"""The float conv's weights as its micro-kernel reads them (`pack`), made once per parameter array
+(`packed`), and the tap offsets of a geometry, made once (`cached`).
+
+`pack`'s layout of a layer's weights is kept with the arrays it came from (by identity, while both
+live) and served again only while they hold the same bits (`_unchanged`, a comparison that costs a
+fraction of the packing): parameters replaced (``params=`` of the executor, equalization) are other
+arrays, and parameters changed in place are seen by the comparison.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from alls.runtime.kernels._common import njit
+
+__all__ = ["ROWS", "pack", "packed", "cached"]
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+ROWS = 6  # output channels per block of the micro-kernel
+Offsets = tuple[I64, npt.NDArray[np.bool_]]
+
+_packs: dict[tuple[int, int], tuple[weakref.ref[F32], weakref.ref[F32], F32, F32, F32]] = {}
+_packs_lock = threading.Lock()
+
+
+def packed(weight: F32, bias: F32) -> tuple[F32, F32]:
+    """`pack` of ``weight`` (C_out, C, KH, KW) and ``bias``, as float32, made once per pair of arrays
+    and kept while they live and hold the same values (a copy of them is kept to compare)."""
+    if weight.dtype != np.float32 or not weight.flags.c_contiguous:
+        weight = np.ascontiguousarray(weight, np.float32)
+    if bias.dtype != np.float32 or not bias.flags.c_contiguous:
+        bias = np.ascontiguousarray(bias, np.float32)
+    key = (id(weight), id(bias))
+    kept = _packs.get(key)
+    if kept is not None and kept[0]() is weight and kept[1]() is bias and _unchanged(weight, bias, kept[2]):
+        return kept[3], kept[4]
+    wp, bp = pack(weight, bias)
+    copy = np.concatenate((weight.reshape(-1), bias.reshape(-1)))
+
+    def forget(_: object, key: tuple[int, int] = key) -> None:
+        with _packs_lock:
+            entry = _packs.get(key)
+            if entry is not None and (entry[0]() is None or entry[1]() is None):
+                del _packs[key]
+
+    with _packs_lock:
+        _packs[key] = (weakref.ref(weight, forget), weakref.ref(bias, forget), copy, wp, bp)
+    return wp, bp
+
+
+@njit(cache=True)
+def pack(weight: F32, bias: F32) -> tuple[F32, F32]:
+    """The weights (C_out, C, KH, KW) as the micro-kernel reads them, [block][tap][row] by blocks of
+    ``ROWS`` channels, and the bias, both zero-padded to whole blocks."""
+    out_c = weight.shape[0]
+    taps = weight[0].size
+    blocks = (out_c + ROWS - 1) // ROWS
+    wf = weight.reshape(-1)
+    wp = np.zeros(blocks * taps * ROWS, np.float32)
+    bp = np.zeros(blocks * ROWS, np.float32)
+    for o in range(out_c):
+        base = (o // ROWS) * taps * ROWS + o % ROWS
+        for t in range(taps):
+            wp[base + t * ROWS] = wf[o * taps + t]
+        bp[o] = bias[o]
+    return wp, bp
+
+
+@njit(cache=True)
+def _unchanged(weight: F32, bias: F32, copy: F32) -> bool:
+    """Whether ``weight`` and ``bias`` hold the bits of ``copy`` (the two, flat, one after the other)."""
+    wf, bf = weight.reshape(-1), bias.reshape(-1)
+    if wf.shape[0] + bf.shape[0] != copy.shape[0]:
+        return False
+    a, b, kept = wf.view(np.int32), bf.view(np.int32), copy.view(np.int32)
+    diff = np.int32(0)
+    for k in range(a.shape[0]):
+        diff |= a[k] ^ kept[k]
+    for k in range(b.shape[0]):
+        diff |= b[k] ^ kept[a.shape[0] + k]
+    return diff == 0
+
+
+def cached(fn: Callable[..., Offsets], *key: int) -> Offsets:
+    """``fn(*key)``, the tap offsets of a geometry, made once (they are never written)."""
+    found = _offsets.get((fn, key))
+    if found is None:
+        if len(_offsets) >= 1024:
+            _offsets.clear()
+        found = _offsets[(fn, key)] = fn(*key)
+    return found
+
+
+_offsets: dict[tuple[object, tuple[int, ...]], Offsets] = {}
