@@ -103,26 +103,30 @@ class _Step:
     watch: bool = False  # the tensor is offered to a later layer: whether it is memory of its own is kept
 
 
-_schedules: weakref.WeakKeyDictionary[Graph, dict[frozenset[str], tuple[_Step, ...]]] = weakref.WeakKeyDictionary()
+Schedule = tuple[tuple[_Step, ...], str | None]  # the steps, and the graph's input layer where it has one
+_schedules: weakref.WeakKeyDictionary[Graph, dict[frozenset[str], Schedule]] = weakref.WeakKeyDictionary()
 _schedules_lock = threading.Lock()
 
 
-def _schedule(graph: Graph, wanted: frozenset[str]) -> tuple[_Step, ...]:
-    """The steps of a run of ``graph`` tapping ``wanted``, made on the first run and kept with the graph."""
+def _schedule(graph: Graph, wanted: frozenset[str]) -> Schedule:
+    """The steps of a run of ``graph`` tapping ``wanted``, made on the first run and kept with the graph,
+    and the name of its one input layer (None when it has none or several)."""
     with _schedules_lock:
         kept = _schedules.setdefault(graph, {})
-        steps = kept.get(wanted)
-        if steps is None:
+        found = kept.get(wanted)
+        if found is None:
             last = {name: i for i, layer in enumerate(graph) for name in layer.inputs}
             drops = [tuple(name for name in dict.fromkeys(layer.inputs) if last[name] == i and name not in wanted)
                      for i, layer in enumerate(graph)]
             offers = [_offers(layer, drop) for layer, drop in zip(graph, drops)]
             offered = {layer.inputs[k] for layer, offer in zip(graph, offers) for k in offer}
-            steps = kept[wanted] = tuple(
+            steps = tuple(
                 _Step(layer, tuple(layer.inputs), drop, layer.name in wanted, layer.kind == "output_layer", offer,
                       layer.name in offered)
                 for layer, drop, offer in zip(graph, drops, offers))
-        return steps
+            inputs = graph.inputs
+            found = kept[wanted] = steps, inputs[0].name if len(inputs) == 1 else None
+        return found
 
 
 # ------------------------------------------------------- reuse of dead tensors
@@ -162,25 +166,32 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
     """
     from alls.runtime.kernels._parallel import scoped, set_budget
 
-    if scoped() is None:  # outside a runtime call: Numba's count, asked once for the run, not per kernel call
-        import numba
+    if scoped() is not None:
+        return _run(graph, inputs, params, taps, observe)
+    import numba  # outside a runtime call: Numba's count, asked once for the run, not per kernel call
 
-        outer = set_budget(numba.get_num_threads())
-        try:
-            return run_float(graph, inputs, params, taps, observe)
-        finally:
-            set_budget(outer)
-    feeds = _feeds(graph, inputs)
-    params = params or {}
+    outer = set_budget(numba.get_num_threads())
+    try:
+        return _run(graph, inputs, params, taps, observe)
+    finally:
+        set_budget(outer)
+
+
+def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str, Mapping[str, Array]] | None,
+         taps: Iterable[str] | str | None,
+         observe: Callable[[Layer, Array, Array], None] | None) -> tuple[dict[str, Array], dict[str, Array]]:
     if taps == "all":
         wanted = frozenset(layer.name for layer in graph)
     else:
-        wanted = frozenset(graph[t].name for t in (taps or ()))
+        wanted = frozenset(graph[t].name for t in (taps or ())) if taps else frozenset()
+    steps, first = _schedule(graph, wanted)
+    feeds = _feeds(graph, inputs, first)
+    params = params or {}
     values: dict[str, Array] = {}
     outputs: dict[str, Array] = {}
     tapped: dict[str, Array] = {}
     held, fresh = list(feeds.values()), set[str]()  # what the caller holds; tensors of their own memory
-    for step in _schedule(graph, wanted):
+    for step in steps:
         layer = step.layer
         name = layer.name
         if step.inputs:
@@ -198,21 +209,22 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
         else:
             y = run_layer(layer, [], params.get(name), observe)
         values[name] = y
-        if step.tapped:
-            tapped[name] = y
-        if step.output:
-            outputs[name] = y
         if step.tapped or step.output:
+            if step.tapped:
+                tapped[name] = y
+            if step.output:
+                outputs[name] = y
             held.append(y)
     return outputs, tapped
 
 
-def _feeds(graph: Graph, inputs: Mapping[str, Array] | Array) -> dict[str, Array]:
+def _feeds(graph: Graph, inputs: Mapping[str, Array] | Array, first: str | None) -> dict[str, Array]:
+    """The inputs by input layer name; ``first``: the graph's one input layer, None if it has several."""
+    if isinstance(inputs, np.ndarray) and first is not None:
+        return {first: inputs if inputs.dtype == np.float32 else inputs.astype(np.float32)}
     layers = graph.inputs
     if isinstance(inputs, np.ndarray):
-        if len(layers) != 1:
-            raise ValueError(f"the model has {len(layers)} inputs; pass a dict {{name: array}}")
-        return {layers[0].name: inputs.astype(np.float32, copy=False)}
+        raise ValueError(f"the model has {len(layers)} inputs; pass a dict {{name: array}}")
     feeds: dict[str, Array] = {}
     for key, value in inputs.items():
         layer = graph.get(key)

@@ -34,6 +34,7 @@ rounding (relative 1e-7 to 1e-6).
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +48,7 @@ from numba.extending import intrinsic
 from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._activate import EPILOGUES, Emit, constants, splat, switch
 from alls.runtime.kernels._common import njit
-from alls.runtime.kernels.floatpack import ROWS, cached, packed
+from alls.runtime.kernels.floatpack import ROWS, packed
 from alls.values import Activation
 
 __all__ = ["conv", "conv_direct", "conv_part", "offsets", "packed", "block_kernel", "bias_activate", "fused_activation",
@@ -201,57 +202,85 @@ def conv(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilations: tu
     threads `_parallel` chooses for the call site; the result is the same on any number.
 
     ``fold``: whether the batch is folded into the positions (`floatfold`; the same bits); by
-    default, when an image's plane fills less than `FOLD_BELOW` of the lanes of its blocks."""
-    n, c, h, w = x.shape
-    out_c, _, kh, kw = weight.shape
+    default, when an image's plane fills less than `FOLD_BELOW` of the lanes of its blocks. What a
+    geometry needs besides the arrays (`_Plan`) is worked out once."""
+    if x.dtype != np.float32 or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, np.float32)
+    spec = (x.shape, weight.shape, strides, dilations, pads, fold)
+    plan = _plans.get(spec)
+    if plan is None:
+        plan = _plans[spec] = _plan(x.shape, weight.shape, strides, dilations, pads, fold)
+        if len(_plans) > 4096:
+            _plans.pop(next(iter(_plans)))
+    wp, bp = packed(weight, bias)
+    out = np.empty(plan.out_shape, np.float32)
+    act = _constants.get(activation)
+    if act is None:
+        act = _constants[activation] = np.array(activation[1:], np.float32)
+    parts = min(_parallel.budget() if threads is None else threads, plan.jobs)
+    if parts <= 1:  # no parallel region: it would cost more than a small layer
+        _parallel.run(plan.key, plan.work, 1, plan.serial, x, wp, bp, plan.toff, plan.used, out, *plan.args,
+                      activation[0], act, *plan.alone)
+    else:
+        _parallel.run(plan.key, plan.work, parts, plan.parallel, x, wp, bp, plan.toff, plan.used, out, *plan.args,
+                      activation[0], act, parts)
+    return out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How `conv` runs a geometry: its output's shape, the work and call site `_parallel` weighs, the
+    kernel alone (``serial``, with ``alone`` after its arguments) and on parallel threads
+    (``parallel``, up to ``jobs`` parts), and the tap offsets and integers they take."""
+
+    out_shape: tuple[int, int, int, int]
+    work: int
+    key: tuple[object, ...]
+    serial: Callable[..., None]
+    parallel: Callable[..., None]
+    jobs: int
+    toff: I64
+    used: npt.NDArray[np.bool_]
+    args: tuple[int, ...]
+    alone: tuple[int, ...]
+
+
+_plans: dict[tuple[object, ...], _Plan] = {}
+_constants: dict[tuple[int, float, float], F32] = {}
+
+
+def _plan(shape: tuple[int, ...], w_shape: tuple[int, ...], strides: tuple[int, int], dilations: tuple[int, int],
+          pads: tuple[int, int, int, int], fold: bool | None) -> _Plan:
+    n, c, h, w = shape
+    out_c, _, kh, kw = w_shape
     (sh, sw), (dh, dw) = strides, dilations
     top, left, bottom, right = pads
     ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
     wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
     hq, wq = -(-(h + top + bottom) // sh), -(-(w + left + right) // sw)
-    if x.dtype != np.float32 or not x.flags.c_contiguous:
-        x = np.ascontiguousarray(x, np.float32)
-    wp, bp = packed(weight, bias)
-    out = np.empty((n, out_c, ho, wo), np.float32)
-    code, act = activation[0], np.array(activation[1:], np.float32)
-    budget = _parallel.budget() if threads is None else threads
-    work = out.size * weight[0].size
+    out_shape, work = (n, out_c, ho, wo), n * out_c * ho * wo * c * kh * kw
     if fold is None:
         fold = ho * wo < FOLD_BELOW * LANES * -(-((ho - 1) * wq + wo) // LANES)
-    if fold:
-        _fold(x, wp, bp, out, (kh, kw), strides, dilations, (top, left), code, act, budget, work)
-        return out
+    if fold:  # groups of images whose scratch fits the L2 cache, the blocks of each the parallel jobs
+        rows = ho + ((kh - 1) * dh) // sh
+        g = floatfold.group_size(n, c, out_c, kh, kw, sh, dh, ho, wo)
+        args = (kw, sh, sw, dw, top, left, g, rows)
+        if floatfold.stacked(ho, wo):
+            pitch = _lines(g * -(-rows * wo // LANES) * LANES + LANES)
+            toff, used = floatfold.fold_offsets(c, kh, kw, sh, dh, wo, pitch)
+            return _Plan(out_shape, work, ("float conv stacked", shape, w_shape, strides, dilations, pads),
+                         floatfold.stack_part, floatfold.stack_direct, g * (ho * wo // LANES), toff, used,
+                         (*args, pitch), ())
+        pitch = _lines(rows * g * wo + LANES)  # the last block's dropped lanes read within the plane's zeros
+        toff, used = floatfold.fold_offsets(c, kh, kw, sh, dh, g * wo, pitch)
+        return _Plan(out_shape, work, ("float conv folded", shape, w_shape, strides, dilations, pads),
+                     floatfold.fold_part, floatfold.fold_direct, -(-ho * g * wo // LANES), toff, used,
+                     (*args, pitch), ())
     pitch = _lines(sh * sw * hq * wq)
-    toff, used = cached(offsets, c, kh, kw, sh, sw, dh, dw, hq, wq, pitch)
-    strip = max(1, min(ho, _STRIP_BYTES // (4 * len(bp) * wq)))
-    parts = max(1, min(budget, n * -(-ho // strip)))
-    args = (x, wp, bp, toff, used, out, sh, sw, top, left, hq, wq, strip, pitch, code, act)
-    key = ("float conv", x.shape, weight.shape, strides, dilations, pads)
-    if parts == 1:  # no parallel region: it would cost more than a small layer
-        _parallel.run(key, work, 1, conv_part, *args, 0, 1)
-    else:
-        _parallel.run(key, work, parts, conv_direct, *args, parts)
-    return out
-
-
-def _fold(x: F32, wp: F32, bp: F32, out: F32, kernel: tuple[int, int], strides: tuple[int, int],
-          dilations: tuple[int, int], origin: tuple[int, int], code: int, act: F32, budget: int, work: int) -> None:
-    """`conv`'s folded form (`floatfold`): groups of images whose scratch fits the L2 cache, the blocks
-    of each the parallel jobs."""
-    n, c = x.shape[0], x.shape[1]
-    (kh, kw), (sh, sw), (dh, dw), (top, left) = kernel, strides, dilations, origin
-    ho, wo = out.shape[2], out.shape[3]
-    rows = ho + ((kh - 1) * dh) // sh
-    g = floatfold.group_size(n, c, kh, kw, sh, dh, ho, wo)
-    pitch = _lines(rows * g * wo + LANES)  # the last block's dropped lanes read within the plane's zeros
-    toff, used = cached(floatfold.fold_offsets, c, kh, kw, sh, dh, rows, g, wo, pitch)
-    parts = max(1, min(budget, -(-ho * g * wo // LANES)))
-    args = (x, wp, bp, toff, used, out, kw, sh, sw, dw, top, left, g, rows, pitch, code, act)
-    key = ("float conv folded", x.shape, out.shape, kernel, strides, dilations, origin)
-    if parts == 1:
-        _parallel.run(key, work, 1, floatfold.fold_part, *args)
-    else:
-        _parallel.run(key, work, parts, floatfold.fold_direct, *args, parts)
+    toff, used = offsets(c, kh, kw, sh, sw, dh, dw, hq, wq, pitch)
+    strip = max(1, min(ho, _STRIP_BYTES // (4 * -(-out_c // ROWS) * ROWS * wq)))
+    return _Plan(out_shape, work, ("float conv", shape, w_shape, strides, dilations, pads), conv_part, conv_direct,
+                 n * -(-ho // strip), toff, used, (sh, sw, top, left, hq, wq, strip, pitch), (0, 1))
 
 
 def _lines(size: int) -> int:
@@ -355,6 +384,13 @@ def _phases(image: F32, scratch: F32, used: npt.NDArray[np.bool_], top: int, lef
     holds the padded plane's rows R·sh + p and columns Z·sw + q at R·wq + Z, zeros in the padding
     and past the plane. Only the ``used`` phases are filled."""
     c, h, w = image.shape
+    if sh == sw == 1 and top == left == 0 and hq == h and wq == w:  # no padding: each plane in one run
+        flat, size = image.reshape(-1), np.uint64(h * w)
+        for ch in range(c):
+            src, dst = np.uint64(ch) * size, np.uint64(ch * pitch)
+            for k in range(size):
+                scratch[dst + k] = flat[src + k]
+        return
     for ch in range(c):
         for p in range(sh):
             for q in range(sw):

@@ -162,7 +162,10 @@ def _depthwise(x: F32, weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: in
     padded = top > 0 or left > 0 or hp > h or wp > w or sw == 2  # (a stride-2 vector reads one past its last)
     flat = sh == 1 and sw == 1 and wo < FLAT_BELOW
     scratch = np.zeros(hp * wp + LANES if padded else 0, np.float32)
-    sums = np.empty((ho - 1) * wp + wo if flat else 0, np.float32)
+    span = (ho - 1) * wp + wo if flat else 0
+    if padded:  # the run rounded up to whole vectors: the scratch's tail is read, its sums dropped
+        span = -(-span // LANES) * LANES
+    sums = np.empty(span, np.float32)
     toff = np.empty(kh * kw, np.int64)
     for a in range(kh):
         for b in range(kw):
@@ -176,7 +179,7 @@ def _depthwise(x: F32, weight: F32, bias: F32, sh: int, sw: int, dh: int, dw: in
                 _copy(xf, xbase + y * w, scratch, (y + top) * wp + left, w)
             src, sbase = scratch, 0
         if flat:
-            _taps(src, sbase, toff, wt, 1, sums, 0, sums.shape[0])
+            _taps(src, sbase, toff, wt, 1, sums, 0, span)
             for y in range(ho):
                 _finish(sums, y * wp, of, obase + y * wo, wo, b, act)
             continue

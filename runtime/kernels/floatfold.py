@@ -36,25 +36,27 @@ from alls.runtime.kernels._common import njit
 from alls.runtime.kernels.floatconv import _MK, LANES, _odd_lines
 from alls.runtime.kernels.floatpack import ROWS
 
-__all__ = ["fold_offsets", "fold_direct", "fold_part", "group_size", "FOLD_FLOATS"]
+__all__ = ["fold_offsets", "fold_direct", "fold_part", "stack_direct", "stack_part", "stacked", "group_size",
+           "FOLD_FLOATS"]
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 FOLD_FLOATS = 1 << 18  # a group's scratch: 1 MiB, within the L2 cache
 
 
-def group_size(n: int, c: int, kh: int, kw: int, sh: int, dh: int, ho: int, wo: int) -> int:
-    """How many images a group holds: as many as keep its scratch within `FOLD_FLOATS` (at least one)."""
+def group_size(n: int, c: int, out_c: int, kh: int, kw: int, sh: int, dh: int, ho: int, wo: int) -> int:
+    """How many images a group holds: as many as keep its scratch and its outputs' buffer within
+    `FOLD_FLOATS` (at least one)."""
     rows = ho + ((kh - 1) * dh) // sh
-    per_image = min(sh, kh) * kw * c * rows * wo
+    per_image = (min(sh, kh) * kw * c * rows + -(-out_c // ROWS) * ROWS * ho) * wo
     return max(1, min(n, FOLD_FLOATS // max(1, per_image)))
 
 
 @njit(cache=True)
-def fold_offsets(c: int, kh: int, kw: int, sh: int, dh: int, rows: int, g: int, wo: int,
-            pitch: int) -> tuple[I64, npt.NDArray[np.bool_]]:
-    """Each tap's (c, a, b) offset into a group's scratch (``g`` images, ``rows`` rows a plane, planes
-    ``pitch`` floats apart) and which row phases the taps read."""
+def fold_offsets(c: int, kh: int, kw: int, sh: int, dh: int, step: int,
+                 pitch: int) -> tuple[I64, npt.NDArray[np.bool_]]:
+    """Each tap's (c, a, b) offset into a group's scratch (a row ``step`` floats below the one above,
+    planes ``pitch`` floats apart) and which row phases the taps read."""
     toff = np.empty(c * kh * kw, np.int64)
     used = np.zeros(sh, np.bool_)
     for ch in range(c):
@@ -62,7 +64,7 @@ def fold_offsets(c: int, kh: int, kw: int, sh: int, dh: int, rows: int, g: int, 
             ph = (a * dh) % sh
             used[ph] = True
             for b in range(kw):
-                toff[(ch * kh + a) * kw + b] = ((ph * kw + b) * c + ch) * pitch + ((a * dh) // sh) * g * wo
+                toff[(ch * kh + a) * kw + b] = ((ph * kw + b) * c + ch) * pitch + ((a * dh) // sh) * step
     return toff, used
 
 
@@ -194,3 +196,97 @@ def _scatter(tmp: F32, width: int, out: F32, i0: int, i1: int) -> None:
             src, dst = np.uint64(o * width + y * run), np.uint64((i0 * out_c + o) * plane + y * wo)
             for q in range(np.uint64(run)):
                 of[dst + where[q]] = tmp[src + q]
+
+
+# ------------------------------------------------------------------ planes of whole blocks: stacked
+#
+# Where an output plane is a whole number of blocks (Ho·Wo a multiple of ``LANES``: 4x4, 8x8, 12x12,
+# 20x20...), the group's images are stacked instead, each its ``rows`` padded rows of ``Wo`` columns
+# ``stride`` floats apart (``rows``·Wo rounded up to whole blocks): output (i, y, z) is position
+# i·stride + y·Wo + z, tap (c, a, b) reads it at ``((ph·KW + b)·C + c)·pitch + ((a·dh) // sh)·Wo``, an
+# image's blocks are its plane's and are stored straight into the output (the blocks of the padding
+# rows between images are not run). No scatter, and no lane computed for nothing.
+
+
+def stacked(ho: int, wo: int) -> bool:
+    """Whether a plane of ``ho`` x ``wo`` outputs is stacked (whole blocks) rather than interleaved."""
+    return ho * wo % LANES == 0
+
+
+@njit(parallel=True, cache=True)
+def stack_direct(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_], out: F32, kw: int, sh: int,
+                 sw: int, dw: int, top: int, left: int, g: int, rows: int, pitch: int, code: int, act: F32,
+                 parts: int) -> None:
+    """`stack_part` with every group's blocks in ``parts`` ranges on parallel threads (the copy serial)."""
+    n, c, wo = x.shape[0], x.shape[1], out.shape[3]
+    stride = -(-rows * wo // LANES) * LANES
+    scratch = np.empty(sh * kw * c * pitch + LANES, np.float32)
+    for i0 in range(0, n, g):
+        i1 = min(n, i0 + g)
+        _fill_stacked(x, scratch, used, i0, i1, kw, sh, sw, dw, top, left, rows, pitch, wo, stride)
+        jobs = (i1 - i0) * (out.shape[2] * wo // LANES)
+        for part in prange(parts):
+            _blocks_stacked(scratch, wp, bp, toff, out, stride, i0, code, act, part * jobs // parts,
+                            (part + 1) * jobs // parts)
+
+
+@njit(cache=True)
+def stack_part(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_], out: F32, kw: int, sh: int,
+               sw: int, dw: int, top: int, left: int, g: int, rows: int, pitch: int, code: int, act: F32) -> None:
+    """The stacked form of `fold_part` (planes of whole blocks), on the calling thread."""
+    n, c, wo = x.shape[0], x.shape[1], out.shape[3]
+    stride = -(-rows * wo // LANES) * LANES
+    scratch = np.empty(sh * kw * c * pitch + LANES, np.float32)
+    for i0 in range(0, n, g):
+        i1 = min(n, i0 + g)
+        _fill_stacked(x, scratch, used, i0, i1, kw, sh, sw, dw, top, left, rows, pitch, wo, stride)
+        _blocks_stacked(scratch, wp, bp, toff, out, stride, i0, code, act, 0, (i1 - i0) * (out.shape[2] * wo // LANES))
+
+
+@njit(cache=True)
+def _fill_stacked(x: F32, scratch: F32, used: npt.NDArray[np.bool_], i0: int, i1: int, kw: int, sh: int, sw: int,
+                  dw: int, top: int, left: int, rows: int, pitch: int, wo: int, stride: int) -> None:
+    """Images ``i0`` to ``i1`` into ``scratch``, stacked: an image's rows of a plane in one loop through a
+    map of where each value comes from in its channel (-1: the padding), the rest of the plane zero."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    g, run = i1 - i0, rows * wo
+    xf = x.reshape(-1)
+    where = np.empty(run, np.int64)
+    for ph in range(sh):
+        if not used[ph]:
+            continue
+        for b in range(kw):
+            for r in range(rows):
+                yy = r * sh + ph - top
+                for z in range(wo):
+                    col = z * sw + b * dw - left
+                    where[r * wo + z] = yy * w + col if 0 <= yy < h and 0 <= col < w else -1
+            for ch in range(c):
+                base = ((ph * kw + b) * c + ch) * pitch
+                for i in range(g):
+                    src, dst = np.uint64(((i0 + i) * c + ch) * h * w), np.uint64(base + i * stride)
+                    for q in range(np.uint64(run)):
+                        at = where[q]
+                        scratch[dst + q] = xf[src + np.uint64(at)] if at >= 0 else np.float32(0)
+                    for q in range(np.uint64(run), np.uint64(stride)):
+                        scratch[dst + q] = 0
+                for q in range(base + g * stride, base + pitch):
+                    scratch[q] = 0
+    end = scratch.shape[0]
+    for q in range(end - LANES, end):
+        scratch[q] = 0
+
+
+@njit(cache=True)
+def _blocks_stacked(scratch: F32, wp: F32, bp: F32, toff: I64, out: F32, stride: int, i0: int, code: int, act: F32,
+                    j0: int, j1: int) -> None:
+    """Jobs ``j0`` to ``j1`` (image of the group, block of its plane) of the stacked form, every channel
+    block of each, stored straight into the output planes."""
+    out_c, plane = out.shape[1], out.shape[2] * out.shape[3]
+    taps, nblocks, per = toff.shape[0], bp.shape[0] // ROWS, plane // LANES
+    of = out.reshape(-1)
+    for j in range(j0, j1):
+        i, k = j // per, j % per
+        for blk in range(nblocks):
+            _MK(scratch, i * stride + k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], of,
+                ((i0 + i) * out_c + blk * ROWS) * plane + k * LANES, plane, min(ROWS, out_c - blk * ROWS), code, act)

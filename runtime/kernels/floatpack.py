@@ -1,5 +1,5 @@
 """The float conv's weights as its micro-kernel reads them (`pack`), made once per parameter array
-(`packed`), and the tap offsets of a geometry, made once (`cached`).
+(`packed`).
 
 `pack`'s layout of a layer's weights is kept with the arrays it came from (by identity, while both
 live) and served again only while they hold the same bits (`_unchanged`, a comparison that costs a
@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from alls.runtime.kernels._common import njit
 
-__all__ = ["ROWS", "pack", "packed", "cached"]
+__all__ = ["ROWS", "pack", "packed"]
 
 F32 = npt.NDArray[np.float32]
-I64 = npt.NDArray[np.int64]
 ROWS = 6  # output channels per block of the micro-kernel
-Offsets = tuple[I64, npt.NDArray[np.bool_]]
 
 _packs: dict[tuple[int, int], tuple[weakref.ref[F32], weakref.ref[F32], F32, F32, F32]] = {}
 _packs_lock = threading.Lock()
@@ -85,16 +82,3 @@ def _unchanged(weight: F32, bias: F32, copy: F32) -> bool:
     for k in range(b.shape[0]):
         diff |= b[k] ^ kept[a.shape[0] + k]
     return diff == 0
-
-
-def cached(fn: Callable[..., Offsets], *key: int) -> Offsets:
-    """``fn(*key)``, the tap offsets of a geometry, made once (they are never written)."""
-    found = _offsets.get((fn, key))
-    if found is None:
-        if len(_offsets) >= 1024:
-            _offsets.clear()
-        found = _offsets[(fn, key)] = fn(*key)
-    return found
-
-
-_offsets: dict[tuple[object, tuple[int, ...]], Offsets] = {}

@@ -23,6 +23,8 @@ Array = np.ndarray
 # Below this many column values over the whole batch (256 KiB of float32: the columns stay in the cache),
 # a conv runs as one `_small_conv`, not image by image
 SMALL_COLUMNS = 1 << 16
+# A 1x1 conv without pads whose input is at most this many values an image runs as the direct conv (`direct`)
+SMALL_POINTWISE = 1 << 12
 
 
 def pad2d(x: Array, pads: tuple[int, ...], value: float = 0.0) -> Array:
@@ -54,23 +56,24 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group
     the direct conv stores its outputs, or in the pass that adds the bias to a BLAS product's
     (`floatconv.bias_activate`, while the image's outputs are in the cache).
     """
-    x = np.ascontiguousarray(x, np.float32)
-    n, c, h, w = x.shape
-    out_c, cg, kh, kw = weight.shape
-    (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
-    top, left, bottom, right = attrs["pads"]
-    ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
-    wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
+    if x.dtype != np.float32 or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, np.float32)
     if is_depthwise(x.shape, weight.shape, group):
         if activation is not None:
             raise ValueError("a depthwise conv takes its activation by name (`depthwise`)")
         return depthwise(x, weight, bias, attrs)
     from alls.runtime.kernels.floatconv import bias_activate, conv
 
-    fused = activation or (0, 0.0, 0.0)
-    if direct(x.shape, weight.shape, attrs, group):
-        return conv(x, np.asarray(weight, np.float32), np.asarray(bias, np.float32), (sh, sw), (dh, dw),
-                    (top, left, bottom, right), activation=fused)
+    fused = activation or _LINEAR
+    if direct(x.shape, weight.shape, attrs, group):  # the arrays as they are: `floatconv.packed` keeps their layout
+        return conv(x, weight, bias, _pair(attrs["strides"]), _pair(attrs["dilations"]), _four(attrs["pads"]),
+                    activation=fused)
+    n, c, h, w = x.shape
+    out_c, cg, kh, kw = weight.shape
+    (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
+    top, left, bottom, right = attrs["pads"]
+    ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
+    wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
     code, act = fused[0], np.array(fused[1:], np.float32)
     pointwise = (kh, kw) == (1, 1) and not any(attrs["pads"])
     weight = np.ascontiguousarray(weight, np.float32).reshape(out_c, -1)
@@ -95,6 +98,17 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group
             np.matmul(weight[g * og:(g + 1) * og], image[g * k:(g + 1) * k], out=out[i, g * og:(g + 1) * og])
         bias_activate(out[i:i + 1], bias, code, act)  # while the image's outputs are in the cache
     return out.reshape(n, out_c, ho, wo)
+
+
+_LINEAR = (0, 0.0, 0.0)  # no activation in the conv kernels' store
+
+
+def _pair(value: Sequence[int]) -> tuple[int, int]:
+    return value if type(value) is tuple else (int(value[0]), int(value[1]))  # type: ignore[return-value]
+
+
+def _four(value: Sequence[int]) -> tuple[int, int, int, int]:
+    return value if type(value) is tuple else (int(value[0]), int(value[1]), int(value[2]), int(value[3]))  # type: ignore[return-value]
 
 
 def _small_conv(x: Array, weight: Array, attrs: Mapping[str, Any], group: int, kernel: tuple[int, int],
@@ -144,9 +158,17 @@ def run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
 def fusable(layer: Layer) -> tuple[int, float, float] | None:
     """The layer's activation as the conv kernels apply it as they write (its number and two
     constants, `alls.runtime.kernels.floatconv.EPILOGUES`), or None when it has none they fuse."""
-    from alls.runtime.kernels.floatconv import fused_activation
+    key = (layer.activation, layer.activation_params)
+    found = _fusable.get(key, _UNKNOWN)
+    if found is _UNKNOWN:
+        from alls.runtime.kernels.floatconv import fused_activation
 
-    return fused_activation(layer.activation, dict(layer.activation_params))
+        found = _fusable[key] = fused_activation(layer.activation, dict(layer.activation_params))
+    return found  # type: ignore[return-value]
+
+
+_UNKNOWN = object()
+_fusable: dict[tuple[object, ...], object] = {}  # by activation and its parameters: a few entries
 
 
 def is_depthwise(x_shape: tuple[int, ...], w_shape: tuple[int, ...], group: int) -> bool:
@@ -159,18 +181,25 @@ def direct(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: Mapping[st
     not a 1x1 conv without pads. A 1x1 conv is a plain matrix product, which BLAS runs at 25-35
     GMAC/s on one core against the direct conv's 10-25; with the bias and the activation added in
     one pass after it (`floatconv.bias_activate`) it was the faster on each of the 46 1x1 shapes of
-    CenterFace and YOLOv8n, by 1.07x to 10x (tests/bench/bench_floatconv.py, docs/performance.md)."""
-    kh, kw = w_shape[2], w_shape[3]
-    return group == 1 and ((kh, kw) != (1, 1) or any(attrs["pads"]))
+    CenterFace and YOLOv8n, by 1.07x to 10x (tests/bench/bench_floatconv.py, docs/performance.md).
+    But where an image's input is at most `SMALL_POINTWISE` values, BLAS's calls cost more than the
+    products, and the direct conv (one compiled call, whole blocks stored in place) is the faster: 15
+    against 20 µs for a (8, 16, 8, 8) input and 32 outputs, 7 against 10 at batch 1. (By the image,
+    not the batch: a result is the same bits whatever the batch.)"""
+    if group != 1:
+        return False
+    return w_shape[2] != 1 or w_shape[3] != 1 or any(attrs["pads"]) or \
+        x_shape[1] * x_shape[2] * x_shape[3] <= SMALL_POINTWISE
 
 
 def run_activated(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray | None:
     """The float run with the layer's activation applied as the outputs are written (`conv2d`), or
     None for a depthwise conv or an activation `fusable` does not take (the executor applies it)."""
     fused = fusable(layer)
-    if fused is None or is_depthwise(xs[0].shape, p["weight"].shape, layer.attrs.get("group", 1)):
+    group = layer.attrs.get("group", 1)
+    if fused is None or is_depthwise(xs[0].shape, p["weight"].shape, group):
         return None
-    return conv2d(xs[0], p["weight"], p["bias"], layer.attrs, layer.attrs.get("group", 1), fused)
+    return conv2d(xs[0], p["weight"], p["bias"], layer.attrs, group, fused)
 
 
 def geometry(layer: Layer) -> dict[str, tuple[int, ...]]:
