@@ -239,6 +239,8 @@ def run(key: Hashable, work: int, parts: int, kernel: Callable[..., Any], *args:
     ``work`` counts multiply-adds (or elements moved); ``parts`` the independent parts the
     kernel's ``prange`` splits (rows, channel blocks).
     """
+    if parts <= 1 or work < 2 * WORK_PER_THREAD:  # `choose`'s answer without asking the budget
+        return _on(1, kernel, args)
     most = choose(work, parts)
     if most > 1:
         most = min(most, free_cores())
@@ -256,10 +258,17 @@ def _on(threads: int, kernel: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     # inside a runtime call Numba's count is the budget (set with it, put back by each call here);
     # asking Numba costs microseconds, which a small layer's kernel call does not
     before = getattr(_local, "budget", None) or numba.get_num_threads()
-    if threads == before:
-        return kernel(*args)
+    if threads == before or (threads == 1 and _serial(kernel)):
+        return kernel(*args)  # (a kernel without a parallel region runs on the calling thread whatever the count)
     numba.set_num_threads(threads)
     try:
         return kernel(*args)
     finally:
         numba.set_num_threads(before)
+
+
+def _serial(kernel: Callable[..., Any]) -> bool:
+    """Whether ``kernel`` is compiled without a parallel region (Numba's ``parallel`` option unset): its
+    one thread needs no change of Numba's count, which costs microseconds each way."""
+    options = getattr(kernel, "targetoptions", None)
+    return options is not None and not options.get("parallel")

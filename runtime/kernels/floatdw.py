@@ -123,13 +123,18 @@ def depthwise(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilation
     kh, kw = weight.shape[1], weight.shape[2]
     (sh, sw), (dh, dw), (ho, wo) = strides, dilations, out_hw
     top, left = pads[0], pads[1]
-    x, weight = np.ascontiguousarray(x, np.float32), np.ascontiguousarray(weight, np.float32)
+    if x.dtype != np.float32 or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, np.float32)
+    if weight.dtype != np.float32 or not weight.flags.c_contiguous:
+        weight = np.ascontiguousarray(weight, np.float32)
     out = np.empty((n, c, ho, wo), np.float32)
     key = ("float dw", x.shape, weight.shape, strides, dilations, pads, act)
     work = n * c * ho * wo * kh * kw
-    parts = min(n * c, 4 * (_parallel.budget() if threads is None else threads))  # four a thread
+    budget = _parallel.budget() if threads is None else threads
+    parts = min(n * c, 4 * budget)  # four a thread
     args = (x, weight, bias, sh, sw, dh, dw, top, left, act, out)
-    if _parallel.choose(work, parts) == 1:  # no parallel region: it would cost more than a small layer
+    if budget == 1 or work < 2 * _parallel.WORK_PER_THREAD or _parallel.choose(work, parts) == 1:
+        # no parallel region: it would cost more than a small layer
         _parallel.run(key, work, 1, _depthwise, *args, 0, n * c)
     else:
         _parallel.run(key, work, parts, _depthwise_parts, *args, parts)

@@ -140,15 +140,22 @@ def depthwise(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], ac
     activation ``act`` (a name of `floatdw.ACT_CODES`, applied as the outputs are written; "": none)."""
     from alls.runtime.kernels.floatdw import ACT_CODES, NONE, depthwise as kernel_dw
 
-    x = np.ascontiguousarray(x, np.float32)
+    if x.dtype != np.float32 or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, np.float32)
     h, w = x.shape[2], x.shape[3]
     kh, kw = weight.shape[2], weight.shape[3]
     (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
     top, left, bottom, right = attrs["pads"]
     ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
     wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
-    return kernel_dw(x, np.ascontiguousarray(weight[:, 0], np.float32), np.ascontiguousarray(bias, np.float32),
-                     (sh, sw), (dh, dw), (top, left, bottom, right), (ho, wo), ACT_CODES[act] if act else NONE)
+    if weight.dtype == np.float32 and weight.flags.c_contiguous:
+        taps = weight.reshape(weight.shape[0], kh, kw)  # a view: (C, 1, KH, KW) as (C, KH, KW)
+    else:
+        taps = np.ascontiguousarray(weight[:, 0], np.float32)
+    if bias.dtype != np.float32 or not bias.flags.c_contiguous:
+        bias = np.ascontiguousarray(bias, np.float32)
+    return kernel_dw(x, taps, bias, (sh, sw), (dh, dw), (top, left, bottom, right), (ho, wo),
+                     ACT_CODES[act] if act else NONE)
 
 
 def run(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray:
