@@ -51,7 +51,7 @@ from alls.runtime.kernels._common import njit
 from alls.runtime.kernels.floatpack import ROWS, packed
 from alls.values import Activation
 
-__all__ = ["conv", "conv_direct", "conv_part", "offsets", "packed", "block_kernel", "bias_activate", "fused_activation",
+__all__ = ["conv", "conv_direct", "conv_part", "offsets", "packed", "block_kernel", "run_block", "bias_activate", "fused_activation",
            "EPILOGUES", "ROWS", "LANES"]
 
 F32 = npt.NDArray[np.float32]
@@ -65,16 +65,18 @@ Codegen = Callable[[Any, Any, Any, Any], Any]
 
 
 @functools.cache
-def block_kernel(rows: int, lanes: int) -> Any:
-    """The micro-kernel for ``rows`` channels × ``lanes`` positions (a multiple of 8).
+def block_kernel(rows: int, lanes: int, step: int = 0) -> Any:
+    """The micro-kernel for ``rows`` channels × ``lanes`` positions (a multiple of 8), its weights
+    ``step`` apart from one tap to the next (default ``rows``: a block packed for it).
 
     ``_mk(xf, xb, toff, wf, wb, bias, af, ab, pitch, count, code, act)``: for every tap ``t`` of
-    ``toff``, and each row ``j``, ``acc[j] = fma(xf[xb + toff[t] : +lanes], wf[wb + t·rows + j],
+    ``toff``, and each row ``j``, ``acc[j] = fma(xf[xb + toff[t] : +lanes], wf[wb + t·step + j],
     acc[j])``, from zero; then ``af[ab + j·pitch : +lanes] = f(acc[j] + bias[j])`` for the first
     ``count`` rows, ``f`` the activation ``code`` names (`EPILOGUES`, with its constants ``act``).
     It reads and writes nothing else; the caller guarantees every index is in bounds.
     """
     vectors = lanes // _WIDTH
+    step = step or rows
 
     @intrinsic
     def _mk(typingctx: Any, xf: Any, xb: Any, toff: Any, wf: Any, wb: Any, bias: Any, af: Any, ab: Any,
@@ -101,7 +103,7 @@ def block_kernel(rows: int, lanes: int) -> Any:
             with cgutils.for_range(builder, ntap) as tap:
                 base = builder.add(xbv, builder.load(builder.gep(T.data, [tap.index])))
                 xs = [load(X.data, builder.add(base, ir.Constant(i64, _WIDTH * v))) for v in range(vectors)]
-                w_at = builder.add(wbv, builder.mul(tap.index, ir.Constant(i64, rows)))
+                w_at = builder.add(wbv, builder.mul(tap.index, ir.Constant(i64, step)))
                 for j in range(rows):
                     w = splat(builder, builder.load(builder.gep(W.data, [builder.add(w_at, ir.Constant(i64, j))])))
                     for v in range(vectors):
@@ -128,6 +130,21 @@ def block_kernel(rows: int, lanes: int) -> Any:
 
 
 _MK = block_kernel(ROWS, LANES)
+_MK4, _MK2 = block_kernel(4, LANES, ROWS), block_kernel(2, LANES, ROWS)  # the first rows of a packed block
+
+
+@njit(cache=True, inline="always")
+def run_block(xf: F32, xb: int, toff: I64, wp: F32, wb: int, bias: F32, af: F32, ab: int, pitch: int, count: int,
+              code: int, act: F32) -> None:
+    """`block_kernel`'s block of ``count`` channels (at most `ROWS`): a block of 4 or 2 rows where
+    that is all it has (the last of a layer whose channels are not a multiple of `ROWS`), so that no
+    row is computed for nothing. The same operations for each output whichever runs it."""
+    if count > 4:
+        _MK(xf, xb, toff, wp, wb, bias, af, ab, pitch, count, code, act)
+    elif count > 2:
+        _MK4(xf, xb, toff, wp, wb, bias, af, ab, pitch, count, code, act)
+    else:
+        _MK2(xf, xb, toff, wp, wb, bias, af, ab, pitch, count, code, act)
 
 
 def fused_activation(activation: Activation | None, params: dict[str, float]) -> tuple[int, float, float] | None:
@@ -354,7 +371,7 @@ def conv_part(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_], 
                 dst, at, stride = tmp, blk * ROWS * length + k * LANES, length
                 if k < full:
                     dst, at, stride = of, (i * out_c + blk * ROWS) * plane + y0 * wo + k * LANES, plane
-                _MK(scratch, y0 * wq + k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], dst, at, stride,
+                run_block(scratch, y0 * wq + k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], dst, at, stride,
                     rows, code, act)
         for o in range(out_c):
             row = tmp[o * length:]

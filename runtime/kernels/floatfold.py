@@ -33,7 +33,7 @@ import numpy.typing as npt
 from numba import prange
 
 from alls.runtime.kernels._common import njit
-from alls.runtime.kernels.floatconv import _MK, LANES, _odd_lines
+from alls.runtime.kernels.floatconv import LANES, _odd_lines, run_block
 from alls.runtime.kernels.floatpack import ROWS
 
 __all__ = ["fold_offsets", "fold_direct", "fold_part", "stack_direct", "stack_part", "stacked", "group_size",
@@ -165,10 +165,10 @@ def _blocks(scratch: F32, wp: F32, bp: F32, toff: I64, out: F32, tmp: F32, width
         for blk in range(nblocks):
             rows = min(ROWS, out_c - blk * ROWS)
             if k < whole:
-                _MK(scratch, k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], of,
+                run_block(scratch, k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], of,
                     (i0 * out_c + blk * ROWS) * plane + k * LANES, plane, rows, code, act)
             else:
-                _MK(scratch, k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], tmp, blk * ROWS * width + k * LANES,
+                run_block(scratch, k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], tmp, blk * ROWS * width + k * LANES,
                     width, rows, code, act)
 
 
@@ -288,5 +288,5 @@ def _blocks_stacked(scratch: F32, wp: F32, bp: F32, toff: I64, out: F32, stride:
     for j in range(j0, j1):
         i, k = j // per, j % per
         for blk in range(nblocks):
-            _MK(scratch, i * stride + k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], of,
+            run_block(scratch, i * stride + k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], of,
                 ((i0 + i) * out_c + blk * ROWS) * plane + k * LANES, plane, min(ROWS, out_c - blk * ROWS), code, act)
