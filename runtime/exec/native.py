@@ -106,11 +106,22 @@ class _Step:
 Schedule = tuple[tuple[_Step, ...], str | None]  # the steps, and the graph's input layer where it has one
 _schedules: weakref.WeakKeyDictionary[Graph, dict[frozenset[str], Schedule]] = weakref.WeakKeyDictionary()
 _schedules_lock = threading.Lock()
+_last: tuple[Callable[[], Graph | None], frozenset[str], Schedule] = (lambda: None, frozenset(), ((), None))
 
 
 def _schedule(graph: Graph, wanted: frozenset[str]) -> Schedule:
     """The steps of a run of ``graph`` tapping ``wanted``, made on the first run and kept with the graph,
     and the name of its one input layer (None when it has none or several)."""
+    global _last
+    last = _last
+    if last[0]() is graph and last[1] == wanted:  # the same graph and taps as the last run: no lock, no lookup
+        return last[2]
+    found = _scheduled(graph, wanted)
+    _last = (weakref.ref(graph), wanted, found)
+    return found
+
+
+def _scheduled(graph: Graph, wanted: frozenset[str]) -> Schedule:
     with _schedules_lock:
         kept = _schedules.setdefault(graph, {})
         found = kept.get(wanted)
@@ -195,7 +206,7 @@ def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str,
         layer = step.layer
         name = layer.name
         if step.inputs:
-            xs = [values[n] for n in step.inputs]
+            xs = list(map(values.__getitem__, step.inputs))
             spare = _spare(step, xs, values, held, fresh) if step.offer and observe is None else ()
             y = run_layer(layer, xs, params.get(name), observe, spare)
             if step.watch and _owns(y, _kept(xs, spare), _params(layer, params.get(name))):

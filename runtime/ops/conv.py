@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,12 +63,12 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group
         if activation is not None:
             raise ValueError("a depthwise conv takes its activation by name (`depthwise`)")
         return depthwise(x, weight, bias, attrs)
-    from alls.runtime.kernels.floatconv import bias_activate, conv
-
     fused = activation or _LINEAR
     if direct(x.shape, weight.shape, attrs, group):  # the arrays as they are: `floatconv.packed` keeps their layout
-        return conv(x, weight, bias, _pair(attrs["strides"]), _pair(attrs["dilations"]), _four(attrs["pads"]),
-                    activation=fused)
+        return _kernels().conv(x, weight, bias, _pair(attrs["strides"]), _pair(attrs["dilations"]),
+                               _four(attrs["pads"]), activation=fused)
+    from alls.runtime.kernels.floatconv import bias_activate
+
     n, c, h, w = x.shape
     out_c, cg, kh, kw = weight.shape
     (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
@@ -101,6 +102,17 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group
 
 
 _LINEAR = (0, 0.0, 0.0)  # no activation in the conv kernels' store
+_floatconv: list[ModuleType] = []
+
+
+def _kernels() -> ModuleType:
+    """`alls.runtime.kernels.floatconv`, imported on the first float conv (it compiles kernels), then kept
+    at hand: an import statement a call costs more than a small layer's arithmetic."""
+    if not _floatconv:
+        from alls.runtime.kernels import floatconv
+
+        _floatconv.append(floatconv)
+    return _floatconv[0]
 
 
 def _pair(value: Sequence[int]) -> tuple[int, int]:
@@ -203,10 +215,11 @@ def run_activated(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarr
     """The float run with the layer's activation applied as the outputs are written (`conv2d`), or
     None for a depthwise conv or an activation `fusable` does not take (the executor applies it)."""
     fused = fusable(layer)
-    group = layer.attrs.get("group", 1)
-    if fused is None or is_depthwise(xs[0].shape, p["weight"].shape, group):
+    if fused is None:
         return None
-    return conv2d(xs[0], p["weight"], p["bias"], layer.attrs, group, fused)
+    group = layer.attrs.get("group", 1)
+    return None if is_depthwise(xs[0].shape, p["weight"].shape, group) else \
+        conv2d(xs[0], p["weight"], p["bias"], layer.attrs, group, fused)
 
 
 def geometry(layer: Layer) -> dict[str, tuple[int, ...]]:
