@@ -76,17 +76,16 @@ def fold_direct(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_]
     and the scatter serial: they are a small part of a conv worth threads)."""
     n, c = x.shape[0], x.shape[1]
     scratch = np.empty(sh * kw * c * pitch + LANES, np.float32)
+    blocks = (out.shape[2] * g * out.shape[3] + LANES - 1) // LANES  # a short last group: its rows as long
+    width = _odd_lines(blocks * LANES)
+    tmp = np.empty(bp.shape[0] * width, np.float32)
     for i0 in range(0, n, g):
         i1 = min(n, i0 + g)
-        _fill(x, scratch, used, i0, i1, kw, sh, sw, dw, top, left, rows, pitch, out.shape[3])
-        positions = out.shape[2] * (i1 - i0) * out.shape[3]
-        blocks = (positions + LANES - 1) // LANES
-        width = _odd_lines(blocks * LANES)
-        tmp = np.empty(bp.shape[0] * width, np.float32)
+        _fill(x, scratch, used, i0, i1, g, kw, sh, sw, dw, top, left, rows, pitch, out.shape[3])
         for part in prange(parts):
-            _blocks(scratch, wp, bp, toff, out, tmp, width, i0, i1, code, act, part * blocks // parts,
+            _blocks(scratch, wp, bp, toff, out, tmp, width, i0, g, code, act, part * blocks // parts,
                     (part + 1) * blocks // parts)
-        _scatter(tmp, width, out, i0, i1)
+        _scatter(tmp, width, out, i0, i1, g)
 
 
 @njit(cache=True)
@@ -97,35 +96,33 @@ def fold_part(x: F32, wp: F32, bp: F32, toff: I64, used: npt.NDArray[np.bool_], 
     ``g`` images, planes of ``rows`` rows ``pitch`` floats apart; activated as ``code`` and ``act`` say."""
     n, c = x.shape[0], x.shape[1]
     scratch = np.empty(sh * kw * c * pitch + LANES, np.float32)
-    tmp = np.empty(bp.shape[0] * _odd_lines(out.shape[2] * g * out.shape[3] + LANES), np.float32)
+    blocks = (out.shape[2] * g * out.shape[3] + LANES - 1) // LANES  # a short last group: its rows as long
+    width = _odd_lines(blocks * LANES)
+    tmp = np.empty(bp.shape[0] * width, np.float32)
     for i0 in range(0, n, g):
         i1 = min(n, i0 + g)
-        _fill(x, scratch, used, i0, i1, kw, sh, sw, dw, top, left, rows, pitch, out.shape[3])
-        positions = out.shape[2] * (i1 - i0) * out.shape[3]
-        blocks = (positions + LANES - 1) // LANES
-        width = _odd_lines(blocks * LANES)
-        _blocks(scratch, wp, bp, toff, out, tmp, width, i0, i1, code, act, 0, blocks)
-        _scatter(tmp, width, out, i0, i1)
+        _fill(x, scratch, used, i0, i1, g, kw, sh, sw, dw, top, left, rows, pitch, out.shape[3])
+        _blocks(scratch, wp, bp, toff, out, tmp, width, i0, g, code, act, 0, blocks)
+        _scatter(tmp, width, out, i0, i1, g)
 
 
 @njit(cache=True)
-def _fill(x: F32, scratch: F32, used: npt.NDArray[np.bool_], i0: int, i1: int, kw: int, sh: int, sw: int, dw: int,
-          top: int, left: int, rows: int, pitch: int, wo: int) -> None:
+def _fill(x: F32, scratch: F32, used: npt.NDArray[np.bool_], i0: int, i1: int, g: int, kw: int, sh: int, sw: int,
+          dw: int, top: int, left: int, rows: int, pitch: int, wo: int) -> None:
     """Images ``i0`` to ``i1`` into ``scratch`` as the module's layout says, zeros in the padding, the
     planes' ends (up to the next plane, read by the last block's dropped lanes) zeroed too. A row of a
     small plane is a few values: a row of the group (its images' rows side by side) is copied through
     a map of where each value comes from (-1: the padding), one plain loop, where a loop a row of
     each image, vectorized with its tests, would cost more to enter than it copies."""
     c, h, w = x.shape[1], x.shape[2], x.shape[3]
-    g = i1 - i0
     xf, span = x.reshape(-1), rows * g * wo
-    run = g * wo  # a row of the group: its images' rows side by side
+    run = g * wo  # a row of the group: its images' rows side by side (zeros for those a short group lacks)
     cols = np.empty(kw * run, np.int64)
     for b in range(kw):
         for i in range(g):
             for z in range(wo):
                 col = z * sw + b * dw - left
-                cols[(b * g + i) * wo + z] = i * c * h * w + col if 0 <= col < w else -1
+                cols[(b * g + i) * wo + z] = i * c * h * w + col if 0 <= col < w and i < i1 - i0 else -1
     for ph in range(sh):
         if not used[ph]:
             continue
@@ -152,14 +149,14 @@ def _fill(x: F32, scratch: F32, used: npt.NDArray[np.bool_], i0: int, i1: int, k
 
 
 @njit(cache=True)
-def _blocks(scratch: F32, wp: F32, bp: F32, toff: I64, out: F32, tmp: F32, width: int, i0: int, i1: int, code: int,
+def _blocks(scratch: F32, wp: F32, bp: F32, toff: I64, out: F32, tmp: F32, width: int, i0: int, g: int, code: int,
             act: F32, k0: int, k1: int) -> None:
     """Blocks ``k0`` to ``k1`` of the group's positions, every channel block of each while its inputs
     are in the L1 cache: into ``tmp`` (a row of ``width`` a channel), or, for a group of one image,
     its whole blocks straight into the output plane."""
     out_c, plane = out.shape[1], out.shape[2] * out.shape[3]
     taps, nblocks = toff.shape[0], bp.shape[0] // ROWS
-    whole = plane // LANES if i1 - i0 == 1 else 0
+    whole = plane // LANES if g == 1 else 0
     of = out.reshape(-1)
     for k in range(k0, k1):
         for blk in range(nblocks):
@@ -173,12 +170,12 @@ def _blocks(scratch: F32, wp: F32, bp: F32, toff: I64, out: F32, tmp: F32, width
 
 
 @njit(cache=True)
-def _scatter(tmp: F32, width: int, out: F32, i0: int, i1: int) -> None:
+def _scatter(tmp: F32, width: int, out: F32, i0: int, i1: int, g: int) -> None:
     """The group's outputs from ``tmp`` (channel o's position (y·G + i)·Wo + z at o·width + ...) into
     ``out``, a row of the group at a time through a map of where each of its values goes; for a group
     of one image, only the outputs past its whole blocks (the rest are in place)."""
     out_c, ho, wo = out.shape[1], out.shape[2], out.shape[3]
-    g, plane = i1 - i0, ho * wo
+    plane, images = ho * wo, i1 - i0
     of = out.reshape(-1)
     if g == 1:
         for o in range(out_c):
@@ -186,14 +183,14 @@ def _scatter(tmp: F32, width: int, out: F32, i0: int, i1: int) -> None:
             for q in range((plane // LANES) * LANES, plane):
                 of[dst + q] = tmp[row + q]
         return
-    run = g * wo
+    run = images * wo  # the group's images of a row (a short group's are the first of its rows)
     where = np.empty(run, np.uint64)
-    for i in range(g):
+    for i in range(images):
         for z in range(wo):
             where[i * wo + z] = i * out_c * plane + z
     for o in range(out_c):
         for y in range(ho):
-            src, dst = np.uint64(o * width + y * run), np.uint64((i0 * out_c + o) * plane + y * wo)
+            src, dst = np.uint64(o * width + y * g * wo), np.uint64((i0 * out_c + o) * plane + y * wo)
             for q in range(np.uint64(run)):
                 of[dst + where[q]] = tmp[src + q]
 
