@@ -81,4 +81,5 @@ def _unchanged(weight: F32, bias: F32, copy: F32) -> bool:
         diff |= a[k] ^ kept[k]
     for k in range(b.shape[0]):
         diff |= b[k] ^ kept[a.shape[0] + k]
-    return diff == 0
+    same: bool = diff == 0
+    return same

@@ -65,8 +65,9 @@ def conv2d(x: Array, weight: Array, bias: Array, attrs: Mapping[str, Any], group
         return depthwise(x, weight, bias, attrs)
     fused = activation or _LINEAR
     if direct(x.shape, weight.shape, attrs, group):  # the arrays as they are: `floatconv.packed` keeps their layout
-        return _kernels().conv(x, weight, bias, _pair(attrs["strides"]), _pair(attrs["dilations"]),
-                               _four(attrs["pads"]), activation=fused)
+        out: Array = _kernels().conv(x, weight, bias, _pair(attrs["strides"]), _pair(attrs["dilations"]),
+                                     _four(attrs["pads"]), activation=fused)
+        return out
     from alls.runtime.kernels.floatconv import bias_activate
 
     n, c, h, w = x.shape
@@ -116,11 +117,11 @@ def _kernels() -> ModuleType:
 
 
 def _pair(value: Sequence[int]) -> tuple[int, int]:
-    return value if type(value) is tuple else (int(value[0]), int(value[1]))  # type: ignore[return-value]
+    return value if type(value) is tuple else (int(value[0]), int(value[1]))
 
 
 def _four(value: Sequence[int]) -> tuple[int, int, int, int]:
-    return value if type(value) is tuple else (int(value[0]), int(value[1]), int(value[2]), int(value[3]))  # type: ignore[return-value]
+    return value if type(value) is tuple else (int(value[0]), int(value[1]), int(value[2]), int(value[3]))
 
 
 def _small_conv(x: Array, weight: Array, attrs: Mapping[str, Any], group: int, kernel: tuple[int, int],
