@@ -167,30 +167,35 @@ def _spare(step: _Step, xs: list[Array], values: Mapping[str, Array], held: list
 
 def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str, Mapping[str, Array]] | None = None,
               taps: Iterable[str] | str | None = None,
-              observe: Callable[[Layer, Array, Array], None] | None = None) -> tuple[dict[str, Array], dict[str, Array]]:
+              observe: Callable[[Layer, Array, Array], None] | None = None,
+              watch: Callable[[Layer, Array], None] | None = None) -> tuple[dict[str, Array], dict[str, Array]]:
     """Run ``graph`` in float32 on NCHW ``inputs`` (one array, or {input layer or ONNX name: array}).
 
     Returns ``(outputs, tapped)``: the output layers' tensors by output layer
     name, and the tensors of the ``taps`` layers ("all" for every layer).
     ``observe`` is called for every layer (inputs included) with the tensor
-    before and after its activation.
+    before and after its activation; the run then makes both (no activation
+    applied as a conv writes its outputs) and overwrites nothing. ``watch``
+    is called for every layer with its output only, as the run makes it: the
+    run stays as fast as without it, and may later write another layer's
+    result into that memory, so a watcher copies what it keeps.
     """
     from alls.runtime.kernels._parallel import scoped, set_budget
 
     if scoped() is not None:
-        return _run(graph, inputs, params, taps, observe)
+        return _run(graph, inputs, params, taps, observe, watch)
     import numba  # outside a runtime call: Numba's count, asked once for the run, not per kernel call
 
     outer = set_budget(numba.get_num_threads())
     try:
-        return _run(graph, inputs, params, taps, observe)
+        return _run(graph, inputs, params, taps, observe, watch)
     finally:
         set_budget(outer)
 
 
 def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str, Mapping[str, Array]] | None,
-         taps: Iterable[str] | str | None,
-         observe: Callable[[Layer, Array, Array], None] | None) -> tuple[dict[str, Array], dict[str, Array]]:
+         taps: Iterable[str] | str | None, observe: Callable[[Layer, Array, Array], None] | None,
+         watch: Callable[[Layer, Array], None] | None) -> tuple[dict[str, Array], dict[str, Array]]:
     if taps == "all":
         wanted = frozenset(layer.name for layer in graph)
     else:
@@ -220,6 +225,8 @@ def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str,
         else:
             y = run_layer(layer, [], params.get(name), observe)
         values[name] = y
+        if watch is not None:
+            watch(layer, y)
         if step.tapped or step.output:
             if step.tapped:
                 tapped[name] = y
