@@ -24,6 +24,11 @@ ReLU6, clip, LeakyReLU, hard sigmoid, hardswish, sigmoid, SiLU: `_activate`), so
 written once; the BLAS paths of `alls.runtime.ops.conv` (1x1 and grouped convs) give their products
 the same step in one pass per image (`bias_activate`).
 
+Where an image's plane fills less than `FOLD_BELOW` of its blocks' lanes (small planes: a 4x4
+output padded to 6x6 fills 16 of 32), `conv` folds the batch into the positions instead
+(`floatfold`), with the same micro-kernel and the same sums. The weights are packed once per
+parameter array (`floatpack.packed`) and a geometry's offsets and kernel worked out once (`_Plan`).
+
 Summation order: every output is ``(((x0·w0 + x1·w1) + x2·w2) + ...) + bias``, the taps in the
 order (c, a, b), each step one fused multiply-add in float32. A result therefore depends neither
 on the batch, the blocking, the thread count nor a BLAS library (the im2col path's order was

@@ -9,7 +9,8 @@ then the last few one by one): a column stride of 1 loads each tap's inputs as o
 stride of 2 as two loads and a shuffle to the even lanes, any other stride is summed one output at
 a time. A stride-1 plane narrower than `FLAT_BELOW` columns is summed flat: output (y, z) at
 y·WP + z of one run over the padded plane, the WP - Wo positions between rows computed and
-dropped, so that a narrow plane still fills the vectors; any other plane row by row, straight into
+dropped, so that a narrow plane still fills the vectors (the run rounded up to whole vectors where
+the plane is padded: the scratch's tail is read, those sums dropped); any other plane row by row, straight into
 the output. Everything is indexed flat and unsigned: a view a row costs an atomic reference count
 more than a small row's work, and Numba tests a signed index for wrapping, which keeps a loop
 scalar.

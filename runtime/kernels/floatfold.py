@@ -14,7 +14,7 @@ used stride phase ``ph`` of the rows, each kernel column ``b`` and each channel 
 and tap (c, a, b) reads it at ``((ph·KW + b)·C + c)·pitch + ((a·dh) // sh)·G·Wo``, ph = (a·dh) mod sh:
 the column shift and stride are in the copy, the row stride in the phases, so the positions are
 dense whatever the geometry, the last block of the group the only one with lanes to drop. The
-copy is KW times the input (KW/sh... with strides), against the columns of im2col, KH·KW times.
+copy is about KW times the input (less at a row stride), against im2col's columns, KH·KW times.
 
 The blocks go through `floatconv.block_kernel` with the direct conv's packed weights (`floatpack.
 packed`) into a buffer of (C_out, positions) and are scattered to (N, C_out, Ho, Wo); a group of
@@ -22,8 +22,9 @@ one image stores its whole blocks straight into the output plane. Every output i
 same chain of fused multiply-adds as the direct conv's, the taps in (c, a, b) order, then + bias
 and the activation: the same bits (tested).
 
-Groups are as many images as keep the scratch within `FOLD_FLOATS` (the L2 cache); their blocks are
-the parallel jobs.
+Where a plane is a whole number of blocks the images are stacked instead (`stacked`, below): no
+scatter. Groups are as many images as keep the scratch and the outputs' buffer within
+`FOLD_FLOATS` (the L2 cache); their blocks are the parallel jobs.
 """
 
 from __future__ import annotations
