@@ -9,7 +9,6 @@ arrays, and parameters changed in place are seen by the comparison.
 
 from __future__ import annotations
 
-import threading
 import weakref
 
 import numpy as np
@@ -23,7 +22,6 @@ F32 = npt.NDArray[np.float32]
 ROWS = 6  # output channels per block of the micro-kernel
 
 _packs: dict[tuple[int, int], tuple[weakref.ref[F32], weakref.ref[F32], F32, F32, F32]] = {}
-_packs_lock = threading.Lock()
 
 
 def packed(weight: F32, bias: F32) -> tuple[F32, F32]:
@@ -41,13 +39,13 @@ def packed(weight: F32, bias: F32) -> tuple[F32, F32]:
     copy = np.concatenate((weight.reshape(-1), bias.reshape(-1)))
 
     def forget(_: object, key: tuple[int, int] = key) -> None:
-        with _packs_lock:
-            entry = _packs.get(key)
-            if entry is not None and (entry[0]() is None or entry[1]() is None):
-                del _packs[key]
+        # No lock: the collector may call this in the middle of any code of this thread, this module's
+        # included; a dict's get and pop are atomic, and an entry whose arrays live is left alone.
+        entry = _packs.get(key)
+        if entry is not None and (entry[0]() is None or entry[1]() is None):
+            _packs.pop(key, None)
 
-    with _packs_lock:
-        _packs[key] = (weakref.ref(weight, forget), weakref.ref(bias, forget), copy, wp, bp)
+    _packs[key] = (weakref.ref(weight, forget), weakref.ref(bias, forget), copy, wp, bp)
     return wp, bp
 
 
