@@ -161,6 +161,34 @@ def test_replaced_parameters_are_packed_for_what_they_hold():
     assert len(alive) == len(floatpack._packs)  # dead arrays' entries are dropped
 
 
+def test_packing_goes_on_while_the_collector_drops_packed_arrays():
+    """Weights kept alive by a cycle die when the collector runs (here at almost every allocation, so
+    also while `packed` works): their entries go, the packing never waits on itself, and the arrays
+    that take their ids are packed for what they hold."""
+    import threading
+
+    done = []
+
+    def work():
+        threshold = gc.get_threshold()
+        gc.set_threshold(1, 1, 1)  # collect at almost every allocation
+        try:
+            for k in range(300):
+                weight = np.full((4, 2, 3, 3), k, np.float32)
+                cycle = [weight]
+                cycle.append(cycle)
+                assert floatpack.packed(weight, np.zeros(4, np.float32))[0][0] == k
+                del weight, cycle
+        finally:
+            gc.set_threshold(*threshold)
+        done.append(True)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(120)
+    assert done
+
+
 def test_the_executor_runs_replaced_parameters():
     from test_importer import build, node
 
