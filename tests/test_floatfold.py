@@ -14,7 +14,6 @@ floatconv = pytest.importorskip("alls.runtime.kernels.floatconv")
 
 from alls.runtime.kernels import _parallel, floatfold, floatpack  # noqa: E402
 from alls.runtime.kernels.floating import global_pool, maxpool  # noqa: E402
-from alls.runtime.ops import conv as conv_op  # noqa: E402
 from test_floatconv import reference  # noqa: E402
 
 RNG = np.random.default_rng(20261128)
@@ -101,8 +100,7 @@ def test_the_folded_conv_equals_onnxruntime():
 
     for shape, attrs, w_shape in [((8, 32, 4, 4), {"pads": [1, 1, 1, 1]}, (32, 32, 3, 3)),
                                   ((3, 7, 5, 6), {"pads": [2, 0, 1, 1], "strides": [2, 1], "dilations": [1, 2]},
-                                   (9, 7, 3, 3)),
-                                  ((8, 16, 8, 8), {}, (32, 16, 1, 1))]:  # a small 1x1 conv: the direct conv
+                                   (9, 7, 3, 3))]:
         weight = RNG.standard_normal(w_shape).astype(np.float32)
         bias = RNG.standard_normal(w_shape[0]).astype(np.float32)
         model = build([node("Conv", ["x", "w", "b"], "c", **attrs), node("Relu", ["c"], "y")],
@@ -111,18 +109,6 @@ def test_the_folded_conv_equals_onnxruntime():
         want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
         got = next(iter(run_float(alls.load_model(model, name="net"), x)[0].values()))
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1.0, float(np.abs(want).max())))
-
-
-def test_a_small_1x1_conv_runs_as_the_direct_conv_whatever_the_batch():
-    attrs = {"pads": (0, 0, 0, 0), "strides": (1, 1), "dilations": (1, 1)}
-    assert conv_op.direct((8, 16, 8, 8), (32, 16, 1, 1), attrs, 1)  # 1024 values an image
-    assert conv_op.direct((1, 16, 8, 8), (32, 16, 1, 1), attrs, 1)
-    assert not conv_op.direct((1, 64, 20, 20), (32, 64, 1, 1), attrs, 1)  # BLAS's
-    x, weight, bias, *rest = case((8, 16, 8, 8), (32, 1, 1), (1, 1), (1, 1), (0, 0, 0, 0))
-    whole = conv_op.conv2d(x, weight, bias, attrs, 1, RELU6)
-    np.testing.assert_array_equal(bits(whole), bits(floatconv.conv(x, weight, bias, *rest, threads=1,
-                                                                   activation=RELU6)))
-    np.testing.assert_array_equal(bits(conv_op.conv2d(x[3:4], weight, bias, attrs, 1, RELU6)[0]), bits(whole[3]))
 
 
 # ------------------------------------------------------------------ the packed weights' cache

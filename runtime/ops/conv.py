@@ -24,8 +24,6 @@ Array = np.ndarray
 # Below this many column values over the whole batch (256 KiB of float32: the columns stay in the cache),
 # a conv runs as one `_small_conv`, not image by image
 SMALL_COLUMNS = 1 << 16
-# A 1x1 conv without pads whose input is at most this many values an image runs as the direct conv (`direct`)
-SMALL_POINTWISE = 1 << 12
 
 
 def pad2d(x: Array, pads: tuple[int, ...], value: float = 0.0) -> Array:
@@ -201,15 +199,9 @@ def direct(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: Mapping[st
     not a 1x1 conv without pads. A 1x1 conv is a plain matrix product, which BLAS runs at 25-35
     GMAC/s on one core against the direct conv's 10-25; with the bias and the activation added in
     one pass after it (`floatconv.bias_activate`) it was the faster on each of the 46 1x1 shapes of
-    CenterFace and YOLOv8n, by 1.07x to 10x (tests/bench/bench_floatconv.py, docs/performance.md).
-    But where an image's input is at most `SMALL_POINTWISE` values, BLAS's calls cost more than the
-    products, and the direct conv (one compiled call, whole blocks stored in place) is the faster: 15
-    against 20 µs for a (8, 16, 8, 8) input and 32 outputs, 7 against 10 at batch 1. (By the image,
-    not the batch: a result is the same bits whatever the batch.)"""
-    if group != 1:
-        return False
-    return w_shape[2] != 1 or w_shape[3] != 1 or any(attrs["pads"]) or \
-        x_shape[1] * x_shape[2] * x_shape[3] <= SMALL_POINTWISE
+    CenterFace and YOLOv8n, by 1.07x to 10x (tests/bench/bench_floatconv.py, docs/performance.md)."""
+    kh, kw = w_shape[2], w_shape[3]
+    return group == 1 and ((kh, kw) != (1, 1) or any(attrs["pads"]))
 
 
 def run_activated(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarray | None:
