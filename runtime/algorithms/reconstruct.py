@@ -45,11 +45,11 @@ import numpy as np
 
 from alls.catalogue import POST_SUBCOMMANDS
 from alls.plan import LossType, Optimizer
-from alls.runtime.kernels.training import adam_step, depthwise_backward, depthwise_forward
+from alls.runtime.kernels.training import (GAMMA, ZETA, adam_step, depthwise_backward, depthwise_forward, gather,
+                                           l2_gradient, rounding_step, soft_weights)
 
 __all__ = ["Problem", "Config", "Outcome", "train", "held_out", "held_out_images", "LOSSES", "HOLDOUT"]
 
-ZETA, GAMMA = 1.1, -0.1
 _EPS = 1e-12
 HOLDOUT = 0.25  # the share of a layer's images held out from training
 CHECKS = 16  # held-out checkpoints per layer, at most
@@ -170,27 +170,6 @@ Loss = Callable[[np.ndarray, np.ndarray, float], tuple[float, np.ndarray]]  # (�
 LOSSES: dict[LossType, Loss] = {LossType.L2: _l2, LossType.L2REL: _l2rel, LossType.L1: _l1, LossType.COSINE: _cosine, LossType.CE: _ce}
 
 
-# ------------------------------------------------------------------ optimizer
-
-
-class _Optimizer:
-    """Adam (β₁ = 0.9, β₂ = 0.999, ε = 1e−8) or SGD with momentum 0.9, on a list of arrays in place."""
-
-    def __init__(self, kind: Optimizer, params: list[np.ndarray]):
-        self.kind, self.t = Optimizer(kind), 0
-        self.m = [np.zeros_like(p) for p in params]
-        self.v: list[np.ndarray] | None = [np.zeros_like(p) for p in params] if self.kind is Optimizer.ADAM else None
-
-    def step(self, params: list[np.ndarray], grads: list[np.ndarray], lr: float) -> None:
-        self.t += 1
-        for i, (p, g) in enumerate(zip(params, grads)):
-            if self.v is not None:
-                adam_step(p, g, self.m[i], self.v[i], lr, self.t)
-                continue
-            self.m[i] = 0.9 * self.m[i] + g
-            p -= lr * self.m[i]
-
-
 # --------------------------------------------------------------------- model
 
 
@@ -209,34 +188,33 @@ def _initial_logits(fraction: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _accumulate(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Σ_k rows[r, g, k]·w[g, o, k] → (R, G·O), float32, for integer rows (or `_as_float` of them)."""
+def _depthwise(shape: tuple[int, ...]) -> bool:
+    """A layer of one weight vector per group, several groups: its rows are gathered (R, K, C)."""
+    return shape[1] == 1 and shape[0] > 1
+
+
+def _accumulate(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Σ_k x[r, g, k]·w[g, o, k] → (R, G·O), float32, for rows as `gather` gives them (or integer rows)."""
+    if x.dtype != np.float32:
+        x = gather(x, np.arange(len(x)), _depthwise(w.shape))
     if w.shape[0] == 1:
-        dense: np.ndarray = rows[:, 0, :].astype(np.float32, copy=False) @ w[0].T
+        dense: np.ndarray = x[:, 0, :] @ w[0].T
         return dense
     if w.shape[1] == 1:
-        return depthwise_forward(rows, w[:, 0, :])
-    x = rows.astype(np.float32, copy=False)
-    acc: np.ndarray = np.matmul(x.transpose(1, 0, 2), w.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(len(rows), -1)
+        return depthwise_forward(x, w[:, 0, :])
+    acc: np.ndarray = np.matmul(x.transpose(1, 0, 2), w.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(len(x), -1)
     return acc
 
 
-def _as_float(rows: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """A batch's rows in float32 once for both products of a step (exact: |x| < 2^24); a depthwise
-    layer's stay integers, which its kernels read as they are."""
-    return rows if shape[1] == 1 and shape[0] > 1 else rows.astype(np.float32)
-
-
-def _weight_grad(rows: np.ndarray, gacc: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """d/dw of Σ gacc·acc: (G, O, K), for integer rows (or `_as_float` of them)."""
+def _weight_grad(x: np.ndarray, gacc: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """d/dw of Σ gacc·acc: (G, O, K), for rows as `gather` gives them."""
     g, o, _ = shape
     if g == 1:
-        dense: np.ndarray = (gacc.T @ rows[:, 0, :].astype(np.float32, copy=False))[None]
+        dense: np.ndarray = (gacc.T @ x[:, 0, :])[None]
         return dense
     if o == 1:
-        return depthwise_backward(rows, gacc)[:, None, :]
-    x = rows.astype(np.float32, copy=False)
-    grad: np.ndarray = np.matmul(gacc.reshape(len(rows), g, o).transpose(1, 2, 0), x.transpose(1, 0, 2))
+        return depthwise_backward(x, gacc)[:, None, :]
+    grad: np.ndarray = np.matmul(gacc.reshape(len(x), g, o).transpose(1, 2, 0), x.transpose(1, 0, 2))
     return grad
 
 
@@ -271,10 +249,15 @@ class _Layer:
         raw = self.base + h
         return np.clip(raw, -self.p.wmax, self.p.wmax).astype(np.float32), (raw > -self.p.wmax) & (raw < self.p.wmax)
 
-    def output(self, rows: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """z (R3), ŷ (R4), and dŷ/dz, for integer rows."""
+    def rows(self, index: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """The rows ``index`` of the problem's (or of integer ``rows`` (R, G, K)) in float32, as
+        `_accumulate` reads them."""
+        return gather(self.p.rows if rows is None else rows, index, _depthwise(self.p.weight.shape))
+
+    def output(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """z (R3), ŷ (R4), and dŷ/dz, for rows ``x`` of `rows` (or integer rows (R, G, K))."""
         p = self.p
-        acc = _accumulate(rows, w)
+        acc = _accumulate(x, w)
         z = (p.x_scale * self.scales()).astype(np.float32) * acc + self.biases().astype(np.float32)
         a = np.clip(z, *p.pre_range)
         inside = (z >= p.pre_range[0]) & (z <= p.pre_range[1])
@@ -303,36 +286,91 @@ def _evaluate(layer: _Layer, config: Config, nu: float, index: np.ndarray, hard:
     w = layer.weights(hard)
     for start in range(0, len(index), chunk):
         part = index[start:start + chunk]
-        yh = layer.output(layer.p.rows[part], w)[2]
+        yh = layer.output(layer.rows(part), w)[2]
         y = np.clip(layer.p.target[part], *layer.p.out_range)
         total += LOSSES[config.loss](yh, y, nu)[0] * len(part)
         count += len(part)
     return config.factor * total / max(count, 1)
 
 
+class _Stepper:
+    """The training steps (R5) of one layer: the gradients on a batch's rows and the optimizer's update
+    of V, δ and φ in place (Adam: β₁ = 0.9, β₂ = 0.999, ε = 1e−8; or SGD with momentum 0.9). A layer
+    with no table activation and the l2 or l2rel loss takes the fused passes of
+    `alls.runtime.kernels.training` throughout; the others form the loss gradient in NumPy."""
+
+    def __init__(self, layer: _Layer, config: Config, nu: float, target: np.ndarray | None = None):
+        self.layer, self.config, self.nu, self.t = layer, config, nu, 0
+        params = [layer.v, layer.delta, layer.phi]
+        self.m = [np.zeros_like(p) for p in params]
+        self.s = [np.zeros_like(p) for p in params] if Optimizer(config.optimizer) is Optimizer.ADAM else None
+        self.w, self.gate, self.dh, self.h = (np.empty_like(layer.v) for _ in range(4))
+        self.fused = layer.p.activation is None and config.loss in (LossType.L2, LossType.L2REL)
+        self.target = np.asarray(layer.p.target if target is None else target)
+
+    def soften(self) -> None:
+        """w̃ (R1) of the current V, with dh/dV, the gate of the clip and h, for `gradients`."""
+        soft_weights(self.layer.v, self.layer.base, self.layer.p.wmax, self.w, self.gate, self.dh, self.h)
+
+    def gradients(self, x: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """d loss / d w̃ on rows ``x`` (`_Layer.rows`) against the target rows ``index``, and d/dδ, d/dφ
+        where those are learned (else None)."""
+        layer, p, config = self.layer, self.layer.p, self.config
+        a, b = (p.x_scale * layer.scales()).astype(np.float32), layer.biases().astype(np.float32)
+        if self.fused:
+            ranges = (*p.pre_range, *p.out_range)
+            gacc, sums, moments = l2_gradient(_accumulate(x, self.w), self.target, index, a, b, ranges, self.nu,
+                                              config.loss is LossType.L2REL, config.factor)
+        else:
+            gacc, sums, moments = self._numpy_gradient(x, index, a, b)
+        gw = np.ascontiguousarray(_weight_grad(x, gacc, self.w.shape))
+        gdelta = sums * p.unit if config.learn_bias else None
+        gphi = np.bincount(p.group_of, moments / (2.0 * p.wmax), minlength=len(layer.phi)).astype(np.float32) \
+            if config.learn_scales else None
+        return gw, gdelta, gphi
+
+    def _numpy_gradient(self, x: np.ndarray, index: np.ndarray, a: np.ndarray,
+                        b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What `l2_gradient` gives, for any activation and loss: d loss / d acc, Σ_r gz, Σ_r gz·(z − b)."""
+        p, config = self.layer.p, self.config
+        z, _, yh, slope = self.layer.output(x, self.w)
+        _, gy = LOSSES[config.loss](yh, np.clip(self.target[index], *p.out_range), self.nu)
+        gz = (config.factor * gy * slope).astype(np.float32)
+        return gz * a, gz.sum(axis=0), (gz * (z - b)).sum(axis=0)
+
+    def regulariser(self, beta: float | None) -> tuple[float, float] | None:
+        """`rounding_step`'s (coefficient, power) of the regulariser's gradient at β (None: off)."""
+        return None if beta is None else (-self.config.reg_weight * beta, beta - 1)
+
+    def step(self, index: np.ndarray, lr: float, beta: float | None) -> None:
+        """One step on the rows ``index`` at learning rate ``lr`` (β: None while the regulariser is off)."""
+        layer = self.layer
+        self.soften()
+        gw, gdelta, gphi = self.gradients(layer.rows(index), index)
+        self.t += 1
+        adam = None if self.s is None else (layer.v, self.m[0], self.s[0], lr, self.t)
+        rounding_step(gw, self.gate, self.dh, self.h, self.regulariser(beta), adam)  # without Adam, gw is dV now
+        for i, (param, grad) in enumerate(((layer.v, None if adam else gw), (layer.delta, gdelta),
+                                           (layer.phi, gphi))):
+            if grad is None:  # stepped already, or not learned (its gradient 0: a step would not move it)
+                continue
+            if self.s is not None:
+                adam_step(param, grad, self.m[i], self.s[i], lr, self.t)
+            else:
+                self.m[i] = 0.9 * self.m[i] + grad
+                param -= lr * self.m[i]
+
+
 def _step(layer: _Layer, rows: np.ndarray, target: np.ndarray, config: Config, nu: float,
           beta: float | None) -> list[np.ndarray]:
-    """Gradients of (R5) for one batch of rows: [dV, dδ, dφ]."""
-    p = layer.p
-    h, dh = _rectified(layer.v)
-    w, through = layer.clipped(h)
-    rows = _as_float(rows, w.shape)
-    z, acc, yh, slope = layer.output(rows, w)
-    _, gy = LOSSES[config.loss](yh, np.clip(target, *p.out_range), nu)
-    gz = (config.factor * gy * slope).astype(np.float32)
-    s = layer.scales()
-    gw = _weight_grad(rows, gz * (p.x_scale * s).astype(np.float32), w.shape)
-    gv = gw * through * dh
-    if beta is not None:
-        t = 2 * h - 1
-        greg = -config.reg_weight * beta * np.abs(t) ** (beta - 1) * np.sign(t) * 2
-        gv = gv + greg * dh
-    gdelta = gz.sum(axis=0) * p.unit if config.learn_bias else np.zeros_like(layer.delta)
-    gphi = np.zeros_like(layer.phi)
-    if config.learn_scales:
-        per_channel = (gz * (z - layer.biases().astype(np.float32))).sum(axis=0) / (2.0 * p.wmax)
-        gphi = np.bincount(p.group_of, per_channel, minlength=len(layer.phi)).astype(np.float32)
-    return [gv.astype(np.float32, copy=False), gdelta.astype(np.float32, copy=False), gphi]
+    """Gradients of (R5) for integer rows (R, G, K) and their targets (R, C): [dV, dδ, dφ]."""
+    stepper = _Stepper(layer, config, nu, target)
+    stepper.soften()
+    index = np.arange(len(rows))
+    gw, gdelta, gphi = stepper.gradients(layer.rows(index, rows), index)
+    rounding_step(gw, stepper.gate, stepper.dh, stepper.h, stepper.regulariser(beta), None)
+    return [gw, np.zeros_like(layer.delta) if gdelta is None else gdelta,
+            np.zeros_like(layer.phi) if gphi is None else gphi]
 
 
 def _schedule(step: int, total: int, config: Config) -> tuple[float, float | None]:
@@ -434,7 +472,7 @@ def train(p: Problem, config: Config, on_epoch: Callable[[], None] | None = None
     total = config.epochs * per_epoch if config.steps is None else min(config.steps, config.epochs * per_epoch)
     every = max(1, math.ceil(config.epochs / CHECKS))
     checks = _Checkpoints(layer, config, nu, train_rows, held_rows)
-    optimizer = _Optimizer(config.optimizer, [layer.v, layer.delta, layer.phi])
+    stepper = _Stepper(layer, config, nu)
     offsets = np.arange(p.per_image)
     step = epoch = 0
     while epoch < config.epochs and checks.since < PATIENCE and step < total:
@@ -443,8 +481,7 @@ def train(p: Problem, config: Config, on_epoch: Callable[[], None] | None = None
             chosen = order[b * config.batch_size:(b + 1) * config.batch_size]
             index = (chosen[:, None] * p.per_image + offsets).reshape(-1)
             lr, beta = _schedule(step, total, config)
-            grads = _step(layer, p.rows[index], p.target[index], config, nu, beta)
-            optimizer.step([layer.v, layer.delta, layer.phi], grads, lr)
+            stepper.step(index, lr, beta)
             step += 1
         epoch += 1
         if on_epoch is not None:
