@@ -222,7 +222,7 @@ def test_the_training_kernels_run_on_the_calling_thread(float_sites):
 
     rng = np.random.default_rng(8)
     rows = rng.integers(-300, 300, (64, 6, 9)).astype(np.int16)
-    x = training.gather(rows, np.arange(64), depthwise=True)
+    x = training.gather(rows, np.arange(64), transpose=True)
     w, grad = rng.normal(0, 1, (6, 9)).astype(np.float32), rng.normal(0, 1, (64, 6)).astype(np.float32)
     forward, backward = training.depthwise_forward(x, w), training.depthwise_backward(x, grad)
     assert not _float_kernels(float_sites)

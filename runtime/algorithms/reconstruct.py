@@ -196,7 +196,7 @@ def _depthwise(shape: tuple[int, ...]) -> bool:
 def _accumulate(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Σ_k x[r, g, k]·w[g, o, k] → (R, G·O), float32, for rows as `gather` gives them (or integer rows)."""
     if x.dtype != np.float32:
-        x = gather(x, np.arange(len(x)), _depthwise(w.shape))
+        x = gather(x, np.arange(len(x)), transpose=_depthwise(w.shape))
     if w.shape[0] == 1:
         dense: np.ndarray = x[:, 0, :] @ w[0].T
         return dense
@@ -231,6 +231,8 @@ class _Layer:
             self.v[up != (self.v >= 0)] = np.where(up, 0.05, -0.05)[up != (self.v >= 0)]
         self.delta = np.zeros(p.scale.shape, np.float32)
         self.phi = np.zeros(int(p.group_of.max()) + 1, np.float32)
+        # a depthwise layer's rows (R, C, K) are read one tap of every channel at a time: laid out so once
+        self.source = np.ascontiguousarray(p.rows.transpose(0, 2, 1)) if _depthwise(p.weight.shape) else p.rows
 
     def scales(self) -> np.ndarray:
         scales: np.ndarray = self.p.scale * np.exp(self.phi[self.p.group_of] / (2.0 * self.p.wmax))
@@ -252,7 +254,9 @@ class _Layer:
     def rows(self, index: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """The rows ``index`` of the problem's (or of integer ``rows`` (R, G, K)) in float32, as
         `_accumulate` reads them."""
-        return gather(self.p.rows if rows is None else rows, index, _depthwise(self.p.weight.shape))
+        if rows is None:
+            return gather(self.source, index, transpose=False)
+        return gather(rows, index, transpose=_depthwise(self.p.weight.shape))
 
     def output(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """z (R3), ŷ (R4), and dŷ/dz, for rows ``x`` of `rows` (or integer rows (R, G, K))."""

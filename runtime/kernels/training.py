@@ -1,8 +1,8 @@
 """Numba kernels of the reconstruction's training step (`alls.runtime.algorithms.reconstruct`).
 
 A step reads the rows of a batch of images (`gather`: converted to float32 once, exact for
-|x| < 2^24, and for a depthwise layer laid out ``(R, K, C)`` so that every pass runs along the
-channels), and makes three passes besides the products:
+|x| < 2^24; a depthwise layer's are laid out ``(R, K, C)``, transposed once a layer, so that every
+pass runs along the channels), and makes three passes besides the products:
 
 - `soft_weights`, over the weights: h(V) and dh/dV (R2), w̃ (R1), and the gate ``dh`` where the
   clip of (R1) lets the gradient through (0 elsewhere);
@@ -14,9 +14,9 @@ channels), and makes three passes besides the products:
 
 They follow NumPy's float32 arithmetic operation by operation (the same roundings in the same
 order; sums over the rows in row order, as NumPy reduces a column), so the step learns what the
-NumPy formulas learn: only ``exp`` and ``pow`` may differ from NumPy's in the last bit. The depthwise
-products sum the taps (forward) and the rows (backward) in order, one channel a lane. Each kernel
-runs on one thread: a step's work (256 rows) is well below what a second thread pays for
+NumPy formulas learn (exp is NumPy's): only ``pow`` (the regulariser's) may differ from NumPy's in
+the last bit. The depthwise products sum the taps (forward) and the rows (backward) in order, one
+channel a lane. Each kernel runs on one thread: a step's work (256 rows) is well below what a second thread pays for
 (`alls.runtime.kernels._parallel.WORK_PER_THREAD`).
 """
 
@@ -38,12 +38,12 @@ ZETA, GAMMA = 1.1, -0.1
 
 @njit(cache=True)
 def _gather(rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
-    _, groups, taps = rows.shape
+    _, a, b = rows.shape
     for r in range(len(index)):
         source = rows[index[r]]
-        for g in range(groups):
-            for k in range(taps):
-                out[r, g, k] = _F(source[g, k])
+        for i in range(a):
+            for j in range(b):
+                out[r, i, j] = _F(source[i, j])
 
 
 @njit(cache=True)
@@ -56,16 +56,16 @@ def _gather_transposed(rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> 
                 out[r, k, c] = _F(source[c, k])
 
 
-def gather(rows: np.ndarray, index: np.ndarray, depthwise: bool) -> np.ndarray:
-    """The rows ``index`` of integer rows (N, G, K) in float32: (R, G, K), or (R, K, G) for a
-    depthwise layer (one tap of every channel contiguous)."""
-    _, groups, taps = rows.shape
+def gather(rows: np.ndarray, index: np.ndarray, transpose: bool) -> np.ndarray:
+    """The rows ``index`` of integer rows (N, A, B) in float32: (R, A, B), or ``transpose``d, (R, B, A)
+    (a depthwise layer's rows (N, C, K) read one tap of every channel at a time)."""
+    _, a, b = rows.shape
     index = np.ascontiguousarray(index, np.int64)
-    if depthwise:
-        out = np.empty((len(index), taps, groups), _F)
+    if transpose:
+        out = np.empty((len(index), b, a), _F)
         _gather_transposed(rows, index, out)
     else:
-        out = np.empty((len(index), groups, taps), _F)
+        out = np.empty((len(index), a, b), _F)
         _gather(rows, index, out)
     return out
 
@@ -112,11 +112,11 @@ def depthwise_backward(x: np.ndarray, grad: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, error_model="numpy")
-def _soft_weights(v: np.ndarray, base: np.ndarray, wmax: float, w: np.ndarray, gate: np.ndarray, dh: np.ndarray,
+def _soft_weights(e: np.ndarray, base: np.ndarray, wmax: float, w: np.ndarray, gate: np.ndarray, dh: np.ndarray,
                   h: np.ndarray) -> None:
     one, zero, span, low, top = _F(1.0), _F(0.0), _F(ZETA - GAMMA), _F(GAMMA), _F(wmax)
-    for i in range(len(v)):
-        s = one / (one + np.exp(-v[i]))
+    for i in range(len(e)):
+        s = one / (one + e[i])
         raw = s * span + low
         inside = raw > zero and raw < one
         hi = min(max(raw, zero), one)
@@ -130,8 +130,11 @@ def _soft_weights(v: np.ndarray, base: np.ndarray, wmax: float, w: np.ndarray, g
 def soft_weights(v: np.ndarray, base: np.ndarray, wmax: int, w: np.ndarray, gate: np.ndarray, dh: np.ndarray,
                  h: np.ndarray) -> None:
     """Into ``w``, ``gate``, ``dh``, ``h`` (contiguous float32, V's shape): w̃ = clip(B + h(V), −W, W)
-    (R1), dh/dV (0 where h is clipped, R2), the gate (dh where w̃ is not clipped, else 0), h(V)."""
-    _soft_weights(v.reshape(-1), base.reshape(-1), float(wmax), w.reshape(-1), gate.reshape(-1), dh.reshape(-1),
+    (R1), dh/dV (0 where h is clipped, R2), the gate (dh where w̃ is not clipped, else 0), h(V).
+    exp(−V) is NumPy's (vectorized; a logit far below zero gives inf, and h its limit 0)."""
+    with np.errstate(over="ignore"):
+        e = np.exp(-v.reshape(-1))
+    _soft_weights(e, base.reshape(-1), float(wmax), w.reshape(-1), gate.reshape(-1), dh.reshape(-1),
                   h.reshape(-1))
 
 
