@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -189,31 +189,45 @@ def _initial_logits(fraction: np.ndarray) -> np.ndarray:
 
 
 def _depthwise(shape: tuple[int, ...]) -> bool:
-    """A layer of one weight vector per group, several groups: its rows are gathered (R, K, C)."""
+    """A layer of one weight vector per group, several groups: its rows are read as (N, K, C)."""
     return shape[1] == 1 and shape[0] > 1
 
 
-def _accumulate(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Σ_k x[r, g, k]·w[g, o, k] → (R, G·O), float32, for rows as `gather` gives them (or integer rows)."""
-    if x.dtype != np.float32:
-        x = gather(x, np.arange(len(x)), transpose=_depthwise(w.shape))
+class _Batch(NamedTuple):
+    """A batch's rows as the products read them: float32 (R, G, K), gathered (``index`` None), or a
+    depthwise layer's integer rows (N, K, C) as the layer holds them and the batch's rows ``index``."""
+
+    x: np.ndarray
+    index: np.ndarray | None = None
+
+
+def _batch(rows: np.ndarray, shape: tuple[int, ...]) -> _Batch:
+    """Integer rows (R, G, K) as a `_Batch` of all of them."""
+    if _depthwise(shape):
+        return _Batch(np.ascontiguousarray(rows.transpose(0, 2, 1)), np.arange(len(rows)))
+    return _Batch(gather(rows, np.arange(len(rows))))
+
+
+def _accumulate(batch: _Batch | np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Σ_k x[r, g, k]·w[g, o, k] → (R, G·O), float32, for a `_Batch` (or integer rows (R, G, K))."""
+    x, index = batch if isinstance(batch, _Batch) else _batch(batch, w.shape)
+    if index is not None:
+        return depthwise_forward(x, index, w[:, 0, :])
     if w.shape[0] == 1:
         dense: np.ndarray = x[:, 0, :] @ w[0].T
         return dense
-    if w.shape[1] == 1:
-        return depthwise_forward(x, w[:, 0, :])
     acc: np.ndarray = np.matmul(x.transpose(1, 0, 2), w.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(len(x), -1)
     return acc
 
 
-def _weight_grad(x: np.ndarray, gacc: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """d/dw of Σ gacc·acc: (G, O, K), for rows as `gather` gives them."""
-    g, o, _ = shape
+def _weight_grad(batch: _Batch, gacc: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """d/dw of Σ gacc·acc: (G, O, K), for a `_Batch`."""
+    (x, index), (g, o, _) = batch, shape
+    if index is not None:
+        return depthwise_backward(x, index, gacc)[:, None, :]
     if g == 1:
         dense: np.ndarray = (gacc.T @ x[:, 0, :])[None]
         return dense
-    if o == 1:
-        return depthwise_backward(x, gacc)[:, None, :]
     grad: np.ndarray = np.matmul(gacc.reshape(len(x), g, o).transpose(1, 2, 0), x.transpose(1, 0, 2))
     return grad
 
@@ -251,15 +265,12 @@ class _Layer:
         raw = self.base + h
         return np.clip(raw, -self.p.wmax, self.p.wmax).astype(np.float32), (raw > -self.p.wmax) & (raw < self.p.wmax)
 
-    def rows(self, index: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """The rows ``index`` of the problem's (or of integer ``rows`` (R, G, K)) in float32, as
-        `_accumulate` reads them."""
-        if rows is None:
-            return gather(self.source, index, transpose=False)
-        return gather(rows, index, transpose=_depthwise(self.p.weight.shape))
+    def rows(self, index: np.ndarray) -> _Batch:
+        """The problem's rows ``index`` as the products read them."""
+        return _Batch(self.source, index) if _depthwise(self.p.weight.shape) else _Batch(gather(self.source, index))
 
-    def output(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """z (R3), ŷ (R4), and dŷ/dz, for rows ``x`` of `rows` (or integer rows (R, G, K))."""
+    def output(self, x: _Batch | np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """z (R3), ŷ (R4), and dŷ/dz, for a batch's rows (or integer rows (R, G, K))."""
         p = self.p
         acc = _accumulate(x, w)
         z = (p.x_scale * self.scales()).astype(np.float32) * acc + self.biases().astype(np.float32)
@@ -316,7 +327,7 @@ class _Stepper:
         """w̃ (R1) of the current V, with dh/dV, the gate of the clip and h, for `gradients`."""
         soft_weights(self.layer.v, self.layer.base, self.layer.p.wmax, self.w, self.gate, self.dh, self.h)
 
-    def gradients(self, x: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    def gradients(self, x: _Batch, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """d loss / d w̃ on rows ``x`` (`_Layer.rows`) against the target rows ``index``, and d/dδ, d/dφ
         where those are learned (else None)."""
         layer, p, config = self.layer, self.layer.p, self.config
@@ -333,7 +344,7 @@ class _Stepper:
             if config.learn_scales else None
         return gw, gdelta, gphi
 
-    def _numpy_gradient(self, x: np.ndarray, index: np.ndarray, a: np.ndarray,
+    def _numpy_gradient(self, x: _Batch, index: np.ndarray, a: np.ndarray,
                         b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What `l2_gradient` gives, for any activation and loss: d loss / d acc, Σ_r gz, Σ_r gz·(z − b)."""
         p, config = self.layer.p, self.config
@@ -371,7 +382,7 @@ def _step(layer: _Layer, rows: np.ndarray, target: np.ndarray, config: Config, n
     stepper = _Stepper(layer, config, nu, target)
     stepper.soften()
     index = np.arange(len(rows))
-    gw, gdelta, gphi = stepper.gradients(layer.rows(index, rows), index)
+    gw, gdelta, gphi = stepper.gradients(_batch(rows, layer.v.shape), index)
     rounding_step(gw, stepper.gate, stepper.dh, stepper.h, stepper.regulariser(beta), None)
     return [gw, np.zeros_like(layer.delta) if gdelta is None else gdelta,
             np.zeros_like(layer.phi) if gphi is None else gphi]

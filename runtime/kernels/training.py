@@ -1,8 +1,9 @@
 """Numba kernels of the reconstruction's training step (`alls.runtime.algorithms.reconstruct`).
 
-A step reads the rows of a batch of images (`gather`: converted to float32 once, exact for
-|x| < 2^24; a depthwise layer's are laid out ``(R, K, C)``, transposed once a layer, so that every
-pass runs along the channels), and makes three passes besides the products:
+A step reads the rows of a batch of images: a dense or grouped layer's gathered to float32 once for
+both matrix products (`gather`, exact for |x| < 2^24); a depthwise layer's read where they are, as
+integers, by its products (`depthwise_forward`, `depthwise_backward`), which run along the channels
+of rows laid out ``(N, K, C)`` (transposed once a layer). Besides the products a step makes three passes:
 
 - `soft_weights`, over the weights: h(V) and dh/dV (R2), w̃ (R1), and the gate ``dh`` where the
   clip of (R1) lets the gradient through (0 elsewhere);
@@ -46,27 +47,10 @@ def _gather(rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
                 out[r, i, j] = _F(source[i, j])
 
 
-@njit(cache=True)
-def _gather_transposed(rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
-    _, channels, taps = rows.shape
-    for r in range(len(index)):
-        source = rows[index[r]]
-        for c in range(channels):
-            for k in range(taps):
-                out[r, k, c] = _F(source[c, k])
-
-
-def gather(rows: np.ndarray, index: np.ndarray, transpose: bool) -> np.ndarray:
-    """The rows ``index`` of integer rows (N, A, B) in float32: (R, A, B), or ``transpose``d, (R, B, A)
-    (a depthwise layer's rows (N, C, K) read one tap of every channel at a time)."""
-    _, a, b = rows.shape
-    index = np.ascontiguousarray(index, np.int64)
-    if transpose:
-        out = np.empty((len(index), b, a), _F)
-        _gather_transposed(rows, index, out)
-    else:
-        out = np.empty((len(index), a, b), _F)
-        _gather(rows, index, out)
+def gather(rows: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The rows ``index`` of integer rows (N, G, K) in float32 (R, G, K), for the matrix products."""
+    out = np.empty((len(index), *rows.shape[1:]), _F)
+    _gather(rows, np.ascontiguousarray(index, np.int64), out)
     return out
 
 
@@ -74,37 +58,41 @@ def gather(rows: np.ndarray, index: np.ndarray, transpose: bool) -> np.ndarray:
 
 
 @njit(cache=True, error_model="numpy")
-def _forward(x: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
-    n_rows, taps, channels = x.shape
-    for r in range(n_rows):
+def _forward(rows: np.ndarray, index: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    taps, channels = w.shape
+    for r in range(len(index)):
+        x = rows[index[r]]
         for c in range(channels):
             out[r, c] = 0.0
         for k in range(taps):
             for c in range(channels):
-                out[r, c] += x[r, k, c] * w[k, c]
+                out[r, c] += _F(x[k, c]) * w[k, c]
 
 
 @njit(cache=True, error_model="numpy")
-def _backward(x: np.ndarray, grad: np.ndarray, out: np.ndarray) -> None:
-    n_rows, taps, channels = x.shape
+def _backward(rows: np.ndarray, index: np.ndarray, grad: np.ndarray, out: np.ndarray) -> None:
+    taps, channels = out.shape
     out[:] = 0.0
-    for r in range(n_rows):
+    for r in range(len(index)):
+        x = rows[index[r]]
         for k in range(taps):
             for c in range(channels):
-                out[k, c] += grad[r, c] * x[r, k, c]
+                out[k, c] += grad[r, c] * _F(x[k, c])
 
 
-def depthwise_forward(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """acc[r, c] = Σ_k x[r, k, c]·w[c, k] (taps in order), float32 (R, C), for `gather`'s (R, K, C) rows."""
-    out = np.empty((x.shape[0], x.shape[2]), _F)
-    _forward(x, np.ascontiguousarray(w.T, _F), out)
+def depthwise_forward(rows: np.ndarray, index: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """acc[r, c] = Σ_k x[k, c]·w[c, k] (taps in order) for the rows x = ``rows[index[r]]`` of a depthwise
+    layer's integer rows (N, K, C): float32 (R, C)."""
+    out = np.empty((len(index), rows.shape[2]), _F)
+    _forward(rows, np.ascontiguousarray(index, np.int64), np.ascontiguousarray(w.T, _F), out)
     return out
 
 
-def depthwise_backward(x: np.ndarray, grad: np.ndarray) -> np.ndarray:
-    """d/dw of Σ grad·acc: out[c, k] = Σ_r grad[r, c]·x[r, k, c] (rows in order), float32 (C, K)."""
-    out = np.empty((x.shape[1], x.shape[2]), _F)
-    _backward(x, np.ascontiguousarray(grad, _F), out)
+def depthwise_backward(rows: np.ndarray, index: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """d/dw of Σ grad·acc: out[c, k] = Σ_r grad[r, c]·x[k, c] (rows in order) for x = ``rows[index[r]]``
+    as in `depthwise_forward`: float32 (C, K)."""
+    out = np.empty(rows.shape[1:], _F)
+    _backward(rows, np.ascontiguousarray(index, np.int64), np.ascontiguousarray(grad, _F), out)
     return np.ascontiguousarray(out.T)
 
 
@@ -143,11 +131,11 @@ def soft_weights(v: np.ndarray, base: np.ndarray, wmax: int, w: np.ndarray, gate
 
 @njit(cache=True, error_model="numpy")
 def _l2_gradient(acc: np.ndarray, target: np.ndarray, index: np.ndarray, a: np.ndarray, b: np.ndarray,
-                 ranges: np.ndarray, nu: float, relative: bool, factor: float, gacc: np.ndarray, sums: np.ndarray,
+                 ranges: np.ndarray, nu: float, factor: float, gacc: np.ndarray, sums: np.ndarray,
                  moments: np.ndarray) -> None:
     n_rows, channels = acc.shape
     plo, phi, olo, ohi = ranges[0], ranges[1], ranges[2], ranges[3]
-    two, count, power, scale = _F(2.0), _F(n_rows), _F(nu), _F(factor)
+    one, zero, two, count, power, scale = _F(1.0), _F(0.0), _F(2.0), _F(n_rows), _F(nu), _F(factor)
     sums[:] = 0.0
     moments[:] = 0.0
     for r in range(n_rows):
@@ -155,14 +143,9 @@ def _l2_gradient(acc: np.ndarray, target: np.ndarray, index: np.ndarray, a: np.n
         for c in range(channels):
             z = a[c] * acc[r, c] + b[c]
             clipped = min(max(z, plo), phi)
-            yh = min(max(clipped, olo), ohi)
             y = min(max(y_row[c], olo), ohi)
-            g = two * (yh - y) / count
-            if relative:
-                g = g / power
-            g = scale * g
-            if not (z >= plo and z <= phi and clipped >= olo and clipped <= ohi):
-                g = g * _F(0.0)
+            g = scale * (two * (min(max(clipped, olo), ohi) - y) / count / power)  # ν = 1 for l2: exact
+            g = g * (one if z >= plo and z <= phi and clipped >= olo and clipped <= ohi else zero)
             gacc[r, c] = g * a[c]
             sums[c] += g
             moments[c] += g * (z - b[c])
@@ -178,7 +161,7 @@ def l2_gradient(acc: np.ndarray, target: np.ndarray, index: np.ndarray, a: np.nd
     gacc = np.empty(acc.shape, _F)
     sums, moments = np.empty(acc.shape[1], _F), np.empty(acc.shape[1], _F)
     _l2_gradient(acc, target, np.ascontiguousarray(index, np.int64), np.ascontiguousarray(a, _F),
-                 np.ascontiguousarray(b, _F), np.array(ranges, _F), nu, relative, factor, gacc, sums, moments)
+                 np.ascontiguousarray(b, _F), np.array(ranges, _F), nu if relative else 1.0, factor, gacc, sums, moments)
     return gacc, sums, moments
 
 
@@ -222,7 +205,7 @@ def _rounding_step(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, h: np.ndarr
     rate, ms, vs = _F(lr), _F(m_scale), _F(v_scale)
     for i in range(len(gw)):
         g = gw[i] * gate[i]
-        if regularise:
+        if regularise and dh[i] != zero:  # where h is clipped the term is 0 (which adds nothing that moves V)
             t = two * h[i] - one
             sign = one if t > zero else (-one if t < zero else zero)
             g = g + c * np.abs(t) ** e * sign * two * dh[i]
