@@ -319,22 +319,30 @@ class _Stepper:
         params = [layer.v, layer.delta, layer.phi]
         self.m = [np.zeros_like(p) for p in params]
         self.s = [np.zeros_like(p) for p in params] if Optimizer(config.optimizer) is Optimizer.ADAM else None
-        self.w, self.gate, self.dh, self.h = (np.empty_like(layer.v) for _ in range(4))
+        self.w, self.gate, self.dh, self.centred = (np.empty_like(layer.v) for _ in range(4))
         self.fused = layer.p.activation is None and config.loss in (LossType.L2, LossType.L2REL)
         self.target = np.asarray(layer.p.target if target is None else target)
+        self.ranges = np.array((*layer.p.pre_range, *layer.p.out_range), np.float32)
+        # (R3)'s factors, for δ and φ that change only by the steps: kept unless learned
+        self.a = None if config.learn_scales else self._factors()[0]
+        self.b = None if config.learn_bias else self._factors()[1]
+
+    def _factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """S_x·s_c and b_c of (R3), float32."""
+        layer = self.layer
+        return (layer.p.x_scale * layer.scales()).astype(np.float32), layer.biases().astype(np.float32)
 
     def soften(self) -> None:
-        """w̃ (R1) of the current V, with dh/dV, the gate of the clip and h, for `gradients`."""
-        soft_weights(self.layer.v, self.layer.base, self.layer.p.wmax, self.w, self.gate, self.dh, self.h)
+        """w̃ (R1) of the current V, with dh/dV, the gate of the clip and 2h − 1, for `gradients`."""
+        soft_weights(self.layer.v, self.layer.base, self.layer.p.wmax, self.w, self.gate, self.dh, self.centred)
 
     def gradients(self, x: _Batch, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """d loss / d w̃ on rows ``x`` (`_Layer.rows`) against the target rows ``index``, and d/dδ, d/dφ
         where those are learned (else None)."""
         layer, p, config = self.layer, self.layer.p, self.config
-        a, b = (p.x_scale * layer.scales()).astype(np.float32), layer.biases().astype(np.float32)
+        a, b = self._factors() if self.a is None or self.b is None else (self.a, self.b)
         if self.fused:
-            ranges = (*p.pre_range, *p.out_range)
-            gacc, sums, moments = l2_gradient(_accumulate(x, self.w), self.target, index, a, b, ranges, self.nu,
+            gacc, sums, moments = l2_gradient(_accumulate(x, self.w), self.target, index, a, b, self.ranges, self.nu,
                                               config.loss is LossType.L2REL, config.factor)
         else:
             gacc, sums, moments = self._numpy_gradient(x, index, a, b)
@@ -364,7 +372,7 @@ class _Stepper:
         gw, gdelta, gphi = self.gradients(layer.rows(index), index)
         self.t += 1
         adam = None if self.s is None else (layer.v, self.m[0], self.s[0], lr, self.t)
-        rounding_step(gw, self.gate, self.dh, self.h, self.regulariser(beta), adam)  # without Adam, gw is dV now
+        rounding_step(gw, self.gate, self.dh, self.centred, self.regulariser(beta), adam)  # without Adam, gw is dV now
         for i, (param, grad) in enumerate(((layer.v, None if adam else gw), (layer.delta, gdelta),
                                            (layer.phi, gphi))):
             if grad is None:  # stepped already, or not learned (its gradient 0: a step would not move it)
@@ -383,7 +391,7 @@ def _step(layer: _Layer, rows: np.ndarray, target: np.ndarray, config: Config, n
     stepper.soften()
     index = np.arange(len(rows))
     gw, gdelta, gphi = stepper.gradients(_batch(rows, layer.v.shape), index)
-    rounding_step(gw, stepper.gate, stepper.dh, stepper.h, stepper.regulariser(beta), None)
+    rounding_step(gw, stepper.gate, stepper.dh, stepper.centred, stepper.regulariser(beta), None)
     return [gw, np.zeros_like(layer.delta) if gdelta is None else gdelta,
             np.zeros_like(layer.phi) if gphi is None else gphi]
 

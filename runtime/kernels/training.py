@@ -5,8 +5,8 @@ both matrix products (`gather`, exact for |x| < 2^24); a depthwise layer's read 
 integers, by its products (`depthwise_forward`, `depthwise_backward`), which run along the channels
 of rows laid out ``(N, K, C)`` (transposed once a layer). Besides the products a step makes three passes:
 
-- `soft_weights`, over the weights: h(V) and dh/dV (R2), w̃ (R1), and the gate ``dh`` where the
-  clip of (R1) lets the gradient through (0 elsewhere);
+- `soft_weights`, over the weights: h(V) and dh/dV (R2), w̃ (R1), the gate (``dh`` where the
+  clip of (R1) lets the gradient through, 0 elsewhere) and 2h − 1 for the regulariser;
 - `l2_gradient`, over the outputs ``(R, C)``, for a layer with no table activation and the l2 or
   l2rel loss: z (R3) → ŷ (R4) → the slope → d loss / d acc, with the column sums the bias and the
   scales learn from;
@@ -15,9 +15,9 @@ of rows laid out ``(N, K, C)`` (transposed once a layer). Besides the products a
 
 They follow NumPy's float32 arithmetic operation by operation (the same roundings in the same
 order; sums over the rows in row order, as NumPy reduces a column), so the step learns what the
-NumPy formulas learn (exp is NumPy's): only ``pow`` (the regulariser's) may differ from NumPy's in
-the last bit. The depthwise products sum the taps (forward) and the rows (backward) in order, one
-channel a lane. Each kernel runs on one thread: a step's work (256 rows) is well below what a second thread pays for
+NumPy formulas learn, bit for bit (exp and pow are NumPy's own passes). The depthwise products
+sum the taps (forward) and the rows (backward) in order, one channel a lane. Each kernel runs on
+one thread: a step's work (256 rows) is well below what a second thread pays for
 (`alls.runtime.kernels._parallel.WORK_PER_THREAD`).
 """
 
@@ -50,7 +50,7 @@ def _gather(rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
 def gather(rows: np.ndarray, index: np.ndarray) -> np.ndarray:
     """The rows ``index`` of integer rows (N, G, K) in float32 (R, G, K), for the matrix products."""
     out = np.empty((len(index), *rows.shape[1:]), _F)
-    _gather(rows, np.ascontiguousarray(index, np.int64), out)
+    _gather(rows, index, out)
     return out
 
 
@@ -84,7 +84,7 @@ def depthwise_forward(rows: np.ndarray, index: np.ndarray, w: np.ndarray) -> np.
     """acc[r, c] = Σ_k x[k, c]·w[c, k] (taps in order) for the rows x = ``rows[index[r]]`` of a depthwise
     layer's integer rows (N, K, C): float32 (R, C)."""
     out = np.empty((len(index), rows.shape[2]), _F)
-    _forward(rows, np.ascontiguousarray(index, np.int64), np.ascontiguousarray(w.T, _F), out)
+    _forward(rows, index, np.ascontiguousarray(w.T, _F), out)
     return out
 
 
@@ -92,7 +92,7 @@ def depthwise_backward(rows: np.ndarray, index: np.ndarray, grad: np.ndarray) ->
     """d/dw of Σ grad·acc: out[c, k] = Σ_r grad[r, c]·x[k, c] (rows in order) for x = ``rows[index[r]]``
     as in `depthwise_forward`: float32 (C, K)."""
     out = np.empty(rows.shape[1:], _F)
-    _backward(rows, np.ascontiguousarray(index, np.int64), np.ascontiguousarray(grad, _F), out)
+    _backward(rows, index, np.asarray(grad, _F), out)
     return np.ascontiguousarray(out.T)
 
 
@@ -101,8 +101,8 @@ def depthwise_backward(rows: np.ndarray, index: np.ndarray, grad: np.ndarray) ->
 
 @njit(cache=True, error_model="numpy")
 def _soft_weights(e: np.ndarray, base: np.ndarray, wmax: float, w: np.ndarray, gate: np.ndarray, dh: np.ndarray,
-                  h: np.ndarray) -> None:
-    one, zero, span, low, top = _F(1.0), _F(0.0), _F(ZETA - GAMMA), _F(GAMMA), _F(wmax)
+                  t: np.ndarray) -> None:
+    one, two, zero, span, low, top = _F(1.0), _F(2.0), _F(0.0), _F(ZETA - GAMMA), _F(GAMMA), _F(wmax)
     for i in range(len(e)):
         s = one / (one + e[i])
         raw = s * span + low
@@ -112,18 +112,19 @@ def _soft_weights(e: np.ndarray, base: np.ndarray, wmax: float, w: np.ndarray, g
         tilde = base[i] + hi
         w[i] = min(max(tilde, -top), top)
         gate[i] = slope if tilde > -top and tilde < top else zero
-        dh[i], h[i] = slope, hi
+        dh[i], t[i] = slope, two * hi - one
 
 
 def soft_weights(v: np.ndarray, base: np.ndarray, wmax: int, w: np.ndarray, gate: np.ndarray, dh: np.ndarray,
-                 h: np.ndarray) -> None:
-    """Into ``w``, ``gate``, ``dh``, ``h`` (contiguous float32, V's shape): w̃ = clip(B + h(V), −W, W)
-    (R1), dh/dV (0 where h is clipped, R2), the gate (dh where w̃ is not clipped, else 0), h(V).
-    exp(−V) is NumPy's (vectorized; a logit far below zero gives inf, and h its limit 0)."""
+                 t: np.ndarray) -> None:
+    """Into ``w``, ``gate``, ``dh``, ``t`` (contiguous float32, V's shape): w̃ = clip(B + h(V), −W, W)
+    (R1), dh/dV (0 where h is clipped, R2), the gate (dh where w̃ is not clipped, else 0), and
+    2h(V) − 1 for the regulariser. exp(−V) is NumPy's (vectorized; a logit far below zero gives inf,
+    and h its limit 0)."""
     with np.errstate(over="ignore"):
         e = np.exp(-v.reshape(-1))
     _soft_weights(e, base.reshape(-1), float(wmax), w.reshape(-1), gate.reshape(-1), dh.reshape(-1),
-                  h.reshape(-1))
+                  t.reshape(-1))
 
 
 # ---------------------------------------------------------------- outputs
@@ -152,16 +153,16 @@ def _l2_gradient(acc: np.ndarray, target: np.ndarray, index: np.ndarray, a: np.n
 
 
 def l2_gradient(acc: np.ndarray, target: np.ndarray, index: np.ndarray, a: np.ndarray, b: np.ndarray,
-                ranges: tuple[float, float, float, float], nu: float, relative: bool,
-                factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                ranges: np.ndarray, nu: float, relative: bool, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For the l2 (``relative``: l2rel, over ``nu``) loss of a layer with no table activation, from the
     products ``acc`` (R, C) and the target rows ``target[index]``: d loss / d acc (R, C), and per
     channel Σ_r gz and Σ_r gz·(z − b), where z = a·acc + b (R3), ŷ its clips to the pre-activation
-    and output ranges (R4), gz = factor · d loss / d ŷ · dŷ/dz (all float32)."""
+    and output ranges (R4: ``ranges`` = lo, hi, out lo, out hi), gz = factor · d loss / d ŷ · dŷ/dz
+    (all float32)."""
     gacc = np.empty(acc.shape, _F)
     sums, moments = np.empty(acc.shape[1], _F), np.empty(acc.shape[1], _F)
-    _l2_gradient(acc, target, np.ascontiguousarray(index, np.int64), np.ascontiguousarray(a, _F),
-                 np.ascontiguousarray(b, _F), np.array(ranges, _F), nu if relative else 1.0, factor, gacc, sums, moments)
+    _l2_gradient(acc, target, index, np.asarray(a, _F), np.asarray(b, _F), np.asarray(ranges, _F),
+                 nu if relative else 1.0, factor, gacc, sums, moments)
     return gacc, sums, moments
 
 
@@ -198,36 +199,36 @@ def adam_step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: fl
 
 
 @njit(cache=True, error_model="numpy")
-def _rounding_step(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, h: np.ndarray, regularise: bool, coef: float,
-                   power: float, adam: bool, v: np.ndarray, m: np.ndarray, s: np.ndarray, lr: float, m_scale: float,
-                   v_scale: float) -> None:
-    c, e, one, two, zero = _F(coef), _F(power), _F(1.0), _F(2.0), _F(0.0)
+def _rounding_step(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, t: np.ndarray, powers: np.ndarray,
+                   regularise: bool, coef: float, adam: bool, v: np.ndarray, m: np.ndarray, s: np.ndarray, lr: float,
+                   m_scale: float, v_scale: float) -> None:
+    c, one, two, zero = _F(coef), _F(1.0), _F(2.0), _F(0.0)
     rate, ms, vs = _F(lr), _F(m_scale), _F(v_scale)
     for i in range(len(gw)):
         g = gw[i] * gate[i]
-        if regularise and dh[i] != zero:  # where h is clipped the term is 0 (which adds nothing that moves V)
-            t = two * h[i] - one
-            sign = one if t > zero else (-one if t < zero else zero)
-            g = g + c * np.abs(t) ** e * sign * two * dh[i]
+        if regularise:
+            sign = one if t[i] > zero else (-one if t[i] < zero else zero)
+            g = g + c * powers[i] * sign * two * dh[i]
         if adam:
             v[i], m[i], s[i] = _adam1(v[i], g, m[i], s[i], rate, ms, vs)
         else:
             gw[i] = g
 
 
-def rounding_step(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, h: np.ndarray, reg: tuple[float, float] | None,
+def rounding_step(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, t: np.ndarray, reg: tuple[float, float] | None,
                   adam: tuple[np.ndarray, np.ndarray, np.ndarray, float, int] | None) -> None:
-    """dV = gw·gate (`soft_weights`), plus the regulariser's ``coef·|2h − 1|^power·sign(2h − 1)·2·dh``
+    """dV = gw·gate (`soft_weights`), plus the regulariser's ``coef·|t|^power·sign(t)·2·dh`` (t = 2h − 1)
     where ``reg`` = (coef, power) is given; with ``adam`` = (V, m, v, lr, t), Adam's step on V in the
-    same pass (as `adam_step`), else dV written over ``gw``. All contiguous float32 of V's shape."""
-    coef, power = reg if reg is not None else (0.0, 1.0)
-    if not all(a.flags.c_contiguous and a.dtype == np.float32 for a in (gw, gate, dh, h)):
+    same pass (as `adam_step`), else dV written over ``gw``. All contiguous float32 of V's shape.
+    The power is NumPy's (its float32 pow, faster than a compiled loop's call of the C library's)."""
+    if not all(a.flags.c_contiguous and a.dtype == np.float32 for a in (gw, gate, dh, t)):
         raise ValueError("rounding_step reads and writes contiguous float32 arrays")
-    g, gt, d, hv = (a.reshape(-1) for a in (gw, gate, dh, h))
+    g, gt, d, tv = (a.reshape(-1) for a in (gw, gate, dh, t))
+    coef, powers = (reg[0], np.abs(tv) ** reg[1]) if reg is not None else (0.0, tv)
     if adam is None:
-        _rounding_step(g, gt, d, hv, reg is not None, coef, power, False, g, g, g, 0.0, 1.0, 1.0)
+        _rounding_step(g, gt, d, tv, powers, reg is not None, coef, False, g, g, g, 0.0, 1.0, 1.0)
         return
-    v, m, s, lr, t = adam
-    m_scale, v_scale = _corrections(t)
-    _rounding_step(g, gt, d, hv, reg is not None, coef, power, True, v.reshape(-1), m.reshape(-1), s.reshape(-1), lr,
+    v, m, s, lr, step = adam
+    m_scale, v_scale = _corrections(step)
+    _rounding_step(g, gt, d, tv, powers, reg is not None, coef, True, v.reshape(-1), m.reshape(-1), s.reshape(-1), lr,
                    m_scale, v_scale)
