@@ -194,11 +194,11 @@ def _depthwise(shape: tuple[int, ...]) -> bool:
 
 
 class _Batch(NamedTuple):
-    """A batch's rows as the products read them: float32 (R, G, K), gathered (``index`` None), or a
-    depthwise layer's integer rows (N, K, C) as the layer holds them and the batch's rows ``index``."""
+    """A batch's rows as the products read them: float32 (R, G, K), gathered (``picked`` None), or a
+    depthwise layer's integer rows (N, K, C) as the layer holds them and the batch's rows ``picked``."""
 
     x: np.ndarray
-    index: np.ndarray | None = None
+    picked: np.ndarray | None = None
 
 
 def _batch(rows: np.ndarray, shape: tuple[int, ...]) -> _Batch:
