@@ -222,7 +222,7 @@ def test_the_training_kernels_run_on_the_calling_thread(float_sites):
 
     rng = np.random.default_rng(8)
     rows = rng.integers(-300, 300, (64, 6, 9)).astype(np.int16)
-    x, index = np.ascontiguousarray(rows.transpose(0, 2, 1)), np.arange(64)
+    x, index = training.depthwise_rows(rows), np.arange(64)
     w, grad = rng.normal(0, 1, (6, 9)).astype(np.float32), rng.normal(0, 1, (64, 6)).astype(np.float32)
     forward, backward = training.depthwise_forward(x, index, w), training.depthwise_backward(x, index, grad)
     assert not _float_kernels(float_sites)

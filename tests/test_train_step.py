@@ -177,14 +177,16 @@ def test_the_fused_step_learns_what_the_numpy_step_learns(case, monkeypatch):
 # ------------------------------------------------------------- the kernels
 
 
-@pytest.mark.parametrize("dtype", [np.int16, np.int32])
-def test_gathered_rows_and_depthwise_products_are_the_reference_bit_for_bit(dtype):
+@pytest.mark.parametrize("dtype,span", [(np.int16, 128), (np.int16, 3000), (np.int32, 3000)])
+def test_gathered_rows_and_depthwise_products_are_the_reference_bit_for_bit(dtype, span):
     rng = np.random.default_rng(3)
-    rows = rng.integers(-3000, 3000, (200, 24, 9)).astype(dtype)
+    rows = rng.integers(-span, span, (200, 24, 9)).astype(dtype)  # 8-bit inputs span 256 values: held as uint8
     index = rng.permutation(200)[:70]
     w, grad = rng.normal(0, 1, (24, 1, 9)).astype(F32), rng.normal(0, 1, (70, 24)).astype(F32)
     assert np.array_equal(T.gather(rows, index), rows[index].astype(F32))
-    x = np.ascontiguousarray(rows.transpose(0, 2, 1))  # as a depthwise layer holds them
+    x = T.depthwise_rows(rows)  # as a depthwise layer holds them
+    assert x[0].dtype == (np.uint8 if span == 128 else dtype) and x[0].shape == (200, 9, 24)
+    assert np.array_equal(x[0].astype(np.int64) + x[1], rows.transpose(0, 2, 1))
     assert np.array_equal(T.depthwise_forward(x, index, w[:, 0, :]), ref_accumulate(rows[index], w))
     assert np.array_equal(T.depthwise_backward(x, index, grad)[:, None, :], ref_weight_grad(rows[index], grad, w.shape))
 

@@ -45,8 +45,8 @@ import numpy as np
 
 from alls.catalogue import POST_SUBCOMMANDS
 from alls.plan import LossType, Optimizer
-from alls.runtime.kernels.training import (GAMMA, ZETA, adam_step, depthwise_backward, depthwise_forward, gather,
-                                           l2_gradient, rounding_step, soft_weights)
+from alls.runtime.kernels.training import (GAMMA, ZETA, adam_step, depthwise_backward, depthwise_forward,
+                                           depthwise_rows, gather, l2_gradient, rounding_step, soft_weights)
 
 __all__ = ["Problem", "Config", "Outcome", "train", "held_out", "held_out_images", "LOSSES", "HOLDOUT"]
 
@@ -195,24 +195,26 @@ def _depthwise(shape: tuple[int, ...]) -> bool:
 
 class _Batch(NamedTuple):
     """A batch's rows as the products read them: float32 (R, G, K), gathered (``picked`` None), or a
-    depthwise layer's integer rows (N, K, C) as the layer holds them and the batch's rows ``picked``."""
+    depthwise layer's rows as `depthwise_rows` lays them out (``laid``) and the batch's rows ``picked``."""
 
     x: np.ndarray
     picked: np.ndarray | None = None
+    laid: tuple[np.ndarray, int] | None = None
 
 
 def _batch(rows: np.ndarray, shape: tuple[int, ...]) -> _Batch:
     """Integer rows (R, G, K) as a `_Batch` of all of them."""
     if _depthwise(shape):
-        return _Batch(np.ascontiguousarray(rows.transpose(0, 2, 1)), np.arange(len(rows)))
+        laid = depthwise_rows(rows)
+        return _Batch(laid[0], np.arange(len(rows)), laid)
     return _Batch(gather(rows, np.arange(len(rows))))
 
 
 def _accumulate(batch: _Batch | np.ndarray, w: np.ndarray) -> np.ndarray:
     """Σ_k x[r, g, k]·w[g, o, k] → (R, G·O), float32, for a `_Batch` (or integer rows (R, G, K))."""
-    x, index = batch if isinstance(batch, _Batch) else _batch(batch, w.shape)
-    if index is not None:
-        return depthwise_forward(x, index, w[:, 0, :])
+    x, index, laid = batch if isinstance(batch, _Batch) else _batch(batch, w.shape)
+    if index is not None and laid is not None:
+        return depthwise_forward(laid, index, w[:, 0, :])
     if w.shape[0] == 1:
         dense: np.ndarray = x[:, 0, :] @ w[0].T
         return dense
@@ -222,9 +224,9 @@ def _accumulate(batch: _Batch | np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def _weight_grad(batch: _Batch, gacc: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """d/dw of Σ gacc·acc: (G, O, K), for a `_Batch`."""
-    (x, index), (g, o, _) = batch, shape
-    if index is not None:
-        return depthwise_backward(x, index, gacc)[:, None, :]
+    (x, index, laid), (g, o, _) = batch, shape
+    if index is not None and laid is not None:
+        return depthwise_backward(laid, index, gacc)[:, None, :]
     if g == 1:
         dense: np.ndarray = (gacc.T @ x[:, 0, :])[None]
         return dense
@@ -246,7 +248,7 @@ class _Layer:
         self.delta = np.zeros(p.scale.shape, np.float32)
         self.phi = np.zeros(int(p.group_of.max()) + 1, np.float32)
         # a depthwise layer's rows (R, C, K) are read one tap of every channel at a time: laid out so once
-        self.source = np.ascontiguousarray(p.rows.transpose(0, 2, 1)) if _depthwise(p.weight.shape) else p.rows
+        self.laid = depthwise_rows(p.rows) if _depthwise(p.weight.shape) else None
 
     def scales(self) -> np.ndarray:
         scales: np.ndarray = self.p.scale * np.exp(self.phi[self.p.group_of] / (2.0 * self.p.wmax))
@@ -267,7 +269,9 @@ class _Layer:
 
     def rows(self, index: np.ndarray) -> _Batch:
         """The problem's rows ``index`` as the products read them."""
-        return _Batch(self.source, index) if _depthwise(self.p.weight.shape) else _Batch(gather(self.source, index))
+        if self.laid is not None:
+            return _Batch(self.laid[0], index, self.laid)
+        return _Batch(gather(self.p.rows, index))
 
     def output(self, x: _Batch | np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """z (R3), ŷ (R4), and dŷ/dz, for a batch's rows (or integer rows (R, G, K))."""

@@ -3,7 +3,9 @@
 A step reads the rows of a batch of images: a dense or grouped layer's gathered to float32 once for
 both matrix products (`gather`, exact for |x| < 2^24); a depthwise layer's read where they are, as
 integers, by its products (`depthwise_forward`, `depthwise_backward`), which run along the channels
-of rows laid out ``(N, K, C)`` (transposed once a layer). Besides the products a step makes three passes:
+of rows laid out ``(N, K, C)`` once a layer (`depthwise_rows`: in uint8 where they fit, as 8-bit
+inputs do; a step's rows come from memory, and its time goes with their bytes). Besides the
+products a step makes three passes:
 
 - `soft_weights`, over the weights: h(V) and dh/dV (R2), w̃ (R1), the gate (``dh`` where the
   clip of (R1) lets the gradient through, 0 elsewhere) and 2h − 1 for the regulariser;
@@ -27,7 +29,7 @@ import numpy as np
 
 from alls.runtime.kernels._common import njit
 
-__all__ = ["gather", "depthwise_forward", "depthwise_backward", "soft_weights", "l2_gradient", "rounding_step",
+__all__ = ["gather", "depthwise_rows", "depthwise_forward", "depthwise_backward", "soft_weights", "l2_gradient", "rounding_step",
            "adam_step", "ZETA", "GAMMA"]
 
 _F = np.float32
@@ -57,42 +59,66 @@ def gather(rows: np.ndarray, index: np.ndarray) -> np.ndarray:
 # -------------------------------------------------------------- depthwise
 
 
+@njit(cache=True)
+def _lay_out(rows: np.ndarray, offset: int, out: np.ndarray) -> None:
+    n_rows, channels, taps = rows.shape
+    for r in range(n_rows):
+        for c in range(channels):
+            for k in range(taps):
+                out[r, k, c] = rows[r, c, k] - offset
+
+
+def depthwise_rows(rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """A depthwise layer's integer rows (N, C, K) laid out (N, K, C) for `depthwise_forward`, with the
+    offset to add back: where their values span at most 256 (8-bit inputs, centred) they are held
+    as uint8 less their least, half the bytes a step reads from memory."""
+    low, high = (int(rows.min()), int(rows.max())) if rows.size else (0, 0)
+    narrow = high - low < 256
+    out = np.empty((rows.shape[0], rows.shape[2], rows.shape[1]), np.uint8 if narrow else rows.dtype)
+    _lay_out(rows, low if narrow else 0, out)
+    return out, low if narrow else 0
+
+
 @njit(cache=True, error_model="numpy")
-def _forward(rows: np.ndarray, index: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+def _forward(rows: np.ndarray, offset: float, index: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
     taps, channels = w.shape
+    back = _F(offset)  # x + offset is an integer below 2^24: exact in float32
     for r in range(len(index)):
         x = rows[index[r]]
         for c in range(channels):
             out[r, c] = 0.0
         for k in range(taps):
             for c in range(channels):
-                out[r, c] += _F(x[k, c]) * w[k, c]
+                out[r, c] += (_F(x[k, c]) + back) * w[k, c]
 
 
 @njit(cache=True, error_model="numpy")
-def _backward(rows: np.ndarray, index: np.ndarray, grad: np.ndarray, out: np.ndarray) -> None:
+def _backward(rows: np.ndarray, offset: float, index: np.ndarray, grad: np.ndarray, out: np.ndarray) -> None:
     taps, channels = out.shape
+    back = _F(offset)
     out[:] = 0.0
     for r in range(len(index)):
         x = rows[index[r]]
         for k in range(taps):
             for c in range(channels):
-                out[k, c] += grad[r, c] * _F(x[k, c])
+                out[k, c] += grad[r, c] * (_F(x[k, c]) + back)
 
 
-def depthwise_forward(rows: np.ndarray, index: np.ndarray, w: np.ndarray) -> np.ndarray:
+def depthwise_forward(rows: tuple[np.ndarray, int], index: np.ndarray, w: np.ndarray) -> np.ndarray:
     """acc[r, c] = Σ_k x[k, c]·w[c, k] (taps in order) for the rows x = ``rows[index[r]]`` of a depthwise
-    layer's integer rows (N, K, C): float32 (R, C)."""
-    out = np.empty((len(index), rows.shape[2]), _F)
-    _forward(rows, index, np.ascontiguousarray(w.T, _F), out)
+    layer's rows as `depthwise_rows` lays them out: float32 (R, C)."""
+    source, offset = rows
+    out = np.empty((len(index), source.shape[2]), _F)
+    _forward(source, float(offset), index, np.ascontiguousarray(w.T, _F), out)
     return out
 
 
-def depthwise_backward(rows: np.ndarray, index: np.ndarray, grad: np.ndarray) -> np.ndarray:
+def depthwise_backward(rows: tuple[np.ndarray, int], index: np.ndarray, grad: np.ndarray) -> np.ndarray:
     """d/dw of Σ grad·acc: out[c, k] = Σ_r grad[r, c]·x[k, c] (rows in order) for x = ``rows[index[r]]``
     as in `depthwise_forward`: float32 (C, K)."""
-    out = np.empty(rows.shape[1:], _F)
-    _backward(rows, index, np.asarray(grad, _F), out)
+    source, offset = rows
+    out = np.empty(source.shape[1:], _F)
+    _backward(source, float(offset), index, np.asarray(grad, _F), out)
     return np.ascontiguousarray(out.T)
 
 
