@@ -31,15 +31,28 @@ def ref_rectified(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(raw, 0.0, 1.0), np.where((raw > 0) & (raw < 1), (R.ZETA - R.GAMMA) * s * (1 - s), 0.0)
 
 
+def ref_depthwise_forward(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """acc[r, c] = Σ_k rows[r, c, k]·w[c, k], the taps added in order (as the former kernel did)."""
+    acc = np.zeros(rows.shape[:2], F32)
+    for k in range(rows.shape[2]):
+        acc += rows[:, :, k].astype(F32) * w[:, k]
+    return acc
+
+
+def ref_depthwise_backward(rows: np.ndarray, gacc: np.ndarray) -> np.ndarray:
+    """out[c, k] = Σ_r gacc[r, c]·rows[r, c, k], the rows added in order (as the former kernel did)."""
+    out = np.zeros((rows.shape[1], rows.shape[2]), F32)
+    for r in range(len(rows)):
+        out += gacc[r, :, None] * rows[r].astype(F32)
+    return out
+
+
 def ref_accumulate(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Integer rows (R, G, K); a depthwise layer's taps summed in order, as its kernel did."""
     if w.shape[0] == 1:
         return rows[:, 0, :].astype(F32) @ w[0].T
     if w.shape[1] == 1:
-        acc = np.zeros(rows.shape[:2], F32)
-        for k in range(rows.shape[2]):
-            acc += rows[:, :, k].astype(F32) * w[:, 0, k]
-        return acc
+        return ref_depthwise_forward(rows, w[:, 0, :])
     x = rows.astype(F32)
     return np.matmul(x.transpose(1, 0, 2), w.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(len(rows), -1)
 
@@ -50,10 +63,7 @@ def ref_weight_grad(rows: np.ndarray, gacc: np.ndarray, shape: tuple[int, int, i
     if g == 1:
         return (gacc.T @ rows[:, 0, :].astype(F32))[None]
     if o == 1:
-        out = np.zeros((rows.shape[1], rows.shape[2]), F32)
-        for r in range(len(rows)):
-            out += gacc[r, :, None] * rows[r].astype(F32)
-        return out[:, None, :]
+        return ref_depthwise_backward(rows, gacc)[:, None, :]
     return np.matmul(gacc.reshape(len(rows), g, o).transpose(1, 2, 0), rows.astype(F32).transpose(1, 0, 2))
 
 

@@ -1,5 +1,6 @@
 """Finetune's per-layer training (`reconstruct.train`) on CenterFace-like layer problems: the fused step
-against the NumPy step it replaced (`tests/test_train_step.py`'s reference), in one process.
+against the step it replaced (`tests/test_train_step.py`'s NumPy reference, its depthwise products
+on the former Numba kernels, loops over rows x channels x taps, here), in one process.
 
 Each problem is a layer of 128 images of 64 rows (CenterFace's rows at the guide's default
 dataset_size), 4 images (256 rows) a step, l2rel: a dense 3x3 conv (64 → 64 channels), a 1x1 conv
@@ -25,6 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
+import test_train_step  # noqa: E402
+from numba import njit  # noqa: E402
 from test_train_step import RefStepper  # noqa: E402
 
 from alls.plan import LossType  # noqa: E402
@@ -37,6 +40,45 @@ LAYERS = {  # (groups, outputs per group, taps)
     "dw 3x3 x64": (64, 1, 9),
     "dw 3x3 x256": (256, 1, 9),
 }
+
+
+@njit(cache=True)
+def _former_forward(rows: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    n_rows, channels, taps = rows.shape
+    for r in range(n_rows):
+        for c in range(channels):
+            acc = np.float32(0.0)
+            for k in range(taps):
+                acc += np.float32(rows[r, c, k]) * w[c, k]
+            out[r, c] = acc
+
+
+@njit(cache=True)
+def _former_backward(rows: np.ndarray, grad: np.ndarray, out: np.ndarray) -> None:
+    n_rows, channels, taps = rows.shape
+    for c in range(channels):
+        for k in range(taps):
+            out[c, k] = 0.0
+        for r in range(n_rows):
+            g = grad[r, c]
+            for k in range(taps):
+                out[c, k] += g * np.float32(rows[r, c, k])
+
+
+def former_forward(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+    out = np.empty(rows.shape[:2], np.float32)
+    _former_forward(np.ascontiguousarray(rows), np.ascontiguousarray(w, np.float32), out)
+    return out
+
+
+def former_backward(rows: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    out = np.empty(rows.shape[1:], np.float32)
+    _former_backward(np.ascontiguousarray(rows), np.ascontiguousarray(grad, np.float32), out)
+    return out
+
+
+test_train_step.ref_depthwise_forward = former_forward  # the same sums in the same order, compiled
+test_train_step.ref_depthwise_backward = former_backward
 
 
 def problem(groups: int, outs: int, taps: int, images: int = 128, per_image: int = 64) -> R.Problem:
