@@ -364,13 +364,13 @@ def test_a_finetune_larger_than_memory_is_refused_before_calibration(monkeypatch
     import alls.runtime.session.runner as runner_module
 
     monkeypatch.setattr(runner_module, "calibrate", lambda *a, **k: pytest.fail("calibration ran"))
-    monkeypatch.setattr(runner_module, "available_memory", lambda: 64 << 20)
+    monkeypatch.setattr(runner_module, "available_memory", lambda: 16 << 20)
     runner = Runner(DIGITS)
     runner.load_script("post_quantization_optimization(finetune, policy=enabled, dataset_size=64)\n")
     with pytest.raises(AllsError) as excinfo:
         runner.quantize(np.load(SAMPLES / "calib.npy"), progress=False)
     d = excinfo.value.diagnostics[0]
-    assert d.code == "ALS507" and "0.1 GiB are available" in d.message and "dataset_size" in d.help
+    assert d.code == "ALS507" and "16 MiB are available" in d.message and "dataset_size" in d.help
 
 
 def test_beyond_1024_images_a_layer_draws_fewer_positions_from_each(digits):

@@ -815,3 +815,26 @@ def test_runtime_import_stays_light():
     code = ("import sys, alls, alls.runtime, alls.runtime.numerics; "
             "assert 'numba' not in sys.modules and 'alls.runtime.kernels' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_the_network_edge_quantizes_as_the_float64_formula(bits, dtype):
+    """(N5) clamp(Z + ⌊x/S + ½⌋) in one compiled pass: the same codes as NumPy's float64 steps,
+    ties, infinities, huge values, strided input and every dtype included; NaN gives 0."""
+    from alls.runtime.ops.base import Encoding
+
+    enc = Encoding(0.0173, 37, bits)
+    top = nm.activation_max(bits)
+    rng = np.random.default_rng(bits)
+    x = (rng.normal(size=(3, 4, 9, 10)) * 0.0173 * top).astype(dtype)
+    if dtype != np.int64:
+        x.flat[:9] = [np.inf, -np.inf, 1e30, -1e30, 0.5 * 0.0173, -37.5 * 0.0173, 1.5 * 0.0173, -0.0, 1e-45]
+    for data in (x, x[:, :, ::2, 1::3]):
+        want = np.clip(np.floor(np.asarray(data, np.float64) / enc.scale + 0.5) + enc.zero_point, 0, top)
+        got = enc.quantize(data)
+        assert got.dtype == enc.dtype and got.shape == data.shape
+        np.testing.assert_array_equal(got, want.astype(enc.dtype))
+    if dtype != np.int64:
+        assert len(np.unique(enc.quantize(x))) > 10  # codes across the range, clipped at both ends
+        assert enc.quantize(np.array([np.nan], dtype))[0] == 0

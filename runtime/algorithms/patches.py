@@ -107,11 +107,11 @@ def _dense_input(x: np.ndarray) -> np.ndarray:
 
 
 def gather_rows(layer: Layer, x: np.ndarray, zero_point: int, bits: int, positions: Positions,
-                kernel: tuple[int, int], chunk: int = 4096) -> np.ndarray:
+                kernel: tuple[int, int]) -> np.ndarray:
     """Centred integer inputs at the sampled positions: ``(R, G, K)``, K in the weights' tap order.
 
     ``x`` is the layer's NHWC integer input (or (N, C) for a dense layer); ``kernel`` the (KH, KW)
-    of its weights. Rows are gathered ``chunk`` at a time, so no temporary outgrows the result.
+    of its weights. The taps are written into the result as they are read (`_patches`).
     """
     dtype = _row_dtype(bits)
     if layer.kind == "fc":
@@ -121,10 +121,8 @@ def gather_rows(layer: Layer, x: np.ndarray, zero_point: int, bits: int, positio
     group = layer.attrs.get("group", 1)
     c = x.shape[3]
     out = np.empty((len(positions), group, (c // group) * kernel[0] * kernel[1]), dtype)
-    for start in range(0, len(positions), chunk):
-        part = slice(start, start + chunk)
-        out[part] = _patches(layer, x, zero_point, dtype, positions.n[part], positions.i[part],
-                             positions.j[part], kernel).reshape(-1, *out.shape[1:])
+    _patches(layer, x, zero_point, positions.n, positions.i, positions.j, kernel,
+             out.reshape(len(positions), c, *kernel))
     return out
 
 
@@ -169,25 +167,27 @@ def tap_means(layer: Layer, x: np.ndarray, zero_point: int, kernel: tuple[int, i
     flat = np.arange(h * w)
     for start in range(0, h * w, chunk):
         part = flat[start:start + chunk]
-        taps = _patches(layer, total, 0, np.dtype(np.int64), np.zeros_like(part), part // w, part % w, kernel)
+        taps = np.empty((len(part), x.shape[3], *kernel), np.int64)
+        _patches(layer, total, 0, np.zeros_like(part), part // w, part % w, kernel, taps)
         sums += taps.sum(axis=0).reshape(group, -1)
     means: np.ndarray = sums / float(x.shape[0] * h * w)
     return means
 
 
-def _patches(layer: Layer, x: np.ndarray, zero_point: int, dtype: np.dtype, n: np.ndarray, i: np.ndarray,
-             j: np.ndarray, kernel: tuple[int, int]) -> np.ndarray:
-    """(R, C, KH, KW) centred taps of the rows (n, i, j): the weights' (C_in, KH, KW) order."""
+def _patches(layer: Layer, x: np.ndarray, zero_point: int, n: np.ndarray, i: np.ndarray, j: np.ndarray,
+             kernel: tuple[int, int], out: np.ndarray) -> None:
+    """The centred taps of the rows (n, i, j) into ``out`` (R, C, KH, KW): the weights' (C_in, KH, KW)
+    order, zeros where a tap falls outside the input (`alls.runtime.kernels.patches`)."""
+    from alls.runtime.kernels.patches import gather_patches
+
     a = layer.attrs
     transposed = layer.kind == "deconv"
     (kh, kw), (sh, sw), (dh, dw) = kernel, a["strides"], a["dilations"]
     top, left = a["pads"][0], a["pads"][1]
     ii, vi = _tap_indices(i, kh, sh, top, dh, x.shape[1], transposed)
     jj, vj = _tap_indices(j, kw, sw, left, dw, x.shape[2], transposed)
-    patch = x[n[:, None, None], ii[:, :, None], jj[:, None, :]].astype(dtype)  # (R, KH, KW, C)
-    patch -= dtype.type(zero_point)
-    patch[~(vi[:, :, None] & vj[:, None, :])] = 0
-    return np.ascontiguousarray(patch.transpose(0, 3, 1, 2))
+    gather_patches(np.ascontiguousarray(x), np.asarray(n, np.int64), ii.astype(np.int64), jj.astype(np.int64), vi, vj,
+                   int(zero_point), out)
 
 
 def to_groups(weight: np.ndarray, layer: Layer) -> np.ndarray:

@@ -45,7 +45,12 @@ def _native(layer: Layer, q: QLayer, xs: list[np.ndarray], enc: Encodings, param
     return to_nhwc(q.out.quantize(y))
 
 
-CHUNK_BYTES = 1 << 28  # a layer whose inputs are larger runs over its images in parts of about this size
+# A layer whose inputs and output are larger runs over its images in parts of about this size. Parts
+# this small keep a kernel's temporaries (the centred, padded inputs, the accumulators) within what the
+# allocator takes back and hands out again, instead of fresh memory whose pages the system zeroes on
+# every part: CenterFace at 320x320, 128 images on one thread, 4.6-5.0 s of CPU in parts of 8-16 MiB
+# against 6.2-8.0 s in parts of 256 MiB.
+CHUNK_BYTES = 1 << 23
 
 
 def _in_parts(run: Callable[[list[np.ndarray]], np.ndarray], xs: list[np.ndarray], layer: Layer) -> np.ndarray:

@@ -152,13 +152,18 @@ def _spare(step: _Step, xs: list[Array], values: Mapping[str, Array], held: list
 
 def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str, Mapping[str, Array]] | None = None,
               taps: Iterable[str] | str | None = None,
-              observe: Callable[[Layer, Array, Array], None] | None = None) -> tuple[dict[str, Array], dict[str, Array]]:
+              observe: Callable[[Layer, Array, Array], None] | None = None,
+              watch: Callable[[Layer, Array], None] | None = None) -> tuple[dict[str, Array], dict[str, Array]]:
     """Run ``graph`` in float32 on NCHW ``inputs`` (one array, or {input layer or ONNX name: array}).
 
     Returns ``(outputs, tapped)``: the output layers' tensors by output layer
     name, and the tensors of the ``taps`` layers ("all" for every layer).
     ``observe`` is called for every layer (inputs included) with the tensor
-    before and after its activation.
+    before and after its activation; the run then makes both (no activation
+    applied as a conv writes its outputs) and overwrites nothing. ``watch``
+    is called for every layer with its output only, as the run makes it: the
+    run stays as fast as without it, and may later write another layer's
+    result into that memory, so a watcher copies what it keeps.
     """
     from alls.runtime.kernels._parallel import scoped, set_budget
 
@@ -167,7 +172,7 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
 
         outer = set_budget(numba.get_num_threads())
         try:
-            return run_float(graph, inputs, params, taps, observe)
+            return run_float(graph, inputs, params, taps, observe, watch)
         finally:
             set_budget(outer)
     feeds = _feeds(graph, inputs)
@@ -198,6 +203,8 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
         else:
             y = run_layer(layer, [], params.get(name), observe)
         values[name] = y
+        if watch is not None:
+            watch(layer, y)
         if step.tapped:
             tapped[name] = y
         if step.output:

@@ -149,8 +149,13 @@ class Encoding:
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Float to integer at the network's edge: clamp(Z + rhu(x / S)) (N5)."""
-        q = np.floor(np.asarray(x, np.float64) / self.scale + 0.5) + self.zero_point
-        codes: np.ndarray = np.clip(q, 0, nx.activation_max(self.bits)).astype(self.dtype)
+        from alls.runtime.kernels._common import quantize_codes
+
+        x = np.ascontiguousarray(x)
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
+        codes = np.empty(x.shape, self.dtype)
+        quantize_codes(x, float(self.scale), int(self.zero_point), nx.activation_max(self.bits), codes)
         return codes
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:

@@ -130,6 +130,11 @@ def _check_count(name: str, value: object) -> None:
                            f"leave {name} out to use the script's, or give a positive count")
 
 
+def _size(count: int) -> str:
+    """Bytes as GiB to a tenth, or below 1 GiB as whole MiB."""
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
+
+
 def _embedded(path: pathlib.Path) -> bytes:
     """The model's bytes with any external weights embedded (read from the model's folder, already checked by
     `alls.validate`), so that the quantized file never reads a data file again, nor relative to the working
@@ -345,8 +350,8 @@ class Runner:
                               (finetune_memory(self.graph, plan, self.memory_limit),
                                "lower the finetune or adaround dataset_size, or --memory-limit")):
             if estimate > free:
-                raise AllsError.of("ALS507", f"this job needs about {estimate / 2**30:.1f} GiB and {free / 2**30:.1f} "
-                             "GiB are available", f"{fix}, or run on a machine with more memory")
+                raise AllsError.of("ALS507", f"this job needs about {_size(estimate)} and {_size(free)} are available",
+                                   f"{fix}, or run on a machine with more memory")
 
     def _equalize(self, graph: alls.Graph, plan: alls.Plan, feeds: Mapping[str, np.ndarray], batch_size: int, calib_num_batch: int,
                   progress: bool | None) -> tuple[dict[str, dict[str, np.ndarray]], list[dict[str, Any]]]:
