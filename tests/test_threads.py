@@ -216,18 +216,18 @@ def test_float_results_are_bit_identical_on_one_and_two_threads(float_model, flo
         assert np.array_equal(one.taps[name], two.taps[name]), name
 
 
-def test_the_training_kernels_go_through_the_choice(float_sites):
-    from alls.runtime.kernels.training import depthwise_backward, depthwise_forward
+def test_the_training_kernels_run_on_the_calling_thread(float_sites):
+    """A training step's work (256 rows) is below a thread's worth: its kernels are no parallel regions."""
+    from alls.runtime.kernels import training
 
     rng = np.random.default_rng(8)
     rows = rng.integers(-300, 300, (64, 6, 9)).astype(np.int16)
+    x, index = training.depthwise_rows(rows), np.arange(64)
     w, grad = rng.normal(0, 1, (6, 9)).astype(np.float32), rng.normal(0, 1, (64, 6)).astype(np.float32)
-    with using_threads(1):
-        from alls.runtime.exec.threads import numba_threads
-
-        with numba_threads(None):
-            forward, backward = depthwise_forward(rows, w), depthwise_backward(rows, grad)
-    assert _float_kernels(float_sites) == {"_forward", "_backward"}
+    forward, backward = training.depthwise_forward(x, index, w), training.depthwise_backward(x, index, grad)
+    assert not _float_kernels(float_sites)
+    kernels = [getattr(training, name) for name in dir(training) if hasattr(getattr(training, name), "targetoptions")]
+    assert kernels and not any(k.targetoptions.get("parallel") for k in kernels)
     np.testing.assert_allclose(forward, np.einsum("rck,ck->rc", rows.astype(np.float64), w), rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(backward, np.einsum("rc,rck->ck", grad, rows.astype(np.float64)), rtol=1e-5, atol=1e-2)
 

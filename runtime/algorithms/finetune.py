@@ -58,8 +58,9 @@ contributes 64 output positions (fewer beyond 1024 images: a layer trains on at 
 rows), drawn once per layer (every position of a smaller map), and only those positions' input
 patches are gathered (im2col on the sampled positions only); the float targets are gathered at
 the same positions in one streamed float pass (on the fp_optimized network: the layers as
-equalization left them); depthwise layers train on Numba kernels
-(`alls.runtime.kernels.training`), the rest on NumPy matrix products. The integer pass holds the
+equalization left them); a step is a few compiled passes
+(`alls.runtime.kernels.training`: the soft weights, the loss gradient, the update with Adam, and a
+depthwise layer's products) besides a dense layer's two BLAS matrix products. The integer pass holds the
 images as their integer codes and each layer's output whole, and runs every layer over its
 images in parts (`alls.runtime.exec.emulator`). The runner refuses a job
 whose memory estimate (`estimate_memory`) exceeds the machine's (ALS507) and a dataset_size

@@ -39,17 +39,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
 from alls.catalogue import POST_SUBCOMMANDS
 from alls.plan import LossType, Optimizer
-from alls.runtime.kernels.training import adam_step, depthwise_backward, depthwise_forward
+from alls.runtime.algorithms.losses import LOSSES
+from alls.runtime.kernels.training import (GAMMA, ZETA, adam_step, depthwise_backward, depthwise_forward,
+                                           depthwise_rows, gather, l2_gradient, rounding_step, soft_weights)
 
 __all__ = ["Problem", "Config", "Outcome", "train", "held_out", "held_out_images", "LOSSES", "HOLDOUT"]
 
-ZETA, GAMMA = 1.1, -0.1
 _EPS = 1e-12
 HOLDOUT = 0.25  # the share of a layer's images held out from training
 CHECKS = 16  # held-out checkpoints per layer, at most
@@ -121,76 +122,6 @@ class Outcome:
     best_epoch: int = 0  # the epoch whose checkpoint the layer ends with (0: the start)
 
 
-# ------------------------------------------------------------------- losses
-# Each returns (loss, d loss / d ŷ) for rows ŷ, y (R, C); ``nu`` is the target's mean square.
-
-
-def _l2(yh: np.ndarray, y: np.ndarray, nu: float) -> tuple[float, np.ndarray]:
-    e = yh - y
-    return float(np.mean(np.sum(e * e, axis=1))), 2.0 * e / len(e)
-
-
-def _l2rel(yh: np.ndarray, y: np.ndarray, nu: float) -> tuple[float, np.ndarray]:
-    loss, grad = _l2(yh, y, nu)
-    return loss / nu, grad / nu
-
-
-def _l1(yh: np.ndarray, y: np.ndarray, nu: float) -> tuple[float, np.ndarray]:
-    e = yh - y
-    root = math.sqrt(nu)
-    return float(np.mean(np.sum(np.abs(e), axis=1))) / root, np.sign(e) / (len(e) * root)
-
-
-def _cosine(yh: np.ndarray, y: np.ndarray, nu: float) -> tuple[float, np.ndarray]:
-    """C · mean(1 − cos(ŷ_r, y_r)): near l2rel's size for small errors."""
-    c = yh.shape[1]
-    na = np.sqrt(np.sum(yh * yh, axis=1, keepdims=True)) + _EPS
-    nb = np.sqrt(np.sum(y * y, axis=1, keepdims=True)) + _EPS
-    cos = np.sum(yh * y, axis=1, keepdims=True) / (na * nb)
-    grad = -(y / (na * nb) - cos * yh / (na * na)) * c / len(yh)
-    return float(c * np.mean(1.0 - cos)), grad
-
-
-def _softmax(a: np.ndarray) -> np.ndarray:
-    e = np.exp(a - a.max(axis=1, keepdims=True))
-    p: np.ndarray = e / e.sum(axis=1, keepdims=True)
-    return p
-
-
-def _ce(yh: np.ndarray, y: np.ndarray, nu: float) -> tuple[float, np.ndarray]:
-    """C · mean KL(softmax(y) ‖ softmax(ŷ)) over the channels: cross-entropy against the float layer."""
-    c = yh.shape[1]
-    p, q = _softmax(y.astype(np.float64)), _softmax(yh.astype(np.float64))
-    kl = np.sum(p * (np.log(p + _EPS) - np.log(q + _EPS)), axis=1)
-    return float(c * np.mean(kl)), ((q - p) * c / len(yh)).astype(np.float32)
-
-
-Loss = Callable[[np.ndarray, np.ndarray, float], tuple[float, np.ndarray]]  # (ŷ, y, ν) → (loss, d loss / d ŷ)
-
-LOSSES: dict[LossType, Loss] = {LossType.L2: _l2, LossType.L2REL: _l2rel, LossType.L1: _l1, LossType.COSINE: _cosine, LossType.CE: _ce}
-
-
-# ------------------------------------------------------------------ optimizer
-
-
-class _Optimizer:
-    """Adam (β₁ = 0.9, β₂ = 0.999, ε = 1e−8) or SGD with momentum 0.9, on a list of arrays in place."""
-
-    def __init__(self, kind: Optimizer, params: list[np.ndarray]):
-        self.kind, self.t = Optimizer(kind), 0
-        self.m = [np.zeros_like(p) for p in params]
-        self.v: list[np.ndarray] | None = [np.zeros_like(p) for p in params] if self.kind is Optimizer.ADAM else None
-
-    def step(self, params: list[np.ndarray], grads: list[np.ndarray], lr: float) -> None:
-        self.t += 1
-        for i, (p, g) in enumerate(zip(params, grads)):
-            if self.v is not None:
-                adam_step(p, g, self.m[i], self.v[i], lr, self.t)
-                continue
-            self.m[i] = 0.9 * self.m[i] + g
-            p -= lr * self.m[i]
-
-
 # --------------------------------------------------------------------- model
 
 
@@ -209,34 +140,49 @@ def _initial_logits(fraction: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _accumulate(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Σ_k rows[r, g, k]·w[g, o, k] → (R, G·O), float32, for integer rows (or `_as_float` of them)."""
+def _depthwise(shape: tuple[int, ...]) -> bool:
+    """A layer of one weight vector per group, several groups: its rows are read as (N, K, C)."""
+    return shape[1] == 1 and shape[0] > 1
+
+
+class _Batch(NamedTuple):
+    """A batch's rows as the products read them: float32 (R, G, K), gathered (``picked`` None), or a
+    depthwise layer's rows as `depthwise_rows` lays them out (``laid``) and the batch's rows ``picked``."""
+
+    x: np.ndarray
+    picked: np.ndarray | None = None
+    laid: tuple[np.ndarray, int] | None = None
+
+
+def _batch(rows: np.ndarray, shape: tuple[int, ...]) -> _Batch:
+    """Integer rows (R, G, K) as a `_Batch` of all of them."""
+    if _depthwise(shape):
+        laid = depthwise_rows(rows)
+        return _Batch(laid[0], np.arange(len(rows)), laid)
+    return _Batch(gather(rows, np.arange(len(rows))))
+
+
+def _accumulate(batch: _Batch | np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Σ_k x[r, g, k]·w[g, o, k] → (R, G·O), float32, for a `_Batch` (or integer rows (R, G, K))."""
+    x, index, laid = batch if isinstance(batch, _Batch) else _batch(batch, w.shape)
+    if index is not None and laid is not None:
+        return depthwise_forward(laid, index, w[:, 0, :])
     if w.shape[0] == 1:
-        dense: np.ndarray = rows[:, 0, :].astype(np.float32, copy=False) @ w[0].T
+        dense: np.ndarray = x[:, 0, :] @ w[0].T
         return dense
-    if w.shape[1] == 1:
-        return depthwise_forward(rows, w[:, 0, :])
-    x = rows.astype(np.float32, copy=False)
-    acc: np.ndarray = np.matmul(x.transpose(1, 0, 2), w.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(len(rows), -1)
+    acc: np.ndarray = np.matmul(x.transpose(1, 0, 2), w.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(len(x), -1)
     return acc
 
 
-def _as_float(rows: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """A batch's rows in float32 once for both products of a step (exact: |x| < 2^24); a depthwise
-    layer's stay integers, which its kernels read as they are."""
-    return rows if shape[1] == 1 and shape[0] > 1 else rows.astype(np.float32)
-
-
-def _weight_grad(rows: np.ndarray, gacc: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """d/dw of Σ gacc·acc: (G, O, K), for integer rows (or `_as_float` of them)."""
-    g, o, _ = shape
+def _weight_grad(batch: _Batch, gacc: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """d/dw of Σ gacc·acc: (G, O, K), for a `_Batch`."""
+    (x, index, laid), (g, o, _) = batch, shape
+    if index is not None and laid is not None:
+        return depthwise_backward(laid, index, gacc)[:, None, :]
     if g == 1:
-        dense: np.ndarray = (gacc.T @ rows[:, 0, :].astype(np.float32, copy=False))[None]
+        dense: np.ndarray = (gacc.T @ x[:, 0, :])[None]
         return dense
-    if o == 1:
-        return depthwise_backward(rows, gacc)[:, None, :]
-    x = rows.astype(np.float32, copy=False)
-    grad: np.ndarray = np.matmul(gacc.reshape(len(rows), g, o).transpose(1, 2, 0), x.transpose(1, 0, 2))
+    grad: np.ndarray = np.matmul(gacc.reshape(len(x), g, o).transpose(1, 2, 0), x.transpose(1, 0, 2))
     return grad
 
 
@@ -253,6 +199,8 @@ class _Layer:
             self.v[up != (self.v >= 0)] = np.where(up, 0.05, -0.05)[up != (self.v >= 0)]
         self.delta = np.zeros(p.scale.shape, np.float32)
         self.phi = np.zeros(int(p.group_of.max()) + 1, np.float32)
+        # a depthwise layer's rows (R, C, K) are read one tap of every channel at a time: laid out so once
+        self.laid = depthwise_rows(p.rows) if _depthwise(p.weight.shape) else None
 
     def scales(self) -> np.ndarray:
         scales: np.ndarray = self.p.scale * np.exp(self.phi[self.p.group_of] / (2.0 * self.p.wmax))
@@ -271,10 +219,16 @@ class _Layer:
         raw = self.base + h
         return np.clip(raw, -self.p.wmax, self.p.wmax).astype(np.float32), (raw > -self.p.wmax) & (raw < self.p.wmax)
 
-    def output(self, rows: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """z (R3), ŷ (R4), and dŷ/dz, for integer rows."""
+    def rows(self, index: np.ndarray) -> _Batch:
+        """The problem's rows ``index`` as the products read them."""
+        if self.laid is not None:
+            return _Batch(self.laid[0], index, self.laid)
+        return _Batch(gather(self.p.rows, index))
+
+    def output(self, x: _Batch | np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """z (R3), ŷ (R4), and dŷ/dz, for a batch's rows (or integer rows (R, G, K))."""
         p = self.p
-        acc = _accumulate(rows, w)
+        acc = _accumulate(x, w)
         z = (p.x_scale * self.scales()).astype(np.float32) * acc + self.biases().astype(np.float32)
         a = np.clip(z, *p.pre_range)
         inside = (z >= p.pre_range[0]) & (z <= p.pre_range[1])
@@ -308,36 +262,99 @@ def _evaluate(layer: _Layer, config: Config, nu: float, index: np.ndarray, hard:
     w = layer.weights(hard)
     for start in range(0, len(index), chunk):
         part = index[start:start + chunk]
-        yh = layer.output(layer.p.rows[part], w)[2]
+        yh = layer.output(layer.rows(part), w)[2]
         y = np.clip(layer.p.target[part], *layer.p.out_range)
         total += LOSSES[config.loss](yh, y, nu)[0] * len(part)
         count += len(part)
     return config.factor * total / max(count, 1)
 
 
+class _Stepper:
+    """The training steps (R5) of one layer: the gradients on a batch's rows and the optimizer's update
+    of V, δ and φ in place (Adam: β₁ = 0.9, β₂ = 0.999, ε = 1e−8; or SGD with momentum 0.9). A layer
+    with no table activation and the l2 or l2rel loss takes the fused passes of
+    `alls.runtime.kernels.training` throughout; the others form the loss gradient in NumPy."""
+
+    def __init__(self, layer: _Layer, config: Config, nu: float, target: np.ndarray | None = None):
+        self.layer, self.config, self.nu, self.t = layer, config, nu, 0
+        params = [layer.v, layer.delta, layer.phi]
+        self.m = [np.zeros_like(p) for p in params]
+        self.s = [np.zeros_like(p) for p in params] if Optimizer(config.optimizer) is Optimizer.ADAM else None
+        self.w, self.gate, self.dh, self.centred = (np.empty_like(layer.v) for _ in range(4))
+        self.fused = layer.p.activation is None and config.loss in (LossType.L2, LossType.L2REL)
+        self.target = np.asarray(layer.p.target if target is None else target)
+        self.ranges = np.array((*layer.p.pre_range, *layer.p.out_range), np.float32)
+        # (R3)'s factors, for δ and φ that change only by the steps: kept unless learned
+        self.a = None if config.learn_scales else self._factors()[0]
+        self.b = None if config.learn_bias else self._factors()[1]
+
+    def _factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """S_x·s_c and b_c of (R3), float32."""
+        layer = self.layer
+        return (layer.p.x_scale * layer.scales()).astype(np.float32), layer.biases().astype(np.float32)
+
+    def soften(self) -> None:
+        """w̃ (R1) of the current V, with dh/dV, the gate of the clip and 2h − 1, for `gradients`."""
+        soft_weights(self.layer.v, self.layer.base, self.layer.p.wmax, self.w, self.gate, self.dh, self.centred)
+
+    def gradients(self, x: _Batch, index: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """d loss / d w̃ on rows ``x`` (`_Layer.rows`) against the target rows ``index``, and d/dδ, d/dφ
+        where those are learned (else None)."""
+        layer, p, config = self.layer, self.layer.p, self.config
+        a, b = self._factors() if self.a is None or self.b is None else (self.a, self.b)
+        if self.fused:
+            gacc, sums, moments = l2_gradient(_accumulate(x, self.w), self.target, index, a, b, self.ranges, self.nu,
+                                              config.loss is LossType.L2REL, config.factor)
+        else:
+            gacc, sums, moments = self._numpy_gradient(x, index, a, b)
+        gw = np.ascontiguousarray(_weight_grad(x, gacc, self.w.shape))
+        gdelta = sums * p.unit if config.learn_bias else None
+        gphi = np.bincount(p.group_of, moments / (2.0 * p.wmax), minlength=len(layer.phi)).astype(np.float32) \
+            if config.learn_scales else None
+        return gw, gdelta, gphi
+
+    def _numpy_gradient(self, x: _Batch, index: np.ndarray, a: np.ndarray,
+                        b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What `l2_gradient` gives, for any activation and loss: d loss / d acc, Σ_r gz, Σ_r gz·(z − b)."""
+        p, config = self.layer.p, self.config
+        z, _, yh, slope = self.layer.output(x, self.w)
+        _, gy = LOSSES[config.loss](yh, np.clip(self.target[index], *p.out_range), self.nu)
+        gz = (config.factor * gy * slope).astype(np.float32)
+        return gz * a, gz.sum(axis=0), (gz * (z - b)).sum(axis=0)
+
+    def regulariser(self, beta: float | None) -> tuple[float, float] | None:
+        """`rounding_step`'s (coefficient, power) of the regulariser's gradient at β (None: off)."""
+        return None if beta is None else (-self.config.reg_weight * beta, beta - 1)
+
+    def step(self, index: np.ndarray, lr: float, beta: float | None) -> None:
+        """One step on the rows ``index`` at learning rate ``lr`` (β: None while the regulariser is off)."""
+        layer = self.layer
+        self.soften()
+        gw, gdelta, gphi = self.gradients(layer.rows(index), index)
+        self.t += 1
+        adam = None if self.s is None else (layer.v, self.m[0], self.s[0], lr, self.t)
+        rounding_step(gw, self.gate, self.dh, self.centred, self.regulariser(beta), adam)  # without Adam, gw is dV now
+        for i, (param, grad) in enumerate(((layer.v, None if adam else gw), (layer.delta, gdelta),
+                                           (layer.phi, gphi))):
+            if grad is None:  # stepped already, or not learned (its gradient 0: a step would not move it)
+                continue
+            if self.s is not None:
+                adam_step(param, grad, self.m[i], self.s[i], lr, self.t)
+            else:
+                self.m[i] = 0.9 * self.m[i] + grad
+                param -= lr * self.m[i]
+
+
 def _step(layer: _Layer, rows: np.ndarray, target: np.ndarray, config: Config, nu: float,
           beta: float | None) -> list[np.ndarray]:
-    """Gradients of (R5) for one batch of rows: [dV, dδ, dφ]."""
-    p = layer.p
-    h, dh = _rectified(layer.v)
-    w, through = layer.clipped(h)
-    rows = _as_float(rows, w.shape)
-    z, acc, yh, slope = layer.output(rows, w)
-    _, gy = LOSSES[config.loss](yh, np.clip(target, *p.out_range), nu)
-    gz = (config.factor * gy * slope).astype(np.float32)
-    s = layer.scales()
-    gw = _weight_grad(rows, gz * (p.x_scale * s).astype(np.float32), w.shape)
-    gv = gw * through * dh
-    if beta is not None:
-        t = 2 * h - 1
-        greg = -config.reg_weight * beta * np.abs(t) ** (beta - 1) * np.sign(t) * 2
-        gv = gv + greg * dh
-    gdelta = gz.sum(axis=0) * p.unit if config.learn_bias else np.zeros_like(layer.delta)
-    gphi = np.zeros_like(layer.phi)
-    if config.learn_scales:
-        per_channel = (gz * (z - layer.biases().astype(np.float32))).sum(axis=0) / (2.0 * p.wmax)
-        gphi = np.bincount(p.group_of, per_channel, minlength=len(layer.phi)).astype(np.float32)
-    return [gv.astype(np.float32, copy=False), gdelta.astype(np.float32, copy=False), gphi]
+    """Gradients of (R5) for integer rows (R, G, K) and their targets (R, C): [dV, dδ, dφ]."""
+    stepper = _Stepper(layer, config, nu, target)
+    stepper.soften()
+    index = np.arange(len(rows))
+    gw, gdelta, gphi = stepper.gradients(_batch(rows, layer.v.shape), index)
+    rounding_step(gw, stepper.gate, stepper.dh, stepper.centred, stepper.regulariser(beta), None)
+    return [gw, np.zeros_like(layer.delta) if gdelta is None else gdelta,
+            np.zeros_like(layer.phi) if gphi is None else gphi]
 
 
 def _schedule(step: int, total: int, config: Config) -> tuple[float, float | None]:
@@ -439,7 +456,7 @@ def train(p: Problem, config: Config, on_epoch: Callable[[], None] | None = None
     total = config.epochs * per_epoch if config.steps is None else min(config.steps, config.epochs * per_epoch)
     every = max(1, math.ceil(config.epochs / CHECKS))
     checks = _Checkpoints(layer, config, nu, train_rows, held_rows)
-    optimizer = _Optimizer(config.optimizer, [layer.v, layer.delta, layer.phi])
+    stepper = _Stepper(layer, config, nu)
     offsets = np.arange(p.per_image)
     step = epoch = 0
     while epoch < config.epochs and checks.since < PATIENCE and step < total:
@@ -448,8 +465,7 @@ def train(p: Problem, config: Config, on_epoch: Callable[[], None] | None = None
             chosen = order[b * config.batch_size:(b + 1) * config.batch_size]
             index = (chosen[:, None] * p.per_image + offsets).reshape(-1)
             lr, beta = _schedule(step, total, config)
-            grads = _step(layer, p.rows[index], p.target[index], config, nu, beta)
-            optimizer.step([layer.v, layer.delta, layer.phi], grads, lr)
+            stepper.step(index, lr, beta)
             step += 1
         epoch += 1
         if on_epoch is not None:

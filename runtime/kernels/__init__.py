@@ -33,7 +33,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
-from alls.runtime.kernels._common import requantize
+from alls.runtime.kernels._common import quantize, requantize
 from alls.runtime.kernels.conv import ConvWeights, conv, conv_acc, deconv, deconv_acc, dw, dw_acc, fc, fc_acc
 from alls.runtime.kernels.eltwise import concat, ew_add, ew_mult, ew_sub, lut
 from alls.runtime.kernels.matmul import matmul, matmul_acc
@@ -64,6 +64,7 @@ KERNELS: MappingProxyType[str, Callable[..., Any]] = MappingProxyType({
     "resize_bilinear": resize_bilinear,
     "lut": lut,
     "requantize": requantize,
+    "quantize": quantize,
     "slice": slice_axes,
     "pad": pad,
     "depth_to_space": depth_to_space,

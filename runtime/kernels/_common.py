@@ -111,6 +111,17 @@ def quantize_codes(x: np.ndarray, scale: float, zero_point: int, top: int, out: 
         codes[k] = v
 
 
+def quantize(x: ArrayLike, scale: float, zero_point: int, bits: int) -> np.ndarray:
+    """Float (or integer) values to activation codes at the network's edge (N5), `quantize_codes`:
+    uint8 for 8 bits, uint16 for 16, the shape of ``x``."""
+    data = np.ascontiguousarray(x)
+    if data.dtype not in (np.float32, np.float64):
+        data = data.astype(np.float64)
+    codes = np.empty(data.shape, np.uint8 if bits == 8 else np.uint16)
+    quantize_codes(data, float(scale), int(zero_point), (1 << bits) - 1, codes)
+    return codes
+
+
 @njit(cache=True)
 def centre_pad(x: np.ndarray, z: np.int64, top: np.int64, left: np.int64, stride_h: np.int64, stride_w: np.int64,
                groups: np.int64, group_stride: np.int64, out: np.ndarray) -> None:

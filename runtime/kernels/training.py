@@ -1,77 +1,218 @@
-"""Numba kernels of the reconstruction's float model for depthwise layers, and of Adam's step.
+"""Numba kernels of the reconstruction's training step (`alls.runtime.algorithms.reconstruct`).
 
-A depthwise layer's rows are ``(R, C, K)`` centred integers (int16 or int32, `alls.runtime.algorithms.patches`)
-with one weight vector of K taps per channel. NumPy would convert the rows to float and contract
-them with `einsum` on every step; these kernels read the integers as they are, in float32, in
-parallel over rows (forward) or channels (backward). They are training arithmetic, not the integer
-path: rounding differs from an exact sum only in float32's last bits. Each call runs on the threads
-`alls.runtime.kernels._parallel` chooses for its call site (its rows, or its channels, are the parts),
-as the other parallel kernels do.
+A step reads the rows of a batch of images: a dense or grouped layer's gathered to float32 once for
+both matrix products (`gather`, exact for |x| < 2^24); a depthwise layer's read where they are, as
+integers, by its products (`depthwise_forward`, `depthwise_backward`), which run along the channels
+of rows laid out ``(N, K, C)`` once a layer (`depthwise_rows`: in uint8 where they fit, as 8-bit
+inputs do; a step's rows come from memory, and its time goes with their bytes). Besides the
+products a step makes three passes:
+
+- `soft_weights`, over the weights: h(V) and dh/dV (R2), w̃ (R1), the gate (``dh`` where the
+  clip of (R1) lets the gradient through, 0 elsewhere) and 2h − 1 for the regulariser;
+- `l2_gradient`, over the outputs ``(R, C)``, for a layer with no table activation and the l2 or
+  l2rel loss: z (R3) → ŷ (R4) → the slope → d loss / d acc, with the column sums the bias and the
+  scales learn from;
+- `rounding_step`, over the weights again once the weight gradient is known: dV with the
+  regulariser of (R5), and Adam's update of V in the same pass.
+
+They follow NumPy's float32 arithmetic operation by operation (the same roundings in the same
+order; sums over the rows in row order, as NumPy reduces a column), so the step learns what the
+NumPy formulas learn, bit for bit (exp and pow are NumPy's own passes). The depthwise products
+sum the taps (forward) and the rows (backward) in order, one channel a lane. Each kernel runs on
+one thread: a step's work (256 rows) is well below what a second thread pays for
+(`alls.runtime.kernels._parallel.WORK_PER_THREAD`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._common import njit
 
-__all__ = ["depthwise_forward", "depthwise_backward", "adam_step"]
-
-
-@njit(parallel=True, cache=True)
-def _forward(rows: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
-    n_rows, channels, taps = rows.shape
-    for r in prange(n_rows):
-        for c in range(channels):
-            acc = np.float32(0.0)
-            for k in range(taps):
-                acc += np.float32(rows[r, c, k]) * w[c, k]
-            out[r, c] = acc
-
-
-@njit(parallel=True, cache=True)
-def _backward(rows: np.ndarray, grad: np.ndarray, out: np.ndarray) -> None:
-    n_rows, channels, taps = rows.shape
-    for c in prange(channels):
-        for k in range(taps):
-            out[c, k] = 0.0
-        for r in range(n_rows):
-            g = grad[r, c]
-            for k in range(taps):
-                out[c, k] += g * np.float32(rows[r, c, k])
-
-
-def depthwise_forward(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """acc[r, c] = Σ_k rows[r, c, k]·w[c, k], float32 (R, C)."""
-    out = np.empty(rows.shape[:2], np.float32)
-    _parallel.run(("float dw forward", rows.shape, rows.dtype), rows.size, rows.shape[0], _forward,
-                  np.ascontiguousarray(rows), np.ascontiguousarray(w, np.float32), out)
-    return out
-
-
-def depthwise_backward(rows: np.ndarray, grad: np.ndarray) -> np.ndarray:
-    """d/dw of Σ grad·acc: out[c, k] = Σ_r grad[r, c]·rows[r, c, k], float32 (C, K)."""
-    out = np.empty((rows.shape[1], rows.shape[2]), np.float32)
-    _parallel.run(("float dw backward", rows.shape, rows.dtype), rows.size, rows.shape[1], _backward,
-                  np.ascontiguousarray(rows), np.ascontiguousarray(grad, np.float32), out)
-    return out
-
+__all__ = ["gather", "depthwise_rows", "depthwise_forward", "depthwise_backward", "soft_weights", "l2_gradient", "rounding_step",
+           "adam_step", "ZETA", "GAMMA"]
 
 _F = np.float32
+ZETA, GAMMA = 1.1, -0.1
+
+
+# ------------------------------------------------------------------- rows
+
+
+@njit(cache=True)
+def _gather(rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
+    _, a, b = rows.shape
+    for r in range(len(index)):
+        source = rows[index[r]]
+        for i in range(a):
+            for j in range(b):
+                out[r, i, j] = _F(source[i, j])
+
+
+def gather(rows: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The rows ``index`` of integer rows (N, G, K) in float32 (R, G, K), for the matrix products."""
+    out = np.empty((len(index), *rows.shape[1:]), _F)
+    _gather(rows, index, out)
+    return out
+
+
+# -------------------------------------------------------------- depthwise
+
+
+@njit(cache=True)
+def _lay_out(rows: np.ndarray, offset: int, out: np.ndarray) -> None:
+    n_rows, channels, taps = rows.shape
+    for r in range(n_rows):
+        for c in range(channels):
+            for k in range(taps):
+                out[r, k, c] = rows[r, c, k] - offset
+
+
+def depthwise_rows(rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """A depthwise layer's integer rows (N, C, K) laid out (N, K, C) for `depthwise_forward`, with the
+    offset to add back: where their values span at most 256 (8-bit inputs, centred) they are held
+    as uint8 less their least, half the bytes a step reads from memory."""
+    low, high = (int(rows.min()), int(rows.max())) if rows.size else (0, 0)
+    narrow = high - low < 256
+    out = np.empty((rows.shape[0], rows.shape[2], rows.shape[1]), np.uint8 if narrow else rows.dtype)
+    _lay_out(rows, low if narrow else 0, out)
+    return out, low if narrow else 0
+
+
+@njit(cache=True, error_model="numpy")
+def _forward(rows: np.ndarray, offset: float, index: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    taps, channels = w.shape
+    back = _F(offset)  # x + offset is an integer below 2^24: exact in float32
+    for r in range(len(index)):
+        x = rows[index[r]]
+        for c in range(channels):
+            out[r, c] = 0.0
+        for k in range(taps):
+            for c in range(channels):
+                out[r, c] += (_F(x[k, c]) + back) * w[k, c]
+
+
+@njit(cache=True, error_model="numpy")
+def _backward(rows: np.ndarray, offset: float, index: np.ndarray, grad: np.ndarray, out: np.ndarray) -> None:
+    taps, channels = out.shape
+    back = _F(offset)
+    out[:] = 0.0
+    for r in range(len(index)):
+        x = rows[index[r]]
+        for k in range(taps):
+            for c in range(channels):
+                out[k, c] += grad[r, c] * (_F(x[k, c]) + back)
+
+
+def depthwise_forward(rows: tuple[np.ndarray, int], index: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """acc[r, c] = Σ_k x[k, c]·w[c, k] (taps in order) for the rows x = ``rows[index[r]]`` of a depthwise
+    layer's rows as `depthwise_rows` lays them out: float32 (R, C)."""
+    source, offset = rows
+    out = np.empty((len(index), source.shape[2]), _F)
+    _forward(source, float(offset), index, np.ascontiguousarray(w.T, _F), out)
+    return out
+
+
+def depthwise_backward(rows: tuple[np.ndarray, int], index: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """d/dw of Σ grad·acc: out[c, k] = Σ_r grad[r, c]·x[k, c] (rows in order) for x = ``rows[index[r]]``
+    as in `depthwise_forward`: float32 (C, K)."""
+    source, offset = rows
+    out = np.empty(source.shape[1:], _F)
+    _backward(source, float(offset), index, np.asarray(grad, _F), out)
+    return np.ascontiguousarray(out.T)
+
+
+# ---------------------------------------------------------------- weights
+
+
+@njit(cache=True, error_model="numpy")
+def _soft_weights(e: np.ndarray, base: np.ndarray, wmax: float, w: np.ndarray, gate: np.ndarray, dh: np.ndarray,
+                  t: np.ndarray) -> None:
+    one, two, zero, span, low, top = _F(1.0), _F(2.0), _F(0.0), _F(ZETA - GAMMA), _F(GAMMA), _F(wmax)
+    for i in range(len(e)):
+        s = one / (one + e[i])
+        raw = s * span + low
+        inside = raw > zero and raw < one
+        hi = min(max(raw, zero), one)
+        slope = span * s * (one - s) if inside else zero
+        tilde = base[i] + hi
+        w[i] = min(max(tilde, -top), top)
+        gate[i] = slope if tilde > -top and tilde < top else zero
+        dh[i], t[i] = slope, two * hi - one
+
+
+def soft_weights(v: np.ndarray, base: np.ndarray, wmax: int, w: np.ndarray, gate: np.ndarray, dh: np.ndarray,
+                 t: np.ndarray) -> None:
+    """Into ``w``, ``gate``, ``dh``, ``t`` (contiguous float32, V's shape): w̃ = clip(B + h(V), −W, W)
+    (R1), dh/dV (0 where h is clipped, R2), the gate (dh where w̃ is not clipped, else 0), and
+    2h(V) − 1 for the regulariser. exp(−V) is NumPy's (vectorized; a logit far below zero gives inf,
+    and h its limit 0)."""
+    with np.errstate(over="ignore"):
+        e = np.exp(-v.reshape(-1))
+    _soft_weights(e, base.reshape(-1), float(wmax), w.reshape(-1), gate.reshape(-1), dh.reshape(-1),
+                  t.reshape(-1))
+
+
+# ---------------------------------------------------------------- outputs
+
+
+@njit(cache=True, error_model="numpy")
+def _l2_gradient(acc: np.ndarray, target: np.ndarray, index: np.ndarray, a: np.ndarray, b: np.ndarray,
+                 ranges: np.ndarray, nu: float, factor: float, gacc: np.ndarray, sums: np.ndarray,
+                 moments: np.ndarray) -> None:
+    n_rows, channels = acc.shape
+    plo, phi, olo, ohi = ranges[0], ranges[1], ranges[2], ranges[3]
+    one, zero, two, count, power, scale = _F(1.0), _F(0.0), _F(2.0), _F(n_rows), _F(nu), _F(factor)
+    sums[:] = 0.0
+    moments[:] = 0.0
+    for r in range(n_rows):
+        y_row = target[index[r]]
+        for c in range(channels):
+            z = a[c] * acc[r, c] + b[c]
+            clipped = min(max(z, plo), phi)
+            y = min(max(y_row[c], olo), ohi)
+            g = scale * (two * (min(max(clipped, olo), ohi) - y) / count / power)  # ν = 1 for l2: exact
+            g = g * (one if z >= plo and z <= phi and clipped >= olo and clipped <= ohi else zero)
+            gacc[r, c] = g * a[c]
+            sums[c] += g
+            moments[c] += g * (z - b[c])
+
+
+def l2_gradient(acc: np.ndarray, target: np.ndarray, index: np.ndarray, a: np.ndarray, b: np.ndarray,
+                ranges: np.ndarray, nu: float, relative: bool, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the l2 (``relative``: l2rel, over ``nu``) loss of a layer with no table activation, from the
+    products ``acc`` (R, C) and the target rows ``target[index]``: d loss / d acc (R, C), and per
+    channel Σ_r gz and Σ_r gz·(z − b), where z = a·acc + b (R3), ŷ its clips to the pre-activation
+    and output ranges (R4: ``ranges`` = lo, hi, out lo, out hi), gz = factor · d loss / d ŷ · dŷ/dz
+    (all float32)."""
+    gacc = np.empty(acc.shape, _F)
+    sums, moments = np.empty(acc.shape[1], _F), np.empty(acc.shape[1], _F)
+    _l2_gradient(acc, target, index, np.asarray(a, _F), np.asarray(b, _F), np.asarray(ranges, _F),
+                 nu if relative else 1.0, factor, gacc, sums, moments)
+    return gacc, sums, moments
+
+
+# --------------------------------------------------------------- updates
 
 
 @njit(cache=True, fastmath=True)
+def _adam1(p: float, g: float, m: float, v: float, rate: float, ms: float, vs: float) -> tuple[float, float, float]:
+    """One element of Adam's step (float32 arguments), returning p, m and v."""
+    mi = _F(0.9) * m + _F(0.1) * g
+    vi = _F(0.999) * v + _F(0.001) * g * g
+    return p - rate * (mi * ms) / (np.sqrt(vi * vs) + _F(1e-8)), mi, vi
+
+
+@njit(cache=True)
 def _adam(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, m_scale: float,
           v_scale: float) -> None:
-    b1, b2, c1, c2 = _F(0.9), _F(0.999), _F(0.1), _F(0.001)
-    rate, ms, vs, eps = _F(lr), _F(m_scale), _F(v_scale), _F(1e-8)
+    rate, ms, vs = _F(lr), _F(m_scale), _F(v_scale)
     for i in range(len(p)):
-        mi = b1 * m[i] + c1 * g[i]
-        vi = b2 * v[i] + c2 * g[i] * g[i]
-        m[i], v[i] = mi, vi
-        p[i] -= rate * (mi * ms) / (np.sqrt(vi * vs) + eps)
+        p[i], m[i], v[i] = _adam1(p[i], g[i], m[i], v[i], rate, ms, vs)
+
+
+def _corrections(t: int) -> tuple[float, float]:
+    return 1.0 / (1.0 - 0.9 ** t), 1.0 / (1.0 - 0.999 ** t)
 
 
 def adam_step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, t: int) -> None:
@@ -80,4 +221,40 @@ def adam_step(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: fl
     if not all(a.flags.c_contiguous and a.dtype == np.float32 for a in (p, m, v)):
         raise ValueError("adam_step updates contiguous float32 arrays in place")
     _adam(p.reshape(-1), np.ascontiguousarray(g, np.float32).reshape(-1), m.reshape(-1), v.reshape(-1), lr,
-          1.0 / (1.0 - 0.9 ** t), 1.0 / (1.0 - 0.999 ** t))
+          *_corrections(t))
+
+
+@njit(cache=True, error_model="numpy")
+def _rounding_step(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, t: np.ndarray, powers: np.ndarray,
+                   regularise: bool, coef: float, adam: bool, v: np.ndarray, m: np.ndarray, s: np.ndarray, lr: float,
+                   m_scale: float, v_scale: float) -> None:
+    c, one, two, zero = _F(coef), _F(1.0), _F(2.0), _F(0.0)
+    rate, ms, vs = _F(lr), _F(m_scale), _F(v_scale)
+    for i in range(len(gw)):
+        g = gw[i] * gate[i]
+        if regularise:
+            sign = one if t[i] > zero else (-one if t[i] < zero else zero)
+            g = g + c * powers[i] * sign * two * dh[i]
+        if adam:
+            v[i], m[i], s[i] = _adam1(v[i], g, m[i], s[i], rate, ms, vs)
+        else:
+            gw[i] = g
+
+
+def rounding_step(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, t: np.ndarray, reg: tuple[float, float] | None,
+                  adam: tuple[np.ndarray, np.ndarray, np.ndarray, float, int] | None) -> None:
+    """dV = gw·gate (`soft_weights`), plus the regulariser's ``coef·|t|^power·sign(t)·2·dh`` (t = 2h − 1)
+    where ``reg`` = (coef, power) is given; with ``adam`` = (V, m, v, lr, t), Adam's step on V in the
+    same pass (as `adam_step`), else dV written over ``gw``. All contiguous float32 of V's shape.
+    The power is NumPy's (its float32 pow, faster than a compiled loop's call of the C library's)."""
+    if not all(a.flags.c_contiguous and a.dtype == np.float32 for a in (gw, gate, dh, t)):
+        raise ValueError("rounding_step reads and writes contiguous float32 arrays")
+    g, gt, d, tv = (a.reshape(-1) for a in (gw, gate, dh, t))
+    coef, powers = (reg[0], np.abs(tv) ** reg[1]) if reg is not None else (0.0, tv)
+    if adam is None:
+        _rounding_step(g, gt, d, tv, powers, reg is not None, coef, False, g, g, g, 0.0, 1.0, 1.0)
+        return
+    v, m, s, lr, step = adam
+    m_scale, v_scale = _corrections(step)
+    _rounding_step(g, gt, d, tv, powers, reg is not None, coef, True, v.reshape(-1), m.reshape(-1), s.reshape(-1), lr,
+                   m_scale, v_scale)

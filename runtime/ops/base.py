@@ -149,14 +149,7 @@ class Encoding:
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Float to integer at the network's edge: clamp(Z + rhu(x / S)) (N5)."""
-        from alls.runtime.kernels._common import quantize_codes
-
-        x = np.ascontiguousarray(x)
-        if x.dtype not in (np.float32, np.float64):
-            x = x.astype(np.float64)
-        codes = np.empty(x.shape, self.dtype)
-        quantize_codes(x, float(self.scale), int(self.zero_point), nx.activation_max(self.bits), codes)
-        return codes
+        return kernel("quantize")(x, self.scale, self.zero_point, self.bits)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         return (self.scale * (np.asarray(q, np.float64) - self.zero_point)).astype(np.float32)

@@ -1,0 +1,138 @@
+"""Finetune's per-layer training (`reconstruct.train`) on CenterFace-like layer problems: the fused step
+against the step it replaced (`tests/test_train_step.py`'s NumPy reference, its depthwise products
+on the former Numba kernels, loops over rows x channels x taps, here), in one process.
+
+Each problem is a layer of 128 images of 64 rows (CenterFace's rows at the guide's default
+dataset_size), 4 images (256 rows) a step, l2rel: a dense 3x3 conv (64 → 64 channels), a 1x1 conv
+(128 → 64), and depthwise 3x3 convs of 64 and 256 channels. Both paths learn the same weights
+(checked here too). CPU-time medians of ``--repeats`` runs of ``--steps`` steps each; the load average
+is printed, since the machine may be shared.
+
+    python tests/bench/bench_trainstep.py [--steps 240] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import test_train_step  # noqa: E402
+from numba import njit  # noqa: E402
+from test_train_step import RefStepper  # noqa: E402
+
+from alls.plan import LossType  # noqa: E402
+from alls.runtime.algorithms import reconstruct as R  # noqa: E402
+from alls.runtime.exec.threads import single_threaded_blas  # noqa: E402
+
+LAYERS = {  # (groups, outputs per group, taps)
+    "conv 3x3 64->64": (1, 64, 576),
+    "conv 1x1 128->64": (1, 64, 128),
+    "dw 3x3 x64": (64, 1, 9),
+    "dw 3x3 x256": (256, 1, 9),
+}
+
+
+@njit(cache=True)
+def _former_forward(rows: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    n_rows, channels, taps = rows.shape
+    for r in range(n_rows):
+        for c in range(channels):
+            acc = np.float32(0.0)
+            for k in range(taps):
+                acc += np.float32(rows[r, c, k]) * w[c, k]
+            out[r, c] = acc
+
+
+@njit(cache=True)
+def _former_backward(rows: np.ndarray, grad: np.ndarray, out: np.ndarray) -> None:
+    n_rows, channels, taps = rows.shape
+    for c in range(channels):
+        for k in range(taps):
+            out[c, k] = 0.0
+        for r in range(n_rows):
+            g = grad[r, c]
+            for k in range(taps):
+                out[c, k] += g * np.float32(rows[r, c, k])
+
+
+def former_forward(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+    out = np.empty(rows.shape[:2], np.float32)
+    _former_forward(np.ascontiguousarray(rows), np.ascontiguousarray(w, np.float32), out)
+    return out
+
+
+def former_backward(rows: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    out = np.empty(rows.shape[1:], np.float32)
+    _former_backward(np.ascontiguousarray(rows), np.ascontiguousarray(grad, np.float32), out)
+    return out
+
+
+test_train_step.ref_depthwise_forward = former_forward  # the same sums in the same order, compiled
+test_train_step.ref_depthwise_backward = former_backward
+
+
+def problem(groups: int, outs: int, taps: int, images: int = 128, per_image: int = 64) -> R.Problem:
+    rng = np.random.default_rng(0)
+    rows = np.clip(rng.normal(0, 40, (images * per_image, groups, taps)), -128, 127).astype(np.int16)
+    weight = rng.normal(0, 1 / np.sqrt(taps), (groups, outs, taps))
+    scale = np.abs(weight).max(axis=2).reshape(-1) / 7
+    clean = 0.02 * np.einsum("rgk,gok->rgo", rows.astype(np.float32), weight.astype(np.float32)).reshape(len(rows), -1)
+    target = np.maximum(clean + rng.normal(0, 0.05 * clean.std(), clean.shape), 0).astype(np.float32)
+    return R.Problem(rows=rows, per_image=per_image, target=target, weight=weight, scale=scale,
+                     group_of=np.zeros(groups * outs, np.int64), wmax=7, x_scale=0.02, bias=np.zeros(groups * outs),
+                     unit=float(clean.max() / 127), pre_range=(0.0, np.inf), out_range=(-np.inf, np.inf))
+
+
+def run(p: R.Problem, config: R.Config, stepper: type) -> tuple[float, R.Outcome]:
+    original = R._Stepper
+    R._Stepper = stepper  # type: ignore[misc]
+    try:
+        with single_threaded_blas():  # as in a runtime call (BLAS threads spin between calls)
+            start = time.process_time()
+            outcome = R.train(p, config)
+            return time.process_time() - start, outcome
+    finally:
+        R._Stepper = original  # type: ignore[misc]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=240)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    config = replace(R.Config(images=128, epochs=64, batch_size=4, learning_rate=1e-3, loss=LossType.L2REL),
+                     steps=args.steps)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    run(problem(2, 2, 9), replace(config, steps=4), R._Stepper)  # compile (or load) the kernels
+    total = {"numpy": 0.0, "fused": 0.0}
+    print(f"{'layer':18} {'numpy ms/step':>14} {'fused ms/step':>14} {'ratio':>6}  same weights")
+    for name, shape in LAYERS.items():
+        p = problem(*shape)
+        times: dict[str, list[float]] = {"numpy": [], "fused": []}
+        outcomes = {}
+        for _ in range(args.repeats):
+            for label, stepper in (("numpy", RefStepper), ("fused", R._Stepper)):
+                seconds, outcomes[label] = run(p, config, stepper)
+                times[label].append(seconds)
+        old, new = (statistics.median(times[k]) for k in ("numpy", "fused"))
+        total["numpy"] += old
+        total["fused"] += new
+        same = np.array_equal(outcomes["numpy"].weights, outcomes["fused"].weights)
+        steps = outcomes["fused"].steps
+        print(f"{name:18} {1e3 * old / steps:14.3f} {1e3 * new / steps:14.3f} {old / new:6.2f}  {same}")
+    print(f"all layers: {total['numpy'] / total['fused']:.2f}x (CPU time, medians of {args.repeats})")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

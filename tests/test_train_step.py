@@ -1,0 +1,225 @@
+"""The reconstruction's training step (`reconstruct._Stepper`, kernels in `alls.runtime.kernels.training`)
+against the NumPy step it replaced, kept here as the reference: the same formulas (R1)-(R5) in float32,
+one NumPy pass per operation, rows gathered by fancy indexing and converted on every step.
+
+The fused step follows NumPy's roundings operation by operation (exp and pow are NumPy's own passes),
+so the two learn the same integer weights, bias and scales, bit for bit; Adam's step is the runtime's
+`adam_step` in both (its per-element arithmetic shared with the fused pass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from alls.plan import LossType, Optimizer
+from alls.runtime.algorithms import reconstruct as R
+from alls.runtime.kernels import training as T
+
+F32 = np.float32
+
+
+# ----------------------------------------------------------- the reference
+
+
+def ref_rectified(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(over="ignore"):
+        s = 1.0 / (1.0 + np.exp(-v))
+    raw = s * (R.ZETA - R.GAMMA) + R.GAMMA
+    return np.clip(raw, 0.0, 1.0), np.where((raw > 0) & (raw < 1), (R.ZETA - R.GAMMA) * s * (1 - s), 0.0)
+
+
+def ref_depthwise_forward(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """acc[r, c] = Σ_k rows[r, c, k]·w[c, k], the taps added in order (as the former kernel did)."""
+    acc = np.zeros(rows.shape[:2], F32)
+    for k in range(rows.shape[2]):
+        acc += rows[:, :, k].astype(F32) * w[:, k]
+    return acc
+
+
+def ref_depthwise_backward(rows: np.ndarray, gacc: np.ndarray) -> np.ndarray:
+    """out[c, k] = Σ_r gacc[r, c]·rows[r, c, k], the rows added in order (as the former kernel did)."""
+    out = np.zeros((rows.shape[1], rows.shape[2]), F32)
+    for r in range(len(rows)):
+        out += gacc[r, :, None] * rows[r].astype(F32)
+    return out
+
+
+def ref_accumulate(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Integer rows (R, G, K); a depthwise layer's taps summed in order, as its kernel did."""
+    if w.shape[0] == 1:
+        return rows[:, 0, :].astype(F32) @ w[0].T
+    if w.shape[1] == 1:
+        return ref_depthwise_forward(rows, w[:, 0, :])
+    x = rows.astype(F32)
+    return np.matmul(x.transpose(1, 0, 2), w.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(len(rows), -1)
+
+
+def ref_weight_grad(rows: np.ndarray, gacc: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """d/dw of Σ gacc·acc; a depthwise layer's rows summed in order, as its kernel did."""
+    g, o, _ = shape
+    if g == 1:
+        return (gacc.T @ rows[:, 0, :].astype(F32))[None]
+    if o == 1:
+        return ref_depthwise_backward(rows, gacc)[:, None, :]
+    return np.matmul(gacc.reshape(len(rows), g, o).transpose(1, 2, 0), rows.astype(F32).transpose(1, 0, 2))
+
+
+def ref_output(layer: R._Layer, rows: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    p = layer.p
+    z = (p.x_scale * layer.scales()).astype(F32) * ref_accumulate(rows, w) + layer.biases().astype(F32)
+    a = np.clip(z, *p.pre_range)
+    inside = (z >= p.pre_range[0]) & (z <= p.pre_range[1])
+    if p.activation is None:
+        y, slope = a, inside.astype(F32)
+    else:
+        y = p.activation(a)
+        eps = F32(1e-3) * max(abs(p.pre_range[1] - p.pre_range[0]), 1e-6)
+        slope = (p.activation(a + eps) - p.activation(a - eps)) / (2 * eps) * inside
+    return z, np.clip(y, *p.out_range), slope * ((y >= p.out_range[0]) & (y <= p.out_range[1]))
+
+
+def ref_step(layer: R._Layer, rows: np.ndarray, target: np.ndarray, config: R.Config, nu: float,
+             beta: float | None) -> list[np.ndarray]:
+    p = layer.p
+    h, dh = ref_rectified(layer.v)
+    raw = layer.base + h
+    w, through = np.clip(raw, -p.wmax, p.wmax).astype(F32), (raw > -p.wmax) & (raw < p.wmax)
+    z, yh, slope = ref_output(layer, rows, w)
+    _, gy = R.LOSSES[config.loss](yh, np.clip(target, *p.out_range), nu)
+    gz = (config.factor * gy * slope).astype(F32)
+    s = layer.scales()
+    gw = ref_weight_grad(rows, gz * (p.x_scale * s).astype(F32), w.shape)
+    gv = gw * through * dh
+    if beta is not None:
+        t = 2 * h - 1
+        greg = -config.reg_weight * beta * np.abs(t) ** (beta - 1) * np.sign(t) * 2
+        gv = gv + greg * dh
+    gdelta = gz.sum(axis=0) * p.unit if config.learn_bias else np.zeros_like(layer.delta)
+    gphi = np.zeros_like(layer.phi)
+    if config.learn_scales:
+        per_channel = (gz * (z - layer.biases().astype(F32))).sum(axis=0) / (2.0 * p.wmax)
+        gphi = np.bincount(p.group_of, per_channel, minlength=len(layer.phi)).astype(F32)
+    return [gv.astype(F32, copy=False), gdelta.astype(F32, copy=False), gphi]
+
+
+class RefStepper:
+    """`reconstruct._Stepper`'s interface on the reference step and optimizer."""
+
+    def __init__(self, layer: R._Layer, config: R.Config, nu: float):
+        self.layer, self.config, self.nu, self.t = layer, config, nu, 0
+        params = [layer.v, layer.delta, layer.phi]
+        self.m = [np.zeros_like(q) for q in params]
+        self.s = [np.zeros_like(q) for q in params] if config.optimizer is Optimizer.ADAM else None
+
+    def step(self, index: np.ndarray, lr: float, beta: float | None) -> None:
+        p = self.layer.p
+        grads = ref_step(self.layer, p.rows[index], p.target[index], self.config, self.nu, beta)
+        self.t += 1
+        for i, (q, g) in enumerate(zip((self.layer.v, self.layer.delta, self.layer.phi), grads)):
+            if self.s is not None:
+                T.adam_step(q, g, self.m[i], self.s[i], lr, self.t)
+            else:
+                self.m[i] = 0.9 * self.m[i] + g
+                q -= lr * self.m[i]
+
+
+# ------------------------------------------------------------ the problems
+
+
+def problem(kind: str, seed: int = 0, pre: tuple[float, float] = (-np.inf, np.inf), activation=None) -> R.Problem:
+    """A layer of 16 images of 16 rows: dense (1 group), grouped (2 groups of 3) or depthwise (12 channels)."""
+    groups, outs, taps = {"dense": (1, 8, 27), "grouped": (2, 3, 18), "depthwise": (12, 1, 9)}[kind]
+    rng = np.random.default_rng(seed)
+    images, per_image = 16, 16
+    rows = rng.integers(-128, 128, (images * per_image, groups, taps)).astype(np.int16)
+    weight = rng.normal(0, 0.3, (groups, outs, taps))
+    scale = np.abs(weight).max(axis=2).reshape(-1) / 7
+    x_scale = 0.02
+    clean = x_scale * np.einsum("rgk,gok->rgo", rows.astype(np.float64), weight).reshape(len(rows), -1)
+    target = clean + rng.normal(0, 0.05 * clean.std(), clean.shape)
+    if activation is not None:
+        target = activation(np.clip(target, *pre))
+    elif np.isfinite(pre).all():
+        target = np.clip(target, *pre)
+    return R.Problem(rows=rows, per_image=per_image, target=target.astype(F32), weight=weight, scale=scale,
+                     group_of=np.arange(groups * outs) % 2, wmax=7, x_scale=x_scale, bias=rng.normal(0, 0.05, groups * outs),
+                     unit=float(np.abs(clean).max() / 127), pre_range=pre, out_range=(-np.inf, np.inf),
+                     activation=activation)
+
+
+BASE = R.Config(images=16, epochs=32, batch_size=4, learning_rate=2e-2, loss=LossType.L2REL)
+CASES = {
+    "dense l2": ("dense", {}, dict(loss=LossType.L2)),
+    "dense l2rel bias scales": ("dense", {}, dict(learn_bias=True, learn_scales=True)),
+    "dense relu6 l2rel bias": ("dense", dict(pre=(0.0, 6.0)), dict(learn_bias=True)),
+    "grouped l2rel bias": ("grouped", {}, dict(learn_bias=True)),
+    "grouped l2 scales": ("grouped", {}, dict(loss=LossType.L2, learn_scales=True)),
+    "depthwise l2rel": ("depthwise", {}, {}),
+    "depthwise l2 bias scales": ("depthwise", dict(pre=(0.0, np.inf)), dict(loss=LossType.L2, learn_bias=True,
+                                                                           learn_scales=True)),
+    "depthwise l1 bias": ("depthwise", {}, dict(loss=LossType.L1, learn_bias=True)),
+    "dense cosine scales": ("dense", {}, dict(loss=LossType.COSINE, learn_scales=True)),
+    "dense tanh l2 bias": ("dense", dict(pre=(-3.0, 3.0), activation=np.tanh), dict(loss=LossType.L2, learn_bias=True)),
+    "grouped sgd l2rel": ("grouped", {}, dict(optimizer=Optimizer.SGD, learning_rate=5.0)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_fused_step_learns_what_the_numpy_step_learns(case, monkeypatch):
+    kind, shape, settings = CASES[case]
+    p, config = problem(kind, **shape), replace(BASE, **settings)
+    new = R.train(p, config)
+    monkeypatch.setattr(R, "_Stepper", RefStepper)
+    old = R.train(p, config)
+    assert new.steps == old.steps and new.steps > 0
+    assert new.kept == old.kept and new.best_epoch == old.best_epoch
+    assert old.kept or case.startswith("dense relu6")  # the layers learn (so the comparison says something)
+    np.testing.assert_array_equal(new.weights, old.weights)
+    np.testing.assert_allclose(new.loss_after, old.loss_after, rtol=1e-5)
+    np.testing.assert_allclose(new.heldout_after, old.heldout_after, rtol=1e-5)
+    np.testing.assert_allclose(new.bias, old.bias, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(new.scale, old.scale, rtol=1e-6)
+
+
+# ------------------------------------------------------------- the kernels
+
+
+@pytest.mark.parametrize("dtype,span", [(np.int16, 128), (np.int16, 3000), (np.int32, 3000)])
+def test_gathered_rows_and_depthwise_products_are_the_reference_bit_for_bit(dtype, span):
+    rng = np.random.default_rng(3)
+    rows = rng.integers(-span, span, (200, 24, 9)).astype(dtype)  # 8-bit inputs span 256 values: held as uint8
+    index = rng.permutation(200)[:70]
+    w, grad = rng.normal(0, 1, (24, 1, 9)).astype(F32), rng.normal(0, 1, (70, 24)).astype(F32)
+    assert np.array_equal(T.gather(rows, index), rows[index].astype(F32))
+    x = T.depthwise_rows(rows)  # as a depthwise layer holds them
+    assert x[0].dtype == (np.uint8 if span == 128 else dtype) and x[0].shape == (200, 9, 24)
+    assert np.array_equal(x[0].astype(np.int64) + x[1], rows.transpose(0, 2, 1))
+    assert np.array_equal(T.depthwise_forward(x, index, w[:, 0, :]), ref_accumulate(rows[index], w))
+    assert np.array_equal(T.depthwise_backward(x, index, grad)[:, None, :], ref_weight_grad(rows[index], grad, w.shape))
+
+
+def test_soft_weights_and_the_rounding_step_are_numpys_bit_for_bit():
+    rng = np.random.default_rng(4)
+    v = rng.normal(0, 3, (4, 5, 9)).astype(F32)
+    v[0, 0, :3] = (-200, 200, 0)  # exp overflows to its limit, h saturates, the middle
+    base = rng.integers(-8, 8, v.shape).astype(F32)
+    w, gate, dh, t = (np.empty_like(v) for _ in range(4))
+    T.soft_weights(v, base, 7, w, gate, dh, t)
+    want_h, want_dh = ref_rectified(v)
+    raw = base + want_h
+    assert np.array_equal(t, 2 * want_h - 1) and np.array_equal(dh, want_dh)
+    assert np.array_equal(w, np.clip(raw, -7, 7)) and np.array_equal(gate, want_dh * ((raw > -7) & (raw < 7)))
+    gw = rng.normal(0, 1, v.shape).astype(F32)
+    beta = 7.3
+    want = gw * ((raw > -7) & (raw < 7)) * want_dh + (-0.01 * beta * np.abs(t) ** (beta - 1) * np.sign(t) * 2) * want_dh
+    got = gw.copy()
+    T.rounding_step(got, gate, dh, t, (-0.01 * beta, beta - 1), None)
+    assert np.array_equal(got, want)
+    ps, m, s = (np.zeros_like(v) for _ in range(3))
+    T.rounding_step(gw.copy(), gate, dh, t, (-0.01 * beta, beta - 1), (ps, m, s, 0.1, 1))
+    pr, mr, sr = (np.zeros_like(v) for _ in range(3))
+    T.adam_step(pr, got, mr, sr, 0.1, 1)
+    assert np.array_equal(ps, pr) and np.array_equal(m, mr) and np.array_equal(s, sr)
