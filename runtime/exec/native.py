@@ -25,6 +25,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import chain
+from operator import is_
 
 import numpy as np
 
@@ -101,12 +102,19 @@ class _Step:
     output: bool
     offer: tuple[int, ...] = ()  # the positions of the dropped inputs, when the layer's kind overwrites
     watch: bool = False  # the tensor is offered to a later layer: whether it is memory of its own is kept
+    prepare: Prepare | None = None  # the kind's `Op.prepare`, where it has one
 
 
-Schedule = tuple[tuple[_Step, ...], str | None]  # the steps, and the graph's input layer where it has one
+Prepare = Callable[[Layer, Mapping[str, Array]], Callable[[list[Array]], Array] | None]
+# A layer prepared for some parameters (`Op.prepare`): the mapping and its values, by identity, and the call
+Prepared = tuple[Mapping[str, Array], tuple[Array, ...], Callable[[list[Array]], Array] | None]
+
+
+# the steps, the graph's input layer where it has one, and each step's prepared layer
+Schedule = tuple[tuple[_Step, ...], str | None, list[Prepared | None]]
 _schedules: weakref.WeakKeyDictionary[Graph, dict[frozenset[str], Schedule]] = weakref.WeakKeyDictionary()
 _schedules_lock = threading.Lock()
-_last: tuple[Callable[[], Graph | None], frozenset[str], Schedule] = (lambda: None, frozenset(), ((), None))
+_last: tuple[Callable[[], Graph | None], frozenset[str], Schedule] = (lambda: None, frozenset(), ((), None, []))
 
 
 def _schedule(graph: Graph, wanted: frozenset[str]) -> Schedule:
@@ -133,11 +141,29 @@ def _scheduled(graph: Graph, wanted: frozenset[str]) -> Schedule:
             offered = {layer.inputs[k] for layer, offer in zip(graph, offers) for k in offer}
             steps = tuple(
                 _Step(layer, tuple(layer.inputs), drop, layer.name in wanted, layer.kind == "output_layer", offer,
-                      layer.name in offered)
+                      layer.name in offered, _preparer(layer))
                 for layer, drop, offer in zip(graph, drops, offers))
             inputs = graph.inputs
-            found = kept[wanted] = steps, inputs[0].name if len(inputs) == 1 else None
+            found = kept[wanted] = steps, inputs[0].name if len(inputs) == 1 else None, [None] * len(steps)
         return found
+
+
+def _preparer(layer: Layer) -> Prepare | None:
+    op = OPS.get(layer.kind)
+    return op.prepare if op is not None and layer.supported and not op.overwrites and layer.inputs else None
+
+
+def _prepared(step: _Step, kept: list[Prepared | None], k: int, p: Mapping[str, Array]
+              ) -> Callable[[list[Array]], Array] | None:
+    """Step ``k``'s layer prepared for the parameters ``p``: kept while ``p`` is the same mapping of the
+    same arrays (the prepared call reads them, so values changed in place are run), else made again."""
+    entry = kept[k]
+    if entry is not None and entry[0] is p and len(entry[1]) == len(p) and all(map(is_, entry[1], p.values())):
+        return entry[2]
+    assert step.prepare is not None
+    made = step.prepare(step.layer, p)
+    kept[k] = p, tuple(p.values()), made
+    return made
 
 
 # ------------------------------------------------------- reuse of dead tensors
@@ -200,18 +226,33 @@ def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str,
         wanted = frozenset(layer.name for layer in graph)
     else:
         wanted = frozenset(graph[t].name for t in (taps or ())) if taps else frozenset()
-    steps, first = _schedule(graph, wanted)
+    steps, first, kept = _schedule(graph, wanted)
     feeds = _feeds(graph, inputs, first)
     params = params or {}
     values: dict[str, Array] = {}
     outputs: dict[str, Array] = {}
     tapped: dict[str, Array] = {}
     held, fresh = list(feeds.values()), set[str]()  # what the caller holds; tensors of their own memory
-    for step in steps:
+    for k, step in enumerate(steps):
         layer = step.layer
         name = layer.name
         if step.inputs:
             xs = list(map(values.__getitem__, step.inputs))
+            if step.prepare is not None and observe is None:  # the layer as prepared: its kernel calls alone
+                p = params.get(name)
+                run = _prepared(step, kept, k, layer.params if p is None else p)
+                if run is not None:
+                    y = run(xs)
+                    if step.watch:
+                        fresh.add(name)  # a prepared call's output is memory of its own
+                    for n in step.drop:
+                        del values[n]
+                    values[name] = y
+                    if watch is not None:
+                        watch(layer, y)
+                    if step.tapped or step.output:
+                        _hand(step, y, tapped, outputs, held)
+                    continue
             spare = _spare(step, xs, values, held, fresh) if step.offer and observe is None else ()
             y = run_layer(layer, xs, params.get(name), observe, spare)
             if step.watch and _owns(y, _kept(xs, spare), _params(layer, params.get(name))):
@@ -228,12 +269,17 @@ def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str,
         if watch is not None:
             watch(layer, y)
         if step.tapped or step.output:
-            if step.tapped:
-                tapped[name] = y
-            if step.output:
-                outputs[name] = y
-            held.append(y)
+            _hand(step, y, tapped, outputs, held)
     return outputs, tapped
+
+
+def _hand(step: _Step, y: Array, tapped: dict[str, Array], outputs: dict[str, Array], held: list[Array]) -> None:
+    """A tapped or output layer's tensor to the caller (which then holds it)."""
+    if step.tapped:
+        tapped[step.layer.name] = y
+    if step.output:
+        outputs[step.layer.name] = y
+    held.append(y)
 
 
 def _feeds(graph: Graph, inputs: Mapping[str, Array] | Array, first: str | None) -> dict[str, Array]:

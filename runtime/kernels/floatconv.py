@@ -53,10 +53,10 @@ from numba.extending import intrinsic
 from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._activate import EPILOGUES, Emit, constants, splat, switch
 from alls.runtime.kernels._common import njit
-from alls.runtime.kernels.floatpack import ROWS, packed
+from alls.runtime.kernels.floatpack import ROWS, packed, unchanged
 from alls.values import Activation
 
-__all__ = ["conv", "conv_direct", "conv_part", "offsets", "packed", "block_kernel", "run_block", "bias_activate", "fused_activation",
+__all__ = ["conv", "prepare", "conv_direct", "conv_part", "offsets", "packed", "block_kernel", "run_block", "bias_activate", "fused_activation",
            "EPILOGUES", "ROWS", "LANES"]
 
 F32 = npt.NDArray[np.float32]
@@ -247,6 +247,44 @@ def conv(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilations: tu
         _parallel.run(plan.key, plan.work, parts, plan.parallel, x, wp, bp, plan.toff, plan.used, out, *plan.args,
                       activation[0], act, parts)
     return out
+
+
+def prepare(weight: F32, bias: F32, strides: tuple[int, int], dilations: tuple[int, int],
+            pads: tuple[int, int, int, int], activation: tuple[int, float, float] = (0, 0.0, 0.0)
+            ) -> Callable[[F32], F32]:
+    """`conv` bound to ``weight`` and ``bias`` (float32, contiguous), a geometry and an activation:
+    a call of an input does the kernel call and the output's allocation. The plan is worked out
+    once per input shape; the packed weights are checked against a copy of the arrays on every call
+    (`floatpack.unchanged`) and packed again when they were changed in place. A layer of more work
+    than one thread takes runs as `conv` runs it, on the threads `_parallel` chooses."""
+    code, act = activation[0], np.array(activation[1:], np.float32)
+    w_shape = weight.shape
+    state = [*packed(weight, bias), _snapshot(weight, bias)]
+    plans: dict[tuple[int, ...], _Plan] = {}
+
+    def call(x: F32) -> F32:
+        if x.dtype != np.float32 or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, np.float32)
+        plan = plans.get(x.shape)
+        if plan is None:
+            if len(plans) > 64:
+                plans.clear()
+            plan = plans[x.shape] = _plan(x.shape, w_shape, strides, dilations, pads, None)
+        if plan.work >= 2 * _parallel.WORK_PER_THREAD and plan.jobs > 1:
+            return conv(x, weight, bias, strides, dilations, pads, activation=activation)
+        wp, bp, copy = state
+        if weight.shape != w_shape or not unchanged(weight, bias, copy):
+            wp, bp = packed(weight, bias)
+            state[:] = wp, bp, _snapshot(weight, bias)
+        out = np.empty(plan.out_shape, np.float32)
+        plan.serial(x, wp, bp, plan.toff, plan.used, out, *plan.args, code, act, *plan.alone)
+        return out
+
+    return call
+
+
+def _snapshot(weight: F32, bias: F32) -> F32:
+    return np.concatenate((weight.reshape(-1), bias.reshape(-1)))
 
 
 @dataclass(frozen=True)

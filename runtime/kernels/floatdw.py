@@ -43,7 +43,7 @@ from numba.extending import intrinsic
 from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._common import njit
 
-__all__ = ["depthwise", "ACT_CODES", "NONE", "RELU", "RELU6", "HARDSWISH"]
+__all__ = ["depthwise", "prepare", "ACT_CODES", "NONE", "RELU", "RELU6", "HARDSWISH"]
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -140,6 +140,31 @@ def depthwise(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilation
     else:
         _parallel.run(key, work, parts, _depthwise_parts, *args, parts)
     return out
+
+
+def prepare(weight: F32, bias: F32, strides: tuple[int, int], dilations: tuple[int, int],
+            pads: tuple[int, int, int, int], act: int = NONE) -> Callable[[F32], F32]:
+    """`depthwise` bound to ``weight`` (C, KH, KW) and ``bias`` (float32, contiguous: read on every
+    call, so values changed in place are run), a geometry and an activation: a call of an NCHW input
+    allocates the output and runs the kernel on the calling thread; a layer of more work than one
+    thread takes runs as `depthwise` runs it, on the threads `_parallel` chooses."""
+    kh, kw = weight.shape[1], weight.shape[2]
+    (sh, sw), (dh, dw) = strides, dilations
+    top, left, bottom, right = pads
+
+    def call(x: F32) -> F32:
+        if x.dtype != np.float32 or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, np.float32)
+        n, c, h, w = x.shape
+        ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
+        wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
+        if n * c * ho * wo * kh * kw >= 2 * _parallel.WORK_PER_THREAD:
+            return depthwise(x, weight, bias, strides, dilations, pads, (ho, wo), act)
+        out = np.empty((n, c, ho, wo), np.float32)
+        _depthwise(x, weight, bias, sh, sw, dh, dw, top, left, act, out, 0, n * c)
+        return out
+
+    return call
 
 
 @njit(parallel=True, cache=True)

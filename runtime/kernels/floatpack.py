@@ -2,7 +2,7 @@
 (`packed`).
 
 `pack`'s layout of a layer's weights is kept with the arrays it came from (by identity, while both
-live) and served again only while they hold the same bits (`_unchanged`, a comparison that costs a
+live) and served again only while they hold the same bits (`unchanged`, a comparison that costs a
 fraction of the packing): parameters replaced (``params=`` of the executor, equalization) are other
 arrays, and parameters changed in place are seen by the comparison.
 """
@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from alls.runtime.kernels._common import njit
 
-__all__ = ["ROWS", "pack", "packed"]
+__all__ = ["ROWS", "pack", "packed", "unchanged"]
 
 F32 = npt.NDArray[np.float32]
 ROWS = 6  # output channels per block of the micro-kernel
@@ -33,7 +33,7 @@ def packed(weight: F32, bias: F32) -> tuple[F32, F32]:
         bias = np.ascontiguousarray(bias, np.float32)
     key = (id(weight), id(bias))
     kept = _packs.get(key)
-    if kept is not None and kept[0]() is weight and kept[1]() is bias and _unchanged(weight, bias, kept[2]):
+    if kept is not None and kept[0]() is weight and kept[1]() is bias and unchanged(weight, bias, kept[2]):
         return kept[3], kept[4]
     wp, bp = pack(weight, bias)
     copy = np.concatenate((weight.reshape(-1), bias.reshape(-1)))
@@ -68,7 +68,7 @@ def pack(weight: F32, bias: F32) -> tuple[F32, F32]:
 
 
 @njit(cache=True)
-def _unchanged(weight: F32, bias: F32, copy: F32) -> bool:
+def unchanged(weight: F32, bias: F32, copy: F32) -> bool:
     """Whether ``weight`` and ``bias`` hold the bits of ``copy`` (the two, flat, one after the other)."""
     wf, bf = weight.reshape(-1), bias.reshape(-1)
     if wf.shape[0] + bf.shape[0] != copy.shape[0]:

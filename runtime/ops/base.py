@@ -102,6 +102,18 @@ class Op:
     ``run_activated(layer, xs, params)``, for the kinds that can, is the float run with the fused
     activation applied as the outputs are written, or None where it cannot fuse this layer's (the
     executor applies it then).
+
+    ``prepare(layer, params)``, for the kinds whose small layers cost more in Python than in their
+    kernels, is the layer's float run with its fused activation bound to the layer and to these
+    parameter arrays: a callable of the input list that does only the kernel calls and allocates
+    its output (fresh memory, no view of an input or a parameter), for any input shape `run`
+    takes (the geometry worked out once per shape), with the outputs of `run` or `run_activated`
+    then the activation, bit for bit, and the thread choice of `alls.runtime.kernels._parallel`
+    for big layers. It reads the arrays on every call, so values changed in place are run (what
+    it derives from them, such as packed weights, is checked against them). None where it cannot
+    (an activation it does not fuse): the executor runs the layer as `run` and `run_activated` say.
+    The float executor prepares a layer once per parameter arrays and runs without ``observe``
+    on the prepared call.
     """
 
     kind: str
@@ -113,6 +125,7 @@ class Op:
     encoding: Callable[..., Encoding] | None = None
     run_activated: Callable[..., np.ndarray | None] | None = None
     overwrites: bool = False
+    prepare: Callable[[Layer, Params], Callable[[list[np.ndarray]], np.ndarray] | None] | None = None
 
     @property
     def weighted(self) -> bool:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from alls.graph import Layer
+from alls.plan import Activation
 from alls.runtime import numerics as nx
 from alls.runtime.ops.base import Params, QLayer, kernel
 from alls.runtime.ops.weighted import kernel_weights, weighted_op
@@ -16,7 +18,7 @@ from alls.runtime.ops.weighted import kernel_weights, weighted_op
 if TYPE_CHECKING:
     from alls.runtime.kernels import ConvWeights
 
-__all__ = ["conv2d", "depthwise", "is_depthwise", "pad2d", "windows", "geometry", "direct", "fusable", "run_activated",
+__all__ = ["conv2d", "depthwise", "is_depthwise", "pad2d", "windows", "geometry", "direct", "fusable", "run_activated", "prepare",
            "OPS"]
 
 Array = np.ndarray
@@ -215,6 +217,55 @@ def run_activated(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndarr
         conv2d(xs[0], p["weight"], p["bias"], layer.attrs, group, fused)
 
 
+def prepare(layer: Layer, p: Params) -> Callable[[list[Array]], Array] | None:
+    """`Op.prepare`: the conv bound to its weights and geometry, its activation applied as it writes
+    (None for a depthwise conv, an activation `fusable` does not take, or weights that are not
+    float32 in C order, which `conv2d` copies on every run). The direct conv keeps its packed weights
+    and plans (`floatconv.prepare`); a 1x1 conv of one group without pads or strides is its one BLAS
+    product of `_small_conv` and `floatconv.bias_activate` while its columns are small; any other
+    runs `conv2d` as it is."""
+    weight, bias, attrs = p["weight"], p["bias"], layer.attrs
+    fused = _LINEAR if layer.activation in (None, Activation.LINEAR) else fusable(layer)
+    group = attrs.get("group", 1)
+    if fused is None or not (_plain(weight) and _plain(bias) and bias.ndim == 1) or weight.ndim != 4 or \
+            is_depthwise((0, weight.shape[1] * group), weight.shape, group):
+        return None
+    if direct((), weight.shape, attrs, group):
+        run = _kernels().prepare(weight, bias, _pair(attrs["strides"]), _pair(attrs["dilations"]),
+                                 _four(attrs["pads"]), fused)
+        return lambda xs: run(xs[0])
+    if group != 1 or tuple(attrs["strides"]) != (1, 1) or weight.shape[2:] != (1, 1):
+        return lambda xs: conv2d(xs[0], weight, bias, attrs, group, fused)
+    return _pointwise(weight, bias, attrs, fused)
+
+
+def _pointwise(weight: Array, bias: Array, attrs: Mapping[str, Any], fused: tuple[int, float, float]
+               ) -> Callable[[list[Array]], Array]:
+    """A prepared 1x1 conv of one group, stride 1 and no pads: `_small_conv`'s one product."""
+    from alls.runtime.kernels.floatconv import bias_activate
+
+    matrix = weight.reshape(weight.shape[0], -1)  # a view: values changed in place are read
+    code, act = fused[0], np.array(fused[1:], np.float32)
+
+    def call(xs: list[Array]) -> Array:
+        x = xs[0]
+        if x.dtype != np.float32 or not x.flags.c_contiguous or x.ndim != 4:
+            return conv2d(x, weight, bias, attrs, 1, fused)
+        n, c, h, w = x.shape
+        if n * c * h * w > SMALL_COLUMNS:
+            return conv2d(x, weight, bias, attrs, 1, fused)
+        out = np.empty((n, matrix.shape[0], h * w), np.float32)
+        np.matmul(matrix, x.reshape(n, c, h * w), out=out)
+        bias_activate(out, bias, code, act)
+        return out.reshape(n, matrix.shape[0], h, w)
+
+    return call
+
+
+def _plain(a: object) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+
+
 def geometry(layer: Layer) -> dict[str, tuple[int, ...]]:
     a = layer.attrs
     return {"strides": tuple(a["strides"]), "pads": tuple(a["pads"]), "dilations": tuple(a["dilations"])}
@@ -233,4 +284,4 @@ def _call(layer: Layer, q: QLayer, x: np.ndarray, zx: int, acc_only: bool, bias:
     return kernel("conv")(x, w, q.bias, q.rq, zero_point=zx, **geometry(layer))
 
 
-OPS = (weighted_op("conv", run, _call, run_activated),)
+OPS = (replace(weighted_op("conv", run, _call, run_activated), prepare=prepare),)

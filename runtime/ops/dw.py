@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -30,6 +31,23 @@ def _run_activated(layer: Layer, xs: Sequence[np.ndarray], p: Params) -> np.ndar
     return conv.depthwise(x, weight, p["bias"], layer.attrs, layer.activation.value)
 
 
+def _prepare(layer: Layer, p: Params) -> Callable[[list[np.ndarray]], np.ndarray] | None:
+    """`Op.prepare`: the depthwise kernel bound to the layer's weights, geometry and activation
+    (`floatdw.prepare`), or None for another activation, a channel multiplier or weights that are
+    not float32 in C order (`conv.depthwise` copies those on every run)."""
+    weight, bias, attrs = p["weight"], p["bias"], layer.attrs
+    linear = layer.activation in (None, Activation.LINEAR)
+    if not (linear or layer.activation in _FUSED) or weight.ndim != 4 or weight.shape[1] != 1 or \
+            weight.shape[0] != attrs.get("group", 1) or not (conv._plain(weight) and conv._plain(bias)):
+        return None
+    from alls.runtime.kernels.floatdw import ACT_CODES, NONE, prepare
+
+    code = NONE if layer.activation is None or linear else ACT_CODES[layer.activation.value]
+    run = prepare(weight.reshape(weight.shape[0], weight.shape[2], weight.shape[3]), bias.reshape(-1),
+                  conv._pair(attrs["strides"]), conv._pair(attrs["dilations"]), conv._four(attrs["pads"]), code)
+    return lambda xs: run(xs[0])
+
+
 def _call(layer: Layer, q: QLayer, x: np.ndarray, zx: int, acc_only: bool, bias: nx.Bias | None = None
           ) -> np.ndarray:
     w = kernel_weights(q, layer, conv.pack)
@@ -38,4 +56,4 @@ def _call(layer: Layer, q: QLayer, x: np.ndarray, zx: int, acc_only: bool, bias:
     return kernel("dw")(x, w, q.bias, q.rq, zero_point=zx, **conv.geometry(layer))
 
 
-OPS = (weighted_op("dw", conv.run, _call, _run_activated),)
+OPS = (replace(weighted_op("dw", conv.run, _call, _run_activated), prepare=_prepare),)

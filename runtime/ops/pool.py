@@ -3,13 +3,13 @@ count_include_pad; in integers a max that keeps the encoding, or a sum requantiz
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from alls.graph import Layer
-from alls.plan import LayerPlan
+from alls.plan import Activation, LayerPlan
 from alls.runtime import numerics as nx
 from alls.runtime.ops.activation import clamp
 from alls.runtime.ops.base import Encodings, Op, Params, QLayer, StatsByName, kernel, quantize_max, requantize_if
@@ -66,6 +66,35 @@ def pool2d(x: Array, attrs: Mapping[str, Any], kind: str, out_hw: tuple[int, int
     count = _sum_taps(inside, (kh, kw), strides, dilations, out_hw)
     mean: Array = (total / np.maximum(count, 1)).astype(np.float32)
     return mean
+
+
+def _prepare(layer: Layer, p: Params) -> Callable[[list[Array]], Array] | None:
+    """`Op.prepare`: `pool2d` with the layer's geometry bound; a float32 max pool or global average
+    pool calls its compiled kernel straight. None for a pool with an activation (the executor applies it)."""
+    if layer.activation not in (None, Activation.LINEAR):
+        return None
+    attrs, kind, out_hw = layer.attrs, layer.kind, tuple(layer.output_shape[2:])
+    if attrs.get("global") and kind == "avgpool":
+        from alls.runtime.kernels.floating import global_pool
+
+        def mean(xs: list[Array]) -> Array:
+            x = xs[0]
+            return global_pool(np.ascontiguousarray(x), True) if x.dtype == np.float32 and x.ndim == 4 else \
+                pool2d(x, attrs, kind, out_hw)
+        return mean
+    if attrs.get("global") or kind != "maxpool":
+        return lambda xs: pool2d(xs[0], attrs, kind, out_hw)
+    from alls.runtime.kernels.floating import maxpool
+
+    (kh, kw), (sh, sw), (dh, dw) = attrs["kernel_shape"], attrs["strides"], attrs["dilations"]
+    top, left = attrs["pads"][0], attrs["pads"][1]
+    ho, wo = out_hw
+
+    def largest(xs: list[Array]) -> Array:
+        x = xs[0]
+        return maxpool(np.ascontiguousarray(x), kh, kw, sh, sw, dh, dw, top, left, ho, wo) \
+            if x.dtype == np.float32 and x.ndim == 4 else pool2d(x, attrs, kind, out_hw)
+    return largest
 
 
 def _global(x: Array, kind: str) -> Array:
@@ -140,7 +169,7 @@ def _run_int(layer: Layer, q: QLayer, xs: Sequence[np.ndarray], enc: Encodings) 
 
 OPS = (
     Op("maxpool", lambda layer, xs, p: pool2d(xs[0], layer.attrs, "maxpool", tuple(layer.output_shape[2:])),
-       _quantize, _run_int, keeps_encoding=True),
+       _quantize, _run_int, keeps_encoding=True, prepare=_prepare),
     Op("avgpool", lambda layer, xs, p: pool2d(xs[0], layer.attrs, "avgpool", tuple(layer.output_shape[2:])),
-       _quantize, _run_int),
+       _quantize, _run_int, prepare=_prepare),
 )

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import alls  # noqa: E402
+from alls.plan import Activation  # noqa: E402
 from alls.runtime.exec import native  # noqa: E402
 from alls.runtime.exec.native import run_float  # noqa: E402
 
@@ -112,6 +113,13 @@ def ort_session(model):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+def forget(graph) -> None:
+    """Drop the executor's schedule of ``graph`` (with its prepared layers), made again on the next run."""
+    if hasattr(native, "_schedules"):
+        native._schedules.pop(graph, None)
+        native._last = (lambda: None,) + native._last[1:]
+
+
 def profile(graph, x: np.ndarray, repeat: int) -> dict[str, float]:
     """CPU seconds per run by layer kind (``kind``: its float run, ``kind+act``: its fused activation,
     ``kind(+act)``: the run that applies the activation as it writes, `Op.run_activated`), and the
@@ -126,6 +134,22 @@ def profile(graph, x: np.ndarray, repeat: int) -> dict[str, float]:
             return y
         return run
 
+    def timed_prepare(prepare):
+        def made(layer, p):
+            call = prepare(layer, p)
+            if call is None:
+                return None
+            key = layer.kind if layer.activation in (None, Activation.LINEAR) else \
+                f"{layer.kind}(+{layer.activation})"
+
+            def run(xs):
+                start = time.process_time()
+                y = call(xs)
+                spent[key] += time.process_time() - start
+                return y
+            return run
+        return made
+
     from dataclasses import replace
 
     saved = native.OPS, native.activation, getattr(native, "activate_in_place", None)  # (None: an earlier revision)
@@ -137,6 +161,10 @@ def profile(graph, x: np.ndarray, repeat: int) -> dict[str, float]:
                       for kind, op in saved[0].items()}
         native.activation, native.activate_in_place = (timed(fn, lambda layer: f"{layer.kind}+{layer.activation}")
                                                        for fn in saved[1:])
+        for kind, op in list(native.OPS.items()):
+            if getattr(op, "prepare", None) is not None:
+                native.OPS[kind] = replace(op, prepare=timed_prepare(op.prepare))
+        forget(graph)  # the schedule keeps the kinds' prepared layers: made again with the timed ones
         run_float(graph, x)
         spent.clear()
         start = time.process_time()
@@ -145,6 +173,7 @@ def profile(graph, x: np.ndarray, repeat: int) -> dict[str, float]:
         total = time.process_time() - start
     finally:
         native.OPS, native.activation, native.activate_in_place = saved
+        forget(graph)
     result = {k: v / repeat for k, v in spent.items()}
     result["(executor)"] = total / repeat - sum(result.values())
     return result
