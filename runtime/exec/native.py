@@ -153,16 +153,11 @@ def _preparer(layer: Layer) -> Prepare | None:
     return op.prepare if op is not None and layer.supported and not op.overwrites and layer.inputs else None
 
 
-def _prepared(step: _Step, kept: list[Prepared | None], k: int, p: Mapping[str, Array]
-              ) -> Callable[[list[Array]], Array] | None:
-    """Step ``k``'s layer prepared for the parameters ``p``: kept while ``p`` is the same mapping of the
-    same arrays (the prepared call reads them, so values changed in place are run), else made again."""
-    entry = kept[k]
-    if entry is not None and entry[0] is p and len(entry[1]) == len(p) and all(map(is_, entry[1], p.values())):
-        return entry[2]
+def _prepare(step: _Step, kept: list[Prepared | None], k: int, p: Mapping[str, Array]) -> Prepared:
+    """Step ``k``'s layer prepared for the parameters ``p``, kept (by the run) while ``p`` is the same
+    mapping of the same arrays: the prepared call reads them, so values changed in place are run."""
     assert step.prepare is not None
-    made = step.prepare(step.layer, p)
-    kept[k] = p, tuple(p.values()), made
+    made = kept[k] = p, tuple(p.values()), step.prepare(step.layer, p)
     return made
 
 
@@ -206,17 +201,24 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
     run stays as fast as without it, and may later write another layer's
     result into that memory, so a watcher copies what it keeps.
     """
-    from alls.runtime.kernels._parallel import scoped, set_budget
+    if not _threads:
+        import numba
 
+        from alls.runtime.kernels._parallel import scoped, set_budget
+
+        _threads.append((scoped, set_budget, numba.get_num_threads))
+    scoped, set_budget, count = _threads[0]
     if scoped() is not None:
         return _run(graph, inputs, params, taps, observe, watch)
-    import numba  # outside a runtime call: Numba's count, asked once for the run, not per kernel call
-
-    outer = set_budget(numba.get_num_threads())
+    outer = set_budget(count())  # outside a runtime call: Numba's count, asked once for the run, not per kernel call
     try:
         return _run(graph, inputs, params, taps, observe, watch)
     finally:
         set_budget(outer)
+
+
+# `_parallel`'s budget and Numba's thread count, imported on the first run (Numba is loaded then), then at hand
+_threads: list[tuple[Callable[[], int | None], Callable[[int | None], int | None], Callable[[], int]]] = []
 
 
 def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str, Mapping[str, Array]] | None,
@@ -236,23 +238,28 @@ def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str,
     for k, step in enumerate(steps):
         layer = step.layer
         name = layer.name
+        if step.prepare is not None and observe is None:  # the layer as prepared: its kernel calls alone
+            p = params.get(name) if params else None
+            if p is None:
+                p = layer.params
+            entry = kept[k]
+            if entry is None or entry[0] is not p or len(entry[1]) != len(p) or \
+                    not all(map(is_, entry[1], p.values())):
+                entry = _prepare(step, kept, k, p)
+            run = entry[2]
+            if run is not None:
+                y = values[name] = run([values[n] for n in step.inputs])
+                if step.watch:
+                    fresh.add(name)  # a prepared call's output is memory of its own
+                for n in step.drop:
+                    del values[n]
+                if watch is not None:
+                    watch(layer, y)
+                if step.tapped or step.output:
+                    _hand(step, y, tapped, outputs, held)
+                continue
         if step.inputs:
             xs = list(map(values.__getitem__, step.inputs))
-            if step.prepare is not None and observe is None:  # the layer as prepared: its kernel calls alone
-                p = params.get(name)
-                run = _prepared(step, kept, k, layer.params if p is None else p)
-                if run is not None:
-                    y = run(xs)
-                    if step.watch:
-                        fresh.add(name)  # a prepared call's output is memory of its own
-                    for n in step.drop:
-                        del values[n]
-                    values[name] = y
-                    if watch is not None:
-                        watch(layer, y)
-                    if step.tapped or step.output:
-                        _hand(step, y, tapped, outputs, held)
-                    continue
             spare = _spare(step, xs, values, held, fresh) if step.offer and observe is None else ()
             y = run_layer(layer, xs, params.get(name), observe, spare)
             if step.watch and _owns(y, _kept(xs, spare), _params(layer, params.get(name))):
