@@ -204,17 +204,17 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
     if not _threads:
         import numba
 
-        from alls.runtime.kernels._parallel import scoped, set_budget
+        from alls.runtime.kernels import _parallel
 
-        _threads.append((scoped, set_budget, numba.get_num_threads))
-    scoped, set_budget, count = _threads[0]
+        _threads.append((_parallel.scoped, _parallel.set_budget, numba.get_num_threads))
+    scoped, budget, count = _threads[0]
     if scoped() is not None:
         return _run(graph, inputs, params, taps, observe, watch)
-    outer = set_budget(count())  # outside a runtime call: Numba's count, asked once for the run, not per kernel call
+    outer = budget(count())  # outside a runtime call: Numba's count, asked once for the run, not per kernel call
     try:
         return _run(graph, inputs, params, taps, observe, watch)
     finally:
-        set_budget(outer)
+        budget(outer)
 
 
 # `_parallel`'s budget and Numba's thread count, imported on the first run (Numba is loaded then), then at hand

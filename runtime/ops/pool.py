@@ -73,7 +73,8 @@ def _prepare(layer: Layer, p: Params) -> Callable[[list[Array]], Array] | None:
     pool calls its compiled kernel straight. None for a pool with an activation (the executor applies it)."""
     if layer.activation not in (None, Activation.LINEAR):
         return None
-    attrs, kind, out_hw = layer.attrs, layer.kind, tuple(layer.output_shape[2:])
+    attrs, kind = layer.attrs, layer.kind
+    out_hw: Any = tuple(layer.output_shape[2:])  # as the unprepared run passes it
     if attrs.get("global") and kind == "avgpool":
         from alls.runtime.kernels.floating import global_pool
 
