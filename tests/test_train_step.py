@@ -223,3 +223,20 @@ def test_soft_weights_and_the_rounding_step_are_numpys_bit_for_bit():
     pr, mr, sr = (np.zeros_like(v) for _ in range(3))
     T.adam_step(pr, got, mr, sr, 0.1, 1)
     assert np.array_equal(ps, pr) and np.array_equal(m, mr) and np.array_equal(s, sr)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_checks_prediction_is_the_outputs_bit_for_bit(case):
+    """`_Layer.predict` (the losses before and after, the held-out checks) is `output`'s ŷ, soft and rounded."""
+    kind, shape, _ = CASES[case]
+    p = problem(kind, **shape)
+    layer = R._Layer(p)
+    layer.delta[:] = np.random.default_rng(1).normal(0, 0.5, layer.delta.shape)
+    index = np.arange(len(p.rows))
+    for hard in (False, True):
+        w = layer.weights(hard)
+        want = layer.output(layer.rows(index), w)[2]
+        got = layer.predict(layer.rows(index), w)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+        assert np.unique(got).size > 10

@@ -225,6 +225,18 @@ class _Layer:
             return _Batch(self.laid[0], index, self.laid)
         return _Batch(gather(self.p.rows, index))
 
+    def predict(self, x: _Batch | np.ndarray, w: np.ndarray) -> np.ndarray:
+        """ŷ (R4) alone, as `output` computes it (the same bits), in place on the products: what the
+        checks and the losses before and after read, without the slope they do not need."""
+        p = self.p
+        z = _accumulate(x, w)
+        z *= (p.x_scale * self.scales()).astype(np.float32)
+        z += self.biases().astype(np.float32)
+        np.clip(z, *p.pre_range, out=z)
+        y = z if p.activation is None else p.activation(z)
+        yh: np.ndarray = np.clip(y, *p.out_range, out=y if y is z else None)
+        return yh
+
     def output(self, x: _Batch | np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """z (R3), ŷ (R4), and dŷ/dz, for a batch's rows (or integer rows (R, G, K))."""
         p = self.p
@@ -262,7 +274,7 @@ def _evaluate(layer: _Layer, config: Config, nu: float, index: np.ndarray, hard:
     w = layer.weights(hard)
     for start in range(0, len(index), chunk):
         part = index[start:start + chunk]
-        yh = layer.output(layer.rows(part), w)[2]
+        yh = layer.predict(layer.rows(part), w)
         y = np.clip(layer.p.target[part], *layer.p.out_range)
         total += LOSSES[config.loss](yh, y, nu)[0] * len(part)
         count += len(part)
