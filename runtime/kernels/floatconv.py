@@ -53,7 +53,7 @@ from numba.extending import intrinsic
 from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._activate import EPILOGUES, Emit, constants, splat, switch
 from alls.runtime.kernels._common import njit
-from alls.runtime.kernels.floatpack import ROWS, packed, unchanged
+from alls.runtime.kernels.floatpack import ROWS, packed, packed_with_copy, unchanged
 from alls.values import Activation
 
 __all__ = ["conv", "prepare", "conv_direct", "conv_part", "offsets", "packed", "block_kernel", "run_block", "bias_activate", "fused_activation",
@@ -228,12 +228,7 @@ def conv(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilations: tu
     geometry needs besides the arrays (`_Plan`) is worked out once."""
     if x.dtype != np.float32 or not x.flags.c_contiguous:
         x = np.ascontiguousarray(x, np.float32)
-    spec = (x.shape, weight.shape, strides, dilations, pads, fold)
-    plan = _plans.get(spec)
-    if plan is None:
-        plan = _plans[spec] = _plan(x.shape, weight.shape, strides, dilations, pads, fold)
-        if len(_plans) > 4096:
-            _plans.pop(next(iter(_plans)))
+    plan = _planned(x.shape, weight.shape, strides, dilations, pads, fold)
     wp, bp = packed(weight, bias)
     out = np.empty(plan.out_shape, np.float32)
     act = _constants.get(activation)
@@ -259,8 +254,8 @@ def prepare(weight: F32, bias: F32, strides: tuple[int, int], dilations: tuple[i
     than one thread takes runs as `conv` runs it, on the threads `_parallel` chooses."""
     code, act = activation[0], np.array(activation[1:], np.float32)
     w_shape = weight.shape
-    state = [*packed(weight, bias), _snapshot(weight, bias)]
-    plans: dict[tuple[int, ...], _Plan] = {}
+    state = list(packed_with_copy(weight, bias))
+    plans: dict[tuple[int, ...], _Plan] = {}  # by input shape, in front of `_plans`
 
     def call(x: F32) -> F32:
         if x.dtype != np.float32 or not x.flags.c_contiguous:
@@ -269,22 +264,18 @@ def prepare(weight: F32, bias: F32, strides: tuple[int, int], dilations: tuple[i
         if plan is None:
             if len(plans) > 64:
                 plans.clear()
-            plan = plans[x.shape] = _plan(x.shape, w_shape, strides, dilations, pads, None)
+            plan = plans[x.shape] = _planned(x.shape, w_shape, strides, dilations, pads, None)
         if plan.work >= 2 * _parallel.WORK_PER_THREAD and plan.jobs > 1:
             return conv(x, weight, bias, strides, dilations, pads, activation=activation)
         wp, bp, copy = state
         if weight.shape != w_shape or not unchanged(weight, bias, copy):
-            wp, bp = packed(weight, bias)
-            state[:] = wp, bp, _snapshot(weight, bias)
+            wp, bp, copy = packed_with_copy(weight, bias)
+            state[:] = wp, bp, copy
         out = np.empty(plan.out_shape, np.float32)
         plan.serial(x, wp, bp, plan.toff, plan.used, out, *plan.args, code, act, *plan.alone)
         return out
 
     return call
-
-
-def _snapshot(weight: F32, bias: F32) -> F32:
-    return np.concatenate((weight.reshape(-1), bias.reshape(-1)))
 
 
 @dataclass(frozen=True)
@@ -306,6 +297,18 @@ class _Plan:
 
 
 _plans: dict[tuple[object, ...], _Plan] = {}
+
+
+def _planned(shape: tuple[int, ...], w_shape: tuple[int, ...], strides: tuple[int, int], dilations: tuple[int, int],
+             pads: tuple[int, int, int, int], fold: bool | None) -> _Plan:
+    """`_plan` of a geometry, worked out once (the last 4096 kept)."""
+    spec = (shape, w_shape, strides, dilations, pads, fold)
+    plan = _plans.get(spec)
+    if plan is None:
+        plan = _plans[spec] = _plan(shape, w_shape, strides, dilations, pads, fold)
+        if len(_plans) > 4096:
+            _plans.pop(next(iter(_plans)))
+    return plan
 _constants: dict[tuple[int, float, float], F32] = {}
 
 

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from alls.runtime.kernels._common import njit
 
-__all__ = ["ROWS", "pack", "packed", "unchanged"]
+__all__ = ["ROWS", "pack", "packed", "packed_with_copy", "unchanged"]
 
 F32 = npt.NDArray[np.float32]
 ROWS = 6  # output channels per block of the micro-kernel
@@ -27,6 +27,12 @@ _packs: dict[tuple[int, int], tuple[weakref.ref[F32], weakref.ref[F32], F32, F32
 def packed(weight: F32, bias: F32) -> tuple[F32, F32]:
     """`pack` of ``weight`` (C_out, C, KH, KW) and ``bias``, as float32, made once per pair of arrays
     and kept while they live and hold the same values (a copy of them is kept to compare)."""
+    wp, bp, _ = packed_with_copy(weight, bias)
+    return wp, bp
+
+
+def packed_with_copy(weight: F32, bias: F32) -> tuple[F32, F32, F32]:
+    """`packed`, and the copy of the arrays' values it was packed from (to compare with `unchanged`)."""
     if weight.dtype != np.float32 or not weight.flags.c_contiguous:
         weight = np.ascontiguousarray(weight, np.float32)
     if bias.dtype != np.float32 or not bias.flags.c_contiguous:
@@ -34,7 +40,7 @@ def packed(weight: F32, bias: F32) -> tuple[F32, F32]:
     key = (id(weight), id(bias))
     kept = _packs.get(key)
     if kept is not None and kept[0]() is weight and kept[1]() is bias and unchanged(weight, bias, kept[2]):
-        return kept[3], kept[4]
+        return kept[3], kept[4], kept[2]
     wp, bp = pack(weight, bias)
     copy = np.concatenate((weight.reshape(-1), bias.reshape(-1)))
 
@@ -46,7 +52,7 @@ def packed(weight: F32, bias: F32) -> tuple[F32, F32]:
             _packs.pop(key, None)
 
     _packs[key] = (weakref.ref(weight, forget), weakref.ref(bias, forget), copy, wp, bp)
-    return wp, bp
+    return wp, bp, copy
 
 
 @njit(cache=True)
