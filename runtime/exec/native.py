@@ -14,8 +14,12 @@ which is how float-domain changes such as equalization are run.
 What a run does per layer is worked out once per graph and set of tapped layers
 (`_schedule`: each layer's inputs, the tensors no later layer reads, whether it
 is tapped or an output) and kept while the graph lives, so that a small network's
-run is its layers' work and little else; nothing of it depends on the
-parameters, which are read on every run.
+run is its layers' work and little else. With it are kept the layers prepared
+once (`Op.prepare`: the kernel and what it needs bound, packed weights and a plan
+per input shape), each with the parameter mapping and arrays it was made for: a
+run whose parameters are other arrays (``params``, or a layer's own replaced)
+prepares the layer again, and the prepared calls read the arrays, so values
+changed in place are run. A run with ``observe`` takes the unprepared path.
 """
 
 from __future__ import annotations
