@@ -208,9 +208,9 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
     if not _threads:
         import numba
 
-        from alls.runtime.kernels import _parallel
+        from alls.runtime.kernels._parallel import scoped as _scoped, set_budget as _set_budget
 
-        _threads.append((_parallel.scoped, _parallel.set_budget, numba.get_num_threads))
+        _threads.append((_scoped, _set_budget, numba.get_num_threads))
     scoped, budget, count = _threads[0]
     if scoped() is not None:
         return _run(graph, inputs, params, taps, observe, watch)
