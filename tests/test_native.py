@@ -156,3 +156,32 @@ def test_centerface_native_equals_onnxruntime():
     outputs, _ = run_float(alls.load_model(model, name="centerface"), x)
     for e, g in zip(expected, outputs.values()):
         assert np.abs(e - g).max() < 1e-4 * max(np.ptp(e), 1e-6)
+
+
+def test_a_large_batch_runs_in_parts_with_the_same_outputs(monkeypatch):
+    """A plain run takes a batch a few images at a time (`PART_BYTES`) and joins the outputs: what the
+    whole batch at once gives, to the float32 rounding of the dense layer's BLAS product (whose order
+    of summation follows the batch's size); runs with taps, observers or watchers take the batch whole."""
+    import alls.runtime.exec.native as native
+
+    graph = alls.load_model(DIGITS, input_shapes=(1, 1, 8, 8))
+    x = np.random.default_rng(0).uniform(0, 1, (37, 1, 8, 8)).astype(np.float32)
+    monkeypatch.setattr(native, "PART_BYTES", 1 << 40)
+    native._parts.clear()
+    whole = run_float(graph, x)[0]
+    seen = []
+    monkeypatch.setattr(native, "_run", lambda g, inputs, *rest, run=native._run: (
+        seen.append(len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)), run(g, inputs, *rest))[1])
+    monkeypatch.setattr(native, "PART_BYTES", 4 * 32 * 8 * 8 * 5)  # the largest output: 32x8x8 floats an image
+    native._parts.clear()
+    assert native.part_images(graph) == 5
+    parts = run_float(graph, {graph.inputs[0].name: x})[0]
+    assert seen == [5] * 7 + [2]
+    assert parts.keys() == whole.keys()
+    for name in whole:
+        np.testing.assert_allclose(parts[name], whole[name], rtol=1e-5, atol=1e-5)
+    seen.clear()
+    run_float(graph, x, taps=["conv1"])
+    run_float(graph, x, watch=lambda layer, y: None)
+    assert seen == [37, 37]
+    native._parts.clear()

@@ -90,7 +90,7 @@ from alls.progress import Progress
 from alls.runtime.exec.calibration import normalize
 from alls.runtime.exec.lifetimes import Readers
 from alls.runtime.exec.native import activation as float_activation
-from alls.runtime.exec.native import run_float
+from alls.runtime.exec.native import part_images, run_float
 from alls.runtime.algorithms.patches import (Positions, from_groups, gather_rows, sample_positions,
                                   to_groups)
 from alls.runtime.exec.quantize import Encoding, QLayer, rebias
@@ -105,8 +105,7 @@ from alls.runtime.algorithms.reconstruct import Config, Outcome, Problem, held_o
 __all__ = ["optimize", "configs", "images_needed", "untrained", "estimate_memory", "finetune_epochs", "finetune_steps",
            "FINETUNE_LR_FACTOR", "FINETUNE_STEPS", "Trained"]
 
-_FLOAT_PART_BYTES = 1 << 23  # the float pass's largest layer output, at most (`float_batch`)
-_MOST_IMAGES = 64
+_MOST_IMAGES = 64  # images in a batch of the float pass, at most (`float_batch`)
 _PART_BYTES = 1 << 26  # a spilled layer input is read for its rows this many bytes at a time
 
 
@@ -222,13 +221,11 @@ def _targets(graph: Graph, plan: Plan, positions: Mapping[str, Positions], image
 
 
 def float_batch(graph: Graph) -> int:
-    """Images per batch of the float pass: as many as keep its largest layer output within
-    `_FLOAT_PART_BYTES` (1 to `_MOST_IMAGES`). Tensors that small come back to the allocator and are
-    reused by the next layers and batches; larger ones are fresh memory every time, whose pages the
-    system zeroes (CenterFace at 320x320: 28 ms an image in batches of 2 or 4, 46 ms in batches of 16)."""
-    largest = max((4 * int(np.prod([d if isinstance(d, int) else 1 for d in layer.output_shape[1:]]))
-                   for layer in graph), default=1)
-    return max(1, min(_MOST_IMAGES, _FLOAT_PART_BYTES // max(largest, 1)))
+    """Images per batch of the float pass: `native.part_images` (as many as keep its largest layer
+    output within 8 MiB, memory the allocator reuses rather than fresh pages the system zeroes), at
+    most `_MOST_IMAGES`; 16 where a layer's size is not fixed."""
+    per = part_images(graph)
+    return 16 if per is None else min(_MOST_IMAGES, per)
 
 
 def _rows(layer: Layer, x: np.ndarray, x_enc: Encoding, positions: Positions, kernel: tuple[int, int]) -> np.ndarray:
