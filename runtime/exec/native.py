@@ -35,6 +35,7 @@ import numpy as np
 
 from alls.graph import Graph, Layer
 from alls.plan import Activation
+from alls.runtime.exec.stream import blocks
 from alls.runtime.ops import OPS
 from alls.runtime.ops.activation import ACTIVATIONS, activate_in_place, activation
 
@@ -235,40 +236,47 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
 # 25.4-26.8 ms an image in parts, 29.5-36.3 ms as one batch.
 
 PART_BYTES = 1 << 23
-_parts: weakref.WeakKeyDictionary[Graph, int | None] = weakref.WeakKeyDictionary()
+_largest: weakref.WeakKeyDictionary[Graph, int | None] = weakref.WeakKeyDictionary()
 
 
-def part_images(graph: Graph) -> int | None:
-    """Images whose largest layer output (float32) stays within `PART_BYTES` (at least 1), or None
-    where a layer's size is not fixed (a free height or width)."""
-    if graph in _parts:
-        return _parts[graph]
-    largest = 1
+def _largest_output(graph: Graph) -> int | None:
+    """Bytes of an image's largest layer output (float32), worked out once a graph; None where a
+    layer's size is not fixed (a free height or width)."""
+    if graph in _largest:
+        return _largest[graph]
+    largest: int | None = 1
     for layer in graph:
         dims = layer.output_shape[1:]
         if not all(isinstance(d, int) for d in dims):
-            _parts[graph] = None
-            return None
-        largest = max(largest, 4 * int(np.prod(dims)))
-    count = _parts[graph] = max(1, PART_BYTES // largest)
-    return count
+            largest = None
+            break
+        largest = max(largest or 1, 4 * int(np.prod(dims)))
+    _largest[graph] = largest
+    return largest
+
+
+def part_images(graph: Graph) -> int | None:
+    """Images whose largest layer output stays within `PART_BYTES` (at least 1), or None where a
+    layer's size is not fixed."""
+    largest = _largest_output(graph)
+    return None if largest is None else max(1, PART_BYTES // largest)
 
 
 def _in_parts(graph: Graph, inputs: Mapping[str, Array] | Array,
               params: Mapping[str, Mapping[str, Array]] | None) -> tuple[dict[str, Array], dict[str, Array]]:
-    """A plain run, over `part_images` images at a time when the batch is larger; the outputs joined
-    (the whole batch at once where an output does not keep the image axis)."""
-    per = part_images(graph)
+    """A plain run, over parts of `PART_BYTES` of the largest output (`stream.blocks`) when the batch
+    is larger; the outputs joined (the whole batch at once where an output does not keep the image axis)."""
+    largest = _largest_output(graph)
     arrays = [inputs] if isinstance(inputs, np.ndarray) else [np.asarray(x) for x in inputs.values()]
     counts = {len(x) if x.ndim else 0 for x in arrays}
     n = counts.pop() if len(counts) == 1 else 0
-    if per is None or n <= per:
+    if largest is None or n * largest <= PART_BYTES:
         return _run(graph, inputs, params, None, None, None)
     feeds = _feeds(graph, inputs, graph.inputs[0].name if len(graph.inputs) == 1 else None)
     parts = []
-    for start in range(0, n, per):
-        outputs = _run(graph, {k: x[start:start + per] for k, x in feeds.items()}, params, None, None, None)[0]
-        if any(y.ndim == 0 or len(y) != min(per, n - start) for y in outputs.values()):
+    for part in blocks(n, largest, PART_BYTES):
+        outputs = _run(graph, {k: x[part] for k, x in feeds.items()}, params, None, None, None)[0]
+        if any(y.ndim == 0 or len(y) != part.stop - part.start for y in outputs.values()):
             return _run(graph, feeds, params, None, None, None)
         parts.append(outputs)
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, {}
