@@ -17,7 +17,7 @@ from alls.runtime import numerics as nx
 from alls.runtime.exec.emulator import accumulators, run_numeric
 from alls.runtime.algorithms.finetune import finetune_epochs, finetune_steps
 from alls.runtime.analysis.metrics import snr_db, top1
-from alls.runtime.algorithms.patches import gather_rows, sample_positions, tap_means, to_groups
+from alls.runtime.algorithms.patches import LaidRows, gather_rows, sample_positions, tap_means, to_groups
 from alls.runtime.algorithms.reconstruct import LOSSES, Config, Problem, _split, train
 from alls.runtime.session.runner import Runner
 from test_importer import DIGITS
@@ -243,7 +243,9 @@ def test_rows_at_sampled_positions_and_tap_means_reproduce_the_kernels_accumulat
         zx = qmodel.layers[layer.inputs[0]].out
         positions = sample_positions(layer, len(xs[0]), np.random.default_rng(1), per_image=7)
         kernel = q.weights.shape[2:] if layer.kind != "fc" else (1, 1)
-        rows = gather_rows(layer, xs[0], zx.zero_point, zx.bits, positions, kernel).astype(np.int64)
+        gathered = gather_rows(layer, xs[0], zx.zero_point, zx.bits, positions, kernel)
+        assert isinstance(gathered, LaidRows) == (layer.kind == "dw")  # one output channel a group
+        rows = gathered.centred() if isinstance(gathered, LaidRows) else gathered.astype(np.int64)
         w = to_groups(q.weights.astype(np.int64), layer)
         got = np.einsum("rgk,gok->rgo", rows, w).reshape(len(rows), -1)
         acc = accumulators(layer, q, xs[0], zx.zero_point)
@@ -256,6 +258,30 @@ def test_rows_at_sampled_positions_and_tap_means_reproduce_the_kernels_accumulat
 
     run_numeric(qmodel.graph, qmodel.layers, qmodel.feeds(images), params=qmodel.params, before=before)
     assert checked == ["conv", "dw", "deconv", "fc"]
+
+
+@pytest.mark.parametrize("per_group", [1, 3])
+def test_laid_out_taps_are_the_centred_taps_in_the_steps_order(per_group):
+    """`gather_laid` (a depthwise layer's rows, (R, K, G)) against `gather_patches` ((R, C, KH, KW)) transposed:
+    as codes (a tap outside the input reads Z) and centred, with several input channels a group too."""
+    from alls.runtime.kernels.patches import gather_laid, gather_patches
+
+    rng = np.random.default_rng(5)
+    groups, rows, (kh, kw) = 5, 40, (3, 2)
+    x = rng.integers(0, 256, (3, 6, 7, groups * per_group)).astype(np.uint8)
+    n = rng.integers(0, 3, rows).astype(np.int64)
+    ii, jj = rng.integers(0, 6, (rows, kh)).astype(np.int64), rng.integers(0, 7, (rows, kw)).astype(np.int64)
+    vi, vj = rng.random((rows, kh)) < 0.8, rng.random((rows, kw)) < 0.8
+    patches = np.empty((rows, groups * per_group, kh, kw), np.int16)
+    gather_patches(x, n, ii, jj, vi, vj, 37, patches)
+    want = patches.reshape(rows, groups, -1).transpose(0, 2, 1)
+    codes = np.empty((rows, per_group * kh * kw, groups), np.uint8)
+    gather_laid(x, n, ii, jj, vi, vj, 0, 37, codes)
+    centred = np.empty(codes.shape, np.int16)
+    gather_laid(x, n, ii, jj, vi, vj, 37, 0, centred)
+    np.testing.assert_array_equal(codes.astype(np.int64) - 37, want)
+    np.testing.assert_array_equal(centred, want)
+    assert (want == 0).any() and (want != 0).any()
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))

@@ -16,6 +16,7 @@ import pytest
 
 from alls.plan import LossType, Optimizer
 from alls.runtime.algorithms import reconstruct as R
+from alls.runtime.algorithms.patches import LaidRows
 from alls.runtime.kernels import training as T
 
 F32 = np.float32
@@ -240,3 +241,28 @@ def test_the_checks_prediction_is_the_outputs_bit_for_bit(case):
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
         assert np.unique(got).size > 10
+
+
+# ------------------------------------------------------- rows as gathered
+
+
+def laid(rows: np.ndarray, zero_point: int, dtype: type) -> LaidRows:
+    """Centred depthwise rows (R, C, K) as `gather_rows` gathers them: the codes (R, K, C), offset −Z."""
+    return LaidRows(np.ascontiguousarray((rows + zero_point).astype(dtype).transpose(0, 2, 1)), -zero_point)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if CASES[c][0] == "depthwise"])
+@pytest.mark.parametrize("zero_point,dtype", [(128, np.uint8), (1000, np.uint16)])
+def test_depthwise_rows_gathered_laid_out_learn_what_integer_rows_learn(case, zero_point, dtype):
+    """A depthwise layer trained on its `LaidRows` (the step's products, the checks, the bias settled from
+    the rows' means) learns what it learns from the same rows as (R, C, K) integers, bit for bit."""
+    kind, shape, settings = CASES[case]
+    p, config = problem(kind, **shape), replace(BASE, **settings)
+    gathered = replace(p, rows=laid(p.rows, zero_point, dtype))
+    assert np.array_equal(gathered.rows.centred(), p.rows) and gathered.rows.shape == p.rows.shape
+    index = np.arange(0, len(p.rows), 3)
+    assert np.array_equal(R._row_means(gathered.rows, index, chunk=7), R._row_means(p.rows, index))
+    new, old = R.train(gathered, config), R.train(p, config)
+    assert old.kept and new.steps == old.steps
+    for field in ("weights", "bias", "scale", "loss_before", "loss_after", "heldout_before", "heldout_after"):
+        np.testing.assert_array_equal(getattr(new, field), getattr(old, field), err_msg=field)

@@ -3,8 +3,9 @@
 A step reads the rows of a batch of images: a dense or grouped layer's gathered to float32 once for
 both matrix products (`gather`, exact for |x| < 2^24); a depthwise layer's read where they are, as
 integers, by its products (`depthwise_forward`, `depthwise_backward`), which run along the channels
-of rows laid out ``(N, K, C)`` once a layer (`depthwise_rows`: in uint8 where they fit, as 8-bit
-inputs do; a step's rows come from memory, and its time goes with their bytes). Besides the
+of rows laid out ``(N, K, C)``, gathered so (`alls.runtime.algorithms.patches.LaidRows`: the input
+codes, uint8 for 8-bit inputs) or laid out once a layer from integer rows (`depthwise_rows`: in
+uint8 where they fit); a step's rows come from memory, and its time goes with their bytes. Besides the
 products a step makes three passes:
 
 - `soft_weights`, over the weights: h(V) and dh/dV (R2), w̃ (R1), the gate (``dh`` where the
