@@ -260,30 +260,6 @@ def test_rows_at_sampled_positions_and_tap_means_reproduce_the_kernels_accumulat
     assert checked == ["conv", "dw", "deconv", "fc"]
 
 
-@pytest.mark.parametrize("per_group", [1, 3])
-def test_laid_out_taps_are_the_centred_taps_in_the_steps_order(per_group):
-    """`gather_laid` (a depthwise layer's rows, (R, K, G)) against `gather_patches` ((R, C, KH, KW)) transposed:
-    as codes (a tap outside the input reads Z) and centred, with several input channels a group too."""
-    from alls.runtime.kernels.patches import gather_laid, gather_patches
-
-    rng = np.random.default_rng(5)
-    groups, rows, (kh, kw) = 5, 40, (3, 2)
-    x = rng.integers(0, 256, (3, 6, 7, groups * per_group)).astype(np.uint8)
-    n = rng.integers(0, 3, rows).astype(np.int64)
-    ii, jj = rng.integers(0, 6, (rows, kh)).astype(np.int64), rng.integers(0, 7, (rows, kw)).astype(np.int64)
-    vi, vj = rng.random((rows, kh)) < 0.8, rng.random((rows, kw)) < 0.8
-    patches = np.empty((rows, groups * per_group, kh, kw), np.int16)
-    gather_patches(x, n, ii, jj, vi, vj, 37, patches)
-    want = patches.reshape(rows, groups, -1).transpose(0, 2, 1)
-    codes = np.empty((rows, per_group * kh * kw, groups), np.uint8)
-    gather_laid(x, n, ii, jj, vi, vj, 0, 37, codes)
-    centred = np.empty(codes.shape, np.int16)
-    gather_laid(x, n, ii, jj, vi, vj, 37, 0, centred)
-    np.testing.assert_array_equal(codes.astype(np.int64) - 37, want)
-    np.testing.assert_array_equal(centred, want)
-    assert (want == 0).any() and (want != 0).any()
-
-
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_every_loss_has_its_gradient(name):
     rng = np.random.default_rng(0)

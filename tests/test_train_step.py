@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numba
 import numpy as np
 import pytest
 
 from alls.plan import LossType, Optimizer
 from alls.runtime.algorithms import reconstruct as R
 from alls.runtime.algorithms.patches import LaidRows
+from alls.runtime.kernels import _parallel
+from alls.runtime.kernels import patches as P
 from alls.runtime.kernels import training as T
 
 F32 = np.float32
@@ -186,6 +189,59 @@ def test_the_fused_step_learns_what_the_numpy_step_learns(case, monkeypatch):
 
 
 # ------------------------------------------------------------- the kernels
+
+
+POOL = numba.config.NUMBA_NUM_THREADS
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request, monkeypatch):
+    """Kernel calls on 1 or 2 threads whatever their size and the machine's load (the parallel kernels
+    called, where they are, with every core taken as free); the names of the kernels `_parallel.run` ran."""
+    if request.param > POOL:
+        pytest.skip("Numba's pool has one thread (NUMBA_NUM_THREADS or one core)")
+    ran = []
+    original = _parallel.run
+
+    def spy(key, work, parts, kernel, *args):
+        ran.append(kernel.__name__)
+        return original(key, work, parts, kernel, *args)
+
+    monkeypatch.setattr(_parallel, "WORK_PER_THREAD", 1 if request.param > 1 else 1 << 62)
+    monkeypatch.setattr(_parallel, "free_cores", lambda: request.param)
+    monkeypatch.setattr(_parallel, "_pick", lambda site, most: most)
+    monkeypatch.setattr(_parallel, "run", spy)
+    before = _parallel.set_budget(request.param)
+    yield request.param, ran
+    _parallel.set_budget(before)
+
+
+@pytest.mark.parametrize("per_group", [1, 3])
+def test_laid_out_taps_are_the_centred_taps_in_the_steps_order(per_group, threads):
+    """`gather_laid` (a depthwise layer's rows, (R, K, G)) against `gather_patches` ((R, C, KH, KW)) transposed,
+    and both against NumPy's fancy indexing: as codes (a tap outside the input reads Z) and centred, with
+    several input channels a group too, on 1 and 2 threads."""
+    rng = np.random.default_rng(5)
+    groups, rows, (kh, kw) = 5, 40, (3, 2)
+    x = rng.integers(0, 256, (3, 6, 7, groups * per_group)).astype(np.uint8)
+    n = np.sort(rng.integers(0, 3, rows)).astype(np.int64)
+    ii, jj = rng.integers(0, 6, (rows, kh)).astype(np.int64), rng.integers(0, 7, (rows, kw)).astype(np.int64)
+    vi, vj = rng.random((rows, kh)) < 0.8, rng.random((rows, kw)) < 0.8
+    taps = x[n[:, None, None], ii[:, :, None], jj[:, None, :]].astype(np.int16) - 37  # (R, KH, KW, C)
+    want_patches = np.where((vi[:, :, None] & vj[:, None, :])[..., None], taps, 0).transpose(0, 3, 1, 2)
+    patches = np.empty((rows, groups * per_group, kh, kw), np.int16)
+    P.gather_patches(x, n, ii, jj, vi, vj, 37, patches)
+    np.testing.assert_array_equal(patches, want_patches)
+    want = patches.reshape(rows, groups, -1).transpose(0, 2, 1)
+    codes = np.empty((rows, per_group * kh * kw, groups), np.uint8)
+    P.gather_laid(x, n, ii, jj, vi, vj, 0, 37, codes)
+    centred = np.empty(codes.shape, np.int16)
+    P.gather_laid(x, n, ii, jj, vi, vj, 37, 0, centred)
+    np.testing.assert_array_equal(codes.astype(np.int64) - 37, want)
+    np.testing.assert_array_equal(centred, want)
+    assert (want == 0).any() and (want != 0).any()
+    count, ran = threads
+    assert ran == (["_patches_parts", "_laid_parts", "_laid_parts"] if count > 1 else ["_patches", "_laid", "_laid"])
 
 
 @pytest.mark.parametrize("dtype,span", [(np.int16, 128), (np.int16, 3000), (np.int32, 3000)])
