@@ -172,7 +172,8 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_the_fused_step_learns_what_the_numpy_step_learns(case, monkeypatch):
+def test_the_fused_step_learns_what_the_numpy_step_learns(case, monkeypatch, threads):
+    """On 1 and 2 threads (the passes over the weights cut in ranges on 2)."""
     kind, shape, settings = CASES[case]
     p, config = problem(kind, **shape), replace(BASE, **settings)
     new = R.train(p, config)
@@ -186,6 +187,8 @@ def test_the_fused_step_learns_what_the_numpy_step_learns(case, monkeypatch):
     np.testing.assert_allclose(new.heldout_after, old.heldout_after, rtol=1e-5)
     np.testing.assert_allclose(new.bias, old.bias, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(new.scale, old.scale, rtol=1e-6)
+    parallel = {"_soft_weights_parts", "_rounding_step_parts"}
+    assert parallel <= set(threads[1]) if threads[0] > 1 else not parallel & set(threads[1])
 
 
 # ------------------------------------------------------------- the kernels
@@ -211,6 +214,7 @@ def threads(request, monkeypatch):
     monkeypatch.setattr(_parallel, "free_cores", lambda: request.param)
     monkeypatch.setattr(_parallel, "_pick", lambda site, most: most)
     monkeypatch.setattr(_parallel, "run", spy)
+    monkeypatch.setattr(T, "_SMALLEST_PART", 1 if request.param > 1 else T._SMALLEST_PART)
     before = _parallel.set_budget(request.param)
     yield request.param, ran
     _parallel.set_budget(before)
@@ -258,9 +262,10 @@ def test_gathered_rows_and_depthwise_products_are_the_reference_bit_for_bit(dtyp
     assert np.array_equal(T.depthwise_backward(x, index, grad)[:, None, :], ref_weight_grad(rows[index], grad, w.shape))
 
 
-def test_soft_weights_and_the_rounding_step_are_numpys_bit_for_bit():
+def test_soft_weights_and_the_rounding_step_are_numpys_bit_for_bit(threads):
+    """On 1 and 2 threads, over weights in several of `_by_weights`'s blocks and a part of one."""
     rng = np.random.default_rng(4)
-    v = rng.normal(0, 3, (4, 5, 9)).astype(F32)
+    v = rng.normal(0, 3, (13, 37, 29)).astype(F32)
     v[0, 0, :3] = (-200, 200, 0)  # exp overflows to its limit, h saturates, the middle
     base = rng.integers(-8, 8, v.shape).astype(F32)
     w, gate, dh, t = (np.empty_like(v) for _ in range(4))
@@ -280,6 +285,9 @@ def test_soft_weights_and_the_rounding_step_are_numpys_bit_for_bit():
     pr, mr, sr = (np.zeros_like(v) for _ in range(3))
     T.adam_step(pr, got, mr, sr, 0.1, 1)
     assert np.array_equal(ps, pr) and np.array_equal(m, mr) and np.array_equal(s, sr)
+    count, ran = threads
+    parts = {"_soft_weights_parts", "_rounding_step_parts"}
+    assert set(ran) == (parts if count > 1 else {"_soft_weights", "_rounding_step"})
 
 
 @pytest.mark.parametrize("case", list(CASES))

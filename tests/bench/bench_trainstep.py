@@ -8,12 +8,15 @@ dataset_size), 4 images (256 rows) a step, l2rel: a dense 3x3 conv (64 → 64 ch
 (checked here too). CPU-time medians of ``--repeats`` runs of ``--steps`` steps each; the load average
 is printed, since the machine may be shared.
 
+``--threads N`` runs the fused step's kernels on up to N threads (wall-clock time then, for both),
+as many as `alls.runtime.kernels._parallel` finds worth it and free.
+
 The rows' gather (`alls.runtime.algorithms.patches.gather_rows`) is timed too, on CenterFace's layer
 inputs (8-bit, 128 images of 64 positions, wall-clock medians): against the former kernel (taps
 written in (C, KH, KW) order, no prefetch), and for a depthwise layer against that gather followed
 by the former layout of its rows (`depthwise_rows`), one thread (``--threads`` to change).
 
-    python tests/bench/bench_trainstep.py [--steps 240] [--repeats 3] [--threads 1]
+    python tests/bench/bench_trainstep.py [--steps 240] [--repeats 3] [--threads 1] [--only LAYER]
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from alls.plan import LossType  # noqa: E402
 from alls.graph import Layer  # noqa: E402
 from alls.runtime.algorithms import patches as rows_of  # noqa: E402
 from alls.runtime.algorithms import reconstruct as R  # noqa: E402
-from alls.runtime.exec.threads import single_threaded_blas, using_threads  # noqa: E402
+from alls.runtime.exec.threads import numba_threads, single_threaded_blas  # noqa: E402
 from alls.runtime.kernels import _parallel  # noqa: E402
 from alls.runtime.kernels.training import depthwise_rows  # noqa: E402
 
@@ -48,6 +51,7 @@ LAYERS = {  # (groups, outputs per group, taps)
     "conv 1x1 128->64": (1, 64, 128),
     "dw 3x3 x64": (64, 1, 9),
     "dw 3x3 x256": (256, 1, 9),
+    "conv 3x3 256->256": (1, 256, 2304),  # 590k weights: a deep layer's passes over them
 }
 
 
@@ -137,13 +141,15 @@ def former_gather(layer: Layer, x: np.ndarray, positions: rows_of.Positions, ker
     return depthwise_rows(out) if depthwise else out
 
 
-def bench_gather(repeats: int, threads: int) -> None:
+def bench_gather(repeats: int, threads: int, only: str | None) -> None:
     print(f"{'gather':22} {'former ms':>10} {'now ms':>8} {'ratio':>6}  same rows")
     for name, (size, channels, kernel, depthwise) in GATHERS.items():
+        if only and only not in name:
+            continue
         layer, x, positions = gather_case(size, channels, kernel, depthwise)
         times: dict[str, list[float]] = {"former": [], "now": []}
         got = {}
-        with using_threads(threads):
+        with numba_threads(threads):
             for _ in range(repeats + 1):  # the first of each compiles (or loads) and is not counted
                 for label in ("former", "now"):
                     start = time.perf_counter()
@@ -172,14 +178,15 @@ def problem(groups: int, outs: int, taps: int, images: int = 128, per_image: int
                      unit=float(clean.max() / 127), pre_range=(0.0, np.inf), out_range=(-np.inf, np.inf))
 
 
-def run(p: R.Problem, config: R.Config, stepper: type) -> tuple[float, R.Outcome]:
+def run(p: R.Problem, config: R.Config, stepper: type, threads: int = 1, wall: bool = False) -> tuple[float, R.Outcome]:
     original = R._Stepper
     R._Stepper = stepper  # type: ignore[misc]
     try:
-        with single_threaded_blas():  # as in a runtime call (BLAS threads spin between calls)
-            start = time.process_time()
+        with single_threaded_blas(), numba_threads(threads):  # as in a runtime call (BLAS threads spin between calls)
+            clock = time.perf_counter if wall else time.process_time
+            start = clock()
             outcome = R.train(p, config)
-            return time.process_time() - start, outcome
+            return clock() - start, outcome
     finally:
         R._Stepper = original  # type: ignore[misc]
 
@@ -189,6 +196,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=240)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", help="the layers whose name contains this (the gathers too)")
     args = parser.parse_args()
     config = replace(R.Config(images=128, epochs=64, batch_size=4, learning_rate=1e-3, loss=LossType.L2REL),
                      steps=args.steps)
@@ -197,12 +205,15 @@ def main() -> None:
     total = {"numpy": 0.0, "fused": 0.0}
     print(f"{'layer':18} {'numpy ms/step':>14} {'fused ms/step':>14} {'ratio':>6}  same weights")
     for name, shape in LAYERS.items():
+        if args.only and args.only not in name:
+            continue
         p = problem(*shape)
         times: dict[str, list[float]] = {"numpy": [], "fused": []}
         outcomes = {}
         for _ in range(args.repeats):
             for label, stepper in (("numpy", RefStepper), ("fused", R._Stepper)):
-                seconds, outcomes[label] = run(p, config, stepper)
+                seconds, outcomes[label] = run(p, config, stepper, args.threads if label == "fused" else 1,
+                                               args.threads > 1)
                 times[label].append(seconds)
         old, new = (statistics.median(times[k]) for k in ("numpy", "fused"))
         total["numpy"] += old
@@ -210,9 +221,10 @@ def main() -> None:
         same = np.array_equal(outcomes["numpy"].weights, outcomes["fused"].weights)
         steps = outcomes["fused"].steps
         print(f"{name:18} {1e3 * old / steps:14.3f} {1e3 * new / steps:14.3f} {old / new:6.2f}  {same}")
-    print(f"all layers: {total['numpy'] / total['fused']:.2f}x (CPU time, medians of {args.repeats})")
+    clock = "wall-clock" if args.threads > 1 else "CPU"
+    print(f"all layers: {total['numpy'] / total['fused']:.2f}x ({clock} time, medians of {args.repeats})")
     _parallel.reset()
-    bench_gather(args.repeats, args.threads)
+    bench_gather(args.repeats, args.threads, args.only)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
