@@ -321,6 +321,6 @@ def _by_weights(name: str, serial: Callable[..., None], parallel: Callable[..., 
     work = PER_WEIGHT * count
     parts = min(count // _SMALLEST_PART, 4 * _parallel.budget())  # four a thread
     if parts <= 1 or work < 2 * _parallel.WORK_PER_THREAD or _parallel.choose(work, parts) == 1:
-        _parallel.run(name, work, 1, serial, *args)
+        serial(*args)  # most layers, every step: not a microsecond more than the kernel
     else:
         _parallel.run((name, count), work, parts, parallel, *args, parts)

@@ -222,7 +222,8 @@ def main() -> None:
         steps = outcomes["fused"].steps
         print(f"{name:18} {1e3 * old / steps:14.3f} {1e3 * new / steps:14.3f} {old / new:6.2f}  {same}")
     clock = "wall-clock" if args.threads > 1 else "CPU"
-    print(f"all layers: {total['numpy'] / total['fused']:.2f}x ({clock} time, medians of {args.repeats})")
+    if total["fused"]:
+        print(f"all layers: {total['numpy'] / total['fused']:.2f}x ({clock} time, medians of {args.repeats})")
     _parallel.reset()
     bench_gather(args.repeats, args.threads, args.only)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
