@@ -25,8 +25,8 @@ import numpy as np
 
 from alls.graph import Layer
 
-__all__ = ["Positions", "LaidRows", "Rows", "sample_positions", "depthwise", "gather_rows", "join_rows", "tap_means", "to_groups",
-           "from_groups", "output_size"]
+__all__ = ["Positions", "LaidRows", "Rows", "sample_positions", "depthwise", "gather_rows", "join_rows", "tap_means",
+           "to_groups", "from_groups", "output_size"]
 
 POSITIONS_PER_IMAGE = 64
 
