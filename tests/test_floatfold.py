@@ -111,6 +111,46 @@ def test_the_folded_conv_equals_onnxruntime():
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1.0, float(np.abs(want).max())))
 
 
+# ------------------------------------------------------------------ a small 1x1 conv read in place
+
+# (N, C, H, W), C_out: planes of whole blocks (in place) and not (BLAS), channels that fill the blocks or not
+POINTWISE = [((8, 16, 8, 8), 32), ((1, 16, 8, 8), 32), ((3, 5, 4, 4), 7), ((2, 3, 2, 8), 1), ((4, 9, 16, 16), 13),
+             ((5, 6, 3, 5), 11), ((2, 7, 1, 1), 4)]
+
+
+@pytest.mark.parametrize("shape,out_c", POINTWISE, ids=str)
+@pytest.mark.parametrize("activation", [(0, 0.0, 0.0), RELU6], ids=["linear", "relu6"])
+def test_a_small_1x1_conv_runs_in_place_with_the_direct_convs_bits(shape, out_c, activation):
+    from alls.runtime.ops.conv import conv2d, in_place, prepare
+
+    x, weight, bias, *rest = case(shape, (out_c, 1, 1), (1, 1), (1, 1), (0, 0, 0, 0))
+    attrs = {"strides": (1, 1), "dilations": (1, 1), "pads": (0, 0, 0, 0)}
+    got = conv2d(x, weight, bias, attrs, 1, activation)
+    want = reference(x, weight, bias, *rest)
+    if activation[0]:
+        want = np.clip(want, 0, 6)
+    scale = reference(np.abs(x), np.abs(weight), np.abs(bias), *rest)
+    assert np.all(np.abs(got - want) <= 2 * shape[1] * np.finfo(np.float32).eps * scale + 1e-30)
+    if in_place(shape):  # the micro-kernel's chain: the direct conv's bits, for any batch
+        direct = floatconv.conv(x, weight, bias, *rest, threads=1, activation=activation, fold=False)
+        np.testing.assert_array_equal(bits(got), bits(direct))
+        for i in range(len(x)):
+            np.testing.assert_array_equal(bits(conv2d(x[i:i + 1], weight, bias, attrs, 1, activation)[0]), bits(direct[i]))
+    assert in_place(shape) == (shape[2] * shape[3] % floatfold.LANES == 0)
+    layer = type("Layer", (), {"attrs": {**attrs, "group": 1}, "activation": None})()
+    call = prepare(layer, {"weight": weight, "bias": bias}) if activation[0] == 0 else None
+    if call is not None:  # the prepared layer: the same bits, and weights changed in place are seen
+        np.testing.assert_array_equal(bits(call([x])), bits(got))
+        weight *= 2
+        np.testing.assert_array_equal(bits(call([x])), bits(conv2d(x, weight, bias, attrs, 1, activation)))
+
+
+def test_a_large_1x1_conv_stays_on_blas():
+    from alls.runtime.ops.conv import in_place
+
+    assert not in_place((8, 64, 32, 32)) and in_place((8, 16, 8, 8))
+
+
 # ------------------------------------------------------------------ the packed weights' cache
 
 

@@ -38,7 +38,7 @@ from alls.runtime.kernels.floatconv import LANES, _odd_lines, run_block
 from alls.runtime.kernels.floatpack import ROWS
 
 __all__ = ["fold_offsets", "fold_direct", "fold_part", "stack_direct", "stack_part", "stacked", "group_size",
-           "FOLD_FLOATS"]
+           "pointwise", "pointwise_offsets", "FOLD_FLOATS"]
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -288,3 +288,34 @@ def _blocks_stacked(scratch: F32, wp: F32, bp: F32, toff: I64, out: F32, stride:
         for blk in range(nblocks):
             run_block(scratch, i * stride + k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], of,
                 ((i0 + i) * out_c + blk * ROWS) * plane + k * LANES, plane, min(ROWS, out_c - blk * ROWS), code, act)
+
+
+# ------------------------------------------------------------- a 1x1 conv read in place
+#
+# A 1x1 conv of stride 1 without pads reads its input as it lies: output (i, y, z) is input position
+# (y, z) of every channel of image i, so with the planes a whole number of blocks, an image's block
+# k is at i·C·plane + k·LANES and tap (channel) c a fixed offset c·plane from it: the micro-kernel
+# runs on the input itself, no copy, and stores into the output planes. The same FMA chain as the
+# direct conv (channels in order, then + bias and the activation), so the same bits as `conv` of
+# the layer, whatever the batch.
+
+
+def pointwise_offsets(c: int, plane: int) -> I64:
+    """The taps' offsets of `pointwise`: channel ``c`` at ``c``·``plane``."""
+    return np.arange(c, dtype=np.int64) * plane
+
+
+@njit(cache=True)
+def pointwise(x: F32, wp: F32, bp: F32, toff: I64, out: F32, code: int, act: F32) -> None:
+    """The 1x1 conv (stride 1, no pads) of NCHW float32 ``x`` into ``out`` (N, C_out, H, W), H·W a
+    multiple of `LANES`: ``wp`` and ``bp`` as `floatpack.packed` makes them, ``toff`` as
+    `pointwise_offsets`; activated as ``code`` and ``act`` say. On the calling thread."""
+    n, c = x.shape[0], x.shape[1]
+    out_c, plane = out.shape[1], out.shape[2] * out.shape[3]
+    nblocks = bp.shape[0] // ROWS
+    xf, of = x.reshape(-1), out.reshape(-1)
+    for i in range(n):
+        for k in range(plane // LANES):
+            for blk in range(nblocks):
+                run_block(xf, i * c * plane + k * LANES, toff, wp, blk * c * ROWS, bp[blk * ROWS:], of,
+                          (i * out_c + blk * ROWS) * plane + k * LANES, plane, min(ROWS, out_c - blk * ROWS), code, act)
