@@ -36,6 +36,32 @@ SMALL = [
     ((2, 6, 16, 16), (12, 1, 1), (2, 2), (1, 1), (0, 0, 0, 0)),  # stacked, 1x1 at stride 2
     ((6, 8, 3, 3), (4, 3, 3), (1, 1), (1, 1), (0, 0, 0, 0)),  # one output a plane: a 4-row block
 ]
+# Stride 1, rows as wide as the input's, planes of whole blocks: read in place under masks
+IN_PLACE = [
+    ((2, 5, 4, 8), (7, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+    ((3, 4, 8, 8), (13, 5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),  # 13 channels: a 1-row block last
+    ((2, 3, 8, 4), (6, 3, 3), (1, 1), (2, 2), (2, 2, 2, 2)),  # dilated
+    ((2, 3, 8, 4), (4, 3, 3), (1, 1), (1, 1), (2, 1, 0, 1)),  # rows shifted down
+    ((2, 3, 3, 8), (5, 2, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # Ho = H + 1: a row past the input
+    ((1, 2, 16, 16), (3, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # IN_PLACE_UP_TO outputs
+    ((5, 3, 4, 4), (2, 1, 1), (1, 1), (1, 1), (0, 0, 0, 0)),  # 1x1
+]
+SMALL += IN_PLACE
+
+
+@pytest.mark.parametrize("geometry", IN_PLACE, ids=str)
+def test_a_same_conv_is_read_in_place_with_the_direct_convs_bits_on_any_threads(geometry):
+    x, weight, bias, *rest = case(*geometry)
+    n, c, h, w = x.shape
+    plan = floatconv._plan(x.shape, weight.shape, *rest, None)
+    assert plan.serial is floatfold.in_place_part
+    direct = floatconv.conv(x, weight, bias, *rest, threads=1, activation=RELU6, fold=False)
+    for threads in (1, 2, 3):
+        np.testing.assert_array_equal(bits(floatconv.conv(x, weight, bias, *rest, threads=threads, activation=RELU6)),
+                                      bits(direct))
+    call = floatconv.prepare(weight, bias, *rest, RELU6)
+    np.testing.assert_array_equal(bits(call(x)), bits(direct))
+    np.testing.assert_array_equal(bits(call(x[-1:])), bits(direct[-1:]))  # the last image: masks at the array's end
 
 
 def case(shape, kernel, strides, dilations, pads):
@@ -74,9 +100,11 @@ def test_the_folded_conv_gives_the_direct_convs_bits(geometry, activation):
 def test_the_default_folds_small_planes_only():
     """A 4x4 plane padded to 6x6 fills 16 of the direct conv's 32 lanes: folded; a 40x40 plane fills
     1600 of 1680: direct."""
-    small = floatconv._plan((8, 32, 4, 4), (32, 32, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1), None)
+    small = floatconv._plan((8, 32, 6, 6), (32, 32, 3, 3), (1, 1), (1, 1), (0, 0, 0, 0), None)
     large = floatconv._plan((1, 3, 40, 40), (16, 3, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1), None)
     assert small.serial is floatfold.stack_part and large.serial is floatconv.conv_part
+    same = floatconv._plan((8, 32, 4, 4), (32, 32, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1), None)
+    assert same.serial is floatfold.in_place_part  # as wide as its input, whole blocks: read in place
     odd = floatconv._plan((2, 8, 10, 10), (8, 8, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1), None)
     assert odd.serial is floatfold.fold_part  # 100 outputs a plane: not whole blocks, interleaved
 
