@@ -237,16 +237,23 @@ def prepare(weight: F32, bias: F32, strides: tuple[int, int], dilations: tuple[i
     (sh, sw), (dh, dw) = strides, dilations
     top, left, bottom, right = pads
 
+    shapes: dict[tuple[int, ...], tuple[tuple[int, int, int, int], tuple[I64, npt.NDArray[np.int32]] | None]] = {}
+
     def call(x: F32) -> F32:
         if x.dtype != np.float32 or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, np.float32)
-        n, c, h, w = x.shape
-        ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
-        wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
+        found = shapes.get(x.shape)  # the output's shape and `_in_place`'s masks, by input shape
+        if found is None:
+            n, c, h, w = x.shape
+            ho = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
+            wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
+            if len(shapes) > 64:
+                shapes.clear()
+            found = shapes[x.shape] = (n, c, ho, wo), _in_place(h, w, ho, wo, kh, kw, strides, dh, dw, top, left)
+        (n, c, ho, wo), geometry = found
         if n * c * ho * wo * kh * kw >= 2 * _parallel.WORK_PER_THREAD:
             return depthwise(x, weight, bias, strides, dilations, pads, (ho, wo), act)
         out = np.empty((n, c, ho, wo), np.float32)
-        geometry = _in_place(h, w, ho, wo, kh, kw, strides, dh, dw, top, left)
         if geometry is not None:
             _masked(x, weight, bias, geometry[0], geometry[1], act, out, 0, n * c)
         else:
