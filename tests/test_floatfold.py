@@ -62,6 +62,10 @@ def test_a_same_conv_is_read_in_place_with_the_direct_convs_bits_on_any_threads(
     call = floatconv.prepare(weight, bias, *rest, RELU6)
     np.testing.assert_array_equal(bits(call(x)), bits(direct))
     np.testing.assert_array_equal(bits(call(x[-1:])), bits(direct[-1:]))  # the last image: masks at the array's end
+    weight[-1] *= -2  # the weights are read as they lie: a change in place is run, the last channel's too
+    bias[0] = 0.5
+    np.testing.assert_array_equal(
+        bits(call(x)), bits(floatconv.conv(x, weight, bias, *rest, threads=1, activation=RELU6, fold=False)))
 
 
 def case(shape, kernel, strides, dilations, pads):

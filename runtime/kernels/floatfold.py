@@ -34,7 +34,7 @@ import numpy.typing as npt
 from numba import prange
 
 from alls.runtime.kernels._common import njit
-from alls.runtime.kernels.floatconv import LANES, _odd_lines, run_block, run_masked
+from alls.runtime.kernels.floatconv import LANES, _odd_lines, run_block, run_laid, run_masked
 from alls.runtime.kernels.floatpack import ROWS
 
 __all__ = ["fold_offsets", "fold_direct", "fold_part", "stack_direct", "stack_part", "stacked", "group_size",
@@ -307,19 +307,20 @@ def pointwise_offsets(c: int, plane: int) -> I64:
 
 
 @njit(cache=True)
-def pointwise(x: F32, wp: F32, bp: F32, toff: I64, out: F32, code: int, act: F32) -> None:
+def pointwise(x: F32, weight: F32, bias: F32, toff: I64, out: F32, code: int, act: F32) -> None:
     """The 1x1 conv (stride 1, no pads) of NCHW float32 ``x`` into ``out`` (N, C_out, H, W), H·W a
-    multiple of `LANES`: ``wp`` and ``bp`` as `floatpack.packed` makes them, ``toff`` as
-    `pointwise_offsets`; activated as ``code`` and ``act`` say. On the calling thread."""
+    multiple of `LANES`: ``weight`` (C_out, C) and ``bias`` (C_out,) as the layer holds them, float32
+    in C order (read as they are: nothing packed), ``toff`` as `pointwise_offsets`; activated as
+    ``code`` and ``act`` say. On the calling thread."""
     n, c = x.shape[0], x.shape[1]
     out_c, plane = out.shape[1], out.shape[2] * out.shape[3]
-    nblocks = bp.shape[0] // ROWS
-    xf, of = x.reshape(-1), out.reshape(-1)
+    nblocks = -(-out_c // ROWS)
+    xf, wf, of = x.reshape(-1), weight.reshape(-1), out.reshape(-1)
     for i in range(n):
         for k in range(plane // LANES):
             for blk in range(nblocks):
-                run_block(xf, i * c * plane + k * LANES, toff, wp, blk * c * ROWS, bp[blk * ROWS:], of,
-                          (i * out_c + blk * ROWS) * plane + k * LANES, plane, min(ROWS, out_c - blk * ROWS), code, act)
+                run_laid(xf, i * c * plane + k * LANES, toff, wf, blk * ROWS * c, bias[blk * ROWS:], of,
+                         (i * out_c + blk * ROWS) * plane + k * LANES, plane, min(ROWS, out_c - blk * ROWS), code, act)
 
 
 # ------------------------------------------------------------- a small "same" conv read in place
@@ -366,31 +367,32 @@ def in_place_masks(c: int, h: int, w: int, ho: int, kh: int, kw: int, dh: int, d
 
 
 @njit(parallel=True, cache=True)
-def in_place_direct(x: F32, wp: F32, bp: F32, toff: I64, masks: npt.NDArray[np.int32], out: F32, code: int,
+def in_place_direct(x: F32, weight: F32, bias: F32, toff: I64, masks: npt.NDArray[np.int32], out: F32, code: int,
                     act: F32, parts: int) -> None:
     """`in_place_part` with the jobs (image, block) in ``parts`` ranges on parallel threads."""
     jobs = x.shape[0] * (out.shape[2] * out.shape[3] // LANES)
     for part in prange(parts):
-        _in_place_jobs(x, wp, bp, toff, masks, out, code, act, part * jobs // parts, (part + 1) * jobs // parts)
+        _in_place_jobs(x, weight, bias, toff, masks, out, code, act, part * jobs // parts, (part + 1) * jobs // parts)
 
 
 @njit(cache=True)
-def in_place_part(x: F32, wp: F32, bp: F32, toff: I64, masks: npt.NDArray[np.int32], out: F32, code: int,
+def in_place_part(x: F32, weight: F32, bias: F32, toff: I64, masks: npt.NDArray[np.int32], out: F32, code: int,
                   act: F32) -> None:
     """The conv of NCHW float32 ``x`` into ``out`` read in place (``toff`` and ``masks`` as
-    `in_place_masks` makes them, ``wp`` and ``bp`` as `floatpack.packed`), on the calling thread."""
-    _in_place_jobs(x, wp, bp, toff, masks, out, code, act, 0, x.shape[0] * (out.shape[2] * out.shape[3] // LANES))
+    `in_place_masks` makes them; ``weight`` (C_out, C, KH, KW) and ``bias`` as the layer holds them,
+    float32 in C order, read as they are: nothing packed), on the calling thread."""
+    _in_place_jobs(x, weight, bias, toff, masks, out, code, act, 0, x.shape[0] * (out.shape[2] * out.shape[3] // LANES))
 
 
 @njit(cache=True)
-def _in_place_jobs(x: F32, wp: F32, bp: F32, toff: I64, masks: npt.NDArray[np.int32], out: F32, code: int, act: F32,
-                   j0: int, j1: int) -> None:
+def _in_place_jobs(x: F32, weight: F32, bias: F32, toff: I64, masks: npt.NDArray[np.int32], out: F32, code: int,
+                   act: F32, j0: int, j1: int) -> None:
     c, h, w = x.shape[1], x.shape[2], x.shape[3]
     out_c, plane = out.shape[1], out.shape[2] * out.shape[3]
-    taps, nblocks, per = toff.shape[0] // 2, bp.shape[0] // ROWS, plane // LANES
-    xf, of = x.reshape(-1), out.reshape(-1)
+    taps, nblocks, per = toff.shape[0] // 2, -(-out_c // ROWS), plane // LANES
+    xf, wf, of = x.reshape(-1), weight.reshape(-1), out.reshape(-1)
     for j in range(j0, j1):
         i, k = j // per, j % per
         for blk in range(nblocks):
-            run_masked(xf, i * c * h * w + k * LANES, toff, masks, k * LANES, wp, blk * taps * ROWS, bp[blk * ROWS:], of,
+            run_masked(xf, i * c * h * w + k * LANES, toff, masks, k * LANES, wf, blk * ROWS * taps, bias[blk * ROWS:], of,
                        (i * out_c + blk * ROWS) * plane + k * LANES, plane, min(ROWS, out_c - blk * ROWS), code, act)

@@ -138,10 +138,9 @@ def in_place(shape: tuple[int, ...]) -> bool:
     return n * c * h * w <= SMALL_COLUMNS and h * w % _kernels().LANES == 0
 
 
-def _in_place(x: Array, weight: Array, bias: Array, code: int, act: Array, state: list[Array] | None = None) -> Array:
-    """`floatfold.pointwise` of ``x`` (float32, C order) with ``weight`` (C_out, C, 1, 1): packed once
-    per array (`floatpack.packed`), or, with ``state``, once into it (the packed weights, their bias
-    and the values they were packed from, checked against the arrays on every call)."""
+def _in_place(x: Array, weight: Array, bias: Array, code: int, act: Array) -> Array:
+    """`floatfold.pointwise` of ``x`` (float32, C order) with ``weight`` (C_out, C, 1, 1) and ``bias``
+    as they are (float32 in C order: read on every call, so values changed in place are run)."""
     fc = _kernels()
     n, c, h, w = x.shape
     key = (c, h * w)
@@ -150,14 +149,10 @@ def _in_place(x: Array, weight: Array, bias: Array, code: int, act: Array, state
         toff = _offsets[key] = fc.floatfold.pointwise_offsets(c, h * w)
         if len(_offsets) > 256:
             _offsets.pop(next(iter(_offsets)))
-    if state is None:
-        wp, bp = fc.packed(weight, bias)
-    else:
-        if not state or not fc.unchanged(weight, bias, state[2]):
-            state[:] = fc.packed_with_copy(weight, bias)
-        wp, bp = state[0], state[1]
+    if not (_plain(weight) and _plain(bias)):
+        weight, bias = np.ascontiguousarray(weight, np.float32), np.ascontiguousarray(bias, np.float32)
     out = np.empty((n, weight.shape[0], h, w), np.float32)
-    fc.floatfold.pointwise(x, wp, bp, toff, out, code, act)
+    fc.floatfold.pointwise(x, weight.reshape(weight.shape[0], c), bias.reshape(-1), toff, out, code, act)
     return out
 
 
@@ -286,7 +281,6 @@ def _pointwise(weight: Array, bias: Array, attrs: Mapping[str, Any], fused: tupl
 
     matrix = weight.reshape(weight.shape[0], -1)  # a view: values changed in place are read
     code, act = fused[0], np.array(fused[1:], np.float32)
-    state: list[Array] = []  # `_in_place`'s packed weights
 
     def call(xs: list[Array]) -> Array:
         x = xs[0]
@@ -296,7 +290,7 @@ def _pointwise(weight: Array, bias: Array, attrs: Mapping[str, Any], fused: tupl
         if n * c * h * w > SMALL_COLUMNS:
             return conv2d(x, weight, bias, attrs, 1, fused)
         if in_place(x.shape):
-            return _in_place(x, weight, bias, code, act, state)
+            return _in_place(x, weight, bias, code, act)
         out = np.empty((n, matrix.shape[0], h * w), np.float32)
         np.matmul(matrix, x.reshape(n, c, h * w), out=out)
         bias_activate(out, bias, code, act)
