@@ -130,7 +130,10 @@ def test_the_folded_conv_equals_onnxruntime():
     import alls
     from alls.runtime.exec.native import run_float
 
-    for shape, attrs, w_shape in [((8, 32, 4, 4), {"pads": [1, 1, 1, 1]}, (32, 32, 3, 3)),
+    for shape, attrs, w_shape in [((8, 32, 4, 4), {"pads": [1, 1, 1, 1]}, (32, 32, 3, 3)),  # read in place
+                                  ((1, 3, 8, 8), {"pads": [2, 2, 2, 2], "dilations": [2, 2]}, (13, 3, 3, 3)),
+                                  ((8, 16, 8, 8), {}, (32, 16, 1, 1)),  # a 1x1 conv read in place
+                                  ((1, 5, 4, 4), {}, (7, 5, 1, 1)),
                                   ((3, 7, 5, 6), {"pads": [2, 0, 1, 1], "strides": [2, 1], "dilations": [1, 2]},
                                    (9, 7, 3, 3))]:
         weight = RNG.standard_normal(w_shape).astype(np.float32)

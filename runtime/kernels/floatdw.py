@@ -128,8 +128,10 @@ def masked_kernel(vectors: int, tail: bool = False) -> Any:
     each vector ``k``, ``acc[k] = acc[k] + x·wt[t]`` (a float32 product, then a float32 add), from +0,
     ``x`` the lanes of ``src[sbase + 8k + toff[t] :]`` whose mask (``masks[mbase + (k·taps + t)·8 :]``,
     negative: read) is set, zero elsewhere (the padding: no lane past the plane is read); then
-    ``dst[dbase + 8k :]`` = ``acc[k] + bias`` in the lanes of the vector's store mask (``masks``
-    after the taps' masks of the vector: ``mbase + (k·taps + taps)·8``, the lanes inside the plane).
+    ``dst[dbase + 8k :]`` = ``acc[k] + bias``, the whole vector, or with ``tail`` only the lanes of
+    its store mask (``masks`` after the taps' masks of the vector: ``mbase + (k·taps + taps)·8``, the
+    lanes inside the plane: a masked store costs tens of cycles here, so only a plane's last,
+    partial vector takes one).
     """
     @intrinsic
     def _mk(typingctx: Any, src: Any, sbase: Any, toff: Any, masks: Any, mbase: Any, wt: Any, bias: Any, dst: Any,
