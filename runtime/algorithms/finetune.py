@@ -91,6 +91,7 @@ from alls.runtime.exec.calibration import normalize
 from alls.runtime.exec.lifetimes import Readers
 from alls.runtime.exec.native import activation as float_activation
 from alls.runtime.exec.native import part_images, run_float
+from alls.runtime.exec.pool import each
 from alls.runtime.algorithms.patches import (Positions, from_groups, gather_rows, sample_positions,
                                   to_groups)
 from alls.runtime.exec.quantize import Encoding, QLayer, rebias
@@ -202,21 +203,24 @@ def _targets(graph: Graph, plan: Plan, positions: Mapping[str, Positions], image
     for name, pos in positions.items():  # each held before the next is allocated, so the budget counts it
         out[name] = store[name] = store.allocate((len(pos), graph[name].output_shape[1]), np.float32)
     count = max(pos.images for pos in positions.values())
-    batch = float_batch(graph)
-    start = 0
+    size = float_batch(graph)
 
-    def watch(layer: Layer, y: np.ndarray) -> None:
-        pos = positions.get(layer.name)
-        if pos is None or start >= pos.images:
-            return
-        rows = slice(start * pos.per_image, min(start + batch, pos.images) * pos.per_image)
-        n = pos.n[rows] - start
-        out[layer.name][rows] = y[n, :, pos.i[rows], pos.j[rows]] if y.ndim == 4 else y[n]
+    def batch(start: int) -> None:
+        """The images ``start`` .. ``start + size − 1``: their rows of every target, their held-out outputs."""
+        def watch(layer: Layer, y: np.ndarray) -> None:
+            pos = positions.get(layer.name)
+            if pos is None or start >= pos.images:
+                return
+            rows = slice(start * pos.per_image, min(start + size, pos.images) * pos.per_image)
+            n = pos.n[rows] - start
+            out[layer.name][rows] = y[n, :, pos.i[rows], pos.j[rows]] if y.ndim == 4 else y[n]
 
-    for start in range(0, count, batch):
-        outputs = run_float(graph, {k: normalize(v[start:start + batch], plan, k) for k, v in images.items()},
+        outputs = run_float(graph, {k: normalize(v[start:start + size], plan, k) for k, v in images.items()},
                             params, watch=watch)[0]
         held.record(start, outputs)
+
+    for _ in each(range(0, count, size), batch):  # the batches on the free cores, a batch a thread; rows apart
+        pass
     return out
 
 

@@ -23,6 +23,7 @@ the trained network's outputs are those a separate run gives, bit for bit.
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -115,6 +116,7 @@ class HeldOut:
         self.graph, self.indices, self.store, self.block = graph, indices, store, max(1, block)
         self.reference: dict[str, np.ndarray | Spill] = {}
         self.after: Errors | None = None
+        self._lock = threading.Lock()
 
     def record(self, start: int, outputs: Mapping[str, np.ndarray]) -> None:
         """The float outputs of images ``start`` .. ``start + len(batch) − 1``: keep the held-out ones."""
@@ -123,9 +125,10 @@ class HeldOut:
         if first == last:
             return
         for name, y in outputs.items():
-            if name not in self.reference:
-                self.reference[name] = self.store[name] = self.store.allocate((len(self.indices), *y.shape[1:]),
-                                                                              np.float32)
+            with self._lock:  # batches may be recorded from several threads: each writes its own rows
+                if name not in self.reference:
+                    self.reference[name] = self.store[name] = self.store.allocate(
+                        (len(self.indices), *y.shape[1:]), np.float32)
             self.reference[name][first:last] = y[self.indices[first:last] - start]
 
     def _references(self, part: slice) -> dict[str, np.ndarray]:
