@@ -42,8 +42,8 @@ def _concurrent_regions() -> bool:
     """Whether two Python threads may run Numba's parallel kernels at once (its threading layer)."""
     import numba
 
-    try:
-        layer: str = numba.threading_layer()
+    try:  # numba declares no exports to the type checker
+        layer = str(numba.threading_layer())  # type: ignore[attr-defined]
     except ValueError:  # no parallel kernel has run yet
         return False
     return layer in ("omp", "tbb")
