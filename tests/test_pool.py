@@ -151,9 +151,23 @@ def test_finetune_with_its_passes_on_two_threads_learns_the_same_layers(two_thre
 
     assert len(parts) > 20  # the float batches, the integer parts and the check's parts went to the threads
     assert records(together) == records(alone) != []
+    assert together.report.heldout == alone.report.heldout is not None  # the start network run beside the training
     assert any(r.kept for r in records(alone))
     for name, layer in alone.layers.items():
         other = together.layers[name]
         if layer.weights is not None:
             np.testing.assert_array_equal(other.weights, layer.weights)
             np.testing.assert_array_equal(other.bias.accumulator(), layer.bias.accumulator())
+
+
+def test_work_aside_runs_on_a_thread_of_its_own_and_hands_back_its_result_or_error():
+    from alls.runtime.kernels._parallel import budget
+
+    seen = pool.aside(lambda: (threading.current_thread().name, budget())).result(timeout=60)
+    assert seen == ("alls-aside", 1)
+
+    def fail() -> None:
+        raise RuntimeError("beside")
+
+    with pytest.raises(RuntimeError, match="beside"):
+        pool.aside(fail).result(timeout=60)

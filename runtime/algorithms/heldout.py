@@ -142,19 +142,32 @@ class HeldOut:
                        for name in self.reference}
             self.after.add(self._references(part), outputs)
 
-    def judge(self, layers: dict[str, QLayer], start: Mapping[str, QLayer], images: Mapping[str, object],
-              plan: Plan, params: Mapping[str, Params], label: str = "round to nearest") -> Verdict:
-        """Keep the trained layers, or put back ``start`` in place (the same objects, their fields restored),
-        whichever is closer to the float network on the held-out images (``images``: every image, before
-        normalization); ``label`` names the start in the verdict."""
+    def started(self, layers: Mapping[str, QLayer], start: Mapping[str, QLayer], images: Mapping[str, object],
+                plan: Plan, params: Mapping[str, Params], block: int | None = None) -> Errors:
+        """The start network's error: ``layers`` with ``start`` in place of the trained ones, run on the
+        held-out images (``images``: every image, before normalization) ``block`` of them at a time
+        (default: the check's). It reads only the start's layers and the float outputs `record` kept,
+        so it may run while the layers train."""
         from alls.runtime.exec.emulator import run_numeric
 
+        network = {**layers, **start}
+        errors = Errors()
+        for part in blocks(len(self.indices), 1, block or self.block):
+            x = held_images(images, self.indices[part], plan)
+            errors.add(self._references(part), run_numeric(self.graph, network, x, params=params)[0])
+        return errors
+
+    def judge(self, layers: dict[str, QLayer], start: Mapping[str, QLayer], images: Mapping[str, object],
+              plan: Plan, params: Mapping[str, Params], label: str = "round to nearest",
+              before: Errors | None = None) -> Verdict:
+        """Keep the trained layers, or put back ``start`` in place (the same objects, their fields restored),
+        whichever is closer to the float network on the held-out images (``images``: every image, before
+        normalization); ``label`` names the start in the verdict. ``before``: the start's error, where
+        `started` has measured it already."""
         if self.after is None:
             raise ValueError("the trained network's error is measured (`trained`) before the check")
-        before = Errors()
-        for part in blocks(len(self.indices), 1, self.block):
-            x = held_images(images, self.indices[part], plan)
-            before.add(self._references(part), run_numeric(self.graph, {**layers, **start}, x, params=params)[0])
+        if before is None:
+            before = self.started(layers, start, images, plan, params)
         kept = self.after.total <= before.total
         if not kept:
             for name, saved in start.items():

@@ -17,12 +17,13 @@ the first parallel kernel call).
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["each", "workers"]
+__all__ = ["each", "workers", "aside"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,6 +70,33 @@ def each(items: Sequence[T], work: Callable[[T], R]) -> Iterator[R]:
                 pending.append(pool.submit(_alone, work, item))
                 break
             yield result
+
+
+def aside(work: Callable[[], R]) -> Future[R]:
+    """``work()`` on a thread of its own, its kernels on one thread, at a lower priority where the system
+    allows one (Linux: a thread's own nice value): work that waits to be asked for, done on a core the
+    rest of the run leaves idle. The future's `result` gives it (or raises what it raised)."""
+    future: Future[R] = Future()
+
+    def run() -> None:
+        _lower_priority()
+        try:
+            future.set_result(_alone(lambda _: work(), None))
+        except BaseException as exc:  # handed to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="alls-aside", daemon=True).start()
+    return future
+
+
+def _lower_priority() -> None:
+    """This thread at nice 10 (Linux takes a thread's id for PRIO_PROCESS); elsewhere as it is."""
+    import os
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
 
 
 def _alone(work: Callable[[T], R], item: T) -> R:
