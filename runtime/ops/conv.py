@@ -146,9 +146,9 @@ def _in_place(x: Array, weight: Array, bias: Array, code: int, act: Array) -> Ar
     key = (c, h * w)
     toff = _offsets.get(key)
     if toff is None:
-        toff = _offsets[key] = fc.floatfold.pointwise_offsets(c, h * w)
         if len(_offsets) > 256:
-            _offsets.pop(next(iter(_offsets)))
+            _offsets.clear()  # (no iteration: another thread's run may be adding to it)
+        toff = _offsets[key] = fc.floatfold.pointwise_offsets(c, h * w)
     if not (_plain(weight) and _plain(bias)):
         weight, bias = np.ascontiguousarray(weight, np.float32), np.ascontiguousarray(bias, np.float32)
     out = np.empty((n, weight.shape[0], h, w), np.float32)
