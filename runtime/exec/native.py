@@ -35,6 +35,7 @@ import numpy as np
 
 from alls.graph import Graph, Layer
 from alls.plan import Activation
+from alls.runtime.exec.pool import each
 from alls.runtime.exec.stream import blocks
 from alls.runtime.ops import OPS
 from alls.runtime.ops.activation import ACTIVATIONS, activate_in_place, activation
@@ -273,13 +274,16 @@ def _in_parts(graph: Graph, inputs: Mapping[str, Array] | Array,
     if largest is None or n * largest <= PART_BYTES:
         return _run(graph, inputs, params, None, None, None)
     feeds = _feeds(graph, inputs, graph.inputs[0].name if len(graph.inputs) == 1 else None)
-    parts = []
-    for part in blocks(n, largest, PART_BYTES):
-        outputs = _run(graph, {k: x[part] for k, x in feeds.items()}, params, None, None, None)[0]
-        if any(y.ndim == 0 or len(y) != part.stop - part.start for y in outputs.values()):
-            return _run(graph, feeds, params, None, None, None)
-        parts.append(outputs)
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, {}
+
+    def run(part: slice) -> dict[str, Array]:
+        return _run(graph, {k: x[part] for k, x in feeds.items()}, params, None, None, None)[0]
+
+    slices = list(blocks(n, largest, PART_BYTES))
+    first = run(slices[0])
+    if any(y.ndim == 0 or len(y) != slices[0].stop for y in first.values()):
+        return _run(graph, feeds, params, None, None, None)
+    parts = [first, *each(slices[1:], run)]  # the rest on the free cores, a part a thread
+    return {name: np.concatenate([part[name] for part in parts]) for name in first}, {}
 
 
 # `_parallel`'s budget and Numba's thread count, imported on the first run (Numba is loaded then), then at hand
@@ -295,6 +299,8 @@ def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str,
         wanted = frozenset(graph[t].name for t in (taps or ())) if taps else frozenset()
     steps, first, kept = _schedule(graph, wanted)
     feeds = _feeds(graph, inputs, first)
+    if observe is None and watch is None and not wanted and not params:
+        return _plain(steps, kept, feeds), {}
     params = params or {}
     values: dict[str, Array] = {}
     outputs: dict[str, Array] = {}
@@ -343,6 +349,51 @@ def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str,
         if step.tapped or step.output:
             _hand(step, y, tapped, outputs, held)
     return outputs, tapped
+
+
+def _plain(steps: tuple[_Step, ...], kept: list[Prepared | None], feeds: dict[str, Array]) -> dict[str, Array]:
+    """`_run` of a plain run (no taps, observer, watcher or replaced parameters): the same steps, with
+    only what such a run needs looked at, since on a small network the executor's own work a layer
+    is as much as a layer's kernel. Returns the outputs."""
+    values: dict[str, Array] = dict(feeds)
+    outputs: dict[str, Array] = {}
+    held, fresh = list(feeds.values()), set[str]()
+    for k, step in enumerate(steps):
+        layer = step.layer
+        if step.prepare is not None:
+            p = layer.params
+            entry = kept[k]
+            if entry is None or entry[0] is not p or len(entry[1]) != len(p) or \
+                    not all(map(is_, entry[1], p.values())):
+                entry = _prepare(step, kept, k, p)
+            run = entry[2]
+            if run is not None:
+                inputs = step.inputs
+                y = values[layer.name] = run([values[inputs[0]]] if len(inputs) == 1 else
+                                             [values[n] for n in inputs])
+                if step.watch:
+                    fresh.add(layer.name)
+                for n in step.drop:
+                    del values[n]
+                if step.output:
+                    outputs[layer.name] = y
+                    held.append(y)
+                continue
+        if not step.inputs:
+            y = values[layer.name] if layer.kind == "input_layer" else run_layer(layer, [])
+        else:
+            xs = list(map(values.__getitem__, step.inputs))
+            spare = _spare(step, xs, values, held, fresh) if step.offer else ()
+            y = run_layer(layer, xs, None, None, spare)
+            if step.watch and _owns(y, _kept(xs, spare), layer.params):
+                fresh.add(layer.name)
+            for n in step.drop:
+                del values[n]
+        values[layer.name] = y
+        if step.output:
+            outputs[layer.name] = y
+            held.append(y)
+    return outputs
 
 
 def _hand(step: _Step, y: Array, tapped: dict[str, Array], outputs: dict[str, Array], held: list[Array]) -> None:
