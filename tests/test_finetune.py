@@ -17,7 +17,7 @@ from alls.runtime import numerics as nx
 from alls.runtime.exec.emulator import accumulators, run_numeric
 from alls.runtime.algorithms.finetune import finetune_epochs, finetune_steps
 from alls.runtime.analysis.metrics import snr_db, top1
-from alls.runtime.algorithms.patches import gather_rows, sample_positions, tap_means, to_groups
+from alls.runtime.algorithms.patches import LaidRows, gather_rows, sample_positions, tap_means, to_groups
 from alls.runtime.algorithms.reconstruct import LOSSES, Config, Problem, _split, train
 from alls.runtime.session.runner import Runner
 from test_importer import DIGITS
@@ -243,7 +243,9 @@ def test_rows_at_sampled_positions_and_tap_means_reproduce_the_kernels_accumulat
         zx = qmodel.layers[layer.inputs[0]].out
         positions = sample_positions(layer, len(xs[0]), np.random.default_rng(1), per_image=7)
         kernel = q.weights.shape[2:] if layer.kind != "fc" else (1, 1)
-        rows = gather_rows(layer, xs[0], zx.zero_point, zx.bits, positions, kernel).astype(np.int64)
+        gathered = gather_rows(layer, xs[0], zx.zero_point, zx.bits, positions, kernel)
+        assert isinstance(gathered, LaidRows) == (layer.kind == "dw")  # one output channel a group
+        rows = gathered.centred() if isinstance(gathered, LaidRows) else gathered.astype(np.int64)
         w = to_groups(q.weights.astype(np.int64), layer)
         got = np.einsum("rgk,gok->rgo", rows, w).reshape(len(rows), -1)
         acc = accumulators(layer, q, xs[0], zx.zero_point)

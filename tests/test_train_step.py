@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numba
 import numpy as np
 import pytest
 
 from alls.plan import LossType, Optimizer
 from alls.runtime.algorithms import reconstruct as R
+from alls.runtime.algorithms.patches import LaidRows
+from alls.runtime.kernels import _parallel
+from alls.runtime.kernels import patches as P
 from alls.runtime.kernels import training as T
 
 F32 = np.float32
@@ -168,7 +172,8 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_the_fused_step_learns_what_the_numpy_step_learns(case, monkeypatch):
+def test_the_fused_step_learns_what_the_numpy_step_learns(case, monkeypatch, threads):
+    """On 1 and 2 threads (the passes over the weights cut in ranges on 2)."""
     kind, shape, settings = CASES[case]
     p, config = problem(kind, **shape), replace(BASE, **settings)
     new = R.train(p, config)
@@ -182,9 +187,65 @@ def test_the_fused_step_learns_what_the_numpy_step_learns(case, monkeypatch):
     np.testing.assert_allclose(new.heldout_after, old.heldout_after, rtol=1e-5)
     np.testing.assert_allclose(new.bias, old.bias, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(new.scale, old.scale, rtol=1e-6)
+    parallel = {"_soft_weights_parts", "_rounding_step_parts"}
+    assert parallel <= set(threads[1]) if threads[0] > 1 else not parallel & set(threads[1])
 
 
 # ------------------------------------------------------------- the kernels
+
+
+POOL = numba.config.NUMBA_NUM_THREADS
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request, monkeypatch):
+    """Kernel calls on 1 or 2 threads whatever their size and the machine's load (the parallel kernels
+    called, where they are, with every core taken as free); the names of the kernels `_parallel.run` ran."""
+    if request.param > POOL:
+        pytest.skip("Numba's pool has one thread (NUMBA_NUM_THREADS or one core)")
+    ran = []
+    original = _parallel.run
+
+    def spy(key, work, parts, kernel, *args):
+        ran.append(kernel.__name__)
+        return original(key, work, parts, kernel, *args)
+
+    monkeypatch.setattr(_parallel, "WORK_PER_THREAD", 1 if request.param > 1 else 1 << 62)
+    monkeypatch.setattr(_parallel, "free_cores", lambda: request.param)
+    monkeypatch.setattr(_parallel, "_pick", lambda site, most: most)
+    monkeypatch.setattr(_parallel, "run", spy)
+    monkeypatch.setattr(T, "_SMALLEST_PART", 1 if request.param > 1 else T._SMALLEST_PART)
+    before = _parallel.set_budget(request.param)
+    yield request.param, ran
+    _parallel.set_budget(before)
+
+
+@pytest.mark.parametrize("per_group", [1, 3])
+def test_laid_out_taps_are_the_centred_taps_in_the_steps_order(per_group, threads):
+    """`gather_laid` (a depthwise layer's rows, (R, K, G)) against `gather_patches` ((R, C, KH, KW)) transposed,
+    and both against NumPy's fancy indexing: as codes (a tap outside the input reads Z) and centred, with
+    several input channels a group too, on 1 and 2 threads."""
+    rng = np.random.default_rng(5)
+    groups, rows, (kh, kw) = 5, 40, (3, 2)
+    x = rng.integers(0, 256, (3, 6, 7, groups * per_group)).astype(np.uint8)
+    n = np.sort(rng.integers(0, 3, rows)).astype(np.int64)
+    ii, jj = rng.integers(0, 6, (rows, kh)).astype(np.int64), rng.integers(0, 7, (rows, kw)).astype(np.int64)
+    vi, vj = rng.random((rows, kh)) < 0.8, rng.random((rows, kw)) < 0.8
+    taps = x[n[:, None, None], ii[:, :, None], jj[:, None, :]].astype(np.int16) - 37  # (R, KH, KW, C)
+    want_patches = np.where((vi[:, :, None] & vj[:, None, :])[..., None], taps, 0).transpose(0, 3, 1, 2)
+    patches = np.empty((rows, groups * per_group, kh, kw), np.int16)
+    P.gather_patches(x, n, ii, jj, vi, vj, 37, patches)
+    np.testing.assert_array_equal(patches, want_patches)
+    want = patches.reshape(rows, groups, -1).transpose(0, 2, 1)
+    codes = np.empty((rows, per_group * kh * kw, groups), np.uint8)
+    P.gather_laid(x, n, ii, jj, vi, vj, 0, 37, codes)
+    centred = np.empty(codes.shape, np.int16)
+    P.gather_laid(x, n, ii, jj, vi, vj, 37, 0, centred)
+    np.testing.assert_array_equal(codes.astype(np.int64) - 37, want)
+    np.testing.assert_array_equal(centred, want)
+    assert (want == 0).any() and (want != 0).any()
+    count, ran = threads
+    assert ran == (["_patches_parts", "_laid_parts", "_laid_parts"] if count > 1 else ["_patches", "_laid", "_laid"])
 
 
 @pytest.mark.parametrize("dtype,span", [(np.int16, 128), (np.int16, 3000), (np.int32, 3000)])
@@ -201,9 +262,10 @@ def test_gathered_rows_and_depthwise_products_are_the_reference_bit_for_bit(dtyp
     assert np.array_equal(T.depthwise_backward(x, index, grad)[:, None, :], ref_weight_grad(rows[index], grad, w.shape))
 
 
-def test_soft_weights_and_the_rounding_step_are_numpys_bit_for_bit():
+def test_soft_weights_and_the_rounding_step_are_numpys_bit_for_bit(threads):
+    """On 1 and 2 threads, over weights in several of `_by_weights`'s blocks and a part of one."""
     rng = np.random.default_rng(4)
-    v = rng.normal(0, 3, (4, 5, 9)).astype(F32)
+    v = rng.normal(0, 3, (13, 37, 29)).astype(F32)
     v[0, 0, :3] = (-200, 200, 0)  # exp overflows to its limit, h saturates, the middle
     base = rng.integers(-8, 8, v.shape).astype(F32)
     w, gate, dh, t = (np.empty_like(v) for _ in range(4))
@@ -223,6 +285,9 @@ def test_soft_weights_and_the_rounding_step_are_numpys_bit_for_bit():
     pr, mr, sr = (np.zeros_like(v) for _ in range(3))
     T.adam_step(pr, got, mr, sr, 0.1, 1)
     assert np.array_equal(ps, pr) and np.array_equal(m, mr) and np.array_equal(s, sr)
+    count, ran = threads
+    parts = {"_soft_weights_parts", "_rounding_step_parts"}
+    assert set(ran) == parts if count > 1 else not ran  # on one thread, no call of `_parallel.run`
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -240,3 +305,28 @@ def test_the_checks_prediction_is_the_outputs_bit_for_bit(case):
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
         assert np.unique(got).size > 10
+
+
+# ------------------------------------------------------- rows as gathered
+
+
+def laid(rows: np.ndarray, zero_point: int, dtype: type) -> LaidRows:
+    """Centred depthwise rows (R, C, K) as `gather_rows` gathers them: the codes (R, K, C), offset −Z."""
+    return LaidRows(np.ascontiguousarray((rows + zero_point).astype(dtype).transpose(0, 2, 1)), -zero_point)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if CASES[c][0] == "depthwise"])
+@pytest.mark.parametrize("zero_point,dtype", [(128, np.uint8), (1000, np.uint16)])
+def test_depthwise_rows_gathered_laid_out_learn_what_integer_rows_learn(case, zero_point, dtype):
+    """A depthwise layer trained on its `LaidRows` (the step's products, the checks, the bias settled from
+    the rows' means) learns what it learns from the same rows as (R, C, K) integers, bit for bit."""
+    kind, shape, settings = CASES[case]
+    p, config = problem(kind, **shape), replace(BASE, **settings)
+    gathered = replace(p, rows=laid(p.rows, zero_point, dtype))
+    assert np.array_equal(gathered.rows.centred(), p.rows) and gathered.rows.shape == p.rows.shape
+    index = np.arange(0, len(p.rows), 3)
+    assert np.array_equal(R._row_means(gathered.rows, index, chunk=7), R._row_means(p.rows, index))
+    new, old = R.train(gathered, config), R.train(p, config)
+    assert old.kept and new.steps == old.steps
+    for field in ("weights", "bias", "scale", "loss_before", "loss_after", "heldout_before", "heldout_after"):
+        np.testing.assert_array_equal(getattr(new, field), getattr(old, field), err_msg=field)

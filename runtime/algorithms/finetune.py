@@ -93,7 +93,7 @@ from alls.runtime.exec.lifetimes import Readers
 from alls.runtime.exec.native import activation as float_activation
 from alls.runtime.exec.native import part_images, run_float
 from alls.runtime.exec.pool import aside, each
-from alls.runtime.algorithms.patches import (Positions, from_groups, gather_rows, sample_positions,
+from alls.runtime.algorithms.patches import (Positions, Rows, from_groups, gather_rows, join_rows, sample_positions,
                                   to_groups)
 from alls.runtime.exec.quantize import Encoding, QLayer, rebias
 from alls.runtime.ops.base import Params
@@ -237,7 +237,7 @@ def float_batch(graph: Graph) -> int:
     return 16 if per is None else min(_MOST_IMAGES, per)
 
 
-def _rows(layer: Layer, x: np.ndarray, x_enc: Encoding, positions: Positions, kernel: tuple[int, int]) -> np.ndarray:
+def _rows(layer: Layer, x: np.ndarray, x_enc: Encoding, positions: Positions, kernel: tuple[int, int]) -> Rows:
     """`gather_rows` of an input held whole, or of a spilled one read a part of its images at a time."""
     if not is_streamed(x):
         return gather_rows(layer, x, x_enc.zero_point, x_enc.bits, positions, kernel)
@@ -248,7 +248,7 @@ def _rows(layer: Layer, x: np.ndarray, x_enc: Encoding, positions: Positions, ke
         rows = slice(block.start * per, block.stop * per)
         part = Positions(positions.n[rows] - block.start, positions.i[rows], positions.j[rows], per)
         parts.append(gather_rows(layer, x[block], x_enc.zero_point, x_enc.bits, part, kernel))
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return join_rows(parts)
 
 
 # ----------------------------------------------------------------- problems

@@ -10,17 +10,23 @@ the whole im2col matrix.
 
 A tap outside the input (padding, or between the strided inputs of a transposed conv) reads
 ``Z_x``, which centres to 0 (N7).
+
+A depthwise layer (one output channel a group) is trained one tap of every channel at a time: its
+rows are gathered straight into that layout (`LaidRows`: (R, K, G), the input codes themselves,
+uint8 for 8-bit inputs), a quarter of the bytes of the centred (R, G, K) int16 rows and their copy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from alls.graph import Layer
 
-__all__ = ["Positions", "sample_positions", "gather_rows", "tap_means", "to_groups", "from_groups", "output_size"]
+__all__ = ["Positions", "LaidRows", "Rows", "sample_positions", "depthwise", "gather_rows", "join_rows", "tap_means",
+           "to_groups", "from_groups", "output_size"]
 
 POSITIONS_PER_IMAGE = 64
 
@@ -41,6 +47,39 @@ class Positions:
     @property
     def images(self) -> int:
         return len(self.n) // self.per_image
+
+
+@dataclass(frozen=True)
+class LaidRows:
+    """A depthwise layer's rows as its training step reads them: ``codes`` (R, K, G), tap k of every
+    group side by side, and the ``offset`` that centres them, ``rows[r, g, k] = codes[r, k, g] + offset``
+    (the (R, G, K) rows of `gather_rows`). Gathered from 8- or 16-bit inputs the codes are the input's
+    own (uint8, uint16), a tap outside the input reading Z_x, and the offset is −Z_x."""
+
+    codes: np.ndarray
+    offset: int
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(R, G, K), as the centred rows'."""
+        rows, taps, groups = self.codes.shape
+        return rows, groups, taps
+
+    def centred(self, index: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The rows ``index`` as (R, G, K) centred integers (int64)."""
+        rows: np.ndarray = self.codes[index].transpose(0, 2, 1).astype(np.int64) + self.offset
+        return rows
+
+    def sum(self, index: np.ndarray) -> np.ndarray:
+        """Σ of the rows ``index``: (G, K) int64, exact."""
+        total: np.ndarray = self.codes[index].sum(axis=0, dtype=np.int64).T + np.int64(self.offset) * len(index)
+        return total
+
+
+Rows = np.ndarray | LaidRows  # (R, G, K) centred integers, or a depthwise layer's `LaidRows`
 
 
 def output_size(layer: Layer) -> tuple[int, int]:
@@ -106,13 +145,22 @@ def _dense_input(x: np.ndarray) -> np.ndarray:
     return x if x.ndim == 2 else np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
 
 
+def depthwise(layer: Layer) -> bool:
+    """A layer of one output channel a group, several groups: its rows are `LaidRows`."""
+    group = int(layer.attrs.get("group", 1)) if layer.kind != "fc" else 1
+    return group > 1 and int(layer.output_shape[1]) == group
+
+
 def gather_rows(layer: Layer, x: np.ndarray, zero_point: int, bits: int, positions: Positions,
-                kernel: tuple[int, int]) -> np.ndarray:
-    """Centred integer inputs at the sampled positions: ``(R, G, K)``, K in the weights' tap order.
+                kernel: tuple[int, int]) -> Rows:
+    """Centred integer inputs at the sampled positions: ``(R, G, K)``, K in the weights' tap order;
+    a `depthwise` layer's as `LaidRows`.
 
     ``x`` is the layer's NHWC integer input (or (N, C) for a dense layer); ``kernel`` the (KH, KW)
     of its weights. The taps are written into the result as they are read (`_patches`).
     """
+    if depthwise(layer):
+        return _laid_rows(layer, x, zero_point, bits, positions, kernel)
     dtype = _row_dtype(bits)
     if layer.kind == "fc":
         flat = _dense_input(x)
@@ -124,6 +172,32 @@ def gather_rows(layer: Layer, x: np.ndarray, zero_point: int, bits: int, positio
     _patches(layer, x, zero_point, positions.n, positions.i, positions.j, kernel,
              out.reshape(len(positions), c, *kernel))
     return out
+
+
+def _laid_rows(layer: Layer, x: np.ndarray, zero_point: int, bits: int, positions: Positions,
+               kernel: tuple[int, int]) -> LaidRows:
+    """A depthwise layer's `LaidRows`: the input codes where they are unsigned 8 or 16 bits (exact in
+    float32 once centred), else centred integers (offset 0)."""
+    from alls.runtime.kernels.patches import gather_laid
+
+    codes = x.dtype.kind == "u" and x.dtype.itemsize <= 2
+    group, taps = int(layer.attrs["group"]), kernel[0] * kernel[1]
+    out = np.empty((len(positions), (x.shape[3] // group) * taps, group), x.dtype if codes else _row_dtype(bits))
+    (ii, vi), (jj, vj) = _taps(layer, x, positions.i, positions.j, kernel)
+    shift, fill = (0, zero_point) if codes else (zero_point, 0)
+    gather_laid(np.ascontiguousarray(x), np.asarray(positions.n, np.int64), ii, jj, vi, vj, int(shift), int(fill), out)
+    return LaidRows(out, -int(zero_point) if codes else 0)
+
+
+def join_rows(parts: Sequence[Rows]) -> Rows:
+    """The rows of consecutive parts of the images, gathered apart, as one."""
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], LaidRows):
+        laid = [part for part in parts if isinstance(part, LaidRows)]
+        assert len(laid) == len(parts) and len({part.offset for part in laid}) == 1, "parts of one layer's rows"
+        return LaidRows(np.concatenate([part.codes for part in laid]), laid[0].offset)
+    return np.concatenate([np.asarray(part) for part in parts])
 
 
 _PART_BYTES = 1 << 26  # a spilled input is summed this many bytes at a time
@@ -180,14 +254,20 @@ def _patches(layer: Layer, x: np.ndarray, zero_point: int, n: np.ndarray, i: np.
     order, zeros where a tap falls outside the input (`alls.runtime.kernels.patches`)."""
     from alls.runtime.kernels.patches import gather_patches
 
+    (ii, vi), (jj, vj) = _taps(layer, x, i, j, kernel)
+    gather_patches(np.ascontiguousarray(x), np.asarray(n, np.int64), ii, jj, vi, vj, int(zero_point), out)
+
+
+def _taps(layer: Layer, x: np.ndarray, i: np.ndarray, j: np.ndarray,
+          kernel: tuple[int, int]) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The input row and column (int64) of every row's taps, and whether each lies inside the input."""
     a = layer.attrs
     transposed = layer.kind == "deconv"
     (kh, kw), (sh, sw), (dh, dw) = kernel, a["strides"], a["dilations"]
     top, left = a["pads"][0], a["pads"][1]
     ii, vi = _tap_indices(i, kh, sh, top, dh, x.shape[1], transposed)
     jj, vj = _tap_indices(j, kw, sw, left, dw, x.shape[2], transposed)
-    gather_patches(np.ascontiguousarray(x), np.asarray(n, np.int64), ii.astype(np.int64), jj.astype(np.int64), vi, vj,
-                   int(zero_point), out)
+    return (ii.astype(np.int64), vi), (jj.astype(np.int64), vj)
 
 
 def to_groups(weight: np.ndarray, layer: Layer) -> np.ndarray:

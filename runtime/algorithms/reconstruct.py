@@ -46,6 +46,7 @@ import numpy as np
 from alls.catalogue import POST_SUBCOMMANDS
 from alls.plan import LossType, Optimizer
 from alls.runtime.algorithms.losses import LOSSES
+from alls.runtime.algorithms.patches import LaidRows, Rows
 from alls.runtime.kernels.training import (GAMMA, ZETA, adam_step, depthwise_backward, depthwise_forward,
                                            depthwise_rows, gather, l2_gradient, rounding_step, soft_weights)
 
@@ -62,7 +63,7 @@ SPLIT_SEED = 0  # one split for every layer: the held-out images are the same fo
 class Problem:
     """One layer's data: rows (``per_image`` per image), targets and the integer layer's scales."""
 
-    rows: np.ndarray            # (R, G, K) centred integer inputs
+    rows: Rows                  # (R, G, K) centred integer inputs, or a depthwise layer's `LaidRows`
     per_image: int
     target: np.ndarray          # (R, C) float32: the float layer's output
     weight: np.ndarray          # (G, O, K) float weights
@@ -199,8 +200,10 @@ class _Layer:
             self.v[up != (self.v >= 0)] = np.where(up, 0.05, -0.05)[up != (self.v >= 0)]
         self.delta = np.zeros(p.scale.shape, np.float32)
         self.phi = np.zeros(int(p.group_of.max()) + 1, np.float32)
-        # a depthwise layer's rows (R, C, K) are read one tap of every channel at a time: laid out so once
-        self.laid = depthwise_rows(p.rows) if _depthwise(p.weight.shape) else None
+        # a depthwise layer's rows are read one tap of every channel at a time: gathered so (`LaidRows`), or
+        # integer rows (R, C, K) laid out so once
+        self.laid = (p.rows.codes, p.rows.offset) if isinstance(p.rows, LaidRows) else \
+            depthwise_rows(p.rows) if _depthwise(p.weight.shape) else None
 
     def scales(self) -> np.ndarray:
         scales: np.ndarray = self.p.scale * np.exp(self.phi[self.p.group_of] / (2.0 * self.p.wmax))
@@ -223,6 +226,7 @@ class _Layer:
         """The problem's rows ``index`` as the products read them."""
         if self.laid is not None:
             return _Batch(self.laid[0], index, self.laid)
+        assert not isinstance(self.p.rows, LaidRows), "laid-out rows are a depthwise layer's"
         return _Batch(gather(self.p.rows, index))
 
     def predict(self, x: _Batch | np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -380,11 +384,12 @@ def _schedule(step: int, total: int, config: Config) -> tuple[float, float | Non
     return lr, config.beta[0] + (config.beta[1] - config.beta[0]) * progress
 
 
-def _row_means(rows: np.ndarray, index: np.ndarray, chunk: int = 4096) -> np.ndarray:
+def _row_means(rows: Rows, index: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """The mean of the rows ``index`` (G, K), float64: integer sums, taken a part at a time."""
     total = np.zeros(rows.shape[1:], np.int64)
     for start in range(0, len(index), chunk):
-        total += rows[index[start:start + chunk]].sum(axis=0, dtype=np.int64)
+        part = index[start:start + chunk]
+        total += rows.sum(part) if isinstance(rows, LaidRows) else rows[part].sum(axis=0, dtype=np.int64)
     means: np.ndarray = total / max(len(index), 1)
     return means
 

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -43,6 +44,7 @@ LANES = 16  # output channels per block: two <8 x i32> accumulators
 # numba's and llvmlite's code-generation objects carry no types: they are `Any` here, and
 # cgutils' helper is called through a typed name.
 _alloca_once_value: Callable[[Any, Any], Any] = cgutils.alloca_once_value
+_get_or_insert_function: Callable[[Any, Any, str], Any] = cgutils.get_or_insert_function
 Codegen = Callable[[Any, Any, Any, Any], Any]
 
 
@@ -155,3 +157,32 @@ def depthwise_kernel(pixels: int) -> Any:
         return sig, codegen
 
     return _dw_mk
+
+
+@intrinsic
+def _prefetch(typingctx: Any, flat: Any, index: Any) -> tuple[Any, Codegen]:
+    """Ask for the cache line of ``flat[index]`` (a 1-D array, ``index`` in bounds), to be read soon;
+    nothing waits for it (LLVM's ``llvm.prefetch``: a read, kept in every cache level)."""
+    sig = types.void(flat, index)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        address = builder.bitcast(builder.gep(array.data, [args[1]]), i8p)
+        name = "llvm.prefetch.p0" if _llvm_major() >= 15 else "llvm.prefetch.p0i8"
+        function = _get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), name)
+        builder.call(function, [address, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# `prefetch(flat, index)` in a compiled kernel (to mypy, the call it is there)
+prefetch = cast(Callable[[np.ndarray, int], None], _prefetch)
+
+
+def _llvm_major() -> int:
+    """The major version of the LLVM that llvmlite binds (its intrinsics' names follow it)."""
+    from llvmlite import binding
+
+    return int(binding.llvm_version_info[0])

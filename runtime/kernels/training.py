@@ -3,8 +3,9 @@
 A step reads the rows of a batch of images: a dense or grouped layer's gathered to float32 once for
 both matrix products (`gather`, exact for |x| < 2^24); a depthwise layer's read where they are, as
 integers, by its products (`depthwise_forward`, `depthwise_backward`), which run along the channels
-of rows laid out ``(N, K, C)`` once a layer (`depthwise_rows`: in uint8 where they fit, as 8-bit
-inputs do; a step's rows come from memory, and its time goes with their bytes). Besides the
+of rows laid out ``(N, K, C)``, gathered so (`alls.runtime.algorithms.patches.LaidRows`: the input
+codes, uint8 for 8-bit inputs) or laid out once a layer from integer rows (`depthwise_rows`: in
+uint8 where they fit); a step's rows come from memory, and its time goes with their bytes. Besides the
 products a step makes three passes:
 
 - `soft_weights`, over the weights: h(V) and dh/dV (R2), w̃ (R1), the gate (``dh`` where the
@@ -18,15 +19,23 @@ products a step makes three passes:
 They follow NumPy's float32 arithmetic operation by operation (the same roundings in the same
 order; sums over the rows in row order, as NumPy reduces a column), so the step learns what the
 NumPy formulas learn, bit for bit (exp and pow are NumPy's own passes). The depthwise products
-sum the taps (forward) and the rows (backward) in order, one channel a lane. Each kernel runs on
-one thread: a step's work (256 rows) is well below what a second thread pays for
-(`alls.runtime.kernels._parallel.WORK_PER_THREAD`).
+sum the taps (forward) and the rows (backward) in order, one channel a lane. They and the
+outputs' pass run on one thread: a step's work on its 256 rows is below what a second thread
+pays for (`alls.runtime.kernels._parallel.WORK_PER_THREAD`). The weights' passes (a deep layer
+has up to 590k weights) are cut into ranges of weights on the threads `_parallel` chooses for
+their size and the free cores (`_by_weights`); each weight is computed alone, so the bits are the
+same on any number of threads.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
+from numba import prange
+
+from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._common import njit
 
 __all__ = ["gather", "depthwise_rows", "depthwise_forward", "depthwise_backward", "soft_weights", "l2_gradient", "rounding_step",
@@ -141,6 +150,14 @@ def _soft_weights(e: np.ndarray, base: np.ndarray, wmax: float, w: np.ndarray, g
         dh[i], t[i] = slope, two * hi - one
 
 
+@njit(cache=True, error_model="numpy", parallel=True)
+def _soft_weights_parts(e: np.ndarray, base: np.ndarray, wmax: float, w: np.ndarray, gate: np.ndarray, dh: np.ndarray,
+                        t: np.ndarray, parts: int) -> None:
+    for part in prange(parts):
+        lo, hi = _range(len(e), part, parts)
+        _soft_weights(e[lo:hi], base[lo:hi], wmax, w[lo:hi], gate[lo:hi], dh[lo:hi], t[lo:hi])
+
+
 def soft_weights(v: np.ndarray, base: np.ndarray, wmax: int, w: np.ndarray, gate: np.ndarray, dh: np.ndarray,
                  t: np.ndarray) -> None:
     """Into ``w``, ``gate``, ``dh``, ``t`` (contiguous float32, V's shape): w̃ = clip(B + h(V), −W, W)
@@ -149,8 +166,8 @@ def soft_weights(v: np.ndarray, base: np.ndarray, wmax: int, w: np.ndarray, gate
     and h its limit 0)."""
     with np.errstate(over="ignore"):
         e = np.exp(-v.reshape(-1))
-    _soft_weights(e, base.reshape(-1), float(wmax), w.reshape(-1), gate.reshape(-1), dh.reshape(-1),
-                  t.reshape(-1))
+    _by_weights("soft weights", _soft_weights, _soft_weights_parts,
+                (e, base.reshape(-1), float(wmax), w.reshape(-1), gate.reshape(-1), dh.reshape(-1), t.reshape(-1)))
 
 
 # ---------------------------------------------------------------- outputs
@@ -241,6 +258,21 @@ def _rounding_step(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, t: np.ndarr
             gw[i] = g
 
 
+@njit(cache=True, error_model="numpy", parallel=True)
+def _rounding_step_parts(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, t: np.ndarray, powers: np.ndarray,
+                         regularise: bool, coef: float, adam: bool, v: np.ndarray, m: np.ndarray, s: np.ndarray,
+                         lr: float, m_scale: float, v_scale: float, parts: int) -> None:
+    for part in prange(parts):
+        lo, hi = _range(len(gw), part, parts)
+        if adam:
+            _rounding_step(gw[lo:hi], gate[lo:hi], dh[lo:hi], t[lo:hi], powers[lo:hi], regularise, coef, adam,
+                           v[lo:hi], m[lo:hi], s[lo:hi], lr, m_scale, v_scale)
+        else:  # dV written over gw, V and the moments unread (the same array as gw: one slice of it)
+            g = gw[lo:hi]
+            _rounding_step(g, gate[lo:hi], dh[lo:hi], t[lo:hi], powers[lo:hi], regularise, coef, adam, g, g, g, lr,
+                           m_scale, v_scale)
+
+
 def rounding_step(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, t: np.ndarray, reg: tuple[float, float] | None,
                   adam: tuple[np.ndarray, np.ndarray, np.ndarray, float, int] | None) -> None:
     """dV = gw·gate (`soft_weights`), plus the regulariser's ``coef·|t|^power·sign(t)·2·dh`` (t = 2h − 1)
@@ -252,9 +284,43 @@ def rounding_step(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, t: np.ndarra
     g, gt, d, tv = (a.reshape(-1) for a in (gw, gate, dh, t))
     coef, powers = (reg[0], np.abs(tv) ** reg[1]) if reg is not None else (0.0, tv)
     if adam is None:
-        _rounding_step(g, gt, d, tv, powers, reg is not None, coef, False, g, g, g, 0.0, 1.0, 1.0)
-        return
-    v, m, s, lr, step = adam
-    m_scale, v_scale = _corrections(step)
-    _rounding_step(g, gt, d, tv, powers, reg is not None, coef, True, v.reshape(-1), m.reshape(-1), s.reshape(-1), lr,
-                   m_scale, v_scale)
+        args: tuple[Any, ...] = (g, gt, d, tv, powers, reg is not None, coef, False, g, g, g, 0.0, 1.0, 1.0)
+    else:
+        v, m, s, lr, step = adam
+        args = (g, gt, d, tv, powers, reg is not None, coef, True, v.reshape(-1), m.reshape(-1), s.reshape(-1), lr,
+                *_corrections(step))
+    _by_weights("rounding step", _rounding_step, _rounding_step_parts, args)
+
+
+# ---------------------------------------------------------------- threads
+
+
+_BLOCK = 1 << 12  # a range of the weights starts at a multiple of it
+
+
+@njit(cache=True, inline="always")
+def _range(count: int, part: int, parts: int) -> tuple[int, int]:
+    """Part ``part`` of ``parts`` of ``count`` weights, cut at multiples of `_BLOCK`: a range's vectorized
+    loop ends where the whole one's does (its last lanes, in the scalar loop, are the whole's), so
+    each weight takes the same instructions on any number of threads (fastmath's Adam step may
+    round differently in a vector lane than in the scalar loop)."""
+    blocks = (count + _BLOCK - 1) // _BLOCK
+    return min(count, part * blocks // parts * _BLOCK), min(count, (part + 1) * blocks // parts * _BLOCK)
+
+
+PER_WEIGHT = 8  # a weight pass's work per weight, in `_parallel.WORK_PER_THREAD`'s multiply-adds (a division, a
+#                 square root, a few clips: 2-3 ns on one core, as 8 multiply-adds)
+_SMALLEST_PART = 1 << 14  # weights a parallel job takes at least
+
+
+def _by_weights(name: str, serial: Callable[..., None], parallel: Callable[..., None], args: tuple[Any, ...]) -> None:
+    """A pass over the weights (``args[0]`` as long as the others): ``serial(*args, 0, n)``, or on the threads
+    `alls.runtime.kernels._parallel` chooses for its size, ``parallel(*args, parts)`` over ranges of them.
+    Each weight is computed alone, from its own values: the same bits on any number of threads."""
+    count = len(args[0])
+    work = PER_WEIGHT * count
+    parts = min(count // _SMALLEST_PART, 4 * _parallel.budget())  # four a thread
+    if parts <= 1 or work < 2 * _parallel.WORK_PER_THREAD or _parallel.choose(work, parts) == 1:
+        serial(*args)  # most layers, every step: not a microsecond more than the kernel
+    else:
+        _parallel.run((name, count), work, parts, parallel, *args, parts)
