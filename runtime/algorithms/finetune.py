@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
 from functools import reduce
 
@@ -91,13 +92,14 @@ from alls.runtime.exec.calibration import normalize
 from alls.runtime.exec.lifetimes import Readers
 from alls.runtime.exec.native import activation as float_activation
 from alls.runtime.exec.native import part_images, run_float
+from alls.runtime.exec.pool import aside, each
 from alls.runtime.algorithms.patches import (Positions, from_groups, gather_rows, sample_positions,
                                   to_groups)
 from alls.runtime.exec.quantize import Encoding, QLayer, rebias
 from alls.runtime.kernels.targets import gather_positions
 from alls.runtime.ops.base import Params
 from alls.runtime.exec.stream import DEFAULT_MEMORY_LIMIT, Source, Spill, Store, blocks, is_streamed, part_size
-from alls.runtime.algorithms.heldout import HeldOut, Verdict, snapshot
+from alls.runtime.algorithms.heldout import Errors, HeldOut, Verdict, snapshot
 from alls.runtime.algorithms.finetune_settings import (FINETUNE_LR_FACTOR, FINETUNE_STEPS, configs, finetune_epochs,
                                                     finetune_steps, images_needed, positions_per_image,
                                                     untrained)
@@ -118,6 +120,7 @@ def memory_shares(memory_limit: int) -> tuple[int, int]:
 
 
 HELD_SHARE = 32  # the held-out check keeps the float outputs of its images within 1/32 of the limit
+BESIDE_SHARE = 16  # its run of the start network, beside the training, holds its tensors within 1/16
 
 
 def _normalizer(plan: Plan, name: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -164,9 +167,10 @@ def estimate_memory(graph: Graph, plan: Plan, memory_limit: int | None = None) -
     """Bytes the reconstruction holds at its peak, roughly: the images (the runner's float copy and
     their integer codes), the integer pass over every image (`_live_bytes`, each layer run in parts
     of about `CHUNK_BYTES`), the float targets, the float outputs of the held-out images, and the
-    rows of the largest layer (three copies while it trains). With a ``memory_limit`` the images,
-    the live tensors, the targets and the held-out outputs beyond their shares of it
-    (`memory_shares`, `HELD_SHARE`) are on disk."""
+    rows of the largest layer (three copies while it trains), and beside them the start network's run
+    on the held-out images (`_beside`). With a ``memory_limit`` the images, the live tensors, the
+    targets and the held-out outputs beyond their shares of it (`memory_shares`, `HELD_SHARE`) are on
+    disk, and the start network's run takes its images a block within `BESIDE_SHARE` at a time."""
     from alls.runtime.exec.emulator import CHUNK_BYTES
 
     chosen = configs(graph, plan)
@@ -186,9 +190,11 @@ def estimate_memory(graph: Graph, plan: Plan, memory_limit: int | None = None) -
         rows = max(rows, width * count * taps * layer.attrs.get("group", 1))
     outputs = 4 * held_out(images) * sum(int(np.prod(layer.output_shape[1:])) for layer in graph.outputs)
     held = images * (inputs + _live_bytes(graph, plan)) + targets + outputs
+    beside = held_out(images) * (inputs + _live_bytes(graph, plan))  # the start network's check (`_beside`)
     if memory_limit is not None:
         held = min(held, sum(memory_shares(memory_limit)) + memory_limit // HELD_SHARE)
-    return held + 4 * CHUNK_BYTES + 3 * rows
+        beside = min(beside, memory_limit // BESIDE_SHARE)
+    return held + beside + 4 * CHUNK_BYTES + 3 * rows
 
 
 # ------------------------------------------------------------------ targets
@@ -203,9 +209,13 @@ def _targets(graph: Graph, plan: Plan, positions: Mapping[str, Positions], image
     for name, pos in positions.items():  # each held before the next is allocated, so the budget counts it
         out[name] = store[name] = store.allocate((len(pos), graph[name].output_shape[1]), np.float32)
     count = max(pos.images for pos in positions.values())
-    batch = float_batch(graph)
-    for start in range(0, count, batch):
-        _target_batch(graph, plan, (positions, out), images, params, held, slice(start, start + batch))
+    size = float_batch(graph)
+
+    def batch(start: int) -> None:
+        _target_batch(graph, plan, (positions, out), images, params, held, slice(start, start + size))
+
+    for _ in each(range(0, count, size), batch):  # the batches on the free cores, a batch a thread; rows apart
+        pass
     return out
 
 
@@ -381,14 +391,30 @@ def optimize(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Map
                                         positions_per_image(config.images))
                  for name, (_, config) in chosen.items()}
     started = snapshot(layers, list(chosen))
+    before: Future[Errors] | None = None
     try:
         targets = _targets(graph, plan, positions, images, params, target_store, held)
+        if len(held.indices):  # the start network on the held-out images, beside the training (`_beside`)
+            before = aside(_beside(held, graph, plan, (dict(layers), started), images, params, memory_limit))
         report = _train(graph, plan, layers, images, params, chosen, (positions, targets, target_store),
                         (held, live_budget), progress)
-        return _checked(plan, layers, (started, start), images, params, held, report)
+        return _checked(plan, layers, (started, start), images, params, held, report, before)
     finally:
+        if before is not None:
+            wait([before])  # it reads the held-out outputs: they stay until it is done
         target_store.close()
         held_store.close()
+
+
+def _beside(held: HeldOut, graph: Graph, plan: Plan, network: tuple[dict[str, QLayer], Mapping[str, QLayer]],
+            images: Mapping[str, np.ndarray], params: Mapping[str, Params], memory_limit: int) -> Callable[[], Errors]:
+    """The whole-network check's run of the start network (`HeldOut.started`), to run on a thread of its
+    own while the layers train: the training leaves a core idle between the integer pass's layers (a step
+    runs on one thread), and the start's layers are copies the training does not touch. Its blocks keep
+    their live tensors within `BESIDE_SHARE` of the limit, beside the integer pass's."""
+    layers, start = network
+    block = part_size(len(held.indices), _live_bytes(graph, plan) + _input_bytes(graph), memory_limit // BESIDE_SHARE)
+    return lambda: held.started(layers, start, images, plan, params, block)
 
 
 def _input_bytes(graph: Graph) -> int:
@@ -447,13 +473,15 @@ def _train(graph: Graph, plan: Plan, layers: Mapping[str, QLayer], images: Mappi
 
 def _checked(plan: Plan, layers: Mapping[str, QLayer], start: tuple[Mapping[str, QLayer], str],
              images: Mapping[str, np.ndarray], params: Mapping[str, Params], held: HeldOut,
-             report: list[Trained]) -> tuple[list[Trained], Verdict | None]:
+             report: list[Trained], before: Future[Errors] | None = None) -> tuple[list[Trained], Verdict | None]:
     """The report, after the whole network is checked on the images every layer held out
     (`alls.runtime.algorithms.heldout`): where it is worse trained, every layer goes back to ``start``
-    (the layers as they started, and the start's name); and the verdict."""
+    (the layers as they started, and the start's name); and the verdict. ``before``: the start's error,
+    measured beside the training."""
     if not len(held.indices) or not any(r.kept for r in report):
         return report, None
-    verdict = held.judge(dict(layers), start[0], images, plan, params, start[1])
+    verdict = held.judge(dict(layers), start[0], images, plan, params, start[1],
+                         before.result() if before is not None else None)
     if verdict.kept:
         return report, verdict
     return [replace(r, kept=False, heldout_after=r.heldout_before) for r in report], verdict

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +120,7 @@ class HeldOut:
         self.graph, self.indices, self.store, self.block = graph, indices, store, max(1, block)
         self.reference: dict[str, np.ndarray | Spill] = {}
         self.after: Errors | None = None
+        self._lock = threading.Lock()
 
     def record(self, start: int, outputs: Mapping[str, np.ndarray]) -> None:
         """The float outputs of images ``start`` .. ``start + len(batch) − 1``: keep the held-out ones."""
@@ -127,9 +129,10 @@ class HeldOut:
         if first == last:
             return
         for name, y in outputs.items():
-            if name not in self.reference:
-                self.reference[name] = self.store[name] = self.store.allocate((len(self.indices), *y.shape[1:]),
-                                                                              np.float32)
+            with self._lock:  # batches may be recorded from several threads: each writes its own rows
+                if name not in self.reference:
+                    self.reference[name] = self.store[name] = self.store.allocate(
+                        (len(self.indices), *y.shape[1:]), np.float32)
             self.reference[name][first:last] = y[self.indices[first:last] - start]
 
     def _references(self, part: slice) -> dict[str, np.ndarray]:
@@ -143,19 +146,31 @@ class HeldOut:
                        for name in self.reference}
             self.after.add(self._references(part), outputs)
 
-    def judge(self, layers: dict[str, QLayer], start: Mapping[str, QLayer], images: Mapping[str, object],
-              plan: Plan, params: Mapping[str, Params], label: str = "round to nearest") -> Verdict:
-        """Keep the trained layers, or put back ``start`` in place (the same objects, their fields restored),
-        whichever is closer to the float network on the held-out images (``images``: every image, before
-        normalization); ``label`` names the start in the verdict."""
-        if self.after is None:
-            raise ValueError("the trained network's error is measured (`trained`) before the check")
-        before = Errors()
+    def started(self, layers: Mapping[str, QLayer], start: Mapping[str, QLayer], images: Mapping[str, object],
+                plan: Plan, params: Mapping[str, Params], block: int | None = None) -> Errors:
+        """The start network's error: ``layers`` with ``start`` in place of the trained ones, run on the
+        held-out images (``images``: every image, before normalization) ``block`` of them at a time
+        (default: the check's). It reads only the start's layers and the float outputs `record` kept,
+        so it may run while the layers train."""
         network = {**layers, **start}
         run = run_images(self.graph, network)
-        for part in blocks(len(self.indices), 1, self.block):
+        errors = Errors()
+        for part in blocks(len(self.indices), 1, block or self.block):
             x = held_images(images, self.indices[part], plan)
-            before.add(self._references(part), _outputs(self.graph, network, x, params, run))
+            errors.add(self._references(part), _outputs(self.graph, network, x, params, run))
+        return errors
+
+    def judge(self, layers: dict[str, QLayer], start: Mapping[str, QLayer], images: Mapping[str, object],
+              plan: Plan, params: Mapping[str, Params], label: str = "round to nearest",
+              before: Errors | None = None) -> Verdict:
+        """Keep the trained layers, or put back ``start`` in place (the same objects, their fields restored),
+        whichever is closer to the float network on the held-out images (``images``: every image, before
+        normalization); ``label`` names the start in the verdict. ``before``: the start's error, where
+        `started` has measured it already."""
+        if self.after is None:
+            raise ValueError("the trained network's error is measured (`trained`) before the check")
+        if before is None:
+            before = self.started(layers, start, images, plan, params)
         kept = self.after.total <= before.total
         if not kept:
             for name, saved in start.items():

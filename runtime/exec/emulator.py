@@ -23,6 +23,7 @@ import numpy as np
 from alls.graph import Graph, Layer
 from alls.runtime.exec.lifetimes import Readers
 from alls.runtime.exec.native import run_layer
+from alls.runtime.exec.pool import each
 from alls.runtime.exec.stream import Source, Spill, Store, part_size
 from alls.runtime.ops import OPS
 from alls.runtime.ops.base import Encodings, Params, QLayer, to_nhwc, to_onnx
@@ -68,9 +69,19 @@ def _in_parts(run: Callable[[list[np.ndarray]], np.ndarray], xs: list[np.ndarray
         return run(xs)
     out = np.empty((n, *first.shape[1:]), first.dtype)
     out[:step] = first
-    for start in range(step, n, step):
-        out[start:start + step] = run([x[start:start + step] for x in xs])
+    _rest(run, xs, out, step)
     return out
+
+
+def _rest(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[np.ndarray | Source | Spill],
+          out: np.ndarray | Spill, step: int) -> None:
+    """``out[part] = run(xs[part])`` for the parts of ``step`` images after the first, on the free
+    cores a part a thread (`alls.runtime.exec.pool`); the parts write apart."""
+    def part(start: int) -> None:
+        out[start:start + step] = run([x[start:start + step] for x in xs])
+
+    for _ in each(range(step, len(out), step), part):
+        pass
 
 
 def _streamed(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[np.ndarray | Source | Spill], layer: Layer,
@@ -89,8 +100,7 @@ def _streamed(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[np.nda
     out = store.allocate((n, *first.shape[1:]), first.dtype)
     out[:step] = first
     del first
-    for start in range(step, n, step):
-        out[start:start + step] = run([x[start:start + step] for x in xs])
+    _rest(run, xs, out, step)
     return out
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from alls.graph import Graph, Layer
 from alls.plan import Activation
+from alls.runtime.exec.pool import each
 from alls.runtime.exec.stream import blocks
 from alls.runtime.ops import OPS
 from alls.runtime.ops.activation import ACTIVATIONS, activate_in_place, activation
@@ -273,13 +274,16 @@ def _in_parts(graph: Graph, inputs: Mapping[str, Array] | Array,
     if largest is None or n * largest <= PART_BYTES:
         return _run(graph, inputs, params, None, None, None)
     feeds = _feeds(graph, inputs, graph.inputs[0].name if len(graph.inputs) == 1 else None)
-    parts = []
-    for part in blocks(n, largest, PART_BYTES):
-        outputs = _run(graph, {k: x[part] for k, x in feeds.items()}, params, None, None, None)[0]
-        if any(y.ndim == 0 or len(y) != part.stop - part.start for y in outputs.values()):
-            return _run(graph, feeds, params, None, None, None)
-        parts.append(outputs)
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, {}
+
+    def run(part: slice) -> dict[str, Array]:
+        return _run(graph, {k: x[part] for k, x in feeds.items()}, params, None, None, None)[0]
+
+    slices = list(blocks(n, largest, PART_BYTES))
+    first = run(slices[0])
+    if any(y.ndim == 0 or len(y) != slices[0].stop for y in first.values()):
+        return _run(graph, feeds, params, None, None, None)
+    parts = [first, *each(slices[1:], run)]  # the rest on the free cores, a part a thread
+    return {name: np.concatenate([part[name] for part in parts]) for name in first}, {}
 
 
 # `_parallel`'s budget and Numba's thread count, imported on the first run (Numba is loaded then), then at hand

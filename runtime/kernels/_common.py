@@ -25,7 +25,9 @@ Tables = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 def njit(**options: Any) -> Callable[[_Kernel], _Kernel]:
     """`numba.njit` with ``options`` (``cache``, ``parallel``, ``inline``...). Numba types the
     compiled kernel as its `Dispatcher`, which says nothing of the arguments; to mypy the kernel
-    keeps the signature of the Python function it compiles."""
+    keeps the signature of the Python function it compiles. Kernels release the GIL (``nogil``), so
+    that Python threads running different images' kernels run at once (`alls.runtime.exec.pool`)."""
+    options.setdefault("nogil", True)
     return cast(Callable[[_Kernel], _Kernel], numba.njit(**options))
 
 

@@ -20,10 +20,12 @@ the measured 2-thread runs' parallel kernel calls ran on more than one thread (b
 none should: the runtime then runs what the 1-thread run runs) and ``os.getloadavg()`` at the end of
 each measurement. ``--ungoverned`` adds a third column: two threads
 for every parallel kernel call, whatever its work or the load (the runtime's behaviour before it chose
-per call).
+per call). ``--layered`` adds another: two threads with the parts of a batch taken one after another,
+each layer's kernels splitting their work across both (the runtime before a batch's parts ran on the
+threads a part each: `alls.runtime.exec.pool`).
 
     python tests/bench/bench_threads.py [--models digits,yolov8n,centerface,ppocr] [--targets numeric,native]
-                                        [--repeat 9]
+                                        [--repeat 9] [--ungoverned] [--layered]
 
 It prints figures only and exits 0: there are no timing assertions.
 """
@@ -104,12 +106,15 @@ def ungoverned():
 
 
 def measure(qmodel, x, counts, warmup: int, repeat: int, target: str = "numeric") -> dict:
-    """Median seconds per thread count (a count "2u" is two threads, ungoverned), runs alternating; under
+    """Median seconds per thread count (a count "2u" is two threads, ungoverned; "2l" two threads, the parts
+    one after another), runs alternating; under
     "calls", the parallel kernel calls of the measured 2-thread runs that ran on more than one thread,
     and all of them."""
+    from alls.runtime.exec import pool
     from alls.runtime.kernels import _parallel
 
     module, raw = ungoverned()
+    workers = pool.workers
     governed, on = _parallel.run, _parallel._on
     calls = [0, 0]
 
@@ -121,15 +126,16 @@ def measure(qmodel, x, counts, warmup: int, repeat: int, target: str = "numeric"
     times = {c: [] for c in counts}
     for i in range(warmup + repeat):
         for count in counts:
-            threads = 2 if count == "2u" else count
+            threads = 2 if count in ("2u", "2l") else count
             module.run = raw if count == "2u" else governed
             module._on = counted if count == 2 and i >= warmup else on
+            pool.workers = (lambda parts: 1) if count == "2l" else workers
             try:
                 start = time.perf_counter()
                 qmodel.run(x, target=target, threads=threads)
                 elapsed = time.perf_counter() - start
             finally:
-                module.run, module._on = governed, on
+                module.run, module._on, pool.workers = governed, on, workers
             if i >= warmup:
                 times[count].append(elapsed)
     result: dict = {c: statistics.median(t) for c, t in times.items()}
@@ -146,20 +152,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--ungoverned", action="store_true", help="also time two threads on every kernel call")
+    parser.add_argument("--layered", action="store_true", help="also time two threads with a batch's parts in turn")
     args = parser.parse_args()
     import numba
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         print("Numba's pool has one thread (NUMBA_NUM_THREADS or one core): nothing to compare")
         return
-    counts = [1, 2] + (["2u"] if args.ungoverned else [])
+    counts = [1, 2] + (["2u"] if args.ungoverned else []) + (["2l"] if args.layered else [])
     print(f"{os.cpu_count()} cores; Numba {numba.__version__}, threading layer from NUMBA_THREADING_LAYER "
           f"or the default; load average at start {os.getloadavg()[0]:.2f}")
     for name, model, shape in fixtures(args.models.split(",")):
         qmodel = quantized(model, shape)
         print(f"\n{name}:")
         header = "  target   busy  batch   1 thread    2 threads   2/1" + ("   2 ungoverned  2u/1" if args.ungoverned
-                                                                         else "")
+                                                                         else "") + \
+            ("   2 layered  2l/1" if args.layered else "")
         print(header + "   on 2 threads   load (1 min)")
         for busy in (int(b) for b in args.busy.split(",")):
             with neighbours(busy):
@@ -178,6 +186,8 @@ def report(qmodel, shape, target: str, busy: int, batch: int, counts, args) -> N
     line = f"  {target:7s}  {busy:4d}  {batch:5d}  {t[1] * 1e3:8.1f} ms  {t[2] * 1e3:8.1f} ms  {t[2] / t[1]:5.2f}"
     if args.ungoverned:
         line += f"   {t['2u'] * 1e3:9.1f} ms  {t['2u'] / t[1]:5.2f}"
+    if args.layered:
+        line += f"   {t['2l'] * 1e3:7.1f} ms  {t['2l'] / t[1]:5.2f}"
     several, total = t["calls"]
     print(line + f"   {several:5d}/{total:<6d}  {os.getloadavg()[0]:.2f}", flush=True)
 
