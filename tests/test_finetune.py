@@ -612,7 +612,6 @@ def test_the_held_out_check_reads_finetunes_own_passes_and_stays_within_the_memo
     model measures. With every share of the memory limit at nothing, each held-out image is a block
     of its own and their float outputs spill to disk: the verdict and the model are the same."""
     import alls.runtime.algorithms.finetune as finetune_module
-    from alls.runtime.algorithms import heldout
     from alls.runtime.algorithms.reconstruct import held_out_images
     from alls.runtime.exec import stream
 
@@ -642,7 +641,6 @@ def test_the_held_out_check_reads_finetunes_own_passes_and_stays_within_the_memo
     monkeypatch.setattr(stream.Spill, "__init__", counted)
     monkeypatch.setattr(finetune_module, "memory_shares", lambda limit: (0, 0))
     monkeypatch.setattr(finetune_module, "HELD_SHARE", 1 << 62)
-    monkeypatch.setattr(heldout, "run_images", lambda graph, layers: 1)  # the start network an image a run
     tight = quantized()
     assert (len(held), 10) in made, "the held-out images' float outputs were not spilled"
     again = tight.quantized.report["heldout"]
@@ -650,25 +648,6 @@ def test_the_held_out_check_reads_finetunes_own_passes_and_stays_within_the_memo
     assert again.before == pytest.approx(verdict.before, rel=1e-12)
     assert again.after == pytest.approx(verdict.after, rel=1e-12)
     np.testing.assert_array_equal(tight.infer(digits["x"]).output, runner.infer(digits["x"]).output)
-
-
-def test_the_start_network_runs_a_few_images_at_a_time_with_the_outputs_of_one_run():
-    """`HeldOut.judge` runs the start network `run_images` images at a time (its largest output within
-    the emulator's CHUNK_BYTES) and joins the outputs: bit for bit those of one run."""
-    from alls.runtime.algorithms.heldout import _outputs, run_images
-    from alls.runtime.exec.emulator import CHUNK_BYTES
-
-    model = Runner(DIGITS).quantize(np.load(SAMPLES / "calib.npy"), progress=False)
-    x = model.feeds(np.load(SAMPLES / "test_x.npy")[:11], raw=False)
-    whole = run_numeric(model.graph, model.layers, x, params=model.params)[0]
-    for images in (1, 3, 11, 64):
-        parts = _outputs(model.graph, model.layers, x, model.params, images)
-        assert parts.keys() == whole.keys()
-        for name, y in whole.items():
-            assert parts[name].dtype == y.dtype and parts[name].tobytes() == y.tobytes()
-    largest = max(int(np.prod(layer.output_shape[1:])) * model.layers[layer.name].out.dtype.itemsize
-                  for layer in model.graph)
-    assert run_images(model.graph, model.layers) == CHUNK_BYTES // largest
 
 
 @pytest.mark.parametrize("draw_values", [1 << 22, 1000])

@@ -16,16 +16,13 @@ image through the float network (for the targets) and through the integer networ
 trained (each layer runs after its training, so the pass's outputs are the trained network's).
 `HeldOut` keeps the float outputs of the held-out images from the first (within its budget,
 spilled beyond it) and measures the second's error as it ends; only the start network is run
-again, on the held-out images a block at a time, each block in runs of a few images (`run_images`:
-its largest outputs within the memory the allocator reuses rather than fresh pages). Every image is
-independent of the others, so the trained network's outputs are those a separate run gives, bit
-for bit, and the start network's are the same in runs of any size.
+again, on the held-out images a block at a time. Every image is independent of the others, so
+the trained network's outputs are those a separate run gives, bit for bit.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -112,8 +109,7 @@ class HeldOut:
     `record` takes the float network's outputs of a batch of the float pass (those of held-out
     images are kept, allocated by ``store``: spilled beyond its budget); `trained` measures the
     integer pass's outputs (the trained network's, as the pass left them in its store); `judge`
-    runs the start network on the held-out images, ``block`` of them at a time (the errors are summed
-    a block at a time; each block runs `run_images` images at a time), and decides.
+    runs the start network on the held-out images, ``block`` of them at a time, and decides.
     """
 
     def __init__(self, graph: Graph, indices: np.ndarray, store: Store, block: int):
@@ -152,12 +148,13 @@ class HeldOut:
         held-out images (``images``: every image, before normalization) ``block`` of them at a time
         (default: the check's). It reads only the start's layers and the float outputs `record` kept,
         so it may run while the layers train."""
+        from alls.runtime.exec.emulator import run_numeric
+
         network = {**layers, **start}
-        run = run_images(self.graph, network)
         errors = Errors()
         for part in blocks(len(self.indices), 1, block or self.block):
             x = held_images(images, self.indices[part], plan)
-            errors.add(self._references(part), _outputs(self.graph, network, x, params, run))
+            errors.add(self._references(part), run_numeric(self.graph, network, x, params=params)[0])
         return errors
 
     def judge(self, layers: dict[str, QLayer], start: Mapping[str, QLayer], images: Mapping[str, object],
@@ -176,37 +173,3 @@ class HeldOut:
             for name, saved in start.items():
                 vars(layers[name]).update(vars(saved))
         return Verdict(len(self.indices), before.total, self.after.total, kept, label)
-
-
-def run_images(graph: Graph, layers: Mapping[str, QLayer]) -> int:
-    """Images the integer network runs at a time: as many as keep its largest layer output (integer
-    codes) within `alls.runtime.exec.emulator.CHUNK_BYTES`, memory the allocator reuses rather than
-    fresh pages the system zeroes (the kernels' temporaries are within it already: the emulator
-    runs a layer in parts of that size); 16 where a layer's size is not fixed."""
-    from alls.runtime.exec.emulator import CHUNK_BYTES
-
-    largest = 1
-    for layer in graph:
-        dims = layer.output_shape[1:]
-        if not all(isinstance(d, int) for d in dims):
-            return 16
-        largest = max(largest, math.prod(dims) * layers[layer.name].out.dtype.itemsize)
-    return max(1, CHUNK_BYTES // largest)
-
-
-def _outputs(graph: Graph, layers: Mapping[str, QLayer], x: Mapping[str, np.ndarray], params: Mapping[str, Params],
-             images: int) -> dict[str, np.ndarray]:
-    """The integer network's outputs of the images ``x``, run ``images`` at a time and joined (run
-    whole where an output does not keep the image axis)."""
-    from alls.runtime.exec.emulator import run_numeric
-
-    count = len(next(iter(x.values())))
-    if count <= images:
-        return run_numeric(graph, layers, x, params=params)[0]
-    parts = []
-    for part in blocks(count, 1, images):
-        outputs = run_numeric(graph, layers, {name: v[part] for name, v in x.items()}, params=params)[0]
-        if any(y.shape[:1] != (part.stop - part.start,) for y in outputs.values()):
-            return run_numeric(graph, layers, x, params=params)[0]
-        parts.append(outputs)
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
