@@ -84,6 +84,41 @@ SHAPES = [
     ((2, 5, 6, 96), (5, 5), (2, 1), (1, 1), (2, 2, 2, 2)),
     ((2, 7, 10, 10), (3, 3), (1, 1), (1, 1), (0, 0, 0, 0)),  # no pads: the input read in place
 ]
+# Small stride-1 planes as wide as their input: read in place through masked loads (`_masked`)
+IN_PLACE = [
+    ((8, 16, 8, 8), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # the digits CNN's dw: a row a vector
+    ((3, 5, 5, 7), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # 35 outputs: a last vector past the plane
+    ((2, 3, 4, 4), (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),  # taps past the plane on every side
+    ((2, 4, 6, 6), (3, 3), (1, 1), (2, 2), (2, 2, 2, 2)),  # dilated
+    ((2, 3, 7, 5), (3, 3), (1, 1), (1, 1), (2, 1, 0, 1)),  # asymmetric rows: Ho = H, offsets shifted
+    ((2, 3, 6, 5), (2, 3), (1, 1), (1, 1), (0, 1, 2, 1)),  # Ho = H + 1: rows past the input
+    ((5, 2, 1, 1), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # 1x1 planes: every tap but one in the padding
+    ((2, 3, 16, 16), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # MASKED_UP_TO outputs
+    ((9, 17, 2, 3), (1, 1), (1, 1), (1, 1), (0, 0, 0, 0)),  # a 1x1 kernel on planes of 6
+]
+SHAPES += IN_PLACE
+
+
+@pytest.mark.parametrize("geometry", IN_PLACE, ids=str)
+def test_small_same_planes_are_read_in_place(geometry):
+    shape, kernel, strides, dilations, pads = geometry
+    ho, wo = out_hw(*shape[2:], kernel, strides, dilations, pads)
+    assert floatdw._in_place(*shape[2:], ho, wo, *kernel, strides, *dilations, *pads[:2]) is not None
+    wide = out_hw(16, 17, kernel, strides, dilations, pads)  # past MASKED_UP_TO: the padded form
+    assert floatdw._in_place(16, 17, *wide, *kernel, strides, *dilations, *pads[:2]) is None
+
+
+def test_the_in_place_form_multiplies_the_padding_as_the_padded_form():
+    """A tap in the padding is a zero times its weight, added: an infinite or NaN weight gives NaN there,
+    as the padded form and the definition give it."""
+    x = np.ones((2, 1, 4, 4), np.float32)
+    weight = np.ones((1, 3, 3), np.float32)
+    weight[0, 0, 0] = np.inf
+    got = floatdw.depthwise(x, weight, np.zeros(1, np.float32), (1, 1), (1, 1), (1, 1, 1, 1), (4, 4), threads=1)
+    with np.errstate(invalid="ignore"):
+        want = reference(x, weight, np.zeros(1, np.float32), (1, 1), (1, 1), (1, 1, 1, 1), floatdw.NONE)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[:, 0, 0, :]).all() and np.isinf(got[:, 0, 1:, 1:]).all()
 
 
 @pytest.mark.parametrize("geometry", SHAPES, ids=str)

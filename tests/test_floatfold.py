@@ -36,6 +36,36 @@ SMALL = [
     ((2, 6, 16, 16), (12, 1, 1), (2, 2), (1, 1), (0, 0, 0, 0)),  # stacked, 1x1 at stride 2
     ((6, 8, 3, 3), (4, 3, 3), (1, 1), (1, 1), (0, 0, 0, 0)),  # one output a plane: a 4-row block
 ]
+# Stride 1, rows as wide as the input's, planes of whole blocks: read in place under masks
+IN_PLACE = [
+    ((2, 5, 4, 8), (7, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+    ((3, 4, 8, 8), (13, 5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),  # 13 channels: a 1-row block last
+    ((2, 3, 8, 4), (6, 3, 3), (1, 1), (2, 2), (2, 2, 2, 2)),  # dilated
+    ((2, 3, 8, 4), (4, 3, 3), (1, 1), (1, 1), (2, 1, 0, 1)),  # rows shifted down
+    ((2, 3, 3, 8), (5, 2, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # Ho = H + 1: a row past the input
+    ((1, 2, 16, 16), (3, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # IN_PLACE_UP_TO outputs
+    ((5, 3, 4, 4), (2, 1, 1), (1, 1), (1, 1), (0, 0, 0, 0)),  # 1x1
+]
+SMALL += IN_PLACE
+
+
+@pytest.mark.parametrize("geometry", IN_PLACE, ids=str)
+def test_a_same_conv_is_read_in_place_with_the_direct_convs_bits_on_any_threads(geometry):
+    x, weight, bias, *rest = case(*geometry)
+    n, c, h, w = x.shape
+    plan = floatconv._plan(x.shape, weight.shape, *rest, None)
+    assert plan.serial is floatfold.in_place_part
+    direct = floatconv.conv(x, weight, bias, *rest, threads=1, activation=RELU6, fold=False)
+    for threads in (1, 2, 3):
+        np.testing.assert_array_equal(bits(floatconv.conv(x, weight, bias, *rest, threads=threads, activation=RELU6)),
+                                      bits(direct))
+    call = floatconv.prepare(weight, bias, *rest, RELU6)
+    np.testing.assert_array_equal(bits(call(x)), bits(direct))
+    np.testing.assert_array_equal(bits(call(x[-1:])), bits(direct[-1:]))  # the last image: masks at the array's end
+    weight[-1] *= -2  # the weights are read as they lie: a change in place is run, the last channel's too
+    bias[0] = 0.5
+    np.testing.assert_array_equal(
+        bits(call(x)), bits(floatconv.conv(x, weight, bias, *rest, threads=1, activation=RELU6, fold=False)))
 
 
 def case(shape, kernel, strides, dilations, pads):
@@ -74,9 +104,11 @@ def test_the_folded_conv_gives_the_direct_convs_bits(geometry, activation):
 def test_the_default_folds_small_planes_only():
     """A 4x4 plane padded to 6x6 fills 16 of the direct conv's 32 lanes: folded; a 40x40 plane fills
     1600 of 1680: direct."""
-    small = floatconv._plan((8, 32, 4, 4), (32, 32, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1), None)
+    small = floatconv._plan((8, 32, 6, 6), (32, 32, 3, 3), (1, 1), (1, 1), (0, 0, 0, 0), None)
     large = floatconv._plan((1, 3, 40, 40), (16, 3, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1), None)
     assert small.serial is floatfold.stack_part and large.serial is floatconv.conv_part
+    same = floatconv._plan((8, 32, 4, 4), (32, 32, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1), None)
+    assert same.serial is floatfold.in_place_part  # as wide as its input, whole blocks: read in place
     odd = floatconv._plan((2, 8, 10, 10), (8, 8, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1), None)
     assert odd.serial is floatfold.fold_part  # 100 outputs a plane: not whole blocks, interleaved
 
@@ -98,7 +130,10 @@ def test_the_folded_conv_equals_onnxruntime():
     import alls
     from alls.runtime.exec.native import run_float
 
-    for shape, attrs, w_shape in [((8, 32, 4, 4), {"pads": [1, 1, 1, 1]}, (32, 32, 3, 3)),
+    for shape, attrs, w_shape in [((8, 32, 4, 4), {"pads": [1, 1, 1, 1]}, (32, 32, 3, 3)),  # read in place
+                                  ((1, 3, 8, 8), {"pads": [2, 2, 2, 2], "dilations": [2, 2]}, (13, 3, 3, 3)),
+                                  ((8, 16, 8, 8), {}, (32, 16, 1, 1)),  # a 1x1 conv read in place
+                                  ((1, 5, 4, 4), {}, (7, 5, 1, 1)),
                                   ((3, 7, 5, 6), {"pads": [2, 0, 1, 1], "strides": [2, 1], "dilations": [1, 2]},
                                    (9, 7, 3, 3))]:
         weight = RNG.standard_normal(w_shape).astype(np.float32)
@@ -109,6 +144,46 @@ def test_the_folded_conv_equals_onnxruntime():
         want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
         got = next(iter(run_float(alls.load_model(model, name="net"), x)[0].values()))
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(1.0, float(np.abs(want).max())))
+
+
+# ------------------------------------------------------------------ a small 1x1 conv read in place
+
+# (N, C, H, W), C_out: planes of whole blocks (in place) and not (BLAS), channels that fill the blocks or not
+POINTWISE = [((8, 16, 8, 8), 32), ((1, 16, 8, 8), 32), ((3, 5, 4, 4), 7), ((2, 3, 2, 8), 1), ((4, 9, 16, 16), 13),
+             ((5, 6, 3, 5), 11), ((2, 7, 1, 1), 4)]
+
+
+@pytest.mark.parametrize("shape,out_c", POINTWISE, ids=str)
+@pytest.mark.parametrize("activation", [(0, 0.0, 0.0), RELU6], ids=["linear", "relu6"])
+def test_a_small_1x1_conv_runs_in_place_with_the_direct_convs_bits(shape, out_c, activation):
+    from alls.runtime.ops.conv import conv2d, in_place, prepare
+
+    x, weight, bias, *rest = case(shape, (out_c, 1, 1), (1, 1), (1, 1), (0, 0, 0, 0))
+    attrs = {"strides": (1, 1), "dilations": (1, 1), "pads": (0, 0, 0, 0)}
+    got = conv2d(x, weight, bias, attrs, 1, activation)
+    want = reference(x, weight, bias, *rest)
+    if activation[0]:
+        want = np.clip(want, 0, 6)
+    scale = reference(np.abs(x), np.abs(weight), np.abs(bias), *rest)
+    assert np.all(np.abs(got - want) <= 2 * shape[1] * np.finfo(np.float32).eps * scale + 1e-30)
+    if in_place(shape):  # the micro-kernel's chain: the direct conv's bits, for any batch
+        direct = floatconv.conv(x, weight, bias, *rest, threads=1, activation=activation, fold=False)
+        np.testing.assert_array_equal(bits(got), bits(direct))
+        for i in range(len(x)):
+            np.testing.assert_array_equal(bits(conv2d(x[i:i + 1], weight, bias, attrs, 1, activation)[0]), bits(direct[i]))
+    assert in_place(shape) == (shape[2] * shape[3] % floatfold.LANES == 0)
+    layer = type("Layer", (), {"attrs": {**attrs, "group": 1}, "activation": None})()
+    call = prepare(layer, {"weight": weight, "bias": bias}) if activation[0] == 0 else None
+    if call is not None:  # the prepared layer: the same bits, and weights changed in place are seen
+        np.testing.assert_array_equal(bits(call([x])), bits(got))
+        weight *= 2
+        np.testing.assert_array_equal(bits(call([x])), bits(conv2d(x, weight, bias, attrs, 1, activation)))
+
+
+def test_a_large_1x1_conv_stays_on_blas():
+    from alls.runtime.ops.conv import in_place
+
+    assert not in_place((8, 64, 32, 32)) and in_place((8, 16, 8, 8))
 
 
 # ------------------------------------------------------------------ the packed weights' cache

@@ -299,6 +299,8 @@ def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str,
         wanted = frozenset(graph[t].name for t in (taps or ())) if taps else frozenset()
     steps, first, kept = _schedule(graph, wanted)
     feeds = _feeds(graph, inputs, first)
+    if observe is None and watch is None and not wanted and not params:
+        return _plain(steps, kept, feeds), {}
     params = params or {}
     values: dict[str, Array] = {}
     outputs: dict[str, Array] = {}
@@ -347,6 +349,51 @@ def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str,
         if step.tapped or step.output:
             _hand(step, y, tapped, outputs, held)
     return outputs, tapped
+
+
+def _plain(steps: tuple[_Step, ...], kept: list[Prepared | None], feeds: dict[str, Array]) -> dict[str, Array]:
+    """`_run` of a plain run (no taps, observer, watcher or replaced parameters): the same steps, with
+    only what such a run needs looked at, since on a small network the executor's own work a layer
+    is as much as a layer's kernel. Returns the outputs."""
+    values: dict[str, Array] = dict(feeds)
+    outputs: dict[str, Array] = {}
+    held, fresh = list(feeds.values()), set[str]()
+    for k, step in enumerate(steps):
+        layer = step.layer
+        if step.prepare is not None:
+            p = layer.params
+            entry = kept[k]
+            if entry is None or entry[0] is not p or len(entry[1]) != len(p) or \
+                    not all(map(is_, entry[1], p.values())):
+                entry = _prepare(step, kept, k, p)
+            run = entry[2]
+            if run is not None:
+                inputs = step.inputs
+                y = values[layer.name] = run([values[inputs[0]]] if len(inputs) == 1 else
+                                             [values[n] for n in inputs])
+                if step.watch:
+                    fresh.add(layer.name)
+                for n in step.drop:
+                    del values[n]
+                if step.output:
+                    outputs[layer.name] = y
+                    held.append(y)
+                continue
+        if not step.inputs:
+            y = values[layer.name] if layer.kind == "input_layer" else run_layer(layer, [])
+        else:
+            xs = list(map(values.__getitem__, step.inputs))
+            spare = _spare(step, xs, values, held, fresh) if step.offer else ()
+            y = run_layer(layer, xs, None, None, spare)
+            if step.watch and _owns(y, _kept(xs, spare), layer.params):
+                fresh.add(layer.name)
+            for n in step.drop:
+                del values[n]
+        values[layer.name] = y
+        if step.output:
+            outputs[layer.name] = y
+            held.append(y)
+    return outputs
 
 
 def _hand(step: _Step, y: Array, tapped: dict[str, Array], outputs: dict[str, Array], held: list[Array]) -> None:

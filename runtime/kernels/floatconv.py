@@ -26,7 +26,8 @@ the same step in one pass per image (`bias_activate`).
 
 Where an image's plane fills less than `FOLD_BELOW` of its blocks' lanes (small planes: a 4x4
 output padded to 6x6 fills 16 of 32), `conv` folds the batch into the positions instead
-(`floatfold`), with the same micro-kernel and the same sums. The weights are packed once per
+(`floatfold`), with the same micro-kernel and the same sums; a small stride-1 plane as wide as its
+input, of whole blocks, is read in place instead, the padding masked off the loads (`floatfold.in_place`). The weights are packed once per
 parameter array (`floatpack.packed`) and a geometry's offsets and kernel worked out once (`_Plan`).
 
 Summation order: every output is ``(((x0·w0 + x1·w1) + x2·w2) + ...) + bias``, the taps in the
@@ -70,7 +71,7 @@ Codegen = Callable[[Any, Any, Any, Any], Any]
 
 
 @functools.cache
-def block_kernel(rows: int, lanes: int, step: int = 0) -> Any:
+def block_kernel(rows: int, lanes: int, step: int = 0, masked: bool = False, as_laid: bool = False) -> Any:
     """The micro-kernel for ``rows`` channels × ``lanes`` positions (a multiple of 8), its weights
     ``step`` apart from one tap to the next (default ``rows``: a block packed for it).
 
@@ -79,63 +80,139 @@ def block_kernel(rows: int, lanes: int, step: int = 0) -> Any:
     acc[j])``, from zero; then ``af[ab + j·pitch : +lanes] = f(acc[j] + bias[j])`` for the first
     ``count`` rows, ``f`` the activation ``code`` names (`EPILOGUES`, with its constants ``act``).
     It reads and writes nothing else; the caller guarantees every index is in bounds.
+
+    ``masked``: ``_mk(xf, xb, toff, mf, mb, wf, ...)``, ``toff`` twice as long: for tap ``t``, the
+    inputs are read under the mask ``mf[mb + toff[T + t] :]`` (``T`` taps; int32 lanes, negative:
+    read), zeros in the other lanes, which are not read (`floatfold.in_place`: the padding).
+    ``as_laid``: the weights as the layer holds them, (C_out, T) in C order, not packed: row ``j``'s
+    tap ``t`` at ``wf[wb + j·T + t]``; a row past ``count`` reads row ``count - 1`` (its sums are not
+    stored), so nothing past the layer's last channel is read.
     """
     vectors = lanes // _WIDTH
     step = step or rows
 
-    @intrinsic
-    def _mk(typingctx: Any, xf: Any, xb: Any, toff: Any, wf: Any, wb: Any, bias: Any, af: Any, ab: Any,
-            pitch: Any, count: Any, code: Any, act: Any) -> tuple[Any, Codegen]:
+    def _mk_masked(typingctx: Any, xf: Any, xb: Any, toff: Any, mf: Any, mb: Any, wf: Any, wb: Any, bias: Any,
+                   af: Any, ab: Any, pitch: Any, count: Any, code: Any, act: Any) -> tuple[Any, Codegen]:
+        sig = types.void(xf, xb, toff, mf, mb, wf, wb, bias, af, ab, pitch, count, code, act)
+        return sig, _codegen
+
+    def _mk_plain(typingctx: Any, xf: Any, xb: Any, toff: Any, wf: Any, wb: Any, bias: Any, af: Any, ab: Any,
+                  pitch: Any, count: Any, code: Any, act: Any) -> tuple[Any, Codegen]:
         sig = types.void(xf, xb, toff, wf, wb, bias, af, ab, pitch, count, code, act)
+        return sig, _codegen
 
-        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            xa, xbv, ta, wa, wbv, ba, aa, abv, pv, cv, code_v, act_a = args
-            X = context.make_array(signature.args[0])(context, builder, xa)
-            T = context.make_array(signature.args[2])(context, builder, ta)
-            W = context.make_array(signature.args[3])(context, builder, wa)
-            B = context.make_array(signature.args[5])(context, builder, ba)
-            A = context.make_array(signature.args[6])(context, builder, aa)
-            C = context.make_array(signature.args[11])(context, builder, act_a)
-            f32, i64 = ir.FloatType(), ir.IntType(64)
-            vec = ir.VectorType(f32, _WIDTH)
-            fma = _get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v8f32")
-            accs = [_alloca_once_value(builder, ir.Constant(vec, None)) for _ in range(rows * vectors)]
+    def _codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        if masked:
+            xa, xbv, ta, ma, mbv, *args = args
+            M = context.make_array(signature.args[3])(context, builder, ma)
+            signature = types.void(*signature.args[:3], *signature.args[5:])
+            args = [xa, xbv, ta, *args]
+        return codegen(context, builder, signature, args, *((M, mbv) if masked else ()))
 
-            def load(data: Any, index: Any) -> Any:
-                return builder.load(builder.bitcast(builder.gep(data, [index]), vec.as_pointer()), align=4)
+    def codegen(context: Any, builder: Any, signature: Any, args: Any, M: Any = None, mbv: Any = None) -> Any:
+        xa, xbv, ta, wa, wbv, ba, aa, abv, pv, cv, code_v, act_a = args
+        X = context.make_array(signature.args[0])(context, builder, xa)
+        T = context.make_array(signature.args[2])(context, builder, ta)
+        W = context.make_array(signature.args[3])(context, builder, wa)
+        B = context.make_array(signature.args[5])(context, builder, ba)
+        A = context.make_array(signature.args[6])(context, builder, aa)
+        C = context.make_array(signature.args[11])(context, builder, act_a)
+        f32, i64 = ir.FloatType(), ir.IntType(64)
+        vec = ir.VectorType(f32, _WIDTH)
+        fma = _get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v8f32")
+        accs = [_alloca_once_value(builder, ir.Constant(vec, None)) for _ in range(rows * vectors)]
 
-            ntap = builder.extract_value(T.shape, 0)
-            with cgutils.for_range(builder, ntap) as tap:
-                base = builder.add(xbv, builder.load(builder.gep(T.data, [tap.index])))
+        def load(data: Any, index: Any) -> Any:
+            return builder.load(builder.bitcast(builder.gep(data, [index]), vec.as_pointer()), align=4)
+
+        ntap = builder.extract_value(T.shape, 0)
+        if masked:
+            ntap = builder.sdiv(ntap, ir.Constant(i64, 2))
+            ivec, bits = ir.VectorType(ir.IntType(32), _WIDTH), ir.VectorType(ir.IntType(1), _WIDTH)
+            masked_load = _get_or_insert_function(
+                builder.module, ir.FunctionType(vec, [vec.as_pointer(), ir.IntType(32), bits, vec]),
+                "llvm.masked.load.v8f32.p0")
+        if as_laid:  # row j's weights, rows past the count reading the last one
+            last = builder.sub(cv, ir.Constant(i64, 1))
+            row_at = [builder.mul(builder.select(builder.icmp_signed("<", ir.Constant(i64, j), cv), ir.Constant(i64, j),
+                                                 last), ntap) for j in range(rows)]
+        else:
+            row_at = [ir.Constant(i64, j) for j in range(rows)]
+        with cgutils.for_range(builder, ntap) as tap:
+            base = builder.add(xbv, builder.load(builder.gep(T.data, [tap.index])))
+            if masked:
+                mat = builder.add(mbv, builder.load(builder.gep(T.data, [builder.add(ntap, tap.index)])))
+                xs = []
+                for v in range(vectors):
+                    mp = builder.bitcast(builder.gep(M.data, [builder.add(mat, ir.Constant(i64, _WIDTH * v))]),
+                                         ivec.as_pointer())
+                    m = builder.icmp_signed("<", builder.load(mp, align=4), ir.Constant(ivec, None))
+                    xp = builder.bitcast(builder.gep(X.data, [builder.add(base, ir.Constant(i64, _WIDTH * v))]),
+                                         vec.as_pointer())
+                    xs.append(builder.call(masked_load, [xp, ir.Constant(ir.IntType(32), 4), m,
+                                                         ir.Constant(vec, None)]))
+            else:
                 xs = [load(X.data, builder.add(base, ir.Constant(i64, _WIDTH * v))) for v in range(vectors)]
+            if as_laid:
+                w_at = builder.add(wbv, tap.index)
+            else:
                 w_at = builder.add(wbv, builder.mul(tap.index, ir.Constant(i64, step)))
-                for j in range(rows):
-                    w = splat(builder, builder.load(builder.gep(W.data, [builder.add(w_at, ir.Constant(i64, j))])))
+            for j in range(rows):
+                w = splat(builder, builder.load(builder.gep(W.data, [builder.add(w_at, row_at[j])])))
+                for v in range(vectors):
+                    slot = accs[j * vectors + v]
+                    builder.store(builder.call(fma, [xs[v], w, builder.load(slot)]), slot)
+        constants = [splat(builder, builder.load(builder.gep(C.data, [ir.Constant(i64, k)]))) for k in range(2)]
+
+        def store(activate: Emit) -> None:
+            for j in range(rows):
+                with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, j), cv)):
+                    b = splat(builder, builder.load(builder.gep(B.data, [ir.Constant(i64, j)])))
+                    row = builder.add(abv, builder.mul(pv, ir.Constant(i64, j)))
                     for v in range(vectors):
-                        slot = accs[j * vectors + v]
-                        builder.store(builder.call(fma, [xs[v], w, builder.load(slot)]), slot)
-            constants = [splat(builder, builder.load(builder.gep(C.data, [ir.Constant(i64, k)]))) for k in range(2)]
+                        ptr = builder.gep(A.data, [builder.add(row, ir.Constant(i64, _WIDTH * v))])
+                        y = activate(builder, builder.fadd(builder.load(accs[j * vectors + v]), b), constants)
+                        builder.store(y, builder.bitcast(ptr, vec.as_pointer()), align=4)
 
-            def store(activate: Emit) -> None:
-                for j in range(rows):
-                    with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, j), cv)):
-                        b = splat(builder, builder.load(builder.gep(B.data, [ir.Constant(i64, j)])))
-                        row = builder.add(abv, builder.mul(pv, ir.Constant(i64, j)))
-                        for v in range(vectors):
-                            ptr = builder.gep(A.data, [builder.add(row, ir.Constant(i64, _WIDTH * v))])
-                            y = activate(builder, builder.fadd(builder.load(accs[j * vectors + v]), b), constants)
-                            builder.store(y, builder.bitcast(ptr, vec.as_pointer()), align=4)
+        switch(builder, code_v, store)
+        return context.get_dummy_value()
 
-            switch(builder, code_v, store)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return _mk
+    return intrinsic(_mk_masked if masked else _mk_plain)
 
 
 _MK = block_kernel(ROWS, LANES)
 _MK4, _MK2 = block_kernel(4, LANES, ROWS), block_kernel(2, LANES, ROWS)  # the first rows of a packed block
+
+
+_MKM, _MKM4, _MKM2 = (block_kernel(ROWS, LANES, 0, True, True), block_kernel(4, LANES, 0, True, True),
+                      block_kernel(2, LANES, 0, True, True))
+_MKL, _MKL4, _MKL2 = (block_kernel(ROWS, LANES, 0, False, True), block_kernel(4, LANES, 0, False, True),
+                      block_kernel(2, LANES, 0, False, True))
+
+
+@njit(cache=True, inline="always")
+def run_laid(xf: F32, xb: int, toff: I64, wf: F32, wb: int, bias: F32, af: F32, ab: int, pitch: int, count: int,
+             code: int, act: F32) -> None:
+    """`run_block` with the weights as the layer holds them (`block_kernel`'s ``as_laid``): ``wb`` the
+    block's first channel's, ``bias`` from its first channel."""
+    if count > 4:
+        _MKL(xf, xb, toff, wf, wb, bias, af, ab, pitch, count, code, act)
+    elif count > 2:
+        _MKL4(xf, xb, toff, wf, wb, bias, af, ab, pitch, count, code, act)
+    else:
+        _MKL2(xf, xb, toff, wf, wb, bias, af, ab, pitch, count, code, act)
+
+
+@njit(cache=True, inline="always")
+def run_masked(xf: F32, xb: int, toff: I64, mf: npt.NDArray[np.int32], mb: int, wp: F32, wb: int, bias: F32, af: F32,
+               ab: int, pitch: int, count: int, code: int, act: F32) -> None:
+    """`run_laid` with the inputs read under masks (`block_kernel`'s ``masked``)."""
+    if count > 4:
+        _MKM(xf, xb, toff, mf, mb, wp, wb, bias, af, ab, pitch, count, code, act)
+    elif count > 2:
+        _MKM4(xf, xb, toff, mf, mb, wp, wb, bias, af, ab, pitch, count, code, act)
+    else:
+        _MKM2(xf, xb, toff, mf, mb, wp, wb, bias, af, ab, pitch, count, code, act)
 
 
 @njit(cache=True, inline="always")
@@ -229,7 +306,10 @@ def conv(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilations: tu
     if x.dtype != np.float32 or not x.flags.c_contiguous:
         x = np.ascontiguousarray(x, np.float32)
     plan = _planned(x.shape, weight.shape, strides, dilations, pads, fold)
-    wp, bp = packed(weight, bias)
+    if plan.laid:  # the weights read as they lie
+        wp, bp = np.ascontiguousarray(weight, np.float32), np.ascontiguousarray(bias, np.float32).reshape(-1)
+    else:
+        wp, bp = packed(weight, bias)
     out = np.empty(plan.out_shape, np.float32)
     act = _constants.get(activation)
     if act is None:
@@ -255,6 +335,8 @@ def prepare(weight: F32, bias: F32, strides: tuple[int, int], dilations: tuple[i
     code, act = activation[0], np.array(activation[1:], np.float32)
     w_shape = weight.shape
     state = list(packed_with_copy(weight, bias))
+    plain = weight.dtype == bias.dtype == np.float32 and weight.flags.c_contiguous and bias.flags.c_contiguous and \
+        bias.ndim == 1
     plans: dict[tuple[int, ...], _Plan] = {}  # by input shape, in front of `_plans`
 
     def call(x: F32) -> F32:
@@ -265,8 +347,12 @@ def prepare(weight: F32, bias: F32, strides: tuple[int, int], dilations: tuple[i
             if len(plans) > 64:
                 plans.clear()
             plan = plans[x.shape] = _planned(x.shape, w_shape, strides, dilations, pads, None)
-        if plan.work >= 2 * _parallel.WORK_PER_THREAD and plan.jobs > 1:
+        if plan.work >= 2 * _parallel.WORK_PER_THREAD and plan.jobs > 1 or plan.laid and not plain:
             return conv(x, weight, bias, strides, dilations, pads, activation=activation)
+        if plan.laid:  # the arrays themselves: nothing packed, nothing to check
+            out = np.empty(plan.out_shape, np.float32)
+            plan.serial(x, weight, bias, plan.toff, plan.used, out, code, act)
+            return out
         wp, bp, copy = state
         if weight.shape != w_shape or not unchanged(weight, bias, copy):
             wp, bp, copy = packed_with_copy(weight, bias)
@@ -291,9 +377,10 @@ class _Plan:
     parallel: Callable[..., None]
     jobs: int
     toff: I64
-    used: npt.NDArray[np.bool_]
+    used: npt.NDArray[Any]  # the phases the taps read; the masks of a conv read in place
     args: tuple[int, ...]
     alone: tuple[int, ...]
+    laid: bool = False  # the kernel reads the weights as the layer holds them, not packed
 
 
 _plans: dict[tuple[object, ...], _Plan] = {}
@@ -322,6 +409,11 @@ def _plan(shape: tuple[int, ...], w_shape: tuple[int, ...], strides: tuple[int, 
     wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
     hq, wq = -(-(h + top + bottom) // sh), -(-(w + left + right) // sw)
     out_shape, work = (n, out_c, ho, wo), n * out_c * ho * wo * c * kh * kw
+    if fold is None and floatfold.in_place(h, w, ho, wo, sh, sw):  # no copy: the input read under masks
+        toff, masks = floatfold.in_place_masks(c, h, w, ho, kh, kw, dh, dw, top, left)
+        return _Plan(out_shape, work, ("float conv in place", shape, w_shape, strides, dilations, pads),
+                     floatfold.in_place_part, floatfold.in_place_direct, n * (ho * wo // LANES), toff, masks, (), (),
+                     True)
     if fold is None:
         fold = ho * wo < FOLD_BELOW * LANES * -(-((ho - 1) * wq + wo) // LANES)
     if fold:  # groups of images whose scratch fits the L2 cache, the blocks of each the parallel jobs

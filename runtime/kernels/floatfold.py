@@ -34,11 +34,12 @@ import numpy.typing as npt
 from numba import prange
 
 from alls.runtime.kernels._common import njit
-from alls.runtime.kernels.floatconv import LANES, _odd_lines, run_block
+from alls.runtime.kernels.floatconv import LANES, _odd_lines, run_block, run_laid, run_masked
 from alls.runtime.kernels.floatpack import ROWS
 
 __all__ = ["fold_offsets", "fold_direct", "fold_part", "stack_direct", "stack_part", "stacked", "group_size",
-           "FOLD_FLOATS"]
+           "pointwise", "pointwise_offsets", "in_place", "in_place_masks", "in_place_part", "in_place_direct",
+           "FOLD_FLOATS", "IN_PLACE_UP_TO"]
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -288,3 +289,110 @@ def _blocks_stacked(scratch: F32, wp: F32, bp: F32, toff: I64, out: F32, stride:
         for blk in range(nblocks):
             run_block(scratch, i * stride + k * LANES, toff, wp, blk * taps * ROWS, bp[blk * ROWS:], of,
                 ((i0 + i) * out_c + blk * ROWS) * plane + k * LANES, plane, min(ROWS, out_c - blk * ROWS), code, act)
+
+
+# ------------------------------------------------------------- a 1x1 conv read in place
+#
+# A 1x1 conv of stride 1 without pads reads its input as it lies: output (i, y, z) is input position
+# (y, z) of every channel of image i, so with the planes a whole number of blocks, an image's block
+# k is at i·C·plane + k·LANES and tap (channel) c a fixed offset c·plane from it: the micro-kernel
+# runs on the input itself, no copy, and stores into the output planes. The same FMA chain as the
+# direct conv (channels in order, then + bias and the activation), so the same bits as `conv` of
+# the layer, whatever the batch.
+
+
+def pointwise_offsets(c: int, plane: int) -> I64:
+    """The taps' offsets of `pointwise`: channel ``c`` at ``c``·``plane``."""
+    return np.arange(c, dtype=np.int64) * plane
+
+
+@njit(cache=True)
+def pointwise(x: F32, weight: F32, bias: F32, toff: I64, out: F32, code: int, act: F32) -> None:
+    """The 1x1 conv (stride 1, no pads) of NCHW float32 ``x`` into ``out`` (N, C_out, H, W), H·W a
+    multiple of `LANES`: ``weight`` (C_out, C) and ``bias`` (C_out,) as the layer holds them, float32
+    in C order (read as they are: nothing packed), ``toff`` as `pointwise_offsets`; activated as
+    ``code`` and ``act`` say. On the calling thread."""
+    n, c = x.shape[0], x.shape[1]
+    out_c, plane = out.shape[1], out.shape[2] * out.shape[3]
+    nblocks = -(-out_c // ROWS)
+    xf, wf, of = x.reshape(-1), weight.reshape(-1), out.reshape(-1)
+    for i in range(n):
+        for k in range(plane // LANES):
+            for blk in range(nblocks):
+                run_laid(xf, i * c * plane + k * LANES, toff, wf, blk * ROWS * c, bias[blk * ROWS:], of,
+                         (i * out_c + blk * ROWS) * plane + k * LANES, plane, min(ROWS, out_c - blk * ROWS), code, act)
+
+
+# ------------------------------------------------------------- a small "same" conv read in place
+#
+# A stride-1 conv whose output rows are as wide as its input's (Wo = W: "same" padding of the
+# columns) puts output (y, z) and input (y, z) at the same flat place y·W + z of their planes, so
+# that tap (c, a, b) of an image's block of positions is one offset into the input itself, c·H·W +
+# (a·dh - top)·W + b·dw - left, as for the 1x1 conv above. What the offset would read from the
+# padding, across a row's end or past the plane is masked off the loads (`block_kernel`'s
+# ``masked``: zeros, as the padding's), the masks worked out once a geometry, by kernel position
+# (a, b) and block. No copy at all: on the digits CNN's 4x4 planes of 32 channels the copy of the
+# stacked form took a quarter of the conv. The same FMA chain, so the same bits.
+
+IN_PLACE_UP_TO = 256  # outputs a plane: the masks, (KH·KW) x plane int32, stay in the L1 cache
+
+
+def in_place(h: int, w: int, ho: int, wo: int, sh: int, sw: int) -> bool:
+    """Whether a conv of these planes runs in place: stride 1, Wo = W, a plane of whole blocks of at
+    most `IN_PLACE_UP_TO` outputs."""
+    return sh == sw == 1 and wo == w and ho * wo % LANES == 0 and ho * wo <= IN_PLACE_UP_TO
+
+
+@njit(cache=True)
+def in_place_masks(c: int, h: int, w: int, ho: int, kh: int, kw: int, dh: int, dw: int, top: int,
+                   left: int) -> tuple[I64, npt.NDArray[np.int32]]:
+    """The taps' offsets, then each tap's mask offset (``toff``, 2·C·KH·KW), and the masks: by kernel
+    position (a, b), the lanes of the plane whose input lies inside it."""
+    plane, kk = ho * w, kh * kw
+    toff = np.empty(2 * c * kk, np.int64)
+    masks = np.zeros(kk * plane, np.int32)
+    for a in range(kh):
+        for b in range(kw):
+            for q in range(plane):
+                y, z = q // w + a * dh - top, q % w + b * dw - left
+                if 0 <= y < h and 0 <= z < w:
+                    masks[(a * kw + b) * plane + q] = -1
+    for ch in range(c):
+        for a in range(kh):
+            for b in range(kw):
+                t = (ch * kh + a) * kw + b
+                toff[t] = ch * h * w + (a * dh - top) * w + b * dw - left
+                toff[c * kk + t] = (a * kw + b) * plane
+    return toff, masks
+
+
+@njit(parallel=True, cache=True)
+def in_place_direct(x: F32, weight: F32, bias: F32, toff: I64, masks: npt.NDArray[np.int32], out: F32, code: int,
+                    act: F32, parts: int) -> None:
+    """`in_place_part` with the jobs (image, block) in ``parts`` ranges on parallel threads."""
+    jobs = x.shape[0] * (out.shape[2] * out.shape[3] // LANES)
+    for part in prange(parts):
+        _in_place_jobs(x, weight, bias, toff, masks, out, code, act, part * jobs // parts, (part + 1) * jobs // parts)
+
+
+@njit(cache=True)
+def in_place_part(x: F32, weight: F32, bias: F32, toff: I64, masks: npt.NDArray[np.int32], out: F32, code: int,
+                  act: F32) -> None:
+    """The conv of NCHW float32 ``x`` into ``out`` read in place (``toff`` and ``masks`` as
+    `in_place_masks` makes them; ``weight`` (C_out, C, KH, KW) and ``bias`` as the layer holds them,
+    float32 in C order, read as they are: nothing packed), on the calling thread."""
+    _in_place_jobs(x, weight, bias, toff, masks, out, code, act, 0, x.shape[0] * (out.shape[2] * out.shape[3] // LANES))
+
+
+@njit(cache=True)
+def _in_place_jobs(x: F32, weight: F32, bias: F32, toff: I64, masks: npt.NDArray[np.int32], out: F32, code: int,
+                   act: F32, j0: int, j1: int) -> None:
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    out_c, plane = out.shape[1], out.shape[2] * out.shape[3]
+    taps, nblocks, per = toff.shape[0] // 2, -(-out_c // ROWS), plane // LANES
+    xf, wf, of = x.reshape(-1), weight.reshape(-1), out.reshape(-1)
+    for j in range(j0, j1):
+        i, k = j // per, j % per
+        for blk in range(nblocks):
+            run_masked(xf, i * c * h * w + k * LANES, toff, masks, k * LANES, wf, blk * ROWS * taps, bias[blk * ROWS:], of,
+                       (i * out_c + blk * ROWS) * plane + k * LANES, plane, min(ROWS, out_c - blk * ROWS), code, act)
