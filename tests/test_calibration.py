@@ -98,6 +98,45 @@ def test_the_numba_statistics_equal_numpys_bin_for_bin(dtype, shape, channels):
         np.testing.assert_array_equal(ours.channel_max, ref.channel_max)
 
 
+def scanned_extremes(x, channel_min, channel_max, per_channel):
+    """`kernels.stats.extremes` as a scan in order, value by value: the reference for its vectorized rows."""
+    low, high, zeros, nans, top_pos, top_neg = np.inf, -np.inf, 0, 0, 0.0, 0.0
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            lo, hi = (channel_min[j], channel_max[j]) if per_channel else (np.inf, -np.inf)
+            for v in x[i, j]:
+                lo, hi = (v if v < lo else lo), (v if v > hi else hi)
+                top_pos, top_neg = max(top_pos, v) if v > 0 else top_pos, max(top_neg, -v) if v < 0 else top_neg
+                zeros, nans = zeros + (v == 0), nans + (v != v)
+            if per_channel:
+                channel_min[j], channel_max[j] = lo, hi
+            low, high = (lo if lo < low else low), (hi if hi > high else high)
+    return low, high, zeros, top_pos, top_neg, nans
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_the_extremes_are_a_scan_in_order_signed_zeros_and_nans_included(dtype, per_channel):
+    from alls.runtime.kernels.stats import extremes
+
+    rng = np.random.default_rng(1)
+    cases = [rng.standard_normal((2, 3, 37)), np.abs(rng.standard_normal((2, 3, 37))), np.zeros((1, 2, 0))]
+    signed = rng.choice(np.array([0.0, -0.0, 1.5, -2.5]), (3, 4, 40), p=[0.4, 0.4, 0.1, 0.1])
+    signed[0, 0], signed[0, 1], signed[1, 1, :20] = 0.0, -0.0, np.inf  # zeros of one sign; a row of infinities
+    mixed = rng.choice(np.array([0.0, -0.0]), (2, 3, 41))  # zeros of both signs: the first is the extreme
+    cases += [signed, np.where(signed > 0, np.nan, signed), np.full((1, 2, 5), -0.0), mixed,
+              np.where(rng.random(mixed.shape) < 0.3, 3.0, mixed), np.where(rng.random(mixed.shape) < 0.3, -3.0, mixed)]
+    for x in cases:
+        x = np.ascontiguousarray(x, dtype)
+        c = x.shape[1]
+        ours = [rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)]
+        ours[0][0], ours[1][0] = -0.0, 0.0  # a channel's earlier extremes, a zero first
+        theirs = [ours[0].copy(), ours[1].copy()]
+        got, want = extremes(x, *ours, per_channel), scanned_extremes(x, *theirs, per_channel)
+        assert np.array(got).tobytes() == np.array(want).tobytes(), (got, want)  # the signs of zeros too
+        assert ours[0].tobytes() == theirs[0].tobytes() and ours[1].tobytes() == theirs[1].tobytes()
+
+
 def test_the_histogram_keeps_its_size_however_wide_the_values_grow():
     stats = TensorStats(channels=3)
     for exponent in range(12):

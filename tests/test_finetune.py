@@ -260,6 +260,38 @@ def test_rows_at_sampled_positions_and_tap_means_reproduce_the_kernels_accumulat
     assert checked == ["conv", "dw", "deconv", "fc"]
 
 
+def test_the_target_watcher_gathers_a_batch_at_its_positions_into_arrays_and_spills():
+    """Each batch's watcher writes its own rows, as NumPy's fancy indexing would, whatever the store."""
+    from types import SimpleNamespace
+
+    from alls.runtime.algorithms.finetune import _watcher
+    from alls.runtime.algorithms.patches import Positions
+    from alls.runtime.exec.stream import Spill
+
+    rng = np.random.default_rng(3)
+    images, per, channels = 7, 5, 6
+    y = rng.normal(size=(images, 9, channels, 8)).astype(np.float32).transpose(0, 2, 1, 3)  # NCHW, not contiguous
+    dense = rng.normal(size=(images, channels)).astype(np.float32)
+    conv = Positions(np.repeat(np.arange(images), per), rng.integers(0, 9, images * per),
+                     rng.integers(0, 8, images * per), per)
+    fc = Positions(np.arange(images), np.zeros(images, np.int64), np.zeros(images, np.int64), 1)
+    want = {"conv": y[conv.n, :, conv.i, conv.j], "fc": dense}
+    for spilled in (False, True):
+        targets = {name: Spill(w.shape, np.float32) if spilled else np.full(w.shape, np.nan, np.float32)
+                   for name, w in want.items()}
+        positions = {"conv": conv, "fc": fc}
+        for start in (3, 0, 6):  # batches in any order, the last one short
+            batch = slice(start, start + 3)
+            watch = _watcher(positions, targets, batch)
+            watch(SimpleNamespace(name="conv"), np.ascontiguousarray(y[batch]) if start else y[batch])
+            watch(SimpleNamespace(name="fc"), dense[batch])
+            watch(SimpleNamespace(name="other"), y[batch])  # not chosen: nothing written
+        for name, w in want.items():
+            np.testing.assert_array_equal(np.asarray(targets[name]), w)
+            if spilled:
+                targets[name].close()
+
+
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_every_loss_has_its_gradient(name):
     rng = np.random.default_rng(0)

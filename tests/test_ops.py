@@ -41,7 +41,8 @@ def _imports(path: Path) -> set[str]:
 # kernels are reached through the registry, by the ops alone.
 NON_INTEGER_KERNELS = {"alls.runtime.kernels.floating", "alls.runtime.kernels.floatconv",
                        "alls.runtime.kernels.floatdw", "alls.runtime.kernels.floatmove", "alls.runtime.kernels.stats",
-                       "alls.runtime.kernels.training", "alls.runtime.kernels.patches", "alls.runtime.kernels._parallel",
+                       "alls.runtime.kernels.training", "alls.runtime.kernels.patches", "alls.runtime.kernels.targets",
+                       "alls.runtime.kernels._parallel",
                        "alls.runtime.kernels._compiling"}
 
 

@@ -96,6 +96,7 @@ from alls.runtime.exec.pool import aside, each
 from alls.runtime.algorithms.patches import (Positions, Rows, from_groups, gather_rows, join_rows, sample_positions,
                                   to_groups)
 from alls.runtime.exec.quantize import Encoding, QLayer, rebias
+from alls.runtime.kernels.targets import gather_positions
 from alls.runtime.ops.base import Params
 from alls.runtime.exec.stream import DEFAULT_MEMORY_LIMIT, Source, Spill, Store, blocks, is_streamed, part_size
 from alls.runtime.algorithms.heldout import Errors, HeldOut, Verdict, snapshot
@@ -211,22 +212,47 @@ def _targets(graph: Graph, plan: Plan, positions: Mapping[str, Positions], image
     size = float_batch(graph)
 
     def batch(start: int) -> None:
-        """The images ``start`` .. ``start + size − 1``: their rows of every target, their held-out outputs."""
-        def watch(layer: Layer, y: np.ndarray) -> None:
-            pos = positions.get(layer.name)
-            if pos is None or start >= pos.images:
-                return
-            rows = slice(start * pos.per_image, min(start + size, pos.images) * pos.per_image)
-            n = pos.n[rows] - start
-            out[layer.name][rows] = y[n, :, pos.i[rows], pos.j[rows]] if y.ndim == 4 else y[n]
-
-        outputs = run_float(graph, {k: normalize(v[start:start + size], plan, k) for k, v in images.items()},
-                            params, watch=watch)[0]
-        held.record(start, outputs)
+        _target_batch(graph, plan, (positions, out), images, params, held, slice(start, start + size))
 
     for _ in each(range(0, count, size), batch):  # the batches on the free cores, a batch a thread; rows apart
         pass
     return out
+
+
+def _target_batch(graph: Graph, plan: Plan, targeted: tuple[Mapping[str, Positions], Mapping[str, np.ndarray | Spill]],
+                  images: Mapping[str, np.ndarray], params: Mapping[str, Params], held: HeldOut, batch: slice) -> None:
+    """One batch of the float pass (images ``batch``): its rows of every chosen layer's targets, and the
+    float outputs of its held-out images. The watcher is the batch's own and writes only its rows."""
+    outputs = run_float(graph, {k: normalize(v[batch], plan, k) for k, v in images.items()}, params,
+                        watch=_watcher(*targeted, batch))[0]
+    held.record(batch.start, outputs)
+
+
+def _watcher(positions: Mapping[str, Positions], targets: Mapping[str, np.ndarray | Spill],
+             batch: slice) -> Callable[[Layer, np.ndarray], None]:
+    """What keeps a chosen layer's outputs of the images ``batch`` at its sampled positions, as the run makes them."""
+    start = batch.start
+
+    def watch(layer: Layer, y: np.ndarray) -> None:
+        pos = positions.get(layer.name)
+        if pos is None or start >= pos.images:
+            return
+        rows = slice(start * pos.per_image, min(batch.stop, pos.images) * pos.per_image)
+        _gather(y, pos, rows, start, targets[layer.name])
+
+    return watch
+
+
+def _gather(y: np.ndarray, pos: Positions, rows: slice, start: int, target: np.ndarray | Spill) -> None:
+    """``target[rows] = y[n − start, :, i, j]`` at the positions ``rows`` (``y[n − start]`` for a dense
+    layer's output), gathered straight into an array, or once into a copy written to a `Spill`."""
+    if y.ndim != 4:
+        target[rows] = y[pos.n[rows] - start]
+        return
+    into = target[rows] if isinstance(target, np.ndarray) else np.empty((rows.stop - rows.start, y.shape[1]), np.float32)
+    gather_positions(y, pos.n[rows], pos.i[rows], pos.j[rows], start, into)
+    if not isinstance(target, np.ndarray):
+        target[rows] = into
 
 
 def float_batch(graph: Graph) -> int:
