@@ -14,7 +14,6 @@ import alls
 import alls.runtime.exec.pool as pool
 import alls.runtime.kernels._parallel as parallel
 from alls.runtime.exec.native import run_float
-from alls.runtime.exec.stream import Store
 from alls.runtime.exec.threads import numba_threads
 from alls.runtime import Runner
 from test_importer import DIGITS
@@ -96,43 +95,13 @@ def test_the_float_executor_in_parts_on_two_threads_gives_the_same_bits(two_thre
         np.testing.assert_array_equal(together[name], alone[name])
 
 
-@pytest.mark.parametrize("budget", [None, 1 << 16])  # held in memory; spilled to disk
-def test_the_integer_pass_in_parts_on_two_threads_gives_the_same_codes(two_threads, monkeypatch, budget):
-    import alls.runtime.exec.emulator as emulator
-
-    runner = Runner(str(SAMPLES / "digits_cnn.onnx"), progress=False)
-    x = np.load(SAMPLES / "calib.npy")[:64]
-    q = runner.quantize(x)
-    x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # NCHW, as the emulator takes it
-    monkeypatch.setattr(emulator, "CHUNK_BYTES", 1 << 12)  # parts of a few images
-    seen: dict[bool, dict[str, np.ndarray]] = {}
-    for threads in (True, False):
-        if not threads:
-            monkeypatch.setattr(pool, "workers", lambda parts: 1)
-        codes: dict[str, np.ndarray] = {}
-
-        def before(layer, qlayer, xs, codes=codes):
-            codes[layer.name] = np.concatenate([np.asarray(v) for v in xs])
-
-        store = None if budget is None else Store(budget)
-        outputs = emulator.run_numeric(q.graph, q.layers, {q.graph.inputs[0].name: x}, before=before, store=store)[0]
-        if store is not None:
-            store.close()
-        seen[threads] = {**codes, **outputs}
-    assert seen[True].keys() == seen[False].keys()
-    for name in seen[False]:
-        np.testing.assert_array_equal(seen[True][name], seen[False][name])
-
-
-
 def test_finetune_with_its_passes_on_two_threads_learns_the_same_layers(two_threads, monkeypatch):
-    """The float targets' batches, the integer pass's parts and the held-out check on two threads: the
-    learned layers and the report's losses are those of the passes taken one part after another."""
+    """The float targets' batches on two threads and the start network's check beside the training: the
+    learned layers, the report's losses and the verdict are those of the passes taken one part after
+    another (the integer pass takes its parts in turn, each on both threads: `emulator._rest`)."""
     import alls.runtime.algorithms.finetune as finetune
-    import alls.runtime.exec.emulator as emulator
 
     monkeypatch.setattr(finetune, "_MOST_IMAGES", 8)  # float batches of 8 images
-    monkeypatch.setattr(emulator, "CHUNK_BYTES", 1 << 13)  # integer parts of a few images
     x = np.load(SAMPLES / "calib.npy")
     script = ("quantization_param({conv*}, precision_mode=a8_w4)\n"
               "post_quantization_optimization(finetune, policy=enabled, dataset_size=64, epochs=16)\n")
@@ -149,7 +118,7 @@ def test_finetune_with_its_passes_on_two_threads_learns_the_same_layers(two_thre
     def records(q):  # what was learned, not how long it took
         return [replace(r, seconds=0.0) for r in q.report["finetune"]]
 
-    assert len(parts) > 20  # the float batches, the integer parts and the check's parts went to the threads
+    assert len(parts) >= 7  # the float batches after the first went to the threads
     assert records(together) == records(alone) != []
     assert together.report.heldout == alone.report.heldout is not None  # the start network run beside the training
     assert any(r.kept for r in records(alone))

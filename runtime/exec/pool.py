@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 __all__ = ["each", "workers", "aside"]
@@ -52,17 +52,18 @@ def _concurrent_regions() -> bool:
 
 def each(items: Sequence[T], work: Callable[[T], R]) -> Iterator[R]:
     """``work(item)`` for every item, in order: on `workers` threads (each item on one, Numba at one
-    thread there), at most one item more in flight than threads; in the calling thread where one."""
+    thread there), as many items in flight as threads; in the calling thread where one."""
     count = workers(len(items))
     if count <= 1:
         yield from map(work, items)
         return
-    with ThreadPoolExecutor(count, thread_name_prefix="alls-part") as pool:
-        pending: deque[Future[R]] = deque()
-        ahead = iter(items)
+    pool = _threads()
+    pending: deque[Future[R]] = deque()
+    ahead = iter(items)
+    try:
         for item in ahead:
             pending.append(pool.submit(_alone, work, item))
-            if len(pending) > count:
+            if len(pending) == count:
                 break
         while pending:
             result = pending.popleft().result()
@@ -70,6 +71,25 @@ def each(items: Sequence[T], work: Callable[[T], R]) -> Iterator[R]:
                 pending.append(pool.submit(_alone, work, item))
                 break
             yield result
+    finally:  # an error or a caller that stops early: what is running finishes, what waits is dropped
+        for future in pending:
+            future.cancel()
+        wait(pending)
+
+
+_pool: list[ThreadPoolExecutor] = []
+_pool_lock = threading.Lock()
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The process's part threads, started on first use and kept (a layer's parts are a few milliseconds:
+    starting threads for each would cost a good share of them)."""
+    with _pool_lock:
+        if not _pool:
+            from alls.runtime.exec.threads import most_threads
+
+            _pool.append(ThreadPoolExecutor(max(2, most_threads()), thread_name_prefix="alls-part"))
+        return _pool[0]
 
 
 def aside(work: Callable[[], R]) -> Future[R]:
