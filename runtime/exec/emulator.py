@@ -23,6 +23,7 @@ import numpy as np
 from alls.graph import Graph, Layer
 from alls.runtime.exec.lifetimes import Readers
 from alls.runtime.exec.native import run_layer
+from alls.runtime.exec.pool import each
 from alls.runtime.exec.stream import Source, Spill, Store, part_size
 from alls.runtime.ops import OPS
 from alls.runtime.ops.base import Encodings, Params, QLayer, to_nhwc, to_onnx
@@ -68,19 +69,28 @@ def _in_parts(run: Callable[[list[np.ndarray]], np.ndarray], xs: list[np.ndarray
         return run(xs)
     out = np.empty((n, *first.shape[1:]), first.dtype)
     out[:step] = first
-    _rest(run, xs, out, step)
+    _rest(run, xs, out, step, threaded=False)
     return out
 
 
 def _rest(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[np.ndarray | Source | Spill],
-          out: np.ndarray | Spill, step: int) -> None:
-    """``out[part] = run(xs[part])`` for the parts of ``step`` images after the first, one after another,
-    each on every thread its kernels take. Not a part a thread (`alls.runtime.exec.pool`, as the float
-    passes run): two integer parts at once read and write twice the memory of one, and the integer
-    kernels, which split a part's rows across the threads, went faster: CenterFace 320, 32 images,
-    two threads, 691 ms a layer at a time against 853 ms a part a thread (and 30-40% more CPU time)."""
-    for start in range(step, len(out), step):
+          out: np.ndarray | Spill, step: int, threaded: bool) -> None:
+    """``out[part] = run(xs[part])`` for the parts of ``step`` images after the first: ``threaded``, a part
+    a thread on the free cores (`alls.runtime.exec.pool`), else one after another, each on every thread
+    its kernels take.
+
+    A run held in memory takes its parts in turn: two integer parts at once read and write twice the
+    memory of one, and the integer kernels, which split a part's rows across the threads, went faster
+    (CenterFace 320, 32 images, two threads: 691 ms a layer at a time against 853 ms a part a thread,
+    which took 30-40% more CPU time). A run for a store (finetune's integer pass over every image, its
+    large tensors spilled to disk) takes them a part a thread, one part's wait for the disk another's
+    time to compute: over 2048 CenterFace images, 222 s a part a thread against 241-243 s in turn."""
+    def part(start: int) -> None:
         out[start:start + step] = run([x[start:start + step] for x in xs])
+
+    starts = range(step, len(out), step)
+    for _ in (each(starts, part) if threaded else map(part, starts)):
+        pass
 
 
 def _streamed(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[np.ndarray | Source | Spill], layer: Layer,
@@ -99,7 +109,7 @@ def _streamed(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[np.nda
     out = store.allocate((n, *first.shape[1:]), first.dtype)
     out[:step] = first
     del first
-    _rest(run, xs, out, step)
+    _rest(run, xs, out, step, threaded=True)
     return out
 
 
