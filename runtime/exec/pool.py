@@ -10,6 +10,11 @@ the GIL (`alls.runtime.kernels._common.njit`), as BLAS and NumPy's loops do, so 
 once. Each part runs on Numba at one thread and computes what it computes alone: the same bits as
 the parts taken one after another.
 
+Who uses it: the float executor's large batches (`native`), finetune's float pass, and an integer
+run for a store, whose parts wait on the disk (`emulator._rest`: an integer run in memory keeps each
+layer's split, which measured faster). `aside` runs work that is waited for only later (finetune's
+check of the start network) on a thread of its own, at a lower priority.
+
 Threads are used only where Numba's threading layer lets two threads start parallel regions at
 once (OpenMP, TBB; not the workqueue layer) and after a first part has run (the layer is chosen on
 the first parallel kernel call).
