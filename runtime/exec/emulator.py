@@ -84,7 +84,7 @@ def _rest(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[np.ndarray
     (CenterFace 320, 32 images, two threads: 691 ms a layer at a time against 853 ms a part a thread,
     which took 30-40% more CPU time). A run for a store (finetune's integer pass over every image, its
     large tensors spilled to disk) takes them a part a thread, so that one part's wait for the disk is
-    another's time to compute; whole finetunes over 2048 CenterFace images took 222-254 s that way and
+    another's time to compute; whole finetunes over 2048 CenterFace images took 222-263 s that way and
     241-243 s in turn, within the machine's run-to-run spread."""
     def part(start: int) -> None:
         out[start:start + step] = run([x[start:start + step] for x in xs])
