@@ -159,12 +159,16 @@ def _preparer(layer: Layer) -> Prepare | None:
     return op.prepare if op is not None and layer.supported and not op.overwrites and layer.inputs else None
 
 
-def _prepare(step: _Step, kept: list[Prepared | None], k: int, p: Mapping[str, Array]) -> Prepared:
-    """Step ``k``'s layer prepared for the parameters ``p``, kept (by the run) while ``p`` is the same
-    mapping of the same arrays: the prepared call reads them, so values changed in place are run."""
-    assert step.prepare is not None
-    made = kept[k] = p, tuple(p.values()), step.prepare(step.layer, p)
-    return made
+def _prepared(step: _Step, kept: list[Prepared | None], k: int,
+              p: Mapping[str, Array]) -> Callable[[list[Array]], Array] | None:
+    """Step ``k``'s layer prepared for the parameters ``p`` (None: its kind takes the unprepared path for
+    them), kept while ``p`` is the same mapping of the same arrays and made again otherwise: the
+    prepared call reads the arrays, so values changed in place are run."""
+    entry = kept[k]
+    if entry is None or entry[0] is not p or len(entry[1]) != len(p) or not all(map(is_, entry[1], p.values())):
+        assert step.prepare is not None
+        entry = kept[k] = p, tuple(p.values()), step.prepare(step.layer, p)
+    return entry[2]
 
 
 # ------------------------------------------------------- reuse of dead tensors
@@ -313,11 +317,7 @@ def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str,
             p = params.get(name) if params else None
             if p is None:
                 p = layer.params
-            entry = kept[k]
-            if entry is None or entry[0] is not p or len(entry[1]) != len(p) or \
-                    not all(map(is_, entry[1], p.values())):
-                entry = _prepare(step, kept, k, p)
-            run = entry[2]
+            run = _prepared(step, kept, k, p)
             if run is not None:
                 y = values[name] = run([values[n] for n in step.inputs])
                 if step.watch:
@@ -361,12 +361,7 @@ def _plain(steps: tuple[_Step, ...], kept: list[Prepared | None], feeds: dict[st
     for k, step in enumerate(steps):
         layer = step.layer
         if step.prepare is not None:
-            p = layer.params
-            entry = kept[k]
-            if entry is None or entry[0] is not p or len(entry[1]) != len(p) or \
-                    not all(map(is_, entry[1], p.values())):
-                entry = _prepare(step, kept, k, p)
-            run = entry[2]
+            run = _prepared(step, kept, k, layer.params)
             if run is not None:
                 inputs = step.inputs
                 y = values[layer.name] = run([values[inputs[0]]] if len(inputs) == 1 else
