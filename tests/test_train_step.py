@@ -330,3 +330,84 @@ def test_depthwise_rows_gathered_laid_out_learn_what_integer_rows_learn(case, ze
     assert old.kept and new.steps == old.steps
     for field in ("weights", "bias", "scale", "loss_before", "loss_after", "heldout_before", "heldout_after"):
         np.testing.assert_array_equal(getattr(new, field), getattr(old, field), err_msg=field)
+
+
+# ------------------------------------------------------ a wide layer's step
+
+
+def test_regulariser_powers_are_numpys_bit_for_bit():
+    """`regulariser_powers` (pow skipped where |t| = 1) against NumPy's ``np.abs(t) ** power``, NumPy's own
+    exponents (2, 1/2, −1, and those that round to them in float32) among others, with ±0, ±1, NaN, inf."""
+    rng = np.random.default_rng(6)
+    t = (2 * rng.random(20000) - 1).astype(F32)
+    t[:8] = (0.0, -0.0, 1.0, -1.0, np.nan, 2.0 ** -149, np.inf, 3.0)
+    t[8:10000] = np.where(rng.random(9992) < 0.5, 1.0, -1.0)  # saturated weights, as the regulariser leaves them
+    exponents = [-2.0, -1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 2.0000000001, 0.50000000001, -1.0000000001,
+                 18.999] + [float(x) for x in rng.uniform(-3, 20, 12)]
+    for power in exponents:
+        with np.errstate(all="ignore"):
+            want = np.abs(t) ** power
+            got = T.regulariser_powers(t.reshape(100, 200), power)
+        assert got.dtype == F32 and got.shape == (t.size,)
+        np.testing.assert_array_equal(got, want, err_msg=str(power))
+
+
+def wide(seed: int = 0) -> R.Problem:
+    """A dense layer of `R.PAIRED_WEIGHTS` weights or more (64 outputs of 576 taps), 16 images of 16 rows."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(-128, 128, (256, 1, 576)).astype(np.int16)
+    weight = rng.normal(0, 0.05, (1, 64, 576))
+    scale = np.abs(weight).max(axis=2).reshape(-1) / 7
+    clean = 0.02 * (rows[:, 0, :].astype(np.float64) @ weight[0].T)
+    target = np.maximum(clean + rng.normal(0, 0.05 * clean.std(), clean.shape), 0)
+    return R.Problem(rows=rows, per_image=16, target=target.astype(F32), weight=weight, scale=scale,
+                     group_of=np.zeros(64, np.int64), wmax=7, x_scale=0.02, bias=rng.normal(0, 0.05, 64),
+                     unit=float(np.abs(clean).max() / 127), pre_range=(0.0, np.inf), out_range=(-np.inf, np.inf))
+
+
+def test_a_wide_layers_step_on_two_threads_is_the_same_bit_for_bit(monkeypatch):
+    """A wide layer's step on two threads (the regulariser's powers beside the products, the update and the
+    next soft weights in two parts of the weights) leaves V, Adam's moments and the bias as one thread does,
+    bit for bit, whichever count each step takes."""
+    if POOL < 2:
+        pytest.skip("Numba's pool has one thread (NUMBA_NUM_THREADS or one core)")
+    p = wide()
+    assert p.weight.size >= R.PAIRED_WEIGHTS
+    config = replace(BASE, learn_bias=True, reg_warmup=0.1)
+    nu = R._target_power(p)
+    rng = np.random.default_rng(1)
+    batches = [(rng.permutation(16)[:4, None] * 16 + np.arange(16)).reshape(-1) for _ in range(12)]
+    paired, ahead = [], R.ahead
+    monkeypatch.setattr(R, "ahead", lambda work: paired.append(work) or ahead(work))
+    monkeypatch.setattr(_parallel, "free_cores", lambda: 2)
+    monkeypatch.setattr(_parallel, "WORK_PER_THREAD", 1)
+    states = []
+    for counts in ([1] * 12, [2] * 12, [2, 1, 1, 2, 2, 1, 2, 1, 2, 2, 1, 2]):
+        layer = R._Layer(p)
+        stepper = R._Stepper(layer, config, nu)
+        before = _parallel.set_budget(2)
+        try:
+            for step, (index, count) in enumerate(zip(batches, counts)):
+                monkeypatch.setattr(_parallel, "_pick", lambda site, most, count=count: count)
+                stepper.step(index, *R._schedule(step, len(batches), config))
+        finally:
+            _parallel.set_budget(before)
+        states.append([layer.v, layer.delta, *stepper.m, *stepper.s])
+    assert len(paired) > 12  # the two-thread steps ran beside a part thread
+    for state in states[1:]:
+        for got, want in zip(state, states[0]):
+            np.testing.assert_array_equal(got, want)
+    assert np.any(states[0][0] != R._Layer(p).v)
+
+
+def test_a_wide_layer_learns_what_the_numpy_step_learns(threads, monkeypatch):
+    """`R.train` of a wide layer (its steps on two threads with the `threads` fixture's 2) against the
+    NumPy reference: the same weights, bias and losses."""
+    p, config = wide(2), replace(BASE, learn_bias=True)
+    new = R.train(p, config)
+    monkeypatch.setattr(R, "_Stepper", RefStepper)
+    old = R.train(p, config)
+    assert new.steps == old.steps and new.kept and old.kept and new.best_epoch == old.best_epoch
+    np.testing.assert_array_equal(new.weights, old.weights)
+    np.testing.assert_allclose(new.bias, old.bias, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(new.loss_after, old.loss_after, rtol=1e-5)

@@ -47,8 +47,11 @@ from alls.catalogue import POST_SUBCOMMANDS
 from alls.plan import LossType, Optimizer
 from alls.runtime.algorithms.losses import LOSSES
 from alls.runtime.algorithms.patches import LaidRows, Rows
-from alls.runtime.kernels.training import (GAMMA, ZETA, adam_step, depthwise_backward, depthwise_forward,
-                                           depthwise_rows, gather, l2_gradient, rounding_step, soft_weights)
+from alls.runtime.exec.pool import ahead
+from alls.runtime.kernels import _parallel
+from alls.runtime.kernels.training import (GAMMA, ZETA, PER_WEIGHT, adam_step, depthwise_backward, depthwise_forward,
+                                           depthwise_rows, gather, l2_gradient, regulariser_powers, rounding_step,
+                                           soft_weights, step_part, weight_parts)
 
 __all__ = ["Problem", "Config", "Outcome", "train", "held_out", "held_out_images", "LOSSES", "HOLDOUT"]
 
@@ -56,6 +59,8 @@ _EPS = 1e-12
 HOLDOUT = 0.25  # the share of a layer's images held out from training
 CHECKS = 16  # held-out checkpoints per layer, at most
 PATIENCE = 4  # checks in a row without a better held-out loss before training stops
+PAIRED_WEIGHTS = 1 << 15  # a layer of this many weights or more may take its steps on two threads (`_Stepper.step`)
+PAIRED_WORK = 4 * PER_WEIGHT  # a step's passes over the weights, a weight: exp, pow, the soft weights and the update
 SPLIT_SEED = 0  # one split for every layer: the held-out images are the same for all, so the network is checked on them
 
 
@@ -297,7 +302,9 @@ class _Stepper:
         self.m = [np.zeros_like(p) for p in params]
         self.s = [np.zeros_like(p) for p in params] if Optimizer(config.optimizer) is Optimizer.ADAM else None
         self.w, self.gate, self.dh, self.centred = (np.empty_like(layer.v) for _ in range(4))
+        self.soft = False  # whether w, gate, dh and centred are the soft weights of V as it is
         self.fused = layer.p.activation is None and config.loss in (LossType.L2, LossType.L2REL)
+        self.paired = self.s is not None and layer.v.size >= PAIRED_WEIGHTS
         self.target = np.asarray(layer.p.target if target is None else target)
         self.ranges = np.array((*layer.p.pre_range, *layer.p.out_range), np.float32)
         # (R3)'s factors, for δ and φ that change only by the steps: kept unless learned
@@ -343,13 +350,31 @@ class _Stepper:
         return None if beta is None else (-self.config.reg_weight * beta, beta - 1)
 
     def step(self, index: np.ndarray, lr: float, beta: float | None) -> None:
-        """One step on the rows ``index`` at learning rate ``lr`` (β: None while the regulariser is off)."""
-        layer = self.layer
-        self.soften()
-        gw, gdelta, gphi = self.gradients(layer.rows(index), index)
+        """One step on the rows ``index`` at learning rate ``lr`` (β: None while the regulariser is off): on
+        two threads where a second is free and has measured faster at this layer's shape (`_paired`)."""
+        if self.paired:
+            _parallel.counted(("training step", self.w.shape), PAIRED_WORK * self.w.size, 2,
+                              lambda threads: self._run(index, lr, beta, threads))
+        else:
+            self._run(index, lr, beta, 1)
+
+    def _run(self, index: np.ndarray, lr: float, beta: float | None, threads: int) -> None:
+        layer, reg = self.layer, self.regulariser(beta)
+        if not self.soft:  # else made for this V by the last step's pass on two threads
+            self.soften()
+        self.soft = False
+        power = None if reg is None else reg[1]
+        powers = ahead(lambda: regulariser_powers(self.centred, power)) if threads > 1 and power is not None else None
+        try:
+            gw, gdelta, gphi = self.gradients(layer.rows(index), index)
+        finally:
+            made = None if powers is None else powers.result()  # (waited for, whatever happened here)
         self.t += 1
         adam = None if self.s is None else (layer.v, self.m[0], self.s[0], lr, self.t)
-        rounding_step(gw, self.gate, self.dh, self.centred, self.regulariser(beta), adam)  # without Adam, gw is dV now
+        if threads > 1 and adam is not None:
+            self._paired_update(gw, made, reg, adam)
+        else:
+            rounding_step(gw, self.gate, self.dh, self.centred, reg, adam, made)  # without Adam, gw is dV now
         for i, (param, grad) in enumerate(((layer.v, None if adam else gw), (layer.delta, gdelta),
                                            (layer.phi, gphi))):
             if grad is None:  # stepped already, or not learned (its gradient 0: a step would not move it)
@@ -359,6 +384,20 @@ class _Stepper:
             else:
                 self.m[i] = 0.9 * self.m[i] + grad
                 param -= lr * self.m[i]
+
+
+    def _paired_update(self, gw: np.ndarray, powers: np.ndarray | None, reg: tuple[float, float] | None,
+                       adam: tuple[np.ndarray, np.ndarray, np.ndarray, float, int]) -> None:
+        """The update of V (`rounding_step` with Adam) and the next step's soft weights, the weights in two
+        parts (`step_part`), one on another thread."""
+        soft, base, wmax = (self.w, self.gate, self.dh, self.centred), self.layer.base, self.layer.p.wmax
+        first, second = weight_parts(gw.size, 2)
+        other = ahead(lambda: step_part(second, gw, soft, powers, reg, adam, base, wmax))
+        try:
+            step_part(first, gw, soft, powers, reg, adam, base, wmax)
+        finally:
+            other.result()
+        self.soft = True
 
 
 def _step(layer: _Layer, rows: np.ndarray, target: np.ndarray, config: Config, nu: float,

@@ -10,9 +10,10 @@ the GIL (`alls.runtime.kernels._common.njit`), as BLAS and NumPy's loops do, so 
 once. Each part runs on Numba at one thread and computes what it computes alone: the same bits as
 the parts taken one after another.
 
-Who uses it: the float executor's large batches (`native`), finetune's float pass, and an integer
+Who uses it: the float executor's large batches (`native`), finetune's float pass, an integer
 run for a store, whose parts wait on the disk (`emulator._rest`: an integer run in memory keeps each
-layer's split, which measured faster). `aside` runs work that is waited for only later (finetune's
+layer's split, which measured faster), and a trained layer's held-out checks. `ahead` runs a share of
+one computation beside the caller (a wide layer's training step). `aside` runs work that is waited for only later (finetune's
 check of the start network) on a thread of its own, at a lower priority.
 
 Threads are used only where Numba's threading layer lets two threads start parallel regions at
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-__all__ = ["each", "workers", "aside"]
+__all__ = ["each", "workers", "ahead", "aside"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -95,6 +96,13 @@ def _threads() -> ThreadPoolExecutor:
 
             _pool.append(ThreadPoolExecutor(max(2, most_threads()), thread_name_prefix="alls-part"))
         return _pool[0]
+
+
+def ahead(work: Callable[[], R]) -> Future[R]:
+    """``work()`` on a part thread (its kernels on one thread) while the caller goes on with other work: a
+    share of one computation that the caller waits for within it (finetune's training step on two cores,
+    `alls.runtime.algorithms.reconstruct`). The caller has chosen to use a second thread."""
+    return _threads().submit(_alone, lambda _: work(), None)
 
 
 def aside(work: Callable[[], R]) -> Future[R]:

@@ -36,11 +36,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar
 
 import numba
 
-__all__ = ["run", "budget", "scoped", "set_budget", "choose", "split", "free_cores", "WORK_PER_THREAD", "reset"]
+__all__ = ["run", "counted", "budget", "scoped", "set_budget", "choose", "split", "free_cores", "WORK_PER_THREAD", "reset"]
 
 WORK_PER_THREAD = 1 << 21  # about 2 M multiply-adds (20-40 µs on one core): below it, a thread costs more than it gives
 PROBE_MIN, PROBE_MAX = 8, 256  # calls between tries of the slower count
@@ -49,6 +49,7 @@ MARGIN = 0.9  # several threads are taken only when their mean is below this fra
 _SITES = 4096  # call sites remembered (least recently used forgotten)
 
 _local = threading.local()
+T = TypeVar("T")
 
 
 def budget() -> int:
@@ -239,17 +240,25 @@ def run(key: Hashable, work: int, parts: int, kernel: Callable[..., Any], *args:
     ``work`` counts multiply-adds (or elements moved); ``parts`` the independent parts the
     kernel's ``prange`` splits (rows, channel blocks).
     """
+    return counted(key, work, parts, lambda threads: _on(threads, kernel, args))
+
+
+def counted(key: Hashable, work: int, parts: int, function: Callable[[int], T]) -> T:
+    """``function(threads)``, given the count `run` would choose for the call site ``key`` (1, or the most
+    `choose` and the free cores allow) and measured as `run` measures a kernel: for work that spreads
+    itself over Python threads (BLAS, NumPy's loops and serial kernels beside each other) rather than
+    over a parallel region."""
     if parts <= 1 or work < 2 * WORK_PER_THREAD:  # `choose`'s answer without asking the budget
-        return _on(1, kernel, args)
+        return function(1)
     most = choose(work, parts)
     if most > 1:
         most = min(most, free_cores())
     if most == 1:
-        return _on(1, kernel, args)
+        return function(1)
     site = _sites.get((key, most))
     threads = _pick(site, most)
     start = time.perf_counter()
-    result = _on(threads, kernel, args)
+    result = function(threads)
     _record(site, threads, time.perf_counter() - start)
     return result
 

@@ -29,6 +29,7 @@ same on any number of threads.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +40,7 @@ from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._common import njit
 
 __all__ = ["gather", "depthwise_rows", "depthwise_forward", "depthwise_backward", "soft_weights", "l2_gradient", "rounding_step",
-           "adam_step", "ZETA", "GAMMA"]
+           "regulariser_powers", "step_part", "weight_parts", "adam_step", "ZETA", "GAMMA"]
 
 _F = np.float32
 ZETA, GAMMA = 1.1, -0.1
@@ -273,16 +274,56 @@ def _rounding_step_parts(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, t: np
                            m_scale, v_scale)
 
 
+@njit(cache=True, error_model="numpy")
+def _power(a: float, p: float) -> float:
+    """a^p of float32 ``a`` and ``p`` as NumPy's float32 power gives it: its own passes for the exponents 2, 1/2
+    and −1, else the C library's powf (which it calls)."""
+    if p == 2.0:
+        return a * a
+    if p == 0.5:
+        root: float = np.sqrt(a)
+        return root
+    if p == -1.0:
+        inverse: float = _F(1.0) / a
+        return inverse
+    return math.pow(a, p)
+
+
+@njit(cache=True, error_model="numpy")
+def _powers(t: np.ndarray, power: float, out: np.ndarray, picked: np.ndarray, values: np.ndarray) -> None:
+    one, p = _F(1.0), _F(power)
+    n = 0
+    for i in range(len(t)):  # |t| = 1 is 1; the others listed (without a branch), then raised
+        a = abs(t[i])
+        out[i] = one
+        picked[n], values[n] = i, a
+        n += a != one
+    for j in range(n):
+        out[picked[j]] = _power(values[j], p)
+
+
+def regulariser_powers(t: np.ndarray, power: float) -> np.ndarray:
+    """|t|^power (flat, float32) for the regulariser of `rounding_step`, t = 2h − 1 (`soft_weights`): what
+    NumPy's ``np.abs(t) ** power`` gives, bit for bit (`_power`), without the call where |t| = 1. Those are the weights whose
+    h is clipped, most of a layer's once the regulariser has pushed them there (40-80% of a wide
+    layer's at finetune's learning rate): pow is most of the regulariser's cost."""
+    flat = t.reshape(-1)
+    out, values = np.empty(flat.shape, _F), np.empty(flat.shape, _F)
+    _powers(flat, float(power), out, np.empty(flat.shape, np.int32 if len(flat) < 1 << 31 else np.int64), values)
+    return out
+
+
 def rounding_step(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, t: np.ndarray, reg: tuple[float, float] | None,
-                  adam: tuple[np.ndarray, np.ndarray, np.ndarray, float, int] | None) -> None:
+                  adam: tuple[np.ndarray, np.ndarray, np.ndarray, float, int] | None,
+                  powers: np.ndarray | None = None) -> None:
     """dV = gw·gate (`soft_weights`), plus the regulariser's ``coef·|t|^power·sign(t)·2·dh`` (t = 2h − 1)
     where ``reg`` = (coef, power) is given; with ``adam`` = (V, m, v, lr, t), Adam's step on V in the
     same pass (as `adam_step`), else dV written over ``gw``. All contiguous float32 of V's shape.
-    The power is NumPy's (its float32 pow, faster than a compiled loop's call of the C library's)."""
+    ``powers``: `regulariser_powers` of ``t``, where made already (on another thread, beside the products)."""
     if not all(a.flags.c_contiguous and a.dtype == np.float32 for a in (gw, gate, dh, t)):
         raise ValueError("rounding_step reads and writes contiguous float32 arrays")
     g, gt, d, tv = (a.reshape(-1) for a in (gw, gate, dh, t))
-    coef, powers = (reg[0], np.abs(tv) ** reg[1]) if reg is not None else (0.0, tv)
+    coef, powers = (0.0, tv) if reg is None else (reg[0], regulariser_powers(tv, reg[1]) if powers is None else powers)
     if adam is None:
         args: tuple[Any, ...] = (g, gt, d, tv, powers, reg is not None, coef, False, g, g, g, 0.0, 1.0, 1.0)
     else:
@@ -290,6 +331,32 @@ def rounding_step(gw: np.ndarray, gate: np.ndarray, dh: np.ndarray, t: np.ndarra
         args = (g, gt, d, tv, powers, reg is not None, coef, True, v.reshape(-1), m.reshape(-1), s.reshape(-1), lr,
                 *_corrections(step))
     _by_weights("rounding step", _rounding_step, _rounding_step_parts, args)
+
+
+def step_part(part: tuple[int, int], gw: np.ndarray, soft: tuple[np.ndarray, ...], powers: np.ndarray | None,
+              reg: tuple[float, float] | None, adam: tuple[np.ndarray, np.ndarray, np.ndarray, float, int],
+              base: np.ndarray, wmax: int) -> None:
+    """The weights ``part`` = (lo, hi) of a step (flat indices, from `weight_parts`): `rounding_step` with Adam's
+    step on V, then `soft_weights` of the new V into ``soft`` = (w̃, gate, dh/dV, 2h − 1), which the step read
+    (the next step's), on the calling thread. Each weight is computed alone, by the instructions it takes in
+    the whole pass (a part starts at a multiple of `_BLOCK`): the same bits as `rounding_step` and
+    `soft_weights` over all the weights, whichever thread runs which part."""
+    lo, hi = part
+    w, gate, dh, t = (a.reshape(-1)[lo:hi] for a in soft)
+    v, m, s, lr, step = adam
+    v, m, s = (a.reshape(-1)[lo:hi] for a in (v, m, s))
+    coef, power = (0.0, t) if reg is None else (reg[0], t if powers is None else powers[lo:hi])
+    _rounding_step(gw.reshape(-1)[lo:hi], gate, dh, t, power, reg is not None, coef, True, v, m, s, lr,
+                   *_corrections(step))
+    with np.errstate(over="ignore"):
+        e = np.exp(-v)
+    _soft_weights(e, base.reshape(-1)[lo:hi], float(wmax), w, gate, dh, t)
+
+
+def weight_parts(count: int, parts: int) -> list[tuple[int, int]]:
+    """``count`` weights cut into ``parts`` ranges at multiples of `_BLOCK` (as the passes' threads cut them;
+    a range may be empty)."""
+    return [_range(count, part, parts) for part in range(parts)]
 
 
 # ---------------------------------------------------------------- threads

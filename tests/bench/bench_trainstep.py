@@ -52,6 +52,11 @@ LAYERS = {  # (groups, outputs per group, taps)
     "dw 3x3 x64": (64, 1, 9),
     "dw 3x3 x256": (256, 1, 9),
     "conv 3x3 256->256": (1, 256, 2304),  # 590k weights: a deep layer's passes over them
+    # CenterFace's deep, wide layers at 10x10 (the most of a default finetune's training time)
+    "conv 1x1 960->320": (1, 320, 960),
+    "conv 1x1 160->960": (1, 960, 160),
+    "conv 1x1 960->160": (1, 160, 960),
+    "dw 3x3 x960": (960, 1, 9),
 }
 
 
