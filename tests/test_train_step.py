@@ -411,3 +411,24 @@ def test_a_wide_layer_learns_what_the_numpy_step_learns(threads, monkeypatch):
     np.testing.assert_array_equal(new.weights, old.weights)
     np.testing.assert_allclose(new.bias, old.bias, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(new.loss_after, old.loss_after, rtol=1e-5)
+
+
+@pytest.mark.parametrize("span,relative", [(128, True), (3000, False)])
+def test_the_depthwise_pass_is_its_three_kernels_bit_for_bit(span, relative):
+    """`depthwise_l2` (the forward product, the loss gradient and the backward product in one pass over the rows)
+    against `depthwise_forward`, `l2_gradient` and `depthwise_backward`, with clips that cut the gradient."""
+    rng = np.random.default_rng(7)
+    rows = T.depthwise_rows(rng.integers(-span, span, (300, 40, 9)).astype(np.int16))
+    index = rng.permutation(300)[:96]
+    w = rng.normal(0, 1, (40, 9)).astype(F32)
+    target = rng.normal(0, 50, (300, 40)).astype(F32)
+    a, b = rng.random(40).astype(F32), rng.normal(0, 20, 40).astype(F32)
+    ranges = np.array([-60.0, 80.0, -40.0, np.inf], F32)
+    acc = T.depthwise_forward(rows, index, w)
+    gacc, sums, moments = T.l2_gradient(acc, target, index, a, b, ranges, 1.7, relative, 0.5)
+    want = T.depthwise_backward(rows, index, gacc)
+    got = T.depthwise_l2(rows, index, w, target, a, b, ranges, 1.7, relative, 0.5)
+    assert (gacc == 0).any() and (gacc != 0).any()
+    for g, expected in zip(got, (want, sums, moments)):
+        assert g.dtype == F32
+        np.testing.assert_array_equal(g, expected)

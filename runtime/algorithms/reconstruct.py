@@ -47,10 +47,10 @@ from alls.catalogue import POST_SUBCOMMANDS
 from alls.plan import LossType, Optimizer
 from alls.runtime.algorithms.losses import LOSSES
 from alls.runtime.algorithms.patches import LaidRows, Rows
-from alls.runtime.exec.pool import ahead
+from alls.runtime.exec.pool import ahead, each
 from alls.runtime.kernels import _parallel
 from alls.runtime.kernels.training import (GAMMA, ZETA, PER_WEIGHT, adam_step, depthwise_backward, depthwise_forward,
-                                           depthwise_rows, gather, l2_gradient, regulariser_powers, rounding_step,
+                                           depthwise_l2, depthwise_rows, gather, l2_gradient, regulariser_powers, rounding_step,
                                            soft_weights, step_part, weight_parts)
 
 __all__ = ["Problem", "Config", "Outcome", "train", "held_out", "held_out_images", "LOSSES", "HOLDOUT"]
@@ -278,16 +278,20 @@ def _target_power(p: Problem, chunk: int = 4096) -> float:
 
 def _evaluate(layer: _Layer, config: Config, nu: float, index: np.ndarray, hard: bool = True,
               chunk: int = 4096) -> float:
-    """The reconstruction loss of the (rounded) layer on the rows ``index``."""
-    total, count = 0.0, 0
+    """The reconstruction loss of the (rounded) layer on the rows ``index``: ``chunk`` rows at a time, as many
+    at once as `alls.runtime.exec.pool.each` finds cores free (each part's loss alone, summed in order)."""
     w = layer.weights(hard)
-    for start in range(0, len(index), chunk):
-        part = index[start:start + chunk]
+
+    def loss(part: np.ndarray) -> float:
         yh = layer.predict(layer.rows(part), w)
         y = np.clip(layer.p.target[part], *layer.p.out_range)
-        total += LOSSES[config.loss](yh, y, nu)[0] * len(part)
-        count += len(part)
-    return config.factor * total / max(count, 1)
+        value: float = LOSSES[config.loss](yh, y, nu)[0] * len(part)
+        return value
+
+    total = 0.0
+    for value in each([index[start:start + chunk] for start in range(0, len(index), chunk)], loss):
+        total += value
+    return config.factor * total / max(len(index), 1)
 
 
 class _Stepper:
@@ -325,12 +329,18 @@ class _Stepper:
         where those are learned (else None)."""
         layer, p, config = self.layer, self.layer.p, self.config
         a, b = self._factors() if self.a is None or self.b is None else (self.a, self.b)
-        if self.fused:
-            gacc, sums, moments = l2_gradient(_accumulate(x, self.w), self.target, index, a, b, self.ranges, self.nu,
-                                              config.loss is LossType.L2REL, config.factor)
+        relative = config.loss is LossType.L2REL
+        if self.fused and x.laid is not None and x.picked is not None:  # a depthwise layer's: one pass over its rows
+            grad, sums, moments = depthwise_l2(x.laid, x.picked, self.w[:, 0, :], self.target, a, b, self.ranges,
+                                               self.nu, relative, config.factor)
+            gw = grad[:, None, :]
         else:
-            gacc, sums, moments = self._numpy_gradient(x, index, a, b)
-        gw = np.ascontiguousarray(_weight_grad(x, gacc, self.w.shape))
+            if self.fused:
+                gacc, sums, moments = l2_gradient(_accumulate(x, self.w), self.target, index, a, b, self.ranges,
+                                                  self.nu, relative, config.factor)
+            else:
+                gacc, sums, moments = self._numpy_gradient(x, index, a, b)
+            gw = np.ascontiguousarray(_weight_grad(x, gacc, self.w.shape))
         gdelta = sums * p.unit if config.learn_bias else None
         gphi = np.bincount(p.group_of, moments / (2.0 * p.wmax), minlength=len(layer.phi)).astype(np.float32) \
             if config.learn_scales else None

@@ -40,7 +40,7 @@ from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._common import njit
 
 __all__ = ["gather", "depthwise_rows", "depthwise_forward", "depthwise_backward", "soft_weights", "l2_gradient", "rounding_step",
-           "regulariser_powers", "step_part", "weight_parts", "adam_step", "ZETA", "GAMMA"]
+           "regulariser_powers", "step_part", "depthwise_l2", "weight_parts", "adam_step", "ZETA", "GAMMA"]
 
 _F = np.float32
 ZETA, GAMMA = 1.1, -0.1
@@ -208,6 +208,57 @@ def l2_gradient(acc: np.ndarray, target: np.ndarray, index: np.ndarray, a: np.nd
     _l2_gradient(acc, target, index, np.asarray(a, _F), np.asarray(b, _F), np.asarray(ranges, _F),
                  nu if relative else 1.0, factor, gacc, sums, moments)
     return gacc, sums, moments
+
+
+@njit(cache=True, error_model="numpy")
+def _depthwise_l2(rows: np.ndarray, offset: float, index: np.ndarray, w: np.ndarray, target: np.ndarray,
+                  a: np.ndarray, b: np.ndarray, ranges: np.ndarray, nu: float, factor: float, grad: np.ndarray,
+                  sums: np.ndarray, moments: np.ndarray) -> None:
+    taps, channels = w.shape
+    n_rows = len(index)
+    back = _F(offset)
+    plo, phi, olo, ohi = ranges[0], ranges[1], ranges[2], ranges[3]
+    one, zero, two, count, power, scale = _F(1.0), _F(0.0), _F(2.0), _F(n_rows), _F(nu), _F(factor)
+    acc, gacc = np.empty(channels, _F), np.empty(channels, _F)
+    grad[:] = 0.0
+    sums[:] = 0.0
+    moments[:] = 0.0
+    for r in range(n_rows):
+        x = rows[index[r]]
+        y_row = target[index[r]]
+        for c in range(channels):
+            acc[c] = 0.0
+        for k in range(taps):  # `_forward`'s sums
+            for c in range(channels):
+                acc[c] += (_F(x[k, c]) + back) * w[k, c]
+        for c in range(channels):  # `_l2_gradient`'s
+            z = a[c] * acc[c] + b[c]
+            clipped = min(max(z, plo), phi)
+            y = min(max(y_row[c], olo), ohi)
+            g = scale * (two * (min(max(clipped, olo), ohi) - y) / count / power)
+            g = g * (one if z >= plo and z <= phi and clipped >= olo and clipped <= ohi else zero)
+            gacc[c] = g * a[c]
+            sums[c] += g
+            moments[c] += g * (z - b[c])
+        for k in range(taps):  # `_backward`'s
+            for c in range(channels):
+                grad[k, c] += gacc[c] * (_F(x[k, c]) + back)
+
+
+def depthwise_l2(rows: tuple[np.ndarray, int], index: np.ndarray, w: np.ndarray, target: np.ndarray, a: np.ndarray,
+                 b: np.ndarray, ranges: np.ndarray, nu: float, relative: bool,
+                 factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`depthwise_forward`, `l2_gradient` and `depthwise_backward` of a depthwise layer in one pass over its
+    rows, each row read once (a third of the three's time at 960 channels): d loss / d w (C, K) float32,
+    and the column sums of `l2_gradient`. Each channel takes the same operations in the same order as in
+    those three: the same bits. (Cut into ranges of channels for two threads, its loops no longer
+    vectorized: ten times slower.)"""
+    source, offset = rows
+    channels = source.shape[2]
+    grad, sums, moments = np.empty(source.shape[1:], _F), np.empty(channels, _F), np.empty(channels, _F)
+    _depthwise_l2(source, float(offset), index, np.ascontiguousarray(w.T, _F), target, np.asarray(a, _F),
+                  np.asarray(b, _F), np.asarray(ranges, _F), nu if relative else 1.0, factor, grad, sums, moments)
+    return np.ascontiguousarray(grad.T), sums, moments
 
 
 # --------------------------------------------------------------- updates
