@@ -4,8 +4,9 @@ on the former Numba kernels, loops over rows x channels x taps, here), in one pr
 
 Each problem is a layer of 128 images of 64 rows (CenterFace's rows at the guide's default
 dataset_size), 4 images (256 rows) a step, l2rel: a dense 3x3 conv (64 → 64 channels), a 1x1 conv
-(128 → 64), and depthwise 3x3 convs of 64 and 256 channels. Both paths learn the same weights
-(checked here too). CPU-time medians of ``--repeats`` runs of ``--steps`` steps each; the load average
+(128 → 64), depthwise 3x3 convs of 64 and 256 channels, a 3x3 conv of 256 → 256 and CenterFace's
+deep, wide layers at 10x10 (1x1 convs 960 → 320, 160 → 960 and 960 → 160, a depthwise 3x3 of 960
+channels). Both paths learn the same weights (checked here too). CPU-time medians of ``--repeats`` runs of ``--steps`` steps each; the load average
 is printed, since the machine may be shared.
 
 ``--threads N`` runs the fused step's kernels on up to N threads (wall-clock time then, for both),
@@ -16,7 +17,7 @@ inputs (8-bit, 128 images of 64 positions, wall-clock medians): against the form
 written in (C, KH, KW) order, no prefetch), and for a depthwise layer against that gather followed
 by the former layout of its rows (`depthwise_rows`), one thread (``--threads`` to change).
 
-    python tests/bench/bench_trainstep.py [--steps 240] [--repeats 3] [--threads 1] [--only LAYER]
+    python tests/bench/bench_trainstep.py [--steps 240] [--repeats 3] [--threads 1] [--only LAYER] [--learning-rate 1e-3]
 """
 
 from __future__ import annotations
@@ -202,8 +203,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", help="the layers whose name contains this (the gathers too)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3,
+                        help="1e-2 is finetune's default (the guide's 1e-4 times FINETUNE_LR_FACTOR)")
     args = parser.parse_args()
-    config = replace(R.Config(images=128, epochs=64, batch_size=4, learning_rate=1e-3, loss=LossType.L2REL),
+    config = replace(R.Config(images=128, epochs=64, batch_size=4, learning_rate=args.learning_rate, loss=LossType.L2REL),
                      steps=args.steps)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     run(problem(2, 2, 9), replace(config, steps=4), R._Stepper)  # compile (or load) the kernels
