@@ -50,8 +50,8 @@ from alls.runtime.algorithms.patches import LaidRows, Rows
 from alls.runtime.exec.pool import ahead, each
 from alls.runtime.kernels import _parallel
 from alls.runtime.kernels.training import (GAMMA, ZETA, PER_WEIGHT, adam_step, depthwise_backward, depthwise_forward,
-                                           depthwise_l2, depthwise_rows, gather, l2_gradient, regulariser_powers, rounding_step,
-                                           soft_weights, step_part, weight_parts)
+                                           depthwise_l2, depthwise_rows, gather, l2_gradient, regulariser_powers,
+                                           rounding_step, soft_weights, step_part, weight_parts)
 
 __all__ = ["Problem", "Config", "Outcome", "train", "held_out", "held_out_images", "LOSSES", "HOLDOUT"]
 
@@ -360,8 +360,9 @@ class _Stepper:
         return None if beta is None else (-self.config.reg_weight * beta, beta - 1)
 
     def step(self, index: np.ndarray, lr: float, beta: float | None) -> None:
-        """One step on the rows ``index`` at learning rate ``lr`` (β: None while the regulariser is off): on
-        two threads where a second is free and has measured faster at this layer's shape (`_paired`)."""
+        """One step on the rows ``index`` at learning rate ``lr`` (β: None while the regulariser is off): a layer
+        of `PAIRED_WEIGHTS` or more on two threads where a second core is free and two have measured faster at
+        its shape (`_parallel.counted`): its powers beside the products, its update in two parts."""
         if self.paired:
             _parallel.counted(("training step", self.w.shape), PAIRED_WORK * self.w.size, 2,
                               lambda threads: self._run(index, lr, beta, threads))
@@ -394,7 +395,6 @@ class _Stepper:
             else:
                 self.m[i] = 0.9 * self.m[i] + grad
                 param -= lr * self.m[i]
-
 
     def _paired_update(self, gw: np.ndarray, powers: np.ndarray | None, reg: tuple[float, float] | None,
                        adam: tuple[np.ndarray, np.ndarray, np.ndarray, float, int]) -> None:

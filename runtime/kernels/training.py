@@ -18,13 +18,16 @@ products a step makes three passes:
 
 They follow NumPy's float32 arithmetic operation by operation (the same roundings in the same
 order; sums over the rows in row order, as NumPy reduces a column), so the step learns what the
-NumPy formulas learn, bit for bit (exp and pow are NumPy's own passes). The depthwise products
-sum the taps (forward) and the rows (backward) in order, one channel a lane. They and the
-outputs' pass run on one thread: a step's work on its 256 rows is below what a second thread
-pays for (`alls.runtime.kernels._parallel.WORK_PER_THREAD`). The weights' passes (a deep layer
-has up to 590k weights) are cut into ranges of weights on the threads `_parallel` chooses for
-their size and the free cores (`_by_weights`); each weight is computed alone, so the bits are the
-same on any number of threads.
+NumPy formulas learn, bit for bit (exp is NumPy's own pass; pow the C library's powf, which NumPy
+calls: `regulariser_powers`). The depthwise products sum the taps (forward) and the rows
+(backward) in order, one channel a lane; for the l2 and l2rel losses they and the outputs' pass
+are one pass over the rows (`depthwise_l2`), on one thread: a step's work on its 256 rows is below
+what a second thread pays for (`alls.runtime.kernels._parallel.WORK_PER_THREAD`). The weights'
+passes (a deep layer has up to 590k weights) are cut into ranges of weights on the threads
+`_parallel` chooses for their size and the free cores (`_by_weights`), or, for a step on two threads
+(`alls.runtime.algorithms.reconstruct`), into two parts, the update of V and the next soft weights
+together (`step_part`); each weight is computed alone, so the bits are the same on any number of
+threads.
 """
 
 from __future__ import annotations
