@@ -432,3 +432,42 @@ def test_the_depthwise_pass_is_its_three_kernels_bit_for_bit(span, relative):
     for g, expected in zip(got, (want, sums, moments)):
         assert g.dtype == F32
         np.testing.assert_array_equal(g, expected)
+
+
+def test_a_wide_layers_step_leaves_the_core_of_an_aside_work(monkeypatch):
+    """While an aside work runs (finetune's check of the start network, on the core the training leaves),
+    a wide layer's step and its checks stay on the calling thread; once it is done, they take two."""
+    import threading
+
+    from alls.runtime.exec import pool
+
+    if POOL < 2:
+        pytest.skip("Numba's pool has one thread (NUMBA_NUM_THREADS or one core)")
+    p, config = wide(), replace(BASE, learn_bias=True, reg_warmup=0.1)
+    nu = R._target_power(p)
+    paired, ahead = [], R.ahead
+    monkeypatch.setattr(R, "ahead", lambda work: paired.append(work) or ahead(work))
+    monkeypatch.setattr(_parallel, "free_cores", lambda: 2)
+    monkeypatch.setattr(_parallel, "WORK_PER_THREAD", 1)
+    monkeypatch.setattr(_parallel, "_pick", lambda site, most: most)
+    release = threading.Event()
+    held = pool.aside(release.wait)
+    before = _parallel.set_budget(2)
+    try:
+        assert pool.aside_running()
+        stepper = R._Stepper(R._Layer(p), config, nu)
+        for step in range(4):
+            stepper.step(np.arange(64), *R._schedule(step, 4, config))
+        assert not paired
+        release.set()
+        held.result()
+        for _ in range(100):  # the aside thread's count falls just after its result is set
+            if not pool.aside_running():
+                break
+            threading.Event().wait(0.01)
+        assert not pool.aside_running()
+        stepper.step(np.arange(64), *R._schedule(3, 4, config))
+        assert paired
+    finally:
+        release.set()
+        _parallel.set_budget(before)

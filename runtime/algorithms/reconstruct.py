@@ -47,7 +47,7 @@ from alls.catalogue import POST_SUBCOMMANDS
 from alls.plan import LossType, Optimizer
 from alls.runtime.algorithms.losses import LOSSES
 from alls.runtime.algorithms.patches import LaidRows, Rows
-from alls.runtime.exec.pool import ahead, each
+from alls.runtime.exec.pool import ahead, aside_running, each
 from alls.runtime.kernels import _parallel
 from alls.runtime.kernels.training import (GAMMA, ZETA, PER_WEIGHT, adam_step, depthwise_backward, depthwise_forward,
                                            depthwise_l2, depthwise_rows, gather, l2_gradient, regulariser_powers,
@@ -279,7 +279,8 @@ def _target_power(p: Problem, chunk: int = 4096) -> float:
 def _evaluate(layer: _Layer, config: Config, nu: float, index: np.ndarray, hard: bool = True,
               chunk: int = 4096) -> float:
     """The reconstruction loss of the (rounded) layer on the rows ``index``: ``chunk`` rows at a time, as many
-    at once as `alls.runtime.exec.pool.each` finds cores free (each part's loss alone, summed in order)."""
+    at once as `alls.runtime.exec.pool.each` finds cores free, one at a time while an aside work (finetune's
+    check of the start network) holds the other core (each part's loss alone, summed in order)."""
     w = layer.weights(hard)
 
     def loss(part: np.ndarray) -> float:
@@ -288,8 +289,8 @@ def _evaluate(layer: _Layer, config: Config, nu: float, index: np.ndarray, hard:
         value: float = LOSSES[config.loss](yh, y, nu)[0] * len(part)
         return value
 
-    total = 0.0
-    for value in each([index[start:start + chunk] for start in range(0, len(index), chunk)], loss):
+    total, parts = 0.0, [index[start:start + chunk] for start in range(0, len(index), chunk)]
+    for value in map(loss, parts) if aside_running() else each(parts, loss):
         total += value
     return config.factor * total / max(len(index), 1)
 
@@ -362,8 +363,9 @@ class _Stepper:
     def step(self, index: np.ndarray, lr: float, beta: float | None) -> None:
         """One step on the rows ``index`` at learning rate ``lr`` (β: None while the regulariser is off): a layer
         of `PAIRED_WEIGHTS` or more on two threads where a second core is free and two have measured faster at
-        its shape (`_parallel.counted`): its powers beside the products, its update in two parts."""
-        if self.paired:
+        its shape (`_parallel.counted`), and no aside work holds it: its powers beside the products, its update
+        in two parts."""
+        if self.paired and not aside_running():  # (the core an aside work runs on is not free)
             _parallel.counted(("training step", self.w.shape), PAIRED_WORK * self.w.size, 2,
                               lambda threads: self._run(index, lr, beta, threads))
         else:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
-__all__ = ["each", "workers", "ahead", "aside"]
+__all__ = ["each", "workers", "ahead", "aside", "aside_running"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -85,6 +85,7 @@ def each(items: Sequence[T], work: Callable[[T], R]) -> Iterator[R]:
 
 _pool: list[ThreadPoolExecutor] = []
 _pool_lock = threading.Lock()
+_asides = [0]  # `aside` works running now
 
 
 def _threads() -> ThreadPoolExecutor:
@@ -117,9 +118,22 @@ def aside(work: Callable[[], R]) -> Future[R]:
             future.set_result(_alone(lambda _: work(), None))
         except BaseException as exc:  # handed to whoever asks for the result
             future.set_exception(exc)
+        finally:
+            with _pool_lock:
+                _asides[0] -= 1
+
+    with _pool_lock:
+        _asides[0] += 1
 
     threading.Thread(target=run, name="alls-aside", daemon=True).start()
     return future
+
+
+def aside_running() -> bool:
+    """Whether an `aside` work is running: it holds the core the rest of the run leaves idle, which
+    `_parallel.free_cores` counts as this process's own, so free; work that would take that core beside
+    the caller (`ahead`) waits until it is done."""
+    return _asides[0] > 0
 
 
 def _lower_priority() -> None:
