@@ -295,7 +295,8 @@ def sequential_max(x, ho, wo):
     return out
 
 
-@pytest.mark.parametrize("shape", [(8, 32, 8, 8), (2, 3, 9, 8), (1, 4, 7, 10), (3, 5, 6, 2)], ids=str)
+@pytest.mark.parametrize("shape", [(8, 32, 8, 8), (2, 3, 9, 8), (1, 4, 7, 10), (3, 5, 6, 2), (2, 3, 4, 16), (2, 2, 5, 12),
+                                   (1, 1, 2, 8)], ids=str)
 def test_the_2x2_max_pool_keeps_the_window_order(shape):
     x = RNG.standard_normal(shape).astype(np.float32)
     flat = x.reshape(-1)
