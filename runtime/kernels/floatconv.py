@@ -27,7 +27,9 @@ the same step in one pass per image (`bias_activate`).
 Where an image's plane fills less than `FOLD_BELOW` of its blocks' lanes (small planes: a 4x4
 output padded to 6x6 fills 16 of 32), `conv` folds the batch into the positions instead
 (`floatfold`), with the same micro-kernel and the same sums; a small stride-1 plane as wide as its
-input, of whole blocks, is read in place instead, the padding masked off the loads (`floatfold.in_place`). The weights are packed once per
+input, of whole blocks, is read in place instead, the padding masked off the loads (`floatfold.in_place`); a
+plane of at most `floatlanes.UP_TO` outputs runs with the output channels in the lanes and no tap of the
+padding (`floatlanes`). The weights are packed once per
 parameter array (`floatpack.packed`) and a geometry's offsets and kernel worked out once (`_Plan`).
 
 Summation order: every output is ``(((x0·w0 + x1·w1) + x2·w2) + ...) + bias``, the taps in the
