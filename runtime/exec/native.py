@@ -316,11 +316,10 @@ def _in_parts(graph: Graph, inputs: Mapping[str, Array] | Array,
     return {name: np.concatenate([part[name] for part in parts]) for name in first}, {}
 
 
-# `_parallel`'s budget and Numba's thread count, imported on the first run (Numba is loaded then), then at hand
+# `_parallel`'s scope, its budget's setter and its unasked budget, imported on the first run (Numba is loaded
+# then), then at hand
 _threads: list[tuple[Callable[[], int | None], Callable[[int | None], int | None], int]] = []
-
-
-_UNTAPPED: frozenset[str] = frozenset()
+_UNTAPPED: frozenset[str] = frozenset()  # a run's taps when it has none (made once)
 
 
 def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str, Mapping[str, Array]] | None,

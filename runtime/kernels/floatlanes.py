@@ -51,7 +51,6 @@ I64 = npt.NDArray[np.int64]
 LANES = 8  # output channels a vector, and a packed block of the weights
 UP_TO = 64  # outputs a plane: at most this many, the conv runs here (`takes`)
 MIN_TAPS = 27  # taps an output (C·KH·KW): at least this many
-_MOST = 6  # positions a call of the widest kernel
 
 _alloca_once_value: Callable[[Any, Any], Any] = cgutils.alloca_once_value
 _get_or_insert_function: Callable[[Any, Any, str], Any] = cgutils.get_or_insert_function
