@@ -295,9 +295,9 @@ def _in_parts(graph: Graph, inputs: Mapping[str, Array] | Array,
     if isinstance(inputs, np.ndarray):
         n = len(inputs) if inputs.ndim else 0
         if not params and largest is not None and n * largest <= PART_BYTES:  # `_run`'s plain run, straight
-            steps, first, kept = _schedule(graph, _UNTAPPED)
-            if first is not None:
-                return _plain(steps, kept, _feeds(graph, inputs, first)), {}
+            steps, only, kept = _schedule(graph, _UNTAPPED)
+            if only is not None:
+                return _plain(steps, kept, _feeds(graph, inputs, only)), {}
     else:
         counts = {len(x) if x.ndim else 0 for x in map(np.asarray, inputs.values())}
         n = counts.pop() if len(counts) == 1 else 0
