@@ -264,7 +264,7 @@ def run(key: Hashable, work: int, parts: int, kernel: Callable[..., Any], *args:
 def _on(threads: int, kernel: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     # inside a runtime call Numba's count is the budget (set with it, put back by each call here);
     # asking Numba costs microseconds, which a small layer's kernel call does not
-    before = getattr(_local, "budget", None) or numba.get_num_threads()
+    before = budget()
     if threads == before or (threads == 1 and _serial(kernel)):
         return kernel(*args)  # (a kernel without a parallel region runs on the calling thread whatever the count)
     numba.set_num_threads(threads)
