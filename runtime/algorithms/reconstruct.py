@@ -48,7 +48,7 @@ from alls.plan import LossType, Optimizer
 from alls.runtime.algorithms.losses import LOSSES
 from alls.runtime.algorithms.patches import LaidRows, Rows
 from alls.runtime.exec.pool import ahead, aside_running, each
-from alls.runtime.kernels import _parallel
+from alls.runtime.kernels._parallel import counted
 from alls.runtime.kernels.training import (GAMMA, ZETA, PER_WEIGHT, adam_step, depthwise_backward, depthwise_forward,
                                            depthwise_l2, depthwise_rows, gather, l2_gradient, regulariser_powers,
                                            rounding_step, soft_weights, step_part, weight_parts)
@@ -366,8 +366,8 @@ class _Stepper:
         its shape (`_parallel.counted`), and no aside work holds it: its powers beside the products, its update
         in two parts."""
         if self.paired and not aside_running():  # (the core an aside work runs on is not free)
-            _parallel.counted(("training step", self.w.shape), PAIRED_WORK * self.w.size, 2,
-                              lambda threads: self._run(index, lr, beta, threads))
+            counted(("training step", self.w.shape), PAIRED_WORK * self.w.size, 2,
+                    lambda threads: self._run(index, lr, beta, threads))
         else:
             self._run(index, lr, beta, 1)
 
