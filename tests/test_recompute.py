@@ -78,16 +78,20 @@ def test_the_store_spills_what_is_not_worth_computing_again_or_whose_inputs_it_d
 
 def test_the_rule_weighs_the_runs_repeated_against_the_disk_saved():
     image = 1 << 20  # a MiB a image: 2.4 ms to write, 0.8 ms to read
-    disk = image * (recompute.DISK_WRITE_SECONDS + recompute.DISK_READ_SECONDS)
+    saved = image * (recompute.DISK_WRITE_SECONDS + 2 * recompute.DISK_READ_SECONDS)  # read twice
+    weight = recompute.COMPUTE_WEIGHT
     assert recompute.worth(_again([], seconds=1.0, reads=1), image)  # read once: the run is only moved
-    assert recompute.worth(_again([], seconds=0.9 * disk, reads=2), image)
-    assert not recompute.worth(_again([], seconds=1.1 * (disk + image * recompute.DISK_READ_SECONDS), reads=2),
-                               image)
+    assert recompute.worth(_again([], seconds=0.9 * saved / weight, reads=2), image)
+    assert not recompute.worth(_again([], seconds=1.1 * saved / weight, reads=2), image)
+    assert not recompute.worth(_again([], seconds=0.9 * saved / weight, reads=3), image)
     # a 1x1 convolution of 16 to 96 channels (CenterFace's conv3), read by a layer trained on it: its
     # run costs about a third of the disk's write and read of its output
     conv = recompute.run_seconds(16 * 96, 96, 16)
     assert recompute.worth(_again([], seconds=conv, reads=2), 96)
     assert 2.5 * conv < 96 * (recompute.DISK_WRITE_SECONDS + recompute.DISK_READ_SECONDS)
+    # the depthwise 3x3 on it, the expansion run again for each of its reads, is not
+    depthwise = recompute.run_seconds(9 * 96, 96, 96)
+    assert not recompute.worth(_again([], seconds=depthwise + conv, reads=2), 96)
 
 
 # ------------------------------------------------------------- lifetimes
@@ -121,7 +125,7 @@ def test_a_chain_reads_through_and_frees_every_link_when_its_end_dies():
     first = store.allocate((6, 2), np.uint8, _again([x], seconds=2e-9, reads=1))
     store["first"] = first
     del store["x"]
-    # a chain is weighed as if read twice: its runs (3 ns an image) against the disk's write and two reads
+    # a chain is weighed as if read twice: its runs (3 ns an image, weighed twice) against the disk's write and two reads
     # of its 2 bytes an image (8 ns)
     costly = store.allocate((6, 2), np.uint8, _again([first], seconds=7e-9))
     assert isinstance(costly, stream.Spill)

@@ -18,13 +18,18 @@ spilled, each read then reading theirs from disk).
 ``C`` a run with its inputs read (``c``, every `Recomputed` input's ``C`` and every spilled input's
 bytes at `DISK_READ_SECONDS`), ``B`` the output's bytes and ``k`` the full reads it will get, a
 spilled tensor costs ``C + B·(DISK_WRITE_SECONDS + k·DISK_READ_SECONDS)`` (run once, written, read
-back k times) and a recomputed one ``k·C``; the tensor is computed again where the second is no
-larger. A tensor read once is always computed again (its run is only moved to where it is read);
-one read k times is where its runs repeated, ``(k − 1)·C``, cost no more than the disk it saves:
-an expansion's 1x1 convolution on inputs held in memory, read by a layer that is trained on it
-(twice), is. A chain (a layer on a `Recomputed` input) is weighed as if read twice at least, so
-its run, the runs of the chain before it included, never costs more than the disk's write and two
-reads of its output: that bounds the chain, and what a miscounted read can cost. The constants:
+back k times) and a recomputed one ``k·C``. The arithmetic is weighed at `COMPUTE_WEIGHT` times
+the disk's time: a pass for a store runs its parts a part a thread so that one part's wait for the
+disk is another's arithmetic, and the training and the whole-network check beside it use a core
+the disk leaves idle, while arithmetic added takes a core from them; so the tensor is computed
+again where ``(k − 1)·C·COMPUTE_WEIGHT ≤ B·(DISK_WRITE_SECONDS + k·DISK_READ_SECONDS)``. A
+tensor read once is always computed again (its run is only moved to where it is read); an
+expansion's 1x1 convolution on inputs held in memory, read by a layer that is trained on it
+(twice), is (1.1 ns a byte, twice that weighed, against 4.0 ns of disk). A chain (a layer on a
+`Recomputed` input) is weighed as if read twice at least, so its run, the runs of the chain before
+it included, never costs more than the disk's write and two reads of its output: that bounds the
+chain, and what a miscounted read can cost (CenterFace's depthwise layers on a recomputed
+expansion, 2.8-3.0 ns a byte with the expansion, are spilled). The constants:
 
 - `DISK_WRITE_SECONDS`, `DISK_READ_SECONDS`: CenterFace's 2048-image finetune wrote 12.3 GiB
   to ``/tmp`` in 27-35 s and read it back in about 10 s (a disk shared with other work, about
@@ -69,6 +74,7 @@ DISK_READ_SECONDS = 0.8e-9  # a byte read back (12.3 GiB in about 10 s)
 MAC_SECONDS = 0.021e-9  # an integer multiply-accumulate, on one thread
 ELEMENT_SECONDS = 0.7e-9  # an output element's own work (requantization, the write), on one thread
 INPUT_SECONDS = 0.6e-9  # an input element read (centred, padded), on one thread
+COMPUTE_WEIGHT = 2.0  # a second of arithmetic weighed as this many of the disk's (see the rule)
 
 Run = Callable[[list[np.ndarray]], np.ndarray]
 
@@ -150,4 +156,4 @@ def worth(again: Again, image_bytes: int) -> bool:
     reads, chain = max(1, again.reads), chain_seconds(again)
     if any(isinstance(x, Recomputed) for x in again.inputs):  # a chain: as if read twice at least
         reads = max(2, reads)
-    return reads * chain <= chain + image_bytes * (DISK_WRITE_SECONDS + reads * DISK_READ_SECONDS)
+    return (reads - 1) * chain * COMPUTE_WEIGHT <= image_bytes * (DISK_WRITE_SECONDS + reads * DISK_READ_SECONDS)

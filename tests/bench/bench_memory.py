@@ -73,7 +73,8 @@ trained = qmodel.report["finetune"]
 print(json.dumps({"seconds": seconds, "layers": len(trained), "kept": sum(r["kept"] for r in trained),
                   "training": sum(r["seconds"] for r in trained), "steps": sum(r["steps"] for r in trained),
                   "spilled": sum(s.spilled for s in stores),
-                  "recomputed": sum(getattr(s, "recomputed", 0) for s in stores)}))
+                  "recomputed": sum(getattr(s, "recomputed", 0) for s in stores),
+                  "stores": [[s.budget, s.spilled, getattr(s, "recomputed", 0)] for s in stores]}))
 """
 
 
@@ -282,11 +283,12 @@ def main() -> None:
     result = measure(model, images, args.images, args.epochs, args.memory_limit)
     print(f"CenterFace 320x320, finetune on {args.images} images ({size / 2**30:.2f} GiB memory-mapped), "
           f"epochs {args.epochs or 'default'}, memory limit {args.memory_limit}:")
-    print(f"  quantize {result['seconds']:.0f} s (child wall {result['wall']:.0f} s), peak RSS "
+    print(f"  quantize {result['seconds']:.0f} s (child wall {result['wall']:.0f} s, CPU {result['cpu']:.0f} s), peak RSS "
           f"{result['peak_bytes'] / 2**30:.2f} GiB, {result['layers']} layers trained ({result['kept']} kept), "
           f"load average {result['load']:.2f} before the run, {os.getloadavg()[0]:.2f} after")
     print(f"  spilled to disk {result['spilled'] / 2**30:.2f} GiB, computed again instead "
-          f"{result['recomputed'] / 2**30:.2f} GiB")
+          f"{result['recomputed'] / 2**30:.2f} GiB; by store (budget: spilled, computed again): " + ", ".join(
+              f"{b / 2**20:.0f} MiB: {s / 2**30:.2f}, {r / 2**30:.2f} GiB" for b, s, r in result["stores"] if s or r))
     print(f"  of which training the layers {result['training']:.0f} s ({result['steps']} steps, "
           f"{1e3 * result['training'] / max(result['steps'], 1):.1f} ms a step; the rest is calibration, the "
           "integer pass and the float targets)")
