@@ -10,7 +10,7 @@ time and keep the tensors of a pass over all of them within a memory limit
 - `Store`: the live tensors of a pass over many images, held in memory while they fit its budget,
   beyond it written to an unlinked temporary file and read back a part at a time (``pread``;
   never mapped, so what is read back is this process's memory only while it is used), or, for a
-  layer cheap to run again on inputs held in memory, computed again at every read
+  layer cheap to run again on inputs the store holds, computed again at every read
   (`alls.runtime.exec.recompute`).
 
 Reading a slice gives the same bytes as slicing the whole array, and every layer treats its
