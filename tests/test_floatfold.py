@@ -12,7 +12,7 @@ import pytest
 
 floatconv = pytest.importorskip("alls.runtime.kernels.floatconv")
 
-from alls.runtime.kernels import _parallel, floatfold, floatpack  # noqa: E402
+from alls.runtime.kernels import _parallel, floatfold, floatlanes, floatpack  # noqa: E402
 from alls.runtime.kernels.floating import global_pool, maxpool  # noqa: E402
 from test_floatconv import reference  # noqa: E402
 
@@ -36,13 +36,14 @@ SMALL = [
     ((2, 6, 16, 16), (12, 1, 1), (2, 2), (1, 1), (0, 0, 0, 0)),  # stacked, 1x1 at stride 2
     ((6, 8, 3, 3), (4, 3, 3), (1, 1), (1, 1), (0, 0, 0, 0)),  # one output a plane: a 4-row block
 ]
-# Stride 1, rows as wide as the input's, planes of whole blocks: read in place under masks
+# Stride 1, rows as wide as the input's, planes of whole blocks: read in place under masks (planes of
+# more than `floatlanes.UP_TO` outputs, or fewer taps than `floatlanes.MIN_TAPS`: smaller ones run there)
 IN_PLACE = [
-    ((2, 5, 4, 8), (7, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
-    ((3, 4, 8, 8), (13, 5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),  # 13 channels: a 1-row block last
-    ((2, 3, 8, 4), (6, 3, 3), (1, 1), (2, 2), (2, 2, 2, 2)),  # dilated
-    ((2, 3, 8, 4), (4, 3, 3), (1, 1), (1, 1), (2, 1, 0, 1)),  # rows shifted down
-    ((2, 3, 3, 8), (5, 2, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # Ho = H + 1: a row past the input
+    ((2, 5, 8, 12), (7, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+    ((3, 4, 10, 8), (13, 5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),  # 13 channels: a 1-row block last
+    ((2, 3, 20, 4), (6, 3, 3), (1, 1), (2, 2), (2, 2, 2, 2)),  # dilated
+    ((2, 3, 24, 4), (4, 3, 3), (1, 1), (1, 1), (2, 1, 0, 1)),  # rows shifted down
+    ((2, 3, 3, 8), (5, 2, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # Ho = H + 1: a row past the input; 18 taps
     ((1, 2, 16, 16), (3, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # IN_PLACE_UP_TO outputs
     ((5, 3, 4, 4), (2, 1, 1), (1, 1), (1, 1), (0, 0, 0, 0)),  # 1x1
 ]
@@ -102,13 +103,15 @@ def test_the_folded_conv_gives_the_direct_convs_bits(geometry, activation):
 
 
 def test_the_default_folds_small_planes_only():
-    """A 4x4 plane padded to 6x6 fills 16 of the direct conv's 32 lanes: folded; a 40x40 plane fills
-    1600 of 1680: direct."""
-    small = floatconv._plan((8, 32, 6, 6), (32, 32, 3, 3), (1, 1), (1, 1), (0, 0, 0, 0), None)
+    """A 12x12 plane (14 columns a row) fills 144 of the direct conv's 176 lanes: folded; a 40x40 plane
+    fills 1600 of 1680: direct. A plane of at most 64 outputs runs with the channels in the lanes."""
+    small = floatconv._plan((8, 32, 14, 14), (32, 32, 3, 3), (1, 1), (1, 1), (0, 0, 0, 0), None)
     large = floatconv._plan((1, 3, 40, 40), (16, 3, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1), None)
     assert small.serial is floatfold.stack_part and large.serial is floatconv.conv_part
-    same = floatconv._plan((8, 32, 4, 4), (32, 32, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1), None)
+    same = floatconv._plan((8, 32, 8, 12), (32, 32, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1), None)
     assert same.serial is floatfold.in_place_part  # as wide as its input, whole blocks: read in place
+    tiny = floatconv._plan((8, 32, 4, 4), (32, 32, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1), None)
+    assert tiny.serial is floatlanes.lanes_part
     odd = floatconv._plan((2, 8, 10, 10), (8, 8, 3, 3), (1, 1), (1, 1), (1, 1, 1, 1), None)
     assert odd.serial is floatfold.fold_part  # 100 outputs a plane: not whole blocks, interleaved
 
@@ -292,7 +295,8 @@ def sequential_max(x, ho, wo):
     return out
 
 
-@pytest.mark.parametrize("shape", [(8, 32, 8, 8), (2, 3, 9, 8), (1, 4, 7, 10), (3, 5, 6, 2)], ids=str)
+@pytest.mark.parametrize("shape", [(8, 32, 8, 8), (2, 3, 9, 8), (1, 4, 7, 10), (3, 5, 6, 2), (2, 3, 4, 16), (2, 2, 5, 12),
+                                   (1, 1, 2, 8)], ids=str)
 def test_the_2x2_max_pool_keeps_the_window_order(shape):
     x = RNG.standard_normal(shape).astype(np.float32)
     flat = x.reshape(-1)

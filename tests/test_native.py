@@ -182,3 +182,41 @@ def test_a_large_batch_runs_in_parts_with_the_same_outputs(monkeypatch):
     run_float(graph, x, taps=["conv1"])
     run_float(graph, x, watch=lambda layer, y: None)
     assert seen == [37, 37]
+
+
+def test_a_small_run_asks_numba_its_thread_count_only_when_a_kernel_needs_it(monkeypatch):
+    """Outside a runtime call a float run's budget is Numba's count, asked by the first kernel call
+    that needs it and kept for the run (`_parallel.UNASKED`): the digits CNN's layers are all too small
+    for threads and never ask; a depthwise conv called through `depthwise` asks once, and gets the count."""
+    import numba
+
+    from alls.runtime.kernels import _parallel
+    from alls.runtime.kernels.floatdw import depthwise
+
+    graph = alls.load_model(DIGITS, input_shapes=(1, 1, 8, 8))
+    x = np.random.default_rng(0).uniform(0, 1, (8, 1, 8, 8)).astype(np.float32)
+    want = run_float(graph, x)[0]
+    host, asked = numba.get_num_threads(), []
+    monkeypatch.setattr(numba, "get_num_threads", lambda: asked.append(1) or host)
+    got = run_float(graph, x)[0]
+    assert asked == [] and _parallel.scoped() is None
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    outer = _parallel.set_budget(_parallel.UNASKED)
+    try:
+        weight, bias = np.ones((4, 3, 3), np.float32), np.zeros(4, np.float32)
+        for _ in range(2):
+            depthwise(x.repeat(4, axis=1), weight, bias, (1, 1), (1, 1), (1, 1, 1, 1), (8, 8))
+        assert asked == [1] and _parallel.budget() == host
+    finally:
+        _parallel.set_budget(outer)
+
+
+def test_an_output_layer_gives_its_input_as_it_is():
+    graph = alls.load_model(DIGITS, input_shapes=(1, 1, 8, 8))
+    x = np.random.default_rng(0).uniform(0, 1, (3, 1, 8, 8)).astype(np.float32)
+    outputs, taps = run_float(graph, x, taps=["fc1"])
+    plain = run_float(graph, x)[0]
+    (name, y), = plain.items()
+    np.testing.assert_array_equal(y, taps[next(iter(taps))])
+    assert y.dtype == np.float32 and y.flags.c_contiguous and np.array_equal(outputs[name], y)

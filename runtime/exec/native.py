@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from operator import is_
 
@@ -109,6 +109,18 @@ class _Step:
     offer: tuple[int, ...] = ()  # the positions of the dropped inputs, when the layer's kind overwrites
     watch: bool = False  # the tensor is offered to a later layer: whether it is memory of its own is kept
     prepare: Prepare | None = None  # the kind's `Op.prepare`, where it has one
+    passes: bool = False  # an output layer without activation: its input is its tensor (`_plain`)
+    row: Row = field(init=False, repr=False, compare=False)  # what `_plain` reads, in one tuple
+
+    def __post_init__(self) -> None:
+        flow = _PREPARED if self.prepare is not None else _PASSES if self.passes else _GENERAL
+        object.__setattr__(self, "row", (self.layer, self.layer.params, self.layer.name, self.inputs, self.drop,
+                                         self.watch, self.output, flow))
+
+
+# How `_plain` runs a step: its prepared call, its input as it is (`_Step.passes`), or `run_layer`
+_GENERAL, _PREPARED, _PASSES = 0, 1, 2
+Row = tuple[Layer, Mapping[str, Array], str, tuple[str, ...], tuple[str, ...], bool, bool, int]
 
 
 Prepare = Callable[[Layer, Mapping[str, Array]], Callable[[list[Array]], Array] | None]
@@ -147,11 +159,18 @@ def _scheduled(graph: Graph, wanted: frozenset[str]) -> Schedule:
             offered = {layer.inputs[k] for layer, offer in zip(graph, offers) for k in offer}
             steps = tuple(
                 _Step(layer, tuple(layer.inputs), drop, layer.name in wanted, layer.kind == "output_layer", offer,
-                      layer.name in offered, _preparer(layer))
+                      layer.name in offered, _preparer(layer), _passes(layer))
                 for layer, drop, offer in zip(graph, drops, offers))
             inputs = graph.inputs
             found = kept[wanted] = steps, inputs[0].name if len(inputs) == 1 else None, [None] * len(steps)
         return found
+
+
+def _passes(layer: Layer) -> bool:
+    """Whether ``layer`` gives its one input as it is (`run_layer` of a float32 array): an output layer
+    without activation."""
+    return layer.kind == "output_layer" and layer.activation in (None, Activation.LINEAR) and \
+        len(layer.inputs) == 1 and layer.supported and "output_layer" in OPS
 
 
 def _preparer(layer: Layer) -> Prepare | None:
@@ -212,16 +231,16 @@ def run_float(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping
     result into that memory, so a watcher copies what it keeps.
     """
     if not _threads:
-        import numba
+        from alls.runtime.kernels._parallel import UNASKED, scoped as _scoped, set_budget as _set_budget
 
-        from alls.runtime.kernels._parallel import scoped as _scoped, set_budget as _set_budget
-
-        _threads.append((_scoped, _set_budget, numba.get_num_threads))
-    scoped, budget, count = _threads[0]
+        _threads.append((_scoped, _set_budget, UNASKED))
+    scoped, budget, unasked = _threads[0]
     plain = observe is None and watch is None and not taps
     if scoped() is not None:
         return _in_parts(graph, inputs, params) if plain else _run(graph, inputs, params, taps, observe, watch)
-    outer = budget(count())  # outside a runtime call: Numba's count, asked once for the run, not per kernel call
+    # outside a runtime call: Numba's count, asked once for the run by the first kernel call that needs it
+    # (`_parallel.UNASKED`: none does on a small network), not per kernel call
+    outer = budget(unasked)
     try:
         return _in_parts(graph, inputs, params) if plain else _run(graph, inputs, params, taps, observe, watch)
     finally:
@@ -247,9 +266,10 @@ _largest: weakref.WeakKeyDictionary[Graph, int | None] = weakref.WeakKeyDictiona
 def _largest_output(graph: Graph) -> int | None:
     """Bytes of an image's largest layer output (float32), worked out once a graph; None where a
     layer's size is not fixed (a free height or width)."""
-    if graph in _largest:
-        return _largest[graph]
-    largest: int | None = 1
+    largest = _largest.get(graph, -1)  # (one lookup: a weak key costs a reference made and dropped)
+    if largest != -1:
+        return largest
+    largest = 1
     for layer in graph:
         dims = layer.output_shape[1:]
         if not all(isinstance(d, int) for d in dims):
@@ -272,9 +292,15 @@ def _in_parts(graph: Graph, inputs: Mapping[str, Array] | Array,
     """A plain run, over parts of `PART_BYTES` of the largest output (`stream.blocks`) when the batch
     is larger; the outputs joined (the whole batch at once where an output does not keep the image axis)."""
     largest = _largest_output(graph)
-    arrays = [inputs] if isinstance(inputs, np.ndarray) else [np.asarray(x) for x in inputs.values()]
-    counts = {len(x) if x.ndim else 0 for x in arrays}
-    n = counts.pop() if len(counts) == 1 else 0
+    if isinstance(inputs, np.ndarray):
+        n = len(inputs) if inputs.ndim else 0
+        if not params and largest is not None and n * largest <= PART_BYTES:  # `_run`'s plain run, straight
+            steps, only, kept = _schedule(graph, _UNTAPPED)
+            if only is not None:
+                return _plain(steps, kept, _feeds(graph, inputs, only)), {}
+    else:
+        counts = {len(x) if x.ndim else 0 for x in map(np.asarray, inputs.values())}
+        n = counts.pop() if len(counts) == 1 else 0
     if largest is None or n * largest <= PART_BYTES:
         return _run(graph, inputs, params, None, None, None)
     feeds = _feeds(graph, inputs, graph.inputs[0].name if len(graph.inputs) == 1 else None)
@@ -290,8 +316,10 @@ def _in_parts(graph: Graph, inputs: Mapping[str, Array] | Array,
     return {name: np.concatenate([part[name] for part in parts]) for name in first}, {}
 
 
-# `_parallel`'s budget and Numba's thread count, imported on the first run (Numba is loaded then), then at hand
-_threads: list[tuple[Callable[[], int | None], Callable[[int | None], int | None], Callable[[], int]]] = []
+# `_parallel`'s scope, its budget's setter and its unasked budget, imported on the first run (Numba is loaded
+# then), then at hand
+_threads: list[tuple[Callable[[], int | None], Callable[[int | None], int | None], int]] = []
+_UNTAPPED: frozenset[str] = frozenset()  # a run's taps when it has none (made once)
 
 
 def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str, Mapping[str, Array]] | None,
@@ -300,7 +328,7 @@ def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str,
     if taps == "all":
         wanted = frozenset(layer.name for layer in graph)
     else:
-        wanted = frozenset(graph[t].name for t in (taps or ())) if taps else frozenset()
+        wanted = frozenset(graph[t].name for t in (taps or ())) if taps else _UNTAPPED
     steps, first, kept = _schedule(graph, wanted)
     feeds = _feeds(graph, inputs, first)
     if observe is None and watch is None and not wanted and not params:
@@ -309,7 +337,8 @@ def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str,
     values: dict[str, Array] = {}
     outputs: dict[str, Array] = {}
     tapped: dict[str, Array] = {}
-    held, fresh = list(feeds.values()), set[str]()  # what the caller holds; tensors of their own memory
+    held: list[Array] = list(feeds.values())  # what the caller holds
+    fresh: set[str] = set()  # tensors of their own memory
     for k, step in enumerate(steps):
         layer = step.layer
         name = layer.name
@@ -354,25 +383,36 @@ def _run(graph: Graph, inputs: Mapping[str, Array] | Array, params: Mapping[str,
 def _plain(steps: tuple[_Step, ...], kept: list[Prepared | None], feeds: dict[str, Array]) -> dict[str, Array]:
     """`_run` of a plain run (no taps, observer, watcher or replaced parameters): the same steps, with
     only what such a run needs looked at, since on a small network the executor's own work a layer
-    is as much as a layer's kernel. Returns the outputs."""
+    is as much as a layer's kernel (`_prepared`'s test inline: a call a layer less). Returns the outputs."""
     values: dict[str, Array] = dict(feeds)
     outputs: dict[str, Array] = {}
-    held, fresh = list(feeds.values()), set[str]()
+    held: list[Array] = list(feeds.values())
+    fresh: set[str] = set()
     for k, step in enumerate(steps):
-        layer = step.layer
-        if step.prepare is not None:
-            run = _prepared(step, kept, k, layer.params)
+        layer, p, name, inputs, drop, watch, output, flow = step.row  # (p: the frozen layer's own mapping)
+        if flow == _PREPARED:
+            entry = kept[k]
+            if entry is not None and entry[0] is p and len(entry[1]) == len(p) and all(map(is_, entry[1], p.values())):
+                run = entry[2]
+            else:
+                run = _prepared(step, kept, k, p)
             if run is not None:
-                inputs = step.inputs
-                y = values[layer.name] = run([values[inputs[0]]] if len(inputs) == 1 else
-                                             [values[n] for n in inputs])
-                if step.watch:
-                    fresh.add(layer.name)
-                for n in step.drop:
+                y = values[name] = run([values[inputs[0]]] if len(inputs) == 1 else [values[n] for n in inputs])
+                if watch:
+                    fresh.add(name)
+                for n in drop:
                     del values[n]
-                if step.output:
-                    outputs[layer.name] = y
+                if output:
+                    outputs[name] = y
                     held.append(y)
+                continue
+        elif flow == _PASSES:  # an output layer: its input as it is
+            y = values[inputs[0]]
+            if type(y) is np.ndarray and y.dtype == np.float32:
+                for n in drop:
+                    del values[n]
+                values[name] = outputs[name] = y
+                held.append(y)
                 continue
         if not step.inputs:
             y = values[layer.name] if layer.kind == "input_layer" else run_layer(layer, [])

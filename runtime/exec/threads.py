@@ -183,7 +183,7 @@ def numba_threads(threads: int | None) -> Iterator[int]:
 
     from alls.runtime.kernels._parallel import free_cores, scoped, set_budget
 
-    outer = scoped()
+    outer = scoped() or None  # (`_parallel.UNASKED`: a float run's Numba count, which this call sets anew)
     count = check_threads(threads) or outer or default_threads()
     if outer is None and count > 1:
         count = min(count, free_cores())

@@ -40,8 +40,10 @@ from typing import Any
 
 import numba
 
-__all__ = ["run", "budget", "scoped", "set_budget", "choose", "split", "free_cores", "WORK_PER_THREAD", "reset"]
+__all__ = ["run", "budget", "scoped", "set_budget", "choose", "split", "free_cores", "WORK_PER_THREAD", "UNASKED",
+           "reset"]
 
+UNASKED = 0  # a budget that is Numba's count, not asked yet (`budget` asks it once: it costs a microsecond)
 WORK_PER_THREAD = 1 << 21  # about 2 M multiply-adds (20-40 µs on one core): below it, a thread costs more than it gives
 PROBE_MIN, PROBE_MAX = 8, 256  # calls between tries of the slower count
 _SMOOTH = 0.3  # weight of the newest time in a call site's running mean
@@ -52,9 +54,14 @@ _local = threading.local()
 
 
 def budget() -> int:
-    """The most threads a kernel call may use now: the runtime call's budget, else Numba's count."""
+    """The most threads a kernel call may use now: the runtime call's budget, else Numba's count
+    (asked here, and kept for the rest of the call where the budget is `UNASKED`)."""
     value = getattr(_local, "budget", None)
-    return numba.get_num_threads() if value is None else value
+    if value is None:
+        return numba.get_num_threads()
+    if value == UNASKED:
+        value = _local.budget = numba.get_num_threads()
+    return value
 
 
 def scoped() -> int | None:
@@ -257,7 +264,7 @@ def run(key: Hashable, work: int, parts: int, kernel: Callable[..., Any], *args:
 def _on(threads: int, kernel: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     # inside a runtime call Numba's count is the budget (set with it, put back by each call here);
     # asking Numba costs microseconds, which a small layer's kernel call does not
-    before = getattr(_local, "budget", None) or numba.get_num_threads()
+    before = budget()
     if threads == before or (threads == 1 and _serial(kernel)):
         return kernel(*args)  # (a kernel without a parallel region runs on the calling thread whatever the count)
     numba.set_num_threads(threads)

@@ -27,7 +27,9 @@ the same step in one pass per image (`bias_activate`).
 Where an image's plane fills less than `FOLD_BELOW` of its blocks' lanes (small planes: a 4x4
 output padded to 6x6 fills 16 of 32), `conv` folds the batch into the positions instead
 (`floatfold`), with the same micro-kernel and the same sums; a small stride-1 plane as wide as its
-input, of whole blocks, is read in place instead, the padding masked off the loads (`floatfold.in_place`). The weights are packed once per
+input, of whole blocks, is read in place instead, the padding masked off the loads (`floatfold.in_place`); a
+plane of at most `floatlanes.UP_TO` outputs runs with the output channels in the lanes and no tap of the
+padding (`floatlanes`). The weights are packed once per
 parameter array (`floatpack.packed`) and a geometry's offsets and kernel worked out once (`_Plan`).
 
 Summation order: every output is ``(((x0·w0 + x1·w1) + x2·w2) + ...) + bias``, the taps in the
@@ -309,7 +311,7 @@ def conv(x: F32, weight: F32, bias: F32, strides: tuple[int, int], dilations: tu
     if plan.laid:  # the weights read as they lie
         wp, bp = np.ascontiguousarray(weight, np.float32), np.ascontiguousarray(bias, np.float32).reshape(-1)
     else:
-        wp, bp = packed(weight, bias)
+        wp, bp = packed(weight, bias, plan.rows)
     out = np.empty(plan.out_shape, np.float32)
     act = _constants.get(activation)
     if act is None:
@@ -334,7 +336,7 @@ def prepare(weight: F32, bias: F32, strides: tuple[int, int], dilations: tuple[i
     than one thread takes runs as `conv` runs it, on the threads `_parallel` chooses."""
     code, act = activation[0], np.array(activation[1:], np.float32)
     w_shape = weight.shape
-    state = list(packed_with_copy(weight, bias))
+    state: dict[int, tuple[F32, F32, F32]] = {}  # the packed weights by the plans' layout, and their copy
     plain = weight.dtype == bias.dtype == np.float32 and weight.flags.c_contiguous and bias.flags.c_contiguous and \
         bias.ndim == 1
     plans: dict[tuple[int, ...], _Plan] = {}  # by input shape, in front of `_plans`
@@ -353,10 +355,10 @@ def prepare(weight: F32, bias: F32, strides: tuple[int, int], dilations: tuple[i
             out = np.empty(plan.out_shape, np.float32)
             plan.serial(x, weight, bias, plan.toff, plan.used, out, code, act)
             return out
-        wp, bp, copy = state
-        if weight.shape != w_shape or not unchanged(weight, bias, copy):
-            wp, bp, copy = packed_with_copy(weight, bias)
-            state[:] = wp, bp, copy
+        kept = state.get(plan.rows)
+        if kept is None or weight.shape != w_shape or not unchanged(weight, bias, kept[2]):
+            kept = state[plan.rows] = packed_with_copy(weight, bias, plan.rows)
+        wp, bp = kept[0], kept[1]
         out = np.empty(plan.out_shape, np.float32)
         plan.serial(x, wp, bp, plan.toff, plan.used, out, *plan.args, code, act, *plan.alone)
         return out
@@ -377,10 +379,11 @@ class _Plan:
     parallel: Callable[..., None]
     jobs: int
     toff: I64
-    used: npt.NDArray[Any]  # the phases the taps read; the masks of a conv read in place
-    args: tuple[int, ...]
+    used: npt.NDArray[Any]  # the phases the taps read; the masks of a conv read in place; `floatlanes`' classes
+    args: tuple[int | I64, ...]
     alone: tuple[int, ...]
     laid: bool = False  # the kernel reads the weights as the layer holds them, not packed
+    rows: int = ROWS  # else the channels of a packed block (`floatpack.pack`)
 
 
 _plans: dict[tuple[object, ...], _Plan] = {}
@@ -409,6 +412,11 @@ def _plan(shape: tuple[int, ...], w_shape: tuple[int, ...], strides: tuple[int, 
     wo = (w + left + right - (kw - 1) * dw - 1) // sw + 1
     hq, wq = -(-(h + top + bottom) // sh), -(-(w + left + right) // sw)
     out_shape, work = (n, out_c, ho, wo), n * out_c * ho * wo * c * kh * kw
+    if fold is None and floatlanes.takes(ho, wo, c, kh, kw):  # a tiny plane: the channels in the lanes
+        taps, classes, positions = floatlanes.tables(shape, w_shape, strides, dilations, pads)
+        return _Plan(out_shape, work, ("float conv lanes", shape, w_shape, strides, dilations, pads),
+                     floatlanes.lanes_part, floatlanes.lanes_direct, -(-out_c // (2 * floatlanes.LANES)), taps,
+                     classes, (positions,), (), rows=floatlanes.LANES)
     if fold is None and floatfold.in_place(h, w, ho, wo, sh, sw):  # no copy: the input read under masks
         toff, masks = floatfold.in_place_masks(c, h, w, ho, kh, kw, dh, dw, top, left)
         return _Plan(out_shape, work, ("float conv in place", shape, w_shape, strides, dilations, pads),
@@ -574,4 +582,4 @@ def _phases(image: F32, scratch: F32, used: npt.NDArray[np.bool_], top: int, lef
                             scratch[at + z] = src[z * sw + q - left]
 
 
-from alls.runtime.kernels import floatfold  # noqa: E402  (it builds on this module's micro-kernel)
+from alls.runtime.kernels import floatfold, floatlanes  # noqa: E402  (floatfold builds on this module's micro-kernel)

@@ -10,9 +10,15 @@ are small, is serial: its work is below what a thread repays.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from alls.runtime.kernels import _parallel
 from alls.runtime.kernels._common import njit
@@ -299,25 +305,72 @@ def maxpool(x: F32, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, top: i
 @njit(cache=True)
 def _maxpool_2x2(xf: F32, planes: int, h: int, ho: int, wo: int) -> F32:
     """`maxpool`'s common 2x2 window at stride 2 without pads, over planes as wide as two outputs a
-    window (``xf``: the planes, flat): the max of each pair of columns first, in one run over every
-    row of every plane (no pair straddles a row: vectorized, the pairs' two values shuffled apart),
-    then of each pair of rows. The same choice between the four as the taps in row-major order (the
-    first of equal values, the last NaN): ``max(max(bl, br), max(tl, tr))``, each keeping the first."""
-    pairs = xf.shape[0] // 2
-    across = np.empty(pairs, np.float32)
-    for k in range(np.uint64(pairs)):
-        j = k * np.uint64(2)
-        across[k] = _max(xf[j + np.uint64(1)], xf[j])
+    window (``xf``: the planes, flat): a window row's four outputs at a time in registers (`_quads`: the
+    pairs of columns of its two input rows shuffled apart, their maxima, then the rows'), over every
+    output row of every plane in one loop where the planes have no odd last row; the columns past the
+    last four one by one. The same choice between the four as the taps in row-major order (the first of
+    equal values, the last NaN): ``max(max(bl, br), max(tl, tr))``, each keeping the first."""
     out = np.empty(planes * ho * wo, np.float32)
-    at = np.uint64(0)
-    for p in range(planes):
-        for y in range(ho):
-            first = np.uint64((p * h + 2 * y) * wo)
-            below = first + np.uint64(wo)
-            for z in range(np.uint64(wo)):
-                out[at + z] = _max(across[below + z], across[first + z])
-            at += np.uint64(wo)
+    w, quads = 2 * wo, wo // 4
+    if quads and h == 2 * ho:
+        _quads(xf, 0, w, out, 0, wo, planes * ho, quads)
+    elif quads:
+        for p in range(planes):
+            _quads(xf, p * h * w, w, out, p * ho * wo, wo, ho, quads)
+    if wo % 4:
+        for p in range(planes):
+            for y in range(ho):
+                first, at = np.uint64((p * h + 2 * y) * w), np.uint64((p * ho + y) * wo)
+                below = first + np.uint64(w)
+                for z in range(np.uint64(4 * quads), np.uint64(wo)):
+                    j = np.uint64(2) * z
+                    top = _max(xf[first + j + np.uint64(1)], xf[first + j])
+                    out[at + z] = _max(_max(xf[below + j + np.uint64(1)], xf[below + j]), top)
     return out
+
+
+Codegen = Callable[[Any, Any, Any, Any], Any]
+
+
+@intrinsic
+def _quads_intrinsic(typingctx: Any, xf: Any, first: Any, w: Any, out: Any, at: Any, wo: Any, rows: Any,
+           quads: Any) -> tuple[Any, Codegen]:
+    """For each output row ``r`` < ``rows`` (its input rows at ``first + 2r·w`` and ``w`` floats below,
+    its outputs at ``at + r·wo``) and each ``q`` < ``quads``: the 2x2 maxima of the 8 input columns
+    from ``8q``, as `_max` takes them (``v > m`` or ``v`` NaN: ``v``), into outputs ``4q`` to ``4q + 3``."""
+    sig = types.void(xf, first, w, out, at, wo, rows, quads)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        xa, firstv, wv, oa, atv, wov, rowsv, quadsv = args
+        X = context.make_array(signature.args[0])(context, builder, xa)
+        O = context.make_array(signature.args[3])(context, builder, oa)
+        f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+        vec8, vec4 = ir.VectorType(f32, 8), ir.VectorType(f32, 4)
+        evens, odds = (ir.Constant(ir.VectorType(i32, 4), list(range(k, 8, 2))) for k in (0, 1))
+        undef = ir.Constant(vec8, ir.Undefined)
+
+        def pick(v: Any, m: Any) -> Any:  # `_max(v, m)`
+            wins = builder.or_(builder.fcmp_ordered(">", v, m), builder.fcmp_unordered("uno", v, v))
+            return builder.select(wins, v, m)
+
+        def across(index: Any) -> Any:  # the max of each pair of columns of 8
+            row = builder.load(builder.bitcast(builder.gep(X.data, [index]), vec8.as_pointer()), align=4)
+            return pick(builder.shuffle_vector(row, undef, odds), builder.shuffle_vector(row, undef, evens))
+
+        with cgutils.for_range(builder, rowsv) as r:
+            top = builder.add(firstv, builder.mul(r.index, builder.mul(wv, ir.Constant(i64, 2))))
+            dst = builder.add(atv, builder.mul(r.index, wov))
+            with cgutils.for_range(builder, quadsv) as q:
+                t = builder.add(top, builder.mul(q.index, ir.Constant(i64, 8)))
+                m = pick(across(builder.add(t, wv)), across(t))
+                ptr = builder.gep(O.data, [builder.add(dst, builder.mul(q.index, ir.Constant(i64, 4)))])
+                builder.store(m, builder.bitcast(ptr, vec4.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_quads: Any = _quads_intrinsic  # called from compiled code with the arguments after ``typingctx``
 
 
 @njit(cache=True, inline="always")

@@ -1,5 +1,5 @@
-"""The float conv's weights as its micro-kernel reads them (`pack`), made once per parameter array
-(`packed`).
+"""The float conv's weights as its micro-kernels read them (`pack`), made once per parameter array
+and layout (`packed`).
 
 `pack`'s layout of a layer's weights is kept with the arrays it came from (by identity, while both
 live) and served again only while they hold the same bits (`unchanged`, a comparison that costs a
@@ -21,30 +21,31 @@ __all__ = ["ROWS", "pack", "packed", "packed_with_copy", "unchanged"]
 F32 = npt.NDArray[np.float32]
 ROWS = 6  # output channels per block of the micro-kernel
 
-_packs: dict[tuple[int, int], tuple[weakref.ref[F32], weakref.ref[F32], F32, F32, F32]] = {}
+_packs: dict[tuple[int, int, int], tuple[weakref.ref[F32], weakref.ref[F32], F32, F32, F32]] = {}
 
 
-def packed(weight: F32, bias: F32) -> tuple[F32, F32]:
-    """`pack` of ``weight`` (C_out, C, KH, KW) and ``bias``, as float32, made once per pair of arrays
-    and kept while they live and hold the same values (a copy of them is kept to compare)."""
-    wp, bp, _ = packed_with_copy(weight, bias)
+def packed(weight: F32, bias: F32, rows: int = ROWS) -> tuple[F32, F32]:
+    """`pack` of ``weight`` (C_out, C, KH, KW) and ``bias``, as float32, by blocks of ``rows``
+    channels, made once per pair of arrays and layout and kept while they live and hold the same
+    values (a copy of them is kept to compare)."""
+    wp, bp, _ = packed_with_copy(weight, bias, rows)
     return wp, bp
 
 
-def packed_with_copy(weight: F32, bias: F32) -> tuple[F32, F32, F32]:
+def packed_with_copy(weight: F32, bias: F32, rows: int = ROWS) -> tuple[F32, F32, F32]:
     """`packed`, and the copy of the arrays' values it was packed from (to compare with `unchanged`)."""
     if weight.dtype != np.float32 or not weight.flags.c_contiguous:
         weight = np.ascontiguousarray(weight, np.float32)
     if bias.dtype != np.float32 or not bias.flags.c_contiguous:
         bias = np.ascontiguousarray(bias, np.float32)
-    key = (id(weight), id(bias))
+    key = (id(weight), id(bias), rows)
     kept = _packs.get(key)
     if kept is not None and kept[0]() is weight and kept[1]() is bias and unchanged(weight, bias, kept[2]):
         return kept[3], kept[4], kept[2]
-    wp, bp = pack(weight, bias)
+    wp, bp = pack(weight, bias, rows)
     copy = np.concatenate((weight.reshape(-1), bias.reshape(-1)))
 
-    def forget(_: object, key: tuple[int, int] = key) -> None:
+    def forget(_: object, key: tuple[int, int, int] = key) -> None:
         # No lock: the collector may call this in the middle of any code of this thread, this module's
         # included; a dict's get and pop are atomic, and an entry whose arrays live is left alone.
         entry = _packs.get(key)
@@ -56,19 +57,20 @@ def packed_with_copy(weight: F32, bias: F32) -> tuple[F32, F32, F32]:
 
 
 @njit(cache=True)
-def pack(weight: F32, bias: F32) -> tuple[F32, F32]:
-    """The weights (C_out, C, KH, KW) as the micro-kernel reads them, [block][tap][row] by blocks of
-    ``ROWS`` channels, and the bias, both zero-padded to whole blocks."""
+def pack(weight: F32, bias: F32, rows: int = ROWS) -> tuple[F32, F32]:
+    """The weights (C_out, C, KH, KW) as a micro-kernel reads them, [block][tap][row] by blocks of
+    ``rows`` channels (`ROWS`: `floatconv.block_kernel`'s; 8: `floatlanes.lane_kernel`'s), and the
+    bias, both zero-padded to whole blocks."""
     out_c = weight.shape[0]
     taps = weight[0].size
-    blocks = (out_c + ROWS - 1) // ROWS
+    blocks = (out_c + rows - 1) // rows
     wf = weight.reshape(-1)
-    wp = np.zeros(blocks * taps * ROWS, np.float32)
-    bp = np.zeros(blocks * ROWS, np.float32)
+    wp = np.zeros(blocks * taps * rows, np.float32)
+    bp = np.zeros(blocks * rows, np.float32)
     for o in range(out_c):
-        base = (o // ROWS) * taps * ROWS + o % ROWS
+        base = (o // rows) * taps * rows + o % rows
         for t in range(taps):
-            wp[base + t * ROWS] = wf[o * taps + t]
+            wp[base + t * rows] = wf[o * taps + t]
         bp[o] = bias[o]
     return wp, bp
 
