@@ -14,7 +14,9 @@ which layers carry the error.
 
 from __future__ import annotations
 
+import copy
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -24,6 +26,7 @@ from alls.graph import Graph, Layer
 from alls.runtime.exec.lifetimes import Readers
 from alls.runtime.exec.native import run_layer
 from alls.runtime.exec.pool import each
+from alls.runtime.exec.recompute import Again, Recomputed, run_seconds
 from alls.runtime.exec.stream import Source, Spill, Store, part_size
 from alls.runtime.ops import OPS
 from alls.runtime.ops.base import Encodings, Params, QLayer, to_nhwc, to_onnx
@@ -73,7 +76,10 @@ def _in_parts(run: Callable[[list[np.ndarray]], np.ndarray], xs: list[np.ndarray
     return out
 
 
-def _rest(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[np.ndarray | Source | Spill],
+Stored = np.ndarray | Source | Spill | Recomputed  # what a store's run reads
+
+
+def _rest(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[Stored],
           out: np.ndarray | Spill, step: int, threaded: bool) -> None:
     """``out[part] = run(xs[part])`` for the parts of ``step`` images after the first: ``threaded``, a part
     a thread on the free cores (`alls.runtime.exec.pool`), else one after another, each on every thread
@@ -94,10 +100,11 @@ def _rest(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[np.ndarray
         pass
 
 
-def _streamed(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[np.ndarray | Source | Spill], layer: Layer,
-              store: Store) -> np.ndarray | Spill:
-    """``run(xs)`` over parts of images read from arrays, `Source` or `Spill` inputs, its output
-    allocated by ``store`` (in memory, or spilled beyond its budget)."""
+def _streamed(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[Stored], layer: Layer,
+              store: Store, again: Again | None = None) -> np.ndarray | Spill | Recomputed:
+    """``run(xs)`` over parts of images read from arrays, `Source`, `Spill` or `Recomputed` inputs, its
+    output allocated by ``store`` (in memory, or beyond its budget spilled, or given ``again`` computed
+    again at every read: then only its first part is run here)."""
     n = xs[0].shape[0]
     if any(x.shape[0] != n for x in xs):
         return run([np.asarray(x) for x in xs])
@@ -107,11 +114,27 @@ def _streamed(run: Callable[[list[np.ndarray]], np.ndarray], xs: Sequence[np.nda
     first = run([x[:step] for x in xs])
     if first.shape[0] != step:  # the layer moves the image axis (a transpose): run it whole
         return run([np.asarray(x) for x in xs])
-    out = store.allocate((n, *first.shape[1:]), first.dtype)
+    out = store.allocate((n, *first.shape[1:]), first.dtype, again)
+    if isinstance(out, Recomputed):
+        return out
     out[:step] = first
     del first
     _rest(run, xs, out, step, threaded=True)
     return out
+
+
+def _again(layer: Layer, q: QLayer, enc: Encodings, xs: Sequence[Stored], reads: int) -> Again:
+    """How a store computes ``layer``'s output again (`alls.runtime.exec.recompute`): its integer run on a
+    copy of ``q`` as it is now (the constants of its first compute), over a read's images in parts of
+    `CHUNK_BYTES` one after another on the reading thread."""
+    def freeze() -> Callable[[list[np.ndarray]], np.ndarray]:
+        frozen = copy.deepcopy(q)
+        run_int = OPS[layer.kind].run_int
+        return lambda parts: _in_parts(lambda ys: run_int(layer, frozen, ys, enc), parts, layer)
+
+    elements = math.prod(d for d in layer.output_shape[1:] if isinstance(d, int))
+    inputs = sum(math.prod(x.shape[1:]) for x in xs)
+    return Again(freeze, tuple(xs), run_seconds(layer.macs, elements, inputs), reads)
 
 
 def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str, np.ndarray],
@@ -125,23 +148,26 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
     Float inputs are quantized with each input's encoding; with ``raw`` they
     are taken as integer codes. Returns the outputs and the tapped layers,
     dequantized (``raw_out``: as their integer codes), in ONNX layout. ``before(layer, qlayer, inputs)`` is called
-    before each layer runs and may change its constants (bias correction).
+    before each layer runs and may change its constants (bias correction, finetune); nothing changes a
+    layer's constants after it ran (a store's `Recomputed` runs it again, on a copy of them).
     Large batches run layer by layer in parts of images (`_in_parts`); only
     the layers' outputs are held whole.
 
     With a ``store`` (`alls.runtime.exec.stream.Store`) the run is for its ``before`` hook: inputs
-    may be `Source` objects read in parts, every layer's output is allocated by the store (spilled
-    to disk beyond its budget, so ``before`` may see `Spill` inputs), and no outputs or taps are
-    returned.
+    may be `Source` objects read in parts, every layer's output is allocated by the store (beyond its
+    budget spilled to disk or computed again at every read, so ``before`` may see `Spill` and
+    `Recomputed` inputs), and no outputs or taps are returned.
     """
     enc = {name: q.out for name, q in qlayers.items()}
     native = {graph[n].name for n in keep_native}
     wanted = {layer.name for layer in graph} if taps == "all" else {graph[t].name for t in (taps or ())}
     params = params or {}
-    # the layers' outputs: arrays, or with a store also `Source` inputs and `Spill` tensors
+    # the layers' outputs: arrays, or with a store also `Source` inputs, `Spill` and `Recomputed` tensors
     values: MutableMapping[str, Any] = {} if store is None else store
-    in_parts: Callable[[Callable[[list[np.ndarray]], np.ndarray], list[np.ndarray], Layer], np.ndarray | Spill] = (
+    in_parts: Callable[[Callable[[list[np.ndarray]], np.ndarray], list[np.ndarray], Layer], Stored] = (
         _in_parts if store is None else (lambda run, xs, layer: _streamed(run, xs, layer, store)))
+    # a tensor's full reads: one by each layer that reads it, one more by ``before`` (which may read its inputs)
+    reads = Counter(name for layer in graph for name in layer.inputs)
     readers = Readers(graph, keep=wanted)
     outputs: dict[str, np.ndarray] = {}
     tapped: dict[str, np.ndarray] = {}
@@ -160,6 +186,9 @@ def run_numeric(graph: Graph, qlayers: Mapping[str, QLayer], inputs: Mapping[str
                 before(layer, q, xs)
             if layer.name in native:
                 y = in_parts(lambda xs: _native(layer, q, xs, enc, params.get(layer.name, layer.params)), xs, layer)  # noqa: B023 (called at once)
+            elif store is not None:
+                y = _streamed(lambda xs: OPS[layer.kind].run_int(layer, q, xs, enc), xs, layer, store,  # noqa: B023
+                              _again(layer, q, enc, xs, reads[layer.name] * (1 if before is None else 2)))
             else:
                 y = in_parts(lambda xs: OPS[layer.kind].run_int(layer, q, xs, enc), xs, layer)  # noqa: B023 (called at once)
             readers.release(layer, values)

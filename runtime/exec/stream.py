@@ -9,7 +9,9 @@ time and keep the tensors of a pass over all of them within a memory limit
   memory-mapped file are given back after each read, so the file never becomes resident whole.
 - `Store`: the live tensors of a pass over many images, held in memory while they fit its budget,
   beyond it written to an unlinked temporary file and read back a part at a time (``pread``;
-  never mapped, so what is read back is this process's memory only while it is used).
+  never mapped, so what is read back is this process's memory only while it is used), or, for a
+  layer cheap to run again on inputs the store holds, computed again at every read
+  (`alls.runtime.exec.recompute`).
 
 Reading a slice gives the same bytes as slicing the whole array, and every layer treats its
 images independently, so a streamed run computes what the run in memory computes, bit for bit.
@@ -22,14 +24,16 @@ import mmap
 import os
 import tempfile
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import DTypeLike
 
 from alls.diagnostics import AllsError
+from alls.runtime.exec import recompute
+from alls.runtime.exec.recompute import Again, Recomputed
 
-__all__ = ["DEFAULT_MEMORY_LIMIT", "Source", "Spill", "Store", "check_memory_limit", "parse_memory_limit",
+__all__ = ["DEFAULT_MEMORY_LIMIT", "Source", "Spill", "Store", "Recomputed", "check_memory_limit", "parse_memory_limit",
            "is_streamed", "part_size", "read", "blocks"]
 
 DEFAULT_MEMORY_LIMIT = 4 << 30
@@ -155,8 +159,8 @@ class Source:
 
 
 def is_streamed(x: object) -> bool:
-    """Whether ``x`` is read in parts (a `Source` or a `Spill`) rather than held as an array."""
-    return isinstance(x, (Source, Spill))
+    """Whether ``x`` is read in parts (a `Source`, a `Spill` or a `Recomputed`) rather than held as an array."""
+    return isinstance(x, (Source, Spill, Recomputed))
 
 
 def blocks(count: int, image_bytes: int, budget: int) -> Iterator[slice]:
@@ -249,21 +253,49 @@ class Spill:
 class Store(MutableMapping[str, Any]):
     """Tensors by name, in memory while their bytes stay within ``budget``, spilled beyond it.
 
-    `allocate` gives an array when the tensor fits what is left, else a `Spill`; deleting a
-    name (the run's `Readers` does, once the last reader has run) frees its memory or its file.
+    `allocate` gives an array when the tensor fits what is left, else a `Spill`, or, given how to
+    compute the tensor again (`Again`) where that is worth it (`recompute.worth`) and its inputs
+    are this store's (arrays, `Recomputed` or `Spill` tensors), a `Recomputed`. Deleting a name (the run's
+    `Readers` does, once the last reader has run) frees its memory or closes its file, but not while a
+    `Recomputed` reads it: the inputs of a `Recomputed` stay (and stay counted in ``used``) until
+    it is deleted itself. ``spilled`` and ``recomputed`` count the bytes of the tensors given each way.
     """
 
     def __init__(self, budget: int, folder: str | None = None):
         self.budget, self.folder = budget, folder
-        self.used = self.peak = self.spilled = 0
+        self.used = self.peak = self.spilled = self.recomputed = 0
         self._values: dict[str, object] = {}
+        self._readers: dict[int, list[Any]] = {}  # id: [Recomputed reading it, the value, its name dropped]
 
-    def allocate(self, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray | Spill:
+    @overload
+    def allocate(self, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray | Spill: ...
+
+    @overload
+    def allocate(self, shape: tuple[int, ...], dtype: DTypeLike, again: Again | None) -> np.ndarray | Spill | Recomputed: ...
+
+    def allocate(self, shape: tuple[int, ...], dtype: DTypeLike,
+                 again: Again | None = None) -> np.ndarray | Spill | Recomputed:
+        """A tensor of ``shape``: an array within the budget, else a `Recomputed` (``again`` given and worth
+        it; its inputs are held until it is deleted, so it is to be stored), else a `Spill`."""
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize
         if self.used + nbytes <= self.budget:
             return np.empty(shape, dtype)
+        if again is not None and self._may_recompute(again, nbytes // max(shape[0], 1)):
+            made = Recomputed(shape, dtype, again.freeze(), again.inputs, recompute.chain_seconds(again))
+            for x in {id(x): x for x in made.inputs}.values():
+                self._readers.setdefault(id(x), [0, x, False])[0] += 1
+            self.recomputed += nbytes
+            return made
         self.spilled += nbytes
         return Spill(shape, dtype, self.folder)
+
+    def _may_recompute(self, again: Again, image_bytes: int) -> bool:
+        """Whether ``again``'s inputs are all held here (arrays, `Recomputed` or `Spill`) and it is worth it."""
+        if not recompute.RECOMPUTE:
+            return False
+        held = {id(value) for value in self._values.values()}
+        return (all(isinstance(x, (np.ndarray, Recomputed, Spill)) and id(x) in held for x in again.inputs)
+                and recompute.worth(again, image_bytes))
 
     def __setitem__(self, name: str, value: Any) -> None:
         if name in self._values:
@@ -278,10 +310,30 @@ class Store(MutableMapping[str, Any]):
 
     def __delitem__(self, name: str) -> None:
         value = self._values.pop(name)
+        read = self._readers.get(id(value))
+        if read is not None:  # a Recomputed reads it: freed when the last one is
+            read[2] = True
+        else:
+            self._free(value)
+
+    def _free(self, value: object) -> None:
         if isinstance(value, np.ndarray):
             self.used -= value.nbytes
         elif isinstance(value, Spill):
             value.close()
+        elif isinstance(value, Recomputed):
+            for x in {id(x): x for x in value.inputs}.values():
+                read = self._readers[id(x)]
+                read[0] -= 1
+                if read[0] == 0:
+                    del self._readers[id(x)]
+                    if read[2]:
+                        self._free(x)
+
+    @property
+    def held(self) -> int:
+        """Values held for a `Recomputed` after their names were dropped."""
+        return sum(1 for read in self._readers.values() if read[2])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)

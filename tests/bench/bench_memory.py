@@ -7,7 +7,9 @@ float32) are written once to a `.npy` in the test-model cache; each measured run
 calibration: 64 images in batches of 8), within ``--memory-limit``. The peak resident set is the
 child's own ``ru_maxrss`` (`os.wait4`), images included; the time of
 training the layers (the report's per-layer ``seconds``, rows gathered and checkpoints included) is
-given beside the whole.
+given beside the whole, and so are the bytes the run's stores wrote to disk (`Store.spilled`, summed
+over every `Store` the child makes) and those they computed again from their inputs instead
+(`Store.recomputed`).
 
     python tests/bench/bench_memory.py [--images 2048] [--epochs E] [--memory-limit 4GiB]
 
@@ -53,6 +55,13 @@ CHILD = """
 import json, sys, time
 import numpy as np
 from alls.runtime import Runner
+from alls.runtime.exec import stream
+stores = []  # every store of the run, to sum what they spilled to disk
+made = stream.Store.__init__
+def counted(self, *args, **kwargs):
+    made(self, *args, **kwargs)
+    stores.append(self)
+stream.Store.__init__ = counted
 model, images, script, limit = sys.argv[1:5]
 runner = Runner(model, input_shapes=(1, 3, 320, 320), progress=False, memory_limit=limit)
 runner.load_script(script)
@@ -62,7 +71,10 @@ qmodel = runner.quantize(data, finetune=True)
 seconds = time.perf_counter() - started
 trained = qmodel.report["finetune"]
 print(json.dumps({"seconds": seconds, "layers": len(trained), "kept": sum(r["kept"] for r in trained),
-                  "training": sum(r["seconds"] for r in trained), "steps": sum(r["steps"] for r in trained)}))
+                  "training": sum(r["seconds"] for r in trained), "steps": sum(r["steps"] for r in trained),
+                  "spilled": sum(s.spilled for s in stores),
+                  "recomputed": sum(getattr(s, "recomputed", 0) for s in stores),
+                  "stores": [[s.budget, s.spilled, getattr(s, "recomputed", 0)] for s in stores]}))
 """
 
 
@@ -132,7 +144,7 @@ def compare(model: Path, images: Path, args: argparse.Namespace) -> None:
                 runs[name].append(result)
                 print(f"  {name:>10}: quantize {result['seconds']:.0f} s (training the layers "
                       f"{result['training']:.0f} s), child CPU {result['cpu']:.0f} s, peak RSS "
-                      f"{result['peak_bytes'] / 2**30:.2f} GiB, "
+                      f"{result['peak_bytes'] / 2**30:.2f} GiB, spilled {result['spilled'] / 2**30:.2f} GiB, "
                       f"load average {result['load']:.1f} before", flush=True)
         for name, results in runs.items():
             print(f"  median {name:>10}: quantize {statistics.median(r['seconds'] for r in results):.0f} s, "
@@ -271,9 +283,12 @@ def main() -> None:
     result = measure(model, images, args.images, args.epochs, args.memory_limit)
     print(f"CenterFace 320x320, finetune on {args.images} images ({size / 2**30:.2f} GiB memory-mapped), "
           f"epochs {args.epochs or 'default'}, memory limit {args.memory_limit}:")
-    print(f"  quantize {result['seconds']:.0f} s (child wall {result['wall']:.0f} s), peak RSS "
+    print(f"  quantize {result['seconds']:.0f} s (child wall {result['wall']:.0f} s, CPU {result['cpu']:.0f} s), peak RSS "
           f"{result['peak_bytes'] / 2**30:.2f} GiB, {result['layers']} layers trained ({result['kept']} kept), "
           f"load average {result['load']:.2f} before the run, {os.getloadavg()[0]:.2f} after")
+    print(f"  spilled to disk {result['spilled'] / 2**30:.2f} GiB, computed again instead "
+          f"{result['recomputed'] / 2**30:.2f} GiB; by store (budget: spilled, computed again): " + ", ".join(
+              f"{b / 2**20:.0f} MiB: {s / 2**30:.2f}, {r / 2**30:.2f} GiB" for b, s, r in result["stores"] if s or r))
     print(f"  of which training the layers {result['training']:.0f} s ({result['steps']} steps, "
           f"{1e3 * result['training'] / max(result['steps'], 1):.1f} ms a step; the rest is calibration, the "
           "integer pass and the float targets)")
