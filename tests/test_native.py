@@ -174,7 +174,7 @@ def test_a_large_batch_runs_in_parts_with_the_same_outputs(monkeypatch):
     monkeypatch.setattr(native, "PART_BYTES", 4 * 32 * 8 * 8 * 5)  # the largest output: 32x8x8 floats an image
     assert native.part_images(graph) == 5
     parts = run_float(graph, {graph.inputs[0].name: x})[0]
-    assert seen == [5] * 7 + [2]
+    assert seen[0] == 5 and sorted(seen[1:]) == [2] + [5] * 6  # the parts after the first finish in any order
     assert parts.keys() == whole.keys()
     for name in whole:
         np.testing.assert_allclose(parts[name], whole[name], rtol=1e-5, atol=1e-5)
