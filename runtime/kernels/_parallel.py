@@ -247,6 +247,8 @@ def run(key: Hashable, work: int, parts: int, kernel: Callable[..., Any], *args:
     ``work`` counts multiply-adds (or elements moved); ``parts`` the independent parts the
     kernel's ``prange`` splits (rows, channel blocks).
     """
+    if parts <= 1 or work < 2 * WORK_PER_THREAD:  # `counted`'s first answer, without a closure per small call
+        return _on(1, kernel, args)
     return counted(key, work, parts, lambda threads: _on(threads, kernel, args))
 
 
